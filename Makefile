@@ -1,0 +1,103 @@
+# Croupier build and test entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+GO ?= go
+TOOLS := $(CURDIR)/.tools/bin
+export PATH := $(TOOLS):$(PATH)
+
+BUF_VERSION := v1.61.0
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GRPC_GATEWAY_VERSION := v2.31.0
+STATICCHECK_VERSION := v0.8.2
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+LDFLAGS := -X github.com/croupier/croupier/internal/buildinfo.Version=$(VERSION) -X github.com/croupier/croupier/internal/buildinfo.Commit=$(COMMIT)
+
+PG_DIR := $(CURDIR)/.tmp/postgres
+FUZZTIME ?= 20s
+
+.PHONY: all build dev test unit lint vet staticcheck buflint generate check-generated tools fuzz bench postgres-start postgres-stop clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/croupier ./cmd/croupier
+
+# dev builds the binary and runs everything in one process on embedded SQLite.
+dev: build
+	./bin/croupier dev
+
+tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/protoc-gen-grpc-gateway $(TOOLS)/protoc-gen-openapiv2 $(TOOLS)/staticcheck
+
+$(TOOLS)/buf:
+	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+$(TOOLS)/protoc-gen-go:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(TOOLS)/protoc-gen-go-grpc:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+$(TOOLS)/protoc-gen-grpc-gateway:
+	GOBIN=$(TOOLS) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
+$(TOOLS)/protoc-gen-openapiv2:
+	GOBIN=$(TOOLS) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
+$(TOOLS)/staticcheck:
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+generate: tools
+	buf lint
+	buf generate
+
+# check-generated fails when the committed generated code differs from what
+# the protos produce.
+check-generated: generate
+	@if [ -n "$$(git status --porcelain -- api proto)" ]; then \
+		echo "generated code is stale: run 'make generate' and commit the result"; \
+		git status --porcelain -- api proto; git diff --stat -- api; exit 1; \
+	fi
+
+buflint: tools
+	buf lint
+
+vet:
+	$(GO) vet ./...
+
+staticcheck: tools
+	staticcheck ./...
+
+lint: buflint vet staticcheck
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go'; git ls-files --others --exclude-standard '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+
+postgres-start:
+	@scripts/postgres.sh start $(PG_DIR) >/dev/null
+
+postgres-stop:
+	@scripts/postgres.sh stop $(PG_DIR) >/dev/null 2>&1 || true
+
+# unit runs the Go test suite with the race detector against SQLite and a
+# throwaway PostgreSQL started for the run.
+unit: build
+	@dsn=$$(scripts/postgres.sh start $(PG_DIR) | tail -n 1) || { echo "postgres failed to start"; exit 1; }; \
+	trap 'scripts/postgres.sh stop $(PG_DIR) >/dev/null 2>&1' EXIT; \
+	CROUPIER_TEST_POSTGRES_DSN="$$dsn" CROUPIER_REQUIRE_POSTGRES=1 CROUPIER_BIN=$(CURDIR)/bin/croupier \
+		$(GO) test -race -count=1 -timeout 30m ./...
+
+# fuzz runs every fuzz target for a bounded time.
+fuzz:
+	@for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -h '^func Fuzz' $$spec/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "fuzz $$spec $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$spec || exit 1; \
+		done; \
+	done
+
+# test is the whole suite: generated-code freshness, lint, unit and
+# end-to-end tests, and a bounded fuzz run.
+test: check-generated lint unit fuzz
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/tunnel/
+	$(GO) run ./bench/invoke
+
+clean:
+	rm -rf bin .tmp

@@ -1,0 +1,99 @@
+// Package apierr is the catalog of Croupier's stable error codes and the one
+// place where domain failures become gRPC statuses carrying an ErrorInfo
+// detail. REST maps the same statuses to HTTP (see the seed's table), so the
+// code, message and details reach every client unchanged.
+package apierr
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Stable error codes (ErrorInfo.code). Documented in docs/api.md.
+const (
+	CodeInvalidArgument     = "INVALID_ARGUMENT"
+	CodeInvalidPayload      = "INVALID_PAYLOAD"
+	CodeInvalidDescriptor   = "INVALID_DESCRIPTOR"
+	CodeUnknownScope        = "UNKNOWN_SCOPE"
+	CodeFunctionNotFound    = "FUNCTION_NOT_FOUND"
+	CodeFunctionDisabled    = "FUNCTION_DISABLED"
+	CodeTargetNotFound      = "TARGET_NOT_FOUND"
+	CodeNoInstance          = "NO_INSTANCE"
+	CodeAgentNotFound       = "AGENT_NOT_FOUND"
+	CodeAgentNotConnected   = "AGENT_NOT_CONNECTED"
+	CodeScopeMismatch       = "SCOPE_MISMATCH"
+	CodeIdempotencyConflict = "IDEMPOTENCY_KEY_REUSED"
+	CodeIdempotencyPending  = "IDEMPOTENCY_KEY_IN_PROGRESS"
+	CodeTimeout             = "TIMEOUT"
+	CodeCanceled            = "CANCELED"
+	CodeUnavailable         = "UNAVAILABLE"
+	CodeJobNotFound         = "JOB_NOT_FOUND"
+	CodeJobFinished         = "JOB_FINISHED"
+	CodeInternal            = "INTERNAL"
+)
+
+// New returns a status error with an ErrorInfo detail. details are key/value
+// pairs (k1, v1, k2, v2, ...).
+func New(c codes.Code, code, msg string, details ...string) error {
+	info := &croupierv1.ErrorInfo{Code: code, Message: msg}
+	if len(details) > 0 {
+		info.Details = make(map[string]string, len(details)/2)
+		for i := 0; i+1 < len(details); i += 2 {
+			info.Details[details[i]] = details[i+1]
+		}
+	}
+	st, err := status.New(c, msg).WithDetails(info)
+	if err != nil {
+		return status.Error(c, msg)
+	}
+	return st.Err()
+}
+
+// Newf is New with a formatted message and no details.
+func Newf(c codes.Code, code, format string, args ...any) error {
+	return New(c, code, fmt.Sprintf(format, args...))
+}
+
+// Info extracts the ErrorInfo of a status error, if any.
+func Info(err error) *croupierv1.ErrorInfo {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*croupierv1.ErrorInfo); ok {
+			return info
+		}
+	}
+	return nil
+}
+
+// FromContext turns a context error into the matching status; other errors
+// pass through.
+func FromContext(err error) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return New(codes.DeadlineExceeded, CodeTimeout, "the call did not finish before its deadline")
+	case errors.Is(err, context.Canceled):
+		return New(codes.Canceled, CodeCanceled, "the call was cancelled by the caller")
+	}
+	return err
+}
+
+// Internal logs err under a fresh id and returns an INTERNAL status naming
+// only that id, so internal details never leak to clients.
+func Internal(log *slog.Logger, err error) error {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	log.Error("internal error", "error_id", id, "err", err)
+	return New(codes.Internal, CodeInternal, "internal error; quote id "+id+" to an administrator", "error_id", id)
+}

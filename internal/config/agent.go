@@ -1,0 +1,116 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Agent configures `croupier agent`.
+type Agent struct {
+	// ID names the agent; with mTLS it must match the certificate's name.
+	ID   string `koanf:"agent_id"`
+	Game string `koanf:"game_id"`
+	Env  string `koanf:"env"`
+	// Server is the server's gRPC address (host:port).
+	Server string `koanf:"server"`
+	// Transport is "grpc" (bidi stream, default) or "longpoll" (HTTP/1.1).
+	Transport string `koanf:"transport"`
+	// LongPollURL is the server's long-poll tunnel base URL, e.g.
+	// https://server:8444/tunnel/v1.
+	LongPollURL string `koanf:"longpoll_url"`
+	Insecure    bool   `koanf:"insecure"`
+	TLSCA       string `koanf:"tls_ca"`
+	TLSCert     string `koanf:"tls_cert"`
+	TLSKey      string `koanf:"tls_key"`
+	// TLSServerName overrides the name checked in the server certificate.
+	TLSServerName string `koanf:"tls_server_name"`
+	// SDKAddr is the loopback address game servers (SDK) connect to.
+	SDKAddr string `koanf:"sdk_addr"`
+	// Labels are attached to the agent's registration ("k=v" pairs).
+	Labels []string `koanf:"labels"`
+	// DataDir holds the default certificate paths.
+	DataDir string `koanf:"data_dir"`
+	// ReconnectMax caps the reconnect backoff.
+	ReconnectMax time.Duration `koanf:"reconnect_max"`
+}
+
+// DefaultAgent returns the defaults of `croupier agent`.
+func DefaultAgent() Agent {
+	host, _ := os.Hostname()
+	return Agent{
+		ID:           host,
+		Server:       "127.0.0.1:8443",
+		Transport:    "grpc",
+		SDKAddr:      "127.0.0.1:19090",
+		DataDir:      DefaultDataDir(),
+		ReconnectMax: 30 * time.Second,
+	}
+}
+
+// Resolve fills derived paths and validates.
+func (c *Agent) Resolve() error {
+	certs := filepath.Join(c.DataDir, "certs")
+	if c.TLSCA == "" {
+		c.TLSCA = filepath.Join(certs, "ca.crt")
+	}
+	if c.TLSCert == "" {
+		c.TLSCert = filepath.Join(certs, "agent.crt")
+	}
+	if c.TLSKey == "" {
+		c.TLSKey = filepath.Join(certs, "agent.key")
+	}
+	var p []string
+	if !validName(c.ID) {
+		p = append(p, fmt.Sprintf("agent_id %q: use letters, digits, '-', '_' or '.' (max 64)", c.ID))
+	}
+	if !validName(c.Game) || !validName(c.Env) {
+		p = append(p, "game_id and env are required (--game-id, --env): the scope this agent serves")
+	}
+	switch c.Transport {
+	case "grpc":
+		if _, _, err := net.SplitHostPort(c.Server); err != nil {
+			p = append(p, fmt.Sprintf("server %q is not host:port", c.Server))
+		}
+	case "longpoll":
+		if c.LongPollURL == "" {
+			p = append(p, "transport longpoll needs longpoll_url (e.g. https://server:8444/tunnel/v1)")
+		}
+		if _, _, err := net.SplitHostPort(c.Server); err != nil {
+			p = append(p, fmt.Sprintf("server %q is not host:port (unary calls still use gRPC)", c.Server))
+		}
+	default:
+		p = append(p, fmt.Sprintf("transport %q: use grpc or longpoll", c.Transport))
+	}
+	if _, _, err := net.SplitHostPort(c.SDKAddr); err != nil {
+		p = append(p, fmt.Sprintf("sdk_addr %q is not host:port", c.SDKAddr))
+	}
+	for _, l := range c.Labels {
+		if _, _, ok := cutLabel(l); !ok {
+			p = append(p, fmt.Sprintf("label %q must be key=value", l))
+		}
+	}
+	return joinErrors(p)
+}
+
+// LabelMap returns Labels as a map.
+func (c *Agent) LabelMap() map[string]string {
+	m := map[string]string{}
+	for _, l := range c.Labels {
+		if k, v, ok := cutLabel(l); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func cutLabel(l string) (string, string, bool) {
+	for i := 0; i < len(l); i++ {
+		if l[i] == '=' {
+			return l[:i], l[i+1:], i > 0
+		}
+	}
+	return "", "", false
+}

@@ -1,0 +1,135 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Server configures `croupier server`.
+type Server struct {
+	// GRPCAddr serves ControlService, FunctionService, RegistryService and the
+	// agent tunnel (bidi stream). The seed's port is 8443.
+	GRPCAddr string `koanf:"grpc_addr"`
+	// HTTPAddr serves REST (/api/v1), /healthz, /readyz and /metrics.
+	HTTPAddr string `koanf:"http_addr"`
+	// TunnelHTTPAddr serves the long-poll tunnel (HTTP/1.1) for agents behind
+	// proxies that break HTTP/2 streams. Empty disables it.
+	TunnelHTTPAddr string `koanf:"tunnel_http_addr"`
+	// DataDir holds the SQLite database and the dev certificates.
+	DataDir string `koanf:"data_dir"`
+	// Insecure serves plaintext; only allowed on loopback addresses.
+	Insecure bool   `koanf:"insecure"`
+	TLSCA    string `koanf:"tls_ca"`
+	TLSCert  string `koanf:"tls_cert"`
+	TLSKey   string `koanf:"tls_key"`
+	// StoreDriver is "sqlite" (default, file in DataDir) or "postgres".
+	StoreDriver string `koanf:"store_driver"`
+	// StoreDSN is the PostgreSQL URL, or the SQLite file path (default
+	// DataDir/croupier.db).
+	StoreDSN string `koanf:"store_dsn"`
+	// Scopes are the declared "game/env" pairs; agents and calls for any other
+	// scope are refused. Scopes are also persisted; these are declared at start.
+	Scopes []string `koanf:"scopes"`
+	// HeartbeatInterval is handed to agents; three missed beats remove them.
+	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
+	// InvokeTimeout is the default InvokeFunction timeout; InvokeMaxTimeout caps
+	// what callers may ask for.
+	InvokeTimeout    time.Duration `koanf:"invoke_timeout"`
+	InvokeMaxTimeout time.Duration `koanf:"invoke_max_timeout"`
+	// IdempotencyWindow is how long an idempotency key is remembered.
+	IdempotencyWindow time.Duration `koanf:"idempotency_window"`
+	// MaxRequestBytes caps gRPC and REST request bodies.
+	MaxRequestBytes int `koanf:"max_request_bytes"`
+}
+
+// DefaultServer returns the defaults of `croupier server`.
+func DefaultServer() Server {
+	return Server{
+		GRPCAddr:          ":8443",
+		HTTPAddr:          ":8080",
+		TunnelHTTPAddr:    ":8444",
+		DataDir:           DefaultDataDir(),
+		StoreDriver:       "sqlite",
+		HeartbeatInterval: 10 * time.Second,
+		InvokeTimeout:     30 * time.Second,
+		InvokeMaxTimeout:  5 * time.Minute,
+		IdempotencyWindow: 24 * time.Hour,
+		MaxRequestBytes:   4 << 20,
+	}
+}
+
+// Resolve fills paths derived from DataDir and validates the result.
+func (c *Server) Resolve() error {
+	certs := filepath.Join(c.DataDir, "certs")
+	if c.TLSCA == "" {
+		c.TLSCA = filepath.Join(certs, "ca.crt")
+	}
+	if c.TLSCert == "" {
+		c.TLSCert = filepath.Join(certs, "server.crt")
+	}
+	if c.TLSKey == "" {
+		c.TLSKey = filepath.Join(certs, "server.key")
+	}
+	if c.StoreDriver == "sqlite" && c.StoreDSN == "" {
+		c.StoreDSN = filepath.Join(c.DataDir, "croupier.db")
+	}
+	var p []string
+	for name, addr := range map[string]string{"grpc_addr": c.GRPCAddr, "http_addr": c.HTTPAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			p = append(p, fmt.Sprintf("%s %q is not host:port (e.g. 127.0.0.1:8443 or :8443)", name, addr))
+		}
+	}
+	if c.TunnelHTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.TunnelHTTPAddr); err != nil {
+			p = append(p, fmt.Sprintf("tunnel_http_addr %q is not host:port; leave it empty to disable the long-poll tunnel", c.TunnelHTTPAddr))
+		}
+	}
+	switch c.StoreDriver {
+	case "sqlite":
+	case "postgres":
+		if c.StoreDSN == "" {
+			p = append(p, "store_driver postgres needs store_dsn (postgres://user:pass@host:5432/db)")
+		}
+	default:
+		p = append(p, fmt.Sprintf("store_driver %q: use sqlite or postgres", c.StoreDriver))
+	}
+	for _, s := range c.Scopes {
+		if _, _, err := ParseScope(s); err != nil {
+			p = append(p, err.Error())
+		}
+	}
+	if c.HeartbeatInterval < 100*time.Millisecond {
+		p = append(p, fmt.Sprintf("heartbeat_interval %s is too short (min 100ms)", c.HeartbeatInterval))
+	}
+	if c.InvokeTimeout <= 0 || c.InvokeMaxTimeout < c.InvokeTimeout {
+		p = append(p, fmt.Sprintf("invoke_timeout (%s) must be > 0 and <= invoke_max_timeout (%s)", c.InvokeTimeout, c.InvokeMaxTimeout))
+	}
+	if c.MaxRequestBytes < 1024 {
+		p = append(p, "max_request_bytes must be at least 1024")
+	}
+	return joinErrors(p)
+}
+
+// ParseScope splits "game/env".
+func ParseScope(s string) (game, env string, err error) {
+	game, env, ok := strings.Cut(s, "/")
+	if !ok || !validName(game) || !validName(env) {
+		return "", "", fmt.Errorf("scope %q must be GAME/ENV with letters, digits, '-', '_' or '.'", s)
+	}
+	return game, env, nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
