@@ -1,0 +1,44 @@
+package certs
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+)
+
+// IdentityFromTLS reads the identity of the peer of a TLS connection. Only a
+// verified chain counts: with tls.VerifyClientCertIfGiven an unverified
+// certificate never reaches here, and PeerCertificates alone would trust
+// whatever the peer sent.
+func IdentityFromTLS(cs *tls.ConnectionState) (Identity, error) {
+	if cs == nil {
+		return Identity{}, fmt.Errorf("%w: connection is not TLS", ErrNoIdentity)
+	}
+	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return Identity{}, fmt.Errorf("%w: peer presented no verified certificate", ErrNoIdentity)
+	}
+	return IdentityFromCert(cs.VerifiedChains[0][0])
+}
+
+// IdentityFromContext reads the identity of the gRPC peer of a server-side
+// call context.
+func IdentityFromContext(ctx context.Context) (Identity, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return Identity{}, fmt.Errorf("%w: no gRPC peer in context", ErrNoIdentity)
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return Identity{}, fmt.Errorf("%w: gRPC peer did not connect over TLS", ErrNoIdentity)
+	}
+	return IdentityFromTLS(&info.State)
+}
+
+// IdentityFromRequest reads the identity of the client of an HTTPS request.
+func IdentityFromRequest(r *http.Request) (Identity, error) {
+	return IdentityFromTLS(r.TLS)
+}
