@@ -1,0 +1,378 @@
+// Package agent implements `croupier agent`: it dials the server over the
+// tunnel (the server calls it back on that connection), registers the
+// functions of the game-server instances connected to it, heartbeats, and
+// forwards invocations to those instances. Game servers reach it on
+// loopback through the SDK.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/buildinfo"
+	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/schema"
+	"github.com/croupier/croupier/internal/tlsconf"
+	"github.com/croupier/croupier/internal/tunnel"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+)
+
+// Agent is a running croupier agent.
+type Agent struct {
+	cfg config.Agent
+	log *slog.Logger
+
+	instances *instances
+	sdkTunnel *tunnel.Server // game-server instances connect here
+	sdkServer *grpc.Server
+	sdkLis    net.Listener
+
+	conn    *grpc.ClientConn
+	control controlClient
+	client  *tunnel.Client
+
+	mu         sync.RWMutex
+	enabled    map[string]bool // function -> enabled, from GetAssignments
+	assignVer  int64
+	registered bool
+	stop       context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+// New validates cfg and returns an agent that Start brings up.
+func New(cfg config.Agent, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Resolve(); err != nil {
+		return nil, err
+	}
+	if err := tlsconf.CheckInsecureAllowed(cfg.SDKAddr, true); err != nil {
+		return nil, fmt.Errorf("sdk_addr: game servers connect in plaintext, so it must be a loopback address: %w", err)
+	}
+	if cfg.Insecure {
+		if err := tlsconf.CheckInsecureAllowed(cfg.Server, true); err != nil {
+			return nil, err
+		}
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Agent{cfg: cfg, log: log.With("agent", cfg.ID), instances: newInstances(), enabled: map[string]bool{}}, nil
+}
+
+// Start listens for game servers and starts dialing the server. It returns
+// once the SDK endpoint accepts connections; the tunnel connects (and
+// reconnects) in the background.
+func (a *Agent) Start(ctx context.Context) (err error) {
+	ctx, a.stop = context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			a.stop()
+			a.closeAll()
+		}
+	}()
+	a.sdkTunnel = tunnel.NewServer(tunnel.ServerOptions{
+		Logger: a.log.With("component", "sdk-tunnel"),
+		OnDisconnect: func(name string, err error) {
+			if a.instances.remove(name) {
+				a.log.Info("game-server instance disconnected", "instance", name, "reason", err)
+			}
+		},
+	})
+	a.sdkServer = grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}))
+	agentv1.RegisterLocalAgentServiceServer(a.sdkServer, localService{a: a})
+	a.sdkTunnel.RegisterGRPC(a.sdkServer)
+	if a.sdkLis, err = net.Listen("tcp", a.cfg.SDKAddr); err != nil {
+		return fmt.Errorf("listen sdk_addr %s: %w", a.cfg.SDKAddr, err)
+	}
+
+	handlers := tunnel.NewHandlerRegistry()
+	if err = tunnel.Register(handlers, a.handleInvoke); err != nil {
+		return err
+	}
+	copts := tunnel.ClientOptions{
+		Name: a.cfg.ID, Handlers: handlers, Logger: a.log.With("component", "tunnel"),
+		MaxBackoff:  a.cfg.ReconnectMax,
+		OnConnected: a.session,
+	}
+	if err = a.dial(copts); err != nil {
+		return err
+	}
+
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		if err := a.sdkServer.Serve(a.sdkLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			a.log.Error("sdk listener stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer a.wg.Done()
+		if err := a.client.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Error("tunnel stopped", "err", err)
+		}
+	}()
+	a.log.Info("croupier agent started", "sdk", a.SDKAddr(), "server", a.cfg.Server, "transport", a.cfg.Transport,
+		"game", a.cfg.Game, "env", a.cfg.Env)
+	return nil
+}
+
+func (a *Agent) dial(copts tunnel.ClientOptions) error {
+	var tlsCfg *tls.Config
+	creds := insecure.NewCredentials()
+	if !a.cfg.Insecure {
+		var err error
+		if tlsCfg, err = tlsconf.ClientConfig(a.cfg.TLSCA, a.cfg.TLSCert, a.cfg.TLSKey, a.cfg.TLSServerName); err != nil {
+			return err
+		}
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	switch a.cfg.Transport {
+	case "longpoll":
+		tr := &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 4,
+			TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+		hc := &http.Client{Transport: tr}
+		base := strings.TrimSuffix(a.cfg.LongPollURL, "/")
+		a.control = restControl{base: base, hc: hc}
+		a.client = tunnel.NewLongPollClient(base+"/tunnel/v1", hc, copts)
+		return nil
+	default:
+		conn, err := grpc.NewClient(a.cfg.Server, grpc.WithTransportCredentials(creds),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))
+		if err != nil {
+			return fmt.Errorf("dial server %s: %w", a.cfg.Server, err)
+		}
+		a.conn = conn
+		a.control = grpcControl{c: croupierv1.NewControlServiceClient(conn)}
+		a.client = tunnel.NewGRPCClient(conn, copts)
+		return nil
+	}
+}
+
+// session runs for as long as one tunnel connection lives: it registers,
+// heartbeats at the server's interval, re-registers when instances change,
+// and refreshes assignments when their version moves.
+func (a *Agent) session(ctx context.Context) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		interval, err := a.register(ctx)
+		for err != nil {
+			a.log.Warn("register with server failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			interval, err = a.register(ctx)
+		}
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				a.setRegistered(false)
+				return
+			case <-a.instances.changed:
+				if _, err := a.register(ctx); err != nil {
+					a.log.Warn("re-register failed", "err", err)
+					a.instances.notify()
+				}
+			case <-t.C:
+				a.heartbeat(ctx)
+			}
+		}
+	}()
+}
+
+func (a *Agent) register(ctx context.Context) (time.Duration, error) {
+	fns, descs, infos := a.instances.snapshot()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := a.control.RegisterAgent(cctx, &croupierv1.RegisterAgentRequest{
+		AgentId: a.cfg.ID, GameId: a.cfg.Game, Env: a.cfg.Env, Version: buildinfo.String(),
+		Functions: fns, Labels: a.cfg.LabelMap(), Descriptors: descs, Instances: infos,
+	})
+	if err != nil {
+		return 0, err
+	}
+	a.setRegistered(true)
+	a.log.Info("registered with server", "instances", len(infos), "functions", len(fns))
+	a.refreshAssignments(ctx)
+	interval := time.Duration(resp.GetHeartbeatInterval()) * time.Second
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	return interval, nil
+}
+
+func (a *Agent) heartbeat(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := a.control.Heartbeat(cctx, &croupierv1.HeartbeatRequest{AgentId: a.cfg.ID, Timestamp: time.Now().UnixMilli()})
+	switch {
+	case status.Code(err) == codes.NotFound:
+		a.log.Warn("server forgot this agent; re-registering")
+		a.instances.notify()
+	case err != nil:
+		a.log.Warn("heartbeat failed", "err", err)
+	default:
+		a.mu.RLock()
+		stale := resp.GetAssignmentsVersion() != a.assignVer
+		a.mu.RUnlock()
+		if stale {
+			a.refreshAssignments(ctx)
+		}
+	}
+}
+
+func (a *Agent) refreshAssignments(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := a.control.GetAssignments(cctx, &croupierv1.GetAssignmentsRequest{AgentId: a.cfg.ID})
+	if err != nil {
+		a.log.Warn("get assignments failed", "err", err)
+		return
+	}
+	enabled := make(map[string]bool, len(resp.GetAssignments()))
+	for _, as := range resp.GetAssignments() {
+		enabled[as.GetFunctionId()] = as.GetEnabled()
+	}
+	a.mu.Lock()
+	a.enabled, a.assignVer = enabled, resp.GetVersion()
+	a.mu.Unlock()
+}
+
+func (a *Agent) setRegistered(v bool) {
+	a.mu.Lock()
+	a.registered = v
+	a.mu.Unlock()
+}
+
+// Registered reports whether the agent is currently registered with the server.
+func (a *Agent) Registered() bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.registered
+}
+
+// handleInvoke runs a server call on a game-server instance.
+func (a *Agent) handleInvoke(ctx context.Context, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+	a.mu.RLock()
+	enabled, known := a.enabled[req.GetFunctionId()]
+	a.mu.RUnlock()
+	if known && !enabled {
+		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeFunctionDisabled, "function "+req.GetFunctionId()+" is disabled on this agent")
+	}
+	id, ok := a.instances.pick(req.GetInstanceId(), req.GetFunctionId())
+	if !ok {
+		return nil, apierr.New(codes.Unavailable, apierr.CodeNoInstance,
+			fmt.Sprintf("no instance on agent %s serves %s (instance %q)", a.cfg.ID, req.GetFunctionId(), req.GetInstanceId()))
+	}
+	resp, err := tunnel.Call[*agentv1.InvokeResponse](ctx, a.sdkTunnel, id, req)
+	if err != nil {
+		return nil, err
+	}
+	resp.InstanceId = id
+	return resp, nil
+}
+
+// SDKAddr is the bound SDK address.
+func (a *Agent) SDKAddr() string {
+	if a.sdkLis == nil {
+		return ""
+	}
+	return a.sdkLis.Addr().String()
+}
+
+// Shutdown stops the agent: the tunnel closes (the server drops the
+// registration at once) and game servers are disconnected.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	if a.stop == nil {
+		return nil
+	}
+	a.stop()
+	if a.sdkTunnel != nil {
+		a.sdkTunnel.Close()
+	}
+	done := make(chan struct{})
+	go func() {
+		a.sdkServer.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		a.sdkServer.Stop()
+	}
+	a.wg.Wait()
+	a.closeAll()
+	a.log.Info("croupier agent stopped")
+	return nil
+}
+
+func (a *Agent) closeAll() {
+	if a.sdkLis != nil {
+		_ = a.sdkLis.Close()
+	}
+	if a.conn != nil {
+		_ = a.conn.Close()
+	}
+}
+
+// Run starts the agent and blocks until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return a.Shutdown(sctx)
+}
+
+// localService is LocalAgentService for game servers on loopback.
+type localService struct {
+	agentv1.UnimplementedLocalAgentServiceServer
+	a *Agent
+}
+
+func (s localService) RegisterInstance(ctx context.Context, req *agentv1.RegisterInstanceRequest) (*agentv1.RegisterInstanceResponse, error) {
+	a := s.a
+	id := req.GetInstanceId()
+	if id == "" {
+		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "instance_id is required")
+	}
+	seen := map[string]bool{}
+	for _, d := range req.GetFunctions() {
+		if err := schema.ValidateDescriptor(d); err != nil {
+			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidDescriptor,
+				fmt.Sprintf("descriptor %q: %v", d.GetId(), err), "function_id", d.GetId())
+		}
+		if seen[d.GetId()] {
+			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidDescriptor, "function "+d.GetId()+" is listed twice", "function_id", d.GetId())
+		}
+		seen[d.GetId()] = true
+	}
+	if !a.sdkTunnel.Connected(id) {
+		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeAgentNotConnected,
+			"instance "+id+" has no open tunnel to the agent; open it before registering")
+	}
+	a.instances.put(&instance{id: id, functions: req.GetFunctions(), labels: req.GetLabels()})
+	a.log.Info("game-server instance registered", "instance", id, "functions", len(req.GetFunctions()))
+	return &agentv1.RegisterInstanceResponse{AgentId: a.cfg.ID, GameId: a.cfg.Game, Env: a.cfg.Env}, nil
+}

@@ -1,0 +1,108 @@
+package agent
+
+import (
+	"sort"
+	"sync"
+
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+)
+
+// instance is one game-server process connected through the SDK.
+type instance struct {
+	id        string
+	functions []*croupierv1.FunctionDescriptor
+	labels    map[string]string
+}
+
+// instances is the agent's table of connected game-server instances.
+type instances struct {
+	mu      sync.RWMutex
+	byID    map[string]*instance
+	changed chan struct{} // capacity 1: "registration is stale", coalesced
+}
+
+func newInstances() *instances {
+	return &instances{byID: map[string]*instance{}, changed: make(chan struct{}, 1)}
+}
+
+func (t *instances) notify() {
+	select {
+	case t.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (t *instances) put(in *instance) {
+	t.mu.Lock()
+	t.byID[in.id] = in
+	t.mu.Unlock()
+	t.notify()
+}
+
+func (t *instances) remove(id string) bool {
+	t.mu.Lock()
+	_, ok := t.byID[id]
+	delete(t.byID, id)
+	t.mu.Unlock()
+	if ok {
+		t.notify()
+	}
+	return ok
+}
+
+// pick returns the instance to run fn on: want if given (and serving fn),
+// otherwise the first instance serving fn in id order.
+func (t *instances) pick(want, fn string) (string, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if want != "" {
+		in, ok := t.byID[want]
+		return want, ok && serves(in, fn)
+	}
+	ids := make([]string, 0, len(t.byID))
+	for id, in := range t.byID {
+		if serves(in, fn) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return "", false
+	}
+	sort.Strings(ids)
+	return ids[0], true
+}
+
+func serves(in *instance, fn string) bool {
+	for _, d := range in.functions {
+		if d.GetId() == fn {
+			return true
+		}
+	}
+	return false
+}
+
+// snapshot builds the registration the agent reports to the server.
+func (t *instances) snapshot() (fns []string, descs []*croupierv1.FunctionDescriptor, infos []*croupierv1.InstanceInfo) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	seen := map[string]bool{}
+	ids := make([]string, 0, len(t.byID))
+	for id := range t.byID {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		in := t.byID[id]
+		info := &croupierv1.InstanceInfo{InstanceId: id, Labels: in.labels}
+		for _, d := range in.functions {
+			info.Functions = append(info.Functions, d.GetId())
+			if !seen[d.GetId()] {
+				seen[d.GetId()] = true
+				fns = append(fns, d.GetId())
+				descs = append(descs, d)
+			}
+		}
+		infos = append(infos, info)
+	}
+	return fns, descs, infos
+}

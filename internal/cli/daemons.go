@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/croupier/croupier/internal/agent"
+	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/server"
+	"github.com/croupier/croupier/internal/store"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+func serverFlags(fs *pflag.FlagSet, d config.Server) {
+	fs.String("grpc-addr", d.GRPCAddr, "gRPC listen address (APIs and the agent tunnel)")
+	fs.String("http-addr", d.HTTPAddr, "HTTP listen address (/healthz, /readyz, /metrics)")
+	fs.String("tunnel-http-addr", d.TunnelHTTPAddr, "long-poll tunnel listen address (HTTP/1.1); empty disables")
+	fs.String("data-dir", d.DataDir, "data directory (SQLite database, certificates)")
+	fs.Bool("insecure", false, "serve plaintext; refused unless every address is loopback")
+	fs.String("tls-ca", "", "CA certificate that signs agent and client certificates (default DATA_DIR/certs/ca.crt)")
+	fs.String("tls-cert", "", "server certificate (default DATA_DIR/certs/server.crt)")
+	fs.String("tls-key", "", "server key (default DATA_DIR/certs/server.key)")
+	fs.String("store-driver", d.StoreDriver, "store: sqlite or postgres")
+	fs.String("store-dsn", "", "PostgreSQL URL, or SQLite file (default DATA_DIR/croupier.db)")
+	fs.StringSlice("scopes", nil, "declared scopes GAME/ENV (repeatable or comma-separated)")
+	fs.Duration("heartbeat-interval", d.HeartbeatInterval, "agent heartbeat interval; three missed beats remove an agent")
+	fs.Duration("invoke-timeout", d.InvokeTimeout, "default InvokeFunction timeout")
+	fs.Duration("invoke-max-timeout", d.InvokeMaxTimeout, "largest timeout a caller may ask for")
+	fs.Duration("idempotency-window", d.IdempotencyWindow, "how long idempotency keys are remembered")
+}
+
+func newServerCmd(g *globals) *cobra.Command {
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the control server (gRPC :8443, HTTP :8080)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := config.DefaultServer()
+			if err := config.Load(&cfg, configFile, cmd.Flags()); err != nil {
+				return err
+			}
+			s, err := server.New(cfg, g.logger())
+			if err != nil {
+				return err
+			}
+			return s.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML config file (keys as in docs/configuration.md)")
+	serverFlags(cmd.Flags(), config.DefaultServer())
+	return cmd
+}
+
+func agentFlags(fs *pflag.FlagSet, d config.Agent) {
+	fs.String("agent-id", d.ID, "agent id (must match its certificate)")
+	fs.String("game-id", "", "game this agent serves")
+	fs.String("env", "", "environment this agent serves")
+	fs.String("server", d.Server, "server gRPC address")
+	fs.String("transport", d.Transport, "tunnel transport: grpc or longpoll")
+	fs.String("longpoll-url", "", "server long-poll base URL for --transport longpoll, e.g. https://server:8444")
+	fs.Bool("insecure", false, "dial without TLS; refused unless the server is on loopback")
+	fs.String("tls-ca", "", "CA certificate (default DATA_DIR/certs/ca.crt)")
+	fs.String("tls-cert", "", "agent certificate (default DATA_DIR/certs/agent.crt)")
+	fs.String("tls-key", "", "agent key (default DATA_DIR/certs/agent.key)")
+	fs.String("tls-server-name", "", "name to verify in the server certificate")
+	fs.String("sdk-addr", d.SDKAddr, "loopback address game servers connect to")
+	fs.StringSlice("labels", nil, "labels key=value (repeatable)")
+	fs.String("data-dir", d.DataDir, "data directory (default certificate paths)")
+	fs.Duration("reconnect-max", d.ReconnectMax, "longest wait between reconnect attempts")
+}
+
+func newAgentCmd(g *globals) *cobra.Command {
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run an agent: dials the server and serves local game servers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := config.DefaultAgent()
+			if err := config.Load(&cfg, configFile, cmd.Flags()); err != nil {
+				return err
+			}
+			a, err := agent.New(cfg, g.logger())
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML config file")
+	agentFlags(cmd.Flags(), config.DefaultAgent())
+	return cmd
+}
+
+func newMigrateCmd(g *globals) *cobra.Command {
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply database migrations and exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := config.DefaultServer()
+			if err := config.Load(&cfg, configFile, cmd.Flags()); err != nil {
+				return err
+			}
+			if err := cfg.Resolve(); err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
+			defer cancel()
+			st, err := store.Open(ctx, store.Config{Driver: cfg.StoreDriver, DSN: cfg.StoreDSN})
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := st.Migrate(ctx); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(g.stdout, "migrations applied (%s)\n", cfg.StoreDriver)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML config file")
+	fs := cmd.Flags()
+	d := config.DefaultServer()
+	fs.String("data-dir", d.DataDir, "data directory (SQLite database)")
+	fs.String("store-driver", d.StoreDriver, "store: sqlite or postgres")
+	fs.String("store-dsn", "", "PostgreSQL URL, or SQLite file (default DATA_DIR/croupier.db)")
+	return cmd
+}

@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/croupier/croupier/internal/tlsconf"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"gopkg.in/yaml.v3"
+)
+
+// Profile is a client profile: where the server is and how to authenticate.
+// `croupier dev` writes one to DATA_DIR/client.yaml. Relative paths are
+// relative to the profile file.
+type Profile struct {
+	// Address is the server's gRPC address (host:port).
+	Address string `yaml:"address"`
+	// HTTPAddress is the server's HTTP address, for REST and health.
+	HTTPAddress string `yaml:"http_address,omitempty"`
+	CA          string `yaml:"ca,omitempty"`
+	Cert        string `yaml:"cert,omitempty"`
+	Key         string `yaml:"key,omitempty"`
+	ServerName  string `yaml:"server_name,omitempty"`
+	// Insecure dials without TLS (loopback servers started with --insecure).
+	Insecure bool `yaml:"insecure,omitempty"`
+}
+
+// loadProfile reads the profile named by --profile / CROUPIER_PROFILE.
+func loadProfile(path string) (*Profile, error) {
+	if path == "" {
+		return nil, errors.New("no client profile: pass --profile FILE or set CROUPIER_PROFILE (croupier dev writes DATA_DIR/client.yaml)")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read profile: %w", err)
+	}
+	p := &Profile{}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(p); err != nil {
+		return nil, fmt.Errorf("profile %s: %w", path, err)
+	}
+	if p.Address == "" {
+		return nil, fmt.Errorf("profile %s: address is required", path)
+	}
+	base := filepath.Dir(path)
+	for _, f := range []*string{&p.CA, &p.Cert, &p.Key} {
+		if *f != "" && !filepath.IsAbs(*f) {
+			*f = filepath.Join(base, *f)
+		}
+	}
+	return p, nil
+}
+
+// writeProfile writes p to path (0600: it names key files).
+func writeProfile(path string, p *Profile) error {
+	b, err := yaml.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+// dial connects to the profile's server.
+func (p *Profile) dial() (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if !p.Insecure {
+		cfg, err := tlsconf.ClientConfig(p.CA, p.Cert, p.Key, p.ServerName)
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(cfg)
+	} else if err := tlsconf.CheckInsecureAllowed(p.Address, true); err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(p.Address, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)), grpc.WithIdleTimeout(time.Minute))
+}

@@ -1,0 +1,76 @@
+package registry
+
+import (
+	"errors"
+	"time"
+
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+)
+
+// Errors returned by the registry, for errors.Is.
+var (
+	// ErrNotFound: the agent is not registered.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid: a registration is malformed; the message says how.
+	ErrInvalid = errors.New("invalid registration")
+)
+
+// Instance is one game-server process behind an agent.
+type Instance struct {
+	// ID is unique within the agent; globally an instance is "agent/instance".
+	ID string
+	// Functions lists the function ids the instance serves.
+	Functions []string
+	Labels    map[string]string
+}
+
+// Agent is one agent's registration.
+type Agent struct {
+	ID, GameID, Env, Version, Addr string
+	Labels                         map[string]string
+	Instances                      []Instance
+	// Descriptors of the functions the agent's instances serve. Descriptors
+	// of functions no instance serves are kept but do not count until an
+	// instance serves the function.
+	Descriptors []*croupierv1.FunctionDescriptor
+	// LastHeartbeat defaults to Options.Now() when zero at Upsert.
+	LastHeartbeat time.Time
+}
+
+// InstanceRef names an instance serving a function.
+type InstanceRef struct {
+	Agent, Instance string
+}
+
+// Key returns "agent/instance", the instance's global name.
+func (r InstanceRef) Key() string { return r.Agent + "/" + r.Instance }
+
+// Filter selects registrations; an empty field matches everything.
+type Filter struct {
+	Game, Env, Function string
+}
+
+func (f Filter) matches(k fnKey) bool {
+	return (f.Game == "" || f.Game == k.game) &&
+		(f.Env == "" || f.Env == k.env) &&
+		(f.Function == "" || f.Function == k.fn)
+}
+
+// DefaultWatchBuffer is the per-watcher buffer of live events.
+const DefaultWatchBuffer = 1024
+
+// Options configure a Registry.
+type Options struct {
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// WatchBuffer is how many live events a watcher may lag behind before
+	// it is cut off (DefaultWatchBuffer when <= 0). The initial snapshot
+	// does not count against it.
+	WatchBuffer int
+}
+
+// fnKey identifies a function registration.
+type fnKey struct{ game, env, fn string }
+
+// scopeKey identifies a game/env scope.
+type scopeKey struct{ game, env string }

@@ -1,0 +1,109 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/certs"
+	"github.com/croupier/croupier/internal/principal"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+)
+
+// principalOf maps a verified certificate identity to a principal.
+func principalOf(id certs.Identity) (principal.Principal, error) {
+	switch id.Kind {
+	case certs.KindAgent:
+		return principal.Principal{Kind: principal.Agent, Name: id.Name, Game: id.Game, Env: id.Env}, nil
+	case certs.KindClient:
+		return principal.Principal{Kind: principal.Operator, Name: id.Name}, nil
+	default:
+		return principal.Principal{}, apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch,
+			"a %s certificate cannot call Croupier APIs; use an agent or client certificate", id.Kind)
+	}
+}
+
+// authenticator attaches the caller's principal to every call. With TLS the
+// principal comes from the verified client certificate; on an insecure
+// (loopback-only) listener every caller is anonymous.
+type authenticator struct{ insecure bool }
+
+func (a authenticator) principal(ctx context.Context) (principal.Principal, error) {
+	if a.insecure {
+		return principal.Principal{Kind: principal.Anonymous}, nil
+	}
+	id, err := certs.IdentityFromContext(ctx)
+	if err != nil {
+		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED", "a client certificate signed by the Croupier CA is required: "+err.Error())
+	}
+	return principalOf(id)
+}
+
+func (a authenticator) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	p, err := a.principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return h(principal.NewContext(ctx, p), req)
+}
+
+func (a authenticator) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	p, err := a.principal(ss.Context())
+	if err != nil {
+		return err
+	}
+	return h(srv, &principalStream{ServerStream: ss, ctx: principal.NewContext(ss.Context(), p)})
+}
+
+type principalStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *principalStream) Context() context.Context { return s.ctx }
+
+// httpMiddleware does the same for HTTP requests (long-poll tunnel, REST).
+func (a authenticator) httpMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := principal.Principal{Kind: principal.Anonymous}
+		if !a.insecure {
+			id, err := certs.IdentityFromRequest(r)
+			if err == nil {
+				p, err = principalOf(id)
+			}
+			if err != nil {
+				code := http.StatusUnauthorized
+				if !errors.Is(err, certs.ErrNoIdentity) {
+					code = http.StatusForbidden
+				}
+				http.Error(w, err.Error(), code)
+				return
+			}
+		}
+		next.ServeHTTP(w, r.WithContext(principal.NewContext(r.Context(), p)))
+	})
+}
+
+// authorizeTunnel lets only an agent open a tunnel, and only under its own name.
+func (a authenticator) authorizeTunnel(ctx context.Context, name string) error {
+	p := principal.FromContext(ctx)
+	if p.Kind == principal.Anonymous && !a.insecure {
+		var err error
+		if p, err = a.principal(ctx); err != nil {
+			return err
+		}
+	}
+	switch p.Kind {
+	case principal.Anonymous:
+		return nil
+	case principal.Agent:
+		if p.Name != name {
+			return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "credential is for agent %q; it cannot open a tunnel as %q", p.Name, name)
+		}
+		return nil
+	default:
+		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "only agents may open a tunnel (caller is %s)", p)
+	}
+}

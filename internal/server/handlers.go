@@ -1,0 +1,153 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/control"
+	"github.com/croupier/croupier/internal/invoke"
+	"github.com/croupier/croupier/internal/principal"
+	"github.com/croupier/croupier/internal/registry"
+	"github.com/croupier/croupier/internal/schema"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+)
+
+// controlHandler adapts control.Service to gRPC.
+type controlHandler struct {
+	croupierv1.UnimplementedControlServiceServer
+	svc *control.Service
+}
+
+func (h controlHandler) RegisterAgent(ctx context.Context, r *croupierv1.RegisterAgentRequest) (*croupierv1.RegisterAgentResponse, error) {
+	return h.svc.RegisterAgent(ctx, r)
+}
+
+func (h controlHandler) Heartbeat(ctx context.Context, r *croupierv1.HeartbeatRequest) (*croupierv1.HeartbeatResponse, error) {
+	return h.svc.Heartbeat(ctx, r)
+}
+
+func (h controlHandler) GetAssignments(ctx context.Context, r *croupierv1.GetAssignmentsRequest) (*croupierv1.GetAssignmentsResponse, error) {
+	return h.svc.GetAssignments(ctx, r)
+}
+
+func (h controlHandler) UpdateAssignment(ctx context.Context, r *croupierv1.UpdateAssignmentRequest) (*croupierv1.UpdateAssignmentResponse, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	return h.svc.UpdateAssignment(ctx, r)
+}
+
+// functionHandler adapts the function services to gRPC.
+type functionHandler struct {
+	croupierv1.UnimplementedFunctionServiceServer
+	invoke  *invoke.Service
+	catalog *catalog
+}
+
+func (h functionHandler) InvokeFunction(ctx context.Context, r *croupierv1.InvokeFunctionRequest) (*croupierv1.InvokeFunctionResponse, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	return h.invoke.Invoke(ctx, r, principal.FromContext(ctx).String())
+}
+
+func (h functionHandler) RegisterFunction(ctx context.Context, r *croupierv1.RegisterFunctionRequest) (*croupierv1.RegisterFunctionResponse, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	if err := h.catalog.Register(ctx, r.GetGameId(), r.GetEnv(), r.GetDescriptor_()); err != nil {
+		return nil, err
+	}
+	return &croupierv1.RegisterFunctionResponse{Success: true}, nil
+}
+
+// registryHandler serves RegistryService from the live registry.
+type registryHandler struct {
+	croupierv1.UnimplementedRegistryServiceServer
+	reg *registry.Registry
+}
+
+func (h registryHandler) GetRegistrations(ctx context.Context, r *croupierv1.GetRegistrationsRequest) (*croupierv1.GetRegistrationsResponse, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	return &croupierv1.GetRegistrationsResponse{Registrations: h.reg.Registrations(registry.Filter{
+		Game: r.GetGameId(), Env: r.GetEnv(), Function: r.GetFunctionId(),
+	})}, nil
+}
+
+func (h registryHandler) WatchRegistrations(r *croupierv1.WatchRegistrationsRequest, stream grpc.ServerStreamingServer[croupierv1.RegistrationEvent]) error {
+	ctx := stream.Context()
+	if err := requireOperator(ctx); err != nil {
+		return err
+	}
+	events, err := h.reg.Watch(ctx, registry.Filter{Game: r.GetGameId(), Env: r.GetEnv(), Function: r.GetFunctionId()})
+	if err != nil {
+		return apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, err.Error())
+	}
+	for ev := range events {
+		if err := stream.Send(ev); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return apierr.New(codes.Unavailable, apierr.CodeUnavailable,
+		"watch fell too far behind and was cut off; watch again to get a fresh snapshot")
+}
+
+func (h registryHandler) ListAgents(ctx context.Context, r *croupierv1.ListAgentsRequest) (*croupierv1.ListAgentsResponse, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	return &croupierv1.ListAgentsResponse{Agents: h.reg.Agents(r.GetGameId(), r.GetEnv())}, nil
+}
+
+// requireOperator refuses agent credentials on operator APIs: an agent
+// certificate must not be usable to invoke functions.
+func requireOperator(ctx context.Context) error {
+	if p := principal.FromContext(ctx); p.Kind == principal.Agent {
+		return apierr.New(codes.PermissionDenied, apierr.CodeScopeMismatch,
+			fmt.Sprintf("%s holds an agent credential; operator APIs need an operator credential", p))
+	}
+	return nil
+}
+
+// catalog handles functions registered directly with RegisterFunction: they
+// are persisted and put in the registry, so they survive restarts.
+type catalog struct {
+	store  functionStore
+	reg    *registry.Registry
+	scopes *control.Scopes
+	log    interface {
+		Error(msg string, args ...any)
+	}
+}
+
+type functionStore interface {
+	Put(ctx context.Context, game, env string, d *croupierv1.FunctionDescriptor) error
+	List(ctx context.Context, game, env string) ([]*croupierv1.FunctionDescriptor, error)
+}
+
+func (c *catalog) Register(ctx context.Context, game, env string, d *croupierv1.FunctionDescriptor) error {
+	if game == "" || env == "" || d == nil {
+		return apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "game_id, env and descriptor are required")
+	}
+	if ok, err := c.scopes.Declared(ctx, game, env); err != nil {
+		return err
+	} else if !ok {
+		return apierr.New(codes.NotFound, apierr.CodeUnknownScope, fmt.Sprintf("scope %s/%s is not declared", game, env))
+	}
+	if err := schema.ValidateDescriptor(d); err != nil {
+		return apierr.New(codes.InvalidArgument, apierr.CodeInvalidDescriptor,
+			fmt.Sprintf("descriptor %q: %v", d.GetId(), err), "function_id", d.GetId())
+	}
+	if err := c.store.Put(ctx, game, env, d); err != nil {
+		return err
+	}
+	return c.reg.PutDescriptor(game, env, d)
+}

@@ -1,0 +1,393 @@
+// Package server assembles `croupier server`: the store, the live registry,
+// the agent tunnel and the gRPC/HTTP listeners. It can run inside a test
+// process: every listener accepts port 0 and Start returns once all of them
+// are accepting connections.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/control"
+	"github.com/croupier/croupier/internal/invoke"
+	"github.com/croupier/croupier/internal/registry"
+	"github.com/croupier/croupier/internal/store"
+	"github.com/croupier/croupier/internal/tlsconf"
+	"github.com/croupier/croupier/internal/tunnel"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Server is a running croupier server.
+type Server struct {
+	cfg config.Server
+	log *slog.Logger
+
+	store    *store.Store
+	registry *registry.Registry
+	tunnel   *tunnel.Server
+	control  *control.Service
+	invoke   *invoke.Service
+	health   *health.Server
+	metrics  *prometheus.Registry
+
+	grpcServer *grpc.Server
+	httpServer *http.Server
+	tunServer  *http.Server
+	grpcLis    net.Listener
+	httpLis    net.Listener
+	tunLis     net.Listener
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// New validates cfg and returns a server that Start will bring up.
+func New(cfg config.Server, log *slog.Logger) (*Server, error) {
+	if err := cfg.Resolve(); err != nil {
+		return nil, err
+	}
+	for _, addr := range []string{cfg.GRPCAddr, cfg.HTTPAddr, cfg.TunnelHTTPAddr} {
+		if addr == "" {
+			continue
+		}
+		if err := tlsconf.CheckInsecureAllowed(addr, cfg.Insecure); err != nil {
+			return nil, err
+		}
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{cfg: cfg, log: log}, nil
+}
+
+// Start opens the store (running migrations), binds every listener and
+// starts serving. It returns once the server accepts connections; Shutdown
+// (or cancelling ctx) stops it.
+func (s *Server) Start(ctx context.Context) (err error) {
+	ctx, s.stop = context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			s.stop()
+			s.closeAll()
+		}
+	}()
+	if s.store, err = store.Open(ctx, store.Config{Driver: s.cfg.StoreDriver, DSN: s.cfg.StoreDSN}); err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	if err = s.store.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate store: %w", err)
+	}
+	scopes := control.NewScopes(s.store.Scopes())
+	for _, sc := range s.cfg.Scopes {
+		game, env, _ := config.ParseScope(sc)
+		if err = scopes.Declare(ctx, game, env); err != nil {
+			return fmt.Errorf("declare scope %s: %w", sc, err)
+		}
+	}
+	s.registry = registry.New(registry.Options{})
+	cat := &catalog{store: s.store.Functions(), reg: s.registry, scopes: scopes, log: s.log}
+	if err = s.loadCatalog(ctx); err != nil {
+		return err
+	}
+	auth := authenticator{insecure: s.cfg.Insecure}
+	s.tunnel = tunnel.NewServer(tunnel.ServerOptions{
+		Logger:       s.log.With("component", "tunnel"),
+		PingInterval: s.cfg.HeartbeatInterval,
+		PingTimeout:  3 * s.cfg.HeartbeatInterval,
+		Authorize:    auth.authorizeTunnel,
+		OnConnect:    func(name string) { s.log.Info("agent tunnel connected", "agent", name) },
+		OnDisconnect: func(name string, err error) {
+			if s.registry.Remove(name) {
+				s.log.Info("agent tunnel closed; agent removed", "agent", name, "reason", err)
+			}
+		},
+	})
+	assignments := control.NewAssignments(s.store.Assignments(), 2*time.Second)
+	s.control = control.New(control.Config{HeartbeatInterval: s.cfg.HeartbeatInterval, Logger: s.log}, s.registry, assignments, scopes, s.tunnel)
+	s.invoke = invoke.New(invoke.Config{
+		DefaultTimeout: s.cfg.InvokeTimeout, MaxTimeout: s.cfg.InvokeMaxTimeout,
+		IdempotencyWindow: s.cfg.IdempotencyWindow, Logger: s.log,
+	}, invoke.Deps{
+		Registry: s.registry, Caller: tunnelCaller{s.tunnel}, Assignments: assignments,
+		Scopes: scopes, Idempotency: s.store.Idempotency(),
+	})
+
+	var serverTLS *tls.Config
+	if !s.cfg.Insecure {
+		if serverTLS, err = tlsconf.ServerConfig(s.cfg.TLSCA, s.cfg.TLSCert, s.cfg.TLSKey, true); err != nil {
+			return err
+		}
+	}
+	s.metrics = prometheus.NewRegistry()
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "croupier_tunnel_clients", Help: "Agents with an open tunnel."},
+			func() float64 { return float64(len(s.tunnel.Clients())) }))
+
+	s.grpcServer = s.newGRPCServer(serverTLS, auth)
+	croupierv1.RegisterControlServiceServer(s.grpcServer, controlHandler{svc: s.control})
+	croupierv1.RegisterFunctionServiceServer(s.grpcServer, functionHandler{invoke: s.invoke, catalog: cat})
+	croupierv1.RegisterRegistryServiceServer(s.grpcServer, registryHandler{reg: s.registry})
+	s.tunnel.RegisterGRPC(s.grpcServer)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpcServer, s.health)
+
+	if s.grpcLis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("listen grpc_addr %s: %w", s.cfg.GRPCAddr, err)
+	}
+	if s.httpLis, err = listen(s.cfg.HTTPAddr, serverTLS, false); err != nil {
+		return fmt.Errorf("listen http_addr %s: %w", s.cfg.HTTPAddr, err)
+	}
+	s.httpServer = &http.Server{Handler: s.opsMux(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	if s.cfg.TunnelHTTPAddr != "" {
+		// HTTP/1.1 only: this listener exists for networks whose proxies
+		// break HTTP/2 streams.
+		if s.tunLis, err = listen(s.cfg.TunnelHTTPAddr, serverTLS, true); err != nil {
+			return fmt.Errorf("listen tunnel_http_addr %s: %w", s.cfg.TunnelHTTPAddr, err)
+		}
+		h, herr := s.tunnelMux(ctx, auth)
+		if herr != nil {
+			return herr
+		}
+		s.tunServer = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+			TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+			ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	}
+
+	s.serve("grpc", func() error { return s.grpcServer.Serve(s.grpcLis) })
+	s.serve("http", func() error { return s.httpServer.Serve(s.httpLis) })
+	if s.tunServer != nil {
+		s.serve("tunnel-http", func() error { return s.tunServer.Serve(s.tunLis) })
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.maintain(ctx)
+	}()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.log.Info("croupier server started", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "tunnel_http", s.TunnelHTTPAddr(),
+		"store", s.cfg.StoreDriver, "tls", !s.cfg.Insecure)
+	return nil
+}
+
+func listen(addr string, tlsCfg *tls.Config, http1Only bool) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil || tlsCfg == nil {
+		return l, err
+	}
+	c := tlsCfg.Clone()
+	if http1Only {
+		c.NextProtos = []string{"http/1.1"}
+	} else {
+		c.NextProtos = []string{"h2", "http/1.1"}
+		c.ClientAuth = tls.VerifyClientCertIfGiven // probes and browsers have no client cert
+	}
+	return tls.NewListener(l, c), nil
+}
+
+func (s *Server) newGRPCServer(tlsCfg *tls.Config, auth authenticator) *grpc.Server {
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(auth.unary),
+		grpc.ChainStreamInterceptor(auth.stream),
+		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
+	if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	return grpc.NewServer(opts...)
+}
+
+// opsMux serves health, readiness and metrics.
+func (s *Server) opsMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.store.Ping(r.Context()); err != nil {
+			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// tunnelMux serves the long-poll tunnel and, for agents that cannot use
+// HTTP/2 at all, ControlService as REST (same handlers as gRPC).
+func (s *Server) tunnelMux(ctx context.Context, auth authenticator) (http.Handler, error) {
+	gw := runtime.NewServeMux()
+	if err := croupierv1.RegisterControlServiceHandlerServer(ctx, gw, controlHandler{svc: s.control}); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/tunnel/v1/", http.StripPrefix("/tunnel/v1", s.tunnel.LongPollHandler()))
+	mux.Handle("/api/v1/", gw)
+	return auth.httpMiddleware(http.MaxBytesHandler(mux, int64(s.cfg.MaxRequestBytes))), nil
+}
+
+// maintain expires silent agents and prunes old idempotency keys.
+func (s *Server) maintain(ctx context.Context) {
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	lastPrune := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, id := range s.control.Expire() {
+			s.tunnel.Disconnect(id, errors.New("missed three heartbeats"))
+		}
+		if time.Since(lastPrune) > time.Minute {
+			lastPrune = time.Now()
+			if n, err := s.store.Idempotency().PruneExpired(ctx, time.Now()); err != nil {
+				s.log.Warn("prune idempotency keys", "err", err)
+			} else if n > 0 {
+				s.log.Debug("pruned idempotency keys", "n", n)
+			}
+		}
+	}
+}
+
+func (s *Server) serve(name string, fn func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("listener stopped", "listener", name, "err", err)
+		}
+	}()
+}
+
+// loadCatalog puts the functions registered with RegisterFunction and the
+// assignments of every declared scope into the registry.
+func (s *Server) loadCatalog(ctx context.Context) error {
+	scopes, err := s.store.Scopes().List(ctx)
+	if err != nil {
+		return fmt.Errorf("load scopes: %w", err)
+	}
+	for _, sc := range scopes {
+		descs, err := s.store.Functions().List(ctx, sc.GameID, sc.Env)
+		if err != nil {
+			return fmt.Errorf("load registered functions of %s/%s: %w", sc.GameID, sc.Env, err)
+		}
+		for _, d := range descs {
+			if err := s.registry.PutDescriptor(sc.GameID, sc.Env, d); err != nil {
+				s.log.Warn("skipping stored descriptor", "game", sc.GameID, "env", sc.Env, "function", d.GetId(), "err", err)
+			}
+		}
+		list, _, err := s.store.Assignments().List(ctx, sc.GameID, sc.Env)
+		if err != nil {
+			return fmt.Errorf("load assignments of %s/%s: %w", sc.GameID, sc.Env, err)
+		}
+		for _, as := range list {
+			s.registry.SetEnabled(sc.GameID, sc.Env, as.GetFunctionId(), as.GetEnabled())
+		}
+	}
+	return nil
+}
+
+// GRPCAddr is the bound gRPC address.
+func (s *Server) GRPCAddr() string { return addrOf(s.grpcLis) }
+
+// HTTPAddr is the bound HTTP address.
+func (s *Server) HTTPAddr() string { return addrOf(s.httpLis) }
+
+// TunnelHTTPAddr is the bound long-poll tunnel address ("" if disabled).
+func (s *Server) TunnelHTTPAddr() string { return addrOf(s.tunLis) }
+
+// Registry exposes the live registry (used by `croupier dev` and tests).
+func (s *Server) Registry() *registry.Registry { return s.registry }
+
+func addrOf(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+// Shutdown stops accepting work, drains in-flight calls until ctx ends, then
+// closes everything.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.stop == nil {
+		return nil
+	}
+	s.stop()
+	if s.health != nil {
+		s.health.Shutdown()
+	}
+	done := make(chan struct{})
+	go func() {
+		if s.grpcServer != nil {
+			s.grpcServer.GracefulStop()
+		}
+		close(done)
+	}()
+	if s.tunnel != nil {
+		s.tunnel.Close() // tunnels are long-lived streams; GracefulStop would wait for them forever
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpcServer.Stop()
+	}
+	for _, hs := range []*http.Server{s.httpServer, s.tunServer} {
+		if hs != nil {
+			_ = hs.Shutdown(ctx)
+		}
+	}
+	s.wg.Wait()
+	s.closeAll()
+	s.log.Info("croupier server stopped")
+	return nil
+}
+
+func (s *Server) closeAll() {
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.tunLis} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+	if s.store != nil {
+		_ = s.store.Close()
+	}
+}
+
+// Run starts the server and blocks until ctx is cancelled, then shuts down
+// with a 10 s drain.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.Shutdown(sctx)
+}
+
+// tunnelCaller sends invocations over the tunnel.
+type tunnelCaller struct{ t *tunnel.Server }
+
+func (c tunnelCaller) Invoke(ctx context.Context, agent string, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+	return tunnel.Call[*agentv1.InvokeResponse](ctx, c.t, agent, req)
+}
