@@ -98,14 +98,15 @@ func (c *cluster) startGame(instance, agent, functions string) {
 	c.games[instance] = start(c.t, instance, bins.gameserver, args...)
 }
 
-func (c *cluster) instances(fn string) []string {
+// instances lists "agent/instance" serving fn; ok is false when the server
+// could not be asked (e.g. while it restarts).
+func (c *cluster) instances(fn string) (out []string, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := c.reg.GetRegistrations(ctx, &croupierv1.GetRegistrationsRequest{GameId: "demo", Env: "dev", FunctionId: fn})
 	if err != nil {
-		return nil
+		return nil, false
 	}
-	var out []string
 	for _, r := range resp.GetRegistrations() {
 		for _, a := range r.GetAgents() {
 			for _, in := range a.GetInstances() {
@@ -114,12 +115,15 @@ func (c *cluster) instances(fn string) []string {
 		}
 	}
 	slices.Sort(out)
-	return out
+	return out, true
 }
 
 func (c *cluster) waitInstances(fn string, n int) {
 	c.t.Helper()
-	waitFor(c.t, 30*time.Second, fmt.Sprintf("%d instances of %s", n, fn), func() bool { return len(c.instances(fn)) == n })
+	waitFor(c.t, 30*time.Second, fmt.Sprintf("%d instances of %s", n, fn), func() bool {
+		got, ok := c.instances(fn)
+		return ok && len(got) == n
+	})
 }
 
 func (c *cluster) invoke(fn string, payload map[string]any, opts *croupierv1.InvokeOptions) (*croupierv1.InvokeFunctionResponse, error) {
@@ -310,7 +314,7 @@ func TestOpsPlaneEndToEnd(t *testing.T) {
 		if took := time.Since(killed); took > 3*time.Second {
 			t.Fatalf("REMOVED arrived after %s, beyond the 3s heartbeat window", took)
 		}
-		if got := c.instances("game.stats"); !slices.Equal(got, []string{"agent-a/gs-a1", "agent-a/gs-a2"}) {
+		if got, _ := c.instances("game.stats"); !slices.Equal(got, []string{"agent-a/gs-a1", "agent-a/gs-a2"}) {
 			t.Fatalf("instances after kill: %v", got)
 		}
 		_, err = c.invoke("player.ban", map[string]any{"player_id": "p1", "reason": "cheating", "duration_seconds": 60.0}, nil)
@@ -322,7 +326,10 @@ func TestOpsPlaneEndToEnd(t *testing.T) {
 	t.Run("restarted agent re-registers its game servers", func(t *testing.T) {
 		sdkAddr := c.sdk["agent-a"]
 		c.agents["agent-a"].stop()
-		waitFor(t, 5*time.Second, "agent-a to leave the registry", func() bool { return len(c.instances("game.stats")) == 0 })
+		waitFor(t, 5*time.Second, "agent-a to leave the registry", func() bool {
+			got, ok := c.instances("game.stats")
+			return ok && len(got) == 0
+		})
 		c.startAgent("agent-a", "grpc", sdkAddr)
 		c.waitInstances("game.stats", 2)
 	})

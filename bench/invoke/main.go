@@ -1,0 +1,240 @@
+// Command invoke benchmarks end-to-end InvokeFunction — client → server →
+// agent → SDK handler → back, every hop over loopback mTLS — against a
+// direct unary gRPC call to the same handler with the same TLS.
+//
+//	go run ./bench/invoke [-n 3000] [-duration 5s] [-concurrency 64]
+//
+// It prints p50/p99 latency at concurrency 1 and throughput at the given
+// concurrency for both paths, then the ratios, one per line.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/examples/demogame"
+	"github.com/croupier/croupier/internal/agent"
+	"github.com/croupier/croupier/internal/certs"
+	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/server"
+	"github.com/croupier/croupier/internal/tlsconf"
+	"github.com/croupier/croupier/sdk"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+func main() {
+	n := flag.Int("n", 3000, "sequential calls for the latency measurement")
+	dur := flag.Duration("duration", 5*time.Second, "length of each throughput run")
+	conc := flag.Int("concurrency", 64, "concurrent callers for the throughput run")
+	flag.Parse()
+	if err := run(*n, *dur, *conc); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// caller makes one call and reports an error if it failed.
+type caller func(ctx context.Context) error
+
+func run(n int, dur time.Duration, conc int) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir, err := os.MkdirTemp("", "croupier-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bundle, err := certs.EnsureDev(filepath.Join(dir, "certs"))
+	if err != nil {
+		return err
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	scfg := config.DefaultServer()
+	scfg.DataDir, scfg.GRPCAddr, scfg.HTTPAddr, scfg.TunnelHTTPAddr = dir, "127.0.0.1:0", "127.0.0.1:0", ""
+	scfg.Scopes = []string{"demo/dev"}
+	srv, err := server.New(scfg, quiet)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	defer srv.Shutdown(context.Background())
+
+	acfg := config.DefaultAgent()
+	acfg.ID, acfg.Game, acfg.Env, acfg.DataDir = certs.DevAgentName, "demo", "dev", dir
+	acfg.Server, acfg.SDKAddr, acfg.TLSServerName = srv.GRPCAddr(), "127.0.0.1:0", "localhost"
+	ag, err := agent.New(acfg, quiet)
+	if err != nil {
+		return err
+	}
+	if err := ag.Start(ctx); err != nil {
+		return err
+	}
+	defer ag.Shutdown(context.Background())
+
+	game := demogame.New("bench-1", 100)
+	client := sdk.New(sdk.Options{AgentAddr: ag.SDKAddr(), InstanceID: "bench-1", Logger: quiet, MaxConcurrent: 256})
+	if err := game.Register(client); err != nil {
+		return err
+	}
+	go func() { _ = client.Serve(ctx) }()
+	for len(srv.Registry().Instances("demo", "dev", "player.get")) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	ctls, err := tlsconf.ClientConfig(bundle.CACert, bundle.ClientCert, bundle.ClientKey, "localhost")
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(ctls)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	fc := croupierv1.NewFunctionServiceClient(conn)
+	payload, _ := structpb.NewStruct(map[string]any{"player_id": "p42"})
+	viaCroupier := func(ctx context.Context) error {
+		r, err := fc.InvokeFunction(ctx, &croupierv1.InvokeFunctionRequest{GameId: "demo", Env: "dev", FunctionId: "player.get", Payload: payload})
+		if err == nil && !r.GetSuccess() {
+			err = fmt.Errorf("%s: %s", r.GetErrorCode(), r.GetError())
+		}
+		return err
+	}
+
+	// The same handler served by a plain gRPC server with mTLS.
+	handler := sdk.Func(game.Get)
+	directAddr, stopDirect, err := serveDirect(bundle, handler)
+	if err != nil {
+		return err
+	}
+	defer stopDirect()
+	dconn, err := grpc.NewClient(directAddr, grpc.WithTransportCredentials(credentials.NewTLS(ctls)))
+	if err != nil {
+		return err
+	}
+	defer dconn.Close()
+	direct := func(ctx context.Context) error {
+		out := &agentv1.InvokeResponse{}
+		return dconn.Invoke(ctx, "/croupier.bench.Direct/Invoke", &agentv1.InvokeRequest{FunctionId: "player.get", Payload: payload}, out)
+	}
+
+	for _, c := range []caller{viaCroupier, direct} { // warm up connections and caches
+		for i := 0; i < 200; i++ {
+			if err := c(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	dP50, dP99, err := latency(ctx, direct, n)
+	if err != nil {
+		return err
+	}
+	cP50, cP99, err := latency(ctx, viaCroupier, n)
+	if err != nil {
+		return err
+	}
+	dTput, err := throughput(ctx, direct, conc, dur)
+	if err != nil {
+		return err
+	}
+	cTput, err := throughput(ctx, viaCroupier, conc, dur)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("direct    latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s\n", dP50, dP99, conc, dTput)
+	fmt.Printf("croupier  latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s\n", cP50, cP99, conc, cTput)
+	fmt.Printf("invoke_p50_ratio %.2f (goal <= 2.00)\n", float64(cP50)/float64(dP50))
+	fmt.Printf("invoke_p99_ratio %.2f\n", float64(cP99)/float64(dP99))
+	fmt.Printf("invoke_throughput_ratio %.2f (goal >= 0.40)\n", cTput/dTput)
+	return nil
+}
+
+func latency(ctx context.Context, c caller, n int) (p50, p99 time.Duration, err error) {
+	d := make([]time.Duration, n)
+	for i := range d {
+		t0 := time.Now()
+		if err := c(ctx); err != nil {
+			return 0, 0, err
+		}
+		d[i] = time.Since(t0)
+	}
+	slices.Sort(d)
+	return d[n/2], d[n*99/100], nil
+}
+
+func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, dur)
+	defer cancel()
+	var calls atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if err := c(ctx); err != nil {
+					if ctx.Err() == nil {
+						once.Do(func() { firstErr = err })
+					}
+					return
+				}
+				calls.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(calls.Load()) / time.Since(start).Seconds(), firstErr
+}
+
+// serveDirect serves handler as a unary gRPC method with mTLS.
+func serveDirect(b *certs.Bundle, handler sdk.Handler) (string, func(), error) {
+	stls, err := tlsconf.ServerConfig(b.CACert, b.ServerCert, b.ServerKey, true)
+	if err != nil {
+		return "", nil, err
+	}
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(stls.Clone())))
+	gs.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "croupier.bench.Direct",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{
+			MethodName: "Invoke",
+			Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				req := &agentv1.InvokeRequest{}
+				if err := dec(req); err != nil {
+					return nil, err
+				}
+				res, err := handler(ctx, &sdk.Invocation{FunctionID: req.GetFunctionId(), Payload: req.GetPayload()})
+				if err != nil {
+					return &agentv1.InvokeResponse{Success: false, Error: err.Error()}, nil
+				}
+				return &agentv1.InvokeResponse{Success: true, Result: res}, nil
+			},
+		}},
+	}, struct{}{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	go func() { _ = gs.Serve(l) }()
+	return l.Addr().String(), gs.Stop, nil
+}
+

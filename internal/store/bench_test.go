@@ -1,0 +1,90 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/croupier/croupier/internal/store"
+	"github.com/croupier/croupier/internal/store/storetest"
+)
+
+// BenchmarkAppendEvents measures event throughput of AppendEvents: one
+// writer appending batches to one job ("serial"), and concurrent writers
+// each appending to their own job ("parallel"). It reports events/s.
+//
+//	go test -run '^$' -bench AppendEvents -benchtime 3s ./internal/store/
+func BenchmarkAppendEvents(b *testing.B) {
+	for _, driver := range []string{store.DriverSQLite, store.DriverPostgres} {
+		b.Run(driver, func(b *testing.B) {
+			for _, batch := range []int{100, 500} {
+				b.Run(fmt.Sprintf("serial/batch=%d", batch), func(b *testing.B) {
+					s := storetest.Open(b, driver)
+					benchSerial(b, s, batch)
+				})
+				b.Run(fmt.Sprintf("parallel/batch=%d", batch), func(b *testing.B) {
+					s := storetest.Open(b, driver)
+					benchParallel(b, s, batch)
+				})
+			}
+		})
+	}
+}
+
+// benchEvents builds a batch shaped like real job progress: a short message,
+// a progress value and a small JSON document.
+func benchEvents(batch int, firstSeq int64) []store.Event {
+	evs := make([]store.Event, batch)
+	now := time.Now().UnixMilli()
+	for i := range evs {
+		seq := firstSeq + int64(i)
+		evs[i] = store.Event{Seq: seq, Type: 1, Message: "processed chunk " + strings.Repeat("x", 16),
+			Progress: float64(i) / float64(batch), TimestampMs: now,
+			Data: []byte(fmt.Sprintf(`{"seq":%d,"items":42,"shard":"eu-1"}`, seq))}
+	}
+	return evs
+}
+
+func benchSerial(b *testing.B, s *store.Store, batch int) {
+	ctx := context.Background()
+	if err := s.Jobs().Create(ctx, newJob("bench", time.Now())); err != nil {
+		b.Fatal(err)
+	}
+	seq := int64(1)
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		evs := benchEvents(batch, seq)
+		b.StartTimer()
+		if err := s.Jobs().AppendEvents(ctx, "bench", evs); err != nil {
+			b.Fatal(err)
+		}
+		seq += int64(batch)
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+}
+
+func benchParallel(b *testing.B, s *store.Store, batch int) {
+	ctx := context.Background()
+	var next atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		id := fmt.Sprintf("bench-%d", next.Add(1))
+		if err := s.Jobs().Create(ctx, newJob(id, time.Now())); err != nil {
+			b.Error(err)
+			return
+		}
+		seq := int64(1)
+		for pb.Next() {
+			if err := s.Jobs().AppendEvents(ctx, id, benchEvents(batch, seq)); err != nil {
+				b.Error(err)
+				return
+			}
+			seq += int64(batch)
+		}
+	})
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+}

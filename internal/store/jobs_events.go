@@ -1,0 +1,180 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Event is one entry of a job's event log.
+type Event struct {
+	// Seq is assigned by the caller: 1, 2, 3, ... per job.
+	Seq         int64
+	Type        int32 // croupierv1.EventType
+	Message     string
+	Progress    float64
+	TimestampMs int64
+	Data        []byte // JSON document, stored as given; nil stays nil
+}
+
+const (
+	// eventsPerInsert bounds the rows in one multi-row INSERT: 7 parameters
+	// a row stays far below SQLite's 32766 and PostgreSQL's 65535 parameter
+	// limits. Chosen by BenchmarkAppendEvents (see docs/storage.md).
+	eventsPerInsert = 250
+	// DefaultEventsLimit is what Events returns at most when limit <= 0.
+	DefaultEventsLimit = 1000
+	// MaxEventsLimit caps Events' limit.
+	MaxEventsLimit = 10000
+)
+
+// AppendEvents stores a batch of events of one job in a single transaction:
+// all of the batch is stored or none of it.
+//
+// Seq numbers come from the caller and must be >= 1. An event whose seq is
+// already stored for the job — from an earlier batch or earlier in the same
+// batch — is skipped: the first write of a seq wins and later ones are
+// ignored without error, even if their content differs. That makes
+// re-delivering a batch after a lost acknowledgement harmless. The store does
+// not check for gaps; the caller numbers events without them.
+//
+// The job's LastSeq becomes the highest stored seq. ErrNotFound if the job
+// does not exist (nothing is stored then).
+func (x *Jobs) AppendEvents(ctx context.Context, jobID string, events []Event) error {
+	if jobID == "" {
+		return invalid("append events: job id must not be empty")
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	var maxSeq int64
+	for _, e := range events {
+		if e.Seq < 1 {
+			return invalid("append events to job %q: seq %d is not >= 1", jobID, e.Seq)
+		}
+		maxSeq = max(maxSeq, e.Seq)
+	}
+	return x.s.inTx(ctx, "append job events", func(tx *sql.Tx) error {
+		// Updating the job first checks that it exists and, on PostgreSQL,
+		// locks its row so concurrent batches of one job apply in turn.
+		res, err := tx.ExecContext(ctx,
+			`UPDATE jobs SET last_seq = CASE WHEN last_seq < $2 THEN $2 ELSE last_seq END WHERE job_id = $1`,
+			jobID, maxSeq)
+		if err != nil {
+			return dbErr(ctx, "append job events", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return dbErr(ctx, "append job events", err)
+		} else if n == 0 {
+			return notFound("append events: job %q", jobID)
+		}
+		for chunk := range chunks(events, eventsPerInsert) {
+			if _, err := tx.ExecContext(ctx, insertEventsSQL(x.s.anonParams, len(chunk)), eventArgs(jobID, chunk)...); err != nil {
+				return dbErr(ctx, "append job events", err)
+			}
+		}
+		return nil
+	})
+}
+
+// chunks yields consecutive sub-slices of at most n elements.
+func chunks[T any](s []T, n int) func(yield func([]T) bool) {
+	return func(yield func([]T) bool) {
+		for len(s) > 0 {
+			k := min(n, len(s))
+			if !yield(s[:k]) {
+				return
+			}
+			s = s[k:]
+		}
+	}
+}
+
+// insertEventsSQL builds "INSERT ... VALUES ($1,...,$7),($8,...,$14),..."
+// for n rows on PostgreSQL, and the same with anonymous "?" on SQLite (see
+// Store.anonParams).
+func insertEventsSQL(anon bool, n int) string {
+	var b strings.Builder
+	b.Grow(100 + n*56)
+	b.WriteString(`INSERT INTO job_events (job_id, seq, event_type, message, progress, ts_ms, data) VALUES `)
+	p := 1
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		for c := range eventColumns {
+			if c == 0 {
+				b.WriteByte('(')
+			} else {
+				b.WriteByte(',')
+			}
+			if anon {
+				b.WriteByte('?')
+			} else {
+				b.WriteByte('$')
+				b.WriteString(strconv.Itoa(p))
+				p++
+			}
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString(` ON CONFLICT (job_id, seq) DO NOTHING`)
+	return b.String()
+}
+
+// eventColumns is the number of job_events columns an INSERT binds.
+const eventColumns = 7
+
+func eventArgs(jobID string, events []Event) []any {
+	args := make([]any, 0, eventColumns*len(events))
+	for _, e := range events {
+		args = append(args, jobID, e.Seq, int64(e.Type), e.Message, e.Progress, e.TimestampMs, e.Data)
+	}
+	return args
+}
+
+// Events returns the job's events with seq >= fromSeq in seq order, at most
+// limit of them (DefaultEventsLimit when limit <= 0, capped at
+// MaxEventsLimit). It does not check that the job exists: an unknown job has
+// no events. Page on by calling again with the last seq + 1.
+func (x *Jobs) Events(ctx context.Context, jobID string, fromSeq int64, limit int) ([]Event, error) {
+	if limit <= 0 {
+		limit = DefaultEventsLimit
+	}
+	limit = min(limit, MaxEventsLimit)
+	rows, err := x.s.db.QueryContext(ctx,
+		`SELECT seq, event_type, message, progress, ts_ms, data FROM job_events
+		 WHERE job_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3`, jobID, fromSeq, limit)
+	if err != nil {
+		return nil, dbErr(ctx, "read job events", err)
+	}
+	defer rows.Close()
+	out := make([]Event, 0, min(limit, 64))
+	for rows.Next() {
+		var e Event
+		if err := rows.Scan(&e.Seq, &e.Type, &e.Message, &e.Progress, &e.TimestampMs, &e.Data); err != nil {
+			return nil, dbErr(ctx, "read job events", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(ctx, "read job events", err)
+	}
+	return out, nil
+}
+
+// LastSeq returns the highest event seq stored for the job (0 if none), or
+// ErrNotFound.
+func (x *Jobs) LastSeq(ctx context.Context, jobID string) (int64, error) {
+	var seq int64
+	err := x.s.db.QueryRowContext(ctx, `SELECT last_seq FROM jobs WHERE job_id = $1`, jobID).Scan(&seq)
+	if err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, notFound("job %q", jobID)
+		}
+		return 0, dbErr(ctx, "read job last seq", err)
+	}
+	return seq, nil
+}

@@ -1,0 +1,229 @@
+package store_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/croupier/croupier/internal/store"
+	"github.com/croupier/croupier/internal/store/storetest"
+)
+
+func ev(seq int64, msg string) store.Event {
+	return store.Event{Seq: seq, Type: 2, Message: msg, Progress: float64(seq) / 100, TimestampMs: 1_700_000_000_000 + seq,
+		Data: []byte(fmt.Sprintf(`{"seq":%d}`, seq))}
+}
+
+func seqs(events []store.Event) []int64 {
+	out := make([]int64, len(events))
+	for i, e := range events {
+		out[i] = e.Seq
+	}
+	return out
+}
+
+func TestJobEventsAppendAndRead(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		jobs := s.Jobs()
+		mustNil(t, jobs.Create(ctx, newJob("j", t0)), "create")
+		last, err := jobs.LastSeq(ctx, "j")
+		mustNil(t, err, "last seq of empty job")
+		if last != 0 {
+			t.Fatalf("LastSeq of new job = %d", last)
+		}
+
+		// Given out of order within the batch, read back in seq order.
+		mustNil(t, jobs.AppendEvents(ctx, "j", []store.Event{ev(3, "c"), ev(1, "a"), ev(2, "b")}), "append")
+		start := store.Event{Seq: 4, Type: 0, Message: "", Data: nil}
+		mustNil(t, jobs.AppendEvents(ctx, "j", []store.Event{start}), "append no data")
+		got, err := jobs.Events(ctx, "j", 0, 0)
+		mustNil(t, err, "events")
+		if fmt.Sprint(seqs(got)) != "[1 2 3 4]" {
+			t.Fatalf("seqs %v, want [1 2 3 4]", seqs(got))
+		}
+		if want := ev(2, "b"); got[1].Message != want.Message || got[1].Type != want.Type ||
+			got[1].Progress != want.Progress || got[1].TimestampMs != want.TimestampMs || string(got[1].Data) != string(want.Data) {
+			t.Fatalf("event 2 = %+v, want %+v", got[1], want)
+		}
+		if got[3].Data != nil {
+			t.Fatalf("nil data came back as %q", got[3].Data)
+		}
+		last, err = jobs.LastSeq(ctx, "j")
+		mustNil(t, err, "last seq")
+		if last != 4 {
+			t.Fatalf("LastSeq = %d, want 4", last)
+		}
+		j, err := jobs.Get(ctx, "j")
+		mustNil(t, err, "get")
+		if j.LastSeq != 4 {
+			t.Fatalf("Job.LastSeq = %d, want 4", j.LastSeq)
+		}
+
+		// fromSeq and limit page through the log.
+		got, err = jobs.Events(ctx, "j", 2, 2)
+		mustNil(t, err, "page")
+		if fmt.Sprint(seqs(got)) != "[2 3]" {
+			t.Fatalf("Events(from 2, limit 2) = %v", seqs(got))
+		}
+		got, err = jobs.Events(ctx, "j", 5, 10)
+		mustNil(t, err, "past end")
+		if len(got) != 0 {
+			t.Fatalf("Events past the end = %v", seqs(got))
+		}
+		got, err = jobs.Events(ctx, "unknown-job", 0, 10)
+		mustNil(t, err, "unknown job")
+		if len(got) != 0 {
+			t.Fatalf("unknown job has events %v", seqs(got))
+		}
+	})
+}
+
+func TestJobEventsDuplicateSeqIsIgnored(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		jobs := s.Jobs()
+		mustNil(t, jobs.Create(ctx, newJob("j", t0)), "create")
+		mustNil(t, jobs.AppendEvents(ctx, "j", []store.Event{ev(1, "first"), ev(2, "second")}), "append")
+		// Re-delivery overlapping stored seqs, with a duplicate inside the
+		// batch too: stored seqs keep their first content, new ones land.
+		mustNil(t, jobs.AppendEvents(ctx, "j", []store.Event{ev(2, "REPLAYED"), ev(3, "third"), ev(3, "DUP IN BATCH"), ev(1, "REPLAYED")}), "redeliver")
+		got, err := jobs.Events(ctx, "j", 1, 100)
+		mustNil(t, err, "events")
+		var msgs []string
+		for _, e := range got {
+			msgs = append(msgs, e.Message)
+		}
+		if fmt.Sprint(msgs) != "[first second third]" {
+			t.Fatalf("messages %v, want [first second third]", msgs)
+		}
+		// A batch of only duplicates is a no-op, and LastSeq never goes back.
+		mustNil(t, jobs.AppendEvents(ctx, "j", []store.Event{ev(1, "x")}), "all duplicates")
+		last, err := jobs.LastSeq(ctx, "j")
+		mustNil(t, err, "last seq")
+		if last != 3 {
+			t.Fatalf("LastSeq = %d, want 3", last)
+		}
+	})
+}
+
+func TestJobEventsErrors(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		jobs := s.Jobs()
+		wantErr(t, jobs.AppendEvents(ctx, "missing", []store.Event{ev(1, "a")}), store.ErrNotFound, "append to missing job")
+		got, err := jobs.Events(ctx, "missing", 0, 10)
+		mustNil(t, err, "events of missing job")
+		if len(got) != 0 {
+			t.Fatal("events stored for a missing job")
+		}
+		_, err = jobs.LastSeq(ctx, "missing")
+		wantErr(t, err, store.ErrNotFound, "last seq of missing job")
+
+		mustNil(t, jobs.Create(ctx, newJob("j", t0)), "create")
+		// An invalid seq anywhere rejects the whole batch.
+		wantErr(t, jobs.AppendEvents(ctx, "j", []store.Event{ev(1, "a"), ev(0, "zero")}), store.ErrInvalidArgument, "seq 0")
+		wantErr(t, jobs.AppendEvents(ctx, "", []store.Event{ev(1, "a")}), store.ErrInvalidArgument, "empty job id")
+		got, err = jobs.Events(ctx, "j", 0, 10)
+		mustNil(t, err, "events")
+		if len(got) != 0 {
+			t.Fatalf("rejected batch stored events %v", seqs(got))
+		}
+		mustNil(t, jobs.AppendEvents(ctx, "j", nil), "empty batch")
+	})
+}
+
+// TestJobEventsLargeBatch crosses the multi-row INSERT chunk size: the batch
+// spans several statements and still lands whole and in order.
+func TestJobEventsLargeBatch(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		jobs := s.Jobs()
+		mustNil(t, jobs.Create(ctx, newJob("j", t0)), "create")
+		n := 2*store.EventsPerInsert + 17
+		batch := make([]store.Event, n)
+		for i := range batch {
+			batch[i] = ev(int64(i+1), fmt.Sprintf("m%d", i+1))
+		}
+		mustNil(t, jobs.AppendEvents(ctx, "j", batch), "append")
+		var all []store.Event
+		for from := int64(1); ; {
+			page, err := jobs.Events(ctx, "j", from, 100)
+			mustNil(t, err, "events")
+			if len(page) == 0 {
+				break
+			}
+			all = append(all, page...)
+			from = page[len(page)-1].Seq + 1
+			if len(all) > n {
+				t.Fatal("paging returned more events than stored")
+			}
+		}
+		if len(all) != n {
+			t.Fatalf("read %d events, want %d", len(all), n)
+		}
+		for i, e := range all {
+			if e.Seq != int64(i+1) || e.Message != fmt.Sprintf("m%d", i+1) {
+				t.Fatalf("event %d = %+v", i, e)
+			}
+		}
+		last, err := jobs.LastSeq(ctx, "j")
+		mustNil(t, err, "last seq")
+		if last != int64(n) {
+			t.Fatalf("LastSeq = %d, want %d", last, n)
+		}
+	})
+}
+
+// TestJobEventsConcurrentAppenders: batches of one job from concurrent
+// writers (disjoint seqs) all land; LastSeq is the maximum.
+func TestJobEventsConcurrentAppenders(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		jobs := s.Jobs()
+		mustNil(t, jobs.Create(ctx, newJob("j", t0)), "create")
+		const writers, batches, size = 4, 10, 20
+		var wg sync.WaitGroup
+		errs := make([]error, writers)
+		for w := range writers {
+			wg.Go(func() {
+				for b := range batches {
+					batch := make([]store.Event, size)
+					for i := range batch {
+						// Interleaved seqs: writer w owns seqs ≡ w (mod writers).
+						batch[i] = ev(int64((b*size+i)*writers+w+1), "x")
+					}
+					if err := jobs.AppendEvents(ctx, "j", batch); err != nil {
+						errs[w] = err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			mustNil(t, err, "append")
+		}
+		total := writers * batches * size
+		got, err := jobs.Events(ctx, "j", 0, total+10)
+		mustNil(t, err, "events")
+		if len(got) != total {
+			t.Fatalf("stored %d events, want %d", len(got), total)
+		}
+		for i, e := range got {
+			if e.Seq != int64(i+1) {
+				t.Fatalf("event %d has seq %d: not contiguous", i, e.Seq)
+			}
+		}
+		last, err := jobs.LastSeq(ctx, "j")
+		mustNil(t, err, "last seq")
+		if last != int64(total) {
+			t.Fatalf("LastSeq = %d, want %d", last, total)
+		}
+	})
+}
