@@ -17,6 +17,8 @@ package sdk
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -138,15 +140,19 @@ type Client struct {
 	opts Options
 	log  *slog.Logger
 
+	incarnation string // random per Client: tells the server this process restarted
+
 	mu        sync.RWMutex
 	functions map[string]registered
 	order     []string
 	serving   bool
+	serveCtx  context.Context
 }
 
 type registered struct {
 	desc    *croupierv1.FunctionDescriptor
 	handler Handler
+	job     JobHandler
 }
 
 // New returns a Client.
@@ -170,7 +176,10 @@ func New(opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Client{opts: opts, log: opts.Logger.With("instance", opts.InstanceID), functions: map[string]registered{}}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &Client{opts: opts, log: opts.Logger.With("instance", opts.InstanceID), functions: map[string]registered{},
+		incarnation: hex.EncodeToString(b[:])}
 }
 
 // InstanceID is the id this client registers under.
@@ -183,6 +192,27 @@ func (c *Client) Register(d *croupierv1.FunctionDescriptor, h Handler) error {
 	if h == nil {
 		return errors.New("sdk: nil handler for " + d.GetId())
 	}
+	return c.add(d, registered{desc: d, handler: h})
+}
+
+// RegisterJob adds a long-running function, started with InvokeJob. Its
+// handler reports progress through *Job. Invoked synchronously
+// (InvokeFunction) it runs with its reports discarded. Plain functions
+// registered with Register can be started as jobs too: they report START
+// and then DONE or ERROR.
+func (c *Client) RegisterJob(d *croupierv1.FunctionDescriptor, h JobHandler) error {
+	if h == nil {
+		return errors.New("sdk: nil job handler for " + d.GetId())
+	}
+	discard := func(ctx context.Context, inv *Invocation) (*structpb.Struct, error) {
+		run := newJobRun(ctx, inv.ID)
+		run.discard = true // nobody watches a synchronous call
+		return h(run.ctx, &Job{Invocation: inv, JobID: inv.ID, run: run})
+	}
+	return c.add(d, registered{desc: d, handler: discard, job: h})
+}
+
+func (c *Client) add(d *croupierv1.FunctionDescriptor, r registered) error {
 	if err := schema.ValidateDescriptor(d); err != nil {
 		return fmt.Errorf("sdk: descriptor %q: %w", d.GetId(), err)
 	}
@@ -194,7 +224,7 @@ func (c *Client) Register(d *croupierv1.FunctionDescriptor, h Handler) error {
 	if _, dup := c.functions[d.GetId()]; dup {
 		return fmt.Errorf("sdk: function %q registered twice", d.GetId())
 	}
-	c.functions[d.GetId()] = registered{desc: d, handler: h}
+	c.functions[d.GetId()] = r
 	c.order = append(c.order, d.GetId())
 	return nil
 }
@@ -203,7 +233,11 @@ func (c *Client) Register(d *croupierv1.FunctionDescriptor, h Handler) error {
 // reconnecting (and registering again) whenever the agent goes away.
 func (c *Client) Serve(ctx context.Context) error {
 	c.mu.Lock()
-	c.serving = true
+	if c.serving {
+		c.mu.Unlock()
+		return errors.New("sdk: Serve called twice")
+	}
+	c.serving, c.serveCtx = true, ctx
 	descs := make([]*croupierv1.FunctionDescriptor, 0, len(c.order))
 	for _, id := range c.order {
 		descs = append(descs, c.functions[id].desc)
@@ -217,9 +251,19 @@ func (c *Client) Serve(ctx context.Context) error {
 	defer conn.Close()
 	local := agentv1.NewLocalAgentServiceClient(conn)
 
+	js := &jobs{c: c, running: map[string]*jobRun{}, report: func(ctx context.Context, r *agentv1.ReportJobEventsRequest) (*agentv1.ReportJobEventsResponse, error) {
+		return local.ReportJobEvents(ctx, r)
+	}}
+	defer js.wg.Wait()
 	handlers := tunnel.NewHandlerRegistry()
-	if err := tunnel.Register(handlers, c.invoke); err != nil {
-		return err
+	for _, err := range []error{
+		tunnel.Register(handlers, c.invoke),
+		tunnel.Register(handlers, js.start),
+		tunnel.Register(handlers, js.cancelJob),
+	} {
+		if err != nil {
+			return err
+		}
 	}
 	client := tunnel.NewGRPCClient(conn, tunnel.ClientOptions{
 		Name: c.opts.InstanceID, Handlers: handlers, MaxInFlight: c.opts.MaxConcurrent,
@@ -228,7 +272,7 @@ func (c *Client) Serve(ctx context.Context) error {
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			resp, err := local.RegisterInstance(rctx, &agentv1.RegisterInstanceRequest{
-				InstanceId: c.opts.InstanceID, Functions: descs, Labels: c.opts.Labels,
+				InstanceId: c.opts.InstanceID, Functions: descs, Labels: c.opts.Labels, Incarnation: c.incarnation,
 			})
 			if err != nil {
 				c.log.Error("register with agent failed", "err", err)
@@ -242,6 +286,17 @@ func (c *Client) Serve(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+func invocationOf(req *agentv1.InvokeRequest) *Invocation {
+	inv := &Invocation{
+		ID: req.GetInvocationId(), GameID: req.GetGameId(), Env: req.GetEnv(), FunctionID: req.GetFunctionId(),
+		IdempotencyKey: req.GetIdempotencyKey(), Actor: req.GetActor(), Payload: req.GetPayload(), Config: req.GetConfig(),
+	}
+	if inv.Payload == nil {
+		inv.Payload = &structpb.Struct{}
+	}
+	return inv
 }
 
 func (c *Client) invoke(ctx context.Context, req *agentv1.InvokeRequest) (resp *agentv1.InvokeResponse, err error) {
@@ -258,13 +313,7 @@ func (c *Client) invoke(ctx context.Context, req *agentv1.InvokeRequest) (resp *
 			resp, err = &agentv1.InvokeResponse{Success: false, ErrorCode: "PANIC", Error: fmt.Sprint("handler panicked: ", r)}, nil
 		}
 	}()
-	inv := &Invocation{
-		ID: req.GetInvocationId(), GameID: req.GetGameId(), Env: req.GetEnv(), FunctionID: req.GetFunctionId(),
-		IdempotencyKey: req.GetIdempotencyKey(), Actor: req.GetActor(), Payload: req.GetPayload(), Config: req.GetConfig(),
-	}
-	if inv.Payload == nil {
-		inv.Payload = &structpb.Struct{}
-	}
+	inv := invocationOf(req)
 	result, herr := fn.handler(ctx, inv)
 	if herr != nil {
 		var fe *Error

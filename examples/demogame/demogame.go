@@ -27,6 +27,13 @@ type Player struct {
 	Banned    bool           `json:"banned"`
 	BanReason string         `json:"ban_reason,omitempty"`
 	BanUntil  string         `json:"ban_until,omitempty"`
+	Mailbox   []Mail         `json:"mailbox,omitempty"`
+}
+
+// Mail is one message in a player's mailbox.
+type Mail struct {
+	Subject string `json:"subject"`
+	Body    string `json:"body"`
 }
 
 // Game holds the players. Safe for concurrent use.
@@ -84,6 +91,7 @@ func (g *Game) player(id string) (*Player, error) {
 
 func (g *Game) snapshot(p *Player) *Player {
 	cp := *p
+	cp.Mailbox = append([]Mail(nil), p.Mailbox...)
 	cp.Inventory = make(map[string]int, len(p.Inventory))
 	for k, v := range p.Inventory {
 		cp.Inventory[k] = v
@@ -172,6 +180,17 @@ var (
 		Semantics:    &croupierv1.Semantics{Risk: croupierv1.RiskLevel_RISK_LEVEL_MEDIUM, TimeoutSeconds: 10},
 		Ui:           &croupierv1.UIConfig{DisplayName: "Grant item", Icon: "gift", FieldOrder: []string{"player_id", "item_id", "count"}},
 	}
+	MailDescriptor = &croupierv1.FunctionDescriptor{
+		Id: "mail.broadcast", Name: "Broadcast mail", Category: "mail", Version: "1.0.0",
+		Description: "A job: sends a mail to each recipient (\"*\" = every player), reporting progress after each.",
+		ParamsSchema: sdk.MustSchema(`{"type":"object","additionalProperties":false,"required":["subject","body","recipients"],"properties":{` +
+			`"subject":{"type":"string","minLength":1,"maxLength":200},"body":{"type":"string","maxLength":10000},` +
+			`"recipients":{"type":"array","minItems":1,"maxItems":100000,"items":{"type":"string","pattern":"^(\\*|p[0-9]+)$"}},` +
+			`"delay_ms":{"type":"integer","minimum":0,"maximum":60000}}}`),
+		ResultSchema: sdk.MustSchema(`{"type":"object","properties":{"sent":{"type":"integer"},"skipped":{"type":"integer"}}}`),
+		Semantics:    &croupierv1.Semantics{Risk: croupierv1.RiskLevel_RISK_LEVEL_MEDIUM, LongRunning: true},
+		Ui:           &croupierv1.UIConfig{DisplayName: "Broadcast mail", Icon: "mail", Widgets: map[string]string{"body": "textarea"}},
+	}
 	StatsDescriptor = &croupierv1.FunctionDescriptor{
 		Id: "game.stats", Name: "Instance stats", Category: "ops", Version: "1.0.0",
 		Description:  "Reports the instance that served the call and how many calls it has served.",
@@ -179,6 +198,58 @@ var (
 		Semantics:    &croupierv1.Semantics{Risk: croupierv1.RiskLevel_RISK_LEVEL_LOW, ReadOnly: true, TimeoutSeconds: 5},
 	}
 )
+
+// MailParams is the payload of mail.broadcast.
+type MailParams struct {
+	Subject    string   `json:"subject"`
+	Body       string   `json:"body"`
+	Recipients []string `json:"recipients"`
+	DelayMS    int      `json:"delay_ms"`
+}
+
+// MailBroadcast is a job: it delivers a mail to each recipient ("*" means
+// every player), reporting progress after each one and stopping when the
+// job is cancelled.
+func (g *Game) MailBroadcast(ctx context.Context, job *sdk.Job) (*structpb.Struct, error) {
+	var p MailParams
+	if err := job.Decode(&p); err != nil {
+		return nil, sdk.Errorf("BAD_PAYLOAD", "%v", err)
+	}
+	recipients := p.Recipients
+	if slices.Contains(recipients, "*") {
+		recipients = g.Players()
+	}
+	_ = job.Logf("sending %q to %d players", p.Subject, len(recipients))
+	sent, missing := 0, 0
+	for i, id := range recipients {
+		if p.DelayMS > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Duration(p.DelayMS) * time.Millisecond):
+			}
+		} else if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		g.mu.Lock()
+		pl, ok := g.players[id]
+		if ok {
+			pl.Mailbox = append(pl.Mailbox, Mail{Subject: p.Subject, Body: p.Body})
+			sent++
+		} else {
+			missing++
+		}
+		g.mu.Unlock()
+		if !ok {
+			_ = job.Logf("no player %q; skipped", id)
+		}
+		if err := job.Progress(float64(i+1)/float64(len(recipients)), fmt.Sprintf("%d/%d delivered to %s", i+1, len(recipients), id)); err != nil {
+			return nil, err
+		}
+	}
+	_ = job.Logf("done: %d sent, %d skipped", sent, missing)
+	return sdk.ToStruct(map[string]any{"sent": sent, "skipped": missing, "served_by": g.instance})
+}
 
 // Stats is the result of game.stats.
 type Stats struct {
@@ -221,6 +292,9 @@ func (g *Game) Register(c *sdk.Client, only ...string) error {
 		if err := c.Register(f.d, f.h); err != nil {
 			return err
 		}
+	}
+	if len(only) == 0 || slices.Contains(only, MailDescriptor.GetId()) {
+		return c.RegisterJob(MailDescriptor, g.MailBroadcast)
 	}
 	return nil
 }

@@ -101,8 +101,14 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 
 	handlers := tunnel.NewHandlerRegistry()
-	if err = tunnel.Register(handlers, a.handleInvoke); err != nil {
-		return err
+	for _, err := range []error{
+		tunnel.Register(handlers, a.handleInvoke),
+		tunnel.Register(handlers, a.handleStartJob),
+		tunnel.Register(handlers, a.handleCancelJob),
+	} {
+		if err != nil {
+			return err
+		}
 	}
 	copts := tunnel.ClientOptions{
 		Name: a.cfg.ID, Handlers: handlers, Logger: a.log.With("component", "tunnel"),
@@ -291,6 +297,25 @@ func (a *Agent) handleInvoke(ctx context.Context, req *agentv1.InvokeRequest) (*
 	return resp, nil
 }
 
+// handleStartJob starts a job on the instance the server chose.
+func (a *Agent) handleStartJob(ctx context.Context, req *agentv1.StartJobRequest) (*agentv1.StartJobResponse, error) {
+	inv := req.GetInvocation()
+	id, ok := a.instances.pick(inv.GetInstanceId(), inv.GetFunctionId())
+	if !ok {
+		return nil, apierr.New(codes.Unavailable, apierr.CodeNoInstance,
+			fmt.Sprintf("no instance on agent %s serves %s (instance %q)", a.cfg.ID, inv.GetFunctionId(), inv.GetInstanceId()))
+	}
+	return tunnel.Call[*agentv1.StartJobResponse](ctx, a.sdkTunnel, id, req)
+}
+
+// handleCancelJob asks the instance running a job to cancel it.
+func (a *Agent) handleCancelJob(ctx context.Context, req *agentv1.CancelJobRequest) (*agentv1.CancelJobResponse, error) {
+	if !a.sdkTunnel.Connected(req.GetInstanceId()) {
+		return &agentv1.CancelJobResponse{Found: false}, nil
+	}
+	return tunnel.Call[*agentv1.CancelJobResponse](ctx, a.sdkTunnel, req.GetInstanceId(), req)
+}
+
 // SDKAddr is the bound SDK address.
 func (a *Agent) SDKAddr() string {
 	if a.sdkLis == nil {
@@ -351,6 +376,23 @@ type localService struct {
 	a *Agent
 }
 
+// ReportJobEvents forwards a job's events to the server and returns what the
+// server stored. The agent keeps nothing: the game server holds its events
+// until the server acknowledges them, so an agent restart loses none.
+func (s localService) ReportJobEvents(ctx context.Context, req *agentv1.ReportJobEventsRequest) (*agentv1.ReportJobEventsResponse, error) {
+	a := s.a
+	if !a.Registered() {
+		return nil, apierr.New(codes.Unavailable, apierr.CodeUnavailable, "agent is not connected to the server; events are kept and retried")
+	}
+	resp, err := a.control.ReportJobEvents(ctx, &croupierv1.ReportJobEventsRequest{
+		AgentId: a.cfg.ID, JobId: req.GetJobId(), Events: req.GetEvents(), Instance: a.cfg.ID + "/" + req.GetInstanceId(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &agentv1.ReportJobEventsResponse{AckedSeq: resp.GetAckedSeq(), Status: resp.GetStatus()}, nil
+}
+
 func (s localService) RegisterInstance(ctx context.Context, req *agentv1.RegisterInstanceRequest) (*agentv1.RegisterInstanceResponse, error) {
 	a := s.a
 	id := req.GetInstanceId()
@@ -372,7 +414,7 @@ func (s localService) RegisterInstance(ctx context.Context, req *agentv1.Registe
 		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeAgentNotConnected,
 			"instance "+id+" has no open tunnel to the agent; open it before registering")
 	}
-	a.instances.put(&instance{id: id, functions: req.GetFunctions(), labels: req.GetLabels()})
+	a.instances.put(&instance{id: id, incarnation: req.GetIncarnation(), functions: req.GetFunctions(), labels: req.GetLabels()})
 	a.log.Info("game-server instance registered", "instance", id, "functions", len(req.GetFunctions()))
 	return &agentv1.RegisterInstanceResponse{AgentId: a.cfg.ID, GameId: a.cfg.Game, Env: a.cfg.Env}, nil
 }

@@ -21,6 +21,7 @@ type controlClient interface {
 	RegisterAgent(ctx context.Context, r *croupierv1.RegisterAgentRequest) (*croupierv1.RegisterAgentResponse, error)
 	Heartbeat(ctx context.Context, r *croupierv1.HeartbeatRequest) (*croupierv1.HeartbeatResponse, error)
 	GetAssignments(ctx context.Context, r *croupierv1.GetAssignmentsRequest) (*croupierv1.GetAssignmentsResponse, error)
+	ReportJobEvents(ctx context.Context, r *croupierv1.ReportJobEventsRequest) (*croupierv1.ReportJobEventsResponse, error)
 }
 
 // grpcControl calls ControlService over the agent's gRPC connection.
@@ -38,6 +39,10 @@ func (g grpcControl) Heartbeat(ctx context.Context, r *croupierv1.HeartbeatReque
 
 func (g grpcControl) GetAssignments(ctx context.Context, r *croupierv1.GetAssignmentsRequest) (*croupierv1.GetAssignmentsResponse, error) {
 	return g.c.GetAssignments(ctx, r)
+}
+
+func (g grpcControl) ReportJobEvents(ctx context.Context, r *croupierv1.ReportJobEventsRequest) (*croupierv1.ReportJobEventsResponse, error) {
+	return g.c.ReportJobEvents(ctx, r)
 }
 
 // restControl calls ControlService as REST over HTTP/1.1, for agents on the
@@ -60,6 +65,11 @@ func (r restControl) Heartbeat(ctx context.Context, req *croupierv1.HeartbeatReq
 func (r restControl) GetAssignments(ctx context.Context, req *croupierv1.GetAssignmentsRequest) (*croupierv1.GetAssignmentsResponse, error) {
 	out := &croupierv1.GetAssignmentsResponse{}
 	return out, r.do(ctx, http.MethodGet, "/api/v1/agents/"+url.PathEscape(req.GetAgentId())+"/assignments", nil, out)
+}
+
+func (r restControl) ReportJobEvents(ctx context.Context, req *croupierv1.ReportJobEventsRequest) (*croupierv1.ReportJobEventsResponse, error) {
+	out := &croupierv1.ReportJobEventsResponse{}
+	return out, r.do(ctx, http.MethodPost, "/api/v1/agents/"+url.PathEscape(req.GetAgentId())+"/jobs/"+url.PathEscape(req.GetJobId())+"/events", req, out)
 }
 
 func (r restControl) do(ctx context.Context, method, path string, in, out proto.Message) error {

@@ -9,9 +9,10 @@ import (
 
 // instance is one game-server process connected through the SDK.
 type instance struct {
-	id        string
-	functions []*croupierv1.FunctionDescriptor
-	labels    map[string]string
+	id          string
+	incarnation string
+	functions   []*croupierv1.FunctionDescriptor
+	labels      map[string]string
 }
 
 // instances is the agent's table of connected game-server instances.
@@ -93,7 +94,7 @@ func (t *instances) snapshot() (fns []string, descs []*croupierv1.FunctionDescri
 	sort.Strings(ids)
 	for _, id := range ids {
 		in := t.byID[id]
-		info := &croupierv1.InstanceInfo{InstanceId: id, Labels: in.labels}
+		info := &croupierv1.InstanceInfo{InstanceId: id, Labels: in.labels, Incarnation: in.incarnation}
 		for _, d := range in.functions {
 			info.Functions = append(info.Functions, d.GetId())
 			if !seen[d.GetId()] {

@@ -29,6 +29,9 @@ func serverFlags(fs *pflag.FlagSet, d config.Server) {
 	fs.Duration("invoke-timeout", d.InvokeTimeout, "default InvokeFunction timeout")
 	fs.Duration("invoke-max-timeout", d.InvokeMaxTimeout, "largest timeout a caller may ask for")
 	fs.Duration("idempotency-window", d.IdempotencyWindow, "how long idempotency keys are remembered")
+	fs.Duration("job-orphan-grace", d.JobOrphanGrace, "how long a running job's agent may stay away before the job fails")
+	fs.Duration("job-retention", d.JobRetention, "finished jobs older than this are pruned")
+	fs.Int("job-keep", d.JobKeep, "the newest finished jobs always kept")
 }
 
 func newServerCmd(g *globals) *cobra.Command {

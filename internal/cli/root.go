@@ -129,6 +129,7 @@ Start everything on one machine with "croupier dev".`,
 		newRegistryCmd(g),
 		newAgentsCmd(g),
 		newFunctionCmd(g),
+		newJobCmd(g),
 	)
 	return root
 }

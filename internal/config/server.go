@@ -43,6 +43,13 @@ type Server struct {
 	IdempotencyWindow time.Duration `koanf:"idempotency_window"`
 	// MaxRequestBytes caps gRPC and REST request bodies.
 	MaxRequestBytes int `koanf:"max_request_bytes"`
+	// JobOrphanGrace is how long a running job's agent may stay disconnected
+	// before the job is declared failed.
+	JobOrphanGrace time.Duration `koanf:"job_orphan_grace"`
+	// JobRetention and JobKeep prune finished jobs older than JobRetention,
+	// always keeping the newest JobKeep.
+	JobRetention time.Duration `koanf:"job_retention"`
+	JobKeep      int           `koanf:"job_keep"`
 }
 
 // DefaultServer returns the defaults of `croupier server`.
@@ -58,6 +65,9 @@ func DefaultServer() Server {
 		InvokeMaxTimeout:  5 * time.Minute,
 		IdempotencyWindow: 24 * time.Hour,
 		MaxRequestBytes:   4 << 20,
+		JobOrphanGrace:    time.Minute,
+		JobRetention:      7 * 24 * time.Hour,
+		JobKeep:           1000,
 	}
 }
 

@@ -125,7 +125,7 @@ func buildAgent(req *croupierv1.RegisterAgentRequest, now time.Time) (registry.A
 		if in.GetInstanceId() == "" {
 			return registry.Agent{}, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "instance_id is required for every instance")
 		}
-		a.Instances = append(a.Instances, registry.Instance{ID: in.GetInstanceId(), Functions: in.GetFunctions(), Labels: in.GetLabels()})
+		a.Instances = append(a.Instances, registry.Instance{ID: in.GetInstanceId(), Functions: in.GetFunctions(), Labels: in.GetLabels(), Incarnation: in.GetIncarnation()})
 	}
 	ids := make([]string, 0, len(descs))
 	for id := range descs {

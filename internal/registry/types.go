@@ -22,6 +22,8 @@ type Instance struct {
 	// Functions lists the function ids the instance serves.
 	Functions []string
 	Labels    map[string]string
+	// Incarnation changes when the instance's process restarts.
+	Incarnation string
 }
 
 // Agent is one agent's registration.

@@ -8,6 +8,7 @@ import (
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/control"
 	"github.com/croupier/croupier/internal/invoke"
+	"github.com/croupier/croupier/internal/jobs"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/schema"
@@ -18,7 +19,15 @@ import (
 // controlHandler adapts control.Service to gRPC.
 type controlHandler struct {
 	croupierv1.UnimplementedControlServiceServer
-	svc *control.Service
+	svc  *control.Service
+	jobs *jobs.Service
+}
+
+func (h controlHandler) ReportJobEvents(ctx context.Context, r *croupierv1.ReportJobEventsRequest) (*croupierv1.ReportJobEventsResponse, error) {
+	if p := principal.FromContext(ctx); p.Kind != principal.Anonymous && (p.Kind != principal.Agent || p.Name != r.GetAgentId()) {
+		return nil, apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "%s cannot report events as agent %q", p, r.GetAgentId())
+	}
+	return h.jobs.Report(ctx, r)
 }
 
 func (h controlHandler) RegisterAgent(ctx context.Context, r *croupierv1.RegisterAgentRequest) (*croupierv1.RegisterAgentResponse, error) {
@@ -44,7 +53,47 @@ func (h controlHandler) UpdateAssignment(ctx context.Context, r *croupierv1.Upda
 type functionHandler struct {
 	croupierv1.UnimplementedFunctionServiceServer
 	invoke  *invoke.Service
+	jobs    *jobs.Service
 	catalog *catalog
+}
+
+func (h functionHandler) InvokeJob(ctx context.Context, r *croupierv1.InvokeJobRequest) (*croupierv1.InvokeJobResponse, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	return h.jobs.Start(ctx, r, principal.FromContext(ctx).String())
+}
+
+func (h functionHandler) StreamJobEvents(r *croupierv1.StreamJobEventsRequest, stream grpc.ServerStreamingServer[croupierv1.JobEvent]) error {
+	if err := requireOperator(stream.Context()); err != nil {
+		return err
+	}
+	return h.jobs.Stream(stream.Context(), r.GetJobId(), r.GetFromSeq(), stream.Send)
+}
+
+func (h functionHandler) CancelJob(ctx context.Context, r *croupierv1.CancelJobRequest) (*croupierv1.CancelJobResponse, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	return h.jobs.Cancel(ctx, r)
+}
+
+func (h functionHandler) GetJob(ctx context.Context, r *croupierv1.GetJobRequest) (*croupierv1.GetJobResponse, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	j, err := h.jobs.Get(ctx, r.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	return &croupierv1.GetJobResponse{Job: j}, nil
+}
+
+func (h functionHandler) ListJobs(ctx context.Context, r *croupierv1.ListJobsRequest) (*croupierv1.ListJobsResponse, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	return h.jobs.List(ctx, r)
 }
 
 func (h functionHandler) InvokeFunction(ctx context.Context, r *croupierv1.InvokeFunctionRequest) (*croupierv1.InvokeFunctionResponse, error) {

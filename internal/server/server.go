@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -20,11 +21,12 @@ import (
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/control"
 	"github.com/croupier/croupier/internal/invoke"
+	"github.com/croupier/croupier/internal/jobs"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/store"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/internal/tunnel"
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -45,6 +47,7 @@ type Server struct {
 	tunnel   *tunnel.Server
 	control  *control.Service
 	invoke   *invoke.Service
+	jobs     *jobs.Service
 	health   *health.Server
 	metrics  *prometheus.Registry
 
@@ -129,6 +132,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Registry: s.registry, Caller: tunnelCaller{s.tunnel}, Assignments: assignments,
 		Scopes: scopes, Idempotency: s.store.Idempotency(),
 	})
+	s.jobs = jobs.New(jobs.Config{
+		CheckInterval: s.cfg.HeartbeatInterval, OrphanGrace: s.cfg.JobOrphanGrace,
+		IdempotencyWindow: s.cfg.IdempotencyWindow, Retention: s.cfg.JobRetention, KeepJobs: s.cfg.JobKeep,
+		Logger: s.log.With("component", "jobs"),
+	}, s.store, s.invoke, tunnelCaller{s.tunnel}, s.registry)
+	if err = s.jobs.Open(ctx); err != nil {
+		return err
+	}
 
 	var serverTLS *tls.Config
 	if !s.cfg.Insecure {
@@ -142,8 +153,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			func() float64 { return float64(len(s.tunnel.Clients())) }))
 
 	s.grpcServer = s.newGRPCServer(serverTLS, auth)
-	croupierv1.RegisterControlServiceServer(s.grpcServer, controlHandler{svc: s.control})
-	croupierv1.RegisterFunctionServiceServer(s.grpcServer, functionHandler{invoke: s.invoke, catalog: cat})
+	croupierv1.RegisterControlServiceServer(s.grpcServer, controlHandler{svc: s.control, jobs: s.jobs})
+	croupierv1.RegisterFunctionServiceServer(s.grpcServer, functionHandler{invoke: s.invoke, jobs: s.jobs, catalog: cat})
 	croupierv1.RegisterRegistryServiceServer(s.grpcServer, registryHandler{reg: s.registry})
 	s.tunnel.RegisterGRPC(s.grpcServer)
 	s.health = health.NewServer()
@@ -176,10 +187,16 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.tunServer != nil {
 		s.serve("tunnel-http", func() error { return s.tunServer.Serve(s.tunLis) })
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.maintain(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		if err := s.jobs.Run(ctx); err != nil {
+			s.log.Error("jobs stopped", "err", err)
+		}
 	}()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.log.Info("croupier server started", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "tunnel_http", s.TunnelHTTPAddr(),
@@ -207,6 +224,9 @@ func (s *Server) newGRPCServer(tlsCfg *tls.Config, auth authenticator) *grpc.Ser
 		grpc.ChainUnaryInterceptor(auth.unary),
 		grpc.ChainStreamInterceptor(auth.stream),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
+		// Reused stream workers keep their grown stacks; a fresh goroutine per
+		// call spends a measurable share of each call growing its stack.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
@@ -234,8 +254,8 @@ func (s *Server) opsMux() http.Handler {
 // tunnelMux serves the long-poll tunnel and, for agents that cannot use
 // HTTP/2 at all, ControlService as REST (same handlers as gRPC).
 func (s *Server) tunnelMux(ctx context.Context, auth authenticator) (http.Handler, error) {
-	gw := runtime.NewServeMux()
-	if err := croupierv1.RegisterControlServiceHandlerServer(ctx, gw, controlHandler{svc: s.control}); err != nil {
+	gw := gwruntime.NewServeMux()
+	if err := croupierv1.RegisterControlServiceHandlerServer(ctx, gw, controlHandler{svc: s.control, jobs: s.jobs}); err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
@@ -390,4 +410,12 @@ type tunnelCaller struct{ t *tunnel.Server }
 
 func (c tunnelCaller) Invoke(ctx context.Context, agent string, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
 	return tunnel.Call[*agentv1.InvokeResponse](ctx, c.t, agent, req)
+}
+
+func (c tunnelCaller) StartJob(ctx context.Context, agent string, req *agentv1.StartJobRequest) (*agentv1.StartJobResponse, error) {
+	return tunnel.Call[*agentv1.StartJobResponse](ctx, c.t, agent, req)
+}
+
+func (c tunnelCaller) CancelJob(ctx context.Context, agent string, req *agentv1.CancelJobRequest) (*agentv1.CancelJobResponse, error) {
+	return tunnel.Call[*agentv1.CancelJobResponse](ctx, c.t, agent, req)
 }

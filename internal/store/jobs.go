@@ -54,13 +54,15 @@ type Job struct {
 	ErrorCode      string
 	// LastSeq is the highest event seq appended so far (0: none).
 	LastSeq int64
+	// Incarnation of the instance process that runs the job.
+	Incarnation string
 }
 
 // Jobs stores jobs and their ordered, durable event logs.
 type Jobs struct{ s *Store }
 
 const jobColumns = `job_id, game_id, env, function_id, status, instance, payload, actor, idempotency_key,
-	created_at, started_at, ended_at, updated_at, progress, result, error_message, error_code, last_seq`
+	created_at, started_at, ended_at, updated_at, progress, result, error_message, error_code, last_seq, incarnation`
 
 // Create inserts j. An empty Status becomes pending, a zero CreatedAt the
 // store clock; both are written back into j. ErrConflict if the id exists.
@@ -87,10 +89,10 @@ func (x *Jobs) Create(ctx context.Context, j *Job) error {
 	j.UpdatedAt = msToTime(now)
 	_, err := x.s.db.ExecContext(ctx,
 		`INSERT INTO jobs (`+jobColumns+`)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
 		j.ID, j.GameID, j.Env, j.FunctionID, j.Status, j.Instance, j.Payload, j.Actor, j.IdempotencyKey,
 		timeToMs(j.CreatedAt), timeToMs(j.StartedAt), timeToMs(j.EndedAt), now,
-		j.Progress, j.Result, j.Error, j.ErrorCode, j.LastSeq)
+		j.Progress, j.Result, j.Error, j.ErrorCode, j.LastSeq, j.Incarnation)
 	if err != nil {
 		err = dbErr(ctx, "create job", err)
 		if errors.Is(err, ErrConflict) {
@@ -128,6 +130,9 @@ func field(column string, value any) JobField {
 
 // SetInstance records where the job runs.
 func SetInstance(instance string) JobField { return field("instance", instance) }
+
+// SetIncarnation records which process incarnation runs the job.
+func SetIncarnation(incarnation string) JobField { return field("incarnation", incarnation) }
 
 // SetStartedAt records when the handler started.
 func SetStartedAt(t time.Time) JobField { return field("started_at", timeToMs(t)) }
@@ -209,7 +214,7 @@ func scanJob(r rowScanner) (*Job, error) {
 	var created, started, ended, updated int64
 	err := r.Scan(&j.ID, &j.GameID, &j.Env, &j.FunctionID, &j.Status, &j.Instance, &j.Payload, &j.Actor,
 		&j.IdempotencyKey, &created, &started, &ended, &updated, &j.Progress, &j.Result, &j.Error,
-		&j.ErrorCode, &j.LastSeq)
+		&j.ErrorCode, &j.LastSeq, &j.Incarnation)
 	if err != nil {
 		return nil, err
 	}

@@ -128,9 +128,11 @@ func (x *RegisterAgentRequest) GetInstances() []*InstanceInfo {
 type InstanceInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique within the agent. Globally an instance is "agent_id/instance_id".
-	InstanceId    string            `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	Functions     []string          `protobuf:"bytes,2,rep,name=functions,proto3" json:"functions,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	InstanceId string            `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	Functions  []string          `protobuf:"bytes,2,rep,name=functions,proto3" json:"functions,omitempty"`
+	Labels     map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Random per process start (see RegisterInstanceRequest.incarnation).
+	Incarnation   string `protobuf:"bytes,4,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -184,6 +186,13 @@ func (x *InstanceInfo) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *InstanceInfo) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
 }
 
 type RegisterAgentResponse struct {
@@ -644,11 +653,132 @@ func (x *UpdateAssignmentResponse) GetVersion() int64 {
 	return 0
 }
 
+type ReportJobEventsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	JobId   string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Events  []*JobEvent            `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	// "agent_id/instance_id" that runs the job.
+	Instance      string `protobuf:"bytes,4,opt,name=instance,proto3" json:"instance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportJobEventsRequest) Reset() {
+	*x = ReportJobEventsRequest{}
+	mi := &file_croupier_v1_control_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportJobEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportJobEventsRequest) ProtoMessage() {}
+
+func (x *ReportJobEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_v1_control_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportJobEventsRequest.ProtoReflect.Descriptor instead.
+func (*ReportJobEventsRequest) Descriptor() ([]byte, []int) {
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReportJobEventsRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *ReportJobEventsRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ReportJobEventsRequest) GetEvents() []*JobEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ReportJobEventsRequest) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+type ReportJobEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AckedSeq      int64                  `protobuf:"varint,1,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportJobEventsResponse) Reset() {
+	*x = ReportJobEventsResponse{}
+	mi := &file_croupier_v1_control_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportJobEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportJobEventsResponse) ProtoMessage() {}
+
+func (x *ReportJobEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_v1_control_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportJobEventsResponse.ProtoReflect.Descriptor instead.
+func (*ReportJobEventsResponse) Descriptor() ([]byte, []int) {
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReportJobEventsResponse) GetAckedSeq() int64 {
+	if x != nil {
+		return x.AckedSeq
+	}
+	return 0
+}
+
+func (x *ReportJobEventsResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
 var File_croupier_v1_control_proto protoreflect.FileDescriptor
 
 const file_croupier_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x19croupier/v1/control.proto\x12\vcroupier.v1\x1a\x1ccroupier/v1/descriptor.proto\x1a\x1cgoogle/api/annotations.proto\"\x92\x03\n" +
+	"\x19croupier/v1/control.proto\x12\vcroupier.v1\x1a\x1ccroupier/v1/descriptor.proto\x1a\x1acroupier/v1/function.proto\x1a\x1cgoogle/api/annotations.proto\"\x92\x03\n" +
 	"\x14RegisterAgentRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
 	"\agame_id\x18\x02 \x01(\tR\x06gameId\x12\x10\n" +
@@ -660,12 +790,13 @@ const file_croupier_v1_control_proto_rawDesc = "" +
 	"\tinstances\x18\b \x03(\v2\x19.croupier.v1.InstanceInfoR\tinstances\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc7\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x01\n" +
 	"\fInstanceInfo\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12\x1c\n" +
 	"\tfunctions\x18\x02 \x03(\tR\tfunctions\x12=\n" +
-	"\x06labels\x18\x03 \x03(\v2%.croupier.v1.InstanceInfo.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x03 \x03(\v2%.croupier.v1.InstanceInfo.LabelsEntryR\x06labels\x12 \n" +
+	"\vincarnation\x18\x04 \x01(\tR\vincarnation\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"{\n" +
@@ -710,11 +841,20 @@ const file_croupier_v1_control_proto_rawDesc = "" +
 	"\n" +
 	"assignment\x18\x01 \x01(\v2\x1f.croupier.v1.FunctionAssignmentR\n" +
 	"assignment\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion2\xb3\x04\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\"\x95\x01\n" +
+	"\x16ReportJobEventsRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12-\n" +
+	"\x06events\x18\x03 \x03(\v2\x15.croupier.v1.JobEventR\x06events\x12\x1a\n" +
+	"\binstance\x18\x04 \x01(\tR\binstance\"N\n" +
+	"\x17ReportJobEventsResponse\x12\x1b\n" +
+	"\tacked_seq\x18\x01 \x01(\x03R\backedSeq\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status2\xcd\x05\n" +
 	"\x0eControlService\x12z\n" +
 	"\rRegisterAgent\x12!.croupier.v1.RegisterAgentRequest\x1a\".croupier.v1.RegisterAgentResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/api/v1/agents:register\x12z\n" +
 	"\tHeartbeat\x12\x1d.croupier.v1.HeartbeatRequest\x1a\x1e.croupier.v1.HeartbeatResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/api/v1/agents/{agent_id}:heartbeat\x12\x88\x01\n" +
-	"\x0eGetAssignments\x12\".croupier.v1.GetAssignmentsRequest\x1a#.croupier.v1.GetAssignmentsResponse\"-\x82\xd3\xe4\x93\x02'\x12%/api/v1/agents/{agent_id}/assignments\x12\x9d\x01\n" +
+	"\x0eGetAssignments\x12\".croupier.v1.GetAssignmentsRequest\x1a#.croupier.v1.GetAssignmentsResponse\"-\x82\xd3\xe4\x93\x02'\x12%/api/v1/agents/{agent_id}/assignments\x12\x97\x01\n" +
+	"\x0fReportJobEvents\x12#.croupier.v1.ReportJobEventsRequest\x1a$.croupier.v1.ReportJobEventsResponse\"9\x82\xd3\xe4\x93\x023:\x01*\"./api/v1/agents/{agent_id}/jobs/{job_id}/events\x12\x9d\x01\n" +
 	"\x10UpdateAssignment\x12$.croupier.v1.UpdateAssignmentRequest\x1a%.croupier.v1.UpdateAssignmentResponse\"<\x82\xd3\xe4\x93\x026:\x01*\x1a1/api/v1/assignments/{game_id}/{env}/{function_id}B9Z7github.com/croupier/croupier/api/croupier/v1;croupierv1b\x06proto3"
 
 var (
@@ -729,7 +869,7 @@ func file_croupier_v1_control_proto_rawDescGZIP() []byte {
 	return file_croupier_v1_control_proto_rawDescData
 }
 
-var file_croupier_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_croupier_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_croupier_v1_control_proto_goTypes = []any{
 	(*RegisterAgentRequest)(nil),     // 0: croupier.v1.RegisterAgentRequest
 	(*InstanceInfo)(nil),             // 1: croupier.v1.InstanceInfo
@@ -741,36 +881,42 @@ var file_croupier_v1_control_proto_goTypes = []any{
 	(*FunctionAssignment)(nil),       // 7: croupier.v1.FunctionAssignment
 	(*UpdateAssignmentRequest)(nil),  // 8: croupier.v1.UpdateAssignmentRequest
 	(*UpdateAssignmentResponse)(nil), // 9: croupier.v1.UpdateAssignmentResponse
-	nil,                              // 10: croupier.v1.RegisterAgentRequest.LabelsEntry
-	nil,                              // 11: croupier.v1.InstanceInfo.LabelsEntry
-	nil,                              // 12: croupier.v1.HeartbeatRequest.StatusEntry
-	nil,                              // 13: croupier.v1.FunctionAssignment.ConfigEntry
-	nil,                              // 14: croupier.v1.UpdateAssignmentRequest.ConfigEntry
-	(*FunctionDescriptor)(nil),       // 15: croupier.v1.FunctionDescriptor
+	(*ReportJobEventsRequest)(nil),   // 10: croupier.v1.ReportJobEventsRequest
+	(*ReportJobEventsResponse)(nil),  // 11: croupier.v1.ReportJobEventsResponse
+	nil,                              // 12: croupier.v1.RegisterAgentRequest.LabelsEntry
+	nil,                              // 13: croupier.v1.InstanceInfo.LabelsEntry
+	nil,                              // 14: croupier.v1.HeartbeatRequest.StatusEntry
+	nil,                              // 15: croupier.v1.FunctionAssignment.ConfigEntry
+	nil,                              // 16: croupier.v1.UpdateAssignmentRequest.ConfigEntry
+	(*FunctionDescriptor)(nil),       // 17: croupier.v1.FunctionDescriptor
+	(*JobEvent)(nil),                 // 18: croupier.v1.JobEvent
 }
 var file_croupier_v1_control_proto_depIdxs = []int32{
-	10, // 0: croupier.v1.RegisterAgentRequest.labels:type_name -> croupier.v1.RegisterAgentRequest.LabelsEntry
-	15, // 1: croupier.v1.RegisterAgentRequest.descriptors:type_name -> croupier.v1.FunctionDescriptor
+	12, // 0: croupier.v1.RegisterAgentRequest.labels:type_name -> croupier.v1.RegisterAgentRequest.LabelsEntry
+	17, // 1: croupier.v1.RegisterAgentRequest.descriptors:type_name -> croupier.v1.FunctionDescriptor
 	1,  // 2: croupier.v1.RegisterAgentRequest.instances:type_name -> croupier.v1.InstanceInfo
-	11, // 3: croupier.v1.InstanceInfo.labels:type_name -> croupier.v1.InstanceInfo.LabelsEntry
-	12, // 4: croupier.v1.HeartbeatRequest.status:type_name -> croupier.v1.HeartbeatRequest.StatusEntry
+	13, // 3: croupier.v1.InstanceInfo.labels:type_name -> croupier.v1.InstanceInfo.LabelsEntry
+	14, // 4: croupier.v1.HeartbeatRequest.status:type_name -> croupier.v1.HeartbeatRequest.StatusEntry
 	7,  // 5: croupier.v1.GetAssignmentsResponse.assignments:type_name -> croupier.v1.FunctionAssignment
-	13, // 6: croupier.v1.FunctionAssignment.config:type_name -> croupier.v1.FunctionAssignment.ConfigEntry
-	14, // 7: croupier.v1.UpdateAssignmentRequest.config:type_name -> croupier.v1.UpdateAssignmentRequest.ConfigEntry
+	15, // 6: croupier.v1.FunctionAssignment.config:type_name -> croupier.v1.FunctionAssignment.ConfigEntry
+	16, // 7: croupier.v1.UpdateAssignmentRequest.config:type_name -> croupier.v1.UpdateAssignmentRequest.ConfigEntry
 	7,  // 8: croupier.v1.UpdateAssignmentResponse.assignment:type_name -> croupier.v1.FunctionAssignment
-	0,  // 9: croupier.v1.ControlService.RegisterAgent:input_type -> croupier.v1.RegisterAgentRequest
-	3,  // 10: croupier.v1.ControlService.Heartbeat:input_type -> croupier.v1.HeartbeatRequest
-	5,  // 11: croupier.v1.ControlService.GetAssignments:input_type -> croupier.v1.GetAssignmentsRequest
-	8,  // 12: croupier.v1.ControlService.UpdateAssignment:input_type -> croupier.v1.UpdateAssignmentRequest
-	2,  // 13: croupier.v1.ControlService.RegisterAgent:output_type -> croupier.v1.RegisterAgentResponse
-	4,  // 14: croupier.v1.ControlService.Heartbeat:output_type -> croupier.v1.HeartbeatResponse
-	6,  // 15: croupier.v1.ControlService.GetAssignments:output_type -> croupier.v1.GetAssignmentsResponse
-	9,  // 16: croupier.v1.ControlService.UpdateAssignment:output_type -> croupier.v1.UpdateAssignmentResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	18, // 9: croupier.v1.ReportJobEventsRequest.events:type_name -> croupier.v1.JobEvent
+	0,  // 10: croupier.v1.ControlService.RegisterAgent:input_type -> croupier.v1.RegisterAgentRequest
+	3,  // 11: croupier.v1.ControlService.Heartbeat:input_type -> croupier.v1.HeartbeatRequest
+	5,  // 12: croupier.v1.ControlService.GetAssignments:input_type -> croupier.v1.GetAssignmentsRequest
+	10, // 13: croupier.v1.ControlService.ReportJobEvents:input_type -> croupier.v1.ReportJobEventsRequest
+	8,  // 14: croupier.v1.ControlService.UpdateAssignment:input_type -> croupier.v1.UpdateAssignmentRequest
+	2,  // 15: croupier.v1.ControlService.RegisterAgent:output_type -> croupier.v1.RegisterAgentResponse
+	4,  // 16: croupier.v1.ControlService.Heartbeat:output_type -> croupier.v1.HeartbeatResponse
+	6,  // 17: croupier.v1.ControlService.GetAssignments:output_type -> croupier.v1.GetAssignmentsResponse
+	11, // 18: croupier.v1.ControlService.ReportJobEvents:output_type -> croupier.v1.ReportJobEventsResponse
+	9,  // 19: croupier.v1.ControlService.UpdateAssignment:output_type -> croupier.v1.UpdateAssignmentResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_croupier_v1_control_proto_init() }
@@ -779,13 +925,14 @@ func file_croupier_v1_control_proto_init() {
 		return
 	}
 	file_croupier_v1_descriptor_proto_init()
+	file_croupier_v1_function_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_croupier_v1_control_proto_rawDesc), len(file_croupier_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

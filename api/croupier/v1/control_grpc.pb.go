@@ -22,6 +22,7 @@ const (
 	ControlService_RegisterAgent_FullMethodName    = "/croupier.v1.ControlService/RegisterAgent"
 	ControlService_Heartbeat_FullMethodName        = "/croupier.v1.ControlService/Heartbeat"
 	ControlService_GetAssignments_FullMethodName   = "/croupier.v1.ControlService/GetAssignments"
+	ControlService_ReportJobEvents_FullMethodName  = "/croupier.v1.ControlService/ReportJobEvents"
 	ControlService_UpdateAssignment_FullMethodName = "/croupier.v1.ControlService/UpdateAssignment"
 )
 
@@ -39,6 +40,10 @@ type ControlServiceClient interface {
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 	// 获取分配给 Agent 的配置: per-function enablement and config, versioned.
 	GetAssignments(ctx context.Context, in *GetAssignmentsRequest, opts ...grpc.CallOption) (*GetAssignmentsResponse, error)
+	// Delivers events of a job the agent's game servers run, in seq order
+	// (Croupier addition). Duplicates are ignored, so re-sending after a lost
+	// response is safe.
+	ReportJobEvents(ctx context.Context, in *ReportJobEventsRequest, opts ...grpc.CallOption) (*ReportJobEventsResponse, error)
 	// Sets the assignment (enabled, config) of one function in one game/env and
 	// bumps the assignment version. Croupier addition.
 	UpdateAssignment(ctx context.Context, in *UpdateAssignmentRequest, opts ...grpc.CallOption) (*UpdateAssignmentResponse, error)
@@ -82,6 +87,16 @@ func (c *controlServiceClient) GetAssignments(ctx context.Context, in *GetAssign
 	return out, nil
 }
 
+func (c *controlServiceClient) ReportJobEvents(ctx context.Context, in *ReportJobEventsRequest, opts ...grpc.CallOption) (*ReportJobEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportJobEventsResponse)
+	err := c.cc.Invoke(ctx, ControlService_ReportJobEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *controlServiceClient) UpdateAssignment(ctx context.Context, in *UpdateAssignmentRequest, opts ...grpc.CallOption) (*UpdateAssignmentResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(UpdateAssignmentResponse)
@@ -106,6 +121,10 @@ type ControlServiceServer interface {
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	// 获取分配给 Agent 的配置: per-function enablement and config, versioned.
 	GetAssignments(context.Context, *GetAssignmentsRequest) (*GetAssignmentsResponse, error)
+	// Delivers events of a job the agent's game servers run, in seq order
+	// (Croupier addition). Duplicates are ignored, so re-sending after a lost
+	// response is safe.
+	ReportJobEvents(context.Context, *ReportJobEventsRequest) (*ReportJobEventsResponse, error)
 	// Sets the assignment (enabled, config) of one function in one game/env and
 	// bumps the assignment version. Croupier addition.
 	UpdateAssignment(context.Context, *UpdateAssignmentRequest) (*UpdateAssignmentResponse, error)
@@ -127,6 +146,9 @@ func (UnimplementedControlServiceServer) Heartbeat(context.Context, *HeartbeatRe
 }
 func (UnimplementedControlServiceServer) GetAssignments(context.Context, *GetAssignmentsRequest) (*GetAssignmentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAssignments not implemented")
+}
+func (UnimplementedControlServiceServer) ReportJobEvents(context.Context, *ReportJobEventsRequest) (*ReportJobEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportJobEvents not implemented")
 }
 func (UnimplementedControlServiceServer) UpdateAssignment(context.Context, *UpdateAssignmentRequest) (*UpdateAssignmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateAssignment not implemented")
@@ -206,6 +228,24 @@ func _ControlService_GetAssignments_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlService_ReportJobEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportJobEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).ReportJobEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_ReportJobEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).ReportJobEvents(ctx, req.(*ReportJobEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ControlService_UpdateAssignment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(UpdateAssignmentRequest)
 	if err := dec(in); err != nil {
@@ -242,6 +282,10 @@ var ControlService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAssignments",
 			Handler:    _ControlService_GetAssignments_Handler,
+		},
+		{
+			MethodName: "ReportJobEvents",
+			Handler:    _ControlService_ReportJobEvents_Handler,
 		},
 		{
 			MethodName: "UpdateAssignment",

@@ -24,10 +24,13 @@ const (
 )
 
 type RegisterInstanceRequest struct {
-	state         protoimpl.MessageState   `protogen:"open.v1"`
-	InstanceId    string                   `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	Functions     []*v1.FunctionDescriptor `protobuf:"bytes,2,rep,name=functions,proto3" json:"functions,omitempty"`
-	Labels        map[string]string        `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state      protoimpl.MessageState   `protogen:"open.v1"`
+	InstanceId string                   `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	Functions  []*v1.FunctionDescriptor `protobuf:"bytes,2,rep,name=functions,proto3" json:"functions,omitempty"`
+	Labels     map[string]string        `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Random per process start: a restarted process with the same instance id
+	// is a new incarnation, and the server fails the jobs the old one ran.
+	Incarnation   string `protobuf:"bytes,4,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -81,6 +84,13 @@ func (x *RegisterInstanceRequest) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *RegisterInstanceRequest) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
 }
 
 type RegisterInstanceResponse struct {
@@ -332,16 +342,346 @@ func (x *InvokeResponse) GetInstanceId() string {
 	return ""
 }
 
+// StartJobRequest is sent server -> agent -> instance (tunnel) to start a job.
+// The instance answers as soon as the job runs; events follow through
+// ReportJobEvents. Starting a job id that already runs is acknowledged again
+// without a second start.
+type StartJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Invocation    *InvokeRequest         `protobuf:"bytes,2,opt,name=invocation,proto3" json:"invocation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartJobRequest) Reset() {
+	*x = StartJobRequest{}
+	mi := &file_croupier_agent_v1_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartJobRequest) ProtoMessage() {}
+
+func (x *StartJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_agent_v1_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartJobRequest.ProtoReflect.Descriptor instead.
+func (*StartJobRequest) Descriptor() ([]byte, []int) {
+	return file_croupier_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StartJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *StartJobRequest) GetInvocation() *InvokeRequest {
+	if x != nil {
+		return x.Invocation
+	}
+	return nil
+}
+
+type StartJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InstanceId    string                 `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	Incarnation   string                 `protobuf:"bytes,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartJobResponse) Reset() {
+	*x = StartJobResponse{}
+	mi := &file_croupier_agent_v1_agent_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartJobResponse) ProtoMessage() {}
+
+func (x *StartJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_agent_v1_agent_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartJobResponse.ProtoReflect.Descriptor instead.
+func (*StartJobResponse) Descriptor() ([]byte, []int) {
+	return file_croupier_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *StartJobResponse) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *StartJobResponse) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
+}
+
+// CancelJobRequest is sent server -> agent -> instance (tunnel).
+type CancelJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	InstanceId    string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelJobRequest) Reset() {
+	*x = CancelJobRequest{}
+	mi := &file_croupier_agent_v1_agent_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelJobRequest) ProtoMessage() {}
+
+func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_agent_v1_agent_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
+func (*CancelJobRequest) Descriptor() ([]byte, []int) {
+	return file_croupier_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CancelJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CancelJobRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CancelJobRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+type CancelJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the instance does not run the job (already ended or unknown).
+	Found         bool `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelJobResponse) Reset() {
+	*x = CancelJobResponse{}
+	mi := &file_croupier_agent_v1_agent_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelJobResponse) ProtoMessage() {}
+
+func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_agent_v1_agent_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
+func (*CancelJobResponse) Descriptor() ([]byte, []int) {
+	return file_croupier_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CancelJobResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+type ReportJobEventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InstanceId    string                 `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	JobId         string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Events        []*v1.JobEvent         `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportJobEventsRequest) Reset() {
+	*x = ReportJobEventsRequest{}
+	mi := &file_croupier_agent_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportJobEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportJobEventsRequest) ProtoMessage() {}
+
+func (x *ReportJobEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_agent_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportJobEventsRequest.ProtoReflect.Descriptor instead.
+func (*ReportJobEventsRequest) Descriptor() ([]byte, []int) {
+	return file_croupier_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReportJobEventsRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *ReportJobEventsRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ReportJobEventsRequest) GetEvents() []*v1.JobEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type ReportJobEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Highest seq the server has stored for the job.
+	AckedSeq int64 `protobuf:"varint,1,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	// The job's status on the server; a terminal status tells the game server
+	// to stop the job and drop its buffered events.
+	Status        string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportJobEventsResponse) Reset() {
+	*x = ReportJobEventsResponse{}
+	mi := &file_croupier_agent_v1_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportJobEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportJobEventsResponse) ProtoMessage() {}
+
+func (x *ReportJobEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_agent_v1_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportJobEventsResponse.ProtoReflect.Descriptor instead.
+func (*ReportJobEventsResponse) Descriptor() ([]byte, []int) {
+	return file_croupier_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReportJobEventsResponse) GetAckedSeq() int64 {
+	if x != nil {
+		return x.AckedSeq
+	}
+	return 0
+}
+
+func (x *ReportJobEventsResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
 var File_croupier_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_croupier_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcroupier/agent/v1/agent.proto\x12\x11croupier.agent.v1\x1a\x1ccroupier/v1/descriptor.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x84\x02\n" +
+	"\x1dcroupier/agent/v1/agent.proto\x12\x11croupier.agent.v1\x1a\x1ccroupier/v1/descriptor.proto\x1a\x1acroupier/v1/function.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xa6\x02\n" +
 	"\x17RegisterInstanceRequest\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12=\n" +
 	"\tfunctions\x18\x02 \x03(\v2\x1f.croupier.v1.FunctionDescriptorR\tfunctions\x12N\n" +
-	"\x06labels\x18\x03 \x03(\v26.croupier.agent.v1.RegisterInstanceRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x03 \x03(\v26.croupier.agent.v1.RegisterInstanceRequest.LabelsEntryR\x06labels\x12 \n" +
+	"\vincarnation\x18\x04 \x01(\tR\vincarnation\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"`\n" +
@@ -371,9 +711,34 @@ const file_croupier_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x04 \x01(\tR\terrorCode\x12\x1f\n" +
 	"\vinstance_id\x18\x05 \x01(\tR\n" +
-	"instanceId2\x80\x01\n" +
+	"instanceId\"j\n" +
+	"\x0fStartJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12@\n" +
+	"\n" +
+	"invocation\x18\x02 \x01(\v2 .croupier.agent.v1.InvokeRequestR\n" +
+	"invocation\"U\n" +
+	"\x10StartJobResponse\x12\x1f\n" +
+	"\vinstance_id\x18\x01 \x01(\tR\n" +
+	"instanceId\x12 \n" +
+	"\vincarnation\x18\x02 \x01(\tR\vincarnation\"b\n" +
+	"\x10CancelJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\")\n" +
+	"\x11CancelJobResponse\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\"\x7f\n" +
+	"\x16ReportJobEventsRequest\x12\x1f\n" +
+	"\vinstance_id\x18\x01 \x01(\tR\n" +
+	"instanceId\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12-\n" +
+	"\x06events\x18\x03 \x03(\v2\x15.croupier.v1.JobEventR\x06events\"N\n" +
+	"\x17ReportJobEventsResponse\x12\x1b\n" +
+	"\tacked_seq\x18\x01 \x01(\x03R\backedSeq\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status2\xea\x01\n" +
 	"\x11LocalAgentService\x12k\n" +
-	"\x10RegisterInstance\x12*.croupier.agent.v1.RegisterInstanceRequest\x1a+.croupier.agent.v1.RegisterInstanceResponseB<Z:github.com/croupier/croupier/api/croupier/agent/v1;agentv1b\x06proto3"
+	"\x10RegisterInstance\x12*.croupier.agent.v1.RegisterInstanceRequest\x1a+.croupier.agent.v1.RegisterInstanceResponse\x12h\n" +
+	"\x0fReportJobEvents\x12).croupier.agent.v1.ReportJobEventsRequest\x1a*.croupier.agent.v1.ReportJobEventsResponseB<Z:github.com/croupier/croupier/api/croupier/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_croupier_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -387,30 +752,41 @@ func file_croupier_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_croupier_agent_v1_agent_proto_rawDescData
 }
 
-var file_croupier_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_croupier_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_croupier_agent_v1_agent_proto_goTypes = []any{
 	(*RegisterInstanceRequest)(nil),  // 0: croupier.agent.v1.RegisterInstanceRequest
 	(*RegisterInstanceResponse)(nil), // 1: croupier.agent.v1.RegisterInstanceResponse
 	(*InvokeRequest)(nil),            // 2: croupier.agent.v1.InvokeRequest
 	(*InvokeResponse)(nil),           // 3: croupier.agent.v1.InvokeResponse
-	nil,                              // 4: croupier.agent.v1.RegisterInstanceRequest.LabelsEntry
-	nil,                              // 5: croupier.agent.v1.InvokeRequest.ConfigEntry
-	(*v1.FunctionDescriptor)(nil),    // 6: croupier.v1.FunctionDescriptor
-	(*structpb.Struct)(nil),          // 7: google.protobuf.Struct
+	(*StartJobRequest)(nil),          // 4: croupier.agent.v1.StartJobRequest
+	(*StartJobResponse)(nil),         // 5: croupier.agent.v1.StartJobResponse
+	(*CancelJobRequest)(nil),         // 6: croupier.agent.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),        // 7: croupier.agent.v1.CancelJobResponse
+	(*ReportJobEventsRequest)(nil),   // 8: croupier.agent.v1.ReportJobEventsRequest
+	(*ReportJobEventsResponse)(nil),  // 9: croupier.agent.v1.ReportJobEventsResponse
+	nil,                              // 10: croupier.agent.v1.RegisterInstanceRequest.LabelsEntry
+	nil,                              // 11: croupier.agent.v1.InvokeRequest.ConfigEntry
+	(*v1.FunctionDescriptor)(nil),    // 12: croupier.v1.FunctionDescriptor
+	(*structpb.Struct)(nil),          // 13: google.protobuf.Struct
+	(*v1.JobEvent)(nil),              // 14: croupier.v1.JobEvent
 }
 var file_croupier_agent_v1_agent_proto_depIdxs = []int32{
-	6, // 0: croupier.agent.v1.RegisterInstanceRequest.functions:type_name -> croupier.v1.FunctionDescriptor
-	4, // 1: croupier.agent.v1.RegisterInstanceRequest.labels:type_name -> croupier.agent.v1.RegisterInstanceRequest.LabelsEntry
-	7, // 2: croupier.agent.v1.InvokeRequest.payload:type_name -> google.protobuf.Struct
-	5, // 3: croupier.agent.v1.InvokeRequest.config:type_name -> croupier.agent.v1.InvokeRequest.ConfigEntry
-	7, // 4: croupier.agent.v1.InvokeResponse.result:type_name -> google.protobuf.Struct
-	0, // 5: croupier.agent.v1.LocalAgentService.RegisterInstance:input_type -> croupier.agent.v1.RegisterInstanceRequest
-	1, // 6: croupier.agent.v1.LocalAgentService.RegisterInstance:output_type -> croupier.agent.v1.RegisterInstanceResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	12, // 0: croupier.agent.v1.RegisterInstanceRequest.functions:type_name -> croupier.v1.FunctionDescriptor
+	10, // 1: croupier.agent.v1.RegisterInstanceRequest.labels:type_name -> croupier.agent.v1.RegisterInstanceRequest.LabelsEntry
+	13, // 2: croupier.agent.v1.InvokeRequest.payload:type_name -> google.protobuf.Struct
+	11, // 3: croupier.agent.v1.InvokeRequest.config:type_name -> croupier.agent.v1.InvokeRequest.ConfigEntry
+	13, // 4: croupier.agent.v1.InvokeResponse.result:type_name -> google.protobuf.Struct
+	2,  // 5: croupier.agent.v1.StartJobRequest.invocation:type_name -> croupier.agent.v1.InvokeRequest
+	14, // 6: croupier.agent.v1.ReportJobEventsRequest.events:type_name -> croupier.v1.JobEvent
+	0,  // 7: croupier.agent.v1.LocalAgentService.RegisterInstance:input_type -> croupier.agent.v1.RegisterInstanceRequest
+	8,  // 8: croupier.agent.v1.LocalAgentService.ReportJobEvents:input_type -> croupier.agent.v1.ReportJobEventsRequest
+	1,  // 9: croupier.agent.v1.LocalAgentService.RegisterInstance:output_type -> croupier.agent.v1.RegisterInstanceResponse
+	9,  // 10: croupier.agent.v1.LocalAgentService.ReportJobEvents:output_type -> croupier.agent.v1.ReportJobEventsResponse
+	9,  // [9:11] is the sub-list for method output_type
+	7,  // [7:9] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_croupier_agent_v1_agent_proto_init() }
@@ -424,7 +800,7 @@ func file_croupier_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_croupier_agent_v1_agent_proto_rawDesc), len(file_croupier_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	LocalAgentService_RegisterInstance_FullMethodName = "/croupier.agent.v1.LocalAgentService/RegisterInstance"
+	LocalAgentService_ReportJobEvents_FullMethodName  = "/croupier.agent.v1.LocalAgentService/ReportJobEvents"
 )
 
 // LocalAgentServiceClient is the client API for LocalAgentService service.
@@ -35,6 +36,10 @@ type LocalAgentServiceClient interface {
 	// Declares (or re-declares) an instance and the functions it serves. The
 	// instance's tunnel must be connected, or connect within a few seconds.
 	RegisterInstance(ctx context.Context, in *RegisterInstanceRequest, opts ...grpc.CallOption) (*RegisterInstanceResponse, error)
+	// Delivers a job's events, in seq order, towards the server. The agent
+	// forwards them synchronously; the response's acked_seq is what the server
+	// has stored, so the SDK keeps (and re-sends) everything after it.
+	ReportJobEvents(ctx context.Context, in *ReportJobEventsRequest, opts ...grpc.CallOption) (*ReportJobEventsResponse, error)
 }
 
 type localAgentServiceClient struct {
@@ -55,6 +60,16 @@ func (c *localAgentServiceClient) RegisterInstance(ctx context.Context, in *Regi
 	return out, nil
 }
 
+func (c *localAgentServiceClient) ReportJobEvents(ctx context.Context, in *ReportJobEventsRequest, opts ...grpc.CallOption) (*ReportJobEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportJobEventsResponse)
+	err := c.cc.Invoke(ctx, LocalAgentService_ReportJobEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LocalAgentServiceServer is the server API for LocalAgentService service.
 // All implementations must embed UnimplementedLocalAgentServiceServer
 // for forward compatibility.
@@ -68,6 +83,10 @@ type LocalAgentServiceServer interface {
 	// Declares (or re-declares) an instance and the functions it serves. The
 	// instance's tunnel must be connected, or connect within a few seconds.
 	RegisterInstance(context.Context, *RegisterInstanceRequest) (*RegisterInstanceResponse, error)
+	// Delivers a job's events, in seq order, towards the server. The agent
+	// forwards them synchronously; the response's acked_seq is what the server
+	// has stored, so the SDK keeps (and re-sends) everything after it.
+	ReportJobEvents(context.Context, *ReportJobEventsRequest) (*ReportJobEventsResponse, error)
 	mustEmbedUnimplementedLocalAgentServiceServer()
 }
 
@@ -80,6 +99,9 @@ type UnimplementedLocalAgentServiceServer struct{}
 
 func (UnimplementedLocalAgentServiceServer) RegisterInstance(context.Context, *RegisterInstanceRequest) (*RegisterInstanceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterInstance not implemented")
+}
+func (UnimplementedLocalAgentServiceServer) ReportJobEvents(context.Context, *ReportJobEventsRequest) (*ReportJobEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportJobEvents not implemented")
 }
 func (UnimplementedLocalAgentServiceServer) mustEmbedUnimplementedLocalAgentServiceServer() {}
 func (UnimplementedLocalAgentServiceServer) testEmbeddedByValue()                           {}
@@ -120,6 +142,24 @@ func _LocalAgentService_RegisterInstance_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LocalAgentService_ReportJobEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportJobEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LocalAgentServiceServer).ReportJobEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LocalAgentService_ReportJobEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LocalAgentServiceServer).ReportJobEvents(ctx, req.(*ReportJobEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LocalAgentService_ServiceDesc is the grpc.ServiceDesc for LocalAgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -130,6 +170,10 @@ var LocalAgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RegisterInstance",
 			Handler:    _LocalAgentService_RegisterInstance_Handler,
+		},
+		{
+			MethodName: "ReportJobEvents",
+			Handler:    _LocalAgentService_ReportJobEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

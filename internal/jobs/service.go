@@ -1,0 +1,673 @@
+// Package jobs runs asynchronous invocations. InvokeJob validates and routes
+// like InvokeFunction, stores the job and returns its id at once; the game
+// server runs it and reports events (START, PROGRESS, LOG, DONE, ERROR,
+// CANCELED) numbered by a per-job sequence. Events are stored before they
+// are acknowledged, so the game server re-sends anything unacknowledged
+// after an agent or server outage; duplicates are ignored. Watchers read the
+// stored log from any sequence and then follow it live.
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/invoke"
+	"github.com/croupier/croupier/internal/registry"
+	"github.com/croupier/croupier/internal/store"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Caller sends job commands to agents over their tunnels.
+type Caller interface {
+	StartJob(ctx context.Context, agent string, req *agentv1.StartJobRequest) (*agentv1.StartJobResponse, error)
+	CancelJob(ctx context.Context, agent string, req *agentv1.CancelJobRequest) (*agentv1.CancelJobResponse, error)
+}
+
+// Preparer validates and routes an invocation (invoke.Service).
+type Preparer interface {
+	Prepare(ctx context.Context, game, env, fn string, payload *structpb.Struct, opts *croupierv1.InvokeOptions) (*invoke.Call, error)
+}
+
+// Registry tells which agents and instances are alive.
+type Registry interface {
+	Agent(id string) (registry.Agent, bool)
+}
+
+// Store is the persistence the service needs.
+type Store interface {
+	Jobs() *store.Jobs
+	Idempotency() *store.Idempotency
+}
+
+// Config tunes the service.
+type Config struct {
+	// CheckInterval is how often running jobs are checked against the
+	// registry (the server's heartbeat interval).
+	CheckInterval time.Duration
+	// OrphanGrace is how long a job's agent may stay disconnected (restart,
+	// network blip) before the job is declared failed.
+	OrphanGrace time.Duration
+	// IdempotencyWindow is how long InvokeJob idempotency keys are kept.
+	IdempotencyWindow time.Duration
+	// Retention and KeepJobs prune finished jobs: older than Retention, but
+	// always the newest KeepJobs.
+	Retention time.Duration
+	KeepJobs  int
+	Logger    *slog.Logger
+}
+
+// Service implements the job methods of FunctionService.
+type Service struct {
+	cfg    Config
+	log    *slog.Logger
+	store  Store
+	prep   Preparer
+	caller Caller
+	reg    Registry
+	notify *notifier
+	now    func() time.Time
+
+	mu     sync.Mutex
+	active map[string]*activeJob // non-terminal jobs this node knows of
+
+	ctx context.Context // the service's lifetime, for dispatches
+	wg  sync.WaitGroup
+}
+
+// activeJob is the in-memory state of a non-terminal job. mu serialises
+// everything that appends to the job's log on this node.
+type activeJob struct {
+	mu          sync.Mutex
+	id          string
+	agent       string
+	instance    string // instance id within the agent
+	incarnation string
+	status      string
+	lastSeq     int64
+	created     time.Time
+	absentSince time.Time
+}
+
+// New returns a Service; Run must be running for dispatch and checks.
+func New(cfg Config, st Store, prep Preparer, caller Caller, reg Registry) *Service {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{cfg: cfg, log: cfg.Logger, store: st, prep: prep, caller: caller, reg: reg,
+		notify: newNotifier(), now: time.Now, active: map[string]*activeJob{}, ctx: context.Background()}
+}
+
+// Start runs InvokeJob for actor.
+func (s *Service) Start(ctx context.Context, req *croupierv1.InvokeJobRequest, actor string) (*croupierv1.InvokeJobResponse, error) {
+	if mode := req.GetOptions().GetRoutingMode(); mode == invoke.ModeBroadcast {
+		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument,
+			"a job runs on one instance: use routing_mode lb, targeted or hash", "field", "options.routing_mode")
+	}
+	call, err := s.prep.Prepare(ctx, req.GetGameId(), req.GetEnv(), req.GetFunctionId(), req.GetPayload(), req.GetOptions())
+	if err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(call.Payload.AsMap())
+	if err != nil {
+		return nil, apierr.Internal(s.log, err)
+	}
+	key := call.Options.GetIdempotencyKey()
+	scopeKey := "job/" + call.Game + "/" + call.Env + "/" + call.Function
+	if key != "" {
+		h := sha256.Sum256(append([]byte(call.Options.GetRoutingMode()+"\x00"+call.Options.GetTargetAgent()+"\x00"+call.Options.GetHashKey()+"\x00"), payload...))
+		hash := hex.EncodeToString(h[:])
+		rec, created, err := s.store.Idempotency().Begin(ctx, scopeKey, key, hash, s.cfg.IdempotencyWindow)
+		if err != nil {
+			return nil, apierr.Internal(s.log, err)
+		}
+		if !created {
+			return s.replay(ctx, rec, hash, key)
+		}
+	}
+	target := call.Targets[0]
+	job := &store.Job{
+		ID: newJobID(), GameID: call.Game, Env: call.Env, FunctionID: call.Function, Status: store.JobPending,
+		Instance: target.Key(), Payload: payload, Actor: actor, IdempotencyKey: key,
+	}
+	if err := s.store.Jobs().Create(ctx, job); err != nil {
+		if key != "" {
+			_ = s.store.Idempotency().Release(context.WithoutCancel(ctx), scopeKey, key)
+		}
+		return nil, apierr.Internal(s.log, err)
+	}
+	resp := &croupierv1.InvokeJobResponse{Success: true, JobId: job.ID, Status: store.JobPending}
+	if key != "" {
+		b, _ := proto.Marshal(resp)
+		if err := s.store.Idempotency().Complete(context.WithoutCancel(ctx), scopeKey, key, b); err != nil {
+			s.log.Error("complete job idempotency key", "key", key, "err", err)
+		}
+	}
+	aj := &activeJob{id: job.ID, agent: target.Agent, instance: target.Instance, status: store.JobPending, created: job.CreatedAt}
+	s.mu.Lock()
+	s.active[job.ID] = aj
+	s.mu.Unlock()
+	inv := &agentv1.InvokeRequest{InvocationId: job.ID, GameId: call.Game, Env: call.Env, FunctionId: call.Function,
+		InstanceId: target.Instance, Payload: call.Payload, IdempotencyKey: key, Config: call.Config, Actor: actor}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.dispatch(aj, inv)
+	}()
+	s.log.Info("job created", "job", job.ID, "function", call.Function, "instance", target.Key(), "actor", actor)
+	return resp, nil
+}
+
+func (s *Service) replay(ctx context.Context, rec *store.Record, hash, key string) (*croupierv1.InvokeJobResponse, error) {
+	if rec.RequestHash != hash {
+		return nil, apierr.New(codes.AlreadyExists, apierr.CodeIdempotencyConflict,
+			"idempotency key "+key+" was already used with a different payload or routing; use a new key", "idempotency_key", key)
+	}
+	if rec.State != store.RecordDone {
+		return nil, apierr.New(codes.Aborted, apierr.CodeIdempotencyPending,
+			"a job with idempotency key "+key+" is being created; retry shortly", "idempotency_key", key)
+	}
+	resp := &croupierv1.InvokeJobResponse{}
+	if err := proto.Unmarshal(rec.Response, resp); err != nil {
+		return nil, apierr.Internal(s.log, err)
+	}
+	if j, err := s.store.Jobs().Get(ctx, resp.GetJobId()); err == nil {
+		resp.Status = j.Status
+	}
+	return resp, nil
+}
+
+func newJobID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return "job_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// dispatch starts the job on its instance.
+func (s *Service) dispatch(aj *activeJob, inv *agentv1.InvokeRequest) {
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	resp, err := s.caller.StartJob(ctx, aj.agent, &agentv1.StartJobRequest{JobId: aj.id, Invocation: inv})
+	if err != nil {
+		st := status.Convert(err)
+		s.finish(aj, store.JobFailed, croupierv1.EventType_ERROR, "START_FAILED",
+			fmt.Sprintf("could not start the job on %s/%s: %s: %s", aj.agent, aj.instance, st.Code(), st.Message()))
+		return
+	}
+	aj.mu.Lock()
+	aj.incarnation = resp.GetIncarnation()
+	terminal := store.IsTerminal(aj.status)
+	aj.mu.Unlock()
+	if terminal {
+		// Cancelled while it was being started: stop it on the instance.
+		_, _ = s.caller.CancelJob(ctx, aj.agent, &agentv1.CancelJobRequest{JobId: aj.id, InstanceId: aj.instance, Reason: "canceled before it started"})
+		return
+	}
+	applied, err := s.store.Jobs().UpdateStatus(ctx, aj.id, []string{store.JobPending}, store.JobRunning,
+		store.SetIncarnation(resp.GetIncarnation()), store.SetStartedAt(s.now()))
+	if err == nil && !applied {
+		_, err = s.store.Jobs().UpdateStatus(ctx, aj.id, []string{store.JobRunning}, store.JobRunning, store.SetIncarnation(resp.GetIncarnation()))
+	}
+	if err != nil {
+		s.log.Warn("record job start", "job", aj.id, "err", err)
+	}
+	aj.mu.Lock()
+	if aj.status == store.JobPending {
+		aj.status = store.JobRunning
+	}
+	aj.mu.Unlock()
+	s.notify.notify(aj.id)
+}
+
+// load returns the active state of a job, loading it from the store when
+// this node has not seen it (after a restart, or on another node).
+func (s *Service) load(ctx context.Context, id string) (*activeJob, *store.Job, error) {
+	s.mu.Lock()
+	aj, ok := s.active[id]
+	s.mu.Unlock()
+	if ok {
+		return aj, nil, nil
+	}
+	j, err := s.store.Jobs().Get(ctx, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil, apierr.New(codes.NotFound, apierr.CodeJobNotFound, "job "+id+" does not exist", "job_id", id)
+		}
+		return nil, nil, apierr.Internal(s.log, err)
+	}
+	if store.IsTerminal(j.Status) {
+		return nil, j, nil
+	}
+	agent, instance, _ := strings.Cut(j.Instance, "/")
+	aj = &activeJob{id: j.ID, agent: agent, instance: instance, incarnation: j.Incarnation, status: j.Status,
+		lastSeq: j.LastSeq, created: j.CreatedAt}
+	s.mu.Lock()
+	if existing, ok := s.active[id]; ok {
+		aj = existing
+	} else {
+		s.active[id] = aj
+	}
+	s.mu.Unlock()
+	return aj, j, nil
+}
+
+// Report stores events a game server reported through agentID.
+func (s *Service) Report(ctx context.Context, req *croupierv1.ReportJobEventsRequest) (*croupierv1.ReportJobEventsResponse, error) {
+	aj, j, err := s.load(ctx, req.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	if aj == nil { // finished: acknowledge so the sender stops
+		return &croupierv1.ReportJobEventsResponse{AckedSeq: j.LastSeq, Status: j.Status}, nil
+	}
+	if req.GetInstance() != aj.agent+"/"+aj.instance || req.GetAgentId() != aj.agent {
+		return nil, apierr.New(codes.PermissionDenied, apierr.CodeScopeMismatch,
+			fmt.Sprintf("job %s runs on %s/%s, not %s", aj.id, aj.agent, aj.instance, req.GetInstance()), "job_id", aj.id)
+	}
+	aj.mu.Lock()
+	defer aj.mu.Unlock()
+	if store.IsTerminal(aj.status) {
+		return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
+	}
+	var (
+		batch    []store.Event
+		progress = -1.0
+		started  bool
+		end      *croupierv1.JobEvent
+	)
+	next := aj.lastSeq + 1
+	for _, ev := range req.GetEvents() {
+		if ev.GetSeq() < next {
+			continue // already stored: a re-send after a lost acknowledgement
+		}
+		if ev.GetSeq() != next {
+			return nil, apierr.New(codes.FailedPrecondition, "EVENT_GAP",
+				fmt.Sprintf("job %s: expected event seq %d, got %d; re-send from %d", aj.id, next, ev.GetSeq(), next),
+				"expected_seq", fmt.Sprint(next))
+		}
+		if end != nil {
+			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "events after the job's terminal event")
+		}
+		se, err := toStoreEvent(ev)
+		if err != nil {
+			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "event data: "+err.Error())
+		}
+		batch = append(batch, se)
+		next++
+		switch ev.GetType() {
+		case croupierv1.EventType_START:
+			started = true
+		case croupierv1.EventType_PROGRESS:
+			progress = ev.GetProgress()
+		}
+		if _, ok := terminalStatus(ev.GetType()); ok {
+			end = ev
+		}
+	}
+	if len(batch) == 0 {
+		return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
+	}
+	if err := s.store.Jobs().AppendEvents(ctx, aj.id, batch); err != nil {
+		return nil, apierr.Internal(s.log, err)
+	}
+	aj.lastSeq = batch[len(batch)-1].Seq
+	if aj.incarnation == "" {
+		aj.incarnation = s.currentIncarnation(aj)
+	}
+	if err := s.applyStatus(ctx, aj, started, progress, end); err != nil {
+		return nil, apierr.Internal(s.log, err)
+	}
+	s.notify.notify(aj.id)
+	if store.IsTerminal(aj.status) {
+		s.forget(aj.id)
+	}
+	return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
+}
+
+func (s *Service) currentIncarnation(aj *activeJob) string {
+	a, ok := s.reg.Agent(aj.agent)
+	if !ok {
+		return ""
+	}
+	for _, in := range a.Instances {
+		if in.ID == aj.instance {
+			return in.Incarnation
+		}
+	}
+	return ""
+}
+
+// applyStatus writes what a batch changed; aj.mu is held.
+func (s *Service) applyStatus(ctx context.Context, aj *activeJob, started bool, progress float64, end *croupierv1.JobEvent) error {
+	var fields []store.JobField
+	to := aj.status
+	if started && aj.status == store.JobPending {
+		to = store.JobRunning
+		fields = append(fields, store.SetStartedAt(s.now()))
+	}
+	if progress >= 0 {
+		fields = append(fields, store.SetProgress(progress))
+	}
+	if end != nil {
+		to, _ = terminalStatus(end.GetType())
+		fields = append(fields, store.SetEndedAt(s.now()))
+		switch to {
+		case store.JobCompleted:
+			fields = append(fields, store.SetProgress(1))
+			if end.GetData() != nil {
+				b, err := json.Marshal(end.GetData().AsMap())
+				if err != nil {
+					return err
+				}
+				fields = append(fields, store.SetResult(b))
+			}
+		case store.JobFailed:
+			code := end.GetData().GetFields()["error_code"].GetStringValue()
+			if code == "" {
+				code = "FUNCTION_ERROR"
+			}
+			fields = append(fields, store.SetError(code, end.GetMessage()))
+		case store.JobCanceled:
+			fields = append(fields, store.SetError("CANCELED", end.GetMessage()))
+		}
+	}
+	if to == aj.status && len(fields) == 0 {
+		return nil
+	}
+	if _, err := s.store.Jobs().UpdateStatus(ctx, aj.id, nil, to, fields...); err != nil {
+		return err
+	}
+	aj.status = to
+	return nil
+}
+
+// finish ends a job from the server side (it could not start, its game
+// server is gone, or it was cancelled while unreachable) with a terminal
+// event that says why.
+func (s *Service) finish(aj *activeJob, to string, typ croupierv1.EventType, code, msg string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*time.Second)
+	defer cancel()
+	aj.mu.Lock()
+	defer aj.mu.Unlock()
+	if store.IsTerminal(aj.status) {
+		return
+	}
+	data, _ := structpb.NewStruct(map[string]any{"error_code": code})
+	ev := &croupierv1.JobEvent{JobId: aj.id, Seq: aj.lastSeq + 1, Type: typ, Message: msg, Timestamp: s.now().UnixMilli(), Data: data}
+	se, _ := toStoreEvent(ev)
+	if err := s.store.Jobs().AppendEvents(ctx, aj.id, []store.Event{se}); err != nil {
+		s.log.Error("append terminal job event", "job", aj.id, "err", err)
+		return
+	}
+	aj.lastSeq = ev.GetSeq()
+	if err := s.applyStatus(ctx, aj, false, -1, ev); err != nil {
+		s.log.Error("end job", "job", aj.id, "err", err)
+		return
+	}
+	s.log.Warn("job ended by the server", "job", aj.id, "status", to, "reason", msg)
+	s.notify.notify(aj.id)
+	s.forget(aj.id)
+}
+
+func (s *Service) forget(id string) {
+	s.mu.Lock()
+	delete(s.active, id)
+	s.mu.Unlock()
+}
+
+// Cancel runs CancelJob.
+func (s *Service) Cancel(ctx context.Context, req *croupierv1.CancelJobRequest) (*croupierv1.CancelJobResponse, error) {
+	aj, j, err := s.load(ctx, req.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	if aj == nil {
+		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeJobFinished,
+			fmt.Sprintf("job %s already ended (%s); only running or pending jobs can be cancelled", j.ID, j.Status), "status", j.Status)
+	}
+	reason := req.GetReason()
+	if reason == "" {
+		reason = "canceled by operator"
+	}
+	aj.mu.Lock()
+	started := aj.incarnation != "" || aj.status == store.JobRunning
+	aj.mu.Unlock()
+	if !started {
+		s.finish(aj, store.JobCanceled, croupierv1.EventType_CANCELED, "CANCELED", reason)
+		return &croupierv1.CancelJobResponse{Success: true, Status: store.JobCanceled}, nil
+	}
+	wait := s.notify.wait(aj.id)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	resp, err := s.caller.CancelJob(cctx, aj.agent, &agentv1.CancelJobRequest{JobId: aj.id, Reason: reason, InstanceId: aj.instance})
+	cancel()
+	if err != nil || !resp.GetFound() {
+		why := "the game server no longer runs it"
+		if err != nil {
+			why = "the game server could not be reached: " + status.Convert(err).Message()
+		}
+		s.finish(aj, store.JobCanceled, croupierv1.EventType_CANCELED, "CANCELED", reason+" ("+why+")")
+		return &croupierv1.CancelJobResponse{Success: true, Status: store.JobCanceled}, nil
+	}
+	// The handler's context is cancelled; give it a moment to report CANCELED.
+	deadline := time.After(5 * time.Second)
+	for {
+		aj.mu.Lock()
+		st := aj.status
+		aj.mu.Unlock()
+		if store.IsTerminal(st) {
+			return &croupierv1.CancelJobResponse{Success: true, Status: st}, nil
+		}
+		select {
+		case <-wait:
+			wait = s.notify.wait(aj.id)
+		case <-deadline:
+			return &croupierv1.CancelJobResponse{Success: true, Status: st}, nil
+		case <-ctx.Done():
+			return nil, apierr.FromContext(ctx.Err())
+		}
+	}
+}
+
+// Get returns a job.
+func (s *Service) Get(ctx context.Context, id string) (*croupierv1.Job, error) {
+	j, err := s.store.Jobs().Get(ctx, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, apierr.New(codes.NotFound, apierr.CodeJobNotFound, "job "+id+" does not exist", "job_id", id)
+		}
+		return nil, apierr.Internal(s.log, err)
+	}
+	return toProtoJob(j), nil
+}
+
+// List returns jobs, newest first.
+func (s *Service) List(ctx context.Context, req *croupierv1.ListJobsRequest) (*croupierv1.ListJobsResponse, error) {
+	f := store.JobFilter{Game: req.GetGameId(), Env: req.GetEnv(), Function: req.GetFunctionId(), Status: req.GetStatus(),
+		PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()}
+	if req.GetCreatedAfter() > 0 {
+		f.CreatedAfter = time.UnixMilli(req.GetCreatedAfter())
+	}
+	if req.GetCreatedBefore() > 0 {
+		f.CreatedBefore = time.UnixMilli(req.GetCreatedBefore())
+	}
+	list, next, err := s.store.Jobs().List(ctx, f)
+	if err != nil {
+		if errors.Is(err, store.ErrInvalidArgument) {
+			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, err.Error())
+		}
+		return nil, apierr.Internal(s.log, err)
+	}
+	resp := &croupierv1.ListJobsResponse{NextPageToken: next}
+	for i := range list {
+		resp.Jobs = append(resp.Jobs, toProtoJob(&list[i]))
+	}
+	return resp, nil
+}
+
+// Stream sends a job's events from fromSeq (1 = the first) and then follows
+// the log until the job's terminal event has been sent or ctx ends.
+func (s *Service) Stream(ctx context.Context, id string, fromSeq int64, send func(*croupierv1.JobEvent) error) error {
+	if fromSeq < 0 {
+		return apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "from_seq must not be negative")
+	}
+	if _, err := s.Get(ctx, id); err != nil {
+		return err
+	}
+	next := max(fromSeq, 1)
+	for {
+		wait := s.notify.wait(id)
+		evs, err := s.store.Jobs().Events(ctx, id, next, store.DefaultEventsLimit)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return apierr.Internal(s.log, err)
+		}
+		for _, e := range evs {
+			ev := toProtoEvent(id, e)
+			if err := send(ev); err != nil {
+				return err
+			}
+			next = e.Seq + 1
+			if _, ok := terminalStatus(ev.GetType()); ok {
+				return nil
+			}
+		}
+		if len(evs) == store.DefaultEventsLimit {
+			continue
+		}
+		if len(evs) == 0 && next > 1 {
+			// A finished job whose terminal event precedes fromSeq ends the stream.
+			if j, err := s.store.Jobs().Get(ctx, id); err == nil && store.IsTerminal(j.Status) && j.LastSeq < next {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wait:
+		case <-time.After(time.Second): // events stored by another server node
+		}
+	}
+}
+
+// Open loads the unfinished jobs and binds the service to ctx, which bounds
+// every dispatch. Call it before serving requests.
+func (s *Service) Open(ctx context.Context) error {
+	s.ctx = ctx
+	return s.loadActive(ctx)
+}
+
+// Run checks jobs until ctx ends: it fails those whose game server is gone
+// and prunes old finished jobs. It waits for dispatches before returning.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.wg.Wait()
+	t := time.NewTicker(s.cfg.CheckInterval)
+	defer t.Stop()
+	lastPrune := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		s.check()
+		if s.now().Sub(lastPrune) > 10*time.Minute {
+			lastPrune = s.now()
+			if n, err := s.store.Jobs().Prune(ctx, s.now().Add(-s.cfg.Retention), s.cfg.KeepJobs); err != nil {
+				s.log.Warn("prune jobs", "err", err)
+			} else if n > 0 {
+				s.log.Info("pruned finished jobs", "n", n)
+			}
+		}
+	}
+}
+
+func (s *Service) loadActive(ctx context.Context) error {
+	for _, st := range []string{store.JobPending, store.JobRunning} {
+		token := ""
+		for {
+			list, next, err := s.store.Jobs().List(ctx, store.JobFilter{Status: st, PageSize: 500, PageToken: token})
+			if err != nil {
+				return fmt.Errorf("load %s jobs: %w", st, err)
+			}
+			for _, j := range list {
+				if _, _, err := s.load(ctx, j.ID); err != nil {
+					return err
+				}
+			}
+			if next == "" {
+				break
+			}
+			token = next
+		}
+	}
+	return nil
+}
+
+// check fails jobs whose game server is gone: at once when the agent is
+// connected and the instance (or its incarnation) is not there, after
+// OrphanGrace when the agent itself is away.
+func (s *Service) check() {
+	s.mu.Lock()
+	list := make([]*activeJob, 0, len(s.active))
+	for _, aj := range s.active {
+		list = append(list, aj)
+	}
+	s.mu.Unlock()
+	now := s.now()
+	for _, aj := range list {
+		aj.mu.Lock()
+		agentID, instanceID, inc, absent := aj.agent, aj.instance, aj.incarnation, aj.absentSince
+		started := inc != "" || aj.status == store.JobRunning
+		created := aj.created
+		aj.mu.Unlock()
+		if !started {
+			if now.Sub(created) > time.Minute {
+				s.finish(aj, store.JobFailed, croupierv1.EventType_ERROR, "NOT_STARTED", "the job was never started on a game server")
+			}
+			continue
+		}
+		a, ok := s.reg.Agent(agentID)
+		if !ok {
+			if absent.IsZero() {
+				aj.mu.Lock()
+				aj.absentSince = now
+				aj.mu.Unlock()
+			} else if now.Sub(absent) > s.cfg.OrphanGrace {
+				s.finish(aj, store.JobFailed, croupierv1.EventType_ERROR, "AGENT_LOST",
+					fmt.Sprintf("agent %s has been disconnected for %s; the job's game server %s is presumed lost", agentID, now.Sub(absent).Round(time.Second), instanceID))
+			}
+			continue
+		}
+		aj.mu.Lock()
+		aj.absentSince = time.Time{}
+		aj.mu.Unlock()
+		found := false
+		for _, in := range a.Instances {
+			if in.ID == instanceID {
+				found = inc == "" || in.Incarnation == "" || in.Incarnation == inc
+				break
+			}
+		}
+		if !found {
+			s.finish(aj, store.JobFailed, croupierv1.EventType_ERROR, "GAME_SERVER_LOST",
+				fmt.Sprintf("game server %s/%s exited (or restarted) while running the job", agentID, instanceID))
+		}
+	}
+}
