@@ -206,12 +206,12 @@ func (a *Agent) session(ctx context.Context) {
 }
 
 func (a *Agent) register(ctx context.Context) (time.Duration, error) {
-	fns, descs, infos := a.instances.snapshot()
+	fns, descs, infos, departed := a.instances.snapshot()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	resp, err := a.control.RegisterAgent(cctx, &croupierv1.RegisterAgentRequest{
 		AgentId: a.cfg.ID, GameId: a.cfg.Game, Env: a.cfg.Env, Version: buildinfo.String(),
-		Functions: fns, Labels: a.cfg.LabelMap(), Descriptors: descs, Instances: infos,
+		Functions: fns, Labels: a.cfg.LabelMap(), Descriptors: descs, Instances: infos, Departed: departed,
 	})
 	if err != nil {
 		return 0, err

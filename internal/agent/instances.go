@@ -3,6 +3,7 @@ package agent
 import (
 	"sort"
 	"sync"
+	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 )
@@ -17,10 +18,23 @@ type instance struct {
 
 // instances is the agent's table of connected game-server instances.
 type instances struct {
-	mu      sync.RWMutex
-	byID    map[string]*instance
-	changed chan struct{} // capacity 1: "registration is stale", coalesced
+	mu       sync.RWMutex
+	byID     map[string]*instance
+	departed []departure   // recently disconnected, newest last, bounded
+	changed  chan struct{} // capacity 1: "registration is stale", coalesced
 }
+
+// departure is an instance that disconnected; reported to the server so it
+// fails that process's jobs at once.
+type departure struct {
+	id, incarnation string
+	at              time.Time
+}
+
+const (
+	maxDepartures   = 64
+	departureMaxAge = 5 * time.Minute
+)
 
 func newInstances() *instances {
 	return &instances{byID: map[string]*instance{}, changed: make(chan struct{}, 1)}
@@ -42,8 +56,14 @@ func (t *instances) put(in *instance) {
 
 func (t *instances) remove(id string) bool {
 	t.mu.Lock()
-	_, ok := t.byID[id]
+	in, ok := t.byID[id]
 	delete(t.byID, id)
+	if ok {
+		t.departed = append(t.departed, departure{id: id, incarnation: in.incarnation, at: time.Now()})
+		if len(t.departed) > maxDepartures {
+			t.departed = t.departed[len(t.departed)-maxDepartures:]
+		}
+	}
 	t.mu.Unlock()
 	if ok {
 		t.notify()
@@ -83,7 +103,7 @@ func serves(in *instance, fn string) bool {
 }
 
 // snapshot builds the registration the agent reports to the server.
-func (t *instances) snapshot() (fns []string, descs []*croupierv1.FunctionDescriptor, infos []*croupierv1.InstanceInfo) {
+func (t *instances) snapshot() (fns []string, descs []*croupierv1.FunctionDescriptor, infos, departed []*croupierv1.InstanceInfo) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	seen := map[string]bool{}
@@ -105,5 +125,10 @@ func (t *instances) snapshot() (fns []string, descs []*croupierv1.FunctionDescri
 		}
 		infos = append(infos, info)
 	}
-	return fns, descs, infos
+	for _, d := range t.departed {
+		if time.Since(d.at) < departureMaxAge && t.byID[d.id] == nil {
+			departed = append(departed, &croupierv1.InstanceInfo{InstanceId: d.id, Incarnation: d.incarnation})
+		}
+	}
+	return fns, descs, infos, departed
 }

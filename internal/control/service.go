@@ -26,6 +26,9 @@ type Tunnel interface {
 type Config struct {
 	HeartbeatInterval time.Duration
 	Logger            *slog.Logger
+	// Departed is told which instances an agent reports as gone (their
+	// process exited), as instance id -> incarnation.
+	Departed func(agentID string, gone map[string]string)
 }
 
 // Service is the ControlService logic.
@@ -96,6 +99,13 @@ func (s *Service) RegisterAgent(ctx context.Context, req *croupierv1.RegisterAge
 		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, err.Error())
 	}
 	s.log.Info("agent registered", "agent", id, "game", game, "env", env, "instances", len(agent.Instances), "functions", len(agent.Descriptors))
+	if len(req.GetDeparted()) > 0 && s.cfg.Departed != nil {
+		gone := make(map[string]string, len(req.GetDeparted()))
+		for _, d := range req.GetDeparted() {
+			gone[d.GetInstanceId()] = d.GetIncarnation()
+		}
+		s.cfg.Departed(id, gone)
+	}
 	return &croupierv1.RegisterAgentResponse{Success: true, AgentId: id, HeartbeatInterval: int64(max(1, s.cfg.HeartbeatInterval/time.Second))}, nil
 }
 

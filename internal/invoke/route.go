@@ -1,7 +1,6 @@
 package invoke
 
 import (
-
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/routing"

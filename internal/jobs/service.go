@@ -655,19 +655,55 @@ func (s *Service) check() {
 			}
 			continue
 		}
-		aj.mu.Lock()
-		aj.absentSince = time.Time{}
-		aj.mu.Unlock()
-		found := false
+		present, restarted := false, false
 		for _, in := range a.Instances {
 			if in.ID == instanceID {
-				found = inc == "" || in.Incarnation == "" || in.Incarnation == inc
+				present = true
+				restarted = inc != "" && in.Incarnation != "" && in.Incarnation != inc
 				break
 			}
 		}
-		if !found {
+		switch {
+		case restarted:
 			s.finish(aj, store.JobFailed, croupierv1.EventType_ERROR, "GAME_SERVER_LOST",
-				fmt.Sprintf("game server %s/%s exited (or restarted) while running the job", agentID, instanceID))
+				fmt.Sprintf("game server %s/%s restarted while running the job", agentID, instanceID))
+		case present:
+			aj.mu.Lock()
+			aj.absentSince = time.Time{}
+			aj.mu.Unlock()
+		case absent.IsZero():
+			// Not (yet) reconnected to its agent, e.g. after an agent restart.
+			aj.mu.Lock()
+			aj.absentSince = now
+			aj.mu.Unlock()
+		case now.Sub(absent) > s.cfg.OrphanGrace:
+			s.finish(aj, store.JobFailed, croupierv1.EventType_ERROR, "GAME_SERVER_LOST",
+				fmt.Sprintf("game server %s/%s has not reconnected for %s", agentID, instanceID, now.Sub(absent).Round(time.Second)))
 		}
+	}
+}
+
+// InstancesDeparted fails at once the jobs of instances whose agent saw
+// their process go (gone maps instance id to incarnation).
+func (s *Service) InstancesDeparted(agentID string, gone map[string]string) {
+	s.mu.Lock()
+	var hit []*activeJob
+	for _, aj := range s.active {
+		if aj.agent != agentID {
+			continue
+		}
+		if inc, ok := gone[aj.instance]; ok {
+			aj.mu.Lock()
+			match := aj.incarnation == "" || inc == "" || aj.incarnation == inc
+			aj.mu.Unlock()
+			if match {
+				hit = append(hit, aj)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, aj := range hit {
+		s.finish(aj, store.JobFailed, croupierv1.EventType_ERROR, "GAME_SERVER_LOST",
+			fmt.Sprintf("game server %s/%s exited while running the job", agentID, aj.instance))
 	}
 }

@@ -54,15 +54,16 @@ func (a authenticator) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServe
 	if err != nil {
 		return err
 	}
-	return h(srv, &principalStream{ServerStream: ss, ctx: principal.NewContext(ss.Context(), p)})
+	return h(srv, &ctxStream{ServerStream: ss, ctx: principal.NewContext(ss.Context(), p)})
 }
 
-type principalStream struct {
+// ctxStream is a server stream with a replaced context.
+type ctxStream struct {
 	grpc.ServerStream
 	ctx context.Context
 }
 
-func (s *principalStream) Context() context.Context { return s.ctx }
+func (s *ctxStream) Context() context.Context { return s.ctx }
 
 // httpMiddleware does the same for HTTP requests (long-poll tunnel, REST).
 func (a authenticator) httpMiddleware(next http.Handler) http.Handler {

@@ -58,6 +58,7 @@ type Server struct {
 	httpLis    net.Listener
 	tunLis     net.Listener
 
+	ctx  context.Context // the server's lifetime; cancelled first by Shutdown
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
@@ -86,6 +87,7 @@ func New(cfg config.Server, log *slog.Logger) (*Server, error) {
 // (or cancelling ctx) stops it.
 func (s *Server) Start(ctx context.Context) (err error) {
 	ctx, s.stop = context.WithCancel(ctx)
+	s.ctx = ctx
 	defer func() {
 		if err != nil {
 			s.stop()
@@ -124,7 +126,6 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		},
 	})
 	assignments := control.NewAssignments(s.store.Assignments(), 2*time.Second)
-	s.control = control.New(control.Config{HeartbeatInterval: s.cfg.HeartbeatInterval, Logger: s.log}, s.registry, assignments, scopes, s.tunnel)
 	s.invoke = invoke.New(invoke.Config{
 		DefaultTimeout: s.cfg.InvokeTimeout, MaxTimeout: s.cfg.InvokeMaxTimeout,
 		IdempotencyWindow: s.cfg.IdempotencyWindow, Logger: s.log,
@@ -140,6 +141,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err = s.jobs.Open(ctx); err != nil {
 		return err
 	}
+	s.control = control.New(control.Config{HeartbeatInterval: s.cfg.HeartbeatInterval, Logger: s.log, Departed: s.jobs.InstancesDeparted},
+		s.registry, assignments, scopes, s.tunnel)
 
 	var serverTLS *tls.Config
 	if !s.cfg.Insecure {
@@ -222,7 +225,7 @@ func listen(addr string, tlsCfg *tls.Config, http1Only bool) (net.Listener, erro
 func (s *Server) newGRPCServer(tlsCfg *tls.Config, auth authenticator) *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(auth.unary),
-		grpc.ChainStreamInterceptor(auth.stream),
+		grpc.ChainStreamInterceptor(s.streamLifetime, auth.stream),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
 		// Reused stream workers keep their grown stacks; a fresh goroutine per
 		// call spends a measurable share of each call growing its stack.
@@ -234,6 +237,15 @@ func (s *Server) newGRPCServer(tlsCfg *tls.Config, auth authenticator) *grpc.Ser
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
 	return grpc.NewServer(opts...)
+}
+
+// streamLifetime ends streaming calls (watches, job event streams) when the
+// server shuts down, so a graceful stop does not wait for them forever.
+func (s *Server) streamLifetime(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	defer context.AfterFunc(s.ctx, cancel)()
+	return h(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 }
 
 // opsMux serves health, readiness and metrics.

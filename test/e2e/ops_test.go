@@ -33,6 +33,7 @@ type cluster struct {
 	agents  map[string]*proc
 	sdk     map[string]string
 	games   map[string]*proc
+	mu      sync.Mutex // guards fn for watchers that outlive a server restart
 	conn    *grpc.ClientConn
 	fn      croupierv1.FunctionServiceClient
 	reg     croupierv1.RegistryServiceClient
@@ -54,8 +55,8 @@ func newCluster(t *testing.T) *cluster {
 	c.startServer("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
 	c.startAgent("agent-a", "grpc", "127.0.0.1:0")
 	c.startAgent("agent-b", "longpoll", "127.0.0.1:0")
-	c.startGame("gs-a1", "agent-a", "player.get,player.grant_item,game.stats")
-	c.startGame("gs-a2", "agent-a", "player.get,player.grant_item,game.stats")
+	c.startGame("gs-a1", "agent-a", "player.get,player.grant_item,game.stats,mail.broadcast")
+	c.startGame("gs-a2", "agent-a", "player.get,player.grant_item,game.stats,mail.broadcast")
 	c.startGame("gs-b1", "agent-b", "")
 	c.waitInstances("game.stats", 3)
 	c.waitInstances("player.ban", 1)
@@ -73,7 +74,9 @@ func (c *cluster) startServer(grpcAddr, httpAddr, tunnelAddr string) {
 	ev := c.server.waitLog("croupier server started", 30*time.Second)
 	c.grpc, c.http, c.tunnel = ev["grpc"].(string), ev["http"].(string), ev["tunnel_http"].(string)
 	c.conn = operatorConn(c.t, c.certs, c.grpc)
+	c.mu.Lock()
 	c.fn = croupierv1.NewFunctionServiceClient(c.conn)
+	c.mu.Unlock()
 	c.reg = croupierv1.NewRegistryServiceClient(c.conn)
 }
 

@@ -33,7 +33,11 @@ type RegisterAgentRequest struct {
 	// Descriptors of the functions listed in `functions` (Croupier addition).
 	Descriptors []*FunctionDescriptor `protobuf:"bytes,7,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
 	// Game-server instances behind this agent and the functions each serves.
-	Instances     []*InstanceInfo `protobuf:"bytes,8,rep,name=instances,proto3" json:"instances,omitempty"`
+	Instances []*InstanceInfo `protobuf:"bytes,8,rep,name=instances,proto3" json:"instances,omitempty"`
+	// Instances that disconnected from this agent recently (their process
+	// exited): the server fails the jobs they were running at once instead of
+	// waiting for them to come back (Croupier addition).
+	Departed      []*InstanceInfo `protobuf:"bytes,9,rep,name=departed,proto3" json:"departed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -120,6 +124,13 @@ func (x *RegisterAgentRequest) GetDescriptors() []*FunctionDescriptor {
 func (x *RegisterAgentRequest) GetInstances() []*InstanceInfo {
 	if x != nil {
 		return x.Instances
+	}
+	return nil
+}
+
+func (x *RegisterAgentRequest) GetDeparted() []*InstanceInfo {
+	if x != nil {
+		return x.Departed
 	}
 	return nil
 }
@@ -778,7 +789,7 @@ var File_croupier_v1_control_proto protoreflect.FileDescriptor
 
 const file_croupier_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x19croupier/v1/control.proto\x12\vcroupier.v1\x1a\x1ccroupier/v1/descriptor.proto\x1a\x1acroupier/v1/function.proto\x1a\x1cgoogle/api/annotations.proto\"\x92\x03\n" +
+	"\x19croupier/v1/control.proto\x12\vcroupier.v1\x1a\x1ccroupier/v1/descriptor.proto\x1a\x1acroupier/v1/function.proto\x1a\x1cgoogle/api/annotations.proto\"\xc9\x03\n" +
 	"\x14RegisterAgentRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
 	"\agame_id\x18\x02 \x01(\tR\x06gameId\x12\x10\n" +
@@ -787,7 +798,8 @@ const file_croupier_v1_control_proto_rawDesc = "" +
 	"\tfunctions\x18\x05 \x03(\tR\tfunctions\x12E\n" +
 	"\x06labels\x18\x06 \x03(\v2-.croupier.v1.RegisterAgentRequest.LabelsEntryR\x06labels\x12A\n" +
 	"\vdescriptors\x18\a \x03(\v2\x1f.croupier.v1.FunctionDescriptorR\vdescriptors\x127\n" +
-	"\tinstances\x18\b \x03(\v2\x19.croupier.v1.InstanceInfoR\tinstances\x1a9\n" +
+	"\tinstances\x18\b \x03(\v2\x19.croupier.v1.InstanceInfoR\tinstances\x125\n" +
+	"\bdeparted\x18\t \x03(\v2\x19.croupier.v1.InstanceInfoR\bdeparted\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x01\n" +
@@ -895,28 +907,29 @@ var file_croupier_v1_control_proto_depIdxs = []int32{
 	12, // 0: croupier.v1.RegisterAgentRequest.labels:type_name -> croupier.v1.RegisterAgentRequest.LabelsEntry
 	17, // 1: croupier.v1.RegisterAgentRequest.descriptors:type_name -> croupier.v1.FunctionDescriptor
 	1,  // 2: croupier.v1.RegisterAgentRequest.instances:type_name -> croupier.v1.InstanceInfo
-	13, // 3: croupier.v1.InstanceInfo.labels:type_name -> croupier.v1.InstanceInfo.LabelsEntry
-	14, // 4: croupier.v1.HeartbeatRequest.status:type_name -> croupier.v1.HeartbeatRequest.StatusEntry
-	7,  // 5: croupier.v1.GetAssignmentsResponse.assignments:type_name -> croupier.v1.FunctionAssignment
-	15, // 6: croupier.v1.FunctionAssignment.config:type_name -> croupier.v1.FunctionAssignment.ConfigEntry
-	16, // 7: croupier.v1.UpdateAssignmentRequest.config:type_name -> croupier.v1.UpdateAssignmentRequest.ConfigEntry
-	7,  // 8: croupier.v1.UpdateAssignmentResponse.assignment:type_name -> croupier.v1.FunctionAssignment
-	18, // 9: croupier.v1.ReportJobEventsRequest.events:type_name -> croupier.v1.JobEvent
-	0,  // 10: croupier.v1.ControlService.RegisterAgent:input_type -> croupier.v1.RegisterAgentRequest
-	3,  // 11: croupier.v1.ControlService.Heartbeat:input_type -> croupier.v1.HeartbeatRequest
-	5,  // 12: croupier.v1.ControlService.GetAssignments:input_type -> croupier.v1.GetAssignmentsRequest
-	10, // 13: croupier.v1.ControlService.ReportJobEvents:input_type -> croupier.v1.ReportJobEventsRequest
-	8,  // 14: croupier.v1.ControlService.UpdateAssignment:input_type -> croupier.v1.UpdateAssignmentRequest
-	2,  // 15: croupier.v1.ControlService.RegisterAgent:output_type -> croupier.v1.RegisterAgentResponse
-	4,  // 16: croupier.v1.ControlService.Heartbeat:output_type -> croupier.v1.HeartbeatResponse
-	6,  // 17: croupier.v1.ControlService.GetAssignments:output_type -> croupier.v1.GetAssignmentsResponse
-	11, // 18: croupier.v1.ControlService.ReportJobEvents:output_type -> croupier.v1.ReportJobEventsResponse
-	9,  // 19: croupier.v1.ControlService.UpdateAssignment:output_type -> croupier.v1.UpdateAssignmentResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	1,  // 3: croupier.v1.RegisterAgentRequest.departed:type_name -> croupier.v1.InstanceInfo
+	13, // 4: croupier.v1.InstanceInfo.labels:type_name -> croupier.v1.InstanceInfo.LabelsEntry
+	14, // 5: croupier.v1.HeartbeatRequest.status:type_name -> croupier.v1.HeartbeatRequest.StatusEntry
+	7,  // 6: croupier.v1.GetAssignmentsResponse.assignments:type_name -> croupier.v1.FunctionAssignment
+	15, // 7: croupier.v1.FunctionAssignment.config:type_name -> croupier.v1.FunctionAssignment.ConfigEntry
+	16, // 8: croupier.v1.UpdateAssignmentRequest.config:type_name -> croupier.v1.UpdateAssignmentRequest.ConfigEntry
+	7,  // 9: croupier.v1.UpdateAssignmentResponse.assignment:type_name -> croupier.v1.FunctionAssignment
+	18, // 10: croupier.v1.ReportJobEventsRequest.events:type_name -> croupier.v1.JobEvent
+	0,  // 11: croupier.v1.ControlService.RegisterAgent:input_type -> croupier.v1.RegisterAgentRequest
+	3,  // 12: croupier.v1.ControlService.Heartbeat:input_type -> croupier.v1.HeartbeatRequest
+	5,  // 13: croupier.v1.ControlService.GetAssignments:input_type -> croupier.v1.GetAssignmentsRequest
+	10, // 14: croupier.v1.ControlService.ReportJobEvents:input_type -> croupier.v1.ReportJobEventsRequest
+	8,  // 15: croupier.v1.ControlService.UpdateAssignment:input_type -> croupier.v1.UpdateAssignmentRequest
+	2,  // 16: croupier.v1.ControlService.RegisterAgent:output_type -> croupier.v1.RegisterAgentResponse
+	4,  // 17: croupier.v1.ControlService.Heartbeat:output_type -> croupier.v1.HeartbeatResponse
+	6,  // 18: croupier.v1.ControlService.GetAssignments:output_type -> croupier.v1.GetAssignmentsResponse
+	11, // 19: croupier.v1.ControlService.ReportJobEvents:output_type -> croupier.v1.ReportJobEventsResponse
+	9,  // 20: croupier.v1.ControlService.UpdateAssignment:output_type -> croupier.v1.UpdateAssignmentResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_croupier_v1_control_proto_init() }
