@@ -124,7 +124,7 @@ func watchJob(cmd *cobra.Command, g *globals, conn *grpc.ClientConn, id string, 
 		last = ev
 		switch {
 		case output == "json":
-			b, _ := protojson.MarshalOptions{UseProtoNames: true}.Marshal(ev)
+			b, _ := protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}.Marshal(ev)
 			fmt.Fprintln(g.stdout, string(b))
 		case bar && ev.GetType() == croupierv1.EventType_PROGRESS:
 			fmt.Fprintf(g.stdout, "\r%s %3.0f%% %-50.50s", progressBar(ev.GetProgress(), 30), ev.GetProgress()*100, ev.GetMessage())

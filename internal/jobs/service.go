@@ -534,7 +534,7 @@ func (s *Service) Stream(ctx context.Context, id string, fromSeq int64, send fun
 		evs, err := s.store.Jobs().Events(ctx, id, next, store.DefaultEventsLimit)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return streamEnded(next)
 			}
 			return apierr.Internal(s.log, err)
 		}
@@ -559,11 +559,19 @@ func (s *Service) Stream(ctx context.Context, id string, fromSeq int64, send fun
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return streamEnded(next)
 		case <-wait:
 		case <-time.After(time.Second): // events stored by another server node
 		}
 	}
+}
+
+// streamEnded is what a watch returns when it is cut short (the server is
+// shutting down, or the caller left — then nobody reads it): UNAVAILABLE
+// with the cursor to resume from.
+func streamEnded(next int64) error {
+	return apierr.New(codes.Unavailable, apierr.CodeUnavailable,
+		fmt.Sprintf("event stream interrupted; watch again with from_seq %d", next), "from_seq", fmt.Sprint(next))
 }
 
 // Open loads the unfinished jobs and binds the service to ctx, which bounds

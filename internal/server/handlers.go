@@ -143,7 +143,7 @@ func (h registryHandler) WatchRegistrations(r *croupierv1.WatchRegistrationsRequ
 		}
 	}
 	if ctx.Err() != nil {
-		return nil
+		return apierr.New(codes.Unavailable, apierr.CodeUnavailable, "watch interrupted (server shutting down); watch again")
 	}
 	return apierr.New(codes.Unavailable, apierr.CodeUnavailable,
 		"watch fell too far behind and was cut off; watch again to get a fresh snapshot")

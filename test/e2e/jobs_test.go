@@ -222,6 +222,7 @@ func TestJobsEndToEnd(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		c.startServer(grpcAddr, httpAddr, tunnelAddr)
 		checkMailSequence(t, w.wait(t), 1, n)
+		c.waitInstances("mail.broadcast", 3)
 		if j := c.job(t, id); j.GetStatus() != "completed" {
 			t.Fatalf("job status %s, want completed", j.GetStatus())
 		}
@@ -295,7 +296,7 @@ func TestJobsEndToEnd(t *testing.T) {
 			t.Fatalf("same idempotency key gave job %q, want %q", again, id)
 		}
 		out, code = run(t, env, "job", "watch", id, "-o", "json")
-		if code != 0 || strings.Count(out, "\n") != 7 || !strings.Contains(out, `"type":"DONE"`) {
+		if code != 0 || strings.Count(out, "\n") != 6 || !strings.Contains(out, `"type":"START"`) || !strings.Contains(out, `"type":"DONE"`) {
 			t.Fatalf("job watch -o json: exit %d\n%s", code, out)
 		}
 		out, code = run(t, env, "job", "list", "--status", "completed", "--function", "mail.broadcast")
