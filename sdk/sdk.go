@@ -76,7 +76,8 @@ type Invocation struct {
 
 // Decode unmarshals the payload into v (through JSON).
 func (inv *Invocation) Decode(v any) error {
-	b, err := inv.Payload.MarshalJSON()
+	// encoding/json on AsMap is several times faster than protojson here.
+	b, err := json.Marshal(inv.Payload.AsMap())
 	if err != nil {
 		return err
 	}
@@ -114,15 +115,18 @@ func Func[P, R any](fn func(ctx context.Context, inv *Invocation, params P) (R, 
 
 // ToStruct encodes v (a struct or map) as a Struct through JSON.
 func ToStruct(v any) (*structpb.Struct, error) {
+	if m, ok := v.(map[string]any); ok {
+		return structpb.NewStruct(m)
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	s := &structpb.Struct{}
-	if err := s.UnmarshalJSON(b); err != nil {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("result must encode as a JSON object: %w", err)
 	}
-	return s, nil
+	return structpb.NewStruct(m)
 }
 
 // MustSchema parses a JSON Schema document for a descriptor; it panics on

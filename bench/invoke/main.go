@@ -155,19 +155,19 @@ func run(n int, dur time.Duration, conc int) error {
 	}
 	dP50, dP99, err := latency(ctx, direct, n)
 	if err != nil {
-		return err
+		return fmt.Errorf("direct latency: %w", err)
 	}
 	cP50, cP99, err := latency(ctx, viaCroupier, n)
 	if err != nil {
-		return err
+		return fmt.Errorf("croupier latency: %w", err)
 	}
 	dTput, err := throughput(ctx, direct, conc, dur)
 	if err != nil {
-		return err
+		return fmt.Errorf("direct throughput: %w", err)
 	}
 	cTput, err := throughput(ctx, viaCroupier, conc, dur)
 	if err != nil {
-		return err
+		return fmt.Errorf("croupier throughput: %w", err)
 	}
 	fmt.Printf("direct    latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s\n", dP50, dP99, conc, dTput)
 	fmt.Printf("croupier  latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s\n", cP50, cP99, conc, cTput)
@@ -203,10 +203,13 @@ func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (flo
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				if err := c(ctx); err != nil {
-					if ctx.Err() == nil {
-						once.Do(func() { firstErr = err })
-					}
+				// Each call gets its own deadline well past the run's end, so
+				// a call cut off by the end of the run is not an error.
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dur+10*time.Second)
+				err := c(cctx)
+				cancel()
+				if err != nil {
+					once.Do(func() { firstErr = err })
 					return
 				}
 				calls.Add(1)
