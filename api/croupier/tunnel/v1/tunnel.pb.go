@@ -752,8 +752,11 @@ func (x *LongPollOpenRequest) GetHello() *Hello {
 // LongPollOpenResponse names the new session. The session id is a secret
 // bearer token for the session's lifetime.
 type LongPollOpenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Largest frame the server accepts; the client sizes its send batches by
+	// the smaller of this and its own limit.
+	MaxFrameBytes uint32 `protobuf:"varint,2,opt,name=max_frame_bytes,json=maxFrameBytes,proto3" json:"max_frame_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -793,6 +796,13 @@ func (x *LongPollOpenResponse) GetSessionId() string {
 		return x.SessionId
 	}
 	return ""
+}
+
+func (x *LongPollOpenResponse) GetMaxFrameBytes() uint32 {
+	if x != nil {
+		return x.MaxFrameBytes
+	}
+	return 0
 }
 
 // LongPollSendRequest is the body of POST <prefix>/send: client frames.
@@ -1150,10 +1160,11 @@ const file_croupier_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x04Pong\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"F\n" +
 	"\x13LongPollOpenRequest\x12/\n" +
-	"\x05hello\x18\x01 \x01(\v2\x19.croupier.tunnel.v1.HelloR\x05hello\"5\n" +
+	"\x05hello\x18\x01 \x01(\v2\x19.croupier.tunnel.v1.HelloR\x05hello\"]\n" +
 	"\x14LongPollOpenResponse\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\x82\x01\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12&\n" +
+	"\x0fmax_frame_bytes\x18\x02 \x01(\rR\rmaxFrameBytes\"\x82\x01\n" +
 	"\x13LongPollSendRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x10\n" +

@@ -1,0 +1,139 @@
+package tunnel
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// The benchmarks compare a tunnel round trip (server -> client -> handler ->
+// back) with a plain unary gRPC call on loopback. Both do the same work:
+// grpc_health_v1 Check against a health.Server. Run with
+//
+//	go test -run '^$' -bench . -benchtime 2s ./internal/tunnel/
+//
+// Latency runs one call at a time and reports p50/p99; throughput runs 64
+// concurrent callers and reports calls/s.
+
+type benchCall func(ctx context.Context) error
+
+func BenchmarkRoundTrip(b *testing.B) {
+	setups := []struct {
+		name  string
+		setup func(b *testing.B) benchCall
+	}{
+		{"plain-unary", setupPlainUnary},
+		{"tunnel-grpc", func(b *testing.B) benchCall {
+			return setupTunnel(b, func(tb testing.TB, srv *Server) clientSide { return startGRPC(tb, srv) })
+		}},
+		{"tunnel-longpoll", func(b *testing.B) benchCall {
+			return setupTunnel(b, func(tb testing.TB, srv *Server) clientSide { return startLongPoll(tb, srv, false) })
+		}},
+	}
+	for _, s := range setups {
+		b.Run(s.name+"/latency", func(b *testing.B) { benchLatency(b, s.setup(b)) })
+		b.Run(s.name+"/throughput-c64", func(b *testing.B) { benchThroughput(b, s.setup(b), 64) })
+	}
+}
+
+func setupPlainUnary(b *testing.B) benchCall {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	healthpb.RegisterHealthServer(gs, health.NewServer())
+	go func() { _ = gs.Serve(lis) }()
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cc.Close()
+		gs.Stop()
+	})
+	hc := healthpb.NewHealthClient(cc)
+	req := &healthpb.HealthCheckRequest{}
+	return func(ctx context.Context) error {
+		_, err := hc.Check(ctx, req)
+		return err
+	}
+}
+
+func setupTunnel(b *testing.B, start func(testing.TB, *Server) clientSide) benchCall {
+	srv := NewServer(ServerOptions{Logger: discardLogger()})
+	cs := start(b, srv)
+	reg := NewHandlerRegistry()
+	if err := Register(reg, health.NewServer().Check); err != nil {
+		b.Fatal(err)
+	}
+	c := cs.newClient(ClientOptions{Name: "bench", Handlers: reg, MaxInFlight: 64, Logger: discardLogger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	waitFor(b, 5*time.Second, func() bool { return srv.Connected("bench") }, "bench client to connect")
+	req := &healthpb.HealthCheckRequest{}
+	return func(ctx context.Context) error {
+		_, err := Call[*healthpb.HealthCheckResponse](ctx, srv, "bench", req)
+		return err
+	}
+}
+
+func benchLatency(b *testing.B, call benchCall) {
+	ctx := context.Background()
+	// Warm up connections and pools outside the measurement.
+	for range 100 {
+		if err := call(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		if err := call(ctx); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+}
+
+func benchThroughput(b *testing.B, call benchCall, concurrency int) {
+	ctx := context.Background()
+	for range 100 {
+		if err := call(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((concurrency + procs - 1) / procs)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := call(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+}

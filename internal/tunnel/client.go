@@ -1,0 +1,148 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/status"
+)
+
+// ClientOptions configures a Client. Zero values take the documented
+// defaults; Name and Handlers are required.
+type ClientOptions struct {
+	// Name the server calls this client by. A newer connection with the
+	// same name replaces an older one.
+	Name     string
+	Handlers *HandlerRegistry
+
+	// MaxInFlight is the most requests this client runs at once on a
+	// connection; the server holds further calls back. Default 64. Handlers
+	// of an ended connection are cancelled; one that ignores cancellation
+	// keeps running but no longer counts.
+	MaxInFlight int
+
+	// MaxFrameBytes is the largest frame the client sends or accepts; a
+	// connection uses the smaller of the client's and the server's limits.
+	// A response over the limit reaches the caller as RESOURCE_EXHAUSTED.
+	// Default DefaultMaxFrameBytes.
+	MaxFrameBytes int
+
+	Logger *slog.Logger // default slog.Default()
+
+	// PingInterval is how often the client pings the server; PingTimeout is
+	// how long the connection may stay silent before the client gives up on
+	// it and reconnects. PingTimeout also bounds the wait for Welcome.
+	// Defaults 10s and 30s.
+	PingInterval, PingTimeout time.Duration
+
+	// MinBackoff and MaxBackoff bound the jittered, doubling delay between
+	// reconnect attempts. The delay starts over once a connection has stayed
+	// up for MaxBackoff. Defaults 100ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+
+	// OnConnected is called, in its own goroutine, after each (re)connect;
+	// ctx ends when that connection ends. Use it to (re)register state with
+	// the server.
+	OnConnected func(ctx context.Context)
+}
+
+func (o ClientOptions) withDefaults() ClientOptions {
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = defaultMaxInFlight
+	}
+	if o.MaxFrameBytes <= 0 {
+		o.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = defaultPingInterval
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = defaultPingTimeout
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = defaultMinBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = defaultMaxBackoff
+	}
+	o.MaxBackoff = max(o.MaxBackoff, o.MinBackoff)
+	return o
+}
+
+func (o ClientOptions) validate() error {
+	if err := validateName(o.Name); err != nil {
+		return fmt.Errorf("tunnel: ClientOptions.Name: %s", status.Convert(err).Message())
+	}
+	if o.Handlers == nil {
+		return errors.New("tunnel: ClientOptions.Handlers is nil")
+	}
+	if o.MaxInFlight > maxInFlightLimit {
+		return fmt.Errorf("tunnel: ClientOptions.MaxInFlight %d exceeds %d", o.MaxInFlight, maxInFlightLimit)
+	}
+	return nil
+}
+
+// Client is the serving side of the tunnel: it keeps a connection to the
+// server open and runs the handlers the server calls.
+type Client struct {
+	opts ClientOptions
+	log  *slog.Logger
+	dial dialFunc
+	lim  limits
+
+	// handlers tracks handler and OnConnected goroutines; Run waits for them.
+	handlers sync.WaitGroup
+	running  atomic.Bool
+}
+
+func newClient(opts ClientOptions, dial dialFunc) *Client {
+	opts = opts.withDefaults()
+	return &Client{
+		opts: opts,
+		log:  opts.Logger.With("component", "tunnel-client", "name", opts.Name),
+		dial: dial,
+		lim:  newLimits(opts.MaxFrameBytes),
+	}
+}
+
+// Run connects, serves calls, and reconnects with backoff whenever the
+// connection ends, until ctx is done. It then cancels running handlers,
+// waits for them, and returns nil. It returns an error only for invalid
+// options or when Run is already running.
+func (c *Client) Run(ctx context.Context) error {
+	if err := c.opts.validate(); err != nil {
+		return err
+	}
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("tunnel: Client.Run is already running")
+	}
+	defer c.running.Store(false)
+	defer c.handlers.Wait()
+
+	bo := newBackoff(c.opts.MinBackoff, c.opts.MaxBackoff)
+	for {
+		started := time.Now()
+		connected, err := c.runSession(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if connected && time.Since(started) >= c.opts.MaxBackoff {
+			bo.reset()
+		}
+		delay := bo.next()
+		c.log.Warn("tunnel connection ended; reconnecting", "err", err, "connected", connected, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+	}
+}

@@ -1,0 +1,251 @@
+package tunnel
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	tunnelv1 "github.com/croupier/croupier/api/croupier/tunnel/v1"
+)
+
+// session is one client connection: the dispatcher between the link and the
+// handlers. A reader and a writer goroutine serve the link; each request
+// runs in its own handler goroutine, owned by the Client.
+type session struct {
+	c      *Client
+	link   clientLink
+	ctx    context.Context // ends with the connection; parent of handler contexts
+	cancel context.CancelCauseFunc
+
+	// sendq holds frames for the writer: responses (at most MaxInFlight at
+	// once), pings and pongs.
+	sendq chan *tunnelv1.ClientToServer
+
+	// inflight holds one token per running handler of this connection,
+	// matching the server's per-connection accounting.
+	inflight chan struct{}
+
+	welcome      chan *tunnelv1.Welcome // the reader hands over the welcome
+	peerMaxFrame int                    // frame limit of this connection; set by the reader before it starts handlers
+
+	mu       sync.Mutex
+	handlers map[uint64]context.CancelFunc
+
+	lastRecv atomic.Int64 // unix nanoseconds
+}
+
+// runSession dials, serves one connection until it ends, and reports whether
+// the handshake completed and why the connection ended.
+func (c *Client) runSession(ctx context.Context) (connected bool, err error) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	link, err := c.dial(sctx, &tunnelv1.Hello{
+		Name:            c.opts.Name,
+		MaxInFlight:     uint32(c.opts.MaxInFlight),
+		MaxFrameBytes:   uint32(c.lim.maxFrameBytes),
+		ProtocolVersion: protocolVersion,
+	})
+	if err != nil {
+		return false, err
+	}
+	s := &session{
+		c:        c,
+		link:     link,
+		ctx:      sctx,
+		cancel:   cancel,
+		sendq:    make(chan *tunnelv1.ClientToServer, c.opts.MaxInFlight+maxControlFrameQueue),
+		inflight: make(chan struct{}, c.opts.MaxInFlight),
+		welcome:  make(chan *tunnelv1.Welcome, 1),
+		handlers: make(map[uint64]context.CancelFunc),
+	}
+	s.lastRecv.Store(time.Now().UnixNano())
+
+	var wg sync.WaitGroup
+	wg.Go(s.readLoop)
+	wg.Go(s.writeLoop)
+	connected, err = s.run()
+	cancel(err)
+	link.Close()
+	wg.Wait()
+	return connected, err
+}
+
+// run waits for the welcome, then keeps the connection alive until it ends.
+func (s *session) run() (connected bool, err error) {
+	opts := s.c.opts
+	var w *tunnelv1.Welcome
+	select {
+	case w = <-s.welcome:
+	case <-s.ctx.Done():
+		return false, context.Cause(s.ctx)
+	case <-time.After(opts.PingTimeout):
+		return false, status.Errorf(codes.DeadlineExceeded, "no welcome from the server within %s", opts.PingTimeout)
+	}
+	s.c.log.Info("tunnel connected", "conn", w.GetConnectionId())
+	if opts.OnConnected != nil {
+		s.c.handlers.Go(func() { opts.OnConnected(s.ctx) })
+	}
+
+	pings := time.NewTicker(opts.PingInterval)
+	defer pings.Stop()
+	dead := time.NewTimer(opts.PingTimeout)
+	defer dead.Stop()
+	var nonce uint64
+	for {
+		select {
+		case <-s.ctx.Done():
+			return true, context.Cause(s.ctx)
+		case <-pings.C:
+			nonce++
+			s.trySend(&tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Ping{Ping: &tunnelv1.Ping{Nonce: nonce}}})
+		case <-dead.C:
+			idle := time.Since(time.Unix(0, s.lastRecv.Load()))
+			if idle >= opts.PingTimeout {
+				return true, status.Errorf(codes.Unavailable, "keepalive timeout: nothing received from the server for %s", idle.Round(time.Millisecond))
+			}
+			dead.Reset(opts.PingTimeout - idle)
+		}
+	}
+}
+
+func (s *session) fail(err error) { s.cancel(err) }
+
+func (s *session) readLoop() {
+	welcomed := false
+	for {
+		f, err := s.link.Recv()
+		if err != nil {
+			s.fail(asStatus(err, codes.Unavailable))
+			return
+		}
+		s.lastRecv.Store(time.Now().UnixNano())
+		if err := validateServerFrame(f); err != nil {
+			s.fail(err)
+			return
+		}
+		if !welcomed {
+			w := f.GetWelcome()
+			if w == nil {
+				s.fail(status.Error(codes.Internal, "protocol violation: the first server frame is not welcome"))
+				return
+			}
+			welcomed = true
+			// Frames either way stay within both sides' limits.
+			s.peerMaxFrame = s.c.lim.maxFrameBytes
+			if m := int(w.GetMaxFrameBytes()); m > 0 {
+				s.peerMaxFrame = min(m, s.peerMaxFrame)
+			}
+			s.welcome <- w
+			continue
+		}
+		switch fr := f.GetFrame().(type) {
+		case *tunnelv1.ServerToClient_Request:
+			s.start(fr.Request)
+		case *tunnelv1.ServerToClient_Cancel:
+			s.mu.Lock()
+			cancel := s.handlers[fr.Cancel.GetId()]
+			s.mu.Unlock()
+			if cancel != nil {
+				cancel()
+			}
+		case *tunnelv1.ServerToClient_Ping:
+			s.trySend(&tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Pong{Pong: &tunnelv1.Pong{Nonce: fr.Ping.GetNonce()}}})
+		case *tunnelv1.ServerToClient_Welcome:
+			s.fail(status.Error(codes.Internal, "protocol violation: second welcome"))
+			return
+		}
+	}
+}
+
+func (s *session) writeLoop() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case f := <-s.sendq:
+			if err := s.link.Send(f); err != nil {
+				s.fail(asStatus(err, codes.Unavailable))
+				return
+			}
+		}
+	}
+}
+
+// trySend queues a frame that may be dropped (ping, pong) if the queue is full.
+func (s *session) trySend(f *tunnelv1.ClientToServer) {
+	select {
+	case s.sendq <- f:
+	default:
+	}
+}
+
+// start runs the handler for r in its own goroutine, with the caller's
+// deadline and a cancel the server can trigger.
+func (s *session) start(r *tunnelv1.Request) {
+	id := r.GetId()
+	select {
+	case s.inflight <- struct{}{}:
+	default:
+		// The server keeps within max_in_flight; only a broken server
+		// gets here.
+		s.respond(id, nil, status.Newf(codes.ResourceExhausted, "tunnel client %q is at its limit of %d requests in flight", s.c.opts.Name, s.c.opts.MaxInFlight).Proto())
+		return
+	}
+	hctx, hcancel := context.WithCancel(s.ctx)
+	if ms := r.GetTimeoutMs(); ms > 0 {
+		var tcancel context.CancelFunc
+		hctx, tcancel = context.WithTimeout(hctx, time.Duration(ms)*time.Millisecond)
+		parent := hcancel
+		hcancel = func() { tcancel(); parent() }
+	}
+	s.mu.Lock()
+	if _, dup := s.handlers[id]; dup {
+		s.mu.Unlock()
+		hcancel()
+		<-s.inflight
+		s.c.log.Warn("tunnel request id reused while in flight; dropped", "id", id)
+		return
+	}
+	s.handlers[id] = hcancel
+	s.mu.Unlock()
+
+	s.c.handlers.Go(func() {
+		resp, st := s.c.opts.Handlers.dispatch(hctx, r.GetPayload())
+		s.mu.Lock()
+		delete(s.handlers, id)
+		s.mu.Unlock()
+		hcancel()
+		// Free the slot before answering: the server reuses it as soon as
+		// the response arrives and may send the next request at once.
+		<-s.inflight
+		s.respond(id, resp, st)
+	})
+}
+
+// respond queues the response to request id. If the connection has ended the
+// response is dropped: the caller has already been told UNAVAILABLE.
+func (s *session) respond(id uint64, resp *anypb.Any, st *spb.Status) {
+	r := &tunnelv1.Response{Id: id}
+	if st == nil && anySize(resp) > s.peerMaxFrame {
+		st = status.Newf(codes.ResourceExhausted, "response of %d bytes exceeds the tunnel frame limit of %d", anySize(resp), s.peerMaxFrame).Proto()
+	}
+	if st != nil && proto.Size(st) > s.peerMaxFrame/2 {
+		st = status.New(codes.Code(st.GetCode()), "error status too large for the tunnel frame limit").Proto()
+	}
+	if st != nil {
+		r.Result = &tunnelv1.Response_Error{Error: st}
+	} else {
+		r.Result = &tunnelv1.Response_Payload{Payload: resp}
+	}
+	select {
+	case s.sendq <- &tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Response{Response: r}}:
+	case <-s.ctx.Done():
+	}
+}

@@ -1,0 +1,18 @@
+// Package tunnel is reverse RPC: clients that can only dial out connect to a
+// server, and the server calls functions on them over that connection.
+//
+// The shape follows the original reverse-rpc package:
+//
+//	server  [transport] <-> [Server: Clients/Call/CallAll] <- callers
+//	client  [transport] <-> [Client: dispatcher] -> HandlerRegistry handlers
+//
+// Transports only move ClientToServer / ServerToClient frames
+// (proto croupier.tunnel.v1). Two exist: a bidirectional gRPC stream
+// (TunnelService.Connect) and a long-poll transport over plain HTTP/1.1 for
+// networks whose proxies break HTTP/2 streams. Everything else — handshake,
+// flow control, deadlines, cancellation, keepalive, replacement of stale
+// connections — lives in the transport-independent core, so both transports
+// behave the same and one conformance suite tests both.
+//
+// The design, wire protocol and measured numbers are in docs/tunnel.md.
+package tunnel

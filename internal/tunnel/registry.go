@@ -1,0 +1,111 @@
+package tunnel
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// HandlerRegistry maps request message types to the functions a client
+// serves. One registry may back several clients; registering while clients
+// run is safe.
+type HandlerRegistry struct {
+	mu       sync.RWMutex
+	handlers map[protoreflect.FullName]handler
+}
+
+// handler runs one registered function on an encoded request.
+type handler func(ctx context.Context, req *anypb.Any) (*anypb.Any, error)
+
+// NewHandlerRegistry returns an empty registry.
+func NewHandlerRegistry() *HandlerRegistry {
+	return &HandlerRegistry{handlers: make(map[protoreflect.FullName]handler)}
+}
+
+// Register adds h as the handler for requests of type Req, keyed by Req's
+// full message name. Registering a second handler for the same type is an
+// error. Req and Resp must be concrete generated message types (pointers).
+func Register[Req, Resp proto.Message](r *HandlerRegistry, h func(context.Context, Req) (Resp, error)) error {
+	var zero Req
+	if any(zero) == nil {
+		return fmt.Errorf("tunnel: Register needs a concrete request message type, not an interface")
+	}
+	if h == nil {
+		return fmt.Errorf("tunnel: nil handler")
+	}
+	reqType := zero.ProtoReflect().Type()
+	name := reqType.Descriptor().FullName()
+	fn := func(ctx context.Context, a *anypb.Any) (*anypb.Any, error) {
+		req := reqType.New().Interface()
+		if err := a.UnmarshalTo(req); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "decoding %s: %v", name, err)
+		}
+		resp, err := h(ctx, req.(Req))
+		if err != nil {
+			return nil, err
+		}
+		if any(resp) == nil {
+			return nil, status.Errorf(codes.Internal, "handler for %s returned no response and no error", name)
+		}
+		out, err := anypb.New(resp)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "encoding response to %s: %v", name, err)
+		}
+		return out, nil
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.handlers[name]; dup {
+		return fmt.Errorf("tunnel: a handler for %s is already registered", name)
+	}
+	r.handlers[name] = fn
+	return nil
+}
+
+// Names returns the full names of the request types that have handlers,
+// sorted.
+func (r *HandlerRegistry) Names() []string {
+	r.mu.RLock()
+	out := make([]string, 0, len(r.handlers))
+	for n := range r.handlers {
+		out = append(out, string(n))
+	}
+	r.mu.RUnlock()
+	slices.Sort(out)
+	return out
+}
+
+// dispatch runs the handler for req and returns either the encoded response
+// or the status to send back. A panicking handler yields INTERNAL instead of
+// taking the process down.
+func (r *HandlerRegistry) dispatch(ctx context.Context, req *anypb.Any) (resp *anypb.Any, st *spb.Status) {
+	url := req.GetTypeUrl()
+	name := protoreflect.FullName(url[strings.LastIndexByte(url, '/')+1:])
+	r.mu.RLock()
+	h := r.handlers[name]
+	r.mu.RUnlock()
+	if h == nil {
+		return nil, status.Newf(codes.Unimplemented, "no tunnel handler for %s", name).Proto()
+	}
+
+	defer func() {
+		if p := recover(); p != nil {
+			resp, st = nil, status.Newf(codes.Internal, "tunnel handler for %s panicked: %v", name, p).Proto()
+		}
+	}()
+	out, err := h(ctx, req)
+	if err != nil {
+		return nil, handlerStatus(err)
+	}
+	return out, nil
+}

@@ -1,0 +1,362 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	tunnelv1 "github.com/croupier/croupier/api/croupier/tunnel/v1"
+)
+
+// conn is one accepted client connection on the server. Three goroutines
+// serve it: the transport's (which runs keepalive and owns the lifetime), a
+// reader and a writer. Callers never write to the transport themselves: they
+// queue a call and wait, so a stuck client only stalls its own queue.
+type conn struct {
+	s        *Server
+	name     string
+	id       string
+	link     serverLink
+	maxFrame int // frame limit of this connection: min(server's, client's)
+
+	// slots holds one token per request outstanding at the client; its
+	// capacity is the client's announced max_in_flight.
+	slots chan struct{}
+	// sendq holds calls waiting for the writer.
+	sendq chan *call
+
+	// ctrl holds frames that jump the request queue: welcome, cancels,
+	// pings, pongs. Cancels are bounded by the slots; pings and pongs are
+	// dropped when it is full.
+	ctrlMu  sync.Mutex
+	ctrl    []*tunnelv1.ServerToClient
+	ctrlSig chan struct{}
+
+	mu     sync.Mutex
+	calls  map[uint64]*call
+	nextID uint64
+
+	lastRecv atomic.Int64 // unix nanoseconds of the last frame received
+
+	done      chan struct{}
+	closeOnce sync.Once
+	reason    error // for the transport and OnDisconnect; set before done closes
+	callerErr error // UNAVAILABLE, for callers; set before done closes
+}
+
+// call is one request from Call to its response.
+type call struct {
+	id       uint64
+	payload  *anypb.Any
+	deadline time.Time // zero: none
+	result   chan callResult
+
+	// guarded by conn.mu
+	sent      bool // handed to the transport; a Cancel is needed to stop it
+	abandoned bool // caller left before the writer got to it; skip it
+}
+
+type callResult struct {
+	payload *anypb.Any
+	err     error
+}
+
+func newConn(s *Server, link serverLink, hello *tunnelv1.Hello) *conn {
+	maxInFlight := int(hello.GetMaxInFlight())
+	if maxInFlight <= 0 {
+		maxInFlight = 1
+	}
+	maxFrame := int(hello.GetMaxFrameBytes())
+	if maxFrame <= 0 || maxFrame > s.lim.maxFrameBytes {
+		maxFrame = s.lim.maxFrameBytes
+	}
+	c := &conn{
+		s:        s,
+		name:     hello.GetName(),
+		id:       newID(),
+		link:     link,
+		maxFrame: maxFrame,
+		slots:    make(chan struct{}, maxInFlight),
+		sendq:    make(chan *call, s.opts.SendQueue),
+		ctrlSig:  make(chan struct{}, 1),
+		calls:    make(map[uint64]*call),
+		done:     make(chan struct{}),
+	}
+	c.lastRecv.Store(time.Now().UnixNano())
+	return c
+}
+
+// close ends the connection once; later calls are no-ops.
+func (c *conn) close(reason error) {
+	c.closeOnce.Do(func() {
+		c.reason = reason
+		c.callerErr = status.Errorf(codes.Unavailable, "tunnel client %q disconnected: %s", c.name, status.Convert(reason).Message())
+		close(c.done)
+	})
+}
+
+// call sends payload to the client and waits for the response, the caller's
+// ctx, or the end of the connection, whichever comes first.
+func (c *conn) call(ctx context.Context, payload *anypb.Any) (*anypb.Any, error) {
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctxError(ctx)
+	case <-c.done:
+		return nil, c.callerErr
+	}
+
+	cl := &call{payload: payload, result: make(chan callResult, 1)}
+	cl.deadline, _ = ctx.Deadline()
+	c.mu.Lock()
+	c.nextID++
+	cl.id = c.nextID
+	c.calls[cl.id] = cl
+	c.mu.Unlock()
+
+	select {
+	case c.sendq <- cl:
+	case <-ctx.Done():
+		c.forget(cl)
+		return nil, ctxError(ctx)
+	case <-c.done:
+		return nil, c.callerErr
+	}
+
+	select {
+	case r := <-cl.result:
+		return r.payload, r.err
+	case <-ctx.Done():
+		if r, ok := tryResult(cl); ok {
+			return r.payload, r.err
+		}
+		c.abandon(cl, ctx.Err())
+		return nil, ctxError(ctx)
+	case <-c.done:
+		if r, ok := tryResult(cl); ok {
+			return r.payload, r.err
+		}
+		return nil, c.callerErr
+	}
+}
+
+func tryResult(cl *call) (callResult, bool) {
+	select {
+	case r := <-cl.result:
+		return r, true
+	default:
+		return callResult{}, false
+	}
+}
+
+// forget drops a call that never reached the queue and frees its slot.
+func (c *conn) forget(cl *call) {
+	c.mu.Lock()
+	delete(c.calls, cl.id)
+	c.mu.Unlock()
+	<-c.slots
+}
+
+// abandon handles a caller that gave up on a queued call. If the writer has
+// not sent it yet, it never will; if it has, the client is told to cancel
+// the handler — unless the caller's deadline passed: the request carried
+// that deadline, so the handler's context ends by itself, with
+// DEADLINE_EXCEEDED rather than CANCELED. The slot stays taken until the
+// client answers, because the handler keeps running until it notices.
+func (c *conn) abandon(cl *call, why error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.calls[cl.id]; !ok {
+		return // already answered
+	}
+	if !cl.sent {
+		cl.abandoned = true
+		return
+	}
+	if errors.Is(why, context.DeadlineExceeded) && !cl.deadline.IsZero() {
+		return
+	}
+	c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Cancel{
+		Cancel: &tunnelv1.Cancel{Id: cl.id},
+	}}, false)
+}
+
+// requestFrame turns a queued call into its frame, or returns nil if the call
+// must not be sent (abandoned, or its deadline passed while queued).
+func (c *conn) requestFrame(cl *call) *tunnelv1.ServerToClient {
+	var timeoutMs int64
+	c.mu.Lock()
+	if !cl.abandoned && !cl.deadline.IsZero() {
+		left := time.Until(cl.deadline)
+		if left <= 0 {
+			cl.abandoned = true
+			cl.result <- callResult{err: status.Error(codes.DeadlineExceeded, "deadline exceeded while queued for the tunnel")}
+		}
+		// Round up so a request with time left never reads as "no deadline".
+		timeoutMs = int64((left + time.Millisecond - 1) / time.Millisecond)
+	}
+	if cl.abandoned {
+		delete(c.calls, cl.id)
+		c.mu.Unlock()
+		<-c.slots
+		return nil
+	}
+	cl.sent = true
+	c.mu.Unlock()
+	return &tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Request{Request: &tunnelv1.Request{
+		Id:        cl.id,
+		Payload:   cl.payload,
+		TimeoutMs: timeoutMs,
+	}}}
+}
+
+// complete delivers a response to its waiting call.
+func (c *conn) complete(r *tunnelv1.Response) {
+	c.mu.Lock()
+	cl := c.calls[r.GetId()]
+	if cl == nil || !cl.sent {
+		c.mu.Unlock()
+		c.s.log.Debug("tunnel response for an unknown request; dropped", "client", c.name, "id", r.GetId())
+		return
+	}
+	delete(c.calls, cl.id)
+	c.mu.Unlock()
+	<-c.slots
+
+	var res callResult
+	switch v := r.GetResult().(type) {
+	case *tunnelv1.Response_Payload:
+		res.payload = v.Payload
+	case *tunnelv1.Response_Error:
+		res.err = status.ErrorProto(v.Error)
+	}
+	cl.result <- res // buffered, and each call completes once
+}
+
+// pushCtrl queues a control frame ahead of requests. Droppable frames (pings,
+// pongs) are discarded if the control queue is full; others are bounded by
+// construction.
+func (c *conn) pushCtrl(f *tunnelv1.ServerToClient, droppable bool) {
+	c.ctrlMu.Lock()
+	if droppable && len(c.ctrl) >= maxControlFrameQueue {
+		c.ctrlMu.Unlock()
+		return
+	}
+	c.ctrl = append(c.ctrl, f)
+	c.ctrlMu.Unlock()
+	select {
+	case c.ctrlSig <- struct{}{}:
+	default:
+	}
+}
+
+func (c *conn) takeCtrl() []*tunnelv1.ServerToClient {
+	c.ctrlMu.Lock()
+	defer c.ctrlMu.Unlock()
+	frames := c.ctrl
+	c.ctrl = nil
+	return frames
+}
+
+// writeLoop is the only goroutine that sends on the transport.
+func (c *conn) writeLoop() {
+	for {
+		// Control frames first: the welcome must precede any request, and
+		// a cancel should not wait behind a full request queue.
+		select {
+		case <-c.ctrlSig:
+			if !c.sendAll(c.takeCtrl()) {
+				return
+			}
+			continue
+		default:
+		}
+		select {
+		case <-c.done:
+			return
+		case <-c.ctrlSig:
+			if !c.sendAll(c.takeCtrl()) {
+				return
+			}
+		case cl := <-c.sendq:
+			if f := c.requestFrame(cl); f != nil && !c.sendAll([]*tunnelv1.ServerToClient{f}) {
+				return
+			}
+		}
+	}
+}
+
+func (c *conn) sendAll(frames []*tunnelv1.ServerToClient) bool {
+	for _, f := range frames {
+		if err := c.link.Send(f); err != nil {
+			c.close(status.Errorf(codes.Unavailable, "sending to client: %v", err))
+			return false
+		}
+	}
+	return true
+}
+
+// readLoop is the only goroutine that receives from the transport.
+func (c *conn) readLoop() {
+	for {
+		f, err := c.link.Recv()
+		if err != nil {
+			c.close(status.Errorf(codes.Unavailable, "receiving from client: %v", err))
+			return
+		}
+		c.lastRecv.Store(time.Now().UnixNano())
+		if err := validateClientFrame(f); err != nil {
+			c.close(status.Errorf(codes.InvalidArgument, "protocol violation: %s", status.Convert(err).Message()))
+			return
+		}
+		switch fr := f.GetFrame().(type) {
+		case *tunnelv1.ClientToServer_Response:
+			c.complete(fr.Response)
+		case *tunnelv1.ClientToServer_Ping:
+			c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Pong{
+				Pong: &tunnelv1.Pong{Nonce: fr.Ping.GetNonce()},
+			}}, true)
+		case *tunnelv1.ClientToServer_Hello:
+			c.close(status.Error(codes.InvalidArgument, "protocol violation: hello after the handshake"))
+			return
+		}
+	}
+}
+
+// keepalive pings the client and drops the connection once nothing at all
+// has arrived for PingTimeout. It returns when the connection ends.
+func (c *conn) keepalive(ctx context.Context) {
+	interval, timeout := c.s.opts.PingInterval, c.s.opts.PingTimeout
+	pings := time.NewTicker(interval)
+	defer pings.Stop()
+	dead := time.NewTimer(timeout)
+	defer dead.Stop()
+	var nonce uint64
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-ctx.Done():
+			c.close(status.Error(codes.Unavailable, "transport closed"))
+			return
+		case <-pings.C:
+			nonce++
+			c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Ping{
+				Ping: &tunnelv1.Ping{Nonce: nonce},
+			}}, true)
+		case <-dead.C:
+			idle := time.Since(time.Unix(0, c.lastRecv.Load()))
+			if idle >= timeout {
+				c.close(status.Errorf(codes.Unavailable, "keepalive timeout: nothing received for %s", idle.Round(time.Millisecond)))
+				return
+			}
+			dead.Reset(timeout - idle)
+		}
+	}
+}

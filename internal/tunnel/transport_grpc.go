@@ -1,0 +1,74 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"google.golang.org/grpc"
+
+	tunnelv1 "github.com/croupier/croupier/api/croupier/tunnel/v1"
+)
+
+// RegisterGRPC serves the stream transport (TunnelService.Connect) on gs.
+func (s *Server) RegisterGRPC(gs grpc.ServiceRegistrar) {
+	tunnelv1.RegisterTunnelServiceServer(gs, &grpcService{s: s})
+}
+
+type grpcService struct {
+	tunnelv1.UnimplementedTunnelServiceServer
+	s *Server
+}
+
+// Connect hands the stream to the core. Returning from here cancels the
+// stream, which is what unblocks the core's reader and writer.
+func (g *grpcService) Connect(stream tunnelv1.TunnelService_ConnectServer) error {
+	return g.s.serve(stream.Context(), stream)
+}
+
+// NewGRPCClient returns a Client that connects over the stream transport on
+// cc (which the caller dials, with its own credentials, and closes).
+func NewGRPCClient(cc grpc.ClientConnInterface, opts ClientOptions) *Client {
+	tc := tunnelv1.NewTunnelServiceClient(cc)
+	return newClient(opts, func(ctx context.Context, hello *tunnelv1.Hello) (clientLink, error) {
+		return dialGRPC(ctx, tc, hello)
+	})
+}
+
+func dialGRPC(ctx context.Context, tc tunnelv1.TunnelServiceClient, hello *tunnelv1.Hello) (clientLink, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	stream, err := tc.Connect(ctx, grpc.MaxCallRecvMsgSize(int(hello.GetMaxFrameBytes())))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	err = stream.Send(&tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Hello{Hello: hello}})
+	if errors.Is(err, io.EOF) {
+		// The stream ended; its status is what Recv returns.
+		_, err = stream.Recv()
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &grpcClientLink{stream: stream, cancel: cancel}, nil
+}
+
+type grpcClientLink struct {
+	stream tunnelv1.TunnelService_ConnectClient
+	cancel context.CancelFunc
+}
+
+func (l *grpcClientLink) Recv() (*tunnelv1.ServerToClient, error) { return l.stream.Recv() }
+
+func (l *grpcClientLink) Send(f *tunnelv1.ClientToServer) error {
+	err := l.stream.Send(f)
+	if errors.Is(err, io.EOF) {
+		// The stream is over; the reader reports why.
+		return errors.New("stream closed")
+	}
+	return err
+}
+
+// Close cancels the stream; the server sees it end at once.
+func (l *grpcClientLink) Close() { l.cancel() }
