@@ -252,4 +252,3 @@ func serveDirect(b *certs.Bundle, handler sdk.Handler) (string, func(), error) {
 	go func() { _ = gs.Serve(l) }()
 	return l.Addr().String(), gs.Stop, nil
 }
-
