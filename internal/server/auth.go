@@ -10,6 +10,7 @@ import (
 	"github.com/croupier/croupier/internal/principal"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // principalOf maps a verified certificate identity to a principal.
@@ -75,11 +76,10 @@ func (a authenticator) httpMiddleware(next http.Handler) http.Handler {
 				p, err = principalOf(id)
 			}
 			if err != nil {
-				code := http.StatusUnauthorized
-				if !errors.Is(err, certs.ErrNoIdentity) {
-					code = http.StatusForbidden
+				if errors.Is(err, certs.ErrNoIdentity) {
+					err = apierr.New(codes.Unauthenticated, "UNAUTHENTICATED", "a client certificate signed by the Croupier CA is required: "+err.Error())
 				}
-				http.Error(w, err.Error(), code)
+				writeStatus(w, status.Convert(err))
 				return
 			}
 		}

@@ -155,10 +155,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "croupier_tunnel_clients", Help: "Agents with an open tunnel."},
 			func() float64 { return float64(len(s.tunnel.Clients())) }))
 
+	fh := functionHandler{invoke: s.invoke, jobs: s.jobs, catalog: cat}
+	ch := controlHandler{svc: s.control, jobs: s.jobs}
+	rh := registryHandler{reg: s.registry}
 	s.grpcServer = s.newGRPCServer(serverTLS, auth)
-	croupierv1.RegisterControlServiceServer(s.grpcServer, controlHandler{svc: s.control, jobs: s.jobs})
-	croupierv1.RegisterFunctionServiceServer(s.grpcServer, functionHandler{invoke: s.invoke, jobs: s.jobs, catalog: cat})
-	croupierv1.RegisterRegistryServiceServer(s.grpcServer, registryHandler{reg: s.registry})
+	croupierv1.RegisterControlServiceServer(s.grpcServer, ch)
+	croupierv1.RegisterFunctionServiceServer(s.grpcServer, fh)
+	croupierv1.RegisterRegistryServiceServer(s.grpcServer, rh)
 	s.tunnel.RegisterGRPC(s.grpcServer)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcServer, s.health)
@@ -169,7 +172,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.httpLis, err = listen(s.cfg.HTTPAddr, serverTLS, false); err != nil {
 		return fmt.Errorf("listen http_addr %s: %w", s.cfg.HTTPAddr, err)
 	}
-	s.httpServer = &http.Server{Handler: s.opsMux(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	rest, err := s.restHandler(ctx, fh, ch, rh)
+	if err != nil {
+		return err
+	}
+	s.httpServer = &http.Server{Handler: s.opsMux(auth.httpMiddleware(rest)), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	if s.cfg.TunnelHTTPAddr != "" {
 		// HTTP/1.1 only: this listener exists for networks whose proxies
 		// break HTTP/2 streams.
@@ -248,9 +256,11 @@ func (s *Server) streamLifetime(srv any, ss grpc.ServerStream, _ *grpc.StreamSer
 	return h(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 }
 
-// opsMux serves health, readiness and metrics.
-func (s *Server) opsMux() http.Handler {
+// opsMux serves health, readiness and metrics without authentication, and
+// the REST API under /api/v1.
+func (s *Server) opsMux(rest http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/api/v1/", rest)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.store.Ping(r.Context()); err != nil {
