@@ -22,6 +22,7 @@ import (
 	"github.com/croupier/croupier/internal/tlsconf"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 var bins struct {
@@ -152,6 +153,47 @@ func (p *proc) waitLog(msg string, timeout time.Duration) map[string]any {
 	}
 }
 
+// waitLine waits for an output line containing substr.
+func (p *proc) waitLine(substr string, timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	timer := time.AfterFunc(timeout, func() {
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer timer.Stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := 0; ; {
+		for ; i < len(p.raw); i++ {
+			if strings.Contains(p.raw[i], substr) {
+				return
+			}
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("%s exited before printing %q:\n%s", p.name, substr, strings.Join(tail(p.raw, 30), "\n"))
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s did not print %q within %s", p.name, substr, timeout)
+		}
+		p.cond.Wait()
+	}
+}
+
+// exitCode waits for the process to exit and returns its exit code.
+func (p *proc) exitCode(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.t.Fatalf("%s did not exit within %s", p.name, timeout)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
 // stop sends SIGTERM and waits for exit.
 func (p *proc) stop() {
 	p.t.Helper()
@@ -219,4 +261,13 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func mustStruct(t *testing.T, m map[string]any) *structpb.Struct {
+	t.Helper()
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDev runs `croupier dev` as a newcomer would and drives it with the
+// CLI through the profile it writes.
+func TestDev(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	dir := t.TempDir()
+	p := start(t, "dev", bins.croupier, "dev", "--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--tunnel-http-addr", "127.0.0.1:0", "--sdk-addr", "127.0.0.1:0")
+	p.waitLine("Croupier dev is running.", 60*time.Second)
+	env := []string{"CROUPIER_PROFILE=" + filepath.Join(dir, "client.yaml")}
+
+	out, code := run(t, env, "registry", "list")
+	for _, fn := range []string{"player.get", "player.ban", "player.grant_item", "mail.broadcast"} {
+		if code != 0 || !strings.Contains(out, fn) {
+			t.Fatalf("registry list lacks %s (exit %d):\n%s", fn, code, out)
+		}
+	}
+	if !strings.Contains(out, "HIGH") {
+		t.Fatalf("player.ban is not shown high-risk:\n%s", out)
+	}
+	out, code = run(t, env, "invoke", "player.get", "--game", "demo", "--env", "dev", "--payload", `{"player_id":"p100"}`, "-o", "json")
+	var resp struct {
+		Success bool `json:"success"`
+		Result  struct {
+			Player struct {
+				ID string `json:"player_id"`
+			} `json:"player"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); code != 0 || err != nil || !resp.Success || resp.Result.Player.ID != "p100" {
+		t.Fatalf("invoke player.get p100: exit %d\n%s", code, out)
+	}
+	out, code = run(t, env, "invoke", "player.get", "--game", "demo", "--env", "dev", "--payload", `{"player_id":"p101"}`)
+	if code != 1 || !strings.Contains(out, "PLAYER_NOT_FOUND") {
+		t.Fatalf("invoke player.get p101: exit %d\n%s", code, out)
+	}
+	out, code = run(t, env, "invoke", "player.ban", "--game", "demo", "--env", "dev", "--payload", `{"player_id":"p5","reason":"botting","duration_seconds":3600}`)
+	if code != 0 || !strings.Contains(out, `"banned": true`) {
+		t.Fatalf("invoke player.ban: exit %d\n%s", code, out)
+	}
+	out, code = run(t, env, "job", "start", "mail.broadcast", "--game", "demo", "--env", "dev", "-w",
+		"--payload", `{"subject":"hi","body":"welcome","recipients":["*"]}`)
+	if code != 0 || !strings.Contains(out, "DONE") || !strings.Contains(out, `"sent":100`) {
+		t.Fatalf("job start -w: exit %d\n%s", code, out)
+	}
+
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.exitCode(15 * time.Second); code != 0 {
+		t.Fatalf("croupier dev exited %d after SIGTERM", code)
+	}
+}
