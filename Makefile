@@ -97,7 +97,9 @@ test: check-generated lint unit fuzz
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/tunnel/
+	$(GO) test -run '^$$' -bench AppendEvents -benchtime 3s ./internal/store/
 	$(GO) run ./bench/invoke
+	$(GO) run ./bench/jobs
 
 clean:
 	rm -rf bin .tmp
