@@ -29,6 +29,15 @@ type Profile struct {
 	ServerName  string `yaml:"server_name,omitempty"`
 	// Insecure dials without TLS (loopback servers started with --insecure).
 	Insecure bool `yaml:"insecure,omitempty"`
+	// Token is the operator's access token (`croupier login` writes it);
+	// every call sends it as `authorization: Bearer`.
+	Token string `yaml:"token,omitempty"`
+	// RefreshToken renews Token when it expires (see login.go).
+	RefreshToken string `yaml:"refresh_token,omitempty"`
+
+	// path is the file the profile was loaded from, where renewed tokens
+	// are written back.
+	path string
 }
 
 // loadProfile reads the profile named by --profile / CROUPIER_PROFILE.
@@ -40,7 +49,7 @@ func loadProfile(path string) (*Profile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read profile: %w", err)
 	}
-	p := &Profile{}
+	p := &Profile{path: path}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(p); err != nil {
@@ -79,6 +88,10 @@ func (p *Profile) dial() (*grpc.ClientConn, error) {
 	} else if err := tlsconf.CheckInsecureAllowed(p.Address, true); err != nil {
 		return nil, err
 	}
-	return grpc.NewClient(p.Address, grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)), grpc.WithIdleTimeout(time.Minute))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16 << 20)), grpc.WithIdleTimeout(time.Minute)}
+	if p.Token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(p.tokenCredentials()))
+	}
+	return grpc.NewClient(p.Address, opts...)
 }

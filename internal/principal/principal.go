@@ -22,6 +22,22 @@ type Principal struct {
 	Name string
 	// Game and Env confine an agent; empty means unconfined (anonymous).
 	Game, Env string
+	// Grants are the operator's role bindings, resolved to permissions when
+	// the request was authenticated (internal/auth); internal/rbac checks
+	// them. None means the operator may do nothing (deny by default).
+	Grants []Grant
+	// SessionID names the login session of a token-authenticated operator;
+	// empty for certificates.
+	SessionID string
+}
+
+// Grant is one role binding of a principal: the role's permissions on a
+// scope pattern (canonical form "game:<g>/env:<e>/function:<f>", with "*"
+// wildcards; see internal/rbac).
+type Grant struct {
+	Role        string
+	Scope       string
+	Permissions []string
 }
 
 // String names the principal for logs and audit.

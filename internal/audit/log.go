@@ -1,0 +1,152 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/croupier/croupier/internal/principal"
+	"github.com/croupier/croupier/internal/rbac"
+	"github.com/croupier/croupier/internal/store"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// Config configures a Log.
+type Config struct {
+	Store *store.Store
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives failures to record; nil discards them.
+	Logger *slog.Logger
+	// MaxPayloadBytes caps the masked payload kept per row; a larger one is
+	// replaced by a summary naming its size. 0 means 64 KiB.
+	MaxPayloadBytes int
+	// WriteTimeout bounds one append, which runs detached from the caller's
+	// context (see Record). 0 means 10 s.
+	WriteTimeout time.Duration
+	// VerifyBatch is how many rows Verify reads per query; 0 means 1000.
+	VerifyBatch int
+}
+
+// Log is the audit log service.
+type Log struct {
+	store        *store.Store
+	now          func() time.Time
+	log          *slog.Logger
+	maxPayload   int
+	writeTimeout time.Duration
+	verifyBatch  int
+}
+
+// New returns a Log over cfg.Store.
+func New(cfg Config) (*Log, error) {
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("audit: a store is required")
+	}
+	l := &Log{store: cfg.Store, now: cfg.Now, log: cfg.Logger, maxPayload: cfg.MaxPayloadBytes,
+		writeTimeout: cfg.WriteTimeout, verifyBatch: cfg.VerifyBatch}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.maxPayload <= 0 {
+		l.maxPayload = 64 << 10
+	}
+	if l.writeTimeout <= 0 {
+		l.writeTimeout = 10 * time.Second
+	}
+	if l.verifyBatch <= 0 {
+		l.verifyBatch = 1000
+	}
+	return l, nil
+}
+
+// Record appends e to the log and returns the stored row. The append runs
+// on a context detached from ctx's cancellation (bounded by WriteTimeout):
+// an action that happened must be recorded even when its caller hung up in
+// the meantime. Failures are logged as well as returned.
+func (l *Log) Record(ctx context.Context, e Entry) error {
+	_, err := l.Append(ctx, e)
+	return err
+}
+
+// Append is Record returning the stored row.
+func (l *Log) Append(ctx context.Context, e Entry) (store.AuditRecord, error) {
+	ts := e.Time
+	if ts.IsZero() {
+		ts = l.now()
+	}
+	rec := store.AuditRecord{
+		Time: ts, Actor: e.Actor, Action: e.Action, Game: e.Game, Env: e.Env, Function: e.Function,
+		Payload: l.payload(e.Payload, e.SensitiveFields), Result: ResultOf(e.Err),
+		DurationMs: e.Duration.Milliseconds(), RequestID: e.RequestID,
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.writeTimeout)
+	defer cancel()
+	out, err := l.store.Audit().Append(wctx, rec, Hash)
+	if err != nil {
+		l.log.ErrorContext(ctx, "audit record lost", "action", e.Action, "actor", e.Actor,
+			"game", e.Game, "env", e.Env, "function", e.Function, "result", rec.Result, "err", err)
+		return store.AuditRecord{}, fmt.Errorf("audit: record %s: %w", e.Action, err)
+	}
+	return out, nil
+}
+
+// payload encodes, masks and caps an entry's payload as JSON text.
+func (l *Log) payload(p any, sensitive []string) string {
+	var (
+		raw []byte
+		err error
+	)
+	switch v := p.(type) {
+	case nil:
+		raw = []byte("{}")
+	case json.RawMessage:
+		raw = v
+	case []byte:
+		raw = v
+	case proto.Message:
+		raw, err = protojson.Marshal(v)
+	default:
+		raw, err = json.Marshal(v)
+	}
+	if err != nil {
+		return `{"_unencodable":true}`
+	}
+	if len(raw) == 0 {
+		raw = []byte("{}")
+	}
+	if len(sensitive) > 0 {
+		raw = Mask(raw, sensitive)
+	} else if !json.Valid(raw) {
+		return `{"_invalid_json":true}`
+	}
+	if len(raw) > l.maxPayload {
+		return fmt.Sprintf(`{"_truncated":true,"bytes":%d}`, len(raw))
+	}
+	return string(raw)
+}
+
+// Filter selects rows for List; empty fields match everything.
+type Filter struct {
+	Game, Env, Actor, Function, Action string
+	From, To                           time.Time
+	PageSize                           int
+	PageToken                          string
+}
+
+// List returns rows matching f, newest first, and the next page token. The
+// caller needs audit:read on the filter's scope: a filter without a game
+// reads every game, so it needs audit:read on "*".
+func (l *Log) List(ctx context.Context, p principal.Principal, f Filter) ([]store.AuditRecord, string, error) {
+	if err := rbac.Check(p, rbac.AuditRead, f.Game, f.Env, f.Function); err != nil {
+		return nil, "", err
+	}
+	return l.store.Audit().List(ctx, store.AuditFilter{Game: f.Game, Env: f.Env, Actor: f.Actor, Function: f.Function,
+		Action: f.Action, From: f.From, To: f.To, PageSize: f.PageSize, PageToken: f.PageToken})
+}

@@ -1,0 +1,215 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/principal"
+	"github.com/croupier/croupier/internal/store"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// Fallback authenticates a gRPC call by other means than a bearer token —
+// in Croupier, the verified mTLS client certificate.
+type Fallback func(ctx context.Context) (principal.Principal, error)
+
+// HTTPFallback is Fallback for an HTTP request.
+type HTTPFallback func(r *http.Request) (principal.Principal, error)
+
+// publicMethods need no credential: they are how a caller obtains or drops one.
+var publicMethods = map[string]bool{
+	croupierv1.AuthService_Login_FullMethodName:   true,
+	croupierv1.AuthService_Refresh_FullMethodName: true,
+	croupierv1.AuthService_Logout_FullMethodName:  true,
+}
+
+// IsPublicMethod reports whether a gRPC method needs no credential.
+func IsPublicMethod(fullMethod string) bool { return publicMethods[fullMethod] }
+
+// IsPublicPath is IsPublicMethod for the REST routes of the same methods.
+func IsPublicPath(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	switch r.URL.Path {
+	case "/api/v1/auth/login", "/api/v1/auth:refresh", "/api/v1/auth:logout":
+		return true
+	}
+	return false
+}
+
+// bearerFromHeader extracts the token of an "authorization: Bearer <token>"
+// value; ok is false when there is no authorization value at all.
+func bearerFromHeader(values []string) (token string, ok bool, err error) {
+	switch len(values) {
+	case 0:
+		return "", false, nil
+	case 1:
+	default:
+		return "", true, unauthenticated(CodeTokenInvalid, "more than one authorization header; send exactly one: Bearer <access token>")
+	}
+	scheme, tok, found := strings.Cut(strings.TrimSpace(values[0]), " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", true, unauthenticated(CodeTokenInvalid, "unsupported authorization scheme; send: authorization: Bearer <access token>")
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return "", true, unauthenticated(CodeTokenInvalid, "empty bearer token")
+	}
+	return tok, true, nil
+}
+
+// Resolve decides who is calling from the bearer header values and the
+// fallback (certificate) authenticator:
+//   - an agent certificate stays an agent, whatever token comes with it;
+//   - otherwise a bearer token, if sent, decides: valid → that operator,
+//     invalid → UNAUTHENTICATED (never a silent fallback to the certificate);
+//   - without a token the fallback decides; an operator certificate named N
+//     acts with the role bindings of user N (none if there is no such user,
+//     refused if that user is disabled).
+//
+// For public methods failures are not errors: the caller proceeds as the
+// anonymous principal.
+func (s *Service) Resolve(ctx context.Context, authz []string, fallback func() (principal.Principal, error), public bool) (principal.Principal, error) {
+	p, err := s.resolve(ctx, authz, fallback)
+	if err != nil && public {
+		return principal.Principal{Kind: principal.Anonymous}, nil
+	}
+	return p, err
+}
+
+func (s *Service) resolve(ctx context.Context, authz []string, fallback func() (principal.Principal, error)) (principal.Principal, error) {
+	var (
+		fp   principal.Principal
+		ferr = errors.New("no fallback authenticator")
+	)
+	if fallback != nil {
+		fp, ferr = fallback()
+	}
+	if ferr == nil && fp.Kind == principal.Agent {
+		return fp, nil
+	}
+	token, hasToken, err := bearerFromHeader(authz)
+	if err != nil {
+		return principal.Principal{}, err
+	}
+	if hasToken {
+		return s.Authenticate(ctx, token)
+	}
+	if ferr != nil {
+		if fallback != nil && status.Code(ferr) != codes.Unauthenticated {
+			return principal.Principal{}, ferr // e.g. a certificate of the wrong kind
+		}
+		msg := "authentication required: send authorization: Bearer <access token> (croupier login)"
+		if fallback != nil {
+			msg += " or a client certificate (" + status.Convert(ferr).Message() + ")"
+		}
+		return principal.Principal{}, unauthenticated(CodeUnauthenticated, msg)
+	}
+	if fp.Kind == principal.Operator && fp.Grants == nil {
+		u, err := s.store.Users().Get(ctx, fp.Name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return fp, nil // no user of that name: no grants, deny by default
+		case err != nil:
+			return principal.Principal{}, err
+		case u.Disabled:
+			return principal.Principal{}, unauthenticated(CodeUserDisabled, "user "+fp.Name+" is disabled")
+		}
+		if fp.Grants, err = s.Grants(ctx, fp.Name); err != nil {
+			return principal.Principal{}, err
+		}
+	}
+	return fp, nil
+}
+
+// UnaryInterceptor authenticates every unary call (see Resolve) and puts the
+// principal in its context.
+func (s *Service) UnaryInterceptor(fallback Fallback) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		p, err := s.resolveGRPC(ctx, info.FullMethod, fallback)
+		if err != nil {
+			return nil, err
+		}
+		return h(principal.NewContext(ctx, p), req)
+	}
+}
+
+// StreamInterceptor is UnaryInterceptor for streams.
+func (s *Service) StreamInterceptor(fallback Fallback) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		p, err := s.resolveGRPC(ss.Context(), info.FullMethod, fallback)
+		if err != nil {
+			return err
+		}
+		return h(srv, &principalStream{ServerStream: ss, ctx: principal.NewContext(ss.Context(), p)})
+	}
+}
+
+func (s *Service) resolveGRPC(ctx context.Context, method string, fallback Fallback) (principal.Principal, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var fb func() (principal.Principal, error)
+	if fallback != nil {
+		fb = func() (principal.Principal, error) { return fallback(ctx) }
+	}
+	p, err := s.Resolve(ctx, md.Get("authorization"), fb, IsPublicMethod(method))
+	if err != nil {
+		return principal.Principal{}, toStatus(ctx, s.log, err)
+	}
+	return p, nil
+}
+
+type principalStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *principalStream) Context() context.Context { return s.ctx }
+
+// HTTPMiddleware authenticates HTTP requests (REST through grpc-gateway) the
+// same way and puts the principal in the request context. public says which
+// requests need no credential (nil means IsPublicPath). A refusal is written
+// as the gateway writes errors — JSON {code, message, details} with the HTTP
+// status of the gRPC code — plus a WWW-Authenticate challenge on 401.
+func (s *Service) HTTPMiddleware(next http.Handler, fallback HTTPFallback, public func(*http.Request) bool) http.Handler {
+	if public == nil {
+		public = IsPublicPath
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var fb func() (principal.Principal, error)
+		if fallback != nil {
+			fb = func() (principal.Principal, error) { return fallback(r) }
+		}
+		p, err := s.Resolve(r.Context(), r.Header.Values("Authorization"), fb, public(r))
+		if err != nil {
+			WriteHTTPError(w, toStatus(r.Context(), s.log, err))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(principal.NewContext(r.Context(), p)))
+	})
+}
+
+// WriteHTTPError writes a status error as grpc-gateway does.
+func WriteHTTPError(w http.ResponseWriter, err error) {
+	st := status.Convert(err)
+	code := runtime.HTTPStatusFromCode(st.Code())
+	body, merr := protojson.Marshal(st.Proto())
+	if merr != nil {
+		body = []byte(`{"code":13,"message":"internal error"}`)
+		code = http.StatusInternalServerError
+	}
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="croupier"`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}

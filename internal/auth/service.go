@@ -1,0 +1,413 @@
+// Package auth authenticates operators: users with argon2id password
+// hashes, short-lived JWT access tokens, rotating refresh tokens with reuse
+// detection, and the gRPC/HTTP helpers that turn an `authorization: Bearer`
+// credential into a principal.Principal carrying its role grants. It also
+// administers users, custom roles and role bindings (UserService,
+// RoleService); internal/rbac decides what the grants allow.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/croupier/croupier/internal/audit"
+	"github.com/croupier/croupier/internal/principal"
+	"github.com/croupier/croupier/internal/rbac"
+	"github.com/croupier/croupier/internal/store"
+)
+
+// Config configures a Service. Zero values pick the documented defaults.
+type Config struct {
+	Store *store.Store
+	// Audit records logins and user and role changes; nil records nothing.
+	Audit audit.Recorder
+	// Issuer is the JWT iss claim; default "croupier".
+	Issuer string
+	// AccessTTL is the lifetime of access tokens; default 15 minutes.
+	AccessTTL time.Duration
+	// RefreshTTL is the lifetime of a refresh token (each rotation starts a
+	// new one); default 30 days.
+	RefreshTTL time.Duration
+	// SigningKey, if set (at least 32 bytes), signs access tokens instead of
+	// the key generated at first start and kept in the database. Every
+	// server node must use the same key.
+	SigningKey []byte
+	// Argon2 are the parameters for new password hashes; default
+	// DefaultArgon2.
+	Argon2 Argon2Params
+	// MaxConcurrentHashes bounds password hashes computed at once (each
+	// takes Argon2.Memory); default 4. Further logins wait their turn.
+	MaxConcurrentHashes int
+	// Now is the clock; nil means time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// signingKeyID names the generated key in the database and in the JWT kid
+// header; a configured key is "config". A later key rotation adds ids.
+const (
+	signingKeyID       = "default"
+	configSigningKeyID = "config"
+)
+
+// Service authenticates operators and administers users and roles.
+type Service struct {
+	store   *store.Store
+	audit   audit.Recorder
+	signer  *signer
+	refresh time.Duration
+	argon   Argon2Params
+	hashSem chan struct{}
+	now     func() time.Time
+	log     *slog.Logger
+	// dummyHash is verified against when a login names an unknown user, so
+	// that unknown and known users take the same time to refuse.
+	dummyHash string
+}
+
+// New returns a Service. Without Config.SigningKey it loads the signing key
+// from the database, generating and storing it on the first start (the
+// first node to store one wins; all nodes then read the same key).
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("auth: a store is required")
+	}
+	s := &Service{store: cfg.Store, audit: cfg.Audit, refresh: cfg.RefreshTTL, argon: cfg.Argon2, now: cfg.Now, log: cfg.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.refresh <= 0 {
+		s.refresh = 30 * 24 * time.Hour
+	}
+	if s.argon == (Argon2Params{}) {
+		s.argon = DefaultArgon2
+	}
+	n := cfg.MaxConcurrentHashes
+	if n <= 0 {
+		n = 4
+	}
+	s.hashSem = make(chan struct{}, n)
+	access := cfg.AccessTTL
+	if access <= 0 {
+		access = 15 * time.Minute
+	}
+	issuer := cfg.Issuer
+	if issuer == "" {
+		issuer = "croupier"
+	}
+	kid, key := configSigningKeyID, cfg.SigningKey
+	if key == nil {
+		fresh := make([]byte, 32)
+		if _, err := rand.Read(fresh); err != nil {
+			return nil, fmt.Errorf("auth: generate signing key: %w", err)
+		}
+		var err error
+		if key, err = cfg.Store.Tokens().EnsureSigningKey(ctx, signingKeyID, fresh); err != nil {
+			return nil, fmt.Errorf("auth: load signing key: %w", err)
+		}
+		kid = signingKeyID
+	}
+	if len(key) < 32 {
+		return nil, fmt.Errorf("auth: the signing key must be at least 32 bytes, got %d", len(key))
+	}
+	s.signer = &signer{kid: kid, key: key, issuer: issuer, ttl: access, now: s.now}
+	var err error
+	if s.dummyHash, err = HashPassword("croupier-dummy-password", s.argon); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	return s, nil
+}
+
+// Tokens is what Login and Refresh return.
+type Tokens struct {
+	AccessToken  string
+	RefreshToken string
+	// ExpiresIn is the access token's lifetime.
+	ExpiresIn time.Duration
+	TokenType string
+}
+
+var usernameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,63}$`)
+
+// CheckUsername enforces the username syntax.
+func CheckUsername(u string) error {
+	if !usernameRE.MatchString(u) {
+		return fmt.Errorf("username %q is malformed: 1-64 letters, digits, '_', '.', '@', '-', starting with a letter or digit", u)
+	}
+	return nil
+}
+
+// Login checks the password and starts a login session. Every failure reads
+// "invalid username or password" — whether the user exists or not, and at
+// the same cost — except that a disabled user who knows the password is told
+// the account is disabled.
+func (s *Service) Login(ctx context.Context, username, password string) (Tokens, error) {
+	start := s.now()
+	toks, err := s.login(ctx, username, password)
+	s.record(ctx, audit.Entry{Actor: "operator:" + truncate(username, 64), Action: audit.ActionLogin,
+		Payload: map[string]string{"username": truncate(username, 64)}, Err: err, Duration: s.now().Sub(start)})
+	return toks, err
+}
+
+func (s *Service) login(ctx context.Context, username, password string) (Tokens, error) {
+	badCreds := unauthenticated(CodeInvalidCredentials, "invalid username or password")
+	if username == "" || len(username) > 64 || len(password) > MaxPasswordLen {
+		return Tokens{}, badCreds
+	}
+	u, err := s.store.Users().Get(ctx, username)
+	hash := u.PasswordHash
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		hash = s.dummyHash
+	case err != nil:
+		return Tokens{}, err
+	}
+	ok, err := s.verifyPassword(ctx, password, hash)
+	if err != nil {
+		return Tokens{}, err
+	}
+	if !ok || u.Username == "" {
+		return Tokens{}, badCreds
+	}
+	if u.Disabled {
+		return Tokens{}, unauthenticated(CodeUserDisabled, "user "+username+" is disabled; ask an administrator")
+	}
+	return s.startSession(ctx, username)
+}
+
+// verifyPassword runs VerifyPassword under the hashing semaphore.
+func (s *Service) verifyPassword(ctx context.Context, pw, hash string) (bool, error) {
+	select {
+	case s.hashSem <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-s.hashSem }()
+	ok, err := VerifyPassword(pw, hash)
+	if err != nil {
+		return false, fmt.Errorf("stored password hash: %w", err)
+	}
+	return ok, nil
+}
+
+// hashPassword runs HashPassword under the hashing semaphore.
+func (s *Service) hashPassword(ctx context.Context, pw string) (string, error) {
+	select {
+	case s.hashSem <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	defer func() { <-s.hashSem }()
+	return HashPassword(pw, s.argon)
+}
+
+// IssueTokens starts a login session for an existing, enabled user without
+// a password: for trusted bootstrap code such as `croupier dev` writing a
+// token into the client profile. Never expose it to callers.
+func (s *Service) IssueTokens(ctx context.Context, username string) (Tokens, error) {
+	u, err := s.store.Users().Get(ctx, username)
+	if err != nil {
+		return Tokens{}, err
+	}
+	if u.Disabled {
+		return Tokens{}, unauthenticated(CodeUserDisabled, "user "+username+" is disabled")
+	}
+	return s.startSession(ctx, username)
+}
+
+func (s *Service) startSession(ctx context.Context, username string) (Tokens, error) {
+	sid, err := randomID(16)
+	if err != nil {
+		return Tokens{}, err
+	}
+	rt, rhash, err := newRefreshToken()
+	if err != nil {
+		return Tokens{}, err
+	}
+	now := s.now()
+	if err := s.store.Tokens().CreateSession(ctx, store.Session{ID: sid, Username: username, CreatedAt: now},
+		store.RefreshToken{Hash: rhash, SessionID: sid, CreatedAt: now, ExpiresAt: now.Add(s.refresh)}); err != nil {
+		return Tokens{}, err
+	}
+	return s.tokens(username, sid, rt)
+}
+
+func (s *Service) tokens(username, sid, refresh string) (Tokens, error) {
+	at, _, err := s.signer.issue(username, sid)
+	if err != nil {
+		return Tokens{}, err
+	}
+	return Tokens{AccessToken: at, RefreshToken: refresh, ExpiresIn: s.signer.ttl, TokenType: "Bearer"}, nil
+}
+
+// Refresh spends the refresh token and returns a new pair in the same
+// session. A token presented a second time revokes the session (someone
+// else holds a copy) and is recorded as token.reuse.
+func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
+	if refreshToken == "" {
+		return Tokens{}, unauthenticated(CodeTokenInvalid, "refresh_token is required")
+	}
+	next, nextHash, err := newRefreshToken()
+	if err != nil {
+		return Tokens{}, err
+	}
+	now := s.now()
+	res, err := s.store.Tokens().Rotate(ctx, hashRefreshToken(refreshToken),
+		store.RefreshToken{Hash: nextHash, CreatedAt: now, ExpiresAt: now.Add(s.refresh)}, now)
+	if err != nil {
+		return Tokens{}, err
+	}
+	user := res.Session.Username
+	switch res.Outcome {
+	case store.Rotated:
+		return s.tokens(user, res.Session.ID, next)
+	case store.RotateUnknown:
+		return Tokens{}, unauthenticated(CodeTokenInvalid, "refresh token not recognised; log in again")
+	case store.RotateExpired:
+		return Tokens{}, unauthenticated(CodeTokenExpired, "refresh token expired; log in again")
+	case store.RotateRevoked:
+		return Tokens{}, unauthenticated(CodeTokenRevoked, "refresh token revoked ("+res.Session.RevokeReason+"); log in again")
+	case store.RotateReused:
+		err := unauthenticated(CodeTokenRevoked, "refresh token was already used: the session has been revoked in case it was stolen; log in again")
+		s.record(ctx, audit.Entry{Actor: "operator:" + user, Action: audit.ActionTokenReuse,
+			Payload: map[string]string{"username": user, "session": res.Session.ID}, Err: err})
+		return Tokens{}, err
+	case store.RotateUserDisabled:
+		return Tokens{}, unauthenticated(CodeUserDisabled, "user "+user+" is disabled")
+	}
+	return Tokens{}, fmt.Errorf("auth: unexpected rotate outcome %d", res.Outcome)
+}
+
+// Logout revokes the session of the refresh token: its refresh and access
+// tokens stop working at once. Logging out twice is not an error.
+func (s *Service) Logout(ctx context.Context, refreshToken string) error {
+	if refreshToken == "" {
+		return unauthenticated(CodeTokenInvalid, "refresh_token is required")
+	}
+	sess, err := s.store.Tokens().RevokeByRefreshToken(ctx, hashRefreshToken(refreshToken), store.RevokeLogout)
+	if errors.Is(err, store.ErrNotFound) {
+		return unauthenticated(CodeTokenInvalid, "refresh token not recognised")
+	}
+	if err != nil {
+		return err
+	}
+	s.record(ctx, audit.Entry{Actor: "operator:" + sess.Username, Action: audit.ActionLogout,
+		Payload: map[string]string{"session": sess.ID}})
+	return nil
+}
+
+// Authenticate verifies a bearer access token and returns the operator it
+// names with the grants the operator holds now. A token that is expired,
+// malformed, signed with another key, of a revoked session (logout, reuse,
+// password change) or of a disabled user fails with UNAUTHENTICATED and a
+// message saying which.
+func (s *Service) Authenticate(ctx context.Context, bearer string) (principal.Principal, error) {
+	claims, err := s.signer.verify(bearer)
+	if err != nil {
+		return principal.Principal{}, err
+	}
+	st, err := s.store.Tokens().SessionState(ctx, claims.SessionID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return principal.Principal{}, unauthenticated(CodeTokenRevoked, "access token's session no longer exists; log in again")
+	case err != nil:
+		return principal.Principal{}, err
+	case st.Session.Username != claims.Subject:
+		return principal.Principal{}, unauthenticated(CodeTokenInvalid, "access token is invalid (subject mismatch); log in again")
+	case !st.Session.RevokedAt.IsZero():
+		return principal.Principal{}, unauthenticated(CodeTokenRevoked, "access token revoked ("+st.Session.RevokeReason+"); log in again")
+	case st.UserDisabled:
+		return principal.Principal{}, unauthenticated(CodeUserDisabled, "user "+claims.Subject+" is disabled")
+	}
+	grants, err := s.Grants(ctx, claims.Subject)
+	if err != nil {
+		return principal.Principal{}, err
+	}
+	return principal.Principal{Kind: principal.Operator, Name: claims.Subject, Grants: grants, SessionID: claims.SessionID}, nil
+}
+
+// Grants resolves the user's role bindings into grants with the roles'
+// current permissions. Bindings of roles that no longer exist grant
+// nothing.
+func (s *Service) Grants(ctx context.Context, username string) ([]principal.Grant, error) {
+	bindings, err := s.store.Roles().Bindings(ctx, username)
+	if err != nil || len(bindings) == 0 {
+		return nil, err
+	}
+	var custom map[string][]string // loaded on first need
+	out := make([]principal.Grant, 0, len(bindings))
+	for _, b := range bindings {
+		if r, ok := rbac.Builtin(b.Role); ok {
+			out = append(out, rbac.Grant(b.Role, b.Scope, r.Permissions))
+			continue
+		}
+		if custom == nil {
+			roles, err := s.store.Roles().List(ctx)
+			if err != nil {
+				return nil, err
+			}
+			custom = make(map[string][]string, len(roles))
+			for _, r := range roles {
+				custom[r.Name] = r.Permissions
+			}
+		}
+		if perms, ok := custom[b.Role]; ok {
+			out = append(out, rbac.Grant(b.Role, b.Scope, perms))
+		}
+	}
+	return out, nil
+}
+
+// Bootstrap makes sure user username exists and holds admin on "*",
+// creating it with password if missing (an existing user's password is left
+// alone). It reports whether it created the user. For `croupier dev` and
+// first-start setup; it is recorded in the audit log as the system's doing.
+func (s *Service) Bootstrap(ctx context.Context, username, password string) (bool, error) {
+	sys := principal.Principal{Kind: principal.Anonymous, Name: "bootstrap", Grants: rbac.AdminGrants()}
+	_, err := s.store.Users().Get(ctx, username)
+	created := false
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if err := s.CreateUser(ctx, sys, username, password); err != nil {
+			return false, err
+		}
+		created = true
+	case err != nil:
+		return false, err
+	}
+	if _, err := s.GrantRole(ctx, sys, username, rbac.AdminRole, "*"); err != nil {
+		return created, err
+	}
+	return created, nil
+}
+
+// Prune deletes login sessions that expired or were revoked more than
+// retention ago. Run it now and then (e.g. daily); keeping revoked sessions
+// for a while lets a replayed token be reported as revoked, not unknown.
+func (s *Service) Prune(ctx context.Context, retention time.Duration) (int64, error) {
+	return s.store.Tokens().Prune(ctx, s.now().Add(-retention))
+}
+
+func (s *Service) record(ctx context.Context, e audit.Entry) {
+	if s.audit == nil {
+		return
+	}
+	if err := s.audit.Record(ctx, e); err != nil {
+		s.log.ErrorContext(ctx, "audit record failed", "action", e.Action, "err", err)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,213 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AuditRecord is one row of the append-only audit log. ID, PrevHash and Hash
+// are assigned by Append; internal/audit defines how Hash is computed.
+type AuditRecord struct {
+	ID       int64
+	Time     time.Time
+	Actor    string
+	Action   string
+	Game     string
+	Env      string
+	Function string
+	// Payload is JSON, already masked.
+	Payload    string
+	Result     string
+	DurationMs int64
+	RequestID  string
+	PrevHash   string
+	Hash       string
+}
+
+// AuditHead is the end of the chain as Append last left it.
+type AuditHead struct {
+	LastID   int64
+	LastHash string
+}
+
+// AuditFilter selects audit rows for List. Empty fields match everything.
+type AuditFilter struct {
+	Game, Env, Actor, Function, Action string
+	// From is inclusive, To exclusive; zero means open.
+	From, To time.Time
+	// PageSize defaults to DefaultAuditPageSize, capped at MaxAuditPageSize.
+	PageSize int
+	// PageToken continues a previous List; pass the same filter with it.
+	PageToken string
+}
+
+const (
+	DefaultAuditPageSize = 100
+	MaxAuditPageSize     = 1000
+)
+
+// Audit stores the audit log.
+type Audit struct{ s *Store }
+
+// Audit returns the audit log store.
+func (s *Store) Audit() *Audit { return &Audit{s: s} }
+
+// Append adds rec at the end of the chain. In one transaction it claims the
+// next id by updating the single audit_head row — which holds that row's lock
+// (PostgreSQL: a row lock under READ COMMITTED, so a concurrent appender on
+// any node waits and then reads the new head; SQLite: the database write
+// lock, taken at BEGIN IMMEDIATE) — sets rec.ID and rec.PrevHash, calls seal
+// to compute rec.Hash, inserts the row and moves the head. Appends are
+// therefore totally ordered with no gaps, and a missing id means a deleted
+// row. The stored record is returned.
+func (x *Audit) Append(ctx context.Context, rec AuditRecord, seal func(*AuditRecord) string) (AuditRecord, error) {
+	err := x.s.inTx(ctx, "append audit record", func(tx *sql.Tx) error {
+		var id int64
+		var prev string
+		if err := tx.QueryRowContext(ctx,
+			`UPDATE audit_head SET last_id = last_id + 1 WHERE k = 1 RETURNING last_id, last_hash`).Scan(&id, &prev); err != nil {
+			return dbErr(ctx, "append audit record", err)
+		}
+		rec.ID, rec.PrevHash = id, prev
+		rec.Time = msToTime(timeToMs(rec.Time)) // the stored precision, so seal hashes what is stored
+		rec.Hash = seal(&rec)
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO audit_log (id, ts_ms, actor, action, game_id, env, function_id, payload, result, duration_ms, request_id, prev_hash, hash)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			rec.ID, timeToMs(rec.Time), rec.Actor, rec.Action, rec.Game, rec.Env, rec.Function, rec.Payload,
+			rec.Result, rec.DurationMs, rec.RequestID, rec.PrevHash, rec.Hash); err != nil {
+			return dbErr(ctx, "append audit record", err)
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE audit_head SET last_hash = $1 WHERE k = 1`, rec.Hash)
+		return dbErr(ctx, "append audit record", err)
+	})
+	if err != nil {
+		return AuditRecord{}, err
+	}
+	return rec, nil
+}
+
+// Head returns the chain's head.
+func (x *Audit) Head(ctx context.Context) (AuditHead, error) {
+	var h AuditHead
+	err := x.s.db.QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE k = 1`).Scan(&h.LastID, &h.LastHash)
+	if err != nil {
+		return AuditHead{}, dbErr(ctx, "read audit head", err)
+	}
+	return h, nil
+}
+
+const auditColumns = `id, ts_ms, actor, action, game_id, env, function_id, payload, result, duration_ms, request_id, prev_hash, hash`
+
+// Range returns up to limit rows with afterID < id <= uptoID in id order,
+// for verification.
+func (x *Audit) Range(ctx context.Context, afterID, uptoID int64, limit int) ([]AuditRecord, error) {
+	if limit <= 0 {
+		return nil, invalid("audit range limit must be positive, got %d", limit)
+	}
+	rows, err := x.s.db.QueryContext(ctx,
+		`SELECT `+auditColumns+` FROM audit_log WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3`, afterID, uptoID, limit)
+	if err != nil {
+		return nil, dbErr(ctx, "read audit log", err)
+	}
+	return scanAudit(ctx, rows, limit)
+}
+
+// List returns rows matching f, newest first, and a token for the next page
+// ("" on the last page). Every value travels as a bind parameter.
+func (x *Audit) List(ctx context.Context, f AuditFilter) ([]AuditRecord, string, error) {
+	size := f.PageSize
+	if size <= 0 {
+		size = DefaultAuditPageSize
+	}
+	size = min(size, MaxAuditPageSize)
+	var (
+		conds []string
+		args  []any
+	)
+	cond := func(expr string, v any) {
+		args = append(args, v)
+		conds = append(conds, strings.Replace(expr, "?", "$"+strconv.Itoa(len(args)), 1))
+	}
+	for _, c := range []struct{ col, v string }{
+		{"game_id", f.Game}, {"env", f.Env}, {"actor", f.Actor}, {"function_id", f.Function}, {"action", f.Action},
+	} {
+		if c.v != "" {
+			cond(c.col+" = ?", c.v)
+		}
+	}
+	if !f.From.IsZero() {
+		cond("ts_ms >= ?", f.From.UnixMilli())
+	}
+	if !f.To.IsZero() {
+		cond("ts_ms < ?", f.To.UnixMilli())
+	}
+	if f.PageToken != "" {
+		before, err := decodeAuditPageToken(f.PageToken)
+		if err != nil {
+			return nil, "", err
+		}
+		cond("id < ?", before)
+	}
+	q := `SELECT ` + auditColumns + ` FROM audit_log`
+	if len(conds) > 0 {
+		q += ` WHERE ` + strings.Join(conds, " AND ")
+	}
+	args = append(args, size+1) // one extra row tells whether a next page exists
+	q += ` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args))
+	rows, err := x.s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", dbErr(ctx, "list audit log", err)
+	}
+	out, err := scanAudit(ctx, rows, size+1)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(out) <= size {
+		return out, "", nil
+	}
+	out = out[:size]
+	return out, encodeAuditPageToken(out[size-1].ID), nil
+}
+
+// The page token is the last id returned, opaque to callers.
+func encodeAuditPageToken(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("a" + strconv.FormatInt(id, 10)))
+}
+
+func decodeAuditPageToken(s string) (int64, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) < 2 || b[0] != 'a' {
+		return 0, invalid("malformed audit page token")
+	}
+	id, err := strconv.ParseInt(string(b[1:]), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, invalid("malformed audit page token")
+	}
+	return id, nil
+}
+
+func scanAudit(ctx context.Context, rows *sql.Rows, capHint int) ([]AuditRecord, error) {
+	defer rows.Close()
+	out := make([]AuditRecord, 0, min(capHint, 256))
+	for rows.Next() {
+		var (
+			r  AuditRecord
+			ts int64
+		)
+		if err := rows.Scan(&r.ID, &ts, &r.Actor, &r.Action, &r.Game, &r.Env, &r.Function, &r.Payload,
+			&r.Result, &r.DurationMs, &r.RequestID, &r.PrevHash, &r.Hash); err != nil {
+			return nil, dbErr(ctx, "read audit log", err)
+		}
+		r.Time = msToTime(ts)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(ctx, "read audit log", err)
+	}
+	return out, nil
+}
