@@ -32,6 +32,15 @@ func serverFlags(fs *pflag.FlagSet, d config.Server) {
 	fs.Duration("job-orphan-grace", d.JobOrphanGrace, "how long a running job's agent may stay away before the job fails")
 	fs.Duration("job-retention", d.JobRetention, "finished jobs older than this are pruned")
 	fs.Int("job-keep", d.JobKeep, "the newest finished jobs always kept")
+	fs.String("admin-user", d.AdminUser, "administrator created at start when an admin password is set")
+	fs.Duration("access-token-ttl", d.AccessTokenTTL, "lifetime of access tokens")
+	fs.Duration("refresh-token-ttl", d.RefreshTokenTTL, "lifetime of refresh tokens")
+	fs.Duration("approval-ttl", d.ApprovalTTL, "how long an approval request waits for a decision")
+	fs.Bool("approval-high-risk", d.ApprovalHighRisk, "require two-person approval for every HIGH-risk function")
+	fs.Float64("rate-user", d.RateUser, "calls per second per operator (0 = unlimited)")
+	fs.Int("rate-user-burst", d.RateUserBurst, "burst per operator")
+	fs.Float64("rate-function", d.RateFunction, "calls per second per function (0 = unlimited)")
+	fs.Int("rate-function-burst", d.RateFunctionBurst, "burst per function")
 }
 
 func newServerCmd(g *globals) *cobra.Command {

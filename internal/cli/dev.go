@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +22,7 @@ import (
 func newDevCmd(g *globals) *cobra.Command {
 	var (
 		dataDir, grpcAddr, httpAddr, tunnelAddr, sdkAddr string
+		adminPassword                                    string
 		players                                          int
 	)
 	cmd := &cobra.Command{
@@ -33,8 +36,12 @@ speaks mTLS between the parts, and writes a client profile to
 DATA_DIR/client.yaml for the CLI.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if adminPassword == "" {
+				adminPassword = os.Getenv("CROUPIER_ADMIN_PASSWORD")
+			}
 			return runDev(cmd.Context(), g, devOptions{
 				dataDir: dataDir, grpcAddr: grpcAddr, httpAddr: httpAddr, tunnelAddr: tunnelAddr, sdkAddr: sdkAddr, players: players,
+				adminPassword: adminPassword,
 			})
 		},
 	}
@@ -45,11 +52,13 @@ DATA_DIR/client.yaml for the CLI.`,
 	fs.StringVar(&tunnelAddr, "tunnel-http-addr", "127.0.0.1:8444", "long-poll tunnel address; empty disables")
 	fs.StringVar(&sdkAddr, "sdk-addr", "127.0.0.1:19090", "agent SDK address for game servers")
 	fs.IntVar(&players, "players", 100, "demo players p1..pN")
+	fs.StringVar(&adminPassword, "admin-password", "", "password of the admin user (default $CROUPIER_ADMIN_PASSWORD, else generated and printed once)")
 	return cmd
 }
 
 type devOptions struct {
 	dataDir, grpcAddr, httpAddr, tunnelAddr, sdkAddr string
+	adminPassword                                    string
 	players                                          int
 }
 
@@ -71,6 +80,12 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	scfg.DataDir, scfg.GRPCAddr, scfg.HTTPAddr, scfg.TunnelHTTPAddr = dataDir, o.grpcAddr, o.httpAddr, o.tunnelAddr
 	scfg.Scopes = []string{certs.DevGame + "/" + certs.DevEnv}
 	scfg.HeartbeatInterval = 2 * time.Second
+	// The admin is created on first start; later starts keep its password.
+	generated := false
+	scfg.AdminPassword = o.adminPassword
+	if scfg.AdminPassword == "" && !fileExists(filepath.Join(dataDir, "croupier.db")) {
+		scfg.AdminPassword, generated = randomPassword(), true
+	}
 	srv, err := server.New(scfg, log.With("part", "server"))
 	if err != nil {
 		return err
@@ -108,15 +123,23 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	gsDone := make(chan error, 1)
 	go func() { gsDone <- client.Serve(ctx) }()
 
+	toks, err := srv.Auth().IssueTokens(ctx, scfg.AdminUser)
+	if err != nil {
+		return fmt.Errorf("issue admin tokens: %w", err)
+	}
 	profilePath := filepath.Join(dataDir, "client.yaml")
 	if err := writeProfile(profilePath, &Profile{
 		Address: srv.GRPCAddr(), HTTPAddress: srv.HTTPAddr(), ServerName: "localhost",
 		CA: bundle.CACert, Cert: bundle.ClientCert, Key: bundle.ClientKey,
+		Token: toks.AccessToken, RefreshToken: toks.RefreshToken,
 	}); err != nil {
 		return fmt.Errorf("write client profile: %w", err)
 	}
 	if err := waitReady(ctx, srv, 15*time.Second); err != nil {
 		return err
+	}
+	if generated {
+		fmt.Fprintf(g.stdout, "\nCreated user %q with password %s (shown once; the profile below already holds its token).\n", scfg.AdminUser, scfg.AdminPassword)
 	}
 	fmt.Fprintf(g.stdout, `
 Croupier dev is running.
@@ -125,7 +148,7 @@ Croupier dev is running.
   agent SDK     %s
   game          demo/dev, instance demo-1, players p1..p%d
   data          %s
-  profile       %s
+  profile       %s  (signed in as admin)
 
 Try it (in another terminal):
   export CROUPIER_PROFILE=%s
@@ -145,6 +168,17 @@ Press Ctrl-C to stop.
 		}
 		return nil
 	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func randomPassword() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // waitReady waits until the demo functions are registered, so the printed

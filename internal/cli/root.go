@@ -130,6 +130,12 @@ Start everything on one machine with "croupier dev".`,
 		newAgentsCmd(g),
 		newFunctionCmd(g),
 		newJobCmd(g),
+		newLoginCmd(g),
+		newLogoutCmd(g),
+		newUserCmd(g),
+		newRoleCmd(g),
+		newApprovalsCmd(g),
+		newAuditCmd(g),
 	)
 	return root
 }

@@ -50,6 +50,25 @@ type Server struct {
 	// always keeping the newest JobKeep.
 	JobRetention time.Duration `koanf:"job_retention"`
 	JobKeep      int           `koanf:"job_keep"`
+	// AdminUser and AdminPassword bootstrap an administrator at start when
+	// the password is set (CROUPIER_ADMIN_PASSWORD); an existing user keeps
+	// its password and gets the admin role.
+	AdminUser     string `koanf:"admin_user"`
+	AdminPassword string `koanf:"admin_password"`
+	// AccessTokenTTL and RefreshTokenTTL are the lifetimes of login tokens.
+	AccessTokenTTL  time.Duration `koanf:"access_token_ttl"`
+	RefreshTokenTTL time.Duration `koanf:"refresh_token_ttl"`
+	// ApprovalTTL is how long an approval request waits for a decision.
+	ApprovalTTL time.Duration `koanf:"approval_ttl"`
+	// ApprovalHighRisk makes every HIGH-risk function need two-person
+	// approval, not only those whose descriptor asks for it.
+	ApprovalHighRisk bool `koanf:"approval_high_risk"`
+	// RateUser and RateFunction limit calls per operator and per function:
+	// sustained calls per second and burst (0 = unlimited).
+	RateUser          float64 `koanf:"rate_user"`
+	RateUserBurst     int     `koanf:"rate_user_burst"`
+	RateFunction      float64 `koanf:"rate_function"`
+	RateFunctionBurst int     `koanf:"rate_function_burst"`
 }
 
 // DefaultServer returns the defaults of `croupier server`.
@@ -68,6 +87,15 @@ func DefaultServer() Server {
 		JobOrphanGrace:    time.Minute,
 		JobRetention:      7 * 24 * time.Hour,
 		JobKeep:           1000,
+		AdminUser:         "admin",
+		AccessTokenTTL:    15 * time.Minute,
+		RefreshTokenTTL:   30 * 24 * time.Hour,
+		ApprovalTTL:       time.Hour,
+		ApprovalHighRisk:  true,
+		RateUser:          50,
+		RateUserBurst:     100,
+		RateFunction:      500,
+		RateFunctionBurst: 1000,
 	}
 }
 
@@ -116,6 +144,15 @@ func (c *Server) Resolve() error {
 	}
 	if c.InvokeTimeout <= 0 || c.InvokeMaxTimeout < c.InvokeTimeout {
 		p = append(p, fmt.Sprintf("invoke_timeout (%s) must be > 0 and <= invoke_max_timeout (%s)", c.InvokeTimeout, c.InvokeMaxTimeout))
+	}
+	if c.AdminPassword != "" && len(c.AdminPassword) < 8 {
+		p = append(p, "admin_password must be at least 8 characters")
+	}
+	if c.AccessTokenTTL < time.Minute || c.RefreshTokenTTL < c.AccessTokenTTL {
+		p = append(p, fmt.Sprintf("access_token_ttl (%s) must be >= 1m and <= refresh_token_ttl (%s)", c.AccessTokenTTL, c.RefreshTokenTTL))
+	}
+	if c.RateUser < 0 || c.RateFunction < 0 || c.RateUserBurst < 0 || c.RateFunctionBurst < 0 {
+		p = append(p, "rate limits must not be negative (0 = unlimited)")
 	}
 	if c.MaxRequestBytes < 1024 {
 		p = append(p, "max_request_bytes must be at least 1024")

@@ -186,12 +186,17 @@ func (s *Service) timeout(desc *croupierv1.FunctionDescriptor, opts *croupierv1.
 	return min(t, s.cfg.MaxTimeout), nil
 }
 
-// Invoke runs InvokeFunction for actor.
+// Invoke runs InvokeFunction for actor: Prepare, then Execute.
 func (s *Service) Invoke(ctx context.Context, req *croupierv1.InvokeFunctionRequest, actor string) (*croupierv1.InvokeFunctionResponse, error) {
 	call, err := s.Prepare(ctx, req.GetGameId(), req.GetEnv(), req.GetFunctionId(), req.GetPayload(), req.GetOptions())
 	if err != nil {
 		return nil, err
 	}
+	return s.Execute(ctx, call, actor)
+}
+
+// Execute sends a prepared call, deduplicating by its idempotency key.
+func (s *Service) Execute(ctx context.Context, call *Call, actor string) (*croupierv1.InvokeFunctionResponse, error) {
 	key := call.Options.GetIdempotencyKey()
 	if key == "" {
 		return s.send(ctx, call, actor, "")

@@ -113,16 +113,27 @@ func New(cfg Config, st Store, prep Preparer, caller Caller, reg Registry) *Serv
 		notify: newNotifier(), now: time.Now, active: map[string]*activeJob{}, ctx: context.Background()}
 }
 
-// Start runs InvokeJob for actor.
+// Start runs InvokeJob for actor: Prepare, then StartCall.
 func (s *Service) Start(ctx context.Context, req *croupierv1.InvokeJobRequest, actor string) (*croupierv1.InvokeJobResponse, error) {
+	call, err := s.Prepare(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return s.StartCall(ctx, call, actor)
+}
+
+// Prepare validates and routes an InvokeJob request without starting it.
+func (s *Service) Prepare(ctx context.Context, req *croupierv1.InvokeJobRequest) (*invoke.Call, error) {
 	if mode := req.GetOptions().GetRoutingMode(); mode == invoke.ModeBroadcast {
 		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument,
 			"a job runs on one instance: use routing_mode lb, targeted or hash", "field", "options.routing_mode")
 	}
-	call, err := s.prep.Prepare(ctx, req.GetGameId(), req.GetEnv(), req.GetFunctionId(), req.GetPayload(), req.GetOptions())
-	if err != nil {
-		return nil, err
-	}
+	return s.prep.Prepare(ctx, req.GetGameId(), req.GetEnv(), req.GetFunctionId(), req.GetPayload(), req.GetOptions())
+}
+
+// StartCall stores a prepared call as a job, returns its id at once and
+// starts it on its instance in the background.
+func (s *Service) StartCall(ctx context.Context, call *invoke.Call, actor string) (*croupierv1.InvokeJobResponse, error) {
 	payload, err := json.Marshal(call.Payload.AsMap())
 	if err != nil {
 		return nil, apierr.Internal(s.log, err)

@@ -2,12 +2,12 @@ package server
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/principal"
+	"github.com/croupier/croupier/internal/rbac"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -31,9 +31,12 @@ func principalOf(id certs.Identity) (principal.Principal, error) {
 // (loopback-only) listener every caller is anonymous.
 type authenticator struct{ insecure bool }
 
+// principal authenticates a gRPC call by its client certificate. It is the
+// fallback of the token authenticator (internal/auth): a bearer token, when
+// sent, takes precedence for operators.
 func (a authenticator) principal(ctx context.Context) (principal.Principal, error) {
 	if a.insecure {
-		return principal.Principal{Kind: principal.Anonymous}, nil
+		return anonymousAdmin(), nil
 	}
 	id, err := certs.IdentityFromContext(ctx)
 	if err != nil {
@@ -42,20 +45,22 @@ func (a authenticator) principal(ctx context.Context) (principal.Principal, erro
 	return principalOf(id)
 }
 
-func (a authenticator) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	p, err := a.principal(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return h(principal.NewContext(ctx, p), req)
+// anonymousAdmin is the caller on an insecure listener, which the server
+// only allows on loopback: the local developer, trusted with everything.
+func anonymousAdmin() principal.Principal {
+	return principal.Principal{Kind: principal.Anonymous, Grants: rbac.AdminGrants()}
 }
 
-func (a authenticator) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	p, err := a.principal(ss.Context())
-	if err != nil {
-		return err
+// httpPrincipal is principal for an HTTP request.
+func (a authenticator) httpPrincipal(r *http.Request) (principal.Principal, error) {
+	if a.insecure {
+		return anonymousAdmin(), nil
 	}
-	return h(srv, &ctxStream{ServerStream: ss, ctx: principal.NewContext(ss.Context(), p)})
+	id, err := certs.IdentityFromRequest(r)
+	if err != nil {
+		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED", "no client certificate: "+err.Error())
+	}
+	return principalOf(id)
 }
 
 // ctxStream is a server stream with a replaced context.
@@ -66,22 +71,14 @@ type ctxStream struct {
 
 func (s *ctxStream) Context() context.Context { return s.ctx }
 
-// httpMiddleware does the same for HTTP requests (long-poll tunnel, REST).
+// httpMiddleware authenticates by certificate only: the long-poll tunnel
+// listener, where only agents connect.
 func (a authenticator) httpMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := principal.Principal{Kind: principal.Anonymous}
-		if !a.insecure {
-			id, err := certs.IdentityFromRequest(r)
-			if err == nil {
-				p, err = principalOf(id)
-			}
-			if err != nil {
-				if errors.Is(err, certs.ErrNoIdentity) {
-					err = apierr.New(codes.Unauthenticated, "UNAUTHENTICATED", "a client certificate signed by the Croupier CA is required: "+err.Error())
-				}
-				writeStatus(w, status.Convert(err))
-				return
-			}
+		p, err := a.httpPrincipal(r)
+		if err != nil {
+			writeStatus(w, status.Convert(err))
+			return
 		}
 		next.ServeHTTP(w, r.WithContext(principal.NewContext(r.Context(), p)))
 	})

@@ -11,6 +11,7 @@ import (
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/registry"
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -35,7 +36,16 @@ func (s *Server) restHandler(ctx context.Context, fh functionHandler, ch control
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}
-	gw := gwruntime.NewServeMux(gwruntime.WithMarshalerOption(gwruntime.MIMEWildcard, marshal))
+	gw := gwruntime.NewServeMux(gwruntime.WithMarshalerOption(gwruntime.MIMEWildcard, marshal),
+		gwruntime.WithErrorHandler(func(ctx context.Context, mux *gwruntime.ServeMux, m gwruntime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+			if v, ok := ratelimit.RetryAfterHeader(err); ok {
+				w.Header().Set("Retry-After", v)
+			}
+			gwruntime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+		}))
+	if err := s.registerAccessREST(ctx, gw); err != nil {
+		return nil, err
+	}
 	for _, reg := range []func() error{
 		func() error { return croupierv1.RegisterFunctionServiceHandlerServer(ctx, gw, fh) },
 		func() error { return croupierv1.RegisterControlServiceHandlerServer(ctx, gw, ch) },

@@ -18,6 +18,7 @@ import (
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	authsvc "github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/control"
 	"github.com/croupier/croupier/internal/invoke"
@@ -48,6 +49,8 @@ type Server struct {
 	control  *control.Service
 	invoke   *invoke.Service
 	jobs     *jobs.Service
+	auth     *authsvc.Service
+	guard    *guard
 	health   *health.Server
 	metrics  *prometheus.Registry
 
@@ -108,7 +111,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 	}
 	s.registry = registry.New(registry.Options{})
-	cat := &catalog{store: s.store.Functions(), reg: s.registry, scopes: scopes, log: s.log}
+	cat := &catalog{store: s.store.Functions(), reg: s.registry, scopes: scopes}
 	if err = s.loadCatalog(ctx); err != nil {
 		return err
 	}
@@ -143,25 +146,32 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.control = control.New(control.Config{HeartbeatInterval: s.cfg.HeartbeatInterval, Logger: s.log, Departed: s.jobs.InstancesDeparted},
 		s.registry, assignments, scopes, s.tunnel)
+	if err = s.openAccess(ctx); err != nil {
+		return err
+	}
 
 	var serverTLS *tls.Config
 	if !s.cfg.Insecure {
 		if serverTLS, err = tlsconf.ServerConfig(s.cfg.TLSCA, s.cfg.TLSCert, s.cfg.TLSKey, true); err != nil {
 			return err
 		}
+		// Operators may come with a bearer token instead of a certificate;
+		// agents and the tunnel still need theirs (see authenticator).
+		serverTLS.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	s.metrics = prometheus.NewRegistry()
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "croupier_tunnel_clients", Help: "Agents with an open tunnel."},
 			func() float64 { return float64(len(s.tunnel.Clients())) }))
 
-	fh := functionHandler{invoke: s.invoke, jobs: s.jobs, catalog: cat}
+	fh := functionHandler{invoke: s.invoke, jobs: s.jobs, catalog: cat, reg: s.registry, guard: s.guard}
 	ch := controlHandler{svc: s.control, jobs: s.jobs}
 	rh := registryHandler{reg: s.registry}
 	s.grpcServer = s.newGRPCServer(serverTLS, auth)
 	croupierv1.RegisterControlServiceServer(s.grpcServer, ch)
 	croupierv1.RegisterFunctionServiceServer(s.grpcServer, fh)
 	croupierv1.RegisterRegistryServiceServer(s.grpcServer, rh)
+	s.registerAccess(s.grpcServer)
 	s.tunnel.RegisterGRPC(s.grpcServer)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcServer, s.health)
@@ -176,7 +186,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	s.httpServer = &http.Server{Handler: s.opsMux(auth.httpMiddleware(rest)), ReadHeaderTimeout: 10 * time.Second,
+	s.httpServer = &http.Server{Handler: s.opsMux(s.auth.HTTPMiddleware(rest, auth.httpPrincipal, authsvc.IsPublicPath)), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	if s.cfg.TunnelHTTPAddr != "" {
 		// HTTP/1.1 only: this listener exists for networks whose proxies
@@ -223,6 +233,7 @@ func listen(addr string, tlsCfg *tls.Config, http1Only bool) (net.Listener, erro
 	c := tlsCfg.Clone()
 	if http1Only {
 		c.NextProtos = []string{"http/1.1"}
+		c.ClientAuth = tls.RequireAndVerifyClientCert // agents only
 	} else {
 		c.NextProtos = []string{"h2", "http/1.1"}
 		c.ClientAuth = tls.VerifyClientCertIfGiven // probes and browsers have no client cert
@@ -232,8 +243,8 @@ func listen(addr string, tlsCfg *tls.Config, http1Only bool) (net.Listener, erro
 
 func (s *Server) newGRPCServer(tlsCfg *tls.Config, auth authenticator) *grpc.Server {
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(auth.unary),
-		grpc.ChainStreamInterceptor(s.streamLifetime, auth.stream),
+		grpc.ChainUnaryInterceptor(s.auth.UnaryInterceptor(auth.principal)),
+		grpc.ChainStreamInterceptor(s.streamLifetime, s.auth.StreamInterceptor(auth.principal)),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
 		// Reused stream workers keep their grown stacks; a fresh goroutine per
 		// call spends a measurable share of each call growing its stack.

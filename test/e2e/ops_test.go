@@ -40,6 +40,9 @@ type cluster struct {
 	profile string
 }
 
+// adminPassword is the password of the e2e clusters' administrator.
+const adminPassword = "correct-horse-battery"
+
 func newCluster(t *testing.T) *cluster {
 	c := &cluster{t: t, dir: t.TempDir(), agents: map[string]*proc{}, sdk: map[string]string{}, games: map[string]*proc{}}
 	c.certs = filepath.Join(c.dir, "certs")
@@ -66,7 +69,10 @@ func newCluster(t *testing.T) *cluster {
 }
 
 func (c *cluster) startServer(grpcAddr, httpAddr, tunnelAddr string) {
-	c.server = start(c.t, "server", bins.croupier, "server", "--log-format", "json",
+	// The operator client certificate acts as user "operator", created as
+	// administrator at start.
+	c.server = startEnv(c.t, "server", []string{"CROUPIER_ADMIN_USER=operator", "CROUPIER_ADMIN_PASSWORD=" + adminPassword},
+		bins.croupier, "server", "--log-format", "json",
 		"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--tunnel-http-addr", tunnelAddr,
 		"--data-dir", c.dir, "--tls-ca", filepath.Join(c.certs, "ca.crt"),
 		"--tls-cert", filepath.Join(c.certs, "server.crt"), "--tls-key", filepath.Join(c.certs, "server.key"),

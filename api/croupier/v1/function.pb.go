@@ -250,7 +250,11 @@ type InvokeFunctionResponse struct {
 	// broadcast (Croupier addition).
 	Instance string `protobuf:"bytes,5,opt,name=instance,proto3" json:"instance,omitempty"`
 	// One entry per instance for broadcast (Croupier addition).
-	Results       []*InstanceResult `protobuf:"bytes,6,rep,name=results,proto3" json:"results,omitempty"`
+	Results []*InstanceResult `protobuf:"bytes,6,rep,name=results,proto3" json:"results,omitempty"`
+	// Set when the function requires two-person approval: the call did not
+	// run; it waits as this approval request (error_code APPROVAL_REQUIRED)
+	// and runs as a job once another operator approves it (Croupier addition).
+	ApprovalId    string `protobuf:"bytes,7,opt,name=approval_id,json=approvalId,proto3" json:"approval_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -325,6 +329,13 @@ func (x *InvokeFunctionResponse) GetResults() []*InstanceResult {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *InvokeFunctionResponse) GetApprovalId() string {
+	if x != nil {
+		return x.ApprovalId
+	}
+	return ""
 }
 
 // InstanceResult is one instance's outcome of a broadcast.
@@ -481,10 +492,13 @@ func (x *InvokeJobRequest) GetOptions() *InvokeOptions {
 }
 
 type InvokeJobResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Success       bool                   `protobuf:"varint,1,opt,name=success,proto3" json:"success,omitempty"`
-	JobId         string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"` // pending, running, completed, failed, canceled
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Success bool                   `protobuf:"varint,1,opt,name=success,proto3" json:"success,omitempty"`
+	JobId   string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Status  string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"` // pending, running, completed, failed, canceled
+	// Set (and job_id empty, status "awaiting_approval") when the function
+	// requires two-person approval (Croupier addition).
+	ApprovalId    string `protobuf:"bytes,4,opt,name=approval_id,json=approvalId,proto3" json:"approval_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -536,6 +550,13 @@ func (x *InvokeJobResponse) GetJobId() string {
 func (x *InvokeJobResponse) GetStatus() string {
 	if x != nil {
 		return x.Status
+	}
+	return ""
+}
+
+func (x *InvokeJobResponse) GetApprovalId() string {
+	if x != nil {
+		return x.ApprovalId
 	}
 	return ""
 }
@@ -1318,7 +1339,7 @@ const file_croupier_v1_function_proto_rawDesc = "" +
 	"\atimeout\x18\x02 \x01(\x05R\atimeout\x12!\n" +
 	"\frouting_mode\x18\x03 \x01(\tR\vroutingMode\x12!\n" +
 	"\ftarget_agent\x18\x04 \x01(\tR\vtargetAgent\x12\x19\n" +
-	"\bhash_key\x18\x05 \x01(\tR\ahashKey\"\xeb\x01\n" +
+	"\bhash_key\x18\x05 \x01(\tR\ahashKey\"\x8c\x02\n" +
 	"\x16InvokeFunctionResponse\x12\x18\n" +
 	"\asuccess\x18\x01 \x01(\bR\asuccess\x12/\n" +
 	"\x06result\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x06result\x12\x14\n" +
@@ -1326,7 +1347,9 @@ const file_croupier_v1_function_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x04 \x01(\tR\terrorCode\x12\x1a\n" +
 	"\binstance\x18\x05 \x01(\tR\binstance\x125\n" +
-	"\aresults\x18\x06 \x03(\v2\x1b.croupier.v1.InstanceResultR\aresults\"\xac\x01\n" +
+	"\aresults\x18\x06 \x03(\v2\x1b.croupier.v1.InstanceResultR\aresults\x12\x1f\n" +
+	"\vapproval_id\x18\a \x01(\tR\n" +
+	"approvalId\"\xac\x01\n" +
 	"\x0eInstanceResult\x12\x1a\n" +
 	"\binstance\x18\x01 \x01(\tR\binstance\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x12/\n" +
@@ -1340,11 +1363,13 @@ const file_croupier_v1_function_proto_rawDesc = "" +
 	"\vfunction_id\x18\x03 \x01(\tR\n" +
 	"functionId\x121\n" +
 	"\apayload\x18\x04 \x01(\v2\x17.google.protobuf.StructR\apayload\x124\n" +
-	"\aoptions\x18\x05 \x01(\v2\x1a.croupier.v1.InvokeOptionsR\aoptions\"\\\n" +
+	"\aoptions\x18\x05 \x01(\v2\x1a.croupier.v1.InvokeOptionsR\aoptions\"}\n" +
 	"\x11InvokeJobResponse\x12\x18\n" +
 	"\asuccess\x18\x01 \x01(\bR\asuccess\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06status\x18\x03 \x01(\tR\x06status\"J\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x1f\n" +
+	"\vapproval_id\x18\x04 \x01(\tR\n" +
+	"approvalId\"J\n" +
 	"\x16StreamJobEventsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bfrom_seq\x18\x02 \x01(\x03R\afromSeq\"\xe0\x01\n" +

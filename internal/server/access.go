@@ -1,0 +1,110 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/approval"
+	"github.com/croupier/croupier/internal/audit"
+	authsvc "github.com/croupier/croupier/internal/auth"
+	"github.com/croupier/croupier/internal/ratelimit"
+	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// openAccess builds the operator-access services: audit log, users and
+// tokens, approvals and rate limits, and bootstraps the administrator.
+func (s *Server) openAccess(ctx context.Context) error {
+	log := s.log.With("component", "access")
+	auditLog, err := audit.New(audit.Config{Store: s.store, Logger: log})
+	if err != nil {
+		return err
+	}
+	if s.auth, err = authsvc.New(ctx, authsvc.Config{Store: s.store, Audit: auditLog, Logger: log,
+		AccessTTL: s.cfg.AccessTokenTTL, RefreshTTL: s.cfg.RefreshTokenTTL}); err != nil {
+		return err
+	}
+	if s.cfg.AdminPassword != "" {
+		created, err := s.auth.Bootstrap(ctx, s.cfg.AdminUser, s.cfg.AdminPassword)
+		if err != nil {
+			return fmt.Errorf("bootstrap admin %q: %w", s.cfg.AdminUser, err)
+		}
+		s.log.Info("administrator ready", "user", s.cfg.AdminUser, "created", created)
+	}
+	approvals, err := approval.New(approval.Config{Store: s.store, Audit: auditLog, Logger: log, TTL: s.cfg.ApprovalTTL,
+		Execute: s.startApproved})
+	if err != nil {
+		return err
+	}
+	limiter, err := ratelimit.New(ratelimit.Config{
+		PerUser:     ratelimit.Rate{PerSecond: s.cfg.RateUser, Burst: s.cfg.RateUserBurst},
+		PerFunction: ratelimit.Rate{PerSecond: s.cfg.RateFunction, Burst: s.cfg.RateFunctionBurst},
+	})
+	if err != nil {
+		return err
+	}
+	s.guard = &guard{limiter: limiter, approvals: approvals, audit: auditLog, highRisk: s.cfg.ApprovalHighRisk, log: log}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		approvals.Run(ctx, time.Minute)
+	}()
+	return nil
+}
+
+// startApproved starts an approved call as a job for its requester.
+func (s *Server) startApproved(ctx context.Context, req approval.Request) (string, error) {
+	payload := &structpb.Struct{}
+	if err := payload.UnmarshalJSON(req.Payload); err != nil {
+		return "", fmt.Errorf("approval %s: stored payload: %w", req.ID, err)
+	}
+	opts := &croupierv1.InvokeOptions{}
+	if req.Options != nil {
+		opts = proto.Clone(req.Options).(*croupierv1.InvokeOptions)
+	}
+	opts.IdempotencyKey = "approval:" + req.ID
+	call, err := s.jobs.Prepare(ctx, &croupierv1.InvokeJobRequest{GameId: req.Game, Env: req.Env, FunctionId: req.Function, Payload: payload, Options: opts})
+	if err != nil {
+		return "", err
+	}
+	resp, err := s.jobs.StartCall(ctx, call, req.Requester)
+	if err != nil {
+		return "", err
+	}
+	return resp.GetJobId(), nil
+}
+
+// registerAccess serves the access services on gRPC.
+func (s *Server) registerAccess(gs grpc.ServiceRegistrar) {
+	croupierv1.RegisterAuthServiceServer(gs, authsvc.NewAuthServer(s.auth))
+	croupierv1.RegisterUserServiceServer(gs, authsvc.NewUserServer(s.auth))
+	croupierv1.RegisterRoleServiceServer(gs, authsvc.NewRoleServer(s.auth))
+	croupierv1.RegisterApprovalServiceServer(gs, approval.NewServer(s.guard.approvals))
+	croupierv1.RegisterAuditServiceServer(gs, audit.NewServer(s.guard.audit))
+}
+
+// registerAccessREST serves them on the REST gateway.
+func (s *Server) registerAccessREST(ctx context.Context, gw *gwruntime.ServeMux) error {
+	for _, reg := range []func() error{
+		func() error { return croupierv1.RegisterAuthServiceHandlerServer(ctx, gw, authsvc.NewAuthServer(s.auth)) },
+		func() error { return croupierv1.RegisterUserServiceHandlerServer(ctx, gw, authsvc.NewUserServer(s.auth)) },
+		func() error { return croupierv1.RegisterRoleServiceHandlerServer(ctx, gw, authsvc.NewRoleServer(s.auth)) },
+		func() error {
+			return croupierv1.RegisterApprovalServiceHandlerServer(ctx, gw, approval.NewServer(s.guard.approvals))
+		},
+		func() error { return croupierv1.RegisterAuditServiceHandlerServer(ctx, gw, audit.NewServer(s.guard.audit)) },
+	} {
+		if err := reg(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Auth exposes the users-and-tokens service (used by `croupier dev` to
+// bootstrap the admin's profile).
+func (s *Server) Auth() *authsvc.Service { return s.auth }
