@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"regexp"
 	"encoding/json"
 	"path/filepath"
 	"strings"
@@ -46,9 +48,35 @@ func TestDev(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "PLAYER_NOT_FOUND") {
 		t.Fatalf("invoke player.get p101: exit %d\n%s", code, out)
 	}
+	// player.ban is high-risk: it waits for a second operator.
 	out, code = run(t, env, "invoke", "player.ban", "--game", "demo", "--env", "dev", "--payload", `{"player_id":"p5","reason":"botting","duration_seconds":3600}`)
-	if code != 0 || !strings.Contains(out, `"banned": true`) {
+	m := regexp.MustCompile(`approval (apr_[a-z0-9]+)`).FindStringSubmatch(out)
+	if code != 1 || !strings.Contains(out, "APPROVAL_REQUIRED") || m == nil {
 		t.Fatalf("invoke player.ban: exit %d\n%s", code, out)
+	}
+	if out, code := runIn(t, env, "bob-secret-pw\n", "user", "add", "bob", "--password-stdin"); code != 0 {
+		t.Fatalf("user add: %s", out)
+	}
+	if out, code := run(t, env, "role", "grant", "bob", "approver", "--scope", "game:demo/*"); code != 0 {
+		t.Fatalf("role grant: %s", out)
+	}
+	if out, code := run(t, env, "approvals", "approve", m[1]); code == 0 || !strings.Contains(out, "SELF_APPROVAL") {
+		t.Fatalf("self-approval: exit %d\n%s", code, out)
+	}
+	bobProfile := filepath.Join(dir, "bob.yaml")
+	writeFile(t, bobProfile, "address: "+profileAddress(t, filepath.Join(dir, "client.yaml"))+"\nca: certs/ca.crt\nserver_name: localhost\n")
+	bob := []string{"CROUPIER_PROFILE=" + bobProfile}
+	if out, code := runIn(t, bob, "bob-secret-pw\n", "login", "-u", "bob", "--password-stdin"); code != 0 {
+		t.Fatalf("bob login: %s", out)
+	}
+	out, code = run(t, bob, "approvals", "approve", m[1])
+	job := regexp.MustCompile(`job (job_[a-z0-9]+)`).FindStringSubmatch(out)
+	if code != 0 || job == nil {
+		t.Fatalf("bob approves: exit %d\n%s", code, out)
+	}
+	out, code = run(t, env, "job", "watch", job[1])
+	if code != 0 || !strings.Contains(out, `"banned":true`) {
+		t.Fatalf("approved ban job: exit %d\n%s", code, out)
 	}
 	out, code = run(t, env, "job", "start", "mail.broadcast", "--game", "demo", "--env", "dev", "-w",
 		"--payload", `{"subject":"hi","body":"welcome","recipients":["*"]}`)
@@ -60,4 +88,18 @@ func TestDev(t *testing.T) {
 	if code := p.exitCode(15 * time.Second); code != 0 {
 		t.Fatalf("croupier dev exited %d after SIGTERM", code)
 	}
+}
+
+// profileAddress reads the address line of a profile file.
+func profileAddress(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^address: (\S+)$`).FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatalf("no address in %s", path)
+	}
+	return m[1]
 }

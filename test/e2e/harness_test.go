@@ -222,10 +222,17 @@ func (p *proc) kill() {
 // run executes the croupier binary to completion and returns output and exit code.
 func run(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()
+	return runIn(t, env, "", args...)
+}
+
+// runIn is run with stdin.
+func runIn(t *testing.T, env []string, stdin string, args ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bins.croupier, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
