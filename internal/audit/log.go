@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/croupier/croupier/internal/principal"
@@ -39,7 +40,27 @@ type Log struct {
 	maxPayload   int
 	writeTimeout time.Duration
 	verifyBatch  int
+
+	// Group commit: concurrent Records are appended in one transaction.
+	// queue holds the entries waiting; busy is true while one caller (the
+	// leader) writes a batch. Each caller waits for its own entry, so the
+	// queue is bounded by the number of callers.
+	mu    sync.Mutex
+	queue []*pendingRecord
+	busy  bool
 }
+
+// pendingRecord is one Record waiting for the group commit.
+type pendingRecord struct {
+	rec  store.AuditRecord
+	out  store.AuditRecord
+	err  error
+	done chan struct{} // closed when out/err are set
+	lead chan struct{} // closed when this caller must write the next batch
+}
+
+// maxAuditBatch bounds the rows written in one transaction.
+const maxAuditBatch = 256
 
 // New returns a Log over cfg.Store.
 func New(cfg Config) (*Log, error) {
@@ -86,15 +107,70 @@ func (l *Log) Append(ctx context.Context, e Entry) (store.AuditRecord, error) {
 		Payload: l.payload(e.Payload, e.SensitiveFields), Result: ResultOf(e.Err),
 		DurationMs: e.Duration.Milliseconds(), RequestID: e.RequestID,
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.writeTimeout)
-	defer cancel()
-	out, err := l.store.Audit().Append(wctx, rec, Hash)
+	out, err := l.commit(ctx, rec)
 	if err != nil {
 		l.log.ErrorContext(ctx, "audit record lost", "action", e.Action, "actor", e.Actor,
 			"game", e.Game, "env", e.Env, "function", e.Function, "result", rec.Result, "err", err)
 		return store.AuditRecord{}, fmt.Errorf("audit: record %s: %w", e.Action, err)
 	}
 	return out, nil
+}
+
+// commit appends rec with group commit: the first caller to find no write
+// in progress writes everything queued (its own entry included) in one
+// transaction; callers arriving meanwhile queue and wait, and one of them
+// writes the next batch. Every caller returns only once its row is stored.
+func (l *Log) commit(ctx context.Context, rec store.AuditRecord) (store.AuditRecord, error) {
+	p := &pendingRecord{rec: rec, done: make(chan struct{}), lead: make(chan struct{})}
+	l.mu.Lock()
+	l.queue = append(l.queue, p)
+	leader := !l.busy
+	l.busy = true
+	l.mu.Unlock()
+	if !leader {
+		select {
+		case <-p.done:
+			return p.out, p.err
+		case <-p.lead:
+		}
+	}
+	l.writeBatch(ctx)
+	<-p.done
+	return p.out, p.err
+}
+
+// writeBatch writes the queued entries (up to maxAuditBatch) and hands the
+// leadership to the next waiter, if any.
+func (l *Log) writeBatch(ctx context.Context) {
+	l.mu.Lock()
+	n := min(len(l.queue), maxAuditBatch)
+	batch := append([]*pendingRecord(nil), l.queue[:n]...)
+	l.queue = append(l.queue[:0], l.queue[n:]...)
+	l.mu.Unlock()
+
+	recs := make([]store.AuditRecord, len(batch))
+	for i, p := range batch {
+		recs[i] = p.rec
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.writeTimeout)
+	out, err := l.store.Audit().AppendBatch(wctx, recs, Hash)
+	cancel()
+	for i, p := range batch {
+		if err != nil {
+			p.err = err
+		} else {
+			p.out = out[i]
+		}
+		close(p.done)
+	}
+
+	l.mu.Lock()
+	if len(l.queue) == 0 {
+		l.busy = false
+	} else {
+		close(l.queue[0].lead)
+	}
+	l.mu.Unlock()
 }
 
 // payload encodes, masks and caps an entry's payload as JSON text.

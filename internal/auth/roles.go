@@ -28,6 +28,7 @@ type RoleInfo struct {
 // well-formed (rbac.ValidatePermission); they may name permissions beyond
 // the platform's, such as those function descriptors require.
 func (s *Service) CreateRole(ctx context.Context, p principal.Principal, name string, permissions []string, description string) (RoleInfo, error) {
+	defer s.invalidateGrants()
 	var info RoleInfo
 	err := s.audited(ctx, p, audit.ActionRoleCreate, map[string]any{"name": name, "permissions": permissions}, func() error {
 		if err := rbac.Check(p, rbac.RoleAdmin, "", "", ""); err != nil {
@@ -65,6 +66,7 @@ func (s *Service) CreateRole(ctx context.Context, p principal.Principal, name st
 
 // DeleteRole deletes a custom role nobody holds (role:admin on "*").
 func (s *Service) DeleteRole(ctx context.Context, p principal.Principal, name string) error {
+	defer s.invalidateGrants()
 	return s.audited(ctx, p, audit.ActionRoleDelete, map[string]string{"name": name}, func() error {
 		if err := rbac.Check(p, rbac.RoleAdmin, "", "", ""); err != nil {
 			return err

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/croupier/croupier/internal/audit"
@@ -68,6 +70,10 @@ type Service struct {
 	// dummyHash is verified against when a login names an unknown user, so
 	// that unknown and known users take the same time to refuse.
 	dummyHash string
+
+	grantsMu    sync.Mutex
+	grantsCache map[string]cachedGrants
+	grantsGen   atomic.Uint64
 }
 
 // New returns a Service. Without Config.SigningKey it loads the signing key
@@ -77,7 +83,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("auth: a store is required")
 	}
-	s := &Service{store: cfg.Store, audit: cfg.Audit, refresh: cfg.RefreshTTL, argon: cfg.Argon2, now: cfg.Now, log: cfg.Logger}
+	s := &Service{store: cfg.Store, audit: cfg.Audit, refresh: cfg.RefreshTTL, argon: cfg.Argon2, now: cfg.Now, log: cfg.Logger,
+		grantsCache: map[string]cachedGrants{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -337,7 +344,46 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (principal.Pr
 // Grants resolves the user's role bindings into grants with the roles'
 // current permissions. Bindings of roles that no longer exist grant
 // nothing.
+//
+// Results are cached for grantsTTL so the hot path (every call resolves its
+// caller) does not query role bindings each time. A role change on this node
+// invalidates the cache at once; other nodes see it within grantsTTL.
 func (s *Service) Grants(ctx context.Context, username string) ([]principal.Grant, error) {
+	gen := s.grantsGen.Load()
+	s.grantsMu.Lock()
+	c, ok := s.grantsCache[username]
+	s.grantsMu.Unlock()
+	if ok && c.gen == gen && s.now().Sub(c.at) < grantsTTL {
+		return c.grants, nil
+	}
+	grants, err := s.loadGrants(ctx, username)
+	if err != nil {
+		return nil, err
+	}
+	s.grantsMu.Lock()
+	if len(s.grantsCache) >= maxGrantsCache {
+		clear(s.grantsCache)
+	}
+	s.grantsCache[username] = cachedGrants{grants: grants, gen: gen, at: s.now()}
+	s.grantsMu.Unlock()
+	return grants, nil
+}
+
+// invalidateGrants drops every cached grant set (after any role change).
+func (s *Service) invalidateGrants() { s.grantsGen.Add(1) }
+
+const (
+	grantsTTL      = time.Second
+	maxGrantsCache = 10000
+)
+
+type cachedGrants struct {
+	grants []principal.Grant
+	gen    uint64
+	at     time.Time
+}
+
+func (s *Service) loadGrants(ctx context.Context, username string) ([]principal.Grant, error) {
 	bindings, err := s.store.Roles().Bindings(ctx, username)
 	if err != nil || len(bindings) == 0 {
 		return nil, err

@@ -126,6 +126,7 @@ func (s *Service) ListUsers(ctx context.Context, p principal.Principal) ([]UserI
 // canonical scope. The caller needs role:admin on that scope: an
 // administrator of game:a/* may grant roles on game:a scopes only.
 func (s *Service) GrantRole(ctx context.Context, p principal.Principal, username, role, scope string) (string, error) {
+	defer s.invalidateGrants()
 	canonical := scope
 	err := s.audited(ctx, p, audit.ActionRoleGrant, map[string]string{"username": username, "role": role, "scope": scope}, func() error {
 		sc, err := s.checkBinding(ctx, p, role, scope)
@@ -140,6 +141,7 @@ func (s *Service) GrantRole(ctx context.Context, p principal.Principal, username
 
 // RevokeRole removes a binding (role:admin on its scope).
 func (s *Service) RevokeRole(ctx context.Context, p principal.Principal, username, role, scope string) error {
+	defer s.invalidateGrants()
 	return s.audited(ctx, p, audit.ActionRoleRevoke, map[string]string{"username": username, "role": role, "scope": scope}, func() error {
 		sc, err := parseBindingScope(scope)
 		if err != nil {

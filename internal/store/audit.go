@@ -56,39 +56,58 @@ type Audit struct{ s *Store }
 // Audit returns the audit log store.
 func (s *Store) Audit() *Audit { return &Audit{s: s} }
 
-// Append adds rec at the end of the chain. In one transaction it claims the
-// next id by updating the single audit_head row — which holds that row's lock
-// (PostgreSQL: a row lock under READ COMMITTED, so a concurrent appender on
-// any node waits and then reads the new head; SQLite: the database write
-// lock, taken at BEGIN IMMEDIATE) — sets rec.ID and rec.PrevHash, calls seal
-// to compute rec.Hash, inserts the row and moves the head. Appends are
-// therefore totally ordered with no gaps, and a missing id means a deleted
-// row. The stored record is returned.
+// Append adds rec at the end of the chain (AppendBatch of one).
 func (x *Audit) Append(ctx context.Context, rec AuditRecord, seal func(*AuditRecord) string) (AuditRecord, error) {
-	err := x.s.inTx(ctx, "append audit record", func(tx *sql.Tx) error {
-		var id int64
-		var prev string
-		if err := tx.QueryRowContext(ctx,
-			`UPDATE audit_head SET last_id = last_id + 1 WHERE k = 1 RETURNING last_id, last_hash`).Scan(&id, &prev); err != nil {
-			return dbErr(ctx, "append audit record", err)
-		}
-		rec.ID, rec.PrevHash = id, prev
-		rec.Time = msToTime(timeToMs(rec.Time)) // the stored precision, so seal hashes what is stored
-		rec.Hash = seal(&rec)
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO audit_log (id, ts_ms, actor, action, game_id, env, function_id, payload, result, duration_ms, request_id, prev_hash, hash)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-			rec.ID, timeToMs(rec.Time), rec.Actor, rec.Action, rec.Game, rec.Env, rec.Function, rec.Payload,
-			rec.Result, rec.DurationMs, rec.RequestID, rec.PrevHash, rec.Hash); err != nil {
-			return dbErr(ctx, "append audit record", err)
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE audit_head SET last_hash = $1 WHERE k = 1`, rec.Hash)
-		return dbErr(ctx, "append audit record", err)
-	})
+	out, err := x.AppendBatch(ctx, []AuditRecord{rec}, seal)
 	if err != nil {
 		return AuditRecord{}, err
 	}
-	return rec, nil
+	return out[0], nil
+}
+
+// AppendBatch adds recs, in order, at the end of the chain. In one
+// transaction it claims the next len(recs) ids by updating the single
+// audit_head row — which holds that row's lock (PostgreSQL: a row lock under
+// READ COMMITTED, so a concurrent appender on any node waits and then reads
+// the new head; SQLite: the database write lock, taken at BEGIN IMMEDIATE) —
+// chains each record to the one before (setting ID and PrevHash and calling
+// seal for Hash), inserts them and moves the head. Appends are therefore
+// totally ordered with no gaps, and a missing id means a deleted row. The
+// stored records are returned; on error nothing is stored.
+func (x *Audit) AppendBatch(ctx context.Context, recs []AuditRecord, seal func(*AuditRecord) string) ([]AuditRecord, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	out := make([]AuditRecord, len(recs))
+	copy(out, recs)
+	err := x.s.inTx(ctx, "append audit records", func(tx *sql.Tx) error {
+		var last int64
+		var prev string
+		if err := tx.QueryRowContext(ctx,
+			`UPDATE audit_head SET last_id = last_id + $1 WHERE k = 1 RETURNING last_id, last_hash`, len(out)).Scan(&last, &prev); err != nil {
+			return dbErr(ctx, "append audit records", err)
+		}
+		for i := range out {
+			rec := &out[i]
+			rec.ID, rec.PrevHash = last-int64(len(out)-1-i), prev
+			rec.Time = msToTime(timeToMs(rec.Time)) // the stored precision, so seal hashes what is stored
+			rec.Hash = seal(rec)
+			prev = rec.Hash
+			if _, err := tx.ExecContext(ctx,
+				`INSERT INTO audit_log (id, ts_ms, actor, action, game_id, env, function_id, payload, result, duration_ms, request_id, prev_hash, hash)
+				 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+				rec.ID, timeToMs(rec.Time), rec.Actor, rec.Action, rec.Game, rec.Env, rec.Function, rec.Payload,
+				rec.Result, rec.DurationMs, rec.RequestID, rec.PrevHash, rec.Hash); err != nil {
+				return dbErr(ctx, "append audit records", err)
+			}
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE audit_head SET last_hash = $1 WHERE k = 1`, prev)
+		return dbErr(ctx, "append audit records", err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Head returns the chain's head.
