@@ -8,7 +8,6 @@ import (
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/principal"
-	"github.com/croupier/croupier/internal/store"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -115,18 +114,16 @@ func (s *Service) resolve(ctx context.Context, authz []string, fallback func() (
 		return principal.Principal{}, unauthenticated(CodeUnauthenticated, msg)
 	}
 	if fp.Kind == principal.Operator && fp.Grants == nil {
-		u, err := s.store.Users().Get(ctx, fp.Name)
+		u, err := s.certUser(ctx, fp.Name)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return fp, nil // no user of that name: no grants, deny by default
 		case err != nil:
 			return principal.Principal{}, err
-		case u.Disabled:
+		case !u.exists:
+			return fp, nil // no user of that name: no grants, deny by default
+		case u.disabled:
 			return principal.Principal{}, unauthenticated(CodeUserDisabled, "user "+fp.Name+" is disabled")
 		}
-		if fp.Grants, err = s.Grants(ctx, fp.Name); err != nil {
-			return principal.Principal{}, err
-		}
+		fp.Grants = u.grants
 	}
 	return fp, nil
 }

@@ -73,6 +73,7 @@ type Service struct {
 
 	grantsMu    sync.Mutex
 	grantsCache map[string]cachedGrants
+	certUsers   map[string]certUserInfo
 	grantsGen   atomic.Uint64
 }
 
@@ -84,7 +85,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, errors.New("auth: a store is required")
 	}
 	s := &Service{store: cfg.Store, audit: cfg.Audit, refresh: cfg.RefreshTTL, argon: cfg.Argon2, now: cfg.Now, log: cfg.Logger,
-		grantsCache: map[string]cachedGrants{}}
+		grantsCache: map[string]cachedGrants{}, certUsers: map[string]certUserInfo{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -369,8 +370,50 @@ func (s *Service) Grants(ctx context.Context, username string) ([]principal.Gran
 	return grants, nil
 }
 
-// invalidateGrants drops every cached grant set (after any role change).
+// invalidateGrants drops every cached grant set and certificate user
+// (after any role or user change).
 func (s *Service) invalidateGrants() { s.grantsGen.Add(1) }
+
+// certUserInfo is what a certificate's user name resolves to.
+type certUserInfo struct {
+	exists, disabled bool
+	grants           []principal.Grant
+	gen              uint64
+	at               time.Time
+}
+
+// certUser resolves the user an operator certificate names, cached like
+// Grants: this runs on every call made with a certificate.
+func (s *Service) certUser(ctx context.Context, name string) (certUserInfo, error) {
+	gen := s.grantsGen.Load()
+	s.grantsMu.Lock()
+	c, ok := s.certUsers[name]
+	s.grantsMu.Unlock()
+	if ok && c.gen == gen && s.now().Sub(c.at) < grantsTTL {
+		return c, nil
+	}
+	info := certUserInfo{gen: gen, at: s.now()}
+	u, err := s.store.Users().Get(ctx, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return certUserInfo{}, err
+	default:
+		info.exists, info.disabled = true, u.Disabled
+		if !u.Disabled {
+			if info.grants, err = s.Grants(ctx, name); err != nil {
+				return certUserInfo{}, err
+			}
+		}
+	}
+	s.grantsMu.Lock()
+	if len(s.certUsers) >= maxGrantsCache {
+		clear(s.certUsers)
+	}
+	s.certUsers[name] = info
+	s.grantsMu.Unlock()
+	return info, nil
+}
 
 const (
 	grantsTTL      = time.Second

@@ -24,6 +24,7 @@ type UserInfo struct {
 
 // CreateUser adds a user with the given password (user:admin on "*").
 func (s *Service) CreateUser(ctx context.Context, p principal.Principal, username, password string) error {
+	defer s.invalidateGrants()
 	return s.audited(ctx, p, audit.ActionUserCreate, map[string]string{"username": username}, func() error {
 		if err := rbac.Check(p, rbac.UserAdmin, "", "", ""); err != nil {
 			return err
@@ -83,6 +84,7 @@ func (s *Service) SetPassword(ctx context.Context, p principal.Principal, userna
 // (user:admin on "*"). Nobody can disable themselves: that would lock out
 // the last administrator as easily as anyone.
 func (s *Service) SetDisabled(ctx context.Context, p principal.Principal, username string, disabled bool) error {
+	defer s.invalidateGrants()
 	action := audit.ActionUserEnable
 	if disabled {
 		action = audit.ActionUserDisable
