@@ -235,3 +235,25 @@ func TestDefaultDataDirFromEnv(t *testing.T) {
 		t.Fatalf("DefaultServer().DataDir = %q with CROUPIER_DATA_DIR set", got)
 	}
 }
+
+// TestLoadTypedEnv: environment values are strings; they are converted to
+// the field's type (float, bool, int, duration) or refused with the key.
+func TestLoadTypedEnv(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv("CROUPIER_RATE_USER", "2.5")
+	t.Setenv("CROUPIER_APPROVAL_HIGH_RISK", "false")
+	t.Setenv("CROUPIER_MAX_REQUEST_BYTES", "2048")
+	t.Setenv("CROUPIER_JOB_ORPHAN_GRACE", "90s")
+	cfg := config.DefaultServer()
+	if err := config.Load(&cfg, "", nil); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if cfg.RateUser != 2.5 || cfg.ApprovalHighRisk || cfg.MaxRequestBytes != 2048 || cfg.JobOrphanGrace != 90*time.Second {
+		t.Fatalf("typed env not applied: rate %v high-risk %v bytes %d grace %s", cfg.RateUser, cfg.ApprovalHighRisk, cfg.MaxRequestBytes, cfg.JobOrphanGrace)
+	}
+	t.Setenv("CROUPIER_MAX_REQUEST_BYTES", "lots")
+	cfg = config.DefaultServer()
+	if err := config.Load(&cfg, "", nil); err == nil || !strings.Contains(err.Error(), "max_request_bytes") {
+		t.Fatalf("Load with a non-numeric int = %v; want an error naming max_request_bytes", err)
+	}
+}

@@ -67,6 +67,12 @@ func TestServerResolveProblems(t *testing.T) {
 		{"invoke_timeout over max", func(c *config.Server) { c.InvokeTimeout, c.InvokeMaxTimeout = time.Minute, time.Second },
 			[]string{"invoke_timeout (1m0s) must be > 0 and <= invoke_max_timeout (1s)"}},
 		{"max_request_bytes", func(c *config.Server) { c.MaxRequestBytes = 10 }, []string{"max_request_bytes must be at least 1024"}},
+		{"admin_password", func(c *config.Server) { c.AdminPassword = "short" }, []string{"admin_password must be at least 8 characters"}},
+		{"access_token_ttl", func(c *config.Server) { c.AccessTokenTTL = 30 * time.Second },
+			[]string{"access_token_ttl (30s) must be >= 1m and <= refresh_token_ttl"}},
+		{"refresh_token_ttl", func(c *config.Server) { c.AccessTokenTTL, c.RefreshTokenTTL = time.Hour, time.Minute },
+			[]string{"access_token_ttl (1h0m0s) must be >= 1m and <= refresh_token_ttl (1m0s)"}},
+		{"rate limits", func(c *config.Server) { c.RateFunctionBurst = -1 }, []string{"rate limits must not be negative (0 = unlimited)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -221,8 +227,6 @@ func TestParseScope(t *testing.T) {
 // job_keep silently changes job lifetimes.
 func TestServerResolveRejectsBadDurations(t *testing.T) {
 	t.Parallel()
-	t.Skip("BUG: config.Server.Resolve (internal/config/server.go) does not validate idempotency_window, job_orphan_grace, job_retention or job_keep; " +
-		"idempotency_window <= 0 makes every idempotent call fail with INTERNAL at runtime instead of at start")
 	tests := []struct {
 		name   string
 		mutate func(c *config.Server)

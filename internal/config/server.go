@@ -154,6 +154,12 @@ func (c *Server) Resolve() error {
 	if c.RateUser < 0 || c.RateFunction < 0 || c.RateUserBurst < 0 || c.RateFunctionBurst < 0 {
 		p = append(p, "rate limits must not be negative (0 = unlimited)")
 	}
+	if c.IdempotencyWindow <= 0 {
+		p = append(p, fmt.Sprintf("idempotency_window %s must be positive (e.g. 24h)", c.IdempotencyWindow))
+	}
+	if c.JobOrphanGrace < 0 || c.JobRetention < 0 || c.JobKeep < 0 {
+		p = append(p, "job_orphan_grace, job_retention and job_keep must not be negative")
+	}
 	if c.MaxRequestBytes < 1024 {
 		p = append(p, "max_request_bytes must be at least 1024")
 	}

@@ -102,8 +102,6 @@ func TestIdempotencyConflict(t *testing.T) {
 // that spells the default out is the same request.
 func TestIdempotencyDefaultRoutingIsLB(t *testing.T) {
 	t.Parallel()
-	t.Skip(`BUG: invoke.requestHash (internal/invoke/service.go) hashes routing_mode verbatim, so a retry with routing_mode "lb" ` +
-		`after a first call with "" (the same routing) is refused with ALREADY_EXISTS; normalise "" to "lb" before hashing (jobs.Start has the same issue)`)
 	h := newHarness(t)
 	h.addAgent(t, "a", []string{"1"}, fnGrant)
 	if _, err := h.invoke(fnGrant, grantPayload(1), keyed("k")); err != nil {

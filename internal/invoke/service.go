@@ -255,6 +255,15 @@ func (s *Service) replay(rec *store.Record, hash, key string) (*croupierv1.Invok
 	return resp, nil
 }
 
+// RoutingMode is the options' routing mode with the default spelled out, so
+// "" and "lb" are the same request.
+func RoutingMode(o *croupierv1.InvokeOptions) string {
+	if m := o.GetRoutingMode(); m != "" {
+		return m
+	}
+	return ModeLB
+}
+
 // requestHash identifies what a key was first used for: function, payload
 // (canonical JSON: encoding/json sorts map keys) and routing.
 func requestHash(c *Call) (string, error) {
@@ -263,7 +272,7 @@ func requestHash(c *Call) (string, error) {
 		return "", err
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00", c.Function, c.Options.GetRoutingMode(), c.Options.GetTargetAgent(), c.Options.GetHashKey(), b)
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00", c.Function, RoutingMode(c.Options), c.Options.GetTargetAgent(), c.Options.GetHashKey(), b)
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 

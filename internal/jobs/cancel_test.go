@@ -109,10 +109,9 @@ func TestCancelUnreachable(t *testing.T) {
 			return &agentv1.CancelJobResponse{Found: false}, nil
 		}, "no longer runs it"},
 	}
+	h := newHarness(t) // shared: every case has its own job
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			h := newHarness(t)
 			id := h.startRunning(t)
 			h.mustReport(t, id, 2, ev(1, croupierv1.EventType_START, "s"), progress(2, 0.5))
 			h.caller.onCancel(tt.answer)

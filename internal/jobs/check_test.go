@@ -44,9 +44,6 @@ func TestInstancesDeparted(t *testing.T) {
 // as a new process; the old process's job cannot be running any more.
 func TestCheckRestartedIncarnation(t *testing.T) {
 	t.Parallel()
-	t.Skip("BUG: registry.newAgentState (internal/registry/state.go, the Instances copy loop) drops Instance.Incarnation, " +
-		"so Registry.Agent never reports incarnations: check() cannot see a restarted game server and Report's " +
-		"currentIncarnation is always empty. Fix: copy Incarnation: in.Incarnation in that loop")
 	h := newHarness(t)
 	id := h.startRunning(t)
 	h.svc.check()

@@ -85,10 +85,9 @@ func TestReportTerminalEvents(t *testing.T) {
 		{"canceled", ev(2, croupierv1.EventType_CANCELED, "operator said stop"), store.JobCanceled, "CANCELED", "operator said stop"},
 		{"done without data", ev(2, croupierv1.EventType_DONE, "done"), store.JobCompleted, "", ""},
 	}
+	h := newHarness(t) // shared: every case has its own job
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			h := newHarness(t)
 			id := h.startRunning(t)
 			resp := h.mustReport(t, id, 2, ev(1, croupierv1.EventType_START, "started"), tt.end)
 			if resp.GetStatus() != tt.wantStatus {

@@ -141,7 +141,7 @@ func (s *Service) StartCall(ctx context.Context, call *invoke.Call, actor string
 	key := call.Options.GetIdempotencyKey()
 	scopeKey := "job/" + call.Game + "/" + call.Env + "/" + call.Function
 	if key != "" {
-		h := sha256.Sum256(append([]byte(call.Options.GetRoutingMode()+"\x00"+call.Options.GetTargetAgent()+"\x00"+call.Options.GetHashKey()+"\x00"), payload...))
+		h := sha256.Sum256(append([]byte(invoke.RoutingMode(call.Options)+"\x00"+call.Options.GetTargetAgent()+"\x00"+call.Options.GetHashKey()+"\x00"), payload...))
 		hash := hex.EncodeToString(h[:])
 		rec, created, err := s.store.Idempotency().Begin(ctx, scopeKey, key, hash, s.cfg.IdempotencyWindow)
 		if err != nil {
@@ -222,9 +222,12 @@ func (s *Service) dispatch(aj *activeJob, inv *agentv1.InvokeRequest) {
 	}
 	aj.mu.Lock()
 	aj.incarnation = resp.GetIncarnation()
-	terminal := store.IsTerminal(aj.status)
+	st := aj.status
 	aj.mu.Unlock()
-	if terminal {
+	if store.IsTerminal(st) {
+		if st != store.JobCanceled {
+			return // it already ran to the end (its events beat this answer)
+		}
 		// Cancelled while it was being started: stop it on the instance.
 		_, _ = s.caller.CancelJob(ctx, aj.agent, &agentv1.CancelJobRequest{JobId: aj.id, InstanceId: aj.instance, Reason: "canceled before it started"})
 		return
@@ -462,7 +465,8 @@ func (s *Service) Cancel(ctx context.Context, req *croupierv1.CancelJobRequest) 
 		s.finish(aj, store.JobCanceled, croupierv1.EventType_CANCELED, "CANCELED", reason)
 		return &croupierv1.CancelJobResponse{Success: true, Status: store.JobCanceled}, nil
 	}
-	wait := s.notify.wait(aj.id)
+	wait, release := s.notify.wait(aj.id)
+	defer func() { release() }()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	resp, err := s.caller.CancelJob(cctx, aj.agent, &agentv1.CancelJobRequest{JobId: aj.id, Reason: reason, InstanceId: aj.instance})
 	cancel()
@@ -485,7 +489,8 @@ func (s *Service) Cancel(ctx context.Context, req *croupierv1.CancelJobRequest) 
 		}
 		select {
 		case <-wait:
-			wait = s.notify.wait(aj.id)
+			release()
+			wait, release = s.notify.wait(aj.id)
 		case <-deadline:
 			return &croupierv1.CancelJobResponse{Success: true, Status: st}, nil
 		case <-ctx.Done():
@@ -541,40 +546,51 @@ func (s *Service) Stream(ctx context.Context, id string, fromSeq int64, send fun
 	}
 	next := max(fromSeq, 1)
 	for {
-		wait := s.notify.wait(id)
-		evs, err := s.store.Jobs().Events(ctx, id, next, store.DefaultEventsLimit)
-		if err != nil {
-			if ctx.Err() != nil {
-				return streamEnded(next)
-			}
-			return apierr.Internal(s.log, err)
-		}
-		for _, e := range evs {
-			ev := toProtoEvent(id, e)
-			if err := send(ev); err != nil {
-				return err
-			}
-			next = e.Seq + 1
-			if _, ok := terminalStatus(ev.GetType()); ok {
-				return nil
-			}
-		}
-		if len(evs) == store.DefaultEventsLimit {
-			continue
-		}
-		if len(evs) == 0 && next > 1 {
-			// A finished job whose terminal event precedes fromSeq ends the stream.
-			if j, err := s.store.Jobs().Get(ctx, id); err == nil && store.IsTerminal(j.Status) && j.LastSeq < next {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return streamEnded(next)
-		case <-wait:
-		case <-time.After(time.Second): // events stored by another server node
+		done, err := s.streamOnce(ctx, id, &next, send)
+		if done || err != nil {
+			return err
 		}
 	}
+}
+
+// streamOnce sends what is stored from *next and, when caught up, waits for
+// more. It reports whether the stream is over.
+func (s *Service) streamOnce(ctx context.Context, id string, next *int64, send func(*croupierv1.JobEvent) error) (bool, error) {
+	wait, release := s.notify.wait(id) // before reading: no notify is missed
+	defer release()
+	evs, err := s.store.Jobs().Events(ctx, id, *next, store.DefaultEventsLimit)
+	if err != nil {
+		if ctx.Err() != nil {
+			return true, streamEnded(*next)
+		}
+		return true, apierr.Internal(s.log, err)
+	}
+	for _, e := range evs {
+		ev := toProtoEvent(id, e)
+		if err := send(ev); err != nil {
+			return true, err
+		}
+		*next = e.Seq + 1
+		if _, ok := terminalStatus(ev.GetType()); ok {
+			return true, nil
+		}
+	}
+	if len(evs) == store.DefaultEventsLimit {
+		return false, nil
+	}
+	if len(evs) == 0 && *next > 1 {
+		// A finished job whose terminal event precedes fromSeq ends the stream.
+		if j, err := s.store.Jobs().Get(ctx, id); err == nil && store.IsTerminal(j.Status) && j.LastSeq < *next {
+			return true, nil
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return true, streamEnded(*next)
+	case <-wait:
+	case <-time.After(time.Second): // events stored by another server node
+	}
+	return false, nil
 }
 
 // streamEnded is what a watch returns when it is cut short (the server is

@@ -3,11 +3,13 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
 )
 
@@ -169,10 +171,6 @@ func TestStreamRefusals(t *testing.T) {
 // or the notifier grows by one entry per watched job forever.
 func TestStreamLeavesNoWaiters(t *testing.T) {
 	t.Parallel()
-	t.Skip("BUG: Stream (internal/jobs/service.go) calls notify.wait(id) at the top of every loop, including the last one that " +
-		"reads the terminal event, and nothing removes that channel: notifier.chans keeps one entry per finished job that was " +
-		"ever watched (a slow leak on a long-running server). Fix: give wait a release func (refcount per id, delete at zero), " +
-		"or have Stream drop the job's channel when it returns after a terminal event")
 	h := newHarness(t)
 	id := h.startRunning(t)
 	h.mustReport(t, id, 2, ev(1, croupierv1.EventType_START, "s"), ev(2, croupierv1.EventType_DONE, "d"))
@@ -186,5 +184,32 @@ func TestStreamLeavesNoWaiters(t *testing.T) {
 	h.svc.notify.mu.Unlock()
 	if n != 0 {
 		t.Fatalf("%d notifier entries remain after the only watcher of a finished job ended", n)
+	}
+}
+
+// TestStreamPagesLongLogs: a log longer than one read (store.DefaultEventsLimit)
+// is replayed completely and in order.
+func TestStreamPagesLongLogs(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	id := h.startRunning(t)
+	const n = store.DefaultEventsLimit + 5
+	evs := make([]*croupierv1.JobEvent, 0, n)
+	evs = append(evs, ev(1, croupierv1.EventType_START, "s"))
+	for seq := int64(2); seq < n; seq++ {
+		evs = append(evs, progress(seq, float64(seq)/n))
+	}
+	evs = append(evs, ev(n, croupierv1.EventType_DONE, "d"))
+	h.mustReport(t, id, n, evs...)
+	var got int64
+	err := h.svc.Stream(t.Context(), id, 0, func(e *croupierv1.JobEvent) error {
+		got++
+		if e.GetSeq() != got {
+			return fmt.Errorf("streamed seq %d at position %d", e.GetSeq(), got)
+		}
+		return nil
+	})
+	if err != nil || got != n {
+		t.Fatalf("Stream = %v after %d events, want nil after %d", err, got, n)
 	}
 }

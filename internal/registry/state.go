@@ -39,7 +39,7 @@ func newAgentState(a Agent) *agentState {
 		Descriptors: make([]*croupierv1.FunctionDescriptor, len(a.Descriptors)),
 	}
 	for i, in := range a.Instances {
-		c.Instances[i] = Instance{ID: in.ID, Functions: slices.Clone(in.Functions), Labels: maps.Clone(in.Labels)}
+		c.Instances[i] = Instance{ID: in.ID, Functions: slices.Clone(in.Functions), Labels: maps.Clone(in.Labels), Incarnation: in.Incarnation}
 	}
 	slices.SortFunc(c.Instances, func(x, y Instance) int { return cmp.Compare(x.ID, y.ID) })
 	for i, d := range a.Descriptors {

@@ -90,13 +90,21 @@ func (s *Server) registerAccess(gs grpc.ServiceRegistrar) {
 // registerAccessREST serves them on the REST gateway.
 func (s *Server) registerAccessREST(ctx context.Context, gw *gwruntime.ServeMux) error {
 	for _, reg := range []func() error{
-		func() error { return croupierv1.RegisterAuthServiceHandlerServer(ctx, gw, authsvc.NewAuthServer(s.auth)) },
-		func() error { return croupierv1.RegisterUserServiceHandlerServer(ctx, gw, authsvc.NewUserServer(s.auth)) },
-		func() error { return croupierv1.RegisterRoleServiceHandlerServer(ctx, gw, authsvc.NewRoleServer(s.auth)) },
+		func() error {
+			return croupierv1.RegisterAuthServiceHandlerServer(ctx, gw, authsvc.NewAuthServer(s.auth))
+		},
+		func() error {
+			return croupierv1.RegisterUserServiceHandlerServer(ctx, gw, authsvc.NewUserServer(s.auth))
+		},
+		func() error {
+			return croupierv1.RegisterRoleServiceHandlerServer(ctx, gw, authsvc.NewRoleServer(s.auth))
+		},
 		func() error {
 			return croupierv1.RegisterApprovalServiceHandlerServer(ctx, gw, approval.NewServer(s.guard.approvals))
 		},
-		func() error { return croupierv1.RegisterAuditServiceHandlerServer(ctx, gw, audit.NewServer(s.guard.audit)) },
+		func() error {
+			return croupierv1.RegisterAuditServiceHandlerServer(ctx, gw, audit.NewServer(s.guard.audit))
+		},
 	} {
 		if err := reg(); err != nil {
 			return err

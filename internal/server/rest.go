@@ -226,4 +226,3 @@ func (s *Server) sseRegistrations(w http.ResponseWriter, r *http.Request, rh reg
 		out.sendError(apierr.New(codes.Unavailable, apierr.CodeUnavailable, "watch ended; watch again for a fresh snapshot"))
 	}
 }
-
