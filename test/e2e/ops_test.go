@@ -76,7 +76,7 @@ func (c *cluster) startServer(grpcAddr, httpAddr, tunnelAddr string) {
 		"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--tunnel-http-addr", tunnelAddr,
 		"--data-dir", c.dir, "--tls-ca", filepath.Join(c.certs, "ca.crt"),
 		"--tls-cert", filepath.Join(c.certs, "server.crt"), "--tls-key", filepath.Join(c.certs, "server.key"),
-		"--scopes", "demo/dev", "--heartbeat-interval", "1s", "--rate-user", "0")
+		"--scopes", "demo/dev,other/dev", "--heartbeat-interval", "1s", "--rate-user", "0", "--approval-ttl", "4s")
 	ev := c.server.waitLog("croupier server started", 30*time.Second)
 	c.grpc, c.http, c.tunnel = ev["grpc"].(string), ev["http"].(string), ev["tunnel_http"].(string)
 	c.conn = operatorConn(c.t, c.certs, c.grpc)

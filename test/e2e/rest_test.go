@@ -33,11 +33,20 @@ func restClient(t *testing.T, certDir string, withCert bool) *http.Client {
 
 func do(t *testing.T, hc *http.Client, method, url, body string) (int, map[string]any) {
 	t.Helper()
+	return doAuth(t, hc, "", method, url, body)
+}
+
+// doAuth is do with a bearer token ("" for none).
+func doAuth(t *testing.T, hc *http.Client, token, method, url, body string) (int, map[string]any) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
