@@ -1,10 +1,10 @@
 package e2e
 
 import (
-	"os"
-	"regexp"
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
