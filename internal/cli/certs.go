@@ -37,7 +37,7 @@ client certificate. "certs issue" signs further certificates with that CA;
 agent certificates carry the agent id and its game/env scope.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newCertsInitCmd(g), newCertsIssueCmd(g), newCertsShowCmd(g))
+	cmd.AddCommand(newCertsInitCmd(g), newCertsIssueCmd(g), newCertsShowCmd(g), newCertsRevokeCmd(g), newCertsRevokedCmd(g))
 	return cmd
 }
 

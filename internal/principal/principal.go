@@ -29,6 +29,9 @@ type Principal struct {
 	// SessionID names the login session of a token-authenticated operator;
 	// empty for certificates.
 	SessionID string
+	// CertSerial is the serial number (hex) of the client certificate the
+	// caller authenticated with; empty for tokens.
+	CertSerial string
 }
 
 // Grant is one role binding of a principal: the role's permissions on a

@@ -14,24 +14,25 @@ import (
 // named in function descriptors (AuthConfig.permissions, e.g. "player:ban"),
 // and wildcards: "*" (every permission) and "job:*" (every job permission).
 const (
-	FunctionInvoke   = "function:invoke"   // InvokeFunction
-	FunctionRegister = "function:register" // RegisterFunction, agent registration
-	JobStart         = "job:start"         // InvokeJob
-	JobCancel        = "job:cancel"        // CancelJob
-	JobRead          = "job:read"          // GetJob, ListJobs, StreamJobEvents
-	RegistryRead     = "registry:read"     // GetRegistrations, WatchRegistrations
-	AgentRead        = "agent:read"        // ListAgents
-	AssignmentWrite  = "assignment:write"  // UpdateAssignment
-	AuditRead        = "audit:read"        // ListAudit, VerifyAudit
-	ApprovalDecide   = "approval:decide"   // Approve, Reject
-	UserAdmin        = "user:admin"        // UserService
-	RoleAdmin        = "role:admin"        // RoleService, GrantRole, RevokeRole
+	FunctionInvoke   = "function:invoke"    // InvokeFunction
+	FunctionRegister = "function:register"  // RegisterFunction, agent registration
+	JobStart         = "job:start"          // InvokeJob
+	JobCancel        = "job:cancel"         // CancelJob
+	JobRead          = "job:read"           // GetJob, ListJobs, StreamJobEvents
+	RegistryRead     = "registry:read"      // GetRegistrations, WatchRegistrations
+	AgentRead        = "agent:read"         // ListAgents
+	AssignmentWrite  = "assignment:write"   // UpdateAssignment
+	AuditRead        = "audit:read"         // ListAudit, VerifyAudit
+	ApprovalDecide   = "approval:decide"    // Approve, Reject
+	UserAdmin        = "user:admin"         // UserService
+	RoleAdmin        = "role:admin"         // RoleService, GrantRole, RevokeRole
+	CertRevoke       = "certificate:revoke" // CertificateService
 )
 
 // Known lists the platform's permissions in documentation order.
 var Known = []string{
 	FunctionInvoke, FunctionRegister, JobStart, JobCancel, JobRead, RegistryRead, AgentRead,
-	AssignmentWrite, AuditRead, ApprovalDecide, UserAdmin, RoleAdmin,
+	AssignmentWrite, AuditRead, ApprovalDecide, UserAdmin, RoleAdmin, CertRevoke,
 }
 
 var permissionRE = regexp.MustCompile(`^(\*|[a-z][a-z0-9_.-]{0,63}:(\*|[a-z][a-z0-9_.-]{0,63}))$`)

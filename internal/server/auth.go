@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 
 	"github.com/croupier/croupier/internal/apierr"
@@ -10,26 +11,43 @@ import (
 	"github.com/croupier/croupier/internal/rbac"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
-// principalOf maps a verified certificate identity to a principal.
-func principalOf(id certs.Identity) (principal.Principal, error) {
+// principalOfTLS maps the verified client certificate of a connection to a
+// principal, refusing a revoked one.
+func (a authenticator) principalOfTLS(cs *tls.ConnectionState) (principal.Principal, error) {
+	id, err := certs.IdentityFromTLS(cs)
+	if err != nil {
+		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED",
+			"a client certificate signed by the Croupier CA (or a bearer token) is required: "+err.Error())
+	}
+	var p principal.Principal
 	switch id.Kind {
 	case certs.KindAgent:
-		return principal.Principal{Kind: principal.Agent, Name: id.Name, Game: id.Game, Env: id.Env}, nil
+		p = principal.Principal{Kind: principal.Agent, Name: id.Name, Game: id.Game, Env: id.Env}
 	case certs.KindClient:
-		return principal.Principal{Kind: principal.Operator, Name: id.Name}, nil
+		p = principal.Principal{Kind: principal.Operator, Name: id.Name}
 	default:
 		return principal.Principal{}, apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch,
 			"a %s certificate cannot call Croupier APIs; use an agent or client certificate", id.Kind)
 	}
+	p.CertSerial = cs.VerifiedChains[0][0].SerialNumber.Text(16)
+	if err := a.rv.check(p); err != nil {
+		return principal.Principal{}, err
+	}
+	return p, nil
 }
 
 // authenticator attaches the caller's principal to every call. With TLS the
 // principal comes from the verified client certificate; on an insecure
 // (loopback-only) listener every caller is anonymous.
-type authenticator struct{ insecure bool }
+type authenticator struct {
+	insecure bool
+	rv       *revocations
+}
 
 // principal authenticates a gRPC call by its client certificate. It is the
 // fallback of the token authenticator (internal/auth): a bearer token, when
@@ -38,11 +56,15 @@ func (a authenticator) principal(ctx context.Context) (principal.Principal, erro
 	if a.insecure {
 		return anonymousAdmin(), nil
 	}
-	id, err := certs.IdentityFromContext(ctx)
-	if err != nil {
-		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED", "a client certificate signed by the Croupier CA is required: "+err.Error())
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED", "no peer information")
 	}
-	return principalOf(id)
+	info, ok := pr.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED", "the connection is not TLS")
+	}
+	return a.principalOfTLS(&info.State)
 }
 
 // anonymousAdmin is the caller on an insecure listener, which the server
@@ -56,11 +78,7 @@ func (a authenticator) httpPrincipal(r *http.Request) (principal.Principal, erro
 	if a.insecure {
 		return anonymousAdmin(), nil
 	}
-	id, err := certs.IdentityFromRequest(r)
-	if err != nil {
-		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED", "no client certificate: "+err.Error())
-	}
-	return principalOf(id)
+	return a.principalOfTLS(r.TLS)
 }
 
 // ctxStream is a server stream with a replaced context.
@@ -100,6 +118,7 @@ func (a authenticator) authorizeTunnel(ctx context.Context, name string) error {
 		if p.Name != name {
 			return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "credential is for agent %q; it cannot open a tunnel as %q", p.Name, name)
 		}
+		a.rv.tunnelOpened(name, p.CertSerial)
 		return nil
 	default:
 		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "only agents may open a tunnel (caller is %s)", p)

@@ -51,8 +51,10 @@ type Server struct {
 	jobs     *jobs.Service
 	auth     *authsvc.Service
 	guard    *guard
-	health   *health.Server
-	metrics  *prometheus.Registry
+
+	revocations *revocations
+	health      *health.Server
+	metrics     *prometheus.Registry
 
 	grpcServer *grpc.Server
 	httpServer *http.Server
@@ -115,7 +117,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err = s.loadCatalog(ctx); err != nil {
 		return err
 	}
-	auth := authenticator{insecure: s.cfg.Insecure}
+	s.revocations = newRevocations(s.store, s.log)
+	if err = s.revocations.load(ctx); err != nil {
+		return err
+	}
+	auth := authenticator{insecure: s.cfg.Insecure, rv: s.revocations}
 	s.tunnel = tunnel.NewServer(tunnel.ServerOptions{
 		Logger:       s.log.With("component", "tunnel"),
 		PingInterval: s.cfg.HeartbeatInterval,
@@ -172,6 +178,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	croupierv1.RegisterFunctionServiceServer(s.grpcServer, fh)
 	croupierv1.RegisterRegistryServiceServer(s.grpcServer, rh)
 	s.registerAccess(s.grpcServer)
+	croupierv1.RegisterCertificateServiceServer(s.grpcServer, certService{s: s})
 	s.tunnel.RegisterGRPC(s.grpcServer)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcServer, s.health)
@@ -301,7 +308,7 @@ func (s *Server) tunnelMux(ctx context.Context, auth authenticator) (http.Handle
 func (s *Server) maintain(ctx context.Context) {
 	t := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
-	lastPrune := time.Now()
+	lastPrune, lastRevocations := time.Now(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -311,6 +318,10 @@ func (s *Server) maintain(ctx context.Context) {
 		for _, id := range s.control.Expire() {
 			s.tunnel.Disconnect(id, errors.New("missed three heartbeats"))
 		}
+		if time.Since(lastRevocations) > revocationRefresh {
+			lastRevocations = time.Now()
+			s.refreshRevocations(ctx)
+		}
 		if time.Since(lastPrune) > time.Minute {
 			lastPrune = time.Now()
 			if n, err := s.store.Idempotency().PruneExpired(ctx, time.Now()); err != nil {
@@ -318,6 +329,23 @@ func (s *Server) maintain(ctx context.Context) {
 			} else if n > 0 {
 				s.log.Debug("pruned idempotency keys", "n", n)
 			}
+		}
+	}
+}
+
+// refreshRevocations reloads the revocation list (other nodes may have
+// added to it) and cuts the tunnels of agents whose certificate it names.
+func (s *Server) refreshRevocations(ctx context.Context) {
+	if err := s.revocations.load(ctx); err != nil {
+		s.log.Warn("reload revoked certificates", "err", err)
+		return
+	}
+	for _, name := range s.tunnel.Clients() {
+		s.revocations.mu.RLock()
+		serial := s.revocations.agents[name]
+		s.revocations.mu.RUnlock()
+		if s.revocations.revoked(serial) {
+			s.tunnel.Disconnect(name, fmt.Errorf("certificate %s revoked", serial))
 		}
 	}
 }

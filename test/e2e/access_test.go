@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -231,6 +232,29 @@ func TestAccessEndToEnd(t *testing.T) {
 		out, exit := run(t, []string{"CROUPIER_PROFILE=" + c.profile}, "audit", "verify")
 		if exit == 0 || !strings.Contains(out, fmt.Sprint(row.GetId())) {
 			t.Fatalf("croupier audit verify: exit %d\n%s", exit, out)
+		}
+	})
+
+	t.Run("revoking an agent certificate cuts its tunnel", func(t *testing.T) {
+		if got, _ := c.instances("game.stats"); !slices.Contains(got, "agent-b/gs-b1") {
+			t.Fatalf("agent-b not registered before the test: %v", got)
+		}
+		out, exit := run(t, []string{"CROUPIER_PROFILE=" + c.profile}, "certs", "revoke", filepath.Join(c.certs, "agent-b.crt"), "--reason", "host compromised")
+		if exit != 0 || !strings.Contains(out, "agent-b") {
+			t.Fatalf("certs revoke: exit %d\n%s", exit, out)
+		}
+		waitFor(t, 5*time.Second, "agent-b to leave the registry", func() bool {
+			got, ok := c.instances("game.stats")
+			return ok && !slices.Contains(got, "agent-b/gs-b1")
+		})
+		// It keeps trying to reconnect (long-poll) and is refused each time.
+		c.agents["agent-b"].waitLogAfter("tunnel connection ended; reconnecting", "revoked", 10*time.Second)
+		if got, _ := c.instances("game.stats"); slices.Contains(got, "agent-b/gs-b1") {
+			t.Fatalf("revoked agent-b came back: %v", got)
+		}
+		out, exit = run(t, []string{"CROUPIER_PROFILE=" + c.profile}, "certs", "revoked")
+		if exit != 0 || !strings.Contains(out, "host compromised") {
+			t.Fatalf("certs revoked: exit %d\n%s", exit, out)
 		}
 	})
 }

@@ -160,6 +160,29 @@ func (p *proc) waitLog(msg string, timeout time.Duration) map[string]any {
 	}
 }
 
+// waitLogAfter waits for a log line whose msg is msg and whose text contains
+// substr.
+func (p *proc) waitLogAfter(msg, substr string, timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		p.mu.Lock()
+		for _, line := range p.raw {
+			if strings.Contains(line, `"msg":"`+msg+`"`) && strings.Contains(line, substr) {
+				p.mu.Unlock()
+				return
+			}
+		}
+		p.mu.Unlock()
+		if time.Now().After(deadline) {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.t.Fatalf("%s did not log %q mentioning %q within %s:\n%s", p.name, msg, substr, timeout, strings.Join(tail(p.raw, 20), "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // waitLine waits for an output line containing substr.
 func (p *proc) waitLine(substr string, timeout time.Duration) {
 	p.t.Helper()

@@ -2515,6 +2515,278 @@ func (x *VerifyAuditResponse) GetReason() string {
 	return ""
 }
 
+type RevokeCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The certificate in PEM form (its serial and identity are read from it)...
+	CertificatePem string `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	// ...or only its serial number in hex.
+	Serial        string `protobuf:"bytes,2,opt,name=serial,proto3" json:"serial,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCertificateRequest) Reset() {
+	*x = RevokeCertificateRequest{}
+	mi := &file_croupier_v1_access_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCertificateRequest) ProtoMessage() {}
+
+func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_v1_access_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_croupier_v1_access_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RevokeCertificateRequest) GetCertificatePem() string {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return ""
+}
+
+func (x *RevokeCertificateRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokeCertificateRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RevokedCertificate struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Serial string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// The certificate's identity URI, when known.
+	Subject       string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	RevokedBy     string `protobuf:"bytes,4,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	RevokedAtMs   int64  `protobuf:"varint,5,opt,name=revoked_at_ms,json=revokedAtMs,proto3" json:"revoked_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokedCertificate) Reset() {
+	*x = RevokedCertificate{}
+	mi := &file_croupier_v1_access_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedCertificate) ProtoMessage() {}
+
+func (x *RevokedCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_v1_access_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedCertificate.ProtoReflect.Descriptor instead.
+func (*RevokedCertificate) Descriptor() ([]byte, []int) {
+	return file_croupier_v1_access_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RevokedCertificate) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokedCertificate) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *RevokedCertificate) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RevokedCertificate) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+func (x *RevokedCertificate) GetRevokedAtMs() int64 {
+	if x != nil {
+		return x.RevokedAtMs
+	}
+	return 0
+}
+
+type RevokeCertificateResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Revoked *RevokedCertificate    `protobuf:"bytes,1,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	// Agents whose tunnels were cut.
+	DisconnectedAgents []string `protobuf:"bytes,2,rep,name=disconnected_agents,json=disconnectedAgents,proto3" json:"disconnected_agents,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *RevokeCertificateResponse) Reset() {
+	*x = RevokeCertificateResponse{}
+	mi := &file_croupier_v1_access_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCertificateResponse) ProtoMessage() {}
+
+func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_v1_access_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RevokeCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_croupier_v1_access_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RevokeCertificateResponse) GetRevoked() *RevokedCertificate {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
+func (x *RevokeCertificateResponse) GetDisconnectedAgents() []string {
+	if x != nil {
+		return x.DisconnectedAgents
+	}
+	return nil
+}
+
+type ListRevokedCertificatesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevokedCertificatesRequest) Reset() {
+	*x = ListRevokedCertificatesRequest{}
+	mi := &file_croupier_v1_access_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevokedCertificatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevokedCertificatesRequest) ProtoMessage() {}
+
+func (x *ListRevokedCertificatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_v1_access_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevokedCertificatesRequest.ProtoReflect.Descriptor instead.
+func (*ListRevokedCertificatesRequest) Descriptor() ([]byte, []int) {
+	return file_croupier_v1_access_proto_rawDescGZIP(), []int{48}
+}
+
+type ListRevokedCertificatesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificates  []*RevokedCertificate  `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevokedCertificatesResponse) Reset() {
+	*x = ListRevokedCertificatesResponse{}
+	mi := &file_croupier_v1_access_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevokedCertificatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevokedCertificatesResponse) ProtoMessage() {}
+
+func (x *ListRevokedCertificatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_v1_access_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevokedCertificatesResponse.ProtoReflect.Descriptor instead.
+func (*ListRevokedCertificatesResponse) Descriptor() ([]byte, []int) {
+	return file_croupier_v1_access_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ListRevokedCertificatesResponse) GetCertificates() []*RevokedCertificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
 var File_croupier_v1_access_proto protoreflect.FileDescriptor
 
 const file_croupier_v1_access_proto_rawDesc = "" +
@@ -2686,7 +2958,24 @@ const file_croupier_v1_access_proto_rawDesc = "" +
 	"\frows_checked\x18\x02 \x01(\x03R\vrowsChecked\x12 \n" +
 	"\ffirst_bad_id\x18\x03 \x01(\x03R\n" +
 	"firstBadId\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason2\x96\x03\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"s\n" +
+	"\x18RevokeCertificateRequest\x12'\n" +
+	"\x0fcertificate_pem\x18\x01 \x01(\tR\x0ecertificatePem\x12\x16\n" +
+	"\x06serial\x18\x02 \x01(\tR\x06serial\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xa1\x01\n" +
+	"\x12RevokedCertificate\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\x04 \x01(\tR\trevokedBy\x12\"\n" +
+	"\rrevoked_at_ms\x18\x05 \x01(\x03R\vrevokedAtMs\"\x87\x01\n" +
+	"\x19RevokeCertificateResponse\x129\n" +
+	"\arevoked\x18\x01 \x01(\v2\x1f.croupier.v1.RevokedCertificateR\arevoked\x12/\n" +
+	"\x13disconnected_agents\x18\x02 \x03(\tR\x12disconnectedAgents\" \n" +
+	"\x1eListRevokedCertificatesRequest\"f\n" +
+	"\x1fListRevokedCertificatesResponse\x12C\n" +
+	"\fcertificates\x18\x01 \x03(\v2\x1f.croupier.v1.RevokedCertificateR\fcertificates2\x96\x03\n" +
 	"\vAuthService\x12]\n" +
 	"\x05Login\x12\x19.croupier.v1.LoginRequest\x1a\x1a.croupier.v1.LoginResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/api/v1/auth/login\x12e\n" +
 	"\aRefresh\x12\x1b.croupier.v1.RefreshRequest\x1a\x1c.croupier.v1.RefreshResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/api/v1/auth:refresh\x12a\n" +
@@ -2716,7 +3005,10 @@ const file_croupier_v1_access_proto_rawDesc = "" +
 	"\x06Reject\x12\x1a.croupier.v1.RejectRequest\x1a\x1b.croupier.v1.RejectResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/api/v1/approvals/{id}:reject2\xe1\x01\n" +
 	"\fAuditService\x12a\n" +
 	"\tListAudit\x12\x1d.croupier.v1.ListAuditRequest\x1a\x1e.croupier.v1.ListAuditResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/audit\x12n\n" +
-	"\vVerifyAudit\x12\x1f.croupier.v1.VerifyAuditRequest\x1a .croupier.v1.VerifyAuditResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/audit:verifyB9Z7github.com/croupier/croupier/api/croupier/v1;croupierv1b\x06proto3"
+	"\vVerifyAudit\x12\x1f.croupier.v1.VerifyAuditRequest\x1a .croupier.v1.VerifyAuditResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/audit:verify2\xbe\x02\n" +
+	"\x12CertificateService\x12\x8a\x01\n" +
+	"\x11RevokeCertificate\x12%.croupier.v1.RevokeCertificateRequest\x1a&.croupier.v1.RevokeCertificateResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/api/v1/certificates:revoke\x12\x9a\x01\n" +
+	"\x17ListRevokedCertificates\x12+.croupier.v1.ListRevokedCertificatesRequest\x1a,.croupier.v1.ListRevokedCertificatesResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/certificates/revokedB9Z7github.com/croupier/croupier/api/croupier/v1;croupierv1b\x06proto3"
 
 var (
 	file_croupier_v1_access_proto_rawDescOnce sync.Once
@@ -2730,56 +3022,61 @@ func file_croupier_v1_access_proto_rawDescGZIP() []byte {
 	return file_croupier_v1_access_proto_rawDescData
 }
 
-var file_croupier_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_croupier_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_croupier_v1_access_proto_goTypes = []any{
-	(*LoginRequest)(nil),          // 0: croupier.v1.LoginRequest
-	(*LoginResponse)(nil),         // 1: croupier.v1.LoginResponse
-	(*RefreshRequest)(nil),        // 2: croupier.v1.RefreshRequest
-	(*RefreshResponse)(nil),       // 3: croupier.v1.RefreshResponse
-	(*LogoutRequest)(nil),         // 4: croupier.v1.LogoutRequest
-	(*LogoutResponse)(nil),        // 5: croupier.v1.LogoutResponse
-	(*WhoAmIRequest)(nil),         // 6: croupier.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),        // 7: croupier.v1.WhoAmIResponse
-	(*RoleBinding)(nil),           // 8: croupier.v1.RoleBinding
-	(*User)(nil),                  // 9: croupier.v1.User
-	(*CreateUserRequest)(nil),     // 10: croupier.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),    // 11: croupier.v1.CreateUserResponse
-	(*SetPasswordRequest)(nil),    // 12: croupier.v1.SetPasswordRequest
-	(*SetPasswordResponse)(nil),   // 13: croupier.v1.SetPasswordResponse
-	(*DisableUserRequest)(nil),    // 14: croupier.v1.DisableUserRequest
-	(*DisableUserResponse)(nil),   // 15: croupier.v1.DisableUserResponse
-	(*EnableUserRequest)(nil),     // 16: croupier.v1.EnableUserRequest
-	(*EnableUserResponse)(nil),    // 17: croupier.v1.EnableUserResponse
-	(*ListUsersRequest)(nil),      // 18: croupier.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),     // 19: croupier.v1.ListUsersResponse
-	(*GrantRoleRequest)(nil),      // 20: croupier.v1.GrantRoleRequest
-	(*GrantRoleResponse)(nil),     // 21: croupier.v1.GrantRoleResponse
-	(*RevokeRoleRequest)(nil),     // 22: croupier.v1.RevokeRoleRequest
-	(*RevokeRoleResponse)(nil),    // 23: croupier.v1.RevokeRoleResponse
-	(*Role)(nil),                  // 24: croupier.v1.Role
-	(*CreateRoleRequest)(nil),     // 25: croupier.v1.CreateRoleRequest
-	(*CreateRoleResponse)(nil),    // 26: croupier.v1.CreateRoleResponse
-	(*DeleteRoleRequest)(nil),     // 27: croupier.v1.DeleteRoleRequest
-	(*DeleteRoleResponse)(nil),    // 28: croupier.v1.DeleteRoleResponse
-	(*ListRolesRequest)(nil),      // 29: croupier.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),     // 30: croupier.v1.ListRolesResponse
-	(*Approval)(nil),              // 31: croupier.v1.Approval
-	(*ListApprovalsRequest)(nil),  // 32: croupier.v1.ListApprovalsRequest
-	(*ListApprovalsResponse)(nil), // 33: croupier.v1.ListApprovalsResponse
-	(*GetApprovalRequest)(nil),    // 34: croupier.v1.GetApprovalRequest
-	(*GetApprovalResponse)(nil),   // 35: croupier.v1.GetApprovalResponse
-	(*ApproveRequest)(nil),        // 36: croupier.v1.ApproveRequest
-	(*ApproveResponse)(nil),       // 37: croupier.v1.ApproveResponse
-	(*RejectRequest)(nil),         // 38: croupier.v1.RejectRequest
-	(*RejectResponse)(nil),        // 39: croupier.v1.RejectResponse
-	(*AuditEntry)(nil),            // 40: croupier.v1.AuditEntry
-	(*ListAuditRequest)(nil),      // 41: croupier.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 42: croupier.v1.ListAuditResponse
-	(*VerifyAuditRequest)(nil),    // 43: croupier.v1.VerifyAuditRequest
-	(*VerifyAuditResponse)(nil),   // 44: croupier.v1.VerifyAuditResponse
-	(*structpb.Struct)(nil),       // 45: google.protobuf.Struct
-	(*InvokeOptions)(nil),         // 46: croupier.v1.InvokeOptions
-	(*structpb.Value)(nil),        // 47: google.protobuf.Value
+	(*LoginRequest)(nil),                    // 0: croupier.v1.LoginRequest
+	(*LoginResponse)(nil),                   // 1: croupier.v1.LoginResponse
+	(*RefreshRequest)(nil),                  // 2: croupier.v1.RefreshRequest
+	(*RefreshResponse)(nil),                 // 3: croupier.v1.RefreshResponse
+	(*LogoutRequest)(nil),                   // 4: croupier.v1.LogoutRequest
+	(*LogoutResponse)(nil),                  // 5: croupier.v1.LogoutResponse
+	(*WhoAmIRequest)(nil),                   // 6: croupier.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),                  // 7: croupier.v1.WhoAmIResponse
+	(*RoleBinding)(nil),                     // 8: croupier.v1.RoleBinding
+	(*User)(nil),                            // 9: croupier.v1.User
+	(*CreateUserRequest)(nil),               // 10: croupier.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),              // 11: croupier.v1.CreateUserResponse
+	(*SetPasswordRequest)(nil),              // 12: croupier.v1.SetPasswordRequest
+	(*SetPasswordResponse)(nil),             // 13: croupier.v1.SetPasswordResponse
+	(*DisableUserRequest)(nil),              // 14: croupier.v1.DisableUserRequest
+	(*DisableUserResponse)(nil),             // 15: croupier.v1.DisableUserResponse
+	(*EnableUserRequest)(nil),               // 16: croupier.v1.EnableUserRequest
+	(*EnableUserResponse)(nil),              // 17: croupier.v1.EnableUserResponse
+	(*ListUsersRequest)(nil),                // 18: croupier.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),               // 19: croupier.v1.ListUsersResponse
+	(*GrantRoleRequest)(nil),                // 20: croupier.v1.GrantRoleRequest
+	(*GrantRoleResponse)(nil),               // 21: croupier.v1.GrantRoleResponse
+	(*RevokeRoleRequest)(nil),               // 22: croupier.v1.RevokeRoleRequest
+	(*RevokeRoleResponse)(nil),              // 23: croupier.v1.RevokeRoleResponse
+	(*Role)(nil),                            // 24: croupier.v1.Role
+	(*CreateRoleRequest)(nil),               // 25: croupier.v1.CreateRoleRequest
+	(*CreateRoleResponse)(nil),              // 26: croupier.v1.CreateRoleResponse
+	(*DeleteRoleRequest)(nil),               // 27: croupier.v1.DeleteRoleRequest
+	(*DeleteRoleResponse)(nil),              // 28: croupier.v1.DeleteRoleResponse
+	(*ListRolesRequest)(nil),                // 29: croupier.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),               // 30: croupier.v1.ListRolesResponse
+	(*Approval)(nil),                        // 31: croupier.v1.Approval
+	(*ListApprovalsRequest)(nil),            // 32: croupier.v1.ListApprovalsRequest
+	(*ListApprovalsResponse)(nil),           // 33: croupier.v1.ListApprovalsResponse
+	(*GetApprovalRequest)(nil),              // 34: croupier.v1.GetApprovalRequest
+	(*GetApprovalResponse)(nil),             // 35: croupier.v1.GetApprovalResponse
+	(*ApproveRequest)(nil),                  // 36: croupier.v1.ApproveRequest
+	(*ApproveResponse)(nil),                 // 37: croupier.v1.ApproveResponse
+	(*RejectRequest)(nil),                   // 38: croupier.v1.RejectRequest
+	(*RejectResponse)(nil),                  // 39: croupier.v1.RejectResponse
+	(*AuditEntry)(nil),                      // 40: croupier.v1.AuditEntry
+	(*ListAuditRequest)(nil),                // 41: croupier.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),               // 42: croupier.v1.ListAuditResponse
+	(*VerifyAuditRequest)(nil),              // 43: croupier.v1.VerifyAuditRequest
+	(*VerifyAuditResponse)(nil),             // 44: croupier.v1.VerifyAuditResponse
+	(*RevokeCertificateRequest)(nil),        // 45: croupier.v1.RevokeCertificateRequest
+	(*RevokedCertificate)(nil),              // 46: croupier.v1.RevokedCertificate
+	(*RevokeCertificateResponse)(nil),       // 47: croupier.v1.RevokeCertificateResponse
+	(*ListRevokedCertificatesRequest)(nil),  // 48: croupier.v1.ListRevokedCertificatesRequest
+	(*ListRevokedCertificatesResponse)(nil), // 49: croupier.v1.ListRevokedCertificatesResponse
+	(*structpb.Struct)(nil),                 // 50: google.protobuf.Struct
+	(*InvokeOptions)(nil),                   // 51: croupier.v1.InvokeOptions
+	(*structpb.Value)(nil),                  // 52: google.protobuf.Value
 }
 var file_croupier_v1_access_proto_depIdxs = []int32{
 	8,  // 0: croupier.v1.WhoAmIResponse.roles:type_name -> croupier.v1.RoleBinding
@@ -2789,59 +3086,65 @@ var file_croupier_v1_access_proto_depIdxs = []int32{
 	8,  // 4: croupier.v1.GrantRoleResponse.binding:type_name -> croupier.v1.RoleBinding
 	24, // 5: croupier.v1.CreateRoleResponse.role:type_name -> croupier.v1.Role
 	24, // 6: croupier.v1.ListRolesResponse.roles:type_name -> croupier.v1.Role
-	45, // 7: croupier.v1.Approval.payload:type_name -> google.protobuf.Struct
-	46, // 8: croupier.v1.Approval.options:type_name -> croupier.v1.InvokeOptions
+	50, // 7: croupier.v1.Approval.payload:type_name -> google.protobuf.Struct
+	51, // 8: croupier.v1.Approval.options:type_name -> croupier.v1.InvokeOptions
 	31, // 9: croupier.v1.ListApprovalsResponse.approvals:type_name -> croupier.v1.Approval
 	31, // 10: croupier.v1.GetApprovalResponse.approval:type_name -> croupier.v1.Approval
 	31, // 11: croupier.v1.ApproveResponse.approval:type_name -> croupier.v1.Approval
 	31, // 12: croupier.v1.RejectResponse.approval:type_name -> croupier.v1.Approval
-	47, // 13: croupier.v1.AuditEntry.payload:type_name -> google.protobuf.Value
+	52, // 13: croupier.v1.AuditEntry.payload:type_name -> google.protobuf.Value
 	40, // 14: croupier.v1.ListAuditResponse.entries:type_name -> croupier.v1.AuditEntry
-	0,  // 15: croupier.v1.AuthService.Login:input_type -> croupier.v1.LoginRequest
-	2,  // 16: croupier.v1.AuthService.Refresh:input_type -> croupier.v1.RefreshRequest
-	4,  // 17: croupier.v1.AuthService.Logout:input_type -> croupier.v1.LogoutRequest
-	6,  // 18: croupier.v1.AuthService.WhoAmI:input_type -> croupier.v1.WhoAmIRequest
-	10, // 19: croupier.v1.UserService.CreateUser:input_type -> croupier.v1.CreateUserRequest
-	12, // 20: croupier.v1.UserService.SetPassword:input_type -> croupier.v1.SetPasswordRequest
-	14, // 21: croupier.v1.UserService.DisableUser:input_type -> croupier.v1.DisableUserRequest
-	16, // 22: croupier.v1.UserService.EnableUser:input_type -> croupier.v1.EnableUserRequest
-	18, // 23: croupier.v1.UserService.ListUsers:input_type -> croupier.v1.ListUsersRequest
-	20, // 24: croupier.v1.UserService.GrantRole:input_type -> croupier.v1.GrantRoleRequest
-	22, // 25: croupier.v1.UserService.RevokeRole:input_type -> croupier.v1.RevokeRoleRequest
-	25, // 26: croupier.v1.RoleService.CreateRole:input_type -> croupier.v1.CreateRoleRequest
-	27, // 27: croupier.v1.RoleService.DeleteRole:input_type -> croupier.v1.DeleteRoleRequest
-	29, // 28: croupier.v1.RoleService.ListRoles:input_type -> croupier.v1.ListRolesRequest
-	32, // 29: croupier.v1.ApprovalService.ListApprovals:input_type -> croupier.v1.ListApprovalsRequest
-	34, // 30: croupier.v1.ApprovalService.GetApproval:input_type -> croupier.v1.GetApprovalRequest
-	36, // 31: croupier.v1.ApprovalService.Approve:input_type -> croupier.v1.ApproveRequest
-	38, // 32: croupier.v1.ApprovalService.Reject:input_type -> croupier.v1.RejectRequest
-	41, // 33: croupier.v1.AuditService.ListAudit:input_type -> croupier.v1.ListAuditRequest
-	43, // 34: croupier.v1.AuditService.VerifyAudit:input_type -> croupier.v1.VerifyAuditRequest
-	1,  // 35: croupier.v1.AuthService.Login:output_type -> croupier.v1.LoginResponse
-	3,  // 36: croupier.v1.AuthService.Refresh:output_type -> croupier.v1.RefreshResponse
-	5,  // 37: croupier.v1.AuthService.Logout:output_type -> croupier.v1.LogoutResponse
-	7,  // 38: croupier.v1.AuthService.WhoAmI:output_type -> croupier.v1.WhoAmIResponse
-	11, // 39: croupier.v1.UserService.CreateUser:output_type -> croupier.v1.CreateUserResponse
-	13, // 40: croupier.v1.UserService.SetPassword:output_type -> croupier.v1.SetPasswordResponse
-	15, // 41: croupier.v1.UserService.DisableUser:output_type -> croupier.v1.DisableUserResponse
-	17, // 42: croupier.v1.UserService.EnableUser:output_type -> croupier.v1.EnableUserResponse
-	19, // 43: croupier.v1.UserService.ListUsers:output_type -> croupier.v1.ListUsersResponse
-	21, // 44: croupier.v1.UserService.GrantRole:output_type -> croupier.v1.GrantRoleResponse
-	23, // 45: croupier.v1.UserService.RevokeRole:output_type -> croupier.v1.RevokeRoleResponse
-	26, // 46: croupier.v1.RoleService.CreateRole:output_type -> croupier.v1.CreateRoleResponse
-	28, // 47: croupier.v1.RoleService.DeleteRole:output_type -> croupier.v1.DeleteRoleResponse
-	30, // 48: croupier.v1.RoleService.ListRoles:output_type -> croupier.v1.ListRolesResponse
-	33, // 49: croupier.v1.ApprovalService.ListApprovals:output_type -> croupier.v1.ListApprovalsResponse
-	35, // 50: croupier.v1.ApprovalService.GetApproval:output_type -> croupier.v1.GetApprovalResponse
-	37, // 51: croupier.v1.ApprovalService.Approve:output_type -> croupier.v1.ApproveResponse
-	39, // 52: croupier.v1.ApprovalService.Reject:output_type -> croupier.v1.RejectResponse
-	42, // 53: croupier.v1.AuditService.ListAudit:output_type -> croupier.v1.ListAuditResponse
-	44, // 54: croupier.v1.AuditService.VerifyAudit:output_type -> croupier.v1.VerifyAuditResponse
-	35, // [35:55] is the sub-list for method output_type
-	15, // [15:35] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	46, // 15: croupier.v1.RevokeCertificateResponse.revoked:type_name -> croupier.v1.RevokedCertificate
+	46, // 16: croupier.v1.ListRevokedCertificatesResponse.certificates:type_name -> croupier.v1.RevokedCertificate
+	0,  // 17: croupier.v1.AuthService.Login:input_type -> croupier.v1.LoginRequest
+	2,  // 18: croupier.v1.AuthService.Refresh:input_type -> croupier.v1.RefreshRequest
+	4,  // 19: croupier.v1.AuthService.Logout:input_type -> croupier.v1.LogoutRequest
+	6,  // 20: croupier.v1.AuthService.WhoAmI:input_type -> croupier.v1.WhoAmIRequest
+	10, // 21: croupier.v1.UserService.CreateUser:input_type -> croupier.v1.CreateUserRequest
+	12, // 22: croupier.v1.UserService.SetPassword:input_type -> croupier.v1.SetPasswordRequest
+	14, // 23: croupier.v1.UserService.DisableUser:input_type -> croupier.v1.DisableUserRequest
+	16, // 24: croupier.v1.UserService.EnableUser:input_type -> croupier.v1.EnableUserRequest
+	18, // 25: croupier.v1.UserService.ListUsers:input_type -> croupier.v1.ListUsersRequest
+	20, // 26: croupier.v1.UserService.GrantRole:input_type -> croupier.v1.GrantRoleRequest
+	22, // 27: croupier.v1.UserService.RevokeRole:input_type -> croupier.v1.RevokeRoleRequest
+	25, // 28: croupier.v1.RoleService.CreateRole:input_type -> croupier.v1.CreateRoleRequest
+	27, // 29: croupier.v1.RoleService.DeleteRole:input_type -> croupier.v1.DeleteRoleRequest
+	29, // 30: croupier.v1.RoleService.ListRoles:input_type -> croupier.v1.ListRolesRequest
+	32, // 31: croupier.v1.ApprovalService.ListApprovals:input_type -> croupier.v1.ListApprovalsRequest
+	34, // 32: croupier.v1.ApprovalService.GetApproval:input_type -> croupier.v1.GetApprovalRequest
+	36, // 33: croupier.v1.ApprovalService.Approve:input_type -> croupier.v1.ApproveRequest
+	38, // 34: croupier.v1.ApprovalService.Reject:input_type -> croupier.v1.RejectRequest
+	41, // 35: croupier.v1.AuditService.ListAudit:input_type -> croupier.v1.ListAuditRequest
+	43, // 36: croupier.v1.AuditService.VerifyAudit:input_type -> croupier.v1.VerifyAuditRequest
+	45, // 37: croupier.v1.CertificateService.RevokeCertificate:input_type -> croupier.v1.RevokeCertificateRequest
+	48, // 38: croupier.v1.CertificateService.ListRevokedCertificates:input_type -> croupier.v1.ListRevokedCertificatesRequest
+	1,  // 39: croupier.v1.AuthService.Login:output_type -> croupier.v1.LoginResponse
+	3,  // 40: croupier.v1.AuthService.Refresh:output_type -> croupier.v1.RefreshResponse
+	5,  // 41: croupier.v1.AuthService.Logout:output_type -> croupier.v1.LogoutResponse
+	7,  // 42: croupier.v1.AuthService.WhoAmI:output_type -> croupier.v1.WhoAmIResponse
+	11, // 43: croupier.v1.UserService.CreateUser:output_type -> croupier.v1.CreateUserResponse
+	13, // 44: croupier.v1.UserService.SetPassword:output_type -> croupier.v1.SetPasswordResponse
+	15, // 45: croupier.v1.UserService.DisableUser:output_type -> croupier.v1.DisableUserResponse
+	17, // 46: croupier.v1.UserService.EnableUser:output_type -> croupier.v1.EnableUserResponse
+	19, // 47: croupier.v1.UserService.ListUsers:output_type -> croupier.v1.ListUsersResponse
+	21, // 48: croupier.v1.UserService.GrantRole:output_type -> croupier.v1.GrantRoleResponse
+	23, // 49: croupier.v1.UserService.RevokeRole:output_type -> croupier.v1.RevokeRoleResponse
+	26, // 50: croupier.v1.RoleService.CreateRole:output_type -> croupier.v1.CreateRoleResponse
+	28, // 51: croupier.v1.RoleService.DeleteRole:output_type -> croupier.v1.DeleteRoleResponse
+	30, // 52: croupier.v1.RoleService.ListRoles:output_type -> croupier.v1.ListRolesResponse
+	33, // 53: croupier.v1.ApprovalService.ListApprovals:output_type -> croupier.v1.ListApprovalsResponse
+	35, // 54: croupier.v1.ApprovalService.GetApproval:output_type -> croupier.v1.GetApprovalResponse
+	37, // 55: croupier.v1.ApprovalService.Approve:output_type -> croupier.v1.ApproveResponse
+	39, // 56: croupier.v1.ApprovalService.Reject:output_type -> croupier.v1.RejectResponse
+	42, // 57: croupier.v1.AuditService.ListAudit:output_type -> croupier.v1.ListAuditResponse
+	44, // 58: croupier.v1.AuditService.VerifyAudit:output_type -> croupier.v1.VerifyAuditResponse
+	47, // 59: croupier.v1.CertificateService.RevokeCertificate:output_type -> croupier.v1.RevokeCertificateResponse
+	49, // 60: croupier.v1.CertificateService.ListRevokedCertificates:output_type -> croupier.v1.ListRevokedCertificatesResponse
+	39, // [39:61] is the sub-list for method output_type
+	17, // [17:39] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_croupier_v1_access_proto_init() }
@@ -2856,9 +3159,9 @@ func file_croupier_v1_access_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_croupier_v1_access_proto_rawDesc), len(file_croupier_v1_access_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   50,
 			NumExtensions: 0,
-			NumServices:   5,
+			NumServices:   6,
 		},
 		GoTypes:           file_croupier_v1_access_proto_goTypes,
 		DependencyIndexes: file_croupier_v1_access_proto_depIdxs,

@@ -1159,3 +1159,157 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "croupier/v1/access.proto",
 }
+
+const (
+	CertificateService_RevokeCertificate_FullMethodName       = "/croupier.v1.CertificateService/RevokeCertificate"
+	CertificateService_ListRevokedCertificates_FullMethodName = "/croupier.v1.CertificateService/ListRevokedCertificates"
+)
+
+// CertificateServiceClient is the client API for CertificateService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// CertificateService revokes agent and operator client certificates. A
+// revoked certificate is refused on every call, and an agent using one loses
+// its tunnel at once.
+type CertificateServiceClient interface {
+	// Revokes a certificate, given as PEM or by serial number (hex). Needs
+	// certificate:revoke on "*".
+	RevokeCertificate(ctx context.Context, in *RevokeCertificateRequest, opts ...grpc.CallOption) (*RevokeCertificateResponse, error)
+	// Lists revoked certificates. Needs certificate:revoke on "*".
+	ListRevokedCertificates(ctx context.Context, in *ListRevokedCertificatesRequest, opts ...grpc.CallOption) (*ListRevokedCertificatesResponse, error)
+}
+
+type certificateServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewCertificateServiceClient(cc grpc.ClientConnInterface) CertificateServiceClient {
+	return &certificateServiceClient{cc}
+}
+
+func (c *certificateServiceClient) RevokeCertificate(ctx context.Context, in *RevokeCertificateRequest, opts ...grpc.CallOption) (*RevokeCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeCertificateResponse)
+	err := c.cc.Invoke(ctx, CertificateService_RevokeCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateServiceClient) ListRevokedCertificates(ctx context.Context, in *ListRevokedCertificatesRequest, opts ...grpc.CallOption) (*ListRevokedCertificatesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRevokedCertificatesResponse)
+	err := c.cc.Invoke(ctx, CertificateService_ListRevokedCertificates_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CertificateServiceServer is the server API for CertificateService service.
+// All implementations must embed UnimplementedCertificateServiceServer
+// for forward compatibility.
+//
+// CertificateService revokes agent and operator client certificates. A
+// revoked certificate is refused on every call, and an agent using one loses
+// its tunnel at once.
+type CertificateServiceServer interface {
+	// Revokes a certificate, given as PEM or by serial number (hex). Needs
+	// certificate:revoke on "*".
+	RevokeCertificate(context.Context, *RevokeCertificateRequest) (*RevokeCertificateResponse, error)
+	// Lists revoked certificates. Needs certificate:revoke on "*".
+	ListRevokedCertificates(context.Context, *ListRevokedCertificatesRequest) (*ListRevokedCertificatesResponse, error)
+	mustEmbedUnimplementedCertificateServiceServer()
+}
+
+// UnimplementedCertificateServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedCertificateServiceServer struct{}
+
+func (UnimplementedCertificateServiceServer) RevokeCertificate(context.Context, *RevokeCertificateRequest) (*RevokeCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeCertificate not implemented")
+}
+func (UnimplementedCertificateServiceServer) ListRevokedCertificates(context.Context, *ListRevokedCertificatesRequest) (*ListRevokedCertificatesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRevokedCertificates not implemented")
+}
+func (UnimplementedCertificateServiceServer) mustEmbedUnimplementedCertificateServiceServer() {}
+func (UnimplementedCertificateServiceServer) testEmbeddedByValue()                            {}
+
+// UnsafeCertificateServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to CertificateServiceServer will
+// result in compilation errors.
+type UnsafeCertificateServiceServer interface {
+	mustEmbedUnimplementedCertificateServiceServer()
+}
+
+func RegisterCertificateServiceServer(s grpc.ServiceRegistrar, srv CertificateServiceServer) {
+	// If the following call panics, it indicates UnimplementedCertificateServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&CertificateService_ServiceDesc, srv)
+}
+
+func _CertificateService_RevokeCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).RevokeCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_RevokeCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).RevokeCertificate(ctx, req.(*RevokeCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateService_ListRevokedCertificates_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRevokedCertificatesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).ListRevokedCertificates(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_ListRevokedCertificates_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).ListRevokedCertificates(ctx, req.(*ListRevokedCertificatesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// CertificateService_ServiceDesc is the grpc.ServiceDesc for CertificateService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var CertificateService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "croupier.v1.CertificateService",
+	HandlerType: (*CertificateServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RevokeCertificate",
+			Handler:    _CertificateService_RevokeCertificate_Handler,
+		},
+		{
+			MethodName: "ListRevokedCertificates",
+			Handler:    _CertificateService_ListRevokedCertificates_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "croupier/v1/access.proto",
+}
