@@ -21,8 +21,11 @@ FUZZTIME ?= 20s
 
 all: build
 
+# build produces bin/croupier and bin/gsegame (the demo GSE game server that
+# `croupier dev` runs as its demo fleet).
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/croupier ./cmd/croupier
+	$(GO) build -o bin/gsegame ./examples/gsegame
 
 # dev builds the binary and runs everything in one process on embedded SQLite.
 dev: build

@@ -94,6 +94,7 @@ func run(n int, dur time.Duration, conc int) error {
 	acfg := config.DefaultAgent()
 	acfg.ID, acfg.Game, acfg.Env, acfg.DataDir = certs.DevAgentName, "demo", "dev", dir
 	acfg.Server, acfg.SDKAddr, acfg.TLSServerName = srv.GRPCAddr(), "127.0.0.1:0", "localhost"
+	acfg.GSEAddr = ""
 	ag, err := agent.New(acfg, quiet)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/buildinfo"
 	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/gse"
 	"github.com/croupier/croupier/internal/schema"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/internal/tunnel"
@@ -46,6 +48,7 @@ type Agent struct {
 	conn    *grpc.ClientConn
 	control controlClient
 	client  *tunnel.Client
+	gse     *gse.Agent // the fleet plane's game-process endpoint; nil when disabled
 
 	mu         sync.RWMutex
 	enabled    map[string]bool // function -> enabled, from GetAssignments
@@ -118,6 +121,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err = a.dial(copts); err != nil {
 		return err
 	}
+	if err = a.startGSE(handlers); err != nil {
+		return err
+	}
 
 	a.wg.Add(2)
 	go func() {
@@ -132,9 +138,63 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			a.log.Error("tunnel stopped", "err", err)
 		}
 	}()
-	a.log.Info("croupier agent started", "sdk", a.SDKAddr(), "server", a.cfg.Server, "transport", a.cfg.Transport,
+	a.log.Info("croupier agent started", "sdk", a.SDKAddr(), "gse", a.GSEAddr(), "server", a.cfg.Server, "transport", a.cfg.Transport,
 		"game", a.cfg.Game, "env", a.cfg.Env)
 	return nil
+}
+
+// startGSE brings up the GSE-compatible endpoint for game processes and
+// registers the fleet commands the server sends over the tunnel.
+func (a *Agent) startGSE(handlers *tunnel.HandlerRegistry) error {
+	if a.cfg.GSEAddr == "" {
+		return nil
+	}
+	if a.conn == nil {
+		a.log.Warn("the fleet plane needs the grpc transport; GSE endpoint disabled", "transport", a.cfg.Transport)
+		return nil
+	}
+	g, err := gse.New(gse.Config{
+		AgentID: a.cfg.ID, GameID: a.cfg.Game, Env: a.cfg.Env, Labels: a.cfg.LabelMap(),
+		Addr: a.cfg.GSEAddr, DataDir: filepath.Join(a.cfg.DataDir, "gse", a.cfg.ID), IPAddress: a.cfg.GSEIP, DNSName: a.cfg.GSEDNS,
+		DefaultFleetID: a.cfg.GSEDefaultFleet, HealthInterval: a.cfg.GSEHealthInterval,
+		Upstream: gse.ClientUpstream(croupierv1.NewFleetAgentServiceClient(a.conn)),
+		Logger:   a.log.With("component", "gse"),
+	})
+	if err != nil {
+		return err
+	}
+	for _, err := range []error{
+		tunnel.Register(handlers, g.StartGameServerSession),
+		tunnel.Register(handlers, g.TerminateProcess),
+		tunnel.Register(handlers, g.FetchProcessLog),
+		tunnel.Register(handlers, g.SyncFleets),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	if err := g.Start(); err != nil {
+		return fmt.Errorf("gse endpoint %s: %w", a.cfg.GSEAddr, err)
+	}
+	a.gse = g
+	return nil
+}
+
+// GSEAddr is the bound GSE endpoint address ("" when disabled).
+func (a *Agent) GSEAddr() string {
+	if a.gse == nil {
+		return ""
+	}
+	return a.gse.Addr()
+}
+
+// StopGameProcesses ends the game processes the agent launched (croupier
+// dev does this on exit; a production agent leaves them for its successor
+// to adopt).
+func (a *Agent) StopGameProcesses(ctx context.Context) {
+	if a.gse != nil {
+		a.gse.StopAll(ctx)
+	}
 }
 
 func (a *Agent) dial(copts tunnel.ClientOptions) error {
@@ -176,6 +236,9 @@ func (a *Agent) session(ctx context.Context) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
+		if a.gse != nil {
+			a.gse.Resync()
+		}
 		interval, err := a.register(ctx)
 		for err != nil {
 			a.log.Warn("register with server failed; retrying", "err", err)
@@ -345,6 +408,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		a.sdkServer.Stop()
 	}
 	a.wg.Wait()
+	if a.gse != nil {
+		a.gse.Close() // game processes keep running; the next agent adopts them
+	}
 	a.closeAll()
 	a.log.Info("croupier agent stopped")
 	return nil

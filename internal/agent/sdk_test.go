@@ -45,6 +45,7 @@ func TestAgentServesSDKInstances(t *testing.T) {
 	cfg := config.DefaultAgent()
 	cfg.ID, cfg.Game, cfg.Env, cfg.DataDir = "edge-1", "demo", "dev", t.TempDir()
 	cfg.Insecure, cfg.Server, cfg.SDKAddr, cfg.ReconnectMax = true, closedAddr(t), "127.0.0.1:0", 200*time.Millisecond
+	cfg.GSEAddr = "127.0.0.1:0"
 	a, err := New(cfg, quietLog())
 	if err != nil {
 		t.Fatal(err)

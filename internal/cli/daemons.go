@@ -82,6 +82,11 @@ func agentFlags(fs *pflag.FlagSet, d config.Agent) {
 	fs.StringSlice("labels", nil, "labels key=value (repeatable)")
 	fs.String("data-dir", d.DataDir, "data directory (default certificate paths)")
 	fs.Duration("reconnect-max", d.ReconnectMax, "longest wait between reconnect attempts")
+	fs.String("gse-addr", d.GSEAddr, "GSE-compatible game-process endpoint (loopback); empty disables the fleet plane")
+	fs.String("gse-ip", "", "address players connect to (default: the host's primary IP)")
+	fs.String("gse-dns", "", "DNS name players connect to")
+	fs.String("gse-default-fleet", "", "fleet of processes that report ready without being launched by this agent")
+	fs.Duration("gse-health-interval", 0, "how often game processes get OnHealthCheck (default 60s)")
 }
 
 func newAgentCmd(g *globals) *cobra.Command {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/examples/demogame"
 	"github.com/croupier/croupier/internal/agent"
 	"github.com/croupier/croupier/internal/certs"
@@ -22,7 +23,7 @@ import (
 func newDevCmd(g *globals) *cobra.Command {
 	var (
 		dataDir, grpcAddr, httpAddr, tunnelAddr, sdkAddr string
-		adminPassword                                    string
+		adminPassword, gseAddr                           string
 		players                                          int
 	)
 	cmd := &cobra.Command{
@@ -41,7 +42,7 @@ DATA_DIR/client.yaml for the CLI.`,
 			}
 			return runDev(cmd.Context(), g, devOptions{
 				dataDir: dataDir, grpcAddr: grpcAddr, httpAddr: httpAddr, tunnelAddr: tunnelAddr, sdkAddr: sdkAddr, players: players,
-				adminPassword: adminPassword,
+				adminPassword: adminPassword, gseAddr: gseAddr,
 			})
 		},
 	}
@@ -52,13 +53,14 @@ DATA_DIR/client.yaml for the CLI.`,
 	fs.StringVar(&tunnelAddr, "tunnel-http-addr", "127.0.0.1:8444", "long-poll tunnel address; empty disables")
 	fs.StringVar(&sdkAddr, "sdk-addr", "127.0.0.1:19090", "agent SDK address for game servers")
 	fs.IntVar(&players, "players", 100, "demo players p1..pN")
+	fs.StringVar(&gseAddr, "gse-addr", "127.0.0.1:5758", "the agent's GSE-compatible endpoint for game processes; empty disables the demo fleet")
 	fs.StringVar(&adminPassword, "admin-password", "", "password of the admin user (default $CROUPIER_ADMIN_PASSWORD, else generated and printed once)")
 	return cmd
 }
 
 type devOptions struct {
 	dataDir, grpcAddr, httpAddr, tunnelAddr, sdkAddr string
-	adminPassword                                    string
+	adminPassword, gseAddr                           string
 	players                                          int
 }
 
@@ -106,6 +108,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	acfg.ID, acfg.Game, acfg.Env = certs.DevAgentName, certs.DevGame, certs.DevEnv
 	acfg.DataDir, acfg.Server, acfg.SDKAddr = dataDir, srv.GRPCAddr(), o.sdkAddr
 	acfg.TLSServerName = "localhost"
+	acfg.GSEAddr, acfg.GSEIP = o.gseAddr, "127.0.0.1"
 	ag, err := agent.New(acfg, log.With("part", "agent"))
 	if err != nil {
 		return err
@@ -113,7 +116,11 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	if err := ag.Start(ctx); err != nil {
 		return err
 	}
-	shutdown = append(shutdown, ag.Shutdown)
+	shutdown = append(shutdown, ag.Shutdown, func(ctx context.Context) error {
+		ag.StopGameProcesses(ctx) // the demo fleet's processes end with dev
+		return nil
+	})
+	fleetNote := startDemoFleet(ctx, srv, o.gseAddr != "")
 
 	client := sdk.New(sdk.Options{AgentAddr: ag.SDKAddr(), InstanceID: "demo-1", Logger: log.With("part", "gameserver")})
 	game := demogame.New(client.InstanceID(), o.players)
@@ -147,6 +154,7 @@ Croupier dev is running.
   server HTTP   https://%s  (/healthz /readyz /metrics)
   agent SDK     %s
   game          demo/dev, instance demo-1, players p1..p%d
+  fleet         %s
   data          %s
   profile       %s  (signed in as admin)
 
@@ -157,7 +165,7 @@ Try it (in another terminal):
   croupier invoke player.grant_item --game demo --env dev --payload '{"player_id":"p1","item_id":"sword","count":1}'
 
 Press Ctrl-C to stop.
-`, srv.GRPCAddr(), srv.HTTPAddr(), ag.SDKAddr(), o.players, dataDir, profilePath, profilePath)
+`, srv.GRPCAddr(), srv.HTTPAddr(), ag.SDKAddr(), o.players, fleetNote, dataDir, profilePath, profilePath)
 
 	select {
 	case <-ctx.Done():
@@ -179,6 +187,45 @@ func randomPassword() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// startDemoFleet creates (once) the demo fleet: two GSE game processes of
+// examples/gsegame, supervised by the embedded agent. The binary is the
+// gsegame next to croupier (make build puts both in bin/).
+func startDemoFleet(ctx context.Context, srv *server.Server, enabled bool) string {
+	if !enabled {
+		return "disabled (--gse-addr \"\")"
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "not started: " + err.Error()
+	}
+	bin := filepath.Join(filepath.Dir(self), "gsegame")
+	if _, err := os.Stat(bin); err != nil {
+		return "not started: no gsegame binary next to croupier (make build builds it)"
+	}
+	fleets := srv.Fleet()
+	list, err := fleets.ListFleets(ctx, &croupierv1.ListFleetsRequest{GameId: certs.DevGame, Env: certs.DevEnv})
+	if err != nil {
+		return "not started: " + err.Error()
+	}
+	for _, f := range list.GetFleets() {
+		if f.GetName() == "demo-fleet" {
+			return f.GetFleetId() + " (2 gsegame processes)"
+		}
+	}
+	resp, err := fleets.CreateFleet(ctx, &croupierv1.CreateFleetRequest{Fleet: &croupierv1.Fleet{
+		GameId: certs.DevGame, Env: certs.DevEnv, Name: "demo-fleet", Description: "examples/gsegame, a GSE game server",
+		ProtectionPolicy: "NoProtection",
+		RuntimeConfiguration: &croupierv1.RuntimeConfiguration{
+			ServerProcesses:                           []*croupierv1.ServerProcess{{LaunchPath: bin, ConcurrentExecutions: 2}},
+			GameServerSessionActivationTimeoutSeconds: 60,
+		},
+	}})
+	if err != nil {
+		return "not started: " + err.Error()
+	}
+	return resp.GetFleet().GetFleetId() + " (2 gsegame processes)"
 }
 
 // waitReady waits until the demo functions are registered, so the printed

@@ -136,6 +136,9 @@ Start everything on one machine with "croupier dev".`,
 		newRoleCmd(g),
 		newApprovalsCmd(g),
 		newAuditCmd(g),
+		newFleetCmd(g),
+		newSessionCmd(g),
+		newPlayerCmd(g),
 	)
 	return root
 }

@@ -35,6 +35,18 @@ type Agent struct {
 	DataDir string `koanf:"data_dir"`
 	// ReconnectMax caps the reconnect backoff.
 	ReconnectMax time.Duration `koanf:"reconnect_max"`
+	// GSEAddr is where the GSE-compatible game-process endpoint listens
+	// (GseGrpcSdkService, loopback); empty disables the fleet plane.
+	GSEAddr string `koanf:"gse_addr"`
+	// GSEIP and GSEDNS are the address players connect to, reported in game
+	// server sessions; default the host's primary IP.
+	GSEIP  string `koanf:"gse_ip"`
+	GSEDNS string `koanf:"gse_dns"`
+	// GSEDefaultFleet is the fleet of processes that call ProcessReady
+	// without having been launched by this agent.
+	GSEDefaultFleet string `koanf:"gse_default_fleet"`
+	// GSEHealthInterval is how often processes are asked OnHealthCheck.
+	GSEHealthInterval time.Duration `koanf:"gse_health_interval"`
 }
 
 // DefaultAgent returns the defaults of `croupier agent`.
@@ -47,6 +59,7 @@ func DefaultAgent() Agent {
 		SDKAddr:      "127.0.0.1:19090",
 		DataDir:      DefaultDataDir(),
 		ReconnectMax: 30 * time.Second,
+		GSEAddr:      "127.0.0.1:5758",
 	}
 }
 
@@ -83,6 +96,11 @@ func (c *Agent) Resolve() error {
 		}
 	default:
 		p = append(p, fmt.Sprintf("transport %q: use grpc or longpoll", c.Transport))
+	}
+	if c.GSEAddr != "" {
+		if _, _, err := net.SplitHostPort(c.GSEAddr); err != nil {
+			p = append(p, fmt.Sprintf("gse_addr %q is not host:port (empty disables the GSE endpoint)", c.GSEAddr))
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.SDKAddr); err != nil {
 		p = append(p, fmt.Sprintf("sdk_addr %q is not host:port", c.SDKAddr))

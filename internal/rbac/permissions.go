@@ -27,12 +27,14 @@ const (
 	UserAdmin        = "user:admin"         // UserService
 	RoleAdmin        = "role:admin"         // RoleService, GrantRole, RevokeRole
 	CertRevoke       = "certificate:revoke" // CertificateService
+	FleetRead        = "fleet:read"         // FleetService: get, list, describe, search
+	FleetWrite       = "fleet:write"        // FleetService: fleets, sessions, placements, player joins
 )
 
 // Known lists the platform's permissions in documentation order.
 var Known = []string{
 	FunctionInvoke, FunctionRegister, JobStart, JobCancel, JobRead, RegistryRead, AgentRead,
-	AssignmentWrite, AuditRead, ApprovalDecide, UserAdmin, RoleAdmin, CertRevoke,
+	AssignmentWrite, AuditRead, ApprovalDecide, UserAdmin, RoleAdmin, CertRevoke, FleetRead, FleetWrite,
 }
 
 var permissionRE = regexp.MustCompile(`^(\*|[a-z][a-z0-9_.-]{0,63}:(\*|[a-z][a-z0-9_.-]{0,63}))$`)

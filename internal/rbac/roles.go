@@ -24,8 +24,8 @@ type BuiltinRole struct {
 
 var builtins = []BuiltinRole{
 	{AdminRole, []string{"*"}, "every permission; granted on * it includes user and role administration"},
-	{OperatorRole, []string{FunctionInvoke, JobStart, JobCancel, JobRead, RegistryRead, AgentRead}, "invoke functions and run jobs, read the registry"},
-	{ViewerRole, []string{JobRead, RegistryRead, AgentRead}, "read-only: jobs, registry, agents"},
+	{OperatorRole, []string{FunctionInvoke, JobStart, JobCancel, JobRead, RegistryRead, AgentRead, FleetRead, FleetWrite}, "invoke functions and run jobs, read the registry, run fleets and sessions"},
+	{ViewerRole, []string{JobRead, RegistryRead, AgentRead, FleetRead}, "read-only: jobs, registry, agents, fleets"},
 	{ApproverRole, []string{ApprovalDecide, JobRead, RegistryRead}, "approve or reject other people's requests"},
 	{AuditorRole, []string{AuditRead, JobRead}, "read and verify the audit log"},
 }

@@ -116,3 +116,7 @@ func (s *Server) registerAccessREST(ctx context.Context, gw *gwruntime.ServeMux)
 // Auth exposes the users-and-tokens service (used by `croupier dev` to
 // bootstrap the admin's profile).
 func (s *Server) Auth() *authsvc.Service { return s.auth }
+
+// Fleet exposes the fleet API without authorisation, for the embedding
+// process (croupier dev).
+func (s *Server) Fleet() croupierv1.FleetServiceServer { return s.fleet.GRPC() }

@@ -18,11 +18,14 @@ import (
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/apierr"
 	authsvc "github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/control"
+	"github.com/croupier/croupier/internal/fleet"
 	"github.com/croupier/croupier/internal/invoke"
 	"github.com/croupier/croupier/internal/jobs"
+	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/store"
 	"github.com/croupier/croupier/internal/tlsconf"
@@ -32,10 +35,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
 )
 
 // Server is a running croupier server.
@@ -53,6 +58,7 @@ type Server struct {
 	guard    *guard
 
 	revocations *revocations
+	fleet       *fleet.Service
 	health      *health.Server
 	metrics     *prometheus.Registry
 
@@ -155,6 +161,18 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err = s.openAccess(ctx); err != nil {
 		return err
 	}
+	if s.fleet, err = fleet.New(fleet.Config{
+		Store: s.store,
+		Agents: &fleet.TunnelDispatcher{
+			Tunnel:    s.tunnel,
+			Broadcast: func(ctx context.Context, req proto.Message) { s.tunnel.CallAll(ctx, req) },
+		},
+		Logger:         s.log.With("component", "fleet"),
+		AuthorizeAgent: authorizeFleetAgent,
+	}); err != nil {
+		return err
+	}
+	s.fleet.Start()
 
 	var serverTLS *tls.Config
 	if !s.cfg.Insecure {
@@ -179,6 +197,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	croupierv1.RegisterRegistryServiceServer(s.grpcServer, rh)
 	s.registerAccess(s.grpcServer)
 	croupierv1.RegisterCertificateServiceServer(s.grpcServer, certService{s: s})
+	croupierv1.RegisterFleetServiceServer(s.grpcServer, fleetGuard{inner: s.fleet.GRPC()})
+	croupierv1.RegisterFleetAgentServiceServer(s.grpcServer, s.fleet.AgentAPI())
 	s.tunnel.RegisterGRPC(s.grpcServer)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcServer, s.health)
@@ -438,6 +458,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.wg.Wait()
+	if s.fleet != nil {
+		s.fleet.Close()
+	}
 	s.closeAll()
 	s.log.Info("croupier server stopped")
 	return nil
@@ -464,6 +487,21 @@ func (s *Server) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return s.Shutdown(sctx)
+}
+
+// authorizeFleetAgent lets an agent act only as itself and in its scope on
+// FleetAgentService (the agent side of the fleet plane).
+func authorizeFleetAgent(ctx context.Context, agentID, game, env string) error {
+	p := principal.FromContext(ctx)
+	switch {
+	case p.Kind == principal.Anonymous:
+		return nil // insecure loopback development server
+	case p.Kind != principal.Agent || p.Name != agentID:
+		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "%s cannot act as agent %q", p, agentID)
+	case game != "" && (p.Game != game || p.Env != env):
+		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "agent %s is confined to %s/%s, not %s/%s", p.Name, p.Game, p.Env, game, env)
+	}
+	return nil
 }
 
 // tunnelCaller sends invocations over the tunnel.

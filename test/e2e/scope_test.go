@@ -46,7 +46,7 @@ func TestScopesAssignmentsAndRegisterFunction(t *testing.T) {
 			t.Fatal(out)
 		}
 		p := start(t, "agent-x", bins.croupier, "agent", "--log-format", "json", "--agent-id", "agent-x", "--game-id", "other", "--env", "prod",
-			"--server", c.grpc, "--sdk-addr", "127.0.0.1:0", "--reconnect-max", "1s",
+			"--server", c.grpc, "--sdk-addr", "127.0.0.1:0", "--gse-addr", "", "--reconnect-max", "1s",
 			"--tls-ca", filepath.Join(c.certs, "ca.crt"), "--tls-cert", filepath.Join(c.certs, "agent-x.crt"),
 			"--tls-key", filepath.Join(c.certs, "agent-x.key"), "--tls-server-name", "localhost")
 		ev := p.waitLog("register with server failed; retrying", 15*time.Second)

@@ -1,0 +1,91 @@
+package gse
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// logDir holds the logs collected from an ended process.
+func (a *Agent) logDir(p *proc) string {
+	return filepath.Join(a.gseDir(), "logs", sanitize(p.id))
+}
+
+// collectedPath is where log file i of p is kept after p ended.
+func (a *Agent) collectedPath(p *proc, i int) string {
+	return filepath.Join(a.logDir(p), fmt.Sprintf("%d-%s", i, sanitize(filepath.Base(p.logFiles[i]))))
+}
+
+// collectLogs copies the files a process declared in logPathsToUpload into
+// the data dir when it ends, so they stay readable through the server
+// (GetProcessLog) after the next process of the slot overwrites them. Each
+// copy keeps at most MaxLogCopyBytes, from the end of the file. Directories
+// and missing files are skipped.
+func (a *Agent) collectLogs(p *proc) {
+	if a.cfg.DataDir == "" || len(p.logFiles) == 0 {
+		return
+	}
+	if err := os.MkdirAll(a.logDir(p), 0o750); err != nil {
+		a.log.Warn("collecting logs", "process", p.id, "err", err)
+		return
+	}
+	for i, src := range p.logFiles {
+		if err := copyTail(src, a.collectedPath(p, i), a.cfg.MaxLogCopyBytes); err != nil {
+			a.log.Warn("collecting a log file", "process", p.id, "path", src, "err", err)
+		}
+	}
+}
+
+func copyTail(src, dst string, limit int64) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", src)
+	}
+	if st.Size() > limit {
+		if _, err := in.Seek(st.Size()-limit, io.SeekStart); err != nil {
+			return err
+		}
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, io.LimitReader(in, limit)); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// dropLogs deletes what the agent kept of processes past LogRetention.
+func (a *Agent) dropLogs(ps []*proc) {
+	for _, p := range ps {
+		if a.cfg.DataDir == "" {
+			return
+		}
+		_ = os.RemoveAll(a.logDir(p))
+		if p.stdoutPath != "" && strings.HasPrefix(p.stdoutPath, a.gseDir()) {
+			_ = os.Remove(p.stdoutPath)
+		}
+	}
+}
+
+// sanitize keeps a name usable as one path element.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == 0 || r == ':' {
+			return '_'
+		}
+		return r
+	}, s)
+}
