@@ -218,7 +218,7 @@ func startDemoFleet(ctx context.Context, srv *server.Server, enabled bool) strin
 		GameId: certs.DevGame, Env: certs.DevEnv, Name: "demo-fleet", Description: "examples/gsegame, a GSE game server",
 		ProtectionPolicy: "NoProtection",
 		RuntimeConfiguration: &croupierv1.RuntimeConfiguration{
-			ServerProcesses:                           []*croupierv1.ServerProcess{{LaunchPath: bin, ConcurrentExecutions: 2}},
+			ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: bin, ConcurrentExecutions: 2}},
 			GameServerSessionActivationTimeoutSeconds: 60,
 		},
 	}})

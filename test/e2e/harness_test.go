@@ -26,7 +26,7 @@ import (
 )
 
 var bins struct {
-	croupier, gameserver string
+	croupier, gameserver, gsegame string
 }
 
 func TestMain(m *testing.M) {
@@ -37,8 +37,9 @@ func TestMain(m *testing.M) {
 	}
 	bins.croupier = filepath.Join(dir, "croupier")
 	bins.gameserver = filepath.Join(dir, "gameserver")
+	bins.gsegame = filepath.Join(dir, "gsegame")
 	root := repoRoot()
-	for out, pkg := range map[string]string{bins.croupier: "./cmd/croupier", bins.gameserver: "./examples/gameserver"} {
+	for out, pkg := range map[string]string{bins.croupier: "./cmd/croupier", bins.gameserver: "./examples/gameserver", bins.gsegame: "./examples/gsegame"} {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Dir = root
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

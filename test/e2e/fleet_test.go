@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// TestFleetEndToEnd runs the fleet plane through real processes: the agent
+// launches and supervises examples/gsegame (a game server that speaks only
+// the raw GSE protos), the server places sessions and players on them.
+func TestFleetEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	c := newCluster(t)
+	ctx := context.Background()
+	fl := croupierv1.NewFleetServiceClient(c.conn)
+	f, err := fl.CreateFleet(ctx, &croupierv1.CreateFleetRequest{Fleet: &croupierv1.Fleet{
+		GameId: "demo", Env: "dev", Name: "e2e", PlayerSessionReservationTimeoutSeconds: 2,
+		AgentSelector: map[string]string{}, // agent-a runs it: agent-b is on long-poll, without the GSE endpoint
+		RuntimeConfiguration: &croupierv1.RuntimeConfiguration{
+			ServerProcesses:                           []*croupierv1.ServerProcess{{LaunchPath: bins.gsegame, ConcurrentExecutions: 2}},
+			GameServerSessionActivationTimeoutSeconds: 30,
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleetID := f.GetFleet().GetFleetId()
+	t.Cleanup(func() { // the game processes outlive the agent by design
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if r, err := fl.ListProcesses(ctx, &croupierv1.ListProcessesRequest{FleetId: fleetID}); err == nil {
+			for _, p := range r.GetProcesses() {
+				_ = syscall.Kill(int(p.GetPid()), syscall.SIGKILL)
+			}
+		}
+	})
+	active := func() []*croupierv1.Process {
+		r, err := fl.ListProcesses(ctx, &croupierv1.ListProcessesRequest{FleetId: fleetID, Status: "ACTIVE"})
+		if err != nil {
+			return nil
+		}
+		return r.GetProcesses()
+	}
+	waitFor(t, 30*time.Second, "two ACTIVE processes", func() bool { return len(active()) == 2 })
+
+	var sid string
+	t.Run("session ACTIVATING to ACTIVE via the game's ActivateGameServerSession", func(t *testing.T) {
+		r, err := fl.CreateGameServerSession(ctx, &croupierv1.CreateGameServerSessionRequest{FleetId: fleetID, MaxPlayers: 2, Name: "duel-1",
+			GameProperties: []*croupierv1.GameProperty{{Key: "mode", Value: "duel"}}, IdempotencyToken: "tok-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sid = r.GetGameServerSession().GetGameServerSessionId()
+		again, err := fl.CreateGameServerSession(ctx, &croupierv1.CreateGameServerSessionRequest{FleetId: fleetID, MaxPlayers: 2, Name: "duel-1", IdempotencyToken: "tok-1"})
+		if err != nil || again.GetGameServerSession().GetGameServerSessionId() != sid {
+			t.Fatalf("idempotency token: %v %v", again, err)
+		}
+		waitFor(t, 15*time.Second, "session ACTIVE", func() bool {
+			g, err := fl.GetGameServerSession(ctx, &croupierv1.GetGameServerSessionRequest{GameServerSessionId: sid})
+			return err == nil && g.GetGameServerSession().GetStatus() == "ACTIVE"
+		})
+	})
+
+	t.Run("joins fill the session; a full session refuses", func(t *testing.T) {
+		for _, p := range []string{"p1", "p2"} {
+			r, err := fl.JoinGameServerSession(ctx, &croupierv1.JoinGameServerSessionRequest{GameServerSessionId: sid, PlayerId: p, PlayerData: "lvl=3"})
+			if err != nil || r.GetPlayerSession().GetStatus() != "RESERVED" || r.GetPlayerSession().GetPort() == 0 {
+				t.Fatalf("join %s: %v %v", p, r, err)
+			}
+		}
+		if _, err := fl.JoinGameServerSession(ctx, &croupierv1.JoinGameServerSessionRequest{GameServerSessionId: sid, PlayerId: "p3"}); err == nil {
+			t.Fatal("a full session accepted a third player")
+		}
+	})
+
+	t.Run("search with the GSE filter grammar", func(t *testing.T) {
+		r, err := fl.SearchGameServerSessions(ctx, &croupierv1.SearchGameServerSessionsRequest{FleetId: fleetID,
+			FilterExpression: "gameServerSessionProperties.mode = 'duel' AND playerSessionCount = 2", SortExpression: "creationTimeMillis DESC"})
+		if err != nil || len(r.GetGameServerSessions()) != 1 {
+			t.Fatalf("search: %v %v", r, err)
+		}
+		_, err = fl.SearchGameServerSessions(ctx, &croupierv1.SearchGameServerSessionsRequest{FleetId: fleetID, FilterExpression: "playerSessionCount >> 1"})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "offset 19") {
+			t.Fatalf("bad filter: %v", err)
+		}
+	})
+
+	t.Run("reservations time out and free their slots", func(t *testing.T) {
+		waitFor(t, 15*time.Second, "RESERVED player sessions to time out", func() bool {
+			r, err := fl.DescribePlayerSessions(ctx, &croupierv1.DescribePlayerSessionsRequest{GameServerSessionId: sid, PlayerSessionStatusFilter: "TIMEDOUT"})
+			return err == nil && len(r.GetPlayerSessions()) == 2
+		})
+		if _, err := fl.JoinGameServerSession(ctx, &croupierv1.JoinGameServerSessionRequest{GameServerSessionId: sid, PlayerId: "p3"}); err != nil {
+			t.Fatalf("join after the slots were freed: %v", err)
+		}
+	})
+
+	t.Run("terminate frees the process for a new session", func(t *testing.T) {
+		if _, err := fl.TerminateGameServerSession(ctx, &croupierv1.TerminateGameServerSessionRequest{GameServerSessionId: sid}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 15*time.Second, "session TERMINATED", func() bool {
+			g, err := fl.GetGameServerSession(ctx, &croupierv1.GetGameServerSessionRequest{GameServerSessionId: sid})
+			return err == nil && g.GetGameServerSession().GetStatus() == "TERMINATED"
+		})
+		waitFor(t, 30*time.Second, "two ACTIVE processes again", func() bool { return len(active()) == 2 })
+		for i := 0; i < 2; i++ {
+			r, err := fl.CreateGameServerSession(ctx, &croupierv1.CreateGameServerSessionRequest{FleetId: fleetID, MaxPlayers: 4})
+			if err != nil {
+				t.Fatalf("session %d after terminate: %v", i, err)
+			}
+			id := r.GetGameServerSession().GetGameServerSessionId()
+			waitFor(t, 15*time.Second, "new session ACTIVE", func() bool {
+				g, err := fl.GetGameServerSession(ctx, &croupierv1.GetGameServerSessionRequest{GameServerSessionId: id})
+				return err == nil && g.GetGameServerSession().GetStatus() == "ACTIVE"
+			})
+		}
+	})
+
+	t.Run("a crashed process is recorded and restarted", func(t *testing.T) {
+		procs := active()
+		victim := procs[0]
+		if err := syscall.Kill(int(victim.GetPid()), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "the crash recorded and a replacement ACTIVE", func() bool {
+			r, err := fl.ListProcesses(ctx, &croupierv1.ListProcessesRequest{FleetId: fleetID})
+			if err != nil {
+				return false
+			}
+			crashed, pids := false, []int32{}
+			for _, p := range r.GetProcesses() {
+				if p.GetProcessId() == victim.GetProcessId() && p.GetStatus() == "CRASHED" {
+					crashed = true
+				}
+				if p.GetStatus() == "ACTIVE" {
+					pids = append(pids, p.GetPid())
+				}
+			}
+			return crashed && len(pids) == 2 && !slices.Contains(pids, victim.GetPid())
+		})
+	})
+
+	t.Run("a restarted agent adopts its live processes", func(t *testing.T) {
+		before := active()
+		sdk := c.sdk["agent-a"]
+		c.agents["agent-a"].stop()
+		c.startAgent("agent-a", "grpc", sdk)
+		time.Sleep(2 * time.Second) // give a wrong agent the time to launch duplicates
+		after := active()
+		var pb, pa []int32
+		for _, p := range before {
+			pb = append(pb, p.GetPid())
+		}
+		for _, p := range after {
+			pa = append(pa, p.GetPid())
+		}
+		slices.Sort(pb)
+		slices.Sort(pa)
+		if !slices.Equal(pb, pa) {
+			t.Fatalf("ACTIVE processes before the agent restart %v, after %v: not adopted", pb, pa)
+		}
+	})
+}
