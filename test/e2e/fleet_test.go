@@ -27,7 +27,7 @@ func TestFleetEndToEnd(t *testing.T) {
 		GameId: "demo", Env: "dev", Name: "e2e", PlayerSessionReservationTimeoutSeconds: 2,
 		AgentSelector: map[string]string{}, // agent-a runs it: agent-b is on long-poll, without the GSE endpoint
 		RuntimeConfiguration: &croupierv1.RuntimeConfiguration{
-			ServerProcesses:                           []*croupierv1.ServerProcess{{LaunchPath: bins.gsegame, ConcurrentExecutions: 2}},
+			ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: bins.gsegame, ConcurrentExecutions: 2}},
 			GameServerSessionActivationTimeoutSeconds: 30,
 		},
 	}})

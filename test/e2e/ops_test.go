@@ -38,13 +38,15 @@ type cluster struct {
 	fn      croupierv1.FunctionServiceClient
 	reg     croupierv1.RegistryServiceClient
 	profile string
+	// serverArgs are extra flags for the server (later ones win).
+	serverArgs []string
 }
 
 // adminPassword is the password of the e2e clusters' administrator.
 const adminPassword = "correct-horse-battery"
 
-func newCluster(t *testing.T) *cluster {
-	c := &cluster{t: t, dir: t.TempDir(), agents: map[string]*proc{}, sdk: map[string]string{}, games: map[string]*proc{}}
+func newCluster(t *testing.T, serverArgs ...string) *cluster {
+	c := &cluster{t: t, dir: t.TempDir(), agents: map[string]*proc{}, sdk: map[string]string{}, games: map[string]*proc{}, serverArgs: serverArgs}
 	c.certs = filepath.Join(c.dir, "certs")
 	if out, code := run(t, nil, "certs", "init", "--dir", c.certs); code != 0 {
 		t.Fatalf("certs init: %s", out)
@@ -71,12 +73,13 @@ func newCluster(t *testing.T) *cluster {
 func (c *cluster) startServer(grpcAddr, httpAddr, tunnelAddr string) {
 	// The operator client certificate acts as user "operator", created as
 	// administrator at start.
-	c.server = startEnv(c.t, "server", []string{"CROUPIER_ADMIN_USER=operator", "CROUPIER_ADMIN_PASSWORD=" + adminPassword},
-		bins.croupier, "server", "--log-format", "json",
+	args := []string{"server", "--log-format", "json",
 		"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--tunnel-http-addr", tunnelAddr,
 		"--data-dir", c.dir, "--tls-ca", filepath.Join(c.certs, "ca.crt"),
 		"--tls-cert", filepath.Join(c.certs, "server.crt"), "--tls-key", filepath.Join(c.certs, "server.key"),
-		"--scopes", "demo/dev,other/dev", "--heartbeat-interval", "1s", "--rate-user", "0", "--approval-ttl", "4s")
+		"--scopes", "demo/dev,other/dev", "--heartbeat-interval", "1s", "--rate-user", "0", "--approval-ttl", "4s"}
+	c.server = startEnv(c.t, "server", []string{"CROUPIER_ADMIN_USER=operator", "CROUPIER_ADMIN_PASSWORD=" + adminPassword},
+		bins.croupier, append(args, c.serverArgs...)...)
 	ev := c.server.waitLog("croupier server started", 30*time.Second)
 	c.grpc, c.http, c.tunnel = ev["grpc"].(string), ev["http"].(string), ev["tunnel_http"].(string)
 	c.conn = operatorConn(c.t, c.certs, c.grpc)
