@@ -105,6 +105,11 @@ func (s *Server) registerAccessREST(ctx context.Context, gw *gwruntime.ServeMux)
 		func() error {
 			return croupierv1.RegisterAuditServiceHandlerServer(ctx, gw, audit.NewServer(s.guard.audit))
 		},
+		func() error { return croupierv1.RegisterCertificateServiceHandlerServer(ctx, gw, certService{s: s}) },
+		func() error {
+			return croupierv1.RegisterFleetServiceHandlerServer(ctx, gw, fleetGuard{inner: s.fleet.GRPC()})
+		},
+		func() error { return croupierv1.RegisterFleetAgentServiceHandlerServer(ctx, gw, s.fleet.AgentAPI()) },
 	} {
 		if err := reg(); err != nil {
 			return err
