@@ -300,6 +300,9 @@ func (s *Service) send(ctx context.Context, c *Call, actor, key string) (*croupi
 			if err != nil {
 				st := status.Convert(err)
 				res.Error, res.ErrorCode = st.Message(), st.Code().String()
+				if info := apierr.Info(err); info != nil && info.GetCode() != "" {
+					res.ErrorCode = info.GetCode() // the stable catalog code, e.g. NO_INSTANCE
+				}
 			} else {
 				res.Success, res.Result, res.Error, res.ErrorCode = r.GetSuccess(), r.GetResult(), r.GetError(), r.GetErrorCode()
 			}
