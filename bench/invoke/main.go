@@ -12,11 +12,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"sync"
@@ -25,11 +22,9 @@ import (
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/bench/internal/stack"
 	"github.com/croupier/croupier/examples/demogame"
-	"github.com/croupier/croupier/internal/agent"
 	"github.com/croupier/croupier/internal/certs"
-	"github.com/croupier/croupier/internal/config"
-	"github.com/croupier/croupier/internal/server"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/sdk"
 	"google.golang.org/grpc"
@@ -63,66 +58,18 @@ func main() {
 type caller func(ctx context.Context) error
 
 func run(n int, dur time.Duration, conc int) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dir, err := os.MkdirTemp("", "croupier-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	bundle, err := certs.EnsureDev(filepath.Join(dir, "certs"))
-	if err != nil {
-		return err
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-
-	scfg := config.DefaultServer()
-	scfg.DataDir, scfg.GRPCAddr, scfg.HTTPAddr, scfg.TunnelHTTPAddr = dir, "127.0.0.1:0", "127.0.0.1:0", ""
-	scfg.Scopes = []string{"demo/dev"}
-	// The client certificate acts as user "operator", an administrator;
-	// rate limits off: this measures the platform, not the limiter.
-	scfg.AdminUser, scfg.AdminPassword, scfg.RateUser, scfg.RateFunction = "operator", "bench-password-1", 0, 0
-	srv, err := server.New(scfg, quiet)
-	if err != nil {
-		return err
-	}
-	if err := srv.Start(ctx); err != nil {
-		return err
-	}
-	defer srv.Shutdown(context.Background())
-
-	acfg := config.DefaultAgent()
-	acfg.ID, acfg.Game, acfg.Env, acfg.DataDir = certs.DevAgentName, "demo", "dev", dir
-	acfg.Server, acfg.SDKAddr, acfg.TLSServerName = srv.GRPCAddr(), "127.0.0.1:0", "localhost"
-	acfg.GSEAddr = ""
-	ag, err := agent.New(acfg, quiet)
-	if err != nil {
-		return err
-	}
-	if err := ag.Start(ctx); err != nil {
-		return err
-	}
-	defer ag.Shutdown(context.Background())
-
+	ctx := context.Background()
 	game := demogame.New("bench-1", 100)
-	client := sdk.New(sdk.Options{AgentAddr: ag.SDKAddr(), InstanceID: "bench-1", Logger: quiet, MaxConcurrent: 256})
-	if err := game.Register(client); err != nil {
+	st, err := stack.Start(func(c *sdk.Client) error { return game.Register(c) }, "player.get")
+	if err != nil {
 		return err
 	}
-	go func() { _ = client.Serve(ctx) }()
-	for len(srv.Registry().Instances("demo", "dev", "player.get")) == 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
-
+	defer st.Close()
+	bundle, conn := st.Bundle, st.Conn
 	ctls, err := tlsconf.ClientConfig(bundle.CACert, bundle.ClientCert, bundle.ClientKey, "localhost")
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(ctls)))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
 	fc := croupierv1.NewFunctionServiceClient(conn)
 	payload, _ := structpb.NewStruct(map[string]any{"player_id": "p42"})
 	viaCroupier := func(ctx context.Context) error {

@@ -13,21 +13,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
-	"github.com/croupier/croupier/internal/agent"
-	"github.com/croupier/croupier/internal/certs"
-	"github.com/croupier/croupier/internal/config"
-	"github.com/croupier/croupier/internal/server"
-	"github.com/croupier/croupier/internal/tlsconf"
+	"github.com/croupier/croupier/bench/internal/stack"
 	"github.com/croupier/croupier/sdk"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -42,72 +34,24 @@ func main() {
 }
 
 func run(n, watchers int) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dir, err := os.MkdirTemp("", "croupier-jobs-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	bundle, err := certs.EnsureDev(filepath.Join(dir, "certs"))
-	if err != nil {
-		return err
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	scfg := config.DefaultServer()
-	scfg.DataDir, scfg.GRPCAddr, scfg.HTTPAddr, scfg.TunnelHTTPAddr = dir, "127.0.0.1:0", "127.0.0.1:0", ""
-	scfg.Scopes = []string{"demo/dev"}
-	// The client certificate acts as user "operator", an administrator;
-	// rate limits off: this measures the platform, not the limiter.
-	scfg.AdminUser, scfg.AdminPassword, scfg.RateUser, scfg.RateFunction = "operator", "bench-password-1", 0, 0
-	srv, err := server.New(scfg, quiet)
-	if err != nil {
-		return err
-	}
-	if err := srv.Start(ctx); err != nil {
-		return err
-	}
-	defer srv.Shutdown(context.Background())
-	acfg := config.DefaultAgent()
-	acfg.ID, acfg.Game, acfg.Env, acfg.DataDir = certs.DevAgentName, "demo", "dev", dir
-	acfg.Server, acfg.SDKAddr, acfg.TLSServerName = srv.GRPCAddr(), "127.0.0.1:0", "localhost"
-	acfg.GSEAddr = ""
-	ag, err := agent.New(acfg, quiet)
-	if err != nil {
-		return err
-	}
-	if err := ag.Start(ctx); err != nil {
-		return err
-	}
-	defer ag.Shutdown(context.Background())
-
-	client := sdk.New(sdk.Options{AgentAddr: ag.SDKAddr(), InstanceID: "bench-1", Logger: quiet})
-	err = client.RegisterJob(&croupierv1.FunctionDescriptor{Id: "bench.emit", Semantics: &croupierv1.Semantics{LongRunning: true}},
-		func(ctx context.Context, job *sdk.Job) (*structpb.Struct, error) {
-			total := int(job.Payload.GetFields()["events"].GetNumberValue())
-			for i := 1; i <= total; i++ {
-				if err := job.Progress(float64(i)/float64(total), "tick"); err != nil {
-					return nil, err
+	ctx := context.Background()
+	st, err := stack.Start(func(client *sdk.Client) error {
+		return client.RegisterJob(&croupierv1.FunctionDescriptor{Id: "bench.emit", Semantics: &croupierv1.Semantics{LongRunning: true}},
+			func(ctx context.Context, job *sdk.Job) (*structpb.Struct, error) {
+				total := int(job.Payload.GetFields()["events"].GetNumberValue())
+				for i := 1; i <= total; i++ {
+					if err := job.Progress(float64(i)/float64(total), "tick"); err != nil {
+						return nil, err
+					}
 				}
-			}
-			return structpb.NewStruct(map[string]any{"emitted": float64(total)})
-		})
+				return structpb.NewStruct(map[string]any{"emitted": float64(total)})
+			})
+	}, "bench.emit")
 	if err != nil {
 		return err
 	}
-	go func() { _ = client.Serve(ctx) }()
-	for len(srv.Registry().Instances("demo", "dev", "bench.emit")) == 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	ctls, err := tlsconf.ClientConfig(bundle.CACert, bundle.ClientCert, bundle.ClientKey, "localhost")
-	if err != nil {
-		return err
-	}
-	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(ctls)))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+	defer st.Close()
+	conn := st.Conn
 	fc := croupierv1.NewFunctionServiceClient(conn)
 	total := int64(n + 2) // START + n PROGRESS + DONE
 
@@ -203,7 +147,7 @@ func run(n, watchers int) error {
 	for _, d := range delivered {
 		slowest = max(slowest, d)
 	}
-	fmt.Printf("store %s, %d events per job, %d watchers\n", scfg.StoreDriver, total, watchers)
+	fmt.Printf("store sqlite, %d events per job, %d watchers\n", total, watchers)
 	fmt.Printf("persisted without watchers: %.0f events/s (%v)\n", float64(total)/alone.Seconds(), alone.Round(time.Millisecond))
 	fmt.Printf("persisted with %d watchers:  %.0f events/s (%v)\n", watchers, float64(total)/withWatchers.Seconds(), withWatchers.Round(time.Millisecond))
 	fmt.Printf("delivered to each watcher:  %.0f events/s (slowest watcher done after %v)\n", float64(total)/slowest.Seconds(), slowest.Round(time.Millisecond))
