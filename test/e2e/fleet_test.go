@@ -127,6 +127,37 @@ func TestFleetEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("fleet calls are authorised on the fleet's game", func(t *testing.T) {
+		users := croupierv1.NewUserServiceClient(c.conn)
+		for _, u := range []struct{ name, scope string }{{"dora", "game:demo/*"}, {"oscar", "game:other/*"}} {
+			if _, err := users.CreateUser(ctx, &croupierv1.CreateUserRequest{Username: u.name, Password: u.name + "-password"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := users.GrantRole(ctx, &croupierv1.GrantRoleRequest{Username: u.name, Role: "operator", Scope: u.scope}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tc := tokenConn(t, c)
+		login := func(name string) context.Context {
+			r, err := croupierv1.NewAuthServiceClient(tc).Login(ctx, &croupierv1.LoginRequest{Username: name, Password: name + "-password"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return bearer(r.GetAccessToken())
+		}
+		tfl := croupierv1.NewFleetServiceClient(tc)
+		_, err := tfl.ListProcesses(login("oscar"), &croupierv1.ListProcessesRequest{FleetId: fleetID})
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "game:demo/env:dev") {
+			t.Fatalf("operator of game other listing the demo fleet: %v", err)
+		}
+		if _, err := tfl.ListProcesses(login("dora"), &croupierv1.ListProcessesRequest{FleetId: fleetID}); err != nil {
+			t.Fatalf("operator of game demo listing the demo fleet: %v", err)
+		}
+		if _, err := tfl.GetFleet(login("dora"), &croupierv1.GetFleetRequest{FleetId: "no-such-fleet"}); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("a game-scoped operator asking for an unknown fleet id: %v", err)
+		}
+	})
+
 	t.Run("a crashed process is recorded and restarted", func(t *testing.T) {
 		procs := active()
 		victim := procs[0]
