@@ -149,15 +149,17 @@ func (a *Agent) startGSE(handlers *tunnel.HandlerRegistry) error {
 	if a.cfg.GSEAddr == "" {
 		return nil
 	}
-	if a.conn == nil {
-		a.log.Warn("the fleet plane needs the grpc transport; GSE endpoint disabled", "transport", a.cfg.Transport)
-		return nil
+	var upstream gse.Upstream
+	if a.conn != nil {
+		upstream = gse.ClientUpstream(croupierv1.NewFleetAgentServiceClient(a.conn))
+	} else if rc, ok := a.control.(restControl); ok {
+		upstream = restUpstream{r: rc} // long-poll: FleetAgentService as REST
 	}
 	g, err := gse.New(gse.Config{
 		AgentID: a.cfg.ID, GameID: a.cfg.Game, Env: a.cfg.Env, Labels: a.cfg.LabelMap(),
 		Addr: a.cfg.GSEAddr, DataDir: filepath.Join(a.cfg.DataDir, "gse", a.cfg.ID), IPAddress: a.cfg.GSEIP, DNSName: a.cfg.GSEDNS,
 		DefaultFleetID: a.cfg.GSEDefaultFleet, HealthInterval: a.cfg.GSEHealthInterval,
-		Upstream: gse.ClientUpstream(croupierv1.NewFleetAgentServiceClient(a.conn)),
+		Upstream: upstream,
 		Logger:   a.log.With("component", "gse"),
 	})
 	if err != nil {

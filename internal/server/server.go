@@ -318,6 +318,9 @@ func (s *Server) tunnelMux(ctx context.Context, auth authenticator) (http.Handle
 	if err := croupierv1.RegisterControlServiceHandlerServer(ctx, gw, controlHandler{svc: s.control, jobs: s.jobs}); err != nil {
 		return nil, err
 	}
+	if err := croupierv1.RegisterFleetAgentServiceHandlerServer(ctx, gw, s.fleet.AgentAPI()); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/tunnel/v1/", http.StripPrefix("/tunnel/v1", s.tunnel.LongPollHandler()))
 	mux.Handle("/api/v1/", gw)

@@ -25,7 +25,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	fl := croupierv1.NewFleetServiceClient(c.conn)
 	f, err := fl.CreateFleet(ctx, &croupierv1.CreateFleetRequest{Fleet: &croupierv1.Fleet{
 		GameId: "demo", Env: "dev", Name: "e2e", PlayerSessionReservationTimeoutSeconds: 2,
-		AgentSelector: map[string]string{}, // agent-a runs it: agent-b is on long-poll, without the GSE endpoint
+		AgentSelector: map[string]string{"transport": "grpc"}, // agent-a
 		RuntimeConfiguration: &croupierv1.RuntimeConfiguration{
 			ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: bins.gsegame, ConcurrentExecutions: 2}},
 			GameServerSessionActivationTimeoutSeconds: 30,
@@ -125,6 +125,38 @@ func TestFleetEndToEnd(t *testing.T) {
 				return err == nil && g.GetGameServerSession().GetStatus() == "ACTIVE"
 			})
 		}
+	})
+
+	t.Run("an agent on the long-poll transport runs a fleet too", func(t *testing.T) {
+		lf, err := fl.CreateFleet(ctx, &croupierv1.CreateFleetRequest{Fleet: &croupierv1.Fleet{
+			GameId: "demo", Env: "dev", Name: "e2e-longpoll", AgentSelector: map[string]string{"transport": "longpoll"},
+			RuntimeConfiguration: &croupierv1.RuntimeConfiguration{
+				ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: bins.gsegame, ConcurrentExecutions: 1}},
+			},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := lf.GetFleet().GetFleetId()
+		t.Cleanup(func() {
+			if r, err := fl.ListProcesses(context.Background(), &croupierv1.ListProcessesRequest{FleetId: id}); err == nil {
+				for _, p := range r.GetProcesses() {
+					_ = syscall.Kill(int(p.GetPid()), syscall.SIGKILL)
+				}
+			}
+		})
+		waitFor(t, 30*time.Second, "agent-b's process ACTIVE", func() bool {
+			r, err := fl.ListProcesses(ctx, &croupierv1.ListProcessesRequest{FleetId: id, Status: "ACTIVE"})
+			return err == nil && len(r.GetProcesses()) == 1 && r.GetProcesses()[0].GetAgentId() == "agent-b"
+		})
+		r, err := fl.CreateGameServerSession(ctx, &croupierv1.CreateGameServerSessionRequest{FleetId: id, MaxPlayers: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 15*time.Second, "the long-poll agent's session ACTIVE", func() bool {
+			g, err := fl.GetGameServerSession(ctx, &croupierv1.GetGameServerSessionRequest{GameServerSessionId: r.GetGameServerSession().GetGameServerSessionId()})
+			return err == nil && g.GetGameServerSession().GetStatus() == "ACTIVE"
+		})
 	})
 
 	t.Run("fleet calls are authorised on the fleet's game", func(t *testing.T) {
