@@ -33,7 +33,9 @@ import (
 	"github.com/croupier/croupier/internal/schema"
 	"github.com/croupier/croupier/internal/tunnel"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -273,16 +275,31 @@ func (c *Client) Serve(ctx context.Context) error {
 		Name: c.opts.InstanceID, Handlers: handlers, MaxInFlight: c.opts.MaxConcurrent,
 		Logger: c.log, MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second,
 		OnConnected: func(ctx context.Context) {
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			resp, err := local.RegisterInstance(rctx, &agentv1.RegisterInstanceRequest{
-				InstanceId: c.opts.InstanceID, Functions: descs, Labels: c.opts.Labels, Incarnation: c.incarnation,
-			})
-			if err != nil {
-				c.log.Error("register with agent failed", "err", err)
-				return
+			// Retry until it works or this connection ends: an instance
+			// whose tunnel is up but not registered would never be called.
+			backoff := 100 * time.Millisecond
+			for {
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				resp, err := local.RegisterInstance(rctx, &agentv1.RegisterInstanceRequest{
+					InstanceId: c.opts.InstanceID, Functions: descs, Labels: c.opts.Labels, Incarnation: c.incarnation,
+				})
+				cancel()
+				if err == nil {
+					c.log.Info("registered with agent", "agent", resp.GetAgentId(), "game", resp.GetGameId(), "env", resp.GetEnv(), "functions", len(descs))
+					return
+				}
+				if status.Code(err) == codes.InvalidArgument {
+					c.log.Error("the agent refused this instance's functions", "err", err)
+					return
+				}
+				c.log.Error("register with agent failed; retrying", "err", err, "retry_in", backoff)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 5*time.Second)
 			}
-			c.log.Info("registered with agent", "agent", resp.GetAgentId(), "game", resp.GetGameId(), "env", resp.GetEnv(), "functions", len(descs))
 		},
 	})
 	err = client.Run(ctx)

@@ -23,9 +23,24 @@ func (s *Service) ReportProcesses(ctx context.Context, agentID string, procs []*
 		return invalidArg("agent_id %q is not a valid agent id", agentID)
 	}
 	seen := make(map[string]bool, len(procs))
+	fleetScopes := map[string][2]string{}
 	for _, p := range procs {
 		if p.GetProcessId() == "" || p.GetFleetId() == "" {
 			return invalidArg("every process needs a process_id and a fleet_id")
+		}
+		// A process belongs to the scope of its fleet: an agent of one game
+		// must not offer capacity to another game's fleet.
+		sc, ok := fleetScopes[p.GetFleetId()]
+		if !ok {
+			f, err := s.st.Fleets().Get(ctx, p.GetFleetId())
+			if err != nil {
+				return storeErr(err, CodeFleetNotFound)
+			}
+			sc = [2]string{f.GetGameId(), f.GetEnv()}
+			fleetScopes[p.GetFleetId()] = sc
+		}
+		if sc != [2]string{p.GetGameId(), p.GetEnv()} {
+			return newErr(codes.PermissionDenied, CodeNotOwner, "process %s reports fleet %s, which is not a fleet of %s/%s", p.GetProcessId(), p.GetFleetId(), p.GetGameId(), p.GetEnv())
 		}
 		if p.GetAgentId() != "" && p.GetAgentId() != agentID {
 			return newErr(codes.PermissionDenied, CodeNotOwner, "agent %s cannot report process %s of agent %s", agentID, p.GetProcessId(), p.GetAgentId())

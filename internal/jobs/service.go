@@ -85,6 +85,7 @@ type Service struct {
 
 	mu     sync.Mutex
 	active map[string]*activeJob // non-terminal jobs this node knows of
+	closed bool                  // Run has ended: no new dispatches
 
 	ctx context.Context // the service's lifetime, for dispatches
 	wg  sync.WaitGroup
@@ -134,6 +135,12 @@ func (s *Service) Prepare(ctx context.Context, req *croupierv1.InvokeJobRequest)
 // StartCall stores a prepared call as a job, returns its id at once and
 // starts it on its instance in the background.
 func (s *Service) StartCall(ctx context.Context, call *invoke.Call, actor string) (*croupierv1.InvokeJobResponse, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, apierr.New(codes.Unavailable, apierr.CodeUnavailable, "the server is shutting down; start the job again shortly")
+	}
 	payload, err := json.Marshal(call.Payload.AsMap())
 	if err != nil {
 		return nil, apierr.Internal(s.log, err)
@@ -170,16 +177,18 @@ func (s *Service) StartCall(ctx context.Context, call *invoke.Call, actor string
 		}
 	}
 	aj := &activeJob{id: job.ID, agent: target.Agent, instance: target.Instance, status: store.JobPending, created: job.CreatedAt}
-	s.mu.Lock()
-	s.active[job.ID] = aj
-	s.mu.Unlock()
 	inv := &agentv1.InvokeRequest{InvocationId: job.ID, GameId: call.Game, Env: call.Env, FunctionId: call.Function,
 		InstanceId: target.Instance, Payload: call.Payload, IdempotencyKey: key, Config: call.Config, Actor: actor}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.dispatch(aj, inv)
-	}()
+	s.mu.Lock()
+	s.active[job.ID] = aj
+	if !s.closed { // shutting down: the job stays pending; the next start's check() ends it
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.dispatch(aj, inv)
+		}()
+	}
+	s.mu.Unlock()
 	s.log.Info("job created", "job", job.ID, "function", call.Function, "instance", target.Key(), "actor", actor)
 	return resp, nil
 }
@@ -287,6 +296,10 @@ func (s *Service) Report(ctx context.Context, req *croupierv1.ReportJobEventsReq
 		return nil, err
 	}
 	if aj == nil { // finished: acknowledge so the sender stops
+		if req.GetInstance() != j.Instance {
+			return nil, apierr.New(codes.PermissionDenied, apierr.CodeScopeMismatch,
+				fmt.Sprintf("job %s did not run on %s", j.ID, req.GetInstance()), "job_id", j.ID)
+		}
 		return &croupierv1.ReportJobEventsResponse{AckedSeq: j.LastSeq, Status: j.Status}, nil
 	}
 	if req.GetInstance() != aj.agent+"/"+aj.instance || req.GetAgentId() != aj.agent {
@@ -413,29 +426,30 @@ func (s *Service) applyStatus(ctx context.Context, aj *activeJob, started bool, 
 // finish ends a job from the server side (it could not start, its game
 // server is gone, or it was cancelled while unreachable) with a terminal
 // event that says why.
-func (s *Service) finish(aj *activeJob, to string, typ croupierv1.EventType, code, msg string) {
+func (s *Service) finish(aj *activeJob, to string, typ croupierv1.EventType, code, msg string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*time.Second)
 	defer cancel()
 	aj.mu.Lock()
 	defer aj.mu.Unlock()
 	if store.IsTerminal(aj.status) {
-		return
+		return nil
 	}
 	data, _ := structpb.NewStruct(map[string]any{"error_code": code})
 	ev := &croupierv1.JobEvent{JobId: aj.id, Seq: aj.lastSeq + 1, Type: typ, Message: msg, Timestamp: s.now().UnixMilli(), Data: data}
 	se, _ := toStoreEvent(ev)
 	if err := s.store.Jobs().AppendEvents(ctx, aj.id, []store.Event{se}); err != nil {
 		s.log.Error("append terminal job event", "job", aj.id, "err", err)
-		return
+		return err
 	}
 	aj.lastSeq = ev.GetSeq()
 	if err := s.applyStatus(ctx, aj, false, -1, ev); err != nil {
 		s.log.Error("end job", "job", aj.id, "err", err)
-		return
+		return err
 	}
 	s.log.Warn("job ended by the server", "job", aj.id, "status", to, "reason", msg)
 	s.notify.notify(aj.id)
 	s.forget(aj.id)
+	return nil
 }
 
 func (s *Service) forget(id string) {
@@ -462,7 +476,9 @@ func (s *Service) Cancel(ctx context.Context, req *croupierv1.CancelJobRequest) 
 	started := aj.incarnation != "" || aj.status == store.JobRunning
 	aj.mu.Unlock()
 	if !started {
-		s.finish(aj, store.JobCanceled, croupierv1.EventType_CANCELED, "CANCELED", reason)
+		if err := s.finish(aj, store.JobCanceled, croupierv1.EventType_CANCELED, "CANCELED", reason); err != nil {
+			return nil, apierr.Internal(s.log, err)
+		}
 		return &croupierv1.CancelJobResponse{Success: true, Status: store.JobCanceled}, nil
 	}
 	wait, release := s.notify.wait(aj.id)
@@ -475,7 +491,9 @@ func (s *Service) Cancel(ctx context.Context, req *croupierv1.CancelJobRequest) 
 		if err != nil {
 			why = "the game server could not be reached: " + status.Convert(err).Message()
 		}
-		s.finish(aj, store.JobCanceled, croupierv1.EventType_CANCELED, "CANCELED", reason+" ("+why+")")
+		if err := s.finish(aj, store.JobCanceled, croupierv1.EventType_CANCELED, "CANCELED", reason+" ("+why+")"); err != nil {
+			return nil, apierr.Internal(s.log, err)
+		}
 		return &croupierv1.CancelJobResponse{Success: true, Status: store.JobCanceled}, nil
 	}
 	// The handler's context is cancelled; give it a moment to report CANCELED.
@@ -611,7 +629,12 @@ func (s *Service) Open(ctx context.Context) error {
 // Run checks jobs until ctx ends: it fails those whose game server is gone
 // and prunes old finished jobs. It waits for dispatches before returning.
 func (s *Service) Run(ctx context.Context) error {
-	defer s.wg.Wait()
+	defer func() {
+		s.mu.Lock()
+		s.closed = true // under mu: no dispatch is added after this
+		s.mu.Unlock()
+		s.wg.Wait()
+	}()
 	t := time.NewTicker(s.cfg.CheckInterval)
 	defer t.Stop()
 	lastPrune := time.Time{}

@@ -170,14 +170,14 @@ func (h functionHandler) StreamJobEvents(r *croupierv1.StreamJobEventsRequest, s
 
 func (h functionHandler) CancelJob(ctx context.Context, r *croupierv1.CancelJobRequest) (resp *croupierv1.CancelJobResponse, err error) {
 	start := time.Now()
-	j, err := h.jobScope(ctx, rbac.JobCancel, r.GetJobId())
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
+	var j *croupierv1.Job
+	defer func() { // refusals are recorded too
 		h.guard.record(ctx, audit.ActionJobCancel, j.GetGameId(), j.GetEnv(), j.GetFunctionId(),
 			map[string]string{"job_id": r.GetJobId(), "reason": r.GetReason()}, nil, err, start)
 	}()
+	if j, err = h.jobScope(ctx, rbac.JobCancel, r.GetJobId()); err != nil {
+		return nil, err
+	}
 	return h.jobs.Cancel(ctx, r)
 }
 
@@ -199,6 +199,13 @@ func (h functionHandler) ListJobs(ctx context.Context, r *croupierv1.ListJobsReq
 func (h functionHandler) RegisterFunction(ctx context.Context, r *croupierv1.RegisterFunctionRequest) (*croupierv1.RegisterFunctionResponse, error) {
 	if err := allow(ctx, rbac.FunctionRegister, r.GetGameId(), r.GetEnv(), r.GetDescriptor_().GetId()); err != nil {
 		return nil, err
+	}
+	if len(h.reg.Instances(r.GetGameId(), r.GetEnv(), r.GetDescriptor_().GetId())) > 0 {
+		// The game servers that serve it own its descriptor (its auth rules
+		// included); an operator must not be able to replace them.
+		return nil, apierr.New(codes.FailedPrecondition, "FUNCTION_SERVED",
+			fmt.Sprintf("function %s is served by game servers, whose descriptor applies; RegisterFunction only declares functions nobody serves yet", r.GetDescriptor_().GetId()),
+			"function_id", r.GetDescriptor_().GetId())
 	}
 	if err := h.catalog.Register(ctx, r.GetGameId(), r.GetEnv(), r.GetDescriptor_()); err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/ratelimit"
+	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/registry"
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -174,11 +175,7 @@ func (s *Server) sseJobEvents(w http.ResponseWriter, r *http.Request, fh functio
 		}
 	}
 	id := r.PathValue("job_id")
-	if err := requireOperator(r.Context()); err != nil {
-		writeStatus(w, status.Convert(err))
-		return
-	}
-	if _, err := fh.jobs.Get(r.Context(), id); err != nil {
+	if _, err := fh.jobScope(r.Context(), rbac.JobRead, id); err != nil {
 		writeStatus(w, status.Convert(err))
 		return
 	}
@@ -200,11 +197,11 @@ func (s *Server) sseJobEvents(w http.ResponseWriter, r *http.Request, fh functio
 
 // sseRegistrations streams GET /api/v1/registrations:watch.
 func (s *Server) sseRegistrations(w http.ResponseWriter, r *http.Request, rh registryHandler) {
-	if err := requireOperator(r.Context()); err != nil {
+	q := r.URL.Query()
+	if err := allow(r.Context(), rbac.RegistryRead, q.Get("game_id"), q.Get("env"), q.Get("function_id")); err != nil {
 		writeStatus(w, status.Convert(err))
 		return
 	}
-	q := r.URL.Query()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	defer context.AfterFunc(s.ctx, cancel)()

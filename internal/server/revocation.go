@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"strings"
 	"sync"
 	"time"
@@ -99,10 +100,13 @@ type certService struct {
 
 func (c certService) RevokeCertificate(ctx context.Context, req *croupierv1.RevokeCertificateRequest) (resp *croupierv1.RevokeCertificateResponse, err error) {
 	start := time.Now()
+	serial, subject := strings.ToLower(strings.TrimSpace(req.GetSerial())), ""
+	defer func() {
+		c.s.guard.record(ctx, "certificate.revoke", "", "", "", map[string]string{"serial": serial, "subject": subject, "reason": req.GetReason()}, nil, err, start)
+	}()
 	if err := allow(ctx, rbac.CertRevoke, "", "", ""); err != nil {
 		return nil, err
 	}
-	serial, subject := strings.ToLower(strings.TrimSpace(req.GetSerial())), ""
 	if pemText := req.GetCertificatePem(); pemText != "" {
 		block, _ := pem.Decode([]byte(pemText))
 		if block == nil || block.Type != "CERTIFICATE" {
@@ -117,13 +121,12 @@ func (c certService) RevokeCertificate(ctx context.Context, req *croupierv1.Revo
 			subject = id.String()
 		}
 	}
-	if serial == "" || strings.Trim(serial, "0123456789abcdef") != "" {
+	n, ok := new(big.Int).SetString(strings.TrimPrefix(serial, "0x"), 16)
+	if serial == "" || !ok || n.Sign() <= 0 {
 		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "give certificate_pem, or serial as hex digits")
 	}
+	serial = n.Text(16) // the form certificates are checked in: no leading zeros, lower case
 	p := principal.FromContext(ctx)
-	defer func() {
-		c.s.guard.record(ctx, "certificate.revoke", "", "", "", map[string]string{"serial": serial, "subject": subject, "reason": req.GetReason()}, nil, err, start)
-	}()
 	rec := store.RevokedCertificate{Serial: serial, Subject: subject, Reason: req.GetReason(), RevokedBy: p.String()}
 	if err := c.s.store.Revocations().Revoke(ctx, rec); err != nil {
 		return nil, apierr.Internal(c.s.log, err)

@@ -102,6 +102,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			s.stop()
+			if s.grpcServer != nil {
+				s.grpcServer.Stop()
+			}
+			s.wg.Wait()
+			if s.fleet != nil {
+				s.fleet.Close()
+			}
 			s.closeAll()
 		}
 	}()
@@ -213,7 +220,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	s.httpServer = &http.Server{Handler: s.opsMux(s.auth.HTTPMiddleware(rest, auth.httpPrincipal, authsvc.IsPublicPath)), ReadHeaderTimeout: 10 * time.Second,
+	// ReadTimeout bounds how long a client may take to send a request (a
+	// slow body holds a goroutine and up to max_request_bytes); there is no
+	// WriteTimeout because the SSE streams are long-lived.
+	s.httpServer = &http.Server{Handler: s.opsMux(s.auth.HTTPMiddleware(rest, auth.httpPrincipal, authsvc.IsPublicPath)),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	if s.cfg.TunnelHTTPAddr != "" {
 		// HTTP/1.1 only: this listener exists for networks whose proxies
@@ -453,11 +464,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		s.grpcServer.Stop()
+		if s.grpcServer != nil {
+			s.grpcServer.Stop()
+		}
 	}
 	for _, hs := range []*http.Server{s.httpServer, s.tunServer} {
-		if hs != nil {
-			_ = hs.Shutdown(ctx)
+		if hs != nil && hs.Shutdown(ctx) != nil {
+			_ = hs.Close() // the drain deadline passed: cut what is left
 		}
 	}
 	s.wg.Wait()
