@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -64,12 +65,29 @@ func (g *globals) withConn(fn func(conn *grpc.ClientConn) error) error {
 }
 
 func printJSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(m)
+	b, err := protoJSON(m, protojson.MarshalOptions{UseProtoNames: true}, true)
 	if err != nil {
 		return err
 	}
 	_, err = fmt.Fprintln(w, string(b))
 	return err
+}
+
+// protoJSON encodes m with protojson and normalises the whitespace, which
+// protojson deliberately varies between builds: scripts reading -o json
+// get the same bytes from every croupier binary.
+func protoJSON(m proto.Message, o protojson.MarshalOptions, indent bool) ([]byte, error) {
+	raw, err := o.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if indent {
+		err = json.Indent(&buf, raw, "", "  ")
+	} else {
+		err = json.Compact(&buf, raw)
+	}
+	return buf.Bytes(), err
 }
 
 func structJSON(s *structpb.Struct) string {
@@ -245,7 +263,7 @@ func newRegistryCmd(g *globals) *cobra.Command {
 						return callError(err)
 					}
 					if output == "json" {
-						b, _ := protojson.MarshalOptions{UseProtoNames: true}.Marshal(ev)
+						b, _ := protoJSON(ev, protojson.MarshalOptions{UseProtoNames: true}, false)
 						fmt.Fprintln(g.stdout, string(b))
 						continue
 					}

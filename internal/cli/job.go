@@ -124,7 +124,7 @@ func watchJob(cmd *cobra.Command, g *globals, conn *grpc.ClientConn, id string, 
 		last = ev
 		switch {
 		case output == "json":
-			b, _ := protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}.Marshal(ev)
+			b, _ := protoJSON(ev, protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}, false)
 			fmt.Fprintln(g.stdout, string(b))
 		case bar && ev.GetType() == croupierv1.EventType_PROGRESS:
 			fmt.Fprintf(g.stdout, "\r%s %3.0f%% %-50.50s", progressBar(ev.GetProgress(), 30), ev.GetProgress()*100, ev.GetMessage())
@@ -165,7 +165,7 @@ func eventLine(ev *croupierv1.JobEvent) string {
 }
 
 func structJSONCompact(s *structpb.Struct) string {
-	b, err := protojson.Marshal(s)
+	b, err := protoJSON(s, protojson.MarshalOptions{}, false)
 	if err != nil {
 		return "{}"
 	}
