@@ -90,11 +90,13 @@ func protoJSON(m proto.Message, o protojson.MarshalOptions, indent bool) ([]byte
 	return buf.Bytes(), err
 }
 
-func structJSON(s *structpb.Struct) string {
+// structJSON renders a Struct as JSON, indented for tables or compact for
+// one-line event output.
+func structJSON(s *structpb.Struct, indent bool) string {
 	if s == nil {
 		return "{}"
 	}
-	b, err := json.MarshalIndent(s.AsMap(), "", "  ")
+	b, err := protoJSON(s, protojson.MarshalOptions{}, indent)
 	if err != nil {
 		return "{}"
 	}
@@ -178,7 +180,7 @@ status code name is printed).`,
 func printInvokeTable(w io.Writer, r *croupierv1.InvokeFunctionResponse) {
 	if len(r.GetResults()) == 0 {
 		if r.GetSuccess() {
-			fmt.Fprintf(w, "instance: %s\n%s\n", r.GetInstance(), structJSON(r.GetResult()))
+			fmt.Fprintf(w, "instance: %s\n%s\n", r.GetInstance(), structJSON(r.GetResult(), true))
 		} else {
 			fmt.Fprintf(w, "instance: %s\nFAILED %s: %s\n", r.GetInstance(), r.GetErrorCode(), r.GetError())
 		}

@@ -159,17 +159,9 @@ func eventLine(ev *croupierv1.JobEvent) string {
 		line += " " + ev.GetMessage()
 	}
 	if ev.GetData() != nil && len(ev.GetData().GetFields()) > 0 {
-		line += " " + structJSONCompact(ev.GetData())
+		line += " " + structJSON(ev.GetData(), false)
 	}
 	return line
-}
-
-func structJSONCompact(s *structpb.Struct) string {
-	b, err := protoJSON(s, protojson.MarshalOptions{}, false)
-	if err != nil {
-		return "{}"
-	}
-	return string(b)
 }
 
 func progressBar(f float64, width int) string {

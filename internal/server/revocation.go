@@ -79,6 +79,19 @@ func (r *revocations) tunnelOpened(name, serial string) {
 	r.mu.Unlock()
 }
 
+func (r *revocations) add(serial string) {
+	r.mu.Lock()
+	r.serials[serial] = true
+	r.mu.Unlock()
+}
+
+// serialOf is the serial of the certificate agent name's tunnel uses.
+func (r *revocations) serialOf(name string) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.agents[name]
+}
+
 // agentsUsing returns the agents whose tunnels use serial.
 func (r *revocations) agentsUsing(serial string) []string {
 	r.mu.RLock()
@@ -132,9 +145,7 @@ func (c certService) RevokeCertificate(ctx context.Context, req *croupierv1.Revo
 		return nil, apierr.Internal(c.s.log, err)
 	}
 	rv := c.s.revocations
-	rv.mu.Lock()
-	rv.serials[serial] = true
-	rv.mu.Unlock()
+	rv.add(serial)
 	resp = &croupierv1.RevokeCertificateResponse{Revoked: &croupierv1.RevokedCertificate{Serial: serial, Subject: subject,
 		Reason: req.GetReason(), RevokedBy: p.String(), RevokedAtMs: time.Now().UnixMilli()}}
 	for _, name := range rv.agentsUsing(serial) {

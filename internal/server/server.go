@@ -375,10 +375,7 @@ func (s *Server) refreshRevocations(ctx context.Context) {
 		return
 	}
 	for _, name := range s.tunnel.Clients() {
-		s.revocations.mu.RLock()
-		serial := s.revocations.agents[name]
-		s.revocations.mu.RUnlock()
-		if s.revocations.revoked(serial) {
+		if serial := s.revocations.serialOf(name); s.revocations.revoked(serial) {
 			s.tunnel.Disconnect(name, fmt.Errorf("certificate %s revoked", serial))
 		}
 	}
