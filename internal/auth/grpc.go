@@ -5,7 +5,10 @@ import (
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/principal"
+	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/store"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 )
 
 // AuthServer implements croupierv1.AuthServiceServer.
@@ -25,6 +28,11 @@ func tokensProto(t Tokens) (access, refresh string, expiresIn int64, typ string)
 func (a *AuthServer) Login(ctx context.Context, req *croupierv1.LoginRequest) (*croupierv1.LoginResponse, error) {
 	t, err := a.svc.Login(ctx, req.GetUsername(), req.GetPassword())
 	if err != nil {
+		if v, ok := ratelimit.RetryAfterHeader(err); ok {
+			// Also as metadata, for clients that do not read ErrorInfo; the
+			// REST edge turns the same error into a Retry-After header.
+			_ = grpc.SetTrailer(ctx, metadata.Pairs("retry-after", v))
+		}
 		return nil, toStatus(ctx, a.svc.log, err)
 	}
 	resp := &croupierv1.LoginResponse{}

@@ -14,6 +14,7 @@ import (
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/principal"
+	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/store/storetest"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -140,6 +141,11 @@ func startServer(t *testing.T, e *env) (*grpc.ClientConn, string) {
 	mux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}), runtime.WithErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+		if v, ok := ratelimit.RetryAfterHeader(err); ok {
+			w.Header().Set("Retry-After", v)
+		}
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 	}))
 	ctx := context.Background()
 	for _, reg := range []error{

@@ -19,8 +19,11 @@ import (
 
 	"github.com/croupier/croupier/internal/audit"
 	"github.com/croupier/croupier/internal/principal"
+	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/store"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Config configures a Service. Zero values pick the documented defaults.
@@ -45,6 +48,10 @@ type Config struct {
 	// MaxConcurrentHashes bounds password hashes computed at once (each
 	// takes Argon2.Memory); default 4. Further logins wait their turn.
 	MaxConcurrentHashes int
+	// LoginThrottle slows password guessing per username and per source
+	// address (docs/security.md); zero values pick its defaults. Its clock
+	// defaults to Now.
+	LoginThrottle ratelimit.LoginConfig
 	// Now is the clock; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -65,6 +72,7 @@ type Service struct {
 	refresh time.Duration
 	argon   Argon2Params
 	hashSem chan struct{}
+	logins  *ratelimit.LoginThrottle
 	now     func() time.Time
 	log     *slog.Logger
 	// dummyHash is verified against when a login names an unknown user, so
@@ -103,6 +111,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		n = 4
 	}
 	s.hashSem = make(chan struct{}, n)
+	tc := cfg.LoginThrottle
+	if tc.Now == nil {
+		tc.Now = s.now
+	}
+	var err error
+	if s.logins, err = ratelimit.NewLoginThrottle(tc); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
 	access := cfg.AccessTTL
 	if access <= 0 {
 		access = 15 * time.Minute
@@ -117,7 +133,6 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		if _, err := rand.Read(fresh); err != nil {
 			return nil, fmt.Errorf("auth: generate signing key: %w", err)
 		}
-		var err error
 		if key, err = cfg.Store.Tokens().EnsureSigningKey(ctx, signingKeyID, fresh); err != nil {
 			return nil, fmt.Errorf("auth: load signing key: %w", err)
 		}
@@ -127,7 +142,6 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("auth: the signing key must be at least 32 bytes, got %d", len(key))
 	}
 	s.signer = &signer{kid: kid, key: key, issuer: issuer, ttl: access, now: s.now}
-	var err error
 	if s.dummyHash, err = HashPassword("croupier-dummy-password", s.argon); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
@@ -157,12 +171,45 @@ func CheckUsername(u string) error {
 // "invalid username or password" — whether the user exists or not, and at
 // the same cost — except that a disabled user who knows the password is told
 // the account is disabled.
+//
+// Repeated failures for a username or from a source address are throttled
+// (see ratelimit.LoginThrottle): a throttled attempt is refused with
+// RESOURCE_EXHAUSTED and a retry-after before the password is looked at.
+// Every attempt is audited with the caller's address, except that of a run
+// of refused attempts only the first of each wait is, so a flood cannot
+// fill the audit log.
 func (s *Service) Login(ctx context.Context, username, password string) (Tokens, error) {
 	start := s.now()
+	user, source := truncate(username, maxLoggedUsername), Source(ctx)
+	payload := map[string]string{"username": user, "source": source}
+	if r := s.logins.Check(user, source); r != nil {
+		if r.First {
+			payload["throttled"] = r.Limit
+			s.record(ctx, audit.Entry{Actor: "operator:" + user, Action: audit.ActionLogin,
+				Payload: payload, Err: r.Err, Duration: s.now().Sub(start)})
+		}
+		return Tokens{}, r.Err
+	}
 	toks, err := s.login(ctx, username, password)
-	s.record(ctx, audit.Entry{Actor: "operator:" + truncate(username, 64), Action: audit.ActionLogin,
-		Payload: map[string]string{"username": truncate(username, 64)}, Err: err, Duration: s.now().Sub(start)})
+	switch {
+	case err == nil:
+		s.logins.Succeeded(user, source)
+	case authFailure(err):
+		s.logins.Failed(user, source)
+	}
+	s.record(ctx, audit.Entry{Actor: "operator:" + user, Action: audit.ActionLogin,
+		Payload: payload, Err: err, Duration: s.now().Sub(start)})
 	return toks, err
+}
+
+// maxLoggedUsername is how much of a username reaches the throttle and the
+// audit log; longer ones are malformed anyway.
+const maxLoggedUsername = 64
+
+// authFailure reports whether err is a refused credential (as opposed to
+// the database or the caller failing), which counts towards throttling.
+func authFailure(err error) bool {
+	return status.Code(err) == codes.Unauthenticated
 }
 
 func (s *Service) login(ctx context.Context, username, password string) (Tokens, error) {

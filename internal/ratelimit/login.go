@@ -1,0 +1,230 @@
+package ratelimit
+
+import (
+	"container/list"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/croupier/croupier/internal/apierr"
+	"google.golang.org/grpc/codes"
+)
+
+// LoginConfig configures a LoginThrottle. Zero values pick the defaults
+// documented in docs/security.md.
+type LoginConfig struct {
+	// UserFree is how many failed logins in a row a username may have
+	// before its further attempts wait; default 5.
+	UserFree int
+	// SourceFree is the same for a source address (any username); default
+	// 20, higher than UserFree because several operators may share an
+	// address (NAT, a bastion host).
+	SourceFree int
+	// Base is the wait after the first failure beyond the free ones; each
+	// further failure doubles it. Default 1s.
+	Base time.Duration
+	// Max caps the wait; default 15 minutes. It bounds how long an attacker
+	// can keep a username locked after their last guess.
+	Max time.Duration
+	// Forget is how long after its last failure a key starts over with
+	// free attempts; default 1 hour (at least Max).
+	Forget time.Duration
+	// MaxKeys bounds the usernames, addresses and known (username, address)
+	// pairs kept in memory; default 100000. The least recently used is
+	// evicted first, forgetting its failures.
+	MaxKeys int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// LoginThrottle slows password guessing: after UserFree failures for a
+// username, or SourceFree failures from an address, further attempts are
+// refused (RESOURCE_EXHAUSTED, RATE_LIMITED, with retry-after) without
+// checking the password until a wait that doubles with each failure, up to
+// Max, has passed. A success resets the username and the address.
+//
+// An attacker must not lock the real user out: an address from which the
+// username has logged in successfully before (remembered in memory) is not
+// held back by the username's wait, only by its own; and the username's
+// wait is at most Max after the last failure. It is safe for concurrent
+// use.
+type LoginThrottle struct {
+	cfg LoginConfig
+	now func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*list.Element // of *loginEntry
+	lru     *list.List               // front = most recently used
+}
+
+type loginEntry struct {
+	key      string
+	failures int
+	last     time.Time // of the last failure
+	until    time.Time // attempts before this are refused
+	reported bool      // a refusal until `until` has been reported
+	known    bool      // pair keys: the username logged in from the address
+}
+
+// NewLoginThrottle returns a LoginThrottle; it refuses nonsensical settings.
+func NewLoginThrottle(cfg LoginConfig) (*LoginThrottle, error) {
+	if cfg.UserFree < 0 || cfg.SourceFree < 0 || cfg.Base < 0 || cfg.Max < 0 || cfg.Forget < 0 || cfg.MaxKeys < 0 {
+		return nil, fmt.Errorf("ratelimit: login throttle settings must be >= 0: %+v", cfg)
+	}
+	if cfg.UserFree == 0 {
+		cfg.UserFree = 5
+	}
+	if cfg.SourceFree == 0 {
+		cfg.SourceFree = 20
+	}
+	if cfg.Base == 0 {
+		cfg.Base = time.Second
+	}
+	if cfg.Max == 0 {
+		cfg.Max = 15 * time.Minute
+	}
+	if cfg.Base > cfg.Max {
+		return nil, fmt.Errorf("ratelimit: login throttle base wait %s exceeds its cap %s", cfg.Base, cfg.Max)
+	}
+	if cfg.Forget == 0 {
+		cfg.Forget = time.Hour
+	}
+	cfg.Forget = max(cfg.Forget, cfg.Max)
+	if cfg.MaxKeys == 0 {
+		cfg.MaxKeys = 100000
+	}
+	t := &LoginThrottle{cfg: cfg, now: cfg.Now, entries: map[string]*list.Element{}, lru: list.New()}
+	if t.now == nil {
+		t.now = time.Now
+	}
+	return t, nil
+}
+
+// LoginRefusal describes a refused attempt.
+type LoginRefusal struct {
+	// Err is RESOURCE_EXHAUSTED with ErrorInfo RATE_LIMITED (details
+	// retry_after_ms, limit "login.user" or "login.source").
+	Err error
+	// Limit is "login.user" or "login.source".
+	Limit string
+	// First is true for the first refusal of this wait: callers audit that
+	// one only, so a flood of refused attempts cannot flood the audit log.
+	First bool
+}
+
+// Check says whether user may try a password from source now. An empty
+// source skips the address checks (a caller without a network peer).
+func (t *LoginThrottle) Check(user, source string) *LoginRefusal {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if source != "" {
+		if e := t.get("s\x00"+source, now); e != nil && now.Before(e.until) {
+			return t.refuse(e, "login.source", "too many failed logins from this address", now)
+		}
+	}
+	if e := t.get("u\x00"+user, now); e != nil && now.Before(e.until) {
+		if source != "" {
+			if k := t.get("k\x00"+user+"\x00"+source, now); k != nil && k.known {
+				return nil
+			}
+		}
+		return t.refuse(e, "login.user", "too many failed logins for this username", now)
+	}
+	return nil
+}
+
+func (t *LoginThrottle) refuse(e *loginEntry, limit, why string, now time.Time) *LoginRefusal {
+	first := !e.reported
+	e.reported = true
+	wait := e.until.Sub(now)
+	ms := max(wait.Milliseconds(), 1)
+	secs := max(int64((wait+time.Second-1)/time.Second), 1)
+	err := apierr.New(codes.ResourceExhausted, CodeRateLimited,
+		fmt.Sprintf("%s; retry in %ds", why, secs),
+		"retry_after_ms", strconv.FormatInt(ms, 10), "limit", limit)
+	return &LoginRefusal{Err: err, Limit: limit, First: first}
+}
+
+// Failed records a wrong password for user from source.
+func (t *LoginThrottle) Failed(user, source string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	t.fail(t.put("u\x00"+user, now), t.cfg.UserFree, now)
+	if source != "" {
+		t.fail(t.put("s\x00"+source, now), t.cfg.SourceFree, now)
+	}
+}
+
+func (t *LoginThrottle) fail(e *loginEntry, free int, now time.Time) {
+	e.failures++
+	e.last = now
+	if e.failures < free {
+		return
+	}
+	wait := t.cfg.Max
+	if n := e.failures - free; n < 31 {
+		wait = min(t.cfg.Base<<n, t.cfg.Max)
+	}
+	e.until = now.Add(wait)
+	e.reported = false
+}
+
+// Succeeded resets user and source and remembers that user logs in from
+// source.
+func (t *LoginThrottle) Succeeded(user, source string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	keys := []string{"u\x00" + user}
+	if source != "" {
+		keys = append(keys, "s\x00"+source)
+		t.put("k\x00"+user+"\x00"+source, now).known = true
+	}
+	for _, k := range keys {
+		if el, ok := t.entries[k]; ok {
+			t.lru.Remove(el)
+			delete(t.entries, k)
+		}
+	}
+}
+
+// Len returns the number of keys held, for metrics and tests.
+func (t *LoginThrottle) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lru.Len()
+}
+
+// get returns key's entry, nil if none; failures older than Forget are
+// forgotten. t.mu is held.
+func (t *LoginThrottle) get(key string, now time.Time) *loginEntry {
+	el, ok := t.entries[key]
+	if !ok {
+		return nil
+	}
+	t.lru.MoveToFront(el)
+	e := el.Value.(*loginEntry)
+	if e.failures > 0 && now.Sub(e.last) >= t.cfg.Forget && !now.Before(e.until) {
+		e.failures, e.until, e.reported = 0, time.Time{}, false
+	}
+	return e
+}
+
+// put returns key's entry, creating it and evicting the least recently
+// used as needed. t.mu is held.
+func (t *LoginThrottle) put(key string, now time.Time) *loginEntry {
+	if e := t.get(key, now); e != nil {
+		return e
+	}
+	for t.lru.Len() >= t.cfg.MaxKeys {
+		oldest := t.lru.Back()
+		t.lru.Remove(oldest)
+		delete(t.entries, oldest.Value.(*loginEntry).key)
+	}
+	e := &loginEntry{key: key}
+	t.entries[key] = t.lru.PushFront(e)
+	return e
+}
