@@ -52,7 +52,7 @@ func callError(err error) error {
 
 // withConn dials the profile's server and runs fn.
 func (g *globals) withConn(fn func(conn *grpc.ClientConn) error) error {
-	p, err := loadProfile(g.profile)
+	p, err := loadProfile(g.profile, g.logger())
 	if err != nil {
 		return &exitError{code: exitCallFailed, err: err}
 	}

@@ -3,10 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/croupier/croupier/internal/agent"
 	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/secfile"
 	"github.com/croupier/croupier/internal/server"
 	"github.com/croupier/croupier/internal/store"
 	"github.com/spf13/cobra"
@@ -54,10 +57,12 @@ func newServerCmd(g *globals) *cobra.Command {
 			if err := config.Load(&cfg, configFile, cmd.Flags()); err != nil {
 				return err
 			}
-			s, err := server.New(cfg, g.logger())
+			log := g.logger()
+			s, err := server.New(cfg, log)
 			if err != nil {
 				return err
 			}
+			checkKeyFiles(log, cfg.Resolve, &cfg.TLSKey, &cfg.Insecure, filepath.Join(cfg.DataDir, "certs", "ca.key"))
 			return s.Run(cmd.Context())
 		},
 	}
@@ -100,10 +105,12 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if err := config.Load(&cfg, configFile, cmd.Flags()); err != nil {
 				return err
 			}
-			a, err := agent.New(cfg, g.logger())
+			log := g.logger()
+			a, err := agent.New(cfg, log)
 			if err != nil {
 				return err
 			}
+			checkKeyFiles(log, cfg.Resolve, &cfg.TLSKey, &cfg.Insecure)
 			return a.Run(cmd.Context())
 		},
 	}
@@ -128,7 +135,7 @@ func newMigrateCmd(g *globals) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
 			defer cancel()
-			st, err := store.Open(ctx, store.Config{Driver: cfg.StoreDriver, DSN: cfg.StoreDSN})
+			st, err := store.Open(ctx, store.Config{Driver: cfg.StoreDriver, DSN: cfg.StoreDSN, Logger: g.logger()})
 			if err != nil {
 				return err
 			}
@@ -147,4 +154,17 @@ func newMigrateCmd(g *globals) *cobra.Command {
 	fs.String("store-driver", d.StoreDriver, "store: sqlite or postgres")
 	fs.String("store-dsn", "", "PostgreSQL URL, or SQLite file (default DATA_DIR/croupier.db)")
 	return cmd
+}
+
+// checkKeyFiles warns at start about private keys other users can read: the
+// daemon's TLS key (unless it runs without TLS) and any extra files, such
+// as a CA key left in the data dir. resolve fills the default paths.
+func checkKeyFiles(log *slog.Logger, resolve func() error, tlsKey *string, insecure *bool, extra ...string) {
+	if resolve() != nil {
+		return // New already reported the configuration error
+	}
+	if !*insecure {
+		extra = append(extra, *tlsKey)
+	}
+	secfile.Check(log, extra...)
 }

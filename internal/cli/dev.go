@@ -15,6 +15,7 @@ import (
 	"github.com/croupier/croupier/internal/agent"
 	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/secfile"
 	"github.com/croupier/croupier/internal/server"
 	"github.com/croupier/croupier/sdk"
 	"github.com/spf13/cobra"
@@ -77,6 +78,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	if err != nil {
 		return err
 	}
+	secfile.Check(log, bundle.CAKey, bundle.ServerKey, bundle.AgentKey, bundle.ClientKey)
 
 	scfg := config.DefaultServer()
 	scfg.DataDir, scfg.GRPCAddr, scfg.HTTPAddr, scfg.TunnelHTTPAddr = dataDir, o.grpcAddr, o.httpAddr, o.tunnelAddr

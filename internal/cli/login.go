@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -44,7 +43,7 @@ lasts minutes; commands renew it with the refresh token when it expires.
 --refresh renews it now without a password.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := loadProfile(g.profile)
+			p, err := loadProfile(g.profile, g.logger())
 			if err != nil {
 				return &exitError{code: exitCallFailed, err: err}
 			}
@@ -116,7 +115,7 @@ func newLogoutCmd(g *globals) *cobra.Command {
 		Short: "End the login session and remove its tokens from the client profile",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := loadProfile(g.profile)
+			p, err := loadProfile(g.profile, g.logger())
 			if err != nil {
 				return &exitError{code: exitCallFailed, err: err}
 			}
@@ -197,26 +196,7 @@ func saveTokens(path, access, refresh string) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".profile-*")
-	if err != nil {
-		return fmt.Errorf("write profile: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write profile: %w", err)
-	}
-	if _, err := tmp.Write(out); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write profile: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write profile: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write profile: %w", err)
-	}
-	return nil
+	return writePrivateFile(path, out)
 }
 
 // jwtClaims reads the unverified claims of an access token: the client only

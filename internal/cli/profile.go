@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/croupier/croupier/internal/secfile"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -40,11 +42,13 @@ type Profile struct {
 	path string
 }
 
-// loadProfile reads the profile named by --profile / CROUPIER_PROFILE.
-func loadProfile(path string) (*Profile, error) {
+// loadProfile reads the profile named by --profile / CROUPIER_PROFILE,
+// warning on log when other users can read it (it holds tokens).
+func loadProfile(path string, log *slog.Logger) (*Profile, error) {
 	if path == "" {
 		return nil, errors.New("no client profile: pass --profile FILE or set CROUPIER_PROFILE (croupier dev writes DATA_DIR/client.yaml)")
 	}
+	secfile.Check(log, path)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read profile: %w", err)
@@ -67,13 +71,39 @@ func loadProfile(path string) (*Profile, error) {
 	return p, nil
 }
 
-// writeProfile writes p to path (0600: it names key files).
+// writeProfile writes p to path, mode 0600 (it holds tokens and names key
+// files) even when it replaces a wider file.
 func writeProfile(path string, p *Profile) error {
 	b, err := yaml.Marshal(p)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, b, 0o600)
+	return writePrivateFile(path, b)
+}
+
+// writePrivateFile replaces path with data through a 0600 temporary file in
+// the same directory and a rename, so readers never see a partial file and
+// the result is 0600 whatever the umask or the old file's mode.
+func writePrivateFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".profile-*")
+	if err != nil {
+		return fmt.Errorf("write profile: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), secfile.Mode)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write profile: %w", err)
+	}
+	return nil
 }
 
 // dial connects to the profile's server.

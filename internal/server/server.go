@@ -112,7 +112,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.closeAll()
 		}
 	}()
-	if s.store, err = store.Open(ctx, store.Config{Driver: s.cfg.StoreDriver, DSN: s.cfg.StoreDSN}); err != nil {
+	if s.store, err = store.Open(ctx, store.Config{Driver: s.cfg.StoreDriver, DSN: s.cfg.StoreDSN, Logger: s.log}); err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
 	if err = s.store.Migrate(ctx); err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/croupier/croupier/internal/secfile"
 	"modernc.org/sqlite"
 )
 
@@ -43,6 +44,13 @@ func openSQLite(cfg Config) (*sql.DB, error) {
 			return nil, fmt.Errorf("store: create directory for sqlite database: %w", err)
 		}
 	}
+	// The database holds the token signing key: create it 0600 before
+	// SQLite would create it 0644. SQLite gives the -wal and -shm files the
+	// mode of the database file.
+	if err := secfile.Create(path); err != nil {
+		return nil, fmt.Errorf("store: create sqlite database: %w", err)
+	}
+	secfile.Check(cfg.Logger, sqliteFiles(path)...)
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
@@ -55,4 +63,9 @@ func openSQLite(cfg Config) (*sql.DB, error) {
 		return nil, fmt.Errorf("store: sqlite: %w", err)
 	}
 	return sql.OpenDB(conn), nil
+}
+
+// sqliteFiles are the database file and its WAL companions.
+func sqliteFiles(path string) []string {
+	return []string{path, path + "-wal", path + "-shm"}
 }

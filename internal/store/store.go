@@ -42,7 +42,8 @@ type Config struct {
 	// MaxOpenConns caps the connection pool; 0 picks a default per driver
 	// (see defaultMaxOpenConns).
 	MaxOpenConns int
-	// Logger receives migration progress. Nil discards it.
+	// Logger receives migration progress and the warning about a database
+	// file readable by other users. Nil discards them.
 	Logger *slog.Logger
 	// Now is the clock used for timestamps the store fills in itself
 	// (creation times, idempotency expiry). Nil means time.Now. Tests inject
@@ -75,6 +76,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Logger = s.logger
 	if s.now == nil {
 		s.now = time.Now
 	}
