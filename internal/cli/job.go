@@ -32,7 +32,12 @@ func newJobStartCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "start FUNCTION_ID",
 		Short: "Start a job and print its id",
-		Args:  cobra.ExactArgs(1),
+		Long: `start starts a job and prints its id. A function that needs two-person
+approval does not start: start prints the approval id instead and exits 1, as
+invoke does; the job starts once another operator approves. Exit status: 0 when
+the job was started, 1 when it waits for approval, 2 when the platform refused
+or failed the call.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
@@ -53,8 +58,16 @@ func newJobStartCmd(g *globals) *cobra.Command {
 					if err := printJSON(g.stdout, resp); err != nil {
 						return err
 					}
+				} else if id := resp.GetApprovalId(); id != "" {
+					fmt.Fprintf(g.stdout, "APPROVAL_REQUIRED: %s needs a second operator's approval: approval %s is pending; "+
+						"it runs as a job once approved (croupier approvals get %s)\n", args[0], id, id)
 				} else {
 					fmt.Fprintln(g.stdout, resp.GetJobId())
+				}
+				if id := resp.GetApprovalId(); id != "" {
+					// No job yet, so nothing to watch. Exit as invoke does
+					// when the call waits for approval.
+					return &exitError{code: exitFunctionFailed, err: fmt.Errorf("approval required: approval %s is pending", id)}
 				}
 				if watch {
 					return watchJob(cmd, g, conn, resp.GetJobId(), 0, output)
