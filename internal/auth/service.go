@@ -182,7 +182,8 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 	start := s.now()
 	user, source := truncate(username, maxLoggedUsername), Source(ctx)
 	payload := map[string]string{"username": user, "source": source}
-	if r := s.logins.Check(user, source); r != nil {
+	attempt, r := s.logins.Begin(user, source)
+	if r != nil {
 		if r.First {
 			payload["throttled"] = r.Limit
 			s.record(ctx, audit.Entry{Actor: "operator:" + user, Action: audit.ActionLogin,
@@ -193,9 +194,11 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 	toks, err := s.login(ctx, username, password)
 	switch {
 	case err == nil:
-		s.logins.Succeeded(user, source)
+		attempt.Succeeded()
 	case authFailure(err):
-		s.logins.Failed(user, source)
+		attempt.Failed()
+	default:
+		attempt.Abandoned()
 	}
 	s.record(ctx, audit.Entry{Actor: "operator:" + user, Action: audit.ActionLogin,
 		Payload: payload, Err: err, Duration: s.now().Sub(start)})

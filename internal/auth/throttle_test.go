@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 )
 
 // Regression (issue 9, defect 5): 600 wrong passwords in a row were all
@@ -136,6 +138,39 @@ func TestLoginThrottleAuditIsBounded(t *testing.T) {
 	}
 	if logins != 6 {
 		t.Fatalf("%d login audit rows, want 5 failures + 1 refusal", logins)
+	}
+}
+
+// Concurrent guesses: however they interleave, no more than the free
+// attempts reach the password check.
+func TestLoginThrottleConcurrentGuesses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.SQLite(t))
+	ctx := peer.NewContext(ctxT(t), &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 4000}})
+	const n = 40
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, err := e.svc.Login(ctx, "root", "wrong-password")
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	checked, refused := 0, 0
+	for err := range errs {
+		switch status.Code(err) {
+		case codes.Unauthenticated:
+			checked++
+		case codes.ResourceExhausted:
+			refused++
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+	}
+	if checked > 5 || checked+refused != n {
+		t.Fatalf("%d guesses checked, %d refused; want at most 5 checked", checked, refused)
 	}
 }
 

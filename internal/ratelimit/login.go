@@ -42,7 +42,9 @@ type LoginConfig struct {
 // username, or SourceFree failures from an address, further attempts are
 // refused (RESOURCE_EXHAUSTED, RATE_LIMITED, with retry-after) without
 // checking the password until a wait that doubles with each failure, up to
-// Max, has passed. A success resets the username and the address.
+// Max, has passed; and from then on only one attempt at a time is let
+// through, so concurrent guesses cannot all slip past the check before the
+// first of them fails. A success resets the username and the address.
 //
 // An attacker must not lock the real user out: an address from which the
 // username has logged in successfully before (remembered in memory) is not
@@ -61,6 +63,7 @@ type LoginThrottle struct {
 type loginEntry struct {
 	key      string
 	failures int
+	inflight int       // attempts let through and not yet finished
 	last     time.Time // of the last failure
 	until    time.Time // attempts before this are refused
 	reported bool      // a refusal until `until` has been reported
@@ -113,32 +116,65 @@ type LoginRefusal struct {
 	First bool
 }
 
-// Check says whether user may try a password from source now. An empty
-// source skips the address checks (a caller without a network peer).
-func (t *LoginThrottle) Check(user, source string) *LoginRefusal {
+// LoginAttempt is an attempt Begin let through. Finish it with exactly
+// one of Succeeded, Failed or Abandoned.
+type LoginAttempt struct {
+	t            *LoginThrottle
+	user, source string
+	// userHeld and sourceHeld say which keys' inflight count it holds.
+	userHeld, sourceHeld bool
+	done                 bool
+}
+
+// Begin says whether user may try a password from source now: it returns
+// the attempt to finish, or the refusal. An empty source skips the address
+// checks (a caller without a network peer).
+func (t *LoginThrottle) Begin(user, source string) (*LoginAttempt, *LoginRefusal) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
+	var se, ue *loginEntry
 	if source != "" {
-		if e := t.get("s\x00"+source, now); e != nil && now.Before(e.until) {
-			return t.refuse(e, "login.source", "too many failed logins from this address", now)
+		se = t.put("s\x00"+source, now)
+		if r := t.check(se, t.cfg.SourceFree, "login.source", "too many failed logins from this address", now); r != nil {
+			return nil, r
 		}
 	}
-	if e := t.get("u\x00"+user, now); e != nil && now.Before(e.until) {
-		if source != "" {
-			if k := t.get("k\x00"+user+"\x00"+source, now); k != nil && k.known {
-				return nil
-			}
-		}
-		return t.refuse(e, "login.user", "too many failed logins for this username", now)
+	exempt := false
+	if source != "" {
+		k := t.get("k\x00"+user+"\x00"+source, now)
+		exempt = k != nil && k.known
 	}
-	return nil
+	if !exempt {
+		ue = t.put("u\x00"+user, now)
+		if r := t.check(ue, t.cfg.UserFree, "login.user", "too many failed logins for this username", now); r != nil {
+			return nil, r
+		}
+	}
+	a := &LoginAttempt{t: t, user: user, source: source}
+	if se != nil {
+		se.inflight++
+		a.sourceHeld = true
+	}
+	if ue != nil {
+		ue.inflight++
+		a.userHeld = true
+	}
+	return a, nil
 }
 
-func (t *LoginThrottle) refuse(e *loginEntry, limit, why string, now time.Time) *LoginRefusal {
+// check refuses while e waits, and beyond its free attempts while another
+// attempt is in flight. t.mu is held.
+func (t *LoginThrottle) check(e *loginEntry, free int, limit, why string, now time.Time) *LoginRefusal {
+	wait := e.until.Sub(now)
+	if wait <= 0 && e.inflight > 0 && e.failures+e.inflight >= free {
+		wait = t.cfg.Base // the attempt in flight decides; ask again shortly
+	}
+	if wait <= 0 {
+		return nil
+	}
 	first := !e.reported
 	e.reported = true
-	wait := e.until.Sub(now)
 	ms := max(wait.Milliseconds(), 1)
 	secs := max(int64((wait+time.Second-1)/time.Second), 1)
 	err := apierr.New(codes.ResourceExhausted, CodeRateLimited,
@@ -147,15 +183,63 @@ func (t *LoginThrottle) refuse(e *loginEntry, limit, why string, now time.Time) 
 	return &LoginRefusal{Err: err, Limit: limit, First: first}
 }
 
-// Failed records a wrong password for user from source.
-func (t *LoginThrottle) Failed(user, source string) {
+// Failed records a wrong password: the username (even from a known
+// address) and the address count a failure.
+func (a *LoginAttempt) Failed() {
+	a.finish(func(t *LoginThrottle, now time.Time) {
+		t.fail(t.put("u\x00"+a.user, now), t.cfg.UserFree, now)
+		if a.source != "" {
+			t.fail(t.put("s\x00"+a.source, now), t.cfg.SourceFree, now)
+		}
+	})
+}
+
+// Succeeded resets the username and the address and remembers that the
+// user logs in from the address.
+func (a *LoginAttempt) Succeeded() {
+	a.finish(func(t *LoginThrottle, now time.Time) {
+		keys := []string{"u\x00" + a.user}
+		if a.source != "" {
+			keys = append(keys, "s\x00"+a.source)
+			t.put("k\x00"+a.user+"\x00"+a.source, now).known = true
+		}
+		for _, k := range keys {
+			if el, ok := t.entries[k]; ok {
+				e := el.Value.(*loginEntry)
+				// Other attempts may still be in flight: keep their count.
+				e.failures, e.until, e.reported = 0, time.Time{}, false
+			}
+		}
+	})
+}
+
+// Abandoned ends an attempt that neither failed nor succeeded (the
+// database was down, the caller went away): it counts for nothing.
+func (a *LoginAttempt) Abandoned() { a.finish(func(*LoginThrottle, time.Time) {}) }
+
+func (a *LoginAttempt) finish(record func(t *LoginThrottle, now time.Time)) {
+	t := a.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
-	t.fail(t.put("u\x00"+user, now), t.cfg.UserFree, now)
-	if source != "" {
-		t.fail(t.put("s\x00"+source, now), t.cfg.SourceFree, now)
+	if a.done {
+		return
 	}
+	a.done = true
+	now := t.now()
+	release := func(key string) {
+		if el, ok := t.entries[key]; ok {
+			if e := el.Value.(*loginEntry); e.inflight > 0 {
+				e.inflight--
+			}
+		}
+	}
+	if a.userHeld {
+		release("u\x00" + a.user)
+	}
+	if a.sourceHeld {
+		release("s\x00" + a.source)
+	}
+	record(t, now)
 }
 
 func (t *LoginThrottle) fail(e *loginEntry, free int, now time.Time) {
@@ -170,25 +254,6 @@ func (t *LoginThrottle) fail(e *loginEntry, free int, now time.Time) {
 	}
 	e.until = now.Add(wait)
 	e.reported = false
-}
-
-// Succeeded resets user and source and remembers that user logs in from
-// source.
-func (t *LoginThrottle) Succeeded(user, source string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	keys := []string{"u\x00" + user}
-	if source != "" {
-		keys = append(keys, "s\x00"+source)
-		t.put("k\x00"+user+"\x00"+source, now).known = true
-	}
-	for _, k := range keys {
-		if el, ok := t.entries[k]; ok {
-			t.lru.Remove(el)
-			delete(t.entries, k)
-		}
-	}
 }
 
 // Len returns the number of keys held, for metrics and tests.
@@ -207,7 +272,7 @@ func (t *LoginThrottle) get(key string, now time.Time) *loginEntry {
 	}
 	t.lru.MoveToFront(el)
 	e := el.Value.(*loginEntry)
-	if e.failures > 0 && now.Sub(e.last) >= t.cfg.Forget && !now.Before(e.until) {
+	if e.failures > 0 && now.Sub(e.last) >= t.cfg.Forget && !now.Before(e.until) && e.inflight == 0 {
 		e.failures, e.until, e.reported = 0, time.Time{}, false
 	}
 	return e
