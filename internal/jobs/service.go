@@ -61,7 +61,9 @@ type Config struct {
 	// registry (the server's heartbeat interval).
 	CheckInterval time.Duration
 	// OrphanGrace is how long a job's agent may stay disconnected (restart,
-	// network blip) before the job is declared failed.
+	// network blip) before the job is declared failed, and how long a job
+	// may stay unconfirmed: not started, or reloaded after a crash without
+	// a record of the process that runs it.
 	OrphanGrace time.Duration
 	// IdempotencyWindow is how long InvokeJob idempotency keys are kept.
 	IdempotencyWindow time.Duration
