@@ -61,7 +61,9 @@ type Config struct {
 	// registry (the server's heartbeat interval).
 	CheckInterval time.Duration
 	// OrphanGrace is how long a job's agent may stay disconnected (restart,
-	// network blip) before the job is declared failed.
+	// network blip) before the job is declared failed, and how long a job
+	// may stay unconfirmed: not started, or reloaded after a crash without
+	// a record of the process that runs it.
 	OrphanGrace time.Duration
 	// IdempotencyWindow is how long InvokeJob idempotency keys are kept.
 	IdempotencyWindow time.Duration
@@ -101,8 +103,15 @@ type activeJob struct {
 	incarnation string
 	status      string
 	lastSeq     int64
-	created     time.Time
 	absentSince time.Time
+	// since is when this node began waiting for the job to start: its
+	// creation, or its loading after a restart. A job not started within
+	// OrphanGrace of it fails NOT_STARTED.
+	since time.Time
+	// unconfirmed marks a running job loaded without a recorded incarnation
+	// (a crash hit before it was stored): nothing tells whether the instance
+	// still runs it, so it must report within OrphanGrace or fail.
+	unconfirmed bool
 }
 
 // New returns a Service; Run must be running for dispatch and checks.
@@ -176,7 +185,7 @@ func (s *Service) StartCall(ctx context.Context, call *invoke.Call, actor string
 			s.log.Error("complete job idempotency key", "key", key, "err", err)
 		}
 	}
-	aj := &activeJob{id: job.ID, agent: target.Agent, instance: target.Instance, status: store.JobPending, created: job.CreatedAt}
+	aj := &activeJob{id: job.ID, agent: target.Agent, instance: target.Instance, status: store.JobPending, since: s.now()}
 	inv := &agentv1.InvokeRequest{InvocationId: job.ID, GameId: call.Game, Env: call.Env, FunctionId: call.Function,
 		InstanceId: target.Instance, Payload: call.Payload, IdempotencyKey: key, Config: call.Config, Actor: actor}
 	s.mu.Lock()
@@ -276,9 +285,15 @@ func (s *Service) load(ctx context.Context, id string) (*activeJob, *store.Job, 
 	if store.IsTerminal(j.Status) {
 		return nil, j, nil
 	}
+	if j, err = s.settle(ctx, j); err != nil {
+		return nil, nil, apierr.Internal(s.log, err)
+	}
+	if store.IsTerminal(j.Status) {
+		return nil, j, nil
+	}
 	agent, instance, _ := strings.Cut(j.Instance, "/")
 	aj = &activeJob{id: j.ID, agent: agent, instance: instance, incarnation: j.Incarnation, status: j.Status,
-		lastSeq: j.LastSeq, created: j.CreatedAt}
+		lastSeq: j.LastSeq, since: s.now(), unconfirmed: j.Status == store.JobRunning && j.Incarnation == ""}
 	s.mu.Lock()
 	if existing, ok := s.active[id]; ok {
 		aj = existing
@@ -287,6 +302,33 @@ func (s *Service) load(ctx context.Context, id string) (*activeJob, *store.Job, 
 	}
 	s.mu.Unlock()
 	return aj, j, nil
+}
+
+// settle ends a job whose log already holds its terminal event but whose
+// status does not say so: what a crash between the two writes left behind
+// before they shared a transaction (record). Without it the game server,
+// which has its events acknowledged, never reports again and the job stays
+// running for ever.
+func (s *Service) settle(ctx context.Context, j *store.Job) (*store.Job, error) {
+	if j.LastSeq == 0 {
+		return j, nil
+	}
+	evs, err := s.store.Jobs().Events(ctx, j.ID, j.LastSeq, 1)
+	if err != nil || len(evs) == 0 {
+		return j, err
+	}
+	ev := toProtoEvent(j.ID, evs[0])
+	to, ok := terminalStatus(ev.GetType())
+	if !ok {
+		return j, nil
+	}
+	aj := &activeJob{id: j.ID, incarnation: j.Incarnation, status: j.Status, lastSeq: j.LastSeq}
+	if err := s.record(ctx, aj, nil, j.Incarnation, false, -1, ev); err != nil {
+		return nil, err
+	}
+	s.log.Warn("job status settled from its stored terminal event", "job", j.ID, "status", to)
+	s.notify.notify(j.ID)
+	return s.store.Jobs().Get(ctx, j.ID)
 }
 
 // Report stores events a game server reported through agentID.
@@ -349,16 +391,16 @@ func (s *Service) Report(ctx context.Context, req *croupierv1.ReportJobEventsReq
 	if len(batch) == 0 {
 		return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
 	}
-	if err := s.store.Jobs().AppendEvents(ctx, aj.id, batch); err != nil {
+	inc := aj.incarnation
+	if inc == "" {
+		// The dispatch has not recorded it yet (or a crash lost it): the
+		// instance's current process is the one reporting.
+		inc = s.currentIncarnation(aj)
+	}
+	if err := s.record(ctx, aj, batch, inc, started, progress, end); err != nil {
 		return nil, apierr.Internal(s.log, err)
 	}
-	aj.lastSeq = batch[len(batch)-1].Seq
-	if aj.incarnation == "" {
-		aj.incarnation = s.currentIncarnation(aj)
-	}
-	if err := s.applyStatus(ctx, aj, started, progress, end); err != nil {
-		return nil, apierr.Internal(s.log, err)
-	}
+	aj.unconfirmed = false
 	s.notify.notify(aj.id)
 	if store.IsTerminal(aj.status) {
 		s.forget(aj.id)
@@ -379,13 +421,19 @@ func (s *Service) currentIncarnation(aj *activeJob) string {
 	return ""
 }
 
-// applyStatus writes what a batch changed; aj.mu is held.
-func (s *Service) applyStatus(ctx context.Context, aj *activeJob, started bool, progress float64, end *croupierv1.JobEvent) error {
+// record stores a batch of events and what it changes in the job's row in
+// one transaction, so that no crash leaves a START or terminal event stored
+// without its status (or a running job without the incarnation that runs
+// it); aj.mu is held.
+func (s *Service) record(ctx context.Context, aj *activeJob, batch []store.Event, inc string, started bool, progress float64, end *croupierv1.JobEvent) error {
 	var fields []store.JobField
 	to := aj.status
 	if started && aj.status == store.JobPending {
 		to = store.JobRunning
 		fields = append(fields, store.SetStartedAt(s.now()))
+	}
+	if inc != aj.incarnation {
+		fields = append(fields, store.SetIncarnation(inc))
 	}
 	if progress >= 0 {
 		fields = append(fields, store.SetProgress(progress))
@@ -413,13 +461,19 @@ func (s *Service) applyStatus(ctx context.Context, aj *activeJob, started bool, 
 			fields = append(fields, store.SetError("CANCELED", end.GetMessage()))
 		}
 	}
+	var err error
 	if to == aj.status && len(fields) == 0 {
-		return nil
+		err = s.store.Jobs().AppendEvents(ctx, aj.id, batch)
+	} else {
+		err = s.store.Jobs().AppendEventsWithStatus(ctx, aj.id, batch, to, fields...)
 	}
-	if _, err := s.store.Jobs().UpdateStatus(ctx, aj.id, nil, to, fields...); err != nil {
+	if err != nil {
 		return err
 	}
-	aj.status = to
+	if len(batch) > 0 {
+		aj.lastSeq = batch[len(batch)-1].Seq
+	}
+	aj.incarnation, aj.status = inc, to
 	return nil
 }
 
@@ -437,12 +491,7 @@ func (s *Service) finish(aj *activeJob, to string, typ croupierv1.EventType, cod
 	data, _ := structpb.NewStruct(map[string]any{"error_code": code})
 	ev := &croupierv1.JobEvent{JobId: aj.id, Seq: aj.lastSeq + 1, Type: typ, Message: msg, Timestamp: s.now().UnixMilli(), Data: data}
 	se, _ := toStoreEvent(ev)
-	if err := s.store.Jobs().AppendEvents(ctx, aj.id, []store.Event{se}); err != nil {
-		s.log.Error("append terminal job event", "job", aj.id, "err", err)
-		return err
-	}
-	aj.lastSeq = ev.GetSeq()
-	if err := s.applyStatus(ctx, aj, false, -1, ev); err != nil {
+	if err := s.record(ctx, aj, []store.Event{se}, aj.incarnation, false, -1, ev); err != nil {
 		s.log.Error("end job", "job", aj.id, "err", err)
 		return err
 	}
@@ -693,11 +742,22 @@ func (s *Service) check() {
 		aj.mu.Lock()
 		agentID, instanceID, inc, absent := aj.agent, aj.instance, aj.incarnation, aj.absentSince
 		started := inc != "" || aj.status == store.JobRunning
-		created := aj.created
+		since, unconfirmed := aj.since, aj.unconfirmed
 		aj.mu.Unlock()
 		if !started {
-			if now.Sub(created) > time.Minute {
-				s.finish(aj, store.JobFailed, croupierv1.EventType_ERROR, "NOT_STARTED", "the job was never started on a game server")
+			// Not started within the grace: the dispatch hangs, or the
+			// server restarted before the start was confirmed (and the game
+			// server, if it did start it, has not reported since).
+			if now.Sub(since) > s.cfg.OrphanGrace {
+				s.finish(aj, store.JobFailed, croupierv1.EventType_ERROR, "NOT_STARTED",
+					fmt.Sprintf("the job was not confirmed started on game server %s/%s within %s", agentID, instanceID, s.cfg.OrphanGrace))
+			}
+			continue
+		}
+		if unconfirmed {
+			if now.Sub(since) > s.cfg.OrphanGrace {
+				s.finish(aj, store.JobFailed, croupierv1.EventType_ERROR, "GAME_SERVER_LOST",
+					fmt.Sprintf("the server restarted before recording which process of game server %s/%s runs the job, and the job has not reported for %s", agentID, instanceID, s.cfg.OrphanGrace))
 			}
 			continue
 		}

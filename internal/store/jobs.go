@@ -158,12 +158,35 @@ func SetError(code, message string) JobField {
 // job does not exist. A job in a terminal status is only changed when from
 // names that status explicitly.
 func (x *Jobs) UpdateStatus(ctx context.Context, id string, from []string, to string, fields ...JobField) (bool, error) {
+	query, args, err := x.updateStatusSQL(id, from, to, fields)
+	if err != nil {
+		return false, err
+	}
+	res, err := x.s.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return false, dbErr(ctx, "update job status", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, dbErr(ctx, "update job status", err)
+	}
+	if n > 0 {
+		return true, nil
+	}
+	if _, err := x.LastSeq(ctx, id); err != nil { // distinguishes missing from mismatched
+		return false, err
+	}
+	return false, nil
+}
+
+// updateStatusSQL builds UpdateStatus's compare-and-set statement.
+func (x *Jobs) updateStatusSQL(id string, from []string, to string, fields []JobField) (string, []any, error) {
 	if !validStatus(to) {
-		return false, invalid("job %q: unknown target status %q", id, to)
+		return "", nil, invalid("job %q: unknown target status %q", id, to)
 	}
 	for _, f := range from {
 		if !validStatus(f) {
-			return false, invalid("job %q: unknown status %q in from", id, f)
+			return "", nil, invalid("job %q: unknown status %q in from", id, f)
 		}
 	}
 	sets := []string{"status = $2", "updated_at = $3"}
@@ -189,21 +212,7 @@ func (x *Jobs) UpdateStatus(ctx context.Context, id string, from []string, to st
 		}
 		where += " AND status IN (" + strings.Join(ph, ", ") + ")"
 	}
-	res, err := x.s.db.ExecContext(ctx, `UPDATE jobs SET `+strings.Join(sets, ", ")+` WHERE `+where, args...)
-	if err != nil {
-		return false, dbErr(ctx, "update job status", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, dbErr(ctx, "update job status", err)
-	}
-	if n > 0 {
-		return true, nil
-	}
-	if _, err := x.LastSeq(ctx, id); err != nil { // distinguishes missing from mismatched
-		return false, err
-	}
-	return false, nil
+	return `UPDATE jobs SET ` + strings.Join(sets, ", ") + ` WHERE ` + where, args, nil
 }
 
 // rowScanner is *sql.Row or *sql.Rows.

@@ -43,10 +43,34 @@ const (
 // The job's LastSeq becomes the highest stored seq. ErrNotFound if the job
 // does not exist (nothing is stored then).
 func (x *Jobs) AppendEvents(ctx context.Context, jobID string, events []Event) error {
+	return x.appendEvents(ctx, jobID, events, nil)
+}
+
+// AppendEventsWithStatus is AppendEvents and UpdateStatus(jobID, nil, to,
+// fields...) in one transaction, so a crash leaves both or neither: never a
+// stored START or terminal event on a job whose status says otherwise (the
+// status change is skipped, without error, when the job is already
+// terminal).
+func (x *Jobs) AppendEventsWithStatus(ctx context.Context, jobID string, events []Event, to string, fields ...JobField) error {
+	query, args, err := x.updateStatusSQL(jobID, nil, to, fields)
+	if err != nil {
+		return err
+	}
+	return x.appendEvents(ctx, jobID, events, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+			return dbErr(ctx, "update job status", err)
+		}
+		return nil
+	})
+}
+
+// appendEvents stores events and runs then (when not nil) in the same
+// transaction.
+func (x *Jobs) appendEvents(ctx context.Context, jobID string, events []Event, then func(tx *sql.Tx) error) error {
 	if jobID == "" {
 		return invalid("append events: job id must not be empty")
 	}
-	if len(events) == 0 {
+	if len(events) == 0 && then == nil {
 		return nil
 	}
 	var maxSeq int64
@@ -74,6 +98,9 @@ func (x *Jobs) AppendEvents(ctx context.Context, jobID string, events []Event) e
 			if _, err := tx.ExecContext(ctx, insertEventsSQL(x.s.anonParams, len(chunk)), eventArgs(jobID, chunk)...); err != nil {
 				return dbErr(ctx, "append job events", err)
 			}
+		}
+		if then != nil {
+			return then(tx)
 		}
 		return nil
 	})

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -224,6 +225,41 @@ func TestJobEventsConcurrentAppenders(t *testing.T) {
 		mustNil(t, err, "last seq")
 		if last != int64(total) {
 			t.Fatalf("LastSeq = %d, want %d", last, total)
+		}
+	})
+}
+
+// TestJobEventsWithStatus: events and the status change they cause are one
+// write; an invalid change stores no event, a missing job is ErrNotFound, and
+// a terminal job keeps its status while a late event is still stored.
+func TestJobEventsWithStatus(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		jobs := s.Jobs()
+		mustNil(t, jobs.Create(ctx, newJob("j", t0)), "create")
+		mustNil(t, jobs.AppendEventsWithStatus(ctx, "j", []store.Event{ev(1, "start")}, store.JobRunning,
+			store.SetIncarnation("inc-1")), "append with status")
+		j, err := jobs.Get(ctx, "j")
+		mustNil(t, err, "get")
+		if j.Status != store.JobRunning || j.Incarnation != "inc-1" || j.LastSeq != 1 {
+			t.Fatalf("job = %s %q seq %d, want running inc-1 seq 1", j.Status, j.Incarnation, j.LastSeq)
+		}
+
+		if err := jobs.AppendEventsWithStatus(ctx, "j", []store.Event{ev(2, "x")}, "bogus"); !errors.Is(err, store.ErrInvalidArgument) {
+			t.Fatalf("unknown status: err %v, want ErrInvalidArgument", err)
+		}
+		if err := jobs.AppendEventsWithStatus(ctx, "nope", []store.Event{ev(1, "x")}, store.JobRunning); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing job: err %v, want ErrNotFound", err)
+		}
+
+		mustNil(t, jobs.AppendEventsWithStatus(ctx, "j", []store.Event{ev(2, "done")}, store.JobCompleted,
+			store.SetEndedAt(t0)), "end")
+		mustNil(t, jobs.AppendEventsWithStatus(ctx, "j", []store.Event{ev(3, "late")}, store.JobFailed), "late event")
+		j, err = jobs.Get(ctx, "j")
+		mustNil(t, err, "get")
+		if j.Status != store.JobCompleted || j.LastSeq != 3 {
+			t.Fatalf("job = %s seq %d, want completed seq 3 (terminal status kept, event stored)", j.Status, j.LastSeq)
 		}
 	})
 }

@@ -272,16 +272,20 @@ func testStuckClientDoesNotDelayOthers(t *testing.T, tr transport) {
 	}()
 	waitFor(t, 5*time.Second, func() bool { return len(e.srv.lookup("stuck").sendq) == cap(e.srv.lookup("stuck").sendq) }, "the stuck client's queue to fill")
 
+	// Generous bounds: a good client held up by the stuck one never gets an
+	// answer (the stuck calls end only when this test cancels them), so a
+	// long timeout still catches that, while the 100 large marshals above
+	// may keep a loaded machine busy for over a second under -race.
 	start := time.Now()
 	for i := range 50 {
-		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 		resp, err := Call[*wrapperspb.StringValue](cctx, e.srv, "good", wrapperspb.String(fmt.Sprint(i)))
 		ccancel()
 		if err != nil || resp.GetValue() != fmt.Sprintf("good:%d", i) {
 			t.Fatalf("call %d to the good client: %v, %v", i, resp, err)
 		}
 	}
-	if el := time.Since(start); el > 5*time.Second {
+	if el := time.Since(start); el > 20*time.Second {
 		t.Fatalf("50 calls to the good client took %v", el)
 	}
 	if n := stuckDone.Load(); n != 0 {
@@ -323,12 +327,16 @@ func testCallAllHung(t *testing.T, tr transport) {
 	hung, _ := blockingRegistry(t)
 	e.startClient(ClientOptions{Name: "c", Handlers: hung})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
+	// The deadline must leave the two live clients time to answer even on
+	// a loaded machine under -race (300 ms did not always); the hung one
+	// never answers, so CallAll returns at the deadline, not later.
+	const deadline = 2 * time.Second
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
 	res := CallAll[*wrapperspb.StringValue](ctx, e.srv, wrapperspb.String("q"))
-	if el := time.Since(start); el > 1500*time.Millisecond {
-		t.Fatalf("CallAll took %v with a 300ms deadline", el)
+	if el := time.Since(start); el < deadline || el > deadline+5*time.Second {
+		t.Fatalf("CallAll took %v with a %v deadline and a hung client", el, deadline)
 	}
 	if len(res) != 3 {
 		t.Fatalf("CallAll returned %d results, want 3", len(res))
@@ -400,15 +408,18 @@ func testKeepaliveDropsHalfOpen(t *testing.T, tr transport) {
 	start := time.Now()
 	e.stuck("a", 4)
 
-	_, err := e.srv.Call(context.Background(), "a", wrapperspb.String("x"))
+	// Bounded, so that a server without keepalive fails here rather than
+	// at the test binary's timeout; the bound is generous, for a loaded
+	// machine under -race.
+	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout+5*time.Second)
+	defer cancel()
+	_, err := e.srv.Call(ctx, "a", wrapperspb.String("x"))
 	wantCode(t, err, codes.Unavailable)
 	// The stuck client's last frame (hello) was sent after start.
-	if el := time.Since(start); el > pingTimeout+500*time.Millisecond {
-		t.Fatalf("half-open client dropped after %v; PingTimeout is %v", el, pingTimeout)
-	}
-	if e.srv.Connected("a") {
-		t.Fatal("half-open client still listed as connected")
-	}
+	t.Logf("half-open client dropped after %v; PingTimeout is %v", time.Since(start), pingTimeout)
+	// The pending calls fail as the connection ends, and the client leaves
+	// the table just after: poll rather than race that.
+	waitFor(t, 5*time.Second, func() bool { return !e.srv.Connected("a") }, "the half-open client to leave the table")
 	waitFor(t, time.Second, func() bool { return e.events.count("disconnect", "a") == 1 }, "OnDisconnect")
 	if ev := e.events.list(); !strings.Contains(status.Convert(ev[len(ev)-1].err).Message(), "keepalive") {
 		t.Fatalf("disconnect reason %v; want a keepalive timeout", ev[len(ev)-1].err)

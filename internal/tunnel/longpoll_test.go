@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -95,34 +96,35 @@ func TestLongPollPollRedelivers(t *testing.T) {
 	}
 }
 
-// lossyTransport performs every request but loses every nth response to a
-// send or poll, as a flaky proxy would.
+// lossyTransport performs every request but loses the response to every
+// nth send and every nth poll, as a flaky proxy would. Each kind has its own
+// count, so which responses are lost is fixed by the order of that kind's
+// requests, not by how sends and polls interleave: n sends (polls) lose one
+// send (poll) response, whatever the timing.
 type lossyTransport struct {
 	base  http.RoundTripper
 	every int64
-	n     atomic.Int64
+	seen  sync.Map // op -> *atomic.Int64
 	lost  sync.Map // op -> *atomic.Int64
+}
+
+func counter(m *sync.Map, op string) *atomic.Int64 {
+	v, _ := m.LoadOrStore(op, new(atomic.Int64))
+	return v.(*atomic.Int64)
 }
 
 func (l *lossyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := l.base.RoundTrip(r)
 	op := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
-	if err != nil || (op != "send" && op != "poll") || l.n.Add(1)%l.every != 0 {
+	if err != nil || (op != "send" && op != "poll") || counter(&l.seen, op).Add(1)%l.every != 0 {
 		return resp, err
 	}
 	_ = resp.Body.Close()
-	v, _ := l.lost.LoadOrStore(op, new(atomic.Int64))
-	v.(*atomic.Int64).Add(1)
+	counter(&l.lost, op).Add(1)
 	return nil, errors.New("injected: response lost")
 }
 
-func (l *lossyTransport) lostCount(op string) int64 {
-	v, ok := l.lost.Load(op)
-	if !ok {
-		return 0
-	}
-	return v.(*atomic.Int64).Load()
-}
+func (l *lossyTransport) lostCount(op string) int64 { return counter(&l.lost, op).Load() }
 
 // TestLongPollExactlyOnceOverLossyNetwork: with responses lost, every call
 // still completes and every handler runs exactly once.
@@ -150,6 +152,22 @@ func TestLongPollExactlyOnceOverLossyNetwork(t *testing.T) {
 	})
 	waitFor(t, 5*time.Second, func() bool { return srv.Connected("a") }, "the client to connect")
 
+	// One call at a time first: each needs at least one poll response (that
+	// brings it) and one send response (that answers it), so these calls
+	// alone make at least `every` of each and lose at least one of each.
+	for i := range 2 * lossy.every {
+		cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
+		in := fmt.Sprint("seq-", i)
+		resp, err := Call[*wrapperspb.StringValue](cctx, srv, "a", wrapperspb.String(in))
+		ccancel()
+		if err != nil || resp.GetValue() != in {
+			t.Fatalf("sequential call %d: %v", i, err)
+		}
+	}
+	if lossy.lostCount("send") == 0 || lossy.lostCount("poll") == 0 {
+		t.Fatalf("lost %d send and %d poll responses; the transport must lose both by now", lossy.lostCount("send"), lossy.lostCount("poll"))
+	}
+
 	const calls = 200
 	var wg sync.WaitGroup
 	for i := range calls {
@@ -164,11 +182,8 @@ func TestLongPollExactlyOnceOverLossyNetwork(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := runs.Load(); n != calls {
-		t.Fatalf("handlers ran %d times for %d calls", n, calls)
-	}
-	if lossy.lostCount("send") == 0 || lossy.lostCount("poll") == 0 {
-		t.Fatalf("lost %d send and %d poll responses; the test needs both", lossy.lostCount("send"), lossy.lostCount("poll"))
+	if n, want := runs.Load(), calls+2*lossy.every; n != want {
+		t.Fatalf("handlers ran %d times for %d calls", n, want)
 	}
 	if c := srv.Clients(); len(c) != 1 {
 		t.Fatalf("clients %v; the session should have survived the losses", c)

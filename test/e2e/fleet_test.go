@@ -35,15 +35,8 @@ func TestFleetEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	fleetID := f.GetFleet().GetFleetId()
-	t.Cleanup(func() { // the game processes outlive the agent by design
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if r, err := fl.ListProcesses(ctx, &croupierv1.ListProcessesRequest{FleetId: fleetID}); err == nil {
-			for _, p := range r.GetProcesses() {
-				_ = syscall.Kill(int(p.GetPid()), syscall.SIGKILL)
-			}
-		}
-	})
+	// The game processes outlive the agent by design; the harness kills
+	// them with the agent's cleanup (they carry its marker).
 	active := func() []*croupierv1.Process {
 		r, err := fl.ListProcesses(ctx, &croupierv1.ListProcessesRequest{FleetId: fleetID, Status: "ACTIVE"})
 		if err != nil {
@@ -219,19 +212,26 @@ func TestFleetEndToEnd(t *testing.T) {
 		sdk := c.sdk["agent-a"]
 		c.agents["agent-a"].stop()
 		c.startAgent("agent-a", "grpc", sdk)
-		time.Sleep(2 * time.Second) // give a wrong agent the time to launch duplicates
-		after := active()
-		var pb, pa []int32
-		for _, p := range before {
-			pb = append(pb, p.GetPid())
+		c.agents["agent-a"].waitLog("adopted a running game process", 15*time.Second)
+		pids := func(ps []*croupierv1.Process) []int32 {
+			var out []int32
+			for _, p := range ps {
+				out = append(out, p.GetPid())
+			}
+			slices.Sort(out)
+			return out
 		}
-		for _, p := range after {
-			pa = append(pa, p.GetPid())
-		}
-		slices.Sort(pb)
-		slices.Sort(pa)
-		if !slices.Equal(pb, pa) {
-			t.Fatalf("ACTIVE processes before the agent restart %v, after %v: not adopted", pb, pa)
+		pb := pids(before)
+		// Polled, not slept on: the new agent's report reaches the server
+		// when it does. An agent that did not adopt launches new processes,
+		// and the set never matches.
+		var pa []int32
+		deadline := time.Now().Add(15 * time.Second)
+		for pa = pids(active()); !slices.Equal(pb, pa); pa = pids(active()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("ACTIVE processes before the agent restart %v, after %v: not adopted", pb, pa)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 }

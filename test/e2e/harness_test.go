@@ -1,10 +1,18 @@
 // Package e2e runs Croupier as real processes — server, agents and game
 // servers built from this repository — and checks behaviour from outside,
 // over real sockets with mTLS.
+//
+// Tests own every process they start: each runs in its own process group
+// and carries an environment marker that its children inherit (game
+// servers an agent launches, which outlive their agent by design); a
+// test's cleanup kills the group and everything with the marker, also when
+// the test fails. TestMain fails the suite if any process it started is
+// still alive at the end.
 package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,8 +21,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -26,8 +37,22 @@ import (
 )
 
 var bins struct {
+	dir                           string
 	croupier, gameserver, gsegame string
 }
+
+// markerEnv is set on every process the suite starts, to a value unique to
+// the process (runID-n); children inherit it — game servers an agent
+// launches too — so a process and everything it started can be found in
+// /proc and killed at cleanup, and TestMain finds any that escaped.
+const markerEnv = "CROUPIER_E2E_PROC"
+
+var (
+	runID   = fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
+	procSeq atomic.Int64
+)
+
+func newMarker() string { return fmt.Sprintf("%s=%s-%d", markerEnv, runID, procSeq.Add(1)) }
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "croupier-e2e-bin-")
@@ -35,6 +60,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	bins.dir = dir
 	bins.croupier = filepath.Join(dir, "croupier")
 	bins.gameserver = filepath.Join(dir, "gameserver")
 	bins.gsegame = filepath.Join(dir, "gsegame")
@@ -49,8 +75,86 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
+	// Every test kills what it started; anything left is a leak: report it,
+	// kill it and fail the suite.
+	if left := suiteProcesses(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: %d processes started by the suite were still running at its end (killed now):\n", len(left))
+		for _, pid := range left {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			fmt.Fprintf(os.Stderr, "  pid %d: %s\n", pid, strings.ReplaceAll(string(cmdline), "\x00", " "))
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		code = 1
+	}
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// suiteProcesses lists the live processes this run started: those carrying
+// its marker, and those running a binary from its bin dir.
+func suiteProcesses() []int {
+	return scanProcs(func(pid int) bool {
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && strings.HasPrefix(exe, bins.dir+string(filepath.Separator)) {
+			return true
+		}
+		return hasEnv(pid, markerEnv+"="+runID+"-", true)
+	})
+}
+
+// scanProcs returns the pids in /proc (other than this process) for which
+// match is true; zombies have no environment or exe and never match.
+func scanProcs(match func(pid int) bool) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil // no procfs: nothing to scan
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if match(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// hasEnv reports whether pid's environment holds kv (or, with prefix, an
+// entry starting with kv).
+func hasEnv(pid int, kv string, prefix bool) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return false
+	}
+	for _, e := range bytes.Split(b, []byte{0}) {
+		if string(e) == kv || prefix && bytes.HasPrefix(e, []byte(kv)) {
+			return true
+		}
+	}
+	return false
+}
+
+// killMarked kills every process carrying marker (a process and what it
+// started, also outside its process group: game servers an agent launched
+// outlive the agent by design) and waits until they are gone.
+func killMarked(t *testing.T, marker string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := scanProcs(func(pid int) bool { return hasEnv(pid, marker, false) })
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("processes %v (%s) still alive 10s after SIGKILL", left, marker)
+			return
+		}
+		for _, pid := range left {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func repoRoot() string {
@@ -83,7 +187,9 @@ func startEnv(t *testing.T, name string, env []string, bin string, args ...strin
 	p := &proc{t: t, name: name, done: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
+	marker := newMarker()
+	p.cmd.Env = append(append(os.Environ(), env...), marker)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // kill reaches its whole group
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
 	if err := p.cmd.Start(); err != nil {
@@ -115,6 +221,7 @@ func startEnv(t *testing.T, name string, env []string, bin string, args ...strin
 	}()
 	t.Cleanup(func() {
 		p.kill()
+		killMarked(t, marker)
 		if t.Failed() {
 			p.mu.Lock()
 			t.Logf("---- %s output (last 40 lines) ----\n%s", name, strings.Join(tail(p.raw, 40), "\n"))
@@ -237,9 +344,12 @@ func (p *proc) stop() {
 	}
 }
 
-// kill sends SIGKILL and waits for exit.
+// kill sends SIGKILL to the process's group and waits for its exit. Game
+// servers an agent launched run in groups of their own and survive (an
+// agent restarted on the same data dir adopts them); the test's cleanup
+// kills them.
 func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
 }
 
@@ -255,9 +365,13 @@ func runIn(t *testing.T, env []string, stdin string, args ...string) (string, in
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bins.croupier, args...)
-	cmd.Env = append(os.Environ(), env...)
+	marker := newMarker()
+	cmd.Env = append(append(os.Environ(), env...), marker)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
+	killMarked(t, marker)
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -308,4 +422,32 @@ func mustStruct(t *testing.T, m map[string]any) *structpb.Struct {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestLeakDetection: a process the suite started but lost track of (here a
+// detached `sleep`, like a game server whose agent was killed) is found by
+// the scan TestMain runs at the end, and killMarked ends it.
+func TestLeakDetection(t *testing.T) {
+	marker := newMarker()
+	cmd := exec.Command("sleep", "60")
+	cmd.Env = append(os.Environ(), marker)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("no sleep binary: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	if !slices.Contains(suiteProcesses(), cmd.Process.Pid) {
+		t.Fatalf("the suite scan does not see pid %d carrying %s", cmd.Process.Pid, marker)
+	}
+	killMarked(t, marker)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("killMarked did not end the process")
+	}
+	if slices.Contains(suiteProcesses(), cmd.Process.Pid) {
+		t.Fatal("the scan still lists the killed process")
+	}
 }

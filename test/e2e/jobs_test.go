@@ -269,8 +269,11 @@ func TestJobsEndToEnd(t *testing.T) {
 		if last.GetType() != croupierv1.EventType_ERROR || !strings.Contains(last.GetMessage(), "gs-b1") {
 			t.Fatalf("last event %v, want ERROR naming the game server", last)
 		}
-		if took > 3*time.Second {
-			t.Fatalf("job failed %s after the game server died, beyond the 3s heartbeat window", took)
+		// The departure path ("exited while running"), not the orphan
+		// grace (1 minute here): the message tells them apart, so the time
+		// bound can leave a loaded machine room.
+		if !strings.Contains(last.GetMessage(), "exited") || took > 15*time.Second {
+			t.Fatalf("job failed %s after the game server died with %q; want the departure seen at once", took, last.GetMessage())
 		}
 		for i, ev := range evs {
 			if ev.GetSeq() != int64(i+1) {
