@@ -78,22 +78,14 @@ func (x *Audit) AppendBatch(ctx context.Context, recs []AuditRecord, seal func(*
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	const op = "append audit records"
-	var st [3]*sql.Stmt
-	for i, q := range []string{auditClaimIDs, auditInsert, auditMoveHead} {
-		var err error
-		if st[i], err = x.s.prepared(ctx, op, q); err != nil {
-			return nil, err
-		}
-	}
 	out := make([]AuditRecord, len(recs))
 	copy(out, recs)
-	err := x.s.inTx(ctx, op, func(tx *sql.Tx) error {
-		claim, insert, move := tx.StmtContext(ctx, st[0]), tx.StmtContext(ctx, st[1]), tx.StmtContext(ctx, st[2])
+	err := x.s.inTx(ctx, "append audit records", func(tx *sql.Tx) error {
 		var last int64
 		var prev string
-		if err := claim.QueryRowContext(ctx, len(out)).Scan(&last, &prev); err != nil {
-			return dbErr(ctx, op, err)
+		if err := tx.QueryRowContext(ctx,
+			`UPDATE audit_head SET last_id = last_id + $1 WHERE k = 1 RETURNING last_id, last_hash`, len(out)).Scan(&last, &prev); err != nil {
+			return dbErr(ctx, "append audit records", err)
 		}
 		for i := range out {
 			rec := &out[i]
@@ -101,27 +93,22 @@ func (x *Audit) AppendBatch(ctx context.Context, recs []AuditRecord, seal func(*
 			rec.Time = msToTime(timeToMs(rec.Time)) // the stored precision, so seal hashes what is stored
 			rec.Hash = seal(rec)
 			prev = rec.Hash
-			if _, err := insert.ExecContext(ctx, rec.ID, timeToMs(rec.Time), rec.Actor, rec.Action, rec.Game, rec.Env,
-				rec.Function, rec.Payload, rec.Result, rec.DurationMs, rec.RequestID, rec.PrevHash, rec.Hash); err != nil {
-				return dbErr(ctx, op, err)
+			if _, err := tx.ExecContext(ctx,
+				`INSERT INTO audit_log (id, ts_ms, actor, action, game_id, env, function_id, payload, result, duration_ms, request_id, prev_hash, hash)
+				 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+				rec.ID, timeToMs(rec.Time), rec.Actor, rec.Action, rec.Game, rec.Env, rec.Function, rec.Payload,
+				rec.Result, rec.DurationMs, rec.RequestID, rec.PrevHash, rec.Hash); err != nil {
+				return dbErr(ctx, "append audit records", err)
 			}
 		}
-		_, err := move.ExecContext(ctx, prev)
-		return dbErr(ctx, op, err)
+		_, err := tx.ExecContext(ctx, `UPDATE audit_head SET last_hash = $1 WHERE k = 1`, prev)
+		return dbErr(ctx, "append audit records", err)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
-
-// The statements of AppendBatch, prepared once per store.
-const (
-	auditClaimIDs = `UPDATE audit_head SET last_id = last_id + $1 WHERE k = 1 RETURNING last_id, last_hash`
-	auditInsert   = `INSERT INTO audit_log (id, ts_ms, actor, action, game_id, env, function_id, payload, result, duration_ms, request_id, prev_hash, hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
-	auditMoveHead = `UPDATE audit_head SET last_hash = $1 WHERE k = 1`
-)
 
 // Head returns the chain's head.
 func (x *Audit) Head(ctx context.Context) (AuditHead, error) {

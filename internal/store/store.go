@@ -66,8 +66,6 @@ type Store struct {
 	// that lookup scans the list of named parameters: binding n of them
 	// costs O(n²). Anonymous parameters have no names to scan.
 	anonParams bool
-	// stmts holds the prepared statements of hot paths (see prepared).
-	stmts stmtCache
 }
 
 // Open opens the database named by cfg, applies per-connection settings and
@@ -129,7 +127,6 @@ func defaultMaxOpenConns(driver string) int {
 
 // Close closes the connection pool.
 func (s *Store) Close() error {
-	s.stmts.close()
 	if err := s.db.Close(); err != nil {
 		return wrapErr("close", err)
 	}
