@@ -23,6 +23,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
@@ -128,19 +129,20 @@ func compare(ctx context.Context, mode string, viaCroupier, direct caller, n int
 	if err != nil {
 		return fmt.Errorf("%s croupier latency: %w", mode, err)
 	}
-	dTput, err := throughput(ctx, direct, conc, dur)
+	dTput, dCPU, err := throughput(ctx, direct, conc, dur)
 	if err != nil {
 		return fmt.Errorf("%s direct throughput: %w", mode, err)
 	}
-	cTput, err := throughput(ctx, viaCroupier, conc, dur)
+	cTput, cCPU, err := throughput(ctx, viaCroupier, conc, dur)
 	if err != nil {
 		return fmt.Errorf("%s croupier throughput: %w", mode, err)
 	}
-	fmt.Printf("%-4s direct    latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s\n", mode, dP50, dP99, conc, dTput)
-	fmt.Printf("%-4s croupier  latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s\n", mode, cP50, cP99, conc, cTput)
+	fmt.Printf("%-4s direct    latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call\n", mode, dP50, dP99, conc, dTput, dCPU)
+	fmt.Printf("%-4s croupier  latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call\n", mode, cP50, cP99, conc, cTput, cCPU)
 	fmt.Printf("%s_invoke_p50_ratio %.2f (goal <= %.2f)\n", mode, float64(cP50)/float64(dP50), goalP50Ratio)
 	fmt.Printf("%s_invoke_p99_ratio %.2f\n", mode, float64(cP99)/float64(dP99))
 	fmt.Printf("%s_invoke_throughput_ratio %.2f (goal >= %.2f)\n", mode, cTput/dTput, goalThroughputRatio)
+	fmt.Printf("%s_invoke_cpu_ratio %.2f\n", mode, float64(cCPU)/float64(dCPU))
 	return nil
 }
 
@@ -188,13 +190,18 @@ func latency(ctx context.Context, c caller, n int) (p50, p99 time.Duration, err 
 	return d[n/2], d[n*99/100], nil
 }
 
-func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (float64, error) {
+// throughput runs conc callers for dur and returns calls per second and the
+// CPU time (user + system, of this whole process: client, server, agent and
+// game server) spent per call, which other load on the machine inflates far
+// less than wall-clock numbers.
+func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (float64, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 	var calls atomic.Int64
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
+	cpu0 := processCPU()
 	start := time.Now()
 	for i := 0; i < conc; i++ {
 		wg.Add(1)
@@ -215,7 +222,21 @@ func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (flo
 		}()
 	}
 	wg.Wait()
-	return float64(calls.Load()) / time.Since(start).Seconds(), firstErr
+	n := calls.Load()
+	perCall := time.Duration(0)
+	if n > 0 {
+		perCall = (processCPU() - cpu0) / time.Duration(n)
+	}
+	return float64(n) / time.Since(start).Seconds(), perCall, firstErr
+}
+
+// processCPU is the user + system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // serveDirect serves handler as a unary gRPC method with mTLS.
