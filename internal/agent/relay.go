@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// handleInvoke runs a server call on a game-server instance: relayInvoke
-// for a decoded request.
+// handleInvoke is relayInvoke for a decoded request (in-process callers and
+// tests; the tunnel registers relayInvoke itself).
 func (a *Agent) handleInvoke(ctx context.Context, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
 	in, err := anypb.New(req)
 	if err != nil {
@@ -65,6 +65,8 @@ func (a *Agent) relayInvoke(ctx context.Context, in *anypb.Any) (*anypb.Any, err
 	return out, nil
 }
 
+// Names and field numbers of the relayed messages, read once from the
+// generated descriptors and never written.
 var (
 	invokeRequestName           = (&agentv1.InvokeRequest{}).ProtoReflect().Descriptor().FullName()
 	invokeResponseName          = (&agentv1.InvokeResponse{}).ProtoReflect().Descriptor().FullName()
