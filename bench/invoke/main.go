@@ -1,11 +1,16 @@
 // Command invoke benchmarks end-to-end InvokeFunction — client → server →
 // agent → SDK handler → back, every hop over loopback mTLS — against a
-// direct unary gRPC call to the same handler with the same TLS.
+// direct call to the same handler with the same TLS.
 //
-//	go run ./bench/invoke [-n 3000] [-duration 5s] [-concurrency 64]
+//	go run ./bench/invoke [-mode grpc|rest|both] [-n 3000] [-duration 5s] [-concurrency 64]
 //
-// It prints p50/p99 latency at concurrency 1 and throughput at the given
-// concurrency for both paths, then the ratios, one per line.
+// Mode grpc calls FunctionService.InvokeFunction and compares it with the
+// handler served as a plain unary gRPC method; mode rest calls
+// POST /api/v1/functions/{id}:invoke (JSON over HTTPS, HTTP/2) and compares
+// it with the handler served as a plain JSON-over-HTTPS endpoint. For each
+// mode it prints p50/p99 latency at concurrency 1 and throughput at the
+// given concurrency for both paths, then the ratios, one per line. The
+// server runs with its rate limits off (see stack.Start).
 package main
 
 import (
@@ -18,6 +23,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
@@ -36,6 +42,7 @@ func main() {
 	n := flag.Int("n", 3000, "sequential calls for the latency measurement")
 	dur := flag.Duration("duration", 5*time.Second, "length of each throughput run")
 	conc := flag.Int("concurrency", 64, "concurrent callers for the throughput run")
+	mode := flag.String("mode", "both", "what to measure: grpc, rest or both")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -47,7 +54,11 @@ func main() {
 		_ = pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*n, *dur, *conc); err != nil {
+	if *mode != "grpc" && *mode != "rest" && *mode != "both" {
+		fmt.Fprintf(os.Stderr, "bench: -mode must be grpc, rest or both, got %q\n", *mode)
+		os.Exit(2)
+	}
+	if err := run(*mode, *n, *dur, *conc); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -57,7 +68,13 @@ func main() {
 // caller makes one call and reports an error if it failed.
 type caller func(ctx context.Context) error
 
-func run(n int, dur time.Duration, conc int) error {
+// Goals of issue 9, against the direct call measured in the same run.
+const (
+	goalP50Ratio        = 3.0
+	goalThroughputRatio = 0.5
+)
+
+func run(mode string, n int, dur time.Duration, conc int) error {
 	ctx := context.Background()
 	game := demogame.New("bench-1", 100)
 	st, err := stack.Start(func(c *sdk.Client) error { return game.Register(c) }, "player.get")
@@ -65,67 +82,99 @@ func run(n int, dur time.Duration, conc int) error {
 		return err
 	}
 	defer st.Close()
-	bundle, conn := st.Bundle, st.Conn
-	ctls, err := tlsconf.ClientConfig(bundle.CACert, bundle.ClientCert, bundle.ClientKey, "localhost")
-	if err != nil {
-		return err
-	}
-	fc := croupierv1.NewFunctionServiceClient(conn)
+	bundle := st.Bundle
+	handler := sdk.Func(game.Get)
 	payload, _ := structpb.NewStruct(map[string]any{"player_id": "p42"})
-	viaCroupier := func(ctx context.Context) error {
+
+	if mode == "grpc" || mode == "both" {
+		viaCroupier, direct, stop, err := grpcCallers(st, bundle, handler, payload)
+		if err != nil {
+			return err
+		}
+		err = compare(ctx, "grpc", viaCroupier, direct, n, dur, conc)
+		stop()
+		if err != nil {
+			return err
+		}
+	}
+	if mode == "rest" || mode == "both" {
+		viaCroupier, direct, stop, err := restCallers(st, bundle, handler)
+		if err != nil {
+			return err
+		}
+		err = compare(ctx, "rest", viaCroupier, direct, n, dur, conc)
+		stop()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compare measures both callers and prints the results and ratios, the
+// ratio lines prefixed with the mode ("grpc_invoke_p50_ratio ...").
+func compare(ctx context.Context, mode string, viaCroupier, direct caller, n int, dur time.Duration, conc int) error {
+	for _, c := range []caller{viaCroupier, direct} { // warm up connections and caches
+		for i := 0; i < 200; i++ {
+			if err := c(ctx); err != nil {
+				return fmt.Errorf("%s warm-up: %w", mode, err)
+			}
+		}
+	}
+	dP50, dP99, err := latency(ctx, direct, n)
+	if err != nil {
+		return fmt.Errorf("%s direct latency: %w", mode, err)
+	}
+	cP50, cP99, err := latency(ctx, viaCroupier, n)
+	if err != nil {
+		return fmt.Errorf("%s croupier latency: %w", mode, err)
+	}
+	dTput, dCPU, err := throughput(ctx, direct, conc, dur)
+	if err != nil {
+		return fmt.Errorf("%s direct throughput: %w", mode, err)
+	}
+	cTput, cCPU, err := throughput(ctx, viaCroupier, conc, dur)
+	if err != nil {
+		return fmt.Errorf("%s croupier throughput: %w", mode, err)
+	}
+	fmt.Printf("%-4s direct    latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call\n", mode, dP50, dP99, conc, dTput, dCPU)
+	fmt.Printf("%-4s croupier  latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call\n", mode, cP50, cP99, conc, cTput, cCPU)
+	fmt.Printf("%s_invoke_p50_ratio %.2f (goal <= %.2f)\n", mode, float64(cP50)/float64(dP50), goalP50Ratio)
+	fmt.Printf("%s_invoke_p99_ratio %.2f\n", mode, float64(cP99)/float64(dP99))
+	fmt.Printf("%s_invoke_throughput_ratio %.2f (goal >= %.2f)\n", mode, cTput/dTput, goalThroughputRatio)
+	fmt.Printf("%s_invoke_cpu_ratio %.2f\n", mode, float64(cCPU)/float64(dCPU))
+	return nil
+}
+
+// grpcCallers returns InvokeFunction over the stack's operator connection
+// and the same handler served as a plain unary gRPC method with mTLS.
+func grpcCallers(st *stack.Stack, bundle *certs.Bundle, handler sdk.Handler, payload *structpb.Struct) (viaCroupier, direct caller, stop func(), err error) {
+	fc := croupierv1.NewFunctionServiceClient(st.Conn)
+	viaCroupier = func(ctx context.Context) error {
 		r, err := fc.InvokeFunction(ctx, &croupierv1.InvokeFunctionRequest{GameId: "demo", Env: "dev", FunctionId: "player.get", Payload: payload})
 		if err == nil && !r.GetSuccess() {
 			err = fmt.Errorf("%s: %s", r.GetErrorCode(), r.GetError())
 		}
 		return err
 	}
-
-	// The same handler served by a plain gRPC server with mTLS.
-	handler := sdk.Func(game.Get)
+	ctls, err := tlsconf.ClientConfig(bundle.CACert, bundle.ClientCert, bundle.ClientKey, "localhost")
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	directAddr, stopDirect, err := serveDirect(bundle, handler)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	defer stopDirect()
 	dconn, err := grpc.NewClient(directAddr, grpc.WithTransportCredentials(credentials.NewTLS(ctls)))
 	if err != nil {
-		return err
+		stopDirect()
+		return nil, nil, nil, err
 	}
-	defer dconn.Close()
-	direct := func(ctx context.Context) error {
+	direct = func(ctx context.Context) error {
 		out := &agentv1.InvokeResponse{}
 		return dconn.Invoke(ctx, "/croupier.bench.Direct/Invoke", &agentv1.InvokeRequest{FunctionId: "player.get", Payload: payload}, out)
 	}
-
-	for _, c := range []caller{viaCroupier, direct} { // warm up connections and caches
-		for i := 0; i < 200; i++ {
-			if err := c(ctx); err != nil {
-				return err
-			}
-		}
-	}
-	dP50, dP99, err := latency(ctx, direct, n)
-	if err != nil {
-		return fmt.Errorf("direct latency: %w", err)
-	}
-	cP50, cP99, err := latency(ctx, viaCroupier, n)
-	if err != nil {
-		return fmt.Errorf("croupier latency: %w", err)
-	}
-	dTput, err := throughput(ctx, direct, conc, dur)
-	if err != nil {
-		return fmt.Errorf("direct throughput: %w", err)
-	}
-	cTput, err := throughput(ctx, viaCroupier, conc, dur)
-	if err != nil {
-		return fmt.Errorf("croupier throughput: %w", err)
-	}
-	fmt.Printf("direct    latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s\n", dP50, dP99, conc, dTput)
-	fmt.Printf("croupier  latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s\n", cP50, cP99, conc, cTput)
-	fmt.Printf("invoke_p50_ratio %.2f (goal <= 2.00)\n", float64(cP50)/float64(dP50))
-	fmt.Printf("invoke_p99_ratio %.2f\n", float64(cP99)/float64(dP99))
-	fmt.Printf("invoke_throughput_ratio %.2f (goal >= 0.40)\n", cTput/dTput)
-	return nil
+	return viaCroupier, direct, func() { _ = dconn.Close(); stopDirect() }, nil
 }
 
 func latency(ctx context.Context, c caller, n int) (p50, p99 time.Duration, err error) {
@@ -141,13 +190,18 @@ func latency(ctx context.Context, c caller, n int) (p50, p99 time.Duration, err 
 	return d[n/2], d[n*99/100], nil
 }
 
-func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (float64, error) {
+// throughput runs conc callers for dur and returns calls per second and the
+// CPU time (user + system, of this whole process: client, server, agent and
+// game server) spent per call, which other load on the machine inflates far
+// less than wall-clock numbers.
+func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (float64, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 	var calls atomic.Int64
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
+	cpu0 := processCPU()
 	start := time.Now()
 	for i := 0; i < conc; i++ {
 		wg.Add(1)
@@ -168,7 +222,21 @@ func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (flo
 		}()
 	}
 	wg.Wait()
-	return float64(calls.Load()) / time.Since(start).Seconds(), firstErr
+	n := calls.Load()
+	perCall := time.Duration(0)
+	if n > 0 {
+		perCall = (processCPU() - cpu0) / time.Duration(n)
+	}
+	return float64(n) / time.Since(start).Seconds(), perCall, firstErr
+}
+
+// processCPU is the user + system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // serveDirect serves handler as a unary gRPC method with mTLS.

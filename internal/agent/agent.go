@@ -105,7 +105,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 
 	handlers := tunnel.NewHandlerRegistry()
 	for _, err := range []error{
-		tunnel.Register(handlers, a.handleInvoke),
+		tunnel.RegisterRaw(handlers, invokeRequestName, a.relayInvoke),
 		tunnel.Register(handlers, a.handleStartJob),
 		tunnel.Register(handlers, a.handleCancelJob),
 	} {
@@ -339,27 +339,6 @@ func (a *Agent) Registered() bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.registered
-}
-
-// handleInvoke runs a server call on a game-server instance.
-func (a *Agent) handleInvoke(ctx context.Context, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
-	a.mu.RLock()
-	enabled, known := a.enabled[req.GetFunctionId()]
-	a.mu.RUnlock()
-	if known && !enabled {
-		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeFunctionDisabled, "function "+req.GetFunctionId()+" is disabled on this agent")
-	}
-	id, ok := a.instances.pick(req.GetInstanceId(), req.GetFunctionId())
-	if !ok {
-		return nil, apierr.New(codes.Unavailable, apierr.CodeNoInstance,
-			fmt.Sprintf("no instance on agent %s serves %s (instance %q)", a.cfg.ID, req.GetFunctionId(), req.GetInstanceId()))
-	}
-	resp, err := tunnel.Call[*agentv1.InvokeResponse](ctx, a.sdkTunnel, id, req)
-	if err != nil {
-		return nil, err
-	}
-	resp.InstanceId = id
-	return resp, nil
 }
 
 // handleStartJob starts a job on the instance the server chose.

@@ -46,6 +46,16 @@ func (s *Server) Call(ctx context.Context, client string, req proto.Message) (pr
 	return m, nil
 }
 
+// CallAny is Call with the request and the response left encoded, for
+// relays that forward them (see RegisterRaw). The response is whatever the
+// client answered; the caller checks its type.
+func (s *Server) CallAny(ctx context.Context, client string, req *anypb.Any) (*anypb.Any, error) {
+	if req == nil || req.GetTypeUrl() == "" {
+		return nil, status.Error(codes.InvalidArgument, "nil tunnel request")
+	}
+	return s.callPayload(ctx, client, req)
+}
+
 // CallAll calls every connected client at once and returns one Result per
 // client, sorted by client name, when all have answered or ctx has ended; a
 // client that does not answer in time gets DEADLINE_EXCEEDED without

@@ -72,6 +72,33 @@ func Register[Req, Resp proto.Message](r *HandlerRegistry, h func(context.Contex
 	return nil
 }
 
+// RegisterRaw adds h as the handler for requests whose type is name, given
+// and answered still encoded. It is for relays that forward a request
+// without looking inside it (the agent passing an invocation to a game
+// server): decoding and re-encoding the payload would be their main cost.
+// h must answer with the Any of a message of the type its caller expects.
+func RegisterRaw(r *HandlerRegistry, name protoreflect.FullName, h func(context.Context, *anypb.Any) (*anypb.Any, error)) error {
+	if !name.IsValid() {
+		return fmt.Errorf("tunnel: RegisterRaw needs a full message name, got %q", name)
+	}
+	if h == nil {
+		return fmt.Errorf("tunnel: nil handler")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.handlers[name]; dup {
+		return fmt.Errorf("tunnel: a handler for %s is already registered", name)
+	}
+	r.handlers[name] = func(ctx context.Context, a *anypb.Any) (*anypb.Any, error) {
+		out, err := h(ctx, a)
+		if err == nil && out == nil {
+			return nil, status.Errorf(codes.Internal, "handler for %s returned no response and no error", name)
+		}
+		return out, err
+	}
+	return nil
+}
+
 // Names returns the full names of the request types that have handlers,
 // sorted.
 func (r *HandlerRegistry) Names() []string {

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -29,6 +30,41 @@ func TestRegisterRejectsDuplicatesAndInterfaces(t *testing.T) {
 	}
 	if got := reg.Names(); !slices.Equal(got, []string{"google.protobuf.StringValue"}) {
 		t.Fatalf("Names() = %v", got)
+	}
+}
+
+func TestRegisterRawPassesRequestsEncoded(t *testing.T) {
+	reg := NewHandlerRegistry()
+	var got []byte
+	relay := func(_ context.Context, a *anypb.Any) (*anypb.Any, error) {
+		got = a.GetValue()
+		return mustAny(t, wrapperspb.String("relayed")), nil
+	}
+	if err := RegisterRaw(reg, "google.protobuf.StringValue", relay); err != nil {
+		t.Fatal(err)
+	}
+	if err := RegisterRaw(reg, "google.protobuf.StringValue", relay); err == nil {
+		t.Fatal("second raw handler for the same request type was accepted")
+	}
+	if err := Register(reg, func(_ context.Context, s *wrapperspb.StringValue) (*wrapperspb.StringValue, error) { return s, nil }); err == nil {
+		t.Fatal("typed handler for a type with a raw handler was accepted")
+	}
+	if err := RegisterRaw(reg, "not a name", relay); err == nil {
+		t.Fatal("invalid message name was accepted")
+	}
+	if err := RegisterRaw(reg, "google.protobuf.Empty", func(context.Context, *anypb.Any) (*anypb.Any, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	// The raw handler sees the request bytes as sent, even ones its type
+	// would not decode.
+	req := mustAny(t, wrapperspb.String("x"))
+	req.Value = append(req.Value, 0xff)
+	resp, st := reg.dispatch(context.Background(), req)
+	if st != nil || string(got) != string(req.Value) || resp.MessageName() != "google.protobuf.StringValue" {
+		t.Fatalf("raw dispatch = %v, %v; handler saw %x, want %x", resp, st, got, req.Value)
+	}
+	if _, st := reg.dispatch(context.Background(), mustAny(t, &emptypb.Empty{})); codes.Code(st.GetCode()) != codes.Internal {
+		t.Fatalf("raw handler returning nothing: %v, want INTERNAL", st)
 	}
 }
 
