@@ -10,9 +10,7 @@ package jobs
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base32"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,12 +22,12 @@ import (
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/idempotency"
 	"github.com/croupier/croupier/internal/invoke"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -82,6 +80,7 @@ type Service struct {
 	reg    Registry
 	notify *notifier
 	now    func() time.Time
+	keys   *idempotency.Keeper
 
 	mu     sync.Mutex
 	active map[string]*activeJob // non-terminal jobs this node knows of
@@ -110,8 +109,11 @@ func New(cfg Config, st Store, prep Preparer, caller Caller, reg Registry) *Serv
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// Creating a job is a few writes: a claim pending for a minute was left
+	// by a server that died between claiming the key and storing the job.
+	keys := idempotency.New(idempotency.Config{Window: cfg.IdempotencyWindow, StaleAfter: time.Minute, Logger: cfg.Logger}, st.Idempotency())
 	return &Service{cfg: cfg, log: cfg.Logger, store: st, prep: prep, caller: caller, reg: reg,
-		notify: newNotifier(), now: time.Now, active: map[string]*activeJob{}, ctx: context.Background()}
+		notify: newNotifier(), now: time.Now, active: map[string]*activeJob{}, ctx: context.Background(), keys: keys}
 }
 
 // Start runs InvokeJob for actor: Prepare, then StartCall.
@@ -146,17 +148,17 @@ func (s *Service) StartCall(ctx context.Context, call *invoke.Call, actor string
 		return nil, apierr.Internal(s.log, err)
 	}
 	key := call.Options.GetIdempotencyKey()
-	scopeKey := "job/" + call.Game + "/" + call.Env + "/" + call.Function
-	if key != "" {
-		h := sha256.Sum256(append([]byte(invoke.RoutingMode(call.Options)+"\x00"+call.Options.GetTargetAgent()+"\x00"+call.Options.GetHashKey()+"\x00"), payload...))
-		hash := hex.EncodeToString(h[:])
-		rec, created, err := s.store.Idempotency().Begin(ctx, scopeKey, key, hash, s.cfg.IdempotencyWindow)
-		if err != nil {
-			return nil, apierr.Internal(s.log, err)
+	resp := &croupierv1.InvokeJobResponse{}
+	claim, err := s.keys.Begin(ctx, idempotency.Request{Op: "job", Caller: actor, Game: call.Game, Env: call.Env,
+		Function: call.Function, Options: call.Options, Payload: call.Payload}, resp)
+	if err != nil {
+		return nil, err
+	}
+	if claim.Replayed {
+		if j, err := s.store.Jobs().Get(ctx, resp.GetJobId()); err == nil {
+			resp.Status = j.Status
 		}
-		if !created {
-			return s.replay(ctx, rec, hash, key)
-		}
+		return resp, nil
 	}
 	target := call.Targets[0]
 	job := &store.Job{
@@ -164,18 +166,11 @@ func (s *Service) StartCall(ctx context.Context, call *invoke.Call, actor string
 		Instance: target.Key(), Payload: payload, Actor: actor, IdempotencyKey: key,
 	}
 	if err := s.store.Jobs().Create(ctx, job); err != nil {
-		if key != "" {
-			_ = s.store.Idempotency().Release(context.WithoutCancel(ctx), scopeKey, key)
-		}
+		claim.Release(ctx) // no job, nothing dispatched
 		return nil, apierr.Internal(s.log, err)
 	}
-	resp := &croupierv1.InvokeJobResponse{Success: true, JobId: job.ID, Status: store.JobPending}
-	if key != "" {
-		b, _ := proto.Marshal(resp)
-		if err := s.store.Idempotency().Complete(context.WithoutCancel(ctx), scopeKey, key, b); err != nil {
-			s.log.Error("complete job idempotency key", "key", key, "err", err)
-		}
-	}
+	resp = &croupierv1.InvokeJobResponse{Success: true, JobId: job.ID, Status: store.JobPending}
+	claim.Complete(ctx, resp)
 	aj := &activeJob{id: job.ID, agent: target.Agent, instance: target.Instance, status: store.JobPending, created: job.CreatedAt}
 	inv := &agentv1.InvokeRequest{InvocationId: job.ID, GameId: call.Game, Env: call.Env, FunctionId: call.Function,
 		InstanceId: target.Instance, Payload: call.Payload, IdempotencyKey: key, Config: call.Config, Actor: actor}
@@ -190,25 +185,6 @@ func (s *Service) StartCall(ctx context.Context, call *invoke.Call, actor string
 	}
 	s.mu.Unlock()
 	s.log.Info("job created", "job", job.ID, "function", call.Function, "instance", target.Key(), "actor", actor)
-	return resp, nil
-}
-
-func (s *Service) replay(ctx context.Context, rec *store.Record, hash, key string) (*croupierv1.InvokeJobResponse, error) {
-	if rec.RequestHash != hash {
-		return nil, apierr.New(codes.AlreadyExists, apierr.CodeIdempotencyConflict,
-			"idempotency key "+key+" was already used with a different payload or routing; use a new key", "idempotency_key", key)
-	}
-	if rec.State != store.RecordDone {
-		return nil, apierr.New(codes.Aborted, apierr.CodeIdempotencyPending,
-			"a job with idempotency key "+key+" is being created; retry shortly", "idempotency_key", key)
-	}
-	resp := &croupierv1.InvokeJobResponse{}
-	if err := proto.Unmarshal(rec.Response, resp); err != nil {
-		return nil, apierr.Internal(s.log, err)
-	}
-	if j, err := s.store.Jobs().Get(ctx, resp.GetJobId()); err == nil {
-		resp.Status = j.Status
-	}
 	return resp, nil
 }
 
