@@ -31,7 +31,7 @@ import (
 )
 
 // MaxKeyLen is the longest idempotency key accepted, in bytes.
-const MaxKeyLen = 128
+const MaxKeyLen = store.MaxIdempotencyKeyLen
 
 // CheckKey refuses keys that are too long or not printable ASCII. An empty
 // key (no idempotency) passes. The message quotes at most a short prefix.
