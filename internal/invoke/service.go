@@ -130,6 +130,11 @@ func (s *Service) Prepare(ctx context.Context, game, env, fn string, payload *st
 	if payload == nil {
 		payload = &structpb.Struct{Fields: map[string]*structpb.Value{}}
 	}
+	if err := schema.CheckDepth(payload, schema.MaxDepth); err != nil {
+		// Before the validator, the hash and the audit walk the document.
+		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidPayload, err.Error(),
+			"max_depth", fmt.Sprint(schema.MaxDepth))
+	}
 	if err := s.validate(desc, payload); err != nil {
 		return nil, err
 	}
