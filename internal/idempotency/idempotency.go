@@ -66,7 +66,13 @@ type Config struct {
 	// that cannot still be running (its server died mid-call), so the next
 	// request takes the key over. Set it above the longest a call runs.
 	StaleAfter time.Duration
-	Logger     *slog.Logger
+	// Recover, when set, is asked before a stale claim is taken over:
+	// whether the request that claimed the key at claimedAt got as far as
+	// producing its outcome (e.g. the job row was stored, then the server
+	// died before recording it under the key). A found outcome is stored
+	// and replayed instead of running the request again.
+	Recover func(ctx context.Context, req Request, claimedAt time.Time) (outcome proto.Message, found bool, err error)
+	Logger  *slog.Logger
 }
 
 // Keeper runs requests under idempotency keys.
@@ -155,10 +161,7 @@ func (k *Keeper) Begin(ctx context.Context, req Request, resp proto.Message) (*C
 	scope := req.scopeKey()
 	rec, created, err := k.store.Begin(ctx, scope, key, hash, k.cfg.Window)
 	if err == nil && !created && rec.State != store.RecordDone && time.Since(rec.CreatedAt) > k.cfg.StaleAfter {
-		k.log.Warn("reclaiming stale idempotency key", "key", key, "scope", scope, "claimed_at", rec.CreatedAt)
-		if err = k.store.Release(ctx, scope, key); err == nil {
-			rec, created, err = k.store.Begin(ctx, scope, key, hash, k.cfg.Window)
-		}
+		rec, created, err = k.takeOver(ctx, req, rec, hash)
 	}
 	if err != nil {
 		return nil, k.internal(err)
@@ -178,6 +181,38 @@ func (k *Keeper) Begin(ctx context.Context, req Request, resp proto.Message) (*C
 		return nil, err
 	}
 	return &Claim{Replayed: true}, nil
+}
+
+// takeOver handles a pending claim that cannot belong to a running call:
+// it stores the outcome Recover finds, or frees the key and claims it.
+func (k *Keeper) takeOver(ctx context.Context, req Request, rec *store.Record, hash string) (*store.Record, bool, error) {
+	if k.cfg.Recover != nil {
+		outcome, found, err := k.cfg.Recover(ctx, req, rec.CreatedAt)
+		if err != nil {
+			return nil, false, err
+		}
+		if found {
+			a, err := anypb.New(outcome)
+			if err != nil {
+				return nil, false, err
+			}
+			b, err := proto.Marshal(a)
+			if err != nil {
+				return nil, false, err
+			}
+			k.log.Warn("completing stale idempotency key from the stored outcome", "key", rec.Key, "scope", rec.ScopeKey, "claimed_at", rec.CreatedAt)
+			if err := k.store.Complete(ctx, rec.ScopeKey, rec.Key, b); err != nil {
+				return nil, false, err
+			}
+			rec.State, rec.Response = store.RecordDone, b
+			return rec, false, nil
+		}
+	}
+	k.log.Warn("reclaiming stale idempotency key", "key", rec.Key, "scope", rec.ScopeKey, "claimed_at", rec.CreatedAt)
+	if err := k.store.Release(ctx, rec.ScopeKey, rec.Key); err != nil {
+		return nil, false, err
+	}
+	return k.store.Begin(ctx, rec.ScopeKey, rec.Key, hash, k.cfg.Window)
 }
 
 // replay decodes a stored outcome into resp, or returns the stored error.

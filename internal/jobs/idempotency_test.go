@@ -8,6 +8,7 @@ import (
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/idempotency"
 	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
 )
@@ -81,5 +82,45 @@ func TestStartIdempotencyKeyLimits(t *testing.T) {
 	list, _, err := h.st.Jobs().List(context.Background(), store.JobFilter{})
 	if err != nil || len(list) != 0 {
 		t.Fatalf("jobs after refused keys: %d, %v", len(list), err)
+	}
+}
+
+// TestStartIdempotencyRecoversJobOfDeadClaim: a server that stored the job
+// but died before recording it under the key left a stale pending claim;
+// the retry returns that job instead of creating a second one.
+func TestStartIdempotencyRecoversJobOfDeadClaim(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx := context.Background()
+	opts := &croupierv1.InvokeOptions{IdempotencyKey: "k"}
+	payload := mustStruct(map[string]any{"subject": "hi"})
+	hash, err := idempotency.Request{Op: "job", Caller: "user:alice", Game: game, Env: env, Function: fn,
+		Options: opts, Payload: payload}.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.storeShift.Store(int64(-2 * time.Minute))
+	if _, created, err := h.st.Idempotency().Begin(ctx, "job/"+game+"/"+env+"/"+fn+"/user:alice", "k", hash, time.Hour); err != nil || !created {
+		t.Fatalf("claim: %v %v", created, err)
+	}
+	orphan := &store.Job{ID: "job_orphan", GameID: game, Env: env, FunctionID: fn, Status: store.JobPending,
+		Instance: "a/1", Payload: []byte(`{"subject":"hi"}`), Actor: "user:alice", IdempotencyKey: "k"}
+	if err := h.st.Jobs().Create(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	h.storeShift.Store(0)
+
+	for range 2 {
+		resp, err := h.startAs(t, "user:alice", opts)
+		if err != nil || resp.GetJobId() != "job_orphan" {
+			t.Fatalf("retry = %v, %v; want the stored job job_orphan", resp, err)
+		}
+	}
+	h.svc.wg.Wait()
+	if list, _, _ := h.st.Jobs().List(ctx, store.JobFilter{}); len(list) != 1 {
+		t.Fatalf("%d jobs stored, want 1", len(list))
+	}
+	if n := len(h.caller.startCalls()); n != 0 {
+		t.Fatalf("the retry dispatched %d jobs", n)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -109,11 +110,42 @@ func New(cfg Config, st Store, prep Preparer, caller Caller, reg Registry) *Serv
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	s := &Service{cfg: cfg, log: cfg.Logger, store: st, prep: prep, caller: caller, reg: reg,
+		notify: newNotifier(), now: time.Now, active: map[string]*activeJob{}, ctx: context.Background()}
 	// Creating a job is a few writes: a claim pending for a minute was left
-	// by a server that died between claiming the key and storing the job.
-	keys := idempotency.New(idempotency.Config{Window: cfg.IdempotencyWindow, StaleAfter: time.Minute, Logger: cfg.Logger}, st.Idempotency())
-	return &Service{cfg: cfg, log: cfg.Logger, store: st, prep: prep, caller: caller, reg: reg,
-		notify: newNotifier(), now: time.Now, active: map[string]*activeJob{}, ctx: context.Background(), keys: keys}
+	// by a server that died after claiming the key — before storing the job
+	// (the key is taken over) or after (recoverJob finds the job).
+	s.keys = idempotency.New(idempotency.Config{Window: cfg.IdempotencyWindow, StaleAfter: claimLifetime,
+		Recover: s.recoverJob, Logger: cfg.Logger}, st.Idempotency())
+	return s
+}
+
+// claimLifetime is how long creating a job may hold its idempotency key.
+const claimLifetime = time.Minute
+
+// recoverJob finds the job a dead server stored under a key it claimed at
+// claimedAt but never completed: created by the same caller, with the same
+// key, while the claim was alive.
+func (s *Service) recoverJob(ctx context.Context, req idempotency.Request, claimedAt time.Time) (proto.Message, bool, error) {
+	key := req.Options.GetIdempotencyKey()
+	f := store.JobFilter{Game: req.Game, Env: req.Env, Function: req.Function,
+		CreatedAfter: claimedAt.Add(-time.Second), CreatedBefore: claimedAt.Add(claimLifetime + time.Second), PageSize: store.MaxJobsPageSize}
+	for range 10 { // 10,000 jobs of one function created within a minute
+		list, next, err := s.store.Jobs().List(ctx, f)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, j := range list {
+			if j.Actor == req.Caller && j.IdempotencyKey == key {
+				return &croupierv1.InvokeJobResponse{Success: true, JobId: j.ID, Status: store.JobPending}, true, nil
+			}
+		}
+		if next == "" {
+			break
+		}
+		f.PageToken = next
+	}
+	return nil, false, nil
 }
 
 // Start runs InvokeJob for actor: Prepare, then StartCall.
