@@ -2,6 +2,7 @@ package invoke_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/invoke"
 	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
@@ -183,6 +185,28 @@ func TestIdempotencyPlatformFailureReleasesKey(t *testing.T) {
 	}
 	if n := len(h.caller.recorded()); n != 2 {
 		t.Fatalf("calls = %d, want 2 (failed attempt + retry)", n)
+	}
+}
+
+// TestIdempotencyAgentRefusalReleasesKey: an agent that refuses the call
+// before any game server sees it (the instance left, the function is
+// disabled there) frees the key too.
+func TestIdempotencyAgentRefusalReleasesKey(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.addAgent(t, "a", []string{"1"}, fnGrant)
+	for i, code := range []string{apierr.CodeNoInstance, apierr.CodeFunctionDisabled} {
+		h.caller.setAnswer(func(context.Context, string, *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+			return nil, apierr.New(codes.Unavailable, code, "refused by the agent")
+		})
+		key := fmt.Sprint("k", i)
+		if _, err := h.invoke(fnGrant, grantPayload(1), keyed(key)); apierr.Info(err).GetCode() != code {
+			t.Fatalf("%s: first call = %v", code, err)
+		}
+		h.caller.setAnswer(nil)
+		if resp, err := h.invoke(fnGrant, grantPayload(1), keyed(key)); err != nil || !resp.GetSuccess() {
+			t.Fatalf("%s: retry after the agent's refusal = %v, %v; want it to run", code, resp, err)
+		}
 	}
 }
 

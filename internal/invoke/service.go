@@ -218,12 +218,26 @@ func (s *Service) Execute(ctx context.Context, call *Call, actor string) (*croup
 	switch {
 	case err == nil:
 		claim.Complete(ctx, resp)
-	case idempotency.NotSent(err):
+	case notRun(err):
 		claim.Release(ctx) // nothing reached a game server: a retry may run it
 	default:
 		claim.Fail(ctx, err) // it may have run: a retry gets this outcome, not a second run
 	}
 	return resp, err
+}
+
+// notRun reports whether err proves the function did not run: the tunnel
+// never sent the request, or the agent refused it before passing it to a
+// game server (no such instance, function disabled on the agent).
+func notRun(err error) bool {
+	if idempotency.NotSent(err) {
+		return true
+	}
+	switch apierr.Info(err).GetCode() {
+	case apierr.CodeNoInstance, apierr.CodeFunctionDisabled:
+		return true
+	}
+	return false
 }
 
 // RoutingMode is the options' routing mode with the default spelled out, so
