@@ -30,6 +30,18 @@ type Player struct {
 	Mailbox   []Mail         `json:"mailbox,omitempty"`
 }
 
+// Limits that keep every player's record small whatever operators send:
+// a real game bounds mailboxes and inventories the same way.
+const (
+	// MaxMailbox is how many mails a mailbox keeps; a new mail pushes out
+	// the oldest.
+	MaxMailbox = 20
+	// MaxInventoryItems is how many distinct items a player may hold.
+	MaxInventoryItems = 64
+	// MaxItemCount is the most of one item a player may hold.
+	MaxItemCount = 1_000_000
+)
+
 // Mail is one message in a player's mailbox.
 type Mail struct {
 	Subject string `json:"subject"`
@@ -133,7 +145,14 @@ func (g *Game) GrantItem(_ context.Context, _ *sdk.Invocation, p GrantParams) (*
 	if err != nil {
 		return nil, err
 	}
-	pl.Inventory[p.ItemID] += p.Count
+	have, held := pl.Inventory[p.ItemID]
+	if !held && len(pl.Inventory) >= MaxInventoryItems {
+		return nil, sdk.Errorf("INVENTORY_FULL", "player %s already holds %d kinds of items, the most a player may", p.PlayerID, MaxInventoryItems)
+	}
+	if have+p.Count > MaxItemCount {
+		return nil, sdk.Errorf("ITEM_LIMIT", "player %s holds %d of %s; %d more would pass the limit of %d", p.PlayerID, have, p.ItemID, p.Count, MaxItemCount)
+	}
+	pl.Inventory[p.ItemID] = have + p.Count
 	return &Result{Player: g.snapshot(pl), ServedBy: g.instance}, nil
 }
 
@@ -149,7 +168,7 @@ func (g *Game) Players() []string {
 	return ids
 }
 
-const playerIDSchema = `"player_id":{"type":"string","pattern":"^p[0-9]+$","description":"Player id, e.g. p42"}`
+const playerIDSchema = `"player_id":{"type":"string","maxLength":16,"pattern":"^p[0-9]+$","description":"Player id, e.g. p42"}`
 
 // Descriptors of the demo functions.
 var (
@@ -175,17 +194,17 @@ var (
 		Id: "player.grant_item", Name: "Grant item", Category: "economy", Version: "1.0.0",
 		Description: "Adds count items of item_id to a player's inventory.",
 		ParamsSchema: sdk.MustSchema(`{"type":"object","additionalProperties":false,"required":["player_id","item_id","count"],"properties":{` + playerIDSchema +
-			`,"item_id":{"type":"string","minLength":1,"maxLength":64},"count":{"type":"integer","minimum":1,"maximum":10000}}}`),
+			`,"item_id":{"type":"string","minLength":1,"maxLength":64,"pattern":"^[a-z0-9_.-]+$"},"count":{"type":"integer","minimum":1,"maximum":10000}}}`),
 		ResultSchema: sdk.MustSchema(`{"type":"object","properties":{"player":{"type":"object"},"served_by":{"type":"string"}}}`),
 		Semantics:    &croupierv1.Semantics{Risk: croupierv1.RiskLevel_RISK_LEVEL_MEDIUM, TimeoutSeconds: 10},
 		Ui:           &croupierv1.UIConfig{DisplayName: "Grant item", Icon: "gift", FieldOrder: []string{"player_id", "item_id", "count"}},
 	}
 	MailDescriptor = &croupierv1.FunctionDescriptor{
 		Id: "mail.broadcast", Name: "Broadcast mail", Category: "mail", Version: "1.0.0",
-		Description: "A job: sends a mail to each recipient (\"*\" = every player), reporting progress after each.",
+		Description: "A job: sends a mail to each recipient (\"*\" = every player), reporting progress after each. A mailbox keeps the newest 20 mails.",
 		ParamsSchema: sdk.MustSchema(`{"type":"object","additionalProperties":false,"required":["subject","body","recipients"],"properties":{` +
-			`"subject":{"type":"string","minLength":1,"maxLength":200},"body":{"type":"string","maxLength":10000},` +
-			`"recipients":{"type":"array","minItems":1,"maxItems":100000,"items":{"type":"string","pattern":"^(\\*|p[0-9]+)$"}},` +
+			`"subject":{"type":"string","minLength":1,"maxLength":200},"body":{"type":"string","maxLength":2000},` +
+			`"recipients":{"type":"array","minItems":1,"maxItems":1000,"uniqueItems":true,"items":{"type":"string","maxLength":16,"pattern":"^(\\*|p[0-9]+)$"}},` +
 			`"delay_ms":{"type":"integer","minimum":0,"maximum":60000}}}`),
 		ResultSchema: sdk.MustSchema(`{"type":"object","properties":{"sent":{"type":"integer"},"skipped":{"type":"integer"}}}`),
 		Semantics:    &croupierv1.Semantics{Risk: croupierv1.RiskLevel_RISK_LEVEL_MEDIUM, LongRunning: true},
@@ -234,7 +253,7 @@ func (g *Game) MailBroadcast(ctx context.Context, job *sdk.Job) (*structpb.Struc
 		g.mu.Lock()
 		pl, ok := g.players[id]
 		if ok {
-			pl.Mailbox = append(pl.Mailbox, Mail{Subject: p.Subject, Body: p.Body})
+			pl.Mailbox = deliver(pl.Mailbox, Mail{Subject: p.Subject, Body: p.Body})
 			sent++
 		} else {
 			missing++
@@ -249,6 +268,15 @@ func (g *Game) MailBroadcast(ctx context.Context, job *sdk.Job) (*structpb.Struc
 	}
 	_ = job.Logf("done: %d sent, %d skipped", sent, missing)
 	return sdk.ToStruct(map[string]any{"sent": sent, "skipped": missing, "served_by": g.instance})
+}
+
+// deliver appends m to box, dropping the oldest mails past MaxMailbox.
+func deliver(box []Mail, m Mail) []Mail {
+	box = append(box, m)
+	if n := len(box) - MaxMailbox; n > 0 {
+		box = append(box[:0:0], box[n:]...) // a fresh array: the dropped mails are freed
+	}
+	return box
 }
 
 // Stats is the result of game.stats.

@@ -23,7 +23,7 @@ type Config struct {
 	// Logger receives failures to record; nil discards them.
 	Logger *slog.Logger
 	// MaxPayloadBytes caps the masked payload kept per row; a larger one is
-	// replaced by a summary naming its size. 0 means 64 KiB.
+	// shrunk by Truncate (field names kept, long values cut). 0 means 64 KiB.
 	MaxPayloadBytes int
 	// WriteTimeout bounds one append, which runs detached from the caller's
 	// context (see Record). 0 means 10 s.
@@ -202,10 +202,7 @@ func (l *Log) payload(p any, sensitive []string) string {
 	} else if !json.Valid(raw) {
 		return `{"_invalid_json":true}`
 	}
-	if len(raw) > l.maxPayload {
-		return fmt.Sprintf(`{"_truncated":true,"bytes":%d}`, len(raw))
-	}
-	return string(raw)
+	return string(Truncate(raw, l.maxPayload))
 }
 
 // Filter selects rows for List; empty fields match everything.

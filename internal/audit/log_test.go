@@ -71,7 +71,7 @@ func TestRecordMasksAndClassifies(t *testing.T) {
 		{json.RawMessage(`{"x":[1,2]}`), `{"x":[1,2]}`},
 		{[]byte(`{not json`), `{"_invalid_json":true}`},
 		{map[string]string{"username": "bob"}, `{"username":"bob"}`},
-		{json.RawMessage(`"` + strings.Repeat("x", 300) + `"`), `{"_truncated":true,"bytes":302}`},
+		{json.RawMessage(`"` + strings.Repeat("x", 300) + `"`), `{"_bytes":302,"_truncated":true,"value":"` + strings.Repeat("x", 64) + `…(+236 bytes)"}`},
 	} {
 		rec, err := l.Append(ctx, audit.Entry{Action: "test", Payload: tc.payload})
 		if err != nil {

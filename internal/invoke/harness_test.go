@@ -207,6 +207,15 @@ func wantStatus(t *testing.T, err error, c codes.Code, info string) *croupierv1.
 
 var errUnavailable = status.Error(codes.Unavailable, "agent tunnel closed")
 
+// notSentErr is how the transport marks a failure before anything was sent.
+type notSentErr struct{ error }
+
+func (e notSentErr) Unwrap() error { return e.error }
+func (notSentErr) NotSent() bool   { return true }
+
+// scopeOf is the store scope of the invoke idempotency keys of fn for caller.
+func scopeOf(fn, caller string) string { return "invoke/" + game + "/" + env + "/" + fn + "/" + caller }
+
 // isStatus reports whether err carries code c.
 func isStatus(err error, c codes.Code) bool {
 	var se interface{ GRPCStatus() *status.Status }

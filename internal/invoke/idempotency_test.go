@@ -2,15 +2,19 @@ package invoke_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/invoke"
 	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -157,21 +161,22 @@ func TestIdempotencyInProgress(t *testing.T) {
 	}
 }
 
-// TestIdempotencyPlatformFailureReleasesKey: when nothing ran (agent gone,
-// timeout), the key is freed so a retry runs the function.
+// TestIdempotencyPlatformFailureReleasesKey: when the call provably never
+// left the server (the transport marks the error NotSent: agent not
+// connected, queue full), the key is freed so a retry runs the function.
 func TestIdempotencyPlatformFailureReleasesKey(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.addAgent(t, "a", []string{"1"}, fnGrant)
 	h.caller.setAnswer(func(context.Context, string, *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
-		return nil, errUnavailable
+		return nil, notSentErr{errUnavailable}
 	})
 	_, err := h.invoke(fnGrant, grantPayload(1), keyed("k"))
 	if !isStatus(err, codes.Unavailable) {
 		t.Fatalf("first call = %v, want UNAVAILABLE", err)
 	}
-	if _, err := h.st.Idempotency().Get(context.Background(), game+"/"+env+"/"+fnGrant, "k"); err == nil {
-		t.Fatal("the key is still claimed after a platform failure")
+	if _, err := h.st.Idempotency().Get(context.Background(), scopeOf(fnGrant, "op:alice"), "k"); err == nil {
+		t.Fatal("the key is still claimed after a failure before sending")
 	}
 	h.caller.setAnswer(nil)
 	resp, err := h.invoke(fnGrant, grantPayload(1), keyed("k"))
@@ -183,6 +188,120 @@ func TestIdempotencyPlatformFailureReleasesKey(t *testing.T) {
 	}
 }
 
+// TestIdempotencyAgentRefusalReleasesKey: an agent that refuses the call
+// before any game server sees it (the instance left, the function is
+// disabled there) frees the key too.
+func TestIdempotencyAgentRefusalReleasesKey(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.addAgent(t, "a", []string{"1"}, fnGrant)
+	for i, code := range []string{apierr.CodeNoInstance, apierr.CodeFunctionDisabled} {
+		h.caller.setAnswer(func(context.Context, string, *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+			return nil, apierr.New(codes.Unavailable, code, "refused by the agent")
+		})
+		key := fmt.Sprint("k", i)
+		if _, err := h.invoke(fnGrant, grantPayload(1), keyed(key)); apierr.Info(err).GetCode() != code {
+			t.Fatalf("%s: first call = %v", code, err)
+		}
+		h.caller.setAnswer(nil)
+		if resp, err := h.invoke(fnGrant, grantPayload(1), keyed(key)); err != nil || !resp.GetSuccess() {
+			t.Fatalf("%s: retry after the agent's refusal = %v, %v; want it to run", code, resp, err)
+		}
+	}
+}
+
+// TestIdempotencyFailureAfterSendSticks (defect 7a): once the request may
+// have reached the game server, its error is the key's outcome. A retry
+// with the same key replays it without running the function again, and a
+// different payload under the key is IDEMPOTENCY_KEY_REUSED.
+func TestIdempotencyFailureAfterSendSticks(t *testing.T) {
+	t.Parallel()
+	for name, sendErr := range map[string]error{
+		"result too large": status.Error(codes.ResourceExhausted, "response of 9000000 bytes exceeds the tunnel frame limit of 4194304"),
+		"tunnel lost":      status.Error(codes.Unavailable, "tunnel client \"a\" disconnected: EOF"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			h.addAgent(t, "a", []string{"1"}, fnGrant)
+			h.caller.setAnswer(func(context.Context, string, *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+				return nil, sendErr
+			})
+			want := status.Code(sendErr)
+			for i := range 3 {
+				_, err := h.invoke(fnGrant, grantPayload(1), keyed("k"))
+				if !isStatus(err, want) {
+					t.Fatalf("call %d = %v, want %s", i+1, err, want)
+				}
+			}
+			_, err := h.invoke(fnGrant, grantPayload(2), keyed("k"))
+			wantStatus(t, err, codes.AlreadyExists, "IDEMPOTENCY_KEY_REUSED")
+			if n := len(h.caller.recorded()); n != 1 {
+				t.Fatalf("the function ran %d times under one key, want 1", n)
+			}
+		})
+	}
+}
+
+// TestIdempotencyScopedPerCaller (defect 7b): keys belong to the caller, as
+// in payment APIs: another principal using the same key gets a fresh
+// execution of their own, never the first caller's stored result.
+func TestIdempotencyScopedPerCaller(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.addAgent(t, "a", []string{"1"}, fnGrant)
+	h.caller.setAnswer(func(_ context.Context, _ string, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+		return &agentv1.InvokeResponse{Success: true, Result: mustStruct(map[string]any{"for": req.GetActor()})}, nil
+	})
+	call := func(actor string) string {
+		t.Helper()
+		resp, err := h.svc.Invoke(context.Background(), &croupierv1.InvokeFunctionRequest{GameId: game, Env: env, FunctionId: fnGrant,
+			Payload: grantPayload(1), Options: keyed("shared")}, actor)
+		if err != nil {
+			t.Fatalf("%s: %v", actor, err)
+		}
+		return resp.GetResult().GetFields()["for"].GetStringValue()
+	}
+	for range 2 {
+		for _, actor := range []string{"user:alice", "user:bob"} {
+			if got := call(actor); got != actor {
+				t.Fatalf("%s got the result computed for %q", actor, got)
+			}
+		}
+	}
+	if n := len(h.caller.recorded()); n != 2 {
+		t.Fatalf("the function ran %d times, want 2 (once per caller)", n)
+	}
+}
+
+// TestIdempotencyKeyLimits: a key over 128 bytes or with bytes outside
+// printable ASCII is INVALID_ARGUMENT before anything is stored or run,
+// and the message does not echo the key.
+func TestIdempotencyKeyLimits(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.addAgent(t, "a", []string{"1"}, fnGrant)
+	for name, key := range map[string]string{
+		"3 MB":      strings.Repeat("k", 3<<20),
+		"129 bytes": strings.Repeat("k", 129),
+		"space":     "a key",
+		"newline":   "k\n",
+		"non-ascii": "clé",
+	} {
+		_, err := h.invoke(fnGrant, grantPayload(1), keyed(key))
+		wantStatus(t, err, codes.InvalidArgument, "INVALID_ARGUMENT")
+		if len(status.Convert(err).Message()) > 200 {
+			t.Errorf("%s: the message is %d bytes long", name, len(status.Convert(err).Message()))
+		}
+	}
+	if n := len(h.caller.recorded()); n != 0 {
+		t.Fatalf("refused keys ran the function %d times", n)
+	}
+	if _, err := h.invoke(fnGrant, grantPayload(1), keyed(strings.Repeat("k", 128))); err != nil {
+		t.Fatalf("a 128-byte key: %v", err)
+	}
+}
+
 // TestIdempotencyStaleClaimReclaimed: a pending claim older than
 // MaxTimeout+1m belongs to a call that cannot still be running (its server
 // died); the next call takes the key over. A younger claim is respected.
@@ -191,7 +310,7 @@ func TestIdempotencyStaleClaimReclaimed(t *testing.T) {
 	const maxTimeout = 2 * time.Minute
 	h := newHarness(t, func(c *invoke.Config) { c.MaxTimeout, c.DefaultTimeout = maxTimeout, time.Minute })
 	h.addAgent(t, "a", []string{"1"}, fnGrant)
-	scopeKey := game + "/" + env + "/" + fnGrant
+	scopeKey := scopeOf(fnGrant, "op:alice")
 	claim := func(key string, age time.Duration) {
 		t.Helper()
 		h.clockOffset.Store(int64(-age))
@@ -248,8 +367,11 @@ func TestTimeoutReachesCaller(t *testing.T) {
 	if el := time.Since(start); el > 5*time.Second {
 		t.Fatalf("a call with an 80ms default timeout took %s", el)
 	}
-	if _, err := h.st.Idempotency().Get(context.Background(), game+"/"+env+"/"+fnGrant, "times-out"); err == nil {
-		t.Fatal("a timed-out call kept its idempotency key")
+	// It was sent and may have run: the timeout is the key's outcome.
+	_, err = h.invoke(fnGrant, grantPayload(1), keyed("times-out"))
+	wantStatus(t, err, codes.DeadlineExceeded, "TIMEOUT")
+	if n := len(h.caller.recorded()); n != 2 {
+		t.Fatalf("a retry of a timed-out call ran it again (%d calls, want 2)", n)
 	}
 
 	// The caller cancelling is CANCELED, not a timeout.

@@ -8,7 +8,9 @@ import (
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/invoke"
+	"github.com/croupier/croupier/internal/schema"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -156,5 +158,34 @@ func TestPrepareTimeout(t *testing.T) {
 		if call.Timeout != tt.want {
 			t.Errorf("%s with options.timeout %d: Timeout = %s, want %s", tt.fn, tt.opt, call.Timeout, tt.want)
 		}
+	}
+}
+
+// TestPrepareRefusesDeepPayload (issue 9, defect 8): a payload nested past
+// schema.MaxDepth is INVALID_PAYLOAD before validation, whatever the
+// schema; 64 levels pass.
+func TestPrepareRefusesDeepPayload(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.addAgent(t, "a", []string{"1"}, fnStats) // no schema: anything validates
+	deep := func(depth int) *structpb.Struct {
+		s := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+		for range depth - 1 {
+			s = &structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewStructValue(s)}}
+		}
+		return s
+	}
+	for _, d := range []int{schema.MaxDepth + 1, 3000} {
+		_, err := h.invoke(fnStats, deep(d), nil)
+		wantStatus(t, err, codes.InvalidArgument, "INVALID_PAYLOAD")
+		if m := status.Convert(err).Message(); len(m) > 300 {
+			t.Fatalf("depth %d: a %d-byte message", d, len(m))
+		}
+	}
+	if n := len(h.caller.recorded()); n != 0 {
+		t.Fatalf("a too-deep payload was sent (%d calls)", n)
+	}
+	if _, err := h.invoke(fnStats, deep(schema.MaxDepth), nil); err != nil {
+		t.Fatalf("depth %d: %v", schema.MaxDepth, err)
 	}
 }

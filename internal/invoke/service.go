@@ -6,9 +6,6 @@ package invoke
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,12 +16,11 @@ import (
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/idempotency"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/schema"
-	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -49,12 +45,8 @@ type Scopes interface {
 	Declared(ctx context.Context, game, env string) (bool, error)
 }
 
-// Idempotency remembers the first result of a call per key.
-type Idempotency interface {
-	Begin(ctx context.Context, scopeKey, key, requestHash string, ttl time.Duration) (*store.Record, bool, error)
-	Complete(ctx context.Context, scopeKey, key string, response []byte) error
-	Release(ctx context.Context, scopeKey, key string) error
-}
+// Idempotency remembers the first outcome of a call per key.
+type Idempotency = idempotency.Store
 
 // Config tunes the service.
 type Config struct {
@@ -80,6 +72,7 @@ type Service struct {
 	log     *slog.Logger
 	schemas *schema.Cache
 	router  *router
+	keys    *idempotency.Keeper
 }
 
 // New returns a Service.
@@ -87,7 +80,9 @@ func New(cfg Config, deps Deps) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, deps: deps, log: cfg.Logger, schemas: schema.NewCache(1024), router: newRouter()}
+	keys := idempotency.New(idempotency.Config{Window: cfg.IdempotencyWindow, StaleAfter: cfg.MaxTimeout + time.Minute, Logger: cfg.Logger},
+		deps.Idempotency)
+	return &Service{cfg: cfg, deps: deps, log: cfg.Logger, schemas: schema.NewCache(1024), router: newRouter(), keys: keys}
 }
 
 // Call is a validated, routed invocation ready to be sent.
@@ -106,6 +101,9 @@ type Call struct {
 func (s *Service) Prepare(ctx context.Context, game, env, fn string, payload *structpb.Struct, opts *croupierv1.InvokeOptions) (*Call, error) {
 	if game == "" || env == "" || fn == "" {
 		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "game_id, env and function_id are required")
+	}
+	if err := idempotency.CheckKey(opts.GetIdempotencyKey()); err != nil {
+		return nil, err
 	}
 	if opts == nil {
 		opts = &croupierv1.InvokeOptions{}
@@ -131,6 +129,11 @@ func (s *Service) Prepare(ctx context.Context, game, env, fn string, payload *st
 	}
 	if payload == nil {
 		payload = &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	}
+	if err := schema.CheckDepth(payload, schema.MaxDepth); err != nil {
+		// Before the validator, the hash and the audit walk the document.
+		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidPayload, err.Error(),
+			"max_depth", fmt.Sprint(schema.MaxDepth))
 	}
 	if err := s.validate(desc, payload); err != nil {
 		return nil, err
@@ -195,86 +198,51 @@ func (s *Service) Invoke(ctx context.Context, req *croupierv1.InvokeFunctionRequ
 	return s.Execute(ctx, call, actor)
 }
 
-// Execute sends a prepared call, deduplicating by its idempotency key.
+// Execute sends a prepared call, deduplicating by its idempotency key (per
+// caller: actor is the principal's identity).
 func (s *Service) Execute(ctx context.Context, call *Call, actor string) (*croupierv1.InvokeFunctionResponse, error) {
 	key := call.Options.GetIdempotencyKey()
 	if key == "" {
 		return s.send(ctx, call, actor, "")
 	}
-	scopeKey := call.Game + "/" + call.Env + "/" + call.Function
-	hash, err := requestHash(call)
+	resp := &croupierv1.InvokeFunctionResponse{}
+	claim, err := s.keys.Begin(ctx, idempotency.Request{Op: "invoke", Caller: actor, Game: call.Game, Env: call.Env,
+		Function: call.Function, Options: call.Options, Payload: call.Payload}, resp)
 	if err != nil {
-		return nil, s.internal(err)
-	}
-	rec, created, err := s.deps.Idempotency.Begin(ctx, scopeKey, key, hash, s.cfg.IdempotencyWindow)
-	if err == nil && !created && rec.State != store.RecordDone && time.Since(rec.CreatedAt) > s.cfg.MaxTimeout+time.Minute {
-		// The call that claimed the key cannot still be running (its server
-		// died mid-call): free the key and claim it for this call.
-		s.log.Warn("reclaiming stale idempotency key", "key", key, "claimed_at", rec.CreatedAt)
-		if err = s.deps.Idempotency.Release(ctx, scopeKey, key); err == nil {
-			rec, created, err = s.deps.Idempotency.Begin(ctx, scopeKey, key, hash, s.cfg.IdempotencyWindow)
-		}
-	}
-	if err != nil {
-		return nil, s.internal(err)
-	}
-	if !created {
-		return s.replay(rec, hash, key)
-	}
-	resp, err := s.send(ctx, call, actor, key)
-	if err != nil {
-		// The call did not complete: free the key so a retry can run it.
-		if rerr := s.deps.Idempotency.Release(context.WithoutCancel(ctx), scopeKey, key); rerr != nil {
-			s.log.Error("release idempotency key", "key", key, "err", rerr)
-		}
 		return nil, err
 	}
-	b, err := proto.Marshal(resp)
-	if err != nil {
-		return nil, s.internal(err)
+	if claim.Replayed {
+		return resp, nil
 	}
-	if err := s.deps.Idempotency.Complete(context.WithoutCancel(ctx), scopeKey, key, b); err != nil {
-		s.log.Error("complete idempotency key", "key", key, "err", err)
+	resp, err = s.send(ctx, call, actor, key)
+	switch {
+	case err == nil:
+		claim.Complete(ctx, resp)
+	case notRun(err):
+		claim.Release(ctx) // nothing reached a game server: a retry may run it
+	default:
+		claim.Fail(ctx, err) // it may have run: a retry gets this outcome, not a second run
 	}
-	return resp, nil
+	return resp, err
 }
 
-func (s *Service) replay(rec *store.Record, hash, key string) (*croupierv1.InvokeFunctionResponse, error) {
-	if rec.RequestHash != hash {
-		return nil, apierr.New(codes.AlreadyExists, apierr.CodeIdempotencyConflict,
-			"idempotency key "+key+" was already used with a different payload or routing; use a new key", "idempotency_key", key)
+// notRun reports whether err proves the function did not run: the tunnel
+// never sent the request, or the agent refused it before passing it to a
+// game server (no such instance, function disabled on the agent).
+func notRun(err error) bool {
+	if idempotency.NotSent(err) {
+		return true
 	}
-	if rec.State != store.RecordDone {
-		return nil, apierr.New(codes.Aborted, apierr.CodeIdempotencyPending,
-			"a call with idempotency key "+key+" is still running; retry shortly to get its result", "idempotency_key", key)
+	switch apierr.Info(err).GetCode() {
+	case apierr.CodeNoInstance, apierr.CodeFunctionDisabled:
+		return true
 	}
-	resp := &croupierv1.InvokeFunctionResponse{}
-	if err := proto.Unmarshal(rec.Response, resp); err != nil {
-		return nil, s.internal(fmt.Errorf("decode stored response for key %s: %w", key, err))
-	}
-	return resp, nil
+	return false
 }
 
 // RoutingMode is the options' routing mode with the default spelled out, so
 // "" and "lb" are the same request.
-func RoutingMode(o *croupierv1.InvokeOptions) string {
-	if m := o.GetRoutingMode(); m != "" {
-		return m
-	}
-	return ModeLB
-}
-
-// requestHash identifies what a key was first used for: function, payload
-// (canonical JSON: encoding/json sorts map keys) and routing.
-func requestHash(c *Call) (string, error) {
-	b, err := json.Marshal(c.Payload.AsMap())
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00", c.Function, RoutingMode(c.Options), c.Options.GetTargetAgent(), c.Options.GetHashKey(), b)
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
+func RoutingMode(o *croupierv1.InvokeOptions) string { return idempotency.RoutingMode(o) }
 
 // send calls the call's targets and shapes the response.
 func (s *Service) send(ctx context.Context, c *Call, actor, key string) (*croupierv1.InvokeFunctionResponse, error) {
@@ -335,7 +303,11 @@ func (s *Service) one(ctx context.Context, c *Call, in registry.InstanceRef, act
 	})
 	if err != nil {
 		if ctx.Err() != nil && status.Code(err) != codes.Unavailable {
-			return nil, apierr.FromContext(ctx.Err())
+			cerr := apierr.FromContext(ctx.Err())
+			if idempotency.NotSent(err) {
+				cerr = idempotency.MarkNotSent(cerr)
+			}
+			return nil, cerr
 		}
 		return nil, err
 	}

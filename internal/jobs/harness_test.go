@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,13 +153,16 @@ type harness struct {
 	prep   *fakePreparer
 	caller *fakeCaller
 	clock  *fakeClock
+	// storeShift moves the store's clock (idempotency claim times).
+	storeShift *atomic.Int64
 }
 
 func newHarness(t *testing.T, cfgs ...func(*Config)) *harness {
 	t.Helper()
-	st := storetest.SQLite(t)
+	shift := new(atomic.Int64)
+	st := storetest.SQLite(t, storetest.WithClock(func() time.Time { return time.Now().Add(time.Duration(shift.Load())) }))
 	h := &harness{st: st, reg: registry.New(registry.Options{}), prep: &fakePreparer{}, caller: &fakeCaller{},
-		clock: &fakeClock{t: time.Now()}}
+		clock: &fakeClock{t: time.Now()}, storeShift: shift}
 	h.prep.setTarget("a", "1")
 	h.setInstances(t, "a", map[string]string{"1": "inc-1", "2": "inc-1"})
 	cfg := Config{CheckInterval: time.Hour, OrphanGrace: time.Minute, IdempotencyWindow: time.Hour,

@@ -10,9 +10,7 @@ package jobs
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base32"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +22,7 @@ import (
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/idempotency"
 	"github.com/croupier/croupier/internal/invoke"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/store"
@@ -84,6 +83,7 @@ type Service struct {
 	reg    Registry
 	notify *notifier
 	now    func() time.Time
+	keys   *idempotency.Keeper
 
 	mu     sync.Mutex
 	active map[string]*activeJob // non-terminal jobs this node knows of
@@ -119,8 +119,42 @@ func New(cfg Config, st Store, prep Preparer, caller Caller, reg Registry) *Serv
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, store: st, prep: prep, caller: caller, reg: reg,
+	s := &Service{cfg: cfg, log: cfg.Logger, store: st, prep: prep, caller: caller, reg: reg,
 		notify: newNotifier(), now: time.Now, active: map[string]*activeJob{}, ctx: context.Background()}
+	// Creating a job is a few writes: a claim pending for a minute was left
+	// by a server that died after claiming the key — before storing the job
+	// (the key is taken over) or after (recoverJob finds the job).
+	s.keys = idempotency.New(idempotency.Config{Window: cfg.IdempotencyWindow, StaleAfter: claimLifetime,
+		Recover: s.recoverJob, Logger: cfg.Logger}, st.Idempotency())
+	return s
+}
+
+// claimLifetime is how long creating a job may hold its idempotency key.
+const claimLifetime = time.Minute
+
+// recoverJob finds the job a dead server stored under a key it claimed at
+// claimedAt but never completed: created by the same caller, with the same
+// key, while the claim was alive.
+func (s *Service) recoverJob(ctx context.Context, req idempotency.Request, claimedAt time.Time) (proto.Message, bool, error) {
+	key := req.Options.GetIdempotencyKey()
+	f := store.JobFilter{Game: req.Game, Env: req.Env, Function: req.Function,
+		CreatedAfter: claimedAt.Add(-time.Second), CreatedBefore: claimedAt.Add(claimLifetime + time.Second), PageSize: store.MaxJobsPageSize}
+	for range 10 { // 10,000 jobs of one function created within a minute
+		list, next, err := s.store.Jobs().List(ctx, f)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, j := range list {
+			if j.Actor == req.Caller && j.IdempotencyKey == key {
+				return &croupierv1.InvokeJobResponse{Success: true, JobId: j.ID, Status: store.JobPending}, true, nil
+			}
+		}
+		if next == "" {
+			break
+		}
+		f.PageToken = next
+	}
+	return nil, false, nil
 }
 
 // Start runs InvokeJob for actor: Prepare, then StartCall.
@@ -155,17 +189,17 @@ func (s *Service) StartCall(ctx context.Context, call *invoke.Call, actor string
 		return nil, apierr.Internal(s.log, err)
 	}
 	key := call.Options.GetIdempotencyKey()
-	scopeKey := "job/" + call.Game + "/" + call.Env + "/" + call.Function
-	if key != "" {
-		h := sha256.Sum256(append([]byte(invoke.RoutingMode(call.Options)+"\x00"+call.Options.GetTargetAgent()+"\x00"+call.Options.GetHashKey()+"\x00"), payload...))
-		hash := hex.EncodeToString(h[:])
-		rec, created, err := s.store.Idempotency().Begin(ctx, scopeKey, key, hash, s.cfg.IdempotencyWindow)
-		if err != nil {
-			return nil, apierr.Internal(s.log, err)
+	resp := &croupierv1.InvokeJobResponse{}
+	claim, err := s.keys.Begin(ctx, idempotency.Request{Op: "job", Caller: actor, Game: call.Game, Env: call.Env,
+		Function: call.Function, Options: call.Options, Payload: call.Payload}, resp)
+	if err != nil {
+		return nil, err
+	}
+	if claim.Replayed {
+		if j, err := s.store.Jobs().Get(ctx, resp.GetJobId()); err == nil {
+			resp.Status = j.Status
 		}
-		if !created {
-			return s.replay(ctx, rec, hash, key)
-		}
+		return resp, nil
 	}
 	target := call.Targets[0]
 	job := &store.Job{
@@ -173,18 +207,11 @@ func (s *Service) StartCall(ctx context.Context, call *invoke.Call, actor string
 		Instance: target.Key(), Payload: payload, Actor: actor, IdempotencyKey: key,
 	}
 	if err := s.store.Jobs().Create(ctx, job); err != nil {
-		if key != "" {
-			_ = s.store.Idempotency().Release(context.WithoutCancel(ctx), scopeKey, key)
-		}
+		claim.Release(ctx) // no job, nothing dispatched
 		return nil, apierr.Internal(s.log, err)
 	}
-	resp := &croupierv1.InvokeJobResponse{Success: true, JobId: job.ID, Status: store.JobPending}
-	if key != "" {
-		b, _ := proto.Marshal(resp)
-		if err := s.store.Idempotency().Complete(context.WithoutCancel(ctx), scopeKey, key, b); err != nil {
-			s.log.Error("complete job idempotency key", "key", key, "err", err)
-		}
-	}
+	resp = &croupierv1.InvokeJobResponse{Success: true, JobId: job.ID, Status: store.JobPending}
+	claim.Complete(ctx, resp)
 	aj := &activeJob{id: job.ID, agent: target.Agent, instance: target.Instance, status: store.JobPending, since: s.now()}
 	inv := &agentv1.InvokeRequest{InvocationId: job.ID, GameId: call.Game, Env: call.Env, FunctionId: call.Function,
 		InstanceId: target.Instance, Payload: call.Payload, IdempotencyKey: key, Config: call.Config, Actor: actor}
@@ -199,25 +226,6 @@ func (s *Service) StartCall(ctx context.Context, call *invoke.Call, actor string
 	}
 	s.mu.Unlock()
 	s.log.Info("job created", "job", job.ID, "function", call.Function, "instance", target.Key(), "actor", actor)
-	return resp, nil
-}
-
-func (s *Service) replay(ctx context.Context, rec *store.Record, hash, key string) (*croupierv1.InvokeJobResponse, error) {
-	if rec.RequestHash != hash {
-		return nil, apierr.New(codes.AlreadyExists, apierr.CodeIdempotencyConflict,
-			"idempotency key "+key+" was already used with a different payload or routing; use a new key", "idempotency_key", key)
-	}
-	if rec.State != store.RecordDone {
-		return nil, apierr.New(codes.Aborted, apierr.CodeIdempotencyPending,
-			"a job with idempotency key "+key+" is being created; retry shortly", "idempotency_key", key)
-	}
-	resp := &croupierv1.InvokeJobResponse{}
-	if err := proto.Unmarshal(rec.Response, resp); err != nil {
-		return nil, apierr.Internal(s.log, err)
-	}
-	if j, err := s.store.Jobs().Get(ctx, resp.GetJobId()); err == nil {
-		resp.Status = j.Status
-	}
 	return resp, nil
 }
 

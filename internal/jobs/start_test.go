@@ -99,8 +99,9 @@ func TestStartDispatchFailure(t *testing.T) {
 	}
 }
 
-// TestStartIdempotent: the same key and payload return the same job (with
-// its current status) and start it once; another payload is refused.
+// TestStartIdempotent: the same key and payload from the same caller return
+// the same job (with its current status) and start it once; another payload
+// is refused.
 func TestStartIdempotent(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -109,7 +110,7 @@ func TestStartIdempotent(t *testing.T) {
 	h.waitStatus(t, id, store.JobRunning)
 	for range 3 {
 		resp, err := h.svc.Start(t.Context(), &croupierv1.InvokeJobRequest{GameId: game, Env: env, FunctionId: fn,
-			Payload: mustStruct(map[string]any{"subject": "hi"}), Options: opts}, "op:bob")
+			Payload: mustStruct(map[string]any{"subject": "hi"}), Options: opts}, "op:alice")
 		if err != nil {
 			t.Fatalf("repeat: %v", err)
 		}
@@ -121,7 +122,7 @@ func TestStartIdempotent(t *testing.T) {
 		t.Fatalf("the job was dispatched %d times, want once", n)
 	}
 	_, err := h.svc.Start(t.Context(), &croupierv1.InvokeJobRequest{GameId: game, Env: env, FunctionId: fn,
-		Payload: mustStruct(map[string]any{"subject": "other"}), Options: opts}, "op")
+		Payload: mustStruct(map[string]any{"subject": "other"}), Options: opts}, "op:alice")
 	wantStatus(t, err, codes.AlreadyExists, apierr.CodeIdempotencyConflict)
 	list, _, _ := h.st.Jobs().List(context.Background(), store.JobFilter{})
 	if len(list) != 1 {

@@ -30,6 +30,7 @@ import (
 	"github.com/croupier/croupier/internal/store"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/internal/tunnel"
+	"github.com/croupier/croupier/internal/wirecodec"
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -280,7 +281,8 @@ func listen(addr string, tlsCfg *tls.Config, http1Only bool) (net.Listener, erro
 }
 
 func (s *Server) newGRPCServer(tlsCfg *tls.Config, auth authenticator) *grpc.Server {
-	opts := []grpc.ServerOption{
+	// First: an undecodable request is INVALID_ARGUMENT before any auth work.
+	opts := append(wirecodec.Options(),
 		grpc.ChainUnaryInterceptor(s.auth.UnaryInterceptor(auth.principal)),
 		grpc.ChainStreamInterceptor(s.streamLifetime, s.auth.StreamInterceptor(auth.principal)),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
@@ -289,7 +291,7 @@ func (s *Server) newGRPCServer(tlsCfg *tls.Config, auth authenticator) *grpc.Ser
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	}
+	)
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}

@@ -38,6 +38,12 @@ type Record struct {
 // different callers never meet.
 type Idempotency struct{ s *Store }
 
+// MaxIdempotencyKeyLen bounds a stored key, in bytes.
+const MaxIdempotencyKeyLen = 128
+
+// maxScopeKeyLen bounds a stored scope (op, game, env, function, caller).
+const maxScopeKeyLen = 1024
+
 // beginAttempts bounds Begin's claim-or-read loop: the loop repeats only when
 // the record it lost to vanished (released or pruned) before it could read
 // it, which takes a racing Release per iteration.
@@ -52,6 +58,12 @@ const beginAttempts = 5
 func (x *Idempotency) Begin(ctx context.Context, scopeKey, key, requestHash string, ttl time.Duration) (*Record, bool, error) {
 	if scopeKey == "" || key == "" {
 		return nil, false, invalid("idempotency scope key and key must not be empty")
+	}
+	if len(key) > MaxIdempotencyKeyLen || len(scopeKey) > maxScopeKeyLen {
+		// The service refuses such keys first; this keeps the table bounded
+		// whoever calls.
+		return nil, false, invalid("idempotency key of %d bytes or scope of %d bytes exceeds %d / %d",
+			len(key), len(scopeKey), MaxIdempotencyKeyLen, maxScopeKeyLen)
 	}
 	if ttl <= 0 {
 		return nil, false, invalid("idempotency ttl must be positive, got %v", ttl)

@@ -1,7 +1,9 @@
 package store_test
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -191,6 +193,31 @@ func TestIdempotencyBeginRace(t *testing.T) {
 					t.Fatalf("round %d: racer %d saw hash %q, winner was %q", round, i, recs[i].RequestHash, winner)
 				}
 			}
+		}
+	})
+}
+
+// TestIdempotencyKeyBounded: a key over 128 bytes (or a huge scope) is
+// refused before anything is stored.
+func TestIdempotencyKeyBounded(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		idem := s.Idempotency()
+		for _, c := range []struct{ scope, key string }{
+			{"g/e/f/alice", strings.Repeat("k", 3<<20)},
+			{"g/e/f/alice", strings.Repeat("k", store.MaxIdempotencyKeyLen+1)},
+			{strings.Repeat("s", 1<<20), "k"},
+		} {
+			if _, _, err := idem.Begin(ctx, c.scope, c.key, "h", time.Hour); !errors.Is(err, store.ErrInvalidArgument) {
+				t.Fatalf("Begin with a %d-byte key, %d-byte scope: %v, want ErrInvalidArgument", len(c.key), len(c.scope), err)
+			}
+			if _, err := idem.Get(ctx, c.scope, c.key); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("a refused key was stored: %v", err)
+			}
+		}
+		if _, created, err := idem.Begin(ctx, "g/e/f/alice", strings.Repeat("k", store.MaxIdempotencyKeyLen), "h", time.Hour); err != nil || !created {
+			t.Fatalf("a 128-byte key: %v %v", created, err)
 		}
 	})
 }

@@ -134,13 +134,13 @@ func (s *Server) callAll(ctx context.Context, req proto.Message) []rawResult {
 func (s *Server) callPayload(ctx context.Context, client string, payload *anypb.Any) (*anypb.Any, error) {
 	c := s.lookup(client)
 	if c == nil {
-		return nil, status.Errorf(codes.Unavailable, "tunnel client %q is not connected", client)
+		return nil, notSent(status.Errorf(codes.Unavailable, "tunnel client %q is not connected", client))
 	}
 	if ctx.Err() != nil {
-		return nil, ctxError(ctx)
+		return nil, notSent(ctxError(ctx))
 	}
 	if size := anySize(payload); size > c.maxFrame {
-		return nil, status.Errorf(codes.ResourceExhausted, "request of %d bytes exceeds the tunnel frame limit of %d", size, c.maxFrame)
+		return nil, notSent(status.Errorf(codes.ResourceExhausted, "request of %d bytes exceeds the tunnel frame limit of %d", size, c.maxFrame))
 	}
 	return c.call(ctx, payload)
 }

@@ -44,3 +44,17 @@ func asStatus(err error, code codes.Code) error {
 	}
 	return status.Error(code, err.Error())
 }
+
+// notSentError marks the error of a call that never left this process (the
+// client is not connected, the call could not be queued, or the deadline
+// came first): the client cannot have run it. It keeps err's status.
+type notSentError struct{ err error }
+
+func (e notSentError) Error() string              { return e.err.Error() }
+func (e notSentError) Unwrap() error              { return e.err }
+func (e notSentError) GRPCStatus() *status.Status { return status.Convert(e.err) }
+
+// NotSent is true: callers that deduplicate requests may let a retry run.
+func (e notSentError) NotSent() bool { return true }
+
+func notSent(err error) error { return notSentError{err} }

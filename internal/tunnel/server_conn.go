@@ -107,9 +107,9 @@ func (c *conn) call(ctx context.Context, payload *anypb.Any) (*anypb.Any, error)
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctxError(ctx)
+		return nil, notSent(ctxError(ctx))
 	case <-c.done:
-		return nil, c.callerErr
+		return nil, notSent(c.callerErr)
 	}
 
 	cl := &call{payload: payload, result: make(chan callResult, 1)}
@@ -124,9 +124,9 @@ func (c *conn) call(ctx context.Context, payload *anypb.Any) (*anypb.Any, error)
 	case c.sendq <- cl:
 	case <-ctx.Done():
 		c.forget(cl)
-		return nil, ctxError(ctx)
+		return nil, notSent(ctxError(ctx))
 	case <-c.done:
-		return nil, c.callerErr
+		return nil, notSent(c.callerErr)
 	}
 
 	select {
