@@ -158,7 +158,7 @@ func (a *Agent) startGSE(handlers *tunnel.HandlerRegistry) error {
 	g, err := gse.New(gse.Config{
 		AgentID: a.cfg.ID, GameID: a.cfg.Game, Env: a.cfg.Env, Labels: a.cfg.LabelMap(),
 		Addr: a.cfg.GSEAddr, DataDir: filepath.Join(a.cfg.DataDir, "gse", a.cfg.ID), IPAddress: a.cfg.GSEIP, DNSName: a.cfg.GSEDNS,
-		DefaultFleetID: a.cfg.GSEDefaultFleet, HealthInterval: a.cfg.GSEHealthInterval,
+		DefaultFleetID: a.cfg.GSEDefaultFleet, HealthInterval: a.cfg.GSEHealthInterval, BuildDirs: a.cfg.BuildDirs,
 		Upstream: upstream,
 		Logger:   a.log.With("component", "gse"),
 	})

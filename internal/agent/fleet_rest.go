@@ -23,6 +23,9 @@ func (u restUpstream) GetAgentFleets(ctx context.Context, req *croupierv1.GetAge
 	for k, v := range req.GetLabels() {
 		q.Set("labels["+k+"]", v)
 	}
+	for _, d := range req.GetBuildDirs() {
+		q.Add("build_dirs", d) // grpc-gateway reads a repeated field from repeated parameters
+	}
 	out := &croupierv1.GetAgentFleetsResponse{}
 	return out, u.r.do(ctx, http.MethodGet, "/api/v1/agents/"+url.PathEscape(req.GetAgentId())+"/fleets?"+q.Encode(), nil, out)
 }

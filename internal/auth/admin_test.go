@@ -135,7 +135,7 @@ func TestRoleAdministration(t *testing.T) {
 				t.Errorf("custom role %s left after delete", r.Name)
 			}
 		}
-		if !slices.Equal(names, []string{"admin", "operator", "viewer", "approver", "auditor"}) {
+		if !slices.Equal(names, []string{"admin", "operator", "fleet-admin", "viewer", "approver", "auditor"}) {
 			t.Fatalf("roles = %v", names)
 		}
 		if info := apierr.Info(e.svc.DeleteRole(ctx, ga, "x")); info == nil || info.GetDetails()["permission"] != rbac.RoleAdmin {

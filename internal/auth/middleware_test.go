@@ -220,7 +220,7 @@ func TestGRPCEdge(t *testing.T) {
 		t.Fatalf("agent whoami = %v, %v", who, err)
 	}
 	roles, err := croupierv1.NewRoleServiceClient(conn).ListRoles(bctx, &croupierv1.ListRolesRequest{})
-	if err != nil || len(roles.GetRoles()) != 5 {
+	if err != nil || len(roles.GetRoles()) != len(rbac.Builtins()) {
 		t.Fatalf("roles = %v, %v", roles, err)
 	}
 }

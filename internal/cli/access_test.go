@@ -19,6 +19,7 @@ import (
 	"github.com/croupier/croupier/internal/audit"
 	"github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/principal"
+	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/store"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -179,7 +180,7 @@ func TestAccessCommands(t *testing.T) {
 			Builtin bool   `json:"builtin"`
 		} `json:"roles"`
 	}
-	if err := json.Unmarshal([]byte(out), &roles); err != nil || len(roles.Roles) != 6 || roles.Roles[5].Name != "gm" || !roles.Roles[0].Builtin {
+	if err := json.Unmarshal([]byte(out), &roles); err != nil || len(roles.Roles) != len(rbac.Builtins())+1 || roles.Roles[len(roles.Roles)-1].Name != "gm" || !roles.Roles[0].Builtin {
 		t.Fatalf("role list json: %s (%v)", out, err)
 	}
 	out = mustRun("", "user", "list")

@@ -91,6 +91,7 @@ func agentFlags(fs *pflag.FlagSet, d config.Agent) {
 	fs.String("gse-ip", "", "address players connect to (default: the host's primary IP)")
 	fs.String("gse-dns", "", "DNS name players connect to")
 	fs.String("gse-default-fleet", "", "fleet of processes that report ready without being launched by this agent")
+	fs.StringSlice("build-dirs", nil, "directories whose executables fleets may launch, checked after symlinks (repeatable; default DATA_DIR/builds)")
 	fs.Duration("gse-health-interval", 0, "how often game processes get OnHealthCheck (default 60s)")
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -106,6 +107,12 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 		}
 	}()
 
+	// The demo game is copied into the agent's build directory
+	// (DATA_DIR/builds), the only place the agent launches from.
+	demoBin, demoErr := "", errors.New(`disabled (--gse-addr "")`)
+	if o.gseAddr != "" {
+		demoBin, demoErr = installDemoGame(dataDir)
+	}
 	acfg := config.DefaultAgent()
 	acfg.ID, acfg.Game, acfg.Env = certs.DevAgentName, certs.DevGame, certs.DevEnv
 	acfg.DataDir, acfg.Server, acfg.SDKAddr = dataDir, srv.GRPCAddr(), o.sdkAddr
@@ -122,7 +129,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 		ag.StopGameProcesses(ctx) // the demo fleet's processes end with dev
 		return nil
 	})
-	fleetNote := startDemoFleet(ctx, srv, o.gseAddr != "")
+	fleetNote := startDemoFleet(ctx, srv, demoBin, demoErr)
 
 	client := sdk.New(sdk.Options{AgentAddr: ag.SDKAddr(), InstanceID: "demo-1", Logger: log.With("part", "gameserver")})
 	game := demogame.New(client.InstanceID(), o.players)
@@ -191,30 +198,69 @@ func randomPassword() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// startDemoFleet creates (once) the demo fleet: two GSE game processes of
-// examples/gsegame, supervised by the embedded agent. The binary is the
-// gsegame next to croupier (make build puts both in bin/).
-func startDemoFleet(ctx context.Context, srv *server.Server, enabled bool) string {
-	if !enabled {
-		return "disabled (--gse-addr \"\")"
-	}
+// installDemoGame copies the gsegame next to croupier (make build puts
+// both in bin/) to DATA_DIR/builds/demo/gsegame, under the agent's default
+// build directory, and returns the copy's path. The copy replaces the file
+// by rename, so processes still running the previous one are unaffected.
+func installDemoGame(dataDir string) (string, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "not started: " + err.Error()
+		return "", err
 	}
-	bin := filepath.Join(filepath.Dir(self), "gsegame")
-	if _, err := os.Stat(bin); err != nil {
-		return "not started: no gsegame binary next to croupier (make build builds it)"
+	in, err := os.Open(filepath.Join(filepath.Dir(self), "gsegame"))
+	if err != nil {
+		return "", errors.New("no gsegame binary next to croupier (make build builds it)")
 	}
+	defer in.Close()
+	dst := filepath.Join(dataDir, "builds", "demo", "gsegame")
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".gsegame-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
+	if _, err := io.Copy(tmp, in); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Chmod(0o750); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	return dst, os.Rename(tmp.Name(), dst)
+}
+
+// startDemoFleet creates (once) the demo fleet: two GSE game processes of
+// examples/gsegame at bin, supervised by the embedded agent. A demo fleet
+// made by an earlier version (launching gsegame from elsewhere) is pointed
+// at bin.
+func startDemoFleet(ctx context.Context, srv *server.Server, bin string, installErr error) string {
+	if installErr != nil {
+		return "not started: " + installErr.Error()
+	}
+	const note = " (2 gsegame processes)"
 	fleets := srv.Fleet()
 	list, err := fleets.ListFleets(ctx, &croupierv1.ListFleetsRequest{GameId: certs.DevGame, Env: certs.DevEnv})
 	if err != nil {
 		return "not started: " + err.Error()
 	}
 	for _, f := range list.GetFleets() {
-		if f.GetName() == "demo-fleet" {
-			return f.GetFleetId() + " (2 gsegame processes)"
+		if f.GetName() != "demo-fleet" {
+			continue
 		}
+		sps := f.GetRuntimeConfiguration().GetServerProcesses()
+		if len(sps) == 1 && sps[0].GetLaunchPath() != bin {
+			sps[0].LaunchPath = bin
+			if _, err := fleets.UpdateFleet(ctx, &croupierv1.UpdateFleetRequest{Fleet: f}); err != nil {
+				return "not started: " + err.Error()
+			}
+		}
+		return f.GetFleetId() + note
 	}
 	resp, err := fleets.CreateFleet(ctx, &croupierv1.CreateFleetRequest{Fleet: &croupierv1.Fleet{
 		GameId: certs.DevGame, Env: certs.DevEnv, Name: "demo-fleet", Description: "examples/gsegame, a GSE game server",
@@ -227,7 +273,7 @@ func startDemoFleet(ctx context.Context, srv *server.Server, enabled bool) strin
 	if err != nil {
 		return "not started: " + err.Error()
 	}
-	return resp.GetFleet().GetFleetId() + " (2 gsegame processes)"
+	return resp.GetFleet().GetFleetId() + note
 }
 
 // waitReady waits until the demo functions are registered, so the printed

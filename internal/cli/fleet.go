@@ -34,7 +34,7 @@ func (ff *fleetFlags) add(c *cobra.Command, create bool) {
 	}
 	f.StringVar(&ff.name, "name", "", "display name")
 	f.StringVar(&ff.description, "description", "", "description")
-	f.StringVar(&ff.launchPath, "launch-path", "", "game server executable (one server process entry)")
+	f.StringVar(&ff.launchPath, "launch-path", "", "game server executable (one server process entry): an absolute path under the agents' build directories (agent --build-dirs)")
 	f.StringArrayVar(&ff.params, "param", nil, "argument of the executable (repeatable)")
 	f.StringArrayVar(&ff.envVars, "env-var", nil, "KEY=VALUE for the executable (repeatable)")
 	f.Int32Var(&ff.concurrent, "concurrent", 1, "processes per agent")
@@ -148,8 +148,15 @@ func newFleetCmd(g *globals) *cobra.Command {
 
 	var cf fleetFlags
 	create := &cobra.Command{
-		Use: "create", Short: "Create a fleet", Args: cobra.NoArgs,
-		Example: `  croupier fleet create --game mygame --env prod --name eu-1 --launch-path /opt/game/server \
+		Use: "create", Short: "Create a fleet (needs fleet:write: roles fleet-admin, admin)", Args: cobra.NoArgs,
+		Long: `create defines a fleet: the game server processes the agents of a game/env
+run. Agents launch only executables under their build directories (agent
+--build-dirs, default DATA_DIR/builds), checked after symlinks; parameters
+are passed as arguments, never through a shell. A launch path outside the
+build directories of an agent that would host the fleet is refused
+(LAUNCH_PATH_NOT_ALLOWED). Creating and updating fleets needs fleet:write
+(built-in roles fleet-admin and admin).`,
+		Example: `  croupier fleet create --game mygame --env prod --name eu-1 --launch-path /srv/croupier/builds/game/server \
     --param -log --param /var/log/game.log --concurrent 4 --protection FullProtection`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {

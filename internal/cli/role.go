@@ -18,7 +18,7 @@ func newRoleCmd(g *globals) *cobra.Command {
 scopes (role:admin on that scope). A scope is "*", "game:G/*",
 "game:G/env:E/*" or "game:G/env:E/function:F", with * for any part and a
 trailing * for a function prefix ("function:player.*"). Built-in roles:
-admin, operator, viewer, approver, auditor (croupier role list).`,
+admin, operator, fleet-admin, viewer, approver, auditor (croupier role list).`,
 	}
 	var (
 		perms       []string

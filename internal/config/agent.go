@@ -45,6 +45,10 @@ type Agent struct {
 	// GSEDefaultFleet is the fleet of processes that call ProcessReady
 	// without having been launched by this agent.
 	GSEDefaultFleet string `koanf:"gse_default_fleet"`
+	// BuildDirs are the only directories whose executables the agent
+	// launches for fleets (checked after symlinks); default
+	// DATA_DIR/builds. See docs/fleet.md, Trust model.
+	BuildDirs []string `koanf:"build_dirs"`
 	// GSEHealthInterval is how often processes are asked OnHealthCheck.
 	GSEHealthInterval time.Duration `koanf:"gse_health_interval"`
 }
@@ -75,7 +79,21 @@ func (c *Agent) Resolve() error {
 	if c.TLSKey == "" {
 		c.TLSKey = filepath.Join(certs, "agent.key")
 	}
+	if len(c.BuildDirs) == 0 {
+		c.BuildDirs = []string{filepath.Join(c.DataDir, "builds")}
+	}
 	var p []string
+	for i, d := range c.BuildDirs {
+		abs, err := filepath.Abs(d)
+		if d == "" || err != nil {
+			p = append(p, fmt.Sprintf("build_dirs: %q is not a directory path", d))
+			continue
+		}
+		c.BuildDirs[i] = abs
+	}
+	if len(c.BuildDirs) > 16 {
+		p = append(p, fmt.Sprintf("build_dirs: %d directories; at most 16 are allowed", len(c.BuildDirs)))
+	}
 	if !validName(c.ID) {
 		p = append(p, fmt.Sprintf("agent_id %q: use letters, digits, '-', '_' or '.' (max 64)", c.ID))
 	}

@@ -38,6 +38,9 @@ func (a *AgentAPI) GetAgentFleets(ctx context.Context, req *croupierv1.GetAgentF
 	if err := a.authorizeScope(ctx, req.GetAgentId(), req.GetGameId(), req.GetEnv()); err != nil {
 		return nil, err
 	}
+	if err := a.s.NoteAgentBuildDirs(req.GetAgentId(), req.GetGameId(), req.GetEnv(), req.GetLabels(), req.GetBuildDirs()); err != nil {
+		return nil, a.s.toStatus(err)
+	}
 	fs, err := a.s.AgentFleets(ctx, req.GetGameId(), req.GetEnv(), req.GetLabels())
 	if err != nil {
 		return nil, a.s.toStatus(err)

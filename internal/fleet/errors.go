@@ -35,7 +35,10 @@ const (
 	CodeNotOwner           = "NOT_OWNER"
 	CodeInvalidFilter      = "INVALID_FILTER_EXPRESSION"
 	CodeAgentUnavailable   = "AGENT_UNAVAILABLE"
-	CodeInternal           = "INTERNAL"
+	// CodeLaunchPathNotAllowed: a launch path outside the build
+	// directories of an agent that would host the fleet.
+	CodeLaunchPathNotAllowed = "LAUNCH_PATH_NOT_ALLOWED"
+	CodeInternal             = "INTERNAL"
 )
 
 // Error is a fleet failure with the gRPC code and stable code the edge

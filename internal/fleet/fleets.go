@@ -3,7 +3,6 @@ package fleet
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -12,6 +11,7 @@ import (
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/gse/launchpath"
 	"github.com/croupier/croupier/internal/store"
 )
 
@@ -26,6 +26,9 @@ func (s *Service) CreateFleet(ctx context.Context, f *croupierv1.Fleet) (*croupi
 		f.FleetId = newID("fleet")
 	}
 	if err := normaliseFleet(f); err != nil {
+		return nil, err
+	}
+	if err := s.checkLaunchPaths(f); err != nil {
 		return nil, err
 	}
 	if err := s.st.Fleets().Create(ctx, f); err != nil {
@@ -84,6 +87,9 @@ func (s *Service) UpdateFleet(ctx context.Context, f *croupierv1.Fleet) (*croupi
 	if err := normaliseFleet(f); err != nil {
 		return nil, err
 	}
+	if err := s.checkLaunchPaths(f); err != nil {
+		return nil, err
+	}
 	if err := s.st.Fleets().Update(ctx, f); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, newErr(codes.Aborted, CodeFleetChanged, "%s", trimStorePrefix(err))
@@ -113,6 +119,17 @@ func (s *Service) DeleteFleet(ctx context.Context, id string) error {
 		return storeErr(err, CodeFleetNotFound)
 	}
 	s.agent.SyncFleets(ctx, f.GetGameId(), f.GetEnv())
+	return nil
+}
+
+// NoteAgentBuildDirs records the build directories an agent reports (with
+// GetAgentFleets), against which CreateFleet and UpdateFleet check launch
+// paths.
+func (s *Service) NoteAgentBuildDirs(agentID, gameID, env string, labels map[string]string, dirs []string) error {
+	if err := checkBuildDirs(dirs); err != nil {
+		return err
+	}
+	s.buildDirs.note(agentID, gameID, env, labels, dirs, s.now())
 	return nil
 }
 
@@ -221,8 +238,8 @@ func normaliseFleet(f *croupierv1.Fleet) error {
 	rc := f.RuntimeConfiguration
 	total := 0
 	for i, sp := range rc.GetServerProcesses() {
-		if strings.TrimSpace(sp.GetLaunchPath()) == "" {
-			return invalidArg("runtime_configuration.server_processes[%d].launch_path is required", i)
+		if err := launchpath.CheckSyntax(sp.GetLaunchPath()); err != nil {
+			return invalidArg("runtime_configuration.server_processes[%d]: %v", i, err)
 		}
 		if sp.GetConcurrentExecutions() < 1 {
 			return invalidArg("runtime_configuration.server_processes[%d].concurrent_executions must be at least 1", i)

@@ -28,17 +28,19 @@ func TestFleetCRUD(t *testing.T) {
 			t.Fatalf("agents told %d times about the new fleet", h.agents.syncs)
 		}
 		for name, bad := range map[string]*croupierv1.Fleet{
-			"bad policy":     {GameId: "g", Env: "prod", ProtectionPolicy: "Sometimes"},
-			"time limit 0":   {GameId: "g", Env: "prod", ProtectionPolicy: fleet.TimeLimitProtection},
-			"no launch path": {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{ConcurrentExecutions: 1}}}},
-			"0 executions":   {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "x"}}}},
-			"51 processes":   {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "x", ConcurrentExecutions: 51}}}},
-			"bad env name":   {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "x", ConcurrentExecutions: 1, Environment: map[string]string{"1X": ""}}}}},
-			"activation 601": {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{GameServerSessionActivationTimeoutSeconds: 601}},
-			"reservation -1": {GameId: "g", Env: "prod", PlayerSessionReservationTimeoutSeconds: -1},
-			"no scope":       {Name: "x"},
-			"bad fleet id":   {FleetId: "a b", GameId: "g", Env: "prod"},
-			"empty selector": {GameId: "g", Env: "prod", AgentSelector: map[string]string{"": "x"}},
+			"bad policy":           {GameId: "g", Env: "prod", ProtectionPolicy: "Sometimes"},
+			"time limit 0":         {GameId: "g", Env: "prod", ProtectionPolicy: fleet.TimeLimitProtection},
+			"no launch path":       {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{ConcurrentExecutions: 1}}}},
+			"0 executions":         {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "/bin/game"}}}},
+			"51 processes":         {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "/bin/game", ConcurrentExecutions: 51}}}},
+			"bad env name":         {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "/bin/game", ConcurrentExecutions: 1, Environment: map[string]string{"1X": ""}}}}},
+			"relative launch path": {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "sh", ConcurrentExecutions: 1}}}},
+			"dot-dot launch path":  {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "/srv/builds/../../bin/sh", ConcurrentExecutions: 1}}}},
+			"activation 601":       {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{GameServerSessionActivationTimeoutSeconds: 601}},
+			"reservation -1":       {GameId: "g", Env: "prod", PlayerSessionReservationTimeoutSeconds: -1},
+			"no scope":             {Name: "x"},
+			"bad fleet id":         {FleetId: "a b", GameId: "g", Env: "prod"},
+			"empty selector":       {GameId: "g", Env: "prod", AgentSelector: map[string]string{"": "x"}},
 		} {
 			_, err := h.svc.CreateFleet(c, bad)
 			if err == nil {

@@ -90,6 +90,8 @@ type Service struct {
 	// fulfilMu serialises placement fulfilment on this node; across nodes
 	// the store's compare-and-set keeps it correct.
 	fulfilMu sync.Mutex
+	// buildDirs: what the agents report they may launch.
+	buildDirs buildDirBook
 
 	lifeMu sync.Mutex
 	ctx    context.Context // cancelled by Close; parent of background work

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/croupier/croupier/internal/gse/launchpath"
 	"github.com/croupier/croupier/internal/tlsconf"
 )
 
@@ -50,6 +51,11 @@ type Config struct {
 	// Addr is the loopback address of the GSE endpoint (default
 	// 127.0.0.1:5758; port 0 picks one).
 	Addr string
+	// BuildDirs are the only directories the agent launches executables
+	// from (see launchpath): a fleet's launch path must lie under one of
+	// them as written and after symlinks. Empty: nothing is launched.
+	// New makes them absolute and adds their resolved forms.
+	BuildDirs []string
 	// DataDir holds gse/state.json (processes to adopt after a restart)
 	// and gse/logs/ (captured output and collected log files).
 	DataDir string
@@ -119,6 +125,11 @@ func (c *Config) withDefaults() error {
 		p = append(p, fmt.Sprintf("gse address %q is not host:port", c.Addr))
 	} else if err := tlsconf.CheckInsecureAllowed(c.Addr, true); err != nil {
 		p = append(p, fmt.Sprintf("gse address %q: game processes connect in plaintext, so it must be a loopback address", c.Addr))
+	}
+	if dirs, err := launchpath.Dirs(c.BuildDirs); err != nil {
+		p = append(p, err.Error())
+	} else {
+		c.BuildDirs = dirs
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {

@@ -43,6 +43,7 @@ func (a *Agent) syncFleets(ctx context.Context) error {
 	defer cancel()
 	res, err := a.up.GetAgentFleets(cctx, &croupierv1.GetAgentFleetsRequest{
 		AgentId: a.cfg.AgentID, GameId: a.cfg.GameID, Env: a.cfg.Env, Labels: a.cfg.Labels,
+		BuildDirs: a.cfg.BuildDirs, // so the server refuses fleets this agent would not launch
 	})
 	if err != nil {
 		return err

@@ -114,7 +114,7 @@ func newEnv(t *testing.T) *env {
 // config is an agent configuration with short timeouts for tests.
 func (e *env) config(id string) gse.Config {
 	return gse.Config{
-		AgentID: id, GameID: "g", Env: "prod", Addr: "127.0.0.1:0", DataDir: filepath.Join(e.dataDir, id),
+		AgentID: id, GameID: "g", Env: "prod", Addr: "127.0.0.1:0", DataDir: filepath.Join(e.dataDir, id), BuildDirs: []string{filepath.Dir(gsegameBin)},
 		IPAddress: "127.0.0.1", Upstream: e.svc.AgentAPI(), ProcessInfo: e.pids.info, Kill: e.pids.signal, Logger: testLogger(),
 		HealthInterval: 20 * time.Millisecond, HealthTimeout: 100 * time.Millisecond, ReadyTimeout: 5 * time.Second,
 		ExitTimeout: 2 * time.Second, TerminationGrace: 5 * time.Minute, RestartBackoffMin: 50 * time.Millisecond,

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/gse/launchpath"
 )
 
 // slot is one process the runtime configuration asks for: fleet, server
@@ -205,6 +206,9 @@ func (a *Agent) launch(s *slot) {
 	if err != nil {
 		s.crashes++
 		d := a.cfg.RestartBackoffMin << min(s.crashes-1, 16)
+		if errors.Is(err, launchpath.ErrOutside) {
+			d = a.cfg.RestartBackoffMax // configuration, not a passing failure
+		}
 		s.nextLaunch = a.now().Add(min(d, a.cfg.RestartBackoffMax))
 		a.log.Error("cannot launch a game server process", "fleet", s.fleetID, "launch_path", s.spec.GetLaunchPath(), "err", err, "retry_in", min(d, a.cfg.RestartBackoffMax))
 		return
@@ -228,6 +232,13 @@ func (a *Agent) start(s *slot) (*proc, error) {
 		return nil, errors.New("the agent has no data dir for process logs and state")
 	}
 	spec := s.spec
+	// Checked here, right before the exec, whatever the server accepted:
+	// the file started is the resolved one, so a symlink swapped after
+	// this check cannot redirect the launch.
+	exe, err := launchpath.Resolve(spec.GetLaunchPath(), a.cfg.BuildDirs)
+	if err != nil {
+		return nil, fmt.Errorf("%w; launching refused", err)
+	}
 	outDir := filepath.Join(a.gseDir(), "logs", "out")
 	if err := os.MkdirAll(outDir, 0o750); err != nil {
 		return nil, err
@@ -238,10 +249,11 @@ func (a *Agent) start(s *slot) (*proc, error) {
 		return nil, err
 	}
 	defer out.Close() // the child has its own descriptor
-	cmd := exec.Command(spec.GetLaunchPath(), spec.GetParameters()...)
-	if filepath.IsAbs(spec.GetLaunchPath()) {
-		cmd.Dir = filepath.Dir(spec.GetLaunchPath())
-	}
+	// Parameters are argv, never a shell command line. argv[0] stays the
+	// configured path, as a wrapper script expects.
+	cmd := exec.Command(exe, spec.GetParameters()...)
+	cmd.Args[0] = spec.GetLaunchPath()
+	cmd.Dir = filepath.Dir(spec.GetLaunchPath())
 	cmd.Env = append(os.Environ(), AddrEnv+"="+a.Addr(), "CROUPIER_FLEET_ID="+s.fleetID, "CROUPIER_AGENT_ID="+a.cfg.AgentID)
 	keys := make([]string, 0, len(spec.GetEnvironment()))
 	for k := range spec.GetEnvironment() {

@@ -115,6 +115,7 @@ func TestCheck(t *testing.T) {
 	gameAdmin := op("ga", builtin(t, rbac.AdminRole, "game:a/*"))
 	operatorA := op("opa", builtin(t, rbac.OperatorRole, "game:a/*"))
 	viewer := op("v", builtin(t, rbac.ViewerRole, "*"))
+	fleetAdminA := op("fa", builtin(t, rbac.FleetAdminRole, "game:a/*"))
 	jobsOnly := op("j", rbac.Grant("custom", "game:a/env:prod/*", []string{"job:*"}))
 	multi := op("m", builtin(t, rbac.ViewerRole, "*"), builtin(t, rbac.OperatorRole, "game:b/env:dev/function:player.*"))
 	agent := principal.Principal{Kind: principal.Agent, Name: "ag1", Game: "a", Env: "prod"}
@@ -137,6 +138,15 @@ func TestCheck(t *testing.T) {
 		{"operator other game", operatorA, rbac.FunctionInvoke, "b", "prod", "player.ban", false},
 		{"operator no approval", operatorA, rbac.ApprovalDecide, "a", "prod", "player.ban", false},
 		{"operator no audit", operatorA, rbac.AuditRead, "a", "prod", "", false},
+		// fleet:write decides what agents execute: fleet-admin, not operator.
+		{"operator reads fleets", operatorA, rbac.FleetRead, "a", "prod", "", true},
+		{"operator cannot write fleets", operatorA, rbac.FleetWrite, "a", "prod", "", false},
+		{"fleet admin writes fleets", fleetAdminA, rbac.FleetWrite, "a", "prod", "", true},
+		{"fleet admin other game", fleetAdminA, rbac.FleetWrite, "b", "prod", "", false},
+		{"fleet admin cannot invoke", fleetAdminA, rbac.FunctionInvoke, "a", "prod", "f", false},
+		{"game admin writes fleets", gameAdmin, rbac.FleetWrite, "a", "prod", "", true},
+		{"viewer reads fleets", viewer, rbac.FleetRead, "a", "prod", "", true},
+		{"viewer cannot write fleets", viewer, rbac.FleetWrite, "a", "prod", "", false},
 		{"viewer reads", viewer, rbac.JobRead, "a", "prod", "", true},
 		{"viewer cannot invoke", viewer, rbac.FunctionInvoke, "a", "prod", "f", false},
 		{"viewer cannot cancel", viewer, rbac.JobCancel, "a", "prod", "f", false},

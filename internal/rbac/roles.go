@@ -13,6 +13,9 @@ const (
 	ViewerRole   = "viewer"
 	ApproverRole = "approver"
 	AuditorRole  = "auditor"
+	// FleetAdminRole holds fleet:write, which decides what agents execute
+	// (a fleet's launch path and parameters): kept out of operator.
+	FleetAdminRole = "fleet-admin"
 )
 
 // BuiltinRole is a role defined in code; custom roles live in the database.
@@ -24,7 +27,8 @@ type BuiltinRole struct {
 
 var builtins = []BuiltinRole{
 	{AdminRole, []string{"*"}, "every permission; granted on * it includes user and role administration"},
-	{OperatorRole, []string{FunctionInvoke, JobStart, JobCancel, JobRead, RegistryRead, AgentRead, FleetRead, FleetWrite}, "invoke functions and run jobs, read the registry, run fleets and sessions"},
+	{OperatorRole, []string{FunctionInvoke, JobStart, JobCancel, JobRead, RegistryRead, AgentRead, FleetRead}, "invoke functions and run jobs, read the registry, agents and fleets"},
+	{FleetAdminRole, []string{FleetRead, FleetWrite, AgentRead}, "create, change and delete fleets (what agents launch), sessions, placements and player joins"},
 	{ViewerRole, []string{JobRead, RegistryRead, AgentRead, FleetRead}, "read-only: jobs, registry, agents, fleets"},
 	{ApproverRole, []string{ApprovalDecide, JobRead, RegistryRead}, "approve or reject other people's requests"},
 	{AuditorRole, []string{AuditRead, JobRead}, "read and verify the audit log"},

@@ -19,7 +19,7 @@ func TestDev(t *testing.T) {
 	}
 	dir := t.TempDir()
 	p := start(t, "dev", bins.croupier, "dev", "--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--tunnel-http-addr", "127.0.0.1:0", "--sdk-addr", "127.0.0.1:0")
+		"--tunnel-http-addr", "127.0.0.1:0", "--sdk-addr", "127.0.0.1:0", "--gse-addr", "127.0.0.1:0")
 	p.waitLine("Croupier dev is running.", 60*time.Second)
 	env := []string{"CROUPIER_PROFILE=" + filepath.Join(dir, "client.yaml")}
 
@@ -32,6 +32,17 @@ func TestDev(t *testing.T) {
 	if !strings.Contains(out, "HIGH") {
 		t.Fatalf("player.ban is not shown high-risk:\n%s", out)
 	}
+	// The demo fleet runs gsegame from dev's copy in the agent's build
+	// directory (the agent launches nothing else).
+	out, _ = run(t, env, "fleet", "list", "--game", "demo", "--env", "dev", "-o", "json")
+	fid := regexp.MustCompile(`"fleet_?[iI]d":\s*"([^"]+)"`).FindStringSubmatch(out)
+	if fid == nil || !strings.Contains(out, filepath.Join(dir, "builds", "demo", "gsegame")) {
+		t.Fatalf("demo fleet does not launch DATA_DIR/builds/demo/gsegame:\n%s", out)
+	}
+	waitFor(t, 30*time.Second, "two ACTIVE demo fleet processes", func() bool {
+		out, code := run(t, env, "fleet", "processes", fid[1], "--status", "ACTIVE", "-o", "json")
+		return code == 0 && len(regexp.MustCompile(`"process_?[iI]d"`).FindAllString(out, -1)) == 2
+	})
 	out, code = run(t, env, "invoke", "player.get", "--game", "demo", "--env", "dev", "--payload", `{"player_id":"p100"}`, "-o", "json")
 	var resp struct {
 		Success bool `json:"success"`

@@ -91,7 +91,7 @@ func (c *cluster) startServer(grpcAddr, httpAddr, tunnelAddr string) {
 
 func (c *cluster) startAgent(name, transport, sdkAddr string) {
 	args := []string{"agent", "--log-format", "json", "--agent-id", name, "--game-id", "demo", "--env", "dev",
-		"--server", c.grpc, "--transport", transport, "--sdk-addr", sdkAddr, "--gse-addr", "127.0.0.1:0", "--data-dir", c.dir, "--labels", "transport=" + transport, "--reconnect-max", "1s",
+		"--server", c.grpc, "--transport", transport, "--sdk-addr", sdkAddr, "--gse-addr", "127.0.0.1:0", "--data-dir", c.dir, "--build-dirs", filepath.Dir(bins.gsegame), "--labels", "transport=" + transport, "--reconnect-max", "1s",
 		"--tls-ca", filepath.Join(c.certs, "ca.crt"), "--tls-cert", filepath.Join(c.certs, name+".crt"),
 		"--tls-key", filepath.Join(c.certs, name+".key"), "--tls-server-name", "localhost"}
 	if transport == "longpoll" {

@@ -241,7 +241,9 @@ func (x *RuntimeConfiguration) GetMaxConcurrentGameServerSessionActivations() in
 // ServerProcess is one launch configuration.
 type ServerProcess struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Executable, absolute or relative to the agent's working directory.
+	// Executable: an absolute, clean path (no "..", at most 1024 bytes) to a
+	// regular executable file under one of the agent's build directories, as
+	// written and after symlinks are resolved (docs/fleet.md, trust model).
 	LaunchPath string `protobuf:"bytes,1,opt,name=launch_path,json=launchPath,proto3" json:"launch_path,omitempty"`
 	// Arguments, passed as they are (no shell).
 	Parameters []string `protobuf:"bytes,2,rep,name=parameters,proto3" json:"parameters,omitempty"`
@@ -3209,11 +3211,16 @@ func (x *DescribePlayerSessionsResponse) GetNextToken() string {
 }
 
 type GetAgentFleetsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	GameId        string                 `protobuf:"bytes,2,opt,name=game_id,json=gameId,proto3" json:"game_id,omitempty"`
-	Env           string                 `protobuf:"bytes,3,opt,name=env,proto3" json:"env,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	GameId  string                 `protobuf:"bytes,2,opt,name=game_id,json=gameId,proto3" json:"game_id,omitempty"`
+	Env     string                 `protobuf:"bytes,3,opt,name=env,proto3" json:"env,omitempty"`
+	Labels  map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The directories the agent launches executables from (its build_dirs,
+	// absolute, symlinks resolved; at most 16 of 1024 bytes). The server
+	// refuses a fleet whose launch path lies outside those of an agent that
+	// would host it; the agent refuses such a launch in any case.
+	BuildDirs     []string `protobuf:"bytes,5,rep,name=build_dirs,json=buildDirs,proto3" json:"build_dirs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3272,6 +3279,13 @@ func (x *GetAgentFleetsRequest) GetEnv() string {
 func (x *GetAgentFleetsRequest) GetLabels() map[string]string {
 	if x != nil {
 		return x.Labels
+	}
+	return nil
+}
+
+func (x *GetAgentFleetsRequest) GetBuildDirs() []string {
+	if x != nil {
+		return x.BuildDirs
 	}
 	return nil
 }
@@ -4896,12 +4910,14 @@ const file_croupier_v1_fleet_proto_rawDesc = "" +
 	"\x1eDescribePlayerSessionsResponse\x12C\n" +
 	"\x0fplayer_sessions\x18\x01 \x03(\v2\x1a.croupier.v1.PlayerSessionR\x0eplayerSessions\x12\x1d\n" +
 	"\n" +
-	"next_token\x18\x02 \x01(\tR\tnextToken\"\xe0\x01\n" +
+	"next_token\x18\x02 \x01(\tR\tnextToken\"\xff\x01\n" +
 	"\x15GetAgentFleetsRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
 	"\agame_id\x18\x02 \x01(\tR\x06gameId\x12\x10\n" +
 	"\x03env\x18\x03 \x01(\tR\x03env\x12F\n" +
-	"\x06labels\x18\x04 \x03(\v2..croupier.v1.GetAgentFleetsRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x04 \x03(\v2..croupier.v1.GetAgentFleetsRequest.LabelsEntryR\x06labels\x12\x1d\n" +
+	"\n" +
+	"build_dirs\x18\x05 \x03(\tR\tbuildDirs\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
