@@ -27,6 +27,7 @@ import (
 	"github.com/croupier/croupier/internal/invoke"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/store"
+	"github.com/croupier/croupier/internal/telemetry"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -70,6 +71,8 @@ type Config struct {
 	Retention time.Duration
 	KeepJobs  int
 	Logger    *slog.Logger
+	// Metrics receives job event counts; nil records nothing.
+	Metrics *telemetry.Metrics
 }
 
 // Service implements the job methods of FunctionService.
@@ -352,6 +355,9 @@ func (s *Service) Report(ctx context.Context, req *croupierv1.ReportJobEventsReq
 	if err := s.store.Jobs().AppendEvents(ctx, aj.id, batch); err != nil {
 		return nil, apierr.Internal(s.log, err)
 	}
+	for _, e := range batch {
+		s.cfg.Metrics.JobEvent(croupierv1.EventType(e.Type).String())
+	}
 	aj.lastSeq = batch[len(batch)-1].Seq
 	if aj.incarnation == "" {
 		aj.incarnation = s.currentIncarnation(aj)
@@ -441,6 +447,7 @@ func (s *Service) finish(aj *activeJob, to string, typ croupierv1.EventType, cod
 		s.log.Error("append terminal job event", "job", aj.id, "err", err)
 		return err
 	}
+	s.cfg.Metrics.JobEvent(typ.String())
 	aj.lastSeq = ev.GetSeq()
 	if err := s.applyStatus(ctx, aj, false, -1, ev); err != nil {
 		s.log.Error("end job", "job", aj.id, "err", err)

@@ -32,8 +32,8 @@ import (
 	"github.com/croupier/croupier/internal/tunnel"
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -61,6 +61,9 @@ type Server struct {
 	fleet       *fleet.Service
 	health      *health.Server
 	metrics     *prometheus.Registry
+	obs         *observability
+	// tracerProvider replaces the configured exporter (WithTracerProvider).
+	tracerProvider trace.TracerProvider
 
 	grpcServer *grpc.Server
 	httpServer *http.Server
@@ -75,7 +78,7 @@ type Server struct {
 }
 
 // New validates cfg and returns a server that Start will bring up.
-func New(cfg config.Server, log *slog.Logger) (*Server, error) {
+func New(cfg config.Server, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Resolve(); err != nil {
 		return nil, err
 	}
@@ -90,7 +93,20 @@ func New(cfg config.Server, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{cfg: cfg, log: log}, nil
+	s := &Server{cfg: cfg, log: log}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// Option adjusts a Server beyond its config.
+type Option func(*Server)
+
+// WithTracerProvider traces with tp instead of the exporter the config
+// names (tests use an in-memory exporter).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Server) { s.tracerProvider = tp }
 }
 
 // Start opens the store (running migrations), binds every listener and
@@ -112,6 +128,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.closeAll()
 		}
 	}()
+	if err = s.openTelemetry(ctx); err != nil {
+		return err
+	}
 	if s.store, err = store.Open(ctx, store.Config{Driver: s.cfg.StoreDriver, DSN: s.cfg.StoreDSN}); err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -140,7 +159,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		PingInterval: s.cfg.HeartbeatInterval,
 		PingTimeout:  3 * s.cfg.HeartbeatInterval,
 		Authorize:    auth.authorizeTunnel,
-		OnConnect:    func(name string) { s.log.Info("agent tunnel connected", "agent", name) },
+		Metrics:      s.obs.app.Tunnel("agents"),
+
+		TracerProvider: s.obs.tracing.Provider,
+		OnConnect:      func(name string) { s.log.Info("agent tunnel connected", "agent", name) },
 		OnDisconnect: func(name string, err error) {
 			if s.registry.Remove(name) {
 				s.log.Info("agent tunnel closed; agent removed", "agent", name, "reason", err)
@@ -150,7 +172,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	assignments := control.NewAssignments(s.store.Assignments(), 2*time.Second)
 	s.invoke = invoke.New(invoke.Config{
 		DefaultTimeout: s.cfg.InvokeTimeout, MaxTimeout: s.cfg.InvokeMaxTimeout,
-		IdempotencyWindow: s.cfg.IdempotencyWindow, Logger: s.log,
+		IdempotencyWindow: s.cfg.IdempotencyWindow, Logger: s.log, Metrics: s.obs.app,
 	}, invoke.Deps{
 		Registry: s.registry, Caller: tunnelCaller{s.tunnel}, Assignments: assignments,
 		Scopes: scopes, Idempotency: s.store.Idempotency(),
@@ -158,7 +180,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.jobs = jobs.New(jobs.Config{
 		CheckInterval: s.cfg.HeartbeatInterval, OrphanGrace: s.cfg.JobOrphanGrace,
 		IdempotencyWindow: s.cfg.IdempotencyWindow, Retention: s.cfg.JobRetention, KeepJobs: s.cfg.JobKeep,
-		Logger: s.log.With("component", "jobs"),
+		Logger: s.log.With("component", "jobs"), Metrics: s.obs.app,
 	}, s.store, s.invoke, tunnelCaller{s.tunnel}, s.registry)
 	if err = s.jobs.Open(ctx); err != nil {
 		return err
@@ -190,10 +212,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		// agents and the tunnel still need theirs (see authenticator).
 		serverTLS.ClientAuth = tls.VerifyClientCertIfGiven
 	}
-	s.metrics = prometheus.NewRegistry()
-	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "croupier_tunnel_clients", Help: "Agents with an open tunnel."},
-			func() float64 { return float64(len(s.tunnel.Clients())) }))
+	s.registerStateMetrics()
 
 	fh := functionHandler{invoke: s.invoke, jobs: s.jobs, catalog: cat, reg: s.registry, guard: s.guard}
 	ch := controlHandler{svc: s.control, jobs: s.jobs}
@@ -209,6 +228,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.tunnel.RegisterGRPC(s.grpcServer)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcServer, s.health)
+	s.obs.rpc.InitializeMetrics(s.grpcServer)
 
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
 		return fmt.Errorf("listen grpc_addr %s: %w", s.cfg.GRPCAddr, err)
@@ -290,6 +310,7 @@ func (s *Server) newGRPCServer(tlsCfg *tls.Config, auth authenticator) *grpc.Ser
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
+	opts = append(s.telemetryOptions(), opts...) // outermost: count refused calls too
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
@@ -319,7 +340,7 @@ func (s *Server) opsMux(rest http.Handler) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
-	return mux
+	return s.obs.http.Middleware(mux)
 }
 
 // tunnelMux serves the long-poll tunnel and, for agents that cannot use
@@ -475,6 +496,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.fleet.Close()
 	}
 	s.closeAll()
+	if err := s.obs.tracing.Shutdown(ctx); err != nil {
+		s.log.Warn("flush traces", "err", err)
+	}
 	s.log.Info("croupier server stopped")
 	return nil
 }

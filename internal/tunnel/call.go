@@ -132,7 +132,14 @@ func (s *Server) callPayload(ctx context.Context, client string, payload *anypb.
 	if size := anySize(payload); size > c.maxFrame {
 		return nil, status.Errorf(codes.ResourceExhausted, "request of %d bytes exceeds the tunnel frame limit of %d", size, c.maxFrame)
 	}
-	return c.call(ctx, payload)
+	ctx, span, md := startCallSpan(ctx, s.tracer, client, payload)
+	a, err := c.call(ctx, payload, md)
+	if span != nil || s.opts.Metrics != nil {
+		code := status.Code(err)
+		s.opts.Metrics.Call(code.String())
+		endSpan(span, code, status.Convert(err).Message())
+	}
+	return a, err
 }
 
 func marshalRequest(req proto.Message) (*anypb.Any, error) {
