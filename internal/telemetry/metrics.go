@@ -6,6 +6,7 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
 )
 
 // Metric label values are bounded: function ids come from the registry
@@ -98,13 +99,17 @@ func (m *Metrics) Tunnel(name string) *TunnelMetrics {
 	if m == nil {
 		return nil
 	}
-	return &TunnelMetrics{
+	t := &TunnelMetrics{
 		InFlight:    m.tunnelInFlight.WithLabelValues(name),
 		Queued:      m.tunnelQueued.WithLabelValues(name),
 		connects:    m.tunnelConnects.WithLabelValues(name, "connect"),
 		disconnects: m.tunnelConnects.WithLabelValues(name, "disconnect"),
-		calls:       m.tunnelCalls.MustCurryWith(prometheus.Labels{"tunnel": name}),
 	}
+	// One series per gRPC code, resolved now: the call path only indexes.
+	for c := range t.calls {
+		t.calls[c] = m.tunnelCalls.WithLabelValues(name, codes.Code(c).String())
+	}
+	return t
 }
 
 // TunnelMetrics are one tunnel's pre-resolved metrics. A nil *TunnelMetrics
@@ -112,7 +117,7 @@ func (m *Metrics) Tunnel(name string) *TunnelMetrics {
 type TunnelMetrics struct {
 	InFlight, Queued      prometheus.Gauge
 	connects, disconnects prometheus.Counter
-	calls                 *prometheus.CounterVec
+	calls                 [codes.Unauthenticated + 1]prometheus.Counter
 }
 
 // Connected records an accepted connection.
@@ -143,11 +148,15 @@ func (t *TunnelMetrics) AddQueued(d float64) {
 	}
 }
 
-// Call records one finished call with its gRPC code name.
-func (t *TunnelMetrics) Call(code string) {
-	if t != nil {
-		t.calls.WithLabelValues(code).Inc()
+// Call records one finished call with its gRPC code.
+func (t *TunnelMetrics) Call(code codes.Code) {
+	if t == nil {
+		return
 	}
+	if int(code) >= len(t.calls) {
+		code = codes.Unknown
+	}
+	t.calls[code].Inc()
 }
 
 // JobEvent records one job event of the given type (STARTED, PROGRESS, ...).

@@ -136,7 +136,7 @@ func (s *Server) callPayload(ctx context.Context, client string, payload *anypb.
 	a, err := c.call(ctx, payload, md)
 	if span != nil || s.opts.Metrics != nil {
 		code := status.Code(err)
-		s.opts.Metrics.Call(code.String())
+		s.opts.Metrics.Call(code)
 		endSpan(span, code, status.Convert(err).Message())
 	}
 	return a, err
