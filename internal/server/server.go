@@ -340,7 +340,7 @@ func (s *Server) opsMux(rest http.Handler) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
-	return s.obs.http.Middleware(mux)
+	return s.obs.http.Middleware(mux, s.obs.tracing.Provider)
 }
 
 // tunnelMux serves the long-poll tunnel and, for agents that cannot use

@@ -4,10 +4,15 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // HTTPMetrics count REST requests by route template ("POST /api/v1/functions/{function_id=*}:invoke"),
@@ -42,20 +47,41 @@ type route struct{ pattern string }
 // Middleware measures every request served by mux. The route is mux's
 // pattern for the request, refined by the REST gateway's own template
 // (GatewayMiddleware) when the gateway serves it; a request no pattern
-// matches counts as "unmatched".
-func (m *HTTPMetrics) Middleware(mux *http.ServeMux) http.Handler {
+// matches counts as "unmatched". With a tracer provider, API requests
+// (/api/...) also get a server span named after the route, continuing a
+// W3C traceparent header, so a REST call is traced into the game server's
+// handler just as a gRPC call is.
+func (m *HTTPMetrics) Middleware(mux *http.ServeMux, tp trace.TracerProvider) http.Handler {
+	var tracer trace.Tracer
+	if tp != nil {
+		tracer = tp.Tracer("github.com/croupier/croupier/internal/telemetry")
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		began := time.Now()
 		_, pattern := mux.Handler(r)
 		rt := &route{pattern: pattern}
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-		mux.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+		ctx := context.WithValue(r.Context(), routeKey{}, rt)
+		var span trace.Span
+		if tracer != nil && strings.HasPrefix(r.URL.Path, "/api/") {
+			ctx = Propagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
+			ctx, span = tracer.Start(ctx, pattern, trace.WithSpanKind(trace.SpanKindServer))
+		}
+		mux.ServeHTTP(rec, r.WithContext(ctx))
 		name := rt.pattern
 		if name == "" {
 			name = "unmatched"
 		}
 		m.requests.WithLabelValues(r.Method, name, strconv.Itoa(rec.code)).Inc()
 		m.seconds.WithLabelValues(r.Method, name).Observe(time.Since(began).Seconds())
+		if span != nil {
+			span.SetName(name) // the template, never the raw path
+			span.SetAttributes(attribute.Int("http.response.status_code", rec.code))
+			if rec.code >= http.StatusInternalServerError {
+				span.SetStatus(otelcodes.Error, http.StatusText(rec.code))
+			}
+			span.End()
+		}
 	})
 }
 

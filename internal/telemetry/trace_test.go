@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/croupier/croupier/internal/telemetry"
 	"github.com/croupier/croupier/sdk"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -167,16 +170,55 @@ func TestTraceCrossesTheTunnel(t *testing.T) {
 	})
 	exp.Reset() // forget the spans of the readiness polls
 	st.invoke(t)
+	checkChain(t, exp, "croupier.v1.FunctionService/InvokeFunction", trace.SpanKindClient, []hop{
+		{"croupier.v1.FunctionService/InvokeFunction", trace.SpanKindServer, "croupier-server"},
+		{"croupier.v1.FunctionService/InvokeFunction", trace.SpanKindClient, "operator"},
+	})
 
+	// The same over REST: the operator's traceparent header is continued.
+	exp.Reset()
+	ctx, root := tp("operator").Tracer("operator").Start(context.Background(), "operator.rest")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+st.srv.HTTPAddr()+"/api/v1/functions/echo:invoke",
+		strings.NewReader(`{"game_id":"demo","env":"dev","payload":{"x":"y"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	telemetry.Propagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	root.End()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("REST invoke: %s", resp.Status)
+	}
+	checkChain(t, exp, "operator.rest", trace.SpanKindInternal, []hop{
+		{"POST /api/v1/functions/{function_id=*}:invoke", trace.SpanKindServer, "croupier-server"},
+		{"operator.rest", trace.SpanKindInternal, "operator"},
+	})
+}
+
+type hop struct {
+	name string
+	kind trace.SpanKind
+	svc  string
+}
+
+// checkChain walks from the game handler's span up through its parents: the
+// tunnel hops, then the edge hops in edge, ending at the root span rootName.
+func checkChain(t *testing.T, exp *tracetest.InMemoryExporter, rootName string, rootKind trace.SpanKind, edge []hop) {
+	t.Helper()
 	var spans tracetest.SpanStubs
-	waitFor(t, 10*time.Second, "the handler's span", func() bool {
+	waitFor(t, 10*time.Second, "the handler's and the root's spans", func() bool {
 		spans = exp.GetSpans()
+		var handler, root bool
 		for _, s := range spans {
-			if s.Name == "game.echo" {
-				return true
-			}
+			handler = handler || s.Name == "game.echo"
+			root = root || (s.Name == rootName && s.SpanKind == rootKind)
 		}
-		return false
+		return handler && root
 	})
 	byID := map[trace.SpanID]tracetest.SpanStub{}
 	var handler, root tracetest.SpanStub
@@ -185,27 +227,17 @@ func TestTraceCrossesTheTunnel(t *testing.T) {
 		if s.Name == "game.echo" {
 			handler = s
 		}
-		if s.Name == "croupier.v1.FunctionService/InvokeFunction" && s.SpanKind == trace.SpanKindClient {
+		if s.Name == rootName && s.SpanKind == rootKind {
 			root = s
 		}
 	}
-	if !root.SpanContext.IsValid() {
-		t.Fatalf("no operator span among %v", names(spans))
-	}
-	// Walk from the handler's span up to the operator's: the hops in order.
-	want := []struct {
-		name string
-		kind trace.SpanKind
-		svc  string
-	}{
+	want := append([]hop{
 		{"game.echo", trace.SpanKindInternal, "game-handler"},
 		{"croupier.tunnel/croupier.agent.v1.InvokeRequest", trace.SpanKindServer, "game-server"},
 		{"croupier.tunnel/croupier.agent.v1.InvokeRequest", trace.SpanKindClient, "croupier-agent"},
 		{"croupier.tunnel/croupier.agent.v1.InvokeRequest", trace.SpanKindServer, "croupier-agent"},
 		{"croupier.tunnel/croupier.agent.v1.InvokeRequest", trace.SpanKindClient, "croupier-server"},
-		{"croupier.v1.FunctionService/InvokeFunction", trace.SpanKindServer, "croupier-server"},
-		{"croupier.v1.FunctionService/InvokeFunction", trace.SpanKindClient, "operator"},
-	}
+	}, edge...)
 	s := handler
 	for i, w := range want {
 		svc, _ := s.Resource.Set().Value("service.name")
