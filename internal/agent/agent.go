@@ -102,6 +102,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		if err != nil {
 			a.stop()
 			a.closeAll()
+			_ = a.tracing.Shutdown(context.WithoutCancel(ctx))
 		}
 	}()
 	if a.tracing == nil {

@@ -126,6 +126,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 				s.fleet.Close()
 			}
 			s.closeAll()
+			if s.obs != nil {
+				_ = s.obs.tracing.Shutdown(context.WithoutCancel(ctx))
+			}
 		}
 	}()
 	if err = s.openTelemetry(ctx); err != nil {
@@ -496,8 +499,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.fleet.Close()
 	}
 	s.closeAll()
-	if err := s.obs.tracing.Shutdown(ctx); err != nil {
-		s.log.Warn("flush traces", "err", err)
+	if s.obs != nil {
+		if err := s.obs.tracing.Shutdown(ctx); err != nil {
+			s.log.Warn("flush traces", "err", err)
+		}
 	}
 	s.log.Info("croupier server stopped")
 	return nil
