@@ -61,6 +61,17 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 			t.Errorf("after the invokes /metrics has no %s; it has %v", name, withPrefix(exported, name[:10]))
 		}
 	}
+	// Every metric of ours is documented.
+	doc, err := os.ReadFile("../../docs/observability.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range exported {
+		if strings.HasPrefix(name, "croupier_") && !strings.ContainsAny(name, "{") && !strings.HasSuffix(name, "_bucket") &&
+			!strings.HasSuffix(name, "_sum") && !strings.HasSuffix(name, "_count") && !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("metric %s is not documented in docs/observability.md", name)
+		}
+	}
 	queried := 0
 	for _, p := range dash.Panels {
 		for _, tg := range p.Targets {
