@@ -137,7 +137,7 @@ func (s *Server) callPayload(ctx context.Context, client string, payload *anypb.
 	if span != nil || s.opts.Metrics != nil {
 		code := status.Code(err)
 		s.opts.Metrics.Call(code)
-		endSpan(span, code, status.Convert(err).Message())
+		endSpan(span, code, err)
 	}
 	return a, err
 }

@@ -220,7 +220,7 @@ func (s *session) start(r *tunnelv1.Request) {
 	s.c.handlers.Go(func() {
 		resp, st := s.c.opts.Handlers.dispatch(hctx, r.GetPayload())
 		if span != nil {
-			endSpan(span, codes.Code(st.GetCode()), st.GetMessage())
+			endSpan(span, codes.Code(st.GetCode()), status.ErrorProto(st))
 		}
 		s.mu.Lock()
 		delete(s.handlers, id)

@@ -106,16 +106,20 @@ func (c *conn) close(reason error) {
 // ctx, or the end of the connection, whichever comes first.
 func (c *conn) call(ctx context.Context, payload *anypb.Any, md map[string]string) (*anypb.Any, error) {
 	m := c.s.opts.Metrics
-	m.AddQueued(1)
 	select {
-	case c.slots <- struct{}{}:
-		m.AddQueued(-1)
-	case <-ctx.Done():
-		m.AddQueued(-1)
-		return nil, ctxError(ctx)
-	case <-c.done:
-		m.AddQueued(-1)
-		return nil, c.callerErr
+	case c.slots <- struct{}{}: // a free slot: the common case
+	default:
+		m.AddQueued(1) // the client is at max_in_flight: wait for a slot
+		select {
+		case c.slots <- struct{}{}:
+			m.AddQueued(-1)
+		case <-ctx.Done():
+			m.AddQueued(-1)
+			return nil, ctxError(ctx)
+		case <-c.done:
+			m.AddQueued(-1)
+			return nil, c.callerErr
+		}
 	}
 	m.AddInFlight(1)
 	defer m.AddInFlight(-1)

@@ -76,14 +76,15 @@ func startHandlerSpan(ctx context.Context, t trace.Tracer, name string, payload 
 		trace.WithAttributes(attribute.String("rpc.system", "croupier_tunnel"), attribute.String("croupier.tunnel.client", name)))
 }
 
-// endSpan ends span (if any) with the call's gRPC code.
-func endSpan(span trace.Span, code codes.Code, msg string) {
+// endSpan ends span (if any) with the call's gRPC code; err, if any, gives
+// the status message.
+func endSpan(span trace.Span, code codes.Code, err error) {
 	if span == nil {
 		return
 	}
 	span.SetAttributes(attribute.Int("rpc.grpc.status_code", int(code)))
 	if code != codes.OK {
-		span.SetStatus(otelcodes.Error, msg)
+		span.SetStatus(otelcodes.Error, status.Convert(err).Message())
 	}
 	span.End()
 }
