@@ -39,8 +39,7 @@ func (s *Server) openTelemetry(ctx context.Context) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	rpc := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
-		grpcprom.WithHistogramBuckets([]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30})))
+	rpc := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(telemetry.LatencyBuckets)))
 	reg.MustRegister(rpc)
 	s.obs = &observability{registry: reg, app: telemetry.NewMetrics(reg), rpc: rpc, http: telemetry.NewHTTPMetrics(reg), tracing: tr}
 	s.metrics = reg

@@ -30,7 +30,7 @@ func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 		}, []string{"method", "route", "code"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "croupier_http_request_duration_seconds", Help: "HTTP request latency by method and route template (streams: until they end).",
-			Buckets: latencyBuckets,
+			Buckets: LatencyBuckets,
 		}, []string{"method", "route"}),
 	}
 	if reg != nil {

@@ -12,9 +12,9 @@ import (
 // Metric label values are bounded: function ids come from the registry
 // (registered functions only), the other labels from fixed enumerations.
 
-// latencyBuckets span a loopback invoke (~100 µs) to a slow game handler
-// (tens of seconds).
-var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+// LatencyBuckets span a loopback invoke (~100 µs) to a slow game handler
+// (tens of seconds); every latency histogram uses them.
+var LatencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 // Metrics are the application metrics. A nil *Metrics records nothing.
 type Metrics struct {
@@ -39,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		invokeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "croupier_invoke_duration_seconds", Help: "Time to run InvokeFunction from admission to response, by function, routing mode and outcome code.",
-			Buckets: latencyBuckets,
+			Buckets: LatencyBuckets,
 		}, []string{"game", "env", "function", "routing_mode", "code"}),
 		tunnelInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "croupier_tunnel_requests_in_flight", Help: "Tunnel requests sent to a client and not yet answered.",
@@ -58,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"type"}),
 		auditCommitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "croupier_audit_commit_duration_seconds", Help: "Time to write one audit group-commit batch.",
-			Buckets: latencyBuckets,
+			Buckets: LatencyBuckets,
 		}),
 		auditBatchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "croupier_audit_batch_rows", Help: "Rows written per audit group-commit batch.",
