@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/croupier/croupier/sdk"
 	"github.com/prometheus/common/expfmt"
@@ -52,15 +53,22 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 		t.Fatalf("REST invoke: %s", resp.Status)
 	}
 
-	exported := scrape(t, base+"/metrics")
-	for _, name := range []string{`croupier_http_requests_total{code="200",method="POST",route="POST /api/v1/functions/{function_id=*}:invoke"}`,
+	// The REST metrics are recorded just after the response is written:
+	// poll the scrape until they are there.
+	expected := []string{`croupier_http_requests_total{code="200",method="POST",route="POST /api/v1/functions/{function_id=*}:invoke"}`,
 		`croupier_invoke_duration_seconds_count{code="OK",env="dev",function="echo",game="demo",routing_mode="lb"}`,
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="InvokeFunction",grpc_service="croupier.v1.FunctionService",grpc_type="unary"}`,
-	} {
-		if !exported[name] {
-			t.Errorf("after the invokes /metrics has no %s; it has %v", name, withPrefix(exported, name[:10]))
-		}
 	}
+	var exported map[string]bool
+	waitFor(t, 10*time.Second, "the invokes' series in /metrics", func() bool {
+		exported = scrape(t, base+"/metrics")
+		for _, name := range expected {
+			if !exported[name] {
+				return false
+			}
+		}
+		return true
+	})
 	// Every metric of ours is documented.
 	doc, err := os.ReadFile("../../docs/observability.md")
 	if err != nil {
@@ -121,16 +129,6 @@ func scrape(t *testing.T, url string) map[string]bool {
 		}
 		if f.GetType().String() == "HISTOGRAM" {
 			out[name+"_bucket"], out[name+"_sum"], out[name+"_count"] = true, true, true
-		}
-	}
-	return out
-}
-
-func withPrefix(m map[string]bool, prefix string) []string {
-	var out []string
-	for k := range m {
-		if strings.HasPrefix(k, prefix) {
-			out = append(out, k)
 		}
 	}
 	return out

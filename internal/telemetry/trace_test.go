@@ -210,27 +210,6 @@ type hop struct {
 // tunnel hops, then the edge hops in edge, ending at the root span rootName.
 func checkChain(t *testing.T, exp *tracetest.InMemoryExporter, rootName string, rootKind trace.SpanKind, edge []hop) {
 	t.Helper()
-	var spans tracetest.SpanStubs
-	waitFor(t, 10*time.Second, "the handler's and the root's spans", func() bool {
-		spans = exp.GetSpans()
-		var handler, root bool
-		for _, s := range spans {
-			handler = handler || s.Name == "game.echo"
-			root = root || (s.Name == rootName && s.SpanKind == rootKind)
-		}
-		return handler && root
-	})
-	byID := map[trace.SpanID]tracetest.SpanStub{}
-	var handler, root tracetest.SpanStub
-	for _, s := range spans {
-		byID[s.SpanContext.SpanID()] = s
-		if s.Name == "game.echo" {
-			handler = s
-		}
-		if s.Name == rootName && s.SpanKind == rootKind {
-			root = s
-		}
-	}
 	want := append([]hop{
 		{"game.echo", trace.SpanKindInternal, "game-handler"},
 		{"croupier.tunnel/croupier.agent.v1.InvokeRequest", trace.SpanKindServer, "game-server"},
@@ -238,27 +217,57 @@ func checkChain(t *testing.T, exp *tracetest.InMemoryExporter, rootName string, 
 		{"croupier.tunnel/croupier.agent.v1.InvokeRequest", trace.SpanKindServer, "croupier-agent"},
 		{"croupier.tunnel/croupier.agent.v1.InvokeRequest", trace.SpanKindClient, "croupier-server"},
 	}, edge...)
+	// A server span ends just after its response is written, so the chain
+	// may complete a moment after the call returned: poll until it does.
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	for err = walkChain(exp.GetSpans(), rootName, rootKind, want); err != nil; err = walkChain(exp.GetSpans(), rootName, rootKind, want) {
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// walkChain checks that the parents of the handler's span are the hops in
+// want, all in the root span's trace, ending at the root.
+func walkChain(spans tracetest.SpanStubs, rootName string, rootKind trace.SpanKind, want []hop) error {
+	byID := map[trace.SpanID]tracetest.SpanStub{}
+	var handler, root tracetest.SpanStub
+	for _, s := range spans {
+		byID[s.SpanContext.SpanID()] = s
+		if s.Name == want[0].name {
+			handler = s
+		}
+		if s.Name == rootName && s.SpanKind == rootKind {
+			root = s
+		}
+	}
+	if !handler.SpanContext.IsValid() || !root.SpanContext.IsValid() {
+		return fmt.Errorf("no handler span or no root span %q among %v", rootName, names(spans))
+	}
 	s := handler
 	for i, w := range want {
 		svc, _ := s.Resource.Set().Value("service.name")
 		if s.Name != w.name || s.SpanKind != w.kind || svc.AsString() != w.svc {
-			t.Fatalf("hop %d: span %q (%s, %s), want %q (%s, %s); spans: %v", i, s.Name, s.SpanKind, svc.AsString(), w.name, w.kind, w.svc, names(spans))
+			return fmt.Errorf("hop %d: span %q (%s, %s), want %q (%s, %s); spans: %v", i, s.Name, s.SpanKind, svc.AsString(), w.name, w.kind, w.svc, names(spans))
 		}
 		if s.SpanContext.TraceID() != root.SpanContext.TraceID() {
-			t.Fatalf("hop %d (%s) is in trace %s, want the operator's %s", i, w.name, s.SpanContext.TraceID(), root.SpanContext.TraceID())
+			return fmt.Errorf("hop %d (%s) is in trace %s, want the operator's %s", i, w.name, s.SpanContext.TraceID(), root.SpanContext.TraceID())
 		}
 		if i == len(want)-1 {
 			break
 		}
 		parent, ok := byID[s.Parent.SpanID()]
 		if !ok {
-			t.Fatalf("hop %d (%s): parent %s not exported; spans: %v", i, w.name, s.Parent.SpanID(), names(spans))
+			return fmt.Errorf("hop %d (%s): parent %s not exported; spans: %v", i, w.name, s.Parent.SpanID(), names(spans))
 		}
 		s = parent
 	}
 	if s.SpanContext.SpanID() != root.SpanContext.SpanID() || s.Parent.IsValid() {
-		t.Fatalf("the chain ends at %q, not at the operator's root span", s.Name)
+		return fmt.Errorf("the chain ends at %q, not at the operator's root span", s.Name)
 	}
+	return nil
 }
 
 // TestHandlerCtxWithoutTracing: with tracing off everywhere the call still
