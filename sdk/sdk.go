@@ -32,6 +32,7 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/schema"
 	"github.com/croupier/croupier/internal/tunnel"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -56,6 +57,11 @@ type Options struct {
 	// MaxConcurrent caps handlers running at once (default 64).
 	MaxConcurrent int
 	Logger        *slog.Logger
+	// TracerProvider, if set, gives every handler run a span that continues
+	// the operator's trace (it crosses server and agent in the tunnel
+	// frames). Without it the handler's ctx still carries the caller's span
+	// context, so spans a handler starts with its own tracer join the trace.
+	TracerProvider trace.TracerProvider
 }
 
 // Handler runs one invocation and returns its result. Returning an *Error
@@ -274,6 +280,7 @@ func (c *Client) Serve(ctx context.Context) error {
 	client := tunnel.NewGRPCClient(conn, tunnel.ClientOptions{
 		Name: c.opts.InstanceID, Handlers: handlers, MaxInFlight: c.opts.MaxConcurrent,
 		Logger: c.log, MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second,
+		TracerProvider: c.opts.TracerProvider,
 		OnConnected: func(ctx context.Context) {
 			// Retry until it works or this connection ends: an instance
 			// whose tunnel is up but not registered would never be called.

@@ -25,8 +25,10 @@ import (
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/gse"
 	"github.com/croupier/croupier/internal/schema"
+	"github.com/croupier/croupier/internal/telemetry"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/internal/tunnel"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -49,6 +51,7 @@ type Agent struct {
 	control controlClient
 	client  *tunnel.Client
 	gse     *gse.Agent // the fleet plane's game-process endpoint; nil when disabled
+	tracing *telemetry.Tracing
 
 	mu         sync.RWMutex
 	enabled    map[string]bool // function -> enabled, from GetAssignments
@@ -59,7 +62,7 @@ type Agent struct {
 }
 
 // New validates cfg and returns an agent that Start brings up.
-func New(cfg config.Agent, log *slog.Logger) (*Agent, error) {
+func New(cfg config.Agent, log *slog.Logger, opts ...Option) (*Agent, error) {
 	if err := cfg.Resolve(); err != nil {
 		return nil, err
 	}
@@ -74,7 +77,20 @@ func New(cfg config.Agent, log *slog.Logger) (*Agent, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Agent{cfg: cfg, log: log.With("agent", cfg.ID), instances: newInstances(), enabled: map[string]bool{}}, nil
+	a := &Agent{cfg: cfg, log: log.With("agent", cfg.ID), instances: newInstances(), enabled: map[string]bool{}}
+	for _, o := range opts {
+		o(a)
+	}
+	return a, nil
+}
+
+// Option adjusts an Agent beyond its config.
+type Option func(*Agent)
+
+// WithTracerProvider traces tunnel calls with tp instead of the exporter
+// the config names (tests use an in-memory exporter).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(a *Agent) { a.tracing = &telemetry.Tracing{Provider: tp} }
 }
 
 // Start listens for game servers and starts dialing the server. It returns
@@ -86,10 +102,18 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		if err != nil {
 			a.stop()
 			a.closeAll()
+			_ = a.tracing.Shutdown(context.WithoutCancel(ctx))
 		}
 	}()
+	if a.tracing == nil {
+		if a.tracing, err = telemetry.NewTracing(ctx, telemetry.TracingConfig{Endpoint: a.cfg.OTLPEndpoint, Insecure: a.cfg.OTLPInsecure,
+			SampleRatio: a.cfg.TraceSampleRatio, ServiceName: "croupier-agent"}); err != nil {
+			return err
+		}
+	}
 	a.sdkTunnel = tunnel.NewServer(tunnel.ServerOptions{
-		Logger: a.log.With("component", "sdk-tunnel"),
+		Logger:         a.log.With("component", "sdk-tunnel"),
+		TracerProvider: a.tracing.Provider,
 		OnDisconnect: func(name string, err error) {
 			if a.instances.remove(name) {
 				a.log.Info("game-server instance disconnected", "instance", name, "reason", err)
@@ -115,8 +139,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	copts := tunnel.ClientOptions{
 		Name: a.cfg.ID, Handlers: handlers, Logger: a.log.With("component", "tunnel"),
-		MaxBackoff:  a.cfg.ReconnectMax,
-		OnConnected: a.session,
+		MaxBackoff:     a.cfg.ReconnectMax,
+		OnConnected:    a.session,
+		TracerProvider: a.tracing.Provider,
 	}
 	if err = a.dial(copts); err != nil {
 		return err
@@ -389,6 +414,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		a.sdkServer.Stop()
 	}
 	a.wg.Wait()
+	if err := a.tracing.Shutdown(ctx); err != nil {
+		a.log.Warn("flush traces", "err", err)
+	}
 	if a.gse != nil {
 		a.gse.Close() // game processes keep running; the next agent adopts them
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/store"
+	"github.com/croupier/croupier/internal/telemetry"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -30,6 +31,8 @@ type Config struct {
 	WriteTimeout time.Duration
 	// VerifyBatch is how many rows Verify reads per query; 0 means 1000.
 	VerifyBatch int
+	// Metrics receives commit latency and batch sizes; nil records nothing.
+	Metrics *telemetry.Metrics
 }
 
 // Log is the audit log service.
@@ -40,6 +43,7 @@ type Log struct {
 	maxPayload   int
 	writeTimeout time.Duration
 	verifyBatch  int
+	metrics      *telemetry.Metrics
 
 	// Group commit: concurrent Records are appended in one transaction.
 	// queue holds the entries waiting; busy is true while one caller (the
@@ -68,7 +72,7 @@ func New(cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("audit: a store is required")
 	}
 	l := &Log{store: cfg.Store, now: cfg.Now, log: cfg.Logger, maxPayload: cfg.MaxPayloadBytes,
-		writeTimeout: cfg.WriteTimeout, verifyBatch: cfg.VerifyBatch}
+		writeTimeout: cfg.WriteTimeout, verifyBatch: cfg.VerifyBatch, metrics: cfg.Metrics}
 	if l.now == nil {
 		l.now = time.Now
 	}
@@ -153,7 +157,9 @@ func (l *Log) writeBatch(ctx context.Context) {
 		recs[i] = p.rec
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.writeTimeout)
+	began := time.Now()
 	out, err := l.store.Audit().AppendBatch(wctx, recs, Hash)
+	l.metrics.AuditCommit(len(recs), time.Since(began), err)
 	cancel()
 	for i, p := range batch {
 		if err != nil {

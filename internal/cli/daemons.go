@@ -41,6 +41,9 @@ func serverFlags(fs *pflag.FlagSet, d config.Server) {
 	fs.Duration("approval-ttl", d.ApprovalTTL, "how long an approval request waits for a decision")
 	fs.Bool("approval-high-risk", d.ApprovalHighRisk, "require two-person approval for every HIGH-risk function")
 	fs.Float64("rate-user", d.RateUser, "calls per second per operator (0 = unlimited)")
+	fs.String("otlp-endpoint", "", "OpenTelemetry collector (OTLP/gRPC host:port) to send traces to; empty: tracing off")
+	fs.Bool("otlp-insecure", false, "send traces to the collector without TLS")
+	fs.Float64("trace-sample-ratio", d.TraceSampleRatio, "share of new traces kept, 0..1")
 	fs.Int("rate-user-burst", d.RateUserBurst, "burst per operator")
 	fs.Float64("rate-function", d.RateFunction, "calls per second per function (0 = unlimited)")
 	fs.Int("rate-function-burst", d.RateFunctionBurst, "burst per function")
@@ -93,6 +96,9 @@ func agentFlags(fs *pflag.FlagSet, d config.Agent) {
 	fs.String("gse-default-fleet", "", "fleet of processes that report ready without being launched by this agent")
 	fs.StringSlice("build-dirs", nil, "directories whose executables fleets may launch, checked after symlinks (repeatable; default DATA_DIR/builds)")
 	fs.Duration("gse-health-interval", 0, "how often game processes get OnHealthCheck (default 60s)")
+	fs.String("otlp-endpoint", "", "OpenTelemetry collector (OTLP/gRPC host:port) to send traces to; empty: tracing off")
+	fs.Bool("otlp-insecure", false, "send traces to the collector without TLS")
+	fs.Float64("trace-sample-ratio", d.TraceSampleRatio, "share of new traces kept, 0..1")
 }
 
 func newAgentCmd(g *globals) *cobra.Command {

@@ -51,19 +51,29 @@ type Agent struct {
 	BuildDirs []string `koanf:"build_dirs"`
 	// GSEHealthInterval is how often processes are asked OnHealthCheck.
 	GSEHealthInterval time.Duration `koanf:"gse_health_interval"`
+
+	// OTLPEndpoint is the OpenTelemetry collector (OTLP over gRPC,
+	// host:port) that receives traces; empty (the default) turns tracing
+	// off. OTLPInsecure sends them without TLS. TraceSampleRatio is the
+	// share of new traces kept (0..1, default 1); a call that arrives with
+	// a sampled parent is always traced. See docs/observability.md.
+	OTLPEndpoint     string  `koanf:"otlp_endpoint"`
+	OTLPInsecure     bool    `koanf:"otlp_insecure"`
+	TraceSampleRatio float64 `koanf:"trace_sample_ratio"`
 }
 
 // DefaultAgent returns the defaults of `croupier agent`.
 func DefaultAgent() Agent {
 	host, _ := os.Hostname()
 	return Agent{
-		ID:           host,
-		Server:       "127.0.0.1:8443",
-		Transport:    "grpc",
-		SDKAddr:      "127.0.0.1:19090",
-		DataDir:      DefaultDataDir(),
-		ReconnectMax: 30 * time.Second,
-		GSEAddr:      "127.0.0.1:5758",
+		ID:               host,
+		Server:           "127.0.0.1:8443",
+		Transport:        "grpc",
+		SDKAddr:          "127.0.0.1:19090",
+		DataDir:          DefaultDataDir(),
+		ReconnectMax:     30 * time.Second,
+		GSEAddr:          "127.0.0.1:5758",
+		TraceSampleRatio: 1,
 	}
 }
 
@@ -127,6 +137,9 @@ func (c *Agent) Resolve() error {
 		if _, _, ok := cutLabel(l); !ok {
 			p = append(p, fmt.Sprintf("label %q must be key=value", l))
 		}
+	}
+	if err := checkTracing(c.OTLPEndpoint, c.TraceSampleRatio); err != "" {
+		p = append(p, err)
 	}
 	return joinErrors(p)
 }

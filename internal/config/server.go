@@ -69,6 +69,15 @@ type Server struct {
 	RateUserBurst     int     `koanf:"rate_user_burst"`
 	RateFunction      float64 `koanf:"rate_function"`
 	RateFunctionBurst int     `koanf:"rate_function_burst"`
+
+	// OTLPEndpoint is the OpenTelemetry collector (OTLP over gRPC,
+	// host:port) that receives traces; empty (the default) turns tracing
+	// off. OTLPInsecure sends them without TLS. TraceSampleRatio is the
+	// share of new traces kept (0..1, default 1); a call that arrives with
+	// a sampled parent is always traced. See docs/observability.md.
+	OTLPEndpoint     string  `koanf:"otlp_endpoint"`
+	OTLPInsecure     bool    `koanf:"otlp_insecure"`
+	TraceSampleRatio float64 `koanf:"trace_sample_ratio"`
 }
 
 // DefaultServer returns the defaults of `croupier server`.
@@ -96,6 +105,7 @@ func DefaultServer() Server {
 		RateUserBurst:     100,
 		RateFunction:      500,
 		RateFunctionBurst: 1000,
+		TraceSampleRatio:  1,
 	}
 }
 
@@ -159,6 +169,9 @@ func (c *Server) Resolve() error {
 	}
 	if c.JobOrphanGrace < 0 || c.JobRetention < 0 || c.JobKeep < 0 {
 		p = append(p, "job_orphan_grace, job_retention and job_keep must not be negative")
+	}
+	if err := checkTracing(c.OTLPEndpoint, c.TraceSampleRatio); err != "" {
+		p = append(p, err)
 	}
 	if c.MaxRequestBytes < 1024 {
 		p = append(p, "max_request_bytes must be at least 1024")

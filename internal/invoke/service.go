@@ -19,6 +19,7 @@ import (
 	"github.com/croupier/croupier/internal/idempotency"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/schema"
+	"github.com/croupier/croupier/internal/telemetry"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -54,6 +55,9 @@ type Config struct {
 	MaxTimeout        time.Duration
 	IdempotencyWindow time.Duration
 	Logger            *slog.Logger
+	// Metrics receives invoke latency by function and routing mode; nil
+	// records nothing.
+	Metrics *telemetry.Metrics
 }
 
 // Deps are the service's collaborators.
@@ -200,7 +204,10 @@ func (s *Service) Invoke(ctx context.Context, req *croupierv1.InvokeFunctionRequ
 
 // Execute sends a prepared call, deduplicating by its idempotency key (per
 // caller: actor is the principal's identity).
-func (s *Service) Execute(ctx context.Context, call *Call, actor string) (*croupierv1.InvokeFunctionResponse, error) {
+func (s *Service) Execute(ctx context.Context, call *Call, actor string) (_ *croupierv1.InvokeFunctionResponse, err error) {
+	if s.cfg.Metrics != nil {
+		defer s.observe(call, time.Now(), &err)
+	}
 	key := call.Options.GetIdempotencyKey()
 	if key == "" {
 		return s.send(ctx, call, actor, "")
@@ -224,6 +231,15 @@ func (s *Service) Execute(ctx context.Context, call *Call, actor string) (*croup
 		claim.Fail(ctx, err) // it may have run: a retry gets this outcome, not a second run
 	}
 	return resp, err
+}
+
+// observe records the latency of an Execute that began at began.
+func (s *Service) observe(c *Call, began time.Time, err *error) {
+	code := codes.OK
+	if *err != nil {
+		code = status.Code(*err)
+	}
+	s.cfg.Metrics.ObserveInvoke(c.Game, c.Env, c.Function, RoutingMode(c.Options), code.String(), time.Since(began))
 }
 
 // notRun reports whether err proves the function did not run: the tunnel

@@ -26,6 +26,7 @@ import (
 	"github.com/croupier/croupier/internal/invoke"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/store"
+	"github.com/croupier/croupier/internal/telemetry"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -71,6 +72,8 @@ type Config struct {
 	Retention time.Duration
 	KeepJobs  int
 	Logger    *slog.Logger
+	// Metrics receives job event counts; nil records nothing.
+	Metrics *telemetry.Metrics
 }
 
 // Service implements the job methods of FunctionService.
@@ -477,6 +480,9 @@ func (s *Service) record(ctx context.Context, aj *activeJob, batch []store.Event
 	}
 	if err != nil {
 		return err
+	}
+	for _, e := range batch {
+		s.cfg.Metrics.JobEvent(croupierv1.EventType(e.Type).String())
 	}
 	if len(batch) > 0 {
 		aj.lastSeq = batch[len(batch)-1].Seq

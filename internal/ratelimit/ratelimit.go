@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/telemetry"
 	"google.golang.org/grpc/codes"
 )
 
@@ -49,6 +50,8 @@ type Config struct {
 	MaxKeys int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics counts refusals; nil records nothing.
+	Metrics *telemetry.Metrics
 }
 
 // Limiter holds the buckets. It is safe for concurrent use.
@@ -114,8 +117,10 @@ func (l *Limiter) Allow(user, game, env, function string) error {
 	}
 	switch {
 	case uWait > 0 && uWait >= fWait:
+		l.cfg.Metrics.RateLimited("user")
 		return exhausted("user", user, l.cfg.PerUser, uWait)
 	case fWait > 0:
+		l.cfg.Metrics.RateLimited("function")
 		return exhausted("function", game+"/"+env+"/"+function, fnRate, fWait)
 	}
 	if ub != nil {

@@ -20,7 +20,7 @@ import (
 // tokens, approvals and rate limits, and bootstraps the administrator.
 func (s *Server) openAccess(ctx context.Context) error {
 	log := s.log.With("component", "access")
-	auditLog, err := audit.New(audit.Config{Store: s.store, Logger: log})
+	auditLog, err := audit.New(audit.Config{Store: s.store, Logger: log, Metrics: s.obs.app})
 	if err != nil {
 		return err
 	}
@@ -43,6 +43,7 @@ func (s *Server) openAccess(ctx context.Context) error {
 	limiter, err := ratelimit.New(ratelimit.Config{
 		PerUser:     ratelimit.Rate{PerSecond: s.cfg.RateUser, Burst: s.cfg.RateUserBurst},
 		PerFunction: ratelimit.Rate{PerSecond: s.cfg.RateFunction, Burst: s.cfg.RateFunctionBurst},
+		Metrics:     s.obs.app,
 	})
 	if err != nil {
 		return err

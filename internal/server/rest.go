@@ -14,6 +14,7 @@ import (
 	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/registry"
+	"github.com/croupier/croupier/internal/telemetry"
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -38,6 +39,7 @@ func (s *Server) restHandler(ctx context.Context, fh functionHandler, ch control
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}
 	gw := gwruntime.NewServeMux(gwruntime.WithMarshalerOption(gwruntime.MIMEWildcard, marshal),
+		gwruntime.WithMiddlewares(telemetry.GatewayMiddleware),
 		gwruntime.WithErrorHandler(func(ctx context.Context, mux *gwruntime.ServeMux, m gwruntime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 			if v, ok := ratelimit.RetryAfterHeader(err); ok {
 				w.Header().Set("Retry-After", v)

@@ -33,8 +33,8 @@ import (
 	"github.com/croupier/croupier/internal/wirecodec"
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -62,6 +62,9 @@ type Server struct {
 	fleet       *fleet.Service
 	health      *health.Server
 	metrics     *prometheus.Registry
+	obs         *observability
+	// tracerProvider replaces the configured exporter (WithTracerProvider).
+	tracerProvider trace.TracerProvider
 
 	grpcServer *grpc.Server
 	httpServer *http.Server
@@ -76,7 +79,7 @@ type Server struct {
 }
 
 // New validates cfg and returns a server that Start will bring up.
-func New(cfg config.Server, log *slog.Logger) (*Server, error) {
+func New(cfg config.Server, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Resolve(); err != nil {
 		return nil, err
 	}
@@ -91,7 +94,20 @@ func New(cfg config.Server, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{cfg: cfg, log: log}, nil
+	s := &Server{cfg: cfg, log: log}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// Option adjusts a Server beyond its config.
+type Option func(*Server)
+
+// WithTracerProvider traces with tp instead of the exporter the config
+// names (tests use an in-memory exporter).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Server) { s.tracerProvider = tp }
 }
 
 // Start opens the store (running migrations), binds every listener and
@@ -111,8 +127,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 				s.fleet.Close()
 			}
 			s.closeAll()
+			if s.obs != nil {
+				_ = s.obs.tracing.Shutdown(context.WithoutCancel(ctx))
+			}
 		}
 	}()
+	if err = s.openTelemetry(ctx); err != nil {
+		return err
+	}
 	if s.store, err = store.Open(ctx, store.Config{Driver: s.cfg.StoreDriver, DSN: s.cfg.StoreDSN, Logger: s.log}); err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -141,7 +163,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		PingInterval: s.cfg.HeartbeatInterval,
 		PingTimeout:  3 * s.cfg.HeartbeatInterval,
 		Authorize:    auth.authorizeTunnel,
-		OnConnect:    func(name string) { s.log.Info("agent tunnel connected", "agent", name) },
+		Metrics:      s.obs.app.Tunnel("agents"),
+
+		TracerProvider: s.obs.tracing.Provider,
+		OnConnect:      func(name string) { s.log.Info("agent tunnel connected", "agent", name) },
 		OnDisconnect: func(name string, err error) {
 			if s.registry.Remove(name) {
 				s.log.Info("agent tunnel closed; agent removed", "agent", name, "reason", err)
@@ -151,7 +176,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	assignments := control.NewAssignments(s.store.Assignments(), 2*time.Second)
 	s.invoke = invoke.New(invoke.Config{
 		DefaultTimeout: s.cfg.InvokeTimeout, MaxTimeout: s.cfg.InvokeMaxTimeout,
-		IdempotencyWindow: s.cfg.IdempotencyWindow, Logger: s.log,
+		IdempotencyWindow: s.cfg.IdempotencyWindow, Logger: s.log, Metrics: s.obs.app,
 	}, invoke.Deps{
 		Registry: s.registry, Caller: tunnelCaller{s.tunnel}, Assignments: assignments,
 		Scopes: scopes, Idempotency: s.store.Idempotency(),
@@ -159,7 +184,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.jobs = jobs.New(jobs.Config{
 		CheckInterval: s.cfg.HeartbeatInterval, OrphanGrace: s.cfg.JobOrphanGrace,
 		IdempotencyWindow: s.cfg.IdempotencyWindow, Retention: s.cfg.JobRetention, KeepJobs: s.cfg.JobKeep,
-		Logger: s.log.With("component", "jobs"),
+		Logger: s.log.With("component", "jobs"), Metrics: s.obs.app,
 	}, s.store, s.invoke, tunnelCaller{s.tunnel}, s.registry)
 	if err = s.jobs.Open(ctx); err != nil {
 		return err
@@ -191,10 +216,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		// agents and the tunnel still need theirs (see authenticator).
 		serverTLS.ClientAuth = tls.VerifyClientCertIfGiven
 	}
-	s.metrics = prometheus.NewRegistry()
-	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "croupier_tunnel_clients", Help: "Agents with an open tunnel."},
-			func() float64 { return float64(len(s.tunnel.Clients())) }))
+	s.registerStateMetrics()
 
 	fh := functionHandler{invoke: s.invoke, jobs: s.jobs, catalog: cat, reg: s.registry, guard: s.guard}
 	ch := controlHandler{svc: s.control, jobs: s.jobs}
@@ -210,6 +232,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.tunnel.RegisterGRPC(s.grpcServer)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcServer, s.health)
+	s.obs.rpc.InitializeMetrics(s.grpcServer)
 
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
 		return fmt.Errorf("listen grpc_addr %s: %w", s.cfg.GRPCAddr, err)
@@ -292,6 +315,7 @@ func (s *Server) newGRPCServer(tlsCfg *tls.Config, auth authenticator) *grpc.Ser
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
+	opts = append(s.telemetryOptions(), opts...) // outermost: count refused calls too
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
@@ -321,7 +345,7 @@ func (s *Server) opsMux(rest http.Handler) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
-	return mux
+	return s.obs.http.Middleware(mux, s.obs.tracing.Provider)
 }
 
 // tunnelMux serves the long-poll tunnel and, for agents that cannot use
@@ -477,6 +501,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.fleet.Close()
 	}
 	s.closeAll()
+	if s.obs != nil {
+		if err := s.obs.tracing.Shutdown(ctx); err != nil {
+			s.log.Warn("flush traces", "err", err)
+		}
+	}
 	s.log.Info("croupier server stopped")
 	return nil
 }

@@ -142,7 +142,14 @@ func (s *Server) callPayload(ctx context.Context, client string, payload *anypb.
 	if size := anySize(payload); size > c.maxFrame {
 		return nil, notSent(status.Errorf(codes.ResourceExhausted, "request of %d bytes exceeds the tunnel frame limit of %d", size, c.maxFrame))
 	}
-	return c.call(ctx, payload)
+	ctx, span, md := startCallSpan(ctx, s.tracer, client, payload)
+	a, err := c.call(ctx, payload, md)
+	if span != nil || s.opts.Metrics != nil {
+		code := status.Code(err)
+		s.opts.Metrics.Call(code)
+		endSpan(span, code, err)
+	}
+	return a, err
 }
 
 func marshalRequest(req proto.Message) (*anypb.Any, error) {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/status"
 )
 
@@ -49,6 +50,11 @@ type ClientOptions struct {
 	// ctx ends when that connection ends. Use it to (re)register state with
 	// the server.
 	OnConnected func(ctx context.Context)
+
+	// TracerProvider, if set, gives every handler run a server span, child
+	// of the caller's span. Without it the handler's context still carries
+	// the caller's span context, so handlers can start child spans.
+	TracerProvider trace.TracerProvider
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -93,10 +99,11 @@ func (o ClientOptions) validate() error {
 // Client is the serving side of the tunnel: it keeps a connection to the
 // server open and runs the handlers the server calls.
 type Client struct {
-	opts ClientOptions
-	log  *slog.Logger
-	dial dialFunc
-	lim  limits
+	opts   ClientOptions
+	log    *slog.Logger
+	dial   dialFunc
+	lim    limits
+	tracer trace.Tracer // nil: no spans of our own
 
 	// handlers tracks handler and OnConnected goroutines; Run waits for them.
 	handlers sync.WaitGroup
@@ -106,10 +113,11 @@ type Client struct {
 func newClient(opts ClientOptions, dial dialFunc) *Client {
 	opts = opts.withDefaults()
 	return &Client{
-		opts: opts,
-		log:  opts.Logger.With("component", "tunnel-client", "name", opts.Name),
-		dial: dial,
-		lim:  newLimits(opts.MaxFrameBytes),
+		opts:   opts,
+		log:    opts.Logger.With("component", "tunnel-client", "name", opts.Name),
+		dial:   dial,
+		lim:    newLimits(opts.MaxFrameBytes),
+		tracer: newTracer(opts.TracerProvider),
 	}
 }
 

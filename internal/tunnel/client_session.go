@@ -216,8 +216,12 @@ func (s *session) start(r *tunnelv1.Request) {
 	s.handlers[id] = hcancel
 	s.mu.Unlock()
 
+	hctx, span := startHandlerSpan(hctx, s.c.tracer, s.c.opts.Name, r.GetPayload(), r.GetMetadata())
 	s.c.handlers.Go(func() {
 		resp, st := s.c.opts.Handlers.dispatch(hctx, r.GetPayload())
+		if span != nil {
+			endSpan(span, codes.Code(st.GetCode()), status.ErrorProto(st))
+		}
 		s.mu.Lock()
 		delete(s.handlers, id)
 		s.mu.Unlock()

@@ -183,6 +183,9 @@ func validateServerFrame(f *tunnelv1.ServerToClient) error {
 		if r.GetTimeoutMs() < 0 {
 			return status.Error(codes.Internal, "request with negative timeout")
 		}
+		if err := validateMetadata(r.GetMetadata()); err != nil {
+			return err
+		}
 		return validateAny(r.GetPayload())
 	case *tunnelv1.ServerToClient_Cancel:
 		if fr.Cancel.GetId() == 0 {

@@ -7,8 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/croupier/croupier/internal/telemetry"
 )
 
 // ServerOptions configures a Server. Zero values take the documented defaults.
@@ -47,6 +50,13 @@ type ServerOptions struct {
 	// and must not call Close (Disconnect, Clients, Connected are fine).
 	OnConnect    func(name string)
 	OnDisconnect func(name string, err error)
+
+	// Metrics receives connection counts, in-flight calls and queue depth;
+	// nil records nothing.
+	Metrics *telemetry.TunnelMetrics
+	// TracerProvider, if set, gives every call a client span. Without it
+	// the caller's own span context still travels to the client.
+	TracerProvider trace.TracerProvider
 }
 
 func (o ServerOptions) withDefaults() ServerOptions {
@@ -75,9 +85,10 @@ func (o ServerOptions) withDefaults() ServerOptions {
 // Server.mu only guards the connection table; nothing is sent and no
 // callback runs while it is held. Lock order: Server.mu, then conn.mu.
 type Server struct {
-	opts ServerOptions
-	log  *slog.Logger
-	lim  limits
+	opts   ServerOptions
+	log    *slog.Logger
+	lim    limits
+	tracer trace.Tracer // nil: no spans of our own
 
 	mu     sync.RWMutex
 	conns  map[string]*conn
@@ -103,6 +114,7 @@ func NewServer(opts ServerOptions) *Server {
 		opts:    opts,
 		log:     opts.Logger.With("component", "tunnel-server"),
 		lim:     newLimits(opts.MaxFrameBytes),
+		tracer:  newTracer(opts.TracerProvider),
 		conns:   make(map[string]*conn),
 		closing: make(chan struct{}),
 	}
@@ -220,6 +232,7 @@ func (s *Server) register(c *conn) error {
 		} else {
 			s.log.Info("tunnel client connected", "client", c.name, "conn", c.id)
 		}
+		s.opts.Metrics.Connected()
 		if s.opts.OnConnect != nil {
 			s.opts.OnConnect(c.name)
 		}
@@ -241,6 +254,7 @@ func (s *Server) deregister(c *conn, reason error) {
 
 	s.events.run(ticket, func() {
 		s.log.Info("tunnel client disconnected", "client", c.name, "conn", c.id, "reason", status.Convert(reason).Message())
+		s.opts.Metrics.Disconnected()
 		if s.opts.OnDisconnect != nil {
 			s.opts.OnDisconnect(c.name, reason)
 		}

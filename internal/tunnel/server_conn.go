@@ -54,7 +54,8 @@ type conn struct {
 type call struct {
 	id       uint64
 	payload  *anypb.Any
-	deadline time.Time // zero: none
+	metadata map[string]string // trace context; nil: none
+	deadline time.Time         // zero: none
 	result   chan callResult
 
 	// guarded by conn.mu
@@ -103,16 +104,27 @@ func (c *conn) close(reason error) {
 
 // call sends payload to the client and waits for the response, the caller's
 // ctx, or the end of the connection, whichever comes first.
-func (c *conn) call(ctx context.Context, payload *anypb.Any) (*anypb.Any, error) {
+func (c *conn) call(ctx context.Context, payload *anypb.Any, md map[string]string) (*anypb.Any, error) {
+	m := c.s.opts.Metrics
 	select {
-	case c.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, notSent(ctxError(ctx))
-	case <-c.done:
-		return nil, notSent(c.callerErr)
+	case c.slots <- struct{}{}: // a free slot: the common case
+	default:
+		m.AddQueued(1) // the client is at max_in_flight: wait for a slot
+		select {
+		case c.slots <- struct{}{}:
+			m.AddQueued(-1)
+		case <-ctx.Done():
+			m.AddQueued(-1)
+			return nil, notSent(ctxError(ctx))
+		case <-c.done:
+			m.AddQueued(-1)
+			return nil, notSent(c.callerErr)
+		}
 	}
+	m.AddInFlight(1)
+	defer m.AddInFlight(-1)
 
-	cl := &call{payload: payload, result: make(chan callResult, 1)}
+	cl := &call{payload: payload, metadata: md, result: make(chan callResult, 1)}
 	cl.deadline, _ = ctx.Deadline()
 	c.mu.Lock()
 	c.nextID++
@@ -213,6 +225,7 @@ func (c *conn) requestFrame(cl *call) *tunnelv1.ServerToClient {
 		Id:        cl.id,
 		Payload:   cl.payload,
 		TimeoutMs: timeoutMs,
+		Metadata:  cl.metadata,
 	}}}
 }
 

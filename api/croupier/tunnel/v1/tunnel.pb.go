@@ -419,7 +419,12 @@ type Request struct {
 	Payload *anypb.Any `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
 	// Time the caller still waits, in milliseconds, measured when the frame was
 	// written. 0 means no deadline. The handler's context gets this deadline.
-	TimeoutMs     int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	TimeoutMs int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Call metadata that travels with the request, as gRPC metadata does:
+	// today the W3C trace context ("traceparent", "tracestate") of the
+	// caller's span, so the handler's work joins the caller's trace. Keys are
+	// lower case; at most 16 entries of 256 bytes each.
+	Metadata      map[string]string `protobuf:"bytes,4,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,6 +478,13 @@ func (x *Request) GetTimeoutMs() int64 {
 		return x.TimeoutMs
 	}
 	return 0
+}
+
+func (x *Request) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
 }
 
 // Cancel tells the client that the caller of request `id` gave up; the
@@ -1142,12 +1154,16 @@ const file_croupier_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\aWelcome\x12#\n" +
 	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\x12&\n" +
 	"\x0fmax_frame_bytes\x18\x02 \x01(\rR\rmaxFrameBytes\x12)\n" +
-	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\"h\n" +
+	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\"\xec\x01\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\apayload\x18\x02 \x01(\v2\x14.google.protobuf.AnyR\apayload\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\"\x18\n" +
+	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\x12E\n" +
+	"\bmetadata\x18\x04 \x03(\v2).croupier.tunnel.v1.Request.MetadataEntryR\bmetadata\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x18\n" +
 	"\x06Cancel\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\"\x82\x01\n" +
 	"\bResponse\x12\x0e\n" +
@@ -1199,7 +1215,7 @@ func file_croupier_tunnel_v1_tunnel_proto_rawDescGZIP() []byte {
 	return file_croupier_tunnel_v1_tunnel_proto_rawDescData
 }
 
-var file_croupier_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_croupier_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_croupier_tunnel_v1_tunnel_proto_goTypes = []any{
 	(*ClientToServer)(nil),        // 0: croupier.tunnel.v1.ClientToServer
 	(*ServerToClient)(nil),        // 1: croupier.tunnel.v1.ServerToClient
@@ -1218,8 +1234,9 @@ var file_croupier_tunnel_v1_tunnel_proto_goTypes = []any{
 	(*LongPollPollResponse)(nil),  // 14: croupier.tunnel.v1.LongPollPollResponse
 	(*LongPollCloseRequest)(nil),  // 15: croupier.tunnel.v1.LongPollCloseRequest
 	(*LongPollCloseResponse)(nil), // 16: croupier.tunnel.v1.LongPollCloseResponse
-	(*anypb.Any)(nil),             // 17: google.protobuf.Any
-	(*status.Status)(nil),         // 18: google.rpc.Status
+	nil,                           // 17: croupier.tunnel.v1.Request.MetadataEntry
+	(*anypb.Any)(nil),             // 18: google.protobuf.Any
+	(*status.Status)(nil),         // 19: google.rpc.Status
 }
 var file_croupier_tunnel_v1_tunnel_proto_depIdxs = []int32{
 	2,  // 0: croupier.tunnel.v1.ClientToServer.hello:type_name -> croupier.tunnel.v1.Hello
@@ -1231,19 +1248,20 @@ var file_croupier_tunnel_v1_tunnel_proto_depIdxs = []int32{
 	5,  // 6: croupier.tunnel.v1.ServerToClient.cancel:type_name -> croupier.tunnel.v1.Cancel
 	7,  // 7: croupier.tunnel.v1.ServerToClient.ping:type_name -> croupier.tunnel.v1.Ping
 	8,  // 8: croupier.tunnel.v1.ServerToClient.pong:type_name -> croupier.tunnel.v1.Pong
-	17, // 9: croupier.tunnel.v1.Request.payload:type_name -> google.protobuf.Any
-	17, // 10: croupier.tunnel.v1.Response.payload:type_name -> google.protobuf.Any
-	18, // 11: croupier.tunnel.v1.Response.error:type_name -> google.rpc.Status
-	2,  // 12: croupier.tunnel.v1.LongPollOpenRequest.hello:type_name -> croupier.tunnel.v1.Hello
-	0,  // 13: croupier.tunnel.v1.LongPollSendRequest.frames:type_name -> croupier.tunnel.v1.ClientToServer
-	1,  // 14: croupier.tunnel.v1.LongPollPollResponse.frames:type_name -> croupier.tunnel.v1.ServerToClient
-	0,  // 15: croupier.tunnel.v1.TunnelService.Connect:input_type -> croupier.tunnel.v1.ClientToServer
-	1,  // 16: croupier.tunnel.v1.TunnelService.Connect:output_type -> croupier.tunnel.v1.ServerToClient
-	16, // [16:17] is the sub-list for method output_type
-	15, // [15:16] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	18, // 9: croupier.tunnel.v1.Request.payload:type_name -> google.protobuf.Any
+	17, // 10: croupier.tunnel.v1.Request.metadata:type_name -> croupier.tunnel.v1.Request.MetadataEntry
+	18, // 11: croupier.tunnel.v1.Response.payload:type_name -> google.protobuf.Any
+	19, // 12: croupier.tunnel.v1.Response.error:type_name -> google.rpc.Status
+	2,  // 13: croupier.tunnel.v1.LongPollOpenRequest.hello:type_name -> croupier.tunnel.v1.Hello
+	0,  // 14: croupier.tunnel.v1.LongPollSendRequest.frames:type_name -> croupier.tunnel.v1.ClientToServer
+	1,  // 15: croupier.tunnel.v1.LongPollPollResponse.frames:type_name -> croupier.tunnel.v1.ServerToClient
+	0,  // 16: croupier.tunnel.v1.TunnelService.Connect:input_type -> croupier.tunnel.v1.ClientToServer
+	1,  // 17: croupier.tunnel.v1.TunnelService.Connect:output_type -> croupier.tunnel.v1.ServerToClient
+	17, // [17:18] is the sub-list for method output_type
+	16, // [16:17] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_croupier_tunnel_v1_tunnel_proto_init() }
@@ -1274,7 +1292,7 @@ func file_croupier_tunnel_v1_tunnel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_croupier_tunnel_v1_tunnel_proto_rawDesc), len(file_croupier_tunnel_v1_tunnel_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
