@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +76,21 @@ func (x *Audit) Append(ctx context.Context, rec AuditRecord, seal func(*AuditRec
 // totally ordered with no gaps, and a missing id means a deleted row. The
 // stored records are returned; on error nothing is stored.
 func (x *Audit) AppendBatch(ctx context.Context, recs []AuditRecord, seal func(*AuditRecord) string) ([]AuditRecord, error) {
+	return x.AppendJournaled(ctx, AuditJournalPos{}, recs, seal)
+}
+
+// AuditJournalPos names how far a journal's entries are stored: every entry
+// of journal ID up to and including Seq. The zero value names no journal.
+type AuditJournalPos struct {
+	ID  string
+	Seq int64
+}
+
+// AppendJournaled is AppendBatch for recs moved out of an audit journal:
+// the same transaction records pos as that journal's applied position, so a
+// replay after a crash skips exactly the entries stored (see
+// JournalApplied). A zero pos records nothing.
+func (x *Audit) AppendJournaled(ctx context.Context, pos AuditJournalPos, recs []AuditRecord, seal func(*AuditRecord) string) ([]AuditRecord, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
@@ -101,13 +117,35 @@ func (x *Audit) AppendBatch(ctx context.Context, recs []AuditRecord, seal func(*
 				return dbErr(ctx, "append audit records", err)
 			}
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE audit_head SET last_hash = $1 WHERE k = 1`, prev)
+		if _, err := tx.ExecContext(ctx, `UPDATE audit_head SET last_hash = $1 WHERE k = 1`, prev); err != nil {
+			return dbErr(ctx, "append audit records", err)
+		}
+		if pos.ID == "" {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO audit_journals (id, applied_seq) VALUES ($1, $2)
+			 ON CONFLICT (id) DO UPDATE SET applied_seq = excluded.applied_seq`, pos.ID, pos.Seq)
 		return dbErr(ctx, "append audit records", err)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// JournalApplied returns the last sequence of journal id whose entry is
+// stored, 0 when none is.
+func (x *Audit) JournalApplied(ctx context.Context, id string) (int64, error) {
+	var seq int64
+	err := x.s.db.QueryRowContext(ctx, `SELECT applied_seq FROM audit_journals WHERE id = $1`, id).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, dbErr(ctx, "read audit journal position", err)
+	}
+	return seq, nil
 }
 
 // Head returns the chain's head.
