@@ -10,13 +10,11 @@ import (
 
 // BenchmarkAppend measures audit Records: "serial" is one caller at a time
 // (the latency an unloaded InvokeFunction pays); "parallel" is 16 ×
-// GOMAXPROCS concurrent callers.
-//
-//   - sqlite, postgres: no journal — every Record is a transaction (shared
-//     by concurrent callers through group commit);
-//   - sqlite+journal: the server's mode — Record writes the journal file and
-//     returns, the flusher stores batches. The timed part includes a final
-//     Sync, so the batches' transactions are paid for in the figure.
+// GOMAXPROCS concurrent callers. In "sqlite" and "postgres" (no journal)
+// every Record is a transaction, shared by concurrent callers through group
+// commit; "sqlite+journal" is the server's mode: Record writes the journal
+// file and returns, the flusher stores batches, and the timed part ends with
+// a Sync so the batches' transactions are paid for in the figure.
 //
 //	go test -run '^$' -bench Append -benchmem ./internal/audit/
 func BenchmarkAppend(b *testing.B) {

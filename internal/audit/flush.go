@@ -30,7 +30,7 @@ func (l *Log) journalRecord(ctx context.Context, rec store.AuditRecord, wait boo
 		l.jmu.Unlock()
 		return l.commit(ctx, rec) // after Close: straight to the store
 	}
-	if len(l.jqueue) >= l.maxQueued {
+	if len(l.jqueue) >= l.maxQueued || l.jqueuedBytes >= maxQueuedBytes {
 		n := len(l.jqueue)
 		l.jmu.Unlock()
 		return store.AuditRecord{}, apierr.Newf(codes.Unavailable, apierr.CodeUnavailable,
@@ -42,6 +42,7 @@ func (l *Log) journalRecord(ctx context.Context, rec store.AuditRecord, wait boo
 		return store.AuditRecord{}, err
 	}
 	l.jseq = p.seq
+	l.jqueuedBytes += recordBytes(&rec)
 	if wait {
 		p.done = make(chan struct{})
 	}
@@ -64,6 +65,16 @@ func (l *Log) journalRecord(ctx context.Context, rec store.AuditRecord, wait boo
 	}
 }
 
+// maxQueuedBytes bounds the memory held by journaled entries waiting for
+// the store, whatever their count (payloads reach 64 KiB each).
+const maxQueuedBytes = 256 << 20
+
+// recordBytes approximates the memory an entry holds.
+func recordBytes(r *store.AuditRecord) int64 {
+	return int64(len(r.Actor) + len(r.Action) + len(r.Game) + len(r.Env) + len(r.Function) +
+		len(r.Payload) + len(r.Result) + len(r.RequestID) + 128)
+}
+
 func (l *Log) kickFlusher() {
 	select {
 	case l.kick <- struct{}{}:
@@ -80,8 +91,11 @@ func (l *Log) Sync(ctx context.Context) error {
 		return nil
 	}
 	l.jmu.Lock()
-	target, gen := l.jseq, l.jgen
+	target, gen, closed := l.jseq, l.jgen, l.jclosed
 	l.jmu.Unlock()
+	if closed {
+		return nil // Close stored what it could; later Records are stored synchronously
+	}
 	for {
 		l.jmu.Lock()
 		applied, changed, err, errGen := l.japplied, l.jchanged, l.jerr, l.jerrGen
@@ -155,6 +169,9 @@ func (l *Log) flush() {
 		if l.jerr != nil {
 			l.log.Info("audit entries are being stored again", "queued", len(l.jqueue))
 			l.jerr = nil
+		}
+		for _, p := range batch {
+			l.jqueuedBytes -= recordBytes(&p.rec)
 		}
 		rest := copy(l.jqueue, l.jqueue[n:])
 		clear(l.jqueue[rest:])
@@ -244,7 +261,7 @@ func (l *Log) Close() error {
 			close(p.done)
 		}
 	}
-	l.jqueue = nil
+	l.jqueue, l.jqueuedBytes = nil, 0
 	cerr := l.jr.close()
 	if left > 0 {
 		return fmt.Errorf("audit: %d entries stay in the journal %s, to be stored at the next start: %w", left, l.jr.path, l.jerr)

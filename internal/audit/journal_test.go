@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/croupier/croupier/internal/audit"
 	"github.com/croupier/croupier/internal/store"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // journalStack is a SQLite file and a journal path in one directory, so a
@@ -344,4 +347,27 @@ func TestJournalConcurrentRecords(t *testing.T) {
 	if n := len(js.journalBytes(t)); n != audit.JournalHeaderLen {
 		t.Fatalf("journal is %d bytes after Close stored everything", n)
 	}
+}
+
+func TestJournalQueueBound(t *testing.T) {
+	t.Parallel()
+	js := newJournalStack(t)
+	s := js.openStore(t)
+	l, err := audit.Open(ctxT(t), audit.Config{Store: s, JournalPath: js.journal, FlushInterval: time.Hour, MaxQueued: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, l, 0, 3)
+	err = l.Record(ctxT(t), audit.Entry{Action: audit.ActionInvoke})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "audit store is behind") {
+		t.Fatalf("Record beyond MaxQueued: %v", err)
+	}
+	if err := l.Sync(ctxT(t)); err != nil { // drains the queue
+		t.Fatal(err)
+	}
+	record(t, l, 3, 4)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantRequests(t, storedRequests(t, l, s), 0, 4)
 }

@@ -73,15 +73,16 @@ type Log struct {
 	stop          chan struct{} // closed by Close
 	flusherDone   chan struct{} // closed when the flusher returns
 
-	jmu      sync.Mutex
-	jclosed  bool
-	jseq     int64            // last sequence journaled
-	japplied int64            // last sequence stored
-	jqueue   []*pendingRecord // journaled, not yet stored, in sequence order
-	jgen     int64            // flush attempts so far
-	jchanged chan struct{}    // closed and replaced after each flush attempt
-	jerr     error            // the last flush attempt's error, nil once one succeeds
-	jerrGen  int64            // the attempt jerr came from
+	jmu          sync.Mutex
+	jclosed      bool
+	jseq         int64            // last sequence journaled
+	japplied     int64            // last sequence stored
+	jqueue       []*pendingRecord // journaled, not yet stored, in sequence order
+	jqueuedBytes int64            // recordBytes of jqueue
+	jgen         int64            // flush attempts so far
+	jchanged     chan struct{}    // closed and replaced after each flush attempt
+	jerr         error            // the last flush attempt's error, nil once one succeeds
+	jerrGen      int64            // the attempt jerr came from
 }
 
 // pendingRecord is one entry waiting for the store: a Record waiting for
