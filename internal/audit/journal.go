@@ -11,7 +11,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/croupier/croupier/internal/store"
 )
@@ -254,4 +256,18 @@ func decodeFrame(b []byte) (journalEntry, error) {
 		Actor: strs[0], Action: strs[1], Game: strs[2], Env: strs[3], Function: strs[4],
 		Payload: strs[5], Result: strs[6], RequestID: strs[7]}
 	return e, nil
+}
+
+// storable makes rec's text fields valid UTF-8 without NUL bytes (each bad
+// byte becomes U+FFFD), which PostgreSQL's text columns require: a row the
+// database refuses would otherwise stay at the head of the flusher's queue
+// and block every entry behind it. Valid text is left as it is.
+func storable(rec *store.AuditRecord) {
+	for _, f := range [...]*string{&rec.Actor, &rec.Action, &rec.Game, &rec.Env, &rec.Function,
+		&rec.Payload, &rec.Result, &rec.RequestID} {
+		if utf8.ValidString(*f) && strings.IndexByte(*f, 0) < 0 {
+			continue
+		}
+		*f = strings.ReplaceAll(strings.ToValidUTF8(*f, "\uFFFD"), "\x00", "\uFFFD")
+	}
 }

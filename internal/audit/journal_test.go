@@ -371,3 +371,24 @@ func TestJournalQueueBound(t *testing.T) {
 	}
 	wantRequests(t, storedRequests(t, l, s), 0, 4)
 }
+
+// Text PostgreSQL would refuse (a NUL byte, invalid UTF-8) is stored with
+// U+FFFD in its place, so no row can block the flusher's queue.
+func TestJournalStoresOnlyValidText(t *testing.T) {
+	t.Parallel()
+	js := newJournalStack(t)
+	s := js.openStore(t)
+	l := js.openLog(t, s)
+	defer l.Close()
+	rec, err := l.Append(ctxT(t), audit.Entry{Actor: "operator:\xffbob", Action: audit.ActionInvoke, Game: "a\x00b",
+		RequestID: "r\x00", Payload: []byte(`{"s":"ok"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Actor != "operator:\uFFFDbob" || rec.Game != "a\uFFFDb" || rec.RequestID != "r\uFFFD" || rec.Payload != `{"s":"ok"}` {
+		t.Fatalf("stored %+v", rec)
+	}
+	if res, err := l.Verify(ctxT(t), auditor); err != nil || !res.OK {
+		t.Fatalf("verify: %+v, %v", res, err)
+	}
+}

@@ -189,6 +189,7 @@ func (l *Log) append(ctx context.Context, e Entry, wait bool) (store.AuditRecord
 		out store.AuditRecord
 		err error
 	)
+	storable(&rec)
 	if l.jr != nil {
 		out, err = l.journalRecord(ctx, rec, wait)
 	} else {
