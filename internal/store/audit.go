@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/base64"
 	"errors"
 	"strconv"
@@ -96,7 +97,7 @@ func (x *Audit) AppendJournaled(ctx context.Context, pos AuditJournalPos, recs [
 	}
 	out := make([]AuditRecord, len(recs))
 	copy(out, recs)
-	err := x.s.inTx(ctx, "append audit records", func(tx *sql.Tx) error {
+	err := x.appendTx(ctx, pos.ID != "", func(tx *sql.Tx) error {
 		var last int64
 		var prev string
 		if err := tx.QueryRowContext(ctx,
@@ -132,6 +133,46 @@ func (x *Audit) AppendJournaled(ctx context.Context, pos AuditJournalPos, recs [
 		return nil, err
 	}
 	return out, nil
+}
+
+// appendTx runs fn in a transaction. durable (an append from a journal,
+// which the caller empties once it returns) makes an SQLite commit fsync its
+// WAL (synchronous=FULL for that transaction only; the store runs NORMAL):
+// otherwise an OS crash could lose rows whose only other copy, the journal,
+// was already emptied. A PostgreSQL commit is durable already
+// (synchronous_commit=on).
+func (x *Audit) appendTx(ctx context.Context, durable bool, fn func(tx *sql.Tx) error) error {
+	const op = "append audit records"
+	if !durable || x.s.driver != DriverSQLite {
+		return x.s.inTx(ctx, op, fn)
+	}
+	conn, err := x.s.db.Conn(ctx)
+	if err != nil {
+		return dbErr(ctx, op, err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+		return dbErr(ctx, op, err)
+	}
+	defer func() {
+		// Back to the store's setting before the connection returns to the
+		// pool; if that fails, drop the connection rather than reuse it.
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return dbErr(ctx, op, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return dbErr(ctx, op, err)
+	}
+	return nil
 }
 
 // JournalApplied returns the last sequence of journal id whose entry is
