@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +23,10 @@ func TestAuditSurvivesServerKill(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	c := newCluster(t)
+	// The server journals audit entries in its data dir, readable by it alone.
+	if st, err := os.Stat(filepath.Join(c.dir, "audit.journal")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("audit journal in the data dir: %v, %v (want mode 0600)", st, err)
+	}
 	const answeredBeforeKill = 40
 	var (
 		mu       sync.Mutex
