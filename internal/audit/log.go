@@ -33,6 +33,21 @@ type Config struct {
 	VerifyBatch int
 	// Metrics receives commit latency and batch sizes; nil records nothing.
 	Metrics *telemetry.Metrics
+
+	// JournalPath, when set, is the audit journal file (the server uses
+	// DATA_DIR/audit.journal): Record hands an entry off to it with one
+	// write and returns, and a background flusher stores journaled entries
+	// in batches (see flush.go). Empty means every Record is stored in the
+	// database before it returns (concurrent ones share a transaction).
+	JournalPath string
+	// FlushInterval is how long a journaled entry may wait before the
+	// flusher stores it (a full batch or a reader flushes sooner); 0 means
+	// 50 ms. It bounds how stale other server nodes' view of the log is.
+	FlushInterval time.Duration
+	// MaxQueued bounds the journaled entries waiting for the store (memory
+	// while the database is unreachable); beyond it Record fails with
+	// UNAVAILABLE. 0 means 65536.
+	MaxQueued int
 }
 
 // Log is the audit log service.
@@ -52,22 +67,53 @@ type Log struct {
 	mu    sync.Mutex
 	queue []*pendingRecord
 	busy  bool
+
+	// Journal mode (see flush.go); jr is nil without a journal.
+	jr            *journal
+	flushInterval time.Duration
+	maxQueued     int
+	rotateBytes   int64
+	kick          chan struct{} // buffered 1: wakes the flusher
+	stop          chan struct{} // closed by Close
+	flusherDone   chan struct{} // closed when the flusher returns
+
+	jmu          sync.Mutex
+	jclosed      bool
+	jseq         int64            // last sequence journaled
+	japplied     int64            // last sequence stored
+	jqueue       []*pendingRecord // journaled, not yet stored, in sequence order
+	jqueuedBytes int64            // recordBytes of jqueue
+	jgen         int64            // flush attempts so far
+	jchanged     chan struct{}    // closed and replaced after each flush attempt
+	jerr         error            // the last flush attempt's error, nil once one succeeds
+	jerrGen      int64            // the attempt jerr came from
 }
 
-// pendingRecord is one Record waiting for the group commit.
+// pendingRecord is one entry waiting for the store: a Record waiting for
+// the group commit, or a journaled entry waiting for the flusher.
 type pendingRecord struct {
+	seq  int64 // journal sequence; 0 without a journal
 	rec  store.AuditRecord
 	out  store.AuditRecord
 	err  error
-	done chan struct{} // closed when out/err are set
-	lead chan struct{} // closed when this caller must write the next batch
+	done chan struct{} // closed when out/err are set; journal mode: nil unless a caller waits
+	lead chan struct{} // group commit: closed when this caller must write the next batch
 }
 
 // maxAuditBatch bounds the rows written in one transaction.
 const maxAuditBatch = 256
 
-// New returns a Log over cfg.Store.
-func New(cfg Config) (*Log, error) {
+// journalRotateBytes is the journal size beyond which the flusher rewrites
+// it with only the entries not yet stored, when it never finds it empty.
+const journalRotateBytes = 8 << 20
+
+// New returns a Log over cfg.Store; it is Open with a background context.
+func New(cfg Config) (*Log, error) { return Open(context.Background(), cfg) }
+
+// Open returns a Log over cfg.Store. With cfg.JournalPath it first stores
+// the entries a previous run left in the journal (ctx bounds that), then
+// starts the flusher, which runs until Close.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("audit: a store is required")
 	}
@@ -88,20 +134,52 @@ func New(cfg Config) (*Log, error) {
 	if l.verifyBatch <= 0 {
 		l.verifyBatch = 1000
 	}
+	if cfg.JournalPath == "" {
+		return l, nil
+	}
+	l.flushInterval, l.maxQueued, l.rotateBytes = cfg.FlushInterval, cfg.MaxQueued, journalRotateBytes
+	if l.flushInterval <= 0 {
+		l.flushInterval = 50 * time.Millisecond
+	}
+	if l.maxQueued <= 0 {
+		l.maxQueued = 1 << 16
+	}
+	jr, entries, torn, err := openJournal(cfg.JournalPath)
+	if err != nil {
+		return nil, err
+	}
+	l.jr = jr
+	if torn > 0 {
+		l.log.Warn("audit journal ends in a partial entry (an OS crash during a write?); dropped it",
+			"path", cfg.JournalPath, "bytes", torn)
+	}
+	if err := l.replay(ctx, entries); err != nil {
+		_ = jr.close()
+		return nil, err
+	}
+	l.kick, l.stop, l.flusherDone, l.jchanged = make(chan struct{}, 1), make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go l.runFlusher()
 	return l, nil
 }
 
-// Record appends e to the log and returns the stored row. The append runs
-// on a context detached from ctx's cancellation (bounded by WriteTimeout):
-// an action that happened must be recorded even when its caller hung up in
-// the meantime. Failures are logged as well as returned.
+// Record appends e to the log. With a journal it returns once the entry is
+// written to the journal file (the flusher stores it within FlushInterval;
+// readers of the log call Sync first); without one, once it is stored. The
+// store write runs on a context detached from ctx's cancellation (bounded
+// by WriteTimeout): an action that happened must be recorded even when its
+// caller hung up in the meantime. Failures are logged as well as returned.
 func (l *Log) Record(ctx context.Context, e Entry) error {
-	_, err := l.Append(ctx, e)
+	_, err := l.append(ctx, e, false)
 	return err
 }
 
-// Append is Record returning the stored row.
+// Append is Record returning the stored row: with a journal it also waits
+// for the flusher to store it.
 func (l *Log) Append(ctx context.Context, e Entry) (store.AuditRecord, error) {
+	return l.append(ctx, e, true)
+}
+
+func (l *Log) append(ctx context.Context, e Entry, wait bool) (store.AuditRecord, error) {
 	ts := e.Time
 	if ts.IsZero() {
 		ts = l.now()
@@ -111,7 +189,16 @@ func (l *Log) Append(ctx context.Context, e Entry) (store.AuditRecord, error) {
 		Payload: l.payload(e.Payload, e.SensitiveFields), Result: ResultOf(e.Err),
 		DurationMs: e.Duration.Milliseconds(), RequestID: e.RequestID,
 	}
-	out, err := l.commit(ctx, rec)
+	var (
+		out store.AuditRecord
+		err error
+	)
+	storable(&rec)
+	if l.jr != nil {
+		out, err = l.journalRecord(ctx, rec, wait)
+	} else {
+		out, err = l.commit(ctx, rec)
+	}
 	if err != nil {
 		l.log.ErrorContext(ctx, "audit record lost", "action", e.Action, "actor", e.Actor,
 			"game", e.Game, "env", e.Env, "function", e.Function, "result", rec.Result, "err", err)
@@ -224,6 +311,9 @@ type Filter struct {
 // reads every game, so it needs audit:read on "*".
 func (l *Log) List(ctx context.Context, p principal.Principal, f Filter) ([]store.AuditRecord, string, error) {
 	if err := rbac.Check(p, rbac.AuditRead, f.Game, f.Env, f.Function); err != nil {
+		return nil, "", err
+	}
+	if err := l.Sync(ctx); err != nil {
 		return nil, "", err
 	}
 	return l.store.Audit().List(ctx, store.AuditFilter{Game: f.Game, Env: f.Env, Actor: f.Actor, Function: f.Function,

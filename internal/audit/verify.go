@@ -36,6 +36,9 @@ func (l *Log) Verify(ctx context.Context, p principal.Principal) (VerifyResult, 
 }
 
 func (l *Log) verify(ctx context.Context) (VerifyResult, error) {
+	if err := l.Sync(ctx); err != nil {
+		return VerifyResult{}, err
+	}
 	head, err := l.store.Audit().Head(ctx)
 	if err != nil {
 		return VerifyResult{}, err

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
@@ -20,10 +21,15 @@ import (
 // tokens, approvals and rate limits, and bootstraps the administrator.
 func (s *Server) openAccess(ctx context.Context) error {
 	log := s.log.With("component", "access")
-	auditLog, err := audit.New(audit.Config{Store: s.store, Logger: log, Metrics: s.obs.app})
+	auditCfg := audit.Config{Store: s.store, Logger: log, Metrics: s.obs.app}
+	if s.cfg.DataDir != "" {
+		auditCfg.JournalPath = filepath.Join(s.cfg.DataDir, "audit.journal")
+	}
+	auditLog, err := audit.Open(ctx, auditCfg)
 	if err != nil {
 		return err
 	}
+	s.audit = auditLog
 	if s.auth, err = authsvc.New(ctx, authsvc.Config{Store: s.store, Audit: auditLog, Logger: log,
 		AccessTTL: s.cfg.AccessTokenTTL, RefreshTTL: s.cfg.RefreshTokenTTL}); err != nil {
 		return err

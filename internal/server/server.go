@@ -19,6 +19,7 @@ import (
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/audit"
 	authsvc "github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/control"
@@ -57,6 +58,7 @@ type Server struct {
 	jobs     *jobs.Service
 	auth     *authsvc.Service
 	guard    *guard
+	audit    *audit.Log // closed after every other component, before the store
 
 	revocations *revocations
 	fleet       *fleet.Service
@@ -514,6 +516,11 @@ func (s *Server) closeAll() {
 	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.tunLis} {
 		if l != nil {
 			_ = l.Close()
+		}
+	}
+	if s.audit != nil {
+		if err := s.audit.Close(); err != nil {
+			s.log.Error("audit log", "err", err)
 		}
 	}
 	if s.store != nil {

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/base64"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -75,12 +77,27 @@ func (x *Audit) Append(ctx context.Context, rec AuditRecord, seal func(*AuditRec
 // totally ordered with no gaps, and a missing id means a deleted row. The
 // stored records are returned; on error nothing is stored.
 func (x *Audit) AppendBatch(ctx context.Context, recs []AuditRecord, seal func(*AuditRecord) string) ([]AuditRecord, error) {
+	return x.AppendJournaled(ctx, AuditJournalPos{}, recs, seal)
+}
+
+// AuditJournalPos names how far a journal's entries are stored: every entry
+// of journal ID up to and including Seq. The zero value names no journal.
+type AuditJournalPos struct {
+	ID  string
+	Seq int64
+}
+
+// AppendJournaled is AppendBatch for recs moved out of an audit journal:
+// the same transaction records pos as that journal's applied position, so a
+// replay after a crash skips exactly the entries stored (see
+// JournalApplied). A zero pos records nothing.
+func (x *Audit) AppendJournaled(ctx context.Context, pos AuditJournalPos, recs []AuditRecord, seal func(*AuditRecord) string) ([]AuditRecord, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
 	out := make([]AuditRecord, len(recs))
 	copy(out, recs)
-	err := x.s.inTx(ctx, "append audit records", func(tx *sql.Tx) error {
+	err := x.appendTx(ctx, pos.ID != "", func(tx *sql.Tx) error {
 		var last int64
 		var prev string
 		if err := tx.QueryRowContext(ctx,
@@ -101,13 +118,75 @@ func (x *Audit) AppendBatch(ctx context.Context, recs []AuditRecord, seal func(*
 				return dbErr(ctx, "append audit records", err)
 			}
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE audit_head SET last_hash = $1 WHERE k = 1`, prev)
+		if _, err := tx.ExecContext(ctx, `UPDATE audit_head SET last_hash = $1 WHERE k = 1`, prev); err != nil {
+			return dbErr(ctx, "append audit records", err)
+		}
+		if pos.ID == "" {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO audit_journals (id, applied_seq) VALUES ($1, $2)
+			 ON CONFLICT (id) DO UPDATE SET applied_seq = excluded.applied_seq`, pos.ID, pos.Seq)
 		return dbErr(ctx, "append audit records", err)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// appendTx runs fn in a transaction. durable (an append from a journal,
+// which the caller empties once it returns) makes an SQLite commit fsync its
+// WAL (synchronous=FULL for that transaction only; the store runs NORMAL):
+// otherwise an OS crash could lose rows whose only other copy, the journal,
+// was already emptied. A PostgreSQL commit is durable already
+// (synchronous_commit=on).
+func (x *Audit) appendTx(ctx context.Context, durable bool, fn func(tx *sql.Tx) error) error {
+	const op = "append audit records"
+	if !durable || x.s.driver != DriverSQLite {
+		return x.s.inTx(ctx, op, fn)
+	}
+	conn, err := x.s.db.Conn(ctx)
+	if err != nil {
+		return dbErr(ctx, op, err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+		return dbErr(ctx, op, err)
+	}
+	defer func() {
+		// Back to the store's setting before the connection returns to the
+		// pool; if that fails, drop the connection rather than reuse it.
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return dbErr(ctx, op, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return dbErr(ctx, op, err)
+	}
+	return nil
+}
+
+// JournalApplied returns the last sequence of journal id whose entry is
+// stored, 0 when none is.
+func (x *Audit) JournalApplied(ctx context.Context, id string) (int64, error) {
+	var seq int64
+	err := x.s.db.QueryRowContext(ctx, `SELECT applied_seq FROM audit_journals WHERE id = $1`, id).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, dbErr(ctx, "read audit journal position", err)
+	}
+	return seq, nil
 }
 
 // Head returns the chain's head.

@@ -178,3 +178,32 @@ func TestAuditConcurrentAppends(t *testing.T) {
 		}
 	}, storetest.WithMaxOpenConns(4))
 }
+
+func TestAuditAppendJournaledRecordsPosition(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		seq, err := s.Audit().JournalApplied(ctx, "j1")
+		mustNil(t, err, "applied of an unknown journal")
+		if seq != 0 {
+			t.Fatalf("unknown journal applied = %d, want 0", seq)
+		}
+		recs := []store.AuditRecord{{Time: time.Now(), Action: "a"}, {Time: time.Now(), Action: "b"}}
+		_, err = s.Audit().AppendJournaled(ctx, store.AuditJournalPos{ID: "j1", Seq: 7}, recs, testSeal)
+		mustNil(t, err, "append journaled")
+		_, err = s.Audit().AppendJournaled(ctx, store.AuditJournalPos{ID: "j2", Seq: 3}, recs[:1], testSeal)
+		mustNil(t, err, "append from another journal")
+		out, err := s.Audit().AppendJournaled(ctx, store.AuditJournalPos{ID: "j1", Seq: 9}, recs, testSeal)
+		mustNil(t, err, "append journaled again")
+		if out[1].ID != 5 {
+			t.Fatalf("last id = %d, want 5", out[1].ID)
+		}
+		for id, want := range map[string]int64{"j1": 9, "j2": 3} {
+			seq, err := s.Audit().JournalApplied(ctx, id)
+			mustNil(t, err, "applied")
+			if seq != want {
+				t.Fatalf("journal %s applied = %d, want %d", id, seq, want)
+			}
+		}
+	})
+}
