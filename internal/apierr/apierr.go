@@ -38,6 +38,19 @@ const (
 	CodeJobNotFound         = "JOB_NOT_FOUND"
 	CodeJobFinished         = "JOB_FINISHED"
 	CodeInternal            = "INTERNAL"
+	CodeUnimplemented       = "UNIMPLEMENTED"
+	// CodeUnauthenticated: no (valid) credential at all.
+	CodeUnauthenticated = "UNAUTHENTICATED"
+	// CodePermissionDenied: the caller lacks a permission on a scope.
+	CodePermissionDenied = "PERMISSION_DENIED"
+	// CodeFieldLimit: an id, name, key or label over its length limit or
+	// with characters it may not hold (docs/api.md, "Limits").
+	CodeFieldLimit = "FIELD_LIMIT"
+	// CodeMalformedRequest: a REST body that is not valid JSON for the
+	// request message (syntax, unknown field, wrong type).
+	CodeMalformedRequest = "MALFORMED_REQUEST"
+	// CodeRequestTooLarge: a request body over max_request_bytes.
+	CodeRequestTooLarge = "REQUEST_TOO_LARGE"
 )
 
 // New returns a status error with an ErrorInfo detail. details are key/value
@@ -96,4 +109,34 @@ func Internal(log *slog.Logger, err error) error {
 	id := hex.EncodeToString(b[:])
 	log.Error("internal error", "error_id", id, "err", err)
 	return New(codes.Internal, CodeInternal, "internal error; quote id "+id+" to an administrator", "error_id", id)
+}
+
+// CodeOf is the catalog code for a bare gRPC code, for errors raised
+// outside the domain (transport, gateway): the canonical code name.
+func CodeOf(c codes.Code) string {
+	switch c {
+	case codes.Canceled:
+		return CodeCanceled
+	case codes.DeadlineExceeded:
+		return CodeTimeout
+	case codes.Unauthenticated:
+		return CodeUnauthenticated
+	case codes.PermissionDenied:
+		return CodePermissionDenied
+	case codes.Unimplemented:
+		return CodeUnimplemented
+	case codes.Unavailable:
+		return CodeUnavailable
+	case codes.InvalidArgument:
+		return CodeInvalidArgument
+	case codes.NotFound:
+		return "NOT_FOUND"
+	case codes.ResourceExhausted:
+		return "RESOURCE_EXHAUSTED"
+	case codes.FailedPrecondition:
+		return "FAILED_PRECONDITION"
+	case codes.AlreadyExists:
+		return "ALREADY_EXISTS"
+	}
+	return CodeInternal
 }

@@ -12,12 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"sync"
 	"time"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
-	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	authsvc "github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/config"
@@ -30,16 +28,13 @@ import (
 	"github.com/croupier/croupier/internal/store"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/internal/tunnel"
-	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -59,6 +54,8 @@ type Server struct {
 
 	revocations *revocations
 	fleet       *fleet.Service
+	methods     map[string]rule // the method table (methods.go)
+	inproc      *inproc         // the in-process gRPC server REST calls
 	health      *health.Server
 	metrics     *prometheus.Registry
 
@@ -104,6 +101,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.stop()
 			if s.grpcServer != nil {
 				s.grpcServer.Stop()
+			}
+			if s.inproc != nil {
+				s.inproc.close()
 			}
 			s.wg.Wait()
 			if s.fleet != nil {
@@ -195,20 +195,21 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "croupier_tunnel_clients", Help: "Agents with an open tunnel."},
 			func() float64 { return float64(len(s.tunnel.Clients())) }))
 
-	fh := functionHandler{invoke: s.invoke, jobs: s.jobs, catalog: cat, reg: s.registry, guard: s.guard}
+	fh := functionHandler{invoke: s.invoke, jobs: s.jobs, cat: cat, reg: s.registry, guard: s.guard}
 	ch := controlHandler{svc: s.control, jobs: s.jobs}
 	rh := registryHandler{reg: s.registry}
-	s.grpcServer = s.newGRPCServer(serverTLS, auth)
-	croupierv1.RegisterControlServiceServer(s.grpcServer, ch)
-	croupierv1.RegisterFunctionServiceServer(s.grpcServer, fh)
-	croupierv1.RegisterRegistryServiceServer(s.grpcServer, rh)
-	s.registerAccess(s.grpcServer)
-	croupierv1.RegisterCertificateServiceServer(s.grpcServer, certService{s: s})
-	croupierv1.RegisterFleetServiceServer(s.grpcServer, fleetGuard{inner: s.fleet.GRPC()})
-	croupierv1.RegisterFleetAgentServiceServer(s.grpcServer, s.fleet.AgentAPI())
-	s.tunnel.RegisterGRPC(s.grpcServer)
 	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpcServer, s.health)
+	s.methods = s.methodTable()
+	svcs := s.services(fh, ch, rh)
+	s.grpcServer = s.newGRPCServer(serverTLS, s.newEdge(s.networkIdentity(auth)))
+	inSrv := s.newGRPCServer(nil, s.newEdge(forwardedIdentity))
+	for _, sv := range svcs {
+		sv.grpc(s.grpcServer)
+		sv.grpc(inSrv)
+	}
+	if s.inproc, err = newInproc(inSrv, s.cfg.MaxRequestBytes); err != nil {
+		return err
+	}
 
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
 		return fmt.Errorf("listen grpc_addr %s: %w", s.cfg.GRPCAddr, err)
@@ -216,7 +217,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.httpLis, err = listen(s.cfg.HTTPAddr, serverTLS, false); err != nil {
 		return fmt.Errorf("listen http_addr %s: %w", s.cfg.HTTPAddr, err)
 	}
-	rest, err := s.restHandler(ctx, fh, ch, rh)
+	rest, err := s.restHandler(ctx, svcs)
 	if err != nil {
 		return err
 	}
@@ -232,7 +233,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		if s.tunLis, err = listen(s.cfg.TunnelHTTPAddr, serverTLS, true); err != nil {
 			return fmt.Errorf("listen tunnel_http_addr %s: %w", s.cfg.TunnelHTTPAddr, err)
 		}
-		h, herr := s.tunnelMux(ctx, auth)
+		h, herr := s.tunnelMux(ctx, auth, svcs)
 		if herr != nil {
 			return herr
 		}
@@ -242,6 +243,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 
 	s.serve("grpc", func() error { return s.grpcServer.Serve(s.grpcLis) })
+	s.serve("in-process grpc", func() error { return inSrv.Serve(s.inproc.lis) })
 	s.serve("http", func() error { return s.httpServer.Serve(s.httpLis) })
 	if s.tunServer != nil {
 		s.serve("tunnel-http", func() error { return s.tunServer.Serve(s.tunLis) })
@@ -279,23 +281,6 @@ func listen(addr string, tlsCfg *tls.Config, http1Only bool) (net.Listener, erro
 	return tls.NewListener(l, c), nil
 }
 
-func (s *Server) newGRPCServer(tlsCfg *tls.Config, auth authenticator) *grpc.Server {
-	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.auth.UnaryInterceptor(auth.principal)),
-		grpc.ChainStreamInterceptor(s.streamLifetime, s.auth.StreamInterceptor(auth.principal)),
-		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
-		// Reused stream workers keep their grown stacks; a fresh goroutine per
-		// call spends a measurable share of each call growing its stack.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	}
-	if tlsCfg != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
-	}
-	return grpc.NewServer(opts...)
-}
-
 // streamLifetime ends streaming calls (watches, job event streams) when the
 // server shuts down, so a graceful stop does not wait for them forever.
 func (s *Server) streamLifetime(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
@@ -323,14 +308,16 @@ func (s *Server) opsMux(rest http.Handler) http.Handler {
 }
 
 // tunnelMux serves the long-poll tunnel and, for agents that cannot use
-// HTTP/2 at all, ControlService as REST (same handlers as gRPC).
-func (s *Server) tunnelMux(ctx context.Context, auth authenticator) (http.Handler, error) {
-	gw := gwruntime.NewServeMux()
-	if err := croupierv1.RegisterControlServiceHandlerServer(ctx, gw, controlHandler{svc: s.control, jobs: s.jobs}); err != nil {
-		return nil, err
-	}
-	if err := croupierv1.RegisterFleetAgentServiceHandlerServer(ctx, gw, s.fleet.AgentAPI()); err != nil {
-		return nil, err
+// HTTP/2 at all, the REST routes of the services marked tunnel (through the
+// same edge as gRPC).
+func (s *Server) tunnelMux(ctx context.Context, auth authenticator, svcs []service) (http.Handler, error) {
+	gw := s.gateway()
+	for _, sv := range svcs {
+		if sv.tunnel {
+			if err := sv.rest(ctx, gw, s.inproc.conn); err != nil {
+				return nil, err
+			}
+		}
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/tunnel/v1/", http.StripPrefix("/tunnel/v1", s.tunnel.LongPollHandler()))
@@ -469,6 +456,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if hs != nil && hs.Shutdown(ctx) != nil {
 			_ = hs.Close() // the drain deadline passed: cut what is left
 		}
+	}
+	if s.inproc != nil {
+		s.inproc.close() // after the HTTP servers, whose calls it carries
 	}
 	s.wg.Wait()
 	if s.fleet != nil {
