@@ -21,7 +21,7 @@ import (
 func (a authenticator) principalOfTLS(cs *tls.ConnectionState) (principal.Principal, error) {
 	id, err := certs.IdentityFromTLS(cs)
 	if err != nil {
-		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED",
+		return principal.Principal{}, apierr.New(codes.Unauthenticated, apierr.CodeUnauthenticated,
 			"a client certificate signed by the Croupier CA (or a bearer token) is required: "+err.Error())
 	}
 	var p principal.Principal
@@ -58,11 +58,11 @@ func (a authenticator) principal(ctx context.Context) (principal.Principal, erro
 	}
 	pr, ok := peer.FromContext(ctx)
 	if !ok {
-		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED", "no peer information")
+		return principal.Principal{}, apierr.New(codes.Unauthenticated, apierr.CodeUnauthenticated, "no peer information")
 	}
 	info, ok := pr.AuthInfo.(credentials.TLSInfo)
 	if !ok {
-		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED", "the connection is not TLS")
+		return principal.Principal{}, apierr.New(codes.Unauthenticated, apierr.CodeUnauthenticated, "the connection is not TLS")
 	}
 	return a.principalOfTLS(&info.State)
 }

@@ -161,7 +161,7 @@ func (h functionHandler) RegisterFunction(ctx context.Context, r *croupierv1.Reg
 	if len(h.reg.Instances(r.GetGameId(), r.GetEnv(), r.GetDescriptor_().GetId())) > 0 {
 		// The game servers that serve it own its descriptor (its auth rules
 		// included); an operator must not be able to replace them.
-		return nil, apierr.New(codes.FailedPrecondition, "FUNCTION_SERVED",
+		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeFunctionServed,
 			fmt.Sprintf("function %s is served by game servers, whose descriptor applies; RegisterFunction only declares functions nobody serves yet", r.GetDescriptor_().GetId()),
 			"function_id", r.GetDescriptor_().GetId())
 	}

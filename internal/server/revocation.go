@@ -65,7 +65,7 @@ func (r *revocations) revoked(serial string) bool {
 // check refuses a principal whose certificate is revoked.
 func (r *revocations) check(p principal.Principal) error {
 	if r.revoked(p.CertSerial) {
-		return apierr.New(codes.Unauthenticated, "CERTIFICATE_REVOKED",
+		return apierr.New(codes.Unauthenticated, apierr.CodeCertificateRevoked,
 			fmt.Sprintf("the certificate of %s (serial %s) is revoked", p, p.CertSerial), "serial", p.CertSerial)
 	}
 	return nil
