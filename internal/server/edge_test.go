@@ -16,6 +16,7 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/registry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -329,5 +330,73 @@ func TestEveryWriteWritesOneAuditRow(t *testing.T) {
 	}
 	if got := count(""); got != before {
 		t.Errorf("ListFleets wrote %d audit rows", got-before)
+	}
+}
+
+// TestRESTCannotForgeIdentity: an HTTP client cannot pass an identity to the
+// in-process gRPC edge in a header; it acts as the caller its token names.
+func TestRESTCannotForgeIdentity(t *testing.T) {
+	s, _, _ := testServer(t, nil)
+	tok := userToken(t, s, "mallory", "", "")
+	forged, _ := json.Marshal(anonymousAdmin())
+	for _, h := range []string{"Grpc-Metadata-" + mdPrincipal, mdPrincipal, "Grpc-Metadata-X-Croupier-Principal"} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.HTTPAddr()+"/api/v1/jobs?game_id=demo&env=dev", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set(h, string(forged))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("header %s: %d, want 403 (the token's user has no roles)", h, resp.StatusCode)
+		}
+	}
+}
+
+// TestRESTMalformedBodyHasErrorInfo: a body that is not JSON, or names an
+// unknown field, is 400 with an ErrorInfo like every other API error.
+func TestRESTMalformedBodyHasErrorInfo(t *testing.T) {
+	s, _, _ := testServer(t, nil)
+	for _, body := range []string{`{"game_id": `, `{"game_id":"demo","env":"dev","no_such_field":1}`} {
+		resp, err := http.Post("http://"+s.HTTPAddr()+"/api/v1/functions/f:invoke", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(out, []byte(apierr.CodeMalformedRequest)) {
+			t.Fatalf("body %s: %d %s; want 400 with ErrorInfo %s", body, resp.StatusCode, out, apierr.CodeMalformedRequest)
+		}
+	}
+}
+
+// TestApprovalOnlyCallIsNotAuditedAsInvoke: a call that only created an
+// approval leaves the approval.request row, not an "invoke OK" row.
+func TestApprovalOnlyCallIsNotAuditedAsInvoke(t *testing.T) {
+	s, conn, _ := testServer(t, nil)
+	ctx := context.Background()
+	fc := croupierv1.NewFunctionServiceClient(conn)
+	ac := croupierv1.NewAuditServiceClient(conn)
+	desc := &croupierv1.FunctionDescriptor{Id: "player.ban", Version: "1.0.0", Auth: &croupierv1.AuthConfig{RequireApproval: true}}
+	// A live instance serves it (no call reaches it: the call waits for approval).
+	if err := s.Registry().Upsert(registry.Agent{ID: "agent-1", GameID: "demo", Env: "dev", Version: "1",
+		Instances: []registry.Instance{{ID: "gs-1", Functions: []string{"player.ban"}}}, Descriptors: []*croupierv1.FunctionDescriptor{desc}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := fc.InvokeFunction(ctx, &croupierv1.InvokeFunctionRequest{GameId: "demo", Env: "dev", FunctionId: "player.ban", Payload: &structpb.Struct{}})
+	if err != nil || resp.GetApprovalId() == "" {
+		t.Fatalf("invoke of an approval-gated function: %v %v; want a pending approval", resp, err)
+	}
+	rows, err := ac.ListAudit(ctx, &croupierv1.ListAuditRequest{FunctionId: "player.ban", PageSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range rows.GetEntries() {
+		actions = append(actions, e.GetAction()+" "+e.GetResult())
+	}
+	if len(actions) != 1 || actions[0] != "approval.request OK" {
+		t.Fatalf("audit rows of the call: %v; want only [approval.request OK]", actions)
 	}
 }
