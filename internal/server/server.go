@@ -16,7 +16,6 @@ import (
 	"time"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
-	"github.com/croupier/croupier/internal/apierr"
 	authsvc "github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/control"
@@ -32,7 +31,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
@@ -175,7 +173,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			Broadcast: func(ctx context.Context, req proto.Message) { s.tunnel.CallAll(ctx, req) },
 		},
 		Logger:         s.log.With("component", "fleet"),
-		AuthorizeAgent: authorizeFleetAgent,
+		AuthorizeAgent: func(ctx context.Context, agentID, game, env string) error {
+			return control.AuthorizeAgent(principal.FromContext(ctx), agentID, game, env)
+		},
 	}); err != nil {
 		return err
 	}
@@ -490,21 +490,6 @@ func (s *Server) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return s.Shutdown(sctx)
-}
-
-// authorizeFleetAgent lets an agent act only as itself and in its scope on
-// FleetAgentService (the agent side of the fleet plane).
-func authorizeFleetAgent(ctx context.Context, agentID, game, env string) error {
-	p := principal.FromContext(ctx)
-	switch {
-	case p.Kind == principal.Anonymous:
-		return nil // insecure loopback development server
-	case p.Kind != principal.Agent || p.Name != agentID:
-		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "%s cannot act as agent %q", p, agentID)
-	case game != "" && (p.Game != game || p.Env != env):
-		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "agent %s is confined to %s/%s, not %s/%s", p.Name, p.Game, p.Env, game, env)
-	}
-	return nil
 }
 
 // tunnelCaller sends invocations over the tunnel.
