@@ -14,7 +14,6 @@ import (
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/registry"
-	"github.com/croupier/croupier/internal/schema"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -65,7 +64,7 @@ type functionHandler struct {
 	croupierv1.UnimplementedFunctionServiceServer
 	invoke *invoke.Service
 	jobs   *jobs.Service
-	cat    *catalog
+	cat    *control.Catalog
 	reg    *registry.Registry
 	guard  *guard
 }
@@ -158,13 +157,6 @@ func (h functionHandler) ListJobs(ctx context.Context, r *croupierv1.ListJobsReq
 }
 
 func (h functionHandler) RegisterFunction(ctx context.Context, r *croupierv1.RegisterFunctionRequest) (*croupierv1.RegisterFunctionResponse, error) {
-	if len(h.reg.Instances(r.GetGameId(), r.GetEnv(), r.GetDescriptor_().GetId())) > 0 {
-		// The game servers that serve it own its descriptor (its auth rules
-		// included); an operator must not be able to replace them.
-		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeFunctionServed,
-			fmt.Sprintf("function %s is served by game servers, whose descriptor applies; RegisterFunction only declares functions nobody serves yet", r.GetDescriptor_().GetId()),
-			"function_id", r.GetDescriptor_().GetId())
-	}
 	if err := h.cat.Register(ctx, r.GetGameId(), r.GetEnv(), r.GetDescriptor_()); err != nil {
 		return nil, err
 	}
@@ -203,35 +195,4 @@ func (h registryHandler) WatchRegistrations(r *croupierv1.WatchRegistrationsRequ
 
 func (h registryHandler) ListAgents(ctx context.Context, r *croupierv1.ListAgentsRequest) (*croupierv1.ListAgentsResponse, error) {
 	return &croupierv1.ListAgentsResponse{Agents: h.reg.Agents(r.GetGameId(), r.GetEnv())}, nil
-}
-
-// catalog handles functions registered directly with RegisterFunction: they
-// are persisted and put in the registry, so they survive restarts.
-type catalog struct {
-	store  functionStore
-	reg    *registry.Registry
-	scopes *control.Scopes
-}
-
-type functionStore interface {
-	Put(ctx context.Context, game, env string, d *croupierv1.FunctionDescriptor) error
-}
-
-func (c *catalog) Register(ctx context.Context, game, env string, d *croupierv1.FunctionDescriptor) error {
-	if game == "" || env == "" || d == nil {
-		return apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "game_id, env and descriptor are required")
-	}
-	if ok, err := c.scopes.Declared(ctx, game, env); err != nil {
-		return err
-	} else if !ok {
-		return apierr.New(codes.NotFound, apierr.CodeUnknownScope, fmt.Sprintf("scope %s/%s is not declared", game, env))
-	}
-	if err := schema.ValidateDescriptor(d); err != nil {
-		return apierr.New(codes.InvalidArgument, apierr.CodeInvalidDescriptor,
-			fmt.Sprintf("descriptor %q: %v", d.GetId(), err), "function_id", d.GetId())
-	}
-	if err := c.store.Put(ctx, game, env, d); err != nil {
-		return err
-	}
-	return c.reg.PutDescriptor(game, env, d)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/croupier/croupier/internal/jobs"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/registry"
+	"github.com/croupier/croupier/internal/revocation"
 	"github.com/croupier/croupier/internal/store"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/internal/tunnel"
@@ -50,7 +51,8 @@ type Server struct {
 	auth     *authsvc.Service
 	guard    *guard
 
-	revocations *revocations
+	revocations *revocation.List
+	certs       *revocation.Service
 	fleet       *fleet.Service
 	methods     map[string]rule // the method table (methods.go)
 	inproc      *inproc         // the in-process gRPC server REST calls
@@ -124,12 +126,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 	}
 	s.registry = registry.New(registry.Options{})
-	cat := &catalog{store: s.store.Functions(), reg: s.registry, scopes: scopes}
+	cat := control.NewCatalog(s.store.Functions(), s.registry, scopes)
 	if err = s.loadCatalog(ctx); err != nil {
 		return err
 	}
-	s.revocations = newRevocations(s.store, s.log)
-	if err = s.revocations.load(ctx); err != nil {
+	s.revocations = revocation.New(s.store.Revocations(), s.log)
+	if err = s.revocations.Load(ctx); err != nil {
 		return err
 	}
 	auth := authenticator{insecure: s.cfg.Insecure, rv: s.revocations}
@@ -145,6 +147,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			}
 		},
 	})
+	s.certs = revocation.NewService(s.revocations, s.tunnel.Disconnect,
+		func(ctx context.Context, payload any) { noteOf(ctx).payload = payload })
 	assignments := control.NewAssignments(s.store.Assignments(), 2*time.Second)
 	s.invoke = invoke.New(invoke.Config{
 		DefaultTimeout: s.cfg.InvokeTimeout, MaxTimeout: s.cfg.InvokeMaxTimeout,
@@ -172,7 +176,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			Tunnel:    s.tunnel,
 			Broadcast: func(ctx context.Context, req proto.Message) { s.tunnel.CallAll(ctx, req) },
 		},
-		Logger:         s.log.With("component", "fleet"),
+		Logger: s.log.With("component", "fleet"),
 		AuthorizeAgent: func(ctx context.Context, agentID, game, env string) error {
 			return control.AuthorizeAgent(principal.FromContext(ctx), agentID, game, env)
 		},
@@ -339,7 +343,7 @@ func (s *Server) maintain(ctx context.Context) {
 		for _, id := range s.control.Expire() {
 			s.tunnel.Disconnect(id, errors.New("missed three heartbeats"))
 		}
-		if time.Since(lastRevocations) > revocationRefresh {
+		if time.Since(lastRevocations) > revocation.Refresh {
 			lastRevocations = time.Now()
 			s.refreshRevocations(ctx)
 		}
@@ -357,12 +361,12 @@ func (s *Server) maintain(ctx context.Context) {
 // refreshRevocations reloads the revocation list (other nodes may have
 // added to it) and cuts the tunnels of agents whose certificate it names.
 func (s *Server) refreshRevocations(ctx context.Context) {
-	if err := s.revocations.load(ctx); err != nil {
+	if err := s.revocations.Load(ctx); err != nil {
 		s.log.Warn("reload revoked certificates", "err", err)
 		return
 	}
 	for _, name := range s.tunnel.Clients() {
-		if serial := s.revocations.serialOf(name); s.revocations.revoked(serial) {
+		if serial := s.revocations.SerialOf(name); s.revocations.Revoked(serial) {
 			s.tunnel.Disconnect(name, fmt.Errorf("certificate %s revoked", serial))
 		}
 	}

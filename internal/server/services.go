@@ -43,7 +43,7 @@ func (s *Server) services(fh functionHandler, ch controlHandler, rh registryHand
 		{grpc: func(r grpc.ServiceRegistrar) {
 			croupierv1.RegisterAuditServiceServer(r, audit.NewServer(s.guard.audit))
 		}, rest: croupierv1.RegisterAuditServiceHandler},
-		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterCertificateServiceServer(r, certService{s: s}) }, rest: croupierv1.RegisterCertificateServiceHandler},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterCertificateServiceServer(r, s.certs) }, rest: croupierv1.RegisterCertificateServiceHandler},
 		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterFleetServiceServer(r, s.fleet.GRPC()) }, rest: croupierv1.RegisterFleetServiceHandler},
 		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterFleetAgentServiceServer(r, s.fleet.AgentAPI()) }, rest: croupierv1.RegisterFleetAgentServiceHandler, tunnel: true},
 		{grpc: s.tunnel.RegisterGRPC},
