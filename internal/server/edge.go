@@ -114,9 +114,7 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 	var note *auditNote
 	if rule.audit != "" {
 		note = &auditNote{action: rule.audit, inService: rule.auditInService}
-		if m, ok := req.(proto.Message); ok {
-			note.payload = idFields(m)
-		}
+		note.req, _ = req.(proto.Message)
 		ctx = withAuditNote(ctx, note)
 	}
 	done := func(err error) {
@@ -195,6 +193,9 @@ func requireAgent(p principal.Principal, r rule, req any) error {
 }
 
 func (e *edge) record(ctx context.Context, p principal.Principal, n *auditNote, err error, start time.Time) {
+	if n.payload == nil && n.req != nil {
+		n.payload = idFields(n.req)
+	}
 	if rerr := e.audit.Record(ctx, audit.Entry{
 		Actor: p.String(), Action: n.action,
 		Game: truncate(n.game, maxIDBytes), Env: truncate(n.env, maxIDBytes), Function: truncate(n.fn, maxIDBytes),
@@ -211,7 +212,8 @@ func (e *edge) record(ctx context.Context, p principal.Principal, n *auditNote, 
 type auditNote struct {
 	action        string
 	game, env, fn string
-	payload       any
+	payload       any           // nil: the request's identifiers (idFields)
+	req           proto.Message // the request
 	sensitive     []string
 	skip          bool
 	inService     bool // the service writes the row once the call reaches it
