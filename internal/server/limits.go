@@ -22,7 +22,7 @@ import (
 //     serial, target_agent, instance, permissions, allowed_roles: at most
 //     maxIDBytes bytes of UTF-8 without spaces or control characters;
 //   - names — "name", "*_name": at most maxIDBytes, no control characters;
-//   - labels — map fields "labels": keys as ids, values at most
+//   - labels — map fields "labels" and "agent_selector": keys as ids, values at most
 //     maxLabelValueBytes without control characters.
 //
 // A rule of the method table may override the byte limit of a field by name.
@@ -63,7 +63,7 @@ func kindOf(name string) fieldKind {
 		return fieldID
 	case name == "name", strings.HasSuffix(name, "_name"):
 		return fieldName
-	case name == "labels":
+	case name == "labels", name == "agent_selector":
 		return fieldLabels
 	}
 	return fieldOther
