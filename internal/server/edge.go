@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -61,8 +62,8 @@ func (e *edge) unary() grpc.UnaryServerInterceptor {
 func (e *edge) stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		var req any
-		rule := e.methods[info.FullMethod]
-		if info.IsServerStream && !info.IsClientStream && rule.access != accessAgent {
+		rule, known := e.methods[info.FullMethod]
+		if known && info.IsServerStream && !info.IsClientStream && rule.access != accessAgent {
 			// A server stream's one request decides its scope: read it here
 			// so limits and permissions apply before the handler runs.
 			if rule.request == nil {
@@ -80,7 +81,7 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 		}
 		if admittedHeader(ctx) {
 			// The REST edge waits for this before it answers 200 and starts
-			// an event stream (see sseProxy).
+			// an event stream (see sseStream).
 			if err := ss.SendHeader(admittedMD()); err != nil {
 				return err
 			}
@@ -136,6 +137,12 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 			return refuse(err)
 		}
 	}
+	if rule.access == accessOperator {
+		// Before the scope resolver, which may read the store.
+		if err := requireOperator(ctx); err != nil {
+			return refuse(err)
+		}
+	}
 	var sc scope
 	if rule.scope != nil && req != nil {
 		if sc, err = rule.scope(ctx, req); err != nil {
@@ -156,9 +163,6 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 			return refuse(err)
 		}
 	case accessOperator:
-		if err := requireOperator(ctx); err != nil {
-			return refuse(err)
-		}
 		if err := rbac.Check(p, rule.perm, sc.game, sc.env, sc.fn); err != nil {
 			return refuse(err)
 		}
@@ -188,6 +192,16 @@ func requireAgent(p principal.Principal, r rule, req any) error {
 		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "%s is not an agent; this API serves agents only", p)
 	case r.agentSelf != nil && req != nil && r.agentSelf(req) != p.Name:
 		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "%s cannot act as agent %q", p, truncate(r.agentSelf(req), quoteMax))
+	}
+	return nil
+}
+
+// requireOperator refuses agent credentials on operator APIs: an agent
+// certificate must not be usable to invoke functions.
+func requireOperator(ctx context.Context) error {
+	if p := principal.FromContext(ctx); p.Kind == principal.Agent {
+		return apierr.New(codes.PermissionDenied, apierr.CodeScopeMismatch,
+			fmt.Sprintf("%s holds an agent credential; operator APIs need an operator credential", p))
 	}
 	return nil
 }

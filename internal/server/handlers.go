@@ -19,16 +19,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// requireOperator refuses agent credentials on operator APIs: an agent
-// certificate must not be usable to invoke functions.
-func requireOperator(ctx context.Context) error {
-	if p := principal.FromContext(ctx); p.Kind == principal.Agent {
-		return apierr.New(codes.PermissionDenied, apierr.CodeScopeMismatch,
-			fmt.Sprintf("%s holds an agent credential; operator APIs need an operator credential", p))
-	}
-	return nil
-}
-
 // controlHandler adapts control.Service to gRPC.
 type controlHandler struct {
 	croupierv1.UnimplementedControlServiceServer
