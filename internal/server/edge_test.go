@@ -28,7 +28,7 @@ import (
 // testServer starts a real server (SQLite file, loopback listeners on port
 // 0, insecure: the anonymous caller is the local admin, a bearer token makes
 // the caller that user).
-func testServer(t *testing.T, mod func(*config.Server)) (*Server, *grpc.ClientConn, string) {
+func testServer(t testing.TB, mod func(*config.Server)) (*Server, *grpc.ClientConn, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := config.DefaultServer()
