@@ -13,6 +13,7 @@ import (
 	"github.com/croupier/croupier/internal/rbac"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -118,10 +119,18 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 		note.req, _ = req.(proto.Message)
 		ctx = withAuditNote(ctx, note)
 	}
-	done := func(err error) {
+	audited := func(err error) {
 		if note != nil && !note.skip && (!note.inService || err != nil && !note.reached) {
 			e.record(ctx, p, note, err, start)
 		}
+	}
+	done := func(err error) {
+		if (rule.access == accessAuthenticated || rule.access == accessOperator) && status.Code(err) == codes.PermissionDenied {
+			// A refusal by the service (user admin, approvals, the
+			// descriptor's roles) counts like one by the edge.
+			_ = e.limiter.Allow(p.String(), "", "", "")
+		}
+		audited(err)
 	}
 	refuse := func(err error) (context.Context, func(error), error) {
 		if rule.access != accessPublic && rule.access != accessAgent {
@@ -129,7 +138,7 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 				err = rerr // refused calls count against the caller's limit
 			}
 		}
-		done(err)
+		audited(err)
 		return ctx, nil, err
 	}
 	if m, ok := req.(proto.Message); ok {
@@ -171,7 +180,7 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 	}
 	if rule.rate == rateCall {
 		if err := e.limiter.Allow(p.String(), sc.game, sc.env, sc.fn); err != nil {
-			done(err)
+			audited(err)
 			return ctx, nil, err
 		}
 	}
