@@ -37,7 +37,12 @@ func TestScopesAssignmentsAndRegisterFunction(t *testing.T) {
 		if out, code := run(t, env, "function", "enable", "player.get", "--game", "demo", "--env", "dev", "--config", "motd=hi"); code != 0 {
 			t.Fatalf("enable: %s", out)
 		}
-		c.mustInvoke("player.get", map[string]any{"player_id": "p1"}, nil)
+		// The server applies the change at once; the agent learns it at its
+		// next assignment refresh (heartbeat), so poll instead of racing it.
+		waitFor(t, 15*time.Second, "player.get enabled on the agent", func() bool {
+			resp, err := c.invoke("player.get", map[string]any{"player_id": "p1"}, nil)
+			return err == nil && resp.GetSuccess()
+		})
 	})
 
 	t.Run("an agent cannot register outside its certificate's scope", func(t *testing.T) {
