@@ -17,7 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Stable error codes (ErrorInfo.code). Documented in docs/api.md.
+// The catalog: every stable error code (ErrorInfo.code) of the API, in
+// one place. Documented in docs/api.md; packages refer to these constants.
 const (
 	CodeInvalidArgument     = "INVALID_ARGUMENT"
 	CodeInvalidPayload      = "INVALID_PAYLOAD"
@@ -38,6 +39,82 @@ const (
 	CodeJobNotFound         = "JOB_NOT_FOUND"
 	CodeJobFinished         = "JOB_FINISHED"
 	CodeInternal            = "INTERNAL"
+	CodeUnimplemented       = "UNIMPLEMENTED"
+	// CodeUnauthenticated: no (valid) credential at all.
+	CodeUnauthenticated = "UNAUTHENTICATED"
+	// CodePermissionDenied: the caller lacks a permission on a scope.
+	CodePermissionDenied = "PERMISSION_DENIED"
+	// CodeFieldLimit: an id, name, key or label over its length limit or
+	// with characters it may not hold (docs/api.md, "Limits").
+	CodeFieldLimit = "FIELD_LIMIT"
+	// CodeMalformedRequest: a REST body that is not valid JSON for the
+	// request message (syntax, unknown field, wrong type).
+	CodeMalformedRequest = "MALFORMED_REQUEST"
+	// CodeRequestTooLarge: a request body over max_request_bytes.
+	CodeRequestTooLarge = "REQUEST_TOO_LARGE"
+	// CodeRateLimited: a rate-limit refusal; details carry
+	// "retry_after_ms", "limit" (user or function) and "key".
+	CodeRateLimited = "RATE_LIMITED"
+	// CodeCertificateRevoked: a client certificate on the revocation list.
+	CodeCertificateRevoked = "CERTIFICATE_REVOKED"
+	CodeFunctionServed     = "FUNCTION_SERVED"
+)
+
+// Sign-in, users and roles (internal/auth).
+const (
+	// CodeInvalidCredentials: wrong username or password.
+	CodeInvalidCredentials = "INVALID_CREDENTIALS"
+	// CodeTokenInvalid: a token that does not parse, verify or exist.
+	CodeTokenInvalid = "TOKEN_INVALID"
+	// CodeTokenExpired: a token past its expiry.
+	CodeTokenExpired = "TOKEN_EXPIRED"
+	// CodeTokenRevoked: a token of a revoked login session.
+	CodeTokenRevoked = "TOKEN_REVOKED"
+	// CodeUserDisabled: the user is disabled.
+	CodeUserDisabled = "USER_DISABLED"
+	CodeUserNotFound = "USER_NOT_FOUND"
+	CodeUserExists   = "USER_EXISTS"
+	CodeRoleNotFound = "ROLE_NOT_FOUND"
+	CodeRoleExists   = "ROLE_EXISTS"
+	// CodeRoleInUse: a custom role that is still granted cannot be deleted.
+	CodeRoleInUse = "ROLE_IN_USE"
+	// CodeRoleBuiltin: built-in roles cannot be created or deleted.
+	CodeRoleBuiltin = "ROLE_BUILTIN"
+)
+
+// Approvals (internal/approval).
+const (
+	CodeApprovalNotFound      = "APPROVAL_NOT_FOUND"
+	CodeSelfApproval          = "SELF_APPROVAL"
+	CodeApprovalNotPending    = "APPROVAL_NOT_PENDING"
+	CodeApprovalExpired       = "APPROVAL_EXPIRED"
+	CodeApprovalExecuteFailed = "APPROVAL_EXECUTE_FAILED"
+)
+
+// The fleet plane (internal/fleet).
+const (
+	CodeFleetNotFound      = "FLEET_NOT_FOUND"
+	CodeFleetExists        = "FLEET_ALREADY_EXISTS"
+	CodeFleetInUse         = "FLEET_IN_USE"
+	CodeFleetChanged       = "FLEET_VERSION_MISMATCH"
+	CodeSessionNotFound    = "GAME_SERVER_SESSION_NOT_FOUND"
+	CodeSessionExists      = "GAME_SERVER_SESSION_ALREADY_EXISTS"
+	CodeSessionState       = "GAME_SERVER_SESSION_INVALID_STATUS"
+	CodeSessionFull        = "GAME_SERVER_SESSION_FULL"
+	CodeCreationDenied     = "PLAYER_SESSION_CREATION_DENIED"
+	CodePlayerNotFound     = "PLAYER_SESSION_NOT_FOUND"
+	CodePlayerState        = "PLAYER_SESSION_INVALID_STATUS"
+	CodePlayerSeated       = "PLAYER_ALREADY_JOINED"
+	CodePlacementNotFound  = "PLACEMENT_NOT_FOUND"
+	CodePlacementQueueFull = "PLACEMENT_QUEUE_FULL"
+	CodeNoCapacity         = "FLEET_CAPACITY_EXCEEDED"
+	CodeProcessNotFound    = "PROCESS_NOT_FOUND"
+	CodeNotOwner           = "NOT_OWNER"
+	CodeInvalidFilter      = "INVALID_FILTER_EXPRESSION"
+	CodeAgentUnavailable   = "AGENT_UNAVAILABLE"
+	// CodeLaunchPathNotAllowed: a fleet's launch path lies outside the
+	// build directories of an agent that would host it.
+	CodeLaunchPathNotAllowed = "LAUNCH_PATH_NOT_ALLOWED"
 )
 
 // New returns a status error with an ErrorInfo detail. details are key/value
@@ -96,4 +173,34 @@ func Internal(log *slog.Logger, err error) error {
 	id := hex.EncodeToString(b[:])
 	log.Error("internal error", "error_id", id, "err", err)
 	return New(codes.Internal, CodeInternal, "internal error; quote id "+id+" to an administrator", "error_id", id)
+}
+
+// CodeOf is the catalog code for a bare gRPC code, for errors raised
+// outside the domain (transport, gateway): the canonical code name.
+func CodeOf(c codes.Code) string {
+	switch c {
+	case codes.Canceled:
+		return CodeCanceled
+	case codes.DeadlineExceeded:
+		return CodeTimeout
+	case codes.Unauthenticated:
+		return CodeUnauthenticated
+	case codes.PermissionDenied:
+		return CodePermissionDenied
+	case codes.Unimplemented:
+		return CodeUnimplemented
+	case codes.Unavailable:
+		return CodeUnavailable
+	case codes.InvalidArgument:
+		return CodeInvalidArgument
+	case codes.NotFound:
+		return "NOT_FOUND"
+	case codes.ResourceExhausted:
+		return "RESOURCE_EXHAUSTED"
+	case codes.FailedPrecondition:
+		return "FAILED_PRECONDITION"
+	case codes.AlreadyExists:
+		return "ALREADY_EXISTS"
+	}
+	return CodeInternal
 }

@@ -25,13 +25,14 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
-// Stable ErrorInfo codes of this package.
+// Stable ErrorInfo codes of this package: names for entries of the one
+// catalog in internal/apierr.
 const (
-	CodeNotFound      = "APPROVAL_NOT_FOUND"
-	CodeSelfApproval  = "SELF_APPROVAL"
-	CodeNotPending    = "APPROVAL_NOT_PENDING"
-	CodeExpired       = "APPROVAL_EXPIRED"
-	CodeExecuteFailed = "APPROVAL_EXECUTE_FAILED"
+	CodeNotFound      = apierr.CodeApprovalNotFound
+	CodeSelfApproval  = apierr.CodeSelfApproval
+	CodeNotPending    = apierr.CodeApprovalNotPending
+	CodeExpired       = apierr.CodeApprovalExpired
+	CodeExecuteFailed = apierr.CodeApprovalExecuteFailed
 )
 
 // Statuses, as stored.

@@ -12,28 +12,21 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Stable ErrorInfo codes of this package (docs/access.md lists them).
+// Stable ErrorInfo codes of this package: names for entries of the one
+// catalog in internal/apierr (docs/api.md lists them).
 const (
-	// CodeUnauthenticated: no credential at all.
-	CodeUnauthenticated = "UNAUTHENTICATED"
-	// CodeInvalidCredentials: wrong username or password.
-	CodeInvalidCredentials = "INVALID_CREDENTIALS"
-	// CodeTokenInvalid: a token that does not parse, verify or exist.
-	CodeTokenInvalid = "TOKEN_INVALID"
-	// CodeTokenExpired: a token past its expiry.
-	CodeTokenExpired = "TOKEN_EXPIRED"
-	// CodeTokenRevoked: a token of a revoked login session.
-	CodeTokenRevoked = "TOKEN_REVOKED"
-	// CodeUserDisabled: the user is disabled.
-	CodeUserDisabled = "USER_DISABLED"
-	CodeUserNotFound = "USER_NOT_FOUND"
-	CodeUserExists   = "USER_EXISTS"
-	CodeRoleNotFound = "ROLE_NOT_FOUND"
-	CodeRoleExists   = "ROLE_EXISTS"
-	// CodeRoleInUse: a custom role that is still granted cannot be deleted.
-	CodeRoleInUse = "ROLE_IN_USE"
-	// CodeRoleBuiltin: built-in roles cannot be created or deleted.
-	CodeRoleBuiltin = "ROLE_BUILTIN"
+	CodeUnauthenticated    = apierr.CodeUnauthenticated
+	CodeInvalidCredentials = apierr.CodeInvalidCredentials
+	CodeTokenInvalid       = apierr.CodeTokenInvalid
+	CodeTokenExpired       = apierr.CodeTokenExpired
+	CodeTokenRevoked       = apierr.CodeTokenRevoked
+	CodeUserDisabled       = apierr.CodeUserDisabled
+	CodeUserNotFound       = apierr.CodeUserNotFound
+	CodeUserExists         = apierr.CodeUserExists
+	CodeRoleNotFound       = apierr.CodeRoleNotFound
+	CodeRoleExists         = apierr.CodeRoleExists
+	CodeRoleInUse          = apierr.CodeRoleInUse
+	CodeRoleBuiltin        = apierr.CodeRoleBuiltin
 )
 
 func unauthenticated(code, msg string) error {

@@ -132,7 +132,7 @@ func (s *Service) resolve(ctx context.Context, authz []string, fallback func() (
 // principal in its context.
 func (s *Service) UnaryInterceptor(fallback Fallback) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		p, err := s.resolveGRPC(ctx, info.FullMethod, fallback)
+		p, err := s.ResolveGRPC(ctx, IsPublicMethod(info.FullMethod), fallback)
 		if err != nil {
 			return nil, err
 		}
@@ -143,7 +143,7 @@ func (s *Service) UnaryInterceptor(fallback Fallback) grpc.UnaryServerIntercepto
 // StreamInterceptor is UnaryInterceptor for streams.
 func (s *Service) StreamInterceptor(fallback Fallback) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		p, err := s.resolveGRPC(ss.Context(), info.FullMethod, fallback)
+		p, err := s.ResolveGRPC(ss.Context(), IsPublicMethod(info.FullMethod), fallback)
 		if err != nil {
 			return err
 		}
@@ -151,13 +151,16 @@ func (s *Service) StreamInterceptor(fallback Fallback) grpc.StreamServerIntercep
 	}
 }
 
-func (s *Service) resolveGRPC(ctx context.Context, method string, fallback Fallback) (principal.Principal, error) {
+// ResolveGRPC is Resolve for a gRPC call: the bearer token of its
+// authorization metadata, else fallback. The server's edge (method table)
+// calls it with public from the table.
+func (s *Service) ResolveGRPC(ctx context.Context, public bool, fallback Fallback) (principal.Principal, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	var fb func() (principal.Principal, error)
 	if fallback != nil {
 		fb = func() (principal.Principal, error) { return fallback(ctx) }
 	}
-	p, err := s.Resolve(ctx, md.Get("authorization"), fb, IsPublicMethod(method))
+	p, err := s.Resolve(ctx, md.Get("authorization"), fb, public)
 	if err != nil {
 		return principal.Principal{}, toStatus(ctx, s.log, err)
 	}

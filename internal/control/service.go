@@ -50,8 +50,10 @@ func New(cfg Config, reg *registry.Registry, assignments *Assignments, scopes *S
 	return &Service{cfg: cfg, log: cfg.Logger, reg: reg, assignments: assignments, scopes: scopes, tunnel: tunnel, now: time.Now}
 }
 
-// authorize checks that the caller may act as agentID in game/env.
-func authorize(p principal.Principal, agentID, game, env string) error {
+// AuthorizeAgent checks that the caller may act as agentID in game/env: the
+// one agent check of the control and fleet planes (the server's edge admits
+// only agents to their agent methods; this checks which agent).
+func AuthorizeAgent(p principal.Principal, agentID, game, env string) error {
 	switch p.Kind {
 	case principal.Anonymous:
 		return nil // plaintext loopback: trusted by configuration
@@ -67,7 +69,7 @@ func authorize(p principal.Principal, agentID, game, env string) error {
 		}
 		return nil
 	default:
-		return apierr.New(codes.PermissionDenied, apierr.CodeScopeMismatch, "only agents may call ControlService agent methods")
+		return apierr.New(codes.PermissionDenied, apierr.CodeScopeMismatch, "only agents may call agent methods")
 	}
 }
 
@@ -77,7 +79,7 @@ func (s *Service) RegisterAgent(ctx context.Context, req *croupierv1.RegisterAge
 	if id == "" || game == "" || env == "" {
 		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "agent_id, game_id and env are required")
 	}
-	if err := authorize(principal.FromContext(ctx), id, game, env); err != nil {
+	if err := AuthorizeAgent(principal.FromContext(ctx), id, game, env); err != nil {
 		return nil, err
 	}
 	if ok, err := s.scopes.Declared(ctx, game, env); err != nil {
@@ -155,7 +157,7 @@ func (s *Service) Heartbeat(ctx context.Context, req *croupierv1.HeartbeatReques
 		return nil, apierr.New(codes.NotFound, apierr.CodeAgentNotFound,
 			"agent "+req.GetAgentId()+" is not registered; call RegisterAgent again", "agent_id", req.GetAgentId())
 	}
-	if err := authorize(principal.FromContext(ctx), a.ID, a.GameID, a.Env); err != nil {
+	if err := AuthorizeAgent(principal.FromContext(ctx), a.ID, a.GameID, a.Env); err != nil {
 		return nil, err
 	}
 	if err := s.reg.Heartbeat(a.ID, s.now()); err != nil {
@@ -174,7 +176,7 @@ func (s *Service) GetAssignments(ctx context.Context, req *croupierv1.GetAssignm
 	if !ok {
 		return nil, apierr.New(codes.NotFound, apierr.CodeAgentNotFound, "agent "+req.GetAgentId()+" is not registered", "agent_id", req.GetAgentId())
 	}
-	if err := authorize(principal.FromContext(ctx), a.ID, a.GameID, a.Env); err != nil {
+	if err := AuthorizeAgent(principal.FromContext(ctx), a.ID, a.GameID, a.Env); err != nil {
 		return nil, err
 	}
 	fns := make([]string, 0, len(a.Descriptors))

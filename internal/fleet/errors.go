@@ -7,38 +7,37 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/fleet/filter"
 	"github.com/croupier/croupier/internal/store"
 )
 
-// Stable error codes of the fleet plane (ErrorInfo.code), beside the
-// catalog in internal/apierr.
+// Stable error codes of the fleet plane (ErrorInfo.code): names for
+// entries of the one catalog in internal/apierr.
 const (
-	CodeInvalidArgument    = "INVALID_ARGUMENT"
-	CodeUnknownScope       = "UNKNOWN_SCOPE"
-	CodeFleetNotFound      = "FLEET_NOT_FOUND"
-	CodeFleetExists        = "FLEET_ALREADY_EXISTS"
-	CodeFleetInUse         = "FLEET_IN_USE"
-	CodeFleetChanged       = "FLEET_VERSION_MISMATCH"
-	CodeSessionNotFound    = "GAME_SERVER_SESSION_NOT_FOUND"
-	CodeSessionExists      = "GAME_SERVER_SESSION_ALREADY_EXISTS"
-	CodeSessionState       = "GAME_SERVER_SESSION_INVALID_STATUS"
-	CodeSessionFull        = "GAME_SERVER_SESSION_FULL"
-	CodeCreationDenied     = "PLAYER_SESSION_CREATION_DENIED"
-	CodePlayerNotFound     = "PLAYER_SESSION_NOT_FOUND"
-	CodePlayerState        = "PLAYER_SESSION_INVALID_STATUS"
-	CodePlayerSeated       = "PLAYER_ALREADY_JOINED"
-	CodePlacementNotFound  = "PLACEMENT_NOT_FOUND"
-	CodePlacementQueueFull = "PLACEMENT_QUEUE_FULL"
-	CodeNoCapacity         = "FLEET_CAPACITY_EXCEEDED"
-	CodeProcessNotFound    = "PROCESS_NOT_FOUND"
-	CodeNotOwner           = "NOT_OWNER"
-	CodeInvalidFilter      = "INVALID_FILTER_EXPRESSION"
-	CodeAgentUnavailable   = "AGENT_UNAVAILABLE"
-	// CodeLaunchPathNotAllowed: a launch path outside the build
-	// directories of an agent that would host the fleet.
-	CodeLaunchPathNotAllowed = "LAUNCH_PATH_NOT_ALLOWED"
-	CodeInternal             = "INTERNAL"
+	CodeInvalidArgument      = apierr.CodeInvalidArgument
+	CodeUnknownScope         = apierr.CodeUnknownScope
+	CodeFleetNotFound        = apierr.CodeFleetNotFound
+	CodeFleetExists          = apierr.CodeFleetExists
+	CodeFleetInUse           = apierr.CodeFleetInUse
+	CodeFleetChanged         = apierr.CodeFleetChanged
+	CodeSessionNotFound      = apierr.CodeSessionNotFound
+	CodeSessionExists        = apierr.CodeSessionExists
+	CodeSessionState         = apierr.CodeSessionState
+	CodeSessionFull          = apierr.CodeSessionFull
+	CodeCreationDenied       = apierr.CodeCreationDenied
+	CodePlayerNotFound       = apierr.CodePlayerNotFound
+	CodePlayerState          = apierr.CodePlayerState
+	CodePlayerSeated         = apierr.CodePlayerSeated
+	CodePlacementNotFound    = apierr.CodePlacementNotFound
+	CodePlacementQueueFull   = apierr.CodePlacementQueueFull
+	CodeNoCapacity           = apierr.CodeNoCapacity
+	CodeProcessNotFound      = apierr.CodeProcessNotFound
+	CodeNotOwner             = apierr.CodeNotOwner
+	CodeInvalidFilter        = apierr.CodeInvalidFilter
+	CodeAgentUnavailable     = apierr.CodeAgentUnavailable
+	CodeLaunchPathNotAllowed = apierr.CodeLaunchPathNotAllowed
+	CodeInternal             = apierr.CodeInternal
 )
 
 // Error is a fleet failure with the gRPC code and stable code the edge

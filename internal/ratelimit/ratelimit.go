@@ -21,7 +21,7 @@ import (
 
 // CodeRateLimited is the ErrorInfo code of a refusal; its details carry
 // "retry_after_ms", "limit" (user or function) and "key".
-const CodeRateLimited = "RATE_LIMITED"
+const CodeRateLimited = apierr.CodeRateLimited
 
 // Rate is a token bucket's refill rate and capacity. A zero Rate means
 // unlimited.

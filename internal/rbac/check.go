@@ -12,7 +12,7 @@ import (
 
 // CodePermissionDenied is the ErrorInfo code of every refusal from Check;
 // its details name the permission and the scope.
-const CodePermissionDenied = "PERMISSION_DENIED"
+const CodePermissionDenied = apierr.CodePermissionDenied
 
 // Check returns nil if p holds perm on the resource game/env/fn, and a
 // PERMISSION_DENIED status otherwise, e.g.

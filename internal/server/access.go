@@ -11,8 +11,6 @@ import (
 	"github.com/croupier/croupier/internal/audit"
 	authsvc "github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/ratelimit"
-	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -83,46 +81,6 @@ func (s *Server) startApproved(ctx context.Context, req approval.Request) (strin
 		return "", err
 	}
 	return resp.GetJobId(), nil
-}
-
-// registerAccess serves the access services on gRPC.
-func (s *Server) registerAccess(gs grpc.ServiceRegistrar) {
-	croupierv1.RegisterAuthServiceServer(gs, authsvc.NewAuthServer(s.auth))
-	croupierv1.RegisterUserServiceServer(gs, authsvc.NewUserServer(s.auth))
-	croupierv1.RegisterRoleServiceServer(gs, authsvc.NewRoleServer(s.auth))
-	croupierv1.RegisterApprovalServiceServer(gs, approval.NewServer(s.guard.approvals))
-	croupierv1.RegisterAuditServiceServer(gs, audit.NewServer(s.guard.audit))
-}
-
-// registerAccessREST serves them on the REST gateway.
-func (s *Server) registerAccessREST(ctx context.Context, gw *gwruntime.ServeMux) error {
-	for _, reg := range []func() error{
-		func() error {
-			return croupierv1.RegisterAuthServiceHandlerServer(ctx, gw, authsvc.NewAuthServer(s.auth))
-		},
-		func() error {
-			return croupierv1.RegisterUserServiceHandlerServer(ctx, gw, authsvc.NewUserServer(s.auth))
-		},
-		func() error {
-			return croupierv1.RegisterRoleServiceHandlerServer(ctx, gw, authsvc.NewRoleServer(s.auth))
-		},
-		func() error {
-			return croupierv1.RegisterApprovalServiceHandlerServer(ctx, gw, approval.NewServer(s.guard.approvals))
-		},
-		func() error {
-			return croupierv1.RegisterAuditServiceHandlerServer(ctx, gw, audit.NewServer(s.guard.audit))
-		},
-		func() error { return croupierv1.RegisterCertificateServiceHandlerServer(ctx, gw, certService{s: s}) },
-		func() error {
-			return croupierv1.RegisterFleetServiceHandlerServer(ctx, gw, fleetGuard{inner: s.fleet.GRPC()})
-		},
-		func() error { return croupierv1.RegisterFleetAgentServiceHandlerServer(ctx, gw, s.fleet.AgentAPI()) },
-	} {
-		if err := reg(); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Auth exposes the users-and-tokens service (used by `croupier dev` to

@@ -9,6 +9,7 @@ import (
 	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/rbac"
+	"github.com/croupier/croupier/internal/revocation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -21,7 +22,7 @@ import (
 func (a authenticator) principalOfTLS(cs *tls.ConnectionState) (principal.Principal, error) {
 	id, err := certs.IdentityFromTLS(cs)
 	if err != nil {
-		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED",
+		return principal.Principal{}, apierr.New(codes.Unauthenticated, apierr.CodeUnauthenticated,
 			"a client certificate signed by the Croupier CA (or a bearer token) is required: "+err.Error())
 	}
 	var p principal.Principal
@@ -35,7 +36,7 @@ func (a authenticator) principalOfTLS(cs *tls.ConnectionState) (principal.Princi
 			"a %s certificate cannot call Croupier APIs; use an agent or client certificate", id.Kind)
 	}
 	p.CertSerial = cs.VerifiedChains[0][0].SerialNumber.Text(16)
-	if err := a.rv.check(p); err != nil {
+	if err := a.rv.Check(p); err != nil {
 		return principal.Principal{}, err
 	}
 	return p, nil
@@ -46,7 +47,7 @@ func (a authenticator) principalOfTLS(cs *tls.ConnectionState) (principal.Princi
 // (loopback-only) listener every caller is anonymous.
 type authenticator struct {
 	insecure bool
-	rv       *revocations
+	rv       *revocation.List
 }
 
 // principal authenticates a gRPC call by its client certificate. It is the
@@ -58,11 +59,11 @@ func (a authenticator) principal(ctx context.Context) (principal.Principal, erro
 	}
 	pr, ok := peer.FromContext(ctx)
 	if !ok {
-		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED", "no peer information")
+		return principal.Principal{}, apierr.New(codes.Unauthenticated, apierr.CodeUnauthenticated, "no peer information")
 	}
 	info, ok := pr.AuthInfo.(credentials.TLSInfo)
 	if !ok {
-		return principal.Principal{}, apierr.New(codes.Unauthenticated, "UNAUTHENTICATED", "the connection is not TLS")
+		return principal.Principal{}, apierr.New(codes.Unauthenticated, apierr.CodeUnauthenticated, "the connection is not TLS")
 	}
 	return a.principalOfTLS(&info.State)
 }
@@ -118,7 +119,7 @@ func (a authenticator) authorizeTunnel(ctx context.Context, name string) error {
 		if p.Name != name {
 			return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "credential is for agent %q; it cannot open a tunnel as %q", p.Name, name)
 		}
-		a.rv.tunnelOpened(name, p.CertSerial)
+		a.rv.TunnelOpened(name, p.CertSerial)
 		return nil
 	default:
 		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "only agents may open a tunnel (caller is %s)", p)

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
-	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
@@ -20,9 +19,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
-// guard applies operator access policy around the ops services: RBAC on the
-// function's scope (with the descriptor's extra permissions and roles), rate
-// limits, two-person approval for risky functions, and the audit trail.
+// guard holds the access policy the edge and the invoke admission path
+// share: rate limits, the descriptor's extra permissions and roles,
+// two-person approval for risky functions, and the audit log.
 type guard struct {
 	limiter   *ratelimit.Limiter
 	approvals *approval.Service
@@ -32,14 +31,11 @@ type guard struct {
 }
 
 // authorizeCall checks perm plus the descriptor's extras on a prepared call
-// and takes a rate-limit token.
+// (the edge took the rate-limit tokens).
 func (g *guard) authorizeCall(p principal.Principal, perm string, c *invoke.Call) error {
 	a := c.Descriptor.GetAuth()
-	if err := rbac.CheckFunction(p, perm, c.Game, c.Env, c.Function,
-		rbac.FunctionAuth{Permissions: a.GetPermissions(), AllowedRoles: a.GetAllowedRoles()}); err != nil {
-		return err
-	}
-	return g.limiter.Allow(p.String(), c.Game, c.Env, c.Function)
+	return rbac.CheckFunction(p, perm, c.Game, c.Env, c.Function,
+		rbac.FunctionAuth{Permissions: a.GetPermissions(), AllowedRoles: a.GetAllowedRoles()})
 }
 
 // needsApproval reports whether calls of d wait for a second operator.
@@ -63,18 +59,6 @@ func (g *guard) submit(ctx context.Context, p principal.Principal, c *invoke.Cal
 		Game: c.Game, Env: c.Env, Function: c.Function, Payload: payload, Options: c.Options,
 		SensitiveFields: c.Descriptor.GetAuth().GetSensitiveFields(),
 	})
-}
-
-// record writes an audit row for an ops-plane action. The payload is masked
-// with the descriptor's sensitive fields.
-func (g *guard) record(ctx context.Context, action string, game, env, fn string, payload any, sensitive []string, err error, start time.Time) {
-	p := principal.FromContext(ctx)
-	if rerr := g.audit.Record(ctx, audit.Entry{
-		Actor: p.String(), Action: action, Game: game, Env: env, Function: fn,
-		Payload: payload, SensitiveFields: sensitive, Err: err, Duration: time.Since(start), RequestID: requestID(ctx),
-	}); rerr != nil {
-		g.log.Error("audit record failed", "action", action, "err", rerr)
-	}
 }
 
 // requestID is the caller's x-request-id, or a fresh one.

@@ -12,14 +12,15 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/ratelimit"
-	"github.com/croupier/croupier/internal/rbac"
-	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/telemetry"
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // openAPI is generated from the protos' google.api.http annotations
@@ -28,46 +29,67 @@ import (
 //go:embed openapi/croupier.swagger.json
 var openAPI []byte
 
-// restHandler serves the REST API under /api/v1: the unary methods through
-// grpc-gateway bound in-process to the same handlers gRPC uses (no loopback
-// call to our own port), the two streams as Server-Sent Events, and the
-// OpenAPI document. Errors are the gRPC status as JSON ({code, message,
-// details}) with the HTTP status of the seed's table.
-func (s *Server) restHandler(ctx context.Context, fh functionHandler, ch controlHandler, rh registryHandler) (http.Handler, error) {
+// gateway returns a grpc-gateway mux whose routes call the services over
+// the in-process connection, so REST passes the same edge as gRPC. Errors
+// are the gRPC status as JSON ({code, message, details}) with the HTTP
+// status of the seed's table; every one carries an ErrorInfo.
+func (s *Server) gateway() *gwruntime.ServeMux {
 	marshal := &gwruntime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}
-	gw := gwruntime.NewServeMux(gwruntime.WithMarshalerOption(gwruntime.MIMEWildcard, marshal),
+	return gwruntime.NewServeMux(gwruntime.WithMarshalerOption(gwruntime.MIMEWildcard, marshal),
+		gwruntime.WithIncomingHeaderMatcher(restHeaders),
+		gwruntime.WithMetadata(forwardIdentity),
 		gwruntime.WithMiddlewares(telemetry.GatewayMiddleware),
 		gwruntime.WithErrorHandler(func(ctx context.Context, mux *gwruntime.ServeMux, m gwruntime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 			if v, ok := ratelimit.RetryAfterHeader(err); ok {
 				w.Header().Set("Retry-After", v)
 			}
-			gwruntime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+			gwruntime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, withErrorInfo(err))
 		}))
-	if err := s.registerAccessREST(ctx, gw); err != nil {
-		return nil, err
+}
+
+// withErrorInfo gives an error the gateway raised itself (malformed JSON,
+// unknown field, bad path parameter, unknown route) the ErrorInfo every
+// API error carries, and bounds its message (it may quote the input).
+func withErrorInfo(err error) error {
+	if apierr.Info(err) != nil {
+		return err
 	}
-	for _, reg := range []func() error{
-		func() error { return croupierv1.RegisterFunctionServiceHandlerServer(ctx, gw, fh) },
-		func() error { return croupierv1.RegisterControlServiceHandlerServer(ctx, gw, ch) },
-		func() error { return croupierv1.RegisterRegistryServiceHandlerServer(ctx, gw, rh) },
-	} {
-		if err := reg(); err != nil {
+	st := status.Convert(err)
+	code := apierr.CodeOf(st.Code())
+	if st.Code() == codes.InvalidArgument {
+		code = apierr.CodeMalformedRequest
+	}
+	return apierr.New(st.Code(), code, truncate(st.Message(), 256))
+}
+
+// restHandler serves the REST API under /api/v1: the unary methods of the
+// list of services through grpc-gateway, the two streams as Server-Sent
+// Events, and the OpenAPI document.
+func (s *Server) restHandler(ctx context.Context, svcs []service) (http.Handler, error) {
+	gw := s.gateway()
+	for _, sv := range svcs {
+		if sv.rest == nil {
+			continue
+		}
+		if err := sv.rest(ctx, gw, s.inproc.conn); err != nil {
 			return nil, err
 		}
 	}
+	fc := croupierv1.NewFunctionServiceClient(s.inproc.conn)
+	rc := croupierv1.NewRegistryServiceClient(s.inproc.conn)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
 	})
 	mux.HandleFunc("GET /api/v1/jobs/{job_id}/events", func(w http.ResponseWriter, r *http.Request) {
-		s.sseJobEvents(w, r, fh)
+		s.sseJobEvents(w, r, fc)
 	})
 	mux.HandleFunc("GET /api/v1/registrations:watch", func(w http.ResponseWriter, r *http.Request) {
-		s.sseRegistrations(w, r, rh)
+		s.sseRegistrations(w, r, rc)
 	})
 	mux.Handle("/api/v1/", gw)
 	return limitBody(s.cfg.MaxRequestBytes, mux), nil
@@ -84,7 +106,7 @@ func limitBody(max int, next http.Handler) http.Handler {
 			}
 			b, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
 			if err != nil {
-				writeStatus(w, status.New(codes.InvalidArgument, "reading the request body: "+err.Error()))
+				writeStatus(w, status.Convert(apierr.New(codes.InvalidArgument, apierr.CodeMalformedRequest, "reading the request body: "+err.Error())))
 				return
 			}
 			if len(b) > max {
@@ -98,7 +120,7 @@ func limitBody(max int, next http.Handler) http.Handler {
 }
 
 func tooLarge(max int) *status.Status {
-	st, _ := status.FromError(apierr.New(codes.InvalidArgument, "REQUEST_TOO_LARGE",
+	st, _ := status.FromError(apierr.New(codes.InvalidArgument, apierr.CodeRequestTooLarge,
 		fmt.Sprintf("request body exceeds %d bytes", max), "max_bytes", strconv.Itoa(max)))
 	return st
 }
@@ -108,7 +130,7 @@ func tooLarge(max int) *status.Status {
 func writeStatus(w http.ResponseWriter, st *status.Status) {
 	code := gwruntime.HTTPStatusFromCode(st.Code())
 	for _, d := range st.Details() {
-		if info, ok := d.(*croupierv1.ErrorInfo); ok && info.GetCode() == "REQUEST_TOO_LARGE" {
+		if info, ok := d.(*croupierv1.ErrorInfo); ok && info.GetCode() == apierr.CodeRequestTooLarge {
 			code = http.StatusRequestEntityTooLarge
 		}
 	}
@@ -159,14 +181,40 @@ func (e *sse) sendError(err error) {
 	_ = e.send("", "error", status.Convert(err).Proto())
 }
 
+// sseStream opens a server stream over the in-process connection, as the
+// REST caller, and waits until the edge admitted it; a refusal is written
+// as the REST error and ok is false.
+func (s *Server) sseStream(w http.ResponseWriter, r *http.Request, open func(ctx context.Context) (grpc.ClientStream, error)) (context.Context, context.CancelFunc, grpc.ClientStream, bool) {
+	md := forwardIdentity(r.Context(), r)
+	if id := r.Header.Get("X-Request-Id"); id != "" {
+		md.Set("x-request-id", id)
+	}
+	ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(r.Context(), md))
+	stop := context.AfterFunc(s.ctx, cancel)
+	cancelAll := func() { stop(); cancel() }
+	st, err := open(ctx)
+	if err == nil {
+		var h metadata.MD
+		if h, err = st.Header(); err == nil && len(h.Get(mdAdmitted)) == 0 {
+			err = st.RecvMsg(new(emptypb.Empty)) // the refusal
+		}
+	}
+	if err != nil {
+		cancelAll()
+		writeStatus(w, status.Convert(err))
+		return nil, nil, nil, false
+	}
+	return ctx, cancelAll, st, true
+}
+
 // sseJobEvents streams GET /api/v1/jobs/{job_id}/events[?from_seq=N]. Each
 // event's SSE id is its seq, so EventSource resumes where it stopped.
-func (s *Server) sseJobEvents(w http.ResponseWriter, r *http.Request, fh functionHandler) {
+func (s *Server) sseJobEvents(w http.ResponseWriter, r *http.Request, fc croupierv1.FunctionServiceClient) {
 	from := int64(0)
 	if v := r.URL.Query().Get("from_seq"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			writeStatus(w, status.New(codes.InvalidArgument, "from_seq must be a non-negative integer"))
+			writeStatus(w, status.Convert(apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "from_seq must be a non-negative integer")))
 			return
 		}
 		from = n
@@ -176,52 +224,64 @@ func (s *Server) sseJobEvents(w http.ResponseWriter, r *http.Request, fh functio
 			from = n + 1
 		}
 	}
-	id := r.PathValue("job_id")
-	if _, err := fh.jobScope(r.Context(), rbac.JobRead, id); err != nil {
-		writeStatus(w, status.Convert(err))
+	var stream grpc.ServerStreamingClient[croupierv1.JobEvent]
+	_, cancel, _, ok := s.sseStream(w, r, func(ctx context.Context) (grpc.ClientStream, error) {
+		var err error
+		stream, err = fc.StreamJobEvents(ctx, &croupierv1.StreamJobEventsRequest{JobId: r.PathValue("job_id"), FromSeq: from})
+		return stream, err
+	})
+	if !ok {
 		return
 	}
+	defer cancel()
 	out, ok := newSSE(w)
 	if !ok {
-		writeStatus(w, status.New(codes.Internal, "streaming unsupported"))
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	defer context.AfterFunc(s.ctx, cancel)()
-	err := fh.jobs.Stream(ctx, id, from, func(ev *croupierv1.JobEvent) error {
-		return out.send(strconv.FormatInt(ev.GetSeq(), 10), ev.GetType().String(), ev)
-	})
-	if err != nil && r.Context().Err() == nil {
-		out.sendError(err)
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			if err != io.EOF && r.Context().Err() == nil {
+				out.sendError(err)
+			}
+			return
+		}
+		if err := out.send(strconv.FormatInt(ev.GetSeq(), 10), ev.GetType().String(), ev); err != nil {
+			return
+		}
 	}
 }
 
 // sseRegistrations streams GET /api/v1/registrations:watch.
-func (s *Server) sseRegistrations(w http.ResponseWriter, r *http.Request, rh registryHandler) {
+func (s *Server) sseRegistrations(w http.ResponseWriter, r *http.Request, rc croupierv1.RegistryServiceClient) {
 	q := r.URL.Query()
-	if err := allow(r.Context(), rbac.RegistryRead, q.Get("game_id"), q.Get("env"), q.Get("function_id")); err != nil {
-		writeStatus(w, status.Convert(err))
+	var stream grpc.ServerStreamingClient[croupierv1.RegistrationEvent]
+	_, cancel, _, ok := s.sseStream(w, r, func(ctx context.Context) (grpc.ClientStream, error) {
+		var err error
+		stream, err = rc.WatchRegistrations(ctx, &croupierv1.WatchRegistrationsRequest{GameId: q.Get("game_id"), Env: q.Get("env"), FunctionId: q.Get("function_id")})
+		return stream, err
+	})
+	if !ok {
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	defer context.AfterFunc(s.ctx, cancel)()
-	events, err := rh.reg.Watch(ctx, registry.Filter{Game: q.Get("game_id"), Env: q.Get("env"), Function: q.Get("function_id")})
-	if err != nil {
-		writeStatus(w, status.Convert(apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, err.Error())))
-		return
-	}
 	out, ok := newSSE(w)
 	if !ok {
 		return
 	}
-	for ev := range events {
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			if r.Context().Err() == nil {
+				if err == io.EOF {
+					err = apierr.New(codes.Unavailable, apierr.CodeUnavailable, "watch ended; watch again for a fresh snapshot")
+				}
+				out.sendError(err)
+			}
+			return
+		}
 		if err := out.send("", ev.GetType().String(), ev); err != nil {
 			return
 		}
-	}
-	if r.Context().Err() == nil {
-		out.sendError(apierr.New(codes.Unavailable, apierr.CodeUnavailable, "watch ended; watch again for a fresh snapshot"))
 	}
 }

@@ -12,13 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"sync"
 	"time"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
-	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
-	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/audit"
 	authsvc "github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/config"
@@ -28,20 +25,16 @@ import (
 	"github.com/croupier/croupier/internal/jobs"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/registry"
+	"github.com/croupier/croupier/internal/revocation"
 	"github.com/croupier/croupier/internal/store"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/internal/tunnel"
-	"github.com/croupier/croupier/internal/wirecodec"
-	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -60,8 +53,11 @@ type Server struct {
 	guard    *guard
 	audit    *audit.Log // closed after every other component, before the store
 
-	revocations *revocations
+	revocations *revocation.List
+	certs       *revocation.Service
 	fleet       *fleet.Service
+	methods     map[string]rule // the method table (methods.go)
+	inproc      *inproc         // the in-process gRPC server REST calls
 	health      *health.Server
 	metrics     *prometheus.Registry
 	obs         *observability
@@ -124,6 +120,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			if s.grpcServer != nil {
 				s.grpcServer.Stop()
 			}
+			if s.inproc != nil {
+				s.inproc.close()
+			}
 			s.wg.Wait()
 			if s.fleet != nil {
 				s.fleet.Close()
@@ -151,12 +150,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 	}
 	s.registry = registry.New(registry.Options{})
-	cat := &catalog{store: s.store.Functions(), reg: s.registry, scopes: scopes}
+	cat := control.NewCatalog(s.store.Functions(), s.registry, scopes)
 	if err = s.loadCatalog(ctx); err != nil {
 		return err
 	}
-	s.revocations = newRevocations(s.store, s.log)
-	if err = s.revocations.load(ctx); err != nil {
+	s.revocations = revocation.New(s.store.Revocations(), s.log)
+	if err = s.revocations.Load(ctx); err != nil {
 		return err
 	}
 	auth := authenticator{insecure: s.cfg.Insecure, rv: s.revocations}
@@ -175,6 +174,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			}
 		},
 	})
+	s.certs = revocation.NewService(s.revocations, s.tunnel.Disconnect,
+		func(ctx context.Context, payload any) { noteOf(ctx).payload = payload })
 	assignments := control.NewAssignments(s.store.Assignments(), 2*time.Second)
 	s.invoke = invoke.New(invoke.Config{
 		DefaultTimeout: s.cfg.InvokeTimeout, MaxTimeout: s.cfg.InvokeMaxTimeout,
@@ -202,8 +203,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			Tunnel:    s.tunnel,
 			Broadcast: func(ctx context.Context, req proto.Message) { s.tunnel.CallAll(ctx, req) },
 		},
-		Logger:         s.log.With("component", "fleet"),
-		AuthorizeAgent: authorizeFleetAgent,
+		Logger: s.log.With("component", "fleet"),
+		AuthorizeAgent: func(ctx context.Context, agentID, game, env string) error {
+			return control.AuthorizeAgent(principal.FromContext(ctx), agentID, game, env)
+		},
 	}); err != nil {
 		return err
 	}
@@ -220,20 +223,21 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.registerStateMetrics()
 
-	fh := functionHandler{invoke: s.invoke, jobs: s.jobs, catalog: cat, reg: s.registry, guard: s.guard}
+	fh := functionHandler{invoke: s.invoke, jobs: s.jobs, cat: cat, reg: s.registry, guard: s.guard}
 	ch := controlHandler{svc: s.control, jobs: s.jobs}
 	rh := registryHandler{reg: s.registry}
-	s.grpcServer = s.newGRPCServer(serverTLS, auth)
-	croupierv1.RegisterControlServiceServer(s.grpcServer, ch)
-	croupierv1.RegisterFunctionServiceServer(s.grpcServer, fh)
-	croupierv1.RegisterRegistryServiceServer(s.grpcServer, rh)
-	s.registerAccess(s.grpcServer)
-	croupierv1.RegisterCertificateServiceServer(s.grpcServer, certService{s: s})
-	croupierv1.RegisterFleetServiceServer(s.grpcServer, fleetGuard{inner: s.fleet.GRPC()})
-	croupierv1.RegisterFleetAgentServiceServer(s.grpcServer, s.fleet.AgentAPI())
-	s.tunnel.RegisterGRPC(s.grpcServer)
 	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpcServer, s.health)
+	s.methods = s.methodTable()
+	svcs := s.services(fh, ch, rh)
+	s.grpcServer = s.newGRPCServer(serverTLS, s.newEdge(s.networkIdentity(auth)))
+	inSrv := s.newGRPCServer(nil, s.newEdge(forwardedIdentity))
+	for _, sv := range svcs {
+		sv.grpc(s.grpcServer)
+		sv.grpc(inSrv)
+	}
+	if s.inproc, err = newInproc(inSrv, s.cfg.MaxRequestBytes, s.inprocTracing()...); err != nil {
+		return err
+	}
 	s.obs.rpc.InitializeMetrics(s.grpcServer)
 
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
@@ -242,7 +246,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.httpLis, err = listen(s.cfg.HTTPAddr, serverTLS, false); err != nil {
 		return fmt.Errorf("listen http_addr %s: %w", s.cfg.HTTPAddr, err)
 	}
-	rest, err := s.restHandler(ctx, fh, ch, rh)
+	rest, err := s.restHandler(ctx, svcs)
 	if err != nil {
 		return err
 	}
@@ -258,7 +262,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		if s.tunLis, err = listen(s.cfg.TunnelHTTPAddr, serverTLS, true); err != nil {
 			return fmt.Errorf("listen tunnel_http_addr %s: %w", s.cfg.TunnelHTTPAddr, err)
 		}
-		h, herr := s.tunnelMux(ctx, auth)
+		h, herr := s.tunnelMux(ctx, auth, svcs)
 		if herr != nil {
 			return herr
 		}
@@ -268,6 +272,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 
 	s.serve("grpc", func() error { return s.grpcServer.Serve(s.grpcLis) })
+	s.serve("in-process grpc", func() error { return inSrv.Serve(s.inproc.lis) })
 	s.serve("http", func() error { return s.httpServer.Serve(s.httpLis) })
 	if s.tunServer != nil {
 		s.serve("tunnel-http", func() error { return s.tunServer.Serve(s.tunLis) })
@@ -305,25 +310,6 @@ func listen(addr string, tlsCfg *tls.Config, http1Only bool) (net.Listener, erro
 	return tls.NewListener(l, c), nil
 }
 
-func (s *Server) newGRPCServer(tlsCfg *tls.Config, auth authenticator) *grpc.Server {
-	// First: an undecodable request is INVALID_ARGUMENT before any auth work.
-	opts := append(wirecodec.Options(),
-		grpc.ChainUnaryInterceptor(s.auth.UnaryInterceptor(auth.principal)),
-		grpc.ChainStreamInterceptor(s.streamLifetime, s.auth.StreamInterceptor(auth.principal)),
-		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
-		// Reused stream workers keep their grown stacks; a fresh goroutine per
-		// call spends a measurable share of each call growing its stack.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
-	opts = append(s.telemetryOptions(), opts...) // outermost: count refused calls too
-	if tlsCfg != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
-	}
-	return grpc.NewServer(opts...)
-}
-
 // streamLifetime ends streaming calls (watches, job event streams) when the
 // server shuts down, so a graceful stop does not wait for them forever.
 func (s *Server) streamLifetime(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
@@ -351,14 +337,16 @@ func (s *Server) opsMux(rest http.Handler) http.Handler {
 }
 
 // tunnelMux serves the long-poll tunnel and, for agents that cannot use
-// HTTP/2 at all, ControlService as REST (same handlers as gRPC).
-func (s *Server) tunnelMux(ctx context.Context, auth authenticator) (http.Handler, error) {
-	gw := gwruntime.NewServeMux()
-	if err := croupierv1.RegisterControlServiceHandlerServer(ctx, gw, controlHandler{svc: s.control, jobs: s.jobs}); err != nil {
-		return nil, err
-	}
-	if err := croupierv1.RegisterFleetAgentServiceHandlerServer(ctx, gw, s.fleet.AgentAPI()); err != nil {
-		return nil, err
+// HTTP/2 at all, the REST routes of the services marked tunnel (through the
+// same edge as gRPC).
+func (s *Server) tunnelMux(ctx context.Context, auth authenticator, svcs []service) (http.Handler, error) {
+	gw := s.gateway()
+	for _, sv := range svcs {
+		if sv.tunnel {
+			if err := sv.rest(ctx, gw, s.inproc.conn); err != nil {
+				return nil, err
+			}
+		}
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/tunnel/v1/", http.StripPrefix("/tunnel/v1", s.tunnel.LongPollHandler()))
@@ -380,7 +368,7 @@ func (s *Server) maintain(ctx context.Context) {
 		for _, id := range s.control.Expire() {
 			s.tunnel.Disconnect(id, errors.New("missed three heartbeats"))
 		}
-		if time.Since(lastRevocations) > revocationRefresh {
+		if time.Since(lastRevocations) > revocation.Refresh {
 			lastRevocations = time.Now()
 			s.refreshRevocations(ctx)
 		}
@@ -398,12 +386,12 @@ func (s *Server) maintain(ctx context.Context) {
 // refreshRevocations reloads the revocation list (other nodes may have
 // added to it) and cuts the tunnels of agents whose certificate it names.
 func (s *Server) refreshRevocations(ctx context.Context) {
-	if err := s.revocations.load(ctx); err != nil {
+	if err := s.revocations.Load(ctx); err != nil {
 		s.log.Warn("reload revoked certificates", "err", err)
 		return
 	}
 	for _, name := range s.tunnel.Clients() {
-		if serial := s.revocations.serialOf(name); s.revocations.revoked(serial) {
+		if serial := s.revocations.SerialOf(name); s.revocations.Revoked(serial) {
 			s.tunnel.Disconnect(name, fmt.Errorf("certificate %s revoked", serial))
 		}
 	}
@@ -498,6 +486,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			_ = hs.Close() // the drain deadline passed: cut what is left
 		}
 	}
+	if s.inproc != nil {
+		s.inproc.close() // after the HTTP servers, whose calls it carries
+	}
 	s.wg.Wait()
 	if s.fleet != nil {
 		s.fleet.Close()
@@ -538,21 +529,6 @@ func (s *Server) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return s.Shutdown(sctx)
-}
-
-// authorizeFleetAgent lets an agent act only as itself and in its scope on
-// FleetAgentService (the agent side of the fleet plane).
-func authorizeFleetAgent(ctx context.Context, agentID, game, env string) error {
-	p := principal.FromContext(ctx)
-	switch {
-	case p.Kind == principal.Anonymous:
-		return nil // insecure loopback development server
-	case p.Kind != principal.Agent || p.Name != agentID:
-		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "%s cannot act as agent %q", p, agentID)
-	case game != "" && (p.Game != game || p.Env != env):
-		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "agent %s is confined to %s/%s, not %s/%s", p.Name, p.Game, p.Env, game, env)
-	}
-	return nil
 }
 
 // tunnelCaller sends invocations over the tunnel.

@@ -87,3 +87,15 @@ func (s *Server) telemetryOptions() []grpc.ServerOption {
 	}
 	return opts
 }
+
+// inprocTracing carries the REST request's trace into the in-process gRPC
+// hop, so the REST span is the parent of the service's span.
+func (s *Server) inprocTracing() []grpc.DialOption {
+	tp := s.obs.tracing.Provider
+	if tp == nil {
+		return nil
+	}
+	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+		otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(telemetry.Propagator()),
+		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider())))}
+}

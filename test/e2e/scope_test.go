@@ -37,7 +37,21 @@ func TestScopesAssignmentsAndRegisterFunction(t *testing.T) {
 		if out, code := run(t, env, "function", "enable", "player.get", "--game", "demo", "--env", "dev", "--config", "motd=hi"); code != 0 {
 			t.Fatalf("enable: %s", out)
 		}
-		c.mustInvoke("player.get", map[string]any{"player_id": "p1"}, nil)
+		// The server applies the change at once; each agent learns it at its
+		// next assignment refresh (heartbeat), so poll every instance (broadcast)
+		// instead of racing them.
+		waitFor(t, 15*time.Second, "player.get enabled on every agent", func() bool {
+			resp, err := c.invoke("player.get", map[string]any{"player_id": "p1"}, &croupierv1.InvokeOptions{RoutingMode: "broadcast"})
+			if err != nil || len(resp.GetResults()) == 0 {
+				return false
+			}
+			for _, r := range resp.GetResults() {
+				if !r.GetSuccess() {
+					return false
+				}
+			}
+			return true
+		})
 	})
 
 	t.Run("an agent cannot register outside its certificate's scope", func(t *testing.T) {

@@ -1,0 +1,279 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/audit"
+	"github.com/croupier/croupier/internal/principal"
+	"github.com/croupier/croupier/internal/ratelimit"
+	"github.com/croupier/croupier/internal/rbac"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// The edge applies the method table (methods.go) to every call, whatever
+// its protocol: gRPC from the network, REST (grpc-gateway, forwarded over an
+// in-process connection, see inproc.go) and the long-poll tunnel listener's
+// REST. In order, for each call:
+//
+//  1. identity: who calls (token, certificate, or the identity the REST
+//     edge forwarded);
+//  2. limits: every id, name, key and label of the request within its
+//     documented length and charset (limits.go), before any other work;
+//  3. access: public, any authenticated caller, agents only, or an
+//     operator holding the rule's permission on the scope its resolver
+//     finds in the request;
+//  4. rate limits: an invoke or job start takes a token from the caller's
+//     and the function's buckets; any refusal in 2–3 takes one from the
+//     caller's bucket, so a flood of refused calls is throttled too;
+//  5. the handler;
+//  6. audit: a write writes one row (refusals included), here or, for the
+//     rules marked so, inside its service.
+type edge struct {
+	identify identifyFunc
+	limiter  *ratelimit.Limiter
+	audit    audit.Recorder
+	log      *slog.Logger
+	methods  map[string]rule
+	insecure bool
+}
+
+// identifyFunc returns the caller of a call to method; public methods get
+// the anonymous principal when the caller presents no valid credential.
+type identifyFunc func(ctx context.Context, method string, public bool) (principal.Principal, context.Context, error)
+
+func (e *edge) unary() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		ctx, done, err := e.admit(ctx, info.FullMethod, req)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := h(ctx, req)
+		done(err)
+		return resp, err
+	}
+}
+
+func (e *edge) stream() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		var req any
+		rule, known := e.methods[info.FullMethod]
+		if known && info.IsServerStream && !info.IsClientStream && rule.access != accessAgent {
+			// A server stream's one request decides its scope: read it here
+			// so limits and permissions apply before the handler runs.
+			if rule.request == nil {
+				return apierr.Newf(codes.Internal, apierr.CodeInternal, "method %s has no request type in the method table", info.FullMethod)
+			}
+			msg := rule.request()
+			if err := ss.RecvMsg(msg); err != nil {
+				return err
+			}
+			req = msg
+		}
+		ctx, done, err := e.admit(ss.Context(), info.FullMethod, req)
+		if err != nil {
+			return err
+		}
+		if admittedHeader(ctx) {
+			// The REST edge waits for this before it answers 200 and starts
+			// an event stream (see sseStream).
+			if err := ss.SendHeader(admittedMD()); err != nil {
+				return err
+			}
+		}
+		wrapped := &ctxStream{ServerStream: ss, ctx: ctx}
+		var herr error
+		if req != nil {
+			herr = h(srv, &replayStream{ctxStream: wrapped, first: req})
+		} else {
+			herr = h(srv, wrapped)
+		}
+		done(herr)
+		return herr
+	}
+}
+
+// admit runs steps 1–4 for one call and returns the context the handler
+// runs in and the function that finishes the call (step 6).
+func (e *edge) admit(ctx context.Context, method string, req any) (context.Context, func(error), error) {
+	start := time.Now()
+	rule, ok := e.methods[method]
+	if !ok {
+		// A method with no rule is refused: serving it would skip every check.
+		return ctx, nil, apierr.Newf(codes.Unimplemented, apierr.CodeUnimplemented, "method %s is not in the method table", method)
+	}
+	p, ctx, err := e.identify(ctx, method, rule.access == accessPublic)
+	if err != nil {
+		return ctx, nil, err
+	}
+	ctx = principal.NewContext(ctx, p)
+	var note *auditNote
+	if rule.audit != "" {
+		note = &auditNote{action: rule.audit, inService: rule.auditInService}
+		note.req, _ = req.(proto.Message)
+		ctx = withAuditNote(ctx, note)
+	}
+	audited := func(err error) {
+		if note != nil && !note.skip && (!note.inService || err != nil && !note.reached) {
+			e.record(ctx, p, note, err, start)
+		}
+	}
+	done := func(err error) {
+		if (rule.access == accessAuthenticated || rule.access == accessOperator) && status.Code(err) == codes.PermissionDenied {
+			// A refusal by the service (user admin, approvals, the
+			// descriptor's roles) counts like one by the edge.
+			_ = e.limiter.Allow(p.String(), "", "", "")
+		}
+		audited(err)
+	}
+	refuse := func(err error) (context.Context, func(error), error) {
+		if rule.access != accessPublic && rule.access != accessAgent {
+			if rerr := e.limiter.Allow(p.String(), "", "", ""); rerr != nil {
+				err = rerr // refused calls count against the caller's limit
+			}
+		}
+		audited(err)
+		return ctx, nil, err
+	}
+	if m, ok := req.(proto.Message); ok {
+		if err := checkLimits(m, rule.limits); err != nil {
+			return refuse(err)
+		}
+	}
+	if rule.access == accessOperator {
+		// Before the scope resolver, which may read the store.
+		if err := requireOperator(ctx); err != nil {
+			return refuse(err)
+		}
+	}
+	var sc scope
+	if rule.scope != nil && req != nil {
+		if sc, err = rule.scope(ctx, req); err != nil {
+			return refuse(err)
+		}
+		if note != nil {
+			note.game, note.env, note.fn = sc.game, sc.env, sc.fn
+		}
+	}
+	switch rule.access {
+	case accessPublic:
+	case accessAuthenticated:
+		if p.Kind == principal.Anonymous && !e.insecure {
+			return refuse(apierr.New(codes.Unauthenticated, apierr.CodeUnauthenticated, "authentication required: send authorization: Bearer <access token> (croupier login)"))
+		}
+	case accessAgent:
+		if err := requireAgent(p, rule, req); err != nil {
+			return refuse(err)
+		}
+	case accessOperator:
+		if err := rbac.Check(p, rule.perm, sc.game, sc.env, sc.fn); err != nil {
+			return refuse(err)
+		}
+	default:
+		return refuse(apierr.Newf(codes.Internal, apierr.CodeInternal, "method %s has no access rule", method))
+	}
+	if rule.rate == rateCall {
+		if err := e.limiter.Allow(p.String(), sc.game, sc.env, sc.fn); err != nil {
+			audited(err)
+			return ctx, nil, err
+		}
+	}
+	if note != nil {
+		note.reached = true
+	}
+	return ctx, done, nil
+}
+
+// requireAgent admits agents (and the anonymous developer of an insecure
+// loopback server) only; rule.agentSelf, when set, names the agent the
+// request acts as, which must be the caller.
+func requireAgent(p principal.Principal, r rule, req any) error {
+	switch {
+	case p.Kind == principal.Anonymous:
+		return nil
+	case p.Kind != principal.Agent:
+		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "%s is not an agent; this API serves agents only", p)
+	case r.agentSelf != nil && req != nil && r.agentSelf(req) != p.Name:
+		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "%s cannot act as agent %q", p, truncate(r.agentSelf(req), quoteMax))
+	}
+	return nil
+}
+
+// requireOperator refuses agent credentials on operator APIs: an agent
+// certificate must not be usable to invoke functions.
+func requireOperator(ctx context.Context) error {
+	if p := principal.FromContext(ctx); p.Kind == principal.Agent {
+		return apierr.New(codes.PermissionDenied, apierr.CodeScopeMismatch,
+			fmt.Sprintf("%s holds an agent credential; operator APIs need an operator credential", p))
+	}
+	return nil
+}
+
+func (e *edge) record(ctx context.Context, p principal.Principal, n *auditNote, err error, start time.Time) {
+	if n.payload == nil && n.req != nil {
+		n.payload = idFields(n.req)
+	}
+	if rerr := e.audit.Record(ctx, audit.Entry{
+		Actor: p.String(), Action: n.action,
+		Game: truncate(n.game, maxIDBytes), Env: truncate(n.env, maxIDBytes), Function: truncate(n.fn, maxIDBytes),
+		Payload: n.payload, SensitiveFields: n.sensitive, Err: err, Duration: time.Since(start), RequestID: requestID(ctx),
+	}); rerr != nil {
+		e.log.Error("audit record failed", "action", n.action, "err", rerr)
+	}
+}
+
+// auditNote is the audit row the edge writes for a write call; the handler
+// may refine it (the invoke path sets the payload and its sensitive fields,
+// or skips the row when the call only created an approval, which the
+// approval service records).
+type auditNote struct {
+	action        string
+	game, env, fn string
+	payload       any           // nil: the request's identifiers (idFields)
+	req           proto.Message // the request
+	sensitive     []string
+	skip          bool
+	inService     bool // the service writes the row once the call reaches it
+	reached       bool // the call passed the edge
+}
+
+type auditNoteKey struct{}
+
+func withAuditNote(ctx context.Context, n *auditNote) context.Context {
+	return context.WithValue(ctx, auditNoteKey{}, n)
+}
+
+// noteOf returns the call's audit note; a write method always has one, a
+// read gets a throwaway.
+func noteOf(ctx context.Context) *auditNote {
+	if n, ok := ctx.Value(auditNoteKey{}).(*auditNote); ok {
+		return n
+	}
+	return &auditNote{}
+}
+
+// replayStream hands the handler the request the edge already read.
+type replayStream struct {
+	*ctxStream
+	first any
+}
+
+func (s *replayStream) RecvMsg(m any) error {
+	if s.first == nil {
+		return s.ctxStream.RecvMsg(m)
+	}
+	src, dst := s.first.(proto.Message), m.(proto.Message)
+	s.first = nil
+	proto.Reset(dst)
+	proto.Merge(dst, src)
+	return nil
+}
+
+// scope is what a request is about, for RBAC and the audit row.
+type scope struct{ game, env, fn string }

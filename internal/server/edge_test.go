@@ -1,0 +1,402 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/registry"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// testServer starts a real server (SQLite file, loopback listeners on port
+// 0, insecure: the anonymous caller is the local admin, a bearer token makes
+// the caller that user).
+func testServer(t testing.TB, mod func(*config.Server)) (*Server, *grpc.ClientConn, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := config.DefaultServer()
+	cfg.DataDir = dir
+	cfg.Insecure = true
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.TunnelHTTPAddr = "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.StoreDriver, cfg.StoreDSN = "sqlite", filepath.Join(dir, "croupier.db")
+	cfg.Scopes = []string{"demo/dev"}
+	cfg.HeartbeatInterval = time.Second
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Start(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = s.Shutdown(sctx)
+		cancel()
+	})
+	conn, err := grpc.NewClient(s.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(16<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return s, conn, cfg.StoreDSN
+}
+
+// userToken creates user name (no roles unless grant names one on scope)
+// and returns its bearer token.
+func userToken(t *testing.T, s *Server, name, grant, scope string) string {
+	t.Helper()
+	ctx := context.Background()
+	admin := anonymousAdmin()
+	if err := s.Auth().CreateUser(ctx, admin, name, "correct-horse-battery"); err != nil {
+		t.Fatal(err)
+	}
+	if grant != "" {
+		if _, err := s.Auth().GrantRole(ctx, admin, name, grant, scope); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := s.Auth().Login(ctx, name, "correct-horse-battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.AccessToken
+}
+
+func as(token string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+}
+
+// TestMethodTableCoversEveryMethod fails when a served method has no entry
+// in the method table (it would be refused), when an entry names a method
+// nobody serves, or when an operator method is neither a read nor audited.
+func TestMethodTableCoversEveryMethod(t *testing.T) {
+	s, _, _ := testServer(t, nil)
+	served := map[string]bool{}
+	for _, gs := range []*grpc.Server{s.grpcServer, s.inproc.srv} {
+		for name, info := range gs.GetServiceInfo() {
+			for _, m := range info.Methods {
+				full := "/" + name + "/" + m.Name
+				served[full] = true
+				r, ok := s.methods[full]
+				if !ok {
+					t.Errorf("%s is served but has no entry in the method table (methods.go)", full)
+					continue
+				}
+				if r.access == accessOperator && !r.read && r.audit == "" {
+					t.Errorf("%s: an operator method must be a read or name its audit action", full)
+				}
+				if r.access == accessOperator && r.perm == "" {
+					t.Errorf("%s: an operator method needs a permission", full)
+				}
+				if m.IsServerStream && !m.IsClientStream && r.access != accessAgent && r.request == nil {
+					t.Errorf("%s: a server stream needs its request type in the table", full)
+				}
+			}
+		}
+	}
+	for m := range s.methods {
+		if !served[m] {
+			t.Errorf("method table names %s, which no service serves", m)
+		}
+	}
+}
+
+// TestOversizedIDRefusedBeforeWork: a 4 MB game_id from a user without
+// permissions is INVALID_ARGUMENT with a short message, over gRPC and REST,
+// and the database does not grow with it.
+func TestOversizedIDRefusedBeforeWork(t *testing.T) {
+	s, conn, dsn := testServer(t, func(c *config.Server) { c.MaxRequestBytes = 8 << 20 })
+	tok := userToken(t, s, "mallory", "", "")
+	huge := strings.Repeat("g", 4<<20)
+	fc := croupierv1.NewFunctionServiceClient(conn)
+	sizeOf := func() int64 {
+		var n int64
+		for _, suffix := range []string{"", "-wal"} {
+			if fi, err := os.Stat(dsn + suffix); err == nil {
+				n += fi.Size()
+			}
+		}
+		return n
+	}
+	// The first refusal may create tables' first pages; measure after it.
+	_, _ = fc.InvokeFunction(as(tok), &croupierv1.InvokeFunctionRequest{GameId: huge, Env: "dev", FunctionId: "f"})
+	before := sizeOf()
+	for range 3 {
+		_, err := fc.InvokeFunction(as(tok), &croupierv1.InvokeFunctionRequest{GameId: huge, Env: "dev", FunctionId: "f"})
+		if status.Code(err) != codes.InvalidArgument || apierr.Info(err).GetCode() != apierr.CodeFieldLimit {
+			t.Fatalf("4 MB game_id: got %v, want INVALID_ARGUMENT %s", status.Code(err), apierr.CodeFieldLimit)
+		}
+		if n := len(status.Convert(err).Proto().String()); n > 1024 {
+			t.Fatalf("error status is %d bytes; it must quote only a short prefix of the input", n)
+		}
+	}
+	if grown := sizeOf() - before; grown > 256<<10 {
+		t.Fatalf("database grew by %d bytes over 3 refused calls", grown)
+	}
+
+	body, _ := json.Marshal(map[string]any{"game_id": huge, "env": "dev", "payload": map[string]any{}})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.HTTPAddr()+"/api/v1/functions/f:invoke", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || len(out) > 1024 || !bytes.Contains(out, []byte(apierr.CodeFieldLimit)) {
+		t.Fatalf("REST: %d with a %d-byte body %.200s; want 400 %s, short", resp.StatusCode, len(out), out, apierr.CodeFieldLimit)
+	}
+}
+
+// TestRefusedCallsAreRateLimited: a flood of calls the caller may not make
+// ends in RESOURCE_EXHAUSTED.
+func TestRefusedCallsAreRateLimited(t *testing.T) {
+	s, conn, _ := testServer(t, func(c *config.Server) { c.RateUser, c.RateUserBurst = 0.001, 5 })
+	tok := userToken(t, s, "mallory", "", "")
+	fc := croupierv1.NewFunctionServiceClient(conn)
+	var last error
+	for i := range 10 {
+		_, last = fc.ListJobs(as(tok), &croupierv1.ListJobsRequest{GameId: "demo", Env: "dev"})
+		if i < 5 && status.Code(last) != codes.PermissionDenied {
+			t.Fatalf("call %d: got %v, want PERMISSION_DENIED", i, last)
+		}
+	}
+	if status.Code(last) != codes.ResourceExhausted {
+		t.Fatalf("10th refused call: got %v, want RESOURCE_EXHAUSTED", last)
+	}
+	// REST shares the limit and says when to retry.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.HTTPAddr()+"/api/v1/jobs?game_id=demo&env=dev", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("REST after the flood: %d Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+// TestEveryWriteWritesOneAuditRow calls each state-changing method over
+// gRPC (succeeding or not) and checks it adds exactly one audit row with
+// its action.
+func TestEveryWriteWritesOneAuditRow(t *testing.T) {
+	_, conn, _ := testServer(t, nil)
+	ctx := context.Background()
+	fc := croupierv1.NewFunctionServiceClient(conn)
+	cc := croupierv1.NewControlServiceClient(conn)
+	fl := croupierv1.NewFleetServiceClient(conn)
+	uc := croupierv1.NewUserServiceClient(conn)
+	rc := croupierv1.NewRoleServiceClient(conn)
+	certs := croupierv1.NewCertificateServiceClient(conn)
+	ac := croupierv1.NewAuditServiceClient(conn)
+	count := func(action string) int {
+		resp, err := ac.ListAudit(ctx, &croupierv1.ListAuditRequest{Action: action, PageSize: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.GetEntries())
+	}
+	desc := &croupierv1.FunctionDescriptor{Id: "shop.restock", Version: "1.0.0"}
+	fleet := &croupierv1.Fleet{FleetId: "fl-audit", GameId: "demo", Env: "dev", Name: "audit"}
+	calls := []struct {
+		action string
+		call   func() error
+	}{
+		{"function.register", func() error {
+			_, err := fc.RegisterFunction(ctx, &croupierv1.RegisterFunctionRequest{GameId: "demo", Env: "dev", Descriptor_: desc})
+			return err
+		}},
+		{"assignment.update", func() error {
+			_, err := cc.UpdateAssignment(ctx, &croupierv1.UpdateAssignmentRequest{GameId: "demo", Env: "dev", FunctionId: "shop.restock", Enabled: false})
+			return err
+		}},
+		{"job.cancel", func() error {
+			_, err := fc.CancelJob(ctx, &croupierv1.CancelJobRequest{JobId: "no-such-job"})
+			return err
+		}},
+		{"fleet.create", func() error {
+			_, err := fl.CreateFleet(ctx, &croupierv1.CreateFleetRequest{Fleet: fleet})
+			return err
+		}},
+		{"fleet.update", func() error {
+			_, err := fl.UpdateFleet(ctx, &croupierv1.UpdateFleetRequest{Fleet: fleet})
+			return err
+		}},
+		{"session.create", func() error {
+			_, err := fl.CreateGameServerSession(ctx, &croupierv1.CreateGameServerSessionRequest{FleetId: "fl-audit", MaxPlayers: 2})
+			return err
+		}},
+		{"session.update", func() error {
+			_, err := fl.UpdateGameServerSession(ctx, &croupierv1.UpdateGameServerSessionRequest{GameServerSessionId: "gs-none"})
+			return err
+		}},
+		{"session.terminate", func() error {
+			_, err := fl.TerminateGameServerSession(ctx, &croupierv1.TerminateGameServerSessionRequest{GameServerSessionId: "gs-none"})
+			return err
+		}},
+		{"placement.start", func() error {
+			_, err := fl.StartGameServerSessionPlacement(ctx, &croupierv1.StartGameServerSessionPlacementRequest{FleetId: "fl-audit", PlacementId: "pl-1", MaxPlayers: 2})
+			return err
+		}},
+		{"placement.stop", func() error {
+			_, err := fl.StopGameServerSessionPlacement(ctx, &croupierv1.StopGameServerSessionPlacementRequest{PlacementId: "pl-1"})
+			return err
+		}},
+		{"player.join", func() error {
+			_, err := fl.JoinGameServerSession(ctx, &croupierv1.JoinGameServerSessionRequest{GameServerSessionId: "gs-none", PlayerId: "p1"})
+			return err
+		}},
+		{"player.join_batch", func() error {
+			_, err := fl.JoinGameServerSessionBatch(ctx, &croupierv1.JoinGameServerSessionBatchRequest{GameServerSessionId: "gs-none", Players: []*croupierv1.PlayerJoin{{PlayerId: "p1"}}})
+			return err
+		}},
+		{"fleet.delete", func() error {
+			_, err := fl.DeleteFleet(ctx, &croupierv1.DeleteFleetRequest{FleetId: "fl-audit"})
+			return err
+		}},
+		{"certificate.revoke", func() error {
+			_, err := certs.RevokeCertificate(ctx, &croupierv1.RevokeCertificateRequest{Serial: "abc123", Reason: "test"})
+			return err
+		}},
+		{"user.create", func() error {
+			_, err := uc.CreateUser(ctx, &croupierv1.CreateUserRequest{Username: "carol", Password: "correct-horse-battery"})
+			return err
+		}},
+		{"role.create", func() error {
+			_, err := rc.CreateRole(ctx, &croupierv1.CreateRoleRequest{Name: "restocker", Permissions: []string{"function:invoke"}})
+			return err
+		}},
+		{"role.grant", func() error {
+			_, err := uc.GrantRole(ctx, &croupierv1.GrantRoleRequest{Username: "carol", Role: "restocker", Scope: "demo/dev"})
+			return err
+		}},
+		{"role.revoke", func() error {
+			_, err := uc.RevokeRole(ctx, &croupierv1.RevokeRoleRequest{Username: "carol", Role: "restocker", Scope: "demo/dev"})
+			return err
+		}},
+		{"role.delete", func() error {
+			_, err := rc.DeleteRole(ctx, &croupierv1.DeleteRoleRequest{Name: "restocker"})
+			return err
+		}},
+		{"user.disable", func() error {
+			_, err := uc.DisableUser(ctx, &croupierv1.DisableUserRequest{Username: "carol"})
+			return err
+		}},
+		{"invoke", func() error {
+			_, err := fc.InvokeFunction(ctx, &croupierv1.InvokeFunctionRequest{GameId: "demo", Env: "dev", FunctionId: "shop.restock", Payload: &structpb.Struct{}})
+			return err
+		}},
+		{"job.start", func() error {
+			_, err := fc.InvokeJob(ctx, &croupierv1.InvokeJobRequest{GameId: "demo", Env: "dev", FunctionId: "shop.restock", Payload: &structpb.Struct{}})
+			return err
+		}},
+	}
+	for _, c := range calls {
+		before := count(c.action)
+		err := c.call()
+		if got := count(c.action) - before; got != 1 {
+			t.Errorf("%s (outcome %v): %d audit rows, want 1", c.action, status.Code(err), got)
+		}
+	}
+	// Reads write nothing.
+	before := count("")
+	if _, err := fl.ListFleets(ctx, &croupierv1.ListFleetsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(""); got != before {
+		t.Errorf("ListFleets wrote %d audit rows", got-before)
+	}
+}
+
+// TestRESTCannotForgeIdentity: an HTTP client cannot pass an identity to the
+// in-process gRPC edge in a header; it acts as the caller its token names.
+func TestRESTCannotForgeIdentity(t *testing.T) {
+	s, _, _ := testServer(t, nil)
+	tok := userToken(t, s, "mallory", "", "")
+	forged, _ := json.Marshal(anonymousAdmin())
+	for _, h := range []string{"Grpc-Metadata-" + mdPrincipal, mdPrincipal, "Grpc-Metadata-X-Croupier-Principal"} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.HTTPAddr()+"/api/v1/jobs?game_id=demo&env=dev", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set(h, string(forged))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("header %s: %d, want 403 (the token's user has no roles)", h, resp.StatusCode)
+		}
+	}
+}
+
+// TestRESTMalformedBodyHasErrorInfo: a body that is not JSON, or names an
+// unknown field, is 400 with an ErrorInfo like every other API error.
+func TestRESTMalformedBodyHasErrorInfo(t *testing.T) {
+	s, _, _ := testServer(t, nil)
+	for _, body := range []string{`{"game_id": `, `{"game_id":"demo","env":"dev","no_such_field":1}`} {
+		resp, err := http.Post("http://"+s.HTTPAddr()+"/api/v1/functions/f:invoke", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(out, []byte(apierr.CodeMalformedRequest)) {
+			t.Fatalf("body %s: %d %s; want 400 with ErrorInfo %s", body, resp.StatusCode, out, apierr.CodeMalformedRequest)
+		}
+	}
+}
+
+// TestApprovalOnlyCallIsNotAuditedAsInvoke: a call that only created an
+// approval leaves the approval.request row, not an "invoke OK" row.
+func TestApprovalOnlyCallIsNotAuditedAsInvoke(t *testing.T) {
+	s, conn, _ := testServer(t, nil)
+	ctx := context.Background()
+	fc := croupierv1.NewFunctionServiceClient(conn)
+	ac := croupierv1.NewAuditServiceClient(conn)
+	desc := &croupierv1.FunctionDescriptor{Id: "player.ban", Version: "1.0.0", Auth: &croupierv1.AuthConfig{RequireApproval: true}}
+	// A live instance serves it (no call reaches it: the call waits for approval).
+	if err := s.Registry().Upsert(registry.Agent{ID: "agent-1", GameID: "demo", Env: "dev", Version: "1",
+		Instances: []registry.Instance{{ID: "gs-1", Functions: []string{"player.ban"}}}, Descriptors: []*croupierv1.FunctionDescriptor{desc}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := fc.InvokeFunction(ctx, &croupierv1.InvokeFunctionRequest{GameId: "demo", Env: "dev", FunctionId: "player.ban", Payload: &structpb.Struct{}})
+	if err != nil || resp.GetApprovalId() == "" {
+		t.Fatalf("invoke of an approval-gated function: %v %v; want a pending approval", resp, err)
+	}
+	rows, err := ac.ListAudit(ctx, &croupierv1.ListAuditRequest{FunctionId: "player.ban", PageSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range rows.GetEntries() {
+		actions = append(actions, e.GetAction()+" "+e.GetResult())
+	}
+	if len(actions) != 1 || actions[0] != "approval.request OK" {
+		t.Fatalf("audit rows of the call: %v; want only [approval.request OK]", actions)
+	}
+}

@@ -1,0 +1,94 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"github.com/croupier/croupier/internal/wirecodec"
+	"runtime"
+	"time"
+
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/approval"
+	"github.com/croupier/croupier/internal/audit"
+	authsvc "github.com/croupier/croupier/internal/auth"
+	"github.com/croupier/croupier/internal/principal"
+	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+)
+
+// service is one entry of the list of services: how to serve it on gRPC,
+// on REST (nil: not on REST) and whether the long-poll tunnel listener
+// serves its REST routes too (for agents that cannot use HTTP/2).
+type service struct {
+	grpc   func(grpc.ServiceRegistrar)
+	rest   func(context.Context, *gwruntime.ServeMux, *grpc.ClientConn) error
+	tunnel bool
+}
+
+// services is the one list of services the server serves; gRPC, REST and
+// the tunnel listener are all registered from it.
+func (s *Server) services(fh functionHandler, ch controlHandler, rh registryHandler) []service {
+	return []service{
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterFunctionServiceServer(r, fh) }, rest: croupierv1.RegisterFunctionServiceHandler},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterControlServiceServer(r, ch) }, rest: croupierv1.RegisterControlServiceHandler, tunnel: true},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterRegistryServiceServer(r, rh) }, rest: croupierv1.RegisterRegistryServiceHandler},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterAuthServiceServer(r, authsvc.NewAuthServer(s.auth)) }, rest: croupierv1.RegisterAuthServiceHandler},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterUserServiceServer(r, authsvc.NewUserServer(s.auth)) }, rest: croupierv1.RegisterUserServiceHandler},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterRoleServiceServer(r, authsvc.NewRoleServer(s.auth)) }, rest: croupierv1.RegisterRoleServiceHandler},
+		{grpc: func(r grpc.ServiceRegistrar) {
+			croupierv1.RegisterApprovalServiceServer(r, approval.NewServer(s.guard.approvals))
+		}, rest: croupierv1.RegisterApprovalServiceHandler},
+		{grpc: func(r grpc.ServiceRegistrar) {
+			croupierv1.RegisterAuditServiceServer(r, audit.NewServer(s.guard.audit))
+		}, rest: croupierv1.RegisterAuditServiceHandler},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterCertificateServiceServer(r, s.certs) }, rest: croupierv1.RegisterCertificateServiceHandler},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterFleetServiceServer(r, s.fleet.GRPC()) }, rest: croupierv1.RegisterFleetServiceHandler},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterFleetAgentServiceServer(r, s.fleet.AgentAPI()) }, rest: croupierv1.RegisterFleetAgentServiceHandler, tunnel: true},
+		{grpc: s.tunnel.RegisterGRPC},
+		{grpc: func(r grpc.ServiceRegistrar) { healthpb.RegisterHealthServer(r, s.health) }},
+	}
+}
+
+// newGRPCServer builds a gRPC server whose every call passes the edge
+// (identity, limits, access, rate limits, audit; see edge.go). tlsCfg is
+// nil for an insecure listener and for the in-process server REST uses.
+func (s *Server) newGRPCServer(tlsCfg *tls.Config, e *edge) *grpc.Server {
+	unary := []grpc.UnaryServerInterceptor{e.unary()}
+	stream := []grpc.StreamServerInterceptor{s.streamLifetime, e.stream()}
+	// Telemetry first (it counts refused calls too), then the codec guard
+	// (an undecodable request is INVALID_ARGUMENT before any auth work),
+	// then the edge.
+	opts := append(s.telemetryOptions(), wirecodec.Options()...)
+	opts = append(opts,
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
+		// Reused stream workers keep their grown stacks; a fresh goroutine per
+		// call spends a measurable share of each call growing its stack.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	return grpc.NewServer(opts...)
+}
+
+// newEdge returns the edge for calls identified by identify.
+func (s *Server) newEdge(identify identifyFunc) *edge {
+	return &edge{identify: identify, limiter: s.guard.limiter, audit: s.guard.audit, log: s.log.With("component", "edge"),
+		methods: s.methods, insecure: s.cfg.Insecure}
+}
+
+// networkIdentity identifies network callers: a bearer token, else the
+// client certificate (anonymous admin on an insecure loopback listener).
+func (s *Server) networkIdentity(auth authenticator) identifyFunc {
+	return func(ctx context.Context, _ string, public bool) (p principal.Principal, _ context.Context, err error) {
+		p, err = s.auth.ResolveGRPC(ctx, public, auth.principal)
+		return p, ctx, err
+	}
+}
