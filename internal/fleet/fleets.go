@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -245,9 +246,23 @@ func normaliseFleet(f *croupierv1.Fleet) error {
 			return invalidArg("runtime_configuration.server_processes[%d].concurrent_executions must be at least 1", i)
 		}
 		total += int(sp.GetConcurrentExecutions())
-		for k := range sp.GetEnvironment() {
-			if !validEnvName(k) {
-				return invalidArg("runtime_configuration.server_processes[%d].environment: %q is not a variable name", i, k)
+		if n := len(sp.GetParameters()); n > MaxParameters {
+			return invalidArg("runtime_configuration.server_processes[%d].parameters has %d entries; at most %d are allowed", i, n, MaxParameters)
+		}
+		for j, p := range sp.GetParameters() {
+			if err := checkText(fmt.Sprintf("runtime_configuration.server_processes[%d].parameters[%d]", i, j), p, MaxParameterBytes); err != nil {
+				return err
+			}
+		}
+		if n := len(sp.GetEnvironment()); n > MaxEnvironment {
+			return invalidArg("runtime_configuration.server_processes[%d].environment has %d entries; at most %d are allowed", i, n, MaxEnvironment)
+		}
+		for k, v := range sp.GetEnvironment() {
+			if !validEnvName(k) || len(k) > 128 {
+				return invalidArg("runtime_configuration.server_processes[%d].environment: %.32q is not a variable name (letters, digits, '_', at most 128 bytes)", i, k)
+			}
+			if err := checkText(fmt.Sprintf("runtime_configuration.server_processes[%d].environment[%s]", i, k), v, MaxEnvironmentBytes); err != nil {
+				return err
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package fleet_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -36,6 +37,9 @@ func TestFleetCRUD(t *testing.T) {
 			"bad env name":         {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "/bin/game", ConcurrentExecutions: 1, Environment: map[string]string{"1X": ""}}}}},
 			"relative launch path": {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "sh", ConcurrentExecutions: 1}}}},
 			"dot-dot launch path":  {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "/srv/builds/../../bin/sh", ConcurrentExecutions: 1}}}},
+			"65 parameters":        {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "/bin/game", ConcurrentExecutions: 1, Parameters: make([]string, 65)}}}},
+			"huge parameter":       {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "/bin/game", ConcurrentExecutions: 1, Parameters: []string{strings.Repeat("x", 1025)}}}}},
+			"huge env value":       {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{ServerProcesses: []*croupierv1.ServerProcess{{LaunchPath: "/bin/game", ConcurrentExecutions: 1, Environment: map[string]string{"X": strings.Repeat("x", 4097)}}}}},
 			"activation 601":       {GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{GameServerSessionActivationTimeoutSeconds: 601}},
 			"reservation -1":       {GameId: "g", Env: "prod", PlayerSessionReservationTimeoutSeconds: -1},
 			"no scope":             {Name: "x"},

@@ -9,18 +9,23 @@ import (
 
 // Limits on API input; GSE's where it documents one.
 const (
-	MaxGameProperties      = 16
-	MaxPropertyKeyBytes    = 32
-	MaxPropertyValueBytes  = 96
-	MaxSessionDataBytes    = 4096
-	MaxPlayerDataBytes     = 2048
-	MaxNameBytes           = 1024
-	MaxIDBytes             = 48
-	MaxMaxPlayers          = 10000
-	MaxBatchJoin           = 25
-	MaxPageSize            = 100
-	DefaultPageSize        = 50
-	MaxServerProcesses     = 50
+	MaxGameProperties     = 16
+	MaxPropertyKeyBytes   = 32
+	MaxPropertyValueBytes = 96
+	MaxSessionDataBytes   = 4096
+	MaxPlayerDataBytes    = 2048
+	MaxNameBytes          = 1024
+	MaxIDBytes            = 48
+	MaxMaxPlayers         = 10000
+	MaxBatchJoin          = 25
+	MaxPageSize           = 100
+	DefaultPageSize       = 50
+	MaxServerProcesses    = 50
+	// A launch configuration's argv and environment.
+	MaxParameters          = 64
+	MaxParameterBytes      = 1024
+	MaxEnvironment         = 64
+	MaxEnvironmentBytes    = 4096
 	MaxActivationTimeout   = 600 * time.Second
 	MaxReservationTimeout  = time.Hour
 	MaxPlacementTimeout    = time.Hour
