@@ -178,11 +178,13 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 	default:
 		return refuse(apierr.Newf(codes.Internal, apierr.CodeInternal, "method %s has no access rule", method))
 	}
-	if rule.rate == rateCall {
+	switch rule.rate {
+	case rateCall:
 		if err := e.limiter.Allow(p.String(), sc.game, sc.env, sc.fn); err != nil {
 			audited(err)
 			return ctx, nil, err
 		}
+	case rateRefusals: // refuse took a token if the call was refused
 	}
 	if note != nil {
 		note.reached = true
