@@ -307,7 +307,7 @@ func listen(addr string, tlsCfg *tls.Config, http1Only bool) (net.Listener, erro
 
 func (s *Server) newGRPCServer(tlsCfg *tls.Config, auth authenticator) *grpc.Server {
 	// First: an undecodable request is INVALID_ARGUMENT before any auth work.
-	opts := append(wirecodec.Options(),
+	opts := append(append(wirecodec.Options(), tunnel.GRPCServerOptions()...),
 		grpc.ChainUnaryInterceptor(s.auth.UnaryInterceptor(auth.principal)),
 		grpc.ChainStreamInterceptor(s.streamLifetime, s.auth.StreamInterceptor(auth.principal)),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
