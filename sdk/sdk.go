@@ -256,7 +256,7 @@ func (c *Client) Serve(ctx context.Context) error {
 	}
 	c.mu.Unlock()
 
-	conn, err := grpc.NewClient(c.opts.AgentAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(c.opts.AgentAddr, append(tunnel.GRPCDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return fmt.Errorf("sdk: agent address %s: %w", c.opts.AgentAddr, err)
 	}

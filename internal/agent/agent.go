@@ -120,7 +120,8 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			}
 		},
 	})
-	a.sdkServer = grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}))
+	a.sdkServer = grpc.NewServer(append(tunnel.GRPCServerOptions(),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}))...)
 	agentv1.RegisterLocalAgentServiceServer(a.sdkServer, localService{a: a})
 	a.sdkTunnel.RegisterGRPC(a.sdkServer)
 	if a.sdkLis, err = net.Listen("tcp", a.cfg.SDKAddr); err != nil {
@@ -244,8 +245,8 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 		a.client = tunnel.NewLongPollClient(base+"/tunnel/v1", hc, copts)
 		return nil
 	default:
-		conn, err := grpc.NewClient(a.cfg.Server, grpc.WithTransportCredentials(creds),
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))
+		conn, err := grpc.NewClient(a.cfg.Server, append(tunnel.GRPCDialOptions(), grpc.WithTransportCredentials(creds),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))...)
 		if err != nil {
 			return fmt.Errorf("dial server %s: %w", a.cfg.Server, err)
 		}

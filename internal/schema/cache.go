@@ -16,14 +16,23 @@ const DefaultCacheCapacity = 1024
 // canonical JSON, so the invoke path compiles each distinct schema once.
 // It is a bounded LRU; failed compiles are cached too, so a bad schema
 // costs one compile rather than one per call. Safe for concurrent use.
+//
+// It also remembers which *structpb.Struct values it has seen: the invoke
+// path asks for the schema of the same registered descriptor on every
+// call, and encoding that schema to JSON and hashing it cost more than the
+// validation itself. So a Struct given to Get must not be modified
+// afterwards (registry descriptors never are).
 type Cache struct {
 	capacity int
 
 	mu      sync.Mutex
 	entries map[[sha256.Size]byte]*list.Element
 	order   *list.List // front = most recently used; values are *cacheEntry
-	hits    uint64
-	misses  uint64
+	// seen maps Structs already looked up to their entry; at most
+	// capacity of them, forgotten all at once when full.
+	seen   map[*structpb.Struct]*list.Element
+	hits   uint64
+	misses uint64
 }
 
 type cacheEntry struct {
@@ -42,12 +51,26 @@ func NewCache(capacity int) *Cache {
 		capacity: capacity,
 		entries:  make(map[[sha256.Size]byte]*list.Element),
 		order:    list.New(),
+		seen:     make(map[*structpb.Struct]*list.Element),
 	}
 }
 
 // Get returns the compiled form of s, compiling it on first use (see the
 // package-level Compile for the semantics).
 func (c *Cache) Get(s *structpb.Struct) (*Schema, error) {
+	c.mu.Lock()
+	if el, ok := c.seen[s]; ok {
+		e := el.Value.(*cacheEntry)
+		if c.entries[e.key] == el { // not evicted since
+			c.order.MoveToFront(el)
+			c.hits++
+			c.mu.Unlock()
+			return e.schema, e.err
+		}
+		delete(c.seen, s)
+	}
+	c.mu.Unlock()
+
 	raw, err := canonicalJSON(s)
 	if err != nil {
 		return nil, err
@@ -61,6 +84,7 @@ func (c *Cache) Get(s *structpb.Struct) (*Schema, error) {
 	if el, ok := c.entries[key]; ok {
 		c.order.MoveToFront(el)
 		c.hits++
+		c.remember(s, el)
 		e := el.Value.(*cacheEntry)
 		c.mu.Unlock()
 		return e.schema, e.err
@@ -77,16 +101,27 @@ func (c *Cache) Get(s *structpb.Struct) (*Schema, error) {
 	defer c.mu.Unlock()
 	if el, ok := c.entries[key]; ok {
 		c.order.MoveToFront(el)
+		c.remember(s, el)
 		e := el.Value.(*cacheEntry)
 		return e.schema, e.err
 	}
-	c.entries[key] = c.order.PushFront(&cacheEntry{key: key, schema: compiled, err: cerr})
+	el := c.order.PushFront(&cacheEntry{key: key, schema: compiled, err: cerr})
+	c.entries[key] = el
+	c.remember(s, el)
 	for c.order.Len() > c.capacity {
 		oldest := c.order.Back()
 		c.order.Remove(oldest)
 		delete(c.entries, oldest.Value.(*cacheEntry).key)
 	}
 	return compiled, cerr
+}
+
+// remember records that s compiles to el's entry. Called with mu held.
+func (c *Cache) remember(s *structpb.Struct, el *list.Element) {
+	if len(c.seen) >= c.capacity {
+		clear(c.seen)
+	}
+	c.seen[s] = el
 }
 
 // CacheStats is a point-in-time view of a Cache, for metrics.

@@ -99,3 +99,28 @@ func TestCacheConcurrentUse(t *testing.T) {
 		t.Errorf("Len = %d exceeds capacity 8", st.Len)
 	}
 }
+
+// The same Struct asked again is found without re-encoding it, and that
+// shortcut keeps the LRU's order and eviction exact.
+func TestCacheRemembersStructsWithinLRU(t *testing.T) {
+	t.Parallel()
+	c := schema.NewCache(2)
+	one, two, three := mustStruct(t, `{"maxLength":1}`), mustStruct(t, `{"maxLength":2}`), mustStruct(t, `{"maxLength":3}`)
+	first, _ := c.Get(one)
+	_, _ = c.Get(two)
+	if again, _ := c.Get(one); again != first { // one is now most recent
+		t.Fatal("the same Struct compiled twice")
+	}
+	_, _ = c.Get(three) // evicts two
+	if again, _ := c.Get(one); again != first {
+		t.Error("entry one (recently used through the same Struct) was evicted instead of two")
+	}
+	before := c.Stats()
+	_, _ = c.Get(two)
+	if st := c.Stats(); st.Misses != before.Misses+1 {
+		t.Errorf("Stats = %+v after asking for the evicted Struct again, want one more miss than %+v", st, before)
+	}
+	if st := c.Stats(); st.Len != 2 || st.Hits != 2 || st.Misses != 4 {
+		t.Errorf("Stats = %+v, want Len 2, Hits 2, Misses 4", st)
+	}
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"github.com/croupier/croupier/internal/tunnel"
 	"github.com/croupier/croupier/internal/wirecodec"
 	"runtime"
 	"time"
@@ -61,7 +62,7 @@ func (s *Server) newGRPCServer(tlsCfg *tls.Config, e *edge) *grpc.Server {
 	// Telemetry first (it counts refused calls too), then the codec guard
 	// (an undecodable request is INVALID_ARGUMENT before any auth work),
 	// then the edge.
-	opts := append(s.telemetryOptions(), wirecodec.Options()...)
+	opts := append(append(s.telemetryOptions(), wirecodec.Options()...), tunnel.GRPCServerOptions()...)
 	opts = append(opts,
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
