@@ -235,7 +235,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		sv.grpc(s.grpcServer)
 		sv.grpc(inSrv)
 	}
-	if s.inproc, err = newInproc(inSrv, s.cfg.MaxRequestBytes, s.inprocTracing()...); err != nil {
+	if s.inproc, err = newInproc(inSrv, s.cfg.MaxRequestBytes, append(tunnel.GRPCDialOptions(), s.inprocTracing()...)...); err != nil {
 		return err
 	}
 	s.obs.rpc.InitializeMetrics(s.grpcServer)
