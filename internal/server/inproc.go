@@ -15,7 +15,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 )
 
 // REST reaches the services through an in-process gRPC connection (an
@@ -35,9 +37,11 @@ type inproc struct {
 	lis  *bufconn.Listener
 	srv  *grpc.Server
 	conn *grpc.ClientConn
+	// cc is what REST calls: unary methods directly (d), streams over conn.
+	cc grpc.ClientConnInterface
 }
 
-func newInproc(srv *grpc.Server, maxRequest int, extra ...grpc.DialOption) (*inproc, error) {
+func newInproc(srv *grpc.Server, d *direct, maxRequest int, extra ...grpc.DialOption) (*inproc, error) {
 	lis := bufconn.Listen(1 << 20)
 	conn, err := grpc.NewClient("passthrough:///croupier-inproc", append([]grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
@@ -47,7 +51,97 @@ func newInproc(srv *grpc.Server, maxRequest int, extra ...grpc.DialOption) (*inp
 	if err != nil {
 		return nil, err
 	}
-	return &inproc{lis: lis, srv: srv, conn: conn}, nil
+	d.streams = conn
+	return &inproc{lis: lis, srv: srv, conn: conn, cc: d}, nil
+}
+
+// direct carries REST's unary calls to the services without an encoding
+// or HTTP/2 hop: the generated method handler runs under the same
+// interceptor chain (RPC metrics, then the edge) as on the in-process gRPC
+// server, with the gateway's metadata as the incoming metadata. Streams
+// (the SSE routes) still take the in-process connection.
+type direct struct {
+	methods map[string]directMethod // by full method name
+	chain   grpc.UnaryServerInterceptor
+	streams grpc.ClientConnInterface
+}
+
+type directMethod struct {
+	impl    any
+	handler grpc.MethodHandler
+}
+
+func newDirect(chain ...grpc.UnaryServerInterceptor) *direct {
+	return &direct{methods: map[string]directMethod{}, chain: chainUnary(chain)}
+}
+
+// RegisterService makes d a grpc.ServiceRegistrar, so the list of services
+// registers on it as on a grpc.Server.
+func (d *direct) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	for _, m := range desc.Methods {
+		d.methods["/"+desc.ServiceName+"/"+m.MethodName] = directMethod{impl: impl, handler: m.Handler}
+	}
+}
+
+func (d *direct) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	m, ok := d.methods[method]
+	if !ok {
+		return status.Errorf(codes.Unimplemented, "%s is not served", method)
+	}
+	md, _ := metadata.FromOutgoingContext(ctx)
+	// The handler sees the gateway's metadata as incoming and sends none on.
+	ctx = metadata.NewIncomingContext(metadata.NewOutgoingContext(ctx, nil), md)
+	st := &directStream{method: method}
+	ctx = grpc.NewContextWithServerTransportStream(ctx, st)
+	resp, err := m.handler(m.impl, ctx, func(in any) error {
+		proto.Merge(in.(proto.Message), args.(proto.Message))
+		return nil
+	}, d.chain)
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			*o.HeaderAddr = st.header
+		case grpc.TrailerCallOption:
+			*o.TrailerAddr = st.trailer
+		}
+	}
+	if err != nil {
+		return err
+	}
+	proto.Merge(reply.(proto.Message), resp.(proto.Message))
+	return nil
+}
+
+func (d *direct) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return d.streams.NewStream(ctx, desc, method, opts...)
+}
+
+// directStream collects the headers and trailers a handler sets.
+type directStream struct {
+	method          string
+	header, trailer metadata.MD
+}
+
+func (s *directStream) Method() string { return s.method }
+func (s *directStream) SetHeader(md metadata.MD) error {
+	s.header = metadata.Join(s.header, md)
+	return nil
+}
+func (s *directStream) SendHeader(md metadata.MD) error { return s.SetHeader(md) }
+func (s *directStream) SetTrailer(md metadata.MD) error {
+	s.trailer = metadata.Join(s.trailer, md)
+	return nil
+}
+
+// chainUnary runs ics in order around a handler, as grpc.ChainUnaryInterceptor does.
+func chainUnary(ics []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		for i := len(ics) - 1; i >= 0; i-- {
+			ic, next := ics[i], h
+			h = func(ctx context.Context, req any) (any, error) { return ic(ctx, req, info, next) }
+		}
+		return h(ctx, req)
+	}
 }
 
 func (p *inproc) close() {

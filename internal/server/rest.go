@@ -74,7 +74,7 @@ func (s *Server) restHandler(ctx context.Context, svcs []service) (http.Handler,
 		if sv.rest == nil {
 			continue
 		}
-		if err := sv.rest(ctx, gw, s.inproc.conn); err != nil {
+		if err := sv.rest(ctx, gw, s.inproc.cc); err != nil {
 			return nil, err
 		}
 	}

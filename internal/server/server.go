@@ -230,12 +230,15 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.methods = s.methodTable()
 	svcs := s.services(fh, ch, rh)
 	s.grpcServer = s.newGRPCServer(serverTLS, s.newEdge(s.networkIdentity(auth)))
-	inSrv := s.newGRPCServer(nil, s.newEdge(forwardedIdentity))
+	inEdge := s.newEdge(forwardedIdentity)
+	inSrv := s.newGRPCServer(nil, inEdge)
+	direct := newDirect(s.obs.rpc.UnaryServerInterceptor(), inEdge.unary())
 	for _, sv := range svcs {
 		sv.grpc(s.grpcServer)
 		sv.grpc(inSrv)
+		sv.grpc(direct)
 	}
-	if s.inproc, err = newInproc(inSrv, s.cfg.MaxRequestBytes, append(tunnel.GRPCDialOptions(), s.inprocTracing()...)...); err != nil {
+	if s.inproc, err = newInproc(inSrv, direct, s.cfg.MaxRequestBytes, append(tunnel.GRPCDialOptions(), s.inprocTracing()...)...); err != nil {
 		return err
 	}
 	s.obs.rpc.InitializeMetrics(s.grpcServer)
@@ -343,7 +346,7 @@ func (s *Server) tunnelMux(ctx context.Context, auth authenticator, svcs []servi
 	gw := s.gateway()
 	for _, sv := range svcs {
 		if sv.tunnel {
-			if err := sv.rest(ctx, gw, s.inproc.conn); err != nil {
+			if err := sv.rest(ctx, gw, s.inproc.cc); err != nil {
 				return nil, err
 			}
 		}

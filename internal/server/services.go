@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"github.com/croupier/croupier/internal/tunnel"
-	"github.com/croupier/croupier/internal/wirecodec"
 	"runtime"
 	"time"
 
@@ -13,6 +11,8 @@ import (
 	"github.com/croupier/croupier/internal/audit"
 	authsvc "github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/principal"
+	"github.com/croupier/croupier/internal/tunnel"
+	"github.com/croupier/croupier/internal/wirecodec"
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -25,7 +25,7 @@ import (
 // serves its REST routes too (for agents that cannot use HTTP/2).
 type service struct {
 	grpc   func(grpc.ServiceRegistrar)
-	rest   func(context.Context, *gwruntime.ServeMux, *grpc.ClientConn) error
+	rest   func(context.Context, *gwruntime.ServeMux, grpc.ClientConnInterface) error
 	tunnel bool
 }
 
@@ -33,23 +33,31 @@ type service struct {
 // the tunnel listener are all registered from it.
 func (s *Server) services(fh functionHandler, ch controlHandler, rh registryHandler) []service {
 	return []service{
-		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterFunctionServiceServer(r, fh) }, rest: croupierv1.RegisterFunctionServiceHandler},
-		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterControlServiceServer(r, ch) }, rest: croupierv1.RegisterControlServiceHandler, tunnel: true},
-		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterRegistryServiceServer(r, rh) }, rest: croupierv1.RegisterRegistryServiceHandler},
-		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterAuthServiceServer(r, authsvc.NewAuthServer(s.auth)) }, rest: croupierv1.RegisterAuthServiceHandler},
-		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterUserServiceServer(r, authsvc.NewUserServer(s.auth)) }, rest: croupierv1.RegisterUserServiceHandler},
-		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterRoleServiceServer(r, authsvc.NewRoleServer(s.auth)) }, rest: croupierv1.RegisterRoleServiceHandler},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterFunctionServiceServer(r, fh) }, rest: rest(croupierv1.RegisterFunctionServiceHandlerClient, croupierv1.NewFunctionServiceClient)},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterControlServiceServer(r, ch) }, rest: rest(croupierv1.RegisterControlServiceHandlerClient, croupierv1.NewControlServiceClient), tunnel: true},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterRegistryServiceServer(r, rh) }, rest: rest(croupierv1.RegisterRegistryServiceHandlerClient, croupierv1.NewRegistryServiceClient)},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterAuthServiceServer(r, authsvc.NewAuthServer(s.auth)) }, rest: rest(croupierv1.RegisterAuthServiceHandlerClient, croupierv1.NewAuthServiceClient)},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterUserServiceServer(r, authsvc.NewUserServer(s.auth)) }, rest: rest(croupierv1.RegisterUserServiceHandlerClient, croupierv1.NewUserServiceClient)},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterRoleServiceServer(r, authsvc.NewRoleServer(s.auth)) }, rest: rest(croupierv1.RegisterRoleServiceHandlerClient, croupierv1.NewRoleServiceClient)},
 		{grpc: func(r grpc.ServiceRegistrar) {
 			croupierv1.RegisterApprovalServiceServer(r, approval.NewServer(s.guard.approvals))
-		}, rest: croupierv1.RegisterApprovalServiceHandler},
+		}, rest: rest(croupierv1.RegisterApprovalServiceHandlerClient, croupierv1.NewApprovalServiceClient)},
 		{grpc: func(r grpc.ServiceRegistrar) {
 			croupierv1.RegisterAuditServiceServer(r, audit.NewServer(s.guard.audit))
-		}, rest: croupierv1.RegisterAuditServiceHandler},
-		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterCertificateServiceServer(r, s.certs) }, rest: croupierv1.RegisterCertificateServiceHandler},
-		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterFleetServiceServer(r, s.fleet.GRPC()) }, rest: croupierv1.RegisterFleetServiceHandler},
-		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterFleetAgentServiceServer(r, s.fleet.AgentAPI()) }, rest: croupierv1.RegisterFleetAgentServiceHandler, tunnel: true},
+		}, rest: rest(croupierv1.RegisterAuditServiceHandlerClient, croupierv1.NewAuditServiceClient)},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterCertificateServiceServer(r, s.certs) }, rest: rest(croupierv1.RegisterCertificateServiceHandlerClient, croupierv1.NewCertificateServiceClient)},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterFleetServiceServer(r, s.fleet.GRPC()) }, rest: rest(croupierv1.RegisterFleetServiceHandlerClient, croupierv1.NewFleetServiceClient)},
+		{grpc: func(r grpc.ServiceRegistrar) { croupierv1.RegisterFleetAgentServiceServer(r, s.fleet.AgentAPI()) }, rest: rest(croupierv1.RegisterFleetAgentServiceHandlerClient, croupierv1.NewFleetAgentServiceClient), tunnel: true},
 		{grpc: s.tunnel.RegisterGRPC},
 		{grpc: func(r grpc.ServiceRegistrar) { healthpb.RegisterHealthServer(r, s.health) }},
+	}
+}
+
+// rest adapts a generated REST registration to the list of services: the
+// gateway calls the service through cc.
+func rest[C any](register func(context.Context, *gwruntime.ServeMux, C) error, client func(grpc.ClientConnInterface) C) func(context.Context, *gwruntime.ServeMux, grpc.ClientConnInterface) error {
+	return func(ctx context.Context, mux *gwruntime.ServeMux, cc grpc.ClientConnInterface) error {
+		return register(ctx, mux, client(cc))
 	}
 }
 
