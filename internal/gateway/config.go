@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/croupier/croupier/internal/tlsconf"
+)
+
+// Config configures `croupier gateway`. Keys are the flat snake_case names of
+// the config file, the CROUPIER_* environment and the flags (see
+// docs/gateway.md).
+type Config struct {
+	// ServerID is this gateway's id (0–255): the first byte of every uniqId
+	// and the serverId a business must register with.
+	ServerID int `koanf:"server_id"`
+	// ClientAddr and ClientPath are where game clients open WebSockets.
+	ClientAddr string `koanf:"client_addr"`
+	ClientPath string `koanf:"client_path"`
+	// BusinessAddr is the TCP listener of business processes. Off loopback it
+	// requires mTLS (BusinessTLS*).
+	BusinessAddr string `koanf:"business_addr"`
+	// BusinessTLSCA, BusinessTLSCert and BusinessTLSKey turn on mTLS for the
+	// business listener: businesses must present a certificate signed by CA.
+	BusinessTLSCA   string `koanf:"business_tls_ca"`
+	BusinessTLSCert string `koanf:"business_tls_cert"`
+	BusinessTLSKey  string `koanf:"business_tls_key"`
+	// ReadDeadline closes a client or business that sent nothing for this long.
+	ReadDeadline time.Duration `koanf:"read_deadline"`
+	// MaxOnline refuses WebSocket upgrades beyond this many connections.
+	MaxOnline int `koanf:"max_online"`
+	// ReceivePackLimit bounds a client message and a business frame, in bytes.
+	ReceivePackLimit int `koanf:"receive_pack_limit"`
+	// SendBufferLimit bounds the bytes queued for one client; a client that
+	// lets more pile up is disconnected.
+	SendBufferLimit int `koanf:"send_buffer_limit"`
+	// SendMessageType is the WebSocket frame type of data sent to clients:
+	// "text" or "binary".
+	SendMessageType string `koanf:"send_message_type"`
+	// ConnOpenWorkerID and ConnCloseWorkerID receive ConnOpen and ConnClose
+	// (0: not sent).
+	ConnOpenWorkerID  int `koanf:"conn_open_worker_id"`
+	ConnCloseWorkerID int `koanf:"conn_close_worker_id"`
+	// AllowedOrigins lists the Origin header values accepted on upgrade. Empty:
+	// requests without Origin or from the same host only; "*": any origin.
+	AllowedOrigins []string `koanf:"allowed_origins"`
+	// BusinessQueue bounds the frames queued for one business; beyond it
+	// client messages to that business are dropped.
+	BusinessQueue int `koanf:"business_queue"`
+}
+
+// DefaultConfig returns the defaults of `croupier gateway` (netsvr's).
+func DefaultConfig() Config {
+	return Config{
+		ServerID:         1,
+		ClientAddr:       "127.0.0.1:6060",
+		ClientPath:       "/netsvr",
+		BusinessAddr:     "127.0.0.1:6061",
+		ReadDeadline:     120 * time.Second,
+		MaxOnline:        100000,
+		ReceivePackLimit: 2 << 20,
+		SendBufferLimit:  4 << 20,
+		SendMessageType:  "text",
+		BusinessQueue:    8192,
+	}
+}
+
+// Validate reports every problem at once, each saying what to change.
+func (c *Config) Validate() error {
+	var p []string
+	if c.ServerID < 0 || c.ServerID > 255 {
+		p = append(p, fmt.Sprintf("server_id %d: must be 0–255 (it is one byte of every uniqId)", c.ServerID))
+	}
+	if c.ClientAddr == "" {
+		p = append(p, "client_addr: empty; set the WebSocket listen address, e.g. 127.0.0.1:6060")
+	}
+	if !strings.HasPrefix(c.ClientPath, "/") {
+		p = append(p, fmt.Sprintf("client_path %q: must start with /", c.ClientPath))
+	}
+	if c.BusinessAddr == "" {
+		p = append(p, "business_addr: empty; set the business TCP listen address, e.g. 127.0.0.1:6061")
+	}
+	tlsSet := c.BusinessTLSCA != "" || c.BusinessTLSCert != "" || c.BusinessTLSKey != ""
+	if tlsSet && (c.BusinessTLSCA == "" || c.BusinessTLSCert == "" || c.BusinessTLSKey == "") {
+		p = append(p, "business_tls_ca, business_tls_cert and business_tls_key: set all three for mTLS, or none")
+	}
+	if c.BusinessAddr != "" && !tlsSet {
+		if err := tlsconf.CheckInsecureAllowed(c.BusinessAddr, true); err != nil {
+			p = append(p, fmt.Sprintf("business_addr %s: business processes are trusted with every player connection, so off loopback the listener requires mTLS; set business_tls_ca/cert/key or listen on 127.0.0.1", c.BusinessAddr))
+		}
+	}
+	if c.ReadDeadline < time.Second {
+		p = append(p, fmt.Sprintf("read_deadline %s: must be at least 1s", c.ReadDeadline))
+	}
+	if c.MaxOnline < 1 {
+		p = append(p, fmt.Sprintf("max_online %d: must be at least 1", c.MaxOnline))
+	}
+	if c.ReceivePackLimit < 64 || c.ReceivePackLimit > 64<<20 {
+		p = append(p, fmt.Sprintf("receive_pack_limit %d: must be 64 bytes–64 MiB", c.ReceivePackLimit))
+	}
+	if c.SendBufferLimit < 4096 {
+		p = append(p, fmt.Sprintf("send_buffer_limit %d: must be at least 4096 bytes", c.SendBufferLimit))
+	}
+	if c.SendMessageType != "text" && c.SendMessageType != "binary" {
+		p = append(p, fmt.Sprintf("send_message_type %q: must be text or binary", c.SendMessageType))
+	}
+	for _, w := range []struct {
+		key string
+		v   int
+	}{{"conn_open_worker_id", c.ConnOpenWorkerID}, {"conn_close_worker_id", c.ConnCloseWorkerID}} {
+		if w.v < 0 || w.v > maxWorkerID {
+			p = append(p, fmt.Sprintf("%s %d: must be 0 (off) or a workerId 1–999", w.key, w.v))
+		}
+	}
+	if c.BusinessQueue < 16 {
+		p = append(p, fmt.Sprintf("business_queue %d: must be at least 16", c.BusinessQueue))
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return errors.New("invalid gateway configuration:\n  - " + strings.Join(p, "\n  - "))
+}
