@@ -165,6 +165,12 @@ var handlers = map[netsvr.Cmd]handler{
 		req := m.(*netsvr.TopicUniqIdCountReq)
 		return &netsvr.TopicUniqIdCountResp{ServerId: int32(g.cfg.ServerID), Items: g.hub.topicCounts(req.Topics, req.CountAll)}
 	}},
+	netsvr.Cmd_Limit: {func() proto.Message { return &netsvr.LimitReq{} }, func(g *Gateway, _ *business, m proto.Message) proto.Message {
+		return &netsvr.LimitResp{ServerId: int32(g.cfg.ServerID), Items: g.limits.update(m.(*netsvr.LimitReq))}
+	}},
+	netsvr.Cmd_ConnOpenCustomUniqIdToken: {noBody, func(g *Gateway, _ *business, _ proto.Message) proto.Message {
+		return &netsvr.ConnOpenCustomUniqIdTokenResp{UniqId: g.newUniqID(), Token: g.tokens.issue(time.Now())}
+	}},
 	netsvr.Cmd_ConnInfo: {func() proto.Message { return &netsvr.ConnInfoReq{} }, func(g *Gateway, _ *business, m proto.Message) proto.Message {
 		items := map[string]*netsvr.ConnInfoResp_Item{}
 		for id, in := range g.hub.infos(m.(*netsvr.ConnInfoReq).UniqIds) {

@@ -46,6 +46,17 @@ type Config struct {
 	// AllowedOrigins lists the Origin header values accepted on upgrade. Empty:
 	// requests without Origin or from the same host only; "*": any origin.
 	AllowedOrigins []string `koanf:"allowed_origins"`
+	// CustomUniqIDKey and CustomUniqIDTokenKey are the query keys of a client
+	// that connects with its own uniqId and a one-time token from
+	// ConnOpenCustomUniqIdToken (empty key: custom uniqIds are off).
+	CustomUniqIDKey      string `koanf:"custom_uniq_id_key"`
+	CustomUniqIDTokenKey string `koanf:"custom_uniq_id_token_key"`
+	// CustomUniqIDTokenTTL is how long such a token stays valid.
+	CustomUniqIDTokenTTL time.Duration `koanf:"custom_uniq_id_token_ttl"`
+	// LimitGroups are token buckets on client messages, each
+	// "name=concurrency:workerId,workerId,..." (concurrency messages per
+	// second for the group's workerIds; the excess is dropped).
+	LimitGroups []string `koanf:"limit_groups"`
 	// BusinessQueue bounds the frames queued for one business; beyond it
 	// client messages to that business are dropped.
 	BusinessQueue int `koanf:"business_queue"`
@@ -64,6 +75,10 @@ func DefaultConfig() Config {
 		SendBufferLimit:  4 << 20,
 		SendMessageType:  "text",
 		BusinessQueue:    8192,
+
+		CustomUniqIDKey:      "uniqId",
+		CustomUniqIDTokenKey: "token",
+		CustomUniqIDTokenTTL: 30 * time.Second,
 	}
 }
 
@@ -113,6 +128,15 @@ func (c *Config) Validate() error {
 		if w.v < 0 || w.v > maxWorkerID {
 			p = append(p, fmt.Sprintf("%s %d: must be 0 (off) or a workerId 1–999", w.key, w.v))
 		}
+	}
+	if c.CustomUniqIDKey != "" && (c.CustomUniqIDTokenKey == "" || c.CustomUniqIDTokenKey == c.CustomUniqIDKey) {
+		p = append(p, fmt.Sprintf("custom_uniq_id_token_key %q: set a query key different from custom_uniq_id_key", c.CustomUniqIDTokenKey))
+	}
+	if c.CustomUniqIDTokenTTL < time.Second {
+		p = append(p, fmt.Sprintf("custom_uniq_id_token_ttl %s: must be at least 1s", c.CustomUniqIDTokenTTL))
+	}
+	if _, err := newLimits(c.LimitGroups); err != nil {
+		p = append(p, "limit_groups: "+err.Error())
 	}
 	if c.BusinessQueue < 16 {
 		p = append(p, fmt.Sprintf("business_queue %d: must be at least 16", c.BusinessQueue))

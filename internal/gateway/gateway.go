@@ -35,6 +35,8 @@ type Gateway struct {
 
 	hub        *hub
 	businesses *businesses
+	tokens     *tokens
+	limits     *limits
 	upgrader   *websocket.Upgrader
 	engine     *nbhttp.Engine
 	sendOp     byte
@@ -61,8 +63,14 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	lim, err := newLimits(cfg.LimitGroups)
+	if err != nil {
+		return nil, err
+	}
 	g := &Gateway{
 		cfg:        cfg,
+		tokens:     newTokens(cfg.CustomUniqIDTokenTTL),
+		limits:     lim,
 		log:        log,
 		hub:        newHub(),
 		businesses: newBusinesses(),
@@ -258,6 +266,11 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed: add it to the gateway's allowed_origins", http.StatusForbidden)
 		return
 	}
+	customID, ok := g.customUniqID(r.URL.RawQuery)
+	if !ok {
+		http.Error(w, "Custom uniqId wrong", http.StatusBadRequest)
+		return
+	}
 	if g.online.Add(1) > int64(g.cfg.MaxOnline) {
 		g.online.Add(-1)
 		http.Error(w, "gateway full: max_online connections reached, try again later", http.StatusServiceUnavailable)
@@ -268,9 +281,15 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		g.online.Add(-1) // the upgrader answered the request with the error
 		return
 	}
-	c := &client{ws: ws, uniqID: g.newUniqID()}
+	c := &client{ws: ws, uniqID: customID}
+	if c.uniqID == "" {
+		c.uniqID = g.newUniqID()
+	}
 	ws.SetSession(c)
-	g.hub.add(c)
+	if displaced := g.hub.add(c); displaced != nil {
+		// A custom uniqId that is online already: the newer connection wins.
+		displaced.sendAndClose(nil)
+	}
 	if id := g.cfg.ConnOpenWorkerID; id > 0 {
 		b := g.businesses.pick(int32(id))
 		if b == nil {
@@ -343,6 +362,9 @@ func (g *Gateway) onMessage(ws *websocket.Conn, mt websocket.MessageType, data [
 	if workerID == 0 {
 		c.write(workerIDWrong)
 		return
+	}
+	if !g.limits.allow(workerID, time.Now()) {
+		return // over the workerId's Limit group
 	}
 	b := g.businesses.pick(workerID)
 	if b == nil {

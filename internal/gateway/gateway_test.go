@@ -425,3 +425,64 @@ func fastRead(c *wsc) (byte, []byte, error) {
 	_, op, p, err := c.readFrame()
 	return op, p, err
 }
+
+func TestCustomUniqIDToken(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, func(c *gateway.Config) {
+		withConnWorkers(c)
+		c.CustomUniqIDTokenTTL = time.Second
+	})
+	b := dialBiz(t, g)
+	b.mustRegister(1)
+	tok := &netsvr.ConnOpenCustomUniqIdTokenResp{}
+	b.call(netsvr.Cmd_ConnOpenCustomUniqIdToken, nil, tok)
+	if tok.Token == "" || tok.UniqId == "" {
+		t.Fatalf("token response %v", tok)
+	}
+	if c, status := dialWSStatus(t, g, wsOpts{query: "uniqId=player-1&token=" + tok.Token}); c == nil {
+		t.Fatalf("custom uniqId with a fresh token: HTTP %d", status)
+	}
+	if open := b.connOpen(); open.UniqId != "player-1" {
+		t.Errorf("ConnOpen uniqId %q, want player-1", open.UniqId)
+	}
+	if _, status := dialWSStatus(t, g, wsOpts{query: "uniqId=player-2&token=" + tok.Token}); status != http.StatusBadRequest {
+		t.Errorf("reused token: HTTP %d, want 400", status)
+	}
+	if _, status := dialWSStatus(t, g, wsOpts{query: "uniqId=player-3"}); status != http.StatusBadRequest {
+		t.Errorf("no token: HTTP %d, want 400", status)
+	}
+	b.call(netsvr.Cmd_ConnOpenCustomUniqIdToken, nil, tok)
+	if _, status := dialWSStatus(t, g, wsOpts{query: "uniqId=" + string(bytes.Repeat([]byte("x"), 129)) + "&token=" + tok.Token}); status != http.StatusBadRequest {
+		t.Errorf("129-character uniqId: HTTP %d, want 400", status)
+	}
+	b.call(netsvr.Cmd_ConnOpenCustomUniqIdToken, nil, tok)
+	time.Sleep(1100 * time.Millisecond) // the behaviour under test: expiry after the TTL
+	if _, status := dialWSStatus(t, g, wsOpts{query: "uniqId=player-4&token=" + tok.Token}); status != http.StatusBadRequest {
+		t.Errorf("expired token: HTTP %d, want 400", status)
+	}
+}
+
+func TestLimitDropsOverRate(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, func(c *gateway.Config) { c.LimitGroups = []string{"chat=1:1,3"} })
+	limited, marker := dialBiz(t, g), dialBiz(t, g)
+	limited.mustRegister(1)
+	marker.mustRegister(2)
+	c := dialWS(t, g)
+	for i := 0; i < 10; i++ {
+		c.sendText("001burst")
+	}
+	// A client's messages are handled in order: once the unlimited marker
+	// arrives, every burst message has been routed or dropped.
+	c.sendText("002marker")
+	tr := &netsvr.Transfer{}
+	marker.recv(netsvr.Cmd_Transfer, tr)
+	limited.recv(netsvr.Cmd_Transfer, tr) // the one token of the bucket
+	resp := &netsvr.LimitResp{}
+	limited.call(netsvr.Cmd_Limit, &netsvr.LimitReq{Items: []*netsvr.LimitReq_Item{
+		{Name: "chat", Concurrency: 5}, {Name: "unknown", Concurrency: 3}, {Name: "chat", Concurrency: -1},
+	}}, resp) // fails if a second Transfer came first
+	if len(resp.Items) != 1 || resp.Items[0].Name != "chat" || resp.Items[0].Concurrency != 5 || !slices.Equal(resp.Items[0].WorkerIds, []int32{1, 3}) {
+		t.Errorf("LimitResp %v", resp)
+	}
+}
