@@ -75,7 +75,7 @@ var handlers = map[netsvr.Cmd]handler{
 	netsvr.Cmd_SingleCast: {func() proto.Message { return &netsvr.SingleCast{} }, func(g *Gateway, _ *business, m proto.Message) proto.Message {
 		req := m.(*netsvr.SingleCast)
 		if c := g.hub.get(req.UniqId); c != nil && len(req.Data) > 0 {
-			c.write(g.frame(req.Data))
+			g.send(c, req.Data)
 		}
 		return nil
 	}},
@@ -86,7 +86,7 @@ var handlers = map[netsvr.Cmd]handler{
 				break
 			}
 			if c := g.hub.get(id); c != nil && len(req.Data[i]) > 0 {
-				c.write(g.frame(req.Data[i]))
+				g.send(c, req.Data[i])
 			}
 		}
 		return nil
@@ -94,14 +94,14 @@ var handlers = map[netsvr.Cmd]handler{
 	netsvr.Cmd_TopicSubscribe: {func() proto.Message { return &netsvr.TopicSubscribe{} }, func(g *Gateway, _ *business, m proto.Message) proto.Message {
 		req := m.(*netsvr.TopicSubscribe)
 		if c := g.hub.subscribe(req.UniqId, req.Topics); c != nil && len(req.Data) > 0 {
-			c.write(g.frame(req.Data))
+			g.send(c, req.Data)
 		}
 		return nil
 	}},
 	netsvr.Cmd_TopicUnsubscribe: {func() proto.Message { return &netsvr.TopicUnsubscribe{} }, func(g *Gateway, _ *business, m proto.Message) proto.Message {
 		req := m.(*netsvr.TopicUnsubscribe)
 		if c := g.hub.unsubscribe(req.UniqId, req.Topics); c != nil && len(req.Data) > 0 {
-			c.write(g.frame(req.Data))
+			g.send(c, req.Data)
 		}
 		return nil
 	}},
@@ -171,6 +171,9 @@ var handlers = map[netsvr.Cmd]handler{
 	netsvr.Cmd_ConnOpenCustomUniqIdToken: {noBody, func(g *Gateway, _ *business, _ proto.Message) proto.Message {
 		return &netsvr.ConnOpenCustomUniqIdTokenResp{UniqId: g.newUniqID(), Token: g.tokens.issue(time.Now())}
 	}},
+	netsvr.Cmd_Metrics: {noBody, func(g *Gateway, _ *business, _ proto.Message) proto.Message {
+		return g.metrics.resp(g.cfg.ServerID, g.cfg.MetricsItems)
+	}},
 	netsvr.Cmd_ConnInfo: {func() proto.Message { return &netsvr.ConnInfoReq{} }, func(g *Gateway, _ *business, m proto.Message) proto.Message {
 		items := map[string]*netsvr.ConnInfoResp_Item{}
 		for id, in := range g.hub.infos(m.(*netsvr.ConnInfoReq).UniqIds) {
@@ -222,7 +225,7 @@ func (g *Gateway) connInfoUpdate(_ *business, m proto.Message) proto.Message {
 		displaced.sendAndClose(f)
 	}
 	if c != nil && len(req.Data) > 0 {
-		c.write(g.frame(req.Data))
+		g.send(c, req.Data)
 	}
 	return nil
 }
@@ -231,7 +234,7 @@ func (g *Gateway) connInfoDelete(_ *business, m proto.Message) proto.Message {
 	req := m.(*netsvr.ConnInfoDelete)
 	c := g.hub.clear(req.UniqId, req.DelUniqId, req.DelSession, req.DelTopic, g.newUniqID)
 	if c != nil && len(req.Data) > 0 {
-		c.write(g.frame(req.Data))
+		g.send(c, req.Data)
 	}
 	return nil
 }
@@ -269,4 +272,17 @@ func (g *Gateway) fanOut(cs []*client, data []byte) {
 	for _, c := range cs {
 		c.write(f)
 	}
+	g.wrote(len(cs), len(data))
+}
+
+// send writes data to one client.
+func (g *Gateway) send(c *client, data []byte) {
+	c.write(g.frame(data))
+	g.wrote(1, len(data))
+}
+
+// wrote counts n messages of size bytes written to clients.
+func (g *Gateway) wrote(n, size int) {
+	g.metrics.meters[metricWriteCount].add(int64(n))
+	g.metrics.meters[metricWriteBytes].add(int64(n * size))
 }

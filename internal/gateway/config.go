@@ -57,6 +57,10 @@ type Config struct {
 	// "name=concurrency:workerId,workerId,..." (concurrency messages per
 	// second for the group's workerIds; the excess is dropped).
 	LimitGroups []string `koanf:"limit_groups"`
+	// MetricsItems are the Metrics items kept and answered: 0 connection
+	// open, 1 connection close, 2 heartbeat, 3 transfer count, 4 transfer
+	// bytes, 5 write count, 6 write bytes.
+	MetricsItems []int `koanf:"metrics_items"`
 	// BusinessQueue bounds the frames queued for one business; beyond it
 	// client messages to that business are dropped.
 	BusinessQueue int `koanf:"business_queue"`
@@ -76,6 +80,7 @@ func DefaultConfig() Config {
 		SendMessageType:  "text",
 		BusinessQueue:    8192,
 
+		MetricsItems:         []int{0, 1, 2, 3, 4, 5, 6},
 		CustomUniqIDKey:      "uniqId",
 		CustomUniqIDTokenKey: "token",
 		CustomUniqIDTokenTTL: 30 * time.Second,
@@ -137,6 +142,11 @@ func (c *Config) Validate() error {
 	}
 	if _, err := newLimits(c.LimitGroups); err != nil {
 		p = append(p, "limit_groups: "+err.Error())
+	}
+	for _, it := range c.MetricsItems {
+		if it < 0 || it >= metricItems {
+			p = append(p, fmt.Sprintf("metrics_items %d: items are 0–%d", it, metricItems-1))
+		}
 	}
 	if c.BusinessQueue < 16 {
 		p = append(p, fmt.Sprintf("business_queue %d: must be at least 16", c.BusinessQueue))

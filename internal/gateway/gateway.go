@@ -36,6 +36,8 @@ type Gateway struct {
 	hub        *hub
 	businesses *businesses
 	tokens     *tokens
+	metrics    metrics
+	stopTick   chan struct{}
 	limits     *limits
 	upgrader   *websocket.Upgrader
 	engine     *nbhttp.Engine
@@ -70,6 +72,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	g := &Gateway{
 		cfg:        cfg,
 		tokens:     newTokens(cfg.CustomUniqIDTokenTTL),
+		stopTick:   make(chan struct{}),
 		limits:     lim,
 		log:        log,
 		hub:        newHub(),
@@ -85,6 +88,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	u.MessageLengthLimit = cfg.ReceivePackLimit
 	u.CheckOrigin = func(*http.Request) bool { return true } // checked in serveHTTP, with our own message
 	u.SetPingHandler(func(ws *websocket.Conn, _ string) {
+		g.metrics.meters[metricHeartbeat].add(1)
 		_ = ws.WriteMessage(websocket.PongMessage, PongMessage)
 	})
 	u.OnMessage(g.onMessage)
@@ -133,8 +137,13 @@ func (g *Gateway) Start() error {
 		return fmt.Errorf("gateway client listener %s: %w", g.cfg.ClientAddr, err)
 	}
 	g.engine = engine
-	g.wg.Add(1)
+	g.metrics.start = time.Now()
+	g.wg.Add(2)
 	go g.acceptBusinesses()
+	go func() {
+		defer g.wg.Done()
+		g.metrics.run(g.stopTick)
+	}()
 	g.log.Info("gateway started", "client_addr", "ws://"+g.ClientAddr()+g.cfg.ClientPath, "business_addr", g.BusinessAddr(), "server_id", g.cfg.ServerID)
 	return nil
 }
@@ -176,6 +185,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 func (g *Gateway) Close() {
 	g.closeMu.Do(func() {
 		_ = g.businessLn.Close()
+		close(g.stopTick)
 		g.mu.Lock()
 		g.closed = true
 		for b := range g.conns {
@@ -286,6 +296,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.uniqID = g.newUniqID()
 	}
 	ws.SetSession(c)
+	g.metrics.meters[metricConnOpen].add(1)
 	if displaced := g.hub.add(c); displaced != nil {
 		// A custom uniqId that is online already: the newer connection wins.
 		displaced.sendAndClose(nil)
@@ -330,6 +341,7 @@ func (g *Gateway) onClose(ws *websocket.Conn, _ error) {
 		return
 	}
 	g.online.Add(-1)
+	g.metrics.meters[metricConnClose].add(1)
 	uniqID, session := g.hub.identity(c)
 	g.hub.remove(c)
 	if id := g.cfg.ConnCloseWorkerID; id > 0 {
@@ -355,6 +367,7 @@ func (g *Gateway) onMessage(ws *websocket.Conn, mt websocket.MessageType, data [
 		if mt == websocket.BinaryMessage {
 			op = opBinary
 		}
+		g.metrics.meters[metricHeartbeat].add(1)
 		c.write(encodeWSFrame(op, PongMessage))
 		return
 	}
@@ -371,6 +384,8 @@ func (g *Gateway) onMessage(ws *websocket.Conn, mt websocket.MessageType, data [
 		g.log.Debug("gateway: no business for workerId; message dropped", "worker_id", workerID)
 		return
 	}
+	g.metrics.meters[metricTransferCount].add(1)
+	g.metrics.meters[metricTransferBytes].add(int64(len(data)))
 	uniqID, session := g.hub.identity(c)
 	b.trySend(marshalFrame(netsvr.Cmd_Transfer, &netsvr.Transfer{UniqId: uniqID, Session: session, Data: data[3:]}))
 }

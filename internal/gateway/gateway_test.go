@@ -486,3 +486,49 @@ func TestLimitDropsOverRate(t *testing.T) {
 		t.Errorf("LimitResp %v", resp)
 	}
 }
+
+func TestMetricsCounts(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, func(c *gateway.Config) {
+		withConnWorkers(c)
+		c.MetricsItems = []int{0, 1, 2, 3, 4, 5, 6}
+	})
+	b := dialBiz(t, g)
+	b.mustRegister(1)
+	a, idA := openClient(t, g, b)
+	gone, _ := openClient(t, g, b)
+	gone.writeFrame(true, opClose, []byte{0x03, 0xE8})
+	b.recv(netsvr.Cmd_ConnClose, &netsvr.ConnClose{})
+	a.sendText("~3yPvmnz~")
+	a.expectData("~u38NvZ~")
+	a.sendText("001abcdef")
+	b.recv(netsvr.Cmd_Transfer, &netsvr.Transfer{})
+	b.send(netsvr.Cmd_SingleCast, &netsvr.SingleCast{UniqId: idA, Data: []byte("0123456789")})
+	a.expectData("0123456789")
+	m := &netsvr.MetricsResp{}
+	b.call(netsvr.Cmd_Metrics, nil, m)
+	want := map[int32]int64{0: 2, 1: 1, 2: 1, 3: 1, 4: 9, 5: 1, 6: 10}
+	for item, count := range want {
+		it := m.Items[item]
+		if it.GetCount() != count {
+			t.Errorf("metrics item %d: count %d, want %d", item, it.GetCount(), count)
+		}
+		if it.GetMeanRate() <= 0 || it.GetMeanRateMax() < it.GetMeanRate() {
+			t.Errorf("metrics item %d: mean rate %v, max %v", item, it.GetMeanRate(), it.GetMeanRateMax())
+		}
+	}
+	if m.ServerId != 7 || len(m.Items) != 7 {
+		t.Errorf("MetricsResp server %d with %d items", m.ServerId, len(m.Items))
+	}
+}
+
+func TestMetricsOnlyConfiguredItems(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, func(c *gateway.Config) { c.MetricsItems = []int{0, 3} })
+	b := dialBiz(t, g)
+	m := &netsvr.MetricsResp{}
+	b.call(netsvr.Cmd_Metrics, nil, m)
+	if len(m.Items) != 2 || m.Items[0] == nil || m.Items[3] == nil {
+		t.Errorf("items %v, want 0 and 3", m.Items)
+	}
+}
