@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/croupier/croupier/api/netsvr"
 )
 
 // maxWorkerID is the largest workerId: clients address it with 3 digits.
@@ -114,6 +116,10 @@ func (b *business) serve() {
 		}
 		if f.heartbeat {
 			b.send(appendHeartbeat(nil, PongMessage))
+			continue
+		}
+		if c := netsvr.Cmd(f.cmd); c == netsvr.Cmd_Broadcast || c == netsvr.Cmd_TopicPublish {
+			b.g.fanOutBatch(r, c, f.body)
 			continue
 		}
 		if err := b.g.dispatch(b, f.cmd, f.body); err != nil {

@@ -15,7 +15,8 @@ type errUnknownCmd uint32
 
 func (e errUnknownCmd) Error() string { return fmt.Sprintf("unknown business cmd %d", uint32(e)) }
 
-// dispatch processes one business frame. A returned error closes the
+// dispatch processes one business frame (Broadcast and TopicPublish go
+// through fanOutBatch instead). A returned error closes the
 // business connection; a body that does not decode is logged and skipped.
 func (g *Gateway) dispatch(b *business, cmd uint32, body []byte) error {
 	c := netsvr.Cmd(cmd)
@@ -63,10 +64,6 @@ var handlers = map[netsvr.Cmd]handler{
 	}},
 	netsvr.Cmd_ConnInfoUpdate: {func() proto.Message { return &netsvr.ConnInfoUpdate{} }, (*Gateway).connInfoUpdate},
 	netsvr.Cmd_ConnInfoDelete: {func() proto.Message { return &netsvr.ConnInfoDelete{} }, (*Gateway).connInfoDelete},
-	netsvr.Cmd_Broadcast: {func() proto.Message { return &netsvr.Broadcast{} }, func(g *Gateway, _ *business, m proto.Message) proto.Message {
-		g.fanOut(g.hub.all(), m.(*netsvr.Broadcast).Data)
-		return nil
-	}},
 	netsvr.Cmd_Multicast: {func() proto.Message { return &netsvr.Multicast{} }, func(g *Gateway, _ *business, m proto.Message) proto.Message {
 		req := m.(*netsvr.Multicast)
 		g.fanOut(g.hub.lookup(req.UniqIds), req.Data)
@@ -108,13 +105,6 @@ var handlers = map[netsvr.Cmd]handler{
 	netsvr.Cmd_TopicDelete: {func() proto.Message { return &netsvr.TopicDelete{} }, func(g *Gateway, _ *business, m proto.Message) proto.Message {
 		req := m.(*netsvr.TopicDelete)
 		g.fanOut(g.hub.deleteTopics(req.Topics), req.Data)
-		return nil
-	}},
-	netsvr.Cmd_TopicPublish: {func() proto.Message { return &netsvr.TopicPublish{} }, func(g *Gateway, _ *business, m proto.Message) proto.Message {
-		req := m.(*netsvr.TopicPublish)
-		if len(req.Data) > 0 {
-			g.fanOut(g.hub.members(req.Topics), req.Data)
-		}
 		return nil
 	}},
 	netsvr.Cmd_TopicPublishBulk: {func() proto.Message { return &netsvr.TopicPublishBulk{} }, func(g *Gateway, _ *business, m proto.Message) proto.Message {

@@ -2,11 +2,15 @@ package gateway_test
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/croupier/croupier/api/netsvr"
 	"github.com/croupier/croupier/internal/gateway"
@@ -530,5 +534,48 @@ func TestMetricsOnlyConfiguredItems(t *testing.T) {
 	b.call(netsvr.Cmd_Metrics, nil, m)
 	if len(m.Items) != 2 || m.Items[0] == nil || m.Items[3] == nil {
 		t.Errorf("items %v, want 0 and 3", m.Items)
+	}
+}
+
+// Fan-outs that arrive back to back (in one TCP segment) are delivered
+// completely and in order, topic by topic.
+func TestBackToBackFanOutOrder(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, withConnWorkers)
+	b := dialBiz(t, g)
+	b.mustRegister(1)
+	a, idA := openClient(t, g, b)
+	c, idC := openClient(t, g, b)
+	b.send(netsvr.Cmd_TopicSubscribe, &netsvr.TopicSubscribe{UniqId: idA, Topics: []string{"x"}})
+	b.send(netsvr.Cmd_TopicSubscribe, &netsvr.TopicSubscribe{UniqId: idC, Topics: []string{"y"}})
+	b.online(idA) // the subscriptions are in force once this is answered
+	var all []byte
+	var wantA, wantC []string
+	for i := 0; i < 150; i++ {
+		var cmd netsvr.Cmd
+		var m proto.Message
+		msg := fmt.Sprintf("m%d", i)
+		switch i % 5 {
+		case 0, 1, 2:
+			cmd, m = netsvr.Cmd_Broadcast, &netsvr.Broadcast{Data: []byte(msg)}
+			wantA, wantC = append(wantA, msg), append(wantC, msg)
+		case 3:
+			cmd, m = netsvr.Cmd_TopicPublish, &netsvr.TopicPublish{Topics: []string{"x"}, Data: []byte(msg)}
+			wantA = append(wantA, msg)
+		case 4:
+			cmd, m = netsvr.Cmd_TopicPublish, &netsvr.TopicPublish{Topics: []string{"y"}, Data: []byte(msg)}
+			wantC = append(wantC, msg)
+		}
+		body, _ := proto.Marshal(m)
+		all = binary.BigEndian.AppendUint32(all, uint32(4+len(body)))
+		all = binary.BigEndian.AppendUint32(all, uint32(cmd))
+		all = append(all, body...)
+	}
+	b.writeRaw(all)
+	for _, w := range wantA {
+		a.expectData(w)
+	}
+	for _, w := range wantC {
+		c.expectData(w)
 	}
 }
