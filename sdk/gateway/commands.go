@@ -130,3 +130,24 @@ func (c *Client) ConnInfo(ctx context.Context, uniqIDs []string) (*netsvr.ConnIn
 func (c *Client) Unregister(ctx context.Context) error {
 	return c.call(ctx, netsvr.Cmd_Unregister, &netsvr.UnRegisterReq{WorkerId: c.cfg.WorkerID, RegisterId: c.RegisterID()}, &netsvr.UnRegisterResp{})
 }
+
+// Metrics returns the gateway's configured Metrics items.
+func (c *Client) Metrics(ctx context.Context) (*netsvr.MetricsResp, error) {
+	resp := &netsvr.MetricsResp{}
+	return resp, c.call(ctx, netsvr.Cmd_Metrics, nil, resp)
+}
+
+// Limit updates the concurrency of named Limit groups (unknown names and
+// values < 1 are ignored) and returns the configuration in force; call it
+// with no items to read the configuration.
+func (c *Client) Limit(ctx context.Context, items ...*netsvr.LimitReq_Item) (*netsvr.LimitResp, error) {
+	resp := &netsvr.LimitResp{}
+	return resp, c.call(ctx, netsvr.Cmd_Limit, &netsvr.LimitReq{Items: items}, resp)
+}
+
+// CustomUniqIDToken returns a one-time token a client presents, with the
+// uniqId it wants, in its connection query.
+func (c *Client) CustomUniqIDToken(ctx context.Context) (*netsvr.ConnOpenCustomUniqIdTokenResp, error) {
+	resp := &netsvr.ConnOpenCustomUniqIdTokenResp{}
+	return resp, c.call(ctx, netsvr.Cmd_ConnOpenCustomUniqIdToken, nil, resp)
+}

@@ -148,6 +148,16 @@ func TestClientAgainstGateway(t *testing.T) {
 	if err != nil || cnt.Items["lobby"] != 1 {
 		t.Errorf("TopicUniqIdCount %v %v", cnt, err)
 	}
+	m, err := c.Metrics(wctx)
+	if err != nil || m.Items[3].GetCount() != 1 {
+		t.Errorf("Metrics transfer count %v %v", m.Items[3], err)
+	}
+	if l, err := c.Limit(wctx); err != nil || len(l.Items) != 0 {
+		t.Errorf("Limit %v %v", l, err)
+	}
+	if tok, err := c.CustomUniqIDToken(wctx); err != nil || tok.Token == "" {
+		t.Errorf("CustomUniqIDToken %v %v", tok, err)
+	}
 	_ = client.conn.Close()
 	if cl := <-closed; cl.UniqId != id {
 		t.Errorf("ConnClose %v", cl)
