@@ -184,6 +184,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 // waits for the gateway's goroutines to exit.
 func (g *Gateway) Close() {
 	g.closeMu.Do(func() {
+		if g.engine == nil {
+			return // never started
+		}
 		_ = g.businessLn.Close()
 		close(g.stopTick)
 		g.mu.Lock()
