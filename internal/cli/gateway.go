@@ -25,6 +25,8 @@ func gatewayFlags(fs *pflag.FlagSet, d gateway.Config) {
 	fs.Int("conn-open-worker-id", d.ConnOpenWorkerID, "workerId that receives ConnOpen (0: not sent)")
 	fs.Int("conn-close-worker-id", d.ConnCloseWorkerID, "workerId that receives ConnClose (0: not sent)")
 	fs.StringSlice("allowed-origins", nil, "Origin values accepted on upgrade (default: same host or none; * for any)")
+	fs.Float64("connect-rate-per-ip", d.ConnectRatePerIP, "WebSocket upgrades per second per client IP (0: off)")
+	fs.Int("connect-burst-per-ip", d.ConnectBurstPerIP, "burst of --connect-rate-per-ip")
 	fs.Int("business-queue", d.BusinessQueue, "frames queued for one business before client messages to it are dropped")
 }
 

@@ -61,6 +61,11 @@ type Config struct {
 	// open, 1 connection close, 2 heartbeat, 3 transfer count, 4 transfer
 	// bytes, 5 write count, 6 write bytes.
 	MetricsItems []int `koanf:"metrics_items"`
+	// ConnectRatePerIP limits WebSocket upgrades per client IP (per second,
+	// bursts of ConnectBurstPerIP); 0 turns the limit off. Behind a proxy
+	// every client shares the proxy's IP.
+	ConnectRatePerIP  float64 `koanf:"connect_rate_per_ip"`
+	ConnectBurstPerIP int     `koanf:"connect_burst_per_ip"`
 	// BusinessQueue bounds the frames queued for one business; beyond it
 	// client messages to that business are dropped.
 	BusinessQueue int `koanf:"business_queue"`
@@ -81,6 +86,8 @@ func DefaultConfig() Config {
 		BusinessQueue:    8192,
 
 		MetricsItems:         []int{0, 1, 2, 3, 4, 5, 6},
+		ConnectRatePerIP:     20,
+		ConnectBurstPerIP:    100,
 		CustomUniqIDKey:      "uniqId",
 		CustomUniqIDTokenKey: "token",
 		CustomUniqIDTokenTTL: 30 * time.Second,
@@ -147,6 +154,9 @@ func (c *Config) Validate() error {
 		if it < 0 || it >= metricItems {
 			p = append(p, fmt.Sprintf("metrics_items %d: items are 0–%d", it, metricItems-1))
 		}
+	}
+	if c.ConnectRatePerIP < 0 || (c.ConnectRatePerIP > 0 && c.ConnectBurstPerIP < 1) {
+		p = append(p, fmt.Sprintf("connect_rate_per_ip %v / connect_burst_per_ip %d: rate must be >= 0 (0: off) and burst >= 1", c.ConnectRatePerIP, c.ConnectBurstPerIP))
 	}
 	if c.BusinessQueue < 16 {
 		p = append(p, fmt.Sprintf("business_queue %d: must be at least 16", c.BusinessQueue))

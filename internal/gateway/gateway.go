@@ -39,6 +39,7 @@ type Gateway struct {
 	metrics    metrics
 	stopTick   chan struct{}
 	limits     *limits
+	ipLimit    *ipLimiter
 	upgrader   *websocket.Upgrader
 	engine     *nbhttp.Engine
 	sendOp     byte
@@ -74,6 +75,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		tokens:     newTokens(cfg.CustomUniqIDTokenTTL),
 		stopTick:   make(chan struct{}),
 		limits:     lim,
+		ipLimit:    newIPLimiter(cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP),
 		log:        log,
 		hub:        newHub(),
 		businesses: newBusinesses(),
@@ -277,6 +279,11 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if !g.originAllowed(r) {
 		http.Error(w, "origin not allowed: add it to the gateway's allowed_origins", http.StatusForbidden)
+		return
+	}
+	if ip, _, _ := net.SplitHostPort(r.RemoteAddr); !g.ipLimit.allow(ip, time.Now()) {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many connections from your address; retry later", http.StatusTooManyRequests)
 		return
 	}
 	customID, ok := g.customUniqID(r.URL.RawQuery)

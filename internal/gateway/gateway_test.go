@@ -579,3 +579,13 @@ func TestBackToBackFanOutOrder(t *testing.T) {
 		c.expectData(w)
 	}
 }
+
+func TestConnectRatePerIP(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, func(c *gateway.Config) { c.ConnectRatePerIP, c.ConnectBurstPerIP = 0.001, 2 })
+	dialWS(t, g)
+	dialWS(t, g)
+	if _, status := dialWSStatus(t, g, wsOpts{}); status != http.StatusTooManyRequests {
+		t.Errorf("third connection within the burst of 2: HTTP %d, want 429", status)
+	}
+}

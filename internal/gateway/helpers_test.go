@@ -40,6 +40,7 @@ func startGateway(t *testing.T, mutate func(*gateway.Config)) *gateway.Gateway {
 	cfg.ClientAddr = "127.0.0.1:0"
 	cfg.BusinessAddr = "127.0.0.1:0"
 	cfg.ServerID = 7
+	cfg.ConnectRatePerIP = 0 // every test client connects from 127.0.0.1
 	if mutate != nil {
 		mutate(&cfg)
 	}
