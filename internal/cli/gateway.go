@@ -13,6 +13,8 @@ func gatewayFlags(fs *pflag.FlagSet, d gateway.Config) {
 	fs.Int("server-id", d.ServerID, "gateway server id 0–255 (first byte of every uniqId; businesses register with it)")
 	fs.String("client-addr", d.ClientAddr, "WebSocket listen address of game clients")
 	fs.String("client-path", d.ClientPath, "WebSocket path")
+	fs.String("client-tls-cert", "", "certificate of the WebSocket listener (serves wss:// with --client-tls-key)")
+	fs.String("client-tls-key", "", "key of --client-tls-cert")
 	fs.String("business-addr", d.BusinessAddr, "TCP listen address of business processes (off loopback it needs --business-tls-*)")
 	fs.String("business-tls-ca", "", "CA that signs business certificates (turns on mTLS for the business listener)")
 	fs.String("business-tls-cert", "", "certificate the business listener presents")

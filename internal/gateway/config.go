@@ -19,6 +19,10 @@ type Config struct {
 	// ClientAddr and ClientPath are where game clients open WebSockets.
 	ClientAddr string `koanf:"client_addr"`
 	ClientPath string `koanf:"client_path"`
+	// ClientTLSCert and ClientTLSKey serve the WebSocket listener over TLS
+	// (wss://) when both are set.
+	ClientTLSCert string `koanf:"client_tls_cert"`
+	ClientTLSKey  string `koanf:"client_tls_key"`
 	// BusinessAddr is the TCP listener of business processes. Off loopback it
 	// requires mTLS (BusinessTLS*).
 	BusinessAddr string `koanf:"business_addr"`
@@ -105,6 +109,9 @@ func (c *Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.ClientPath, "/") {
 		p = append(p, fmt.Sprintf("client_path %q: must start with /", c.ClientPath))
+	}
+	if (c.ClientTLSCert == "") != (c.ClientTLSKey == "") {
+		p = append(p, "client_tls_cert and client_tls_key: set both to serve wss://, or neither")
 	}
 	if c.BusinessAddr == "" {
 		p = append(p, "business_addr: empty; set the business TCP listen address, e.g. 127.0.0.1:6061")

@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	llibtls "github.com/lesismal/llib/std/crypto/tls"
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
@@ -108,9 +109,8 @@ func (g *Gateway) Start() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc(g.cfg.ClientPath, g.serveWS)
 	var lnErr error
-	engine := nbhttp.NewEngine(nbhttp.Config{
+	conf := nbhttp.Config{
 		Network: "tcp",
-		Addrs:   []string{g.cfg.ClientAddr},
 		Listen: func(network, addr string) (net.Listener, error) {
 			ln, err := net.Listen(network, addr)
 			if err != nil {
@@ -126,7 +126,19 @@ func (g *Gateway) Start() error {
 		MaxLoad:                 g.cfg.MaxOnline + 1024,
 		ReadLimit:               2*g.cfg.ReceivePackLimit + 64<<10,
 		KeepaliveTime:           g.cfg.ReadDeadline,
-	})
+	}
+	if g.cfg.ClientTLSCert != "" {
+		cert, err := llibtls.LoadX509KeyPair(g.cfg.ClientTLSCert, g.cfg.ClientTLSKey)
+		if err != nil {
+			_ = g.businessLn.Close()
+			return fmt.Errorf("gateway client TLS (client_tls_cert %s, client_tls_key %s): %w", g.cfg.ClientTLSCert, g.cfg.ClientTLSKey, err)
+		}
+		conf.AddrsTLS = []string{g.cfg.ClientAddr}
+		conf.TLSConfig = &llibtls.Config{Certificates: []llibtls.Certificate{cert}, MinVersion: llibtls.VersionTLS12}
+	} else {
+		conf.Addrs = []string{g.cfg.ClientAddr}
+	}
+	engine := nbhttp.NewEngine(conf)
 	// Text frames are checked for UTF-8 in onMessage so that a bad one is
 	// closed with 1007 (nbio's own check closes with 1002).
 	engine.CheckUtf8 = func([]byte) bool { return true }

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -202,6 +203,7 @@ type wsc struct {
 type wsOpts struct {
 	query  string
 	header http.Header
+	tls    *tls.Config // wss:// when set
 }
 
 // dialWS performs the handshake and returns the client and the HTTP status.
@@ -210,6 +212,14 @@ func dialWSStatus(t *testing.T, g *gateway.Gateway, o wsOpts) (*wsc, int) {
 	conn, err := net.DialTimeout("tcp", g.ClientAddr(), ioTimeout)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.tls != nil {
+		tc := tls.Client(conn, o.tls)
+		_ = tc.SetDeadline(time.Now().Add(ioTimeout))
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("TLS handshake: %v", err)
+		}
+		conn = tc
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	var k [16]byte
