@@ -49,7 +49,11 @@ type Config struct {
 	// FrameLimit bounds a frame from the gateway (default 2 MiB).
 	FrameLimit int
 	// Handlers run on the Client's reader goroutine, one at a time and in
-	// arrival order; a slow handler delays the ones after it.
+	// arrival order; a slow handler delays the ones after it. One-way
+	// commands (SingleCast, TopicPublish, ...) may be called from a
+	// handler; request/response methods must be called from another
+	// goroutine, since their answer is read by the goroutine the handler
+	// runs on.
 	OnConnOpen  func(*netsvr.ConnOpen)
 	OnConnClose func(*netsvr.ConnClose)
 	OnTransfer  func(*netsvr.Transfer)
