@@ -317,6 +317,9 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	if c.uniqID == "" {
 		c.uniqID = g.newUniqID()
 	}
+	// nbio runs this handler and the connection's close handling on the
+	// connection's serial executor, so onClose sees the session set here
+	// even when the client hangs up right after the 101.
 	ws.SetSession(c)
 	g.metrics.meters[metricConnOpen].add(1)
 	if displaced := g.hub.add(c); displaced != nil {
