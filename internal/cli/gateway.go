@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"github.com/lesismal/nbio/logging"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/gateway"
+)
+
+func gatewayFlags(fs *pflag.FlagSet, d gateway.Config) {
+	fs.Int("server-id", d.ServerID, "gateway server id 0–255 (first byte of every uniqId; businesses register with it)")
+	fs.String("client-addr", d.ClientAddr, "WebSocket listen address of game clients")
+	fs.String("client-path", d.ClientPath, "WebSocket path")
+	fs.String("client-tls-cert", "", "certificate of the WebSocket listener (serves wss:// with --client-tls-key)")
+	fs.String("client-tls-key", "", "key of --client-tls-cert")
+	fs.String("business-addr", d.BusinessAddr, "TCP listen address of business processes (off loopback it needs --business-tls-*)")
+	fs.String("business-tls-ca", "", "CA that signs business certificates (turns on mTLS for the business listener)")
+	fs.String("business-tls-cert", "", "certificate the business listener presents")
+	fs.String("business-tls-key", "", "key of --business-tls-cert")
+	fs.Duration("read-deadline", d.ReadDeadline, "close a client or business silent for this long")
+	fs.Int("max-online", d.MaxOnline, "refuse WebSocket upgrades beyond this many connections")
+	fs.Int("receive-pack-limit", d.ReceivePackLimit, "largest client message or business frame, bytes")
+	fs.Int("send-buffer-limit", d.SendBufferLimit, "bytes queued for one client before it is disconnected as too slow")
+	fs.String("send-message-type", d.SendMessageType, "WebSocket frame type of data sent to clients: text or binary")
+	fs.Int("conn-open-worker-id", d.ConnOpenWorkerID, "workerId that receives ConnOpen (0: not sent)")
+	fs.Int("conn-close-worker-id", d.ConnCloseWorkerID, "workerId that receives ConnClose (0: not sent)")
+	fs.StringSlice("allowed-origins", nil, "Origin values accepted on upgrade (default: same host or none; * for any)")
+	fs.Float64("connect-rate-per-ip", d.ConnectRatePerIP, "WebSocket upgrades per second per client IP (0: off)")
+	fs.Int("connect-burst-per-ip", d.ConnectBurstPerIP, "burst of --connect-rate-per-ip")
+	fs.Int("business-queue", d.BusinessQueue, "frames queued for one business before client messages to it are dropped")
+}
+
+func newGatewayCmd(g *globals) *cobra.Command {
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Run a netsvr-compatible player gateway (WebSocket :6060, business TCP :6061)",
+		Long: `Run the player gateway: game clients hold WebSockets (ws://127.0.0.1:6060/netsvr),
+business processes written for netsvr v3.0.0 (protocol v2.0.2) connect over TCP
+(127.0.0.1:6061) and address clients by uniqId, topic or broadcast. See docs/gateway.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := gateway.DefaultConfig()
+			if err := config.Load(&cfg, configFile, cmd.Flags()); err != nil {
+				return err
+			}
+			logging.SetLevel(logging.LevelError) // nbio's own logger: errors only
+			gw, err := gateway.New(cfg, g.logger())
+			if err != nil {
+				return err
+			}
+			return gw.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML config file (keys as in docs/gateway.md)")
+	gatewayFlags(cmd.Flags(), gateway.DefaultConfig())
+	return cmd
+}

@@ -1,0 +1,212 @@
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/croupier/croupier/api/netsvr"
+)
+
+// maxWorkerID is the largest workerId: clients address it with 3 digits.
+const maxWorkerID = 999
+
+// business is one connected business process. Its reader goroutine (serve)
+// processes the frames it sends one at a time, in order; its writer
+// goroutine (writeLoop) owns the socket's write side and drains out. Both
+// exit when the connection closes; the gateway's WaitGroup tracks them.
+type business struct {
+	g    *Gateway
+	conn net.Conn
+	out  chan []byte
+	done chan struct{}
+	once sync.Once
+
+	// workerID and registerID are set by Register and read by the manager.
+	mu         sync.Mutex
+	workerID   int32
+	registerID string
+}
+
+func newBusiness(g *Gateway, conn net.Conn) *business {
+	return &business{g: g, conn: conn, out: make(chan []byte, g.cfg.BusinessQueue), done: make(chan struct{})}
+}
+
+func (b *business) close() {
+	b.once.Do(func() {
+		close(b.done)
+		_ = b.conn.Close()
+		b.g.businesses.remove(b)
+	})
+}
+
+// trySend queues a frame without waiting; a full queue drops it (the
+// business is not keeping up) and reports false.
+func (b *business) trySend(frame []byte) bool {
+	if frame == nil {
+		return false
+	}
+	select {
+	case b.out <- frame:
+		return true
+	case <-b.done:
+		return false
+	default:
+		b.g.log.Warn("gateway: business queue full, frame dropped", "remote", b.conn.RemoteAddr().String(), "queue", cap(b.out))
+		return false
+	}
+}
+
+// send queues a frame, waiting while the queue is full (used for answers
+// to the business's own requests, so it back-pressures only itself).
+func (b *business) send(frame []byte) {
+	if frame == nil {
+		return
+	}
+	select {
+	case b.out <- frame:
+	case <-b.done:
+	}
+}
+
+func (b *business) writeLoop() {
+	defer b.close()
+	w := bufio.NewWriterSize(b.conn, 32<<10)
+	for {
+		var f []byte
+		select {
+		case f = <-b.out:
+		case <-b.done:
+			return
+		}
+		for {
+			if _, err := w.Write(f); err != nil {
+				return
+			}
+			select {
+			case f = <-b.out:
+				continue
+			default:
+			}
+			break
+		}
+		if err := w.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// serve reads and processes frames until the connection fails, idles past
+// the read deadline, or sends something the gateway cannot process.
+func (b *business) serve() {
+	defer b.close()
+	r := bufio.NewReaderSize(b.conn, 32<<10)
+	for {
+		_ = b.conn.SetReadDeadline(time.Now().Add(b.g.cfg.ReadDeadline))
+		f, err := readFrame(r, b.g.cfg.ReceivePackLimit)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				b.g.log.Info("gateway: business disconnected", "remote", b.conn.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		if f.heartbeat {
+			b.send(appendHeartbeat(nil, PongMessage))
+			continue
+		}
+		if c := netsvr.Cmd(f.cmd); c == netsvr.Cmd_Broadcast || c == netsvr.Cmd_TopicPublish {
+			b.g.fanOutBatch(r, c, f.body)
+			continue
+		}
+		if err := b.g.dispatch(b, f.cmd, f.body); err != nil {
+			b.g.log.Warn("gateway: closing business", "remote", b.conn.RemoteAddr().String(), "err", err)
+			return
+		}
+	}
+}
+
+// businesses is the manager of registered businesses: workerId → the
+// businesses that registered it, picked round-robin.
+type businesses struct {
+	mu     sync.RWMutex
+	groups map[int32]*workerGroup
+}
+
+type workerGroup struct {
+	members []*business
+	next    atomic.Uint32
+}
+
+func newBusinesses() *businesses { return &businesses{groups: map[int32]*workerGroup{}} }
+
+func (m *businesses) add(b *business, workerID int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g := m.groups[workerID]
+	if g == nil {
+		g = &workerGroup{}
+		m.groups[workerID] = g
+	}
+	// Copy on write: pick reads members without the lock held long.
+	g.members = append(append([]*business(nil), g.members...), b)
+}
+
+// remove drops b from its worker group, if registered.
+func (m *businesses) remove(b *business) {
+	b.mu.Lock()
+	id := b.workerID
+	b.workerID, b.registerID = 0, ""
+	b.mu.Unlock()
+	if id == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g := m.groups[id]
+	if g == nil {
+		return
+	}
+	kept := make([]*business, 0, len(g.members))
+	for _, x := range g.members {
+		if x != b {
+			kept = append(kept, x)
+		}
+	}
+	if len(kept) == 0 {
+		delete(m.groups, id)
+		return
+	}
+	g.members = kept
+}
+
+// byRegisterID finds the business registered under id.
+func (m *businesses) byRegisterID(id string) *business {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, g := range m.groups {
+		for _, b := range g.members {
+			b.mu.Lock()
+			match := b.registerID == id
+			b.mu.Unlock()
+			if match {
+				return b
+			}
+		}
+	}
+	return nil
+}
+
+// pick returns the next business of workerID, round-robin, or nil.
+func (m *businesses) pick(workerID int32) *business {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	g := m.groups[workerID]
+	if g == nil || len(g.members) == 0 {
+		return nil
+	}
+	return g.members[int(g.next.Add(1)-1)%len(g.members)]
+}

@@ -1,0 +1,175 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/croupier/croupier/internal/tlsconf"
+)
+
+// Config configures `croupier gateway`. Keys are the flat snake_case names of
+// the config file, the CROUPIER_* environment and the flags (see
+// docs/gateway.md).
+type Config struct {
+	// ServerID is this gateway's id (0–255): the first byte of every uniqId
+	// and the serverId a business must register with.
+	ServerID int `koanf:"server_id"`
+	// ClientAddr and ClientPath are where game clients open WebSockets.
+	ClientAddr string `koanf:"client_addr"`
+	ClientPath string `koanf:"client_path"`
+	// ClientTLSCert and ClientTLSKey serve the WebSocket listener over TLS
+	// (wss://) when both are set.
+	ClientTLSCert string `koanf:"client_tls_cert"`
+	ClientTLSKey  string `koanf:"client_tls_key"`
+	// BusinessAddr is the TCP listener of business processes. Off loopback it
+	// requires mTLS (BusinessTLS*).
+	BusinessAddr string `koanf:"business_addr"`
+	// BusinessTLSCA, BusinessTLSCert and BusinessTLSKey turn on mTLS for the
+	// business listener: businesses must present a certificate signed by CA.
+	BusinessTLSCA   string `koanf:"business_tls_ca"`
+	BusinessTLSCert string `koanf:"business_tls_cert"`
+	BusinessTLSKey  string `koanf:"business_tls_key"`
+	// ReadDeadline closes a client or business that sent nothing for this long.
+	ReadDeadline time.Duration `koanf:"read_deadline"`
+	// MaxOnline refuses WebSocket upgrades beyond this many connections.
+	MaxOnline int `koanf:"max_online"`
+	// ReceivePackLimit bounds a client message and a business frame, in bytes.
+	ReceivePackLimit int `koanf:"receive_pack_limit"`
+	// SendBufferLimit bounds the bytes queued for one client; a client that
+	// lets more pile up is disconnected.
+	SendBufferLimit int `koanf:"send_buffer_limit"`
+	// SendMessageType is the WebSocket frame type of data sent to clients:
+	// "text" or "binary".
+	SendMessageType string `koanf:"send_message_type"`
+	// ConnOpenWorkerID and ConnCloseWorkerID receive ConnOpen and ConnClose
+	// (0: not sent).
+	ConnOpenWorkerID  int `koanf:"conn_open_worker_id"`
+	ConnCloseWorkerID int `koanf:"conn_close_worker_id"`
+	// AllowedOrigins lists the Origin header values accepted on upgrade. Empty:
+	// requests without Origin or from the same host only; "*": any origin.
+	AllowedOrigins []string `koanf:"allowed_origins"`
+	// CustomUniqIDKey and CustomUniqIDTokenKey are the query keys of a client
+	// that connects with its own uniqId and a one-time token from
+	// ConnOpenCustomUniqIdToken (empty key: custom uniqIds are off).
+	CustomUniqIDKey      string `koanf:"custom_uniq_id_key"`
+	CustomUniqIDTokenKey string `koanf:"custom_uniq_id_token_key"`
+	// CustomUniqIDTokenTTL is how long such a token stays valid.
+	CustomUniqIDTokenTTL time.Duration `koanf:"custom_uniq_id_token_ttl"`
+	// LimitGroups are token buckets on client messages, each
+	// "name=concurrency:workerId,workerId,..." (concurrency messages per
+	// second for the group's workerIds; the excess is dropped).
+	LimitGroups []string `koanf:"limit_groups"`
+	// MetricsItems are the Metrics items kept and answered: 0 connection
+	// open, 1 connection close, 2 heartbeat, 3 transfer count, 4 transfer
+	// bytes, 5 write count, 6 write bytes.
+	MetricsItems []int `koanf:"metrics_items"`
+	// ConnectRatePerIP limits WebSocket upgrades per client IP (per second,
+	// bursts of ConnectBurstPerIP); 0 turns the limit off. Behind a proxy
+	// every client shares the proxy's IP.
+	ConnectRatePerIP  float64 `koanf:"connect_rate_per_ip"`
+	ConnectBurstPerIP int     `koanf:"connect_burst_per_ip"`
+	// BusinessQueue bounds the frames queued for one business; beyond it
+	// client messages to that business are dropped.
+	BusinessQueue int `koanf:"business_queue"`
+}
+
+// DefaultConfig returns the defaults of `croupier gateway` (netsvr's).
+func DefaultConfig() Config {
+	return Config{
+		ServerID:         1,
+		ClientAddr:       "127.0.0.1:6060",
+		ClientPath:       "/netsvr",
+		BusinessAddr:     "127.0.0.1:6061",
+		ReadDeadline:     120 * time.Second,
+		MaxOnline:        100000,
+		ReceivePackLimit: 2 << 20,
+		SendBufferLimit:  4 << 20,
+		SendMessageType:  "text",
+		BusinessQueue:    8192,
+
+		MetricsItems:         []int{0, 1, 2, 3, 4, 5, 6},
+		ConnectRatePerIP:     20,
+		ConnectBurstPerIP:    100,
+		CustomUniqIDKey:      "uniqId",
+		CustomUniqIDTokenKey: "token",
+		CustomUniqIDTokenTTL: 30 * time.Second,
+	}
+}
+
+// Validate reports every problem at once, each saying what to change.
+func (c *Config) Validate() error {
+	var p []string
+	if c.ServerID < 0 || c.ServerID > 255 {
+		p = append(p, fmt.Sprintf("server_id %d: must be 0–255 (it is one byte of every uniqId)", c.ServerID))
+	}
+	if c.ClientAddr == "" {
+		p = append(p, "client_addr: empty; set the WebSocket listen address, e.g. 127.0.0.1:6060")
+	}
+	if !strings.HasPrefix(c.ClientPath, "/") {
+		p = append(p, fmt.Sprintf("client_path %q: must start with /", c.ClientPath))
+	}
+	if (c.ClientTLSCert == "") != (c.ClientTLSKey == "") {
+		p = append(p, "client_tls_cert and client_tls_key: set both to serve wss://, or neither")
+	}
+	if c.BusinessAddr == "" {
+		p = append(p, "business_addr: empty; set the business TCP listen address, e.g. 127.0.0.1:6061")
+	}
+	tlsSet := c.BusinessTLSCA != "" || c.BusinessTLSCert != "" || c.BusinessTLSKey != ""
+	if tlsSet && (c.BusinessTLSCA == "" || c.BusinessTLSCert == "" || c.BusinessTLSKey == "") {
+		p = append(p, "business_tls_ca, business_tls_cert and business_tls_key: set all three for mTLS, or none")
+	}
+	if c.BusinessAddr != "" && !tlsSet {
+		if err := tlsconf.CheckInsecureAllowed(c.BusinessAddr, true); err != nil {
+			p = append(p, fmt.Sprintf("business_addr %s: business processes are trusted with every player connection, so off loopback the listener requires mTLS; set business_tls_ca/cert/key or listen on 127.0.0.1", c.BusinessAddr))
+		}
+	}
+	if c.ReadDeadline < time.Second {
+		p = append(p, fmt.Sprintf("read_deadline %s: must be at least 1s", c.ReadDeadline))
+	}
+	if c.MaxOnline < 1 {
+		p = append(p, fmt.Sprintf("max_online %d: must be at least 1", c.MaxOnline))
+	}
+	if c.ReceivePackLimit < 64 || c.ReceivePackLimit > 64<<20 {
+		p = append(p, fmt.Sprintf("receive_pack_limit %d: must be 64 bytes–64 MiB", c.ReceivePackLimit))
+	}
+	if c.SendBufferLimit < 4096 {
+		p = append(p, fmt.Sprintf("send_buffer_limit %d: must be at least 4096 bytes", c.SendBufferLimit))
+	}
+	if c.SendMessageType != "text" && c.SendMessageType != "binary" {
+		p = append(p, fmt.Sprintf("send_message_type %q: must be text or binary", c.SendMessageType))
+	}
+	for _, w := range []struct {
+		key string
+		v   int
+	}{{"conn_open_worker_id", c.ConnOpenWorkerID}, {"conn_close_worker_id", c.ConnCloseWorkerID}} {
+		if w.v < 0 || w.v > maxWorkerID {
+			p = append(p, fmt.Sprintf("%s %d: must be 0 (off) or a workerId 1–999", w.key, w.v))
+		}
+	}
+	if c.CustomUniqIDKey != "" && (c.CustomUniqIDTokenKey == "" || c.CustomUniqIDTokenKey == c.CustomUniqIDKey) {
+		p = append(p, fmt.Sprintf("custom_uniq_id_token_key %q: set a query key different from custom_uniq_id_key", c.CustomUniqIDTokenKey))
+	}
+	if c.CustomUniqIDTokenTTL < time.Second {
+		p = append(p, fmt.Sprintf("custom_uniq_id_token_ttl %s: must be at least 1s", c.CustomUniqIDTokenTTL))
+	}
+	if _, err := newLimits(c.LimitGroups); err != nil {
+		p = append(p, "limit_groups: "+err.Error())
+	}
+	for _, it := range c.MetricsItems {
+		if it < 0 || it >= metricItems {
+			p = append(p, fmt.Sprintf("metrics_items %d: items are 0–%d", it, metricItems-1))
+		}
+	}
+	if c.ConnectRatePerIP < 0 || (c.ConnectRatePerIP > 0 && c.ConnectBurstPerIP < 1) {
+		p = append(p, fmt.Sprintf("connect_rate_per_ip %v / connect_burst_per_ip %d: rate must be >= 0 (0: off) and burst >= 1", c.ConnectRatePerIP, c.ConnectBurstPerIP))
+	}
+	if c.BusinessQueue < 16 {
+		p = append(p, fmt.Sprintf("business_queue %d: must be at least 16", c.BusinessQueue))
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return errors.New("invalid gateway configuration:\n  - " + strings.Join(p, "\n  - "))
+}

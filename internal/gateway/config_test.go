@@ -1,0 +1,46 @@
+package gateway_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/croupier/croupier/internal/gateway"
+)
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	if err := func() error { c := gateway.DefaultConfig(); return c.Validate() }(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	cases := []struct {
+		name   string
+		mutate func(*gateway.Config)
+		want   string
+	}{
+		{"business off loopback without TLS", func(c *gateway.Config) { c.BusinessAddr = "0.0.0.0:6061" }, "requires mTLS"},
+		{"half business TLS", func(c *gateway.Config) { c.BusinessTLSCA = "ca.crt" }, "set all three"},
+		{"half client TLS", func(c *gateway.Config) { c.ClientTLSCert = "gw.crt" }, "set both"},
+		{"server id", func(c *gateway.Config) { c.ServerID = 256 }, "0–255"},
+		{"send type", func(c *gateway.Config) { c.SendMessageType = "xml" }, "text or binary"},
+		{"workerId", func(c *gateway.Config) { c.ConnOpenWorkerID = 1000 }, "conn_open_worker_id"},
+		{"limit group", func(c *gateway.Config) { c.LimitGroups = []string{"chat=0:1"} }, "positive integer"},
+		{"limit group workerId twice", func(c *gateway.Config) { c.LimitGroups = []string{"a=1:1", "b=1:1"} }, "already in group"},
+		{"metrics item", func(c *gateway.Config) { c.MetricsItems = []int{7} }, "metrics_items 7"},
+		{"token keys", func(c *gateway.Config) { c.CustomUniqIDTokenKey = "uniqId" }, "different"},
+	}
+	for _, tc := range cases {
+		c := gateway.DefaultConfig()
+		tc.mutate(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+	// Off loopback with mTLS is allowed.
+	c := gateway.DefaultConfig()
+	c.BusinessAddr = "0.0.0.0:6061"
+	c.BusinessTLSCA, c.BusinessTLSCert, c.BusinessTLSKey = "ca.crt", "gw.crt", "gw.key"
+	if err := c.Validate(); err != nil {
+		t.Errorf("off loopback with mTLS: %v", err)
+	}
+}
