@@ -32,11 +32,6 @@ func (c *client) write(frame []byte) {
 	_, _ = c.ws.Conn.Write(frame)
 }
 
-// close closes the connection at once.
-func (c *client) close() {
-	c.closeOnce.Do(func() { _ = c.ws.Close() })
-}
-
 // closeWith sends a close frame with code and reason, then closes.
 func (c *client) closeWith(code int, reason string) {
 	c.closeOnce.Do(func() {

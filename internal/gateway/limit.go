@@ -33,7 +33,7 @@ func parseLimit(s string) (*limitGroup, error) {
 	name, rest, ok := strings.Cut(s, "=")
 	conc, ids, ok2 := strings.Cut(rest, ":")
 	if !ok || !ok2 || name == "" {
-		return nil, fmt.Errorf("limit group %q: want name=concurrency:workerId,workerId,...", s)
+		return nil, fmt.Errorf("limit group %q: want name=concurrency:workerId,workerId (e.g. chat=100:1,2)", s)
 	}
 	n, err := strconv.Atoi(conc)
 	if err != nil || n < 1 {
