@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,9 +17,11 @@ import (
 	"github.com/croupier/croupier/internal/agent"
 	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/gateway"
 	"github.com/croupier/croupier/internal/secfile"
 	"github.com/croupier/croupier/internal/server"
 	"github.com/croupier/croupier/sdk"
+	"github.com/lesismal/nbio/logging"
 	"github.com/spf13/cobra"
 )
 
@@ -26,6 +29,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	var (
 		dataDir, grpcAddr, httpAddr, tunnelAddr, sdkAddr string
 		adminPassword, gseAddr                           string
+		gatewayAddr, gatewayBusinessAddr                 string
 		players                                          int
 	)
 	cmd := &cobra.Command{
@@ -34,7 +38,9 @@ func newDevCmd(g *globals) *cobra.Command {
 		Long: `dev runs everything a newcomer needs in one process: the server on an
 embedded SQLite database in --data-dir, an agent for game "demo" env "dev",
 and a demo game server with players p1..p100 and the functions player.get,
-player.ban and player.grant_item. It creates a development CA on first start,
+player.ban and player.grant_item, a demo GSE fleet, and the player gateway
+(ws://127.0.0.1:6060/netsvr) with a demo chat on workerId 1. It creates a
+development CA on first start,
 speaks mTLS between the parts, and writes a client profile to
 DATA_DIR/client.yaml for the CLI.`,
 		Args: cobra.NoArgs,
@@ -45,6 +51,7 @@ DATA_DIR/client.yaml for the CLI.`,
 			return runDev(cmd.Context(), g, devOptions{
 				dataDir: dataDir, grpcAddr: grpcAddr, httpAddr: httpAddr, tunnelAddr: tunnelAddr, sdkAddr: sdkAddr, players: players,
 				adminPassword: adminPassword, gseAddr: gseAddr,
+				gatewayAddr: gatewayAddr, gatewayBusinessAddr: gatewayBusinessAddr,
 			})
 		},
 	}
@@ -56,6 +63,8 @@ DATA_DIR/client.yaml for the CLI.`,
 	fs.StringVar(&sdkAddr, "sdk-addr", "127.0.0.1:19090", "agent SDK address for game servers")
 	fs.IntVar(&players, "players", 100, "demo players p1..pN")
 	fs.StringVar(&gseAddr, "gse-addr", "127.0.0.1:5758", "the agent's GSE-compatible endpoint for game processes; empty disables the demo fleet")
+	fs.StringVar(&gatewayAddr, "gateway-addr", "127.0.0.1:6060", "player gateway WebSocket address (path /netsvr) with the demo chat; empty disables the gateway")
+	fs.StringVar(&gatewayBusinessAddr, "gateway-business-addr", "127.0.0.1:6061", "player gateway business (netsvr TCP) address")
 	fs.StringVar(&adminPassword, "admin-password", "", "password of the admin user (default $CROUPIER_ADMIN_PASSWORD, else generated and printed once)")
 	return cmd
 }
@@ -63,6 +72,7 @@ DATA_DIR/client.yaml for the CLI.`,
 type devOptions struct {
 	dataDir, grpcAddr, httpAddr, tunnelAddr, sdkAddr string
 	adminPassword, gseAddr                           string
+	gatewayAddr, gatewayBusinessAddr                 string
 	players                                          int
 }
 
@@ -139,6 +149,12 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	gsDone := make(chan error, 1)
 	go func() { gsDone <- client.Serve(ctx) }()
 
+	gatewayNote, stopGateway, err := startDemoGateway(ctx, log, o.gatewayAddr, o.gatewayBusinessAddr)
+	if err != nil {
+		return err
+	}
+	shutdown = append(shutdown, stopGateway)
+
 	toks, err := srv.Auth().IssueTokens(ctx, scfg.AdminUser)
 	if err != nil {
 		return fmt.Errorf("issue admin tokens: %w", err)
@@ -164,6 +180,7 @@ Croupier dev is running.
   agent SDK     %s
   game          demo/dev, instance demo-1, players p1..p%d
   fleet         %s
+  gateway       %s
   data          %s
   profile       %s  (signed in as admin)
 
@@ -174,7 +191,7 @@ Try it (in another terminal):
   croupier invoke player.grant_item --game demo --env dev --payload '{"player_id":"p1","item_id":"sword","count":1}'
 
 Press Ctrl-C to stop.
-`, srv.GRPCAddr(), srv.HTTPAddr(), ag.SDKAddr(), o.players, fleetNote, dataDir, profilePath, profilePath)
+`, srv.GRPCAddr(), srv.HTTPAddr(), ag.SDKAddr(), o.players, fleetNote, gatewayNote, dataDir, profilePath, profilePath)
 
 	select {
 	case <-ctx.Done():
@@ -185,6 +202,52 @@ Press Ctrl-C to stop.
 		}
 		return nil
 	}
+}
+
+// startDemoGateway runs the player gateway with the demo chat as its
+// business process (workerId 1, which also receives ConnOpen). It returns
+// the line dev prints and the stop function.
+func startDemoGateway(ctx context.Context, log *slog.Logger, addr, businessAddr string) (string, func(context.Context) error, error) {
+	if addr == "" {
+		return `disabled (--gateway-addr "")`, func(context.Context) error { return nil }, nil
+	}
+	logging.SetLevel(logging.LevelError) // nbio's own logger: errors only
+	cfg := gateway.DefaultConfig()
+	cfg.ClientAddr, cfg.BusinessAddr, cfg.ConnOpenWorkerID = addr, businessAddr, demogame.ChatWorkerID
+	gw, err := gateway.New(cfg, log.With("part", "gateway"))
+	if err != nil {
+		return "", nil, err
+	}
+	if err := gw.Start(); err != nil {
+		return "", nil, fmt.Errorf("player gateway: %w", err)
+	}
+	chat, err := demogame.NewChat(gw.BusinessAddr(), uint32(cfg.ServerID), log.With("part", "chat"))
+	if err != nil {
+		gw.Close()
+		return "", nil, err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := chat.Run(cctx); err != nil {
+			log.Error("demo chat stopped", "err", err)
+		}
+	}()
+	stop := func(context.Context) error {
+		cancel()
+		<-done
+		gw.Close()
+		return nil
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	if err := chat.WaitReady(rctx); err != nil {
+		_ = stop(ctx)
+		return "", nil, fmt.Errorf("demo chat: %w", err)
+	}
+	note := fmt.Sprintf("ws://%s%s (business %s); demo chat: send 001{\"say\":\"hi\"}", gw.ClientAddr(), cfg.ClientPath, gw.BusinessAddr())
+	return note, stop, nil
 }
 
 func fileExists(path string) bool {

@@ -19,8 +19,30 @@ func TestDev(t *testing.T) {
 	}
 	dir := t.TempDir()
 	p := start(t, "dev", bins.croupier, "dev", "--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--tunnel-http-addr", "127.0.0.1:0", "--sdk-addr", "127.0.0.1:0", "--gse-addr", "127.0.0.1:0")
+		"--tunnel-http-addr", "127.0.0.1:0", "--sdk-addr", "127.0.0.1:0", "--gse-addr", "127.0.0.1:0",
+		"--gateway-addr", "127.0.0.1:0", "--gateway-business-addr", "127.0.0.1:0")
 	p.waitLine("Croupier dev is running.", 60*time.Second)
+	p.waitLine("Press Ctrl-C to stop.", 10*time.Second)
+
+	// The player gateway with the demo chat: a client joins the lobby on
+	// connect, and what it sends to workerId 001 reaches every lobby member.
+	ws := regexp.MustCompile(`ws://(\S+)(/netsvr)`).FindStringSubmatch(p.output())
+	if ws == nil {
+		t.Fatalf("dev printed no gateway address:\n%s", p.output())
+	}
+	alice, carol := dialWS(t, ws[1], ws[2]), dialWS(t, ws[1], ws[2])
+	for _, c := range []*wsConn{alice, carol} {
+		if got := c.read(); !strings.HasPrefix(got, "welcome to the lobby, ") {
+			t.Fatalf("first message %q, want the lobby welcome", got)
+		}
+	}
+	alice.send(`001{"say":"hi"}`)
+	for _, c := range []*wsConn{alice, carol} {
+		if got := c.read(); !strings.HasSuffix(got, `: {"say":"hi"}`) {
+			t.Fatalf("chat message %q, want the lobby echo of alice's", got)
+		}
+	}
+
 	env := []string{"CROUPIER_PROFILE=" + filepath.Join(dir, "client.yaml")}
 
 	out, code := run(t, env, "registry", "list")

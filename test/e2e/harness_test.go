@@ -292,6 +292,13 @@ func (p *proc) waitLogAfter(msg, substr string, timeout time.Duration) {
 }
 
 // waitLine waits for an output line containing substr.
+// output is everything the process printed so far.
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.raw, "\n")
+}
+
 func (p *proc) waitLine(substr string, timeout time.Duration) {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
