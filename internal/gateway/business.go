@@ -30,6 +30,13 @@ type business struct {
 	mu         sync.Mutex
 	workerID   int32
 	registerID string
+
+	// flushing is held by the writer while it writes; Register holds it
+	// while it queues RegisterResp and joins the manager, so the business
+	// cannot see its RegisterResp before it is reachable (a client that
+	// connects right after must get its ConnOpen), and nothing routed to it
+	// is queued before the RegisterResp.
+	flushing sync.Mutex
 }
 
 func newBusiness(g *Gateway, conn net.Conn) *business {
@@ -83,21 +90,28 @@ func (b *business) writeLoop() {
 		case <-b.done:
 			return
 		}
-		for {
-			if _, err := w.Write(f); err != nil {
-				return
-			}
-			select {
-			case f = <-b.out:
-				continue
-			default:
-			}
-			break
-		}
-		if err := w.Flush(); err != nil {
+		if !b.flush(w, f) {
 			return
 		}
 	}
+}
+
+// flush writes f and whatever else is queued, then flushes the buffer.
+func (b *business) flush(w *bufio.Writer, f []byte) bool {
+	b.flushing.Lock()
+	defer b.flushing.Unlock()
+	for {
+		if _, err := w.Write(f); err != nil {
+			return false
+		}
+		select {
+		case f = <-b.out:
+			continue
+		default:
+		}
+		break
+	}
+	return w.Flush() == nil
 }
 
 // serve reads and processes frames until the connection fails, idles past

@@ -174,7 +174,9 @@ var handlers = map[netsvr.Cmd]handler{
 }
 
 // register answers a RegisterReq. The answer is queued before the business
-// joins the manager, so it is the first frame the business receives.
+// joins the manager, so it is the first frame the business receives, and the
+// writer is held meanwhile, so the business receives it only once it is
+// reachable.
 func (g *Gateway) register(b *business, body []byte) {
 	req := &netsvr.RegisterReq{}
 	resp := &netsvr.RegisterResp{}
@@ -196,11 +198,22 @@ func (g *Gateway) register(b *business, body []byte) {
 		return
 	}
 	resp.RegisterId = newRegisterID()
-	b.send(marshalFrame(netsvr.Cmd_Register, resp))
-	b.mu.Lock()
-	b.workerID, b.registerID = req.WorkerId, resp.RegisterId
-	b.mu.Unlock()
-	g.businesses.add(b, req.WorkerId)
+	b.flushing.Lock()
+	// Not send: with the writer held, waiting for room in a full queue
+	// would never end. A business whose queue is full before it has
+	// registered is not reading; it is cut off.
+	queued := b.trySend(marshalFrame(netsvr.Cmd_Register, resp))
+	if queued {
+		b.mu.Lock()
+		b.workerID, b.registerID = req.WorkerId, resp.RegisterId
+		b.mu.Unlock()
+		g.businesses.add(b, req.WorkerId)
+	}
+	b.flushing.Unlock()
+	if !queued {
+		b.close()
+		return
+	}
 	g.log.Info("gateway: business registered", "worker_id", req.WorkerId, "remote", b.conn.RemoteAddr().String())
 }
 

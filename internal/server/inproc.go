@@ -20,13 +20,15 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// REST reaches the services through an in-process gRPC connection (an
-// in-memory pipe, no socket) to a second grpc.Server that carries the same
-// services and the same edge interceptors as the network one. The HTTP edge
+// REST reaches the services in process with the same edge as gRPC: unary
+// methods run their generated handlers directly under the same interceptor
+// chain (direct, below); streams (the SSE routes) go through an in-process
+// gRPC connection (an in-memory pipe, no socket) to a second grpc.Server
+// that carries the same services and edge interceptors. The HTTP edge
 // authenticates the request (token or certificate) and forwards the
-// principal as metadata; only this pipe can deliver it, and the gateway
-// forwards no client header under that name (restHeaders), so an HTTP
-// client cannot forge an identity.
+// principal as metadata; only these in-process paths can deliver it, and the
+// gateway forwards no client header under that name (restHeaders), so an
+// HTTP client cannot forge an identity.
 const (
 	mdPrincipal = "x-croupier-principal-bin"
 	mdPeer      = "x-croupier-peer"
