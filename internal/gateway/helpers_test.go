@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +33,14 @@ const ioTimeout = 10 * time.Second
 
 func TestMain(m *testing.M) {
 	logging.SetLevel(logging.LevelNone)
+	// The churn test holds ~1,000 sockets at once (both ends of 500
+	// connections): raise the soft open-file limit to the hard one, since
+	// a default soft limit of 1024 would not be enough.
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
 	os.Exit(m.Run())
 }
 
