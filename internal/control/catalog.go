@@ -3,11 +3,13 @@ package control
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/schema"
+	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
 )
 
@@ -54,4 +56,33 @@ func (c *Catalog) Register(ctx context.Context, game, env string, d *croupierv1.
 		return err
 	}
 	return c.reg.PutDescriptor(game, env, d)
+}
+
+// LoadCatalog puts the functions registered with RegisterFunction and the
+// assignments of every declared scope into reg (at server start). A stored
+// descriptor the registry refuses is skipped and logged.
+func LoadCatalog(ctx context.Context, st *store.Store, reg *registry.Registry, log *slog.Logger) error {
+	scopes, err := st.Scopes().List(ctx)
+	if err != nil {
+		return fmt.Errorf("load scopes: %w", err)
+	}
+	for _, sc := range scopes {
+		descs, err := st.Functions().List(ctx, sc.GameID, sc.Env)
+		if err != nil {
+			return fmt.Errorf("load registered functions of %s/%s: %w", sc.GameID, sc.Env, err)
+		}
+		for _, d := range descs {
+			if err := reg.PutDescriptor(sc.GameID, sc.Env, d); err != nil {
+				log.Warn("skipping stored descriptor", "game", sc.GameID, "env", sc.Env, "function", d.GetId(), "err", err)
+			}
+		}
+		list, _, err := st.Assignments().List(ctx, sc.GameID, sc.Env)
+		if err != nil {
+			return fmt.Errorf("load assignments of %s/%s: %w", sc.GameID, sc.Env, err)
+		}
+		for _, as := range list {
+			reg.SetEnabled(sc.GameID, sc.Env, as.GetFunctionId(), as.GetEnabled())
+		}
+	}
+	return nil
 }

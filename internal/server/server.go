@@ -151,7 +151,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.registry = registry.New(registry.Options{})
 	cat := control.NewCatalog(s.store.Functions(), s.registry, scopes)
-	if err = s.loadCatalog(ctx); err != nil {
+	if err = control.LoadCatalog(ctx, s.store, s.registry, s.log); err != nil {
 		return err
 	}
 	s.revocations = revocation.New(s.store.Revocations(), s.log)
@@ -408,34 +408,6 @@ func (s *Server) serve(name string, fn func() error) {
 			s.log.Error("listener stopped", "listener", name, "err", err)
 		}
 	}()
-}
-
-// loadCatalog puts the functions registered with RegisterFunction and the
-// assignments of every declared scope into the registry.
-func (s *Server) loadCatalog(ctx context.Context) error {
-	scopes, err := s.store.Scopes().List(ctx)
-	if err != nil {
-		return fmt.Errorf("load scopes: %w", err)
-	}
-	for _, sc := range scopes {
-		descs, err := s.store.Functions().List(ctx, sc.GameID, sc.Env)
-		if err != nil {
-			return fmt.Errorf("load registered functions of %s/%s: %w", sc.GameID, sc.Env, err)
-		}
-		for _, d := range descs {
-			if err := s.registry.PutDescriptor(sc.GameID, sc.Env, d); err != nil {
-				s.log.Warn("skipping stored descriptor", "game", sc.GameID, "env", sc.Env, "function", d.GetId(), "err", err)
-			}
-		}
-		list, _, err := s.store.Assignments().List(ctx, sc.GameID, sc.Env)
-		if err != nil {
-			return fmt.Errorf("load assignments of %s/%s: %w", sc.GameID, sc.Env, err)
-		}
-		for _, as := range list {
-			s.registry.SetEnabled(sc.GameID, sc.Env, as.GetFunctionId(), as.GetEnabled())
-		}
-	}
-	return nil
 }
 
 // GRPCAddr is the bound gRPC address.
