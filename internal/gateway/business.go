@@ -224,3 +224,14 @@ func (m *businesses) pick(workerID int32) *business {
 	}
 	return g.members[int(g.next.Add(1)-1)%len(g.members)]
 }
+
+// count is the number of registrations.
+func (m *businesses) count() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := 0
+	for _, g := range m.groups {
+		n += len(g.members)
+	}
+	return n
+}
