@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/agent"
+	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/gateway"
 	"github.com/croupier/croupier/internal/gatewayops"
 	"github.com/croupier/croupier/sdk"
