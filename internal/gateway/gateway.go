@@ -337,6 +337,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// connection's serial executor, so onClose sees the session set here
 	// even when the client hangs up right after the 101.
 	ws.SetSession(c)
+	uniqID := c.uniqID // a business may rename c once it is in the hub
 	g.metrics.meters[metricConnOpen].add(1)
 	if displaced := g.hub.add(c); displaced != nil {
 		// A custom uniqId that is online already: the newer connection wins.
@@ -356,7 +357,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 			xff, _, _ = net.SplitHostPort(r.RemoteAddr)
 		}
 		b.trySend(marshalFrame(netsvr.Cmd_ConnOpen, &netsvr.ConnOpen{
-			UniqId:        c.uniqID,
+			UniqId:        uniqID,
 			RawQuery:      r.URL.RawQuery,
 			SubProtocol:   websocketSubprotocols(r),
 			XForwardedFor: xff,
