@@ -31,10 +31,10 @@ const hubShards = 64
 // locked meanwhile except the non-blocking socket write of a client (which
 // never waits for the network).
 type hub struct {
-	seed   maphash.Seed
+	seed    maphash.Seed
 	indexed atomic.Int64 // connections in conns
-	conns  [hubShards]connShard
-	topics [hubShards]topicShard
+	conns   [hubShards]connShard
+	topics  [hubShards]topicShard
 }
 
 type connShard struct {
