@@ -83,20 +83,17 @@ var (
 	}
 )
 
+// descriptors are the built-in functions, in registration order.
+func descriptors() []*croupierv1.FunctionDescriptor {
+	return []*croupierv1.FunctionDescriptor{StatsDescriptor, OnlineDescriptor, BroadcastDescriptor, PublishDescriptor, KickDescriptor}
+}
+
 // Register adds the built-in functions of gw to c (before c.Serve).
 func Register(c *sdk.Client, gw Gateway) error {
 	f := functions{gw: gw, instance: c.InstanceID()}
-	for _, r := range []struct {
-		d *croupierv1.FunctionDescriptor
-		h sdk.Handler
-	}{
-		{StatsDescriptor, sdk.Func(f.stats)},
-		{OnlineDescriptor, sdk.Func(f.online)},
-		{BroadcastDescriptor, sdk.Func(f.broadcast)},
-		{PublishDescriptor, sdk.Func(f.publish)},
-		{KickDescriptor, sdk.Func(f.kick)},
-	} {
-		if err := c.Register(r.d, r.h); err != nil {
+	handlers := []sdk.Handler{sdk.Func(f.stats), sdk.Func(f.online), sdk.Func(f.broadcast), sdk.Func(f.publish), sdk.Func(f.kick)}
+	for i, d := range descriptors() {
+		if err := c.Register(d, handlers[i]); err != nil {
 			return err
 		}
 	}

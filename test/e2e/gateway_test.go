@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -248,6 +249,14 @@ func TestGatewayNodeFunctions(t *testing.T) {
 				t.Fatalf("audit actor of %s: %q", fn, a)
 			}
 		}
+	})
+
+	t.Run("a gateway node stopped by SIGTERM exits cleanly and leaves the registry", func(t *testing.T) {
+		_ = gw2.proc.cmd.Process.Signal(syscall.SIGTERM)
+		if code := gw2.proc.exitCode(15 * time.Second); code != 0 {
+			t.Fatalf("gateway exited %d after SIGTERM", code)
+		}
+		c.waitInstances("gateway.stats", 1)
 	})
 
 	t.Run("a viewer cannot invoke gateway functions", func(t *testing.T) {
