@@ -14,8 +14,11 @@ import (
 	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/sdk/gateway"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
 
@@ -248,6 +251,25 @@ func TestGatewayNodeFunctions(t *testing.T) {
 			if a := list.GetEntries()[0].GetActor(); !strings.Contains(a, "operator") {
 				t.Fatalf("audit actor of %s: %q", fn, a)
 			}
+		}
+	})
+
+	t.Run("a business certificate cannot call the server's APIs", func(t *testing.T) {
+		if out, code := run(t, nil, "certs", "issue", "business", "--name", "chat-1", "--ca-dir", c.certs); code != 0 {
+			t.Fatalf("certs issue business: %s", out)
+		}
+		cfg, err := tlsconf.ClientConfig(filepath.Join(c.certs, "ca.crt"), filepath.Join(c.certs, "business-chat-1.crt"), filepath.Join(c.certs, "business-chat-1.key"), "localhost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient(c.grpc, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, err = croupierv1.NewRegistryServiceClient(conn).GetRegistrations(ctx, &croupierv1.GetRegistrationsRequest{GameId: "demo", Env: "dev"})
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "business certificate") {
+			t.Fatalf("registry with a business certificate: %v", err)
 		}
 	})
 
