@@ -114,6 +114,12 @@ function InvokeForm({ reg, job, allowed }: { reg: Schemas['v1FunctionRegistratio
           setExtraErrors(undefined)
         }}
         onSubmit={(e) => submit(e.formData as Payload)}
+        onError={() => {
+          // The browser refused the payload: nothing was sent, so the
+          // previous call's result no longer applies.
+          setOutcome(undefined)
+          setCallError(undefined)
+        }}
         noValidate={!browserValidation}
         noHtml5Validate
         showErrorList={false}

@@ -190,13 +190,13 @@ export function JobPage({ id }: { id: string }) {
         </>
       )}
       <h2>Events</h2>
-      <ol className="log" aria-live="polite" data-testid="job-log">
+      <ul className="log" aria-live="polite" data-testid="job-log">
         {events.map((e) => (
           <li key={e.seq}>
-            <span className="muted">#{e.seq}</span> <strong>{e.type}</strong> {e.message}
+            <span className="muted">#{e.seq}</span> <strong>{e.type ?? 'START'}</strong> {e.message}
           </li>
         ))}
-      </ol>
+      </ul>
     </section>
   )
 }
