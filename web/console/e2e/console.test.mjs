@@ -161,6 +161,19 @@ test('login, catalogue with risk badges, logout', async () => {
   assert.equal(await ban.locator('.risk-high').textContent(), 'HIGH')
   await assertFits(page, 'functions')
   await shot(page, 'functions', { docs: true })
+  // The access token is renewed with the refresh token before it expires:
+  // make it look about to expire, and the next call rotates the pair.
+  const before = await page.evaluate(() => {
+    const s = JSON.parse(sessionStorage.getItem('croupier.session'))
+    sessionStorage.setItem('croupier.session', JSON.stringify({ ...s, expiresAt: Date.now() }))
+    return s.refresh
+  })
+  await page.reload()
+  await page.getByRole('heading', { name: 'Functions' }).waitFor()
+  await page.locator('.card', { hasText: 'player.get' }).waitFor()
+  const renewed = await page.evaluate(() => JSON.parse(sessionStorage.getItem('croupier.session')))
+  assert.notEqual(renewed.refresh, before)
+  assert.ok(renewed.expiresAt > Date.now() + 60_000)
   // alice has no audit:read and no user:admin: those pages are not offered.
   const nav = page.getByRole('navigation', { name: 'Pages' })
   assert.equal(await nav.getByRole('link', { name: 'Audit' }).count(), 0)
@@ -198,8 +211,8 @@ test('invoke player.get through the generated form; browser and server errors la
   await page.getByLabel('Validate in the browser', { exact: false }).uncheck()
   await page.getByRole('button', { name: 'Invoke', exact: true }).click()
   await page.getByRole('alert').filter({ hasText: '400 INVALID_PAYLOAD' }).waitFor()
-  await fieldErrors.first().waitFor()
-  assert.ok((await fieldErrors.count()) > 0)
+  await fieldErrors.filter({ hasText: "'nobody' does not match pattern" }).waitFor() // the server's reason, not ajv's
+  assert.equal(await fieldErrors.filter({ hasText: 'must match pattern' }).count(), 0)
   assert.deepEqual(page.errors, [])
 })
 
