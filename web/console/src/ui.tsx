@@ -32,7 +32,6 @@ export function useLoad<T>(fn: () => Promise<T>, deps: unknown[]) {
   const [data, setData] = useState<T | undefined>()
   const [error, setError] = useState<unknown>()
   const [loading, setLoading] = useState(true)
-  // eslint-disable-next-line react-hooks/exhaustive-deps
   const load = useCallback(fn, deps)
   const reload = useCallback(() => {
     setLoading(true)

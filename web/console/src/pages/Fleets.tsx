@@ -46,20 +46,28 @@ export function FleetsPage() {
 }
 
 type Session = Schemas['v1GameServerSession']
+const LOG_BYTES = 65536
 
 export function FleetPage({ id }: { id: string }) {
   const procs = useLoad(() => call(api.GET('/api/v1/fleets/{fleet_id}/processes', { params: { path: { fleet_id: id } } })), [id])
-  const [log, setLog] = useState<{ process: string; text: string; size: string }>()
+  const [log, setLog] = useState<{ process: string; path: string; text: string; size: string }>()
   const [error, setError] = useState<unknown>()
   const [filter, setFilter] = useState('')
   const [sessions, setSessions] = useState<Session[]>()
   const [players, setPlayers] = useState<Schemas['v1PlayerSession'][]>()
-  const showLog = async (pid: string) => {
+  // The last 64 KiB of one of the process's logs ("stdout" or a log_paths entry).
+  const showLog = async (pid: string, path: string) => {
     setError(undefined)
     try {
-      const r = await call(api.GET('/api/v1/fleets/{fleet_id}/processes/{process_id}/log', { params: { path: { fleet_id: id, process_id: pid }, query: { limit: 65536 } } }))
+      const q = { path, limit: LOG_BYTES }
+      let r = await call(api.GET('/api/v1/fleets/{fleet_id}/processes/{process_id}/log', { params: { path: { fleet_id: id, process_id: pid }, query: q } }))
+      const size = Number(r.size ?? 0)
+      if (size > LOG_BYTES) {
+        const offset = String(size - LOG_BYTES)
+        r = await call(api.GET('/api/v1/fleets/{fleet_id}/processes/{process_id}/log', { params: { path: { fleet_id: id, process_id: pid }, query: { ...q, offset } } }))
+      }
       const bytes = Uint8Array.from(atob(r.data ?? ''), (c) => c.charCodeAt(0))
-      setLog({ process: pid, text: new TextDecoder().decode(bytes), size: r.size ?? '0' })
+      setLog({ process: pid, path, text: new TextDecoder().decode(bytes), size: r.size ?? '0' })
     } catch (err) {
       setError(err)
     }
@@ -102,7 +110,7 @@ export function FleetPage({ id }: { id: string }) {
             <th>status</th>
             <th>port</th>
             <th>session</th>
-            <th />
+            <th>logs</th>
           </tr>
         </thead>
         <tbody>
@@ -117,9 +125,11 @@ export function FleetPage({ id }: { id: string }) {
               <td>{p.client_port}</td>
               <td>{p.game_server_session_id}</td>
               <td>
-                <button type="button" className="secondary" onClick={() => showLog(p.process_id ?? '')}>
-                  Log
-                </button>
+                {['stdout', ...(p.log_paths ?? [])].map((path) => (
+                  <button key={path} type="button" className="secondary" onClick={() => showLog(p.process_id ?? '', path)} aria-label={`log ${path} of ${p.process_id}`}>
+                    {path}
+                  </button>
+                ))}
               </td>
             </tr>
           ))}
@@ -128,7 +138,7 @@ export function FleetPage({ id }: { id: string }) {
       {log && (
         <figure>
           <figcaption>
-            Log of {log.process} ({log.size} bytes)
+            {log.path} of {log.process} ({log.size} bytes{Number(log.size) > LOG_BYTES ? ', the last 64 KiB shown' : ''})
           </figcaption>
           <pre className="logview" tabIndex={0}>
             {log.text}

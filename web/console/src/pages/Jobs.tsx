@@ -93,7 +93,6 @@ export function JobPage({ id }: { id: string }) {
 
   useEffect(() => {
     void refresh()
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [id])
 
   // The event stream from seq 0: the whole log, then live events until the
@@ -117,7 +116,6 @@ export function JobPage({ id }: { id: string }) {
       })
       .finally(() => !ac.signal.aborted && setStreaming(false))
     return () => ac.abort()
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [id, replay])
 
   const progress = events.reduce((p, e) => (e.type === 'PROGRESS' || e.type === 'DONE' ? Math.max(p, e.type === 'DONE' ? 1 : (e.progress ?? 0)) : p), 0)

@@ -80,7 +80,7 @@ export function UsersPage() {
         </tbody>
       </table>
       <div className="forms">
-        <form onSubmit={act(() => call(api.POST('/api/v1/users', { body: nu })))} aria-label="Add user">
+        <form onSubmit={act(() => call(api.POST('/api/v1/users', { body: nu })).then(() => setNu({ username: '', password: '' })))} aria-label="Add user">
           <h2>Add user</h2>
           <label>
             Username
