@@ -265,8 +265,12 @@ test('mail.broadcast: the progress bar reaches 100 %; replay', async () => {
 
 test('cancel a long job', async () => {
   const page = await signIn('alice')
-  await startMail(page, 5000) // 100 players × 5 s
+  const id = await startMail(page, 3000) // 100 players × 3 s
   await page.getByTestId('job-status').filter({ hasText: /running|pending/ }).waitFor()
+  // The jobs list follows a running job's progress.
+  await page.goto(url + '#/jobs')
+  await page.waitForFunction((id) => Number(document.querySelector(`progress[aria-label="progress of ${id}"]`)?.value) > 0, id, { timeout: STEP })
+  await page.getByRole('link', { name: id }).click()
   await page.getByRole('button', { name: 'Cancel job' }).click()
   await page.getByTestId('job-status').filter({ hasText: 'canceled' }).waitFor()
   assert.equal(await page.getByRole('button', { name: 'Cancel job' }).count(), 0)

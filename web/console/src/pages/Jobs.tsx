@@ -19,6 +19,14 @@ export function JobsPage() {
     () => call(api.GET('/api/v1/jobs', { params: { query: { game_id: game, env, status: status || undefined, page_size: 50, page_token: token } } })),
     [game, env, status, token],
   )
+  // While a job on this page is unfinished, the list refreshes every 2 s
+  // (a job's own page follows its event stream instead).
+  const live = (data?.jobs ?? []).some((j) => j.status === 'pending' || j.status === 'running')
+  useEffect(() => {
+    if (!live) return
+    const t = setInterval(reload, 2000)
+    return () => clearInterval(t)
+  }, [live, reload])
   return (
     <section>
       <h1>Jobs</h1>
