@@ -116,6 +116,9 @@ describe('masking and equivalents', () => {
     expect(cliEquivalent('player.get', 'demo', 'dev', payload, { mode: 'hash', hashKey: 'k' }, '', false)).toBe(
       `croupier invoke player.get --game 'demo' --env 'dev' --payload '{"player_id":"p'\\''1"}' --route hash --hash-key 'k'`,
     )
+    expect(cliEquivalent('mail.broadcast', 'demo', 'dev', {}, { mode: 'targeted', target: 'a/i' }, 'k', true)).toBe(
+      `croupier job start mail.broadcast --game 'demo' --env 'dev' --payload '{}' --route targeted --target 'a/i' --idempotency-key 'k'`,
+    )
     expect(curlEquivalent('https://h:1', 'player.get', 'demo', 'dev', {}, { mode: 'lb' }, '', false)).toBe(
       `curl -sk -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"game_id":"demo","env":"dev","payload":{},"options":{}}' 'https://h:1/api/v1/functions/player.get:invoke'`,
     )

@@ -146,13 +146,13 @@ export function invokeOptions(r: Routing, idempotencyKey: string) {
 
 const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 
-/** The CLI command doing the same call. */
+/** The CLI command doing the same call (a job is never broadcast: the form does not offer it). */
 export function cliEquivalent(fn: string, game: string, env: string, payload: unknown, r: Routing, key: string, job: boolean): string {
   const parts = job ? ['croupier', 'job', 'start', fn] : ['croupier', 'invoke', fn]
   parts.push('--game', shq(game), '--env', shq(env), '--payload', shq(JSON.stringify(payload)))
-  if (!job && r.mode !== 'lb') parts.push('--route', r.mode)
-  if (!job && r.mode === 'targeted' && r.target) parts.push('--target', shq(r.target))
-  if (!job && r.mode === 'hash' && r.hashKey) parts.push('--hash-key', shq(r.hashKey))
+  if (r.mode !== 'lb') parts.push('--route', r.mode)
+  if (r.mode === 'targeted' && r.target) parts.push('--target', shq(r.target))
+  if (r.mode === 'hash' && r.hashKey) parts.push('--hash-key', shq(r.hashKey))
   if (key) parts.push('--idempotency-key', shq(key))
   return parts.join(' ')
 }

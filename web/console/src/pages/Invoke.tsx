@@ -128,17 +128,15 @@ function InvokeForm({ reg, job, allowed }: { reg: Schemas['v1FunctionRegistratio
       >
         <fieldset className="options">
           <legend>Call options</legend>
-          {!job && (
-            <label>
-              Routing
-              <select value={routing.mode} onChange={(e) => setRouting({ mode: e.target.value as Routing['mode'] })}>
-                <option value="lb">lb — least loaded instance</option>
-                <option value="broadcast">broadcast — every instance</option>
-                <option value="targeted">targeted — one instance</option>
-                <option value="hash">hash — by key</option>
-              </select>
-            </label>
-          )}
+          <label>
+            Routing
+            <select value={routing.mode} onChange={(e) => setRouting({ mode: e.target.value as Routing['mode'] })}>
+              <option value="lb">lb — least loaded instance</option>
+              {!job && <option value="broadcast">broadcast — every instance</option>}
+              <option value="targeted">targeted — one instance</option>
+              <option value="hash">hash — by key</option>
+            </select>
+          </label>
           {routing.mode === 'targeted' && (
             <label>
               Instance
