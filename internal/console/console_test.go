@@ -1,6 +1,9 @@
 package console
 
 import (
+	"bytes"
+	"compress/gzip"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -81,6 +84,54 @@ func TestEmbeddedBuild(t *testing.T) {
 	}
 	if len(h.files) < 2 {
 		t.Fatalf("embedded build has %d files, want index.html and its assets", len(h.files))
+	}
+}
+
+func TestGzip(t *testing.T) {
+	big := strings.Repeat("console.log('croupier');\n", 2000)
+	h, err := newHandler(fstest.MapFS{
+		"dist/index.html":       {Data: []byte("<!doctype html>")},
+		"dist/assets/app-a1.js": {Data: []byte(big)},
+	}, "dist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	get := func(path, enc string) (*http.Response, []byte) {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if enc != "" {
+			req.Header.Set("Accept-Encoding", enc) // set by hand: the transport leaves the body encoded
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	resp, b := get("/assets/app-a1.js", "br, gzip;q=0.8")
+	if resp.Header.Get("Content-Encoding") != "gzip" || resp.Header.Get("Vary") != "Accept-Encoding" || len(b) >= len(big)/10 {
+		t.Fatalf("gzip: encoding %q, vary %q, %d bytes", resp.Header.Get("Content-Encoding"), resp.Header.Get("Vary"), len(b))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain, _ := io.ReadAll(zr); string(plain) != big {
+		t.Fatal("gzip body does not decompress to the file")
+	}
+	gzTag := resp.Header.Get("ETag")
+	for _, enc := range []string{"identity", "gzip;q=0"} {
+		resp, b = get("/assets/app-a1.js", enc)
+		if resp.Header.Get("Content-Encoding") != "" || string(b) != big || resp.Header.Get("ETag") == gzTag {
+			t.Fatalf("Accept-Encoding %q: encoding %q, %d bytes, ETag %s", enc, resp.Header.Get("Content-Encoding"), len(b), resp.Header.Get("ETag"))
+		}
+	}
+	// A file gzip does not shrink is served as is, without Vary.
+	if resp, b = get("/", "gzip"); resp.Header.Get("Content-Encoding") != "" || resp.Header.Get("Vary") != "" || string(b) != "<!doctype html>" {
+		t.Fatalf("small file: encoding %q, vary %q, body %q", resp.Header.Get("Content-Encoding"), resp.Header.Get("Vary"), b)
 	}
 }
 

@@ -131,6 +131,10 @@ test('the console is served at / without shadowing the API, metrics or health', 
   assert.equal(index.status(), 200)
   assert.match(index.headers()['content-type'], /text\/html/)
   assert.match(index.headers()['content-security-policy'], /frame-ancestors 'none'/)
+  const script = (await index.text()).match(/src="\/(assets\/[^"]+\.js)"/)[1]
+  const js = await r.get(url + script, { headers: { 'Accept-Encoding': 'gzip' } })
+  assert.equal(js.headers()['content-encoding'], 'gzip')
+  assert.match(js.headers()['cache-control'], /immutable/)
   assert.equal((await r.get(url + 'healthz')).status(), 200)
   assert.match(await (await r.get(url + 'metrics')).text(), /# TYPE/)
   // The API answers for its own paths (and wants a token), not the console.
