@@ -166,24 +166,35 @@ test('login, catalogue with risk badges, logout', async () => {
   await assertFits(page, 'functions')
   await shot(page, 'functions', { docs: true })
   // The access token is renewed with the refresh token before it expires:
-  // make it look about to expire, and the next call rotates the pair.
+  // make it look about to expire, and the next call rotates the pair. Two
+  // tabs share the session and both keep working after the renewal. (Whether
+  // their renewals would collide depends on timing, so this does not prove
+  // the cross-tab lock in session.ts; it checks the shared session.)
+  const tab2 = await ctx.newPage()
+  await tab2.goto(url + '#/jobs')
+  await tab2.getByRole('heading', { name: 'Jobs' }).waitFor() // signed in already
   const before = await page.evaluate(() => {
-    const s = JSON.parse(sessionStorage.getItem('croupier.session'))
-    sessionStorage.setItem('croupier.session', JSON.stringify({ ...s, expiresAt: Date.now() }))
+    const s = JSON.parse(localStorage.getItem('croupier.session'))
+    localStorage.setItem('croupier.session', JSON.stringify({ ...s, expiresAt: Date.now() }))
     return s.refresh
   })
-  await page.reload()
-  await page.getByRole('heading', { name: 'Functions' }).waitFor()
+  await Promise.all([page.reload(), tab2.reload()])
   await page.locator('.card', { hasText: 'player.get' }).waitFor()
-  const renewed = await page.evaluate(() => JSON.parse(sessionStorage.getItem('croupier.session')))
+  await tab2.getByRole('heading', { name: 'Jobs' }).waitFor()
+  const renewed = await page.evaluate(() => JSON.parse(localStorage.getItem('croupier.session')))
   assert.notEqual(renewed.refresh, before)
   assert.ok(renewed.expiresAt > Date.now() + 60_000)
+  await page.goto(url + '#/approvals') // the renewed session still works in both tabs
+  await page.getByRole('heading', { name: 'Approvals' }).waitFor()
+  await tab2.getByRole('button', { name: 'Refresh' }).click()
+  assert.equal(await tab2.getByRole('alert').count(), 0)
   // alice has no audit:read and no user:admin: those pages are not offered.
   const nav = page.getByRole('navigation', { name: 'Pages' })
   assert.equal(await nav.getByRole('link', { name: 'Audit' }).count(), 0)
   assert.equal(await nav.getByRole('link', { name: 'Users & roles' }).count(), 0)
   await page.getByRole('button', { name: 'Log out' }).click()
   await page.getByRole('button', { name: 'Sign in' }).waitFor()
+  await tab2.getByRole('button', { name: 'Sign in' }).waitFor() // every tab is signed out
   await page.reload()
   await page.getByRole('button', { name: 'Sign in' }).waitFor() // the session is gone
 })
@@ -357,7 +368,7 @@ test('a viewer sees no invoke button and gets the 403 when forcing calls', async
   await shot(page, 'viewer-403', { docs: true })
   // Forcing the invoke with the viewer's token: the server still refuses.
   const res = await page.evaluate(async () => {
-    const t = JSON.parse(sessionStorage.getItem('croupier.session')).access
+    const t = JSON.parse(localStorage.getItem('croupier.session')).access
     const r = await fetch('/api/v1/functions/player.get:invoke', {
       method: 'POST',
       headers: { Authorization: `Bearer ${t}`, 'Content-Type': 'application/json' },

@@ -1,6 +1,8 @@
-// The login session: tokens in sessionStorage (per tab, gone when the tab
-// closes), renewed with the refresh token shortly before the access token
-// expires, the way the CLI does.
+// The login session, shared by the console's tabs: tokens in localStorage,
+// renewed with the refresh token shortly before the access token expires,
+// the way the CLI does. Renewal takes a cross-tab lock (Web Locks), because
+// presenting a spent refresh token a second time — two tabs renewing at
+// once — makes the server revoke the whole session (reuse detection).
 import createClient from 'openapi-fetch'
 import type { paths } from './api/schema'
 
@@ -13,22 +15,30 @@ const raw = createClient<paths>({ baseUrl: '' })
 
 type Listener = (signedIn: boolean, reason?: string) => void
 
+function read(): Tokens | null {
+  try {
+    const s = localStorage.getItem(KEY)
+    return s ? (JSON.parse(s) as Tokens) : null
+  } catch {
+    return null
+  }
+}
+
+const fresh = (t: Tokens | null) => t !== null && t.expiresAt - Date.now() > RENEW_BEFORE_MS
+
 class Session {
-  private tokens: Tokens | null = null
   private renewing: Promise<string | null> | null = null
   private listeners = new Set<Listener>()
 
   constructor() {
-    try {
-      const s = sessionStorage.getItem(KEY)
-      if (s) this.tokens = JSON.parse(s) as Tokens
-    } catch {
-      this.tokens = null
-    }
+    // Another tab signed in or out.
+    window.addEventListener('storage', (e) => {
+      if (e.key === KEY && (e.oldValue === null) !== (e.newValue === null)) this.notify(e.newValue !== null)
+    })
   }
 
   get signedIn() {
-    return this.tokens !== null
+    return read() !== null
   }
 
   subscribe(l: Listener) {
@@ -38,11 +48,15 @@ class Session {
     }
   }
 
+  private notify(signedIn: boolean, reason?: string) {
+    this.listeners.forEach((l) => l(signedIn, reason))
+  }
+
   private set(t: Tokens | null, reason?: string) {
-    this.tokens = t
-    if (t) sessionStorage.setItem(KEY, JSON.stringify(t))
-    else sessionStorage.removeItem(KEY)
-    this.listeners.forEach((l) => l(t !== null, reason))
+    const was = read() !== null
+    if (t) localStorage.setItem(KEY, JSON.stringify(t))
+    else localStorage.removeItem(KEY)
+    if (was !== (t !== null) || reason) this.notify(t !== null, reason)
   }
 
   private store(d: { access_token?: string; refresh_token?: string; expires_in?: string }) {
@@ -62,16 +76,21 @@ class Session {
 
   /** The access token, renewed first when it expires within 30 s. */
   async accessToken(): Promise<string | null> {
-    const t = this.tokens
-    if (!t) return null
-    if (t.expiresAt - Date.now() > RENEW_BEFORE_MS) return t.access
-    // One renewal at a time: a spent refresh token presented twice would
-    // revoke the whole session (reuse detection).
-    this.renewing ??= this.renew(t).finally(() => (this.renewing = null))
+    const t = read()
+    if (t === null) return null
+    if (fresh(t)) return t.access
+    // One renewal at a time in this tab, and across tabs under the lock
+    // (absent on plain-HTTP pages: then per tab only).
+    this.renewing ??= (
+      navigator.locks ? navigator.locks.request(KEY, () => this.renew()).then((t) => t) : this.renew()
+    ).finally(() => (this.renewing = null))
     return this.renewing
   }
 
-  private async renew(t: Tokens): Promise<string | null> {
+  private async renew(): Promise<string | null> {
+    const t = read() // another tab may have renewed while this one waited
+    if (t === null) return null
+    if (fresh(t)) return t.access
     const { data, error, response } = await raw.POST('/api/v1/auth:refresh', { body: { refresh_token: t.refresh } })
     if (!response.ok || !data) {
       this.set(null, (error as { message?: string })?.message ?? 'session expired; sign in again')
@@ -81,16 +100,16 @@ class Session {
     return data.access_token ?? null
   }
 
-  /** Ends the session on the server (its tokens stop working) and here. */
+  /** Ends the session on the server (its tokens stop working) and in every tab. */
   async logout() {
-    const t = this.tokens
+    const t = read()
     if (t) await raw.POST('/api/v1/auth:logout', { body: { refresh_token: t.refresh } }).catch(() => undefined)
     this.set(null)
   }
 
   /** Forgets the session after the server refused its token. */
   end(reason: string) {
-    if (this.tokens) this.set(null, reason)
+    if (read() !== null) this.set(null, reason)
   }
 }
 
