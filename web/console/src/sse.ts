@@ -4,8 +4,9 @@
 // starts is the usual JSON error, thrown as an ApiError.
 import { ApiError } from './api/client'
 import { session } from './session'
+import { SSEParser, type SSEEvent } from './sseParser'
 
-export type SSEEvent = { id: string; event: string; data: string }
+export type { SSEEvent }
 
 export async function readSSE(url: string, signal: AbortSignal, onEvent: (e: SSEEvent) => void): Promise<void> {
   const token = await session.accessToken()
@@ -20,28 +21,11 @@ export async function readSSE(url: string, signal: AbortSignal, onEvent: (e: SSE
     throw err
   }
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader()
-  let buf = ''
-  let ev: SSEEvent = { id: '', event: 'message', data: '' }
+  const parser = new SSEParser(onEvent)
   for (;;) {
     const { value, done } = await reader.read()
     if (done) return
-    buf += value
-    let nl: number
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).replace(/\r$/, '')
-      buf = buf.slice(nl + 1)
-      if (line === '') {
-        if (ev.data !== '') onEvent(ev)
-        ev = { id: '', event: 'message', data: '' }
-      } else if (!line.startsWith(':')) {
-        const i = line.indexOf(':')
-        const field = i < 0 ? line : line.slice(0, i)
-        const val = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '')
-        if (field === 'data') ev.data = ev.data ? `${ev.data}\n${val}` : val
-        else if (field === 'event') ev.event = val
-        else if (field === 'id') ev.id = val
-      }
-    }
+    parser.push(value)
   }
 }
 
