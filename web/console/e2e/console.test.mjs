@@ -48,6 +48,19 @@ function waitOutput(re, ms) {
 const cli = (args, input) =>
   execFileSync(BIN, args, { input, env: { ...process.env, CROUPIER_PROFILE: join(dir, 'client.yaml') }, encoding: 'utf8', timeout: 30_000 })
 
+/** Retries fn (bounded: 30 s, every 200 ms) until it stops throwing. */
+async function poll(what, fn) {
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    try {
+      return fn()
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`${what}: still failing after 30 s: ${err.message}`)
+      await new Promise((ok) => setTimeout(ok, 200))
+    }
+  }
+}
+
 before(async () => {
   mkdirSync(ART, { recursive: true })
   dir = mkdtempSync(join(tmpdir(), 'croupier-console-'))
@@ -435,9 +448,17 @@ test('agents and instances live over SSE; users, fleets; dark mode; 1280×720', 
   await page.getByLabel('Filter').fill('hasAvailablePlayerSessions=')
   await page.getByRole('button', { name: 'Search' }).click()
   await page.getByRole('alert').filter({ hasText: /^400 / }).waitFor()
+  // A session with a player, made with the CLI, then found and opened here.
+  const fleetId = decodeURIComponent(page.url().split('#/fleets/')[1])
+  cli(['session', 'create', '--fleet', fleetId, '--max-players', '4', '--name', 'lobby', '--id', 'console-s1'])
+  await poll('p1 joins console-s1', () => cli(['player', 'join', 'console-s1', 'p1']))
   await page.getByLabel('Filter').fill('hasAvailablePlayerSessions=true')
   await page.getByRole('button', { name: 'Search' }).click()
-  await page.getByRole('columnheader', { name: 'players' }).waitFor()
+  const lobby = page.getByRole('row', { name: /console-s1/ })
+  await lobby.getByRole('cell', { name: '1/4' }).waitFor()
+  await lobby.getByRole('button', { name: 'Players' }).click()
+  await page.getByRole('heading', { name: 'Player sessions' }).waitFor()
+  await page.getByRole('cell', { name: 'p1', exact: true }).waitFor()
   await assertFits(page, 'fleet')
   await shot(page, 'fleet')
   await page.goto(url + '#/jobs')
