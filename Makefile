@@ -19,8 +19,7 @@ PG_DIR := $(CURDIR)/.tmp/postgres
 # "context deadline exceeded" when the deadline hits during minimisation.
 FUZZTIME ?= 100000x
 
-.PHONY: all build dev test unit lint vet staticcheck buflint generate check-generated tools fuzz bench postgres-start postgres-stop clean \
-	console check-console console-unit console-test console-screenshots
+.PHONY: all build dev test unit lint vet staticcheck buflint generate check-generated tools fuzz bench postgres-start postgres-stop clean
 
 all: build
 
@@ -66,6 +65,7 @@ check-generated: generate
 # so `go build` needs no Node.js; check-console rebuilds it from the
 # committed package-lock.json and fails when it differs, like
 # check-generated (docs/console.md says why).
+.PHONY: console check-console console-unit console-test console-screenshots
 CONSOLE := web/console
 CONSOLE_ARTIFACTS ?= $(CURDIR)/.tmp/console-artifacts
 
