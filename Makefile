@@ -60,6 +60,44 @@ check-generated: generate
 		git status --porcelain -- api proto; git diff --stat -- api; exit 1; \
 	fi
 
+# The web console (web/console, React + TypeScript + Vite). Its build
+# output, internal/console/dist, is committed and embedded in the binary,
+# so `go build` needs no Node.js; check-console rebuilds it from the
+# committed package-lock.json and fails when it differs, like
+# check-generated (docs/console.md says why).
+.PHONY: console check-console console-unit console-test console-screenshots
+CONSOLE := web/console
+CONSOLE_ARTIFACTS ?= $(CURDIR)/.tmp/console-artifacts
+
+$(CONSOLE)/node_modules/.installed: $(CONSOLE)/package.json $(CONSOLE)/package-lock.json
+	cd $(CONSOLE) && npm ci --no-audit --no-fund
+	@touch $@
+
+# console regenerates the API types from the OpenAPI document and builds.
+console: $(CONSOLE)/node_modules/.installed
+	cd $(CONSOLE) && npm run --silent gen && npm run --silent build
+
+check-console: console
+	@if [ -n "$$(git status --porcelain -- $(CONSOLE) internal/console)" ]; then \
+		echo "the console build is stale: run 'make console' and commit the result"; \
+		git status --porcelain -- $(CONSOLE) internal/console; exit 1; \
+	fi
+
+# console-unit runs the vitest unit tests (schema → form mapping, grants).
+console-unit: $(CONSOLE)/node_modules/.installed
+	cd $(CONSOLE) && npx vitest run
+
+# console-test drives the console in Debian's chromium (playwright-core)
+# against a real `croupier dev` on free ports; screenshots go to
+# $(CONSOLE_ARTIFACTS).
+console-test: build $(CONSOLE)/node_modules/.installed
+	cd $(CONSOLE) && CROUPIER_BIN=$(CURDIR)/bin/croupier CONSOLE_ARTIFACTS=$(CONSOLE_ARTIFACTS) CONSOLE_DOCS_IMG=$(CONSOLE_DOCS_IMG) \
+		timeout 600 node --test --test-concurrency=1 e2e/
+
+# console-screenshots runs console-test and refreshes docs/img/console-*.png.
+console-screenshots:
+	$(MAKE) console-test CONSOLE_DOCS_IMG=$(CURDIR)/docs/img
+
 buflint: tools
 	buf lint
 
@@ -96,9 +134,10 @@ fuzz:
 		done; \
 	done
 
-# test is the whole suite: generated-code freshness, lint, unit and
-# end-to-end tests, and a bounded fuzz run.
-test: check-generated lint unit fuzz
+# test is the whole suite: generated-code freshness (protos and console),
+# lint, unit and end-to-end tests, the console in a browser, and a bounded
+# fuzz run.
+test: check-generated check-console lint unit console-unit console-test fuzz
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/tunnel/

@@ -175,8 +175,9 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	}
 	fmt.Fprintf(g.stdout, `
 Croupier dev is running.
+  console       https://%s/  (web console; sign in as admin; the browser warns about the dev CA: trust %s)
   server gRPC   %s (mTLS)
-  server HTTP   https://%s  (/healthz /readyz /metrics)
+  server HTTP   https://%s  (/api/v1 /healthz /readyz /metrics)
   agent SDK     %s
   game          demo/dev, instance demo-1, players p1..p%d
   fleet         %s
@@ -192,7 +193,7 @@ Try it (in another terminal):
   croupier invoke gateway.stats --game demo --env dev
 
 Press Ctrl-C to stop.
-`, srv.GRPCAddr(), srv.HTTPAddr(), ag.SDKAddr(), o.players, fleetNote, gatewayNote, dataDir, profilePath, profilePath)
+`, srv.HTTPAddr(), bundle.CACert, srv.GRPCAddr(), srv.HTTPAddr(), ag.SDKAddr(), o.players, fleetNote, gatewayNote, dataDir, profilePath, profilePath)
 
 	select {
 	case <-ctx.Done():

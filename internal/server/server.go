@@ -19,6 +19,7 @@ import (
 	"github.com/croupier/croupier/internal/audit"
 	authsvc "github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/console"
 	"github.com/croupier/croupier/internal/control"
 	"github.com/croupier/croupier/internal/fleet"
 	"github.com/croupier/croupier/internal/invoke"
@@ -253,10 +254,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	web, err := console.New()
+	if err != nil {
+		return err
+	}
 	// ReadTimeout bounds how long a client may take to send a request (a
 	// slow body holds a goroutine and up to max_request_bytes); there is no
 	// WriteTimeout because the SSE streams are long-lived.
-	s.httpServer = &http.Server{Handler: s.opsMux(s.auth.HTTPMiddleware(rest, auth.httpPrincipal, authsvc.IsPublicPath)),
+	s.httpServer = &http.Server{Handler: s.opsMux(s.auth.HTTPMiddleware(rest, auth.httpPrincipal, authsvc.IsPublicPath), web),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	if s.cfg.TunnelHTTPAddr != "" {
@@ -322,11 +327,13 @@ func (s *Server) streamLifetime(srv any, ss grpc.ServerStream, _ *grpc.StreamSer
 	return h(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 }
 
-// opsMux serves health, readiness and metrics without authentication, and
-// the REST API under /api/v1.
-func (s *Server) opsMux(rest http.Handler) http.Handler {
+// opsMux serves health, readiness and metrics without authentication, the
+// REST API under /api/v1, and the web console (its static files, public;
+// the console calls the API with the operator's token) at every other path.
+func (s *Server) opsMux(rest, web http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/", rest)
+	mux.Handle("/", web)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.store.Ping(r.Context()); err != nil {
