@@ -105,6 +105,7 @@ bench: build
 	$(GO) test -run '^$$' -bench AppendEvents -benchtime 3s ./internal/store/
 	$(GO) run ./bench/invoke
 	$(GO) run ./bench/jobs
+	$(GO) run ./bench/scale -n 10,100,1000,5000
 
 clean:
 	rm -rf bin .tmp
