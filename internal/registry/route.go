@@ -33,10 +33,12 @@ type Route struct {
 // registration.
 type RouteInstance struct {
 	InstanceRef
-	// Key is InstanceRef.Key(), computed once.
-	Key      string
+	key      string
 	inflight *atomic.Int64
 }
+
+// Key returns "agent/instance", computed once.
+func (ri *RouteInstance) Key() string { return ri.key }
 
 // InFlight returns the number of calls in flight on the instance.
 func (ri *RouteInstance) InFlight() int64 { return ri.inflight.Load() }
@@ -52,6 +54,8 @@ func (ri *RouteInstance) End() { ri.inflight.Add(-1) }
 type lazyRing struct {
 	once sync.Once
 	r    *routing.Ring
+	// byKey holds the instances in key order: the ring's member order.
+	byKey []*RouteInstance
 }
 
 // Ring returns the consistent-hash ring over the route's instance keys,
@@ -60,11 +64,22 @@ func (rt *Route) Ring() *routing.Ring {
 	rt.ring.once.Do(func() {
 		keys := make([]string, len(rt.Instances))
 		for i, in := range rt.Instances {
-			keys[i] = in.Key
+			keys[i] = in.key
 		}
 		rt.ring.r = routing.NewRing(keys, routing.DefaultVirtualNodes)
+		rt.ring.byKey = slices.Clone(rt.Instances)
+		slices.SortFunc(rt.ring.byKey, func(a, b *RouteInstance) int { return cmp.Compare(a.key, b.key) })
 	})
 	return rt.ring.r
+}
+
+// Owner returns the instance that owns hashKey on the route's ring.
+func (rt *Route) Owner(hashKey string) (*RouteInstance, bool) {
+	i, ok := rt.Ring().Index(hashKey)
+	if !ok {
+		return nil, false
+	}
+	return rt.ring.byKey[i], true
 }
 
 // Route returns the routing snapshot of a registered function, without

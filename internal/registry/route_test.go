@@ -80,7 +80,7 @@ func TestRouteSnapshots(t *testing.T) {
 func routeKeys(rt *registry.Route) []string {
 	var out []string
 	for _, in := range rt.Instances {
-		out = append(out, in.Key)
+		out = append(out, in.Key())
 	}
 	return out
 }
@@ -174,7 +174,7 @@ func TestRoutesUnderConcurrentRegistrationsAndCalls(t *testing.T) {
 		}
 		for _, in := range rt.Instances {
 			if in.InFlight() != 0 {
-				t.Fatalf("%s: %d in flight after all calls ended", in.Key, in.InFlight())
+				t.Fatalf("%s: %d in flight after all calls ended", in.Key(), in.InFlight())
 			}
 		}
 	}

@@ -69,7 +69,7 @@ func newAgentState(a Agent, prev *agentState) *agentState {
 			st.insts[in.ID] = prev.insts[in.ID]
 		} else {
 			ref := InstanceRef{Agent: c.ID, Instance: in.ID}
-			st.insts[in.ID] = &RouteInstance{InstanceRef: ref, Key: ref.Key(), inflight: new(atomic.Int64)}
+			st.insts[in.ID] = &RouteInstance{InstanceRef: ref, key: ref.Key(), inflight: new(atomic.Int64)}
 		}
 	}
 	for _, d := range c.Descriptors {
