@@ -93,4 +93,3 @@ func leastLoaded(live []*registry.RouteInstance) *registry.RouteInstance {
 	}
 	return live[best]
 }
-

@@ -142,33 +142,34 @@ func (fs *fnState) descriptor(direct stamped, hasDirect bool) *croupierv1.Functi
 }
 
 // spliceInstances returns prev with the instances of the agents in changed
-// replaced by their current ones: O(len(prev)) pointer copies, no sorting
-// of the whole fleet.
+// replaced by their current ones. prev is sorted by agent, so each changed
+// agent's range is found by binary search and the rest is block-copied:
+// O(changed·log n) comparisons plus one memmove of n pointers.
 func (fs *fnState) spliceInstances(prev []*RouteInstance, changed map[string]struct{}) []*RouteInstance {
-	var add []*RouteInstance
+	ids := make([]string, 0, len(changed))
+	added := 0
 	for id := range changed {
+		ids = append(ids, id)
 		if st := fs.agents[id]; st != nil {
-			for _, in := range st.served[fs.key.fn] {
-				add = append(add, st.insts[in])
+			added += len(st.served[fs.key.fn])
+		}
+	}
+	slices.Sort(ids)
+	out := make([]*RouteInstance, 0, len(prev)+added)
+	rest := prev
+	for _, id := range ids {
+		lo, _ := slices.BinarySearchFunc(rest, id, func(ri *RouteInstance, id string) int { return cmp.Compare(ri.Agent, id) })
+		hi := lo
+		for hi < len(rest) && rest[hi].Agent == id {
+			hi++
+		}
+		out = append(out, rest[:lo]...)
+		if st := fs.agents[id]; st != nil {
+			for _, in := range st.served[fs.key.fn] { // sorted
+				out = append(out, st.insts[in])
 			}
 		}
+		rest = rest[hi:]
 	}
-	slices.SortFunc(add, compareInstances)
-	out := make([]*RouteInstance, 0, len(prev)+len(add))
-	i := 0
-	for _, ri := range prev {
-		if _, gone := changed[ri.Agent]; gone {
-			continue
-		}
-		for i < len(add) && compareInstances(add[i], ri) < 0 {
-			out = append(out, add[i])
-			i++
-		}
-		out = append(out, ri)
-	}
-	return append(out, add[i:]...)
-}
-
-func compareInstances(a, b *RouteInstance) int {
-	return cmp.Or(cmp.Compare(a.Agent, b.Agent), cmp.Compare(a.Instance, b.Instance))
+	return append(out, rest...)
 }
