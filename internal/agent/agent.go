@@ -297,6 +297,13 @@ func (a *Agent) session(ctx context.Context) {
 }
 
 func (a *Agent) register(ctx context.Context) (time.Duration, error) {
+	// This registration reports every change made so far: drop a pending
+	// "changed" signal, so instances that connected before the tunnel do
+	// not cause a second registration right after the first.
+	select {
+	case <-a.instances.changed:
+	default:
+	}
 	fns, descs, infos, departed := a.instances.snapshot()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -263,3 +263,26 @@ func TestRegisterAndHeartbeat(t *testing.T) {
 		t.Fatal("NOT_FOUND on heartbeat did not trigger a re-registration")
 	}
 }
+
+// TestOneRegistrationPerStart: instances that connected before the tunnel
+// are in the first registration, so the change they signalled must not
+// cause a second one.
+func TestOneRegistrationPerStart(t *testing.T) {
+	t.Parallel()
+	a, ctl := newTestAgent(t)
+	a.instances.put(inst("gs-1", "inc-1", "player.get"))
+	a.instances.put(inst("gs-2", "inc-1", "player.get"))
+	if _, err := a.register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(ctl.registers) != 1 || len(ctl.registers[0].GetInstances()) != 2 {
+		t.Fatalf("registrations = %v, want one with both instances", ctl.registers)
+	}
+	if changed(a.instances) {
+		t.Fatal("a change already reported by the registration is still pending")
+	}
+	a.instances.put(inst("gs-3", "inc-1", "player.get"))
+	if !changed(a.instances) {
+		t.Fatal("a later change is not pending")
+	}
+}
