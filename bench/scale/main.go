@@ -67,6 +67,7 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "length of the c=32 throughput run")
 	calls := flag.Int("calls", 1000, "sequential lb calls for the p50")
 	idle := flag.Duration("idle", 10*time.Second, "idle window for heartbeat CPU")
+	flag.BoolVar(&deltas, "watch-deltas", true, "watch in delta form (false: whole registrations, as seed clients)")
 	flag.Parse()
 	var sizes []int
 	for _, s := range strings.Split(*ns, ",") {
@@ -84,6 +85,9 @@ func main() {
 		}
 	}
 }
+
+// deltas is the watch form the ramp's watcher asks for.
+var deltas bool
 
 func run(bin string, n int, dur time.Duration, calls int, idle time.Duration) error {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -145,7 +149,7 @@ func run(bin string, n int, dur time.Duration, calls int, idle time.Duration) er
 	var watchBytes, watchEvents atomic.Int64
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
-	ws, err := croupierv1.NewRegistryServiceClient(op).WatchRegistrations(wctx, &croupierv1.WatchRegistrationsRequest{GameId: game, Env: env})
+	ws, err := croupierv1.NewRegistryServiceClient(op).WatchRegistrations(wctx, &croupierv1.WatchRegistrationsRequest{GameId: game, Env: env, Deltas: deltas})
 	if err != nil {
 		return err
 	}

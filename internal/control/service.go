@@ -4,6 +4,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -105,14 +106,52 @@ func (s *Service) RegisterAgent(ctx context.Context, req *croupierv1.RegisterAge
 		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, err.Error())
 	}
 	s.log.Info("agent registered", "agent", id, "game", game, "env", env, "instances", len(agent.Instances), "functions", len(agent.Descriptors))
-	if len(req.GetDeparted()) > 0 && s.cfg.Departed != nil {
-		gone := make(map[string]string, len(req.GetDeparted()))
-		for _, d := range req.GetDeparted() {
-			gone[d.GetInstanceId()] = d.GetIncarnation()
-		}
-		s.cfg.Departed(id, gone)
-	}
+	s.departed(id, req.GetDeparted())
 	return &croupierv1.RegisterAgentResponse{Success: true, AgentId: id, HeartbeatInterval: int64(max(1, s.cfg.HeartbeatInterval/time.Second))}, nil
+}
+
+// UpdateInstances applies a change to some of a registered agent's
+// instances (see registry.UpdateInstances).
+func (s *Service) UpdateInstances(ctx context.Context, req *croupierv1.UpdateInstancesRequest) (*croupierv1.UpdateInstancesResponse, error) {
+	id := req.GetAgentId()
+	game, env, ok := s.reg.AgentScope(id)
+	if !ok {
+		return nil, apierr.New(codes.NotFound, apierr.CodeAgentNotFound,
+			"agent "+id+" is not registered; call RegisterAgent", "agent_id", id)
+	}
+	if err := AuthorizeAgent(principal.FromContext(ctx), id, game, env); err != nil {
+		return nil, err
+	}
+	for _, d := range req.GetDescriptors() {
+		if err := s.validated.Validate(d); err != nil {
+			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidDescriptor,
+				fmt.Sprintf("descriptor %q: %v", d.GetId(), err), "function_id", d.GetId())
+		}
+	}
+	upsert := make([]registry.Instance, 0, len(req.GetUpserted()))
+	for _, in := range req.GetUpserted() {
+		upsert = append(upsert, registry.Instance{ID: in.GetInstanceId(), Functions: in.GetFunctions(), Labels: in.GetLabels(), Incarnation: in.GetIncarnation()})
+	}
+	switch err := s.reg.UpdateInstances(id, upsert, req.GetRemoved(), req.GetDescriptors()); {
+	case errors.Is(err, registry.ErrNotFound):
+		return nil, apierr.New(codes.NotFound, apierr.CodeAgentNotFound, err.Error()+"; call RegisterAgent", "agent_id", id)
+	case err != nil:
+		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, err.Error())
+	}
+	s.departed(id, req.GetDeparted())
+	return &croupierv1.UpdateInstancesResponse{}, nil
+}
+
+// departed tells the jobs service which instances an agent reports gone.
+func (s *Service) departed(agentID string, infos []*croupierv1.InstanceInfo) {
+	if len(infos) == 0 || s.cfg.Departed == nil {
+		return
+	}
+	gone := make(map[string]string, len(infos))
+	for _, d := range infos {
+		gone[d.GetInstanceId()] = d.GetIncarnation()
+	}
+	s.cfg.Departed(agentID, gone)
 }
 
 // buildAgent turns a request into a registry entry, validating every

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -107,10 +108,63 @@ func (r *Registry) Upsert(a Agent) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.agents[a.ID]
-	st := newAgentState(a, old)
+	r.install(old, newAgentState(a, old))
+	return nil
+}
+
+// UpdateInstances changes some of a registered agent's instances: upsert
+// adds or replaces instances by id, remove drops ids, descs adds or
+// replaces descriptors. The rest of the registration is kept as is, so the
+// cost follows the change (plus one pass over the agent's instance list),
+// not a full re-registration. It returns an error wrapping ErrNotFound for
+// an unknown agent and ErrInvalid for a malformed change.
+func (r *Registry) UpdateInstances(agentID string, upsert []Instance, remove []string, descs []*croupierv1.FunctionDescriptor) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, ok := r.agents[agentID]
+	if !ok {
+		return fmt.Errorf("agent %q is not registered: %w", agentID, ErrNotFound)
+	}
+	drop := make(map[string]struct{}, len(remove)+len(upsert))
+	for _, id := range remove {
+		drop[id] = struct{}{}
+	}
+	for _, in := range upsert {
+		drop[in.ID] = struct{}{}
+	}
+	a := old.a // its slices are private and never mutated: share them
+	a.Instances = make([]Instance, 0, len(old.a.Instances)+len(upsert))
+	for _, in := range old.a.Instances {
+		if _, gone := drop[in.ID]; !gone {
+			a.Instances = append(a.Instances, in)
+		}
+	}
+	for _, in := range upsert {
+		a.Instances = append(a.Instances, Instance{ID: in.ID, Functions: slices.Clone(in.Functions), Labels: maps.Clone(in.Labels), Incarnation: in.Incarnation})
+	}
+	a.Descriptors = slices.Clone(old.a.Descriptors)
+	for _, d := range descs {
+		d = proto.Clone(d).(*croupierv1.FunctionDescriptor)
+		if i := slices.IndexFunc(a.Descriptors, func(x *croupierv1.FunctionDescriptor) bool { return x.GetId() == d.GetId() }); i >= 0 {
+			a.Descriptors[i] = d
+		} else {
+			a.Descriptors = append(a.Descriptors, d)
+		}
+	}
+	a.LastHeartbeat = old.lastHeartbeat()
+	if err := validateAgent(&a); err != nil {
+		return err
+	}
+	r.install(old, indexAgent(a, old))
+	return nil
+}
+
+// install replaces old (nil for a new agent) with st: stamps descriptors,
+// updates the indexes, publishes what changed. Callers hold the write lock.
+func (r *Registry) install(old, st *agentState) {
 	for fn, s := range st.descs {
 		if old != nil {
-			if prev, ok := old.descs[fn]; ok && proto.Equal(prev.d, s.d) {
+			if prev, ok := old.descs[fn]; ok && (prev.d == s.d || proto.Equal(prev.d, s.d)) {
 				st.descs[fn] = prev // unchanged: keep its age (see package doc)
 				continue
 			}
@@ -122,12 +176,11 @@ func (r *Registry) Upsert(a Agent) error {
 		st.beat.Store(old.beat.Load()) // heartbeats only move forward
 	}
 	if old != nil {
-		removeFromSet(r.byScope, scopeKey{old.a.GameID, old.a.Env}, a.ID)
+		removeFromSet(r.byScope, scopeKey{old.a.GameID, old.a.Env}, old.a.ID)
 	}
-	addToSet(r.byScope, scopeKey{st.a.GameID, st.a.Env}, a.ID)
-	r.agents[a.ID] = st
+	addToSet(r.byScope, scopeKey{st.a.GameID, st.a.Env}, st.a.ID)
+	r.agents[st.a.ID] = st
 	r.commit(r.replaceAgent(old, st))
-	return nil
 }
 
 // Remove drops an agent and emits events for the functions it served. It

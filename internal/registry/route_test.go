@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -340,5 +341,46 @@ func checkDeltaReplica(t *testing.T, r *registry.Registry, rp *deltaReplica) {
 		if got == nil || !proto.Equal(strip(got), strip(w)) {
 			t.Fatalf("%s:\n got  %v\n want %v", w.GetFunctionId(), got, w)
 		}
+	}
+}
+
+func TestUpdateInstances(t *testing.T) {
+	t.Parallel()
+	r := registry.New(registry.Options{})
+	if err := r.UpdateInstances("nobody", nil, nil, nil); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("UpdateInstances(unknown) = %v, want ErrNotFound", err)
+	}
+	mustUpsert(t, r, withDescs(agent("a", "g", "e", inst("i1", "f"), inst("i2", "f")), desc("f", "v1")))
+	ch, _, _ := watch(t, r, registry.Filter{Game: "g"})
+	rt, _ := r.Route("g", "e", "f")
+	i1 := rt.Instances[0]
+
+	// Add i3 serving f and h, drop i2: one event each for f and h.
+	if err := r.UpdateInstances("a", []registry.Instance{inst("i3", "f", "h")}, []string{"i2"}, []*croupierv1.FunctionDescriptor{desc("h", "v1")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := expectEvent(t, ch, updated, "f").GetAgents()[0].GetInstances(); !slices.Equal(got, []string{"i1", "i3"}) {
+		t.Fatalf("f instances = %v, want i1 i3", got)
+	}
+	if reg := expectEvent(t, ch, added, "h"); reg.GetDescriptor_().GetVersion() != "v1" {
+		t.Fatalf("h = %v", reg)
+	}
+	rt2, _ := r.Route("g", "e", "f")
+	if rt2.Instances[0] != i1 || rt2.Descriptor.GetVersion() != "v1" {
+		t.Fatal("untouched instance lost its counter, or the descriptor changed")
+	}
+	a, _ := r.Agent("a")
+	if len(a.Instances) != 2 || a.Instances[1].ID != "i3" || a.Version != "1.0" || len(a.Descriptors) != 2 {
+		t.Fatalf("agent after update = %+v", a)
+	}
+	// An unchanged instance re-sent: nothing to publish.
+	if err := r.UpdateInstances("a", []registry.Instance{inst("i3", "f", "h")}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := r.Route("g", "e", "f"); again != rt2 {
+		t.Fatal("an unchanged update published a new route")
+	}
+	if err := r.UpdateInstances("a", []registry.Instance{inst("i1", "f"), inst("i1", "h")}, nil, nil); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("duplicate instance ids = %v, want ErrInvalid", err)
 	}
 }

@@ -51,14 +51,20 @@ func newAgentState(a Agent, prev *agentState) *agentState {
 	for i, in := range a.Instances {
 		c.Instances[i] = Instance{ID: in.ID, Functions: slices.Clone(in.Functions), Labels: maps.Clone(in.Labels), Incarnation: in.Incarnation}
 	}
-	slices.SortFunc(c.Instances, func(x, y Instance) int { return cmp.Compare(x.ID, y.ID) })
 	for i, d := range a.Descriptors {
 		c.Descriptors[i] = proto.Clone(d).(*croupierv1.FunctionDescriptor)
 	}
+	c.LastHeartbeat = a.LastHeartbeat
+	return indexAgent(c, prev)
+}
 
+// indexAgent builds the state of c, which the registry owns (nothing else
+// holds its slices or maps), sorting its instances in place.
+func indexAgent(c Agent, prev *agentState) *agentState {
+	slices.SortFunc(c.Instances, func(x, y Instance) int { return cmp.Compare(x.ID, y.ID) })
 	st := &agentState{a: c, served: map[string][]string{}, descs: make(map[string]stamped, len(c.Descriptors)),
 		insts: make(map[string]*RouteInstance, len(c.Instances))}
-	st.beat.Store(a.LastHeartbeat.UnixNano())
+	st.beat.Store(c.LastHeartbeat.UnixNano())
 	for _, in := range c.Instances { // sorted, so each list comes out sorted
 		for _, fn := range in.Functions {
 			if ids := st.served[fn]; len(ids) == 0 || ids[len(ids)-1] != in.ID {

@@ -34,6 +34,10 @@ func (h controlHandler) Heartbeat(ctx context.Context, r *croupierv1.HeartbeatRe
 	return h.svc.Heartbeat(ctx, r)
 }
 
+func (h controlHandler) UpdateInstances(ctx context.Context, r *croupierv1.UpdateInstancesRequest) (*croupierv1.UpdateInstancesResponse, error) {
+	return h.svc.UpdateInstances(ctx, r)
+}
+
 func (h controlHandler) GetAssignments(ctx context.Context, r *croupierv1.GetAssignmentsRequest) (*croupierv1.GetAssignmentsResponse, error) {
 	return h.svc.GetAssignments(ctx, r)
 }
