@@ -57,8 +57,10 @@ type Agent struct {
 	enabled    map[string]bool // function -> enabled, from GetAssignments
 	assignVer  int64
 	registered bool
-	stop       context.CancelFunc
-	wg         sync.WaitGroup
+	fullSync   bool // the server lacks UpdateInstances
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 }
 
 // New validates cfg and returns an agent that Start brings up.
@@ -285,10 +287,7 @@ func (a *Agent) session(ctx context.Context) {
 				a.setRegistered(false)
 				return
 			case <-a.instances.changed:
-				if _, err := a.register(ctx); err != nil {
-					a.log.Warn("re-register failed", "err", err)
-					a.instances.notify()
-				}
+				a.syncInstances(ctx)
 			case <-t.C:
 				a.heartbeat(ctx)
 			}
@@ -322,6 +321,45 @@ func (a *Agent) register(ctx context.Context) (time.Duration, error) {
 		interval = 10 * time.Second
 	}
 	return interval, nil
+}
+
+// syncInstances tells the server about instance changes: only what changed
+// (UpdateInstances), so an agent with M instances sends O(1) per change
+// instead of O(M). It falls back to a full registration when the server
+// forgot the agent or does not know UpdateInstances (an older server).
+func (a *Agent) syncInstances(ctx context.Context) {
+	a.mu.RLock()
+	full := a.fullSync || !a.registered
+	a.mu.RUnlock()
+	if !full {
+		req, ids := a.instances.delta(a.cfg.ID)
+		if len(ids) == 0 {
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := a.control.UpdateInstances(cctx, req)
+		cancel()
+		switch status.Code(err) {
+		case codes.OK:
+			a.log.Debug("instances updated", "upserted", len(req.GetUpserted()), "removed", len(req.GetRemoved()))
+			return
+		case codes.Unimplemented:
+			a.log.Info("server has no UpdateInstances; re-registering in full on every change")
+			a.mu.Lock()
+			a.fullSync = true
+			a.mu.Unlock()
+		case codes.NotFound:
+			a.log.Warn("server forgot this agent; re-registering")
+		default:
+			a.log.Warn("update instances failed; retrying", "err", err)
+			a.instances.redirty(ids)
+			return
+		}
+	}
+	if _, err := a.register(ctx); err != nil {
+		a.log.Warn("re-register failed", "err", err)
+		a.instances.notify()
+	}
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {
