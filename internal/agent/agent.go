@@ -43,6 +43,9 @@ type Agent struct {
 	log *slog.Logger
 
 	instances *instances
+	// validated compiles each distinct descriptor once, however many
+	// instances register it.
+	validated *schema.Validated
 	sdkTunnel *tunnel.Server // game-server instances connect here
 	sdkServer *grpc.Server
 	sdkLis    net.Listener
@@ -79,7 +82,8 @@ func New(cfg config.Agent, log *slog.Logger, opts ...Option) (*Agent, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: log.With("agent", cfg.ID), instances: newInstances(), enabled: map[string]bool{}}
+	a := &Agent{cfg: cfg, log: log.With("agent", cfg.ID), instances: newInstances(), enabled: map[string]bool{},
+		validated: schema.NewValidated(0)}
 	for _, o := range opts {
 		o(a)
 	}
@@ -522,7 +526,7 @@ func (s localService) RegisterInstance(ctx context.Context, req *agentv1.Registe
 	}
 	seen := map[string]bool{}
 	for _, d := range req.GetFunctions() {
-		if err := schema.ValidateDescriptor(d); err != nil {
+		if err := a.validated.Validate(d); err != nil {
 			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidDescriptor,
 				fmt.Sprintf("descriptor %q: %v", d.GetId(), err), "function_id", d.GetId())
 		}

@@ -14,6 +14,7 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/schema"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/internal/tunnel"
 	"google.golang.org/grpc/codes"
@@ -84,6 +85,7 @@ func newTestAgent(t *testing.T) (*Agent, *fakeControl) {
 		cfg:       config.Agent{ID: "edge-1", Game: "demo", Env: "dev", Labels: []string{"region=eu"}},
 		log:       log,
 		instances: newInstances(),
+		validated: schema.NewValidated(0),
 		sdkTunnel: sdk,
 		control:   ctl,
 		enabled:   map[string]bool{},
