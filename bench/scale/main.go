@@ -56,9 +56,9 @@ import (
 const (
 	game, env = "bench", "scale"
 	functions = 5
-	// heartbeat is the server's heartbeat interval in the run: short, so the
-	// idle window sees several heartbeats per agent.
-	heartbeat = 2 * time.Second
+	// heartbeat is the server's heartbeat interval in the run (its default);
+	// agents heartbeat and ping their tunnel at this interval.
+	heartbeat = 10 * time.Second
 )
 
 func main() {
@@ -66,8 +66,8 @@ func main() {
 	bin := flag.String("bin", "bin/croupier", "croupier binary (make build)")
 	dur := flag.Duration("duration", 5*time.Second, "length of the c=32 throughput run")
 	calls := flag.Int("calls", 1000, "sequential lb calls for the p50")
-	idle := flag.Duration("idle", 10*time.Second, "idle window for heartbeat CPU")
-	flag.BoolVar(&deltas, "watch-deltas", true, "watch in delta form (false: whole registrations, as seed clients)")
+	idle := flag.Duration("idle", 20*time.Second, "idle window for heartbeat CPU")
+	deltas := flag.Bool("watch-deltas", true, "watch in delta form (false: whole registrations, as seed clients)")
 	flag.Parse()
 	var sizes []int
 	for _, s := range strings.Split(*ns, ",") {
@@ -79,17 +79,23 @@ func main() {
 		sizes = append(sizes, n)
 	}
 	for _, n := range sizes {
-		if err := run(*bin, n, *dur, *calls, *idle); err != nil {
+		if err := run(params{bin: *bin, n: n, dur: *dur, calls: *calls, idle: *idle, deltas: *deltas}); err != nil {
 			fmt.Fprintf(os.Stderr, "scale: N=%d: %v\n", n, err)
 			os.Exit(1)
 		}
 	}
 }
 
-// deltas is the watch form the ramp's watcher asks for.
-var deltas bool
+// params are one run's settings.
+type params struct {
+	bin       string
+	n, calls  int
+	dur, idle time.Duration
+	deltas    bool // the watch form the ramp's watcher asks for
+}
 
-func run(bin string, n int, dur time.Duration, calls int, idle time.Duration) error {
+func run(p params) error {
+	n, idle := p.n, p.idle
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "croupier-scale-")
@@ -101,7 +107,7 @@ func run(bin string, n int, dur time.Duration, calls int, idle time.Duration) er
 	if err != nil {
 		return err
 	}
-	srv, err := startServer(ctx, bin, dir)
+	srv, err := startServer(ctx, p.bin, dir)
 	if err != nil {
 		return err
 	}
@@ -149,7 +155,7 @@ func run(bin string, n int, dur time.Duration, calls int, idle time.Duration) er
 	var watchBytes, watchEvents atomic.Int64
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
-	ws, err := croupierv1.NewRegistryServiceClient(op).WatchRegistrations(wctx, &croupierv1.WatchRegistrationsRequest{GameId: game, Env: env, Deltas: deltas})
+	ws, err := croupierv1.NewRegistryServiceClient(op).WatchRegistrations(wctx, &croupierv1.WatchRegistrationsRequest{GameId: game, Env: env, Deltas: p.deltas})
 	if err != nil {
 		return err
 	}
@@ -270,12 +276,12 @@ func run(bin string, n int, dur time.Duration, calls int, idle time.Duration) er
 			return fmt.Errorf("lb warm-up: %w", err)
 		}
 	}
-	lbP50, err := p50(ctx, lb, calls)
+	lbP50, err := p50(ctx, lb, p.calls)
 	if err != nil {
 		return fmt.Errorf("lb: %w", err)
 	}
 	c0 := srv.sample()
-	tput, ncalls, err := throughput(ctx, lb, 32, dur)
+	tput, ncalls, err := throughput(ctx, lb, 32, p.dur)
 	if err != nil {
 		return fmt.Errorf("lb c=32: %w", err)
 	}
@@ -305,7 +311,11 @@ func run(bin string, n int, dur time.Duration, calls int, idle time.Duration) er
 		100*idleCPU.Seconds()/idle.Seconds(), 100*idleBase.Seconds()/idle.Seconds(), float64(agentsIdle.Microseconds())/beats)
 	fmt.Printf("  getregistrations_p50       %.2f ms\n", ms(regP50))
 	fmt.Printf("  lb_p50                     %.3f ms\n", ms(lbP50))
-	fmt.Printf("  lb_throughput_c32          %.0f calls/s; server CPU %.3f ms/call\n", tput, ms(c1.cpu-c0.cpu)/float64(ncalls))
+	// The fleet's idle cost (heartbeats, pings) during the run is not the
+	// calls': subtract it at the rate measured in the idle window.
+	callCPU := c1.cpu - c0.cpu - time.Duration(float64(idleCPU)*float64(c1.at.Sub(c0.at))/float64(idle))
+	fmt.Printf("  lb_throughput_c32          %.0f calls/s; server CPU %.3f ms/call (%.3f before subtracting idle)\n", tput,
+		ms(callCPU)/float64(ncalls), ms(c1.cpu-c0.cpu)/float64(ncalls))
 	fmt.Printf("  broadcast_p50              %.1f ms (to %d instances)\n", ms(bcast), n)
 	fmt.Printf("  agents_hit                 %d calls reached the agents\n", hits)
 	return nil
@@ -436,6 +446,7 @@ func (s *server) stop() {
 }
 
 type sample struct {
+	at         time.Time
 	cpu        time.Duration
 	rss        int64
 	goroutines int
@@ -444,7 +455,7 @@ type sample struct {
 // sample reads the server's CPU time and RSS from /proc and its goroutine
 // count from /metrics.
 func (s *server) sample() sample {
-	var out sample
+	out := sample{at: time.Now()}
 	pid := s.cmd.Process.Pid
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
 		// Fields after the parenthesised command name; utime and stime are

@@ -66,7 +66,7 @@ type Config struct {
 }
 
 // DefaultBroadcastWorkers is how many instances one broadcast calls at once.
-const DefaultBroadcastWorkers = 64
+const DefaultBroadcastWorkers = 256
 
 // Deps are the service's collaborators.
 type Deps struct {
