@@ -286,10 +286,13 @@ func run(p params) error {
 		return fmt.Errorf("lb c=32: %w", err)
 	}
 	c1 := srv.sample()
-	bcast, err := p50(ctx, invoke("broadcast", n), max(5, min(50, 20000/n)))
+	b0 := srv.sample()
+	bcalls := max(5, min(50, 20000/n))
+	bcast, err := p50(ctx, invoke("broadcast", n), bcalls)
 	if err != nil {
 		return fmt.Errorf("broadcast: %w", err)
 	}
+	b1 := srv.sample()
 	var hits int64
 	for _, a := range fleet.agents {
 		hits += a.calls.Load()
@@ -298,7 +301,8 @@ func run(p params) error {
 	slices.Sort(regLat)
 	slices.Sort(oneMore)
 	rampCPU := afterRamp.cpu - base.cpu
-	fmt.Printf("N=%d\n", n)
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("N=%d  (load average %s)\n", n, strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Printf("  ramp_wall                  %v (%.2f ms/agent)\n", rampWall.Round(time.Millisecond), ms(rampWall)/float64(n))
 	fmt.Printf("  register_p50               %.2f ms  (p99 %.2f ms, during the ramp)\n", ms(regLat[n/2]), ms(regLat[n*99/100]))
 	fmt.Printf("  server_cpu_per_agent       %.2f ms  (ramp CPU %v)\n", ms(rampCPU)/float64(n), rampCPU.Round(time.Millisecond))
@@ -316,7 +320,8 @@ func run(p params) error {
 	callCPU := c1.cpu - c0.cpu - time.Duration(float64(idleCPU)*float64(c1.at.Sub(c0.at))/float64(idle))
 	fmt.Printf("  lb_throughput_c32          %.0f calls/s; server CPU %.3f ms/call (%.3f before subtracting idle)\n", tput,
 		ms(callCPU)/float64(ncalls), ms(c1.cpu-c0.cpu)/float64(ncalls))
-	fmt.Printf("  broadcast_p50              %.1f ms (to %d instances)\n", ms(bcast), n)
+	fmt.Printf("  broadcast_p50              %.1f ms (to %d instances); server CPU %.1f µs per instance\n", ms(bcast), n,
+		float64((b1.cpu-b0.cpu).Microseconds())/float64(bcalls*n))
 	fmt.Printf("  agents_hit                 %d calls reached the agents\n", hits)
 	return nil
 }
