@@ -47,8 +47,10 @@ import (
 	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/tunnel"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -322,7 +324,8 @@ func run(p params) error {
 		ms(callCPU)/float64(ncalls), ms(c1.cpu-c0.cpu)/float64(ncalls))
 	fmt.Printf("  broadcast_p50              %.1f ms (to %d instances); server CPU %.1f µs per instance\n", ms(bcast), n,
 		float64((b1.cpu-b0.cpu).Microseconds())/float64(bcalls*n))
-	fmt.Printf("  agents_hit                 %d calls reached the agents\n", hits)
+	fmt.Printf("  agents_hit                 %d calls reached the agents; %d tunnel reconnects, %d re-registrations after NOT_FOUND\n",
+		hits, fleet.reconnects.Load(), fleet.reregistrations.Load())
 	return nil
 }
 
@@ -334,17 +337,19 @@ func fnName(i int) string    { return fmt.Sprintf("bench.f%d", i) }
 // waitInstances polls until function 0 has n instances.
 func waitInstances(ctx context.Context, conn *grpc.ClientConn, n int) error {
 	rc := croupierv1.NewRegistryServiceClient(conn)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	deadline := time.Now().Add(3 * time.Minute)
+	for have := 0; ; {
 		r, err := rc.GetRegistrations(ctx, &croupierv1.GetRegistrationsRequest{GameId: game, Env: env, FunctionId: fnName(0)})
 		if err != nil {
 			return err
 		}
-		if regs := r.GetRegistrations(); len(regs) == 1 && len(regs[0].GetAgents()) >= n {
-			return nil
+		if regs := r.GetRegistrations(); len(regs) == 1 {
+			if have = len(regs[0].GetAgents()); have >= n {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("registry never reached %d agents", n)
+			return fmt.Errorf("registry never reached %d agents (has %d)", n, have)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -496,6 +501,10 @@ type fleet struct {
 	roots *x509.CertPool
 	addr  string
 
+	// reconnects and reregistrations count agents the server dropped
+	// (tunnel reconnects, heartbeats answered NOT_FOUND): signs of overload.
+	reconnects, reregistrations atomic.Int64
+
 	mu     sync.Mutex
 	agents []*agent
 }
@@ -516,6 +525,9 @@ type agent struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	calls   atomic.Int64
+	// connects counts tunnel connections; live is set once registered.
+	connects atomic.Int64
+	live     atomic.Bool
 }
 
 func dialTLS(addr string, roots *x509.CertPool, cert tls.Certificate) (*grpc.ClientConn, error) {
@@ -546,10 +558,16 @@ func (f *fleet) connect(ctx context.Context, i int, cert tls.Certificate) (*agen
 	client := tunnel.NewGRPCClient(conn, tunnel.ClientOptions{
 		Name: a.id, Handlers: handlers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		PingInterval: heartbeat, PingTimeout: 10 * heartbeat,
-		OnConnected: func(context.Context) {
+		OnConnected: func(cctx context.Context) {
 			select {
 			case connected <- struct{}{}:
 			default:
+			}
+			// A reconnect makes the server forget the agent: register again,
+			// as croupier agent does.
+			if a.connects.Add(1) > 1 && a.live.Load() {
+				f.reconnects.Add(1)
+				_, _ = a.register(cctx, "gs-1")
 			}
 		},
 	})
@@ -577,6 +595,7 @@ func (f *fleet) start(ctx context.Context, i int, cert tls.Certificate) (time.Du
 	if err != nil {
 		return 0, err
 	}
+	a.live.Store(true)
 	actx, cancel := context.WithCancel(ctx)
 	prev := a.cancel
 	a.cancel = func() { cancel(); prev() }
@@ -588,7 +607,11 @@ func (f *fleet) start(ctx context.Context, i int, cert tls.Certificate) (time.Du
 			case <-actx.Done():
 				return
 			case <-t.C:
-				_, _ = a.control.Heartbeat(actx, &croupierv1.HeartbeatRequest{AgentId: a.id, Timestamp: time.Now().UnixMilli()})
+				_, err := a.control.Heartbeat(actx, &croupierv1.HeartbeatRequest{AgentId: a.id, Timestamp: time.Now().UnixMilli()})
+				if status.Code(err) == codes.NotFound {
+					f.reregistrations.Add(1)
+					_, _ = a.register(actx, "gs-1")
+				}
 			}
 		}
 	})
