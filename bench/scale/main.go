@@ -3,7 +3,11 @@
 // registering one game-server instance that serves 5 functions, against one
 // server.
 //
-//	go run ./bench/scale [-n 10,100,1000] [-bin bin/croupier] [-duration 5s]
+//	go run ./bench/scale [-n 10,100,1000] [-bin bin/croupier] [-baseline-bin old/croupier] [-duration 5s]
+//
+// With -baseline-bin, every N is measured first against that binary and
+// then against -bin, in the same run (make bench-scale BASELINE=<git ref>
+// builds the baseline from a commit).
 //
 // The server is a real `croupier server` process (bin/croupier, built by
 // `make build`) on 127.0.0.1 with SQLite in a temporary directory, so its CPU
@@ -70,6 +74,7 @@ func main() {
 	calls := flag.Int("calls", 1000, "sequential lb calls for the p50")
 	idle := flag.Duration("idle", 20*time.Second, "idle window for heartbeat CPU")
 	deltas := flag.Bool("watch-deltas", true, "watch in delta form (false: whole registrations, as seed clients)")
+	baseline := flag.String("baseline-bin", "", "another croupier binary to measure first at every N, as the baseline")
 	flag.Parse()
 	var sizes []int
 	for _, s := range strings.Split(*ns, ",") {
@@ -81,9 +86,15 @@ func main() {
 		sizes = append(sizes, n)
 	}
 	for _, n := range sizes {
-		if err := run(params{bin: *bin, n: n, dur: *dur, calls: *calls, idle: *idle, deltas: *deltas}); err != nil {
-			fmt.Fprintf(os.Stderr, "scale: N=%d: %v\n", n, err)
-			os.Exit(1)
+		bins := []string{*bin}
+		if *baseline != "" {
+			bins = []string{*baseline, *bin}
+		}
+		for _, b := range bins {
+			if err := run(params{bin: b, n: n, dur: *dur, calls: *calls, idle: *idle, deltas: *deltas}); err != nil {
+				fmt.Fprintf(os.Stderr, "scale: N=%d (%s): %v\n", n, b, err)
+				os.Exit(1)
+			}
 		}
 	}
 }
@@ -304,7 +315,7 @@ func run(p params) error {
 	slices.Sort(oneMore)
 	rampCPU := afterRamp.cpu - base.cpu
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("N=%d  (load average %s)\n", n, strings.Join(strings.Fields(string(load))[:3], " "))
+	fmt.Printf("N=%d  server %s  (load average %s)\n", n, p.bin, strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Printf("  ramp_wall                  %v (%.2f ms/agent)\n", rampWall.Round(time.Millisecond), ms(rampWall)/float64(n))
 	fmt.Printf("  register_p50               %.2f ms  (p99 %.2f ms, during the ramp)\n", ms(regLat[n/2]), ms(regLat[n*99/100]))
 	fmt.Printf("  server_cpu_per_agent       %.2f ms  (ramp CPU %v)\n", ms(rampCPU)/float64(n), rampCPU.Round(time.Millisecond))
