@@ -323,6 +323,8 @@ func run(p params) error {
 	fmt.Printf("  watch_bytes_ramp           %.3f MiB in %d events (%.0f B/agent)\n", float64(watchBytes.Load())/(1<<20), watchEvents.Load(), float64(watchBytes.Load())/float64(n))
 	fmt.Printf("  rss_per_agent              %.0f KiB  (server RSS %.1f MiB, baseline %.1f MiB)\n",
 		float64(afterRamp.rss-base.rss)/1024/float64(n), float64(afterRamp.rss)/(1<<20), float64(base.rss)/(1<<20))
+	fmt.Printf("  heap_per_agent             %.0f KiB heap + %.0f KiB stacks in use\n",
+		float64(afterRamp.heap-base.heap)/1024/float64(n), float64(afterRamp.stacks-base.stacks)/1024/float64(n))
 	fmt.Printf("  goroutines_per_agent       %.1f  (%d, baseline %d)\n", float64(afterRamp.goroutines-base.goroutines)/float64(n), afterRamp.goroutines, base.goroutines)
 	fmt.Printf("  idle_cpu                   %.2f %% of a core (%.2f %% with no agents); %.1f µs per heartbeat (incl. tunnel pings)\n",
 		100*idleCPU.Seconds()/idle.Seconds(), 100*idleBase.Seconds()/idle.Seconds(), float64(agentsIdle.Microseconds())/beats)
@@ -471,6 +473,9 @@ type sample struct {
 	cpu        time.Duration
 	rss        int64
 	goroutines int
+	// heap and stacks are the Go runtime's in-use bytes: what the agents
+	// hold, without the collector's headroom that RSS includes.
+	heap, stacks int64
 }
 
 // sample reads the server's CPU time and RSS from /proc and its goroutine
@@ -498,9 +503,15 @@ func (s *server) sample() sample {
 		b, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
 		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "go_goroutines "); ok {
-				f, _ := strconv.ParseFloat(v, 64)
+			name, v, _ := strings.Cut(l, " ")
+			f, _ := strconv.ParseFloat(v, 64)
+			switch name {
+			case "go_goroutines":
 				out.goroutines = int(f)
+			case "go_memstats_heap_inuse_bytes":
+				out.heap = int64(f)
+			case "go_memstats_stack_inuse_bytes":
+				out.stacks = int64(f)
 			}
 		}
 	}
