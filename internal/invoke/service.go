@@ -105,7 +105,10 @@ type Call struct {
 	Descriptor          *croupierv1.FunctionDescriptor
 	Payload             *structpb.Struct
 	Config              map[string]string
-	Targets             []*registry.RouteInstance
+	Targets             []registry.InstanceRef
+	// routes are Targets' routing entries (their in-flight counters), in
+	// the same order; nil for a Call built elsewhere (tests, fakes).
+	routes []*registry.RouteInstance
 	Timeout             time.Duration
 	Options             *croupierv1.InvokeOptions
 }
@@ -166,7 +169,7 @@ func (s *Service) Prepare(ctx context.Context, game, env, fn string, payload *st
 		return nil, err
 	}
 	return &Call{Game: game, Env: env, Function: fn, Descriptor: desc, Payload: payload, Config: cfg,
-		Targets: targets, Timeout: timeout, Options: opts}, nil
+		Targets: refs(targets), routes: targets, Timeout: timeout, Options: opts}, nil
 }
 
 func (s *Service) validate(desc *croupierv1.FunctionDescriptor, payload *structpb.Struct) error {
@@ -276,7 +279,7 @@ func (s *Service) send(ctx context.Context, c *Call, actor, key string) (*croupi
 	defer cancel()
 	if c.Options.GetRoutingMode() != ModeBroadcast {
 		in := c.Targets[0]
-		r, err := s.one(ctx, c, in, actor, key)
+		r, err := s.one(ctx, c, 0, actor, key)
 		if err != nil {
 			return nil, err
 		}
@@ -309,7 +312,7 @@ func (s *Service) broadcast(ctx context.Context, c *Call, actor, key string) ([]
 				}
 				in := c.Targets[i]
 				res := &croupierv1.InstanceResult{Instance: in.Key()}
-				r, err := s.one(ctx, c, in, actor, key)
+				r, err := s.one(ctx, c, i, actor, key)
 				if err != nil {
 					st := status.Convert(err)
 					res.Error, res.ErrorCode = st.Message(), st.Code().String()
@@ -331,9 +334,22 @@ func (s *Service) broadcast(ctx context.Context, c *Call, actor, key string) ([]
 	return results, int(failed.Load())
 }
 
-func (s *Service) one(ctx context.Context, c *Call, in *registry.RouteInstance, actor, key string) (*agentv1.InvokeResponse, error) {
-	in.Begin()
-	defer in.End()
+// refs returns the routing entries' names.
+func refs(ins []*registry.RouteInstance) []registry.InstanceRef {
+	out := make([]registry.InstanceRef, len(ins))
+	for i, in := range ins {
+		out[i] = in.InstanceRef
+	}
+	return out
+}
+
+// one calls target i of c, counting the call in flight on its instance.
+func (s *Service) one(ctx context.Context, c *Call, i int, actor, key string) (*agentv1.InvokeResponse, error) {
+	in := c.Targets[i]
+	if i < len(c.routes) {
+		c.routes[i].Begin()
+		defer c.routes[i].End()
+	}
 	resp, err := s.deps.Caller.Invoke(ctx, in.Agent, &agentv1.InvokeRequest{
 		GameId: c.Game, Env: c.Env, FunctionId: c.Function, InstanceId: in.Instance,
 		Payload: c.Payload, IdempotencyKey: key, Config: c.Config, Actor: actor,
