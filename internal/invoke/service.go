@@ -108,9 +108,9 @@ type Call struct {
 	Targets             []registry.InstanceRef
 	// routes are Targets' routing entries (their in-flight counters), in
 	// the same order; nil for a Call built elsewhere (tests, fakes).
-	routes []*registry.RouteInstance
-	Timeout             time.Duration
-	Options             *croupierv1.InvokeOptions
+	routes  []*registry.RouteInstance
+	Timeout time.Duration
+	Options *croupierv1.InvokeOptions
 }
 
 // Prepare checks scope, function, assignment, payload and options and picks
