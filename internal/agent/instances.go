@@ -85,17 +85,13 @@ func (t *instances) pick(want, fn string) (string, bool) {
 		in, ok := t.byID[want]
 		return want, ok && serves(in, fn)
 	}
-	ids := make([]string, 0, len(t.byID))
-	for id, in := range t.byID {
-		if serves(in, fn) {
-			ids = append(ids, id)
+	best, found := "", false
+	for id, in := range t.byID { // one pass, no sort: agents may hold thousands
+		if (!found || id < best) && serves(in, fn) {
+			best, found = id, true
 		}
 	}
-	if len(ids) == 0 {
-		return "", false
-	}
-	sort.Strings(ids)
-	return ids[0], true
+	return best, found
 }
 
 func serves(in *instance, fn string) bool {
