@@ -58,6 +58,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/agents/{agent_id}/instances:update": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Changes some of the agent's instances without resending the others
+         *     (Croupier addition): what an agent with many instances sends when one
+         *     connects or leaves, so its traffic grows with the change, not with its
+         *     instance count. NOT_FOUND when the agent is not registered: call
+         *     RegisterAgent.
+         */
+        post: operations["ControlService_UpdateInstances"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/agents/{agent_id}/jobs/{job_id}/events": {
         parameters: {
             query?: never;
@@ -1079,6 +1102,19 @@ export interface components {
                 [key: string]: string;
             };
         };
+        ControlServiceUpdateInstancesBody: {
+            /**
+             * @description Instances that connected or changed, each complete; an existing id is
+             *     replaced.
+             */
+            upserted?: components["schemas"]["v1InstanceInfo"][];
+            /** @description Ids of instances that left. */
+            removed?: string[];
+            /** @description Descriptors of the functions the upserted instances serve. */
+            descriptors?: components["schemas"]["v1FunctionDescriptor"][];
+            /** @description As RegisterAgentRequest.departed. */
+            departed?: components["schemas"]["v1InstanceInfo"][];
+        };
         FleetAgentServiceAcceptPlayerSessionBody: {
             game_server_session_id?: string;
             player_session_id?: string;
@@ -2008,9 +2044,32 @@ export interface components {
         v1RegisterFunctionResponse: {
             success?: boolean;
         };
+        /**
+         * @description RegistrationDelta is how a registration changed since the watcher's last
+         *     event for it (Croupier addition). Changes that happened before the
+         *     watcher read them are coalesced: a delta describes the latest state of
+         *     what changed, never intermediate states.
+         */
+        v1RegistrationDelta: {
+            function_id?: string;
+            game_id?: string;
+            env?: string;
+            /**
+             * @description When true, `agents` is the registration's complete agent list (ADDED,
+             *     or a watcher whose pending changes were collapsed to stay within its
+             *     buffer): replace the agent list. When false, merge: `agents` are new or
+             *     changed entries, `removed_agent_ids` left.
+             */
+            replace?: boolean;
+            agents?: components["schemas"]["v1AgentInfo"][];
+            removed_agent_ids?: string[];
+            descriptor?: components["schemas"]["v1FunctionDescriptor"];
+            enabled?: boolean;
+        };
         v1RegistrationEvent: {
             type?: components["schemas"]["v1RegistrationEventType"];
             registration?: components["schemas"]["v1FunctionRegistration"];
+            delta?: components["schemas"]["v1RegistrationDelta"];
         };
         /**
          * @description RegistrationEventType. The seed reuses the job EventType here, which has no
@@ -2193,6 +2252,7 @@ export interface components {
         v1UpdateGameServerSessionResponse: {
             game_server_session?: components["schemas"]["v1GameServerSession"];
         };
+        v1UpdateInstancesResponse: Record<string, never>;
         v1UpdatePlayerSessionCreationPolicyResponse: Record<string, never>;
         v1User: {
             username?: string;
@@ -2321,6 +2381,41 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["v1GetAgentFleetsResponse"];
+                };
+            };
+            /** @description An unexpected error response. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["rpcStatus"];
+                };
+            };
+        };
+    };
+    ControlService_UpdateInstances: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agent_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ControlServiceUpdateInstancesBody"];
+            };
+        };
+        responses: {
+            /** @description A successful response. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["v1UpdateInstancesResponse"];
                 };
             };
             /** @description An unexpected error response. */
@@ -4134,6 +4229,13 @@ export interface operations {
                 game_id?: string;
                 env?: string;
                 function_id?: string;
+                /**
+                 * @description Croupier addition. false (seed clients): every event carries the whole
+                 *     registration. true: live events carry `delta` instead, sized by what
+                 *     changed rather than by the fleet; the snapshot before SYNCED still
+                 *     carries whole registrations.
+                 */
+                deltas?: boolean;
             };
             header?: never;
             path?: never;
