@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -38,9 +39,18 @@ func main() {
 	seeks := flag.Int("seeks", 100, "seeks to time")
 	senders := flag.Int("senders", 50, "members that send chat")
 	chat := flag.Int("chat", 10, "chat messages per sender (at most 10: the per-user limit per second)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the seek runs to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	if err := run(*members, *seeks, *senders, *chat); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/rooms:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
