@@ -9,6 +9,9 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GRPC_GATEWAY_VERSION := v2.31.0
 STATICCHECK_VERSION := v0.8.2
+# protoc-gen-connect-go comes with the connectrpc.com/connect module in go.mod;
+# protoc-gen-es is pinned in web/watch/package-lock.json.
+CONNECT_GO_VERSION := v1.21.1
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
@@ -33,7 +36,7 @@ build:
 dev: build
 	./bin/croupier dev
 
-tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/protoc-gen-grpc-gateway $(TOOLS)/protoc-gen-openapiv2 $(TOOLS)/staticcheck
+tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/protoc-gen-grpc-gateway $(TOOLS)/protoc-gen-openapiv2 $(TOOLS)/protoc-gen-connect-go web/watch/node_modules/.bin/protoc-gen-es $(TOOLS)/staticcheck
 
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -45,6 +48,11 @@ $(TOOLS)/protoc-gen-grpc-gateway:
 	GOBIN=$(TOOLS) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
 $(TOOLS)/protoc-gen-openapiv2:
 	GOBIN=$(TOOLS) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
+$(TOOLS)/protoc-gen-connect-go:
+	GOBIN=$(TOOLS) $(GO) install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(CONNECT_GO_VERSION)
+web/watch/node_modules/.bin/protoc-gen-es: web/watch/package-lock.json
+	cd web/watch && npm ci --no-audit --no-fund
+	touch $@
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
@@ -55,9 +63,9 @@ generate: tools
 # check-generated fails when the committed generated code differs from what
 # the protos produce.
 check-generated: generate
-	@if [ -n "$$(git status --porcelain -- api proto)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api proto web/watch/src/gen)" ]; then \
 		echo "generated code is stale: run 'make generate' and commit the result"; \
-		git status --porcelain -- api proto; git diff --stat -- api; exit 1; \
+		git status --porcelain -- api proto web/watch/src/gen; git diff --stat -- api; exit 1; \
 	fi
 
 # The web console (web/console, React + TypeScript + Vite). Its build
@@ -147,6 +155,7 @@ bench: build
 	$(GO) test -run '^$$' -bench BenchmarkHub ./internal/gateway/
 	$(GO) run ./bench/gateway
 	$(GO) run ./bench/scale -n 10,100,1000,5000
+	$(GO) run ./bench/rooms
 
 # bench-scale runs bench/scale alone at SCALE_N fleet sizes; with
 # BASELINE=<git ref> it first builds that ref's server and measures it at

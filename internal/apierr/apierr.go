@@ -117,6 +117,37 @@ const (
 	CodeLaunchPathNotAllowed = "LAUNCH_PATH_NOT_ALLOWED"
 )
 
+// Rooms (internal/rooms, docs/rooms.md). The MessageStream's ErrorMessage
+// carries these codes too.
+const (
+	CodeRoomNotFound   = "ROOM_NOT_FOUND"
+	CodeMovieNotFound  = "MOVIE_NOT_FOUND"
+	CodeMemberNotFound = "MEMBER_NOT_FOUND"
+	// CodeNotMember: the caller is not an active member of the room.
+	CodeNotMember = "NOT_A_MEMBER"
+	// CodeRoomPassword: a wrong or missing room password.
+	CodeRoomPassword = "ROOM_PASSWORD_INVALID"
+	// CodeMemberBanned: the user is banned from the room.
+	CodeMemberBanned = "MEMBER_BANNED"
+	// CodeMemberPending: the join waits in the room's approval queue.
+	CodeMemberPending = "MEMBER_PENDING"
+	// CodeGuestsNotAllowed: the room does not allow guests, or a guest
+	// token is used outside its room.
+	CodeGuestsNotAllowed = "GUESTS_NOT_ALLOWED"
+	// CodePlaybackVersion: a playback change based on an old
+	// RoomState.version; details carry "version" (the current one).
+	CodePlaybackVersion = "PLAYBACK_VERSION_MISMATCH"
+	CodePlaylistFull    = "PLAYLIST_FULL"
+	// CodeNoCurrentMovie: playback needs a current movie first.
+	CodeNoCurrentMovie = "NO_CURRENT_MOVIE"
+	// CodeStreamReplaced: the same user opened another stream in the room.
+	CodeStreamReplaced = "STREAM_REPLACED"
+	// CodeRoomDeleted: the room was deleted.
+	CodeRoomDeleted = "ROOM_DELETED"
+	// CodeSlowConsumer: a stream that did not read its messages in time.
+	CodeSlowConsumer = "SLOW_CONSUMER"
+)
+
 // New returns a status error with an ErrorInfo detail. details are key/value
 // pairs (k1, v1, k2, v2, ...).
 func New(c codes.Code, code, msg string, details ...string) error {

@@ -1,0 +1,57 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// AccessIssuer issues and verifies access tokens (HS256 JWTs naming a
+// subject and a login session) for a user population other than operators:
+// the rooms system's players (internal/rooms). It is the operator machinery
+// with its own key id, key and issuer, so a token of one population is
+// refused by the other.
+type AccessIssuer struct{ s signer }
+
+// NewAccessIssuer returns an issuer signing with key (at least 32 bytes)
+// under kid, with the iss claim issuer and tokens living ttl.
+func NewAccessIssuer(kid string, key []byte, issuer string, ttl time.Duration, now func() time.Time) (*AccessIssuer, error) {
+	switch {
+	case kid == "" || issuer == "":
+		return nil, errors.New("auth: an access issuer needs a key id and an issuer")
+	case len(key) < 32:
+		return nil, fmt.Errorf("auth: the signing key must be at least 32 bytes, got %d", len(key))
+	case ttl <= 0:
+		return nil, fmt.Errorf("auth: access token lifetime must be positive, got %s", ttl)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &AccessIssuer{s: signer{kid: kid, key: key, issuer: issuer, ttl: ttl, now: now}}, nil
+}
+
+// TTL is the lifetime of the tokens it issues.
+func (a *AccessIssuer) TTL() time.Duration { return a.s.ttl }
+
+// Issue returns a signed token for subject in sessionID and its expiry.
+func (a *AccessIssuer) Issue(subject, sessionID string) (string, time.Time, error) {
+	return a.s.issue(subject, sessionID)
+}
+
+// Verify checks the token and returns its subject and session. Failures
+// are UNAUTHENTICATED statuses with ErrorInfo TOKEN_EXPIRED or
+// TOKEN_INVALID.
+func (a *AccessIssuer) Verify(raw string) (subject, sessionID string, err error) {
+	c, err := a.s.verify(raw)
+	if err != nil {
+		return "", "", err
+	}
+	return c.Subject, c.SessionID, nil
+}
+
+// NewRefreshToken returns a random opaque refresh token and the hash under
+// which it is stored (see Service.Refresh for the rotation rules).
+func NewRefreshToken() (token, hash string, err error) { return newRefreshToken() }
+
+// HashRefreshToken is the stored form of a refresh token.
+func HashRefreshToken(token string) string { return hashRefreshToken(token) }

@@ -1,0 +1,220 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/store"
+	"google.golang.org/grpc/codes"
+)
+
+// checkMovieURL accepts absolute http and https URLs only.
+func checkMovieURL(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", invalid("url is required")
+	}
+	if len(raw) > maxURLLen {
+		return "", tooLong("url", maxURLLen, "bytes")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", invalid("url %q is not an absolute http or https URL", truncate(raw, 64))
+	}
+	return u.String(), nil
+}
+
+// guessType names the player for a URL by its extension.
+func guessType(u string) clientv1.MovieType {
+	p, _ := url.Parse(u)
+	switch strings.ToLower(path.Ext(p.Path)) {
+	case ".mp4", ".m4v", ".mov":
+		return clientv1.MovieType_MOVIE_TYPE_MP4
+	case ".webm":
+		return clientv1.MovieType_MOVIE_TYPE_WEBM
+	case ".m3u8":
+		return clientv1.MovieType_MOVIE_TYPE_HLS
+	case ".flv":
+		return clientv1.MovieType_MOVIE_TYPE_FLV
+	}
+	return clientv1.MovieType_MOVIE_TYPE_UNSPECIFIED
+}
+
+// AddMovie appends a movie to the playlist (ADD_MOVIE; at most 500).
+func (s *Service) AddMovie(ctx context.Context, c Caller, req *clientv1.AddMovieRequest) (*clientv1.AddMovieResponse, error) {
+	u, err := checkMovieURL(req.GetUrl())
+	if err != nil {
+		return nil, err
+	}
+	title := strings.TrimSpace(req.GetTitle())
+	switch {
+	case !utf8.ValidString(title):
+		return nil, invalid("title is not valid UTF-8")
+	case utf8.RuneCountInString(title) > maxTitleRunes:
+		return nil, tooLong("title", maxTitleRunes, "characters")
+	case title == "":
+		p, _ := url.Parse(u)
+		if title = path.Base(p.Path); title == "/" || title == "." {
+			title = p.Host
+		}
+	}
+	typ := req.GetType()
+	if _, ok := clientv1.MovieType_name[int32(typ)]; !ok {
+		return nil, invalid("type %d is not a movie type", typ)
+	}
+	if typ == clientv1.MovieType_MOVIE_TYPE_UNSPECIFIED {
+		typ = guessType(u)
+	}
+	if _, err := s.need(ctx, c, req.GetRoomId(), clientv1.Permission_PERMISSION_ADD_MOVIE); err != nil {
+		return nil, err
+	}
+	id, err := newID()
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	m, err := s.st.AddMovie(ctx, store.Movie{ID: id, RoomID: req.GetRoomId(), URL: u, Title: title, Type: int(typ),
+		AddedBy: c.UserID, CreatedAt: s.now()}, maxPlaylist)
+	if errors.Is(err, store.ErrConflict) {
+		return nil, apierr.New(codes.ResourceExhausted, apierr.CodePlaylistFull, "the playlist of room "+req.GetRoomId()+" is full ("+strconv.Itoa(maxPlaylist)+" movies); remove some first")
+	}
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.playlistChanged(ctx, req.GetRoomId())
+	return &clientv1.AddMovieResponse{Movie: movieProto(m)}, nil
+}
+
+// playlistChanged sends the whole playlist to the room's streams.
+func (s *Service) playlistChanged(ctx context.Context, roomID string) {
+	if !s.hubHas(roomID) {
+		return
+	}
+	movies, _, err := s.st.ListMovies(ctx, roomID, 0, maxPlaylist)
+	if err != nil {
+		s.log.Warn("playlist update not delivered", "room", roomID, "err", err)
+		return
+	}
+	up := &clientv1.PlaylistUpdate{}
+	for _, m := range movies {
+		up.Movies = append(up.Movies, movieProto(m))
+	}
+	s.hub.publishLive(ctx, roomID, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Playlist{Playlist: up}}, nil)
+}
+
+func (s *Service) hubHas(roomID string) bool {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	return s.hub.rooms[roomID] != nil
+}
+
+// RemoveMovie removes a movie (REMOVE_MOVIE); removing the current movie
+// clears the playback state.
+func (s *Service) RemoveMovie(ctx context.Context, c Caller, req *clientv1.RemoveMovieRequest) (*clientv1.RemoveMovieResponse, error) {
+	if err := checkUserID("movie_id", req.GetMovieId()); err != nil {
+		return nil, err
+	}
+	m, err := s.need(ctx, c, req.GetRoomId(), clientv1.Permission_PERMISSION_REMOVE_MOVIE)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.st.RemoveMovie(ctx, req.GetRoomId(), req.GetMovieId()); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, apierr.New(codes.NotFound, apierr.CodeMovieNotFound, "movie "+req.GetMovieId()+" is not in room "+req.GetRoomId()+"'s playlist")
+		}
+		return nil, toStatus(ctx, s.log, err)
+	}
+	r, err := s.hub.acquire(ctx, req.GetRoomId())
+	if err == nil {
+		r.mu.Lock()
+		current := r.state.MovieID == req.GetMovieId()
+		r.mu.Unlock()
+		if current {
+			_, err = s.changePlayback(ctx, r, clientv1.Permission_PERMISSION_REMOVE_MOVIE, func() store.RoomMember { return m }, 0,
+				&clientv1.Movie{}, func(_ time.Time, _ store.PlaybackState) (store.PlaybackState, error) {
+					return store.PlaybackState{Rate: 1}, nil
+				})
+		}
+		s.hub.release(r)
+	}
+	if err != nil {
+		s.log.Warn("room state after removing the current movie", "room", req.GetRoomId(), "err", err)
+	}
+	s.playlistChanged(ctx, req.GetRoomId())
+	return &clientv1.RemoveMovieResponse{}, nil
+}
+
+// GetMovieList returns the playlist in order, paged (members only).
+func (s *Service) GetMovieList(ctx context.Context, c Caller, req *clientv1.GetMovieListRequest) (*clientv1.GetMovieListResponse, error) {
+	if err := checkRoomID(req.GetRoomId()); err != nil {
+		return nil, err
+	}
+	if _, err := s.activeMember(ctx, c, req.GetRoomId()); err != nil {
+		return nil, err
+	}
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	offset := 0
+	if req.GetPageToken() != "" {
+		p, err := decodeToken(req.GetPageToken(), 1)
+		if err != nil {
+			return nil, err
+		}
+		if offset, err = strconv.Atoi(p[0]); err != nil || offset < 0 {
+			return nil, invalid("page_token is malformed: pass the next_page_token of the previous page unchanged")
+		}
+	}
+	movies, total, err := s.st.ListMovies(ctx, req.GetRoomId(), offset, size)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	resp := &clientv1.GetMovieListResponse{Total: int32(total)}
+	for _, m := range movies {
+		resp.Movies = append(resp.Movies, movieProto(m))
+	}
+	if offset+len(movies) < total && len(movies) > 0 {
+		resp.NextPageToken = encodeToken(strconv.Itoa(offset + len(movies)))
+	}
+	room, err := s.getRoom(ctx, req.GetRoomId())
+	if err != nil {
+		return nil, err
+	}
+	resp.CurrentMovieId = s.currentState(ctx, room).GetMovieId()
+	return resp, nil
+}
+
+// ReorderMovies moves one movie to a new index (EDIT_MOVIE).
+func (s *Service) ReorderMovies(ctx context.Context, c Caller, req *clientv1.ReorderMoviesRequest) (*clientv1.ReorderMoviesResponse, error) {
+	if err := checkUserID("movie_id", req.GetMovieId()); err != nil {
+		return nil, err
+	}
+	if req.GetToIndex() < 0 {
+		return nil, invalid("to_index must be >= 0")
+	}
+	if _, err := s.need(ctx, c, req.GetRoomId(), clientv1.Permission_PERMISSION_EDIT_MOVIE); err != nil {
+		return nil, err
+	}
+	movies, err := s.st.MoveMovie(ctx, req.GetRoomId(), req.GetMovieId(), int(req.GetToIndex()))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apierr.New(codes.NotFound, apierr.CodeMovieNotFound, "movie "+req.GetMovieId()+" is not in room "+req.GetRoomId()+"'s playlist")
+	}
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	resp := &clientv1.ReorderMoviesResponse{}
+	for _, m := range movies {
+		resp.Movies = append(resp.Movies, movieProto(m))
+	}
+	s.hub.publishLive(ctx, req.GetRoomId(), &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Playlist{
+		Playlist: &clientv1.PlaylistUpdate{Movies: resp.Movies}}}, nil)
+	return resp, nil
+}

@@ -1,0 +1,188 @@
+package rooms
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/internal/auth"
+	"github.com/croupier/croupier/internal/ratelimit"
+	"github.com/croupier/croupier/internal/store"
+)
+
+// Config configures a Service. Zero values pick the documented defaults.
+type Config struct {
+	Store *store.Store
+	// AccessTTL is the lifetime of player access tokens; default 15 minutes.
+	AccessTTL time.Duration
+	// RefreshTTL is the lifetime of a refresh token; default 30 days.
+	RefreshTTL time.Duration
+	// GuestTTL is the lifetime of a guest's access token (guests have no
+	// refresh token); default 24 hours.
+	GuestTTL time.Duration
+	// SigningKey (at least 32 bytes) signs player access tokens; default:
+	// a key generated at first start and kept in the database under the
+	// id "rooms", separate from the operators' key.
+	SigningKey []byte
+	// Argon2 are the parameters of new password hashes; default
+	// auth.DefaultArgon2.
+	Argon2 auth.Argon2Params
+	// MaxConcurrentHashes bounds password hashes computed at once;
+	// default 4.
+	MaxConcurrentHashes int
+	// LoginThrottle slows password guessing per username and address.
+	LoginThrottle ratelimit.LoginConfig
+	// ChatPerSecond and DanmakuPerSecond are each user's message rates in
+	// a room (bursts of the same size); defaults 10 and 5.
+	ChatPerSecond    float64
+	DanmakuPerSecond float64
+	// StreamQueue bounds the messages queued for one stream; a stream that
+	// falls further behind is cut off. Default 1024 (at least 600: a
+	// (re)connect queues up to 500 retained chat messages at once).
+	StreamQueue int
+	// Sink receives every room event (see EventSink); nil: none.
+	Sink EventSink
+	// Now is the clock; nil means time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// EventSink receives every room event after its seq is assigned, in seq
+// order per room, with the room's lock held (so it must not block). It is
+// the hook where a cluster puts events on a bus for the other nodes; a
+// single node needs none.
+type EventSink interface {
+	RoomEvent(roomID string, msg *clientv1.ServerMessage)
+}
+
+// Service is the rooms system. It is safe for concurrent use.
+type Service struct {
+	st        *store.Rooms
+	issuer    *auth.AccessIssuer
+	refresh   time.Duration
+	guestTTL  time.Duration
+	argon     auth.Argon2Params
+	hashSem   chan struct{}
+	logins    *ratelimit.LoginThrottle
+	dummyHash string
+	chatRate  float64
+	danmRate  float64
+	queue     int
+	sink      EventSink
+	now       func() time.Time
+	log       *slog.Logger
+	hub       *hub
+	chat      *chatLog
+}
+
+// signingKeyID names the players' generated key in auth_signing_keys.
+const signingKeyID = "rooms"
+
+// tokenIssuer is the iss claim of player tokens; operator tokens carry
+// "croupier" and are refused here.
+const tokenIssuer = "croupier-rooms"
+
+// New returns a Service.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("rooms: a store is required")
+	}
+	s := &Service{st: cfg.Store.Rooms(), refresh: cfg.RefreshTTL, guestTTL: cfg.GuestTTL, argon: cfg.Argon2,
+		chatRate: cfg.ChatPerSecond, danmRate: cfg.DanmakuPerSecond, queue: cfg.StreamQueue, sink: cfg.Sink,
+		now: cfg.Now, log: cfg.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.refresh <= 0 {
+		s.refresh = 30 * 24 * time.Hour
+	}
+	if s.guestTTL <= 0 {
+		s.guestTTL = 24 * time.Hour
+	}
+	if s.argon == (auth.Argon2Params{}) {
+		s.argon = auth.DefaultArgon2
+	}
+	if s.chatRate == 0 {
+		s.chatRate = 10
+	}
+	if s.danmRate == 0 {
+		s.danmRate = 5
+	}
+	if s.chatRate < 0 || s.danmRate < 0 {
+		return nil, fmt.Errorf("rooms: chat and danmaku rates must be positive, got %v and %v", s.chatRate, s.danmRate)
+	}
+	if s.queue == 0 {
+		s.queue = 1024
+	}
+	if s.queue < 600 {
+		return nil, fmt.Errorf("rooms: stream queue %d is too small: at least 600 (a reconnect replays up to %d chat messages)", s.queue, chatKeep)
+	}
+	n := cfg.MaxConcurrentHashes
+	if n <= 0 {
+		n = 4
+	}
+	s.hashSem = make(chan struct{}, n)
+	tc := cfg.LoginThrottle
+	if tc.Now == nil {
+		tc.Now = s.now
+	}
+	var err error
+	if s.logins, err = ratelimit.NewLoginThrottle(tc); err != nil {
+		return nil, fmt.Errorf("rooms: %w", err)
+	}
+	key := cfg.SigningKey
+	kid := "rooms-config"
+	if key == nil {
+		fresh := make([]byte, 32)
+		if _, err := rand.Read(fresh); err != nil {
+			return nil, fmt.Errorf("rooms: generate signing key: %w", err)
+		}
+		if key, err = cfg.Store.Tokens().EnsureSigningKey(ctx, signingKeyID, fresh); err != nil {
+			return nil, fmt.Errorf("rooms: load signing key: %w", err)
+		}
+		kid = signingKeyID
+	}
+	access := cfg.AccessTTL
+	if access <= 0 {
+		access = 15 * time.Minute
+	}
+	if s.issuer, err = auth.NewAccessIssuer(kid, key, tokenIssuer, access, s.now); err != nil {
+		return nil, fmt.Errorf("rooms: %w", err)
+	}
+	if s.dummyHash, err = auth.HashPassword("croupier-dummy-password", s.argon); err != nil {
+		return nil, fmt.Errorf("rooms: %w", err)
+	}
+	s.hub = newHub(s)
+	s.chat = newChatLog(s.st, s.log)
+	return s, nil
+}
+
+// Close ends every open stream (with UNAVAILABLE, so clients reconnect
+// elsewhere) and stores the chat messages still queued, for a graceful
+// shutdown.
+func (s *Service) Close() {
+	s.hub.closeAll()
+	s.chat.close()
+}
+
+// Now is the service's clock in Unix milliseconds (fractional), for the
+// time endpoints.
+func (s *Service) Now() float64 {
+	t := s.now()
+	return float64(t.UnixNano()) / 1e6
+}
+
+func (s *Service) nowMs() int64 { return s.now().UnixMilli() }
+
+// ServerTime answers GetServerTime; receivedAt is when the transport read
+// the request.
+func (s *Service) ServerTime(clientTime int64, receivedAt float64) *clientv1.GetServerTimeResponse {
+	return &clientv1.GetServerTimeResponse{ClientTime: clientTime, ServerReceiveTime: receivedAt, ServerSendTime: s.Now()}
+}
