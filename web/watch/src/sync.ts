@@ -1,0 +1,166 @@
+// Clock offset estimation and drift correction: the sync algorithm of the
+// watch page (docs/rooms.md, "Sync algorithm"). Pure functions and small
+// classes without the DOM, so vitest covers them.
+
+/** One NTP-style exchange; times are Unix milliseconds. */
+export interface ClockSample {
+  /** Client clock when the request left. */
+  clientSend: number;
+  /** Server clock when it read the request. */
+  serverReceive: number;
+  /** Server clock when it answered. */
+  serverSend: number;
+  /** Client clock when the answer arrived. */
+  clientReceive: number;
+}
+
+/** offset is server minus client clock; rtt excludes the server's own time. */
+export function measure(s: ClockSample): { offset: number; rtt: number } {
+  const offset = (s.serverReceive - s.clientSend + (s.serverSend - s.clientReceive)) / 2;
+  const rtt = s.clientReceive - s.clientSend - (s.serverSend - s.serverReceive);
+  return { offset, rtt: Math.max(0, rtt) };
+}
+
+/**
+ * ClockEstimator keeps the last samples and trusts the one with the
+ * smallest round trip (NTP's clock filter): its error is bounded by rtt/2,
+ * and a sample delayed by a busy network or event loop has a large rtt.
+ */
+export class ClockEstimator {
+  private samples: { offset: number; rtt: number }[] = [];
+  constructor(private readonly keep = 8) {}
+
+  add(s: ClockSample): void {
+    this.samples.push(measure(s));
+    if (this.samples.length > this.keep) this.samples.shift();
+  }
+
+  get ready(): boolean {
+    return this.samples.length > 0;
+  }
+
+  private best(): { offset: number; rtt: number } {
+    let b = this.samples[0] ?? { offset: 0, rtt: Infinity };
+    for (const s of this.samples) if (s.rtt < b.rtt) b = s;
+    return b;
+  }
+
+  /** Server clock minus client clock, ms (0 before the first sample). */
+  get offset(): number {
+    return this.samples.length ? this.best().offset : 0;
+  }
+
+  /** Round trip of the sample the offset comes from, ms. */
+  get rtt(): number {
+    return this.best().rtt;
+  }
+}
+
+/** The room's playback state as the page needs it. */
+export interface Playback {
+  playing: boolean;
+  /** Seconds, true at updatedAt. */
+  position: number;
+  rate: number;
+  /** Server clock, Unix ms. */
+  updatedAt: number;
+  version: number;
+}
+
+/** Where the room is at serverNow (Unix ms on the server's clock). */
+export function roomPosition(p: Playback, serverNow: number): number {
+  if (!p.playing) return p.position;
+  return p.position + ((serverNow - p.updatedAt) / 1000) * p.rate;
+}
+
+/** What the player should do to follow the room. */
+export interface Correction {
+  /** Seek to the room's position (plus the seek lead while playing). */
+  seek: boolean;
+  /** playbackRate to use. */
+  rate: number;
+  /** "seek", "nudge" or "in sync", for the stats line. */
+  mode: "seek" | "nudge" | "in sync";
+}
+
+export interface CorrectorOptions {
+  /** Drift below this is left alone (s). */
+  deadband: number;
+  /** Drift above this is fixed by seeking (s); below, by the rate. */
+  seekThreshold: number;
+  /** The rate nudge removes the drift over about this long (s). */
+  horizon: number;
+  /** Largest relative rate change of a nudge (0.1 = ±10 %). */
+  maxNudge: number;
+}
+
+export const defaultCorrector: CorrectorOptions = {
+  deadband: 0.015,
+  seekThreshold: 0.5,
+  horizon: 1,
+  maxNudge: 0.1,
+};
+
+/**
+ * correct decides how to remove drift = player position - room position
+ * (seconds, positive when the player is ahead). Small drift changes the
+ * playback rate in proportion (the picture never jumps); large drift, or
+ * any drift while paused, seeks.
+ */
+export function correct(drift: number, p: Playback, o: CorrectorOptions = defaultCorrector): Correction {
+  const room = p.rate > 0 ? p.rate : 1;
+  const abs = Math.abs(drift);
+  if (!p.playing) {
+    return abs > o.deadband ? { seek: true, rate: room, mode: "seek" } : { seek: false, rate: room, mode: "in sync" };
+  }
+  if (abs > o.seekThreshold) return { seek: true, rate: room, mode: "seek" };
+  if (abs <= o.deadband) return { seek: false, rate: room, mode: "in sync" };
+  const nudge = Math.max(-o.maxNudge, Math.min(o.maxNudge, -drift / o.horizon));
+  return { seek: false, rate: room * (1 + nudge), mode: "nudge" };
+}
+
+/** Running statistics of |drift| for the stats line (ms). */
+export class DriftStats {
+  private window: number[] = [];
+  constructor(private readonly keep = 50) {}
+
+  add(driftSeconds: number): void {
+    this.window.push(Math.abs(driftSeconds) * 1000);
+    if (this.window.length > this.keep) this.window.shift();
+  }
+
+  reset(): void {
+    this.window = [];
+  }
+
+  /** Largest |drift| in the window, ms. */
+  get max(): number {
+    return this.window.length ? Math.max(...this.window) : 0;
+  }
+
+  /** Mean |drift| in the window, ms. */
+  get mean(): number {
+    return this.window.length ? this.window.reduce((a, b) => a + b, 0) / this.window.length : 0;
+  }
+}
+
+/**
+ * SeekLead learns how long a seek takes while playing (the player stands
+ * still meanwhile), so a seek aims that far ahead of the room. An
+ * exponentially weighted mean, clamped to [0, 1] s.
+ */
+export class SeekLead {
+  private value = 0.05;
+  private readonly alpha = 0.3;
+
+  /** Seconds to aim ahead. */
+  get seconds(): number {
+    return this.value;
+  }
+
+  /** A seek took this long (s). */
+  observe(took: number): void {
+    const t = Math.max(0, Math.min(1, took));
+    this.value = this.value * (1 - this.alpha) + t * this.alpha;
+  }
+}
