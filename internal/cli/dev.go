@@ -30,6 +30,7 @@ func newDevCmd(g *globals) *cobra.Command {
 		dataDir, grpcAddr, httpAddr, tunnelAddr, sdkAddr string
 		adminPassword, gseAddr                           string
 		gatewayAddr, gatewayBusinessAddr                 string
+		roomsAddr                                        string
 		players                                          int
 	)
 	cmd := &cobra.Command{
@@ -51,7 +52,7 @@ DATA_DIR/client.yaml for the CLI.`,
 			return runDev(cmd.Context(), g, devOptions{
 				dataDir: dataDir, grpcAddr: grpcAddr, httpAddr: httpAddr, tunnelAddr: tunnelAddr, sdkAddr: sdkAddr, players: players,
 				adminPassword: adminPassword, gseAddr: gseAddr,
-				gatewayAddr: gatewayAddr, gatewayBusinessAddr: gatewayBusinessAddr,
+				gatewayAddr: gatewayAddr, gatewayBusinessAddr: gatewayBusinessAddr, roomsAddr: roomsAddr,
 			})
 		},
 	}
@@ -65,6 +66,7 @@ DATA_DIR/client.yaml for the CLI.`,
 	fs.StringVar(&gseAddr, "gse-addr", "127.0.0.1:5758", "the agent's GSE-compatible endpoint for game processes; empty disables the demo fleet")
 	fs.StringVar(&gatewayAddr, "gateway-addr", "127.0.0.1:6060", "player gateway WebSocket address (path /netsvr) with the demo chat; empty disables the gateway")
 	fs.StringVar(&gatewayBusinessAddr, "gateway-business-addr", "127.0.0.1:6061", "player gateway business (netsvr TCP) address")
+	fs.StringVar(&roomsAddr, "rooms-addr", "127.0.0.1:8090", "rooms system HTTP address (ClientService, demo room); empty disables it")
 	fs.StringVar(&adminPassword, "admin-password", "", "password of the admin user (default $CROUPIER_ADMIN_PASSWORD, else generated and printed once)")
 	return cmd
 }
@@ -73,6 +75,7 @@ type devOptions struct {
 	dataDir, grpcAddr, httpAddr, tunnelAddr, sdkAddr string
 	adminPassword, gseAddr                           string
 	gatewayAddr, gatewayBusinessAddr                 string
+	roomsAddr                                        string
 	players                                          int
 }
 
@@ -155,6 +158,12 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	}
 	shutdown = append(shutdown, stopGateway)
 
+	roomsNote, stopRooms, err := startDemoRooms(ctx, log.With("part", "rooms"), o.roomsAddr, filepath.Join(dataDir, "croupier.db"))
+	if err != nil {
+		return err
+	}
+	shutdown = append(shutdown, stopRooms)
+
 	toks, err := srv.Auth().IssueTokens(ctx, scfg.AdminUser)
 	if err != nil {
 		return fmt.Errorf("issue admin tokens: %w", err)
@@ -181,6 +190,7 @@ Croupier dev is running.
   game          demo/dev, instance demo-1, players p1..p%d
   fleet         %s
   gateway       %s
+  rooms         %s
   data          %s
   profile       %s  (signed in as admin)
 
@@ -191,7 +201,7 @@ Try it (in another terminal):
   croupier invoke player.grant_item --game demo --env dev --payload '{"player_id":"p1","item_id":"sword","count":1}'
 
 Press Ctrl-C to stop.
-`, srv.GRPCAddr(), srv.HTTPAddr(), ag.SDKAddr(), o.players, fleetNote, gatewayNote, dataDir, profilePath, profilePath)
+`, srv.GRPCAddr(), srv.HTTPAddr(), ag.SDKAddr(), o.players, fleetNote, gatewayNote, roomsNote, dataDir, profilePath, profilePath)
 
 	select {
 	case <-ctx.Done():

@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"context"
+	"time"
+
 	"github.com/lesismal/nbio/logging"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -30,16 +33,23 @@ func gatewayFlags(fs *pflag.FlagSet, d gateway.Config) {
 	fs.Float64("connect-rate-per-ip", d.ConnectRatePerIP, "WebSocket upgrades per second per client IP (0: off)")
 	fs.Int("connect-burst-per-ip", d.ConnectBurstPerIP, "burst of --connect-rate-per-ip")
 	fs.Int("business-queue", d.BusinessQueue, "frames queued for one business before client messages to it are dropped")
+	fs.String("rooms-addr", d.RoomsAddr, "HTTP listen address of the rooms system (ClientService, docs/rooms.md); empty disables it")
+	fs.String("rooms-tls-cert", "", "certificate of the rooms listener (HTTPS with --rooms-tls-key)")
+	fs.String("rooms-tls-key", "", "key of --rooms-tls-cert")
+	fs.String("store-driver", d.StoreDriver, "database of the rooms system: sqlite or postgres")
+	fs.String("store-dsn", "", "PostgreSQL URL, or SQLite file (default DATA_DIR/croupier.db)")
 }
 
 func newGatewayCmd(g *globals) *cobra.Command {
 	var configFile string
 	cmd := &cobra.Command{
 		Use:   "gateway",
-		Short: "Run a netsvr-compatible player gateway (WebSocket :6060, business TCP :6061)",
+		Short: "Run a netsvr-compatible player gateway (WebSocket :6060, business TCP :6061) and the rooms system (HTTP :8090)",
 		Long: `Run the player gateway: game clients hold WebSockets (ws://127.0.0.1:6060/netsvr),
 business processes written for netsvr v3.0.0 (protocol v2.0.2) connect over TCP
-(127.0.0.1:6061) and address clients by uniqId, topic or broadcast. See docs/gateway.md.`,
+(127.0.0.1:6061) and address clients by uniqId, topic or broadcast. See docs/gateway.md.
+The same process serves the rooms system (SyncTV's ClientService over gRPC,
+gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := gateway.DefaultConfig()
@@ -50,6 +60,18 @@ business processes written for netsvr v3.0.0 (protocol v2.0.2) connect over TCP
 			gw, err := gateway.New(cfg, g.logger())
 			if err != nil {
 				return err
+			}
+			if cfg.RoomsAddr != "" {
+				rh, err := startRooms(cmd.Context(), g.logger().With("part", "rooms"), roomsHostConfig{Addr: cfg.RoomsAddr,
+					TLSCert: cfg.RoomsTLSCert, TLSKey: cfg.RoomsTLSKey, StoreDriver: cfg.StoreDriver, StoreDSN: cfg.StoreDSN})
+				if err != nil {
+					return err
+				}
+				defer func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					_ = rh.Stop(ctx)
+				}()
 			}
 			return gw.Run(cmd.Context())
 		},

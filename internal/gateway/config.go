@@ -73,6 +73,19 @@ type Config struct {
 	// BusinessQueue bounds the frames queued for one business; beyond it
 	// client messages to that business are dropped.
 	BusinessQueue int `koanf:"business_queue"`
+
+	// RoomsAddr is the HTTP listener of the rooms system (SyncTV's
+	// ClientService over gRPC, gRPC-Web and Connect, its WebSocket stream,
+	// /time; docs/rooms.md); empty turns rooms off. Without
+	// RoomsTLSCert/Key it serves cleartext HTTP/1.1 and h2c, loopback only.
+	RoomsAddr    string `koanf:"rooms_addr"`
+	RoomsTLSCert string `koanf:"rooms_tls_cert"`
+	RoomsTLSKey  string `koanf:"rooms_tls_key"`
+	// StoreDriver and StoreDSN name the database of the rooms system, as
+	// for `croupier server` ("sqlite" with a file, default
+	// <data dir>/croupier.db, or "postgres" with a URL).
+	StoreDriver string `koanf:"store_driver"`
+	StoreDSN    string `koanf:"store_dsn"`
 }
 
 // DefaultConfig returns the defaults of `croupier gateway` (netsvr's).
@@ -88,6 +101,8 @@ func DefaultConfig() Config {
 		SendBufferLimit:  4 << 20,
 		SendMessageType:  "text",
 		BusinessQueue:    8192,
+		RoomsAddr:        "127.0.0.1:8090",
+		StoreDriver:      "sqlite",
 
 		MetricsItems:         []int{0, 1, 2, 3, 4, 5, 6},
 		ConnectRatePerIP:     20,
@@ -167,6 +182,20 @@ func (c *Config) Validate() error {
 	}
 	if c.BusinessQueue < 16 {
 		p = append(p, fmt.Sprintf("business_queue %d: must be at least 16", c.BusinessQueue))
+	}
+	if (c.RoomsTLSCert == "") != (c.RoomsTLSKey == "") {
+		p = append(p, "rooms_tls_cert and rooms_tls_key: set both to serve the rooms listener over TLS, or neither")
+	}
+	if c.RoomsAddr != "" && c.RoomsTLSCert == "" {
+		if err := tlsconf.CheckInsecureAllowed(c.RoomsAddr, true); err != nil {
+			p = append(p, fmt.Sprintf("rooms_addr %s: player passwords and tokens cross it, so off loopback it needs TLS; set rooms_tls_cert/key or listen on 127.0.0.1", c.RoomsAddr))
+		}
+	}
+	if c.RoomsAddr != "" && c.StoreDriver != "sqlite" && c.StoreDriver != "postgres" {
+		p = append(p, fmt.Sprintf("store_driver %q: use sqlite or postgres", c.StoreDriver))
+	}
+	if c.RoomsAddr != "" && c.StoreDriver == "postgres" && c.StoreDSN == "" {
+		p = append(p, "store_driver postgres needs store_dsn (postgres://user:pass@host:5432/db)")
 	}
 	if len(p) == 0 {
 		return nil

@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/rooms"
+	"github.com/croupier/croupier/internal/rooms/roomsrpc"
+	"github.com/croupier/croupier/internal/store"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// roomsHostConfig says where the rooms system listens and what it stores in.
+type roomsHostConfig struct {
+	Addr, TLSCert, TLSKey string
+	StoreDriver, StoreDSN string
+}
+
+// roomsHost runs the rooms system (docs/rooms.md): its store, service and
+// HTTP listener. It owns the serving goroutine; Stop ends it.
+type roomsHost struct {
+	st   *store.Store
+	svc  *rooms.Service
+	srv  *roomsrpc.Server
+	done chan error
+}
+
+func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*roomsHost, error) {
+	if cfg.StoreDriver == store.DriverSQLite && cfg.StoreDSN == "" {
+		dir := config.DefaultDataDir()
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		cfg.StoreDSN = filepath.Join(dir, "croupier.db")
+	}
+	st, err := store.Open(ctx, store.Config{Driver: cfg.StoreDriver, DSN: cfg.StoreDSN, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	svc, err := rooms.New(ctx, rooms.Config{Store: st, Logger: log})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	roomsrpc.Mount(mux, svc, roomsrpc.Options{Logger: log})
+	// The watch page (/watch/) is mounted here by the watch-page work
+	// (docs/rooms.md, "Watch page").
+	srv, err := roomsrpc.Listen(roomsrpc.ServerConfig{Addr: cfg.Addr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey}, mux)
+	if err != nil {
+		svc.Close()
+		_ = st.Close()
+		return nil, err
+	}
+	h := &roomsHost{st: st, svc: svc, srv: srv, done: make(chan error, 1)}
+	go func() { h.done <- srv.Serve() }()
+	log.Info("rooms listening", "url", srv.URL())
+	return h, nil
+}
+
+// URL is the base URL of the rooms listener.
+func (h *roomsHost) URL() string { return h.srv.URL() }
+
+// Stop ends the streams, drains the listener until ctx ends and closes the
+// store.
+func (h *roomsHost) Stop(ctx context.Context) error {
+	h.svc.Close()
+	err := h.srv.Shutdown(ctx)
+	if serr := <-h.done; err == nil {
+		err = serr
+	}
+	return errors.Join(err, h.st.Close())
+}
+
+// demoRoomName is the room `croupier dev` creates on first start.
+const demoRoomName = "Demo room"
+
+// ensureDemoRoom creates the dev demo room (guests allowed, the demo video
+// current) on first start and returns its id.
+func ensureDemoRoom(ctx context.Context, svc *rooms.Service, baseURL string) (string, error) {
+	list, err := svc.ListRooms(ctx, &clientv1.ListRoomsRequest{Search: demoRoomName, PageSize: 1})
+	if err != nil {
+		return "", err
+	}
+	if len(list.GetRooms()) > 0 {
+		return list.GetRooms()[0].GetId(), nil
+	}
+	reg, err := svc.Register(ctx, &clientv1.RegisterRequest{Username: "demo-host", Password: randomPassword()})
+	if status.Code(err) == codes.AlreadyExists {
+		return "", fmt.Errorf("demo room: user demo-host exists but its room %q is gone; delete the data dir to start afresh", demoRoomName)
+	}
+	if err != nil {
+		return "", err
+	}
+	host := rooms.Caller{UserID: reg.GetUser().GetId(), Username: reg.GetUser().GetUsername()}
+	room, err := svc.CreateRoom(ctx, host, &clientv1.CreateRoomRequest{Name: demoRoomName,
+		Settings: &clientv1.RoomSettings{AllowGuests: true}})
+	if err != nil {
+		return "", err
+	}
+	id := room.GetRoom().GetId()
+	mv, err := svc.AddMovie(ctx, host, &clientv1.AddMovieRequest{RoomId: id, Url: baseURL + "/watch/demo.mp4", Title: "Demo video"})
+	if err != nil {
+		return "", err
+	}
+	if _, err := svc.SetCurrentMovie(ctx, host, &clientv1.SetCurrentMovieRequest{RoomId: id, MovieId: mv.GetMovie().GetId()}); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// startDemoRooms runs the rooms system for `croupier dev` on the dev
+// SQLite database, with the demo room.
+func startDemoRooms(ctx context.Context, log *slog.Logger, addr, dbPath string) (string, func(context.Context) error, error) {
+	if addr == "" {
+		return `disabled (--rooms-addr "")`, func(context.Context) error { return nil }, nil
+	}
+	h, err := startRooms(ctx, log, roomsHostConfig{Addr: addr, StoreDriver: store.DriverSQLite, StoreDSN: dbPath})
+	if err != nil {
+		return "", nil, fmt.Errorf("rooms: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	id, err := ensureDemoRoom(cctx, h.svc, h.URL())
+	if err != nil {
+		_ = h.Stop(context.Background())
+		if info := apierr.Info(err); info != nil {
+			return "", nil, fmt.Errorf("demo room: %s", info.GetMessage())
+		}
+		return "", nil, fmt.Errorf("demo room: %w", err)
+	}
+	return fmt.Sprintf("%s  (ClientService; demo room %s, guests welcome)", h.URL(), id), h.Stop, nil
+}
