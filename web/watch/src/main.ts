@@ -4,7 +4,7 @@
 import "./style.css";
 import { Api, errorText } from "./api";
 import { RoomStream } from "./stream";
-import { ClockEstimator, DriftStats, SeekLead, correct, roomPosition, type Playback } from "./sync";
+import { ClockEstimator, Corrector, DriftStats, SeekLead, roomPosition, type Playback } from "./sync";
 import {
   MemberRole,
   MemberUpdate_Kind,
@@ -23,6 +23,7 @@ const api = new Api(location.origin);
 const clock = new ClockEstimator();
 const drift = new DriftStats();
 const lead = new SeekLead();
+const corrector = new Corrector();
 
 /** The page's clock: wall time with sub-millisecond resolution. */
 const now = () => performance.timeOrigin + performance.now();
@@ -104,7 +105,12 @@ function applyState(s: RoomState | undefined): void {
     else video.removeAttribute("src");
     renderPlaylist();
   }
+  // The room's state as the page holds it, for tests and curious readers.
   stats.dataset.version = String(s.version);
+  stats.dataset.playing = String(s.playing);
+  stats.dataset.position = String(s.position);
+  stats.dataset.rate = String(room.state.rate);
+  stats.dataset.updatedAt = String(s.updatedAt);
   tick();
 }
 
@@ -127,7 +133,7 @@ function tick(): void {
     video.pause();
   }
   const d = video.currentTime - target;
-  const c = correct(d, s);
+  const c = corrector.next(d, s);
   mode = c.mode;
   if (c.seek && target < end) {
     seekStarted = now();
@@ -241,6 +247,8 @@ function onMessage(m: ServerMessage): void {
       break;
     case "ready":
       room.me = p.value.member;
+      if (room.me?.user) room.members.set(room.me.user.id, room.me);
+      renderMembers();
       if (p.value.truncated) addChat(undefined, "(older messages are no longer kept)", "note");
       applyPermissions();
       renderPlaylist();

@@ -84,39 +84,60 @@ export interface Correction {
 }
 
 export interface CorrectorOptions {
-  /** Drift below this is left alone (s). */
-  deadband: number;
+  /** A nudge starts when the drift exceeds this (s)... */
+  nudgeAbove: number;
+  /** ...and ends when it falls below this (s): hysteresis, so the rate
+   * does not flap at the edge. */
+  settleBelow: number;
   /** Drift above this is fixed by seeking (s); below, by the rate. */
   seekThreshold: number;
   /** The rate nudge removes the drift over about this long (s). */
   horizon: number;
-  /** Largest relative rate change of a nudge (0.1 = ±10 %). */
+  /** Largest relative rate change of a nudge (0.25 = ±25 %). */
   maxNudge: number;
 }
 
 export const defaultCorrector: CorrectorOptions = {
-  deadband: 0.015,
-  seekThreshold: 0.5,
-  horizon: 1,
-  maxNudge: 0.1,
+  nudgeAbove: 0.025,
+  settleBelow: 0.008,
+  seekThreshold: 0.4,
+  horizon: 0.5,
+  maxNudge: 0.25,
 };
 
 /**
- * correct decides how to remove drift = player position - room position
+ * Corrector decides how to remove drift = player position - room position
  * (seconds, positive when the player is ahead). Small drift changes the
- * playback rate in proportion (the picture never jumps); large drift, or
- * any drift while paused, seeks.
+ * playback rate in proportion (the picture never jumps) until it is below
+ * settleBelow; large drift, or drift while paused, seeks.
  */
-export function correct(drift: number, p: Playback, o: CorrectorOptions = defaultCorrector): Correction {
-  const room = p.rate > 0 ? p.rate : 1;
-  const abs = Math.abs(drift);
-  if (!p.playing) {
-    return abs > o.deadband ? { seek: true, rate: room, mode: "seek" } : { seek: false, rate: room, mode: "in sync" };
+export class Corrector {
+  private nudging = false;
+  constructor(private readonly o: CorrectorOptions = defaultCorrector) {}
+
+  next(drift: number, p: Playback): Correction {
+    const o = this.o;
+    const room = p.rate > 0 ? p.rate : 1;
+    const abs = Math.abs(drift);
+    if (!p.playing) {
+      this.nudging = false;
+      return abs > o.settleBelow ? { seek: true, rate: room, mode: "seek" } : { seek: false, rate: room, mode: "in sync" };
+    }
+    if (abs > o.seekThreshold) {
+      this.nudging = false;
+      return { seek: true, rate: room, mode: "seek" };
+    }
+    if (abs > o.nudgeAbove) this.nudging = true;
+    else if (abs < o.settleBelow) this.nudging = false;
+    if (!this.nudging) return { seek: false, rate: room, mode: "in sync" };
+    const nudge = Math.max(-o.maxNudge, Math.min(o.maxNudge, -drift / o.horizon));
+    return { seek: false, rate: room * (1 + nudge), mode: "nudge" };
   }
-  if (abs > o.seekThreshold) return { seek: true, rate: room, mode: "seek" };
-  if (abs <= o.deadband) return { seek: false, rate: room, mode: "in sync" };
-  const nudge = Math.max(-o.maxNudge, Math.min(o.maxNudge, -drift / o.horizon));
-  return { seek: false, rate: room * (1 + nudge), mode: "nudge" };
+
+  /** Forgets a nudge in progress (a new state or movie). */
+  reset(): void {
+    this.nudging = false;
+  }
 }
 
 /** Running statistics of |drift| for the stats line (ms). */
