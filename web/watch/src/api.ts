@@ -68,6 +68,12 @@ export class Api {
     this.save({ user: r.user, accessToken: r.accessToken, refreshToken: r.refreshToken });
   }
 
+  /** Joins roomId as a guest (no account, no refresh token). */
+  async guestJoin(roomId: string, name: string, password = ""): Promise<void> {
+    const r = await this.bare.guestJoin({ roomId, name, password });
+    this.save({ user: r.user, accessToken: r.accessToken, refreshToken: "" });
+  }
+
   async logout(): Promise<void> {
     const s = this.session;
     this.save(undefined);

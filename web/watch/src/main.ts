@@ -4,7 +4,7 @@
 import "./style.css";
 import { Api, errorText } from "./api";
 import { RoomStream } from "./stream";
-import { ClockEstimator, Corrector, DriftStats, SeekLead, roomPosition, type Playback } from "./sync";
+import { ClockEstimator, Corrector, DriftStats, SeekLead, defaultCorrector, roomPosition, type Playback } from "./sync";
 import {
   MemberRole,
   MemberUpdate_Kind,
@@ -23,7 +23,14 @@ const api = new Api(location.origin);
 const clock = new ClockEstimator();
 const drift = new DriftStats();
 const lead = new SeekLead();
-const corrector = new Corrector();
+// ?drift=synctv follows SyncTV instead: seek on every new state, no rate
+// nudges, and seek only past 10 s of drift. The browser test measures it as
+// the baseline.
+const corrector = new Corrector(
+  new URLSearchParams(location.search).get("drift") === "synctv"
+    ? { ...defaultCorrector, nudgeAbove: Infinity, seekThreshold: 10, seekOnChange: true }
+    : defaultCorrector,
+);
 
 /** The page's clock: wall time with sub-millisecond resolution. */
 const now = () => performance.timeOrigin + performance.now();
@@ -99,6 +106,7 @@ function applyState(s: RoomState | undefined): void {
     movieId: s.movieId,
     url,
   };
+  corrector.reset();
   if (changed) {
     drift.reset();
     if (url) video.src = url;
@@ -424,6 +432,22 @@ $<HTMLFormElement>("auth-form").onsubmit = async (e) => {
   }
 };
 
+$<HTMLFormElement>("guest-form").onsubmit = async (e) => {
+  e.preventDefault();
+  const f = e.target as HTMLFormElement;
+  const name = (f.elements.namedItem("name") as HTMLInputElement).value.trim();
+  const password = (f.elements.namedItem("password") as HTMLInputElement).value;
+  const id = roomInHash();
+  if (!id) return;
+  try {
+    await api.guestJoin(id, name, password);
+    say("");
+    route();
+  } catch (err) {
+    say(errorText(err), true);
+  }
+};
+
 $<HTMLFormElement>("create-form").onsubmit = async (e) => {
   e.preventDefault();
   const f = e.target as HTMLFormElement;
@@ -473,15 +497,20 @@ async function listRooms(): Promise<void> {
 
 // ---------------------------------------------------------------- routing
 
+function roomInHash(): string | undefined {
+  return /^#\/room\/([A-Za-z0-9_-]{1,64})$/.exec(location.hash)?.[1];
+}
+
 function route(): void {
+  const id = roomInHash();
   if (!api.session) {
     leaveView();
+    $("guest-form").hidden = !id;
     show("auth");
     return;
   }
-  const m = /^#\/room\/([A-Za-z0-9_-]{1,64})$/.exec(location.hash);
-  if (m) {
-    if (room?.id !== m[1]) void enterRoom(m[1]);
+  if (id) {
+    if (room?.id !== id) void enterRoom(id);
     return;
   }
   leaveView();

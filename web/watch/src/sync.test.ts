@@ -80,6 +80,17 @@ describe("Corrector", () => {
   });
 });
 
+describe("Corrector with seekOnChange (the SyncTV baseline)", () => {
+  it("seeks once after each new state, then only past the threshold", () => {
+    const c = new Corrector({ nudgeAbove: Infinity, settleBelow: 0.008, seekThreshold: 10, horizon: 1, maxNudge: 0, seekOnChange: true });
+    expect(c.next(0.001, playing).seek).toBe(false);
+    c.reset();
+    expect(c.next(0.001, playing).seek).toBe(true);
+    expect(c.next(5, playing)).toEqual({ seek: false, rate: 1, mode: "in sync" });
+    expect(c.next(11, playing).seek).toBe(true);
+  });
+});
+
 describe("SeekLead", () => {
   it("moves toward observed seek times and stays within [0, 1] s", () => {
     const l = new SeekLead();

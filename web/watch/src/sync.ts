@@ -95,6 +95,9 @@ export interface CorrectorOptions {
   horizon: number;
   /** Largest relative rate change of a nudge (0.25 = ±25 %). */
   maxNudge: number;
+  /** Seek once after every new room state, whatever the drift (SyncTV's
+   * way; the baseline the browser test measures). */
+  seekOnChange?: boolean;
 }
 
 export const defaultCorrector: CorrectorOptions = {
@@ -113,12 +116,17 @@ export const defaultCorrector: CorrectorOptions = {
  */
 export class Corrector {
   private nudging = false;
+  private pendingSeek = false;
   constructor(private readonly o: CorrectorOptions = defaultCorrector) {}
 
   next(drift: number, p: Playback): Correction {
     const o = this.o;
     const room = p.rate > 0 ? p.rate : 1;
     const abs = Math.abs(drift);
+    if (this.pendingSeek) {
+      this.pendingSeek = false;
+      return { seek: true, rate: room, mode: "seek" };
+    }
     if (!p.playing) {
       this.nudging = false;
       return abs > o.settleBelow ? { seek: true, rate: room, mode: "seek" } : { seek: false, rate: room, mode: "in sync" };
@@ -134,9 +142,10 @@ export class Corrector {
     return { seek: false, rate: room * (1 + nudge), mode: "nudge" };
   }
 
-  /** Forgets a nudge in progress (a new state or movie). */
+  /** A new room state: forgets a nudge in progress. */
   reset(): void {
     this.nudging = false;
+    this.pendingSeek = !!this.o.seekOnChange;
   }
 }
 
