@@ -574,7 +574,12 @@ func (s *Service) target(ctx context.Context, actor store.RoomMember, roomID, us
 	if !ok {
 		return m, apierr.New(codes.NotFound, apierr.CodeMemberNotFound, "user "+userID+" is not a member of room "+roomID)
 	}
-	if rank(actor.Role) <= rank(m.Role) {
+	// Plain members are managed by anyone holding the permission; admins
+	// only by the creator; the creator by no one.
+	if m.UserID == actor.UserID {
+		return m, denied("you cannot manage your own membership of room %s", roomID)
+	}
+	if rank(m.Role) > rank(int(clientv1.MemberRole_MEMBER_ROLE_MEMBER)) && rank(actor.Role) <= rank(m.Role) {
 		return m, denied("user %s is %s in room %s: only a higher role may manage them", userID,
 			strings.ToLower(strings.TrimPrefix(clientv1.MemberRole(m.Role).String(), "MEMBER_ROLE_")), roomID)
 	}
