@@ -22,7 +22,7 @@ PG_DIR := $(CURDIR)/.tmp/postgres
 # "context deadline exceeded" when the deadline hits during minimisation.
 FUZZTIME ?= 100000x
 
-.PHONY: all build dev test unit lint vet staticcheck buflint generate check-generated tools fuzz bench postgres-start postgres-stop clean
+.PHONY: all build dev test unit lint vet staticcheck buflint generate check-generated tools fuzz bench postgres-start postgres-stop clean watch-build watch-check watch-test
 
 all: build
 
@@ -105,8 +105,27 @@ fuzz:
 	done
 
 # test is the whole suite: generated-code freshness, lint, unit and
-# end-to-end tests, and a bounded fuzz run.
-test: check-generated lint unit fuzz
+# end-to-end tests, a bounded fuzz run and the watch page in a browser.
+test: check-generated lint unit fuzz watch-test
+
+# watch-build rebuilds the watch page (web/watch) into internal/watch/dist,
+# which is committed so `go build` needs no node.
+watch-build: web/watch/node_modules/.bin/protoc-gen-es
+	cd web/watch && npm run build
+
+# watch-check fails when the committed build differs from a fresh one.
+watch-check: watch-build
+	@if [ -n "$$(git status --porcelain -- internal/watch/dist)" ]; then \
+		echo "internal/watch/dist is stale: run 'make watch-build' and commit the result"; \
+		git status --porcelain -- internal/watch/dist; exit 1; \
+	fi
+
+# watch-test: the page's unit tests (vitest) and the browser test: a real
+# `croupier dev`, two users in Debian's chromium (docs/rooms.md). Artifacts
+# (screenshots, results.json) go to web/watch/test-results.
+watch-test: watch-check build
+	cd web/watch && npx vitest run
+	cd web/watch && CROUPIER_BIN=$(CURDIR)/bin/croupier timeout 360 node test/browser.mjs
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/tunnel/

@@ -259,6 +259,12 @@ async function main() {
     (await a.locator("#members li.online").count()) >= 2 && (await b.locator("#members li.online").count()) >= 2);
 
   for (const p of [a, b]) await p.evaluate(() => window.scrollTo(0, 0));
+  // Let the danmaku fly into view for the pictures.
+  await waitFor("the danmaku mid-flight", () =>
+    a.evaluate(() => {
+      const s = document.querySelector("#danmaku span");
+      return s !== null && s.getBoundingClientRect().left < 500;
+    }));
   await a.screenshot({ path: join(out, "alice.png") });
   await b.screenshot({ path: join(out, "bob.png") });
   if (process.env.DOCS_IMG) copyFileSync(join(out, "alice.png"), resolve(process.env.DOCS_IMG));
