@@ -18,7 +18,8 @@ export default defineConfig({
     proxy: {
       "/synctv.client.ClientService": "http://127.0.0.1:8090",
       "/time": "http://127.0.0.1:8090",
-      "/api/room/ws": { target: "ws://127.0.0.1:8090", ws: true },
+      // The WebSocket accepts its own origin only: present that one.
+      "/api/room/ws": { target: "ws://127.0.0.1:8090", ws: true, headers: { origin: "http://127.0.0.1:8090" } },
       "/watch/media": "http://127.0.0.1:8090",
     },
   },

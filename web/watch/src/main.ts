@@ -154,6 +154,9 @@ function tick(): void {
   renderStats(d);
 }
 
+/** Milliseconds for the stats line (no "-0"). */
+const ms = (x: number, digits = 0) => (Math.abs(x) < 0.5 * 10 ** -digits ? 0 : x).toFixed(digits);
+
 function renderStats(d: number): void {
   const o = clock.offset;
   stats.dataset.offset = o.toFixed(2);
@@ -161,8 +164,8 @@ function renderStats(d: number): void {
   stats.dataset.drift = (d * 1000).toFixed(1);
   stats.dataset.mode = mode;
   stats.textContent =
-    `clock offset ${o.toFixed(1)} ms · rtt ${clock.rtt.toFixed(1)} ms · ` +
-    `drift ${(d * 1000).toFixed(0)} ms (mean ${drift.mean.toFixed(0)}, max ${drift.max.toFixed(0)}) · ` +
+    `clock offset ${ms(o, 1)} ms · rtt ${ms(clock.rtt, 1)} ms · ` +
+    `drift ${ms(d * 1000)} ms (mean ${ms(drift.mean)}, max ${ms(drift.max)}) · ` +
     `${mode} · rate ${video.playbackRate.toFixed(3)}`;
   const seek = $<HTMLInputElement>("seek");
   if (Number.isFinite(video.duration)) seek.max = String(video.duration);
