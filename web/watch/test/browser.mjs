@@ -255,6 +255,21 @@ async function main() {
   await b.check("#chat-form input[name=danmaku]");
   await b.click("#chat-form button");
   await waitFor("bob's danmaku over alice's video", () => a.locator("#danmaku span", { hasText: "what a scene!" }).count());
+  // A newcomer without an account: joins the demo room as a guest and gets
+  // the chat so far (replayed by the stream).
+  const c = await (await browser.newContext({ viewport })).newPage();
+  c.on("pageerror", (e) => console.error("carol page error:", e.message));
+  await c.goto(url);
+  await c.fill("#guest-form input[name=name]", "carol");
+  await c.click("#guest-form button");
+  await waitFor("carol in the room as a guest", async () => {
+    const r = await read(c);
+    return r.stream === "open" && r.readyState >= 1 && r.version > 0;
+  }, 20_000);
+  await waitFor("the chat so far replayed to carol", () => c.locator("#chat", { hasText: "hi alice" }).count());
+  await waitFor("carol listed online on alice's page", () => a.locator("#members li.online", { hasText: "carol (guest)" }).count());
+  await c.context().close();
+
   await waitFor("both members listed online", async () =>
     (await a.locator("#members li.online").count()) >= 2 && (await b.locator("#members li.online").count()) >= 2);
 
