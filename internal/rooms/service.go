@@ -76,6 +76,7 @@ type Service struct {
 	now       func() time.Time
 	log       *slog.Logger
 	hub       *hub
+	chat      *chatLog
 }
 
 // signingKeyID names the players' generated key in auth_signing_keys.
@@ -159,12 +160,17 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("rooms: %w", err)
 	}
 	s.hub = newHub(s)
+	s.chat = newChatLog(s.st, s.log)
 	return s, nil
 }
 
 // Close ends every open stream (with UNAVAILABLE, so clients reconnect
-// elsewhere) for a graceful shutdown.
-func (s *Service) Close() { s.hub.closeAll() }
+// elsewhere) and stores the chat messages still queued, for a graceful
+// shutdown.
+func (s *Service) Close() {
+	s.hub.closeAll()
+	s.chat.close()
+}
 
 // Now is the service's clock in Unix milliseconds (fractional), for the
 // time endpoints.

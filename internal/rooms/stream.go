@@ -258,13 +258,8 @@ func (st *Stream) say(ctx context.Context, perm clientv1.Permission, b *bucket, 
 	if !ok {
 		return nil
 	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := s.st.AppendChat(pctx, store.ChatMessage{RoomID: r.id, Seq: msg.Seq, MessageID: msg.MessageId, UserID: st.caller.UserID,
-		Username: st.caller.Username, Guest: st.caller.Guest, Content: c.Chat.Content, SentAt: time.UnixMilli(msg.Timestamp)}, chatKeep); err != nil {
-		// Members already have it; only a later reload of the room misses it.
-		s.log.Warn("chat message not stored", "room", r.id, "seq", msg.Seq, "err", err)
-	}
+	s.chat.add(ctx, store.ChatMessage{RoomID: r.id, Seq: msg.Seq, MessageID: msg.MessageId, UserID: st.caller.UserID,
+		Username: st.caller.Username, Guest: st.caller.Guest, Content: c.Chat.Content, SentAt: time.UnixMilli(msg.Timestamp)})
 	return nil
 }
 

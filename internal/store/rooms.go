@@ -637,20 +637,31 @@ func (x *Rooms) MoveMovie(ctx context.Context, roomID, movieID string, to int) (
 
 // ---------------------------------------------------------------- chat
 
-// AppendChat stores a chat message and deletes the room's messages older
-// than its newest keep.
-func (x *Rooms) AppendChat(ctx context.Context, c ChatMessage, keep int) error {
+// AppendChat stores chat messages in one transaction and deletes, in each
+// room it touched, the messages older than the room's newest keep.
+func (x *Rooms) AppendChat(ctx context.Context, msgs []ChatMessage, keep int) error {
+	if len(msgs) == 0 {
+		return nil
+	}
 	return x.s.inTx(ctx, "append chat", func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO room_chat (room_id, seq, message_id, user_id, username, guest, content, sent_at)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			c.RoomID, c.Seq, c.MessageID, c.UserID, c.Username, c.Guest, c.Content, timeToMs(c.SentAt)); err != nil {
-			return dbErr(ctx, "append chat", err)
+		rooms := map[string]bool{}
+		for _, c := range msgs {
+			if _, err := tx.ExecContext(ctx,
+				`INSERT INTO room_chat (room_id, seq, message_id, user_id, username, guest, content, sent_at)
+				 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (room_id, seq) DO NOTHING`,
+				c.RoomID, c.Seq, c.MessageID, c.UserID, c.Username, c.Guest, c.Content, timeToMs(c.SentAt)); err != nil {
+				return dbErr(ctx, "append chat", err)
+			}
+			rooms[c.RoomID] = true
 		}
-		_, err := tx.ExecContext(ctx,
-			`DELETE FROM room_chat WHERE room_id = $1 AND seq <= (
-			   SELECT seq FROM room_chat WHERE room_id = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)`, c.RoomID, keep)
-		return dbErr(ctx, "append chat", err)
+		for room := range rooms {
+			if _, err := tx.ExecContext(ctx,
+				`DELETE FROM room_chat WHERE room_id = $1 AND seq <= (
+				   SELECT seq FROM room_chat WHERE room_id = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)`, room, keep); err != nil {
+				return dbErr(ctx, "append chat", err)
+			}
+		}
+		return nil
 	})
 }
 

@@ -205,7 +205,7 @@ func (e *env) openStreamWith(c clientv1connect.ClientServiceClient, p player, ro
 	if err := bs.Send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Hello{Hello: &clientv1.StreamHello{RoomId: room, AfterSeq: after}}}); err != nil {
 		e.t.Fatalf("hello: %v", err)
 	}
-	s := &stream{t: e.t, bs: bs, msgs: make(chan *clientv1.ServerMessage, 100000), end: make(chan error, 1)}
+	s := &stream{t: e.t, bs: bs, msgs: make(chan *clientv1.ServerMessage, 20000), end: make(chan error, 1)}
 	go func() {
 		for {
 			m, err := bs.Receive()

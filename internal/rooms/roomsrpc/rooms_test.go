@@ -452,7 +452,9 @@ func TestConcurrentSeeks(t *testing.T) {
 		t.Fatalf("%d seeks won, want 1: %v", len(winners), winners)
 	}
 	for i, s := range streams {
-		st := s.next(func(m *clientv1.ServerMessage) bool { return isState(m) && m.GetRoomState().GetState().GetVersion() == base+1 })
+		st := s.next(func(m *clientv1.ServerMessage) bool {
+			return isState(m) && m.GetRoomState().GetState().GetVersion() == base+1
+		})
 		if got := st.GetRoomState().GetState().GetPosition(); got != winners[0] {
 			t.Fatalf("member %d sees %v, winner was %v", i, got, winners[0])
 		}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package roomsrpc_test
+
+const raceEnabled = false
