@@ -354,7 +354,9 @@ async function enterRoom(id: string, password = ""): Promise<void> {
     show("room");
     if (location.hash !== `#/room/${id}`) history.replaceState(null, "", `#/room/${id}`);
   } catch (e) {
+    // A password, or approval, is needed: offer the join form, filled in.
     say(errorText(e), true);
+    $<HTMLFormElement>("join-form").querySelector<HTMLInputElement>("input[name=room]")!.value = id;
     show("lobby");
   }
 }
