@@ -96,7 +96,8 @@ func freeAddr() string {
 func startGateway(bin string, extra ...string) (*proc, error) {
 	p := &proc{client: freeAddr(), biz: freeAddr()}
 	args := append([]string{"gateway", "--client-addr", p.client, "--business-addr", p.biz,
-		"--max-online", "200000", "--read-deadline", "30m", "--conn-open-worker-id", "1", "--log-level", "error"}, extra...)
+		"--max-online", "200000", "--read-deadline", "30m", "--conn-open-worker-id", "1", "--log-level", "error",
+		"--rooms-addr="}, extra...) // the rooms listener is not measured here (bench/rooms)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
