@@ -133,6 +133,7 @@ bench: build
 	$(GO) test -run '^$$' -bench AppendEvents -benchtime 3s ./internal/store/
 	$(GO) run ./bench/invoke
 	$(GO) run ./bench/jobs
+	$(GO) run ./bench/rooms
 
 clean:
 	rm -rf bin .tmp

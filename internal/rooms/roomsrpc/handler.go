@@ -384,8 +384,14 @@ func pump(ctx context.Context, st *rooms.Stream, recv func() (*clientv1.ClientMe
 				return err
 			}
 		case <-st.Done():
-			if f := st.Final(); f != nil {
-				_ = send(f)
+			final, flush := st.Final()
+			for flush && len(st.Out()) > 0 {
+				if err := send(<-st.Out()); err != nil {
+					return err
+				}
+			}
+			if final != nil {
+				_ = send(final)
 			}
 			return nil
 		case err := <-readErr:
