@@ -22,7 +22,7 @@ PG_DIR := $(CURDIR)/.tmp/postgres
 # "context deadline exceeded" when the deadline hits during minimisation.
 FUZZTIME ?= 100000x
 
-.PHONY: all build dev test unit lint vet staticcheck buflint generate check-generated tools fuzz bench bench-scale postgres-start postgres-stop clean
+.PHONY: all build dev test unit lint vet staticcheck buflint generate check-generated tools fuzz bench bench-scale postgres-start postgres-stop clean watch-build watch-check watch-test
 
 all: build
 
@@ -142,10 +142,30 @@ fuzz:
 		done; \
 	done
 
-# test is the whole suite: generated-code freshness (protos and console),
-# lint, unit and end-to-end tests, the console in a browser, and a bounded
-# fuzz run.
-test: check-generated check-console lint unit console-unit console-test fuzz
+# test is the whole suite: generated-code freshness (protos, console, watch
+# page), lint, unit and end-to-end tests, the console and the watch page in a
+# browser, and a bounded fuzz run.
+test: check-generated check-console lint unit console-unit console-test watch-test fuzz
+
+# watch-build rebuilds the watch page (web/watch) into internal/watch/dist,
+# which is committed so `go build` needs no node.
+watch-build: web/watch/node_modules/.bin/protoc-gen-es
+	@node -e 'if (+process.versions.node.split(".")[0] < 20) { console.error("the watch page needs Node 20 or newer (Vite 7); found " + process.version); process.exit(1) }'
+	cd web/watch && npm run build
+
+# watch-check fails when the committed build differs from a fresh one.
+watch-check: watch-build
+	@if [ -n "$$(git status --porcelain -- internal/watch/dist)" ]; then \
+		echo "internal/watch/dist is stale: run 'make watch-build' and commit the result"; \
+		git status --porcelain -- internal/watch/dist; exit 1; \
+	fi
+
+# watch-test: the page's unit tests (vitest) and the browser test: a real
+# `croupier dev`, two users in Debian's chromium (docs/rooms.md). Artifacts
+# (screenshots, results.json) go to web/watch/test-results.
+watch-test: watch-check build
+	cd web/watch && npx vitest run
+	cd web/watch && CROUPIER_BIN=$(CURDIR)/bin/croupier timeout 360 node test/browser.mjs
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/tunnel/

@@ -16,6 +16,7 @@ import (
 	"github.com/croupier/croupier/internal/rooms"
 	"github.com/croupier/croupier/internal/rooms/roomsrpc"
 	"github.com/croupier/croupier/internal/store"
+	"github.com/croupier/croupier/internal/watch"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -58,8 +59,7 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 	}
 	mux := http.NewServeMux()
 	roomsrpc.Mount(mux, svc, roomsrpc.Options{Logger: log})
-	// The watch page (/watch/) is mounted here by the watch-page work
-	// (docs/rooms.md, "Watch page").
+	mux.Handle(watch.Prefix, watch.Handler())
 	srv, err := roomsrpc.Listen(roomsrpc.ServerConfig{Addr: cfg.Addr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey}, mux)
 	if err != nil {
 		svc.Close()
@@ -113,7 +113,7 @@ func ensureDemoRoom(ctx context.Context, svc *rooms.Service, baseURL string) (st
 		return "", err
 	}
 	id := room.GetRoom().GetId()
-	mv, err := svc.AddMovie(ctx, host, &clientv1.AddMovieRequest{RoomId: id, Url: baseURL + "/watch/demo.mp4", Title: "Demo video"})
+	mv, err := svc.AddMovie(ctx, host, &clientv1.AddMovieRequest{RoomId: id, Url: baseURL + watch.DemoVideoPath, Title: "Demo video"})
 	if err != nil {
 		return "", err
 	}
@@ -143,5 +143,5 @@ func startDemoRooms(ctx context.Context, log *slog.Logger, addr, dbPath string) 
 		}
 		return "", nil, fmt.Errorf("demo room: %w", err)
 	}
-	return fmt.Sprintf("%s  (ClientService; demo room %s, guests welcome)", h.URL(), id), h.Stop, nil
+	return fmt.Sprintf("%s  (ClientService; demo room %s, guests welcome)\n  watch page    %s%s#/room/%s", h.URL(), id, h.URL(), watch.Prefix, id), h.Stop, nil
 }
