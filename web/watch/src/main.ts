@@ -23,6 +23,7 @@ const api = new Api(location.origin);
 const clock = new ClockEstimator();
 const drift = new DriftStats();
 const lead = new SeekLead();
+const startLead = new SeekLead();
 // ?drift=synctv follows SyncTV instead: seek on every new state, no rate
 // nudges, and seek only past 10 s of drift. The browser test measures it as
 // the baseline.
@@ -76,6 +77,7 @@ interface RoomView {
 
 let room: RoomView | undefined;
 let seekStarted = 0;
+let playStarted = 0;
 let mode = "–";
 
 function can(p: Permission): boolean {
@@ -109,6 +111,7 @@ function applyState(s: RoomState | undefined): void {
   corrector.reset();
   if (changed) {
     drift.reset();
+    playStarted = 0;
     if (url) video.src = url;
     else video.removeAttribute("src");
     renderPlaylist();
@@ -131,6 +134,9 @@ function tick(): void {
   const end = Number.isFinite(video.duration) ? video.duration : Infinity;
   target = Math.max(0, Math.min(target, end));
   if (s.playing && video.paused && target < end) {
+    // Starting takes a moment (learned like a seek's): start that far ahead.
+    playStarted = now();
+    video.currentTime = Math.min(end, target + startLead.seconds * s.rate);
     video.play().catch(() => {
       // Autoplay with sound needs a gesture: play muted, offer unmute.
       video.muted = true;
@@ -140,7 +146,13 @@ function tick(): void {
   } else if (!s.playing && !video.paused) {
     video.pause();
   }
+  if (!s.playing) playStarted = 0;
   const d = video.currentTime - target;
+  if (playStarted) {
+    // Not moving yet: a nudge now would only slow the start.
+    renderStats(d);
+    return;
+  }
   const c = corrector.next(d, s);
   mode = c.mode;
   if (c.seek && target < end) {
@@ -179,6 +191,10 @@ function fmt(t: number): string {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
 
+video.addEventListener("playing", () => {
+  if (playStarted) startLead.observe((now() - playStarted) / 1000);
+  playStarted = 0;
+});
 video.addEventListener("seeked", () => {
   if (seekStarted && room?.state?.playing) lead.observe((now() - seekStarted) / 1000);
   seekStarted = 0;

@@ -155,7 +155,7 @@ async function step(rec0, a, b, action) {
     streak = ok ? streak + 1 : 0;
     if (process.env.TRACE) console.log("trace", JSON.stringify([ra, rb].map((r) => [r.mode, r.seeking, r.paused, r.drift, r.rateNow])));
     return streak >= 12;
-  }, 15_000);
+  }, 30_000);
   const settleMs = Date.now() - t0;
   const samples = [];
   for (let i = 0; i < 10; i++) {
