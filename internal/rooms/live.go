@@ -167,3 +167,20 @@ func (s *Service) AuthorizeViewer(ctx context.Context, bearer, roomID string) (C
 func (s *Service) LiveEvent(ctx context.Context, roomID string, ev *clientv1.LiveEvent) {
 	s.hub.publishLive(ctx, roomID, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Live{Live: ev}}, nil)
 }
+
+// CreatorStreamKey issues a fresh key for the stream (created, or rotated
+// if it has one) in the name of the room's creator. For the assembly only
+// (`croupier dev` prints the demo room's key at each start); it bypasses
+// the caller checks of the rpcs.
+func (s *Service) CreatorStreamKey(ctx context.Context, roomID, name string) (*clientv1.StreamKey, error) {
+	r, err := s.getRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	c := Caller{UserID: r.CreatorID}
+	k, err := s.issueStreamKey(ctx, c, roomID, name, true)
+	if apierr.Info(err) != nil && apierr.Info(err).GetCode() == apierr.CodeStreamKeyNotFound {
+		return s.issueStreamKey(ctx, c, roomID, name, false)
+	}
+	return k, err
+}
