@@ -44,6 +44,8 @@ type world struct {
 	hostCaller            rooms.Caller
 	leases                *live.MemLeases
 	serverTLS, clientTLS  *tls.Config
+	mu                    sync.Mutex
+	nodes                 []*live.Node
 }
 
 func newWorld(t *testing.T) *world {
@@ -80,6 +82,14 @@ func newWorld(t *testing.T) *world {
 	}
 	w.key = k.GetKey().GetKey()
 	w.serverTLS, w.clientTLS = testMTLS(t)
+	// Every node cuts off its publisher of a rotated or revoked key.
+	svc.OnStreamKeyChange(func(room, name string) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, n := range w.nodes {
+			n.StreamKeyChanged(room, name)
+		}
+	})
 	return w
 }
 
@@ -118,6 +128,9 @@ func (w *world) newNode(id string, leases live.Leases, maxStreams int) *node {
 	if err := ln.Start(); err != nil {
 		t.Fatal(err)
 	}
+	w.mu.Lock()
+	w.nodes = append(w.nodes, ln)
+	w.mu.Unlock()
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(w.serverTLS)))
 	streamv1.RegisterStreamRelayServiceServer(gs, ln.RelayServer())
 	var wg sync.WaitGroup
