@@ -50,6 +50,11 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	for _, tool := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (Debian package ffmpeg; .ci/run installs it)", tool)
+		}
+	}
 	ctx := context.Background()
 	svc, err := rooms.New(ctx, rooms.Config{Store: storetest.SQLite(t), Argon2: fastArgon})
 	if err != nil {
