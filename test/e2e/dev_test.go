@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,9 +22,40 @@ func TestDev(t *testing.T) {
 	dir := t.TempDir()
 	p := start(t, "dev", bins.croupier, "dev", "--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--tunnel-http-addr", "127.0.0.1:0", "--sdk-addr", "127.0.0.1:0", "--gse-addr", "127.0.0.1:0",
-		"--gateway-addr", "127.0.0.1:0", "--gateway-business-addr", "127.0.0.1:0")
+		"--gateway-addr", "127.0.0.1:0", "--gateway-business-addr", "127.0.0.1:0", "--rooms-addr", "127.0.0.1:0")
 	p.waitLine("Croupier dev is running.", 60*time.Second)
 	p.waitLine("Press Ctrl-C to stop.", 10*time.Second)
+
+	// The rooms system with its demo room, over Connect's JSON protocol.
+	rooms := regexp.MustCompile(`rooms\s+(http://\S+)\s+\(ClientService; demo room (\S+),`).FindStringSubmatch(p.output())
+	if rooms == nil {
+		t.Fatalf("dev printed no rooms address:\n%s", p.output())
+	}
+	lr, err := http.Post(rooms[1]+"/synctv.client.ClientService/ListRooms", "application/json", strings.NewReader(`{"search":"demo"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(lr.Body)
+	lr.Body.Close()
+	if lr.StatusCode != http.StatusOK || !strings.Contains(string(body), `"id":"`+rooms[2]+`"`) || !strings.Contains(string(body), `"allowGuests":true`) {
+		t.Fatalf("ListRooms: %d %s", lr.StatusCode, body)
+	}
+
+	// The watch page and the demo room's video on the same listener.
+	for path, want := range map[string]string{"/watch/": `<video id="video"`, "/watch/media/demo.mp4": "ftyp"} {
+		resp, err := http.Get(rooms[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), want) {
+			t.Fatalf("GET %s: %d, body lacks %q", path, resp.StatusCode, want)
+		}
+	}
+	if !strings.Contains(p.output(), "watch page    "+rooms[1]+"/watch/#/room/"+rooms[2]) {
+		t.Fatalf("dev printed no watch page link:\n%s", p.output())
+	}
 
 	// The player gateway with the demo chat: a client joins the lobby on
 	// connect, and what it sends to workerId 001 reaches every lobby member.

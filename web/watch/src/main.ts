@@ -20,7 +20,7 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 const video = $<HTMLVideoElement>("video");
 const stats = $("stats");
 const api = new Api(location.origin);
-const clock = new ClockEstimator();
+const clock = new ClockEstimator(16);
 const drift = new DriftStats();
 const lead = new SeekLead();
 const startLead = new SeekLead();
@@ -61,7 +61,10 @@ async function sampleClock(): Promise<void> {
 }
 
 async function clockBurst(n: number): Promise<void> {
-  for (let i = 0; i < n; i++) await sampleClock().catch(() => undefined);
+  for (let i = 0; i < n; i++) {
+    await sampleClock().catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 // ---------------------------------------------------------------- room
@@ -541,8 +544,10 @@ function route(): void {
 
 window.addEventListener("hashchange", route);
 route();
-// Estimate the clock offset now and keep it fresh: min-RTT of the last 8.
-void clockBurst(5);
-setInterval(() => void sampleClock().catch(() => undefined), 5000);
+// Estimate the clock offset now and keep it fresh: the min-RTT sample of
+// the last 16 (about 30 s). A sample taken while the page or the machine
+// is busy has a large rtt and loses to a quiet one.
+void clockBurst(8);
+setInterval(() => void sampleClock().catch(() => undefined), 2000);
 // Keep the stream alive (the server closes idle ones).
 setInterval(() => room?.stream.send({ case: "ping", value: { clientTime: BigInt(Math.round(now())) } }), 30_000);
