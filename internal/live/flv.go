@@ -29,6 +29,9 @@ type Tag struct {
 	Type      uint8
 	Timestamp uint32
 	Data      []byte
+	// queued is when the tag was queued for a viewer (not encoded): a
+	// viewer that reads a tag older than MaxLag is skipped ahead.
+	queued time.Time
 }
 
 // keyframe reports a video tag of a keyframe (frame type 1).

@@ -79,6 +79,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for len(buf) < 256<<10 {
 			select {
 			case t := <-v.ch:
+				v.took(t, n.cfg.MaxLag)
 				buf = appendTag(buf, t)
 				continue
 			default:
@@ -96,6 +97,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		select {
 		case t := <-v.ch:
+			v.took(t, n.cfg.MaxLag)
 			buf = appendTag(buf, t)
 		case <-s.done:
 			return

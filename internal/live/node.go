@@ -42,6 +42,9 @@ type Config struct {
 	MaxStreams int
 	// ViewerQueue bounds the tags queued for one viewer; default 1024.
 	ViewerQueue int
+	// MaxLag skips a viewer that reads tags queued longer ago than this
+	// to the next keyframe (emptying its queue); default 1 s.
+	MaxLag time.Duration
 	// GOPCacheBytes bounds the GOP replayed to a new viewer; default 8 MiB.
 	GOPCacheBytes int
 	// LeaseTTL is how long a publisher lease lives unrenewed; default 10 s
@@ -97,6 +100,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.ViewerQueue < 16 {
 		return nil, fmt.Errorf("live: ViewerQueue %d is too small: at least 16 tags", cfg.ViewerQueue)
+	}
+	if cfg.MaxLag <= 0 {
+		cfg.MaxLag = time.Second
 	}
 	if cfg.GOPCacheBytes <= 0 {
 		cfg.GOPCacheBytes = 8 << 20

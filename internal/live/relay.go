@@ -180,6 +180,7 @@ func (r relayServer) PullRtmpStream(req *streamv1.PullRtmpRequest, srv grpc.Serv
 	for {
 		select {
 		case t := <-v.ch:
+			v.took(t, r.n.cfg.MaxLag)
 			if err := srv.Send(packetFromTag(t)); err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package live
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,6 +51,17 @@ type viewer struct {
 	// the stream's mu.
 	waitKey bool
 	dropped int64
+	// lagging is set by the viewer's reader when the tag it took was
+	// queued more than maxLag ago; the writer then empties its queue and
+	// skips it to the next keyframe.
+	lagging atomic.Bool
+}
+
+// took is called by the viewer's reader with each tag it takes.
+func (v *viewer) took(t Tag, maxLag time.Duration) {
+	if !t.queued.IsZero() && time.Since(t.queued) > maxLag {
+		v.lagging.Store(true)
+	}
 }
 
 // write adds a tag from the stream's writer: codec headers are kept for
@@ -93,6 +105,19 @@ func (s *stream) write(t Tag) {
 
 // offer queues t for v without blocking. s.mu held.
 func (s *stream) offer(v *viewer, t Tag) {
+	if v.lagging.Load() {
+		v.lagging.Store(false)
+		for len(v.ch) > 0 {
+			select {
+			case <-v.ch:
+			default:
+			}
+		}
+		v.waitKey = true
+		v.dropped++
+		s.m.viewerDrops.Inc()
+	}
+	t.queued = time.Now()
 	if v.waitKey {
 		if !t.keyframe() {
 			if !t.header() {
@@ -119,6 +144,7 @@ func (s *stream) offer(v *viewer, t Tag) {
 func (s *stream) sendHeaders(v *viewer) {
 	for _, h := range []Tag{s.meta, s.vhdr, s.ahdr} {
 		if h.Data != nil {
+			h.queued = time.Now()
 			v.ch <- h
 		}
 	}
@@ -135,7 +161,9 @@ func (s *stream) subscribe(queue int) *viewer {
 	v := &viewer{ch: make(chan Tag, queue)}
 	if s.gop != nil && len(s.gop)+3 <= queue {
 		s.sendHeaders(v)
+		now := time.Now()
 		for _, t := range s.gop {
+			t.queued = now
 			v.ch <- t
 		}
 	} else {
