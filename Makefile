@@ -136,6 +136,7 @@ bench: build
 	$(GO) test -run '^$$' -bench BenchmarkHub ./internal/gateway/
 	$(GO) run ./bench/gateway
 	$(GO) run ./bench/rooms
+	$(GO) run ./bench/live
 
 clean:
 	rm -rf bin .tmp
