@@ -127,6 +127,7 @@ watch-check: watch-build
 watch-test: watch-check build
 	cd web/watch && npx vitest run
 	cd web/watch && CROUPIER_BIN=$(CURDIR)/bin/croupier timeout 360 node test/browser.mjs
+	cd web/watch && CROUPIER_BIN=$(CURDIR)/bin/croupier timeout 240 node test/live.mjs
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/tunnel/
