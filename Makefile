@@ -166,6 +166,7 @@ watch-check: watch-build
 watch-test: watch-check build
 	cd web/watch && npx vitest run
 	cd web/watch && CROUPIER_BIN=$(CURDIR)/bin/croupier timeout 360 node test/browser.mjs
+	cd web/watch && CROUPIER_BIN=$(CURDIR)/bin/croupier timeout 240 node test/live.mjs
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/tunnel/
@@ -176,6 +177,7 @@ bench: build
 	$(GO) run ./bench/gateway
 	$(GO) run ./bench/scale -n 10,100,1000,5000
 	$(GO) run ./bench/rooms
+	$(GO) run ./bench/live
 
 # bench-scale runs bench/scale alone at SCALE_N fleet sizes; with
 # BASELINE=<git ref> it first builds that ref's server and measures it at

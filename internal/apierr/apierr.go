@@ -146,6 +146,10 @@ const (
 	CodeRoomDeleted = "ROOM_DELETED"
 	// CodeSlowConsumer: a stream that did not read its messages in time.
 	CodeSlowConsumer = "SLOW_CONSUMER"
+	// CodeStreamKeyNotFound: the room has no live stream key of that name.
+	CodeStreamKeyNotFound = "STREAM_KEY_NOT_FOUND"
+	// CodeStreamKeyExists: the stream already has a key (rotate it instead).
+	CodeStreamKeyExists = "STREAM_KEY_EXISTS"
 )
 
 // New returns a status error with an ErrorInfo detail. details are key/value

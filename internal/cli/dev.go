@@ -30,7 +30,7 @@ func newDevCmd(g *globals) *cobra.Command {
 		dataDir, grpcAddr, httpAddr, tunnelAddr, sdkAddr string
 		adminPassword, gseAddr                           string
 		gatewayAddr, gatewayBusinessAddr                 string
-		roomsAddr                                        string
+		roomsAddr, rtmpAddr                              string
 		players                                          int
 	)
 	cmd := &cobra.Command{
@@ -52,7 +52,7 @@ DATA_DIR/client.yaml for the CLI.`,
 			return runDev(cmd.Context(), g, devOptions{
 				dataDir: dataDir, grpcAddr: grpcAddr, httpAddr: httpAddr, tunnelAddr: tunnelAddr, sdkAddr: sdkAddr, players: players,
 				adminPassword: adminPassword, gseAddr: gseAddr,
-				gatewayAddr: gatewayAddr, gatewayBusinessAddr: gatewayBusinessAddr, roomsAddr: roomsAddr,
+				gatewayAddr: gatewayAddr, gatewayBusinessAddr: gatewayBusinessAddr, roomsAddr: roomsAddr, rtmpAddr: rtmpAddr,
 			})
 		},
 	}
@@ -66,6 +66,7 @@ DATA_DIR/client.yaml for the CLI.`,
 	fs.StringVar(&gseAddr, "gse-addr", "127.0.0.1:5758", "the agent's GSE-compatible endpoint for game processes; empty disables the demo fleet")
 	fs.StringVar(&gatewayAddr, "gateway-addr", "127.0.0.1:6060", "player gateway WebSocket address (path /netsvr) with the demo chat; empty disables the gateway")
 	fs.StringVar(&gatewayBusinessAddr, "gateway-business-addr", "127.0.0.1:6061", "player gateway business (netsvr TCP) address")
+	fs.StringVar(&rtmpAddr, "rtmp-addr", "127.0.0.1:1935", "RTMP ingest of live streams into the demo room (docs/live.md); empty disables it")
 	fs.StringVar(&roomsAddr, "rooms-addr", "127.0.0.1:8090", "rooms system HTTP address (ClientService, demo room); empty disables it")
 	fs.StringVar(&adminPassword, "admin-password", "", "password of the admin user (default $CROUPIER_ADMIN_PASSWORD, else generated and printed once)")
 	return cmd
@@ -75,7 +76,7 @@ type devOptions struct {
 	dataDir, grpcAddr, httpAddr, tunnelAddr, sdkAddr string
 	adminPassword, gseAddr                           string
 	gatewayAddr, gatewayBusinessAddr                 string
-	roomsAddr                                        string
+	roomsAddr, rtmpAddr                              string
 	players                                          int
 }
 
@@ -158,7 +159,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	}
 	shutdown = append(shutdown, stopGateway)
 
-	roomsNote, stopRooms, err := startDemoRooms(ctx, log.With("part", "rooms"), o.roomsAddr, filepath.Join(dataDir, "croupier.db"))
+	roomsNote, stopRooms, err := startDemoRooms(ctx, log.With("part", "rooms"), o.roomsAddr, o.rtmpAddr, filepath.Join(dataDir, "croupier.db"))
 	if err != nil {
 		return err
 	}

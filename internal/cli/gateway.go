@@ -41,6 +41,8 @@ func gatewayFlags(fs *pflag.FlagSet, d gateway.Config) {
 	fs.String("rooms-addr", d.RoomsAddr, "HTTP listen address of the rooms system (ClientService, docs/rooms.md); empty disables it")
 	fs.String("rooms-tls-cert", "", "certificate of the rooms listener (HTTPS with --rooms-tls-key)")
 	fs.String("rooms-tls-key", "", "key of --rooms-tls-cert")
+	fs.String("rtmp-addr", d.RTMPAddr, "RTMP ingest address of live streams (docs/live.md); empty disables it")
+	fs.Int("max-streams", d.MaxStreams, "live streams published on this node at most")
 	fs.String("store-driver", d.StoreDriver, "database of the rooms system: sqlite or postgres")
 	fs.String("store-dsn", "", "PostgreSQL URL, or SQLite file (default DATA_DIR/croupier.db)")
 }
@@ -72,7 +74,8 @@ gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md.`,
 			}
 			if cfg.RoomsAddr != "" {
 				rh, err := startRooms(cmd.Context(), g.logger().With("part", "rooms"), roomsHostConfig{Addr: cfg.RoomsAddr,
-					TLSCert: cfg.RoomsTLSCert, TLSKey: cfg.RoomsTLSKey, StoreDriver: cfg.StoreDriver, StoreDSN: cfg.StoreDSN})
+					TLSCert: cfg.RoomsTLSCert, TLSKey: cfg.RoomsTLSKey, StoreDriver: cfg.StoreDriver, StoreDSN: cfg.StoreDSN,
+					RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams})
 				if err != nil {
 					return err
 				}

@@ -13,6 +13,7 @@ import (
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/live"
 	"github.com/croupier/croupier/internal/rooms"
 	"github.com/croupier/croupier/internal/rooms/roomsrpc"
 	"github.com/croupier/croupier/internal/store"
@@ -25,6 +26,9 @@ import (
 type roomsHostConfig struct {
 	Addr, TLSCert, TLSKey string
 	StoreDriver, StoreDSN string
+	// RTMPAddr is the live ingest ("" off); MaxStreams bounds it.
+	RTMPAddr   string
+	MaxStreams int
 }
 
 // roomsHost runs the rooms system (docs/rooms.md): its store, service and
@@ -33,6 +37,7 @@ type roomsHost struct {
 	st   *store.Store
 	svc  *rooms.Service
 	srv  *roomsrpc.Server
+	live *live.Node
 	done chan error
 }
 
@@ -57,16 +62,28 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		_ = st.Close()
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	roomsrpc.Mount(mux, svc, roomsrpc.Options{Logger: log})
-	mux.Handle(watch.Prefix, watch.Handler())
-	srv, err := roomsrpc.Listen(roomsrpc.ServerConfig{Addr: cfg.Addr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey}, mux)
+	ln, err := live.New(live.Config{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log.With("part", "live")})
 	if err != nil {
 		svc.Close()
 		_ = st.Close()
 		return nil, err
 	}
-	h := &roomsHost{st: st, svc: svc, srv: srv, done: make(chan error, 1)}
+	svc.OnStreamKeyChange(ln.StreamKeyChanged)
+	mux := http.NewServeMux()
+	roomsrpc.Mount(mux, svc, roomsrpc.Options{Logger: log})
+	mux.Handle(watch.Prefix, watch.Handler())
+	mux.Handle(live.PlayPrefix, ln)
+	srv, err := roomsrpc.Listen(roomsrpc.ServerConfig{Addr: cfg.Addr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey}, mux)
+	if err == nil {
+		err = ln.Start()
+	}
+	if err != nil {
+		ln.Close()
+		svc.Close()
+		_ = st.Close()
+		return nil, err
+	}
+	h := &roomsHost{st: st, svc: svc, srv: srv, live: ln, done: make(chan error, 1)}
 	go func() { h.done <- srv.Serve() }()
 	log.Info("rooms listening", "url", srv.URL())
 	return h, nil
@@ -78,6 +95,7 @@ func (h *roomsHost) URL() string { return h.srv.URL() }
 // Stop ends the streams, drains the listener until ctx ends and closes the
 // store.
 func (h *roomsHost) Stop(ctx context.Context) error {
+	h.live.Close()
 	h.svc.Close()
 	err := h.srv.Shutdown(ctx)
 	if serr := <-h.done; err == nil {
@@ -125,11 +143,11 @@ func ensureDemoRoom(ctx context.Context, svc *rooms.Service, baseURL string) (st
 
 // startDemoRooms runs the rooms system for `croupier dev` on the dev
 // SQLite database, with the demo room.
-func startDemoRooms(ctx context.Context, log *slog.Logger, addr, dbPath string) (string, func(context.Context) error, error) {
+func startDemoRooms(ctx context.Context, log *slog.Logger, addr, rtmpAddr, dbPath string) (string, func(context.Context) error, error) {
 	if addr == "" {
 		return `disabled (--rooms-addr "")`, func(context.Context) error { return nil }, nil
 	}
-	h, err := startRooms(ctx, log, roomsHostConfig{Addr: addr, StoreDriver: store.DriverSQLite, StoreDSN: dbPath})
+	h, err := startRooms(ctx, log, roomsHostConfig{Addr: addr, StoreDriver: store.DriverSQLite, StoreDSN: dbPath, RTMPAddr: rtmpAddr})
 	if err != nil {
 		return "", nil, fmt.Errorf("rooms: %w", err)
 	}
@@ -143,5 +161,14 @@ func startDemoRooms(ctx context.Context, log *slog.Logger, addr, dbPath string) 
 		}
 		return "", nil, fmt.Errorf("demo room: %w", err)
 	}
-	return fmt.Sprintf("%s  (ClientService; demo room %s, guests welcome)\n  watch page    %s%s#/room/%s", h.URL(), id, h.URL(), watch.Prefix, id), h.Stop, nil
+	note := fmt.Sprintf("%s  (ClientService; demo room %s, guests welcome)\n  watch page    %s%s#/room/%s", h.URL(), id, h.URL(), watch.Prefix, id)
+	if a := h.live.RTMPAddr(); a != "" {
+		k, err := h.svc.CreatorStreamKey(cctx, id, "main")
+		if err != nil {
+			_ = h.Stop(context.Background())
+			return "", nil, fmt.Errorf("demo room stream key: %w", err)
+		}
+		note += fmt.Sprintf("\n  live ingest   rtmp://%s/%s/%s  (a fresh key each start; docs/live.md)", a, id, k.GetKey())
+	}
+	return note, h.Stop, nil
 }

@@ -81,6 +81,11 @@ type Config struct {
 	RoomsAddr    string `koanf:"rooms_addr"`
 	RoomsTLSCert string `koanf:"rooms_tls_cert"`
 	RoomsTLSKey  string `koanf:"rooms_tls_key"`
+	// RTMPAddr is the RTMP ingest of live streams (docs/live.md), served
+	// with the rooms system; empty turns ingest off.
+	RTMPAddr string `koanf:"rtmp_addr"`
+	// MaxStreams bounds the live streams published on this node.
+	MaxStreams int `koanf:"max_streams"`
 	// StoreDriver and StoreDSN name the database of the rooms system, as
 	// for `croupier server` ("sqlite" with a file, default
 	// <data dir>/croupier.db, or "postgres" with a URL).
@@ -102,6 +107,8 @@ func DefaultConfig() Config {
 		SendMessageType:  "text",
 		BusinessQueue:    8192,
 		RoomsAddr:        "127.0.0.1:8090",
+		RTMPAddr:         "127.0.0.1:1935",
+		MaxStreams:       16,
 		StoreDriver:      "sqlite",
 
 		MetricsItems:         []int{0, 1, 2, 3, 4, 5, 6},

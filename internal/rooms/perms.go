@@ -11,7 +11,7 @@ const AllPermissions = uint64(clientv1.Permission_PERMISSION_ADD_MOVIE | clientv
 	clientv1.Permission_PERMISSION_EDIT_MOVIE | clientv1.Permission_PERMISSION_SET_CURRENT_MOVIE |
 	clientv1.Permission_PERMISSION_CONTROL_PLAYBACK | clientv1.Permission_PERMISSION_CHAT | clientv1.Permission_PERMISSION_DANMAKU |
 	clientv1.Permission_PERMISSION_APPROVE_MEMBERS | clientv1.Permission_PERMISSION_BAN_MEMBERS |
-	clientv1.Permission_PERMISSION_SET_PERMISSIONS)
+	clientv1.Permission_PERMISSION_SET_PERMISSIONS | clientv1.Permission_PERMISSION_LIVE)
 
 // DefaultMemberPermissions is what a member of a room gets unless the
 // room's settings say otherwise: watch together, add to the playlist and

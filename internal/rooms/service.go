@@ -77,6 +77,7 @@ type Service struct {
 	log       *slog.Logger
 	hub       *hub
 	chat      *chatLog
+	live      liveHooks
 }
 
 // signingKeyID names the players' generated key in auth_signing_keys.

@@ -61,7 +61,7 @@ func Handler() http.Handler {
 			serve(files, w, r, rel)
 		default:
 			h.Set("Cache-Control", "no-cache")
-			h.Set("Content-Security-Policy", "default-src 'self'; media-src 'self' https: http:; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+			h.Set("Content-Security-Policy", "default-src 'self'; media-src 'self' https: http: blob:; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 			serve(files, w, r, "")
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,7 +23,8 @@ func TestDev(t *testing.T) {
 	dir := t.TempDir()
 	p := start(t, "dev", bins.croupier, "dev", "--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--tunnel-http-addr", "127.0.0.1:0", "--sdk-addr", "127.0.0.1:0", "--gse-addr", "127.0.0.1:0",
-		"--gateway-addr", "127.0.0.1:0", "--gateway-business-addr", "127.0.0.1:0", "--rooms-addr", "127.0.0.1:0")
+		"--gateway-addr", "127.0.0.1:0", "--gateway-business-addr", "127.0.0.1:0", "--rooms-addr", "127.0.0.1:0",
+		"--rtmp-addr", "127.0.0.1:0")
 	p.waitLine("Croupier dev is running.", 60*time.Second)
 	p.waitLine("Press Ctrl-C to stop.", 10*time.Second)
 
@@ -56,6 +58,7 @@ func TestDev(t *testing.T) {
 	if !strings.Contains(p.output(), "watch page    "+rooms[1]+"/watch/#/room/"+rooms[2]) {
 		t.Fatalf("dev printed no watch page link:\n%s", p.output())
 	}
+	devLive(t, p.output(), rooms[1], rooms[2])
 
 	// The player gateway with the demo chat: a client joins the lobby on
 	// connect, and what it sends to workerId 001 reaches every lobby member.
@@ -173,4 +176,50 @@ func profileAddress(t *testing.T, path string) string {
 		t.Fatalf("no address in %s", path)
 	}
 	return m[1]
+}
+
+// devLive streams into the demo room with the ingest URL dev printed, as
+// the README says, and plays it as a guest of the room (docs/live.md).
+func devLive(t *testing.T, out, base, room string) {
+	t.Helper()
+	if _, err := exec.LookPath("ffprobe"); err != nil {
+		t.Log("ffmpeg not installed; the live part of TestDev is skipped (.ci/run installs it)")
+		return
+	}
+	ingest := regexp.MustCompile(`live ingest\s+(rtmp://\S+/` + regexp.QuoteMeta(room) + `/main\.\S+)`).FindStringSubmatch(out)
+	if ingest == nil {
+		t.Fatalf("dev printed no live ingest URL for the demo room:\n%s", out)
+	}
+	pub := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+		"-f", "lavfi", "-i", "sine", "-t", "30", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-f", "flv", ingest[1])
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pub.Process.Kill(); _ = pub.Wait() })
+	resp, err := http.Post(base+"/synctv.client.ClientService/GuestJoin", "application/json",
+		strings.NewReader(`{"roomId":"`+room+`","name":"viewer"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		AccessToken string `json:"accessToken"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&g)
+	resp.Body.Close()
+	if err != nil || g.AccessToken == "" {
+		t.Fatalf("GuestJoin: %d %v", resp.StatusCode, err)
+	}
+	url := base + "/live/" + room + "/main.flv?token=" + g.AccessToken
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command("ffprobe", "-v", "error", "-probesize", "200000", "-analyzeduration", "2000000",
+			"-show_entries", "stream=codec_name", "-of", "csv=p=0", url).Output()
+		if err == nil && strings.Contains(string(out), "h264") && strings.Contains(string(out), "aac") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ffprobe %s: %v %q", url, err, out)
+		}
+		time.Sleep(200 * time.Millisecond) // polling until the publisher is live, bounded by deadline
+	}
 }

@@ -250,6 +250,18 @@ func (h *handler) GetServerTime(_ context.Context, r *connect.Request[clientv1.G
 	return connect.NewResponse(h.svc.ServerTime(r.Msg.GetClientTime(), recv)), nil
 }
 
+func (h *handler) CreateStreamKey(ctx context.Context, r *connect.Request[clientv1.CreateStreamKeyRequest]) (*connect.Response[clientv1.CreateStreamKeyResponse], error) {
+	return call(ctx, r, h.svc.CreateStreamKey)
+}
+
+func (h *handler) RotateStreamKey(ctx context.Context, r *connect.Request[clientv1.RotateStreamKeyRequest]) (*connect.Response[clientv1.RotateStreamKeyResponse], error) {
+	return call(ctx, r, h.svc.RotateStreamKey)
+}
+
+func (h *handler) RevokeStreamKey(ctx context.Context, r *connect.Request[clientv1.RevokeStreamKeyRequest]) (*connect.Response[clientv1.RevokeStreamKeyResponse], error) {
+	return call(ctx, r, h.svc.RevokeStreamKey)
+}
+
 func (h *handler) CreateRoom(ctx context.Context, r *connect.Request[clientv1.CreateRoomRequest]) (*connect.Response[clientv1.CreateRoomResponse], error) {
 	return call(ctx, r, h.svc.CreateRoom)
 }

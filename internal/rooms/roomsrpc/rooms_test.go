@@ -235,6 +235,10 @@ func TestPermissionMatrix(t *testing.T) {
 			_, err := e.c.SetMemberPermissions(ctx, as(p, &clientv1.SetMemberPermissionsRequest{RoomId: room, UserId: target, Permissions: 0}))
 			return err
 		},
+		clientv1.Permission_PERMISSION_LIVE: func(p player, room, _, _ string) error {
+			_, err := e.c.CreateStreamKey(ctx, as(p, &clientv1.CreateStreamKeyRequest{RoomId: room, Name: "main"}))
+			return err
+		},
 	}
 	streamOps := map[clientv1.Permission]*clientv1.ClientMessage{
 		clientv1.Permission_PERMISSION_CHAT:    chatMsg("hi"),

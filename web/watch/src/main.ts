@@ -4,6 +4,7 @@
 import "./style.css";
 import { Api, errorText } from "./api";
 import { RoomStream } from "./stream";
+import { initLive, leaveLive, onLiveEvent } from "./live";
 import { ClockEstimator, Corrector, DriftStats, SeekLead, defaultCorrector, roomPosition, type Playback } from "./sync";
 import {
   MemberRole,
@@ -20,6 +21,7 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 const video = $<HTMLVideoElement>("video");
 const stats = $("stats");
 const api = new Api(location.origin);
+initLive(() => api.session?.accessToken ?? "");
 const clock = new ClockEstimator(16);
 const drift = new DriftStats();
 const lead = new SeekLead();
@@ -312,6 +314,9 @@ function onMessage(m: ServerMessage): void {
       if (p.value.deleted) say("The room was deleted.", true);
       else if (p.value.room) $("room-name").textContent = p.value.room.name;
       break;
+    case "live":
+      onLiveEvent(p.value);
+      break;
     case "error":
       if (p.value.code.startsWith("TOKEN_") || p.value.code === "UNAUTHENTICATED") void api.refresh();
       else say(`${p.value.message} (${p.value.code})`, true);
@@ -381,6 +386,7 @@ async function enterRoom(id: string, password = ""): Promise<void> {
 }
 
 function leaveView(): void {
+  leaveLive();
   room?.stream.close();
   room = undefined;
   video.pause();

@@ -154,22 +154,25 @@ const (
 	Permission_PERMISSION_APPROVE_MEMBERS   Permission = 128
 	Permission_PERMISSION_BAN_MEMBERS       Permission = 256
 	Permission_PERMISSION_SET_PERMISSIONS   Permission = 512
+	// Publish live streams into the room (issue and revoke stream keys).
+	Permission_PERMISSION_LIVE Permission = 1024
 )
 
 // Enum value maps for Permission.
 var (
 	Permission_name = map[int32]string{
-		0:   "PERMISSION_UNSPECIFIED",
-		1:   "PERMISSION_ADD_MOVIE",
-		2:   "PERMISSION_REMOVE_MOVIE",
-		4:   "PERMISSION_EDIT_MOVIE",
-		8:   "PERMISSION_SET_CURRENT_MOVIE",
-		16:  "PERMISSION_CONTROL_PLAYBACK",
-		32:  "PERMISSION_CHAT",
-		64:  "PERMISSION_DANMAKU",
-		128: "PERMISSION_APPROVE_MEMBERS",
-		256: "PERMISSION_BAN_MEMBERS",
-		512: "PERMISSION_SET_PERMISSIONS",
+		0:    "PERMISSION_UNSPECIFIED",
+		1:    "PERMISSION_ADD_MOVIE",
+		2:    "PERMISSION_REMOVE_MOVIE",
+		4:    "PERMISSION_EDIT_MOVIE",
+		8:    "PERMISSION_SET_CURRENT_MOVIE",
+		16:   "PERMISSION_CONTROL_PLAYBACK",
+		32:   "PERMISSION_CHAT",
+		64:   "PERMISSION_DANMAKU",
+		128:  "PERMISSION_APPROVE_MEMBERS",
+		256:  "PERMISSION_BAN_MEMBERS",
+		512:  "PERMISSION_SET_PERMISSIONS",
+		1024: "PERMISSION_LIVE",
 	}
 	Permission_value = map[string]int32{
 		"PERMISSION_UNSPECIFIED":       0,
@@ -183,6 +186,7 @@ var (
 		"PERMISSION_APPROVE_MEMBERS":   128,
 		"PERMISSION_BAN_MEMBERS":       256,
 		"PERMISSION_SET_PERMISSIONS":   512,
+		"PERMISSION_LIVE":              1024,
 	}
 )
 
@@ -332,6 +336,52 @@ func (x MemberUpdate_Kind) Number() protoreflect.EnumNumber {
 // Deprecated: Use MemberUpdate_Kind.Descriptor instead.
 func (MemberUpdate_Kind) EnumDescriptor() ([]byte, []int) {
 	return file_synctv_client_v1_client_proto_rawDescGZIP(), []int{75, 0}
+}
+
+type LiveEvent_Type int32
+
+const (
+	LiveEvent_STARTED LiveEvent_Type = 0
+	LiveEvent_STOPPED LiveEvent_Type = 1
+)
+
+// Enum value maps for LiveEvent_Type.
+var (
+	LiveEvent_Type_name = map[int32]string{
+		0: "STARTED",
+		1: "STOPPED",
+	}
+	LiveEvent_Type_value = map[string]int32{
+		"STARTED": 0,
+		"STOPPED": 1,
+	}
+)
+
+func (x LiveEvent_Type) Enum() *LiveEvent_Type {
+	p := new(LiveEvent_Type)
+	*p = x
+	return p
+}
+
+func (x LiveEvent_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LiveEvent_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_synctv_client_v1_client_proto_enumTypes[5].Descriptor()
+}
+
+func (LiveEvent_Type) Type() protoreflect.EnumType {
+	return &file_synctv_client_v1_client_proto_enumTypes[5]
+}
+
+func (x LiveEvent_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LiveEvent_Type.Descriptor instead.
+func (LiveEvent_Type) EnumDescriptor() ([]byte, []int) {
+	return file_synctv_client_v1_client_proto_rawDescGZIP(), []int{86, 0}
 }
 
 type LoginRequest struct {
@@ -4100,6 +4150,7 @@ type ServerMessage struct {
 	//	*ServerMessage_Ready
 	//	*ServerMessage_Playlist
 	//	*ServerMessage_Room
+	//	*ServerMessage_Live
 	Payload       isServerMessage_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4244,6 +4295,15 @@ func (x *ServerMessage) GetRoom() *RoomUpdate {
 	return nil
 }
 
+func (x *ServerMessage) GetLive() *LiveEvent {
+	if x != nil {
+		if x, ok := x.Payload.(*ServerMessage_Live); ok {
+			return x.Live
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Payload interface {
 	isServerMessage_Payload()
 }
@@ -4285,6 +4345,10 @@ type ServerMessage_Room struct {
 	Room *RoomUpdate `protobuf:"bytes,18,opt,name=room,proto3,oneof"`
 }
 
+type ServerMessage_Live struct {
+	Live *LiveEvent `protobuf:"bytes,19,opt,name=live,proto3,oneof"`
+}
+
 func (*ServerMessage_Pong) isServerMessage_Payload() {}
 
 func (*ServerMessage_RoomState) isServerMessage_Payload() {}
@@ -4302,6 +4366,8 @@ func (*ServerMessage_Ready) isServerMessage_Payload() {}
 func (*ServerMessage_Playlist) isServerMessage_Payload() {}
 
 func (*ServerMessage_Room) isServerMessage_Payload() {}
+
+func (*ServerMessage_Live) isServerMessage_Payload() {}
 
 // Croupier addition: opens the stream in a room.
 type StreamHello struct {
@@ -5214,6 +5280,448 @@ func (x *ErrorMessage) GetRefMessageId() string {
 	return ""
 }
 
+// Croupier addition: a live stream's publishing key. Publish with
+// rtmp://<gateway>:1935/<room_id>/<key>; watch at
+// /live/<room_id>/<name>.flv on the rooms listener.
+type StreamKey struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	RoomId string                 `protobuf:"bytes,1,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	// The stream's public name: [a-z0-9_-]{1,32}.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The secret publishing key, "<name>.<secret>". Returned by Create and
+	// Rotate only; the server keeps a hash of it.
+	Key           string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	CreatedAt     int64  `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamKey) Reset() {
+	*x = StreamKey{}
+	mi := &file_synctv_client_v1_client_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamKey) ProtoMessage() {}
+
+func (x *StreamKey) ProtoReflect() protoreflect.Message {
+	mi := &file_synctv_client_v1_client_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamKey.ProtoReflect.Descriptor instead.
+func (*StreamKey) Descriptor() ([]byte, []int) {
+	return file_synctv_client_v1_client_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *StreamKey) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
+	}
+	return ""
+}
+
+func (x *StreamKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StreamKey) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *StreamKey) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+// Croupier addition.
+type CreateStreamKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RoomId        string                 `protobuf:"bytes,1,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateStreamKeyRequest) Reset() {
+	*x = CreateStreamKeyRequest{}
+	mi := &file_synctv_client_v1_client_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateStreamKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateStreamKeyRequest) ProtoMessage() {}
+
+func (x *CreateStreamKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_synctv_client_v1_client_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateStreamKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateStreamKeyRequest) Descriptor() ([]byte, []int) {
+	return file_synctv_client_v1_client_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *CreateStreamKeyRequest) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
+	}
+	return ""
+}
+
+func (x *CreateStreamKeyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Croupier addition.
+type CreateStreamKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *StreamKey             `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateStreamKeyResponse) Reset() {
+	*x = CreateStreamKeyResponse{}
+	mi := &file_synctv_client_v1_client_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateStreamKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateStreamKeyResponse) ProtoMessage() {}
+
+func (x *CreateStreamKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_synctv_client_v1_client_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateStreamKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateStreamKeyResponse) Descriptor() ([]byte, []int) {
+	return file_synctv_client_v1_client_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *CreateStreamKeyResponse) GetKey() *StreamKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// Croupier addition.
+type RotateStreamKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RoomId        string                 `protobuf:"bytes,1,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateStreamKeyRequest) Reset() {
+	*x = RotateStreamKeyRequest{}
+	mi := &file_synctv_client_v1_client_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateStreamKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateStreamKeyRequest) ProtoMessage() {}
+
+func (x *RotateStreamKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_synctv_client_v1_client_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateStreamKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateStreamKeyRequest) Descriptor() ([]byte, []int) {
+	return file_synctv_client_v1_client_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *RotateStreamKeyRequest) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
+	}
+	return ""
+}
+
+func (x *RotateStreamKeyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Croupier addition.
+type RotateStreamKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *StreamKey             `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateStreamKeyResponse) Reset() {
+	*x = RotateStreamKeyResponse{}
+	mi := &file_synctv_client_v1_client_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateStreamKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateStreamKeyResponse) ProtoMessage() {}
+
+func (x *RotateStreamKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_synctv_client_v1_client_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateStreamKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateStreamKeyResponse) Descriptor() ([]byte, []int) {
+	return file_synctv_client_v1_client_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *RotateStreamKeyResponse) GetKey() *StreamKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// Croupier addition.
+type RevokeStreamKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RoomId        string                 `protobuf:"bytes,1,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeStreamKeyRequest) Reset() {
+	*x = RevokeStreamKeyRequest{}
+	mi := &file_synctv_client_v1_client_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeStreamKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeStreamKeyRequest) ProtoMessage() {}
+
+func (x *RevokeStreamKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_synctv_client_v1_client_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeStreamKeyRequest.ProtoReflect.Descriptor instead.
+func (*RevokeStreamKeyRequest) Descriptor() ([]byte, []int) {
+	return file_synctv_client_v1_client_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *RevokeStreamKeyRequest) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
+	}
+	return ""
+}
+
+func (x *RevokeStreamKeyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Croupier addition.
+type RevokeStreamKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeStreamKeyResponse) Reset() {
+	*x = RevokeStreamKeyResponse{}
+	mi := &file_synctv_client_v1_client_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeStreamKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeStreamKeyResponse) ProtoMessage() {}
+
+func (x *RevokeStreamKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_synctv_client_v1_client_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeStreamKeyResponse.ProtoReflect.Descriptor instead.
+func (*RevokeStreamKeyResponse) Descriptor() ([]byte, []int) {
+	return file_synctv_client_v1_client_proto_rawDescGZIP(), []int{85}
+}
+
+// The seed's cluster LiveEvent (§9.1.5), sent to the room's members over
+// MessageStream when a stream of the room starts or stops.
+type LiveEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  LiveEvent_Type         `protobuf:"varint,1,opt,name=type,proto3,enum=synctv.client.LiveEvent_Type" json:"type,omitempty"`
+	// Croupier: the stream's public path "<room_id>/<name>", never the
+	// secret publishing key.
+	StreamKey string `protobuf:"bytes,2,opt,name=stream_key,json=streamKey,proto3" json:"stream_key,omitempty"`
+	// JSON: {"node_id": ..., "epoch": ...}.
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// Croupier additions: where to play it and the publisher's lease epoch.
+	PlayPath      string `protobuf:"bytes,4,opt,name=play_path,json=playPath,proto3" json:"play_path,omitempty"`
+	Epoch         int64  `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiveEvent) Reset() {
+	*x = LiveEvent{}
+	mi := &file_synctv_client_v1_client_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiveEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiveEvent) ProtoMessage() {}
+
+func (x *LiveEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_synctv_client_v1_client_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiveEvent.ProtoReflect.Descriptor instead.
+func (*LiveEvent) Descriptor() ([]byte, []int) {
+	return file_synctv_client_v1_client_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *LiveEvent) GetType() LiveEvent_Type {
+	if x != nil {
+		return x.Type
+	}
+	return LiveEvent_STARTED
+}
+
+func (x *LiveEvent) GetStreamKey() string {
+	if x != nil {
+		return x.StreamKey
+	}
+	return ""
+}
+
+func (x *LiveEvent) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *LiveEvent) GetPlayPath() string {
+	if x != nil {
+		return x.PlayPath
+	}
+	return ""
+}
+
+func (x *LiveEvent) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 var File_synctv_client_v1_client_proto protoreflect.FileDescriptor
 
 const file_synctv_client_v1_client_proto_rawDesc = "" +
@@ -5468,7 +5976,7 @@ const file_synctv_client_v1_client_proto_rawDesc = "" +
 	"\fplay_control\x18\r \x01(\v2!.synctv.client.PlayControlMessageH\x00R\vplayControl\x120\n" +
 	"\x04seek\x18\x0e \x01(\v2\x1a.synctv.client.SeekMessageH\x00R\x04seek\x122\n" +
 	"\x05hello\x18\x14 \x01(\v2\x1a.synctv.client.StreamHelloH\x00R\x05helloB\t\n" +
-	"\apayload\"\xdb\x04\n" +
+	"\apayload\"\x8b\x05\n" +
 	"\rServerMessage\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1c\n" +
@@ -5484,7 +5992,8 @@ const file_synctv_client_v1_client_proto_rawDesc = "" +
 	"\x05error\x18\x0f \x01(\v2\x1b.synctv.client.ErrorMessageH\x00R\x05error\x122\n" +
 	"\x05ready\x18\x10 \x01(\v2\x1a.synctv.client.StreamReadyH\x00R\x05ready\x12;\n" +
 	"\bplaylist\x18\x11 \x01(\v2\x1d.synctv.client.PlaylistUpdateH\x00R\bplaylist\x12/\n" +
-	"\x04room\x18\x12 \x01(\v2\x19.synctv.client.RoomUpdateH\x00R\x04roomB\t\n" +
+	"\x04room\x18\x12 \x01(\v2\x19.synctv.client.RoomUpdateH\x00R\x04room\x12.\n" +
+	"\x04live\x18\x13 \x01(\v2\x18.synctv.client.LiveEventH\x00R\x04liveB\t\n" +
 	"\apayload\"f\n" +
 	"\vStreamHello\x12\x17\n" +
 	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x12\x1b\n" +
@@ -5557,7 +6066,37 @@ const file_synctv_client_v1_client_proto_rawDesc = "" +
 	"\fErrorMessage\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
-	"\x0eref_message_id\x18\x03 \x01(\tR\frefMessageId*q\n" +
+	"\x0eref_message_id\x18\x03 \x01(\tR\frefMessageId\"i\n" +
+	"\tStreamKey\x12\x17\n" +
+	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\x03R\tcreatedAt\"E\n" +
+	"\x16CreateStreamKeyRequest\x12\x17\n" +
+	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"E\n" +
+	"\x17CreateStreamKeyResponse\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.synctv.client.StreamKeyR\x03key\"E\n" +
+	"\x16RotateStreamKeyRequest\x12\x17\n" +
+	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"E\n" +
+	"\x17RotateStreamKeyResponse\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.synctv.client.StreamKeyR\x03key\"E\n" +
+	"\x16RevokeStreamKeyRequest\x12\x17\n" +
+	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x19\n" +
+	"\x17RevokeStreamKeyResponse\"\xc6\x01\n" +
+	"\tLiveEvent\x121\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1d.synctv.client.LiveEvent.TypeR\x04type\x12\x1d\n" +
+	"\n" +
+	"stream_key\x18\x02 \x01(\tR\tstreamKey\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x1b\n" +
+	"\tplay_path\x18\x04 \x01(\tR\bplayPath\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\" \n" +
+	"\x04Type\x12\v\n" +
+	"\aSTARTED\x10\x00\x12\v\n" +
+	"\aSTOPPED\x10\x01*q\n" +
 	"\n" +
 	"MemberRole\x12\x1b\n" +
 	"\x17MEMBER_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -5568,7 +6107,7 @@ const file_synctv_client_v1_client_proto_rawDesc = "" +
 	"\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MEMBER_STATUS_ACTIVE\x10\x01\x12\x19\n" +
 	"\x15MEMBER_STATUS_PENDING\x10\x02\x12\x18\n" +
-	"\x14MEMBER_STATUS_BANNED\x10\x03*\xc9\x02\n" +
+	"\x14MEMBER_STATUS_BANNED\x10\x03*\xdf\x02\n" +
 	"\n" +
 	"Permission\x12\x1a\n" +
 	"\x16PERMISSION_UNSPECIFIED\x10\x00\x12\x18\n" +
@@ -5581,13 +6120,14 @@ const file_synctv_client_v1_client_proto_rawDesc = "" +
 	"\x12PERMISSION_DANMAKU\x10@\x12\x1f\n" +
 	"\x1aPERMISSION_APPROVE_MEMBERS\x10\x80\x01\x12\x1b\n" +
 	"\x16PERMISSION_BAN_MEMBERS\x10\x80\x02\x12\x1f\n" +
-	"\x1aPERMISSION_SET_PERMISSIONS\x10\x80\x04*x\n" +
+	"\x1aPERMISSION_SET_PERMISSIONS\x10\x80\x04\x12\x14\n" +
+	"\x0fPERMISSION_LIVE\x10\x80\b*x\n" +
 	"\tMovieType\x12\x1a\n" +
 	"\x16MOVIE_TYPE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eMOVIE_TYPE_MP4\x10\x01\x12\x13\n" +
 	"\x0fMOVIE_TYPE_WEBM\x10\x02\x12\x12\n" +
 	"\x0eMOVIE_TYPE_HLS\x10\x03\x12\x12\n" +
-	"\x0eMOVIE_TYPE_FLV\x10\x042\xaa\x13\n" +
+	"\x0eMOVIE_TYPE_FLV\x10\x042\xd0\x15\n" +
 	"\rClientService\x12B\n" +
 	"\x05Login\x12\x1b.synctv.client.LoginRequest\x1a\x1c.synctv.client.LoginResponse\x12K\n" +
 	"\bRegister\x12\x1e.synctv.client.RegisterRequest\x1a\x1f.synctv.client.RegisterResponse\x12W\n" +
@@ -5619,7 +6159,10 @@ const file_synctv_client_v1_client_proto_rawDesc = "" +
 	"\vUnbanMember\x12!.synctv.client.UnbanMemberRequest\x1a\".synctv.client.UnbanMemberResponse\x12o\n" +
 	"\x14SetMemberPermissions\x12*.synctv.client.SetMemberPermissionsRequest\x1a+.synctv.client.SetMemberPermissionsResponse\x12b\n" +
 	"\x0eGetChatHistory\x12$.synctv.client.GetChatHistoryRequest\x1a%.synctv.client.GetChatHistoryResponse\"\x03\x90\x02\x01\x12_\n" +
-	"\rGetServerTime\x12#.synctv.client.GetServerTimeRequest\x1a$.synctv.client.GetServerTimeResponse\"\x03\x90\x02\x01B<Z:github.com/croupier/croupier/api/synctv/client/v1;clientv1b\x06proto3"
+	"\rGetServerTime\x12#.synctv.client.GetServerTimeRequest\x1a$.synctv.client.GetServerTimeResponse\"\x03\x90\x02\x01\x12`\n" +
+	"\x0fCreateStreamKey\x12%.synctv.client.CreateStreamKeyRequest\x1a&.synctv.client.CreateStreamKeyResponse\x12`\n" +
+	"\x0fRotateStreamKey\x12%.synctv.client.RotateStreamKeyRequest\x1a&.synctv.client.RotateStreamKeyResponse\x12`\n" +
+	"\x0fRevokeStreamKey\x12%.synctv.client.RevokeStreamKeyRequest\x1a&.synctv.client.RevokeStreamKeyResponseB<Z:github.com/croupier/croupier/api/synctv/client/v1;clientv1b\x06proto3"
 
 var (
 	file_synctv_client_v1_client_proto_rawDescOnce sync.Once
@@ -5633,220 +6176,239 @@ func file_synctv_client_v1_client_proto_rawDescGZIP() []byte {
 	return file_synctv_client_v1_client_proto_rawDescData
 }
 
-var file_synctv_client_v1_client_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_synctv_client_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_synctv_client_v1_client_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_synctv_client_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_synctv_client_v1_client_proto_goTypes = []any{
 	(MemberRole)(0),                      // 0: synctv.client.MemberRole
 	(MemberStatus)(0),                    // 1: synctv.client.MemberStatus
 	(Permission)(0),                      // 2: synctv.client.Permission
 	(MovieType)(0),                       // 3: synctv.client.MovieType
 	(MemberUpdate_Kind)(0),               // 4: synctv.client.MemberUpdate.Kind
-	(*LoginRequest)(nil),                 // 5: synctv.client.LoginRequest
-	(*LoginResponse)(nil),                // 6: synctv.client.LoginResponse
-	(*RegisterRequest)(nil),              // 7: synctv.client.RegisterRequest
-	(*RegisterResponse)(nil),             // 8: synctv.client.RegisterResponse
-	(*RefreshTokenRequest)(nil),          // 9: synctv.client.RefreshTokenRequest
-	(*RefreshTokenResponse)(nil),         // 10: synctv.client.RefreshTokenResponse
-	(*LogoutRequest)(nil),                // 11: synctv.client.LogoutRequest
-	(*LogoutResponse)(nil),               // 12: synctv.client.LogoutResponse
-	(*User)(nil),                         // 13: synctv.client.User
-	(*RoomSettings)(nil),                 // 14: synctv.client.RoomSettings
-	(*Room)(nil),                         // 15: synctv.client.Room
-	(*Member)(nil),                       // 16: synctv.client.Member
-	(*CreateRoomRequest)(nil),            // 17: synctv.client.CreateRoomRequest
-	(*CreateRoomResponse)(nil),           // 18: synctv.client.CreateRoomResponse
-	(*JoinRoomRequest)(nil),              // 19: synctv.client.JoinRoomRequest
-	(*JoinRoomResponse)(nil),             // 20: synctv.client.JoinRoomResponse
-	(*LeaveRoomRequest)(nil),             // 21: synctv.client.LeaveRoomRequest
-	(*LeaveRoomResponse)(nil),            // 22: synctv.client.LeaveRoomResponse
-	(*GetRoomInfoRequest)(nil),           // 23: synctv.client.GetRoomInfoRequest
-	(*GetRoomInfoResponse)(nil),          // 24: synctv.client.GetRoomInfoResponse
-	(*ListRoomsRequest)(nil),             // 25: synctv.client.ListRoomsRequest
-	(*ListRoomsResponse)(nil),            // 26: synctv.client.ListRoomsResponse
-	(*GuestJoinRequest)(nil),             // 27: synctv.client.GuestJoinRequest
-	(*GuestJoinResponse)(nil),            // 28: synctv.client.GuestJoinResponse
-	(*UpdateRoomSettingsRequest)(nil),    // 29: synctv.client.UpdateRoomSettingsRequest
-	(*UpdateRoomSettingsResponse)(nil),   // 30: synctv.client.UpdateRoomSettingsResponse
-	(*DeleteRoomRequest)(nil),            // 31: synctv.client.DeleteRoomRequest
-	(*DeleteRoomResponse)(nil),           // 32: synctv.client.DeleteRoomResponse
-	(*ListMembersRequest)(nil),           // 33: synctv.client.ListMembersRequest
-	(*ListMembersResponse)(nil),          // 34: synctv.client.ListMembersResponse
-	(*ApproveMemberRequest)(nil),         // 35: synctv.client.ApproveMemberRequest
-	(*ApproveMemberResponse)(nil),        // 36: synctv.client.ApproveMemberResponse
-	(*BanMemberRequest)(nil),             // 37: synctv.client.BanMemberRequest
-	(*BanMemberResponse)(nil),            // 38: synctv.client.BanMemberResponse
-	(*UnbanMemberRequest)(nil),           // 39: synctv.client.UnbanMemberRequest
-	(*UnbanMemberResponse)(nil),          // 40: synctv.client.UnbanMemberResponse
-	(*SetMemberPermissionsRequest)(nil),  // 41: synctv.client.SetMemberPermissionsRequest
-	(*SetMemberPermissionsResponse)(nil), // 42: synctv.client.SetMemberPermissionsResponse
-	(*Movie)(nil),                        // 43: synctv.client.Movie
-	(*AddMovieRequest)(nil),              // 44: synctv.client.AddMovieRequest
-	(*AddMovieResponse)(nil),             // 45: synctv.client.AddMovieResponse
-	(*RemoveMovieRequest)(nil),           // 46: synctv.client.RemoveMovieRequest
-	(*RemoveMovieResponse)(nil),          // 47: synctv.client.RemoveMovieResponse
-	(*GetMovieListRequest)(nil),          // 48: synctv.client.GetMovieListRequest
-	(*GetMovieListResponse)(nil),         // 49: synctv.client.GetMovieListResponse
-	(*SetCurrentMovieRequest)(nil),       // 50: synctv.client.SetCurrentMovieRequest
-	(*SetCurrentMovieResponse)(nil),      // 51: synctv.client.SetCurrentMovieResponse
-	(*ReorderMoviesRequest)(nil),         // 52: synctv.client.ReorderMoviesRequest
-	(*ReorderMoviesResponse)(nil),        // 53: synctv.client.ReorderMoviesResponse
-	(*RoomState)(nil),                    // 54: synctv.client.RoomState
-	(*PlayRequest)(nil),                  // 55: synctv.client.PlayRequest
-	(*PlayResponse)(nil),                 // 56: synctv.client.PlayResponse
-	(*PauseRequest)(nil),                 // 57: synctv.client.PauseRequest
-	(*PauseResponse)(nil),                // 58: synctv.client.PauseResponse
-	(*SeekRequest)(nil),                  // 59: synctv.client.SeekRequest
-	(*SeekResponse)(nil),                 // 60: synctv.client.SeekResponse
-	(*SetPlaybackRateRequest)(nil),       // 61: synctv.client.SetPlaybackRateRequest
-	(*SetPlaybackRateResponse)(nil),      // 62: synctv.client.SetPlaybackRateResponse
-	(*GetChatHistoryRequest)(nil),        // 63: synctv.client.GetChatHistoryRequest
-	(*GetChatHistoryResponse)(nil),       // 64: synctv.client.GetChatHistoryResponse
-	(*GetServerTimeRequest)(nil),         // 65: synctv.client.GetServerTimeRequest
-	(*GetServerTimeResponse)(nil),        // 66: synctv.client.GetServerTimeResponse
-	(*ClientMessage)(nil),                // 67: synctv.client.ClientMessage
-	(*ServerMessage)(nil),                // 68: synctv.client.ServerMessage
-	(*StreamHello)(nil),                  // 69: synctv.client.StreamHello
-	(*StreamReady)(nil),                  // 70: synctv.client.StreamReady
-	(*PingMessage)(nil),                  // 71: synctv.client.PingMessage
-	(*PongMessage)(nil),                  // 72: synctv.client.PongMessage
-	(*ChatMessage)(nil),                  // 73: synctv.client.ChatMessage
-	(*DanmakuMessage)(nil),               // 74: synctv.client.DanmakuMessage
-	(*PlayControlMessage)(nil),           // 75: synctv.client.PlayControlMessage
-	(*SeekMessage)(nil),                  // 76: synctv.client.SeekMessage
-	(*RoomStateUpdate)(nil),              // 77: synctv.client.RoomStateUpdate
-	(*ChatBroadcast)(nil),                // 78: synctv.client.ChatBroadcast
-	(*DanmakuBroadcast)(nil),             // 79: synctv.client.DanmakuBroadcast
-	(*MemberUpdate)(nil),                 // 80: synctv.client.MemberUpdate
-	(*PlaylistUpdate)(nil),               // 81: synctv.client.PlaylistUpdate
-	(*RoomUpdate)(nil),                   // 82: synctv.client.RoomUpdate
-	(*ErrorMessage)(nil),                 // 83: synctv.client.ErrorMessage
+	(LiveEvent_Type)(0),                  // 5: synctv.client.LiveEvent.Type
+	(*LoginRequest)(nil),                 // 6: synctv.client.LoginRequest
+	(*LoginResponse)(nil),                // 7: synctv.client.LoginResponse
+	(*RegisterRequest)(nil),              // 8: synctv.client.RegisterRequest
+	(*RegisterResponse)(nil),             // 9: synctv.client.RegisterResponse
+	(*RefreshTokenRequest)(nil),          // 10: synctv.client.RefreshTokenRequest
+	(*RefreshTokenResponse)(nil),         // 11: synctv.client.RefreshTokenResponse
+	(*LogoutRequest)(nil),                // 12: synctv.client.LogoutRequest
+	(*LogoutResponse)(nil),               // 13: synctv.client.LogoutResponse
+	(*User)(nil),                         // 14: synctv.client.User
+	(*RoomSettings)(nil),                 // 15: synctv.client.RoomSettings
+	(*Room)(nil),                         // 16: synctv.client.Room
+	(*Member)(nil),                       // 17: synctv.client.Member
+	(*CreateRoomRequest)(nil),            // 18: synctv.client.CreateRoomRequest
+	(*CreateRoomResponse)(nil),           // 19: synctv.client.CreateRoomResponse
+	(*JoinRoomRequest)(nil),              // 20: synctv.client.JoinRoomRequest
+	(*JoinRoomResponse)(nil),             // 21: synctv.client.JoinRoomResponse
+	(*LeaveRoomRequest)(nil),             // 22: synctv.client.LeaveRoomRequest
+	(*LeaveRoomResponse)(nil),            // 23: synctv.client.LeaveRoomResponse
+	(*GetRoomInfoRequest)(nil),           // 24: synctv.client.GetRoomInfoRequest
+	(*GetRoomInfoResponse)(nil),          // 25: synctv.client.GetRoomInfoResponse
+	(*ListRoomsRequest)(nil),             // 26: synctv.client.ListRoomsRequest
+	(*ListRoomsResponse)(nil),            // 27: synctv.client.ListRoomsResponse
+	(*GuestJoinRequest)(nil),             // 28: synctv.client.GuestJoinRequest
+	(*GuestJoinResponse)(nil),            // 29: synctv.client.GuestJoinResponse
+	(*UpdateRoomSettingsRequest)(nil),    // 30: synctv.client.UpdateRoomSettingsRequest
+	(*UpdateRoomSettingsResponse)(nil),   // 31: synctv.client.UpdateRoomSettingsResponse
+	(*DeleteRoomRequest)(nil),            // 32: synctv.client.DeleteRoomRequest
+	(*DeleteRoomResponse)(nil),           // 33: synctv.client.DeleteRoomResponse
+	(*ListMembersRequest)(nil),           // 34: synctv.client.ListMembersRequest
+	(*ListMembersResponse)(nil),          // 35: synctv.client.ListMembersResponse
+	(*ApproveMemberRequest)(nil),         // 36: synctv.client.ApproveMemberRequest
+	(*ApproveMemberResponse)(nil),        // 37: synctv.client.ApproveMemberResponse
+	(*BanMemberRequest)(nil),             // 38: synctv.client.BanMemberRequest
+	(*BanMemberResponse)(nil),            // 39: synctv.client.BanMemberResponse
+	(*UnbanMemberRequest)(nil),           // 40: synctv.client.UnbanMemberRequest
+	(*UnbanMemberResponse)(nil),          // 41: synctv.client.UnbanMemberResponse
+	(*SetMemberPermissionsRequest)(nil),  // 42: synctv.client.SetMemberPermissionsRequest
+	(*SetMemberPermissionsResponse)(nil), // 43: synctv.client.SetMemberPermissionsResponse
+	(*Movie)(nil),                        // 44: synctv.client.Movie
+	(*AddMovieRequest)(nil),              // 45: synctv.client.AddMovieRequest
+	(*AddMovieResponse)(nil),             // 46: synctv.client.AddMovieResponse
+	(*RemoveMovieRequest)(nil),           // 47: synctv.client.RemoveMovieRequest
+	(*RemoveMovieResponse)(nil),          // 48: synctv.client.RemoveMovieResponse
+	(*GetMovieListRequest)(nil),          // 49: synctv.client.GetMovieListRequest
+	(*GetMovieListResponse)(nil),         // 50: synctv.client.GetMovieListResponse
+	(*SetCurrentMovieRequest)(nil),       // 51: synctv.client.SetCurrentMovieRequest
+	(*SetCurrentMovieResponse)(nil),      // 52: synctv.client.SetCurrentMovieResponse
+	(*ReorderMoviesRequest)(nil),         // 53: synctv.client.ReorderMoviesRequest
+	(*ReorderMoviesResponse)(nil),        // 54: synctv.client.ReorderMoviesResponse
+	(*RoomState)(nil),                    // 55: synctv.client.RoomState
+	(*PlayRequest)(nil),                  // 56: synctv.client.PlayRequest
+	(*PlayResponse)(nil),                 // 57: synctv.client.PlayResponse
+	(*PauseRequest)(nil),                 // 58: synctv.client.PauseRequest
+	(*PauseResponse)(nil),                // 59: synctv.client.PauseResponse
+	(*SeekRequest)(nil),                  // 60: synctv.client.SeekRequest
+	(*SeekResponse)(nil),                 // 61: synctv.client.SeekResponse
+	(*SetPlaybackRateRequest)(nil),       // 62: synctv.client.SetPlaybackRateRequest
+	(*SetPlaybackRateResponse)(nil),      // 63: synctv.client.SetPlaybackRateResponse
+	(*GetChatHistoryRequest)(nil),        // 64: synctv.client.GetChatHistoryRequest
+	(*GetChatHistoryResponse)(nil),       // 65: synctv.client.GetChatHistoryResponse
+	(*GetServerTimeRequest)(nil),         // 66: synctv.client.GetServerTimeRequest
+	(*GetServerTimeResponse)(nil),        // 67: synctv.client.GetServerTimeResponse
+	(*ClientMessage)(nil),                // 68: synctv.client.ClientMessage
+	(*ServerMessage)(nil),                // 69: synctv.client.ServerMessage
+	(*StreamHello)(nil),                  // 70: synctv.client.StreamHello
+	(*StreamReady)(nil),                  // 71: synctv.client.StreamReady
+	(*PingMessage)(nil),                  // 72: synctv.client.PingMessage
+	(*PongMessage)(nil),                  // 73: synctv.client.PongMessage
+	(*ChatMessage)(nil),                  // 74: synctv.client.ChatMessage
+	(*DanmakuMessage)(nil),               // 75: synctv.client.DanmakuMessage
+	(*PlayControlMessage)(nil),           // 76: synctv.client.PlayControlMessage
+	(*SeekMessage)(nil),                  // 77: synctv.client.SeekMessage
+	(*RoomStateUpdate)(nil),              // 78: synctv.client.RoomStateUpdate
+	(*ChatBroadcast)(nil),                // 79: synctv.client.ChatBroadcast
+	(*DanmakuBroadcast)(nil),             // 80: synctv.client.DanmakuBroadcast
+	(*MemberUpdate)(nil),                 // 81: synctv.client.MemberUpdate
+	(*PlaylistUpdate)(nil),               // 82: synctv.client.PlaylistUpdate
+	(*RoomUpdate)(nil),                   // 83: synctv.client.RoomUpdate
+	(*ErrorMessage)(nil),                 // 84: synctv.client.ErrorMessage
+	(*StreamKey)(nil),                    // 85: synctv.client.StreamKey
+	(*CreateStreamKeyRequest)(nil),       // 86: synctv.client.CreateStreamKeyRequest
+	(*CreateStreamKeyResponse)(nil),      // 87: synctv.client.CreateStreamKeyResponse
+	(*RotateStreamKeyRequest)(nil),       // 88: synctv.client.RotateStreamKeyRequest
+	(*RotateStreamKeyResponse)(nil),      // 89: synctv.client.RotateStreamKeyResponse
+	(*RevokeStreamKeyRequest)(nil),       // 90: synctv.client.RevokeStreamKeyRequest
+	(*RevokeStreamKeyResponse)(nil),      // 91: synctv.client.RevokeStreamKeyResponse
+	(*LiveEvent)(nil),                    // 92: synctv.client.LiveEvent
 }
 var file_synctv_client_v1_client_proto_depIdxs = []int32{
-	13, // 0: synctv.client.LoginResponse.user:type_name -> synctv.client.User
-	13, // 1: synctv.client.RegisterResponse.user:type_name -> synctv.client.User
-	14, // 2: synctv.client.Room.settings:type_name -> synctv.client.RoomSettings
-	13, // 3: synctv.client.Member.user:type_name -> synctv.client.User
+	14, // 0: synctv.client.LoginResponse.user:type_name -> synctv.client.User
+	14, // 1: synctv.client.RegisterResponse.user:type_name -> synctv.client.User
+	15, // 2: synctv.client.Room.settings:type_name -> synctv.client.RoomSettings
+	14, // 3: synctv.client.Member.user:type_name -> synctv.client.User
 	0,  // 4: synctv.client.Member.role:type_name -> synctv.client.MemberRole
 	1,  // 5: synctv.client.Member.status:type_name -> synctv.client.MemberStatus
-	14, // 6: synctv.client.CreateRoomRequest.settings:type_name -> synctv.client.RoomSettings
-	15, // 7: synctv.client.CreateRoomResponse.room:type_name -> synctv.client.Room
-	16, // 8: synctv.client.CreateRoomResponse.member:type_name -> synctv.client.Member
-	15, // 9: synctv.client.JoinRoomResponse.room:type_name -> synctv.client.Room
-	16, // 10: synctv.client.JoinRoomResponse.member:type_name -> synctv.client.Member
-	54, // 11: synctv.client.JoinRoomResponse.state:type_name -> synctv.client.RoomState
-	15, // 12: synctv.client.GetRoomInfoResponse.room:type_name -> synctv.client.Room
-	54, // 13: synctv.client.GetRoomInfoResponse.state:type_name -> synctv.client.RoomState
-	16, // 14: synctv.client.GetRoomInfoResponse.member:type_name -> synctv.client.Member
-	15, // 15: synctv.client.ListRoomsResponse.rooms:type_name -> synctv.client.Room
-	13, // 16: synctv.client.GuestJoinResponse.user:type_name -> synctv.client.User
-	15, // 17: synctv.client.GuestJoinResponse.room:type_name -> synctv.client.Room
-	16, // 18: synctv.client.GuestJoinResponse.member:type_name -> synctv.client.Member
-	54, // 19: synctv.client.GuestJoinResponse.state:type_name -> synctv.client.RoomState
-	14, // 20: synctv.client.UpdateRoomSettingsRequest.settings:type_name -> synctv.client.RoomSettings
-	15, // 21: synctv.client.UpdateRoomSettingsResponse.room:type_name -> synctv.client.Room
+	15, // 6: synctv.client.CreateRoomRequest.settings:type_name -> synctv.client.RoomSettings
+	16, // 7: synctv.client.CreateRoomResponse.room:type_name -> synctv.client.Room
+	17, // 8: synctv.client.CreateRoomResponse.member:type_name -> synctv.client.Member
+	16, // 9: synctv.client.JoinRoomResponse.room:type_name -> synctv.client.Room
+	17, // 10: synctv.client.JoinRoomResponse.member:type_name -> synctv.client.Member
+	55, // 11: synctv.client.JoinRoomResponse.state:type_name -> synctv.client.RoomState
+	16, // 12: synctv.client.GetRoomInfoResponse.room:type_name -> synctv.client.Room
+	55, // 13: synctv.client.GetRoomInfoResponse.state:type_name -> synctv.client.RoomState
+	17, // 14: synctv.client.GetRoomInfoResponse.member:type_name -> synctv.client.Member
+	16, // 15: synctv.client.ListRoomsResponse.rooms:type_name -> synctv.client.Room
+	14, // 16: synctv.client.GuestJoinResponse.user:type_name -> synctv.client.User
+	16, // 17: synctv.client.GuestJoinResponse.room:type_name -> synctv.client.Room
+	17, // 18: synctv.client.GuestJoinResponse.member:type_name -> synctv.client.Member
+	55, // 19: synctv.client.GuestJoinResponse.state:type_name -> synctv.client.RoomState
+	15, // 20: synctv.client.UpdateRoomSettingsRequest.settings:type_name -> synctv.client.RoomSettings
+	16, // 21: synctv.client.UpdateRoomSettingsResponse.room:type_name -> synctv.client.Room
 	1,  // 22: synctv.client.ListMembersRequest.status:type_name -> synctv.client.MemberStatus
-	16, // 23: synctv.client.ListMembersResponse.members:type_name -> synctv.client.Member
-	16, // 24: synctv.client.ApproveMemberResponse.member:type_name -> synctv.client.Member
+	17, // 23: synctv.client.ListMembersResponse.members:type_name -> synctv.client.Member
+	17, // 24: synctv.client.ApproveMemberResponse.member:type_name -> synctv.client.Member
 	0,  // 25: synctv.client.SetMemberPermissionsRequest.role:type_name -> synctv.client.MemberRole
-	16, // 26: synctv.client.SetMemberPermissionsResponse.member:type_name -> synctv.client.Member
+	17, // 26: synctv.client.SetMemberPermissionsResponse.member:type_name -> synctv.client.Member
 	3,  // 27: synctv.client.Movie.type:type_name -> synctv.client.MovieType
 	3,  // 28: synctv.client.AddMovieRequest.type:type_name -> synctv.client.MovieType
-	43, // 29: synctv.client.AddMovieResponse.movie:type_name -> synctv.client.Movie
-	43, // 30: synctv.client.GetMovieListResponse.movies:type_name -> synctv.client.Movie
-	54, // 31: synctv.client.SetCurrentMovieResponse.state:type_name -> synctv.client.RoomState
-	43, // 32: synctv.client.ReorderMoviesResponse.movies:type_name -> synctv.client.Movie
-	43, // 33: synctv.client.RoomState.movie:type_name -> synctv.client.Movie
-	54, // 34: synctv.client.PlayResponse.state:type_name -> synctv.client.RoomState
-	54, // 35: synctv.client.PauseResponse.state:type_name -> synctv.client.RoomState
-	54, // 36: synctv.client.SeekResponse.state:type_name -> synctv.client.RoomState
-	54, // 37: synctv.client.SetPlaybackRateResponse.state:type_name -> synctv.client.RoomState
-	68, // 38: synctv.client.GetChatHistoryResponse.messages:type_name -> synctv.client.ServerMessage
-	71, // 39: synctv.client.ClientMessage.ping:type_name -> synctv.client.PingMessage
-	73, // 40: synctv.client.ClientMessage.chat:type_name -> synctv.client.ChatMessage
-	74, // 41: synctv.client.ClientMessage.danmaku:type_name -> synctv.client.DanmakuMessage
-	75, // 42: synctv.client.ClientMessage.play_control:type_name -> synctv.client.PlayControlMessage
-	76, // 43: synctv.client.ClientMessage.seek:type_name -> synctv.client.SeekMessage
-	69, // 44: synctv.client.ClientMessage.hello:type_name -> synctv.client.StreamHello
-	72, // 45: synctv.client.ServerMessage.pong:type_name -> synctv.client.PongMessage
-	77, // 46: synctv.client.ServerMessage.room_state:type_name -> synctv.client.RoomStateUpdate
-	78, // 47: synctv.client.ServerMessage.chat:type_name -> synctv.client.ChatBroadcast
-	79, // 48: synctv.client.ServerMessage.danmaku:type_name -> synctv.client.DanmakuBroadcast
-	80, // 49: synctv.client.ServerMessage.member:type_name -> synctv.client.MemberUpdate
-	83, // 50: synctv.client.ServerMessage.error:type_name -> synctv.client.ErrorMessage
-	70, // 51: synctv.client.ServerMessage.ready:type_name -> synctv.client.StreamReady
-	81, // 52: synctv.client.ServerMessage.playlist:type_name -> synctv.client.PlaylistUpdate
-	82, // 53: synctv.client.ServerMessage.room:type_name -> synctv.client.RoomUpdate
-	16, // 54: synctv.client.StreamReady.member:type_name -> synctv.client.Member
-	54, // 55: synctv.client.RoomStateUpdate.state:type_name -> synctv.client.RoomState
-	13, // 56: synctv.client.ChatBroadcast.user:type_name -> synctv.client.User
-	13, // 57: synctv.client.DanmakuBroadcast.user:type_name -> synctv.client.User
-	4,  // 58: synctv.client.MemberUpdate.kind:type_name -> synctv.client.MemberUpdate.Kind
-	16, // 59: synctv.client.MemberUpdate.member:type_name -> synctv.client.Member
-	43, // 60: synctv.client.PlaylistUpdate.movies:type_name -> synctv.client.Movie
-	15, // 61: synctv.client.RoomUpdate.room:type_name -> synctv.client.Room
-	5,  // 62: synctv.client.ClientService.Login:input_type -> synctv.client.LoginRequest
-	7,  // 63: synctv.client.ClientService.Register:input_type -> synctv.client.RegisterRequest
-	9,  // 64: synctv.client.ClientService.RefreshToken:input_type -> synctv.client.RefreshTokenRequest
-	11, // 65: synctv.client.ClientService.Logout:input_type -> synctv.client.LogoutRequest
-	17, // 66: synctv.client.ClientService.CreateRoom:input_type -> synctv.client.CreateRoomRequest
-	19, // 67: synctv.client.ClientService.JoinRoom:input_type -> synctv.client.JoinRoomRequest
-	21, // 68: synctv.client.ClientService.LeaveRoom:input_type -> synctv.client.LeaveRoomRequest
-	23, // 69: synctv.client.ClientService.GetRoomInfo:input_type -> synctv.client.GetRoomInfoRequest
-	25, // 70: synctv.client.ClientService.ListRooms:input_type -> synctv.client.ListRoomsRequest
-	44, // 71: synctv.client.ClientService.AddMovie:input_type -> synctv.client.AddMovieRequest
-	46, // 72: synctv.client.ClientService.RemoveMovie:input_type -> synctv.client.RemoveMovieRequest
-	48, // 73: synctv.client.ClientService.GetMovieList:input_type -> synctv.client.GetMovieListRequest
-	50, // 74: synctv.client.ClientService.SetCurrentMovie:input_type -> synctv.client.SetCurrentMovieRequest
-	55, // 75: synctv.client.ClientService.Play:input_type -> synctv.client.PlayRequest
-	57, // 76: synctv.client.ClientService.Pause:input_type -> synctv.client.PauseRequest
-	59, // 77: synctv.client.ClientService.Seek:input_type -> synctv.client.SeekRequest
-	61, // 78: synctv.client.ClientService.SetPlaybackRate:input_type -> synctv.client.SetPlaybackRateRequest
-	67, // 79: synctv.client.ClientService.MessageStream:input_type -> synctv.client.ClientMessage
-	27, // 80: synctv.client.ClientService.GuestJoin:input_type -> synctv.client.GuestJoinRequest
-	29, // 81: synctv.client.ClientService.UpdateRoomSettings:input_type -> synctv.client.UpdateRoomSettingsRequest
-	31, // 82: synctv.client.ClientService.DeleteRoom:input_type -> synctv.client.DeleteRoomRequest
-	52, // 83: synctv.client.ClientService.ReorderMovies:input_type -> synctv.client.ReorderMoviesRequest
-	33, // 84: synctv.client.ClientService.ListMembers:input_type -> synctv.client.ListMembersRequest
-	35, // 85: synctv.client.ClientService.ApproveMember:input_type -> synctv.client.ApproveMemberRequest
-	37, // 86: synctv.client.ClientService.BanMember:input_type -> synctv.client.BanMemberRequest
-	39, // 87: synctv.client.ClientService.UnbanMember:input_type -> synctv.client.UnbanMemberRequest
-	41, // 88: synctv.client.ClientService.SetMemberPermissions:input_type -> synctv.client.SetMemberPermissionsRequest
-	63, // 89: synctv.client.ClientService.GetChatHistory:input_type -> synctv.client.GetChatHistoryRequest
-	65, // 90: synctv.client.ClientService.GetServerTime:input_type -> synctv.client.GetServerTimeRequest
-	6,  // 91: synctv.client.ClientService.Login:output_type -> synctv.client.LoginResponse
-	8,  // 92: synctv.client.ClientService.Register:output_type -> synctv.client.RegisterResponse
-	10, // 93: synctv.client.ClientService.RefreshToken:output_type -> synctv.client.RefreshTokenResponse
-	12, // 94: synctv.client.ClientService.Logout:output_type -> synctv.client.LogoutResponse
-	18, // 95: synctv.client.ClientService.CreateRoom:output_type -> synctv.client.CreateRoomResponse
-	20, // 96: synctv.client.ClientService.JoinRoom:output_type -> synctv.client.JoinRoomResponse
-	22, // 97: synctv.client.ClientService.LeaveRoom:output_type -> synctv.client.LeaveRoomResponse
-	24, // 98: synctv.client.ClientService.GetRoomInfo:output_type -> synctv.client.GetRoomInfoResponse
-	26, // 99: synctv.client.ClientService.ListRooms:output_type -> synctv.client.ListRoomsResponse
-	45, // 100: synctv.client.ClientService.AddMovie:output_type -> synctv.client.AddMovieResponse
-	47, // 101: synctv.client.ClientService.RemoveMovie:output_type -> synctv.client.RemoveMovieResponse
-	49, // 102: synctv.client.ClientService.GetMovieList:output_type -> synctv.client.GetMovieListResponse
-	51, // 103: synctv.client.ClientService.SetCurrentMovie:output_type -> synctv.client.SetCurrentMovieResponse
-	56, // 104: synctv.client.ClientService.Play:output_type -> synctv.client.PlayResponse
-	58, // 105: synctv.client.ClientService.Pause:output_type -> synctv.client.PauseResponse
-	60, // 106: synctv.client.ClientService.Seek:output_type -> synctv.client.SeekResponse
-	62, // 107: synctv.client.ClientService.SetPlaybackRate:output_type -> synctv.client.SetPlaybackRateResponse
-	68, // 108: synctv.client.ClientService.MessageStream:output_type -> synctv.client.ServerMessage
-	28, // 109: synctv.client.ClientService.GuestJoin:output_type -> synctv.client.GuestJoinResponse
-	30, // 110: synctv.client.ClientService.UpdateRoomSettings:output_type -> synctv.client.UpdateRoomSettingsResponse
-	32, // 111: synctv.client.ClientService.DeleteRoom:output_type -> synctv.client.DeleteRoomResponse
-	53, // 112: synctv.client.ClientService.ReorderMovies:output_type -> synctv.client.ReorderMoviesResponse
-	34, // 113: synctv.client.ClientService.ListMembers:output_type -> synctv.client.ListMembersResponse
-	36, // 114: synctv.client.ClientService.ApproveMember:output_type -> synctv.client.ApproveMemberResponse
-	38, // 115: synctv.client.ClientService.BanMember:output_type -> synctv.client.BanMemberResponse
-	40, // 116: synctv.client.ClientService.UnbanMember:output_type -> synctv.client.UnbanMemberResponse
-	42, // 117: synctv.client.ClientService.SetMemberPermissions:output_type -> synctv.client.SetMemberPermissionsResponse
-	64, // 118: synctv.client.ClientService.GetChatHistory:output_type -> synctv.client.GetChatHistoryResponse
-	66, // 119: synctv.client.ClientService.GetServerTime:output_type -> synctv.client.GetServerTimeResponse
-	91, // [91:120] is the sub-list for method output_type
-	62, // [62:91] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	44, // 29: synctv.client.AddMovieResponse.movie:type_name -> synctv.client.Movie
+	44, // 30: synctv.client.GetMovieListResponse.movies:type_name -> synctv.client.Movie
+	55, // 31: synctv.client.SetCurrentMovieResponse.state:type_name -> synctv.client.RoomState
+	44, // 32: synctv.client.ReorderMoviesResponse.movies:type_name -> synctv.client.Movie
+	44, // 33: synctv.client.RoomState.movie:type_name -> synctv.client.Movie
+	55, // 34: synctv.client.PlayResponse.state:type_name -> synctv.client.RoomState
+	55, // 35: synctv.client.PauseResponse.state:type_name -> synctv.client.RoomState
+	55, // 36: synctv.client.SeekResponse.state:type_name -> synctv.client.RoomState
+	55, // 37: synctv.client.SetPlaybackRateResponse.state:type_name -> synctv.client.RoomState
+	69, // 38: synctv.client.GetChatHistoryResponse.messages:type_name -> synctv.client.ServerMessage
+	72, // 39: synctv.client.ClientMessage.ping:type_name -> synctv.client.PingMessage
+	74, // 40: synctv.client.ClientMessage.chat:type_name -> synctv.client.ChatMessage
+	75, // 41: synctv.client.ClientMessage.danmaku:type_name -> synctv.client.DanmakuMessage
+	76, // 42: synctv.client.ClientMessage.play_control:type_name -> synctv.client.PlayControlMessage
+	77, // 43: synctv.client.ClientMessage.seek:type_name -> synctv.client.SeekMessage
+	70, // 44: synctv.client.ClientMessage.hello:type_name -> synctv.client.StreamHello
+	73, // 45: synctv.client.ServerMessage.pong:type_name -> synctv.client.PongMessage
+	78, // 46: synctv.client.ServerMessage.room_state:type_name -> synctv.client.RoomStateUpdate
+	79, // 47: synctv.client.ServerMessage.chat:type_name -> synctv.client.ChatBroadcast
+	80, // 48: synctv.client.ServerMessage.danmaku:type_name -> synctv.client.DanmakuBroadcast
+	81, // 49: synctv.client.ServerMessage.member:type_name -> synctv.client.MemberUpdate
+	84, // 50: synctv.client.ServerMessage.error:type_name -> synctv.client.ErrorMessage
+	71, // 51: synctv.client.ServerMessage.ready:type_name -> synctv.client.StreamReady
+	82, // 52: synctv.client.ServerMessage.playlist:type_name -> synctv.client.PlaylistUpdate
+	83, // 53: synctv.client.ServerMessage.room:type_name -> synctv.client.RoomUpdate
+	92, // 54: synctv.client.ServerMessage.live:type_name -> synctv.client.LiveEvent
+	17, // 55: synctv.client.StreamReady.member:type_name -> synctv.client.Member
+	55, // 56: synctv.client.RoomStateUpdate.state:type_name -> synctv.client.RoomState
+	14, // 57: synctv.client.ChatBroadcast.user:type_name -> synctv.client.User
+	14, // 58: synctv.client.DanmakuBroadcast.user:type_name -> synctv.client.User
+	4,  // 59: synctv.client.MemberUpdate.kind:type_name -> synctv.client.MemberUpdate.Kind
+	17, // 60: synctv.client.MemberUpdate.member:type_name -> synctv.client.Member
+	44, // 61: synctv.client.PlaylistUpdate.movies:type_name -> synctv.client.Movie
+	16, // 62: synctv.client.RoomUpdate.room:type_name -> synctv.client.Room
+	85, // 63: synctv.client.CreateStreamKeyResponse.key:type_name -> synctv.client.StreamKey
+	85, // 64: synctv.client.RotateStreamKeyResponse.key:type_name -> synctv.client.StreamKey
+	5,  // 65: synctv.client.LiveEvent.type:type_name -> synctv.client.LiveEvent.Type
+	6,  // 66: synctv.client.ClientService.Login:input_type -> synctv.client.LoginRequest
+	8,  // 67: synctv.client.ClientService.Register:input_type -> synctv.client.RegisterRequest
+	10, // 68: synctv.client.ClientService.RefreshToken:input_type -> synctv.client.RefreshTokenRequest
+	12, // 69: synctv.client.ClientService.Logout:input_type -> synctv.client.LogoutRequest
+	18, // 70: synctv.client.ClientService.CreateRoom:input_type -> synctv.client.CreateRoomRequest
+	20, // 71: synctv.client.ClientService.JoinRoom:input_type -> synctv.client.JoinRoomRequest
+	22, // 72: synctv.client.ClientService.LeaveRoom:input_type -> synctv.client.LeaveRoomRequest
+	24, // 73: synctv.client.ClientService.GetRoomInfo:input_type -> synctv.client.GetRoomInfoRequest
+	26, // 74: synctv.client.ClientService.ListRooms:input_type -> synctv.client.ListRoomsRequest
+	45, // 75: synctv.client.ClientService.AddMovie:input_type -> synctv.client.AddMovieRequest
+	47, // 76: synctv.client.ClientService.RemoveMovie:input_type -> synctv.client.RemoveMovieRequest
+	49, // 77: synctv.client.ClientService.GetMovieList:input_type -> synctv.client.GetMovieListRequest
+	51, // 78: synctv.client.ClientService.SetCurrentMovie:input_type -> synctv.client.SetCurrentMovieRequest
+	56, // 79: synctv.client.ClientService.Play:input_type -> synctv.client.PlayRequest
+	58, // 80: synctv.client.ClientService.Pause:input_type -> synctv.client.PauseRequest
+	60, // 81: synctv.client.ClientService.Seek:input_type -> synctv.client.SeekRequest
+	62, // 82: synctv.client.ClientService.SetPlaybackRate:input_type -> synctv.client.SetPlaybackRateRequest
+	68, // 83: synctv.client.ClientService.MessageStream:input_type -> synctv.client.ClientMessage
+	28, // 84: synctv.client.ClientService.GuestJoin:input_type -> synctv.client.GuestJoinRequest
+	30, // 85: synctv.client.ClientService.UpdateRoomSettings:input_type -> synctv.client.UpdateRoomSettingsRequest
+	32, // 86: synctv.client.ClientService.DeleteRoom:input_type -> synctv.client.DeleteRoomRequest
+	53, // 87: synctv.client.ClientService.ReorderMovies:input_type -> synctv.client.ReorderMoviesRequest
+	34, // 88: synctv.client.ClientService.ListMembers:input_type -> synctv.client.ListMembersRequest
+	36, // 89: synctv.client.ClientService.ApproveMember:input_type -> synctv.client.ApproveMemberRequest
+	38, // 90: synctv.client.ClientService.BanMember:input_type -> synctv.client.BanMemberRequest
+	40, // 91: synctv.client.ClientService.UnbanMember:input_type -> synctv.client.UnbanMemberRequest
+	42, // 92: synctv.client.ClientService.SetMemberPermissions:input_type -> synctv.client.SetMemberPermissionsRequest
+	64, // 93: synctv.client.ClientService.GetChatHistory:input_type -> synctv.client.GetChatHistoryRequest
+	66, // 94: synctv.client.ClientService.GetServerTime:input_type -> synctv.client.GetServerTimeRequest
+	86, // 95: synctv.client.ClientService.CreateStreamKey:input_type -> synctv.client.CreateStreamKeyRequest
+	88, // 96: synctv.client.ClientService.RotateStreamKey:input_type -> synctv.client.RotateStreamKeyRequest
+	90, // 97: synctv.client.ClientService.RevokeStreamKey:input_type -> synctv.client.RevokeStreamKeyRequest
+	7,  // 98: synctv.client.ClientService.Login:output_type -> synctv.client.LoginResponse
+	9,  // 99: synctv.client.ClientService.Register:output_type -> synctv.client.RegisterResponse
+	11, // 100: synctv.client.ClientService.RefreshToken:output_type -> synctv.client.RefreshTokenResponse
+	13, // 101: synctv.client.ClientService.Logout:output_type -> synctv.client.LogoutResponse
+	19, // 102: synctv.client.ClientService.CreateRoom:output_type -> synctv.client.CreateRoomResponse
+	21, // 103: synctv.client.ClientService.JoinRoom:output_type -> synctv.client.JoinRoomResponse
+	23, // 104: synctv.client.ClientService.LeaveRoom:output_type -> synctv.client.LeaveRoomResponse
+	25, // 105: synctv.client.ClientService.GetRoomInfo:output_type -> synctv.client.GetRoomInfoResponse
+	27, // 106: synctv.client.ClientService.ListRooms:output_type -> synctv.client.ListRoomsResponse
+	46, // 107: synctv.client.ClientService.AddMovie:output_type -> synctv.client.AddMovieResponse
+	48, // 108: synctv.client.ClientService.RemoveMovie:output_type -> synctv.client.RemoveMovieResponse
+	50, // 109: synctv.client.ClientService.GetMovieList:output_type -> synctv.client.GetMovieListResponse
+	52, // 110: synctv.client.ClientService.SetCurrentMovie:output_type -> synctv.client.SetCurrentMovieResponse
+	57, // 111: synctv.client.ClientService.Play:output_type -> synctv.client.PlayResponse
+	59, // 112: synctv.client.ClientService.Pause:output_type -> synctv.client.PauseResponse
+	61, // 113: synctv.client.ClientService.Seek:output_type -> synctv.client.SeekResponse
+	63, // 114: synctv.client.ClientService.SetPlaybackRate:output_type -> synctv.client.SetPlaybackRateResponse
+	69, // 115: synctv.client.ClientService.MessageStream:output_type -> synctv.client.ServerMessage
+	29, // 116: synctv.client.ClientService.GuestJoin:output_type -> synctv.client.GuestJoinResponse
+	31, // 117: synctv.client.ClientService.UpdateRoomSettings:output_type -> synctv.client.UpdateRoomSettingsResponse
+	33, // 118: synctv.client.ClientService.DeleteRoom:output_type -> synctv.client.DeleteRoomResponse
+	54, // 119: synctv.client.ClientService.ReorderMovies:output_type -> synctv.client.ReorderMoviesResponse
+	35, // 120: synctv.client.ClientService.ListMembers:output_type -> synctv.client.ListMembersResponse
+	37, // 121: synctv.client.ClientService.ApproveMember:output_type -> synctv.client.ApproveMemberResponse
+	39, // 122: synctv.client.ClientService.BanMember:output_type -> synctv.client.BanMemberResponse
+	41, // 123: synctv.client.ClientService.UnbanMember:output_type -> synctv.client.UnbanMemberResponse
+	43, // 124: synctv.client.ClientService.SetMemberPermissions:output_type -> synctv.client.SetMemberPermissionsResponse
+	65, // 125: synctv.client.ClientService.GetChatHistory:output_type -> synctv.client.GetChatHistoryResponse
+	67, // 126: synctv.client.ClientService.GetServerTime:output_type -> synctv.client.GetServerTimeResponse
+	87, // 127: synctv.client.ClientService.CreateStreamKey:output_type -> synctv.client.CreateStreamKeyResponse
+	89, // 128: synctv.client.ClientService.RotateStreamKey:output_type -> synctv.client.RotateStreamKeyResponse
+	91, // 129: synctv.client.ClientService.RevokeStreamKey:output_type -> synctv.client.RevokeStreamKeyResponse
+	98, // [98:130] is the sub-list for method output_type
+	66, // [66:98] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_synctv_client_v1_client_proto_init() }
@@ -5875,6 +6437,7 @@ func file_synctv_client_v1_client_proto_init() {
 		(*ServerMessage_Ready)(nil),
 		(*ServerMessage_Playlist)(nil),
 		(*ServerMessage_Room)(nil),
+		(*ServerMessage_Live)(nil),
 	}
 	file_synctv_client_v1_client_proto_msgTypes[70].OneofWrappers = []any{}
 	type x struct{}
@@ -5882,8 +6445,8 @@ func file_synctv_client_v1_client_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_synctv_client_v1_client_proto_rawDesc), len(file_synctv_client_v1_client_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   79,
+			NumEnums:      6,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -59,6 +59,9 @@ const (
 	ClientService_SetMemberPermissions_FullMethodName = "/synctv.client.ClientService/SetMemberPermissions"
 	ClientService_GetChatHistory_FullMethodName       = "/synctv.client.ClientService/GetChatHistory"
 	ClientService_GetServerTime_FullMethodName        = "/synctv.client.ClientService/GetServerTime"
+	ClientService_CreateStreamKey_FullMethodName      = "/synctv.client.ClientService/CreateStreamKey"
+	ClientService_RotateStreamKey_FullMethodName      = "/synctv.client.ClientService/RotateStreamKey"
+	ClientService_RevokeStreamKey_FullMethodName      = "/synctv.client.ClientService/RevokeStreamKey"
 )
 
 // ClientServiceClient is the client API for ClientService service.
@@ -114,6 +117,13 @@ type ClientServiceClient interface {
 	// The server's clock, for NTP-style offset estimation. Also served as
 	// plain HTTP at GET /time.
 	GetServerTime(ctx context.Context, in *GetServerTimeRequest, opts ...grpc.CallOption) (*GetServerTimeResponse, error)
+	// Live (docs/live.md). Issues the secret publishing key of one of the
+	// room's live streams (LIVE); fails if the stream already has a key.
+	CreateStreamKey(ctx context.Context, in *CreateStreamKeyRequest, opts ...grpc.CallOption) (*CreateStreamKeyResponse, error)
+	// Replaces the stream's key (LIVE); a publisher on the old key is cut off.
+	RotateStreamKey(ctx context.Context, in *RotateStreamKeyRequest, opts ...grpc.CallOption) (*RotateStreamKeyResponse, error)
+	// Deletes the stream's key (LIVE); a publisher on it is cut off.
+	RevokeStreamKey(ctx context.Context, in *RevokeStreamKeyRequest, opts ...grpc.CallOption) (*RevokeStreamKeyResponse, error)
 }
 
 type clientServiceClient struct {
@@ -417,6 +427,36 @@ func (c *clientServiceClient) GetServerTime(ctx context.Context, in *GetServerTi
 	return out, nil
 }
 
+func (c *clientServiceClient) CreateStreamKey(ctx context.Context, in *CreateStreamKeyRequest, opts ...grpc.CallOption) (*CreateStreamKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateStreamKeyResponse)
+	err := c.cc.Invoke(ctx, ClientService_CreateStreamKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientServiceClient) RotateStreamKey(ctx context.Context, in *RotateStreamKeyRequest, opts ...grpc.CallOption) (*RotateStreamKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateStreamKeyResponse)
+	err := c.cc.Invoke(ctx, ClientService_RotateStreamKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientServiceClient) RevokeStreamKey(ctx context.Context, in *RevokeStreamKeyRequest, opts ...grpc.CallOption) (*RevokeStreamKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeStreamKeyResponse)
+	err := c.cc.Invoke(ctx, ClientService_RevokeStreamKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClientServiceServer is the server API for ClientService service.
 // All implementations must embed UnimplementedClientServiceServer
 // for forward compatibility.
@@ -470,6 +510,13 @@ type ClientServiceServer interface {
 	// The server's clock, for NTP-style offset estimation. Also served as
 	// plain HTTP at GET /time.
 	GetServerTime(context.Context, *GetServerTimeRequest) (*GetServerTimeResponse, error)
+	// Live (docs/live.md). Issues the secret publishing key of one of the
+	// room's live streams (LIVE); fails if the stream already has a key.
+	CreateStreamKey(context.Context, *CreateStreamKeyRequest) (*CreateStreamKeyResponse, error)
+	// Replaces the stream's key (LIVE); a publisher on the old key is cut off.
+	RotateStreamKey(context.Context, *RotateStreamKeyRequest) (*RotateStreamKeyResponse, error)
+	// Deletes the stream's key (LIVE); a publisher on it is cut off.
+	RevokeStreamKey(context.Context, *RevokeStreamKeyRequest) (*RevokeStreamKeyResponse, error)
 	mustEmbedUnimplementedClientServiceServer()
 }
 
@@ -566,6 +613,15 @@ func (UnimplementedClientServiceServer) GetChatHistory(context.Context, *GetChat
 }
 func (UnimplementedClientServiceServer) GetServerTime(context.Context, *GetServerTimeRequest) (*GetServerTimeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetServerTime not implemented")
+}
+func (UnimplementedClientServiceServer) CreateStreamKey(context.Context, *CreateStreamKeyRequest) (*CreateStreamKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateStreamKey not implemented")
+}
+func (UnimplementedClientServiceServer) RotateStreamKey(context.Context, *RotateStreamKeyRequest) (*RotateStreamKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateStreamKey not implemented")
+}
+func (UnimplementedClientServiceServer) RevokeStreamKey(context.Context, *RevokeStreamKeyRequest) (*RevokeStreamKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeStreamKey not implemented")
 }
 func (UnimplementedClientServiceServer) mustEmbedUnimplementedClientServiceServer() {}
 func (UnimplementedClientServiceServer) testEmbeddedByValue()                       {}
@@ -1099,6 +1155,60 @@ func _ClientService_GetServerTime_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClientService_CreateStreamKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateStreamKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServiceServer).CreateStreamKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientService_CreateStreamKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServiceServer).CreateStreamKey(ctx, req.(*CreateStreamKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientService_RotateStreamKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateStreamKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServiceServer).RotateStreamKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientService_RotateStreamKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServiceServer).RotateStreamKey(ctx, req.(*RotateStreamKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClientService_RevokeStreamKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeStreamKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServiceServer).RevokeStreamKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClientService_RevokeStreamKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServiceServer).RevokeStreamKey(ctx, req.(*RevokeStreamKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClientService_ServiceDesc is the grpc.ServiceDesc for ClientService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1217,6 +1327,18 @@ var ClientService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetServerTime",
 			Handler:    _ClientService_GetServerTime_Handler,
+		},
+		{
+			MethodName: "CreateStreamKey",
+			Handler:    _ClientService_CreateStreamKey_Handler,
+		},
+		{
+			MethodName: "RotateStreamKey",
+			Handler:    _ClientService_RotateStreamKey_Handler,
+		},
+		{
+			MethodName: "RevokeStreamKey",
+			Handler:    _ClientService_RevokeStreamKey_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

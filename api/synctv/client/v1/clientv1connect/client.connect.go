@@ -118,6 +118,15 @@ const (
 	// ClientServiceGetServerTimeProcedure is the fully-qualified name of the ClientService's
 	// GetServerTime RPC.
 	ClientServiceGetServerTimeProcedure = "/synctv.client.ClientService/GetServerTime"
+	// ClientServiceCreateStreamKeyProcedure is the fully-qualified name of the ClientService's
+	// CreateStreamKey RPC.
+	ClientServiceCreateStreamKeyProcedure = "/synctv.client.ClientService/CreateStreamKey"
+	// ClientServiceRotateStreamKeyProcedure is the fully-qualified name of the ClientService's
+	// RotateStreamKey RPC.
+	ClientServiceRotateStreamKeyProcedure = "/synctv.client.ClientService/RotateStreamKey"
+	// ClientServiceRevokeStreamKeyProcedure is the fully-qualified name of the ClientService's
+	// RevokeStreamKey RPC.
+	ClientServiceRevokeStreamKeyProcedure = "/synctv.client.ClientService/RevokeStreamKey"
 )
 
 // ClientServiceClient is a client for the synctv.client.ClientService service.
@@ -171,6 +180,13 @@ type ClientServiceClient interface {
 	// The server's clock, for NTP-style offset estimation. Also served as
 	// plain HTTP at GET /time.
 	GetServerTime(context.Context, *connect.Request[v1.GetServerTimeRequest]) (*connect.Response[v1.GetServerTimeResponse], error)
+	// Live (docs/live.md). Issues the secret publishing key of one of the
+	// room's live streams (LIVE); fails if the stream already has a key.
+	CreateStreamKey(context.Context, *connect.Request[v1.CreateStreamKeyRequest]) (*connect.Response[v1.CreateStreamKeyResponse], error)
+	// Replaces the stream's key (LIVE); a publisher on the old key is cut off.
+	RotateStreamKey(context.Context, *connect.Request[v1.RotateStreamKeyRequest]) (*connect.Response[v1.RotateStreamKeyResponse], error)
+	// Deletes the stream's key (LIVE); a publisher on it is cut off.
+	RevokeStreamKey(context.Context, *connect.Request[v1.RevokeStreamKeyRequest]) (*connect.Response[v1.RevokeStreamKeyResponse], error)
 }
 
 // NewClientServiceClient constructs a client for the synctv.client.ClientService service. By
@@ -361,6 +377,24 @@ func NewClientServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		createStreamKey: connect.NewClient[v1.CreateStreamKeyRequest, v1.CreateStreamKeyResponse](
+			httpClient,
+			baseURL+ClientServiceCreateStreamKeyProcedure,
+			connect.WithSchema(clientServiceMethods.ByName("CreateStreamKey")),
+			connect.WithClientOptions(opts...),
+		),
+		rotateStreamKey: connect.NewClient[v1.RotateStreamKeyRequest, v1.RotateStreamKeyResponse](
+			httpClient,
+			baseURL+ClientServiceRotateStreamKeyProcedure,
+			connect.WithSchema(clientServiceMethods.ByName("RotateStreamKey")),
+			connect.WithClientOptions(opts...),
+		),
+		revokeStreamKey: connect.NewClient[v1.RevokeStreamKeyRequest, v1.RevokeStreamKeyResponse](
+			httpClient,
+			baseURL+ClientServiceRevokeStreamKeyProcedure,
+			connect.WithSchema(clientServiceMethods.ByName("RevokeStreamKey")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -395,6 +429,9 @@ type clientServiceClient struct {
 	setMemberPermissions *connect.Client[v1.SetMemberPermissionsRequest, v1.SetMemberPermissionsResponse]
 	getChatHistory       *connect.Client[v1.GetChatHistoryRequest, v1.GetChatHistoryResponse]
 	getServerTime        *connect.Client[v1.GetServerTimeRequest, v1.GetServerTimeResponse]
+	createStreamKey      *connect.Client[v1.CreateStreamKeyRequest, v1.CreateStreamKeyResponse]
+	rotateStreamKey      *connect.Client[v1.RotateStreamKeyRequest, v1.RotateStreamKeyResponse]
+	revokeStreamKey      *connect.Client[v1.RevokeStreamKeyRequest, v1.RevokeStreamKeyResponse]
 }
 
 // Login calls synctv.client.ClientService.Login.
@@ -542,6 +579,21 @@ func (c *clientServiceClient) GetServerTime(ctx context.Context, req *connect.Re
 	return c.getServerTime.CallUnary(ctx, req)
 }
 
+// CreateStreamKey calls synctv.client.ClientService.CreateStreamKey.
+func (c *clientServiceClient) CreateStreamKey(ctx context.Context, req *connect.Request[v1.CreateStreamKeyRequest]) (*connect.Response[v1.CreateStreamKeyResponse], error) {
+	return c.createStreamKey.CallUnary(ctx, req)
+}
+
+// RotateStreamKey calls synctv.client.ClientService.RotateStreamKey.
+func (c *clientServiceClient) RotateStreamKey(ctx context.Context, req *connect.Request[v1.RotateStreamKeyRequest]) (*connect.Response[v1.RotateStreamKeyResponse], error) {
+	return c.rotateStreamKey.CallUnary(ctx, req)
+}
+
+// RevokeStreamKey calls synctv.client.ClientService.RevokeStreamKey.
+func (c *clientServiceClient) RevokeStreamKey(ctx context.Context, req *connect.Request[v1.RevokeStreamKeyRequest]) (*connect.Response[v1.RevokeStreamKeyResponse], error) {
+	return c.revokeStreamKey.CallUnary(ctx, req)
+}
+
 // ClientServiceHandler is an implementation of the synctv.client.ClientService service.
 type ClientServiceHandler interface {
 	// 认证 (auth)
@@ -593,6 +645,13 @@ type ClientServiceHandler interface {
 	// The server's clock, for NTP-style offset estimation. Also served as
 	// plain HTTP at GET /time.
 	GetServerTime(context.Context, *connect.Request[v1.GetServerTimeRequest]) (*connect.Response[v1.GetServerTimeResponse], error)
+	// Live (docs/live.md). Issues the secret publishing key of one of the
+	// room's live streams (LIVE); fails if the stream already has a key.
+	CreateStreamKey(context.Context, *connect.Request[v1.CreateStreamKeyRequest]) (*connect.Response[v1.CreateStreamKeyResponse], error)
+	// Replaces the stream's key (LIVE); a publisher on the old key is cut off.
+	RotateStreamKey(context.Context, *connect.Request[v1.RotateStreamKeyRequest]) (*connect.Response[v1.RotateStreamKeyResponse], error)
+	// Deletes the stream's key (LIVE); a publisher on it is cut off.
+	RevokeStreamKey(context.Context, *connect.Request[v1.RevokeStreamKeyRequest]) (*connect.Response[v1.RevokeStreamKeyResponse], error)
 }
 
 // NewClientServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -779,6 +838,24 @@ func NewClientServiceHandler(svc ClientServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	clientServiceCreateStreamKeyHandler := connect.NewUnaryHandler(
+		ClientServiceCreateStreamKeyProcedure,
+		svc.CreateStreamKey,
+		connect.WithSchema(clientServiceMethods.ByName("CreateStreamKey")),
+		connect.WithHandlerOptions(opts...),
+	)
+	clientServiceRotateStreamKeyHandler := connect.NewUnaryHandler(
+		ClientServiceRotateStreamKeyProcedure,
+		svc.RotateStreamKey,
+		connect.WithSchema(clientServiceMethods.ByName("RotateStreamKey")),
+		connect.WithHandlerOptions(opts...),
+	)
+	clientServiceRevokeStreamKeyHandler := connect.NewUnaryHandler(
+		ClientServiceRevokeStreamKeyProcedure,
+		svc.RevokeStreamKey,
+		connect.WithSchema(clientServiceMethods.ByName("RevokeStreamKey")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/synctv.client.ClientService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClientServiceLoginProcedure:
@@ -839,6 +916,12 @@ func NewClientServiceHandler(svc ClientServiceHandler, opts ...connect.HandlerOp
 			clientServiceGetChatHistoryHandler.ServeHTTP(w, r)
 		case ClientServiceGetServerTimeProcedure:
 			clientServiceGetServerTimeHandler.ServeHTTP(w, r)
+		case ClientServiceCreateStreamKeyProcedure:
+			clientServiceCreateStreamKeyHandler.ServeHTTP(w, r)
+		case ClientServiceRotateStreamKeyProcedure:
+			clientServiceRotateStreamKeyHandler.ServeHTTP(w, r)
+		case ClientServiceRevokeStreamKeyProcedure:
+			clientServiceRevokeStreamKeyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -962,4 +1045,16 @@ func (UnimplementedClientServiceHandler) GetChatHistory(context.Context, *connec
 
 func (UnimplementedClientServiceHandler) GetServerTime(context.Context, *connect.Request[v1.GetServerTimeRequest]) (*connect.Response[v1.GetServerTimeResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("synctv.client.ClientService.GetServerTime is not implemented"))
+}
+
+func (UnimplementedClientServiceHandler) CreateStreamKey(context.Context, *connect.Request[v1.CreateStreamKeyRequest]) (*connect.Response[v1.CreateStreamKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("synctv.client.ClientService.CreateStreamKey is not implemented"))
+}
+
+func (UnimplementedClientServiceHandler) RotateStreamKey(context.Context, *connect.Request[v1.RotateStreamKeyRequest]) (*connect.Response[v1.RotateStreamKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("synctv.client.ClientService.RotateStreamKey is not implemented"))
+}
+
+func (UnimplementedClientServiceHandler) RevokeStreamKey(context.Context, *connect.Request[v1.RevokeStreamKeyRequest]) (*connect.Response[v1.RevokeStreamKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("synctv.client.ClientService.RevokeStreamKey is not implemented"))
 }

@@ -1,0 +1,123 @@
+package live
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/status"
+)
+
+// PlayPrefix is where streams play on the rooms listener:
+// GET /live/<room_id>/<name>.flv.
+const PlayPrefix = "/live/"
+
+// ServeHTTP serves HTTP-FLV: the FLV header, the codec headers and the GOP
+// cache, then live tags until the stream ends or the viewer leaves. The
+// viewer is a member of the room, by the access token in the Authorization
+// header or the token query parameter (a <video> cannot send headers).
+func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, PlayPrefix)
+	roomID, file, ok2 := strings.Cut(rest, "/")
+	name, ok3 := strings.CutSuffix(file, ".flv")
+	if !ok || !ok2 || !ok3 || len(roomID) > 64 || !validName(name) {
+		http.Error(w, "not found: play a stream at /live/<room_id>/<name>.flv", http.StatusNotFound)
+		return
+	}
+	token := r.URL.Query().Get("token")
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		token = strings.TrimSpace(h[7:])
+	}
+	if len(token) > 4096 {
+		http.Error(w, "token is too long", http.StatusBadRequest)
+		return
+	}
+	if _, err := n.cfg.Rooms.AuthorizeViewer(r.Context(), token, roomID); err != nil {
+		code, msg := http.StatusForbidden, "forbidden"
+		if info := apierr.Info(err); info != nil {
+			msg = info.GetMessage()
+		}
+		if st, ok := status.FromError(err); ok {
+			code = runtime.HTTPStatusFromCode(st.Code())
+		}
+		http.Error(w, msg, code)
+		return
+	}
+	path := roomID + "/" + name
+	s, err := n.streamFor(r.Context(), path, roomID, name)
+	if err != nil {
+		code := http.StatusServiceUnavailable
+		if errors.Is(err, errNotLive) {
+			code = http.StatusNotFound
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
+	v := s.subscribe(n.cfg.ViewerQueue)
+	if v == nil {
+		http.Error(w, "stream "+path+" has ended", http.StatusNotFound)
+		return
+	}
+	defer n.leave(s, v)
+	w.Header().Set("Content-Type", "video/x-flv")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	if r.Method == http.MethodHead {
+		return
+	}
+	rc := http.NewResponseController(w)
+	buf := append(make([]byte, 0, 64<<10), flvHeader...)
+	for {
+		// Write what is queued in one go, then block for more.
+		for len(buf) < 256<<10 {
+			select {
+			case t := <-v.ch:
+				v.took(t, n.cfg.MaxLag)
+				buf = appendTag(buf, t)
+				continue
+			default:
+			}
+			break
+		}
+		if len(buf) > 0 {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+			buf = buf[:0]
+		}
+		select {
+		case t := <-v.ch:
+			v.took(t, n.cfg.MaxLag)
+			buf = appendTag(buf, t)
+		case <-s.done:
+			return
+		case <-r.Context().Done():
+			return
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

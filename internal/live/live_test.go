@@ -1,0 +1,152 @@
+package live_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/internal/rooms"
+)
+
+// TestPublishAndPlay: ffmpeg publishes H.264/AAC over RTMP with the
+// room's key; ffprobe reads the HTTP-FLV output as a member and sees both
+// streams; members with a stream open get LiveEvent STARTED.
+func TestPublishAndPlay(t *testing.T) {
+	w := newWorld(t)
+	a := w.newNode("a", w.leases, 4)
+	ctx := context.Background()
+	events, err := w.svc.OpenStream(ctx, w.hostCaller, &clientv1.StreamHello{RoomId: w.room})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+
+	publish(t, a.RTMPAddr(), w.room, w.key, 30)
+	path := w.room + "/main"
+	st := a.waitLive(t, path)
+	if st.GetPrimaryNodeId() != "a" || st.GetEpoch() < 1 {
+		t.Fatalf("status %v: want node a, epoch ≥ 1", st)
+	}
+	waitLiveEvent(t, events, clientv1.LiveEvent_STARTED, path)
+
+	got := ffprobe(t, a.playURL(w.room, w.member)).codecs()
+	if got["video"] != "h264" || got["audio"] != "aac" {
+		t.Fatalf("ffprobe saw %v; want video h264 and audio aac", got)
+	}
+
+	for _, tc := range []struct {
+		name, token string
+		want        int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"outsider", w.outside, http.StatusForbidden},
+		{"garbage token", "x.y.z", http.StatusUnauthorized},
+	} {
+		resp, err := http.Get(a.playURL(w.room, tc.token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+	}
+	resp, err := http.Get(a.url + "/live/" + w.room + "/nosuch.flv?token=" + w.member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("stream not live: status %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestWrongKeyRefused: a wrong key, a revoked key and a second publisher
+// on the same key are refused at publish (ffmpeg fails) and audited.
+func TestWrongKeyRefused(t *testing.T) {
+	w := newWorld(t)
+	a := w.newNode("a", w.leases, 4)
+
+	bad := publish(t, a.RTMPAddr(), w.room, "main.not-the-key", 5)
+	if err := bad.Wait(); err == nil {
+		t.Fatal("ffmpeg with a wrong key succeeded")
+	}
+	if ev := <-a.audit; ev.Action != "publish refused" || ev.RoomID != w.room {
+		t.Fatalf("audit %+v", ev)
+	}
+
+	publish(t, a.RTMPAddr(), w.room, w.key, 30)
+	a.waitLive(t, w.room+"/main")
+	second := publish(t, a.RTMPAddr(), w.room, w.key, 5)
+	if err := second.Wait(); err == nil {
+		t.Fatal("a second publisher on the same key succeeded")
+	}
+	if ev := <-a.audit; ev.Reason == "" {
+		t.Fatalf("audit %+v", ev)
+	}
+
+	// Revoking the key cuts the publisher off and refuses the key after.
+	if _, err := w.svc.RevokeStreamKey(context.Background(), w.hostCaller, &clientv1.RevokeStreamKeyRequest{RoomId: w.room, Name: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "publisher cut off", func() bool {
+		st, _ := a.Status(context.Background(), w.room+"/main")
+		return !st.GetIsLive()
+	})
+	again := publish(t, a.RTMPAddr(), w.room, w.key, 5)
+	if err := again.Wait(); err == nil {
+		t.Fatal("ffmpeg with a revoked key succeeded")
+	}
+}
+
+// TestStreamKeyPermission: only members with LIVE manage keys.
+func TestStreamKeyPermission(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	c, err := w.svc.Authenticate(ctx, w.member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.svc.CreateStreamKey(ctx, c, &clientv1.CreateStreamKeyRequest{RoomId: w.room, Name: "mine"})
+	if err == nil {
+		t.Fatal("a member without LIVE created a key")
+	}
+	if _, err := w.svc.CreateStreamKey(ctx, w.hostCaller, &clientv1.CreateStreamKeyRequest{RoomId: w.room, Name: "main"}); err == nil {
+		t.Fatal("a second key for the same stream was created")
+	}
+	if _, err := w.svc.CreateStreamKey(ctx, w.hostCaller, &clientv1.CreateStreamKeyRequest{RoomId: w.room, Name: "Bad Name"}); err == nil {
+		t.Fatal("a bad stream name was accepted")
+	}
+	k, err := w.svc.RotateStreamKey(ctx, w.hostCaller, &clientv1.RotateStreamKeyRequest{RoomId: w.room, Name: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.GetKey().GetKey() == w.key {
+		t.Fatal("rotation returned the same key")
+	}
+	if _, err := w.svc.PublishKey(ctx, w.room, w.key); err == nil {
+		t.Fatal("the old key still publishes after rotation")
+	}
+	if _, err := w.svc.PublishKey(ctx, w.room, k.GetKey().GetKey()); err != nil {
+		t.Fatalf("the new key: %v", err)
+	}
+}
+
+func waitLiveEvent(t *testing.T, s *rooms.Stream, typ clientv1.LiveEvent_Type, path string) *clientv1.LiveEvent {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case m := <-s.Out():
+			if ev := m.GetLive(); ev != nil && ev.GetType() == typ && ev.GetStreamKey() == path {
+				return ev
+			}
+		case <-s.Done():
+			t.Fatal("room stream ended")
+		case <-timeout:
+			t.Fatalf("no LiveEvent %v for %s", typ, path)
+		}
+	}
+}

@@ -1,0 +1,224 @@
+package live
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/internal/rooms"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+)
+
+// Rooms is what live needs of the rooms system (rooms.Service).
+type Rooms interface {
+	PublishKey(ctx context.Context, roomID, key string) (string, error)
+	AuthorizeViewer(ctx context.Context, bearer, roomID string) (rooms.Caller, error)
+	LiveEvent(ctx context.Context, roomID string, ev *clientv1.LiveEvent)
+}
+
+// AuditEvent is a security-relevant live event: a publish refused for a
+// wrong or revoked key, a stream stopped by StopStream.
+type AuditEvent struct {
+	Action, RoomID, Stream, Remote, Reason string
+}
+
+// Config configures a Node. Zero values pick the documented defaults.
+type Config struct {
+	// NodeID names this gateway node in leases, relays and LiveEvents.
+	NodeID string
+	// RTMPAddr is the RTMP ingest listener; "" disables ingest.
+	RTMPAddr string
+	// RelayAddr is where other nodes reach this node's StreamRelayService
+	// (recorded in the lease); "" when the node does not serve relays.
+	RelayAddr string
+	// MaxStreams bounds the streams published on this node
+	// (NodeCapabilities.max_streams); default 16.
+	MaxStreams int
+	// ViewerQueue bounds the tags queued for one viewer; default 1024.
+	ViewerQueue int
+	// MaxLag skips a viewer that reads tags queued longer ago than this
+	// to the next keyframe (emptying its queue); default 1 s.
+	MaxLag time.Duration
+	// GOPCacheBytes bounds the GOP replayed to a new viewer; default 8 MiB.
+	GOPCacheBytes int
+	// LeaseTTL is how long a publisher lease lives unrenewed; default 10 s
+	// (renewed every third of it).
+	LeaseTTL time.Duration
+	// IdleTimeout ends a publisher that sends nothing for this long;
+	// default 30 s.
+	IdleTimeout time.Duration
+	Rooms       Rooms
+	// Leases default to in-memory leases (one node).
+	Leases Leases
+	// RelayDial opens a client connection to another node's
+	// StreamRelayService (mTLS); nil: this node cannot pull relays.
+	RelayDial func(addr string) (*grpc.ClientConn, error)
+	// Audit receives refusals; nil: they are only logged.
+	Audit      func(AuditEvent)
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Node is the live system of one gateway node: RTMP ingest, the streams
+// published or relayed here, HTTP-FLV playback and StreamRelayService.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the node starts
+	ln     net.Listener
+
+	mu      sync.Mutex
+	closed  bool
+	streams map[string]*stream // by path
+	conns   map[net.Conn]struct{}
+	local   int // streams published here
+}
+
+// New checks cfg and returns a Node; Start opens its RTMP listener.
+func New(cfg Config) (*Node, error) {
+	if cfg.Rooms == nil {
+		return nil, errors.New("live: Config.Rooms is required")
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = "local"
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = 16
+	}
+	if cfg.ViewerQueue <= 0 {
+		cfg.ViewerQueue = 1024
+	}
+	if cfg.ViewerQueue < 16 {
+		return nil, fmt.Errorf("live: ViewerQueue %d is too small: at least 16 tags", cfg.ViewerQueue)
+	}
+	if cfg.MaxLag <= 0 {
+		cfg.MaxLag = time.Second
+	}
+	if cfg.GOPCacheBytes <= 0 {
+		cfg.GOPCacheBytes = 8 << 20
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 10 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 30 * time.Second
+	}
+	if cfg.Leases == nil {
+		cfg.Leases = NewMemLeases(cfg.LeaseTTL, nil)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Node{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), ctx: ctx, cancel: cancel,
+		streams: map[string]*stream{}, conns: map[net.Conn]struct{}{}}, nil
+}
+
+// NodeID is the node's id.
+func (n *Node) NodeID() string { return n.cfg.NodeID }
+
+// Start opens the RTMP listener (if configured) and serves it.
+func (n *Node) Start() error {
+	if n.cfg.RTMPAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", n.cfg.RTMPAddr)
+	if err != nil {
+		return fmt.Errorf("live: RTMP listener: %w", err)
+	}
+	n.ln = ln
+	n.wg.Add(1)
+	go n.acceptRTMP()
+	n.log.Info("RTMP ingest listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// RTMPAddr is the bound RTMP address ("" without a listener).
+func (n *Node) RTMPAddr() string {
+	if n.ln == nil {
+		return ""
+	}
+	return n.ln.Addr().String()
+}
+
+// Close stops ingest, ends every stream (releasing their leases) and
+// waits for the node's goroutines.
+func (n *Node) Close() {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.closed = true
+	for c := range n.conns {
+		_ = c.Close()
+	}
+	streams := make([]*stream, 0, len(n.streams))
+	for _, s := range n.streams {
+		streams = append(streams, s)
+	}
+	n.mu.Unlock()
+	if n.ln != nil {
+		_ = n.ln.Close()
+	}
+	for _, s := range streams {
+		s.stop()
+	}
+	n.cancel()
+	n.wg.Wait()
+}
+
+// lookup returns the stream of path on this node, or nil.
+func (n *Node) lookup(path string) *stream {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.streams[path]
+}
+
+// remove drops s from the node if it is still the one under its path.
+func (n *Node) remove(s *stream) {
+	n.mu.Lock()
+	if n.streams[s.path] == s {
+		delete(n.streams, s.path)
+		if !s.relayed {
+			n.local--
+		}
+		n.m.streams.Dec()
+	}
+	n.mu.Unlock()
+}
+
+// liveEvent tells the room's members that a stream started or stopped.
+func (n *Node) liveEvent(s *stream, typ clientv1.LiveEvent_Type) {
+	data := fmt.Appendf(nil, `{"node_id":%q,"epoch":%d}`, s.nodeID, s.epoch)
+	n.cfg.Rooms.LiveEvent(n.ctx, s.roomID, &clientv1.LiveEvent{Type: typ, StreamKey: s.path, Data: data,
+		PlayPath: PlayPath(s.roomID, s.name), Epoch: s.epoch})
+}
+
+// PlayPath is where a stream plays on the rooms listener.
+func PlayPath(roomID, name string) string { return "/live/" + roomID + "/" + name + ".flv" }
+
+// StreamKeyChanged cuts off a publisher of the stream on this node (its key
+// was rotated or revoked).
+func (n *Node) StreamKeyChanged(roomID, name string) {
+	if s := n.lookup(roomID + "/" + name); s != nil && !s.relayed {
+		s.stop()
+	}
+}
+
+func (n *Node) audit(ev AuditEvent) {
+	n.log.Warn("live: "+ev.Action, "room", ev.RoomID, "stream", ev.Stream, "remote", ev.Remote, "reason", ev.Reason)
+	if n.cfg.Audit != nil {
+		n.cfg.Audit(ev)
+	}
+}

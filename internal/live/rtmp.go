@@ -1,0 +1,221 @@
+package live
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortmplib"
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/internal/rooms"
+)
+
+// handshakeTimeout bounds the RTMP handshake and connect/publish commands.
+const handshakeTimeout = 10 * time.Second
+
+func (n *Node) acceptRTMP() {
+	defer n.wg.Done()
+	for {
+		c, err := n.ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		n.mu.Lock()
+		if n.closed {
+			n.mu.Unlock()
+			_ = c.Close()
+			return
+		}
+		n.conns[c] = struct{}{}
+		n.mu.Unlock()
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer func() {
+				n.mu.Lock()
+				delete(n.conns, c)
+				n.mu.Unlock()
+				_ = c.Close()
+			}()
+			if err := n.serveRTMP(c); err != nil {
+				n.log.Debug("RTMP connection ended", "remote", c.RemoteAddr().String(), "err", err)
+			}
+		}()
+	}
+}
+
+// splitPublishPath takes "/<room>/<key>" (or "/live/<room>/<key>").
+func splitPublishPath(p string) (roomID, key string, ok bool) {
+	parts := strings.Split(strings.Trim(p, "/"), "/")
+	if len(parts) < 2 || len(parts) > 3 {
+		return "", "", false
+	}
+	roomID, key = parts[len(parts)-2], parts[len(parts)-1]
+	return roomID, key, roomID != "" && key != "" && len(roomID) <= 64 && len(key) <= rooms.MaxStreamKeyLen
+}
+
+// serveRTMP runs one RTMP connection: handshake, key check, lease, then
+// the publish loop until the publisher leaves, the key changes, the lease
+// is lost or the node closes.
+func (n *Node) serveRTMP(c net.Conn) error {
+	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
+	sc := &gortmplib.ServerConn{RW: c}
+	if err := sc.Initialize(); err != nil {
+		return err
+	}
+	// Answers connect and reads up to the publish (or play) command.
+	if err := sc.AcceptConn(); err != nil {
+		return err
+	}
+	remote := c.RemoteAddr().String()
+	if !sc.Publish {
+		n.m.refused.WithLabelValues("play").Inc()
+		_ = sc.RejectAction()
+		return errors.New("RTMP play is not served; watch over HTTP-FLV")
+	}
+	roomID, key, ok := splitPublishPath(sc.URL.Path)
+	if !ok {
+		n.m.refused.WithLabelValues("bad_path").Inc()
+		n.audit(AuditEvent{Action: "publish refused", Remote: remote, Reason: "path is not /<room_id>/<stream_key>"})
+		_ = sc.RejectAction()
+		return errors.New("bad publish path")
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, handshakeTimeout)
+	name, err := n.cfg.Rooms.PublishKey(ctx, roomID, key)
+	cancel()
+	if err != nil {
+		n.m.refused.WithLabelValues("bad_key").Inc()
+		n.audit(AuditEvent{Action: "publish refused", RoomID: roomID, Remote: remote, Reason: "unknown or revoked stream key"})
+		_ = sc.RejectAction()
+		return err
+	}
+	path := roomID + "/" + name
+	stopped := make(chan struct{})
+	s, err := n.startPublish(path, roomID, name, sync.OnceFunc(func() { close(stopped); _ = c.Close() }))
+	if err != nil {
+		n.m.refused.WithLabelValues(refusalReason(err)).Inc()
+		n.audit(AuditEvent{Action: "publish refused", RoomID: roomID, Stream: name, Remote: remote, Reason: err.Error()})
+		_ = sc.RejectAction()
+		return err
+	}
+	defer n.endPublish(s)
+	if err := sc.AcceptAction(); err != nil {
+		return err
+	}
+	_ = c.SetWriteDeadline(time.Time{})
+	n.liveEvent(s, clientv1.LiveEvent_STARTED)
+	n.log.Info("live stream started", "stream", path, "epoch", s.epoch, "remote", remote)
+
+	n.wg.Add(1)
+	go n.renewLease(s, stopped)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(n.cfg.IdleTimeout))
+		msg, err := sc.Read()
+		if err != nil {
+			return err
+		}
+		t, ok, err := tagFromMessage(msg)
+		if err != nil {
+			return err
+		}
+		if ok {
+			s.write(t)
+		}
+	}
+}
+
+// errNodeFull: the node already publishes MaxStreams streams.
+var errNodeFull = errors.New("this node publishes its maximum number of streams")
+
+// errPublishing: the stream already has a publisher on this node.
+var errPublishing = errors.New("the stream already has a publisher")
+
+func refusalReason(err error) string {
+	switch {
+	case errors.Is(err, errNodeFull):
+		return "node_full"
+	case errors.Is(err, errPublishing), errors.Is(err, ErrLeaseHeld):
+		return "already_published"
+	}
+	return "error"
+}
+
+// startPublish takes the stream's lease and registers it on the node.
+func (n *Node) startPublish(path, roomID, name string, stop func()) (*stream, error) {
+	n.mu.Lock()
+	switch old := n.streams[path]; {
+	case n.closed:
+		n.mu.Unlock()
+		return nil, errors.New("node closing")
+	case old != nil && !old.relayed:
+		n.mu.Unlock()
+		return nil, errPublishing
+	case n.local >= n.cfg.MaxStreams:
+		n.mu.Unlock()
+		return nil, errNodeFull
+	}
+	n.local++ // reserved while the lease is taken
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(n.ctx, handshakeTimeout)
+	epoch, err := n.cfg.Leases.Acquire(ctx, path, Holder{NodeID: n.cfg.NodeID, RelayAddr: n.cfg.RelayAddr})
+	cancel()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err != nil {
+		n.local--
+		return nil, err
+	}
+	s := newStream(path, roomID, name, n.cfg.NodeID, epoch, false, n.cfg.ViewerQueue, n.cfg.GOPCacheBytes, n.m)
+	s.stop = stop
+	if old := n.streams[path]; old != nil {
+		// A relay of an older epoch: its viewers move to this publisher
+		// when they reconnect.
+		old.stop()
+		n.m.streams.Dec()
+	}
+	n.streams[path] = s
+	n.m.streams.Inc()
+	return s, nil
+}
+
+// endPublish ends a published stream: viewers and relays are ended, the
+// lease released and STOPPED sent.
+func (n *Node) endPublish(s *stream) {
+	s.stop()
+	if !s.end() {
+		return
+	}
+	n.remove(s)
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	_ = n.cfg.Leases.Release(ctx, s.path, s.epoch)
+	cancel()
+	n.liveEvent(s, clientv1.LiveEvent_STOPPED)
+	n.log.Info("live stream stopped", "stream", s.path, "epoch", s.epoch)
+}
+
+// renewLease keeps the stream's lease alive; losing it stops the stream.
+func (n *Node) renewLease(s *stream, stopped <-chan struct{}) {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stopped:
+			return
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL/3)
+			err := n.cfg.Leases.Renew(ctx, s.path, s.epoch)
+			cancel()
+			if errors.Is(err, ErrLeaseLost) {
+				n.log.Warn("live: publisher lease lost; stopping the stream", "stream", s.path, "epoch", s.epoch)
+				s.stop()
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package rooms
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"regexp"
+	"strings"
+	"sync"
+
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/store"
+	"google.golang.org/grpc/codes"
+)
+
+// Live streams (docs/live.md): the rooms side of internal/live. A member
+// with PERMISSION_LIVE issues a stream's secret publishing key; the RTMP
+// ingest checks keys with PublishKey, the HTTP-FLV handler checks viewers
+// with AuthorizeViewer, and LiveEvent reaches the room's members over
+// MessageStream.
+
+// streamName is a stream's public name.
+var streamName = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+
+// MaxStreamKeyLen bounds a presented publishing key before it is hashed.
+const MaxStreamKeyLen = 128
+
+// liveHooks is where internal/live learns that a key changed (its
+// publisher is cut off). Set once at assembly by OnStreamKeyChange.
+type liveHooks struct {
+	mu      sync.Mutex
+	changed func(roomID, name string)
+}
+
+// OnStreamKeyChange registers fn, called after a stream's key is rotated
+// or revoked so that a publisher on the old key can be cut off.
+func (s *Service) OnStreamKeyChange(fn func(roomID, name string)) {
+	s.live.mu.Lock()
+	s.live.changed = fn
+	s.live.mu.Unlock()
+}
+
+func (s *Service) keyChanged(roomID, name string) {
+	s.live.mu.Lock()
+	fn := s.live.changed
+	s.live.mu.Unlock()
+	if fn != nil {
+		fn(roomID, name)
+	}
+}
+
+func hashStreamKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Service) issueStreamKey(ctx context.Context, c Caller, roomID, name string, replace bool) (*clientv1.StreamKey, error) {
+	if !streamName.MatchString(name) {
+		return nil, invalid("name %q is not a stream name: 1-32 of a-z, 0-9, '_' and '-'", name)
+	}
+	if _, err := s.need(ctx, c, roomID, clientv1.Permission_PERMISSION_LIVE); err != nil {
+		return nil, err
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	key := name + "." + base64.RawURLEncoding.EncodeToString(b[:])
+	now := s.now()
+	err := s.st.PutStreamKey(ctx, store.StreamKey{RoomID: roomID, Name: name, KeyHash: hashStreamKey(key), CreatedBy: c.UserID, CreatedAt: now}, replace)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return nil, apierr.New(codes.AlreadyExists, apierr.CodeStreamKeyExists, "stream "+name+" of room "+roomID+" already has a key; call RotateStreamKey for a new one")
+	case errors.Is(err, store.ErrNotFound):
+		return nil, streamKeyNotFound(roomID, name)
+	case err != nil:
+		return nil, toStatus(ctx, s.log, err)
+	}
+	if replace {
+		s.keyChanged(roomID, name)
+	}
+	return &clientv1.StreamKey{RoomId: roomID, Name: name, Key: key, CreatedAt: now.UnixMilli()}, nil
+}
+
+func streamKeyNotFound(roomID, name string) error {
+	return apierr.New(codes.NotFound, apierr.CodeStreamKeyNotFound, "room "+roomID+" has no stream key named "+name+"; call CreateStreamKey")
+}
+
+// CreateStreamKey issues the first key of a stream (LIVE).
+func (s *Service) CreateStreamKey(ctx context.Context, c Caller, req *clientv1.CreateStreamKeyRequest) (*clientv1.CreateStreamKeyResponse, error) {
+	k, err := s.issueStreamKey(ctx, c, req.GetRoomId(), req.GetName(), false)
+	if err != nil {
+		return nil, err
+	}
+	return &clientv1.CreateStreamKeyResponse{Key: k}, nil
+}
+
+// RotateStreamKey replaces a stream's key (LIVE).
+func (s *Service) RotateStreamKey(ctx context.Context, c Caller, req *clientv1.RotateStreamKeyRequest) (*clientv1.RotateStreamKeyResponse, error) {
+	k, err := s.issueStreamKey(ctx, c, req.GetRoomId(), req.GetName(), true)
+	if err != nil {
+		return nil, err
+	}
+	return &clientv1.RotateStreamKeyResponse{Key: k}, nil
+}
+
+// RevokeStreamKey deletes a stream's key (LIVE).
+func (s *Service) RevokeStreamKey(ctx context.Context, c Caller, req *clientv1.RevokeStreamKeyRequest) (*clientv1.RevokeStreamKeyResponse, error) {
+	roomID, name := req.GetRoomId(), req.GetName()
+	if !streamName.MatchString(name) {
+		return nil, invalid("name %q is not a stream name: 1-32 of a-z, 0-9, '_' and '-'", name)
+	}
+	if _, err := s.need(ctx, c, roomID, clientv1.Permission_PERMISSION_LIVE); err != nil {
+		return nil, err
+	}
+	err := s.st.DeleteStreamKey(ctx, roomID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, streamKeyNotFound(roomID, name)
+	}
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.keyChanged(roomID, name)
+	return &clientv1.RevokeStreamKeyResponse{}, nil
+}
+
+// ErrBadStreamKey is PublishKey's refusal: no such key in that room.
+var ErrBadStreamKey = errors.New("rooms: unknown or revoked stream key")
+
+// PublishKey checks a publishing key presented for roomID and returns the
+// stream's name. A key of another room, or none, is ErrBadStreamKey.
+func (s *Service) PublishKey(ctx context.Context, roomID, key string) (string, error) {
+	if len(key) > MaxStreamKeyLen || !strings.Contains(key, ".") {
+		return "", ErrBadStreamKey
+	}
+	k, err := s.st.StreamKeyByHash(ctx, hashStreamKey(key))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && k.RoomID != roomID) {
+		return "", ErrBadStreamKey
+	}
+	if err != nil {
+		return "", toStatus(ctx, s.log, err)
+	}
+	return k.Name, nil
+}
+
+// AuthorizeViewer checks that the bearer token is an active member's of
+// roomID, as watching the room's live streams requires.
+func (s *Service) AuthorizeViewer(ctx context.Context, bearer, roomID string) (Caller, error) {
+	if err := checkRoomID(roomID); err != nil {
+		return Caller{}, err
+	}
+	c, err := s.Authenticate(ctx, bearer)
+	if err != nil {
+		return Caller{}, err
+	}
+	if _, err := s.activeMember(ctx, c, roomID); err != nil {
+		return Caller{}, err
+	}
+	return c, nil
+}
+
+// LiveEvent sends ev to the members of roomID that have a stream open.
+func (s *Service) LiveEvent(ctx context.Context, roomID string, ev *clientv1.LiveEvent) {
+	s.hub.publishLive(ctx, roomID, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Live{Live: ev}}, nil)
+}
+
+// CreatorStreamKey issues a fresh key for the stream (created, or rotated
+// if it has one) in the name of the room's creator. For the assembly only
+// (`croupier dev` prints the demo room's key at each start); it bypasses
+// the caller checks of the rpcs.
+func (s *Service) CreatorStreamKey(ctx context.Context, roomID, name string) (*clientv1.StreamKey, error) {
+	r, err := s.getRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	c := Caller{UserID: r.CreatorID}
+	k, err := s.issueStreamKey(ctx, c, roomID, name, true)
+	if apierr.Info(err) != nil && apierr.Info(err).GetCode() == apierr.CodeStreamKeyNotFound {
+		return s.issueStreamKey(ctx, c, roomID, name, false)
+	}
+	return k, err
+}
