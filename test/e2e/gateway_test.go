@@ -41,7 +41,8 @@ func (c *cluster) startGatewayNode(agentID string, serverID int) *gatewayNode {
 	writeFile(c.t, conf, fmt.Sprintf("agent_id: %s\ngame_id: demo\nenv: dev\nserver: %s\ntls_ca: %s\ntls_cert: %s\ntls_key: %s\ntls_server_name: localhost\nreconnect_max: 1s\n",
 		agentID, c.grpc, filepath.Join(c.certs, "ca.crt"), filepath.Join(c.certs, agentID+".crt"), filepath.Join(c.certs, agentID+".key")))
 	p := start(c.t, agentID, bins.croupier, "gateway", "--log-format", "json", "--server-id", fmt.Sprint(serverID),
-		"--client-addr", "127.0.0.1:0", "--business-addr", "127.0.0.1:0", "--agent-config", conf)
+		"--client-addr", "127.0.0.1:0", "--business-addr", "127.0.0.1:0", "--agent-config", conf,
+		"--rooms-addr=") // no rooms listener (and so no RTMP ingest): this test is about the netsvr side
 	ev := p.waitLog("gateway started", 30*time.Second)
 	ws := strings.TrimPrefix(ev["client_addr"].(string), "ws://")
 	i := strings.Index(ws, "/")

@@ -68,7 +68,8 @@ before(async () => {
   dev = spawn(
     BIN,
     ['dev', '--data-dir', dir, '--admin-password', ADMIN_PW, '--grpc-addr', addr, '--http-addr', addr, '--tunnel-http-addr', addr,
-      '--sdk-addr', addr, '--gse-addr', addr, '--gateway-addr', addr, '--gateway-business-addr', addr],
+      '--sdk-addr', addr, '--gse-addr', addr, '--gateway-addr', addr, '--gateway-business-addr', addr,
+      '--rooms-addr', addr, '--rtmp-addr', addr],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   )
   dev.stdout.setEncoding('utf8')
