@@ -105,6 +105,8 @@ bench: build
 	$(GO) test -run '^$$' -bench AppendEvents -benchtime 3s ./internal/store/
 	$(GO) run ./bench/invoke
 	$(GO) run ./bench/jobs
+	$(GO) test -run '^$$' -bench BenchmarkHub ./internal/gateway/
+	$(GO) run ./bench/gateway
 	$(GO) run ./bench/scale -n 10,100,1000,5000
 
 # bench-scale runs bench/scale alone at SCALE_N fleet sizes; with
