@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -29,6 +31,7 @@ func TestClusterThreeNodes(t *testing.T) {
 	if dsn == "" {
 		t.Skip("needs CROUPIER_TEST_POSTGRES_DSN (make unit starts a throwaway PostgreSQL)")
 	}
+	dsn = freshDatabase(t, dsn)
 	dir := t.TempDir()
 	certs := filepath.Join(dir, "certs")
 	if out, code := run(t, nil, "certs", "init", "--dir", certs); code != 0 {
@@ -126,4 +129,41 @@ func TestClusterThreeNodes(t *testing.T) {
 	if err := call((holder+2)%3, "key-1"); err != nil {
 		t.Fatalf("retry with the same idempotency key: %v", err)
 	}
+	// Three nodes appended to one audit chain; it verifies.
+	profile := filepath.Join(dir, "client.yaml")
+	writeFile(t, profile, fmt.Sprintf("address: %s\nca: certs/ca.crt\ncert: certs/client.crt\nkey: certs/client.key\nserver_name: localhost\n", addrs[survivor]))
+	if out, code := run(t, []string{"CROUPIER_PROFILE=" + profile}, "audit", "verify"); code != 0 {
+		t.Fatalf("croupier audit verify: exit %d\n%s", code, out)
+	}
+}
+
+// freshDatabase creates an empty database next to dsn's for one test (the
+// audit chain it verifies is the whole table) and returns its DSN.
+func freshDatabase(t *testing.T, dsn string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("cluster_e2e_%d_%d", os.Getpid(), time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, dsn); err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			_ = c.Close(ctx)
+		}
+	})
+	u.Path = "/" + name
+	return u.String()
 }
