@@ -400,6 +400,24 @@ test('a viewer sees no invoke button and gets the 403 when forcing calls', async
   assert.match(res.body.message, /function:invoke/)
 })
 
+test('gateway: the page is offered when gateway.stats is registered and shows a row per gateway instance', async () => {
+  await poll('gateway.stats answers', () => cli(['invoke', 'gateway.stats', '--game', 'demo', '--env', 'dev']))
+  const page = await signIn('alice')
+  // croupier dev's gateway registers gateway.stats through dev's agent (instance gateway-1).
+  const link = page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Gateway' })
+  await link.click()
+  await page.getByRole('heading', { name: 'Gateway' }).waitFor()
+  const table = page.getByTestId('gateways')
+  const row = table.getByRole('row', { name: /gateway-1/ })
+  await row.waitFor()
+  assert.match(await row.getByTestId('gateway-online').innerText(), /^\d+$/)
+  await page.getByRole('button', { name: 'Refresh' }).click()
+  await page.getByRole('status').filter({ hasText: /^1 gateway instance, \d+ online$/ }).waitFor()
+  await assertFits(page, 'gateway')
+  await shot(page, 'gateway')
+  assert.deepEqual(page.errors, [])
+})
+
 test('agents and instances live over SSE; users, fleets; dark mode; 1280×720', async () => {
   const page = await signIn('admin', ADMIN_PW)
   await page.goto(url + '#/agents')

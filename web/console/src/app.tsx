@@ -4,7 +4,8 @@ import { createContext, useContext, useEffect, useMemo, useState, type ReactNode
 import { api, call } from './api/client'
 import { Grants } from './rbac'
 import { session } from './session'
-import { ErrorBox } from './ui'
+import { ErrorBox, useLoad } from './ui'
+import { GATEWAY_STATS, hasGateway } from './gateway'
 import { LoginPage } from './pages/Login'
 import { FunctionsPage } from './pages/Functions'
 import { InvokePage } from './pages/Invoke'
@@ -14,6 +15,7 @@ import { AuditPage } from './pages/Audit'
 import { AgentsPage } from './pages/Agents'
 import { UsersPage } from './pages/Users'
 import { FleetsPage, FleetPage } from './pages/Fleets'
+import { GatewayPage } from './pages/Gateway'
 
 export type Ctx = {
   user: string // "operator:alice"
@@ -88,6 +90,14 @@ function SignedIn() {
     const [game = '', env = ''] = (current ?? '').split('/')
     return { user: me.user, grants: me.grants, game, env }
   }, [me, current])
+  // The Gateway entry: offered while a player gateway has registered its
+  // gateway.stats in the game/env (the catalogue's registrations; checked
+  // again on each page change, so a gateway that registers later appears).
+  const gateway = useLoad(async () => {
+    if (!ctx || !ctx.grants.can('registry:read', { game: ctx.game, env: ctx.env })) return false
+    const regs = await call(api.GET('/api/v1/registrations', { params: { query: { game_id: ctx.game, env: ctx.env, function_id: GATEWAY_STATS } } }))
+    return hasGateway(regs.registrations)
+  }, [ctx, route[0]])
   if (error) return <ErrorBox error={error} />
   if (!me || !ctx) return <p aria-busy="true">Loading…</p>
   const { grants, game, env } = ctx
@@ -99,6 +109,7 @@ function SignedIn() {
     ['audit', 'Audit', grants.can('audit:read', {})],
     ['agents', 'Agents', grants.can('registry:read', res) || grants.can('agent:read', res)],
     ['fleets', 'Fleets', grants.can('fleet:read', res)],
+    ['gateway', 'Gateway', gateway.data === true && grants.can('function:invoke', { ...res, fn: GATEWAY_STATS })],
     ['users', 'Users & roles', grants.can('user:admin', {})],
   ]
   const page = route[0] ?? 'functions'
@@ -168,6 +179,8 @@ function Page({ route }: { route: string[] }): ReactNode {
       return id ? <FleetPage key={id} id={id} /> : <FleetsPage />
     case 'users':
       return <UsersPage />
+    case 'gateway':
+      return <GatewayPage />
     default:
       return <p>No page {page}.</p>
   }
