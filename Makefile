@@ -132,6 +132,8 @@ bench: build
 	$(GO) test -run '^$$' -bench AppendEvents -benchtime 3s ./internal/store/
 	$(GO) run ./bench/invoke
 	$(GO) run ./bench/jobs
+	$(GO) test -run '^$$' -bench BenchmarkHub ./internal/gateway/
+	$(GO) run ./bench/gateway
 
 clean:
 	rm -rf bin .tmp

@@ -41,12 +41,29 @@ func main() {
 	idle := flag.String("idle", "10000,50000", "idle connection counts for the memory measurement")
 	fanout := flag.Int("fanout", 10000, "connections for the fan-out measurement")
 	messages := flag.Int("messages", 200, "64-byte messages per fan-out run")
+	floorServeN := flag.Int("floor-serve", 0, "internal: run as the floor measurement's writer process for this many connections")
+	reader := flag.String("reader", "epoll", "how the harness reads its WebSockets: epoll (2 goroutines on epoll sets) or goroutines (one blocked goroutine per connection)")
 	flag.Parse()
+	if *floorServeN > 0 {
+		if err := floorServe(*floorServeN); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/gateway:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *reader != "epoll" && *reader != "goroutines" {
+		fmt.Fprintln(os.Stderr, "bench/gateway: -reader is epoll or goroutines")
+		os.Exit(2)
+	}
+	readerMode = *reader
 	if err := run(*bin, *idle, *fanout, *messages); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
 		os.Exit(1)
 	}
 }
+
+// readerMode is the -reader flag.
+var readerMode string
 
 func run(bin, idleList string, fanout, messages int) error {
 	var lim syscall.Rlimit
@@ -73,7 +90,12 @@ func run(bin, idleList string, fanout, messages int) error {
 		}
 	}
 	if fanout > 0 {
-		return fanOut(bin, fanout, messages)
+		if err := fanOut(bin, fanout, messages); err != nil {
+			return err
+		}
+		// The floor, measured in the same run: the same paced load
+		// written by the harness itself, without a gateway.
+		return floor(fanout, messages/5, 200*time.Millisecond)
 	}
 	return nil
 }
@@ -96,7 +118,7 @@ func freeAddr() string {
 func startGateway(bin string, extra ...string) (*proc, error) {
 	p := &proc{client: freeAddr(), biz: freeAddr()}
 	args := append([]string{"gateway", "--client-addr", p.client, "--business-addr", p.biz,
-		"--max-online", "200000", "--read-deadline", "30m", "--conn-open-worker-id", "1", "--log-level", "error"}, extra...)
+		"--max-online", "200000", "--read-deadline", "30m", "--conn-open-worker-id", "1", "--connect-rate-per-ip", "0", "--log-level", "error"}, extra...)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
@@ -291,19 +313,40 @@ func fanOut(bin string, n, messages int) error {
 	}
 
 	var delivered atomic.Int64
-	lat := make([][]time.Duration, n)
-	var wg sync.WaitGroup
-	for i, c := range cs {
-		wg.Add(1)
-		go func(i int, c *wsConn) {
-			defer wg.Done()
-			readLoop(c, &delivered, &lat[i])
-		}(i, c)
-	}
-	send := func(mode string, messages int, pace time.Duration) {
-		for i := range lat {
-			lat[i] = lat[i][:0]
+	var (
+		latencies func() []time.Duration // returns and clears the latencies recorded
+		stopRead  func()
+	)
+	if readerMode == "epoll" {
+		er, err := newEpollReaders(cs, 2, &delivered)
+		if err != nil {
+			return err
 		}
+		latencies, stopRead = er.latencies, er.close
+	} else {
+		lat := make([][]time.Duration, n)
+		var wg sync.WaitGroup
+		for i, c := range cs {
+			wg.Add(1)
+			go func(i int, c *wsConn) {
+				defer wg.Done()
+				readLoop(c, &delivered, &lat[i])
+			}(i, c)
+		}
+		// Read between runs, when the readers are idle.
+		latencies = func() []time.Duration {
+			var all []time.Duration
+			for i := range lat {
+				all = append(all, lat[i]...)
+				lat[i] = lat[i][:0]
+			}
+			return all
+		}
+		stopRead = wg.Wait // p.stop closes every client: the readers end
+	}
+	fmt.Printf("harness reads with %s\n", readerMode)
+	send := func(mode string, messages int, pace time.Duration) {
+		_ = latencies()
 		start0 := delivered.Load()
 		cpu0, t0 := p.cpu(), time.Now()
 		for i := 0; i < messages; i++ {
@@ -325,10 +368,7 @@ func fanOut(bin string, n, messages int) error {
 		}
 		el, cpu := time.Since(t0), p.cpu()-cpu0
 		got := delivered.Load() - start0
-		var all []time.Duration
-		for i := range lat {
-			all = append(all, lat[i]...)
-		}
+		all := latencies()
 		slices.Sort(all)
 		pct := func(q float64) time.Duration {
 			if len(all) == 0 {
@@ -349,8 +389,8 @@ func fanOut(bin string, n, messages int) error {
 	// Latency at a sustainable load: 5 messages/s to every connection.
 	send("broadcast", messages/5, 200*time.Millisecond)
 	send("topic", messages/5, 200*time.Millisecond)
-	p.stop() // closes every client: the readers end
-	wg.Wait()
+	p.stop()
+	stopRead()
 	return nil
 }
 

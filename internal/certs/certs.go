@@ -24,15 +24,19 @@ const (
 	// KindClient is an operator tool (CLI, scripts): TLS client
 	// authentication.
 	KindClient Kind = "client"
+	// KindBusiness is a business process of the player gateway: TLS client
+	// authentication to the gateway's business listener only (the server
+	// refuses it on its APIs).
+	KindBusiness Kind = "business"
 )
 
 // ParseKind accepts the textual kind used on the command line.
 func ParseKind(s string) (Kind, error) {
 	switch k := Kind(s); k {
-	case KindServer, KindAgent, KindClient:
+	case KindServer, KindAgent, KindClient, KindBusiness:
 		return k, nil
 	}
-	return "", fmt.Errorf("unknown certificate kind %q: want server, agent or client", s)
+	return "", fmt.Errorf("unknown certificate kind %q: want server, agent, client or business", s)
 }
 
 // File names inside a certificate directory, as written by Init.

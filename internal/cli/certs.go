@@ -83,7 +83,7 @@ type issueFlags struct {
 func newCertsIssueCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "issue",
-		Short: "Sign a server, agent or client certificate with the CA",
+		Short: "Sign a server, agent, client or business certificate with the CA",
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(
@@ -96,6 +96,9 @@ func newCertsIssueCmd(g *globals) *cobra.Command {
 		newIssueKindCmd(g, certs.KindServer,
 			"Issue a server certificate for the given hosts",
 			"  croupier certs issue server --host croupier.internal --host 10.0.0.5"),
+		newIssueKindCmd(g, certs.KindBusiness,
+			"Issue a certificate for a business process of the player gateway (business listener mTLS)",
+			"  croupier certs issue business --name chat-1"),
 	)
 	return cmd
 }
@@ -124,6 +127,9 @@ func newIssueKindCmd(g *globals, kind certs.Kind, short, example string) *cobra.
 		mustMarkRequired(cmd, "name", "game", "env")
 	case certs.KindClient:
 		f.StringVar(&fl.req.Name, "name", "", "operator name (required)")
+		mustMarkRequired(cmd, "name")
+	case certs.KindBusiness:
+		f.StringVar(&fl.req.Name, "name", "", "business process name (required)")
 		mustMarkRequired(cmd, "name")
 	case certs.KindServer:
 		f.StringSliceVar(&fl.req.Hosts, "host", nil, "DNS name or IP the server is reached at (required, repeatable)")

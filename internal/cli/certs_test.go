@@ -135,6 +135,14 @@ func TestCertsIssueAndShowCommands(t *testing.T) {
 		t.Errorf("client cert not written at the default path: %v", err)
 	}
 
+	if _, _, err := runCLI(t, "certs", "issue", "business", "--ca-dir", dir, "--name", "chat-1"); err != nil {
+		t.Errorf("issue business: %v", err)
+	}
+	out, _, err = runCLI(t, "certs", "show", filepath.Join(dir, "business-chat-1.crt"))
+	if err != nil || !strings.Contains(out, "croupier://business/chat-1") || !strings.Contains(out, "client auth") {
+		t.Errorf("show business: %v\n%s", err, out)
+	}
+
 	out, _, err = runCLI(t, "certs", "show", filepath.Join(dir, certs.CACertFile))
 	if err != nil || !strings.Contains(out, "certificate authority") {
 		t.Errorf("show CA: %v\n%s", err, out)
@@ -155,6 +163,7 @@ func TestCertsIssueRejectsBadInput(t *testing.T) {
 		{[]string{"certs", "issue", "server", "--ca-dir", dir}, `"host" not set`},
 		{[]string{"certs", "issue", "agent", "--ca-dir", filepath.Join(dir, "nope"), "--name", "a", "--game", "g", "--env", "e"}, "croupier certs init"},
 		{[]string{"certs", "issue", "client", "--ca-dir", dir, "--name", "bad name"}, "invalid"},
+		{[]string{"certs", "issue", "business", "--ca-dir", dir}, `"name" not set`},
 		{[]string{"certs", "show", filepath.Join(dir, certs.CAKeyFile)}, "no PEM CERTIFICATE"},
 	}
 	for _, tc := range tests {

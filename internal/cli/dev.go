@@ -152,7 +152,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	gsDone := make(chan error, 1)
 	go func() { gsDone <- client.Serve(ctx) }()
 
-	gatewayNote, stopGateway, err := startDemoGateway(ctx, log, o.gatewayAddr, o.gatewayBusinessAddr)
+	gatewayNote, stopGateway, err := startDemoGateway(ctx, log, o.gatewayAddr, o.gatewayBusinessAddr, ag.SDKAddr())
 	if err != nil {
 		return err
 	}
@@ -199,6 +199,7 @@ Try it (in another terminal):
   croupier registry list
   croupier invoke player.get --game demo --env dev --payload '{"player_id":"p1"}'
   croupier invoke player.grant_item --game demo --env dev --payload '{"player_id":"p1","item_id":"sword","count":1}'
+  croupier invoke gateway.stats --game demo --env dev
 
 Press Ctrl-C to stop.
 `, srv.GRPCAddr(), srv.HTTPAddr(), ag.SDKAddr(), o.players, fleetNote, gatewayNote, roomsNote, dataDir, profilePath, profilePath)
@@ -215,9 +216,10 @@ Press Ctrl-C to stop.
 }
 
 // startDemoGateway runs the player gateway with the demo chat as its
-// business process (workerId 1, which also receives ConnOpen). It returns
-// the line dev prints and the stop function.
-func startDemoGateway(ctx context.Context, log *slog.Logger, addr, businessAddr string) (string, func(context.Context) error, error) {
+// business process (workerId 1, which also receives ConnOpen), and serves
+// the gateway's built-in functions (gateway.stats, ...) through the agent
+// at agentAddr. It returns the line dev prints and the stop function.
+func startDemoGateway(ctx context.Context, log *slog.Logger, addr, businessAddr, agentAddr string) (string, func(context.Context) error, error) {
 	if addr == "" {
 		return `disabled (--gateway-addr "")`, func(context.Context) error { return nil }, nil
 	}
@@ -237,15 +239,22 @@ func startDemoGateway(ctx context.Context, log *slog.Logger, addr, businessAddr 
 		return "", nil, err
 	}
 	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
+	done := make(chan struct{}, 2)
 	go func() {
-		defer close(done)
+		defer func() { done <- struct{}{} }()
 		if err := chat.Run(cctx); err != nil {
 			log.Error("demo chat stopped", "err", err)
 		}
 	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		if err := serveGatewayFunctions(cctx, log, gw, agentAddr); err != nil {
+			log.Error("gateway functions stopped", "err", err)
+		}
+	}()
 	stop := func(context.Context) error {
 		cancel()
+		<-done
 		<-done
 		gw.Close()
 		return nil

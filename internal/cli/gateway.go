@@ -2,14 +2,19 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/lesismal/nbio/logging"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/croupier/croupier/internal/agent"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/gateway"
+	"github.com/croupier/croupier/internal/gatewayops"
+	"github.com/croupier/croupier/sdk"
 )
 
 func gatewayFlags(fs *pflag.FlagSet, d gateway.Config) {
@@ -41,13 +46,16 @@ func gatewayFlags(fs *pflag.FlagSet, d gateway.Config) {
 }
 
 func newGatewayCmd(g *globals) *cobra.Command {
-	var configFile string
+	var configFile, agentConfig string
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run a netsvr-compatible player gateway (WebSocket :6060, business TCP :6061) and the rooms system (HTTP :8090)",
 		Long: `Run the player gateway: game clients hold WebSockets (ws://127.0.0.1:6060/netsvr),
 business processes written for netsvr v3.0.0 (protocol v2.0.2) connect over TCP
-(127.0.0.1:6061) and address clients by uniqId, topic or broadcast. See docs/gateway.md.
+(127.0.0.1:6061) and address clients by uniqId, topic or broadcast. With
+--agent-config the node also runs an agent that registers the built-in
+functions gateway.stats, gateway.online, gateway.broadcast, gateway.publish
+and gateway.kick with the control server. See docs/gateway.md.
 The same process serves the rooms system (SyncTV's ClientService over gRPC,
 gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md.`,
 		Args: cobra.NoArgs,
@@ -57,7 +65,8 @@ gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md.`,
 				return err
 			}
 			logging.SetLevel(logging.LevelError) // nbio's own logger: errors only
-			gw, err := gateway.New(cfg, g.logger())
+			log := g.logger()
+			gw, err := gateway.New(cfg, log)
 			if err != nil {
 				return err
 			}
@@ -73,10 +82,48 @@ gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md.`,
 					_ = rh.Stop(ctx)
 				}()
 			}
-			return gw.Run(cmd.Context())
+			if agentConfig == "" {
+				return gw.Run(cmd.Context())
+			}
+			acfg := config.DefaultAgent()
+			acfg.SDKAddr, acfg.GSEAddr = "127.0.0.1:0", "" // only the gateway's functions connect; no fleet plane
+			if err := config.Load(&acfg, agentConfig, nil); err != nil {
+				return err
+			}
+			ag, err := agent.New(acfg, log.With("part", "agent"))
+			if err != nil {
+				return err
+			}
+			checkKeyFiles(log, acfg.Resolve, &acfg.TLSKey, &acfg.Insecure)
+			if err := gw.Start(); err != nil {
+				return err
+			}
+			defer gw.Close()
+			ctx := cmd.Context()
+			if err := ag.Start(ctx); err != nil {
+				return err
+			}
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = ag.Shutdown(sctx)
+			}()
+			return serveGatewayFunctions(ctx, log, gw, ag.SDKAddr())
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML config file (keys as in docs/gateway.md)")
+	cmd.Flags().StringVar(&agentConfig, "agent-config", "", "YAML config of the node's agent (keys of `croupier agent`: server, agent_id, game_id, env, tls_*): registers the gateway.* functions")
 	gatewayFlags(cmd.Flags(), gateway.DefaultConfig())
 	return cmd
+}
+
+// serveGatewayFunctions registers the gateway's built-in functions with the
+// agent at agentAddr (as instance "gateway-SERVER_ID") and serves them until
+// ctx ends.
+func serveGatewayFunctions(ctx context.Context, log *slog.Logger, gw *gateway.Gateway, agentAddr string) error {
+	c := sdk.New(sdk.Options{AgentAddr: agentAddr, InstanceID: fmt.Sprintf("gateway-%d", gw.ServerID()), Logger: log.With("part", "gateway-functions")})
+	if err := gatewayops.Register(c, gw); err != nil {
+		return err
+	}
+	return c.Serve(ctx)
 }

@@ -31,6 +31,11 @@ type business struct {
 	workerID   int32
 	registerID string
 
+	// pool runs one-way commands when the business registered with
+	// processCmdGoroutineNum > 1 (nil: one at a time on the reader). The
+	// reader goroutine owns it.
+	pool *cmdPool
+
 	// flushing is held by the writer while it writes; Register holds it
 	// while it queues RegisterResp and joins the manager, so the business
 	// cannot see its RegisterResp before it is reachable (a client that
@@ -118,6 +123,7 @@ func (b *business) flush(w *bufio.Writer, f []byte) bool {
 // the read deadline, or sends something the gateway cannot process.
 func (b *business) serve() {
 	defer b.close()
+	defer b.setPool(0)
 	r := bufio.NewReaderSize(b.conn, 32<<10)
 	for {
 		_ = b.conn.SetReadDeadline(time.Now().Add(b.g.cfg.ReadDeadline))
@@ -132,7 +138,15 @@ func (b *business) serve() {
 			b.send(appendHeartbeat(nil, PongMessage))
 			continue
 		}
-		if c := netsvr.Cmd(f.cmd); c == netsvr.Cmd_Broadcast || c == netsvr.Cmd_TopicPublish {
+		c := netsvr.Cmd(f.cmd)
+		if b.pool != nil {
+			if oneWay[c] {
+				b.pool.run(func() { _ = b.g.dispatch(b, f.cmd, f.body) }) // one-way commands return no error
+				continue
+			}
+			b.pool.wait()
+		}
+		if c == netsvr.Cmd_Broadcast || c == netsvr.Cmd_TopicPublish {
 			b.g.fanOutBatch(r, c, f.body)
 			continue
 		}
@@ -140,6 +154,19 @@ func (b *business) serve() {
 			b.g.log.Warn("gateway: closing business", "remote", b.conn.RemoteAddr().String(), "err", err)
 			return
 		}
+	}
+}
+
+// setPool replaces the business's command pool with one of n workers
+// (none for n <= 1), after the old one has finished its commands. Only
+// the reader goroutine calls it.
+func (b *business) setPool(n int) {
+	if b.pool != nil {
+		b.pool.close()
+		b.pool = nil
+	}
+	if n > 1 {
+		b.pool = newCmdPool(n)
 	}
 }
 
@@ -223,4 +250,15 @@ func (m *businesses) pick(workerID int32) *business {
 		return nil
 	}
 	return g.members[int(g.next.Add(1)-1)%len(g.members)]
+}
+
+// count is the number of registrations.
+func (m *businesses) count() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := 0
+	for _, g := range m.groups {
+		n += len(g.members)
+	}
+	return n
 }

@@ -9,7 +9,8 @@ import (
 )
 
 // client is one player WebSocket. Its uniqID, session and topics belong to
-// the hub and are read or written only under hub.mu.
+// the hub and are read or written only under mu (see hub for the lock
+// order).
 //
 // Writes go straight to the connection's non-blocking socket as whole,
 // pre-encoded WebSocket frames (one Write per frame, so frames from
@@ -19,6 +20,7 @@ import (
 type client struct {
 	ws *websocket.Conn
 
+	mu      sync.Mutex
 	uniqID  string
 	session string
 	topics  map[string]struct{}

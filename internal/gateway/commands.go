@@ -207,6 +207,7 @@ func (g *Gateway) register(b *business, body []byte) {
 		b.mu.Lock()
 		b.workerID, b.registerID = req.WorkerId, resp.RegisterId
 		b.mu.Unlock()
+		b.setPool(int(req.ProcessCmdGoroutineNum)) // register runs on the reader, which owns the pool
 		g.businesses.add(b, req.WorkerId)
 	}
 	b.flushing.Unlock()
@@ -214,7 +215,7 @@ func (g *Gateway) register(b *business, body []byte) {
 		b.close()
 		return
 	}
-	g.log.Info("gateway: business registered", "worker_id", req.WorkerId, "remote", b.conn.RemoteAddr().String())
+	g.log.Info("gateway: business registered", "worker_id", req.WorkerId, "process_cmd_goroutines", max(1, min(req.ProcessCmdGoroutineNum, maxCmdWorkers)), "remote", b.conn.RemoteAddr().String())
 }
 
 func (g *Gateway) connInfoUpdate(_ *business, m proto.Message) proto.Message {

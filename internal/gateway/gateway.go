@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/croupier/croupier/api/netsvr"
+	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/tlsconf"
 )
 
@@ -175,7 +176,22 @@ func (g *Gateway) listenBusiness() (net.Listener, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("gateway business TLS: %w", err)
 	}
+	tc.VerifyConnection = verifyBusinessCert
 	return tls.NewListener(ln, tc), nil
+}
+
+// verifyBusinessCert admits only business certificates (croupier certs
+// issue business): an agent's or an operator's certificate from the same
+// CA must not let its holder drive every player connection.
+func verifyBusinessCert(cs tls.ConnectionState) error {
+	id, err := certs.IdentityFromTLS(&cs)
+	if err != nil {
+		return fmt.Errorf("business listener: %w", err)
+	}
+	if id.Kind != certs.KindBusiness {
+		return fmt.Errorf("business listener: a %s certificate (%s) cannot connect as a business process; issue one with \"croupier certs issue business --name NAME\"", id.Kind, id.Name)
+	}
+	return nil
 }
 
 // ClientAddr is the WebSocket listener's address (host:port).
@@ -321,6 +337,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// connection's serial executor, so onClose sees the session set here
 	// even when the client hangs up right after the 101.
 	ws.SetSession(c)
+	uniqID := c.uniqID // a business may rename c once it is in the hub
 	g.metrics.meters[metricConnOpen].add(1)
 	if displaced := g.hub.add(c); displaced != nil {
 		// A custom uniqId that is online already: the newer connection wins.
@@ -340,7 +357,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 			xff, _, _ = net.SplitHostPort(r.RemoteAddr)
 		}
 		b.trySend(marshalFrame(netsvr.Cmd_ConnOpen, &netsvr.ConnOpen{
-			UniqId:        c.uniqID,
+			UniqId:        uniqID,
 			RawQuery:      r.URL.RawQuery,
 			SubProtocol:   websocketSubprotocols(r),
 			XForwardedFor: xff,

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/gateway"
 )
 
@@ -71,90 +72,87 @@ func TestClientTLS(t *testing.T) {
 	c.expectData("~u38NvZ~")
 }
 
-// testCA issues certificates for the business mTLS test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	dir  string
-}
-
-func newTestCA(t *testing.T) *testCA {
+// croupierCA creates a Croupier CA (croupier certs init) with a server
+// certificate for 127.0.0.1 and issues business, agent and client
+// certificates, as `croupier certs issue` does.
+func croupierCA(t *testing.T) (b *certs.Bundle, pairs map[string]tls.Certificate, pool *x509.CertPool) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	b, err := certs.Init(filepath.Join(t.TempDir(), "certs"), certs.InitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{cert: cert, key: key, dir: t.TempDir()}
-	if err := os.WriteFile(filepath.Join(ca.dir, "ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	pairs = map[string]tls.Certificate{}
+	for _, req := range []certs.IssueRequest{
+		{Kind: certs.KindBusiness, Name: "chat-1"},
+		{Kind: certs.KindAgent, Name: "a1", Game: "demo", Env: "dev"},
+		{Kind: certs.KindClient, Name: "alice"},
+	} {
+		certPEM, keyPEM, err := certs.Issue(b.Dir, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pairs[string(req.Kind)], err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caPEM, err := os.ReadFile(b.CACert)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return ca
+	pool = x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return b, pairs, pool
 }
 
-// issue writes name.crt and name.key signed by the CA and returns the pair.
-func (ca *testCA) issue(t *testing.T, name string, usage x509.ExtKeyUsage) tls.Certificate {
+// handshakeErr dials the business listener over TLS with cert (none when
+// nil) and returns the handshake's error. With TLS 1.3 the server refuses
+// a client certificate after the client's side of the handshake is done,
+// so the refusal shows on the first read.
+func handshakeErr(t *testing.T, addr string, pool *x509.CertPool, cert *tls.Certificate) error {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	conn, err := tls.Dial("tcp", addr, cfg)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	kd, _ := x509.MarshalECPrivateKey(key)
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
-	_ = os.WriteFile(filepath.Join(ca.dir, name+".crt"), certPEM, 0o644)
-	_ = os.WriteFile(filepath.Join(ca.dir, name+".key"), keyPEM, 0o600)
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(ioTimeout))
+	_, err = conn.Read(make([]byte, 1))
+	return err
 }
 
-// The business listener with mTLS: a business with a certificate from the
-// CA registers over TLS with the unchanged protocol; one without is refused
-// in the handshake.
+// The business listener with mTLS: a business with a business certificate
+// from Croupier's CA (croupier certs issue business) registers over TLS
+// with the unchanged protocol; a business without a certificate, or with
+// an agent's or an operator's certificate of the same CA, is refused in
+// the handshake. The listener here is on loopback with mTLS configured,
+// the same code path as off loopback (where Validate requires it; see
+// TestConfigValidate).
 func TestBusinessMutualTLS(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t)
-	ca.issue(t, "gateway", x509.ExtKeyUsageServerAuth)
-	business := ca.issue(t, "business", x509.ExtKeyUsageClientAuth)
+	b, pairs, pool := croupierCA(t)
 	g := startGateway(t, func(c *gateway.Config) {
-		c.BusinessTLSCA = filepath.Join(ca.dir, "ca.crt")
-		c.BusinessTLSCert, c.BusinessTLSKey = filepath.Join(ca.dir, "gateway.crt"), filepath.Join(ca.dir, "gateway.key")
+		c.BusinessTLSCA, c.BusinessTLSCert, c.BusinessTLSKey = b.CACert, b.ServerCert, b.ServerKey
 	})
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-
+	business := pairs["business"]
 	conn, err := tls.Dial("tcp", g.BusinessAddr(), &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{business}, ServerName: "127.0.0.1"})
 	if err != nil {
-		t.Fatalf("business with a CA certificate: %v", err)
+		t.Fatalf("business with a business certificate: %v", err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	b := &biz{t: t, conn: conn, r: bufio.NewReader(conn)}
-	b.mustRegister(1)
+	bz := &biz{t: t, conn: conn, r: bufio.NewReader(conn)}
+	bz.mustRegister(1)
 
-	anon, err := tls.Dial("tcp", g.BusinessAddr(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
-	if err == nil {
-		// TLS 1.3 reports the refused client certificate on the first read.
-		_ = anon.SetReadDeadline(time.Now().Add(ioTimeout))
-		_, err = anon.Read(make([]byte, 1))
-		_ = anon.Close()
-	}
-	if err == nil || !strings.Contains(err.Error(), "certificate") {
+	if err := handshakeErr(t, g.BusinessAddr(), pool, nil); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("business without a certificate: %v, want a certificate error", err)
+	}
+	for _, kind := range []string{"agent", "client"} {
+		pair := pairs[kind]
+		if err := handshakeErr(t, g.BusinessAddr(), pool, &pair); err == nil || !strings.Contains(err.Error(), "bad certificate") {
+			t.Errorf("business with a %s certificate: %v, want a bad certificate alert", kind, err)
+		}
 	}
 }

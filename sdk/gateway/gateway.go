@@ -38,6 +38,11 @@ type Config struct {
 	WorkerID int32
 	// ServerID must equal the gateway's server id.
 	ServerID uint32
+	// ProcessCmdGoroutineNum > 1 lets the gateway run this process's
+	// one-way commands on that many goroutines (at most 64), so they may
+	// take effect in any order; answered commands still wait for the
+	// earlier ones (docs/gateway.md). Default 1: every command in order.
+	ProcessCmdGoroutineNum uint32
 	// TLS, when set, dials with TLS (mTLS when it carries a certificate):
 	// required by a gateway whose business listener is off loopback.
 	TLS *tls.Config
@@ -185,7 +190,7 @@ func (c *Client) session(ctx context.Context) error {
 	r := bufio.NewReader(conn)
 
 	// Register before anything else; the gateway answers it first.
-	if err := writeFrame(conn, netsvr.Cmd_Register, &netsvr.RegisterReq{WorkerId: c.cfg.WorkerID, ServerId: c.cfg.ServerID}); err != nil {
+	if err := writeFrame(conn, netsvr.Cmd_Register, &netsvr.RegisterReq{WorkerId: c.cfg.WorkerID, ServerId: c.cfg.ServerID, ProcessCmdGoroutineNum: c.cfg.ProcessCmdGoroutineNum}); err != nil {
 		return err
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))

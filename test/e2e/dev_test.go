@@ -81,6 +81,11 @@ func TestDev(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "PLAYER_NOT_FOUND") {
 		t.Fatalf("invoke player.get p101: exit %d\n%s", code, out)
 	}
+	// The gateway's built-in functions are served through dev's agent.
+	waitFor(t, 30*time.Second, "gateway.stats to count the two chat clients", func() bool {
+		out, code := run(t, env, "invoke", "gateway.stats", "--game", "demo", "--env", "dev", "-o", "json")
+		return code == 0 && regexp.MustCompile(`"online":\s*2\b`).MatchString(out)
+	})
 	// player.ban is high-risk: it waits for a second operator.
 	out, code = run(t, env, "invoke", "player.ban", "--game", "demo", "--env", "dev", "--payload", `{"player_id":"p5","reason":"botting","duration_seconds":3600}`)
 	m := regexp.MustCompile(`approval (apr_[a-z0-9]+)`).FindStringSubmatch(out)
