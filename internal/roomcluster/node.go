@@ -321,11 +321,8 @@ func (n *Node) Nodes(ctx context.Context, onlyAlive bool) ([]*clusterv1.NodeInfo
 		return nil, err
 	}
 	var keys []string
-	for k := range lister.Keys() {
+	for k := range lister.Keys() { // closed after the last key
 		keys = append(keys, k)
-	}
-	if err := lister.Stop(); err != nil {
-		return nil, err
 	}
 	cutoff := n.cfg.Now().Add(-n.cfg.DeadAfter).UnixMilli()
 	out := make([]*clusterv1.NodeInfo, 0, len(keys))
