@@ -150,20 +150,30 @@ func TestNATSRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.nats.start(2)
-	sb.next(stateAt(5))
 	if _, err := seek(t, a, owner, room, 6); err != nil {
 		t.Fatal(err)
 	}
-	for m := sb.next(stateAt(6)); m != nil; m = nil {
-		if m.GetRoomState().GetState().GetVersion() != st.GetVersion()+1 {
-			t.Fatalf("version %d after %d", m.GetRoomState().GetState().GetVersion(), st.GetVersion())
-		}
-	}
-	// Every event reached bob once: the chat marker comes after exactly
-	// the two states.
 	so := openStream(t, a, owner, room, 0)
 	so.send(chatMsg("marker"))
-	sb.next(chatSaying("marker"))
+	// Every event reached bob once, in order, up to the marker.
+	versions := map[int64]int{}
+	var lastSeq int64
+	for {
+		m := sb.next(func(*clientv1.ServerMessage) bool { return true })
+		if m.GetSeq() != 0 && m.GetSeq() <= lastSeq {
+			t.Fatalf("seq %d after %d", m.GetSeq(), lastSeq)
+		}
+		lastSeq = max(lastSeq, m.GetSeq())
+		if rs := m.GetRoomState(); rs != nil {
+			versions[rs.GetState().GetVersion()]++
+		}
+		if m.GetChat().GetContent() == "marker" {
+			break
+		}
+	}
+	if versions[st.GetVersion()] != 1 || versions[st.GetVersion()+1] != 1 {
+		t.Fatalf("room states by version %v: want versions %d and %d once each", versions, st.GetVersion(), st.GetVersion()+1)
+	}
 
 	// Partition cc: its playback changes are refused, not diverged.
 	cc.nc.Close()
@@ -251,12 +261,15 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 	// The same chat event twice: members see it once.
 	chat := &clusterv1.ClusterEvent{EventId: "seed-evt-1", NodeId: "seed-node", Payload: &clusterv1.ClusterEvent_Chat{
 		Chat: &clusterv1.ChatEvent{RoomId: room, MessageId: "seed-msg-1", UserId: "seed-user", Content: "hello from seed"}}}
-	for range 2 {
-		if err := ev.Send(chat); err != nil {
+	// The events of one call are appended in order: the marker comes
+	// after the duplicate was dropped.
+	marker := &clusterv1.ClusterEvent{EventId: "seed-evt-2", NodeId: "seed-node", Payload: &clusterv1.ClusterEvent_Chat{
+		Chat: &clusterv1.ChatEvent{RoomId: room, MessageId: "seed-msg-2", UserId: "seed-user", Content: "after"}}}
+	for _, e := range []*clusterv1.ClusterEvent{chat, chat, marker} {
+		if err := ev.Send(e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	so.send(chatMsg("after"))
 	for _, s := range []*stream{so, sb} {
 		n := 0
 		for {
