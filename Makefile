@@ -22,7 +22,7 @@ PG_DIR := $(CURDIR)/.tmp/postgres
 # "context deadline exceeded" when the deadline hits during minimisation.
 FUZZTIME ?= 100000x
 
-.PHONY: all build dev test unit lint vet staticcheck buflint generate check-generated tools fuzz bench postgres-start postgres-stop clean watch-build watch-check watch-test
+.PHONY: all build dev test unit lint vet staticcheck buflint generate check-generated tools fuzz bench bench-scale postgres-start postgres-stop clean watch-build watch-check watch-test
 
 all: build
 
@@ -134,6 +134,17 @@ bench: build
 	$(GO) run ./bench/jobs
 	$(GO) test -run '^$$' -bench BenchmarkHub ./internal/gateway/
 	$(GO) run ./bench/gateway
+	$(GO) run ./bench/scale -n 10,100,1000,5000
+
+# bench-scale runs bench/scale alone at SCALE_N fleet sizes; with
+# BASELINE=<git ref> it first builds that ref's server and measures it at
+# every N in the same run, as the baseline.
+SCALE_N ?= 10,100,1000,5000
+bench-scale: build
+	@if [ -n "$(BASELINE)" ]; then \
+		rm -rf .tmp/baseline && mkdir -p .tmp/baseline && git archive $(BASELINE) | tar -x -C .tmp/baseline && \
+		(cd .tmp/baseline && $(GO) build -o ../croupier-baseline ./cmd/croupier); fi
+	$(GO) run ./bench/scale -n $(SCALE_N) $(if $(BASELINE),-baseline-bin .tmp/croupier-baseline)
 
 clean:
 	rm -rf bin .tmp

@@ -20,6 +20,7 @@ import (
 type controlClient interface {
 	RegisterAgent(ctx context.Context, r *croupierv1.RegisterAgentRequest) (*croupierv1.RegisterAgentResponse, error)
 	Heartbeat(ctx context.Context, r *croupierv1.HeartbeatRequest) (*croupierv1.HeartbeatResponse, error)
+	UpdateInstances(ctx context.Context, r *croupierv1.UpdateInstancesRequest) (*croupierv1.UpdateInstancesResponse, error)
 	GetAssignments(ctx context.Context, r *croupierv1.GetAssignmentsRequest) (*croupierv1.GetAssignmentsResponse, error)
 	ReportJobEvents(ctx context.Context, r *croupierv1.ReportJobEventsRequest) (*croupierv1.ReportJobEventsResponse, error)
 }
@@ -35,6 +36,10 @@ func (g grpcControl) RegisterAgent(ctx context.Context, r *croupierv1.RegisterAg
 
 func (g grpcControl) Heartbeat(ctx context.Context, r *croupierv1.HeartbeatRequest) (*croupierv1.HeartbeatResponse, error) {
 	return g.c.Heartbeat(ctx, r)
+}
+
+func (g grpcControl) UpdateInstances(ctx context.Context, r *croupierv1.UpdateInstancesRequest) (*croupierv1.UpdateInstancesResponse, error) {
+	return g.c.UpdateInstances(ctx, r)
 }
 
 func (g grpcControl) GetAssignments(ctx context.Context, r *croupierv1.GetAssignmentsRequest) (*croupierv1.GetAssignmentsResponse, error) {
@@ -60,6 +65,11 @@ func (r restControl) RegisterAgent(ctx context.Context, req *croupierv1.Register
 func (r restControl) Heartbeat(ctx context.Context, req *croupierv1.HeartbeatRequest) (*croupierv1.HeartbeatResponse, error) {
 	out := &croupierv1.HeartbeatResponse{}
 	return out, r.do(ctx, http.MethodPost, "/api/v1/agents/"+url.PathEscape(req.GetAgentId())+":heartbeat", req, out)
+}
+
+func (r restControl) UpdateInstances(ctx context.Context, req *croupierv1.UpdateInstancesRequest) (*croupierv1.UpdateInstancesResponse, error) {
+	out := &croupierv1.UpdateInstancesResponse{}
+	return out, r.do(ctx, http.MethodPost, "/api/v1/agents/"+url.PathEscape(req.GetAgentId())+"/instances:update", req, out)
 }
 
 func (r restControl) GetAssignments(ctx context.Context, req *croupierv1.GetAssignmentsRequest) (*croupierv1.GetAssignmentsResponse, error) {

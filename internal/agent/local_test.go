@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/schema"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/internal/tunnel"
 	"google.golang.org/grpc/codes"
@@ -24,6 +26,8 @@ import (
 type fakeControl struct {
 	mu          sync.Mutex
 	registers   []*croupierv1.RegisterAgentRequest
+	updates     []*croupierv1.UpdateInstancesRequest
+	updateErr   error
 	reports     []*croupierv1.ReportJobEventsRequest
 	assignCalls int
 	heartbeatFn func() (*croupierv1.HeartbeatResponse, error)
@@ -36,6 +40,13 @@ func (f *fakeControl) RegisterAgent(_ context.Context, r *croupierv1.RegisterAge
 	defer f.mu.Unlock()
 	f.registers = append(f.registers, r)
 	return &croupierv1.RegisterAgentResponse{Success: true, AgentId: r.GetAgentId(), HeartbeatInterval: 3}, nil
+}
+
+func (f *fakeControl) UpdateInstances(_ context.Context, r *croupierv1.UpdateInstancesRequest) (*croupierv1.UpdateInstancesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.updates = append(f.updates, r)
+	return &croupierv1.UpdateInstancesResponse{}, f.updateErr
 }
 
 func (f *fakeControl) Heartbeat(context.Context, *croupierv1.HeartbeatRequest) (*croupierv1.HeartbeatResponse, error) {
@@ -74,6 +85,7 @@ func newTestAgent(t *testing.T) (*Agent, *fakeControl) {
 		cfg:       config.Agent{ID: "edge-1", Game: "demo", Env: "dev", Labels: []string{"region=eu"}},
 		log:       log,
 		instances: newInstances(),
+		validated: schema.NewValidated(0),
 		sdkTunnel: sdk,
 		control:   ctl,
 		enabled:   map[string]bool{},
@@ -261,5 +273,75 @@ func TestRegisterAndHeartbeat(t *testing.T) {
 	case <-a.instances.changed:
 	default:
 		t.Fatal("NOT_FOUND on heartbeat did not trigger a re-registration")
+	}
+}
+
+// TestOneRegistrationPerStart: instances that connected before the tunnel
+// are in the first registration, so the change they signalled must not
+// cause a second one.
+func TestOneRegistrationPerStart(t *testing.T) {
+	t.Parallel()
+	a, ctl := newTestAgent(t)
+	a.instances.put(inst("gs-1", "inc-1", "player.get"))
+	a.instances.put(inst("gs-2", "inc-1", "player.get"))
+	if _, err := a.register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(ctl.registers) != 1 || len(ctl.registers[0].GetInstances()) != 2 {
+		t.Fatalf("registrations = %v, want one with both instances", ctl.registers)
+	}
+	if changed(a.instances) {
+		t.Fatal("a change already reported by the registration is still pending")
+	}
+	a.instances.put(inst("gs-3", "inc-1", "player.get"))
+	if !changed(a.instances) {
+		t.Fatal("a later change is not pending")
+	}
+}
+
+// TestInstanceChangesSendOnlyTheChange: after the first registration, an
+// instance connecting or leaving is sent as an UpdateInstances delta, not
+// a full registration; an older server without it gets full ones.
+func TestInstanceChangesSendOnlyTheChange(t *testing.T) {
+	t.Parallel()
+	a, ctl := newTestAgent(t)
+	for i := range 50 {
+		a.instances.put(inst(fmt.Sprintf("gs-%02d", i), "inc-1", "player.get"))
+	}
+	if _, err := a.register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a.instances.put(inst("gs-new", "inc-2", "player.get", "player.ban"))
+	a.instances.remove("gs-07")
+	a.syncInstances(context.Background())
+	if len(ctl.registers) != 1 || len(ctl.updates) != 1 {
+		t.Fatalf("%d registrations and %d updates, want 1 and 1", len(ctl.registers), len(ctl.updates))
+	}
+	u := ctl.updates[0]
+	if len(u.GetUpserted()) != 1 || u.GetUpserted()[0].GetInstanceId() != "gs-new" || len(u.GetDescriptors()) != 2 ||
+		len(u.GetRemoved()) != 1 || u.GetRemoved()[0] != "gs-07" || len(u.GetDeparted()) != 1 || u.GetDeparted()[0].GetIncarnation() != "inc-1" {
+		t.Fatalf("update = %v, want gs-new upserted and gs-07 removed", u)
+	}
+	a.syncInstances(context.Background()) // nothing changed: nothing sent
+	if len(ctl.updates) != 1 {
+		t.Fatalf("%d updates after a no-op sync", len(ctl.updates))
+	}
+
+	// A failed update is retried with the same change.
+	ctl.updateErr = status.Error(codes.Unavailable, "down")
+	a.instances.put(inst("gs-x", "inc-1", "player.get"))
+	a.syncInstances(context.Background())
+	ctl.updateErr = nil
+	a.syncInstances(context.Background())
+	if u := ctl.updates[len(ctl.updates)-1]; len(u.GetUpserted()) != 1 || u.GetUpserted()[0].GetInstanceId() != "gs-x" {
+		t.Fatalf("retried update = %v", u)
+	}
+
+	// An older server: full registrations from then on.
+	ctl.updateErr = status.Error(codes.Unimplemented, "unknown method")
+	a.instances.put(inst("gs-y", "inc-1", "player.get"))
+	a.syncInstances(context.Background())
+	if len(ctl.registers) != 2 || len(ctl.registers[1].GetInstances()) != 52 {
+		t.Fatalf("fallback registrations = %d (last with %d instances), want a full one with 52", len(ctl.registers), len(ctl.registers[len(ctl.registers)-1].GetInstances()))
 	}
 }

@@ -80,7 +80,7 @@ type harness struct {
 	departed []departure
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	st := storetest.SQLite(t)
 	h := &harness{st: st, reg: registry.New(registry.Options{}), tunnel: &fakeTunnel{connected: map[string]bool{}},

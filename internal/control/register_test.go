@@ -223,3 +223,36 @@ func mustStruct(t *testing.T, m map[string]any) *structpb.Struct {
 	}
 	return s
 }
+
+func TestUpdateInstances(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx := context.Background()
+	_, err := h.svc.UpdateInstances(ctx, &croupierv1.UpdateInstancesRequest{AgentId: "a"})
+	wantStatus(t, err, codes.NotFound, apierr.CodeAgentNotFound)
+	h.register(t, registration())
+
+	_, err = h.svc.UpdateInstances(agentCtx("b", game, env), &croupierv1.UpdateInstancesRequest{AgentId: "a"})
+	wantStatus(t, err, codes.PermissionDenied, apierr.CodeScopeMismatch)
+	_, err = h.svc.UpdateInstances(ctx, &croupierv1.UpdateInstancesRequest{AgentId: "a",
+		Descriptors: []*croupierv1.FunctionDescriptor{{Id: "bad id!"}}})
+	wantStatus(t, err, codes.InvalidArgument, apierr.CodeInvalidDescriptor)
+
+	if _, err := h.svc.UpdateInstances(ctx, &croupierv1.UpdateInstancesRequest{AgentId: "a",
+		Upserted:    []*croupierv1.InstanceInfo{{InstanceId: "gs-3", Functions: []string{"player.kick"}, Incarnation: "inc-3"}},
+		Removed:     []string{"gs-2"},
+		Descriptors: []*croupierv1.FunctionDescriptor{descriptor("player.kick")},
+		Departed:    []*croupierv1.InstanceInfo{{InstanceId: "gs-2", Incarnation: "inc-9"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.reg.Instances(game, env, "player.kick"); len(got) != 1 || got[0].Key() != "a/gs-3" {
+		t.Fatalf("player.kick instances = %v", got)
+	}
+	if got := h.reg.Instances(game, env, "player.get"); len(got) != 1 || got[0].Key() != "a/gs-1" {
+		t.Fatalf("player.get instances = %v, want only a/gs-1", got)
+	}
+	if d := h.departures(); len(d) != 1 || d[0].gone["gs-2"] != "inc-9" {
+		t.Fatalf("departures = %v", d)
+	}
+}

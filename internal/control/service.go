@@ -4,6 +4,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -40,6 +41,9 @@ type Service struct {
 	scopes      *Scopes
 	tunnel      Tunnel
 	now         func() time.Time
+	// validated compiles each distinct descriptor's schemas once, not once
+	// per agent registration.
+	validated *schema.Validated
 }
 
 // New returns a Service.
@@ -47,7 +51,8 @@ func New(cfg Config, reg *registry.Registry, assignments *Assignments, scopes *S
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, reg: reg, assignments: assignments, scopes: scopes, tunnel: tunnel, now: time.Now}
+	return &Service{cfg: cfg, log: cfg.Logger, reg: reg, assignments: assignments, scopes: scopes, tunnel: tunnel, now: time.Now,
+		validated: schema.NewValidated(0)}
 }
 
 // AuthorizeAgent checks that the caller may act as agentID in game/env: the
@@ -93,7 +98,7 @@ func (s *Service) RegisterAgent(ctx context.Context, req *croupierv1.RegisterAge
 		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeAgentNotConnected,
 			"agent "+id+" has no open tunnel; connect the tunnel before registering", "agent_id", id)
 	}
-	agent, err := buildAgent(req, s.now())
+	agent, err := buildAgent(req, s.now(), s.validated)
 	if err != nil {
 		return nil, err
 	}
@@ -101,24 +106,62 @@ func (s *Service) RegisterAgent(ctx context.Context, req *croupierv1.RegisterAge
 		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, err.Error())
 	}
 	s.log.Info("agent registered", "agent", id, "game", game, "env", env, "instances", len(agent.Instances), "functions", len(agent.Descriptors))
-	if len(req.GetDeparted()) > 0 && s.cfg.Departed != nil {
-		gone := make(map[string]string, len(req.GetDeparted()))
-		for _, d := range req.GetDeparted() {
-			gone[d.GetInstanceId()] = d.GetIncarnation()
-		}
-		s.cfg.Departed(id, gone)
-	}
+	s.departed(id, req.GetDeparted())
 	return &croupierv1.RegisterAgentResponse{Success: true, AgentId: id, HeartbeatInterval: int64(max(1, s.cfg.HeartbeatInterval/time.Second))}, nil
+}
+
+// UpdateInstances applies a change to some of a registered agent's
+// instances (see registry.UpdateInstances).
+func (s *Service) UpdateInstances(ctx context.Context, req *croupierv1.UpdateInstancesRequest) (*croupierv1.UpdateInstancesResponse, error) {
+	id := req.GetAgentId()
+	game, env, ok := s.reg.AgentScope(id)
+	if !ok {
+		return nil, apierr.New(codes.NotFound, apierr.CodeAgentNotFound,
+			"agent "+id+" is not registered; call RegisterAgent", "agent_id", id)
+	}
+	if err := AuthorizeAgent(principal.FromContext(ctx), id, game, env); err != nil {
+		return nil, err
+	}
+	for _, d := range req.GetDescriptors() {
+		if err := s.validated.Validate(d); err != nil {
+			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidDescriptor,
+				fmt.Sprintf("descriptor %q: %v", d.GetId(), err), "function_id", d.GetId())
+		}
+	}
+	upsert := make([]registry.Instance, 0, len(req.GetUpserted()))
+	for _, in := range req.GetUpserted() {
+		upsert = append(upsert, registry.Instance{ID: in.GetInstanceId(), Functions: in.GetFunctions(), Labels: in.GetLabels(), Incarnation: in.GetIncarnation()})
+	}
+	switch err := s.reg.UpdateInstances(id, upsert, req.GetRemoved(), req.GetDescriptors()); {
+	case errors.Is(err, registry.ErrNotFound):
+		return nil, apierr.New(codes.NotFound, apierr.CodeAgentNotFound, err.Error()+"; call RegisterAgent", "agent_id", id)
+	case err != nil:
+		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, err.Error())
+	}
+	s.departed(id, req.GetDeparted())
+	return &croupierv1.UpdateInstancesResponse{}, nil
+}
+
+// departed tells the jobs service which instances an agent reports gone.
+func (s *Service) departed(agentID string, infos []*croupierv1.InstanceInfo) {
+	if len(infos) == 0 || s.cfg.Departed == nil {
+		return
+	}
+	gone := make(map[string]string, len(infos))
+	for _, d := range infos {
+		gone[d.GetInstanceId()] = d.GetIncarnation()
+	}
+	s.cfg.Departed(agentID, gone)
 }
 
 // buildAgent turns a request into a registry entry, validating every
 // descriptor so a bad schema is refused with a message that says why.
 // Functions listed without a descriptor get the registry's lowest-ranked
 // stand-in, so they never shadow a descriptor registered elsewhere.
-func buildAgent(req *croupierv1.RegisterAgentRequest, now time.Time) (registry.Agent, error) {
+func buildAgent(req *croupierv1.RegisterAgentRequest, now time.Time, validated *schema.Validated) (registry.Agent, error) {
 	descs := map[string]*croupierv1.FunctionDescriptor{}
 	for _, d := range req.GetDescriptors() {
-		if err := schema.ValidateDescriptor(d); err != nil {
+		if err := validated.Validate(d); err != nil {
 			return registry.Agent{}, apierr.New(codes.InvalidArgument, apierr.CodeInvalidDescriptor,
 				fmt.Sprintf("descriptor %q: %v", d.GetId(), err), "function_id", d.GetId())
 		}
@@ -150,20 +193,22 @@ func buildAgent(req *croupierv1.RegisterAgentRequest, now time.Time) (registry.A
 	return a, nil
 }
 
-// Heartbeat records that an agent is alive.
+// Heartbeat records that an agent is alive. It copies nothing: the agent's
+// scope is all it reads of the registration.
 func (s *Service) Heartbeat(ctx context.Context, req *croupierv1.HeartbeatRequest) (*croupierv1.HeartbeatResponse, error) {
-	a, ok := s.reg.Agent(req.GetAgentId())
+	id := req.GetAgentId()
+	game, env, ok := s.reg.AgentScope(id)
 	if !ok {
 		return nil, apierr.New(codes.NotFound, apierr.CodeAgentNotFound,
-			"agent "+req.GetAgentId()+" is not registered; call RegisterAgent again", "agent_id", req.GetAgentId())
+			"agent "+id+" is not registered; call RegisterAgent again", "agent_id", id)
 	}
-	if err := AuthorizeAgent(principal.FromContext(ctx), a.ID, a.GameID, a.Env); err != nil {
+	if err := AuthorizeAgent(principal.FromContext(ctx), id, game, env); err != nil {
 		return nil, err
 	}
-	if err := s.reg.Heartbeat(a.ID, s.now()); err != nil {
-		return nil, apierr.New(codes.NotFound, apierr.CodeAgentNotFound, err.Error(), "agent_id", a.ID)
+	if err := s.reg.Heartbeat(id, s.now()); err != nil {
+		return nil, apierr.New(codes.NotFound, apierr.CodeAgentNotFound, err.Error(), "agent_id", id)
 	}
-	v, err := s.assignments.Version(ctx, a.GameID, a.Env)
+	v, err := s.assignments.Version(ctx, game, env)
 	if err != nil {
 		return nil, apierr.Internal(s.log, err)
 	}

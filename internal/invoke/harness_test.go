@@ -125,7 +125,7 @@ type harness struct {
 
 type harnessOpt func(*invoke.Config)
 
-func newHarness(t *testing.T, opts ...harnessOpt) *harness {
+func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	t.Helper()
 	offset := new(atomic.Int64)
 	st := storetest.SQLite(t, storetest.WithClock(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }))
@@ -152,7 +152,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 
 // addAgent registers agent with instances, each serving fns (descriptors
 // without a schema, except fnGrant).
-func (h *harness) addAgent(t *testing.T, agent string, instances []string, fns ...string) {
+func (h *harness) addAgent(t testing.TB, agent string, instances []string, fns ...string) {
 	t.Helper()
 	descs := make([]*croupierv1.FunctionDescriptor, 0, len(fns))
 	for _, fn := range fns {
@@ -167,7 +167,7 @@ func (h *harness) addAgent(t *testing.T, agent string, instances []string, fns .
 
 // addAgentDescs registers (or replaces) agent with instances that each serve
 // every descriptor.
-func (h *harness) addAgentDescs(t *testing.T, agent string, instances []string, descs ...*croupierv1.FunctionDescriptor) {
+func (h *harness) addAgentDescs(t testing.TB, agent string, instances []string, descs ...*croupierv1.FunctionDescriptor) {
 	t.Helper()
 	a := registry.Agent{ID: agent, GameID: game, Env: env, Descriptors: descs}
 	fns := make([]string, 0, len(descs))

@@ -1,9 +1,10 @@
 package invoke
 
 import (
+	"math/rand/v2"
+
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/registry"
-	"github.com/croupier/croupier/internal/routing"
 	"google.golang.org/grpc/codes"
 )
 
@@ -15,32 +16,20 @@ const (
 	ModeHash      = "hash"
 )
 
-// router picks instances for a call. Hash rings are cached per membership so
-// hash routing does not rebuild a ring on every call.
-type router struct {
-	inflight *routing.InFlight
-	rings    *routing.RingCache
-}
+// scanLimit is the largest candidate list lb scans in full. Above it, lb
+// takes the less loaded of two random instances ("power of two choices"):
+// O(1) per call whatever the fleet size, and within a small constant of the
+// full scan's balance. Below it, a full scan costs less than the random
+// numbers and gives exact least-loaded with random ties.
+const scanLimit = 16
 
-func newRouter() *router {
-	return &router{inflight: routing.NewInFlight(), rings: routing.NewRingCache(64, 128)}
-}
-
-// pick returns the instances a call goes to, in the given mode.
-func (r *router) pick(mode, target, hashKey string, live []registry.InstanceRef) ([]registry.InstanceRef, error) {
+// pick returns the instances a call goes to, in the given mode, reading
+// only the route's immutable snapshot and the instances' atomic counters.
+func pick(mode, target, hashKey string, rt *registry.Route) ([]*registry.RouteInstance, error) {
+	live := rt.Instances
 	switch mode {
 	case "", ModeLB:
-		cands := make([]routing.Candidate, len(live))
-		for i, in := range live {
-			cands[i] = routing.Candidate{Key: in.Key(), Agent: in.Agent, InFlight: r.inflight.Get(in.Key())}
-		}
-		c, _ := routing.LeastLoaded(cands)
-		for _, in := range live {
-			if in.Key() == c.Key {
-				return []registry.InstanceRef{in}, nil
-			}
-		}
-		return live[:1], nil
+		return []*registry.RouteInstance{leastLoaded(live)}, nil
 	case ModeBroadcast:
 		return live, nil
 	case ModeTargeted:
@@ -48,10 +37,10 @@ func (r *router) pick(mode, target, hashKey string, live []registry.InstanceRef)
 			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument,
 				"routing_mode targeted needs target_agent (an agent id or agent_id/instance_id)", "field", "options.target_agent")
 		}
-		var out []registry.InstanceRef
+		var out []*registry.RouteInstance
 		for _, in := range live {
 			if in.Key() == target {
-				return []registry.InstanceRef{in}, nil
+				return []*registry.RouteInstance{in}, nil
 			}
 			if in.Agent == target {
 				out = append(out, in)
@@ -61,33 +50,46 @@ func (r *router) pick(mode, target, hashKey string, live []registry.InstanceRef)
 			return nil, apierr.New(codes.NotFound, apierr.CodeTargetNotFound,
 				"target "+target+" does not serve this function (see `croupier registry list`)", "target_agent", target)
 		}
-		if len(out) > 1 {
-			return r.pick(ModeLB, "", "", out)
-		}
-		return out, nil
+		return []*registry.RouteInstance{leastLoaded(out)}, nil
 	case ModeHash:
 		if hashKey == "" {
 			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument,
 				"routing_mode hash needs options.hash_key", "field", "options.hash_key")
 		}
-		ring := r.ring(live)
-		key, _ := ring.Get(hashKey)
-		for _, in := range live {
-			if in.Key() == key {
-				return []registry.InstanceRef{in}, nil
-			}
-		}
-		return live[:1], nil
+		in, _ := rt.Owner(hashKey) // live is not empty, so neither is the ring
+		return []*registry.RouteInstance{in}, nil
 	default:
 		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument,
 			"unknown routing_mode "+mode+"; use lb, broadcast, targeted or hash", "field", "options.routing_mode")
 	}
 }
 
-func (r *router) ring(live []registry.InstanceRef) *routing.Ring {
-	keys := make([]string, len(live))
-	for i, in := range live {
-		keys[i] = in.Key()
+// leastLoaded picks from a non-empty list: the least loaded of all of them
+// (ties at random) up to scanLimit, of two random ones beyond.
+func leastLoaded(live []*registry.RouteInstance) *registry.RouteInstance {
+	if n := len(live); n > scanLimit {
+		a, b := rand.IntN(n), rand.IntN(n-1)
+		if b >= a {
+			b++ // two distinct instances
+		}
+		if live[b].InFlight() < live[a].InFlight() {
+			return live[b]
+		}
+		return live[a]
 	}
-	return r.rings.Ring(keys)
+	best, ties := 0, 1
+	for i := 1; i < len(live); i++ {
+		switch c, m := live[i].InFlight(), live[best].InFlight(); {
+		case c < m:
+			best, ties = i, 1
+		case c == m:
+			// Reservoir sampling: the k-th tie replaces the pick with
+			// probability 1/k, giving each tie an equal chance in one pass.
+			ties++
+			if rand.IntN(ties) == 0 {
+				best = i
+			}
+		}
+	}
+	return live[best]
 }

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
@@ -25,10 +27,10 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// Registry is what the service reads of the live registry.
+// Registry is what the service reads of the live registry: the function's
+// immutable routing snapshot, read without locks.
 type Registry interface {
-	Descriptor(game, env, fn string) (*croupierv1.FunctionDescriptor, bool)
-	Instances(game, env, fn string) []registry.InstanceRef
+	Route(game, env, fn string) (*registry.Route, bool)
 }
 
 // Caller sends one invocation to an agent over its tunnel.
@@ -58,7 +60,13 @@ type Config struct {
 	// Metrics receives invoke latency by function and routing mode; nil
 	// records nothing.
 	Metrics *telemetry.Metrics
+	// BroadcastWorkers bounds the calls one broadcast has in flight
+	// (DefaultBroadcastWorkers when <= 0).
+	BroadcastWorkers int
 }
+
+// DefaultBroadcastWorkers is how many instances one broadcast calls at once.
+const DefaultBroadcastWorkers = 256
 
 // Deps are the service's collaborators.
 type Deps struct {
@@ -75,7 +83,6 @@ type Service struct {
 	deps    Deps
 	log     *slog.Logger
 	schemas *schema.Cache
-	router  *router
 	keys    *idempotency.Keeper
 }
 
@@ -84,9 +91,12 @@ func New(cfg Config, deps Deps) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.BroadcastWorkers <= 0 {
+		cfg.BroadcastWorkers = DefaultBroadcastWorkers
+	}
 	keys := idempotency.New(idempotency.Config{Window: cfg.IdempotencyWindow, StaleAfter: cfg.MaxTimeout + time.Minute, Logger: cfg.Logger},
 		deps.Idempotency)
-	return &Service{cfg: cfg, deps: deps, log: cfg.Logger, schemas: schema.NewCache(1024), router: newRouter(), keys: keys}
+	return &Service{cfg: cfg, deps: deps, log: cfg.Logger, schemas: schema.NewCache(1024), keys: keys}
 }
 
 // Call is a validated, routed invocation ready to be sent.
@@ -96,8 +106,11 @@ type Call struct {
 	Payload             *structpb.Struct
 	Config              map[string]string
 	Targets             []registry.InstanceRef
-	Timeout             time.Duration
-	Options             *croupierv1.InvokeOptions
+	// routes are Targets' routing entries (their in-flight counters), in
+	// the same order; nil for a Call built elsewhere (tests, fakes).
+	routes  []*registry.RouteInstance
+	Timeout time.Duration
+	Options *croupierv1.InvokeOptions
 }
 
 // Prepare checks scope, function, assignment, payload and options and picks
@@ -118,11 +131,12 @@ func (s *Service) Prepare(ctx context.Context, game, env, fn string, payload *st
 		return nil, apierr.New(codes.NotFound, apierr.CodeUnknownScope,
 			fmt.Sprintf("scope %s/%s is not declared on this server (declare it with --scopes)", game, env), "game_id", game, "env", env)
 	}
-	desc, ok := s.deps.Registry.Descriptor(game, env, fn)
+	rt, ok := s.deps.Registry.Route(game, env, fn)
 	if !ok {
 		return nil, apierr.New(codes.NotFound, apierr.CodeFunctionNotFound,
 			fmt.Sprintf("function %s is not registered in %s/%s (see `croupier registry list`)", fn, game, env), "function_id", fn)
 	}
+	desc := rt.Descriptor
 	enabled, cfg, err := s.deps.Assignments.Assignment(ctx, game, env, fn)
 	if err != nil {
 		return nil, s.internal(err)
@@ -146,17 +160,16 @@ func (s *Service) Prepare(ctx context.Context, game, env, fn string, payload *st
 	if err != nil {
 		return nil, err
 	}
-	live := s.deps.Registry.Instances(game, env, fn)
-	if len(live) == 0 {
+	if len(rt.Instances) == 0 {
 		return nil, apierr.New(codes.Unavailable, apierr.CodeNoInstance,
 			fmt.Sprintf("no live game-server instance serves %s in %s/%s", fn, game, env), "function_id", fn)
 	}
-	targets, err := s.router.pick(opts.GetRoutingMode(), opts.GetTargetAgent(), opts.GetHashKey(), live)
+	targets, err := pick(opts.GetRoutingMode(), opts.GetTargetAgent(), opts.GetHashKey(), rt)
 	if err != nil {
 		return nil, err
 	}
 	return &Call{Game: game, Env: env, Function: fn, Descriptor: desc, Payload: payload, Config: cfg,
-		Targets: targets, Timeout: timeout, Options: opts}, nil
+		Targets: refs(targets), routes: targets, Timeout: timeout, Options: opts}, nil
 }
 
 func (s *Service) validate(desc *croupierv1.FunctionDescriptor, payload *structpb.Struct) error {
@@ -266,42 +279,15 @@ func (s *Service) send(ctx context.Context, c *Call, actor, key string) (*croupi
 	defer cancel()
 	if c.Options.GetRoutingMode() != ModeBroadcast {
 		in := c.Targets[0]
-		r, err := s.one(ctx, c, in, actor, key)
+		r, err := s.one(ctx, c, 0, actor, key)
 		if err != nil {
 			return nil, err
 		}
 		return &croupierv1.InvokeFunctionResponse{Success: r.GetSuccess(), Result: r.GetResult(), Error: r.GetError(),
 			ErrorCode: r.GetErrorCode(), Instance: in.Key()}, nil
 	}
-	results := make([]*croupierv1.InstanceResult, len(c.Targets))
-	var wg sync.WaitGroup
-	for i, in := range c.Targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res := &croupierv1.InstanceResult{Instance: in.Key()}
-			r, err := s.one(ctx, c, in, actor, key)
-			if err != nil {
-				st := status.Convert(err)
-				res.Error, res.ErrorCode = st.Message(), st.Code().String()
-				if info := apierr.Info(err); info != nil && info.GetCode() != "" {
-					res.ErrorCode = info.GetCode() // the stable catalog code, e.g. NO_INSTANCE
-				}
-			} else {
-				res.Success, res.Result, res.Error, res.ErrorCode = r.GetSuccess(), r.GetResult(), r.GetError(), r.GetErrorCode()
-			}
-			results[i] = res
-		}()
-	}
-	wg.Wait()
-	sort.Slice(results, func(i, j int) bool { return results[i].Instance < results[j].Instance })
+	results, failed := s.broadcast(ctx, c, actor, key)
 	resp := &croupierv1.InvokeFunctionResponse{Success: true, Results: results}
-	failed := 0
-	for _, r := range results {
-		if !r.Success {
-			failed++
-		}
-	}
 	if failed > 0 {
 		resp.Success = false
 		resp.ErrorCode = "PARTIAL_FAILURE"
@@ -310,9 +296,60 @@ func (s *Service) send(ctx context.Context, c *Call, actor, key string) (*croupi
 	return resp, nil
 }
 
-func (s *Service) one(ctx context.Context, c *Call, in registry.InstanceRef, actor, key string) (*agentv1.InvokeResponse, error) {
-	s.router.inflight.Inc(in.Key())
-	defer s.router.inflight.Dec(in.Key())
+// broadcast calls every target with at most cfg.BroadcastWorkers calls in
+// flight, recording each result as it arrives, and returns the results
+// sorted by instance with the number that failed.
+func (s *Service) broadcast(ctx context.Context, c *Call, actor, key string) ([]*croupierv1.InstanceResult, int) {
+	results := make([]*croupierv1.InstanceResult, len(c.Targets))
+	var next, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range min(s.cfg.BroadcastWorkers, len(c.Targets)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(c.Targets) {
+					return
+				}
+				in := c.Targets[i]
+				res := &croupierv1.InstanceResult{Instance: in.Key()}
+				r, err := s.one(ctx, c, i, actor, key)
+				if err != nil {
+					st := status.Convert(err)
+					res.Error, res.ErrorCode = st.Message(), st.Code().String()
+					if info := apierr.Info(err); info != nil && info.GetCode() != "" {
+						res.ErrorCode = info.GetCode() // the stable catalog code, e.g. NO_INSTANCE
+					}
+				} else {
+					res.Success, res.Result, res.Error, res.ErrorCode = r.GetSuccess(), r.GetResult(), r.GetError(), r.GetErrorCode()
+				}
+				if !res.Success {
+					failed.Add(1)
+				}
+				results[i] = res
+			}
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(results, func(a, b *croupierv1.InstanceResult) int { return strings.Compare(a.Instance, b.Instance) })
+	return results, int(failed.Load())
+}
+
+// refs returns the routing entries' names.
+func refs(ins []*registry.RouteInstance) []registry.InstanceRef {
+	out := make([]registry.InstanceRef, len(ins))
+	for i, in := range ins {
+		out[i] = in.InstanceRef
+	}
+	return out
+}
+
+// one calls target i of c, counting the call in flight on its instance.
+func (s *Service) one(ctx context.Context, c *Call, i int, actor, key string) (*agentv1.InvokeResponse, error) {
+	in := c.Targets[i]
+	if i < len(c.routes) {
+		c.routes[i].Begin()
+		defer c.routes[i].End()
+	}
 	resp, err := s.deps.Caller.Invoke(ctx, in.Agent, &agentv1.InvokeRequest{
 		GameId: c.Game, Env: c.Env, FunctionId: c.Function, InstanceId: in.Instance,
 		Payload: c.Payload, IdempotencyKey: key, Config: c.Config, Actor: actor,

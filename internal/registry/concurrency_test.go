@@ -56,7 +56,7 @@ func (rp *replica) apply(ev *croupierv1.RegistrationEvent) error {
 // that stayed rebuilt exactly the registry's final state from its events.
 func TestConcurrentMutationsAndWatchers(t *testing.T) {
 	t.Parallel()
-	r := registry.New(registry.Options{WatchBuffer: 1 << 16})
+	r := registry.New(registry.Options{WatchBufferBytes: 1 << 20})
 	scopes := []registry.Filter{{Game: "A", Env: "X"}, {Game: "B", Env: "Y"}}
 	const writers, opsPerWriter = 4, 1000
 
@@ -167,21 +167,28 @@ func TestConcurrentMutationsAndWatchers(t *testing.T) {
 			if res.err != nil {
 				t.Fatal(res.err)
 			}
-			want := map[regKey]*croupierv1.FunctionRegistration{}
-			for _, reg := range r.Registrations(res.rp.filter) {
-				want[regKey{reg.GetGameId(), reg.GetEnv(), reg.GetFunctionId()}] = reg
-			}
-			if len(want) != len(res.rp.state) {
-				t.Fatalf("watcher %+v rebuilt %d registrations, registry has %d", res.rp.filter, len(res.rp.state), len(want))
-			}
-			for k, w := range want {
-				got, ok := res.rp.state[k]
-				if !ok || !proto.Equal(strip(got), strip(w)) {
-					t.Fatalf("watcher %+v: %v\n got  %v\n want %v", res.rp.filter, k, got, w)
-				}
-			}
+			checkReplica(t, r, res.rp)
 		case <-deadline:
 			t.Fatal("watchers did not finish")
+		}
+	}
+}
+
+// checkReplica fails unless rp holds exactly the registry's registrations
+// matching its filter (heartbeat times aside).
+func checkReplica(t *testing.T, r *registry.Registry, rp *replica) {
+	t.Helper()
+	want := map[regKey]*croupierv1.FunctionRegistration{}
+	for _, reg := range r.Registrations(rp.filter) {
+		want[regKey{reg.GetGameId(), reg.GetEnv(), reg.GetFunctionId()}] = reg
+	}
+	if len(want) != len(rp.state) {
+		t.Fatalf("watcher %+v rebuilt %d registrations, registry has %d", rp.filter, len(rp.state), len(want))
+	}
+	for k, w := range want {
+		got, ok := rp.state[k]
+		if !ok || !proto.Equal(strip(got), strip(w)) {
+			t.Fatalf("watcher %+v: %v\n got  %v\n want %v", rp.filter, k, got, w)
 		}
 	}
 }

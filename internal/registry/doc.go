@@ -20,35 +20,67 @@
 // function served without any descriptor gets a minimal one holding only
 // its id, so "the function exists" and "Descriptor reports ok" coincide.
 //
+// # Routing snapshots
+//
+// Every existing registration has an immutable Route: its winning
+// descriptor, enablement, instances sorted by (agent, instance) with their
+// keys and in-flight counters precomputed, and a hash ring built on first
+// use. Route, Descriptor and Instances read it from a sync.Map without
+// taking the registry's lock, so calls never wait for registrations.
+//
+// A mutation recomputes only the functions its agent touches, and within
+// each only that agent's slice of the instance list (a merge of sorted
+// lists, O(instances) pointer copies); an agent whose contribution did not
+// change — a re-registration with the same instances, labels and
+// descriptors — publishes nothing. The winning descriptor is tracked
+// incrementally and rescanned only when the agent holding it leaves. A
+// counter lives in the instance's RouteInstance: re-registrations keep it,
+// and it is forgotten (garbage) with the instance.
+//
 // # Events
 //
-// Every mutation recomputes the registrations it touches and compares them
-// with what was last published, ignoring heartbeat times:
+// A mutation publishes a change for every registration whose agents, their
+// instances or labels, its descriptor or its enablement changed:
 //
 //   - ADDED when a registration comes into existence;
-//   - UPDATED when its agents, their instances or labels, its descriptor or
-//     its enablement change — including when the last instance goes away
+//   - UPDATED when it changes — including when the last instance goes away
 //     but a direct descriptor keeps it alive (it then has no agents);
-//   - REMOVED when it ceases to exist; the event carries its last state.
+//   - REMOVED when it ceases to exist; in the whole-registration form the
+//     event carries its last state.
 //
-// Heartbeats never produce events. Events of one mutation are ordered by
-// (game, env, function id); mutations are ordered as they took the lock.
+// Heartbeats never produce events.
 //
 // # Watching
 //
 // Watch delivers the matching registrations as ADDED events, one SYNCED
-// event without a registration, and then live events, in order. The
-// registry never blocks on a watcher: events are handed over with a
-// non-blocking send while the lock is held, and a watcher whose buffer is
-// full is cut off — its channel is closed while its context is still live.
-// A caller that sees the channel close with ctx.Err() == nil has lost events
-// and must watch again (it receives a fresh snapshot).
+// event without a registration, and then live events. Live events come in
+// one of two forms, chosen per watch (WatchOptions.Deltas, the
+// WatchRegistrationsRequest.deltas field): whole registrations (the seed's
+// shape, and the default) or RegistrationDelta, which names only the agents
+// whose entries changed (replace=true carries the whole agent list, for
+// ADDED and after a collapse). A delta watch of a ramp of N agents costs
+// O(N) bytes; a whole-registration watch costs O(N) per event.
+//
+// The registry never blocks on a watcher and never cuts one off. A
+// mutation records what changed per function in the watcher's pending set
+// (bounded by Options.WatchBufferBytes: past it, the set collapses to one
+// "resend whole" entry per function); the watcher's own goroutine turns the
+// oldest pending function into an event built from the registry's current
+// state when the reader is ready for it. So changes a reader has not read
+// yet are coalesced: it sees the latest state of each function, not every
+// intermediate one, and a function that came and went unseen produces no
+// event. Events of one mutation are queued in (game, env, function id)
+// order; a function already pending keeps its place in the queue.
 //
 // Messages returned by queries and carried by events share descriptors
 // with the registry and with other watchers; treat them as read-only.
 //
 // # Locking
 //
-// One RWMutex guards all state. No callback runs under it, so callers may
-// hold their own locks while calling the registry.
+// One RWMutex guards the working state (agents, per-function state,
+// watchers); writers hold it to mutate and publish routes, queries and
+// heartbeats take the read side, the call path (Route) none. Each watcher
+// has a mutex for its pending set, taken after the registry's. No callback
+// runs under either, so callers may hold their own locks while calling the
+// registry.
 package registry

@@ -8,15 +8,14 @@ import (
 
 // Descriptor returns the descriptor of a function registered in game/env
 // (see the package doc for which one wins), or false if the function is
-// not registered there. The descriptor is shared: do not modify it.
+// not registered there. The descriptor is shared: do not modify it. It
+// takes no lock.
 func (r *Registry) Descriptor(game, env, fn string) (*croupierv1.FunctionDescriptor, bool) {
-	k := fnKey{game, env, fn}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if _, ok := r.published[k]; !ok {
+	rt, ok := r.Route(game, env, fn)
+	if !ok {
 		return nil, false
 	}
-	return r.descriptor(k), true
+	return rt.Descriptor, true
 }
 
 // Registrations returns the registrations matching f, sorted by game, env
@@ -37,14 +36,14 @@ func (r *Registry) Registrations(f Filter) []*croupierv1.FunctionRegistration {
 func (r *Registry) matchingKeys(f Filter) []fnKey {
 	if f.Game != "" && f.Env != "" && f.Function != "" {
 		k := fnKey{f.Game, f.Env, f.Function}
-		if _, ok := r.published[k]; ok {
+		if fs := r.fns[k]; fs != nil && fs.route != nil {
 			return []fnKey{k}
 		}
 		return nil
 	}
 	var keys []fnKey
-	for k := range r.published {
-		if f.matches(k) {
+	for k, fs := range r.fns {
+		if fs.route != nil && f.matches(k) {
 			keys = append(keys, k)
 		}
 	}
@@ -54,21 +53,15 @@ func (r *Registry) matchingKeys(f Filter) []fnKey {
 
 // Instances returns the instances serving fn in game/env, sorted by agent
 // id, then instance id. It is empty for a function that is registered only
-// directly or not at all.
+// directly or not at all. The invoke path uses Route, which does not copy.
 func (r *Registry) Instances(game, env, fn string) []InstanceRef {
-	k := fnKey{game, env, fn}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	ids := r.servingAgents(k)
-	n := 0
-	for _, id := range ids {
-		n += len(r.agents[id].served[fn])
+	rt, ok := r.Route(game, env, fn)
+	if !ok {
+		return nil
 	}
-	out := make([]InstanceRef, 0, n)
-	for _, id := range ids {
-		for _, in := range r.agents[id].served[fn] {
-			out = append(out, InstanceRef{Agent: id, Instance: in})
-		}
+	out := make([]InstanceRef, len(rt.Instances))
+	for i, in := range rt.Instances {
+		out[i] = in.InstanceRef
 	}
 	return out
 }
@@ -112,4 +105,16 @@ func (r *Registry) Agent(id string) (Agent, bool) {
 		return Agent{}, false
 	}
 	return st.clone(), true
+}
+
+// AgentScope returns an agent's game and env without copying its
+// registration: what a heartbeat needs.
+func (r *Registry) AgentScope(id string) (game, env string, ok bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	st, ok := r.agents[id]
+	if !ok {
+		return "", "", false
+	}
+	return st.a.GameID, st.a.Env, true
 }

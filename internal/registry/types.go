@@ -58,17 +58,26 @@ func (f Filter) matches(k fnKey) bool {
 		(f.Function == "" || f.Function == k.fn)
 }
 
-// DefaultWatchBuffer is the per-watcher buffer of live events.
-const DefaultWatchBuffer = 1024
+// DefaultWatchBufferBytes bounds a watcher's pending changes.
+const DefaultWatchBufferBytes = 256 << 10
 
 // Options configure a Registry.
 type Options struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// WatchBuffer is how many live events a watcher may lag behind before
-	// it is cut off (DefaultWatchBuffer when <= 0). The initial snapshot
-	// does not count against it.
-	WatchBuffer int
+	// WatchBufferBytes bounds the estimated size of the changes a watcher
+	// has not read yet (DefaultWatchBufferBytes when <= 0). Past it, the
+	// watcher's pending changes collapse to one "resend this function"
+	// entry per function, so the bound holds whatever the fleet does and a
+	// slow watcher is never cut off. The initial snapshot does not count.
+	WatchBufferBytes int
+}
+
+// WatchOptions choose the form of a watch's live events.
+type WatchOptions struct {
+	// Deltas makes live events carry a RegistrationDelta instead of the
+	// whole registration.
+	Deltas bool
 }
 
 // fnKey identifies a function registration.

@@ -13,7 +13,8 @@ import (
 // the even share by about 1/sqrt(128) ≈ 9% (one σ); measured over 200k
 // keys the worst member of 10 was 10% off and of 50 was 31% off. A ring of
 // 100 members is ~200 KiB and takes ~2 ms to build, so cache rings per
-// membership (RingCache) rather than building one per call.
+// membership (registry.Route builds one per membership, on first use)
+// rather than building one per call.
 const DefaultVirtualNodes = 128
 
 // Ring is a consistent-hash ring: a key maps to the same member while the
@@ -65,15 +66,25 @@ func NewRing(members []string, vnodes int) *Ring {
 // Get returns the member owning key: the first point clockwise from the
 // key's hash. It returns false for an empty ring.
 func (r *Ring) Get(key string) (string, bool) {
-	if r == nil || len(r.points) == 0 {
+	i, ok := r.Index(key)
+	if !ok {
 		return "", false
+	}
+	return r.members[i], true
+}
+
+// Index is Get returning the owner's index in Members (sorted order), so
+// callers can keep per-member data in a parallel slice.
+func (r *Ring) Index(key string) (int, bool) {
+	if r == nil || len(r.points) == 0 {
+		return 0, false
 	}
 	h := xxhash.Sum64String(key)
 	i, _ := slices.BinarySearchFunc(r.points, h, func(p point, h uint64) int { return cmp.Compare(p.hash, h) })
 	if i == len(r.points) {
 		i = 0
 	}
-	return r.members[r.points[i].member], true
+	return int(r.points[i].member), true
 }
 
 // Members returns the ring's members, sorted.

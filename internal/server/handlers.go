@@ -34,6 +34,10 @@ func (h controlHandler) Heartbeat(ctx context.Context, r *croupierv1.HeartbeatRe
 	return h.svc.Heartbeat(ctx, r)
 }
 
+func (h controlHandler) UpdateInstances(ctx context.Context, r *croupierv1.UpdateInstancesRequest) (*croupierv1.UpdateInstancesResponse, error) {
+	return h.svc.UpdateInstances(ctx, r)
+}
+
 func (h controlHandler) GetAssignments(ctx context.Context, r *croupierv1.GetAssignmentsRequest) (*croupierv1.GetAssignmentsResponse, error) {
 	return h.svc.GetAssignments(ctx, r)
 }
@@ -167,7 +171,8 @@ func (h registryHandler) GetRegistrations(ctx context.Context, r *croupierv1.Get
 
 func (h registryHandler) WatchRegistrations(r *croupierv1.WatchRegistrationsRequest, stream grpc.ServerStreamingServer[croupierv1.RegistrationEvent]) error {
 	ctx := stream.Context()
-	events, err := h.reg.Watch(ctx, registry.Filter{Game: r.GetGameId(), Env: r.GetEnv(), Function: r.GetFunctionId()})
+	events, err := h.reg.WatchWith(ctx, registry.Filter{Game: r.GetGameId(), Env: r.GetEnv(), Function: r.GetFunctionId()},
+		registry.WatchOptions{Deltas: r.GetDeltas()})
 	if err != nil {
 		return apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, err.Error())
 	}
@@ -176,11 +181,9 @@ func (h registryHandler) WatchRegistrations(r *croupierv1.WatchRegistrationsRequ
 			return err
 		}
 	}
-	if ctx.Err() != nil {
-		return apierr.New(codes.Unavailable, apierr.CodeUnavailable, "watch interrupted (server shutting down); watch again")
-	}
-	return apierr.New(codes.Unavailable, apierr.CodeUnavailable,
-		"watch fell too far behind and was cut off; watch again to get a fresh snapshot")
+	// The registry closes a watch only when ctx ends (it coalesces rather
+	// than cutting slow watchers off): the client left or the server stops.
+	return apierr.New(codes.Unavailable, apierr.CodeUnavailable, "watch interrupted (server shutting down); watch again")
 }
 
 func (h registryHandler) ListAgents(ctx context.Context, r *croupierv1.ListAgentsRequest) (*croupierv1.ListAgentsResponse, error) {

@@ -122,9 +122,10 @@ func (s *Server) methodTable() map[string]rule {
 		croupierv1.CertificateService_ListRevokedCertificates_FullMethodName: read(rbac.CertRevoke, nil),
 
 		// Agents: internal/control checks each acts as itself in its scope.
-		croupierv1.ControlService_RegisterAgent_FullMethodName:  agent,
-		croupierv1.ControlService_Heartbeat_FullMethodName:      agent,
-		croupierv1.ControlService_GetAssignments_FullMethodName: agent,
+		croupierv1.ControlService_RegisterAgent_FullMethodName:   agent,
+		croupierv1.ControlService_Heartbeat_FullMethodName:       agent,
+		croupierv1.ControlService_UpdateInstances_FullMethodName: agent,
+		croupierv1.ControlService_GetAssignments_FullMethodName:  agent,
 		croupierv1.ControlService_ReportJobEvents_FullMethodName: {access: accessAgent,
 			agentSelf: func(r any) string { return r.(*croupierv1.ReportJobEventsRequest).GetAgentId() }},
 		croupierv1.ControlService_UpdateAssignment_FullMethodName: op(rbac.AssignmentWrite, fromRequest, "assignment.update"),

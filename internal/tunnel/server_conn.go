@@ -359,6 +359,13 @@ func (c *conn) keepalive(ctx context.Context) {
 			c.close(status.Error(codes.Unavailable, "transport closed"))
 			return
 		case <-pings.C:
+			if time.Since(time.Unix(0, c.lastRecv.Load())) < interval {
+				// The client spoke within the interval (its own ping, a
+				// response): it is alive, and our answer to it told it we
+				// are. Skipping the ping halves keepalive traffic for a
+				// fleet of idle agents that ping on their own.
+				continue
+			}
 			nonce++
 			c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Ping{
 				Ping: &tunnelv1.Ping{Nonce: nonce},

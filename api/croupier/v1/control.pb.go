@@ -206,6 +206,123 @@ func (x *InstanceInfo) GetIncarnation() string {
 	return ""
 }
 
+type UpdateInstancesRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Instances that connected or changed, each complete; an existing id is
+	// replaced.
+	Upserted []*InstanceInfo `protobuf:"bytes,2,rep,name=upserted,proto3" json:"upserted,omitempty"`
+	// Ids of instances that left.
+	Removed []string `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	// Descriptors of the functions the upserted instances serve.
+	Descriptors []*FunctionDescriptor `protobuf:"bytes,4,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
+	// As RegisterAgentRequest.departed.
+	Departed      []*InstanceInfo `protobuf:"bytes,5,rep,name=departed,proto3" json:"departed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateInstancesRequest) Reset() {
+	*x = UpdateInstancesRequest{}
+	mi := &file_croupier_v1_control_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateInstancesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateInstancesRequest) ProtoMessage() {}
+
+func (x *UpdateInstancesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_v1_control_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateInstancesRequest.ProtoReflect.Descriptor instead.
+func (*UpdateInstancesRequest) Descriptor() ([]byte, []int) {
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpdateInstancesRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *UpdateInstancesRequest) GetUpserted() []*InstanceInfo {
+	if x != nil {
+		return x.Upserted
+	}
+	return nil
+}
+
+func (x *UpdateInstancesRequest) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *UpdateInstancesRequest) GetDescriptors() []*FunctionDescriptor {
+	if x != nil {
+		return x.Descriptors
+	}
+	return nil
+}
+
+func (x *UpdateInstancesRequest) GetDeparted() []*InstanceInfo {
+	if x != nil {
+		return x.Departed
+	}
+	return nil
+}
+
+type UpdateInstancesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateInstancesResponse) Reset() {
+	*x = UpdateInstancesResponse{}
+	mi := &file_croupier_v1_control_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateInstancesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateInstancesResponse) ProtoMessage() {}
+
+func (x *UpdateInstancesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_v1_control_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateInstancesResponse.ProtoReflect.Descriptor instead.
+func (*UpdateInstancesResponse) Descriptor() ([]byte, []int) {
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{3}
+}
+
 type RegisterAgentResponse struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Success           bool                   `protobuf:"varint,1,opt,name=success,proto3" json:"success,omitempty"`
@@ -217,7 +334,7 @@ type RegisterAgentResponse struct {
 
 func (x *RegisterAgentResponse) Reset() {
 	*x = RegisterAgentResponse{}
-	mi := &file_croupier_v1_control_proto_msgTypes[2]
+	mi := &file_croupier_v1_control_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -229,7 +346,7 @@ func (x *RegisterAgentResponse) String() string {
 func (*RegisterAgentResponse) ProtoMessage() {}
 
 func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_croupier_v1_control_proto_msgTypes[2]
+	mi := &file_croupier_v1_control_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -242,7 +359,7 @@ func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*RegisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_croupier_v1_control_proto_rawDescGZIP(), []int{2}
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisterAgentResponse) GetSuccess() bool {
@@ -277,7 +394,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_croupier_v1_control_proto_msgTypes[3]
+	mi := &file_croupier_v1_control_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +406,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_croupier_v1_control_proto_msgTypes[3]
+	mi := &file_croupier_v1_control_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +419,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_croupier_v1_control_proto_rawDescGZIP(), []int{3}
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HeartbeatRequest) GetAgentId() string {
@@ -338,7 +455,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_croupier_v1_control_proto_msgTypes[4]
+	mi := &file_croupier_v1_control_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -350,7 +467,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_croupier_v1_control_proto_msgTypes[4]
+	mi := &file_croupier_v1_control_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -363,7 +480,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_croupier_v1_control_proto_rawDescGZIP(), []int{4}
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HeartbeatResponse) GetSuccess() bool {
@@ -389,7 +506,7 @@ type GetAssignmentsRequest struct {
 
 func (x *GetAssignmentsRequest) Reset() {
 	*x = GetAssignmentsRequest{}
-	mi := &file_croupier_v1_control_proto_msgTypes[5]
+	mi := &file_croupier_v1_control_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +518,7 @@ func (x *GetAssignmentsRequest) String() string {
 func (*GetAssignmentsRequest) ProtoMessage() {}
 
 func (x *GetAssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_croupier_v1_control_proto_msgTypes[5]
+	mi := &file_croupier_v1_control_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +531,7 @@ func (x *GetAssignmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAssignmentsRequest.ProtoReflect.Descriptor instead.
 func (*GetAssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_croupier_v1_control_proto_rawDescGZIP(), []int{5}
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetAssignmentsRequest) GetAgentId() string {
@@ -434,7 +551,7 @@ type GetAssignmentsResponse struct {
 
 func (x *GetAssignmentsResponse) Reset() {
 	*x = GetAssignmentsResponse{}
-	mi := &file_croupier_v1_control_proto_msgTypes[6]
+	mi := &file_croupier_v1_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +563,7 @@ func (x *GetAssignmentsResponse) String() string {
 func (*GetAssignmentsResponse) ProtoMessage() {}
 
 func (x *GetAssignmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_croupier_v1_control_proto_msgTypes[6]
+	mi := &file_croupier_v1_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +576,7 @@ func (x *GetAssignmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAssignmentsResponse.ProtoReflect.Descriptor instead.
 func (*GetAssignmentsResponse) Descriptor() ([]byte, []int) {
-	return file_croupier_v1_control_proto_rawDescGZIP(), []int{6}
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetAssignmentsResponse) GetAssignments() []*FunctionAssignment {
@@ -487,7 +604,7 @@ type FunctionAssignment struct {
 
 func (x *FunctionAssignment) Reset() {
 	*x = FunctionAssignment{}
-	mi := &file_croupier_v1_control_proto_msgTypes[7]
+	mi := &file_croupier_v1_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +616,7 @@ func (x *FunctionAssignment) String() string {
 func (*FunctionAssignment) ProtoMessage() {}
 
 func (x *FunctionAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_croupier_v1_control_proto_msgTypes[7]
+	mi := &file_croupier_v1_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +629,7 @@ func (x *FunctionAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionAssignment.ProtoReflect.Descriptor instead.
 func (*FunctionAssignment) Descriptor() ([]byte, []int) {
-	return file_croupier_v1_control_proto_rawDescGZIP(), []int{7}
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FunctionAssignment) GetFunctionId() string {
@@ -549,7 +666,7 @@ type UpdateAssignmentRequest struct {
 
 func (x *UpdateAssignmentRequest) Reset() {
 	*x = UpdateAssignmentRequest{}
-	mi := &file_croupier_v1_control_proto_msgTypes[8]
+	mi := &file_croupier_v1_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +678,7 @@ func (x *UpdateAssignmentRequest) String() string {
 func (*UpdateAssignmentRequest) ProtoMessage() {}
 
 func (x *UpdateAssignmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_croupier_v1_control_proto_msgTypes[8]
+	mi := &file_croupier_v1_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +691,7 @@ func (x *UpdateAssignmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAssignmentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAssignmentRequest) Descriptor() ([]byte, []int) {
-	return file_croupier_v1_control_proto_rawDescGZIP(), []int{8}
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateAssignmentRequest) GetGameId() string {
@@ -622,7 +739,7 @@ type UpdateAssignmentResponse struct {
 
 func (x *UpdateAssignmentResponse) Reset() {
 	*x = UpdateAssignmentResponse{}
-	mi := &file_croupier_v1_control_proto_msgTypes[9]
+	mi := &file_croupier_v1_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +751,7 @@ func (x *UpdateAssignmentResponse) String() string {
 func (*UpdateAssignmentResponse) ProtoMessage() {}
 
 func (x *UpdateAssignmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_croupier_v1_control_proto_msgTypes[9]
+	mi := &file_croupier_v1_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +764,7 @@ func (x *UpdateAssignmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAssignmentResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAssignmentResponse) Descriptor() ([]byte, []int) {
-	return file_croupier_v1_control_proto_rawDescGZIP(), []int{9}
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateAssignmentResponse) GetAssignment() *FunctionAssignment {
@@ -677,7 +794,7 @@ type ReportJobEventsRequest struct {
 
 func (x *ReportJobEventsRequest) Reset() {
 	*x = ReportJobEventsRequest{}
-	mi := &file_croupier_v1_control_proto_msgTypes[10]
+	mi := &file_croupier_v1_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +806,7 @@ func (x *ReportJobEventsRequest) String() string {
 func (*ReportJobEventsRequest) ProtoMessage() {}
 
 func (x *ReportJobEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_croupier_v1_control_proto_msgTypes[10]
+	mi := &file_croupier_v1_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +819,7 @@ func (x *ReportJobEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportJobEventsRequest.ProtoReflect.Descriptor instead.
 func (*ReportJobEventsRequest) Descriptor() ([]byte, []int) {
-	return file_croupier_v1_control_proto_rawDescGZIP(), []int{10}
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReportJobEventsRequest) GetAgentId() string {
@@ -743,7 +860,7 @@ type ReportJobEventsResponse struct {
 
 func (x *ReportJobEventsResponse) Reset() {
 	*x = ReportJobEventsResponse{}
-	mi := &file_croupier_v1_control_proto_msgTypes[11]
+	mi := &file_croupier_v1_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +872,7 @@ func (x *ReportJobEventsResponse) String() string {
 func (*ReportJobEventsResponse) ProtoMessage() {}
 
 func (x *ReportJobEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_croupier_v1_control_proto_msgTypes[11]
+	mi := &file_croupier_v1_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +885,7 @@ func (x *ReportJobEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportJobEventsResponse.ProtoReflect.Descriptor instead.
 func (*ReportJobEventsResponse) Descriptor() ([]byte, []int) {
-	return file_croupier_v1_control_proto_rawDescGZIP(), []int{11}
+	return file_croupier_v1_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReportJobEventsResponse) GetAckedSeq() int64 {
@@ -811,7 +928,14 @@ const file_croupier_v1_control_proto_rawDesc = "" +
 	"\vincarnation\x18\x04 \x01(\tR\vincarnation\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"{\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfe\x01\n" +
+	"\x16UpdateInstancesRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x125\n" +
+	"\bupserted\x18\x02 \x03(\v2\x19.croupier.v1.InstanceInfoR\bupserted\x12\x18\n" +
+	"\aremoved\x18\x03 \x03(\tR\aremoved\x12A\n" +
+	"\vdescriptors\x18\x04 \x03(\v2\x1f.croupier.v1.FunctionDescriptorR\vdescriptors\x125\n" +
+	"\bdeparted\x18\x05 \x03(\v2\x19.croupier.v1.InstanceInfoR\bdeparted\"\x19\n" +
+	"\x17UpdateInstancesResponse\"{\n" +
 	"\x15RegisterAgentResponse\x12\x18\n" +
 	"\asuccess\x18\x01 \x01(\bR\asuccess\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12-\n" +
@@ -861,10 +985,11 @@ const file_croupier_v1_control_proto_rawDesc = "" +
 	"\binstance\x18\x04 \x01(\tR\binstance\"N\n" +
 	"\x17ReportJobEventsResponse\x12\x1b\n" +
 	"\tacked_seq\x18\x01 \x01(\x03R\backedSeq\x12\x16\n" +
-	"\x06status\x18\x02 \x01(\tR\x06status2\xcd\x05\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status2\xe3\x06\n" +
 	"\x0eControlService\x12z\n" +
 	"\rRegisterAgent\x12!.croupier.v1.RegisterAgentRequest\x1a\".croupier.v1.RegisterAgentResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/api/v1/agents:register\x12z\n" +
-	"\tHeartbeat\x12\x1d.croupier.v1.HeartbeatRequest\x1a\x1e.croupier.v1.HeartbeatResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/api/v1/agents/{agent_id}:heartbeat\x12\x88\x01\n" +
+	"\tHeartbeat\x12\x1d.croupier.v1.HeartbeatRequest\x1a\x1e.croupier.v1.HeartbeatResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/api/v1/agents/{agent_id}:heartbeat\x12\x93\x01\n" +
+	"\x0fUpdateInstances\x12#.croupier.v1.UpdateInstancesRequest\x1a$.croupier.v1.UpdateInstancesResponse\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/api/v1/agents/{agent_id}/instances:update\x12\x88\x01\n" +
 	"\x0eGetAssignments\x12\".croupier.v1.GetAssignmentsRequest\x1a#.croupier.v1.GetAssignmentsResponse\"-\x82\xd3\xe4\x93\x02'\x12%/api/v1/agents/{agent_id}/assignments\x12\x97\x01\n" +
 	"\x0fReportJobEvents\x12#.croupier.v1.ReportJobEventsRequest\x1a$.croupier.v1.ReportJobEventsResponse\"9\x82\xd3\xe4\x93\x023:\x01*\"./api/v1/agents/{agent_id}/jobs/{job_id}/events\x12\x9d\x01\n" +
 	"\x10UpdateAssignment\x12$.croupier.v1.UpdateAssignmentRequest\x1a%.croupier.v1.UpdateAssignmentResponse\"<\x82\xd3\xe4\x93\x026:\x01*\x1a1/api/v1/assignments/{game_id}/{env}/{function_id}B9Z7github.com/croupier/croupier/api/croupier/v1;croupierv1b\x06proto3"
@@ -881,55 +1006,62 @@ func file_croupier_v1_control_proto_rawDescGZIP() []byte {
 	return file_croupier_v1_control_proto_rawDescData
 }
 
-var file_croupier_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_croupier_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_croupier_v1_control_proto_goTypes = []any{
 	(*RegisterAgentRequest)(nil),     // 0: croupier.v1.RegisterAgentRequest
 	(*InstanceInfo)(nil),             // 1: croupier.v1.InstanceInfo
-	(*RegisterAgentResponse)(nil),    // 2: croupier.v1.RegisterAgentResponse
-	(*HeartbeatRequest)(nil),         // 3: croupier.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 4: croupier.v1.HeartbeatResponse
-	(*GetAssignmentsRequest)(nil),    // 5: croupier.v1.GetAssignmentsRequest
-	(*GetAssignmentsResponse)(nil),   // 6: croupier.v1.GetAssignmentsResponse
-	(*FunctionAssignment)(nil),       // 7: croupier.v1.FunctionAssignment
-	(*UpdateAssignmentRequest)(nil),  // 8: croupier.v1.UpdateAssignmentRequest
-	(*UpdateAssignmentResponse)(nil), // 9: croupier.v1.UpdateAssignmentResponse
-	(*ReportJobEventsRequest)(nil),   // 10: croupier.v1.ReportJobEventsRequest
-	(*ReportJobEventsResponse)(nil),  // 11: croupier.v1.ReportJobEventsResponse
-	nil,                              // 12: croupier.v1.RegisterAgentRequest.LabelsEntry
-	nil,                              // 13: croupier.v1.InstanceInfo.LabelsEntry
-	nil,                              // 14: croupier.v1.HeartbeatRequest.StatusEntry
-	nil,                              // 15: croupier.v1.FunctionAssignment.ConfigEntry
-	nil,                              // 16: croupier.v1.UpdateAssignmentRequest.ConfigEntry
-	(*FunctionDescriptor)(nil),       // 17: croupier.v1.FunctionDescriptor
-	(*JobEvent)(nil),                 // 18: croupier.v1.JobEvent
+	(*UpdateInstancesRequest)(nil),   // 2: croupier.v1.UpdateInstancesRequest
+	(*UpdateInstancesResponse)(nil),  // 3: croupier.v1.UpdateInstancesResponse
+	(*RegisterAgentResponse)(nil),    // 4: croupier.v1.RegisterAgentResponse
+	(*HeartbeatRequest)(nil),         // 5: croupier.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 6: croupier.v1.HeartbeatResponse
+	(*GetAssignmentsRequest)(nil),    // 7: croupier.v1.GetAssignmentsRequest
+	(*GetAssignmentsResponse)(nil),   // 8: croupier.v1.GetAssignmentsResponse
+	(*FunctionAssignment)(nil),       // 9: croupier.v1.FunctionAssignment
+	(*UpdateAssignmentRequest)(nil),  // 10: croupier.v1.UpdateAssignmentRequest
+	(*UpdateAssignmentResponse)(nil), // 11: croupier.v1.UpdateAssignmentResponse
+	(*ReportJobEventsRequest)(nil),   // 12: croupier.v1.ReportJobEventsRequest
+	(*ReportJobEventsResponse)(nil),  // 13: croupier.v1.ReportJobEventsResponse
+	nil,                              // 14: croupier.v1.RegisterAgentRequest.LabelsEntry
+	nil,                              // 15: croupier.v1.InstanceInfo.LabelsEntry
+	nil,                              // 16: croupier.v1.HeartbeatRequest.StatusEntry
+	nil,                              // 17: croupier.v1.FunctionAssignment.ConfigEntry
+	nil,                              // 18: croupier.v1.UpdateAssignmentRequest.ConfigEntry
+	(*FunctionDescriptor)(nil),       // 19: croupier.v1.FunctionDescriptor
+	(*JobEvent)(nil),                 // 20: croupier.v1.JobEvent
 }
 var file_croupier_v1_control_proto_depIdxs = []int32{
-	12, // 0: croupier.v1.RegisterAgentRequest.labels:type_name -> croupier.v1.RegisterAgentRequest.LabelsEntry
-	17, // 1: croupier.v1.RegisterAgentRequest.descriptors:type_name -> croupier.v1.FunctionDescriptor
+	14, // 0: croupier.v1.RegisterAgentRequest.labels:type_name -> croupier.v1.RegisterAgentRequest.LabelsEntry
+	19, // 1: croupier.v1.RegisterAgentRequest.descriptors:type_name -> croupier.v1.FunctionDescriptor
 	1,  // 2: croupier.v1.RegisterAgentRequest.instances:type_name -> croupier.v1.InstanceInfo
 	1,  // 3: croupier.v1.RegisterAgentRequest.departed:type_name -> croupier.v1.InstanceInfo
-	13, // 4: croupier.v1.InstanceInfo.labels:type_name -> croupier.v1.InstanceInfo.LabelsEntry
-	14, // 5: croupier.v1.HeartbeatRequest.status:type_name -> croupier.v1.HeartbeatRequest.StatusEntry
-	7,  // 6: croupier.v1.GetAssignmentsResponse.assignments:type_name -> croupier.v1.FunctionAssignment
-	15, // 7: croupier.v1.FunctionAssignment.config:type_name -> croupier.v1.FunctionAssignment.ConfigEntry
-	16, // 8: croupier.v1.UpdateAssignmentRequest.config:type_name -> croupier.v1.UpdateAssignmentRequest.ConfigEntry
-	7,  // 9: croupier.v1.UpdateAssignmentResponse.assignment:type_name -> croupier.v1.FunctionAssignment
-	18, // 10: croupier.v1.ReportJobEventsRequest.events:type_name -> croupier.v1.JobEvent
-	0,  // 11: croupier.v1.ControlService.RegisterAgent:input_type -> croupier.v1.RegisterAgentRequest
-	3,  // 12: croupier.v1.ControlService.Heartbeat:input_type -> croupier.v1.HeartbeatRequest
-	5,  // 13: croupier.v1.ControlService.GetAssignments:input_type -> croupier.v1.GetAssignmentsRequest
-	10, // 14: croupier.v1.ControlService.ReportJobEvents:input_type -> croupier.v1.ReportJobEventsRequest
-	8,  // 15: croupier.v1.ControlService.UpdateAssignment:input_type -> croupier.v1.UpdateAssignmentRequest
-	2,  // 16: croupier.v1.ControlService.RegisterAgent:output_type -> croupier.v1.RegisterAgentResponse
-	4,  // 17: croupier.v1.ControlService.Heartbeat:output_type -> croupier.v1.HeartbeatResponse
-	6,  // 18: croupier.v1.ControlService.GetAssignments:output_type -> croupier.v1.GetAssignmentsResponse
-	11, // 19: croupier.v1.ControlService.ReportJobEvents:output_type -> croupier.v1.ReportJobEventsResponse
-	9,  // 20: croupier.v1.ControlService.UpdateAssignment:output_type -> croupier.v1.UpdateAssignmentResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	15, // 4: croupier.v1.InstanceInfo.labels:type_name -> croupier.v1.InstanceInfo.LabelsEntry
+	1,  // 5: croupier.v1.UpdateInstancesRequest.upserted:type_name -> croupier.v1.InstanceInfo
+	19, // 6: croupier.v1.UpdateInstancesRequest.descriptors:type_name -> croupier.v1.FunctionDescriptor
+	1,  // 7: croupier.v1.UpdateInstancesRequest.departed:type_name -> croupier.v1.InstanceInfo
+	16, // 8: croupier.v1.HeartbeatRequest.status:type_name -> croupier.v1.HeartbeatRequest.StatusEntry
+	9,  // 9: croupier.v1.GetAssignmentsResponse.assignments:type_name -> croupier.v1.FunctionAssignment
+	17, // 10: croupier.v1.FunctionAssignment.config:type_name -> croupier.v1.FunctionAssignment.ConfigEntry
+	18, // 11: croupier.v1.UpdateAssignmentRequest.config:type_name -> croupier.v1.UpdateAssignmentRequest.ConfigEntry
+	9,  // 12: croupier.v1.UpdateAssignmentResponse.assignment:type_name -> croupier.v1.FunctionAssignment
+	20, // 13: croupier.v1.ReportJobEventsRequest.events:type_name -> croupier.v1.JobEvent
+	0,  // 14: croupier.v1.ControlService.RegisterAgent:input_type -> croupier.v1.RegisterAgentRequest
+	5,  // 15: croupier.v1.ControlService.Heartbeat:input_type -> croupier.v1.HeartbeatRequest
+	2,  // 16: croupier.v1.ControlService.UpdateInstances:input_type -> croupier.v1.UpdateInstancesRequest
+	7,  // 17: croupier.v1.ControlService.GetAssignments:input_type -> croupier.v1.GetAssignmentsRequest
+	12, // 18: croupier.v1.ControlService.ReportJobEvents:input_type -> croupier.v1.ReportJobEventsRequest
+	10, // 19: croupier.v1.ControlService.UpdateAssignment:input_type -> croupier.v1.UpdateAssignmentRequest
+	4,  // 20: croupier.v1.ControlService.RegisterAgent:output_type -> croupier.v1.RegisterAgentResponse
+	6,  // 21: croupier.v1.ControlService.Heartbeat:output_type -> croupier.v1.HeartbeatResponse
+	3,  // 22: croupier.v1.ControlService.UpdateInstances:output_type -> croupier.v1.UpdateInstancesResponse
+	8,  // 23: croupier.v1.ControlService.GetAssignments:output_type -> croupier.v1.GetAssignmentsResponse
+	13, // 24: croupier.v1.ControlService.ReportJobEvents:output_type -> croupier.v1.ReportJobEventsResponse
+	11, // 25: croupier.v1.ControlService.UpdateAssignment:output_type -> croupier.v1.UpdateAssignmentResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_croupier_v1_control_proto_init() }
@@ -945,7 +1077,7 @@ func file_croupier_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_croupier_v1_control_proto_rawDesc), len(file_croupier_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

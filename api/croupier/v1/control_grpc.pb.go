@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ControlService_RegisterAgent_FullMethodName    = "/croupier.v1.ControlService/RegisterAgent"
 	ControlService_Heartbeat_FullMethodName        = "/croupier.v1.ControlService/Heartbeat"
+	ControlService_UpdateInstances_FullMethodName  = "/croupier.v1.ControlService/UpdateInstances"
 	ControlService_GetAssignments_FullMethodName   = "/croupier.v1.ControlService/GetAssignments"
 	ControlService_ReportJobEvents_FullMethodName  = "/croupier.v1.ControlService/ReportJobEvents"
 	ControlService_UpdateAssignment_FullMethodName = "/croupier.v1.ControlService/UpdateAssignment"
@@ -38,6 +39,12 @@ type ControlServiceClient interface {
 	RegisterAgent(ctx context.Context, in *RegisterAgentRequest, opts ...grpc.CallOption) (*RegisterAgentResponse, error)
 	// Agent 心跳保活.
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
+	// Changes some of the agent's instances without resending the others
+	// (Croupier addition): what an agent with many instances sends when one
+	// connects or leaves, so its traffic grows with the change, not with its
+	// instance count. NOT_FOUND when the agent is not registered: call
+	// RegisterAgent.
+	UpdateInstances(ctx context.Context, in *UpdateInstancesRequest, opts ...grpc.CallOption) (*UpdateInstancesResponse, error)
 	// 获取分配给 Agent 的配置: per-function enablement and config, versioned.
 	GetAssignments(ctx context.Context, in *GetAssignmentsRequest, opts ...grpc.CallOption) (*GetAssignmentsResponse, error)
 	// Delivers events of a job the agent's game servers run, in seq order
@@ -71,6 +78,16 @@ func (c *controlServiceClient) Heartbeat(ctx context.Context, in *HeartbeatReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(HeartbeatResponse)
 	err := c.cc.Invoke(ctx, ControlService_Heartbeat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) UpdateInstances(ctx context.Context, in *UpdateInstancesRequest, opts ...grpc.CallOption) (*UpdateInstancesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateInstancesResponse)
+	err := c.cc.Invoke(ctx, ControlService_UpdateInstances_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +136,12 @@ type ControlServiceServer interface {
 	RegisterAgent(context.Context, *RegisterAgentRequest) (*RegisterAgentResponse, error)
 	// Agent 心跳保活.
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
+	// Changes some of the agent's instances without resending the others
+	// (Croupier addition): what an agent with many instances sends when one
+	// connects or leaves, so its traffic grows with the change, not with its
+	// instance count. NOT_FOUND when the agent is not registered: call
+	// RegisterAgent.
+	UpdateInstances(context.Context, *UpdateInstancesRequest) (*UpdateInstancesResponse, error)
 	// 获取分配给 Agent 的配置: per-function enablement and config, versioned.
 	GetAssignments(context.Context, *GetAssignmentsRequest) (*GetAssignmentsResponse, error)
 	// Delivers events of a job the agent's game servers run, in seq order
@@ -143,6 +166,9 @@ func (UnimplementedControlServiceServer) RegisterAgent(context.Context, *Registe
 }
 func (UnimplementedControlServiceServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
+}
+func (UnimplementedControlServiceServer) UpdateInstances(context.Context, *UpdateInstancesRequest) (*UpdateInstancesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateInstances not implemented")
 }
 func (UnimplementedControlServiceServer) GetAssignments(context.Context, *GetAssignmentsRequest) (*GetAssignmentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAssignments not implemented")
@@ -206,6 +232,24 @@ func _ControlService_Heartbeat_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ControlServiceServer).Heartbeat(ctx, req.(*HeartbeatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_UpdateInstances_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateInstancesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).UpdateInstances(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_UpdateInstances_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).UpdateInstances(ctx, req.(*UpdateInstancesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -278,6 +322,10 @@ var ControlService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Heartbeat",
 			Handler:    _ControlService_Heartbeat_Handler,
+		},
+		{
+			MethodName: "UpdateInstances",
+			Handler:    _ControlService_UpdateInstances_Handler,
 		},
 		{
 			MethodName: "GetAssignments",

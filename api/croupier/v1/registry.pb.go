@@ -370,10 +370,15 @@ func (x *AgentInfo) GetVersion() string {
 }
 
 type WatchRegistrationsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GameId        string                 `protobuf:"bytes,1,opt,name=game_id,json=gameId,proto3" json:"game_id,omitempty"`
-	Env           string                 `protobuf:"bytes,2,opt,name=env,proto3" json:"env,omitempty"`
-	FunctionId    string                 `protobuf:"bytes,3,opt,name=function_id,json=functionId,proto3" json:"function_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	GameId     string                 `protobuf:"bytes,1,opt,name=game_id,json=gameId,proto3" json:"game_id,omitempty"`
+	Env        string                 `protobuf:"bytes,2,opt,name=env,proto3" json:"env,omitempty"`
+	FunctionId string                 `protobuf:"bytes,3,opt,name=function_id,json=functionId,proto3" json:"function_id,omitempty"`
+	// Croupier addition. false (seed clients): every event carries the whole
+	// registration. true: live events carry `delta` instead, sized by what
+	// changed rather than by the fleet; the snapshot before SYNCED still
+	// carries whole registrations.
+	Deltas        bool `protobuf:"varint,4,opt,name=deltas,proto3" json:"deltas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -429,10 +434,22 @@ func (x *WatchRegistrationsRequest) GetFunctionId() string {
 	return ""
 }
 
+func (x *WatchRegistrationsRequest) GetDeltas() bool {
+	if x != nil {
+		return x.Deltas
+	}
+	return false
+}
+
 type RegistrationEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          RegistrationEventType  `protobuf:"varint,1,opt,name=type,proto3,enum=croupier.v1.RegistrationEventType" json:"type,omitempty"` // ADDED, UPDATED, REMOVED
-	Registration  *FunctionRegistration  `protobuf:"bytes,2,opt,name=registration,proto3" json:"registration,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  RegistrationEventType  `protobuf:"varint,1,opt,name=type,proto3,enum=croupier.v1.RegistrationEventType" json:"type,omitempty"` // ADDED, UPDATED, REMOVED
+	// Set for snapshot events, and for live events of watchers that did not
+	// ask for deltas.
+	Registration *FunctionRegistration `protobuf:"bytes,2,opt,name=registration,proto3" json:"registration,omitempty"`
+	// Croupier addition: set instead of `registration` for live events of
+	// watchers that asked for deltas.
+	Delta         *RegistrationDelta `protobuf:"bytes,3,opt,name=delta,proto3" json:"delta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -481,6 +498,122 @@ func (x *RegistrationEvent) GetRegistration() *FunctionRegistration {
 	return nil
 }
 
+func (x *RegistrationEvent) GetDelta() *RegistrationDelta {
+	if x != nil {
+		return x.Delta
+	}
+	return nil
+}
+
+// RegistrationDelta is how a registration changed since the watcher's last
+// event for it (Croupier addition). Changes that happened before the
+// watcher read them are coalesced: a delta describes the latest state of
+// what changed, never intermediate states.
+type RegistrationDelta struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	FunctionId string                 `protobuf:"bytes,1,opt,name=function_id,json=functionId,proto3" json:"function_id,omitempty"`
+	GameId     string                 `protobuf:"bytes,2,opt,name=game_id,json=gameId,proto3" json:"game_id,omitempty"`
+	Env        string                 `protobuf:"bytes,3,opt,name=env,proto3" json:"env,omitempty"`
+	// When true, `agents` is the registration's complete agent list (ADDED,
+	// or a watcher whose pending changes were collapsed to stay within its
+	// buffer): replace the agent list. When false, merge: `agents` are new or
+	// changed entries, `removed_agent_ids` left.
+	Replace         bool         `protobuf:"varint,4,opt,name=replace,proto3" json:"replace,omitempty"`
+	Agents          []*AgentInfo `protobuf:"bytes,5,rep,name=agents,proto3" json:"agents,omitempty"`
+	RemovedAgentIds []string     `protobuf:"bytes,6,rep,name=removed_agent_ids,json=removedAgentIds,proto3" json:"removed_agent_ids,omitempty"`
+	// Set when the descriptor changed (and on replace).
+	Descriptor_   *FunctionDescriptor `protobuf:"bytes,7,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	Enabled       bool                `protobuf:"varint,8,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistrationDelta) Reset() {
+	*x = RegistrationDelta{}
+	mi := &file_croupier_v1_registry_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistrationDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistrationDelta) ProtoMessage() {}
+
+func (x *RegistrationDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_croupier_v1_registry_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistrationDelta.ProtoReflect.Descriptor instead.
+func (*RegistrationDelta) Descriptor() ([]byte, []int) {
+	return file_croupier_v1_registry_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RegistrationDelta) GetFunctionId() string {
+	if x != nil {
+		return x.FunctionId
+	}
+	return ""
+}
+
+func (x *RegistrationDelta) GetGameId() string {
+	if x != nil {
+		return x.GameId
+	}
+	return ""
+}
+
+func (x *RegistrationDelta) GetEnv() string {
+	if x != nil {
+		return x.Env
+	}
+	return ""
+}
+
+func (x *RegistrationDelta) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
+func (x *RegistrationDelta) GetAgents() []*AgentInfo {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+func (x *RegistrationDelta) GetRemovedAgentIds() []string {
+	if x != nil {
+		return x.RemovedAgentIds
+	}
+	return nil
+}
+
+func (x *RegistrationDelta) GetDescriptor_() *FunctionDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
+func (x *RegistrationDelta) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
 type ListAgentsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GameId        string                 `protobuf:"bytes,1,opt,name=game_id,json=gameId,proto3" json:"game_id,omitempty"`
@@ -491,7 +624,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_croupier_v1_registry_proto_msgTypes[6]
+	mi := &file_croupier_v1_registry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +636,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_croupier_v1_registry_proto_msgTypes[6]
+	mi := &file_croupier_v1_registry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +649,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_croupier_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_croupier_v1_registry_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListAgentsRequest) GetGameId() string {
@@ -542,7 +675,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_croupier_v1_registry_proto_msgTypes[7]
+	mi := &file_croupier_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +687,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_croupier_v1_registry_proto_msgTypes[7]
+	mi := &file_croupier_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +700,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_croupier_v1_registry_proto_rawDescGZIP(), []int{7}
+	return file_croupier_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*AgentInfo {
@@ -610,15 +743,29 @@ const file_croupier_v1_registry_proto_rawDesc = "" +
 	"\aversion\x18\b \x01(\tR\aversion\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"g\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x7f\n" +
 	"\x19WatchRegistrationsRequest\x12\x17\n" +
 	"\agame_id\x18\x01 \x01(\tR\x06gameId\x12\x10\n" +
 	"\x03env\x18\x02 \x01(\tR\x03env\x12\x1f\n" +
 	"\vfunction_id\x18\x03 \x01(\tR\n" +
-	"functionId\"\x92\x01\n" +
+	"functionId\x12\x16\n" +
+	"\x06deltas\x18\x04 \x01(\bR\x06deltas\"\xc8\x01\n" +
 	"\x11RegistrationEvent\x126\n" +
 	"\x04type\x18\x01 \x01(\x0e2\".croupier.v1.RegistrationEventTypeR\x04type\x12E\n" +
-	"\fregistration\x18\x02 \x01(\v2!.croupier.v1.FunctionRegistrationR\fregistration\">\n" +
+	"\fregistration\x18\x02 \x01(\v2!.croupier.v1.FunctionRegistrationR\fregistration\x124\n" +
+	"\x05delta\x18\x03 \x01(\v2\x1e.croupier.v1.RegistrationDeltaR\x05delta\"\xb0\x02\n" +
+	"\x11RegistrationDelta\x12\x1f\n" +
+	"\vfunction_id\x18\x01 \x01(\tR\n" +
+	"functionId\x12\x17\n" +
+	"\agame_id\x18\x02 \x01(\tR\x06gameId\x12\x10\n" +
+	"\x03env\x18\x03 \x01(\tR\x03env\x12\x18\n" +
+	"\areplace\x18\x04 \x01(\bR\areplace\x12.\n" +
+	"\x06agents\x18\x05 \x03(\v2\x16.croupier.v1.AgentInfoR\x06agents\x12*\n" +
+	"\x11removed_agent_ids\x18\x06 \x03(\tR\x0fremovedAgentIds\x12?\n" +
+	"\n" +
+	"descriptor\x18\a \x01(\v2\x1f.croupier.v1.FunctionDescriptorR\n" +
+	"descriptor\x12\x18\n" +
+	"\aenabled\x18\b \x01(\bR\aenabled\">\n" +
 	"\x11ListAgentsRequest\x12\x17\n" +
 	"\agame_id\x18\x01 \x01(\tR\x06gameId\x12\x10\n" +
 	"\x03env\x18\x02 \x01(\tR\x03env\"D\n" +
@@ -649,7 +796,7 @@ func file_croupier_v1_registry_proto_rawDescGZIP() []byte {
 }
 
 var file_croupier_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_croupier_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_croupier_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_croupier_v1_registry_proto_goTypes = []any{
 	(RegistrationEventType)(0),        // 0: croupier.v1.RegistrationEventType
 	(*GetRegistrationsRequest)(nil),   // 1: croupier.v1.GetRegistrationsRequest
@@ -658,30 +805,34 @@ var file_croupier_v1_registry_proto_goTypes = []any{
 	(*AgentInfo)(nil),                 // 4: croupier.v1.AgentInfo
 	(*WatchRegistrationsRequest)(nil), // 5: croupier.v1.WatchRegistrationsRequest
 	(*RegistrationEvent)(nil),         // 6: croupier.v1.RegistrationEvent
-	(*ListAgentsRequest)(nil),         // 7: croupier.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),        // 8: croupier.v1.ListAgentsResponse
-	nil,                               // 9: croupier.v1.AgentInfo.LabelsEntry
-	(*FunctionDescriptor)(nil),        // 10: croupier.v1.FunctionDescriptor
+	(*RegistrationDelta)(nil),         // 7: croupier.v1.RegistrationDelta
+	(*ListAgentsRequest)(nil),         // 8: croupier.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),        // 9: croupier.v1.ListAgentsResponse
+	nil,                               // 10: croupier.v1.AgentInfo.LabelsEntry
+	(*FunctionDescriptor)(nil),        // 11: croupier.v1.FunctionDescriptor
 }
 var file_croupier_v1_registry_proto_depIdxs = []int32{
 	3,  // 0: croupier.v1.GetRegistrationsResponse.registrations:type_name -> croupier.v1.FunctionRegistration
 	4,  // 1: croupier.v1.FunctionRegistration.agents:type_name -> croupier.v1.AgentInfo
-	10, // 2: croupier.v1.FunctionRegistration.descriptor:type_name -> croupier.v1.FunctionDescriptor
-	9,  // 3: croupier.v1.AgentInfo.labels:type_name -> croupier.v1.AgentInfo.LabelsEntry
+	11, // 2: croupier.v1.FunctionRegistration.descriptor:type_name -> croupier.v1.FunctionDescriptor
+	10, // 3: croupier.v1.AgentInfo.labels:type_name -> croupier.v1.AgentInfo.LabelsEntry
 	0,  // 4: croupier.v1.RegistrationEvent.type:type_name -> croupier.v1.RegistrationEventType
 	3,  // 5: croupier.v1.RegistrationEvent.registration:type_name -> croupier.v1.FunctionRegistration
-	4,  // 6: croupier.v1.ListAgentsResponse.agents:type_name -> croupier.v1.AgentInfo
-	1,  // 7: croupier.v1.RegistryService.GetRegistrations:input_type -> croupier.v1.GetRegistrationsRequest
-	5,  // 8: croupier.v1.RegistryService.WatchRegistrations:input_type -> croupier.v1.WatchRegistrationsRequest
-	7,  // 9: croupier.v1.RegistryService.ListAgents:input_type -> croupier.v1.ListAgentsRequest
-	2,  // 10: croupier.v1.RegistryService.GetRegistrations:output_type -> croupier.v1.GetRegistrationsResponse
-	6,  // 11: croupier.v1.RegistryService.WatchRegistrations:output_type -> croupier.v1.RegistrationEvent
-	8,  // 12: croupier.v1.RegistryService.ListAgents:output_type -> croupier.v1.ListAgentsResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	7,  // 6: croupier.v1.RegistrationEvent.delta:type_name -> croupier.v1.RegistrationDelta
+	4,  // 7: croupier.v1.RegistrationDelta.agents:type_name -> croupier.v1.AgentInfo
+	11, // 8: croupier.v1.RegistrationDelta.descriptor:type_name -> croupier.v1.FunctionDescriptor
+	4,  // 9: croupier.v1.ListAgentsResponse.agents:type_name -> croupier.v1.AgentInfo
+	1,  // 10: croupier.v1.RegistryService.GetRegistrations:input_type -> croupier.v1.GetRegistrationsRequest
+	5,  // 11: croupier.v1.RegistryService.WatchRegistrations:input_type -> croupier.v1.WatchRegistrationsRequest
+	8,  // 12: croupier.v1.RegistryService.ListAgents:input_type -> croupier.v1.ListAgentsRequest
+	2,  // 13: croupier.v1.RegistryService.GetRegistrations:output_type -> croupier.v1.GetRegistrationsResponse
+	6,  // 14: croupier.v1.RegistryService.WatchRegistrations:output_type -> croupier.v1.RegistrationEvent
+	9,  // 15: croupier.v1.RegistryService.ListAgents:output_type -> croupier.v1.ListAgentsResponse
+	13, // [13:16] is the sub-list for method output_type
+	10, // [10:13] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_croupier_v1_registry_proto_init() }
@@ -696,7 +847,7 @@ func file_croupier_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_croupier_v1_registry_proto_rawDesc), len(file_croupier_v1_registry_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

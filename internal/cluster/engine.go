@@ -1,0 +1,404 @@
+// Package cluster is the bus that lets several croupier nodes act as one:
+// a NATS connection (to an embedded server on loopback, optionally routed
+// to other embedded servers, or to an external NATS cluster), the node's
+// identity, membership in a JetStream KV bucket with a TTL, and
+// request/reply helpers that carry the caller's deadline.
+//
+// Durable facts stay in the store (PostgreSQL); NATS carries only
+// notifications and forwarded calls, so a NATS restart loses nothing that
+// is not re-sent. See docs/cluster.md.
+//
+// Ownership: Node owns the embedded server, the connection and the
+// heartbeat goroutine; Close stops them in that reverse order.
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config says how a node joins the bus. The zero value (plus DataDir) runs
+// an embedded single-node NATS server on a loopback port chosen by the
+// kernel: nothing is exposed.
+type Config struct {
+	// NodeID names this node in the cluster; it must be unique and stable
+	// across restarts. Empty: the host name plus the process id.
+	NodeID string
+	// DataDir holds the embedded server's JetStream files (DataDir/nats).
+	// Empty: JetStream lives in memory (tests).
+	DataDir string
+
+	// URL points at an external NATS cluster ("nats://a:4222,nats://b:4222").
+	// When set, no embedded server runs.
+	URL string
+	// CredsFile is a NATS user credentials file (external NATS).
+	CredsFile string
+	// TLS secures the connection to an external NATS (nil: plain).
+	TLS *tls.Config
+
+	// Listen is the embedded server's client address (default
+	// 127.0.0.1:0). Only other nodes' clients need it when routes are used.
+	Listen string
+	// ClusterName and ClusterListen enable routes: the embedded server
+	// listens for other embedded servers on ClusterListen and dials Routes.
+	ClusterName   string
+	ClusterListen string
+	Routes        []string
+	// Replicas for the membership bucket (1 without routes; up to 3).
+	Replicas int
+
+	// MemberTTL is how long a node stays listed after its last heartbeat
+	// (default 15 s); heartbeats go out every MemberTTL/3.
+	MemberTTL time.Duration
+
+	Logger *slog.Logger
+}
+
+const (
+	membersBucket  = "croupier_nodes"
+	defaultTTL     = 15 * time.Second
+	maxNodeIDBytes = 64
+)
+
+// Node is one member of the cluster bus.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+	srv *server.Server // nil with an external NATS
+	// storeDir holds JetStream files; tempStore: made by Start, removed by Close.
+	storeDir  string
+	tempStore bool
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	kv        jetstream.KeyValue
+	// ctx is the node's lifetime: heartbeats and forwarded calls end
+	// with it.
+	ctx  context.Context
+	stop context.CancelFunc
+	// mu guards closed, so no handler joins wg once Close waits on it.
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// track adds one goroutine to wg unless the node is closing.
+func (n *Node) track() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return false
+	}
+	n.wg.Add(1)
+	return true
+}
+
+// halt stops the heartbeat and the handlers and waits for them.
+func (n *Node) halt() {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	n.stop()
+	n.wg.Wait()
+}
+
+// Start connects the node to the bus (starting the embedded server first
+// when cfg.URL is empty), registers it in the membership bucket and starts
+// its heartbeat. It returns once the node is listed.
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.NodeID == "" {
+		h, _ := os.Hostname()
+		cfg.NodeID = fmt.Sprintf("%s-%d", h, os.Getpid())
+	}
+	if err := checkNodeID(cfg.NodeID); err != nil {
+		return nil, err
+	}
+	if cfg.MemberTTL <= 0 {
+		cfg.MemberTTL = defaultTTL
+	}
+	if cfg.MemberTTL < time.Second {
+		return nil, fmt.Errorf("cluster: member TTL %v is below 1s; raise it", cfg.MemberTTL)
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "cluster", "node", cfg.NodeID)}
+	n.ctx, n.stop = context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	url := cfg.URL
+	if url == "" {
+		n.storeDir = filepath.Join(cfg.DataDir, "nats")
+		if cfg.DataDir == "" {
+			// Tests: a private directory, removed by Close.
+			if n.storeDir, err = os.MkdirTemp("", "croupier-nats-"); err != nil {
+				return nil, err
+			}
+			n.tempStore = true
+		}
+		if n.srv, err = startEmbedded(cfg, n.storeDir); err != nil {
+			return nil, err
+		}
+		url = n.srv.ClientURL()
+	}
+	opts := []nats.Option{
+		nats.Name("croupier " + cfg.NodeID),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				n.log.Warn("cluster bus disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { n.log.Info("cluster bus reconnected", "url", c.ConnectedUrlRedacted()) }),
+	}
+	if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, nats.Secure(cfg.TLS))
+	}
+	if n.nc, err = nats.Connect(url, opts...); err != nil {
+		return nil, fmt.Errorf("cluster: connect to NATS at %s: %w", url, err)
+	}
+	if n.js, err = jetstream.New(n.nc); err != nil {
+		return nil, fmt.Errorf("cluster: jetstream: %w", err)
+	}
+	if n.kv, err = n.createBucket(ctx); err != nil {
+		return nil, err
+	}
+	if err = n.heartbeat(ctx); err != nil {
+		return nil, fmt.Errorf("cluster: register node %s: %w", cfg.NodeID, err)
+	}
+	if n.track() {
+		go n.heartbeats(n.ctx)
+	}
+	return n, nil
+}
+
+// createBucket retries while a routed cluster elects its JetStream meta
+// leader (a few seconds after the servers meet).
+func (n *Node) createBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		kv, err := n.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
+			Bucket: membersBucket, TTL: n.cfg.MemberTTL, Replicas: n.cfg.Replicas,
+			Storage: jetstream.MemoryStorage, Description: "croupier cluster members",
+		})
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return nil, fmt.Errorf("cluster: membership bucket: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func startEmbedded(cfg Config, storeDir string) (*server.Server, error) {
+	host, port, err := splitHostPort(cfg.Listen, "127.0.0.1")
+	if err != nil {
+		return nil, fmt.Errorf("cluster: listen address %q: %w", cfg.Listen, err)
+	}
+	opts := &server.Options{
+		ServerName: cfg.NodeID,
+		Host:       host,
+		Port:       port,
+		NoSigs:     true,
+		NoLog:      true,
+		JetStream:  true,
+		StoreDir:   storeDir,
+	}
+	if cfg.ClusterName != "" || len(cfg.Routes) > 0 {
+		if cfg.ClusterName == "" {
+			return nil, errors.New("cluster: routes need a cluster name (--nats-cluster-name)")
+		}
+		ch, cp, err := splitHostPort(cfg.ClusterListen, "127.0.0.1")
+		if err != nil {
+			return nil, fmt.Errorf("cluster: cluster listen address %q: %w", cfg.ClusterListen, err)
+		}
+		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: ch, Port: cp}
+		for _, r := range cfg.Routes {
+			u, err := url.Parse(r)
+			if err != nil || u.Host == "" {
+				return nil, fmt.Errorf("cluster: route %q is not a URL like nats://host:6222", r)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: embedded NATS: %w", err)
+	}
+	go srv.Start()
+
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("cluster: embedded NATS did not start within 10s")
+	}
+	return srv, nil
+}
+
+func splitHostPort(addr, defHost string) (string, int, error) {
+	if addr == "" {
+		return defHost, server.RANDOM_PORT, nil
+	}
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, err
+	}
+	if h == "" {
+		h = defHost
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT // nats-server reads 0 as "its default port"
+	}
+	return h, port, nil
+}
+
+func checkNodeID(id string) error {
+	if len(id) > maxNodeIDBytes {
+		return fmt.Errorf("cluster: node id is %d bytes; the limit is %d", len(id), maxNodeIDBytes)
+	}
+	for _, r := range id {
+		ok := r == '-' || r == '_' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if !ok {
+			return fmt.Errorf("cluster: node id %q may hold only letters, digits, '-' and '_'", id)
+		}
+	}
+	return nil
+}
+
+func (n *Node) heartbeat(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := n.kv.Put(ctx, n.cfg.NodeID, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	return err
+}
+
+func (n *Node) heartbeats(ctx context.Context) {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.MemberTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := n.heartbeat(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("cluster heartbeat failed", "err", err)
+			}
+		}
+	}
+}
+
+// ID is this node's identity.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Conn is the node's NATS connection (shared; do not close it).
+func (n *Node) Conn() *nats.Conn { return n.nc }
+
+// JetStream is the node's JetStream context.
+func (n *Node) JetStream() jetstream.JetStream { return n.js }
+
+// ClientURL is the embedded server's client URL ("" with an external NATS).
+func (n *Node) ClientURL() string {
+	if n.srv == nil {
+		return ""
+	}
+	return n.srv.ClientURL()
+}
+
+// RouteURL is the embedded server's route URL for other servers' Routes
+// ("" without routes).
+func (n *Node) RouteURL() string {
+	if n.srv == nil {
+		return ""
+	}
+	a := n.srv.ClusterAddr()
+	if a == nil {
+		return ""
+	}
+	return "nats://" + a.String()
+}
+
+// Members lists the nodes whose heartbeat is younger than the member TTL,
+// sorted by id.
+func (n *Node) Members(ctx context.Context) ([]string, error) {
+	keys, err := n.kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// Close deregisters the node, stops the heartbeat, drains the connection
+// and shuts down the embedded server. Safe on a partly started node.
+func (n *Node) Close() {
+	n.halt()
+	if n.kv != nil && n.nc != nil && n.nc.IsConnected() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = n.kv.Delete(ctx, n.cfg.NodeID)
+		cancel()
+	}
+	if n.nc != nil {
+		n.nc.Close()
+	}
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+	}
+	if n.tempStore {
+		_ = os.RemoveAll(n.storeDir)
+	}
+}
+
+// Kill stops the node abruptly, as a crash would: no deregistration, the
+// embedded server stops without draining. Tests use it.
+func (n *Node) Kill() {
+	n.halt()
+	if n.nc != nil {
+		n.nc.Close()
+	}
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+	}
+	if n.tempStore {
+		_ = os.RemoveAll(n.storeDir)
+	}
+}

@@ -1,0 +1,187 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/croupier/croupier/internal/cluster"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// checkFor polls fn every interval until it returns nil or timeout passes.
+func checkFor(t *testing.T, timeout, interval time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// freePorts reserves n loopback ports by listening and closing (the
+// routed servers must know each other's addresses before they start).
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = l.Addr().String()
+		defer l.Close()
+	}
+	return addrs
+}
+
+// startCluster starts n embedded servers, each routed to all, at once (a
+// JetStream cluster elects its meta leader once a quorum has met).
+func startCluster(t *testing.T, n int) []*cluster.Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	addrs := freePorts(t, n)
+	routes := make([]string, n)
+	for i, a := range addrs {
+		routes[i] = "nats://" + a
+	}
+	nodes := make([]*cluster.Node, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			nodes[i], errs[i] = cluster.Start(ctx, cluster.Config{
+				NodeID: fmt.Sprintf("n%d", i+1), ClusterName: "test", ClusterListen: addrs[i],
+				Routes: routes, Replicas: 3, MemberTTL: 3 * time.Second,
+			})
+		})
+	}
+	wg.Wait()
+	for i, node := range nodes {
+		if node != nil {
+			t.Cleanup(node.Close)
+		}
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+	}
+	return nodes
+}
+
+func TestSingleNode(t *testing.T) {
+	t.Parallel()
+	n, err := cluster.Start(t.Context(), cluster.Config{NodeID: "solo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if !strings.HasPrefix(n.ClientURL(), "nats://127.0.0.1:") {
+		t.Fatalf("embedded server at %q; want loopback", n.ClientURL())
+	}
+	if n.RouteURL() != "" {
+		t.Fatalf("route URL %q without routes", n.RouteURL())
+	}
+	m, err := n.Members(t.Context())
+	if err != nil || !slices.Equal(m, []string{"solo"}) {
+		t.Fatalf("members %v, %v", m, err)
+	}
+}
+
+func TestRoutedClusterRequests(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 3)
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		m, err := nodes[2].Members(t.Context())
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(m, []string{"n1", "n2", "n3"}) {
+			return fmt.Errorf("members %v", m)
+		}
+		return nil
+	})
+	if err := nodes[0].Handle("t.echo.n1", "", 4, func(ctx context.Context, data []byte) ([]byte, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			return nil, status.Error(codes.Internal, "no deadline")
+		}
+		if string(data) == "fail" {
+			return nil, status.Error(codes.NotFound, "no such thing")
+		}
+		if string(data) == "block" {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return append([]byte("echo:"), data...), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Interest propagates over routes asynchronously: poll.
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		out, err := nodes[2].Request(ctx, "t.echo.n1", []byte("hi"))
+		if err != nil {
+			return err
+		}
+		if string(out) != "echo:hi" {
+			return fmt.Errorf("reply %q", out)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := nodes[1].Request(ctx, "t.echo.n1", []byte("fail")); status.Code(err) != codes.NotFound {
+		t.Fatalf("far error: %v; want NotFound", err)
+	}
+	short, cancel2 := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel2()
+	if _, err := nodes[1].Request(short, "t.echo.n1", []byte("block")); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("blocked call: %v; want DeadlineExceeded", err)
+	}
+	if _, err := nodes[1].Request(ctx, "t.echo.nobody", nil); status.Code(err) != codes.Unavailable {
+		t.Fatalf("call to nobody: %v; want Unavailable", err)
+	}
+
+	// A killed node drops out of membership after the TTL.
+	nodes[0].Kill()
+	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		m, err := nodes[1].Members(ctx)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(m, "n1") {
+			return fmt.Errorf("members %v still list n1", m)
+		}
+		return nil
+	})
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []cluster.Config{
+		{NodeID: "bad id"},
+		{NodeID: strings.Repeat("x", 65)},
+		{NodeID: "a", MemberTTL: time.Millisecond},
+		{NodeID: "a", Routes: []string{"nats://127.0.0.1:1"}},
+	} {
+		if n, err := cluster.Start(t.Context(), cfg); err == nil {
+			n.Close()
+			t.Errorf("%+v: started", cfg)
+		}
+	}
+}
