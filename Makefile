@@ -145,6 +145,7 @@ bench-scale: build
 		rm -rf .tmp/baseline && mkdir -p .tmp/baseline && git archive $(BASELINE) | tar -x -C .tmp/baseline && \
 		(cd .tmp/baseline && $(GO) build -o ../croupier-baseline ./cmd/croupier); fi
 	$(GO) run ./bench/scale -n $(SCALE_N) $(if $(BASELINE),-baseline-bin .tmp/croupier-baseline)
+	$(GO) run ./bench/rooms
 
 clean:
 	rm -rf bin .tmp

@@ -118,7 +118,8 @@ func freeAddr() string {
 func startGateway(bin string, extra ...string) (*proc, error) {
 	p := &proc{client: freeAddr(), biz: freeAddr()}
 	args := append([]string{"gateway", "--client-addr", p.client, "--business-addr", p.biz,
-		"--max-online", "200000", "--read-deadline", "30m", "--conn-open-worker-id", "1", "--connect-rate-per-ip", "0", "--log-level", "error"}, extra...)
+		"--max-online", "200000", "--read-deadline", "30m", "--conn-open-worker-id", "1", "--connect-rate-per-ip", "0", "--log-level", "error",
+		"--rooms-addr="}, extra...) // the rooms listener is not measured here (bench/rooms)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {

@@ -33,6 +33,9 @@ type Stream struct {
 	done  chan struct{}
 	once  sync.Once
 	final *clientv1.ServerMessage // written before done closes
+	// flush: send what is queued before final (all ends but a slow
+	// consumer's, which is cut off at once). Written before done closes.
+	flush bool
 	close sync.Once
 }
 
@@ -108,10 +111,11 @@ func (st *Stream) Out() <-chan *clientv1.ServerMessage { return st.out }
 // slow, or the room deleted.
 func (st *Stream) Done() <-chan struct{} { return st.done }
 
-// Final is the message to send last once Done has closed (nil: none).
-func (st *Stream) Final() *clientv1.ServerMessage {
+// Final is the message to send last once Done has closed (nil: none),
+// and whether the messages still queued in Out go first.
+func (st *Stream) Final() (final *clientv1.ServerMessage, flush bool) {
 	<-st.done
-	return st.final
+	return st.final, st.flush
 }
 
 // Close unregisters the stream; the transport calls it once it stops
@@ -132,9 +136,11 @@ func (st *Stream) Close() {
 	})
 }
 
-func (st *Stream) kill(final *clientv1.ServerMessage) {
+func (st *Stream) kill(final *clientv1.ServerMessage) { st.end(final, true) }
+
+func (st *Stream) end(final *clientv1.ServerMessage, flush bool) {
 	st.once.Do(func() {
-		st.final = final
+		st.final, st.flush = final, flush
 		close(st.done)
 	})
 }
@@ -151,8 +157,8 @@ func (st *Stream) enqueue(msg *clientv1.ServerMessage) bool {
 	case st.out <- msg:
 		return true
 	default:
-		st.kill(errorMessage(apierr.New(codes.ResourceExhausted, apierr.CodeSlowConsumer,
-			"the stream fell too far behind the room; reconnect with after_seq to catch up"), ""))
+		st.end(errorMessage(apierr.New(codes.ResourceExhausted, apierr.CodeSlowConsumer,
+			"the stream fell too far behind the room; reconnect with after_seq to catch up"), ""), false)
 		return false
 	}
 }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,9 +22,24 @@ func TestDev(t *testing.T) {
 	dir := t.TempDir()
 	p := start(t, "dev", bins.croupier, "dev", "--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--tunnel-http-addr", "127.0.0.1:0", "--sdk-addr", "127.0.0.1:0", "--gse-addr", "127.0.0.1:0",
-		"--gateway-addr", "127.0.0.1:0", "--gateway-business-addr", "127.0.0.1:0")
+		"--gateway-addr", "127.0.0.1:0", "--gateway-business-addr", "127.0.0.1:0", "--rooms-addr", "127.0.0.1:0")
 	p.waitLine("Croupier dev is running.", 60*time.Second)
 	p.waitLine("Press Ctrl-C to stop.", 10*time.Second)
+
+	// The rooms system with its demo room, over Connect's JSON protocol.
+	rooms := regexp.MustCompile(`rooms\s+(http://\S+)\s+\(ClientService; demo room (\S+),`).FindStringSubmatch(p.output())
+	if rooms == nil {
+		t.Fatalf("dev printed no rooms address:\n%s", p.output())
+	}
+	lr, err := http.Post(rooms[1]+"/synctv.client.ClientService/ListRooms", "application/json", strings.NewReader(`{"search":"demo"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(lr.Body)
+	lr.Body.Close()
+	if lr.StatusCode != http.StatusOK || !strings.Contains(string(body), `"id":"`+rooms[2]+`"`) || !strings.Contains(string(body), `"allowGuests":true`) {
+		t.Fatalf("ListRooms: %d %s", lr.StatusCode, body)
+	}
 
 	// The player gateway with the demo chat: a client joins the lobby on
 	// connect, and what it sends to workerId 001 reaches every lobby member.

@@ -5148,11 +5148,13 @@ func (x *RoomUpdate) GetDeleted() bool {
 }
 
 // Croupier addition. The stream stays open after an error, except for
-// codes "unauthenticated", "replaced" and "room_deleted".
+// codes STREAM_REPLACED, MEMBER_BANNED, NOT_A_MEMBER, ROOM_DELETED,
+// SLOW_CONSUMER and UNAVAILABLE (docs/rooms.md).
 type ErrorMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Stable code: invalid_argument, permission_denied, not_found, aborted,
-	// rate_limited, unauthenticated, replaced, room_deleted, internal.
+	// Stable code from Croupier's error catalog (internal/apierr), e.g.
+	// INVALID_ARGUMENT, PERMISSION_DENIED, RATE_LIMITED,
+	// PLAYBACK_VERSION_MISMATCH.
 	Code    string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// message_id of the ClientMessage that caused it.

@@ -2377,14 +2377,16 @@ export const RoomUpdateSchema: GenMessage<RoomUpdate> = /*@__PURE__*/
 
 /**
  * Croupier addition. The stream stays open after an error, except for
- * codes "unauthenticated", "replaced" and "room_deleted".
+ * codes STREAM_REPLACED, MEMBER_BANNED, NOT_A_MEMBER, ROOM_DELETED,
+ * SLOW_CONSUMER and UNAVAILABLE (docs/rooms.md).
  *
  * @generated from message synctv.client.ErrorMessage
  */
 export type ErrorMessage = Message<"synctv.client.ErrorMessage"> & {
   /**
-   * Stable code: invalid_argument, permission_denied, not_found, aborted,
-   * rate_limited, unauthenticated, replaced, room_deleted, internal.
+   * Stable code from Croupier's error catalog (internal/apierr), e.g.
+   * INVALID_ARGUMENT, PERMISSION_DENIED, RATE_LIMITED,
+   * PLAYBACK_VERSION_MISMATCH.
    *
    * @generated from field: string code = 1;
    */

@@ -1,0 +1,314 @@
+// Command rooms benchmarks the rooms system's live fan-out (docs/rooms.md):
+// one room with N members, each on its own MessageStream (gRPC over h2c,
+// one connection per member, as real clients have), all in this process
+// but over real loopback sockets, with the service on a SQLite file.
+//
+//	go run ./bench/rooms [-members 1000] [-seeks 100] [-senders 50] [-chat 10]
+//
+// (a) seek → room_state: the room's creator calls Seek; the time until the
+// last member has the new room_state, per seek (p50/p99 over -seeks), and
+// over all deliveries. Baseline in the same run: a room with one member.
+// (b) chat: -senders members each send -chat messages at once (within the
+// per-user limit); delivered messages/s until every member has them all.
+// Baseline in the same run: the same senders in a room of 100 members.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/api/synctv/client/v1/clientv1connect"
+	"github.com/croupier/croupier/internal/auth"
+	"github.com/croupier/croupier/internal/rooms"
+	"github.com/croupier/croupier/internal/rooms/roomsrpc"
+	"github.com/croupier/croupier/internal/store"
+)
+
+func main() {
+	members := flag.Int("members", 1000, "members of the measured room")
+	seeks := flag.Int("seeks", 100, "seeks to time")
+	senders := flag.Int("senders", 50, "members that send chat")
+	chat := flag.Int("chat", 10, "chat messages per sender (at most 10: the per-user limit per second)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the seek runs to this file")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	if err := run(*members, *seeks, *senders, *chat); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/rooms:", err)
+		pprof.StopCPUProfile()
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	svc *rooms.Service
+	url string
+}
+
+func run(members, seeks, senders, chat int) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "bench-rooms-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	st, err := store.Open(ctx, store.Config{Driver: store.DriverSQLite, DSN: filepath.Join(dir, "rooms.db")})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	// Cheap password hashes: the bench measures fan-out, not logins.
+	svc, err := rooms.New(ctx, rooms.Config{Store: st, Argon2: auth.Argon2Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
+		StreamQueue: 4096})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	mux := http.NewServeMux()
+	roomsrpc.Mount(mux, svc, roomsrpc.Options{})
+	srv, err := roomsrpc.Listen(roomsrpc.ServerConfig{Addr: "127.0.0.1:0"}, mux)
+	if err != nil {
+		return err
+	}
+	go func() { _ = srv.Serve() }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	b := &bench{svc: svc, url: srv.URL()}
+
+	fmt.Printf("seek → room_state, %d seeks\n", seeks)
+	for _, n := range []int{1, members} {
+		r, err := b.room(ctx, n)
+		if err != nil {
+			return err
+		}
+		last, all, err := r.seeks(ctx, seeks)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  %5d members: last member p50 %-9s p99 %-9s | all deliveries p50 %-9s p99 %s\n",
+			n, pct(last, 50), pct(last, 99), pct(all, 50), pct(all, 99))
+		r.close()
+	}
+	fmt.Printf("chat, %d senders × %d messages\n", senders, chat)
+	for _, n := range []int{100, members} {
+		r, err := b.room(ctx, n)
+		if err != nil {
+			return err
+		}
+		rate, elapsed, err := r.chat(ctx, min(senders, n), chat)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  %5d members: %d messages to every member in %s: %.0f delivered messages/s\n",
+			n, min(senders, n)*chat, elapsed.Round(time.Millisecond), rate)
+		r.close()
+	}
+	return nil
+}
+
+// room is a room with its creator (an RPC client) and n members on streams.
+type room struct {
+	id      string
+	creator clientv1connect.ClientServiceClient
+	token   string
+	members []*member
+	cancel  context.CancelFunc
+}
+
+type member struct {
+	bs *connect.BidiStreamForClient[clientv1.ClientMessage, clientv1.ServerMessage]
+	hc *http.Client
+	// events delivers what the member receives, stamped on arrival.
+	events chan event
+}
+
+type event struct {
+	at  time.Time
+	msg *clientv1.ServerMessage
+}
+
+func h2c() *http.Client {
+	tr := &http.Transport{}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: tr}
+}
+
+func (b *bench) room(ctx context.Context, n int) (*room, error) {
+	c := clientv1connect.NewClientServiceClient(h2c(), b.url)
+	reg, err := c.Register(ctx, connect.NewRequest(&clientv1.RegisterRequest{Username: fmt.Sprintf("host%d", time.Now().UnixNano()), Password: "bench-password"}))
+	if err != nil {
+		return nil, err
+	}
+	tok := reg.Msg.GetAccessToken()
+	cr := connect.NewRequest(&clientv1.CreateRoomRequest{Name: fmt.Sprintf("bench %d", n), Settings: &clientv1.RoomSettings{AllowGuests: true}})
+	cr.Header().Set("Authorization", "Bearer "+tok)
+	created, err := c.CreateRoom(ctx, cr)
+	if err != nil {
+		return nil, err
+	}
+	id := created.Msg.GetRoom().GetId()
+	am := connect.NewRequest(&clientv1.AddMovieRequest{RoomId: id, Url: "https://example.com/bench.mp4"})
+	am.Header().Set("Authorization", "Bearer "+tok)
+	mv, err := c.AddMovie(ctx, am)
+	if err != nil {
+		return nil, err
+	}
+	sc := connect.NewRequest(&clientv1.SetCurrentMovieRequest{RoomId: id, MovieId: mv.Msg.GetMovie().GetId()})
+	sc.Header().Set("Authorization", "Bearer "+tok)
+	if _, err := c.SetCurrentMovie(ctx, sc); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	r := &room{id: id, creator: c, token: tok, cancel: cancel}
+	for i := 0; i < n; i++ {
+		g, err := c.GuestJoin(ctx, connect.NewRequest(&clientv1.GuestJoinRequest{RoomId: id, Name: fmt.Sprintf("m%d", i)}))
+		if err != nil {
+			return nil, err
+		}
+		hc := h2c()
+		bs := clientv1connect.NewClientServiceClient(hc, b.url, connect.WithGRPC()).MessageStream(sctx)
+		bs.RequestHeader().Set("Authorization", "Bearer "+g.Msg.GetAccessToken())
+		if err := bs.Send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Hello{Hello: &clientv1.StreamHello{RoomId: id}}}); err != nil {
+			return nil, err
+		}
+		for {
+			m, err := bs.Receive()
+			if err != nil {
+				return nil, fmt.Errorf("member %d: %w", i, err)
+			}
+			if m.GetReady() != nil {
+				break
+			}
+		}
+		m := &member{bs: bs, hc: hc, events: make(chan event, 8192)}
+		go func() {
+			defer close(m.events)
+			for {
+				msg, err := bs.Receive()
+				if err != nil {
+					return
+				}
+				if msg.GetRoomState() != nil || msg.GetChat() != nil {
+					m.events <- event{at: time.Now(), msg: msg}
+				}
+			}
+		}()
+		r.members = append(r.members, m)
+	}
+	return r, nil
+}
+
+func (r *room) close() {
+	r.cancel()
+	for _, m := range r.members {
+		_ = m.bs.CloseRequest()
+		_ = m.bs.CloseResponse()
+		for range m.events { //nolint:revive // drain until the reader ends
+		}
+		m.hc.CloseIdleConnections()
+	}
+}
+
+// seeks times n seeks; it returns, per seek, the time until the last member
+// had the new state, and every member's delivery time.
+func (r *room) seeks(ctx context.Context, n int) (last, all []time.Duration, err error) {
+	for i := 0; i < n; i++ {
+		req := connect.NewRequest(&clientv1.SeekRequest{RoomId: r.id, Position: float64(i)})
+		req.Header().Set("Authorization", "Bearer "+r.token)
+		t0 := time.Now()
+		resp, err := r.creator.Seek(ctx, req)
+		if err != nil {
+			return nil, nil, err
+		}
+		v := resp.Msg.GetState().GetVersion()
+		var worst time.Duration
+		for _, m := range r.members {
+			for ev := range m.events {
+				if s := ev.msg.GetRoomState(); s != nil && s.GetState().GetVersion() == v {
+					d := ev.at.Sub(t0)
+					all = append(all, d)
+					worst = max(worst, d)
+					break
+				}
+			}
+		}
+		last = append(last, worst)
+	}
+	return last, all, nil
+}
+
+// chat has the first senders members send k messages each at once and
+// waits until every member has all of them.
+func (r *room) chat(ctx context.Context, senders, k int) (float64, time.Duration, error) {
+	want := senders * k
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := 0; i < senders; i++ {
+		wg.Add(1)
+		go func(m *member) {
+			defer wg.Done()
+			for j := 0; j < k; j++ {
+				_ = m.bs.Send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Chat{Chat: &clientv1.ChatMessage{Content: "bench message"}}})
+			}
+		}(r.members[i])
+	}
+	var done sync.WaitGroup
+	for _, m := range r.members {
+		done.Add(1)
+		go func(m *member) {
+			defer done.Done()
+			got := 0
+			for ev := range m.events {
+				if ev.msg.GetChat() != nil {
+					if got++; got == want {
+						return
+					}
+				}
+			}
+		}(m)
+	}
+	wg.Wait()
+	finished := make(chan struct{})
+	go func() { done.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(5 * time.Minute):
+		return 0, 0, fmt.Errorf("chat: not every member had %d messages after 5 minutes", want)
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	}
+	elapsed := time.Since(t0)
+	return float64(want*len(r.members)) / elapsed.Seconds(), elapsed, nil
+}
+
+func pct(d []time.Duration, p int) string {
+	if len(d) == 0 {
+		return "-"
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := min(len(s)-1, (len(s)*p+99)/100-1)
+	return s[max(i, 0)].Round(10 * time.Microsecond).String()
+}
