@@ -111,6 +111,7 @@ test: check-generated lint unit fuzz watch-test
 # watch-build rebuilds the watch page (web/watch) into internal/watch/dist,
 # which is committed so `go build` needs no node.
 watch-build: web/watch/node_modules/.bin/protoc-gen-es
+	@node -e 'if (+process.versions.node.split(".")[0] < 20) { console.error("the watch page needs Node 20 or newer (Vite 7); found " + process.version); process.exit(1) }'
 	cd web/watch && npm run build
 
 # watch-check fails when the committed build differs from a fresh one.

@@ -41,6 +41,22 @@ func TestDev(t *testing.T) {
 		t.Fatalf("ListRooms: %d %s", lr.StatusCode, body)
 	}
 
+	// The watch page and the demo room's video on the same listener.
+	for path, want := range map[string]string{"/watch/": `<video id="video"`, "/watch/media/demo.mp4": "ftyp"} {
+		resp, err := http.Get(rooms[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), want) {
+			t.Fatalf("GET %s: %d, body lacks %q", path, resp.StatusCode, want)
+		}
+	}
+	if !strings.Contains(p.output(), "watch page    "+rooms[1]+"/watch/#/room/"+rooms[2]) {
+		t.Fatalf("dev printed no watch page link:\n%s", p.output())
+	}
+
 	// The player gateway with the demo chat: a client joins the lobby on
 	// connect, and what it sends to workerId 001 reaches every lobby member.
 	ws := regexp.MustCompile(`ws://(\S+)(/netsvr)`).FindStringSubmatch(p.output())

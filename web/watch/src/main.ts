@@ -20,9 +20,10 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 const video = $<HTMLVideoElement>("video");
 const stats = $("stats");
 const api = new Api(location.origin);
-const clock = new ClockEstimator();
+const clock = new ClockEstimator(16);
 const drift = new DriftStats();
 const lead = new SeekLead();
+const startLead = new SeekLead();
 // ?drift=synctv follows SyncTV instead: seek on every new state, no rate
 // nudges, and seek only past 10 s of drift. The browser test measures it as
 // the baseline.
@@ -60,7 +61,10 @@ async function sampleClock(): Promise<void> {
 }
 
 async function clockBurst(n: number): Promise<void> {
-  for (let i = 0; i < n; i++) await sampleClock().catch(() => undefined);
+  for (let i = 0; i < n; i++) {
+    await sampleClock().catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 // ---------------------------------------------------------------- room
@@ -76,6 +80,7 @@ interface RoomView {
 
 let room: RoomView | undefined;
 let seekStarted = 0;
+let playStarted = 0;
 let mode = "–";
 
 function can(p: Permission): boolean {
@@ -109,6 +114,7 @@ function applyState(s: RoomState | undefined): void {
   corrector.reset();
   if (changed) {
     drift.reset();
+    playStarted = 0;
     if (url) video.src = url;
     else video.removeAttribute("src");
     renderPlaylist();
@@ -131,6 +137,9 @@ function tick(): void {
   const end = Number.isFinite(video.duration) ? video.duration : Infinity;
   target = Math.max(0, Math.min(target, end));
   if (s.playing && video.paused && target < end) {
+    // Starting takes a moment (learned like a seek's): start that far ahead.
+    playStarted = now();
+    video.currentTime = Math.min(end, target + startLead.seconds * s.rate);
     video.play().catch(() => {
       // Autoplay with sound needs a gesture: play muted, offer unmute.
       video.muted = true;
@@ -140,7 +149,13 @@ function tick(): void {
   } else if (!s.playing && !video.paused) {
     video.pause();
   }
+  if (!s.playing) playStarted = 0;
   const d = video.currentTime - target;
+  if (playStarted) {
+    // Not moving yet: a nudge now would only slow the start.
+    renderStats(d);
+    return;
+  }
   const c = corrector.next(d, s);
   mode = c.mode;
   if (c.seek && target < end) {
@@ -179,6 +194,10 @@ function fmt(t: number): string {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
 
+video.addEventListener("playing", () => {
+  if (playStarted) startLead.observe((now() - playStarted) / 1000);
+  playStarted = 0;
+});
 video.addEventListener("seeked", () => {
   if (seekStarted && room?.state?.playing) lead.observe((now() - seekStarted) / 1000);
   seekStarted = 0;
@@ -525,8 +544,10 @@ function route(): void {
 
 window.addEventListener("hashchange", route);
 route();
-// Estimate the clock offset now and keep it fresh: min-RTT of the last 8.
-void clockBurst(5);
-setInterval(() => void sampleClock().catch(() => undefined), 5000);
+// Estimate the clock offset now and keep it fresh: the min-RTT sample of
+// the last 16 (about 30 s). A sample taken while the page or the machine
+// is busy has a large rtt and loses to a quiet one.
+void clockBurst(8);
+setInterval(() => void sampleClock().catch(() => undefined), 2000);
 // Keep the stream alive (the server closes idle ones).
 setInterval(() => room?.stream.send({ case: "ping", value: { clientTime: BigInt(Math.round(now())) } }), 30_000);
