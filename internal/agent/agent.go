@@ -34,6 +34,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 )
 
@@ -75,8 +77,10 @@ func New(cfg config.Agent, log *slog.Logger, opts ...Option) (*Agent, error) {
 		return nil, fmt.Errorf("sdk_addr: game servers connect in plaintext, so it must be a loopback address: %w", err)
 	}
 	if cfg.Insecure {
-		if err := tlsconf.CheckInsecureAllowed(cfg.Server, true); err != nil {
-			return nil, err
+		for _, addr := range strings.Split(cfg.Server, ",") {
+			if err := tlsconf.CheckInsecureAllowed(strings.TrimSpace(addr), true); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if log == nil {
@@ -251,7 +255,8 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 		a.client = tunnel.NewLongPollClient(base+"/tunnel/v1", hc, copts)
 		return nil
 	default:
-		conn, err := grpc.NewClient(a.cfg.Server, append(tunnel.GRPCDialOptions(), grpc.WithTransportCredentials(creds),
+		target, opts := serverTarget(a.cfg.Server)
+		conn, err := grpc.NewClient(target, append(append(tunnel.GRPCDialOptions(), opts...), grpc.WithTransportCredentials(creds),
 			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))...)
 		if err != nil {
 			return fmt.Errorf("dial server %s: %w", a.cfg.Server, err)
@@ -261,6 +266,27 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 		a.client = tunnel.NewGRPCClient(conn, copts)
 		return nil
 	}
+}
+
+// serverTarget turns --server into a gRPC target. A comma-separated list
+// of server nodes becomes a static resolver with pick_first: the agent
+// holds one connection, to the first node that answers, and when that node
+// dies the tunnel's reconnect lands on the next one (docs/cluster.md).
+func serverTarget(server string) (string, []grpc.DialOption) {
+	addrs := strings.Split(server, ",")
+	if len(addrs) == 1 {
+		return server, nil
+	}
+	r := manual.NewBuilderWithScheme("croupier-servers")
+	st := resolver.State{}
+	for _, ad := range addrs {
+		if ad = strings.TrimSpace(ad); ad != "" {
+			st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{{Addr: ad}}})
+		}
+	}
+	r.InitialState(st)
+	return r.Scheme() + ":///servers", []grpc.DialOption{grpc.WithResolvers(r),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{"shuffleAddressList":true}}]}`)}
 }
 
 // session runs for as long as one tunnel connection lives: it registers,

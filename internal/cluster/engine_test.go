@@ -3,14 +3,13 @@ package cluster_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/croupier/croupier/internal/cluster"
+	"github.com/croupier/croupier/internal/cluster/clustertest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -31,54 +30,8 @@ func checkFor(t *testing.T, timeout, interval time.Duration, fn func() error) {
 	}
 }
 
-// freePorts reserves n loopback ports by listening and closing (the
-// routed servers must know each other's addresses before they start).
-func freePorts(t *testing.T, n int) []string {
-	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs[i] = l.Addr().String()
-		defer l.Close()
-	}
-	return addrs
-}
-
-// startCluster starts n embedded servers, each routed to all, at once (a
-// JetStream cluster elects its meta leader once a quorum has met).
 func startCluster(t *testing.T, n int) []*cluster.Node {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	addrs := freePorts(t, n)
-	routes := make([]string, n)
-	for i, a := range addrs {
-		routes[i] = "nats://" + a
-	}
-	nodes := make([]*cluster.Node, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			nodes[i], errs[i] = cluster.Start(ctx, cluster.Config{
-				NodeID: fmt.Sprintf("n%d", i+1), ClusterName: "test", ClusterListen: addrs[i],
-				Routes: routes, Replicas: 3, MemberTTL: 3 * time.Second,
-			})
-		})
-	}
-	wg.Wait()
-	for i, node := range nodes {
-		if node != nil {
-			t.Cleanup(node.Close)
-		}
-		if errs[i] != nil {
-			t.Fatal(errs[i])
-		}
-	}
-	return nodes
+	return clustertest.Start(t, n, 3*time.Second)
 }
 
 func TestSingleNode(t *testing.T) {

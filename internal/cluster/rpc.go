@@ -85,6 +85,10 @@ func (n *Node) serve(m *nats.Msg, h Handler) {
 		return
 	}
 	reply := nats.NewMsg(m.Reply)
+	if err != nil && n.ctx.Err() != nil {
+		// Cut short by this node closing, not by the caller.
+		err = status.Errorf(codes.Unavailable, "cluster: node %s is shutting down; retry", n.cfg.NodeID)
+	}
 	if err != nil {
 		st := status.Convert(contextStatus(err))
 		b, _ := proto.Marshal(st.Proto())

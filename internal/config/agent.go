@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -14,7 +15,9 @@ type Agent struct {
 	ID   string `koanf:"agent_id"`
 	Game string `koanf:"game_id"`
 	Env  string `koanf:"env"`
-	// Server is the server's gRPC address (host:port).
+	// Server is the server's gRPC address (host:port), or several server
+	// nodes' addresses separated by commas (the agent holds one tunnel and
+	// moves to another node when its node dies; docs/cluster.md).
 	Server string `koanf:"server"`
 	// Transport is "grpc" (bidi stream, default) or "longpoll" (HTTP/1.1).
 	Transport string `koanf:"transport"`
@@ -112,14 +115,14 @@ func (c *Agent) Resolve() error {
 	}
 	switch c.Transport {
 	case "grpc":
-		if _, _, err := net.SplitHostPort(c.Server); err != nil {
+		if err := checkServers(c.Server); err != nil {
 			p = append(p, fmt.Sprintf("server %q is not host:port", c.Server))
 		}
 	case "longpoll":
 		if c.LongPollURL == "" {
 			p = append(p, "transport longpoll needs longpoll_url (e.g. https://server:8444/tunnel/v1)")
 		}
-		if _, _, err := net.SplitHostPort(c.Server); err != nil {
+		if err := checkServers(c.Server); err != nil {
 			p = append(p, fmt.Sprintf("server %q is not host:port (unary calls still use gRPC)", c.Server))
 		}
 	default:
@@ -162,4 +165,14 @@ func cutLabel(l string) (string, string, bool) {
 		}
 	}
 	return "", "", false
+}
+
+// checkServers checks a comma-separated list of host:port addresses.
+func checkServers(list string) error {
+	for _, a := range strings.Split(list, ",") {
+		if _, _, err := net.SplitHostPort(strings.TrimSpace(a)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

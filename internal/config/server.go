@@ -78,6 +78,27 @@ type Server struct {
 	OTLPEndpoint     string  `koanf:"otlp_endpoint"`
 	OTLPInsecure     bool    `koanf:"otlp_insecure"`
 	TraceSampleRatio float64 `koanf:"trace_sample_ratio"`
+
+	// The cluster bus (docs/cluster.md). NATS is "embedded" (default: a
+	// NATS server inside the process on NATSListen, loopback, JetStream in
+	// DataDir/nats), "external" (NATSURL) or "off" (one node, no bus).
+	NATS string `koanf:"nats"`
+	// NodeID names this node (default: host name and pid).
+	NodeID string `koanf:"node_id"`
+	// NATSURL lists the external NATS servers; NATSCreds is a credentials
+	// file; NATSTLSCA/Cert/Key secure the connection.
+	NATSURL     string `koanf:"nats_url"`
+	NATSCreds   string `koanf:"nats_creds"`
+	NATSTLSCA   string `koanf:"nats_tls_ca"`
+	NATSTLSCert string `koanf:"nats_tls_cert"`
+	NATSTLSKey  string `koanf:"nats_tls_key"`
+	// NATSListen is the embedded server's client address (default
+	// 127.0.0.1:0). NATSClusterName, NATSClusterListen and NATSRoutes join
+	// embedded servers into one NATS cluster (small deployments).
+	NATSListen        string   `koanf:"nats_listen"`
+	NATSClusterName   string   `koanf:"nats_cluster_name"`
+	NATSClusterListen string   `koanf:"nats_cluster_listen"`
+	NATSRoutes        []string `koanf:"nats_routes"`
 }
 
 // DefaultServer returns the defaults of `croupier server`.
@@ -106,6 +127,8 @@ func DefaultServer() Server {
 		RateFunction:      500,
 		RateFunctionBurst: 1000,
 		TraceSampleRatio:  1,
+		NATS:              "embedded",
+		NATSListen:        "127.0.0.1:0",
 	}
 }
 
@@ -169,6 +192,15 @@ func (c *Server) Resolve() error {
 	}
 	if c.JobOrphanGrace < 0 || c.JobRetention < 0 || c.JobKeep < 0 {
 		p = append(p, "job_orphan_grace, job_retention and job_keep must not be negative")
+	}
+	switch c.NATS {
+	case "embedded", "off":
+	case "external":
+		if c.NATSURL == "" {
+			p = append(p, "nats external needs nats_url (nats://host:4222,nats://host2:4222)")
+		}
+	default:
+		p = append(p, fmt.Sprintf("nats %q: use embedded, external or off", c.NATS))
 	}
 	if err := checkTracing(c.OTLPEndpoint, c.TraceSampleRatio); err != "" {
 		p = append(p, err)

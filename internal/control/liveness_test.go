@@ -10,6 +10,7 @@ import (
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/registry"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestHeartbeat(t *testing.T) {
@@ -200,5 +201,19 @@ func TestExpire(t *testing.T) {
 	wantStatus(t, err, codes.NotFound, apierr.CodeAgentNotFound) // the agent re-registers on this
 	if gone := h.svc.Expire(); len(gone) != 0 {
 		t.Fatalf("second Expire removed %v", gone)
+	}
+}
+
+// TestHeartbeatOfAGoneCaller: an agent that hangs up mid-heartbeat gets
+// CANCELED, not an INTERNAL error logged as the server's fault.
+func TestHeartbeatOfAGoneCaller(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.register(t, registration())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := h.svc.Heartbeat(ctx, &croupierv1.HeartbeatRequest{AgentId: "a"})
+	if status.Code(err) != codes.Canceled {
+		t.Fatalf("Heartbeat with a cancelled context = %v, want CANCELED", err)
 	}
 }

@@ -88,7 +88,7 @@ func (s *Service) RegisterAgent(ctx context.Context, req *croupierv1.RegisterAge
 		return nil, err
 	}
 	if ok, err := s.scopes.Declared(ctx, game, env); err != nil {
-		return nil, apierr.Internal(s.log, err)
+		return nil, s.internal(err)
 	} else if !ok {
 		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeUnknownScope,
 			fmt.Sprintf("scope %s/%s is not declared on the server; an administrator must declare it (server --scopes)", game, env),
@@ -210,7 +210,7 @@ func (s *Service) Heartbeat(ctx context.Context, req *croupierv1.HeartbeatReques
 	}
 	v, err := s.assignments.Version(ctx, game, env)
 	if err != nil {
-		return nil, apierr.Internal(s.log, err)
+		return nil, s.internal(err)
 	}
 	return &croupierv1.HeartbeatResponse{Success: true, AssignmentsVersion: v}, nil
 }
@@ -230,7 +230,7 @@ func (s *Service) GetAssignments(ctx context.Context, req *croupierv1.GetAssignm
 	}
 	list, v, err := s.assignments.ForFunctions(ctx, a.GameID, a.Env, fns)
 	if err != nil {
-		return nil, apierr.Internal(s.log, err)
+		return nil, s.internal(err)
 	}
 	return &croupierv1.GetAssignmentsResponse{Assignments: list, Version: v}, nil
 }
@@ -242,13 +242,13 @@ func (s *Service) UpdateAssignment(ctx context.Context, req *croupierv1.UpdateAs
 		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "game_id, env and function_id are required")
 	}
 	if ok, err := s.scopes.Declared(ctx, game, env); err != nil {
-		return nil, apierr.Internal(s.log, err)
+		return nil, s.internal(err)
 	} else if !ok {
 		return nil, apierr.New(codes.NotFound, apierr.CodeUnknownScope, fmt.Sprintf("scope %s/%s is not declared", game, env))
 	}
 	v, err := s.assignments.Set(ctx, game, env, fn, req.GetEnabled(), req.GetConfig())
 	if err != nil {
-		return nil, apierr.Internal(s.log, err)
+		return nil, s.internal(err)
 	}
 	s.reg.SetEnabled(game, env, fn, req.GetEnabled())
 	return &croupierv1.UpdateAssignmentResponse{
@@ -265,4 +265,14 @@ func (s *Service) Expire() []string {
 		s.log.Warn("agent missed three heartbeats; removed", "agent", id)
 	}
 	return ids
+}
+
+// internal maps a store failure to INTERNAL (logged with an id), except a
+// caller that went away or ran out of time, which is not the server's fault
+// and is reported as such.
+func (s *Service) internal(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return apierr.FromContext(err)
+	}
+	return apierr.Internal(s.log, err)
 }

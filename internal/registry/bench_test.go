@@ -27,15 +27,15 @@ func benchRegistry(b *testing.B) *registry.Registry {
 	return r
 }
 
+// BenchmarkInvokeLookups is what the invoke path reads: the function's
+// routing snapshot (descriptor and instances), without a lock or a copy.
 func BenchmarkInvokeLookups(b *testing.B) {
 	r := benchRegistry(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, ok := r.Descriptor("g", "e", "fn00"); !ok {
-			b.Fatal("no descriptor")
-		}
-		if len(r.Instances("g", "e", "fn00")) != 400 {
-			b.Fatal("wrong instance count")
+		rt, ok := r.Route("g", "e", "fn00")
+		if !ok || rt.Descriptor == nil || len(rt.Instances) != 400 {
+			b.Fatal("wrong route")
 		}
 	}
 }

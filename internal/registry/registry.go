@@ -16,6 +16,7 @@ import (
 type Registry struct {
 	now         func() time.Time
 	watchBuffer int
+	changed     func(agentID string)
 
 	// routes maps fnKey to the published *Route of every existing
 	// registration. Written under mu, read without it.
@@ -42,7 +43,11 @@ func New(opts Options) *Registry {
 	if opts.WatchBufferBytes <= 0 {
 		opts.WatchBufferBytes = DefaultWatchBufferBytes
 	}
+	if opts.Changed == nil {
+		opts.Changed = func(string) {}
+	}
 	return &Registry{
+		changed:     opts.Changed,
 		now:         opts.Now,
 		watchBuffer: opts.WatchBufferBytes,
 		agents:      map[string]*agentState{},
@@ -105,6 +110,7 @@ func (r *Registry) Upsert(a Agent) error {
 		a.LastHeartbeat = r.now()
 	}
 
+	defer r.changed(a.ID) // runs after the unlock below
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.agents[a.ID]
@@ -119,6 +125,7 @@ func (r *Registry) Upsert(a Agent) error {
 // not a full re-registration. It returns an error wrapping ErrNotFound for
 // an unknown agent and ErrInvalid for a malformed change.
 func (r *Registry) UpdateInstances(agentID string, upsert []Instance, remove []string, descs []*croupierv1.FunctionDescriptor) error {
+	defer r.changed(agentID)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old, ok := r.agents[agentID]
@@ -186,6 +193,7 @@ func (r *Registry) install(old, st *agentState) {
 // Remove drops an agent and emits events for the functions it served. It
 // reports whether the agent was registered.
 func (r *Registry) Remove(agentID string) bool {
+	defer r.changed(agentID)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old, ok := r.agents[agentID]

@@ -71,6 +71,10 @@ type Options struct {
 	// entry per function, so the bound holds whatever the fleet does and a
 	// slow watcher is never cut off. The initial snapshot does not count.
 	WatchBufferBytes int
+	// Changed, when set, is called with an agent's id after Upsert,
+	// UpdateInstances or Remove touched it (with no lock held): the cluster
+	// tier republishes the agent's registration to other nodes.
+	Changed func(agentID string)
 }
 
 // WatchOptions choose the form of a watch's live events.

@@ -16,8 +16,10 @@ import (
 	"time"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
+	"github.com/croupier/croupier/internal/agentdir"
 	"github.com/croupier/croupier/internal/audit"
 	authsvc "github.com/croupier/croupier/internal/auth"
+	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/control"
 	"github.com/croupier/croupier/internal/fleet"
@@ -52,6 +54,10 @@ type Server struct {
 	auth     *authsvc.Service
 	guard    *guard
 	audit    *audit.Log // closed after every other component, before the store
+	// bus and agents spread the control tier over the cluster's nodes
+	// (nil with nats: off); closed after the listeners, before the store.
+	bus    *cluster.Node
+	agents *agentdir.Dir
 
 	revocations *revocation.List
 	certs       *revocation.Service
@@ -149,7 +155,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("declare scope %s: %w", sc, err)
 		}
 	}
-	s.registry = registry.New(registry.Options{})
+	if err = s.openBus(ctx); err != nil {
+		return err
+	}
+	s.registry = registry.New(registry.Options{Changed: func(id string) {
+		if s.agents != nil {
+			s.agents.Changed(id)
+		}
+	}})
 	cat := control.NewCatalog(s.store.Functions(), s.registry, scopes)
 	if err = control.LoadCatalog(ctx, s.store, s.registry, s.log); err != nil {
 		return err
@@ -176,19 +189,27 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	})
 	s.certs = revocation.NewService(s.revocations, s.tunnel.Disconnect,
 		func(ctx context.Context, payload any) { noteOf(ctx).payload = payload })
+	var calls agentCaller = tunnelCaller{s.tunnel}
+	if s.bus != nil {
+		s.agents = agentdir.New(agentdir.Config{Logger: s.log}, s.bus, s.registry, calls, s.tunnel)
+		if err = s.agents.Start(ctx); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		calls = s.agents
+	}
 	assignments := control.NewAssignments(s.store.Assignments(), 2*time.Second)
 	s.invoke = invoke.New(invoke.Config{
 		DefaultTimeout: s.cfg.InvokeTimeout, MaxTimeout: s.cfg.InvokeMaxTimeout,
 		IdempotencyWindow: s.cfg.IdempotencyWindow, Logger: s.log, Metrics: s.obs.app,
 	}, invoke.Deps{
-		Registry: s.registry, Caller: tunnelCaller{s.tunnel}, Assignments: assignments,
+		Registry: s.registry, Caller: calls, Assignments: assignments,
 		Scopes: scopes, Idempotency: s.store.Idempotency(),
 	})
 	s.jobs = jobs.New(jobs.Config{
 		CheckInterval: s.cfg.HeartbeatInterval, OrphanGrace: s.cfg.JobOrphanGrace,
 		IdempotencyWindow: s.cfg.IdempotencyWindow, Retention: s.cfg.JobRetention, KeepJobs: s.cfg.JobKeep,
 		Logger: s.log.With("component", "jobs"), Metrics: s.obs.app,
-	}, s.store, s.invoke, tunnelCaller{s.tunnel}, s.registry)
+	}, s.store, s.invoke, calls, s.registry)
 	if err = s.jobs.Open(ctx); err != nil {
 		return err
 	}
@@ -484,6 +505,12 @@ func (s *Server) closeAll() {
 			_ = l.Close()
 		}
 	}
+	if s.agents != nil {
+		s.agents.Close()
+	}
+	if s.bus != nil {
+		s.bus.Close()
+	}
 	if s.audit != nil {
 		if err := s.audit.Close(); err != nil {
 			s.log.Error("audit log", "err", err)
@@ -504,6 +531,14 @@ func (s *Server) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return s.Shutdown(sctx)
+}
+
+// agentCaller sends calls to agents: down this node's tunnel, or through
+// the node holding the agent's tunnel (agentdir).
+type agentCaller interface {
+	Invoke(ctx context.Context, agent string, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error)
+	StartJob(ctx context.Context, agent string, req *agentv1.StartJobRequest) (*agentv1.StartJobResponse, error)
+	CancelJob(ctx context.Context, agent string, req *agentv1.CancelJobRequest) (*agentv1.CancelJobResponse, error)
 }
 
 // tunnelCaller sends invocations over the tunnel.

@@ -299,13 +299,21 @@ func TestOpsPlaneEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for {
-			ev, err := stream.Recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ev.GetType() == croupierv1.RegistrationEventType_SYNCED {
-				break
+		// A second watcher asks for deltas: the same changes, sized by what
+		// changed.
+		deltas, err := c.reg.WatchRegistrations(ctx, &croupierv1.WatchRegistrationsRequest{GameId: "demo", Env: "dev", Deltas: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []croupierv1.RegistryService_WatchRegistrationsClient{stream, deltas} {
+			for {
+				ev, err := s.Recv()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ev.GetType() == croupierv1.RegistrationEventType_SYNCED {
+					break
+				}
 			}
 		}
 		killed := time.Now()
@@ -325,6 +333,26 @@ func TestOpsPlaneEndToEnd(t *testing.T) {
 		}
 		if took := time.Since(killed); took > 3*time.Second {
 			t.Fatalf("REMOVED arrived after %s, beyond the 3s heartbeat window", took)
+		}
+		removed, updated = false, false
+		for !removed || !updated {
+			ev, err := deltas.Recv()
+			if err != nil {
+				t.Fatalf("delta watch ended before REMOVED/UPDATED: %v", err)
+			}
+			d := ev.GetDelta()
+			if ev.GetRegistration() != nil || d == nil {
+				t.Fatalf("live event of a delta watch = %v, want a delta only", ev)
+			}
+			switch {
+			case ev.GetType() == croupierv1.RegistrationEventType_REMOVED && d.GetFunctionId() == "player.ban":
+				removed = true
+			case ev.GetType() == croupierv1.RegistrationEventType_UPDATED && d.GetFunctionId() == "game.stats":
+				if d.GetReplace() || len(d.GetAgents())+len(d.GetRemovedAgentIds()) != 1 {
+					t.Fatalf("game.stats delta = %v, want one agent's entry changed", d)
+				}
+				updated = true
+			}
 		}
 		if got, _ := c.instances("game.stats"); !slices.Equal(got, []string{"agent-a/gs-a1", "agent-a/gs-a2"}) {
 			t.Fatalf("instances after kill: %v", got)

@@ -1,0 +1,454 @@
+// Package agentdir spreads the control tier over the cluster's server
+// nodes. Each node's registry holds every node's agents: a node publishes
+// its own agents' registrations on the bus (internal/cluster) and applies
+// the others', remembering which node holds each remote agent's tunnel.
+// Calls to a remote agent (invoke, job start, job cancel) are forwarded to
+// the holder over NATS request/reply with the caller's deadline; the holder
+// sends them down its tunnel. Routing (internal/invoke over the registry's
+// snapshots) is unchanged: a remote instance is an ordinary route instance
+// whose calls go through Dir instead of the local tunnel.
+//
+// Ownership: Dir's sweep goroutine and its bus handlers belong to Dir and
+// stop in Close. Lock order: Dir.mu is never held while calling the
+// registry, the bus or a tunnel.
+package agentdir
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/cluster"
+	"github.com/croupier/croupier/internal/registry"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Subjects on the bus.
+const (
+	subjAgents = "croupier.agents"       // agentUpdate, published by the holder
+	subjHello  = "croupier.agents.hello" // a node (re)joined: republish your agents
+	subjCall   = "croupier.call."        // + node id: forwarded tunnel calls
+)
+
+// Caller sends calls down this node's own tunnel.
+type Caller interface {
+	Invoke(ctx context.Context, agent string, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error)
+	StartJob(ctx context.Context, agent string, req *agentv1.StartJobRequest) (*agentv1.StartJobResponse, error)
+	CancelJob(ctx context.Context, agent string, req *agentv1.CancelJobRequest) (*agentv1.CancelJobResponse, error)
+}
+
+// Tunnel says whether an agent's tunnel ends on this node.
+type Tunnel interface {
+	Connected(name string) bool
+}
+
+// Config tunes a Dir.
+type Config struct {
+	// SweepInterval: how often remote agents' liveness is refreshed from
+	// membership (default 1 s). A remote agent whose holder left the
+	// membership bucket is removed at the next sweep.
+	SweepInterval time.Duration
+	// Workers bounds the forwarded calls this node serves at once (default 256).
+	Workers int
+	Logger  *slog.Logger
+}
+
+// Dir is one node's view of the cluster's agents.
+type Dir struct {
+	cfg   Config
+	log   *slog.Logger
+	node  *cluster.Node
+	reg   *registry.Registry
+	local Caller
+	tun   Tunnel
+
+	mu     sync.Mutex
+	holder map[string]string // remote agent id -> node id
+
+	// down has a channel per holder node that calls are in flight to,
+	// closed by the sweep when the node leaves the membership bucket, so
+	// those calls fail UNAVAILABLE instead of waiting out their deadline.
+	down map[string]chan struct{}
+
+	forwarded, direct atomic.Int64
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// agentUpdate is one agent's registration as its holder sees it.
+type agentUpdate struct {
+	Node    string         `json:"node"`
+	Agent   registry.Agent `json:"agent"`
+	Descs   [][]byte       `json:"descs,omitempty"` // FunctionDescriptor, proto-encoded
+	Removed bool           `json:"removed,omitempty"`
+}
+
+// New returns a Dir; Start joins the bus.
+func New(cfg Config, node *cluster.Node, reg *registry.Registry, local Caller, tun Tunnel) *Dir {
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = time.Second
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 256
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Dir{cfg: cfg, log: cfg.Logger.With("component", "agentdir"), node: node, reg: reg,
+		local: local, tun: tun, holder: map[string]string{}, down: map[string]chan struct{}{}}
+}
+
+// Start subscribes to the bus, asks the other nodes for their agents and
+// starts the sweep.
+func (d *Dir) Start(ctx context.Context) error {
+	nc := d.node.Conn()
+	if _, err := nc.Subscribe(subjAgents, func(m *nats.Msg) { d.apply(m.Data) }); err != nil {
+		return err
+	}
+	if _, err := nc.Subscribe(subjHello, func(m *nats.Msg) {
+		if string(m.Data) != d.node.ID() {
+			d.republish()
+		}
+	}); err != nil {
+		return err
+	}
+	if err := d.node.Handle(subjCall+d.node.ID(), "", d.cfg.Workers, d.serveCall); err != nil {
+		return err
+	}
+	if err := nc.Flush(); err != nil {
+		return err
+	}
+	if err := nc.Publish(subjHello, []byte(d.node.ID())); err != nil {
+		return err
+	}
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	d.stop = stop
+	d.wg.Add(1)
+	go d.sweep(sctx)
+	return nil
+}
+
+// Close stops the sweep. The bus subscriptions end with the node.
+func (d *Dir) Close() {
+	if d.stop != nil {
+		d.stop()
+	}
+	d.wg.Wait()
+}
+
+// Changed is the registry's Options.Changed hook: a change to an agent
+// whose tunnel ends here is published to the other nodes.
+func (d *Dir) Changed(agentID string) {
+	if !d.tun.Connected(agentID) {
+		d.mu.Lock()
+		_, remote := d.holder[agentID]
+		d.mu.Unlock()
+		if remote {
+			return // a remote agent's update being applied here
+		}
+	} else {
+		d.mu.Lock()
+		delete(d.holder, agentID) // it moved here
+		d.mu.Unlock()
+	}
+	d.publish(agentID)
+}
+
+func (d *Dir) publish(agentID string) {
+	u := agentUpdate{Node: d.node.ID()}
+	a, ok := d.reg.Agent(agentID)
+	if !ok || !d.tun.Connected(agentID) {
+		u.Agent = registry.Agent{ID: agentID}
+		u.Removed = true
+	} else {
+		u.Agent = a
+		for _, desc := range a.Descriptors {
+			b, err := proto.Marshal(desc)
+			if err != nil {
+				d.log.Error("descriptor not encodable", "agent", agentID, "err", err)
+				return
+			}
+			u.Descs = append(u.Descs, b)
+		}
+		u.Agent.Descriptors = nil
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		d.log.Error("agent update not encodable", "agent", agentID, "err", err)
+		return
+	}
+	if err := d.node.Conn().Publish(subjAgents, b); err != nil {
+		d.log.Warn("agent update not published", "agent", agentID, "err", err)
+	}
+}
+
+// republish sends every local agent again (a node joined).
+func (d *Dir) republish() {
+	for _, id := range d.localAgents() {
+		d.publish(id)
+	}
+}
+
+func (d *Dir) localAgents() []string {
+	var ids []string
+	for _, id := range d.reg.Expired(time.Now().Add(time.Hour)) { // every agent
+		if d.tun.Connected(id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func (d *Dir) apply(data []byte) {
+	var u agentUpdate
+	if err := json.Unmarshal(data, &u); err != nil {
+		d.log.Warn("undecodable agent update", "err", err)
+		return
+	}
+	if u.Node == d.node.ID() || d.tun.Connected(u.Agent.ID) {
+		return // ours, or stale news of an agent that has since moved here
+	}
+	if u.Removed {
+		d.mu.Lock()
+		owned := d.holder[u.Agent.ID] == u.Node
+		d.mu.Unlock()
+		if owned {
+			d.reg.Remove(u.Agent.ID)
+			d.mu.Lock()
+			if d.holder[u.Agent.ID] == u.Node {
+				delete(d.holder, u.Agent.ID)
+			}
+			d.mu.Unlock()
+		}
+		return
+	}
+	for _, b := range u.Descs {
+		desc := &croupierv1.FunctionDescriptor{}
+		if err := proto.Unmarshal(b, desc); err != nil {
+			d.log.Warn("undecodable descriptor in agent update", "agent", u.Agent.ID, "err", err)
+			return
+		}
+		u.Agent.Descriptors = append(u.Agent.Descriptors, desc)
+	}
+	d.mu.Lock()
+	d.holder[u.Agent.ID] = u.Node
+	d.mu.Unlock()
+	u.Agent.LastHeartbeat = time.Now()
+	if err := d.reg.Upsert(u.Agent); err != nil {
+		d.log.Warn("remote agent not applied", "agent", u.Agent.ID, "node", u.Node, "err", err)
+	}
+}
+
+// sweep keeps remote agents alive in the registry while their holder is a
+// member, and removes them once it is not.
+func (d *Dir) sweep(ctx context.Context) {
+	defer d.wg.Done()
+	t := time.NewTicker(d.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		mctx, cancel := context.WithTimeout(ctx, d.cfg.SweepInterval)
+		members, err := d.node.Members(mctx)
+		cancel()
+		if err != nil {
+			continue // the bus is down: keep what we know
+		}
+		alive := map[string]bool{}
+		for _, m := range members {
+			alive[m] = true
+		}
+		d.mu.Lock()
+		var live, dead []string
+		for id, n := range d.holder {
+			if alive[n] {
+				live = append(live, id)
+			} else {
+				dead = append(dead, id)
+				delete(d.holder, id)
+			}
+		}
+		for n, ch := range d.down {
+			if !alive[n] {
+				close(ch)
+				delete(d.down, n)
+			}
+		}
+		d.mu.Unlock()
+		now := time.Now()
+		for _, id := range live {
+			_ = d.reg.Heartbeat(id, now)
+		}
+		for _, id := range dead {
+			if !d.tun.Connected(id) && d.reg.Remove(id) {
+				d.log.Info("holder node left the cluster; remote agent removed", "agent", id)
+			}
+		}
+	}
+}
+
+// Holder returns the node holding a remote agent's tunnel ("" for a local
+// or unknown agent).
+func (d *Dir) Holder(agentID string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.holder[agentID]
+}
+
+// Forwarded and Direct count the calls this node forwarded to another
+// node and sent down its own tunnel.
+func (d *Dir) Forwarded() int64 { return d.forwarded.Load() }
+func (d *Dir) Direct() int64    { return d.direct.Load() }
+
+// call kinds on the wire.
+const (
+	kindInvoke    = "invoke"
+	kindStartJob  = "start_job"
+	kindCancelJob = "cancel_job"
+)
+
+type callEnvelope struct {
+	Kind  string `json:"kind"`
+	Agent string `json:"agent"`
+	Req   []byte `json:"req"`
+}
+
+// forward returns the holder to forward to, or "" to call locally.
+func (d *Dir) forward(agent string) string {
+	if d.tun.Connected(agent) {
+		d.direct.Add(1)
+		return ""
+	}
+	h := d.Holder(agent)
+	if h == "" {
+		d.direct.Add(1)
+	} else {
+		d.forwarded.Add(1)
+	}
+	return h
+}
+
+func remoteCall[Resp proto.Message](ctx context.Context, d *Dir, holder, kind, agent string, req proto.Message, resp Resp) (Resp, error) {
+	var zero Resp
+	b, err := proto.Marshal(req)
+	if err != nil {
+		return zero, status.Errorf(codes.Internal, "encode %s: %v", kind, err)
+	}
+	env, _ := json.Marshal(callEnvelope{Kind: kind, Agent: agent, Req: b})
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	down := d.downCh(holder)
+	go func() { // ends with the call (deferred cancel)
+		select {
+		case <-down:
+			cancel(errHolderGone)
+		case <-cctx.Done():
+		}
+	}()
+	out, err := d.node.Request(cctx, subjCall+holder, env)
+	if err != nil {
+		if context.Cause(cctx) == errHolderGone && ctx.Err() == nil {
+			return zero, status.Errorf(codes.Unavailable, "node %s holding agent %q left the cluster during the call; retry (with the same idempotency key)", holder, agent)
+		}
+		return zero, err
+	}
+	if err := proto.Unmarshal(out, resp); err != nil {
+		return zero, status.Errorf(codes.Internal, "decode %s reply from node %s: %v", kind, holder, err)
+	}
+	return resp, nil
+}
+
+var errHolderGone = errors.New("holder node left the cluster")
+
+func (d *Dir) downCh(node string) chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ch, ok := d.down[node]
+	if !ok {
+		ch = make(chan struct{})
+		d.down[node] = ch
+	}
+	return ch
+}
+
+// Invoke implements invoke.Caller across nodes.
+func (d *Dir) Invoke(ctx context.Context, agent string, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+	if h := d.forward(agent); h != "" {
+		return remoteCall(ctx, d, h, kindInvoke, agent, req, &agentv1.InvokeResponse{})
+	}
+	return d.local.Invoke(ctx, agent, req)
+}
+
+// StartJob implements jobs' caller across nodes.
+func (d *Dir) StartJob(ctx context.Context, agent string, req *agentv1.StartJobRequest) (*agentv1.StartJobResponse, error) {
+	if h := d.forward(agent); h != "" {
+		return remoteCall(ctx, d, h, kindStartJob, agent, req, &agentv1.StartJobResponse{})
+	}
+	return d.local.StartJob(ctx, agent, req)
+}
+
+// CancelJob implements jobs' caller across nodes.
+func (d *Dir) CancelJob(ctx context.Context, agent string, req *agentv1.CancelJobRequest) (*agentv1.CancelJobResponse, error) {
+	if h := d.forward(agent); h != "" {
+		return remoteCall(ctx, d, h, kindCancelJob, agent, req, &agentv1.CancelJobResponse{})
+	}
+	return d.local.CancelJob(ctx, agent, req)
+}
+
+// serveCall runs a call another node forwarded here. The agent must still
+// be connected here: a call is forwarded at most once, so two nodes with
+// stale views cannot bounce it between them.
+func (d *Dir) serveCall(ctx context.Context, data []byte) ([]byte, error) {
+	var env callEnvelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "undecodable forwarded call: %v", err)
+	}
+	if !d.tun.Connected(env.Agent) {
+		return nil, status.Errorf(codes.Unavailable, "agent %q is no longer connected to node %s; retry", env.Agent, d.node.ID())
+	}
+	var (
+		resp proto.Message
+		err  error
+	)
+	switch env.Kind {
+	case kindInvoke:
+		req := &agentv1.InvokeRequest{}
+		if err = proto.Unmarshal(env.Req, req); err == nil {
+			resp, err = d.local.Invoke(ctx, env.Agent, req)
+		}
+	case kindStartJob:
+		req := &agentv1.StartJobRequest{}
+		if err = proto.Unmarshal(env.Req, req); err == nil {
+			resp, err = d.local.StartJob(ctx, env.Agent, req)
+		}
+	case kindCancelJob:
+		req := &agentv1.CancelJobRequest{}
+		if err = proto.Unmarshal(env.Req, req); err == nil {
+			resp, err = d.local.CancelJob(ctx, env.Agent, req)
+		}
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "unknown forwarded call kind %q", env.Kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		return nil, fmt.Errorf("encode reply: %w", err)
+	}
+	return b, nil
+}

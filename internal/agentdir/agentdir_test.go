@@ -1,0 +1,210 @@
+package agentdir_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
+	"github.com/croupier/croupier/internal/agentdir"
+	"github.com/croupier/croupier/internal/cluster"
+	"github.com/croupier/croupier/internal/cluster/clustertest"
+	"github.com/croupier/croupier/internal/registry"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// fakeTunnel is one node's tunnel: which agents are connected here, and
+// calls that answer with the node's id (or block while "block" is the
+// invocation id, until released or the call's deadline).
+type fakeTunnel struct {
+	node string
+	mu   sync.Mutex
+	up   map[string]bool
+	// blocked receives the invocation id of each blocking call as it starts.
+	blocked chan string
+}
+
+func (f *fakeTunnel) Connected(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.up[name]
+}
+
+func (f *fakeTunnel) set(name string, up bool) {
+	f.mu.Lock()
+	f.up[name] = up
+	f.mu.Unlock()
+}
+
+func (f *fakeTunnel) Invoke(ctx context.Context, agent string, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+	if !f.Connected(agent) {
+		return nil, status.Errorf(codes.Unavailable, "agent %s not connected to %s", agent, f.node)
+	}
+	if req.GetInvocationId() == "block" {
+		f.blocked <- req.GetInvocationId()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return &agentv1.InvokeResponse{Success: true, InstanceId: f.node}, nil
+}
+
+func (f *fakeTunnel) StartJob(ctx context.Context, agent string, req *agentv1.StartJobRequest) (*agentv1.StartJobResponse, error) {
+	return &agentv1.StartJobResponse{}, nil
+}
+
+func (f *fakeTunnel) CancelJob(ctx context.Context, agent string, req *agentv1.CancelJobRequest) (*agentv1.CancelJobResponse, error) {
+	return &agentv1.CancelJobResponse{}, nil
+}
+
+type testNode struct {
+	bus *cluster.Node
+	reg *registry.Registry
+	tun *fakeTunnel
+	dir *agentdir.Dir
+}
+
+func startNodes(t *testing.T) []*testNode {
+	buses := clustertest.Start(t, 3, 2*time.Second)
+	nodes := make([]*testNode, len(buses))
+	for i, b := range buses {
+		n := &testNode{bus: b, tun: &fakeTunnel{node: b.ID(), up: map[string]bool{}, blocked: make(chan string, 1)}}
+		n.reg = registry.New(registry.Options{Changed: func(id string) { n.dir.Changed(id) }})
+		n.dir = agentdir.New(agentdir.Config{SweepInterval: 200 * time.Millisecond}, b, n.reg, n.tun, n.tun)
+		if err := n.dir.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.dir.Close)
+		nodes[i] = n
+	}
+	return nodes
+}
+
+func checkFor(t *testing.T, timeout time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func connect(t *testing.T, n *testNode, agent string) {
+	t.Helper()
+	n.tun.set(agent, true)
+	if err := n.reg.Upsert(registry.Agent{ID: agent, GameID: "g", Env: "prod",
+		Instances: []registry.Instance{{ID: "i1", Functions: []string{"f"}}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func holderIs(nodes []*testNode, agent, want string, skip ...int) func() error {
+	return func() error {
+		for i, n := range nodes {
+			if len(skip) > 0 && skip[0] == i {
+				continue
+			}
+			if n.bus.ID() == want {
+				continue
+			}
+			if _, ok := n.reg.Agent(agent); !ok {
+				return fmt.Errorf("%s does not list %s", n.bus.ID(), agent)
+			}
+			if h := n.dir.Holder(agent); h != want {
+				return fmt.Errorf("%s says %s is held by %q, want %q", n.bus.ID(), agent, h, want)
+			}
+		}
+		return nil
+	}
+}
+
+func TestForwardAcrossNodesAndFailover(t *testing.T) {
+	nodes := startNodes(t)
+	connect(t, nodes[0], "a1")
+	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n1"))
+
+	// A call on n3 reaches the agent through n1's tunnel.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	resp, err := nodes[2].dir.Invoke(ctx, "a1", &agentv1.InvokeRequest{InvocationId: "x"})
+	if err != nil || resp.GetInstanceId() != "n1" {
+		t.Fatalf("forwarded invoke: %v, %v", resp, err)
+	}
+	if nodes[2].dir.Forwarded() != 1 {
+		t.Fatalf("forwarded %d calls, want 1", nodes[2].dir.Forwarded())
+	}
+
+	// The holder's error comes back with its code.
+	nodes[0].tun.set("a1", false)
+	if _, err := nodes[2].dir.Invoke(ctx, "a1", &agentv1.InvokeRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("call to a disconnected agent: %v; want Unavailable", err)
+	}
+	nodes[0].tun.set("a1", true)
+
+	// A call in flight when its holder dies fails UNAVAILABLE before its
+	// deadline.
+	errc := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := nodes[2].dir.Invoke(ctx, "a1", &agentv1.InvokeRequest{InvocationId: "block"})
+		errc <- err
+	}()
+	<-nodes[0].tun.blocked
+	start := time.Now()
+	nodes[0].dir.Close()
+	nodes[0].bus.Kill()
+	if err := <-errc; status.Code(err) != codes.Unavailable {
+		t.Fatalf("in-flight call on a dead node: %v; want Unavailable", err)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("in-flight call failed after %v", d)
+	}
+
+	// The agent reconnects to n2; n3 routes there.
+	connect(t, nodes[1], "a1")
+	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n2", 0))
+	resp, err = nodes[2].dir.Invoke(ctx, "a1", &agentv1.InvokeRequest{InvocationId: "y"})
+	if err != nil || resp.GetInstanceId() != "n2" {
+		t.Fatalf("invoke after failover: %v, %v", resp, err)
+	}
+
+	// Leaving on its holder removes it everywhere.
+	nodes[1].tun.set("a1", false)
+	nodes[1].reg.Remove("a1")
+	checkFor(t, 10*time.Second, func() error {
+		if _, ok := nodes[2].reg.Agent("a1"); ok {
+			return fmt.Errorf("n3 still lists a1")
+		}
+		return nil
+	})
+}
+
+func TestRemoteAgentsLeaveWithTheirNode(t *testing.T) {
+	nodes := startNodes(t)
+	connect(t, nodes[0], "a1")
+	connect(t, nodes[1], "a2")
+	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n1"))
+	checkFor(t, 10*time.Second, holderIs(nodes, "a2", "n2"))
+	nodes[0].dir.Close()
+	nodes[0].bus.Kill()
+	checkFor(t, 15*time.Second, func() error {
+		for _, n := range nodes[1:] {
+			if _, ok := n.reg.Agent("a1"); ok {
+				return fmt.Errorf("%s still lists a1 of the dead node", n.bus.ID())
+			}
+		}
+		if _, ok := nodes[2].reg.Agent("a2"); !ok {
+			return fmt.Errorf("n3 lost a2")
+		}
+		return nil
+	})
+}

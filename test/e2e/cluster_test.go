@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// TestClusterThreeNodes runs three `croupier server` processes on one
+// PostgreSQL database, their embedded NATS servers routed into one
+// cluster, and one agent given all three addresses. Calls on every node
+// reach the agent (forwarded to the node holding its tunnel); when that
+// node is killed the agent moves to another node and calls on the
+// survivors work again, the same idempotency key included.
+func TestClusterThreeNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	dsn := os.Getenv("CROUPIER_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("needs CROUPIER_TEST_POSTGRES_DSN (make unit starts a throwaway PostgreSQL)")
+	}
+	dsn = freshDatabase(t, dsn)
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if out, code := run(t, nil, "certs", "init", "--dir", certs); code != 0 {
+		t.Fatalf("certs init: %s", out)
+	}
+	if out, code := run(t, nil, "certs", "issue", "agent", "--name", "agent-c", "--game", "demo", "--env", "dev",
+		"--ca-dir", certs, "--out", filepath.Join(certs, "agent-c")); code != 0 {
+		t.Fatalf("certs issue: %s", out)
+	}
+	if out, code := run(t, nil, "migrate", "--store-driver", "postgres", "--store-dsn", dsn); code != 0 {
+		t.Fatalf("migrate: %s", out)
+	}
+	// Route addresses must be known before the servers start.
+	routeAddrs := make([]string, 3)
+	for i := range routeAddrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		routeAddrs[i] = l.Addr().String()
+		_ = l.Close()
+	}
+	routes := "nats://" + strings.Join(routeAddrs, ",nats://")
+	nodes := make([]*proc, 3)
+	for i := range nodes {
+		ndir := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
+		args := []string{"server", "--log-format", "json", "--node-id", fmt.Sprintf("node%d", i+1),
+			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--tunnel-http-addr", "",
+			"--data-dir", ndir, "--tls-ca", filepath.Join(certs, "ca.crt"),
+			"--tls-cert", filepath.Join(certs, "server.crt"), "--tls-key", filepath.Join(certs, "server.key"),
+			"--store-driver", "postgres", "--store-dsn", dsn,
+			"--scopes", "demo/dev", "--heartbeat-interval", "1s", "--rate-user", "0",
+			"--nats-cluster-name", "e2e", "--nats-cluster-listen", routeAddrs[i], "--nats-routes", routes}
+		var env []string
+		if i == 0 { // one node creates the operator; the others share the database
+			env = []string{"CROUPIER_ADMIN_USER=operator", "CROUPIER_ADMIN_PASSWORD=" + adminPassword}
+		}
+		nodes[i] = startEnv(t, fmt.Sprintf("node%d", i+1), env, bins.croupier, args...)
+	}
+	addrs := make([]string, 3)
+	fns := make([]croupierv1.FunctionServiceClient, 3)
+	for i, p := range nodes {
+		ev := p.waitLog("croupier server started", 60*time.Second)
+		addrs[i] = ev["grpc"].(string)
+		fns[i] = croupierv1.NewFunctionServiceClient(operatorConn(t, certs, addrs[i]))
+	}
+	agent := start(t, "agent-c", bins.croupier, "agent", "--log-format", "json", "--agent-id", "agent-c",
+		"--game-id", "demo", "--env", "dev", "--server", strings.Join(addrs, ","), "--transport", "grpc",
+		"--sdk-addr", "127.0.0.1:0", "--gse-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "agent"),
+		"--reconnect-max", "1s", "--tls-ca", filepath.Join(certs, "ca.crt"),
+		"--tls-cert", filepath.Join(certs, "agent-c.crt"), "--tls-key", filepath.Join(certs, "agent-c.key"),
+		"--tls-server-name", "localhost")
+	ev := agent.waitLog("croupier agent started", 30*time.Second)
+	start(t, "gs-c1", bins.gameserver, "--agent", ev["sdk"].(string), "--instance", "gs-c1")
+
+	call := func(node int, key string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := fns[node].InvokeFunction(ctx, &croupierv1.InvokeFunctionRequest{GameId: "demo", Env: "dev",
+			FunctionId: "player.get", Payload: mustStruct(t, map[string]any{"player_id": "p1"}), Options: &croupierv1.InvokeOptions{IdempotencyKey: key}})
+		return err
+	}
+	for i := range nodes {
+		waitFor(t, 30*time.Second, fmt.Sprintf("a call on node%d reaches the agent", i+1), func() bool { return call(i, "") == nil })
+	}
+	holder := -1
+	for i, p := range nodes {
+		if p.countLog("agent tunnel connected") > 0 {
+			holder = i
+		}
+	}
+	if holder < 0 {
+		t.Fatal("no node logged the agent's tunnel")
+	}
+	if err := call((holder+1)%3, "key-1"); err != nil {
+		t.Fatalf("keyed call: %v", err)
+	}
+	nodes[holder].kill()
+	survivor := (holder + 1) % 3
+	start := time.Now()
+	waitFor(t, 30*time.Second, "the agent moves to a surviving node", func() bool {
+		err := call(survivor, "")
+		if err != nil && status.Code(err) != codes.Unavailable && status.Code(err) != codes.NotFound && status.Code(err) != codes.FailedPrecondition {
+			t.Logf("call during failover: %v", err)
+		}
+		return err == nil
+	})
+	t.Logf("agent reachable again %v after its node was killed", time.Since(start).Round(time.Millisecond))
+	for _, i := range []int{(holder + 1) % 3, (holder + 2) % 3} {
+		if err := call(i, ""); err != nil {
+			t.Fatalf("call on node%d after failover: %v", i+1, err)
+		}
+	}
+	// The retry of a call made before the kill returns its first outcome.
+	if err := call((holder+2)%3, "key-1"); err != nil {
+		t.Fatalf("retry with the same idempotency key: %v", err)
+	}
+	// Three nodes appended to one audit chain; it verifies.
+	profile := filepath.Join(dir, "client.yaml")
+	writeFile(t, profile, fmt.Sprintf("address: %s\nca: certs/ca.crt\ncert: certs/client.crt\nkey: certs/client.key\nserver_name: localhost\n", addrs[survivor]))
+	if out, code := run(t, []string{"CROUPIER_PROFILE=" + profile}, "audit", "verify"); code != 0 {
+		t.Fatalf("croupier audit verify: exit %d\n%s", code, out)
+	}
+}
+
+// freshDatabase creates an empty database next to dsn's for one test (the
+// audit chain it verifies is the whole table) and returns its DSN.
+func freshDatabase(t *testing.T, dsn string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("cluster_e2e_%d_%d", os.Getpid(), time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, dsn); err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			_ = c.Close(ctx)
+		}
+	})
+	u.Path = "/" + name
+	return u.String()
+}
