@@ -433,10 +433,6 @@ func stateAt(pos float64) func(m *clientv1.ServerMessage) bool {
 	}
 }
 
-func chatSaying(text string) func(m *clientv1.ServerMessage) bool {
-	return func(m *clientv1.ServerMessage) bool { return m.GetChat().GetContent() == text }
-}
-
 func chatMsg(text string) *clientv1.ClientMessage {
 	return &clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Chat{Chat: &clientv1.ChatMessage{Content: text}}}
 }
