@@ -21,6 +21,10 @@
 // NATS comes back, and Deliver drops what a room has already applied, so
 // a node catches up and never applies an event twice.
 //
+// Not built yet: `croupier gateway` does not start a Node (no flags for
+// it); tests and bench/cluster/gateway assemble it in-process
+// (docs/cluster.md, "Not built yet (gateway tier)").
+//
 // Goroutines: Start starts the consumer (owned by nats.go, stopped by
 // Close) and the heartbeat loop (owned by the Node, stopped by Close).
 // Each SyncEvents call owns one ordered consumer, stopped when the call
