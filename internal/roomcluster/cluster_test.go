@@ -11,7 +11,6 @@ import (
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
 	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
 	"github.com/croupier/croupier/internal/apierr"
-	"github.com/croupier/croupier/internal/store/storetest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -32,7 +31,7 @@ func seek(t *testing.T, g *gateway, p player, room string, pos float64) (*client
 // replaces the first; online status is cluster-wide; a killed node's
 // members reconnect elsewhere and find the state intact.
 func TestRoomAcrossNodes(t *testing.T) {
-	c := newCluster(t, storetest.SQLite(t), 3)
+	c := newCluster(t, sharedStore(t), 3)
 	a, b, cc := c.gws[0], c.gws[1], c.gws[2]
 	owner, alice, bob := c.register(a), c.register(b), c.register(cc)
 	room := c.roomWithMovie(a, owner, alice, bob)
@@ -136,7 +135,7 @@ func TestRoomAcrossNodes(t *testing.T) {
 // and applies each event once; while cut off it refuses playback changes
 // with UNAVAILABLE.
 func TestNATSRestart(t *testing.T) {
-	c := newCluster(t, storetest.SQLite(t), 3)
+	c := newCluster(t, sharedStore(t), 3)
 	a, cc := c.gws[0], c.gws[2]
 	owner, bob := c.register(a), c.register(a)
 	room := c.roomWithMovie(a, owner, bob)
@@ -194,7 +193,7 @@ func TestNATSRestart(t *testing.T) {
 // only against the seed's ClusterService registers, heartbeats, lists the
 // nodes, reads the event log and sends chat into a room.
 func TestSeedOnlyClientAndDuplicates(t *testing.T) {
-	c := newCluster(t, storetest.SQLite(t), 3)
+	c := newCluster(t, sharedStore(t), 3)
 	a, b := c.gws[0], c.gws[1]
 	owner, bob := c.register(a), c.register(a)
 	room := c.roomWithMovie(a, owner, bob)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/croupier/croupier/internal/rooms"
 	"github.com/croupier/croupier/internal/rooms/roomsrpc"
 	"github.com/croupier/croupier/internal/store"
+	"github.com/croupier/croupier/internal/store/storetest"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -38,6 +40,17 @@ const (
 	testHeartbeat = 200 * time.Millisecond
 	testDeadAfter = 1 * time.Second
 )
+
+// sharedStore is the store every gateway node of a test shares:
+// PostgreSQL when CROUPIER_TEST_POSTGRES_DSN is set (make unit), else one
+// SQLite file.
+func sharedStore(t testing.TB) *store.Store {
+	t.Helper()
+	if os.Getenv(storetest.EnvPostgresDSN) != "" {
+		return storetest.Postgres(t)
+	}
+	return storetest.SQLite(t)
+}
 
 // waitFor polls fn every 20ms until it returns nil or timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, fn func() error) {
