@@ -81,6 +81,9 @@ type Dir struct {
 	down map[string]chan struct{}
 
 	forwarded, direct atomic.Int64
+	// nodes is the live member count at the last sweep (rate limits
+	// divide by it).
+	nodes atomic.Int64
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -268,6 +271,7 @@ func (d *Dir) sweep(ctx context.Context) {
 		if err != nil {
 			continue // the bus is down: keep what we know
 		}
+		d.nodes.Store(int64(max(1, len(members))))
 		alive := map[string]bool{}
 		for _, m := range members {
 			alive[m] = true
@@ -300,6 +304,10 @@ func (d *Dir) sweep(ctx context.Context) {
 		}
 	}
 }
+
+// Nodes is the number of live server nodes seen at the last sweep (1
+// before the first).
+func (d *Dir) Nodes() int { return int(max(1, d.nodes.Load())) }
 
 // Holder returns the node holding a remote agent's tunnel ("" for a local
 // or unknown agent).

@@ -66,14 +66,16 @@ type testNode struct {
 	dir *agentdir.Dir
 }
 
-func startNodes(t *testing.T) []*testNode {
+func startNodes(t *testing.T) []*testNode { return startNodesB(t) }
+
+func startNodesB(t testing.TB) []*testNode {
 	buses := clustertest.Start(t, 3, 2*time.Second)
 	nodes := make([]*testNode, len(buses))
 	for i, b := range buses {
 		n := &testNode{bus: b, tun: &fakeTunnel{node: b.ID(), up: map[string]bool{}, blocked: make(chan string, 1)}}
 		n.reg = registry.New(registry.Options{Changed: func(id string) { n.dir.Changed(id) }})
 		n.dir = agentdir.New(agentdir.Config{SweepInterval: 200 * time.Millisecond}, b, n.reg, n.tun, n.tun)
-		if err := n.dir.Start(t.Context()); err != nil {
+		if err := n.dir.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(n.dir.Close)
@@ -97,7 +99,9 @@ func checkFor(t *testing.T, timeout time.Duration, fn func() error) {
 	}
 }
 
-func connect(t *testing.T, n *testNode, agent string) {
+func connect(t *testing.T, n *testNode, agent string) { connectB(t, n, agent) }
+
+func connectB(t testing.TB, n *testNode, agent string) {
 	t.Helper()
 	n.tun.set(agent, true)
 	if err := n.reg.Upsert(registry.Agent{ID: agent, GameID: "g", Env: "prod",

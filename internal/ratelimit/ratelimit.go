@@ -52,6 +52,12 @@ type Config struct {
 	Now func() time.Time
 	// Metrics counts refusals; nil records nothing.
 	Metrics *telemetry.Metrics
+	// Nodes, when set, says how many server nodes share the limits (the
+	// cluster's live members): each node enforces 1/Nodes of every rate and
+	// burst (burst at least 1). Approximate: exact when a load balancer
+	// spreads each user's calls evenly; a user pinned to one node gets
+	// 1/N of the limit. Buckets stay in memory (docs/cluster.md).
+	Nodes func() int
 }
 
 // Limiter holds the buckets. It is safe for concurrent use.
@@ -101,15 +107,15 @@ func New(cfg Config) (*Limiter, error) {
 // token. It returns nil, or RESOURCE_EXHAUSTED naming the limit and when to
 // retry. An empty user or function skips that bucket.
 func (l *Limiter) Allow(user, game, env, function string) error {
-	fnRate := l.functionRate(game, env, function)
+	userRate, fnRate := l.share(l.cfg.PerUser), l.share(l.functionRate(game, env, function))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	var ub, fb *bucket
 	var uWait, fWait time.Duration
-	if user != "" && !l.cfg.PerUser.unlimited() {
-		ub = l.bucket("u\x00"+user, l.cfg.PerUser, now)
-		uWait = wait(ub, l.cfg.PerUser)
+	if user != "" && !userRate.unlimited() {
+		ub = l.bucket("u\x00"+user, userRate, now)
+		uWait = wait(ub, userRate)
 	}
 	if function != "" && !fnRate.unlimited() {
 		fb = l.bucket("f\x00"+game+"/"+env+"/"+function, fnRate, now)
@@ -118,7 +124,7 @@ func (l *Limiter) Allow(user, game, env, function string) error {
 	switch {
 	case uWait > 0 && uWait >= fWait:
 		l.cfg.Metrics.RateLimited("user")
-		return exhausted("user", user, l.cfg.PerUser, uWait)
+		return exhausted("user", user, userRate, uWait)
 	case fWait > 0:
 		l.cfg.Metrics.RateLimited("function")
 		return exhausted("function", game+"/"+env+"/"+function, fnRate, fWait)
@@ -130,6 +136,18 @@ func (l *Limiter) Allow(user, game, env, function string) error {
 		fb.tokens--
 	}
 	return nil
+}
+
+// share is this node's part of r when Config.Nodes nodes share it.
+func (l *Limiter) share(r Rate) Rate {
+	if l.cfg.Nodes == nil || r.unlimited() {
+		return r
+	}
+	n := l.cfg.Nodes()
+	if n <= 1 {
+		return r
+	}
+	return Rate{PerSecond: r.PerSecond / float64(n), Burst: max(1, r.Burst/n)}
 }
 
 func (l *Limiter) functionRate(game, env, function string) Rate {

@@ -207,3 +207,25 @@ func TestConfigAndHelpers(t *testing.T) {
 		t.Fatal("an unlimited limiter keeps buckets")
 	}
 }
+
+func TestLimitsSharedByNodes(t *testing.T) {
+	t.Parallel()
+	var nodes atomic.Int64
+	nodes.Store(2)
+	l, c := newLimiter(t, ratelimit.Config{PerUser: ratelimit.Rate{PerSecond: 4, Burst: 10},
+		Nodes: func() int { return int(nodes.Load()) }})
+	for i := range 5 {
+		if err := l.Allow("bob", "g", "e", "f"); err != nil {
+			t.Fatalf("call %d within half the burst refused: %v", i, err)
+		}
+	}
+	err := l.Allow("bob", "g", "e", "f")
+	if d, ok := ratelimit.RetryAfter(err); !ok || d != 500*time.Millisecond {
+		t.Fatalf("6th call with 2 nodes: %v; want a refusal retrying after 500ms (2/s here)", err)
+	}
+	nodes.Store(1) // the other node left: this one enforces the whole rate
+	c.Advance(250 * time.Millisecond)
+	if err := l.Allow("bob", "g", "e", "f"); err != nil {
+		t.Fatalf("after a refill at the full rate: %v", err)
+	}
+}

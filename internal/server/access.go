@@ -48,6 +48,12 @@ func (s *Server) openAccess(ctx context.Context) error {
 		PerUser:     ratelimit.Rate{PerSecond: s.cfg.RateUser, Burst: s.cfg.RateUserBurst},
 		PerFunction: ratelimit.Rate{PerSecond: s.cfg.RateFunction, Burst: s.cfg.RateFunctionBurst},
 		Metrics:     s.obs.app,
+		Nodes: func() int {
+			if s.agents == nil {
+				return 1
+			}
+			return s.agents.Nodes()
+		},
 	})
 	if err != nil {
 		return err
