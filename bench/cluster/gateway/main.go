@@ -4,7 +4,7 @@
 // own MessageStream (gRPC over h2c, one connection per member), all in
 // this process but over real loopback sockets, on one SQLite file.
 //
-//	go run ./bench/cluster/gateway [-members 1000] [-seeks 50]
+//	go run ./bench/cluster/gateway [-members 1000] [-seeks 50] [-replicas 3]
 //
 // Seek → room_state across nodes: the room's creator calls Seek on node A;
 // the time until the last member (on any node) has the new room_state, per
@@ -41,8 +41,9 @@ import (
 func main() {
 	members := flag.Int("members", 1000, "members of the measured room")
 	seeks := flag.Int("seeks", 50, "seeks to time")
+	replicas := flag.Int("replicas", 3, "replicas of the room event stream (1 to 3)")
 	flag.Parse()
-	if err := run(*members, *seeks); err != nil {
+	if err := run(*members, *seeks, *replicas); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/cluster/gateway:", err)
 		os.Exit(1)
 	}
@@ -50,7 +51,7 @@ func main() {
 
 var cheapArgon = auth.Argon2Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 
-func run(members, seeks int) error {
+func run(members, seeks, replicas int) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bench-clustergw-")
 	if err != nil {
@@ -102,7 +103,7 @@ func run(members, seeks int) error {
 			return err
 		}
 		defer nc.Close()
-		bus, err := roomcluster.New(ctx, roomcluster.Config{Conn: nc, NodeID: fmt.Sprint("gw", i), Replicas: 3})
+		bus, err := roomcluster.New(ctx, roomcluster.Config{Conn: nc, NodeID: fmt.Sprint("gw", i), Replicas: replicas})
 		if err != nil {
 			return err
 		}
@@ -117,8 +118,8 @@ func run(members, seeks int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  3 nodes over NATS (R3 stream): last member p50 %-9s p99 %-9s | all deliveries p50 %-9s p99 %s\n",
-		pct(last, 50), pct(last, 99), pct(all, 50), pct(all, 99))
+	fmt.Printf("  3 nodes over NATS (R%d stream): last member p50 %-9s p99 %-9s | all deliveries p50 %-9s p99 %s\n",
+		replicas, pct(last, 50), pct(last, 99), pct(all, 50), pct(all, 99))
 	return nil
 }
 
