@@ -308,6 +308,19 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("bad status: %v, want INVALID_ARGUMENT", err)
 	}
+	// Limits are checked before any work.
+	_, err = data.GetUserOnlineStatus(ctx, &datav1.GetUserOnlineStatusRequest{UserIds: make([]string, 1001)})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("1,001 user ids: %v, want INVALID_ARGUMENT", err)
+	}
+	_, err = data.GetUserOnlineStatus(ctx, &datav1.GetUserOnlineStatusRequest{UserIds: []string{"a.b"}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad user id: %v, want INVALID_ARGUMENT", err)
+	}
+	_, err = data.BatchGetRooms(ctx, &datav1.BatchGetRoomsRequest{RoomIds: make([]string, 101)})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("101 room ids: %v, want INVALID_ARGUMENT", err)
+	}
 	rooms, err := data.BatchGetRooms(ctx, &datav1.BatchGetRoomsRequest{RoomIds: []string{room, "nosuchroom12"}})
 	if err != nil {
 		t.Fatal(err)
