@@ -60,6 +60,8 @@ func TestServerResolveProblems(t *testing.T) {
 		{"http_addr", func(c *config.Server) { c.HTTPAddr = "localhost" }, []string{`http_addr "localhost" is not host:port`}},
 		{"tunnel_http_addr", func(c *config.Server) { c.TunnelHTTPAddr = "nope" }, []string{`tunnel_http_addr "nope"`, "leave it empty to disable"}},
 		{"store_driver", func(c *config.Server) { c.StoreDriver = "mysql" }, []string{`store_driver "mysql": use sqlite or postgres`}},
+		{"nats", func(c *config.Server) { c.NATS = "redis" }, []string{`nats "redis": use embedded, external or off`}},
+		{"nats external", func(c *config.Server) { c.NATS = "external" }, []string{"nats external needs nats_url"}},
 		{"postgres dsn", func(c *config.Server) { c.StoreDriver = "postgres" }, []string{"store_driver postgres needs store_dsn"}},
 		{"scope", func(c *config.Server) { c.Scopes = []string{"demo/dev", "demo"} }, []string{`scope "demo" must be GAME/ENV`}},
 		{"heartbeat", func(c *config.Server) { c.HeartbeatInterval = 50 * time.Millisecond }, []string{"heartbeat_interval 50ms is too short (min 100ms)"}},
@@ -140,6 +142,15 @@ func TestAgentResolveFillsPaths(t *testing.T) {
 	}
 }
 
+func TestAgentServerList(t *testing.T) {
+	t.Parallel()
+	c := validAgent()
+	c.Server = "10.0.0.1:8443, 10.0.0.2:8443,10.0.0.3:8443"
+	if err := c.Resolve(); err != nil {
+		t.Fatalf("a list of server nodes: %v", err)
+	}
+}
+
 func TestAgentResolveProblems(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -153,6 +164,7 @@ func TestAgentResolveProblems(t *testing.T) {
 		{"no game", func(c *config.Agent) { c.Game = "" }, "game_id and env are required (--game-id, --env)"},
 		{"bad env", func(c *config.Agent) { c.Env = "dev env" }, "game_id and env are required"},
 		{"server", func(c *config.Agent) { c.Server = "server" }, `server "server" is not host:port`},
+		{"server list", func(c *config.Agent) { c.Server = "a:8443,b" }, `server "a:8443,b" is not host:port`},
 		{"longpoll without url", func(c *config.Agent) { c.Transport = "longpoll" }, "transport longpoll needs longpoll_url"},
 		{"longpoll bad server", func(c *config.Agent) { c.Transport, c.LongPollURL, c.Server = "longpoll", "https://s", "s" },
 			"(unary calls still use gRPC)"},

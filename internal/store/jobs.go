@@ -191,8 +191,17 @@ func (x *Jobs) updateStatusSQL(id string, from []string, to string, fields []Job
 	}
 	sets := []string{"status = $2", "updated_at = $3"}
 	args := []any{id, to, x.s.nowMs()}
+	// A column set twice keeps the last value: PostgreSQL refuses two
+	// assignments to one column ("multiple assignments to same column",
+	// SQLSTATE 42601) where SQLite takes the last.
+	argOf := map[string]int{}
 	add := func(col string, v any) {
+		if i, ok := argOf[col]; ok {
+			args[i] = v
+			return
+		}
 		args = append(args, v)
+		argOf[col] = len(args) - 1
 		sets = append(sets, col+" = $"+strconv.Itoa(len(args)))
 	}
 	for _, f := range fields {

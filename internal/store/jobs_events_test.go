@@ -263,3 +263,22 @@ func TestJobEventsWithStatus(t *testing.T) {
 		}
 	})
 }
+
+// TestJobStatusFieldSetTwice: the jobs service may set progress twice in
+// one update (the batch's last progress, then 1 at completion); the last
+// value wins on both databases (PostgreSQL refuses duplicate assignments).
+func TestJobStatusFieldSetTwice(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		jobs := s.Jobs()
+		mustNil(t, jobs.Create(ctx, newJob("j", t0)), "create")
+		mustNil(t, jobs.AppendEventsWithStatus(ctx, "j", []store.Event{ev(1, "done")}, store.JobCompleted,
+			store.SetProgress(0.5), store.SetProgress(1), store.SetEndedAt(t0)), "append with progress twice")
+		j, err := jobs.Get(ctx, "j")
+		mustNil(t, err, "get")
+		if j.Status != store.JobCompleted || j.Progress != 1 {
+			t.Fatalf("job = %s progress %v, want completed progress 1", j.Status, j.Progress)
+		}
+	})
+}
