@@ -110,21 +110,7 @@ func (s *Service) playbackRPC(ctx context.Context, c Caller, roomID string, perm
 
 // Play resumes playback (at position, if given).
 func (s *Service) Play(ctx context.Context, c Caller, req *clientv1.PlayRequest) (*clientv1.PlayResponse, error) {
-	if req.Position != nil {
-		if err := checkPosition(req.GetPosition()); err != nil {
-			return nil, err
-		}
-	}
-	st, err := s.playbackRPC(ctx, c, req.GetRoomId(), clientv1.Permission_PERMISSION_CONTROL_PLAYBACK, req.GetVersion(), nil,
-		func(now time.Time, cur store.PlaybackState) (store.PlaybackState, error) {
-			next := cur
-			next.Position = positionAt(cur, now)
-			if req.Position != nil {
-				next.Position = req.GetPosition()
-			}
-			next.Playing = true
-			return next, nil
-		})
+	st, err := s.setPlaying(ctx, c, req.GetRoomId(), req.GetVersion(), req.Position, true)
 	if err != nil {
 		return nil, err
 	}
@@ -133,25 +119,31 @@ func (s *Service) Play(ctx context.Context, c Caller, req *clientv1.PlayRequest)
 
 // Pause stops playback (at position, if given, else where it is now).
 func (s *Service) Pause(ctx context.Context, c Caller, req *clientv1.PauseRequest) (*clientv1.PauseResponse, error) {
-	if req.Position != nil {
-		if err := checkPosition(req.GetPosition()); err != nil {
-			return nil, err
-		}
-	}
-	st, err := s.playbackRPC(ctx, c, req.GetRoomId(), clientv1.Permission_PERMISSION_CONTROL_PLAYBACK, req.GetVersion(), nil,
-		func(now time.Time, cur store.PlaybackState) (store.PlaybackState, error) {
-			next := cur
-			next.Position = positionAt(cur, now)
-			if req.Position != nil {
-				next.Position = req.GetPosition()
-			}
-			next.Playing = false
-			return next, nil
-		})
+	st, err := s.setPlaying(ctx, c, req.GetRoomId(), req.GetVersion(), req.Position, false)
 	if err != nil {
 		return nil, err
 	}
 	return &clientv1.PauseResponse{State: st}, nil
+}
+
+// setPlaying is Play and Pause: playing as given, at position if given,
+// else where the room is now.
+func (s *Service) setPlaying(ctx context.Context, c Caller, roomID string, version int64, position *float64, playing bool) (*clientv1.RoomState, error) {
+	if position != nil {
+		if err := checkPosition(*position); err != nil {
+			return nil, err
+		}
+	}
+	return s.playbackRPC(ctx, c, roomID, clientv1.Permission_PERMISSION_CONTROL_PLAYBACK, version, nil,
+		func(now time.Time, cur store.PlaybackState) (store.PlaybackState, error) {
+			next := cur
+			next.Position = positionAt(cur, now)
+			if position != nil {
+				next.Position = *position
+			}
+			next.Playing = playing
+			return next, nil
+		})
 }
 
 // Seek moves the position; playing or paused stays as it is.
