@@ -20,8 +20,9 @@
 // gets the next per-room seq under the room's lock and is queued to every
 // stream of the room in that order, so all members see one order. Seqs are
 // reserved from the database in blocks, so they keep growing across
-// restarts. EventSink is where a cluster will put the events on a bus; on
-// one node it is a no-op.
+// restarts. With a Bus (a cluster of gateway nodes, docs/cluster.md) the
+// seq is the event's position in the cluster's log instead, and events are
+// delivered from the log (Service.Deliver) on every node.
 //
 // Lock order: hub.mu before nothing (it is never held while taking a room's
 // lock); liveRoom.mu may call into the store (seq blocks, playback writes)

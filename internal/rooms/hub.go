@@ -138,6 +138,15 @@ func (h *hub) onlineCount(roomID string) int {
 
 func (h *hub) load(ctx context.Context, r *liveRoom) error {
 	st := h.svc.st
+	var head int64
+	if bus := h.svc.bus; bus != nil {
+		// The log's head before the state: every event after it is
+		// delivered, every one before it is in the state read next.
+		var err error
+		if head, err = bus.Head(ctx, r.id); err != nil {
+			return errNoBus(err)
+		}
+	}
 	room, err := st.Room(ctx, r.id)
 	if errors.Is(err, store.ErrNotFound) {
 		return roomNotFound(r.id)
@@ -145,11 +154,15 @@ func (h *hub) load(ctx context.Context, r *liveRoom) error {
 	if err != nil {
 		return toStatus(ctx, h.svc.log, err)
 	}
-	end, err := st.ReserveSeq(ctx, r.id, seqBlock)
-	if err != nil {
-		return toStatus(ctx, h.svc.log, err)
+	if h.svc.bus != nil {
+		r.seq = head
+	} else {
+		end, err := st.ReserveSeq(ctx, r.id, seqBlock)
+		if err != nil {
+			return toStatus(ctx, h.svc.log, err)
+		}
+		r.seq, r.seqEnd = end-seqBlock, end
 	}
-	r.seq, r.seqEnd = end-seqBlock, end
 	r.state = room.State
 	if room.State.MovieID != "" {
 		m, err := st.Movie(ctx, r.id, room.State.MovieID)
@@ -205,34 +218,31 @@ func (r *liveRoom) nextSeq(ctx context.Context, st *store.Rooms) (int64, error) 
 }
 
 // publish stamps msg as the room's next event and queues it to every
-// stream of the room. r.mu held.
+// stream of the room (with a Bus: appends it to the cluster's log, which
+// delivers it). r.mu held.
 func (h *hub) publish(ctx context.Context, r *liveRoom, msg *clientv1.ServerMessage) error {
+	msg.Timestamp = h.svc.nowMs()
+	if msg.MessageId == "" {
+		var err error
+		if msg.MessageId, err = newID(); err != nil {
+			return toStatus(ctx, h.svc.log, err)
+		}
+	}
+	if bus := h.svc.bus; bus != nil {
+		// Delivered by Service.Deliver, in the log's order, on every node.
+		seq, err := bus.Publish(ctx, r.id, msg)
+		if err != nil {
+			return errNoBus(err)
+		}
+		msg.Seq = seq
+		return nil
+	}
 	seq, err := r.nextSeq(ctx, h.svc.st)
 	if err != nil {
 		return toStatus(ctx, h.svc.log, err)
 	}
 	msg.Seq = seq
-	msg.Timestamp = h.svc.nowMs()
-	if msg.MessageId == "" {
-		if msg.MessageId, err = newID(); err != nil {
-			return toStatus(ctx, h.svc.log, err)
-		}
-	}
-	if _, ok := msg.Payload.(*clientv1.ServerMessage_Chat); ok {
-		if len(r.chat) == chatKeep {
-			copy(r.chat, r.chat[1:])
-			r.chat = r.chat[:chatKeep-1]
-		}
-		r.chat = append(r.chat, msg)
-	}
-	for uid, s := range r.subs {
-		if !s.enqueue(msg) {
-			delete(r.subs, uid)
-		}
-	}
-	if h.svc.sink != nil {
-		h.svc.sink.RoomEvent(r.id, msg)
-	}
+	h.fanout(r, msg)
 	return nil
 }
 

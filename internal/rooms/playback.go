@@ -44,6 +44,12 @@ func (s *Service) changePlayback(ctx context.Context, r *liveRoom, perm clientv1
 	if version != 0 && version != r.state.Version {
 		return nil, versionMismatch(r.id, version, r.state.Version)
 	}
+	if s.bus != nil {
+		// A change this node cannot announce is refused, not diverged.
+		if err := s.bus.Check(); err != nil {
+			return nil, errNoBus(err)
+		}
+	}
 	if movie == nil && r.state.MovieID == "" {
 		return nil, errNoMovie
 	}
@@ -77,6 +83,11 @@ func (s *Service) changePlayback(ctx context.Context, r *liveRoom, perm clientv1
 	if err := s.hub.publish(ctx, r, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_RoomState{
 		RoomState: &clientv1.RoomStateUpdate{RoomId: r.id, State: state}}}); err != nil {
 		s.log.Warn("room state not delivered", "room", r.id, "err", err)
+		if s.bus != nil {
+			// Saved but not announced: other nodes take it from the
+			// database at their next change (version conflict).
+			return nil, err
+		}
 	}
 	return state, nil
 }

@@ -44,19 +44,12 @@ type Config struct {
 	// falls further behind is cut off. Default 1024 (at least 600: a
 	// (re)connect queues up to 500 retained chat messages at once).
 	StreamQueue int
-	// Sink receives every room event (see EventSink); nil: none.
-	Sink EventSink
+	// Bus orders room events across the gateway nodes of a cluster (see
+	// Bus); nil: one node, events are delivered where they happen.
+	Bus Bus
 	// Now is the clock; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
-}
-
-// EventSink receives every room event after its seq is assigned, in seq
-// order per room, with the room's lock held (so it must not block). It is
-// the hook where a cluster puts events on a bus for the other nodes; a
-// single node needs none.
-type EventSink interface {
-	RoomEvent(roomID string, msg *clientv1.ServerMessage)
 }
 
 // Service is the rooms system. It is safe for concurrent use.
@@ -72,7 +65,7 @@ type Service struct {
 	chatRate  float64
 	danmRate  float64
 	queue     int
-	sink      EventSink
+	bus       Bus
 	now       func() time.Time
 	log       *slog.Logger
 	hub       *hub
@@ -93,7 +86,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, errors.New("rooms: a store is required")
 	}
 	s := &Service{st: cfg.Store.Rooms(), refresh: cfg.RefreshTTL, guestTTL: cfg.GuestTTL, argon: cfg.Argon2,
-		chatRate: cfg.ChatPerSecond, danmRate: cfg.DanmakuPerSecond, queue: cfg.StreamQueue, sink: cfg.Sink,
+		chatRate: cfg.ChatPerSecond, danmRate: cfg.DanmakuPerSecond, queue: cfg.StreamQueue, bus: cfg.Bus,
 		now: cfg.Now, log: cfg.Logger}
 	if s.now == nil {
 		s.now = time.Now

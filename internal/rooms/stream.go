@@ -23,8 +23,11 @@ type Stream struct {
 	caller Caller
 	// member is the membership as of the last change (room.mu).
 	member store.RoomMember
-	chat   *bucket
-	danm   *bucket
+	// openSeq is the seq of the stream's ONLINE event: a later ONLINE of
+	// the same user from another node replaces this stream.
+	openSeq int64
+	chat    *bucket
+	danm    *bucket
 
 	out   chan *clientv1.ServerMessage
 	done  chan struct{}
@@ -93,7 +96,9 @@ func (s *Service) OpenStream(ctx context.Context, c Caller, hello *clientv1.Stre
 	st.out <- &clientv1.ServerMessage{Timestamp: s.nowMs(), Payload: &clientv1.ServerMessage_Ready{Ready: &clientv1.StreamReady{
 		RoomId: r.id, HeadSeq: r.seq, Member: mp, Replayed: int32(replayed), Truncated: truncated}}}
 	if old == nil {
-		_ = s.hub.publish(ctx, r, memberUpdate(clientv1.MemberUpdate_KIND_ONLINE, mp))
+		on := memberUpdate(clientv1.MemberUpdate_KIND_ONLINE, mp)
+		_ = s.hub.publish(ctx, r, on)
+		st.openSeq = on.Seq
 	}
 	r.subs[c.UserID] = st
 	return st, nil

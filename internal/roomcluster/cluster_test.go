@@ -1,0 +1,331 @@
+package roomcluster_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
+	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
+	"github.com/croupier/croupier/internal/apierr"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+func seek(t *testing.T, g *gateway, p player, room string, pos float64) (*clientv1.RoomState, error) {
+	t.Helper()
+	resp, err := g.client.Seek(ctxT(t), as(p, &clientv1.SeekRequest{RoomId: room, Position: pos}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg.GetState(), nil
+}
+
+// One room over three gateway nodes behaves as one: a seek on A reaches a
+// member on C with the same state and version; chat from every node comes
+// out in one order everywhere; a second stream of a user on another node
+// replaces the first; online status is cluster-wide; a killed node's
+// members reconnect elsewhere and find the state intact.
+func TestRoomAcrossNodes(t *testing.T) {
+	c := newCluster(t, sharedStore(t), 3)
+	a, b, cc := c.gws[0], c.gws[1], c.gws[2]
+	owner, alice, bob := c.register(a), c.register(b), c.register(cc)
+	room := c.roomWithMovie(a, owner, alice, bob)
+
+	so := openStream(t, a, owner, room, 0)
+	sa := openStream(t, b, alice, room, 0)
+	sb := openStream(t, cc, bob, room, 0)
+
+	// Seek on A, seen on C (and B) with the state A answered.
+	st, err := seek(t, a, owner, room, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*stream{so, sa, sb} {
+		got := s.next(stateAt(42)).GetRoomState().GetState()
+		if got.GetVersion() != st.GetVersion() || got.GetMovieId() != st.GetMovieId() {
+			t.Fatalf("member sees version %d movie %s, want %d %s", got.GetVersion(), got.GetMovieId(), st.GetVersion(), st.GetMovieId())
+		}
+	}
+	// A stale version from C is refused: one version sequence cluster-wide.
+	_, err = cc.client.Seek(ctxT(t), as(bob, &clientv1.SeekRequest{RoomId: room, Position: 7, Version: st.GetVersion() - 1}))
+	if connect.CodeOf(err) != connect.CodeAborted {
+		t.Fatalf("stale seek on C: %v, want ABORTED", err)
+	}
+
+	// Chat from all three nodes at once: one order on every node.
+	const each = 20
+	for i := range each {
+		so.send(chatMsg(fmt.Sprint("o", i)))
+		sa.send(chatMsg(fmt.Sprint("a", i)))
+		sb.send(chatMsg(fmt.Sprint("b", i)))
+	}
+	var orders [3][]string
+	for i, s := range []*stream{so, sa, sb} {
+		var lastSeq int64
+		for len(orders[i]) < 3*each {
+			m := s.next(isChat)
+			if m.GetSeq() <= lastSeq {
+				t.Fatalf("stream %d: seq %d after %d", i, m.GetSeq(), lastSeq)
+			}
+			lastSeq = m.GetSeq()
+			orders[i] = append(orders[i], fmt.Sprint(m.GetSeq(), m.GetChat().GetContent()))
+		}
+	}
+	if !slices.Equal(orders[0], orders[1]) || !slices.Equal(orders[0], orders[2]) {
+		t.Fatalf("chat orders differ:\nA %v\nB %v\nC %v", orders[0], orders[1], orders[2])
+	}
+
+	// GetUserOnlineStatus answers for the cluster, from any node.
+	_, data := c.dial(a)
+	online := func(p player) *datav1.OnlineStatus {
+		resp, err := data.GetUserOnlineStatus(ctxT(t), &datav1.GetUserOnlineStatusRequest{UserIds: []string{p.id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetStatuses()[p.id]
+	}
+	if got := online(bob); !got.GetOnline() || got.GetRoomId() != room || got.GetNodeId() != cc.id {
+		t.Fatalf("bob's status %v, want online in %s on %s", got, room, cc.id)
+	}
+
+	// Bob opens a second stream on B: the one on C is replaced.
+	sb2 := openStream(t, b, bob, room, sb.last.Load())
+	if e := sb.ended(); e.GetCode() != apierr.CodeStreamReplaced {
+		t.Fatalf("bob's first stream ended with %v, want %s", e, apierr.CodeStreamReplaced)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if got := online(bob); got.GetNodeId() != b.id {
+			return fmt.Errorf("bob's status %v, want on %s", got, b.id)
+		}
+		return nil
+	})
+
+	// Kill B: alice and bob reconnect to C, where the state is intact.
+	before := sa.last.Load()
+	b.stop()
+	sa.ended()
+	sb2.ended()
+	sa2 := openStream(t, cc, alice, room, before)
+	if _, err := seek(t, cc, alice, room, 99); err != nil {
+		t.Fatal(err)
+	}
+	got := sa2.next(stateAt(99)).GetRoomState().GetState()
+	if got.GetVersion() != st.GetVersion()+1 {
+		t.Fatalf("after the kill: version %d, want %d", got.GetVersion(), st.GetVersion()+1)
+	}
+	so.next(stateAt(99))
+	// B's members are offline once B is dead (no heartbeat for DeadAfter).
+	waitFor(t, 10*time.Second, func() error {
+		if got := online(bob); got.GetOnline() {
+			return fmt.Errorf("bob still online: %v", got)
+		}
+		return nil
+	})
+	if got := online(alice); !got.GetOnline() || got.GetNodeId() != cc.id {
+		t.Fatalf("alice's status %v, want online on %s", got, cc.id)
+	}
+}
+
+// A node cut off from NATS catches up from its cursor when it reconnects
+// and applies each event once; while cut off it refuses playback changes
+// with UNAVAILABLE.
+func TestNATSRestart(t *testing.T) {
+	c := newCluster(t, sharedStore(t), 3)
+	a, cc := c.gws[0], c.gws[2]
+	owner, bob := c.register(a), c.register(a)
+	room := c.roomWithMovie(a, owner, bob)
+	sb := openStream(t, cc, bob, room, 0) // cc's NATS connection is to server 2
+
+	// Stop NATS server 2: cc reconnects to 0 or 1; the seek made meanwhile
+	// reaches bob once.
+	c.nats.stop(2)
+	st, err := seek(t, a, owner, room, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nats.start(2)
+	if _, err := seek(t, a, owner, room, 6); err != nil {
+		t.Fatal(err)
+	}
+	so := openStream(t, a, owner, room, 0)
+	so.send(chatMsg("marker"))
+	// Every event reached bob once, in order, up to the marker.
+	versions := map[int64]int{}
+	var lastSeq int64
+	for {
+		m := sb.next(func(*clientv1.ServerMessage) bool { return true })
+		if m.GetSeq() != 0 && m.GetSeq() <= lastSeq {
+			t.Fatalf("seq %d after %d", m.GetSeq(), lastSeq)
+		}
+		lastSeq = max(lastSeq, m.GetSeq())
+		if rs := m.GetRoomState(); rs != nil {
+			versions[rs.GetState().GetVersion()]++
+		}
+		if m.GetChat().GetContent() == "marker" {
+			break
+		}
+	}
+	if versions[st.GetVersion()] != 1 || versions[st.GetVersion()+1] != 1 {
+		t.Fatalf("room states by version %v: want versions %d and %d once each", versions, st.GetVersion(), st.GetVersion()+1)
+	}
+
+	// Partition cc: its playback changes are refused, not diverged.
+	cc.nc.Close()
+	_, err = seek(t, cc, bob, room, 8)
+	if connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("seek on a node without NATS: %v, want UNAVAILABLE", err)
+	}
+	resp, err := a.client.GetRoomInfo(ctxT(t), as(owner, &clientv1.GetRoomInfoRequest{RoomId: room}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := resp.Msg.GetState().GetPosition(); p != 6 {
+		t.Fatalf("position after the refused seek: %v, want 6", p)
+	}
+}
+
+// An event sent twice (same event_id) is applied once; a node written
+// only against the seed's ClusterService registers, heartbeats, lists the
+// nodes, reads the event log and sends chat into a room.
+func TestSeedOnlyClientAndDuplicates(t *testing.T) {
+	c := newCluster(t, sharedStore(t), 3)
+	a, b := c.gws[0], c.gws[1]
+	owner, bob := c.register(a), c.register(a)
+	room := c.roomWithMovie(a, owner, bob)
+	so := openStream(t, a, owner, room, 0)
+	sb := openStream(t, b, bob, room, 0)
+
+	cl, _ := c.dial(b)
+	ctx := ctxT(t)
+	reg, err := cl.RegisterNode(ctx, &clusterv1.RegisterNodeRequest{NodeId: "seed-node", Address: "127.0.0.1:1",
+		Capabilities: &clusterv1.NodeCapabilities{CanHandleHttp: true}})
+	if err != nil || !reg.GetSuccess() {
+		t.Fatalf("register: %v %v", reg, err)
+	}
+	if _, err := cl.Heartbeat(ctx, &clusterv1.HeartbeatRequest{NodeId: "seed-node", Stats: &clusterv1.NodeStats{ConnectedClients: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cl.Heartbeat(ctx, &clusterv1.HeartbeatRequest{NodeId: "nobody"})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("heartbeat of an unregistered node: %v, want NOT_FOUND", err)
+	}
+	_, err = cl.RegisterNode(ctx, &clusterv1.RegisterNodeRequest{NodeId: "bad id!"})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("register with a bad id: %v, want INVALID_ARGUMENT", err)
+	}
+	nodes, err := cl.GetNodes(ctx, &clusterv1.GetNodesRequest{OnlyAlive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, n := range nodes.GetNodes() {
+		ids = append(ids, n.GetNodeId())
+	}
+	slices.Sort(ids)
+	if want := []string{"gw0", "gw1", "gw2", "seed-node"}; !slices.Equal(ids, want) {
+		t.Fatalf("nodes %v, want %v", ids, want)
+	}
+
+	ev, err := cl.SyncEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The log streams a seek made on A as a PlaybackEvent.
+	if _, err := seek(t, a, owner, room, 30); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		e, err := ev.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := e.GetPlayback()
+		if p == nil {
+			continue
+		}
+		msg := &clientv1.ServerMessage{}
+		if err := protojson.Unmarshal(p.GetData(), msg); err != nil {
+			t.Fatal(err)
+		}
+		if p.GetRoomId() != room || e.GetNodeId() != a.id || e.GetSeq() == 0 || msg.GetRoomState().GetState().GetPosition() != 30 {
+			t.Fatalf("playback event %v", e)
+		}
+		break
+	}
+	// The same chat event twice: members see it once.
+	chat := &clusterv1.ClusterEvent{EventId: "seed-evt-1", NodeId: "seed-node", Payload: &clusterv1.ClusterEvent_Chat{
+		Chat: &clusterv1.ChatEvent{RoomId: room, MessageId: "seed-msg-1", UserId: "seed-user", Content: "hello from seed"}}}
+	// The events of one call are appended in order: the marker comes
+	// after the duplicate was dropped.
+	marker := &clusterv1.ClusterEvent{EventId: "seed-evt-2", NodeId: "seed-node", Payload: &clusterv1.ClusterEvent_Chat{
+		Chat: &clusterv1.ChatEvent{RoomId: room, MessageId: "seed-msg-2", UserId: "seed-user", Content: "after"}}}
+	for _, e := range []*clusterv1.ClusterEvent{chat, chat, marker} {
+		if err := ev.Send(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []*stream{so, sb} {
+		n := 0
+		for {
+			m := s.next(isChat)
+			if m.GetChat().GetContent() == "after" {
+				break
+			}
+			if m.GetChat().GetContent() == "hello from seed" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("seed chat seen %d times, want 1", n)
+		}
+	}
+	// An event without an id ends the call with INVALID_ARGUMENT.
+	if err := ev.Send(&clusterv1.ClusterEvent{Payload: chat.Payload}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := ev.Recv(); err != nil {
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("event without id: %v, want INVALID_ARGUMENT", err)
+			}
+			break
+		}
+	}
+
+	// DataSyncService on another node: SyncRoomState moves everyone.
+	_, data := c.dial(c.gws[2])
+	if _, err := data.SyncRoomState(ctx, &datav1.SyncRoomStateRequest{RoomId: room, SourceNodeId: "seed-node",
+		State: &datav1.RoomState{Status: "playing", CurrentTime: 77, Rate: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sb.next(stateAt(77))
+	_, err = data.SyncRoomState(ctx, &datav1.SyncRoomStateRequest{RoomId: room, State: &datav1.RoomState{Status: "stopped"}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad status: %v, want INVALID_ARGUMENT", err)
+	}
+	// Limits are checked before any work.
+	_, err = data.GetUserOnlineStatus(ctx, &datav1.GetUserOnlineStatusRequest{UserIds: make([]string, 1001)})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("1,001 user ids: %v, want INVALID_ARGUMENT", err)
+	}
+	_, err = data.GetUserOnlineStatus(ctx, &datav1.GetUserOnlineStatusRequest{UserIds: []string{"a.b"}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad user id: %v, want INVALID_ARGUMENT", err)
+	}
+	_, err = data.BatchGetRooms(ctx, &datav1.BatchGetRoomsRequest{RoomIds: make([]string, 101)})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("101 room ids: %v, want INVALID_ARGUMENT", err)
+	}
+	rooms, err := data.BatchGetRooms(ctx, &datav1.BatchGetRoomsRequest{RoomIds: []string{room, "nosuchroom12"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rooms.GetRooms()) != 1 || rooms.GetRooms()[0].GetId() != room || rooms.GetRooms()[0].GetMemberCount() != 2 {
+		t.Fatalf("BatchGetRooms: %v", rooms)
+	}
+}

@@ -1,0 +1,281 @@
+package roomcluster
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+
+	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
+	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// Request limits, checked before any work.
+const (
+	maxAddressLen  = 256
+	maxBatchRooms  = 100
+	maxBatchUsers  = 1000
+	syncEventQueue = 256
+)
+
+// Register serves the ClusterService and DataSyncService on s (a gRPC
+// server with mutual TLS: the callers are other nodes).
+func (n *Node) Register(s grpc.ServiceRegistrar) {
+	clusterv1.RegisterClusterServiceServer(s, clusterServer{n: n})
+	datav1.RegisterDataSyncServiceServer(s, dataServer{n: n})
+}
+
+func invalid(err error) error { return status.Error(codes.InvalidArgument, err.Error()) }
+
+func unavailable(what string, err error) error {
+	return status.Errorf(codes.Unavailable, "%s: %v; retry", what, err)
+}
+
+type clusterServer struct {
+	clusterv1.UnimplementedClusterServiceServer
+	n *Node
+}
+
+func (s clusterServer) RegisterNode(ctx context.Context, req *clusterv1.RegisterNodeRequest) (*clusterv1.RegisterNodeResponse, error) {
+	if err := checkID("node_id", req.GetNodeId()); err != nil {
+		return nil, invalid(err)
+	}
+	if len(req.GetAddress()) > maxAddressLen {
+		return nil, status.Errorf(codes.InvalidArgument, "address is %d bytes, more than %d", len(req.GetAddress()), maxAddressLen)
+	}
+	info := &clusterv1.NodeInfo{NodeId: req.GetNodeId(), Address: req.GetAddress(), Capabilities: req.GetCapabilities(),
+		LastHeartbeat: s.n.cfg.Now().UnixMilli()}
+	if err := s.n.putNode(ctx, info); err != nil {
+		return nil, unavailable("membership not recorded", err)
+	}
+	nodes, err := s.n.Nodes(ctx, true)
+	if err != nil {
+		return nil, unavailable("membership not read", err)
+	}
+	return &clusterv1.RegisterNodeResponse{Success: true, Nodes: nodes}, nil
+}
+
+func (s clusterServer) Heartbeat(ctx context.Context, req *clusterv1.HeartbeatRequest) (*clusterv1.HeartbeatResponse, error) {
+	if err := checkID("node_id", req.GetNodeId()); err != nil {
+		return nil, invalid(err)
+	}
+	e, err := s.n.nodes.Get(ctx, req.GetNodeId())
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, status.Errorf(codes.NotFound, "node %s is not registered (or was dead for %v); call RegisterNode first",
+			req.GetNodeId(), s.n.cfg.DeadAfter)
+	}
+	if err != nil {
+		return nil, unavailable("membership not read", err)
+	}
+	info := &clusterv1.NodeInfo{}
+	if err := proto.Unmarshal(e.Value(), info); err != nil {
+		return nil, status.Errorf(codes.Internal, "membership entry of %s is corrupt", req.GetNodeId())
+	}
+	now := s.n.cfg.Now().UnixMilli()
+	info.Stats, info.LastHeartbeat = req.GetStats(), now
+	if err := s.n.putNode(ctx, info); err != nil {
+		return nil, unavailable("heartbeat not recorded", err)
+	}
+	return &clusterv1.HeartbeatResponse{Timestamp: now}, nil
+}
+
+func (s clusterServer) GetNodes(ctx context.Context, req *clusterv1.GetNodesRequest) (*clusterv1.GetNodesResponse, error) {
+	nodes, err := s.n.Nodes(ctx, req.GetOnlyAlive())
+	if err != nil {
+		return nil, unavailable("membership not read", err)
+	}
+	return &clusterv1.GetNodesResponse{Nodes: nodes}, nil
+}
+
+// SyncEvents streams the room event log from now on (seq set) and appends
+// every event the caller sends (its event_id is the message id: a
+// duplicate is dropped by JetStream, an event already applied by the
+// rooms). The call ends when the caller closes its side or on an invalid
+// event (INVALID_ARGUMENT naming it).
+func (s clusterServer) SyncEvents(stream grpc.BidiStreamingServer[clusterv1.ClusterEvent, clusterv1.ClusterEvent]) error {
+	ctx := stream.Context()
+	c, err := s.n.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subjectPrefix + ">"}, DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err != nil {
+		return unavailable("the event log cannot be read", err)
+	}
+	// The consumer's goroutine hands events to the sender below through a
+	// bounded queue; a caller that does not keep up is cut off.
+	out := make(chan *clusterv1.ClusterEvent, syncEventQueue)
+	slow := make(chan struct{})
+	var slowOnce bool
+	cc, err := c.Consume(func(m jetstream.Msg) {
+		ev := &clusterv1.ClusterEvent{}
+		meta, merr := m.Metadata()
+		if merr != nil || proto.Unmarshal(m.Data(), ev) != nil {
+			return
+		}
+		ev.Seq = int64(meta.Sequence.Stream)
+		select {
+		case out <- ev:
+		default:
+			if !slowOnce {
+				slowOnce = true
+				close(slow)
+			}
+		}
+	})
+	if err != nil {
+		return unavailable("the event log cannot be read", err)
+	}
+	defer cc.Stop()
+
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- s.receive(ctx, stream) }()
+	for {
+		select {
+		case ev := <-out:
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		case <-slow:
+			return status.Errorf(codes.ResourceExhausted, "the caller fell more than %d events behind the log; call SyncEvents again", syncEventQueue)
+		case err := <-recvErr:
+			return err
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// receive appends the caller's events until it closes its side (nil).
+func (s clusterServer) receive(ctx context.Context, stream grpc.BidiStreamingServer[clusterv1.ClusterEvent, clusterv1.ClusterEvent]) error {
+	for {
+		ev, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			<-ctx.Done() // keep streaming the log until the caller leaves
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := checkID("event_id", ev.GetEventId()); err != nil {
+			return invalid(err)
+		}
+		roomID := roomOf(ev)
+		if err := checkID("event "+ev.GetEventId()+": room_id", roomID); err != nil {
+			return invalid(err)
+		}
+		if ev.GetTimestamp() == 0 {
+			ev.Timestamp = s.n.cfg.Now().UnixMilli()
+		}
+		ev.Seq = 0
+		if proto.Size(ev) > maxEventBytes {
+			return status.Errorf(codes.InvalidArgument, "event %s is more than %d bytes", ev.GetEventId(), maxEventBytes)
+		}
+		if err := s.n.Check(); err != nil {
+			return unavailable("the event log cannot be written", err)
+		}
+		actx, cancel := context.WithTimeout(ctx, s.n.cfg.PublishTimeout)
+		_, err = s.n.append(actx, roomID, ev)
+		cancel()
+		if err != nil {
+			return unavailable("event "+ev.GetEventId()+" not appended", err)
+		}
+	}
+}
+
+type dataServer struct {
+	datav1.UnimplementedDataSyncServiceServer
+	n *Node
+}
+
+func (s dataServer) SyncRoomState(ctx context.Context, req *datav1.SyncRoomStateRequest) (*datav1.SyncRoomStateResponse, error) {
+	if err := checkID("room_id", req.GetRoomId()); err != nil {
+		return nil, invalid(err)
+	}
+	st := req.GetState()
+	if st == nil {
+		return nil, status.Error(codes.InvalidArgument, "state is required")
+	}
+	var playing bool
+	switch st.GetStatus() {
+	case "playing":
+		playing = true
+	case "paused":
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "state.status %q: must be \"playing\" or \"paused\"", truncate(st.GetStatus()))
+	}
+	if st.GetMovieId() != "" {
+		if err := checkID("state.movie_id", st.GetMovieId()); err != nil {
+			return nil, invalid(err)
+		}
+	}
+	if _, err := s.n.rooms.SetPlayback(ctx, req.GetRoomId(), st.GetMovieId(), playing, st.GetCurrentTime(), st.GetRate()); err != nil {
+		return nil, err // a gRPC status from the rooms system
+	}
+	return &datav1.SyncRoomStateResponse{Success: true}, nil
+}
+
+func (s dataServer) BatchGetRooms(ctx context.Context, req *datav1.BatchGetRoomsRequest) (*datav1.BatchGetRoomsResponse, error) {
+	if len(req.GetRoomIds()) > maxBatchRooms {
+		return nil, status.Errorf(codes.InvalidArgument, "%d room_ids: at most %d per call", len(req.GetRoomIds()), maxBatchRooms)
+	}
+	rooms, err := s.n.rooms.RoomsByID(ctx, req.GetRoomIds())
+	if err != nil {
+		return nil, err
+	}
+	resp := &datav1.BatchGetRoomsResponse{}
+	for _, r := range rooms {
+		data, err := protojson.Marshal(r)
+		if err != nil {
+			return nil, status.Error(codes.Internal, "room not encodable")
+		}
+		resp.Rooms = append(resp.Rooms, &datav1.RoomInfo{Id: r.GetId(), Name: r.GetName(), MemberCount: r.GetMemberCount(), Data: data})
+	}
+	return resp, nil
+}
+
+func (s dataServer) GetUserOnlineStatus(ctx context.Context, req *datav1.GetUserOnlineStatusRequest) (*datav1.GetUserOnlineStatusResponse, error) {
+	if len(req.GetUserIds()) > maxBatchUsers {
+		return nil, status.Errorf(codes.InvalidArgument, "%d user_ids: at most %d per call", len(req.GetUserIds()), maxBatchUsers)
+	}
+	for _, id := range req.GetUserIds() {
+		if err := checkID("user_id", id); err != nil {
+			return nil, invalid(err)
+		}
+	}
+	nodes, err := s.n.Nodes(ctx, true)
+	if err != nil {
+		return nil, unavailable("membership not read", err)
+	}
+	alive := make(map[string]bool, len(nodes))
+	for _, nd := range nodes {
+		alive[nd.GetNodeId()] = true
+	}
+	resp := &datav1.GetUserOnlineStatusResponse{Statuses: make(map[string]*datav1.OnlineStatus, len(req.GetUserIds()))}
+	for _, id := range req.GetUserIds() {
+		st := &datav1.OnlineStatus{}
+		e, err := s.n.online.Get(ctx, id)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return nil, unavailable("online status not read", err)
+		default:
+			room, node, _ := strings.Cut(string(e.Value()), " ")
+			if alive[node] {
+				st.Online, st.RoomId, st.NodeId = true, room, node
+			}
+		}
+		resp.Statuses[id] = st
+	}
+	return resp, nil
+}
+
+func truncate(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "..."
+	}
+	return s
+}

@@ -1,0 +1,178 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/store"
+	"google.golang.org/grpc/codes"
+)
+
+// Bus orders room events across the gateway nodes of a cluster
+// (internal/roomcluster puts them in a NATS JetStream stream). With a Bus,
+// an event is not delivered where it happens: it is appended to the
+// room's log, and every node, this one included, delivers the log in its
+// order through Service.Deliver. So members on every node see one order,
+// and a room's seq is its position in the log.
+type Bus interface {
+	// Publish appends msg to the room's log and returns its seq. It is
+	// called with the room's lock held and must return within a bounded
+	// time; an error means the event was not published.
+	Publish(ctx context.Context, roomID string, msg *clientv1.ServerMessage) (int64, error)
+	// Head is the seq of the room's latest event in the log (0: none).
+	Head(ctx context.Context, roomID string) (int64, error)
+	// Check fails when events cannot be published now (the node lost the
+	// bus): playback changes are then refused rather than diverge.
+	Check() error
+}
+
+// errNoBus is what a node that cannot reach the cluster's bus answers to a
+// change it could not announce.
+func errNoBus(err error) error {
+	return apierr.New(codes.Unavailable, apierr.CodeUnavailable,
+		"this node cannot reach the cluster's event bus ("+err.Error()+"); retry, or reconnect to another node")
+}
+
+// Deliver applies one event of the cluster's log: the bus calls it from
+// one goroutine, in log order, for every room event, those published by
+// this node included (remote says it came from another node). An event at
+// or below the room's seq was applied already and is dropped, so a bus
+// that redelivers after a reconnect never applies an event twice. Events
+// of rooms that are not live here are dropped: a room loads its state
+// from the database and the log's head.
+func (s *Service) Deliver(roomID string, seq int64, remote bool, msg *clientv1.ServerMessage) {
+	s.hub.ifLive(roomID, func(r *liveRoom) {
+		if seq <= r.seq {
+			return
+		}
+		r.seq = seq
+		msg.Seq = seq
+		switch p := msg.Payload.(type) {
+		case *clientv1.ServerMessage_RoomState:
+			if st := p.RoomState.GetState(); st.GetVersion() > r.state.Version {
+				r.state = store.PlaybackState{MovieID: st.GetMovieId(), Playing: st.GetPlaying(), Position: st.GetPosition(),
+					Rate: st.GetRate(), UpdatedAt: time.UnixMilli(st.GetUpdatedAt()), Version: st.GetVersion(), UpdatedBy: st.GetUpdatedBy()}
+				if st.GetMovie() != nil {
+					r.movie = st.GetMovie()
+				}
+			}
+		case *clientv1.ServerMessage_Member:
+			if remote {
+				s.remoteMember(r, seq, p.Member)
+			}
+		}
+		s.hub.fanout(r, msg)
+	})
+}
+
+// remoteMember applies, to this node's streams, a membership change made
+// on another node. r.mu held.
+func (s *Service) remoteMember(r *liveRoom, seq int64, u *clientv1.MemberUpdate) {
+	uid := u.GetMember().GetUser().GetId()
+	st := r.subs[uid]
+	if st == nil {
+		return
+	}
+	switch u.GetKind() {
+	case clientv1.MemberUpdate_KIND_ONLINE:
+		// One session per user per room across the cluster: the later
+		// stream (in log order) wins.
+		if st.openSeq < seq {
+			r.kick(uid, errorMessage(apierr.New(codes.Aborted, apierr.CodeStreamReplaced,
+				"another stream of the same user opened in this room on another node; this one is closed"), ""))
+		}
+	case clientv1.MemberUpdate_KIND_LEFT:
+		r.kick(uid, errorMessage(apierr.New(codes.FailedPrecondition, apierr.CodeNotMember, "you left the room"), ""))
+	case clientv1.MemberUpdate_KIND_BANNED:
+		r.kick(uid, errorMessage(apierr.New(codes.PermissionDenied, apierr.CodeMemberBanned, "you were banned from room "+r.id), ""))
+	case clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED:
+		ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+		defer cancel()
+		if m, ok, err := s.member(ctx, r.id, uid); err == nil && ok {
+			st.member = m
+		}
+	}
+}
+
+// fanout records msg in the room (chat is retained) and queues it to
+// every stream of the room. r.mu held.
+func (h *hub) fanout(r *liveRoom, msg *clientv1.ServerMessage) {
+	if _, ok := msg.Payload.(*clientv1.ServerMessage_Chat); ok {
+		if len(r.chat) == chatKeep {
+			copy(r.chat, r.chat[1:])
+			r.chat = r.chat[:chatKeep-1]
+		}
+		r.chat = append(r.chat, msg)
+	}
+	for uid, s := range r.subs {
+		if !s.enqueue(msg) {
+			delete(r.subs, uid)
+		}
+	}
+}
+
+// SetPlayback sets a room's playback state for the cluster's
+// DataSyncService.SyncRoomState (another node, not a member): last writer
+// wins, announced to every member like a member's change.
+func (s *Service) SetPlayback(ctx context.Context, roomID, movieID string, playing bool, position, rate float64) (*clientv1.RoomState, error) {
+	if err := checkRoomID(roomID); err != nil {
+		return nil, err
+	}
+	if err := checkPosition(position); err != nil {
+		return nil, err
+	}
+	if rate == 0 {
+		rate = 1
+	}
+	if err := checkRate(rate); err != nil {
+		return nil, err
+	}
+	r, err := s.hub.acquire(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer s.hub.release(r)
+	var movie *clientv1.Movie
+	if movieID != "" && movieID != r.stateProto().GetMovieId() {
+		mv, err := s.st.Movie(ctx, roomID, movieID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, apierr.New(codes.NotFound, apierr.CodeMovieNotFound, "movie "+movieID+" is not in room "+roomID+"'s playlist")
+		}
+		if err != nil {
+			return nil, toStatus(ctx, s.log, err)
+		}
+		movie = movieProto(mv)
+	}
+	system := func() store.RoomMember {
+		return store.RoomMember{RoomID: roomID, Role: int(clientv1.MemberRole_MEMBER_ROLE_CREATOR)}
+	}
+	return s.changePlayback(ctx, r, clientv1.Permission_PERMISSION_CONTROL_PLAYBACK, system, 0, movie,
+		func(_ time.Time, cur store.PlaybackState) (store.PlaybackState, error) {
+			next := cur
+			next.Playing, next.Position, next.Rate = playing, position, rate
+			return next, nil
+		})
+}
+
+// RoomsByID returns the rooms that exist among ids, for the cluster's
+// DataSyncService.BatchGetRooms.
+func (s *Service) RoomsByID(ctx context.Context, ids []string) ([]*clientv1.Room, error) {
+	out := make([]*clientv1.Room, 0, len(ids))
+	for _, id := range ids {
+		if err := checkRoomID(id); err != nil {
+			return nil, err
+		}
+		r, err := s.st.Room(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, toStatus(ctx, s.log, err)
+		}
+		out = append(out, s.roomProto(r))
+	}
+	return out, nil
+}
