@@ -11,6 +11,7 @@ import (
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
 	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/roomcluster"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -119,7 +120,8 @@ func TestRoomAcrossNodes(t *testing.T) {
 		t.Fatalf("after the kill: version %d, want %d", got.GetVersion(), st.GetVersion()+1)
 	}
 	so.next(stateAt(99))
-	// B's members are offline once B is dead (no heartbeat for DeadAfter).
+	// B's members are offline once B is gone (a stopped node removes its
+	// membership entry; a crashed one's expires after DeadAfter).
 	waitFor(t, 10*time.Second, func() error {
 		if got := online(bob); got.GetOnline() {
 			return fmt.Errorf("bob still online: %v", got)
@@ -149,6 +151,7 @@ func TestNATSRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.nats.start(2)
+	c.nats.waitCurrent()
 	if _, err := seek(t, a, owner, room, 6); err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +237,10 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 	ev, err := cl.SyncEvents(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The headers come once the node follows the log for this call.
+	if h, err := ev.Header(); err != nil || len(h.Get(roomcluster.LogSeqHeader)) != 1 {
+		t.Fatalf("SyncEvents headers %v, %v: want %s", h, err, roomcluster.LogSeqHeader)
 	}
 	// The log streams a seek made on A as a PlaybackEvent.
 	if _, err := seek(t, a, owner, room, 30); err != nil {
