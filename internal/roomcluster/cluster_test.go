@@ -336,3 +336,58 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 		t.Fatalf("BatchGetRooms: %v", rooms)
 	}
 }
+
+// Live STARTED/STOPPED from a node's ingest reach members on every node,
+// also when no member of the room is on the ingest node; so does a change
+// made through a node where the room is not live (a ban). The log carries
+// them as the seed's live and member events.
+func TestLiveEventsAcrossNodes(t *testing.T) {
+	c := newCluster(t, sharedStore(t), 2)
+	a, b := c.gws[0], c.gws[1]
+	owner, bob, eve := c.register(a), c.register(a), c.register(a)
+	room := c.roomWithMovie(a, owner, bob, eve)
+	sb := openStream(t, b, bob, room, 0)
+	se := openStream(t, b, eve, room, 0)
+
+	cl, _ := c.dial(a)
+	ev, err := cl.SyncEvents(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ev.Header(); err != nil {
+		t.Fatal(err)
+	}
+	// Node A has no stream in the room: the ingest's events still go out.
+	ctx := ctxT(t)
+	a.svc.LiveEvent(ctx, room, &clientv1.LiveEvent{Type: clientv1.LiveEvent_STARTED, StreamKey: "main"})
+	a.svc.LiveEvent(ctx, room, &clientv1.LiveEvent{Type: clientv1.LiveEvent_STOPPED, StreamKey: "main"})
+	isLive := func(m *clientv1.ServerMessage) bool { return m.GetLive() != nil }
+	for _, s := range []*stream{sb, se} {
+		started, stopped := s.next(isLive), s.next(isLive)
+		if started.GetLive().GetType() != clientv1.LiveEvent_STARTED || stopped.GetLive().GetType() != clientv1.LiveEvent_STOPPED ||
+			started.GetLive().GetStreamKey() != "main" || stopped.GetSeq() <= started.GetSeq() {
+			t.Fatalf("live events %v then %v, want STARTED then STOPPED of main", started, stopped)
+		}
+	}
+	var kinds []string
+	for len(kinds) < 2 {
+		e, err := ev.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l := e.GetLive(); l != nil {
+			kinds = append(kinds, l.GetType().String())
+		}
+	}
+	if !slices.Equal(kinds, []string{"STARTED", "STOPPED"}) {
+		t.Fatalf("SyncEvents live events %v", kinds)
+	}
+
+	// A ban made through A reaches eve's stream on B.
+	if _, err := a.client.BanMember(ctx, as(owner, &clientv1.BanMemberRequest{RoomId: room, UserId: eve.id})); err != nil {
+		t.Fatal(err)
+	}
+	if e := se.ended(); e.GetCode() != apierr.CodeMemberBanned {
+		t.Fatalf("eve's stream ended with %v, want %s", e, apierr.CodeMemberBanned)
+	}
+}
