@@ -18,6 +18,9 @@ import (
 	"github.com/croupier/croupier/internal/rooms/roomsrpc"
 	"github.com/croupier/croupier/internal/store"
 	"github.com/croupier/croupier/internal/watch"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -57,12 +60,16 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		_ = st.Close()
 		return nil, err
 	}
-	svc, err := rooms.New(ctx, rooms.Config{Store: st, Logger: log})
+	// The gateway's metrics (rooms and live), on the rooms listener's
+	// GET /metrics (docs/observability.md).
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc, err := rooms.New(ctx, rooms.Config{Store: st, Logger: log, Registerer: reg})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
-	ln, err := live.New(live.Config{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log.With("part", "live")})
+	ln, err := live.New(live.Config{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log.With("part", "live"), Registerer: reg})
 	if err != nil {
 		svc.Close()
 		_ = st.Close()
@@ -73,6 +80,7 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 	roomsrpc.Mount(mux, svc, roomsrpc.Options{Logger: log})
 	mux.Handle(watch.Prefix, watch.Handler())
 	mux.Handle(live.PlayPrefix, ln)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv, err := roomsrpc.Listen(roomsrpc.ServerConfig{Addr: cfg.Addr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey}, mux)
 	if err == nil {
 		err = ln.Start()
