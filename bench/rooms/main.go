@@ -11,6 +11,10 @@
 // (b) chat: -senders members each send -chat messages at once (within the
 // per-user limit); delivered messages/s until every member has them all.
 // Baseline in the same run: the same senders in a room of 100 members.
+//
+// Each phase also reports the process's CPU time (getrusage: the service and
+// the in-process clients together) per delivery, which the machine's load
+// barely changes. -cpuprofile profiles the phases of the large room.
 package main
 
 import (
@@ -23,6 +27,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -39,16 +44,10 @@ func main() {
 	seeks := flag.Int("seeks", 100, "seeks to time")
 	senders := flag.Int("senders", 50, "members that send chat")
 	chat := flag.Int("chat", 10, "chat messages per sender (at most 10: the per-user limit per second)")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the seek runs to this file")
+	seekProfile := flag.String("cpuprofile", "", "write a CPU profile of the large room's seeks to this file")
+	chatProfile := flag.String("chatprofile", "", "write a CPU profile of the large room's chat to this file")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err == nil {
-			_ = pprof.StartCPUProfile(f)
-			defer pprof.StopCPUProfile()
-		}
-	}
-	if err := run(*members, *seeks, *senders, *chat); err != nil {
+	if err := run(*members, *seeks, *senders, *chat, profiles{*seekProfile, *chatProfile}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/rooms:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -60,7 +59,21 @@ type bench struct {
 	url string
 }
 
-func run(members, seeks, senders, chat int) error {
+// cpuTime is the CPU time (user + system) the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// perDelivery formats CPU time spent per delivery.
+func perDelivery(cpu time.Duration, deliveries int) string {
+	return fmt.Sprintf("%.1f µs CPU/delivery", float64(cpu.Microseconds())/float64(max(deliveries, 1)))
+}
+
+func run(members, seeks, senders, chat int, prof profiles) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bench-rooms-")
 	if err != nil {
@@ -102,12 +115,20 @@ func run(members, seeks, senders, chat int) error {
 		if err != nil {
 			return err
 		}
+		if n == members {
+			if err := profile(prof.seek); err != nil {
+				return err
+			}
+		}
+		c0 := cpuTime()
 		last, all, err := r.seeks(ctx, seeks)
+		cpu := cpuTime() - c0
+		pprof.StopCPUProfile()
 		if err != nil {
 			return err
 		}
-		fmt.Printf("  %5d members: last member p50 %-9s p99 %-9s | all deliveries p50 %-9s p99 %s\n",
-			n, pct(last, 50), pct(last, 99), pct(all, 50), pct(all, 99))
+		fmt.Printf("  %5d members: last member p50 %-9s p99 %-9s | all deliveries p50 %-9s p99 %-9s | %s\n",
+			n, pct(last, 50), pct(last, 99), pct(all, 50), pct(all, 99), perDelivery(cpu, len(all)))
 		r.close()
 	}
 	fmt.Printf("chat, %d senders × %d messages\n", senders, chat)
@@ -116,15 +137,40 @@ func run(members, seeks, senders, chat int) error {
 		if err != nil {
 			return err
 		}
+		if n == members {
+			if err := profile(prof.chat); err != nil {
+				return err
+			}
+		}
+		c0 := cpuTime()
 		rate, elapsed, err := r.chat(ctx, min(senders, n), chat)
+		cpu := cpuTime() - c0
+		pprof.StopCPUProfile()
 		if err != nil {
 			return err
 		}
-		fmt.Printf("  %5d members: %d messages to every member in %s: %.0f delivered messages/s\n",
-			n, min(senders, n)*chat, elapsed.Round(time.Millisecond), rate)
+		fmt.Printf("  %5d members: %d messages to every member in %s: %.0f delivered messages/s | %s\n",
+			n, min(senders, n)*chat, elapsed.Round(time.Millisecond), rate, perDelivery(cpu, min(senders, n)*chat*n))
 		r.close()
 	}
 	return nil
+}
+
+// profiles are the CPU profile files of the large room's phases ("": none).
+type profiles struct{ seek, chat string }
+
+// profile starts a CPU profile into path (none if path is empty); the
+// caller stops it with pprof.StopCPUProfile.
+func profile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	// The profile is written when stopped; the file stays open until exit.
+	return pprof.StartCPUProfile(f)
 }
 
 // room is a room with its creator (an RPC client) and n members on streams.

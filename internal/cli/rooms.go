@@ -19,6 +19,9 @@ import (
 	"github.com/croupier/croupier/internal/rooms/roomsrpc"
 	"github.com/croupier/croupier/internal/store"
 	"github.com/croupier/croupier/internal/watch"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -60,7 +63,11 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		_ = st.Close()
 		return nil, err
 	}
-	rcfg := rooms.Config{Store: st, Logger: log}
+	// The gateway's metrics (rooms and live), on the rooms listener's
+	// GET /metrics (docs/observability.md).
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rcfg := rooms.Config{Store: st, Logger: log, Registerer: reg}
 	if cfg.Bus != nil {
 		rcfg.Bus = cfg.Bus
 	}
@@ -77,7 +84,7 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 			return nil, err
 		}
 	}
-	ln, err := live.New(live.Config{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log.With("part", "live")})
+	ln, err := live.New(live.Config{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log.With("part", "live"), Registerer: reg})
 	if err != nil {
 		svc.Close()
 		_ = st.Close()
@@ -88,6 +95,7 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 	roomsrpc.Mount(mux, svc, roomsrpc.Options{Logger: log})
 	mux.Handle(watch.Prefix, watch.Handler())
 	mux.Handle(live.PlayPrefix, ln)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv, err := roomsrpc.Listen(roomsrpc.ServerConfig{Addr: cfg.Addr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey}, mux)
 	if err == nil {
 		err = ln.Start()

@@ -141,16 +141,20 @@ func (s *Service) Login(ctx context.Context, source string, req *clientv1.LoginR
 	user := truncate(strings.ToLower(req.GetUsername()), 64)
 	attempt, refusal := s.logins.Begin(user, source)
 	if refusal != nil {
+		s.m.logins.WithLabelValues("throttled").Inc()
 		return nil, refusal.Err
 	}
 	resp, err := s.login(ctx, req)
 	switch {
 	case err == nil:
 		attempt.Succeeded()
+		s.m.logins.WithLabelValues("ok").Inc()
 	case apierr.Info(err) != nil && apierr.Info(err).GetCode() == apierr.CodeInvalidCredentials:
 		attempt.Failed()
+		s.m.logins.WithLabelValues("invalid").Inc()
 	default:
 		attempt.Abandoned()
+		s.m.logins.WithLabelValues("error").Inc()
 	}
 	return resp, err
 }

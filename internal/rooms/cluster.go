@@ -99,19 +99,24 @@ func (s *Service) remoteMember(r *liveRoom, seq int64, u *clientv1.MemberUpdate)
 
 // fanout records msg in the room (chat is retained) and queues it to
 // every stream of the room. r.mu held.
-func (h *hub) fanout(r *liveRoom, msg *clientv1.ServerMessage) {
-	if _, ok := msg.Payload.(*clientv1.ServerMessage_Chat); ok {
+func (h *hub) fanout(r *liveRoom, m *clientv1.ServerMessage) {
+	msg := outgoing(m)
+	if _, ok := m.Payload.(*clientv1.ServerMessage_Chat); ok {
 		if len(r.chat) == chatKeep {
 			copy(r.chat, r.chat[1:])
 			r.chat = r.chat[:chatKeep-1]
 		}
 		r.chat = append(r.chat, msg)
 	}
+	n := 0
 	for uid, s := range r.subs {
-		if !s.enqueue(msg) {
+		if s.enqueue(msg) {
+			n++
+		} else {
 			delete(r.subs, uid)
 		}
 	}
+	h.svc.m.deliveries.Add(float64(n))
 }
 
 // SetPlayback sets a room's playback state for the cluster's

@@ -44,7 +44,7 @@ type liveRoom struct {
 	state  store.PlaybackState
 	movie  *clientv1.Movie
 	// chat is the retained chat, oldest first, at most chatKeep.
-	chat []*clientv1.ServerMessage
+	chat []*Outgoing
 	// subs are the open streams, one per user.
 	subs map[string]*Stream
 	// gone: the room was deleted; no new streams or events.
@@ -64,6 +64,7 @@ func (h *hub) acquire(ctx context.Context, id string) (*liveRoom, error) {
 	} else {
 		r = &liveRoom{id: id, refs: 1, ready: make(chan struct{}), subs: map[string]*Stream{}}
 		h.rooms[id] = r
+		h.svc.m.liveRooms.Inc()
 		h.mu.Unlock()
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
 		r.err = h.load(lctx, r)
@@ -72,6 +73,7 @@ func (h *hub) acquire(ctx context.Context, id string) (*liveRoom, error) {
 			h.mu.Lock()
 			if h.rooms[id] == r {
 				delete(h.rooms, id) // the next caller tries again
+				h.svc.m.liveRooms.Dec()
 			}
 			h.mu.Unlock()
 		}
@@ -96,6 +98,7 @@ func (h *hub) release(r *liveRoom) {
 	r.refs--
 	if r.refs == 0 && h.rooms[r.id] == r {
 		delete(h.rooms, r.id)
+		h.svc.m.liveRooms.Dec()
 	}
 }
 
@@ -177,9 +180,9 @@ func (h *hub) load(ctx context.Context, r *liveRoom) error {
 	if err != nil {
 		return toStatus(ctx, h.svc.log, err)
 	}
-	r.chat = make([]*clientv1.ServerMessage, 0, len(chat))
+	r.chat = make([]*Outgoing, 0, len(chat))
 	for _, c := range chat {
-		r.chat = append(r.chat, chatProto(c))
+		r.chat = append(r.chat, outgoing(chatProto(c)))
 	}
 	return nil
 }
@@ -235,6 +238,7 @@ func (h *hub) publish(ctx context.Context, r *liveRoom, msg *clientv1.ServerMess
 			return errNoBus(err)
 		}
 		msg.Seq = seq
+		h.svc.m.published(msg)
 		return nil
 	}
 	seq, err := r.nextSeq(ctx, h.svc.st)
@@ -242,6 +246,7 @@ func (h *hub) publish(ctx context.Context, r *liveRoom, msg *clientv1.ServerMess
 		return toStatus(ctx, h.svc.log, err)
 	}
 	msg.Seq = seq
+	h.svc.m.published(msg)
 	h.fanout(r, msg)
 	return nil
 }

@@ -42,6 +42,7 @@ func (s *Service) changePlayback(ctx context.Context, r *liveRoom, perm clientv1
 		return nil, missing(perm, r.id)
 	}
 	if version != 0 && version != r.state.Version {
+		s.m.conflicts.Inc()
 		return nil, versionMismatch(r.id, version, r.state.Version)
 	}
 	if s.bus != nil {
@@ -71,6 +72,7 @@ func (s *Service) changePlayback(ctx context.Context, r *liveRoom, perm clientv1
 			if room, rerr := s.st.Room(ctx, r.id); rerr == nil {
 				r.state = room.State
 			}
+			s.m.conflicts.Inc()
 			return nil, versionMismatch(r.id, version, r.state.Version)
 		}
 		return nil, toStatus(ctx, s.log, err)

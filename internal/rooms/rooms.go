@@ -474,8 +474,8 @@ func (s *Service) DeleteRoom(ctx context.Context, c Caller, req *clientv1.Delete
 	bye := errorMessage(apierr.New(codes.NotFound, apierr.CodeRoomDeleted, "room "+r.ID+" was deleted"), "")
 	s.hub.ifLive(r.ID, func(lr *liveRoom) {
 		// Delivered without a new seq: the room's sequence ends here.
-		msg := &clientv1.ServerMessage{Timestamp: s.nowMs(), Payload: &clientv1.ServerMessage_Room{
-			Room: &clientv1.RoomUpdate{Room: s.roomProtoLocked(r, len(lr.subs)), Deleted: true}}}
+		msg := outgoing(&clientv1.ServerMessage{Timestamp: s.nowMs(), Payload: &clientv1.ServerMessage_Room{
+			Room: &clientv1.RoomUpdate{Room: s.roomProtoLocked(r, len(lr.subs)), Deleted: true}}})
 		for uid, st := range lr.subs {
 			st.enqueue(msg)
 			delete(lr.subs, uid)

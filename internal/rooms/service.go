@@ -12,6 +12,7 @@ import (
 	"github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Service. Zero values pick the documented defaults.
@@ -47,6 +48,9 @@ type Config struct {
 	// Bus orders room events across the gateway nodes of a cluster (see
 	// Bus); nil: one node, events are delivered where they happen.
 	Bus Bus
+	// Registerer receives the rooms metrics (docs/observability.md); nil:
+	// not exported.
+	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -71,6 +75,7 @@ type Service struct {
 	hub       *hub
 	chat      *chatLog
 	live      liveHooks
+	m         *metrics
 }
 
 // signingKeyID names the players' generated key in auth_signing_keys.
@@ -87,7 +92,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s := &Service{st: cfg.Store.Rooms(), refresh: cfg.RefreshTTL, guestTTL: cfg.GuestTTL, argon: cfg.Argon2,
 		chatRate: cfg.ChatPerSecond, danmRate: cfg.DanmakuPerSecond, queue: cfg.StreamQueue, bus: cfg.Bus,
-		now: cfg.Now, log: cfg.Logger}
+		now: cfg.Now, log: cfg.Logger, m: newMetrics(cfg.Registerer)}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -29,10 +29,10 @@ type Stream struct {
 	chat    *bucket
 	danm    *bucket
 
-	out   chan *clientv1.ServerMessage
+	out   chan *Outgoing
 	done  chan struct{}
 	once  sync.Once
-	final *clientv1.ServerMessage // written before done closes
+	final *Outgoing // written before done closes
 	// flush: send what is queued before final (all ends but a slow
 	// consumer's, which is cut off at once). Written before done closes.
 	flush bool
@@ -62,7 +62,7 @@ func (s *Service) OpenStream(ctx context.Context, c Caller, hello *clientv1.Stre
 		return nil, err
 	}
 	st := &Stream{svc: s, room: r, caller: c, member: m,
-		out: make(chan *clientv1.ServerMessage, s.queue), done: make(chan struct{})}
+		out: make(chan *Outgoing, s.queue), done: make(chan struct{})}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gone {
@@ -81,31 +81,32 @@ func (s *Service) OpenStream(ctx context.Context, c Caller, hello *clientv1.Stre
 		st.chat, st.danm = newBucket(s.chatRate, now), newBucket(s.danmRate, now)
 	}
 	replayed, truncated := 0, false
-	if n := len(r.chat); n > 0 && hello.GetAfterSeq() > 0 && n == chatKeep && r.chat[0].Seq > hello.GetAfterSeq()+1 {
+	if n := len(r.chat); n > 0 && hello.GetAfterSeq() > 0 && n == chatKeep && r.chat[0].Msg.Seq > hello.GetAfterSeq()+1 {
 		truncated = true
 	}
 	for _, msg := range r.chat {
-		if msg.Seq > hello.GetAfterSeq() {
+		if msg.Msg.Seq > hello.GetAfterSeq() {
 			st.out <- msg // fits: the queue holds more than chatKeep
 			replayed++
 		}
 	}
-	st.out <- &clientv1.ServerMessage{Timestamp: s.nowMs(), Payload: &clientv1.ServerMessage_RoomState{
-		RoomState: &clientv1.RoomStateUpdate{RoomId: r.id, State: r.stateProto()}}}
+	st.out <- outgoing(&clientv1.ServerMessage{Timestamp: s.nowMs(), Payload: &clientv1.ServerMessage_RoomState{
+		RoomState: &clientv1.RoomStateUpdate{RoomId: r.id, State: r.stateProto()}}})
 	mp := memberProto(m, true)
-	st.out <- &clientv1.ServerMessage{Timestamp: s.nowMs(), Payload: &clientv1.ServerMessage_Ready{Ready: &clientv1.StreamReady{
-		RoomId: r.id, HeadSeq: r.seq, Member: mp, Replayed: int32(replayed), Truncated: truncated}}}
+	st.out <- outgoing(&clientv1.ServerMessage{Timestamp: s.nowMs(), Payload: &clientv1.ServerMessage_Ready{Ready: &clientv1.StreamReady{
+		RoomId: r.id, HeadSeq: r.seq, Member: mp, Replayed: int32(replayed), Truncated: truncated}}})
 	if old == nil {
 		on := memberUpdate(clientv1.MemberUpdate_KIND_ONLINE, mp)
 		_ = s.hub.publish(ctx, r, on)
 		st.openSeq = on.Seq
 	}
 	r.subs[c.UserID] = st
+	s.m.streams.Inc()
 	return st, nil
 }
 
 // Out yields the messages to send, in order.
-func (st *Stream) Out() <-chan *clientv1.ServerMessage { return st.out }
+func (st *Stream) Out() <-chan *Outgoing { return st.out }
 
 // Done closes when the stream must end: replaced, kicked, cut off as too
 // slow, or the room deleted.
@@ -113,7 +114,7 @@ func (st *Stream) Done() <-chan struct{} { return st.done }
 
 // Final is the message to send last once Done has closed (nil: none),
 // and whether the messages still queued in Out go first.
-func (st *Stream) Final() (final *clientv1.ServerMessage, flush bool) {
+func (st *Stream) Final() (final *Outgoing, flush bool) {
 	<-st.done
 	return st.final, st.flush
 }
@@ -133,6 +134,7 @@ func (st *Stream) Close() {
 		r.mu.Unlock()
 		st.kill(nil)
 		st.svc.hub.release(r)
+		st.svc.m.streams.Dec()
 	})
 }
 
@@ -140,14 +142,17 @@ func (st *Stream) kill(final *clientv1.ServerMessage) { st.end(final, true) }
 
 func (st *Stream) end(final *clientv1.ServerMessage, flush bool) {
 	st.once.Do(func() {
-		st.final, st.flush = final, flush
+		if final != nil {
+			st.final = outgoing(final)
+		}
+		st.flush = flush
 		close(st.done)
 	})
 }
 
 // enqueue queues msg without blocking; a full queue cuts the stream off
 // (SLOW_CONSUMER) and returns false.
-func (st *Stream) enqueue(msg *clientv1.ServerMessage) bool {
+func (st *Stream) enqueue(msg *Outgoing) bool {
 	select {
 	case <-st.done:
 		return false
@@ -157,6 +162,7 @@ func (st *Stream) enqueue(msg *clientv1.ServerMessage) bool {
 	case st.out <- msg:
 		return true
 	default:
+		st.svc.m.slow.Inc()
 		st.end(errorMessage(apierr.New(codes.ResourceExhausted, apierr.CodeSlowConsumer,
 			"the stream fell too far behind the room; reconnect with after_seq to catch up"), ""), false)
 		return false
@@ -167,7 +173,7 @@ func (st *Stream) enqueue(msg *clientv1.ServerMessage) bool {
 // like events; a refusal is an ErrorMessage, never the end of the stream.
 func (st *Stream) Handle(ctx context.Context, msg *clientv1.ClientMessage) {
 	if err := st.handle(ctx, msg); err != nil {
-		st.enqueue(errorMessage(err, truncate(msg.GetMessageId(), maxMessageID)))
+		st.enqueue(outgoing(errorMessage(err, truncate(msg.GetMessageId(), maxMessageID))))
 	}
 }
 
@@ -179,8 +185,8 @@ func (st *Stream) handle(ctx context.Context, msg *clientv1.ClientMessage) error
 	switch p := msg.GetPayload().(type) {
 	case *clientv1.ClientMessage_Ping:
 		recv := s.Now()
-		st.enqueue(&clientv1.ServerMessage{MessageId: msg.GetMessageId(), Timestamp: s.nowMs(), Payload: &clientv1.ServerMessage_Pong{
-			Pong: &clientv1.PongMessage{ClientTime: p.Ping.GetClientTime(), ServerReceiveTime: recv, ServerSendTime: s.Now()}}})
+		st.enqueue(outgoing(&clientv1.ServerMessage{MessageId: msg.GetMessageId(), Timestamp: s.nowMs(), Payload: &clientv1.ServerMessage_Pong{
+			Pong: &clientv1.PongMessage{ClientTime: p.Ping.GetClientTime(), ServerReceiveTime: recv, ServerSendTime: s.Now()}}}))
 		return nil
 	case *clientv1.ClientMessage_Chat:
 		content, err := checkText("chat content", p.Chat.GetContent(), maxChatBytes)
@@ -257,6 +263,7 @@ func (st *Stream) say(ctx context.Context, perm clientv1.Permission, b *bucket, 
 	}
 	if !b.take(s.now()) {
 		r.mu.Unlock()
+		s.m.rateLimited.WithLabelValues(what).Inc()
 		return apierr.New(codes.ResourceExhausted, apierr.CodeRateLimited,
 			"too many "+what+" messages: at most "+ftoa(rate)+" per second; slow down", "limit", what)
 	}
@@ -316,4 +323,4 @@ func checkRate(r float64) error {
 
 // Reject queues an ErrorMessage for a message the transport could not
 // decode; the stream goes on.
-func (st *Stream) Reject(err error) { st.enqueue(errorMessage(err, "")) }
+func (st *Stream) Reject(err error) { st.enqueue(outgoing(errorMessage(err, ""))) }

@@ -122,4 +122,33 @@ func TestProtocols(t *testing.T) {
 			t.Fatalf("%s: time %v %v", name, tr, err)
 		}
 	}
+
+	// One room event is encoded once and sent to every stream as the same
+	// bytes (binary protobuf) or as JSON (Connect JSON): each protocol's
+	// member decodes the same state.
+	e.withMovie(p, room)
+	streams := map[string]*stream{}
+	for name, opts := range map[string][]connect.ClientOption{
+		"connect":      nil,
+		"connect-json": {connect.WithProtoJSON()},
+		"grpc":         {connect.WithGRPC()},
+	} {
+		m := e.register("")
+		e.join(m, room)
+		s := e.openStreamWith(clientv1connect.NewClientServiceClient(h2cClient(), e.url, opts...), m, room, 0)
+		s.next(isReady)
+		streams[name] = s
+	}
+	seek, err := e.c.Seek(ctx, as(p, &clientv1.SeekRequest{RoomId: room, Position: 42.5}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range streams {
+		got := s.next(func(m *clientv1.ServerMessage) bool {
+			return isState(m) && m.GetRoomState().GetState().GetVersion() == seek.Msg.GetState().GetVersion()
+		})
+		if st := got.GetRoomState().GetState(); st.GetPosition() != 42.5 || st.GetMovie().GetUrl() != "https://example.com/a.mp4" || got.GetSeq() == 0 {
+			t.Fatalf("%s: %v", name, got)
+		}
+	}
 }

@@ -83,8 +83,9 @@ func Mount(mux *http.ServeMux, svc *rooms.Service, o Options) {
 		// every member: gzip's per-message setup cost more CPU than the
 		// bytes it saved (a quarter of bench/rooms' profile).
 		connect.WithCompressMinBytes(4096),
+		connect.WithCodec(wireCodec{}),
 	)
-	mux.Handle(path, ch)
+	mux.Handle(path, withBatching(clientv1connect.ClientServiceMessageStreamProcedure, ch))
 	mux.HandleFunc(WebSocketPath, h.serveWebSocket)
 	mux.HandleFunc("GET "+TimePath, h.serveTime)
 }
@@ -368,14 +369,62 @@ func (h *handler) MessageStream(ctx context.Context, bs *connect.BidiStream[clie
 		return err
 	}
 	defer st.Close()
-	return pump(ctx, st, bs.Receive, bs.Send)
+	w := writer{send: func(o *rooms.Outgoing) error { return bs.Send(o.Msg) }}
+	if !strings.HasSuffix(bs.RequestHeader().Get("Content-Type"), "json") {
+		// Binary protobuf: wireCodec sends the event's shared bytes.
+		conn := bs.Conn()
+		w.send = func(o *rooms.Outgoing) error { return conn.Send(o) }
+	}
+	if bw, ok := ctx.Value(batchKey{}).(*batchWriter); ok {
+		w.hold = func(on bool) {
+			bw.holding = on
+			if !on {
+				bw.Flush()
+			}
+		}
+	}
+	return pump(ctx, st, bs.Receive, w)
+}
+
+// writer sends a stream's messages over one transport. hold(true) lets
+// sends buffer, hold(false) flushes what they buffered; nil: every send
+// goes out at once.
+type writer struct {
+	send func(*rooms.Outgoing) error
+	hold func(on bool)
+}
+
+// maxBatch bounds the messages sent with one flush.
+const maxBatch = 128
+
+// batch sends first and whatever else is already queued, up to maxBatch,
+// with one flush.
+func (w writer) batch(first *rooms.Outgoing, out <-chan *rooms.Outgoing) error {
+	if w.hold != nil {
+		w.hold(true)
+		defer w.hold(false)
+	}
+	if err := w.send(first); err != nil {
+		return err
+	}
+	for range maxBatch - 1 {
+		select {
+		case m := <-out:
+			if err := w.send(m); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 // pump runs a stream over a transport: this goroutine is the only writer;
 // the reader goroutine it starts hands messages to the stream and ends when
 // recv fails, which the transport guarantees once pump's caller returns
 // (the request body or the WebSocket is closed then).
-func pump(ctx context.Context, st *rooms.Stream, recv func() (*clientv1.ClientMessage, error), send func(*clientv1.ServerMessage) error) error {
+func pump(ctx context.Context, st *rooms.Stream, recv func() (*clientv1.ClientMessage, error), w writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	readErr := make(chan error, 1)
@@ -392,18 +441,18 @@ func pump(ctx context.Context, st *rooms.Stream, recv func() (*clientv1.ClientMe
 	for {
 		select {
 		case m := <-st.Out():
-			if err := send(m); err != nil {
+			if err := w.batch(m, st.Out()); err != nil {
 				return err
 			}
 		case <-st.Done():
 			final, flush := st.Final()
 			for flush && len(st.Out()) > 0 {
-				if err := send(<-st.Out()); err != nil {
+				if err := w.batch(<-st.Out(), st.Out()); err != nil {
 					return err
 				}
 			}
 			if final != nil {
-				_ = send(final)
+				_ = w.send(final)
 			}
 			return nil
 		case err := <-readErr:

@@ -10,6 +10,7 @@ import (
 	"github.com/coder/websocket"
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/rooms"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -31,14 +32,18 @@ func (h *handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	defer conn.CloseNow()
 	conn.SetReadLimit(int64(h.opts.MaxMessageBytes))
 	ctx := r.Context()
-	send := func(m *clientv1.ServerMessage) error {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			return err
-		}
+	write := func(b []byte) error {
 		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 		defer cancel()
 		return conn.Write(wctx, websocket.MessageBinary, b)
+	}
+	// An event's wire bytes are shared by every member's stream.
+	send := func(o *rooms.Outgoing) error {
+		b, err := o.Wire()
+		if err != nil {
+			return err
+		}
+		return write(b)
 	}
 	recv := func() (*clientv1.ClientMessage, error) {
 		rctx, cancel := context.WithTimeout(ctx, h.opts.ReadIdle)
@@ -57,7 +62,9 @@ func (h *handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return m, nil
 	}
 	fail := func(err error) {
-		_ = send(errorFrame(err))
+		if b, merr := proto.Marshal(errorFrame(err)); merr == nil {
+			_ = write(b)
+		}
 		conn.Close(websocket.StatusPolicyViolation, truncateReason(err))
 	}
 	first, err := recv()
@@ -89,7 +96,7 @@ func (h *handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			}
 			return m, err
 		}
-	}, send)
+	}, writer{send: send})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		conn.Close(websocket.StatusGoingAway, "")
 		return
