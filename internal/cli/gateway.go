@@ -75,7 +75,7 @@ gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md.`,
 			if cfg.RoomsAddr != "" {
 				rh, err := startRooms(cmd.Context(), g.logger().With("part", "rooms"), roomsHostConfig{Addr: cfg.RoomsAddr,
 					TLSCert: cfg.RoomsTLSCert, TLSKey: cfg.RoomsTLSKey, StoreDriver: cfg.StoreDriver, StoreDSN: cfg.StoreDSN,
-					RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams})
+					Live: liveHostConfig{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams}})
 				if err != nil {
 					return err
 				}

@@ -15,7 +15,7 @@ import (
 // streams; members with a stream open get LiveEvent STARTED.
 func TestPublishAndPlay(t *testing.T) {
 	w := newWorld(t)
-	a := w.newNode("a", w.leases, 4)
+	a := w.newNode("a", 4)
 	ctx := context.Background()
 	events, err := w.svc.OpenStream(ctx, w.hostCaller, &clientv1.StreamHello{RoomId: w.room})
 	if err != nil {
@@ -67,7 +67,7 @@ func TestPublishAndPlay(t *testing.T) {
 // on the same key are refused at publish (ffmpeg fails) and audited.
 func TestWrongKeyRefused(t *testing.T) {
 	w := newWorld(t)
-	a := w.newNode("a", w.leases, 4)
+	a := w.newNode("a", 4)
 
 	bad := publish(t, a.RTMPAddr(), w.room, "main.not-the-key", 5)
 	if err := bad.Wait(); err == nil {

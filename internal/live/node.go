@@ -47,14 +47,12 @@ type Config struct {
 	MaxLag time.Duration
 	// GOPCacheBytes bounds the GOP replayed to a new viewer; default 8 MiB.
 	GOPCacheBytes int
-	// LeaseTTL is how long a publisher lease lives unrenewed; default 10 s
-	// (renewed every third of it).
-	LeaseTTL time.Duration
 	// IdleTimeout ends a publisher that sends nothing for this long;
 	// default 30 s.
 	IdleTimeout time.Duration
 	Rooms       Rooms
-	// Leases default to in-memory leases (one node).
+	// Leases are the cluster's publisher leases (KVLeases); nil: a node
+	// alone, without a cluster bus (MemLeases).
 	Leases Leases
 	// RelayDial opens a client connection to another node's
 	// StreamRelayService (mTLS); nil: this node cannot pull relays.
@@ -107,14 +105,11 @@ func New(cfg Config) (*Node, error) {
 	if cfg.GOPCacheBytes <= 0 {
 		cfg.GOPCacheBytes = 8 << 20
 	}
-	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 10 * time.Second
-	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 30 * time.Second
 	}
 	if cfg.Leases == nil {
-		cfg.Leases = NewMemLeases(cfg.LeaseTTL, nil)
+		cfg.Leases = NewMemLeases(10*time.Second, nil)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -127,8 +122,14 @@ func New(cfg Config) (*Node, error) {
 // NodeID is the node's id.
 func (n *Node) NodeID() string { return n.cfg.NodeID }
 
-// Start opens the RTMP listener (if configured) and serves it.
+// Start starts watching the cluster's leases and opens the RTMP listener
+// (if configured) and serves it.
 func (n *Node) Start() error {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.cfg.Leases.Watch(n.ctx, n.leaseChanged)
+	}()
 	if n.cfg.RTMPAddr == "" {
 		return nil
 	}
@@ -200,9 +201,47 @@ func (n *Node) remove(s *stream) {
 
 // liveEvent tells the room's members that a stream started or stopped.
 func (n *Node) liveEvent(s *stream, typ clientv1.LiveEvent_Type) {
-	data := fmt.Appendf(nil, `{"node_id":%q,"epoch":%d}`, s.nodeID, s.epoch)
-	n.cfg.Rooms.LiveEvent(n.ctx, s.roomID, &clientv1.LiveEvent{Type: typ, StreamKey: s.path, Data: data,
-		PlayPath: PlayPath(s.roomID, s.name), Epoch: s.epoch})
+	n.announce(s.roomID, s.name, s.nodeID, s.epoch, typ)
+}
+
+func (n *Node) announce(roomID, name, nodeID string, epoch int64, typ clientv1.LiveEvent_Type) {
+	data := fmt.Appendf(nil, `{"node_id":%q,"epoch":%d}`, nodeID, epoch)
+	n.cfg.Rooms.LiveEvent(n.ctx, roomID, &clientv1.LiveEvent{Type: typ, StreamKey: roomID + "/" + name, Data: data,
+		PlayPath: PlayPath(roomID, name), Epoch: epoch})
+}
+
+// leaseChanged applies a change of the cluster's leases (Leases.Watch):
+// a stream of an older epoch than the lease's, relayed or published here,
+// is fenced off; a relay of a lease that ended stops; and the node that
+// won an expired lease tells the room STOPPED for the node that died.
+func (n *Node) leaseChanged(c LeaseChange) {
+	s := n.lookup(c.Path)
+	switch c.Kind {
+	case LeaseTaken:
+		if s != nil && s.epoch < c.Epoch {
+			n.log.Warn("live: a newer publisher took the stream; stopping this epoch", "stream", c.Path,
+				"epoch", s.epoch, "new_epoch", c.Epoch, "new_node", c.Holder.NodeID)
+			s.stop()
+		}
+	case LeaseReleased, LeaseExpired:
+		if s == nil || s.epoch != c.Epoch {
+			break
+		}
+		if !s.relayed {
+			// Our own lease expired (we could not renew it): the stream
+			// stops and endPublish announces it.
+			n.log.Warn("live: publisher lease expired; stopping the stream", "stream", c.Path, "epoch", c.Epoch)
+			s.stop()
+			return
+		}
+		s.stop()
+	}
+	if c.Kind == LeaseExpired && c.Announce {
+		room, name, _ := cutPath(c.Path)
+		n.log.Warn("live: the publisher's node stopped renewing its lease; announcing STOPPED", "stream", c.Path,
+			"epoch", c.Epoch, "node", c.Holder.NodeID)
+		n.announce(room, name, c.Holder.NodeID, c.Epoch, clientv1.LiveEvent_STOPPED)
+	}
 }
 
 // PlayPath is where a stream plays on the rooms listener.
