@@ -69,6 +69,7 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		return nil, err
 	}
 	svc.OnStreamKeyChange(ln.node.StreamKeyChanged)
+	svc.OnLiveStreams(ln.node.LiveStreams)
 	mux := http.NewServeMux()
 	roomsrpc.Mount(mux, svc, roomsrpc.Options{Logger: log})
 	mux.Handle(watch.Prefix, watch.Handler())

@@ -78,6 +78,9 @@ type Node struct {
 	mu      sync.Mutex
 	closed  bool
 	streams map[string]*stream // by path
+	// leases are the cluster's live leases as the watcher last saw
+	// them, by path (LiveStreams).
+	leases map[string]LeaseChange
 	conns   map[net.Conn]struct{}
 	local   int // streams published here
 }
@@ -116,7 +119,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), ctx: ctx, cancel: cancel,
-		streams: map[string]*stream{}, conns: map[net.Conn]struct{}{}}, nil
+		streams: map[string]*stream{}, leases: map[string]LeaseChange{}, conns: map[net.Conn]struct{}{}}, nil
 }
 
 // NodeID is the node's id.
@@ -205,9 +208,12 @@ func (n *Node) liveEvent(s *stream, typ clientv1.LiveEvent_Type) {
 }
 
 func (n *Node) announce(roomID, name, nodeID string, epoch int64, typ clientv1.LiveEvent_Type) {
-	data := fmt.Appendf(nil, `{"node_id":%q,"epoch":%d}`, nodeID, epoch)
-	n.cfg.Rooms.LiveEvent(n.ctx, roomID, &clientv1.LiveEvent{Type: typ, StreamKey: roomID + "/" + name, Data: data,
-		PlayPath: PlayPath(roomID, name), Epoch: epoch})
+	n.cfg.Rooms.LiveEvent(n.ctx, roomID, liveEvent(roomID, name, nodeID, epoch, typ))
+}
+
+func liveEvent(roomID, name, nodeID string, epoch int64, typ clientv1.LiveEvent_Type) *clientv1.LiveEvent {
+	return &clientv1.LiveEvent{Type: typ, StreamKey: roomID + "/" + name, PlayPath: PlayPath(roomID, name), Epoch: epoch,
+		Data: fmt.Appendf(nil, `{"node_id":%q,"epoch":%d}`, nodeID, epoch)}
 }
 
 // leaseChanged applies a change of the cluster's leases (Leases.Watch):
@@ -215,7 +221,14 @@ func (n *Node) announce(roomID, name, nodeID string, epoch int64, typ clientv1.L
 // is fenced off; a relay of a lease that ended stops; and the node that
 // won an expired lease tells the room STOPPED for the node that died.
 func (n *Node) leaseChanged(c LeaseChange) {
-	s := n.lookup(c.Path)
+	n.mu.Lock()
+	if c.Kind == LeaseTaken {
+		n.leases[c.Path] = c
+	} else if n.leases[c.Path].Epoch == c.Epoch {
+		delete(n.leases, c.Path)
+	}
+	s := n.streams[c.Path]
+	n.mu.Unlock()
 	switch c.Kind {
 	case LeaseTaken:
 		if s != nil && s.epoch < c.Epoch {
@@ -242,6 +255,39 @@ func (n *Node) leaseChanged(c LeaseChange) {
 			"epoch", c.Epoch, "node", c.Holder.NodeID)
 		n.announce(room, name, c.Holder.NodeID, c.Epoch, clientv1.LiveEvent_STOPPED)
 	}
+}
+
+// maxListed bounds the live streams LiveStreams lists for one room.
+const maxListed = 16
+
+// LiveStreams lists the room's live streams as LiveEvent STARTED (for
+// rooms.Service.OnLiveStreams): those published on this node and those
+// the cluster's leases name. It does not block on the network.
+func (n *Node) LiveStreams(roomID string) []*clientv1.LiveEvent {
+	type live struct {
+		name, node string
+		epoch      int64
+	}
+	var found []live
+	seen := map[string]bool{}
+	n.mu.Lock()
+	for path, s := range n.streams {
+		if s.roomID == roomID && !s.relayed && len(found) < maxListed {
+			found, seen[path] = append(found, live{s.name, s.nodeID, s.epoch}), true
+		}
+	}
+	for path, c := range n.leases {
+		room, name, _ := cutPath(path)
+		if room == roomID && !seen[path] && len(found) < maxListed {
+			found = append(found, live{name, c.Holder.NodeID, c.Epoch})
+		}
+	}
+	n.mu.Unlock()
+	out := make([]*clientv1.LiveEvent, 0, len(found))
+	for _, f := range found {
+		out = append(out, liveEvent(roomID, f.name, f.node, f.epoch, clientv1.LiveEvent_STARTED))
+	}
+	return out
 }
 
 // PlayPath is where a stream plays on the rooms listener.
