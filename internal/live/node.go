@@ -81,8 +81,8 @@ type Node struct {
 	// leases are the cluster's live leases as the watcher last saw
 	// them, by path (LiveStreams).
 	leases map[string]LeaseChange
-	conns   map[net.Conn]struct{}
-	local   int // streams published here
+	conns  map[net.Conn]struct{}
+	local  int // streams published here
 }
 
 // New checks cfg and returns a Node; Start opens its RTMP listener.
