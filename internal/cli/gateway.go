@@ -14,6 +14,7 @@ import (
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/gateway"
 	"github.com/croupier/croupier/internal/gatewayops"
+	"github.com/croupier/croupier/internal/roomcluster"
 	"github.com/croupier/croupier/sdk"
 )
 
@@ -72,10 +73,22 @@ gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md.`,
 			if err != nil {
 				return err
 			}
+			var bus *roomcluster.Node
+			if err := cfg.Validate(); err != nil { // fills the gateway tier's defaults
+				return err
+			}
+			if cfg.NATS != "off" {
+				tier, err := joinGatewayTier(cmd.Context(), log.With("part", "gateway-tier"), cfg)
+				if err != nil {
+					return err
+				}
+				defer tier.stop() // after the rooms stopped (defers run last first)
+				bus = tier.node
+			}
 			if cfg.RoomsAddr != "" {
 				rh, err := startRooms(cmd.Context(), g.logger().With("part", "rooms"), roomsHostConfig{Addr: cfg.RoomsAddr,
 					TLSCert: cfg.RoomsTLSCert, TLSKey: cfg.RoomsTLSKey, StoreDriver: cfg.StoreDriver, StoreDSN: cfg.StoreDSN,
-					Live: liveHostConfig{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams}})
+					Live: liveHostConfig{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams}, Bus: bus})
 				if err != nil {
 					return err
 				}
@@ -117,6 +130,7 @@ gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md.`,
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML config file (keys as in docs/gateway.md)")
 	cmd.Flags().StringVar(&agentConfig, "agent-config", "", "YAML config of the node's agent (keys of `croupier agent`: server, agent_id, game_id, env, tls_*): registers the gateway.* functions")
 	gatewayFlags(cmd.Flags(), gateway.DefaultConfig())
+	gatewayClusterFlags(cmd.Flags(), gateway.DefaultConfig())
 	return cmd
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/live"
+	"github.com/croupier/croupier/internal/roomcluster"
 	"github.com/croupier/croupier/internal/rooms"
 	"github.com/croupier/croupier/internal/rooms/roomsrpc"
 	"github.com/croupier/croupier/internal/store"
@@ -29,6 +30,8 @@ type roomsHostConfig struct {
 	StoreDriver, StoreDSN string
 	// Live configures the node's live streams.
 	Live liveHostConfig
+	// Bus joins the rooms to the gateway tier (nil: this node only).
+	Bus *roomcluster.Node
 }
 
 // roomsHost runs the rooms system (docs/rooms.md): its store, service and
@@ -57,10 +60,22 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		_ = st.Close()
 		return nil, err
 	}
-	svc, err := rooms.New(ctx, rooms.Config{Store: st, Logger: log})
+	rcfg := rooms.Config{Store: st, Logger: log}
+	if cfg.Bus != nil {
+		rcfg.Bus = cfg.Bus
+	}
+	svc, err := rooms.New(ctx, rcfg)
 	if err != nil {
 		_ = st.Close()
 		return nil, err
+	}
+	if cfg.Bus != nil {
+		// Before serving: this node delivers every event from now on.
+		if err := cfg.Bus.Start(ctx, svc); err != nil {
+			svc.Close()
+			_ = st.Close()
+			return nil, err
+		}
 	}
 	ln, err := startLive(ctx, log.With("part", "live"), cfg.Live, svc)
 	if err != nil {

@@ -62,6 +62,11 @@ type Config struct {
 	// Replicas for the membership bucket (1 without routes; up to 3).
 	Replicas int
 
+	// MembersBucket is the membership bucket (default croupier_nodes, the
+	// control tier's; gateway nodes use their own so that servers do not
+	// count them).
+	MembersBucket string
+
 	// MemberTTL is how long a node stays listed after its last heartbeat
 	// (default 15 s); heartbeats go out every MemberTTL/3.
 	MemberTTL time.Duration
@@ -139,6 +144,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
+	if cfg.MembersBucket == "" {
+		cfg.MembersBucket = membersBucket
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "cluster", "node", cfg.NodeID)}
 	n.ctx, n.stop = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
@@ -203,7 +211,7 @@ func (n *Node) createBucket(ctx context.Context) (jetstream.KeyValue, error) {
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		kv, err := n.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
-			Bucket: membersBucket, TTL: n.cfg.MemberTTL, Replicas: n.cfg.Replicas,
+			Bucket: n.cfg.MembersBucket, TTL: n.cfg.MemberTTL, Replicas: n.cfg.Replicas,
 			Storage: jetstream.MemoryStorage, Description: "croupier cluster members",
 		})
 		cancel()

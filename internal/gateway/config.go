@@ -91,6 +91,39 @@ type Config struct {
 	// <data dir>/croupier.db, or "postgres" with a URL).
 	StoreDriver string `koanf:"store_driver"`
 	StoreDSN    string `koanf:"store_dsn"`
+
+	// The gateway tier on several nodes (docs/cluster.md, "Gateway
+	// tier"); validated by validateCluster (cluster_config.go).
+	//
+	// NATS is "off" (default: rooms on this node only), "embedded" (a
+	// NATS server inside the process on NATSListen, JetStream in
+	// DataDir/gateway/nats, optionally routed to other embedded servers)
+	// or "external" (NATSURL).
+	NATS              string   `koanf:"nats"`
+	NodeID            string   `koanf:"node_id"`
+	DataDir           string   `koanf:"data_dir"`
+	NATSURL           string   `koanf:"nats_url"`
+	NATSCreds         string   `koanf:"nats_creds"`
+	NATSTLSCA         string   `koanf:"nats_tls_ca"`
+	NATSTLSCert       string   `koanf:"nats_tls_cert"`
+	NATSTLSKey        string   `koanf:"nats_tls_key"`
+	NATSListen        string   `koanf:"nats_listen"`
+	NATSClusterName   string   `koanf:"nats_cluster_name"`
+	NATSClusterListen string   `koanf:"nats_cluster_listen"`
+	NATSRoutes        []string `koanf:"nats_routes"`
+	// ClusterAddr is the gRPC listener of SyncTV's ClusterService and
+	// DataSyncService (mTLS with ClusterTLSCA/Cert/Key, default the
+	// Croupier CA's files in DataDir/certs); empty: not served.
+	// ClusterAdvertise is the address other nodes are told (default the
+	// listener's).
+	ClusterAddr      string `koanf:"cluster_addr"`
+	ClusterAdvertise string `koanf:"cluster_advertise"`
+	ClusterTLSCA     string `koanf:"cluster_tls_ca"`
+	ClusterTLSCert   string `koanf:"cluster_tls_cert"`
+	ClusterTLSKey    string `koanf:"cluster_tls_key"`
+	// ClusterReplicas is the replica count of the room log and the
+	// membership buckets (default: the number of routes, at most 3, or 1).
+	ClusterReplicas int `koanf:"cluster_replicas"`
 }
 
 // DefaultConfig returns the defaults of `croupier gateway` (netsvr's).
@@ -110,6 +143,9 @@ func DefaultConfig() Config {
 		RTMPAddr:         "127.0.0.1:1935",
 		MaxStreams:       16,
 		StoreDriver:      "sqlite",
+		NATS:             "off",
+		NATSListen:       "127.0.0.1:0",
+		ClusterAddr:      "127.0.0.1:0",
 
 		MetricsItems:         []int{0, 1, 2, 3, 4, 5, 6},
 		ConnectRatePerIP:     20,
@@ -204,6 +240,7 @@ func (c *Config) Validate() error {
 	if c.RoomsAddr != "" && c.StoreDriver == "postgres" && c.StoreDSN == "" {
 		p = append(p, "store_driver postgres needs store_dsn (postgres://user:pass@host:5432/db)")
 	}
+	p = c.validateCluster(p)
 	if len(p) == 0 {
 		return nil
 	}

@@ -27,6 +27,11 @@ func TestConfigValidate(t *testing.T) {
 		{"limit group workerId twice", func(c *gateway.Config) { c.LimitGroups = []string{"a=1:1", "b=1:1"} }, "already in group"},
 		{"metrics item", func(c *gateway.Config) { c.MetricsItems = []int{7} }, "metrics_items 7"},
 		{"token keys", func(c *gateway.Config) { c.CustomUniqIDTokenKey = "uniqId" }, "different"},
+		{"nats kind", func(c *gateway.Config) { c.NATS = "redis" }, "use off, embedded or external"},
+		{"nats external without url", func(c *gateway.Config) { c.NATS = "external" }, "needs nats_url"},
+		{"gateway tier without rooms", func(c *gateway.Config) { c.NATS = "embedded"; c.RoomsAddr = "" }, "set rooms_addr"},
+		{"half cluster TLS", func(c *gateway.Config) { c.NATS = "embedded"; c.ClusterTLSCA = "ca.crt" }, "cluster_tls_ca"},
+		{"cluster replicas", func(c *gateway.Config) { c.NATS = "embedded"; c.ClusterReplicas = 7 }, "cluster_replicas 7"},
 	}
 	for _, tc := range cases {
 		c := gateway.DefaultConfig()

@@ -11,6 +11,7 @@ import (
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
 	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/roomcluster"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -119,7 +120,8 @@ func TestRoomAcrossNodes(t *testing.T) {
 		t.Fatalf("after the kill: version %d, want %d", got.GetVersion(), st.GetVersion()+1)
 	}
 	so.next(stateAt(99))
-	// B's members are offline once B is dead (no heartbeat for DeadAfter).
+	// B's members are offline once B is gone (a stopped node removes its
+	// membership entry; a crashed one's expires after DeadAfter).
 	waitFor(t, 10*time.Second, func() error {
 		if got := online(bob); got.GetOnline() {
 			return fmt.Errorf("bob still online: %v", got)
@@ -149,6 +151,7 @@ func TestNATSRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.nats.start(2)
+	c.nats.waitCurrent()
 	if _, err := seek(t, a, owner, room, 6); err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +237,10 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 	ev, err := cl.SyncEvents(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The headers come once the node follows the log for this call.
+	if h, err := ev.Header(); err != nil || len(h.Get(roomcluster.LogSeqHeader)) != 1 {
+		t.Fatalf("SyncEvents headers %v, %v: want %s", h, err, roomcluster.LogSeqHeader)
 	}
 	// The log streams a seek made on A as a PlaybackEvent.
 	if _, err := seek(t, a, owner, room, 30); err != nil {
@@ -327,5 +334,60 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 	}
 	if len(rooms.GetRooms()) != 1 || rooms.GetRooms()[0].GetId() != room || rooms.GetRooms()[0].GetMemberCount() != 2 {
 		t.Fatalf("BatchGetRooms: %v", rooms)
+	}
+}
+
+// Live STARTED/STOPPED from a node's ingest reach members on every node,
+// also when no member of the room is on the ingest node; so does a change
+// made through a node where the room is not live (a ban). The log carries
+// them as the seed's live and member events.
+func TestLiveEventsAcrossNodes(t *testing.T) {
+	c := newCluster(t, sharedStore(t), 2)
+	a, b := c.gws[0], c.gws[1]
+	owner, bob, eve := c.register(a), c.register(a), c.register(a)
+	room := c.roomWithMovie(a, owner, bob, eve)
+	sb := openStream(t, b, bob, room, 0)
+	se := openStream(t, b, eve, room, 0)
+
+	cl, _ := c.dial(a)
+	ev, err := cl.SyncEvents(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ev.Header(); err != nil {
+		t.Fatal(err)
+	}
+	// Node A has no stream in the room: the ingest's events still go out.
+	ctx := ctxT(t)
+	a.svc.LiveEvent(ctx, room, &clientv1.LiveEvent{Type: clientv1.LiveEvent_STARTED, StreamKey: "main"})
+	a.svc.LiveEvent(ctx, room, &clientv1.LiveEvent{Type: clientv1.LiveEvent_STOPPED, StreamKey: "main"})
+	isLive := func(m *clientv1.ServerMessage) bool { return m.GetLive() != nil }
+	for _, s := range []*stream{sb, se} {
+		started, stopped := s.next(isLive), s.next(isLive)
+		if started.GetLive().GetType() != clientv1.LiveEvent_STARTED || stopped.GetLive().GetType() != clientv1.LiveEvent_STOPPED ||
+			started.GetLive().GetStreamKey() != "main" || stopped.GetSeq() <= started.GetSeq() {
+			t.Fatalf("live events %v then %v, want STARTED then STOPPED of main", started, stopped)
+		}
+	}
+	var kinds []string
+	for len(kinds) < 2 {
+		e, err := ev.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l := e.GetLive(); l != nil {
+			kinds = append(kinds, l.GetType().String())
+		}
+	}
+	if !slices.Equal(kinds, []string{"STARTED", "STOPPED"}) {
+		t.Fatalf("SyncEvents live events %v", kinds)
+	}
+
+	// A ban made through A reaches eve's stream on B.
+	if _, err := a.client.BanMember(ctx, as(owner, &clientv1.BanMemberRequest{RoomId: room, UserId: eve.id})); err != nil {
+		t.Fatal(err)
+	}
+	if e := se.ended(); e.GetCode() != apierr.CodeMemberBanned {
+		t.Fatalf("eve's stream ended with %v, want %s", e, apierr.CodeMemberBanned)
 	}
 }

@@ -15,18 +15,24 @@
 //     node", read against the live nodes.
 //
 // Node implements rooms.Bus: a room's events are appended to the log
-// with the room's lock held, and one ordered consumer per node delivers
-// the log, in order, to rooms.Service.Deliver. The ordered consumer
-// resumes after the last sequence it delivered when the connection to
-// NATS comes back, and Deliver drops what a room has already applied, so
-// a node catches up and never applies an event twice.
+// with the room's lock held, and one follower per node (follow.go)
+// delivers the log, in order, to rooms.Service.Deliver. The follower
+// keeps a cursor (the next stream sequence) and, when its consumer fails
+// (NATS restarted, the consumer's server died, a message lost in flight),
+// creates a new one at the cursor; Deliver drops what a room has already
+// applied, so a node catches up and never applies an event twice.
+//
+// Riding through elections (retry.go): while a raft group of the stream
+// or a bucket elects a leader, requests go unanswered. Every request the
+// Node makes is repeated with backoff until answered or its bound
+// (Config.PublishTimeout, or the caller's deadline) passes; repeating is
+// safe because an append carries its event_id as the message id.
 //
 // Not built yet: `croupier gateway` does not start a Node (no flags for
 // it); tests and bench/cluster/gateway assemble it in-process
 // (docs/cluster.md, "Not built yet (gateway tier)").
 //
-// Goroutines: Start starts the consumer (owned by nats.go, stopped by
-// Close) and the heartbeat loop (owned by the Node, stopped by Close).
-// Each SyncEvents call owns one ordered consumer, stopped when the call
-// ends.
+// Goroutines: Start starts the follower and the heartbeat loop (owned by
+// the Node, stopped and waited for by Close). Each SyncEvents call owns
+// one follower, stopped and waited for when the call ends.
 package roomcluster

@@ -60,6 +60,13 @@ func toEvent(nodeID, roomID string, msg *clientv1.ServerMessage) (*clusterv1.Clu
 		}
 		ev.Payload = &clusterv1.ClusterEvent_Member{Member: &clusterv1.MemberEvent{Type: t, RoomId: roomID,
 			UserId: p.Member.GetMember().GetUser().GetId(), Data: data}}
+	case *clientv1.ServerMessage_Live:
+		t := clusterv1.LiveEvent_STARTED
+		if p.Live.GetType() == clientv1.LiveEvent_STOPPED {
+			t = clusterv1.LiveEvent_STOPPED
+		}
+		// The seed's LiveEvent has no room id: the subject carries it.
+		ev.Payload = &clusterv1.ClusterEvent_Live{Live: &clusterv1.LiveEvent{Type: t, StreamKey: p.Live.GetStreamKey(), Data: data}}
 	default: // danmaku, playlist, room settings
 		ev.Payload = &clusterv1.ClusterEvent_Room{Room: &clusterv1.RoomEvent{Type: clusterv1.RoomEvent_UPDATED, RoomId: roomID, Data: data}}
 	}
@@ -96,6 +103,8 @@ func fromEvent(ev *clusterv1.ClusterEvent) (*clientv1.ServerMessage, error) {
 		data = p.Playback.GetData()
 	case *clusterv1.ClusterEvent_Member:
 		data = p.Member.GetData()
+	case *clusterv1.ClusterEvent_Live:
+		data = p.Live.GetData()
 	case *clusterv1.ClusterEvent_Chat:
 		data = p.Chat.GetData()
 		if len(data) == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -65,7 +67,11 @@ func (s clusterServer) Heartbeat(ctx context.Context, req *clusterv1.HeartbeatRe
 	if err := checkID("node_id", req.GetNodeId()); err != nil {
 		return nil, invalid(err)
 	}
-	e, err := s.n.nodes.Get(ctx, req.GetNodeId())
+	var e jetstream.KeyValueEntry
+	err := retry(ctx, func(ctx context.Context) (err error) {
+		e, err = s.n.nodes.Get(ctx, req.GetNodeId())
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, status.Errorf(codes.NotFound, "node %s is not registered (or was dead for %v); call RegisterNode first",
 			req.GetNodeId(), s.n.cfg.DeadAfter)
@@ -93,27 +99,30 @@ func (s clusterServer) GetNodes(ctx context.Context, req *clusterv1.GetNodesRequ
 	return &clusterv1.GetNodesResponse{Nodes: nodes}, nil
 }
 
+// LogSeqHeader is the SyncEvents response header that carries the seq
+// of the last event of the log before the stream starts.
+const LogSeqHeader = "x-croupier-log-seq"
+
 // SyncEvents streams the room event log from now on (seq set) and appends
 // every event the caller sends (its event_id is the message id: a
 // duplicate is dropped by JetStream, an event already applied by the
 // rooms). The call ends when the caller closes its side or on an invalid
 // event (INVALID_ARGUMENT naming it).
 func (s clusterServer) SyncEvents(stream grpc.BidiStreamingServer[clusterv1.ClusterEvent, clusterv1.ClusterEvent]) error {
-	ctx := stream.Context()
-	c, err := s.n.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subjectPrefix + ">"}, DeliverPolicy: jetstream.DeliverNewPolicy})
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	from, err := s.n.logEnd(ctx)
 	if err != nil {
 		return unavailable("the event log cannot be read", err)
 	}
-	// The consumer's goroutine hands events to the sender below through a
-	// bounded queue; a caller that does not keep up is cut off.
+	// The follower hands events to the sender below through a bounded
+	// queue; a caller that does not keep up is cut off.
 	out := make(chan *clusterv1.ClusterEvent, syncEventQueue)
 	slow := make(chan struct{})
 	var slowOnce bool
-	cc, err := c.Consume(func(m jetstream.Msg) {
+	f := &follower{js: s.n.js, next: from, handle: func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 		ev := &clusterv1.ClusterEvent{}
-		meta, merr := m.Metadata()
-		if merr != nil || proto.Unmarshal(m.Data(), ev) != nil {
+		if proto.Unmarshal(m.Data(), ev) != nil {
 			return
 		}
 		ev.Seq = int64(meta.Sequence.Stream)
@@ -125,11 +134,15 @@ func (s clusterServer) SyncEvents(stream grpc.BidiStreamingServer[clusterv1.Clus
 				close(slow)
 			}
 		}
-	})
-	if err != nil {
-		return unavailable("the event log cannot be read", err)
+	}}
+	followed := make(chan struct{})
+	go func() { defer close(followed); f.run(ctx) }()
+	defer func() { cancel(); <-followed }()
+	// The response headers say where the stream starts: every event
+	// appended after the caller has them is streamed to it.
+	if err := stream.SendHeader(metadata.Pairs(LogSeqHeader, strconv.FormatUint(from-1, 10))); err != nil {
+		return err
 	}
-	defer cc.Stop()
 
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- s.receive(ctx, stream) }()
@@ -257,7 +270,11 @@ func (s dataServer) GetUserOnlineStatus(ctx context.Context, req *datav1.GetUser
 	resp := &datav1.GetUserOnlineStatusResponse{Statuses: make(map[string]*datav1.OnlineStatus, len(req.GetUserIds()))}
 	for _, id := range req.GetUserIds() {
 		st := &datav1.OnlineStatus{}
-		e, err := s.n.online.Get(ctx, id)
+		var e jetstream.KeyValueEntry
+		err := retry(ctx, func(ctx context.Context) (err error) {
+			e, err = s.n.online.Get(ctx, id)
+			return err
+		})
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:

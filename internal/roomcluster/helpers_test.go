@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -35,10 +36,12 @@ import (
 
 var fastArgon = auth.Argon2Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 
-// Short membership times so that a dead node is seen as dead quickly.
+// A short heartbeat; a dead-after longer than a raft election (4–9 s),
+// so that no live node is taken for dead while the membership bucket
+// elects a leader on a loaded machine. Stopped nodes remove their entry.
 const (
-	testHeartbeat = 200 * time.Millisecond
-	testDeadAfter = 1 * time.Second
+	testHeartbeat = 250 * time.Millisecond
+	testDeadAfter = 30 * time.Second
 )
 
 // sharedStore is the store every gateway node of a test shares:
@@ -154,6 +157,46 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// waitCurrent waits until the stream and both buckets have a leader and
+// every replica is online and current: the state after which stopping
+// any one server leaves a quorum that has every message.
+func (c *natsCluster) waitCurrent() {
+	c.t.Helper()
+	nc := c.connect("probe")
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	waitFor(c.t, 60*time.Second, func() error {
+		for _, name := range []string{roomcluster.StreamName, "KV_" + roomcluster.NodesBucket, "KV_" + roomcluster.OnlineBucket} {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s, err := js.Stream(ctx, name)
+			var info *jetstream.StreamInfo
+			if err == nil {
+				info, err = s.Info(ctx)
+			}
+			cancel()
+			if err != nil {
+				return fmt.Errorf("stream %s: %w", name, err)
+			}
+			cl := info.Cluster
+			if cl == nil || cl.Leader == "" {
+				return fmt.Errorf("stream %s has no leader", name)
+			}
+			if len(cl.Replicas) != len(c.servers)-1 {
+				return fmt.Errorf("stream %s has %d replicas besides its leader, want %d", name, len(cl.Replicas), len(c.servers)-1)
+			}
+			for _, r := range cl.Replicas {
+				if !r.Current || r.Offline {
+					return fmt.Errorf("stream %s: replica %s is not current", name, r.Name)
+				}
+			}
+		}
+		return nil
+	})
+}
+
 func (c *natsCluster) stop(i int) {
 	c.servers[i].Shutdown()
 	c.servers[i].WaitForShutdown()
@@ -218,6 +261,7 @@ func newCluster(t testing.TB, st *store.Store, gateways int) *cluster {
 	for i := range gateways {
 		c.gws = append(c.gws, c.startGateway(fmt.Sprint("gw", i), i%3))
 	}
+	c.nats.waitCurrent()
 	return c
 }
 
@@ -232,11 +276,12 @@ func (c *cluster) startGateway(id string, natsServer int) *gateway {
 	}
 	g.grpc = grpcLn.Addr().String()
 	g.node, err = roomcluster.New(ctx, roomcluster.Config{Conn: g.nc, NodeID: id, Address: g.grpc,
-		Heartbeat: testHeartbeat, DeadAfter: testDeadAfter, Replicas: 3})
+		Heartbeat: testHeartbeat, DeadAfter: testDeadAfter, Replicas: 3, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.svc, err = rooms.New(ctx, rooms.Config{Store: c.st, Argon2: fastArgon, Bus: g.node, StreamQueue: 4096})
+	g.svc, err = rooms.New(ctx, rooms.Config{Store: c.st, Argon2: fastArgon, Bus: g.node, StreamQueue: 4096,
+		ChatPerSecond: 1000}) // the tests send bursts of chat; rate limits are tested in internal/rooms
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,10 @@ type Config struct {
 	// Retention is how long the event log keeps events (the longest a
 	// node may be cut off and still catch up); default 1 hour.
 	Retention time.Duration
-	// PublishTimeout bounds appending one event; default 2 s.
+	// PublishTimeout bounds appending one event, repeats included (an
+	// append is repeated while the stream elects a leader); default 12 s,
+	// longer than one raft election. Reads and membership writes that
+	// have no caller's deadline get the same bound.
 	PublishTimeout time.Duration
 	// Stats reports the node's load for heartbeats; nil: none.
 	Stats  func() *clusterv1.NodeStats
@@ -70,11 +73,10 @@ type Node struct {
 	online jetstream.KeyValue
 	log    *slog.Logger
 
-	mu    sync.Mutex // guards rooms, cons, stop
+	mu    sync.Mutex // guards rooms, stop
 	rooms Rooms
-	cons  jetstream.ConsumeContext
 	stop  context.CancelFunc
-	done  chan struct{}
+	wg    sync.WaitGroup // the follower and the heartbeat loop
 }
 
 // New creates (or updates) the stream and buckets the cluster uses.
@@ -101,7 +103,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.Retention = time.Hour
 	}
 	if cfg.PublishTimeout <= 0 {
-		cfg.PublishTimeout = 2 * time.Second
+		cfg.PublishTimeout = defaultOpTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -114,20 +116,29 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("roomcluster: %w", err)
 	}
 	n := &Node{cfg: cfg, nc: cfg.Conn, js: js, log: cfg.Logger}
-	if n.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: StreamName, Subjects: []string{subjectPrefix + ">"}, Storage: jetstream.FileStorage,
-		Replicas: cfg.Replicas, MaxAge: cfg.Retention, Duplicates: 2 * time.Minute,
-		MaxMsgSize: maxEventBytes, Discard: jetstream.DiscardOld,
+	if err := retry(ctx, func(ctx context.Context) (err error) {
+		n.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: StreamName, Subjects: []string{subjectPrefix + ">"}, Storage: jetstream.FileStorage,
+			Replicas: cfg.Replicas, MaxAge: cfg.Retention, Duplicates: 2 * time.Minute,
+			MaxMsgSize: maxEventBytes, Discard: jetstream.DiscardOld,
+		})
+		return err
 	}); err != nil {
 		return nil, fmt.Errorf("roomcluster: create stream %s: %w", StreamName, err)
 	}
-	if n.nodes, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: NodesBucket, TTL: cfg.DeadAfter, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+	if err := retry(ctx, func(ctx context.Context) (err error) {
+		n.nodes, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: NodesBucket, TTL: cfg.DeadAfter, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+		})
+		return err
 	}); err != nil {
 		return nil, fmt.Errorf("roomcluster: create bucket %s: %w", NodesBucket, err)
 	}
-	if n.online, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: OnlineBucket, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+	if err := retry(ctx, func(ctx context.Context) (err error) {
+		n.online, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: OnlineBucket, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+		})
+		return err
 	}); err != nil {
 		return nil, fmt.Errorf("roomcluster: create bucket %s: %w", OnlineBucket, err)
 	}
@@ -149,41 +160,44 @@ func (n *Node) Start(ctx context.Context, rooms Rooms) error {
 	if err := n.beat(ctx, nil); err != nil {
 		return fmt.Errorf("roomcluster: register node %s: %w", n.cfg.NodeID, err)
 	}
-	c, err := n.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subjectPrefix + ">"}, DeliverPolicy: jetstream.DeliverNewPolicy})
+	from, err := n.logEnd(ctx)
 	if err != nil {
-		return fmt.Errorf("roomcluster: consume %s: %w", StreamName, err)
+		return fmt.Errorf("roomcluster: read the head of %s: %w", StreamName, err)
 	}
 	n.rooms = rooms
-	if n.cons, err = c.Consume(n.deliver); err != nil {
-		return fmt.Errorf("roomcluster: consume %s: %w", StreamName, err)
-	}
-	hctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	n.stop, n.done = stop, make(chan struct{})
-	go n.heartbeats(hctx, n.done)
+	fctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	n.stop = stop
+	f := &follower{js: n.js, next: from, handle: n.deliver, onErr: func(err error) {
+		n.log.Info("following the room log again", "node", n.cfg.NodeID, "err", err)
+	}}
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); f.run(fctx) }()
+	go func() { defer n.wg.Done(); n.heartbeats(fctx) }()
 	return nil
 }
 
-// Close stops delivering and heartbeating; the membership entry expires
-// DeadAfter later (a crashed node's does too).
+// Close stops delivering and heartbeating and removes the node's
+// membership entry (a crashed node's expires DeadAfter after its last
+// heartbeat).
 func (n *Node) Close() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.stop == nil {
 		return
 	}
-	n.cons.Stop()
 	n.stop()
-	<-n.done
+	n.wg.Wait()
+	n.stop = func() {}
+	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+	defer cancel()
+	if err := n.nodes.Delete(ctx, n.cfg.NodeID); err != nil {
+		n.log.Info("membership entry left to expire", "node", n.cfg.NodeID, "err", err)
+	}
 }
 
-// deliver is the consumer's handler: one goroutine, log order.
-func (n *Node) deliver(m jetstream.Msg) {
-	meta, err := m.Metadata()
-	if err != nil {
-		n.log.Warn("cluster event without metadata", "err", err)
-		return
-	}
+// deliver is the follower's handler: one goroutine, log order, each
+// message once.
+func (n *Node) deliver(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 	ev := &clusterv1.ClusterEvent{}
 	if err := proto.Unmarshal(m.Data(), ev); err != nil {
 		n.log.Warn("cluster event not decodable", "seq", meta.Sequence.Stream, "err", err)
@@ -227,30 +241,50 @@ func (n *Node) Publish(ctx context.Context, roomID string, msg *clientv1.ServerM
 	return seq, nil
 }
 
-// append stores ev in the room's log; a duplicate event_id gets the
-// sequence of the copy stored first.
+// append stores ev in the room's log, repeating the append until it is
+// acknowledged or ctx ends; a duplicate event_id (a repeat, or an event
+// sent twice) gets the sequence of the copy stored first.
 func (n *Node) append(ctx context.Context, roomID string, ev *clusterv1.ClusterEvent) (int64, error) {
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		return 0, err
 	}
-	ack, err := n.js.Publish(ctx, subject(roomID), data, jetstream.WithMsgID(ev.GetEventId()))
+	var seq int64
+	err = retry(ctx, func(ctx context.Context) error {
+		if n.nc.IsClosed() {
+			return nats.ErrConnectionClosed
+		}
+		ack, err := n.js.Publish(ctx, subject(roomID), data, jetstream.WithMsgID(ev.GetEventId()))
+		if err != nil {
+			return err
+		}
+		seq = int64(ack.Sequence)
+		return nil
+	})
 	if err != nil {
 		return 0, fmt.Errorf("append to the room log: %w", err)
 	}
-	return int64(ack.Sequence), nil
+	return seq, nil
 }
 
 // Head implements rooms.Bus.
 func (n *Node) Head(ctx context.Context, roomID string) (int64, error) {
-	m, err := n.stream.GetLastMsgForSubject(ctx, subject(roomID))
+	var seq int64
+	err := retry(ctx, func(ctx context.Context) error {
+		m, err := n.stream.GetLastMsgForSubject(ctx, subject(roomID))
+		if err != nil {
+			return err
+		}
+		seq = int64(m.Sequence)
+		return nil
+	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("read the room log's head: %w", err)
 	}
-	return int64(m.Sequence), nil
+	return seq, nil
 }
 
 // trackOnline records where a user's stream is, for GetUserOnlineStatus.
@@ -262,22 +296,32 @@ func (n *Node) trackOnline(ctx context.Context, roomID string, u *clientv1.Membe
 		return
 	}
 	here := roomID + " " + n.cfg.NodeID
-	var err error
-	switch u.GetKind() {
-	case clientv1.MemberUpdate_KIND_ONLINE:
-		_, err = n.online.PutString(ctx, uid, here)
-	case clientv1.MemberUpdate_KIND_OFFLINE:
-		if e, gerr := n.online.Get(ctx, uid); gerr == nil && string(e.Value()) == here {
-			err = n.online.Delete(ctx, uid, jetstream.LastRevision(e.Revision()))
+	err := retry(ctx, func(ctx context.Context) error {
+		switch u.GetKind() {
+		case clientv1.MemberUpdate_KIND_ONLINE:
+			_, err := n.online.PutString(ctx, uid, here)
+			return err
+		case clientv1.MemberUpdate_KIND_OFFLINE:
+			e, err := n.online.Get(ctx, uid)
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				return nil
+			}
+			if err != nil || string(e.Value()) != here {
+				return err
+			}
+			// Not if the user went online elsewhere meanwhile.
+			if err := n.online.Delete(ctx, uid, jetstream.LastRevision(e.Revision())); !errors.Is(err, jetstream.ErrKeyExists) {
+				return err
+			}
 		}
-	}
+		return nil
+	})
 	if err != nil {
 		n.log.Warn("online status not recorded", "user", uid, "room", roomID, "err", err)
 	}
 }
 
-func (n *Node) heartbeats(ctx context.Context, done chan struct{}) {
-	defer close(done)
+func (n *Node) heartbeats(ctx context.Context) {
 	t := time.NewTicker(n.cfg.Heartbeat)
 	defer t.Stop()
 	for {
@@ -289,7 +333,7 @@ func (n *Node) heartbeats(ctx context.Context, done chan struct{}) {
 			if n.cfg.Stats != nil {
 				stats = n.cfg.Stats()
 			}
-			bctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat)
+			bctx, cancel := context.WithTimeout(ctx, n.cfg.PublishTimeout) // the ticker drops the beats a slow one overlaps
 			if err := n.beat(bctx, stats); err != nil {
 				n.log.Warn("heartbeat not recorded", "node", n.cfg.NodeID, "err", err)
 			}
@@ -309,25 +353,34 @@ func (n *Node) putNode(ctx context.Context, info *clusterv1.NodeInfo) error {
 	if err != nil {
 		return err
 	}
-	_, err = n.nodes.Put(ctx, info.GetNodeId(), data)
-	return err
+	return retry(ctx, func(ctx context.Context) error {
+		_, err := n.nodes.Put(ctx, info.GetNodeId(), data)
+		return err
+	})
 }
 
 // Nodes lists the membership entries (alive: heard from within
 // DeadAfter).
 func (n *Node) Nodes(ctx context.Context, onlyAlive bool) ([]*clusterv1.NodeInfo, error) {
-	lister, err := n.nodes.ListKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
 	var keys []string
-	for k := range lister.Keys() { // closed after the last key
-		keys = append(keys, k)
+	if err := retry(ctx, func(ctx context.Context) (err error) {
+		keys, err = n.nodes.Keys(ctx)
+		if err == nil || errors.Is(err, jetstream.ErrNoKeysFound) {
+			// A listing cut short by ctx ends without an error.
+			err = ctx.Err()
+		}
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	cutoff := n.cfg.Now().Add(-n.cfg.DeadAfter).UnixMilli()
 	out := make([]*clusterv1.NodeInfo, 0, len(keys))
 	for _, k := range keys {
-		e, err := n.nodes.Get(ctx, k)
+		var e jetstream.KeyValueEntry
+		err := retry(ctx, func(ctx context.Context) (err error) {
+			e, err = n.nodes.Get(ctx, k)
+			return err
+		})
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
 		}

@@ -247,8 +247,31 @@ func (h *hub) publish(ctx context.Context, r *liveRoom, msg *clientv1.ServerMess
 }
 
 // publishLive publishes msg in the room if it is live, running update
-// first with the lock held.
+// first with the lock held. With a Bus the room's members may all be on
+// other nodes, so the room is loaded here if need be and msg always goes
+// to its log (live STARTED/STOPPED from this node's ingest, a ban or a
+// playlist change made through this node).
 func (h *hub) publishLive(ctx context.Context, roomID string, msg *clientv1.ServerMessage, update func(r *liveRoom)) {
+	if h.svc.bus != nil {
+		r, err := h.acquire(ctx, roomID)
+		if err != nil {
+			h.svc.log.Warn("room event not published", "room", roomID, "err", err)
+			return
+		}
+		defer h.release(r)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.gone {
+			return
+		}
+		if update != nil {
+			update(r)
+		}
+		if err := h.publish(ctx, r, msg); err != nil {
+			h.svc.log.Warn("room event not published", "room", roomID, "err", err)
+		}
+		return
+	}
 	h.ifLive(roomID, func(r *liveRoom) {
 		if update != nil {
 			update(r)

@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/api/synctv/client/v1/clientv1connect"
+	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
+	"github.com/croupier/croupier/internal/tlsconf"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// tierNode is one `croupier gateway` process of the gateway tier.
+type tierNode struct {
+	proc               *proc
+	rooms, nats, grpcs string
+	client             clientv1connect.ClientServiceClient
+}
+
+func startTierNode(t *testing.T, dir, certs, db, id string, natsArgs ...string) *tierNode {
+	t.Helper()
+	args := append([]string{"gateway", "--log-format", "json", "--node-id", id, "--data-dir", filepath.Join(dir, id),
+		"--client-addr", "127.0.0.1:0", "--business-addr", "127.0.0.1:0", "--rooms-addr", "127.0.0.1:0", "--rtmp-addr=",
+		"--store-dsn", db, "--cluster-addr", "127.0.0.1:0",
+		"--cluster-tls-ca", filepath.Join(certs, "ca.crt"), "--cluster-tls-cert", filepath.Join(certs, "server.crt"),
+		"--cluster-tls-key", filepath.Join(certs, "server.key")}, natsArgs...)
+	p := start(t, id, bins.croupier, args...)
+	joined := p.waitLog("gateway tier joined", 60*time.Second)
+	rooms := p.waitLog("rooms listening", 30*time.Second)
+	n := &tierNode{proc: p, rooms: rooms["url"].(string), nats: joined["nats_url"].(string), grpcs: joined["cluster_addr"].(string)}
+	tr := &http.Transport{}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(tr.CloseIdleConnections)
+	n.client = clientv1connect.NewClientServiceClient(&http.Client{Transport: tr}, n.rooms, connect.WithGRPC())
+	return n
+}
+
+func asPlayer[T any](token string, msg *T) *connect.Request[T] {
+	r := connect.NewRequest(msg)
+	r.Header().Set("Authorization", "Bearer "+token)
+	return r
+}
+
+// TestGatewayTierTwoProcesses runs two `croupier gateway` processes on one
+// NATS (the first one's embedded server; the second points at it) and one
+// SQLite file: a seek on the first reaches a member on the second, and
+// each node's ClusterService (mTLS) lists both nodes.
+func TestGatewayTierTwoProcesses(t *testing.T) {
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if out, code := run(t, nil, "certs", "init", "--dir", certs); code != 0 {
+		t.Fatalf("certs init: %s", out)
+	}
+	db := filepath.Join(dir, "rooms.db")
+	a := startTierNode(t, dir, certs, db, "gwa", "--nats", "embedded")
+	b := startTierNode(t, dir, certs, db, "gwb", "--nats", "external", "--nats-url", a.nats)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	register := func(n *tierNode, name string) (string, string) {
+		resp, err := n.client.Register(ctx, connect.NewRequest(&clientv1.RegisterRequest{Username: name, Password: "password-" + name}))
+		if err != nil {
+			t.Fatalf("register %s: %v", name, err)
+		}
+		return resp.Msg.GetUser().GetId(), resp.Msg.GetAccessToken()
+	}
+	_, owner := register(a, "owner")
+	_, bob := register(b, "bob")
+	r, err := a.client.CreateRoom(ctx, asPlayer(owner, &clientv1.CreateRoomRequest{Name: "tier", Settings: &clientv1.RoomSettings{
+		DefaultPermissions: uint64(clientv1.Permission_PERMISSION_CHAT | clientv1.Permission_PERMISSION_CONTROL_PLAYBACK)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := r.Msg.GetRoom().GetId()
+	mv, err := a.client.AddMovie(ctx, asPlayer(owner, &clientv1.AddMovieRequest{RoomId: room, Url: "https://example.com/a.mp4"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.client.SetCurrentMovie(ctx, asPlayer(owner, &clientv1.SetCurrentMovieRequest{RoomId: room, MovieId: mv.Msg.GetMovie().GetId()})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.client.JoinRoom(ctx, asPlayer(bob, &clientv1.JoinRoomRequest{RoomId: room})); err != nil {
+		t.Fatal(err)
+	}
+
+	// Bob's stream on B; the seek on A reaches it.
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	bs := b.client.MessageStream(sctx)
+	bs.RequestHeader().Set("Authorization", "Bearer "+bob)
+	if err := bs.Send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Hello{Hello: &clientv1.StreamHello{RoomId: room}}}); err != nil {
+		t.Fatal(err)
+	}
+	next := func(match func(*clientv1.ServerMessage) bool) *clientv1.ServerMessage {
+		t.Helper()
+		for {
+			m, err := bs.Receive() // bounded by ctx
+			if err != nil {
+				t.Fatalf("bob's stream: %v", err)
+			}
+			if match(m) {
+				return m
+			}
+		}
+	}
+	next(func(m *clientv1.ServerMessage) bool { return m.GetReady() != nil })
+	seek, err := a.client.Seek(ctx, asPlayer(owner, &clientv1.SeekRequest{RoomId: room, Position: 42}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := next(func(m *clientv1.ServerMessage) bool { return m.GetRoomState().GetState().GetPosition() == 42 })
+	if v := got.GetRoomState().GetState().GetVersion(); v != seek.Msg.GetState().GetVersion() {
+		t.Fatalf("bob on B sees version %d, A answered %d", v, seek.Msg.GetState().GetVersion())
+	}
+
+	// The ClusterService of B, over mTLS with the CA's client certificate.
+	tc, err := tlsconf.ClientConfig(filepath.Join(certs, "ca.crt"), filepath.Join(certs, "client.crt"), filepath.Join(certs, "client.key"), "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(b.grpcs, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	nodes, err := clusterv1.NewClusterServiceClient(conn).GetNodes(ctx, &clusterv1.GetNodesRequest{OnlyAlive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, n := range nodes.GetNodes() {
+		ids = append(ids, n.GetNodeId())
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"gwa", "gwb"}) {
+		t.Fatalf("GetNodes on B: %v, want [gwa gwb]", ids)
+	}
+	b.proc.stop() // B first: its NATS is A's
+	a.proc.stop()
+}
