@@ -10,10 +10,13 @@ import (
 	"time"
 
 	streamv1 "github.com/croupier/croupier/api/synctv/stream/v1"
+	"github.com/croupier/croupier/internal/cluster"
+	"github.com/croupier/croupier/internal/gateway"
 	"github.com/croupier/croupier/internal/live"
 	"github.com/croupier/croupier/internal/rooms"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -130,4 +133,34 @@ func (h *liveHost) Close() {
 		h.relay.Stop()
 		<-h.done
 	}
+}
+
+// gatewayLiveFlags are the flags of live relays between gateway nodes
+// (docs/live.md); the node id is the gateway tier's --node-id.
+func gatewayLiveFlags(fs *pflag.FlagSet, d gateway.Config) {
+	fs.String("relay-addr", d.RelayAddr, "StreamRelayService listener of live relays between gateway nodes (mTLS; with --nats embedded/external); empty: no relays")
+	fs.String("relay-advertise", "", "address other nodes dial for this node's streams, written in the stream's lease (default: the listener's)")
+	fs.String("relay-tls-ca", "", "CA of the relay certificates (default DATA_DIR/certs/ca.crt)")
+	fs.String("relay-tls-cert", "", "server certificate of the relay listener, naming the advertised host (default DATA_DIR/certs/server.crt)")
+	fs.String("relay-tls-key", "", "key of --relay-tls-cert (default DATA_DIR/certs/server.key)")
+	fs.String("relay-client-cert", "", "client certificate this node pulls relays with (default DATA_DIR/certs/client.crt)")
+	fs.String("relay-client-key", "", "key of --relay-client-cert (default DATA_DIR/certs/client.key)")
+}
+
+// gatewayLiveConfig is the live configuration of `croupier gateway`; bus
+// is the gateway tier's (nil with nats off: a node alone).
+func gatewayLiveConfig(cfg gateway.Config, bus *cluster.Node) liveHostConfig {
+	l := liveHostConfig{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams}
+	if bus == nil {
+		return l
+	}
+	l.NodeID, l.JetStream = bus.ID(), bus.JetStream()
+	l.LeaseReplicas = cfg.ClusterReplicas
+	if l.LeaseReplicas == 0 {
+		l.LeaseReplicas = max(1, min(len(cfg.NATSRoutes), 3))
+	}
+	l.RelayAddr, l.RelayAdvertise = cfg.RelayAddr, cfg.RelayAdvertise
+	l.RelayTLSCA, l.RelayTLSCert, l.RelayTLSKey = cfg.RelayTLSCA, cfg.RelayTLSCert, cfg.RelayTLSKey
+	l.RelayClientCert, l.RelayClientKey = cfg.RelayClientCert, cfg.RelayClientKey
+	return l
 }
