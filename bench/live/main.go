@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -35,6 +36,7 @@ import (
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	streamv1 "github.com/croupier/croupier/api/synctv/stream/v1"
 	"github.com/croupier/croupier/internal/auth"
+	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/live"
 	"github.com/croupier/croupier/internal/rooms"
 	"github.com/croupier/croupier/internal/store"
@@ -93,8 +95,16 @@ func setup(ctx context.Context) (*env, error) {
 		return nil, err
 	}
 	e := &env{svc: svc, room: room.GetRoom().GetId(), token: reg.GetAccessToken(), key: k.GetKey().GetKey()}
-	leases := live.NewMemLeases(10*time.Second, nil)
-	var closers []func()
+	// The nodes' leases live in an embedded NATS, as in a cluster.
+	bus, err := cluster.Start(ctx, cluster.Config{NodeID: "bench", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	leases, err := live.NewKVLeases(ctx, bus.JetStream(), live.KVLeasesConfig{})
+	if err != nil {
+		return nil, err
+	}
+	closers := []func(){bus.Close}
 	mk := func(id string) (*live.Node, string, error) {
 		gl, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -131,8 +141,8 @@ func setup(ctx context.Context) (*env, error) {
 		return nil, err
 	}
 	e.cancel = func() {
-		for _, c := range closers {
-			c()
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
 		}
 		svc.Close()
 		_ = st.Close()

@@ -159,7 +159,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	}
 	shutdown = append(shutdown, stopGateway)
 
-	roomsNote, stopRooms, err := startDemoRooms(ctx, log.With("part", "rooms"), o.roomsAddr, o.rtmpAddr, filepath.Join(dataDir, "croupier.db"))
+	roomsNote, stopRooms, err := startDemoRooms(ctx, log.With("part", "rooms"), o.roomsAddr, o.rtmpAddr, filepath.Join(dataDir, "croupier.db"), srv.Bus())
 	if err != nil {
 		return err
 	}

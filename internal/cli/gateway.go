@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/croupier/croupier/internal/agent"
+	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/gateway"
 	"github.com/croupier/croupier/internal/gatewayops"
@@ -74,6 +75,7 @@ gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md.`,
 				return err
 			}
 			var bus *roomcluster.Node
+			var natsBus *cluster.Node
 			if err := cfg.Validate(); err != nil { // fills the gateway tier's defaults
 				return err
 			}
@@ -83,12 +85,12 @@ gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md.`,
 					return err
 				}
 				defer tier.stop() // after the rooms stopped (defers run last first)
-				bus = tier.node
+				bus, natsBus = tier.node, tier.bus
 			}
 			if cfg.RoomsAddr != "" {
 				rh, err := startRooms(cmd.Context(), g.logger().With("part", "rooms"), roomsHostConfig{Addr: cfg.RoomsAddr,
 					TLSCert: cfg.RoomsTLSCert, TLSKey: cfg.RoomsTLSKey, StoreDriver: cfg.StoreDriver, StoreDSN: cfg.StoreDSN,
-					RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams, Bus: bus})
+					Live: gatewayLiveConfig(cfg, natsBus), Bus: bus})
 				if err != nil {
 					return err
 				}
@@ -131,6 +133,7 @@ gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md.`,
 	cmd.Flags().StringVar(&agentConfig, "agent-config", "", "YAML config of the node's agent (keys of `croupier agent`: server, agent_id, game_id, env, tls_*): registers the gateway.* functions")
 	gatewayFlags(cmd.Flags(), gateway.DefaultConfig())
 	gatewayClusterFlags(cmd.Flags(), gateway.DefaultConfig())
+	gatewayLiveFlags(cmd.Flags(), gateway.DefaultConfig())
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/live"
 	"github.com/croupier/croupier/internal/roomcluster"
@@ -30,9 +31,8 @@ import (
 type roomsHostConfig struct {
 	Addr, TLSCert, TLSKey string
 	StoreDriver, StoreDSN string
-	// RTMPAddr is the live ingest ("" off); MaxStreams bounds it.
-	RTMPAddr   string
-	MaxStreams int
+	// Live configures the node's live streams.
+	Live liveHostConfig
 	// Bus joins the rooms to the gateway tier (nil: this node only).
 	Bus *roomcluster.Node
 }
@@ -43,7 +43,7 @@ type roomsHost struct {
 	st   *store.Store
 	svc  *rooms.Service
 	srv  *roomsrpc.Server
-	live *live.Node
+	live *liveHost
 	done chan error
 }
 
@@ -84,22 +84,20 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 			return nil, err
 		}
 	}
-	ln, err := live.New(live.Config{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log.With("part", "live"), Registerer: reg})
+	ln, err := startLive(ctx, log.With("part", "live"), cfg.Live, svc, reg)
 	if err != nil {
 		svc.Close()
 		_ = st.Close()
 		return nil, err
 	}
-	svc.OnStreamKeyChange(ln.StreamKeyChanged)
+	svc.OnStreamKeyChange(ln.node.StreamKeyChanged)
+	svc.OnLiveStreams(ln.node.LiveStreams)
 	mux := http.NewServeMux()
 	roomsrpc.Mount(mux, svc, roomsrpc.Options{Logger: log})
 	mux.Handle(watch.Prefix, watch.Handler())
-	mux.Handle(live.PlayPrefix, ln)
+	mux.Handle(live.PlayPrefix, ln.node)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv, err := roomsrpc.Listen(roomsrpc.ServerConfig{Addr: cfg.Addr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey}, mux)
-	if err == nil {
-		err = ln.Start()
-	}
 	if err != nil {
 		ln.Close()
 		svc.Close()
@@ -165,12 +163,17 @@ func ensureDemoRoom(ctx context.Context, svc *rooms.Service, baseURL string) (st
 }
 
 // startDemoRooms runs the rooms system for `croupier dev` on the dev
-// SQLite database, with the demo room.
-func startDemoRooms(ctx context.Context, log *slog.Logger, addr, rtmpAddr, dbPath string) (string, func(context.Context) error, error) {
+// SQLite database, with the demo room; the live leases live in the dev
+// server's NATS (bus; nil: none).
+func startDemoRooms(ctx context.Context, log *slog.Logger, addr, rtmpAddr, dbPath string, bus *cluster.Node) (string, func(context.Context) error, error) {
 	if addr == "" {
 		return `disabled (--rooms-addr "")`, func(context.Context) error { return nil }, nil
 	}
-	h, err := startRooms(ctx, log, roomsHostConfig{Addr: addr, StoreDriver: store.DriverSQLite, StoreDSN: dbPath, RTMPAddr: rtmpAddr})
+	lcfg := liveHostConfig{RTMPAddr: rtmpAddr, NodeID: "dev"}
+	if bus != nil {
+		lcfg.JetStream = bus.JetStream()
+	}
+	h, err := startRooms(ctx, log, roomsHostConfig{Addr: addr, StoreDriver: store.DriverSQLite, StoreDSN: dbPath, Live: lcfg})
 	if err != nil {
 		return "", nil, fmt.Errorf("rooms: %w", err)
 	}
@@ -185,7 +188,7 @@ func startDemoRooms(ctx context.Context, log *slog.Logger, addr, rtmpAddr, dbPat
 		return "", nil, fmt.Errorf("demo room: %w", err)
 	}
 	note := fmt.Sprintf("%s  (ClientService; demo room %s, guests welcome)\n  watch page    %s%s#/room/%s", h.URL(), id, h.URL(), watch.Prefix, id)
-	if a := h.live.RTMPAddr(); a != "" {
+	if a := h.live.node.RTMPAddr(); a != "" {
 		k, err := h.svc.CreatorStreamKey(cctx, id, "main")
 		if err != nil {
 			_ = h.Stop(context.Background())

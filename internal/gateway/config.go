@@ -124,6 +124,23 @@ type Config struct {
 	// ClusterReplicas is the replica count of the room log and the
 	// membership buckets (default: the number of routes, at most 3, or 1).
 	ClusterReplicas int `koanf:"cluster_replicas"`
+
+	// Live relays between gateway nodes (docs/live.md), with the gateway
+	// tier only (nats not off); validated by validateRelay
+	// (relay_config.go). RelayAddr is the StreamRelayService listener
+	// (mTLS; empty: no relays); RelayAdvertise is the address written in
+	// the stream's lease for other nodes to dial (default the listener's).
+	// RelayTLSCA/Cert/Key are the CA and the server certificate of the
+	// listener, RelayClientCert/Key the client certificate this node
+	// pulls with (default: the files of `croupier certs init` in
+	// DataDir/certs).
+	RelayAddr       string `koanf:"relay_addr"`
+	RelayAdvertise  string `koanf:"relay_advertise"`
+	RelayTLSCA      string `koanf:"relay_tls_ca"`
+	RelayTLSCert    string `koanf:"relay_tls_cert"`
+	RelayTLSKey     string `koanf:"relay_tls_key"`
+	RelayClientCert string `koanf:"relay_client_cert"`
+	RelayClientKey  string `koanf:"relay_client_key"`
 }
 
 // DefaultConfig returns the defaults of `croupier gateway` (netsvr's).
@@ -146,6 +163,7 @@ func DefaultConfig() Config {
 		NATS:             "off",
 		NATSListen:       "127.0.0.1:0",
 		ClusterAddr:      "127.0.0.1:0",
+		RelayAddr:        "127.0.0.1:0",
 
 		MetricsItems:         []int{0, 1, 2, 3, 4, 5, 6},
 		ConnectRatePerIP:     20,
@@ -241,6 +259,7 @@ func (c *Config) Validate() error {
 		p = append(p, "store_driver postgres needs store_dsn (postgres://user:pass@host:5432/db)")
 	}
 	p = c.validateCluster(p)
+	p = c.validateRelay(p)
 	if len(p) == 0 {
 		return nil
 	}

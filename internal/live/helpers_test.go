@@ -17,15 +17,19 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	streamv1 "github.com/croupier/croupier/api/synctv/stream/v1"
 	"github.com/croupier/croupier/internal/auth"
+	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/live"
 	"github.com/croupier/croupier/internal/rooms"
 	"github.com/croupier/croupier/internal/store/storetest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -42,7 +46,8 @@ type world struct {
 	key                   string
 	host, member, outside string // access tokens
 	hostCaller            rooms.Caller
-	leases                *live.MemLeases
+	nats                  string         // the cluster's NATS (one in-process server)
+	leases                *live.KVLeases // an observer's view of the leases
 	serverTLS, clientTLS  *tls.Config
 	mu                    sync.Mutex
 	nodes                 []*live.Node
@@ -61,7 +66,13 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Close)
-	w := &world{t: t, svc: svc, leases: live.NewMemLeases(time.Second, nil)}
+	bus, err := cluster.Start(ctx, cluster.Config{NodeID: "bus", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bus.Close)
+	w := &world{t: t, svc: svc, nats: bus.ClientURL()}
+	w.leases, _ = w.connect()
 	reg := func(name string) (*clientv1.RegisterResponse, rooms.Caller) {
 		r, err := svc.Register(ctx, &clientv1.RegisterRequest{Username: name, Password: "password-" + name})
 		if err != nil {
@@ -98,26 +109,78 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
+// leaseTTL is the tests' lease TTL: short, but three renewals long, so a
+// loaded machine does not lose a lease by a slow renewal.
+const leaseTTL = 2 * time.Second
+
+// connect opens a connection of its own to the cluster's NATS, as a
+// gateway process would, and the leases over it.
+func (w *world) connect() (*live.KVLeases, *nats.Conn) {
+	t := w.t
+	t.Helper()
+	nc, err := nats.Connect(w.nats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := live.NewKVLeases(ctx, js, live.KVLeasesConfig{TTL: leaseTTL, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, nc
+}
+
 // node is one gateway node: live.Node with RTMP on 127.0.0.1:0, its
-// HTTP-FLV handler and its StreamRelayService over mTLS.
+// HTTP-FLV handler and its StreamRelayService over mTLS, its own NATS
+// connection, and a rooms system that can die with it.
 type node struct {
 	*live.Node
 	url   string // HTTP base
 	relay string // StreamRelayService address
 	audit chan live.AuditEvent
+	rooms *mortalRooms
+	nc    *nats.Conn
 	stop  func()
 }
 
-func (w *world) newNode(id string, leases live.Leases, maxStreams int) *node {
+// mortalRooms is the rooms system as a node sees it: once the node is
+// dead, what it would send the room (LiveEvents) goes nowhere.
+type mortalRooms struct {
+	live.Rooms
+	dead atomic.Bool
+}
+
+func (m *mortalRooms) LiveEvent(ctx context.Context, roomID string, ev *clientv1.LiveEvent) {
+	if !m.dead.Load() {
+		m.Rooms.LiveEvent(ctx, roomID, ev)
+	}
+}
+
+// kill stops the node as a crash would: its NATS connection drops first,
+// so it neither renews nor releases its leases, and it tells nobody.
+func (nd *node) kill() {
+	nd.rooms.dead.Store(true)
+	nd.nc.Close()
+	nd.stop()
+}
+
+func (w *world) newNode(id string, maxStreams int) *node {
 	t := w.t
 	t.Helper()
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd := &node{audit: make(chan live.AuditEvent, 16), relay: gl.Addr().String()}
+	leases, nc := w.connect()
+	nd := &node{audit: make(chan live.AuditEvent, 16), relay: gl.Addr().String(), rooms: &mortalRooms{Rooms: w.svc}, nc: nc}
 	ln, err := live.New(live.Config{NodeID: id, RTMPAddr: "127.0.0.1:0", RelayAddr: gl.Addr().String(), MaxStreams: maxStreams,
-		Rooms: w.svc, Leases: leases, LeaseTTL: time.Second, Logger: testLogger(t),
+		Rooms: nd.rooms, Leases: leases, Logger: testLogger(t),
 		RelayDial: func(addr string) (*grpc.ClientConn, error) {
 			return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(w.clientTLS)))
 		},

@@ -34,10 +34,16 @@ type Leases interface {
 	Release(ctx context.Context, path string, epoch int64) error
 	// Lookup returns the live lease of path; ok false if none.
 	Lookup(ctx context.Context, path string) (h Holder, epoch int64, ok bool, err error)
+	// TTL is how long a lease lives unrenewed; holders renew it every
+	// third of it.
+	TTL() time.Duration
+	// Watch reports lease changes to fn until ctx ends (KVLeases.Watch).
+	Watch(ctx context.Context, fn func(LeaseChange))
 }
 
-// MemLeases is Leases in memory: for one node, or for nodes in one process
-// (tests). Safe for concurrent use.
+// MemLeases is Leases in memory, for a node without a cluster bus (NATS
+// off): one node alone, so nobody else watches, takes or relays its
+// streams. Safe for concurrent use.
 type MemLeases struct {
 	ttl time.Duration
 	now func() time.Time
@@ -63,6 +69,9 @@ func NewMemLeases(ttl time.Duration, now func() time.Time) *MemLeases {
 }
 
 func (m *MemLeases) live(l *memLease) bool { return l != nil && l.held && m.now().Before(l.expires) }
+
+// TTL implements Leases.
+func (m *MemLeases) TTL() time.Duration { return m.ttl }
 
 // Acquire implements Leases.
 func (m *MemLeases) Acquire(_ context.Context, path string, h Holder) (int64, error) {
@@ -112,3 +121,7 @@ func (m *MemLeases) Lookup(_ context.Context, path string) (Holder, int64, bool,
 	}
 	return l.h, l.epoch, true, nil
 }
+
+// Watch implements Leases: a node alone learns nothing from its own
+// leases, so it waits for ctx.
+func (m *MemLeases) Watch(ctx context.Context, _ func(LeaseChange)) { <-ctx.Done() }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/internal/live"
 	"github.com/croupier/croupier/internal/rooms"
 )
 
@@ -15,7 +16,7 @@ import (
 // streams; members with a stream open get LiveEvent STARTED.
 func TestPublishAndPlay(t *testing.T) {
 	w := newWorld(t)
-	a := w.newNode("a", w.leases, 4)
+	a := w.newNode("a", 4)
 	ctx := context.Background()
 	events, err := w.svc.OpenStream(ctx, w.hostCaller, &clientv1.StreamHello{RoomId: w.room})
 	if err != nil {
@@ -67,7 +68,7 @@ func TestPublishAndPlay(t *testing.T) {
 // on the same key are refused at publish (ffmpeg fails) and audited.
 func TestWrongKeyRefused(t *testing.T) {
 	w := newWorld(t)
-	a := w.newNode("a", w.leases, 4)
+	a := w.newNode("a", 4)
 
 	bad := publish(t, a.RTMPAddr(), w.room, "main.not-the-key", 5)
 	if err := bad.Wait(); err == nil {
@@ -148,5 +149,46 @@ func waitLiveEvent(t *testing.T, s *rooms.Stream, typ clientv1.LiveEvent_Type, p
 		case <-timeout:
 			t.Fatalf("no LiveEvent %v for %s", typ, path)
 		}
+	}
+}
+
+// TestLateMemberSeesLiveStream: a member who opens the room after the
+// stream started gets LiveEvent STARTED with its play path right after
+// ready, whether the stream is published on the member's node or known
+// there from the cluster's leases; after it stops, none.
+func TestLateMemberSeesLiveStream(t *testing.T) {
+	w := newWorld(t)
+	a := w.newNode("a", 4)
+	b := w.newNode("b", 4)
+	ctx := context.Background()
+	member, err := w.svc.Authenticate(ctx, w.member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ffmpeg := publish(t, a.RTMPAddr(), w.room, w.key, 30)
+	path := w.room + "/main"
+	st := a.waitLive(t, path)
+
+	for _, nd := range []*node{a, b} {
+		w.svc.OnLiveStreams(nd.LiveStreams)
+		waitFor(t, 10*time.Second, "node "+nd.NodeID()+" to list the stream", func() bool {
+			return len(nd.LiveStreams(w.room)) == 1
+		})
+		s, err := w.svc.OpenStream(ctx, member, &clientv1.StreamHello{RoomId: w.room})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := waitLiveEvent(t, s, clientv1.LiveEvent_STARTED, path)
+		s.Close()
+		if ev.GetPlayPath() != live.PlayPath(w.room, "main") || ev.GetEpoch() != st.GetEpoch() {
+			t.Fatalf("node %s: late STARTED %v; want play path %s epoch %d", nd.NodeID(), ev, live.PlayPath(w.room, "main"), st.GetEpoch())
+		}
+	}
+	_ = ffmpeg.Process.Kill()
+	waitFor(t, 10*time.Second, "the stream to leave both lists", func() bool {
+		return len(a.LiveStreams(w.room)) == 0 && len(b.LiveStreams(w.room)) == 0
+	})
+	if got := b.LiveStreams("other-room"); len(got) != 0 {
+		t.Fatalf("another room lists %v", got)
 	}
 }

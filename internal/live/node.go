@@ -47,14 +47,12 @@ type Config struct {
 	MaxLag time.Duration
 	// GOPCacheBytes bounds the GOP replayed to a new viewer; default 8 MiB.
 	GOPCacheBytes int
-	// LeaseTTL is how long a publisher lease lives unrenewed; default 10 s
-	// (renewed every third of it).
-	LeaseTTL time.Duration
 	// IdleTimeout ends a publisher that sends nothing for this long;
 	// default 30 s.
 	IdleTimeout time.Duration
 	Rooms       Rooms
-	// Leases default to in-memory leases (one node).
+	// Leases are the cluster's publisher leases (KVLeases); nil: a node
+	// alone, without a cluster bus (MemLeases).
 	Leases Leases
 	// RelayDial opens a client connection to another node's
 	// StreamRelayService (mTLS); nil: this node cannot pull relays.
@@ -80,8 +78,11 @@ type Node struct {
 	mu      sync.Mutex
 	closed  bool
 	streams map[string]*stream // by path
-	conns   map[net.Conn]struct{}
-	local   int // streams published here
+	// leases are the cluster's live leases as the watcher last saw
+	// them, by path (LiveStreams).
+	leases map[string]LeaseChange
+	conns  map[net.Conn]struct{}
+	local  int // streams published here
 }
 
 // New checks cfg and returns a Node; Start opens its RTMP listener.
@@ -107,28 +108,31 @@ func New(cfg Config) (*Node, error) {
 	if cfg.GOPCacheBytes <= 0 {
 		cfg.GOPCacheBytes = 8 << 20
 	}
-	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 10 * time.Second
-	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 30 * time.Second
 	}
 	if cfg.Leases == nil {
-		cfg.Leases = NewMemLeases(cfg.LeaseTTL, nil)
+		cfg.Leases = NewMemLeases(10*time.Second, nil)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), ctx: ctx, cancel: cancel,
-		streams: map[string]*stream{}, conns: map[net.Conn]struct{}{}}, nil
+		streams: map[string]*stream{}, leases: map[string]LeaseChange{}, conns: map[net.Conn]struct{}{}}, nil
 }
 
 // NodeID is the node's id.
 func (n *Node) NodeID() string { return n.cfg.NodeID }
 
-// Start opens the RTMP listener (if configured) and serves it.
+// Start starts watching the cluster's leases and opens the RTMP listener
+// (if configured) and serves it.
 func (n *Node) Start() error {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.cfg.Leases.Watch(n.ctx, n.leaseChanged)
+	}()
 	if n.cfg.RTMPAddr == "" {
 		return nil
 	}
@@ -200,9 +204,90 @@ func (n *Node) remove(s *stream) {
 
 // liveEvent tells the room's members that a stream started or stopped.
 func (n *Node) liveEvent(s *stream, typ clientv1.LiveEvent_Type) {
-	data := fmt.Appendf(nil, `{"node_id":%q,"epoch":%d}`, s.nodeID, s.epoch)
-	n.cfg.Rooms.LiveEvent(n.ctx, s.roomID, &clientv1.LiveEvent{Type: typ, StreamKey: s.path, Data: data,
-		PlayPath: PlayPath(s.roomID, s.name), Epoch: s.epoch})
+	n.announce(s.roomID, s.name, s.nodeID, s.epoch, typ)
+}
+
+func (n *Node) announce(roomID, name, nodeID string, epoch int64, typ clientv1.LiveEvent_Type) {
+	n.cfg.Rooms.LiveEvent(n.ctx, roomID, liveEvent(roomID, name, nodeID, epoch, typ))
+}
+
+func liveEvent(roomID, name, nodeID string, epoch int64, typ clientv1.LiveEvent_Type) *clientv1.LiveEvent {
+	return &clientv1.LiveEvent{Type: typ, StreamKey: roomID + "/" + name, PlayPath: PlayPath(roomID, name), Epoch: epoch,
+		Data: fmt.Appendf(nil, `{"node_id":%q,"epoch":%d}`, nodeID, epoch)}
+}
+
+// leaseChanged applies a change of the cluster's leases (Leases.Watch):
+// a stream of an older epoch than the lease's, relayed or published here,
+// is fenced off; a relay of a lease that ended stops; and the node that
+// won an expired lease tells the room STOPPED for the node that died.
+func (n *Node) leaseChanged(c LeaseChange) {
+	n.mu.Lock()
+	if c.Kind == LeaseTaken {
+		n.leases[c.Path] = c
+	} else if n.leases[c.Path].Epoch == c.Epoch {
+		delete(n.leases, c.Path)
+	}
+	s := n.streams[c.Path]
+	n.mu.Unlock()
+	switch c.Kind {
+	case LeaseTaken:
+		if s != nil && s.epoch < c.Epoch {
+			n.log.Warn("live: a newer publisher took the stream; stopping this epoch", "stream", c.Path,
+				"epoch", s.epoch, "new_epoch", c.Epoch, "new_node", c.Holder.NodeID)
+			s.stop()
+		}
+	case LeaseReleased, LeaseExpired:
+		if s == nil || s.epoch != c.Epoch {
+			break
+		}
+		if !s.relayed {
+			// Our own lease expired (we could not renew it): the stream
+			// stops and endPublish announces it.
+			n.log.Warn("live: publisher lease expired; stopping the stream", "stream", c.Path, "epoch", c.Epoch)
+			s.stop()
+			return
+		}
+		s.stop()
+	}
+	if c.Kind == LeaseExpired && c.Announce {
+		room, name, _ := cutPath(c.Path)
+		n.log.Warn("live: the publisher's node stopped renewing its lease; announcing STOPPED", "stream", c.Path,
+			"epoch", c.Epoch, "node", c.Holder.NodeID)
+		n.announce(room, name, c.Holder.NodeID, c.Epoch, clientv1.LiveEvent_STOPPED)
+	}
+}
+
+// maxListed bounds the live streams LiveStreams lists for one room.
+const maxListed = 16
+
+// LiveStreams lists the room's live streams as LiveEvent STARTED (for
+// rooms.Service.OnLiveStreams): those published on this node and those
+// the cluster's leases name. It does not block on the network.
+func (n *Node) LiveStreams(roomID string) []*clientv1.LiveEvent {
+	type live struct {
+		name, node string
+		epoch      int64
+	}
+	var found []live
+	seen := map[string]bool{}
+	n.mu.Lock()
+	for path, s := range n.streams {
+		if s.roomID == roomID && !s.relayed && len(found) < maxListed {
+			found, seen[path] = append(found, live{s.name, s.nodeID, s.epoch}), true
+		}
+	}
+	for path, c := range n.leases {
+		room, name, _ := cutPath(path)
+		if room == roomID && !seen[path] && len(found) < maxListed {
+			found = append(found, live{name, c.Holder.NodeID, c.Epoch})
+		}
+	}
+	n.mu.Unlock()
+	out := make([]*clientv1.LiveEvent, 0, len(found))
+	for _, f := range found {
+		out = append(out, liveEvent(roomID, f.name, f.node, f.epoch, clientv1.LiveEvent_STARTED))
+	}
+	return out
 }
 
 // PlayPath is where a stream plays on the rooms listener.

@@ -199,8 +199,10 @@ func (n *Node) endPublish(s *stream) {
 // renewLease keeps the stream's lease alive; losing it stops the stream.
 func (n *Node) renewLease(s *stream, stopped <-chan struct{}) {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.LeaseTTL / 3)
+	ttl := n.cfg.Leases.TTL()
+	t := time.NewTicker(ttl / 3)
 	defer t.Stop()
+	renewed := time.Now()
 	for {
 		select {
 		case <-stopped:
@@ -208,13 +210,24 @@ func (n *Node) renewLease(s *stream, stopped <-chan struct{}) {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL/3)
+			ctx, cancel := context.WithTimeout(n.ctx, ttl/3)
 			err := n.cfg.Leases.Renew(ctx, s.path, s.epoch)
 			cancel()
-			if errors.Is(err, ErrLeaseLost) {
+			switch {
+			case errors.Is(err, ErrLeaseLost):
 				n.log.Warn("live: publisher lease lost; stopping the stream", "stream", s.path, "epoch", s.epoch)
 				s.stop()
 				return
+			case err == nil:
+				renewed = time.Now()
+			case time.Since(renewed) >= ttl:
+				// Cut off from the leases for a TTL: another node may
+				// hold the stream by now, so this epoch steps down.
+				n.log.Warn("live: cannot renew the publisher lease; stopping the stream", "stream", s.path, "epoch", s.epoch, "err", err)
+				s.stop()
+				return
+			default:
+				n.log.Warn("live: renewing the publisher lease failed; retrying", "stream", s.path, "epoch", s.epoch, "err", err)
 			}
 		}
 	}

@@ -34,6 +34,26 @@ const MaxStreamKeyLen = 128
 type liveHooks struct {
 	mu      sync.Mutex
 	changed func(roomID, name string)
+	streams func(roomID string) []*clientv1.LiveEvent
+}
+
+// OnLiveStreams registers fn, which lists the live streams of a room as
+// LiveEvent STARTED: a member opening the room's stream gets them after
+// ready, so a page opened mid-stream offers it too. fn must not block.
+func (s *Service) OnLiveStreams(fn func(roomID string) []*clientv1.LiveEvent) {
+	s.live.mu.Lock()
+	s.live.streams = fn
+	s.live.mu.Unlock()
+}
+
+func (s *Service) liveStreams(roomID string) []*clientv1.LiveEvent {
+	s.live.mu.Lock()
+	fn := s.live.streams
+	s.live.mu.Unlock()
+	if fn == nil {
+		return nil
+	}
+	return fn(roomID)
 }
 
 // OnStreamKeyChange registers fn, called after a stream's key is rotated

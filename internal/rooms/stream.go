@@ -95,6 +95,12 @@ func (s *Service) OpenStream(ctx context.Context, c Caller, hello *clientv1.Stre
 	mp := memberProto(m, true)
 	st.out <- outgoing(&clientv1.ServerMessage{Timestamp: s.nowMs(), Payload: &clientv1.ServerMessage_Ready{Ready: &clientv1.StreamReady{
 		RoomId: r.id, HeadSeq: r.seq, Member: mp, Replayed: int32(replayed), Truncated: truncated}}})
+	for _, ev := range s.liveStreams(r.id) {
+		select {
+		case st.out <- outgoing(&clientv1.ServerMessage{Timestamp: s.nowMs(), Payload: &clientv1.ServerMessage_Live{Live: ev}}):
+		default: // a full queue (a long chat replay) goes without; the next STARTED tells
+		}
+	}
 	if old == nil {
 		on := memberUpdate(clientv1.MemberUpdate_KIND_ONLINE, mp)
 		_ = s.hub.publish(ctx, r, on)

@@ -450,6 +450,9 @@ func (s *Server) TunnelHTTPAddr() string { return addrOf(s.tunLis) }
 // Registry exposes the live registry (used by `croupier dev` and tests).
 func (s *Server) Registry() *registry.Registry { return s.registry }
 
+// Bus is the node's cluster bus; nil with nats off.
+func (s *Server) Bus() *cluster.Node { return s.bus }
+
 func addrOf(l net.Listener) string {
 	if l == nil {
 		return ""

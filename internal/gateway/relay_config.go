@@ -1,0 +1,29 @@
+package gateway
+
+import "path/filepath"
+
+// validateRelay appends the problems of the live relay keys to p and fills
+// the certificate defaults. Call it after validateCluster (DataDir).
+func (c *Config) validateRelay(p []string) []string {
+	if c.NATS == "off" || c.RelayAddr == "" {
+		return p // a node alone has nobody to relay to
+	}
+	tls := []*string{&c.RelayTLSCA, &c.RelayTLSCert, &c.RelayTLSKey, &c.RelayClientCert, &c.RelayClientKey}
+	set := 0
+	for _, f := range tls {
+		if *f != "" {
+			set++
+		}
+	}
+	switch set {
+	case 0:
+		certs := filepath.Join(c.DataDir, "certs")
+		for i, name := range []string{"ca.crt", "server.crt", "server.key", "client.crt", "client.key"} {
+			*tls[i] = filepath.Join(certs, name)
+		}
+	case len(tls):
+	default:
+		p = append(p, "relay_tls_ca, relay_tls_cert, relay_tls_key, relay_client_cert and relay_client_key: set all five (relays between nodes use mTLS: a server certificate for the listener, a client certificate to pull), or none for the files of `croupier certs init` in data_dir/certs")
+	}
+	return p
+}
