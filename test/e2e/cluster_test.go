@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -207,4 +208,85 @@ func freshDatabase(t *testing.T, dsn string) string {
 	})
 	u.Path = "/" + name
 	return u.String()
+}
+
+// TestClusterScript runs scripts/cluster.sh, the documented way to start
+// three nodes with the one binary (docs/cluster.md): they start on one
+// PostgreSQL with routed NATS, every node logs the administrator in (one
+// database), and stop ends them.
+func TestClusterScript(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	dsn := os.Getenv("CROUPIER_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("needs CROUPIER_TEST_POSTGRES_DSN (make unit starts a throwaway PostgreSQL)")
+	}
+	dsn = freshDatabase(t, dsn)
+	dir := t.TempDir()
+	script, err := filepath.Abs("../../scripts/cluster.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := make([]string, 3)
+	for i := range routes {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes[i] = fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+		_ = l.Close()
+	}
+	marker := newMarker()
+	env := append(os.Environ(), marker, "CROUPIER="+bins.croupier, "GRPC_PORTS=0 0 0", "HTTP_PORTS=0 0 0",
+		"ROUTE_PORTS="+strings.Join(routes, " "))
+	script1 := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, script, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() {
+		_, _ = script1("stop", dir)
+		killMarked(t, marker)
+	})
+	out, err := script1("start", dir, dsn)
+	if err != nil {
+		t.Fatalf("cluster.sh start: %v\n%s", err, out)
+	}
+	var addrs []string
+	for _, line := range strings.Split(out, "\n") {
+		if name, addr, ok := strings.Cut(line, " "); ok && strings.HasPrefix(name, "node") {
+			addrs = append(addrs, addr)
+		}
+	}
+	if len(addrs) != 3 || !strings.Contains(out, "agent: ") {
+		t.Fatalf("cluster.sh start printed:\n%s", out)
+	}
+	pw, err := os.ReadFile(filepath.Join(dir, "admin-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "admin-password")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin-password mode: %v, %v; want 0600", fi.Mode(), err)
+	}
+	for i, a := range addrs {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := croupierv1.NewAuthServiceClient(operatorConn(t, filepath.Join(dir, "certs"), a)).Login(ctx,
+			&croupierv1.LoginRequest{Username: "operator", Password: strings.TrimSpace(string(pw))})
+		cancel()
+		if err != nil {
+			t.Fatalf("login on node%d (%s): %v", i+1, a, err)
+		}
+	}
+	if out, err := script1("stop", dir); err != nil {
+		t.Fatalf("cluster.sh stop: %v\n%s", err, out)
+	}
+	for i := range 3 {
+		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("node%d.pid", i+1))); !os.IsNotExist(err) {
+			t.Fatalf("node%d.pid left after stop (%v)", i+1, err)
+		}
+	}
 }
