@@ -86,7 +86,7 @@ type Dir struct {
 	local Caller
 	tun   Tunnel
 
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	holder map[string]string // remote agent id -> node id
 
 	// down has a channel per holder node that calls are in flight to,
@@ -346,10 +346,14 @@ func (d *Dir) Nodes() int { return int(max(1, d.nodes.Load())) }
 // Holder returns the node holding a remote agent's tunnel ("" for a local
 // or unknown agent).
 func (d *Dir) Holder(agentID string) string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	return d.holder[agentID]
 }
+
+// Remote reports whether agent's tunnel ends on another node, so that a
+// call to it would be forwarded (invoke.Deps.Remote).
+func (d *Dir) Remote(agent string) bool { return d.Holder(agent) != "" }
 
 // Forwarded and Direct count the calls this node forwarded to another
 // node and sent down its own tunnel.

@@ -202,12 +202,16 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		agentCmds = &fleet.TunnelDispatcher{Tunnel: s.agents, Broadcast: s.agents.Broadcast}
 	}
 	assignments := control.NewAssignments(s.store.Assignments(), 2*time.Second)
+	var remote func(string) bool
+	if s.agents != nil {
+		remote = s.agents.Remote
+	}
 	s.invoke = invoke.New(invoke.Config{
 		DefaultTimeout: s.cfg.InvokeTimeout, MaxTimeout: s.cfg.InvokeMaxTimeout,
 		IdempotencyWindow: s.cfg.IdempotencyWindow, Logger: s.log, Metrics: s.obs.app,
 	}, invoke.Deps{
 		Registry: s.registry, Caller: calls, Assignments: assignments,
-		Scopes: scopes, Idempotency: s.store.Idempotency(),
+		Scopes: scopes, Idempotency: s.store.Idempotency(), Remote: remote,
 	})
 	s.jobs = jobs.New(jobs.Config{
 		CheckInterval: s.cfg.HeartbeatInterval, OrphanGrace: s.cfg.JobOrphanGrace,
