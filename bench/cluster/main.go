@@ -59,6 +59,7 @@ import (
 func main() {
 	dsn := flag.String("dsn", os.Getenv("CROUPIER_BENCH_POSTGRES_DSN"), "PostgreSQL DSN (a database per run is created next to it); `make bench` starts a throwaway one")
 	bin := flag.String("bin", "bin/croupier", "the croupier binary")
+	baseBin := flag.String("baseline-bin", "", "another croupier binary (e.g. the previous commit's) measured at every node count just before -bin, in the same run")
 	nodesFlag := flag.String("nodes", "1,2,3", "server node counts to measure; the first is the baseline")
 	agents := flag.Int("agents", 6, "agent processes (one game server each), spread round-robin over the nodes")
 	dur := flag.Duration("duration", 10*time.Second, "length of each measurement")
@@ -83,8 +84,17 @@ func main() {
 	}
 	fmt.Printf("bench/cluster: %d agents, %d callers, %s per run, GOMAXPROCS of this process %d, %d CPUs\n",
 		*agents, *conc, *dur, runtime.GOMAXPROCS(0), runtime.NumCPU())
-	var results []result
+	var results, baseline []result
 	for _, n := range counts {
+		if *baseBin != "" {
+			fmt.Printf("[baseline-bin] ")
+			r, err := measure(*baseBin, *dsn, n, *agents, *conc, *dur)
+			if err != nil {
+				fail(fmt.Errorf("baseline, %d nodes: %w", n, err))
+			}
+			r.print()
+			baseline = append(baseline, r)
+		}
 		r, err := measure(*bin, *dsn, n, *agents, *conc, *dur)
 		if err != nil {
 			fail(fmt.Errorf("%d nodes: %w", n, err))
@@ -96,6 +106,11 @@ func main() {
 	for _, r := range results[1:] {
 		fmt.Printf("%d nodes vs %d (same run): throughput x%.2f, calls per CPU-second x%.2f\n",
 			r.nodes, base.nodes, r.rate()/base.rate(), r.perCPU()/base.perCPU())
+	}
+	for i, b := range baseline {
+		r := results[i]
+		fmt.Printf("%d nodes, -bin vs -baseline-bin: throughput x%.2f, calls per CPU-second x%.2f, forwarded %.0f%% vs %.0f%%\n",
+			r.nodes, r.rate()/b.rate(), r.perCPU()/b.perCPU(), r.forwardedPct(), b.forwardedPct())
 	}
 }
 
@@ -113,13 +128,15 @@ type result struct {
 	p50, p99              time.Duration
 	cpuServers, cpuAgents time.Duration
 	cpuSelf               time.Duration
+	idleServers           time.Duration // CPU per second of all servers with no calls
 }
 
 func (r result) rate() float64 { return float64(r.calls) / r.elapsed.Seconds() }
 func (r result) cpu() time.Duration {
 	return r.cpuServers + r.cpuAgents + r.cpuSelf
 }
-func (r result) perCPU() float64 { return float64(r.calls) / r.cpu().Seconds() }
+func (r result) forwardedPct() float64 { return 100 * float64(r.forwarded) / float64(max(r.calls, 1)) }
+func (r result) perCPU() float64       { return float64(r.calls) / r.cpu().Seconds() }
 
 func (r result) print() {
 	perCall := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(r.calls, 1)) }
@@ -128,6 +145,7 @@ func (r result) print() {
 		100*float64(r.forwarded)/float64(max(r.calls, 1)), r.errs)
 	fmt.Printf("  CPU µs per call: servers %.0f, agents %.0f, callers+game servers %.0f, total %.0f  =>  %.0f calls per CPU-second\n",
 		perCall(r.cpuServers), perCall(r.cpuAgents), perCall(r.cpuSelf), perCall(r.cpu()), r.perCPU())
+	fmt.Printf("  servers idle: %.1f ms CPU per second (all nodes)\n", float64(r.idleServers.Microseconds())/1000)
 	if r.firstErr != "" {
 		fmt.Printf("  first error: %s\n", r.firstErr)
 	}
@@ -272,7 +290,22 @@ func measure(bin, dsn string, n, agents, conc int, dur time.Duration) (res resul
 			}
 		}
 	}
-	// Warm up, then measure.
+	// The servers' CPU with no calls (membership, JetStream), then warm
+	// up and measure.
+	idle0, err := cpuOf(procs[:n])
+	if err != nil {
+		return res, err
+	}
+	t0 := time.Now()
+	time.Sleep(3 * time.Second)
+	idle1, err := cpuOf(procs[:n])
+	if err != nil {
+		return res, err
+	}
+	for i := range idle1 {
+		res.idleServers += idle1[i] - idle0[i]
+	}
+	res.idleServers = time.Duration(float64(res.idleServers) / time.Since(t0).Seconds()) // per second
 	runLoad(ctx, conc, 2*time.Second, n, holder, call)
 	before, err := cpuOf(procs)
 	if err != nil {
