@@ -265,10 +265,11 @@ func measure(bin, dsn string, n, agents, conc int, dur time.Duration) (res resul
 		conns[i] = croupierv1.NewFunctionServiceClient(cc)
 	}
 	payload, _ := structpb.NewStruct(map[string]any{"player_id": "p1"})
-	call := func(node int) (string, error) {
+	callTo := func(node int, opts *croupierv1.InvokeOptions) (string, error) {
 		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 		defer ccancel()
-		resp, err := conns[node].InvokeFunction(cctx, &croupierv1.InvokeFunctionRequest{GameId: "demo", Env: "dev", FunctionId: "player.get", Payload: payload})
+		resp, err := conns[node].InvokeFunction(cctx, &croupierv1.InvokeFunctionRequest{GameId: "demo", Env: "dev", FunctionId: "player.get",
+			Payload: payload, Options: opts})
 		if err != nil {
 			return "", err
 		}
@@ -277,16 +278,21 @@ func measure(bin, dsn string, n, agents, conc int, dur time.Duration) (res resul
 		}
 		return resp.GetInstance(), nil
 	}
-	// Every node routes to every game server before the clock starts.
+	call := func(node int) (string, error) { return callTo(node, nil) }
+	// Every node reaches every game server (targeted calls) before the
+	// clock starts.
 	deadline := time.Now().Add(60 * time.Second)
 	for node := range n {
-		seen := map[string]bool{}
-		for len(seen) < agents {
-			if time.Now().After(deadline) {
-				return res, fmt.Errorf("node%d reaches %d of %d game servers after 60s", node+1, len(seen), agents)
-			}
-			if inst, err := call(node); err == nil {
-				seen[inst] = true
+		for id := range holder {
+			for {
+				_, err := callTo(node, &croupierv1.InvokeOptions{RoutingMode: "targeted", TargetAgent: id})
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					return res, fmt.Errorf("node%d does not reach %s after 60s: %v", node+1, id, err)
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 		}
 	}
