@@ -22,7 +22,7 @@ PG_DIR := $(CURDIR)/.tmp/postgres
 # "context deadline exceeded" when the deadline hits during minimisation.
 FUZZTIME ?= 100000x
 
-.PHONY: all build dev test unit chat-order lint vet staticcheck buflint generate check-generated tools fuzz bench bench-scale postgres-start postgres-stop clean watch-build watch-check watch-test
+.PHONY: all build dev test unit chat-order lint vet staticcheck buflint generate check-generated tools fuzz bench bench-cluster bench-scale postgres-start postgres-stop clean watch-build watch-check watch-test
 
 all: build
 
@@ -179,11 +179,19 @@ bench: build
 	$(GO) test -run '^$$' -bench AppendEvents -benchtime 3s ./internal/store/
 	$(GO) run ./bench/invoke
 	$(GO) run ./bench/jobs
+	$(MAKE) bench-cluster
 	$(GO) test -run '^$$' -bench BenchmarkHub ./internal/gateway/
 	$(GO) run ./bench/gateway
 	$(GO) run ./bench/scale -n 10,100,1000,5000
 	$(GO) run ./bench/rooms
 	$(GO) run ./bench/live
+
+# bench-cluster: invoke throughput with 1, 2 and 3 server processes on a
+# throwaway PostgreSQL (docs/cluster.md, "Numbers").
+bench-cluster: build
+	@dsn=$$(scripts/postgres.sh start $(PG_DIR) | tail -n 1) || { echo "postgres failed to start"; exit 1; }; \
+	trap 'scripts/postgres.sh stop $(PG_DIR) >/dev/null 2>&1' EXIT; \
+	$(GO) run ./bench/cluster -dsn "$$dsn" -bin bin/croupier
 
 # bench-scale runs bench/scale alone at SCALE_N fleet sizes; with
 # BASELINE=<git ref> it first builds that ref's server and measures it at

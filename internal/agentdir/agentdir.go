@@ -2,9 +2,10 @@
 // nodes. Each node's registry holds every node's agents: a node publishes
 // its own agents' registrations on the bus (internal/cluster) and applies
 // the others', remembering which node holds each remote agent's tunnel.
-// Calls to a remote agent (invoke, job start, job cancel) are forwarded to
-// the holder over NATS request/reply with the caller's deadline; the holder
-// sends them down its tunnel. Routing (internal/invoke over the registry's
+// Calls to a remote agent (invoke, job start, job cancel, and any other
+// tunnel request through Call, e.g. fleet commands) are forwarded to the
+// holder over NATS request/reply with the caller's deadline; the holder
+// sends them down its tunnel. Broadcast reaches every node's agents. Routing (internal/invoke over the registry's
 // snapshots) is unchanged: a remote instance is an ordinary route instance
 // whose calls go through Dir instead of the local tunnel.
 //
@@ -31,6 +32,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // Subjects on the bus.
@@ -38,6 +40,9 @@ const (
 	subjAgents = "croupier.agents"       // agentUpdate, published by the holder
 	subjHello  = "croupier.agents.hello" // a node (re)joined: republish your agents
 	subjCall   = "croupier.call."        // + node id: forwarded tunnel calls
+	subjAll    = "croupier.broadcast"    // a tunnel request for every node's agents (anypb.Any)
+
+	hdrOrigin = "Croupier-Origin" // the publishing node, on broadcasts
 )
 
 // Caller sends calls down this node's own tunnel.
@@ -47,9 +52,11 @@ type Caller interface {
 	CancelJob(ctx context.Context, agent string, req *agentv1.CancelJobRequest) (*agentv1.CancelJobResponse, error)
 }
 
-// Tunnel says whether an agent's tunnel ends on this node.
+// Tunnel is this node's end of the agents' tunnels: whether an agent's
+// tunnel ends here, and any request down it, left encoded.
 type Tunnel interface {
 	Connected(name string) bool
+	CallAny(ctx context.Context, client string, req *anypb.Any) (*anypb.Any, error)
 }
 
 // Config tunes a Dir.
@@ -60,7 +67,14 @@ type Config struct {
 	SweepInterval time.Duration
 	// Workers bounds the forwarded calls this node serves at once (default 256).
 	Workers int
-	Logger  *slog.Logger
+	// Broadcast sends a request to every agent connected to this node
+	// (nil: Broadcast reaches no agent here). It runs for broadcasts from
+	// any node, with a deadline of BroadcastTimeout.
+	Broadcast func(ctx context.Context, req proto.Message)
+	// BroadcastTimeout bounds a broadcast received from another node
+	// (default 10 s).
+	BroadcastTimeout time.Duration
+	Logger           *slog.Logger
 }
 
 // Dir is one node's view of the cluster's agents.
@@ -72,7 +86,7 @@ type Dir struct {
 	local Caller
 	tun   Tunnel
 
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	holder map[string]string // remote agent id -> node id
 
 	// down has a channel per holder node that calls are in flight to,
@@ -105,6 +119,9 @@ func New(cfg Config, node *cluster.Node, reg *registry.Registry, local Caller, t
 	if cfg.Workers <= 0 {
 		cfg.Workers = 256
 	}
+	if cfg.BroadcastTimeout <= 0 {
+		cfg.BroadcastTimeout = 10 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -127,6 +144,11 @@ func (d *Dir) Start(ctx context.Context) error {
 		return err
 	}
 	if err := d.node.Handle(subjCall+d.node.ID(), "", d.cfg.Workers, d.serveCall); err != nil {
+		return err
+	}
+	// Broadcasts run one at a time per node, in the subscription's
+	// goroutine; the NATS client's pending limits bound the backlog.
+	if _, err := nc.Subscribe(subjAll, func(m *nats.Msg) { d.applyBroadcast(ctx, m) }); err != nil {
 		return err
 	}
 	if err := nc.Flush(); err != nil {
@@ -259,6 +281,7 @@ func (d *Dir) sweep(ctx context.Context) {
 	defer d.wg.Done()
 	t := time.NewTicker(d.cfg.SweepInterval)
 	defer t.Stop()
+	var seen map[string]bool // members at the previous sweep
 	for {
 		select {
 		case <-ctx.Done():
@@ -273,8 +296,19 @@ func (d *Dir) sweep(ctx context.Context) {
 		}
 		d.nodes.Store(int64(max(1, len(members))))
 		alive := map[string]bool{}
+		back := false
 		for _, m := range members {
 			alive[m] = true
+			back = back || (seen != nil && !seen[m] && m != d.node.ID())
+		}
+		seen = alive
+		if back {
+			// A node (re)appeared: it may be one whose agents were removed
+			// here when its membership key lapsed (a slow heartbeat, an
+			// election) while it kept running: ask for everyone's agents.
+			if err := d.node.Conn().Publish(subjHello, []byte(d.node.ID())); err != nil {
+				d.log.Warn("hello not published", "err", err)
+			}
 		}
 		d.mu.Lock()
 		var live, dead []string
@@ -312,10 +346,14 @@ func (d *Dir) Nodes() int { return int(max(1, d.nodes.Load())) }
 // Holder returns the node holding a remote agent's tunnel ("" for a local
 // or unknown agent).
 func (d *Dir) Holder(agentID string) string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	return d.holder[agentID]
 }
+
+// Remote reports whether agent's tunnel ends on another node, so that a
+// call to it would be forwarded (invoke.Deps.Remote).
+func (d *Dir) Remote(agent string) bool { return d.Holder(agent) != "" }
 
 // Forwarded and Direct count the calls this node forwarded to another
 // node and sent down its own tunnel.
@@ -327,6 +365,7 @@ const (
 	kindInvoke    = "invoke"
 	kindStartJob  = "start_job"
 	kindCancelJob = "cancel_job"
+	kindAny       = "any" // Call: an anypb.Any request, answered with an anypb.Any
 )
 
 type callEnvelope struct {
@@ -417,6 +456,67 @@ func (d *Dir) CancelJob(ctx context.Context, agent string, req *agentv1.CancelJo
 	return d.local.CancelJob(ctx, agent, req)
 }
 
+// Call sends any tunnel request to an agent, through the node holding its
+// tunnel (fleet.Caller); the response type must be linked into this
+// binary, as with tunnel.Server.Call.
+func (d *Dir) Call(ctx context.Context, agent string, req proto.Message) (proto.Message, error) {
+	in, err := anypb.New(req)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encode tunnel request: %v", err)
+	}
+	var out *anypb.Any
+	if h := d.forward(agent); h != "" {
+		out, err = remoteCall(ctx, d, h, kindAny, agent, in, &anypb.Any{})
+	} else {
+		out, err = d.tun.CallAny(ctx, agent, in)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := out.UnmarshalNew()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "decoding %s from agent %q: %v", out.GetTypeUrl(), agent, err)
+	}
+	return m, nil
+}
+
+// Broadcast sends req to every agent of every node (Config.Broadcast on
+// each node, this one included), best effort: it waits for this node's
+// agents only.
+func (d *Dir) Broadcast(ctx context.Context, req proto.Message) {
+	if in, err := anypb.New(req); err != nil {
+		d.log.Error("broadcast not encodable", "err", err)
+	} else if b, err := proto.Marshal(in); err != nil {
+		d.log.Error("broadcast not encodable", "err", err)
+	} else if err := d.node.Conn().PublishMsg(&nats.Msg{Subject: subjAll, Data: b,
+		Header: nats.Header{hdrOrigin: []string{d.node.ID()}}}); err != nil {
+		d.log.Warn("broadcast not published to the other nodes", "type", in.GetTypeUrl(), "err", err)
+	}
+	if d.cfg.Broadcast != nil {
+		d.cfg.Broadcast(ctx, req)
+	}
+}
+
+func (d *Dir) applyBroadcast(ctx context.Context, m *nats.Msg) {
+	// Our own publication comes back too; Broadcast already ran it here.
+	if d.cfg.Broadcast == nil || m.Header.Get(hdrOrigin) == d.node.ID() {
+		return
+	}
+	in := &anypb.Any{}
+	if err := proto.Unmarshal(m.Data, in); err != nil {
+		d.log.Warn("undecodable broadcast", "err", err)
+		return
+	}
+	req, err := in.UnmarshalNew()
+	if err != nil {
+		d.log.Warn("undecodable broadcast", "type", in.GetTypeUrl(), "err", err)
+		return
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.BroadcastTimeout)
+	defer cancel()
+	d.cfg.Broadcast(bctx, req)
+}
+
 // serveCall runs a call another node forwarded here. The agent must still
 // be connected here: a call is forwarded at most once, so two nodes with
 // stale views cannot bounce it between them.
@@ -447,6 +547,11 @@ func (d *Dir) serveCall(ctx context.Context, data []byte) ([]byte, error) {
 		req := &agentv1.CancelJobRequest{}
 		if err = proto.Unmarshal(env.Req, req); err == nil {
 			resp, err = d.local.CancelJob(ctx, env.Agent, req)
+		}
+	case kindAny:
+		req := &anypb.Any{}
+		if err = proto.Unmarshal(env.Req, req); err == nil {
+			resp, err = d.tun.CallAny(ctx, env.Agent, req)
 		}
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "unknown forwarded call kind %q", env.Kind)

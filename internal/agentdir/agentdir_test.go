@@ -8,12 +8,16 @@ import (
 	"time"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/agentdir"
 	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/cluster/clustertest"
+	"github.com/croupier/croupier/internal/fleet"
 	"github.com/croupier/croupier/internal/registry"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // fakeTunnel is one node's tunnel: which agents are connected here, and
@@ -25,6 +29,8 @@ type fakeTunnel struct {
 	up   map[string]bool
 	// blocked receives the invocation id of each blocking call as it starts.
 	blocked chan string
+	// broadcasts counts the broadcasts run on this node's agents.
+	broadcasts int
 }
 
 func (f *fakeTunnel) Connected(name string) bool {
@@ -51,6 +57,30 @@ func (f *fakeTunnel) Invoke(ctx context.Context, agent string, req *agentv1.Invo
 	return &agentv1.InvokeResponse{Success: true, InstanceId: f.node}, nil
 }
 
+// CallAny answers a FetchProcessLogCommand with "<node>:<path>".
+func (f *fakeTunnel) CallAny(ctx context.Context, agent string, req *anypb.Any) (*anypb.Any, error) {
+	if !f.Connected(agent) {
+		return nil, status.Errorf(codes.Unavailable, "agent %s not connected to %s", agent, f.node)
+	}
+	cmd := &croupierv1.FetchProcessLogCommand{}
+	if err := req.UnmarshalTo(cmd); err != nil {
+		return nil, status.Errorf(codes.Unimplemented, "no handler for %s", req.GetTypeUrl())
+	}
+	return anypb.New(&croupierv1.FetchProcessLogResult{Data: []byte(f.node + ":" + cmd.GetPath())})
+}
+
+func (f *fakeTunnel) broadcast(ctx context.Context, req proto.Message) {
+	f.mu.Lock()
+	f.broadcasts++
+	f.mu.Unlock()
+}
+
+func (f *fakeTunnel) broadcastCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.broadcasts
+}
+
 func (f *fakeTunnel) StartJob(ctx context.Context, agent string, req *agentv1.StartJobRequest) (*agentv1.StartJobResponse, error) {
 	return &agentv1.StartJobResponse{}, nil
 }
@@ -74,7 +104,7 @@ func startNodesB(t testing.TB) []*testNode {
 	for i, b := range buses {
 		n := &testNode{bus: b, tun: &fakeTunnel{node: b.ID(), up: map[string]bool{}, blocked: make(chan string, 1)}}
 		n.reg = registry.New(registry.Options{Changed: func(id string) { n.dir.Changed(id) }})
-		n.dir = agentdir.New(agentdir.Config{SweepInterval: 200 * time.Millisecond}, b, n.reg, n.tun, n.tun)
+		n.dir = agentdir.New(agentdir.Config{SweepInterval: 200 * time.Millisecond, Broadcast: n.tun.broadcast}, b, n.reg, n.tun, n.tun)
 		if err := n.dir.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -208,6 +238,43 @@ func TestRemoteAgentsLeaveWithTheirNode(t *testing.T) {
 		}
 		if _, ok := nodes[2].reg.Agent("a2"); !ok {
 			return fmt.Errorf("n3 lost a2")
+		}
+		return nil
+	})
+}
+
+// TestFleetCommandsAcrossNodes: a fleet command issued on any node reaches
+// the agent through the node holding its tunnel (fleet.TunnelDispatcher
+// over Dir), errors keep their code, and SyncFleets reaches every node's
+// agents once.
+func TestFleetCommandsAcrossNodes(t *testing.T) {
+	nodes := startNodes(t)
+	connect(t, nodes[0], "a1")
+	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n1"))
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	for _, n := range nodes {
+		disp := &fleet.TunnelDispatcher{Tunnel: n.dir, Broadcast: n.dir.Broadcast}
+		res, err := disp.FetchProcessLog(ctx, "a1", &croupierv1.FetchProcessLogCommand{Path: "log.txt"})
+		if err != nil || string(res.GetData()) != "n1:log.txt" {
+			t.Fatalf("FetchProcessLog on %s: %q, %v; want n1:log.txt", n.bus.ID(), res.GetData(), err)
+		}
+		// The holder's answer keeps its code (the fake serves only logs).
+		err = disp.TerminateProcess(ctx, "a1", &croupierv1.TerminateProcessCommand{ProcessId: "p"})
+		if status.Code(err) != codes.Unimplemented {
+			t.Fatalf("TerminateProcess on %s: %v; want Unimplemented from the holder", n.bus.ID(), err)
+		}
+	}
+	if nodes[2].dir.Forwarded() != 2 {
+		t.Fatalf("n3 forwarded %d calls, want 2", nodes[2].dir.Forwarded())
+	}
+	disp := &fleet.TunnelDispatcher{Tunnel: nodes[1].dir, Broadcast: nodes[1].dir.Broadcast}
+	disp.SyncFleets(ctx, "g", "prod")
+	checkFor(t, 10*time.Second, func() error {
+		for _, n := range nodes {
+			if c := n.tun.broadcastCount(); c != 1 {
+				return fmt.Errorf("%s ran the broadcast %d times, want 1", n.bus.ID(), c)
+			}
 		}
 		return nil
 	})

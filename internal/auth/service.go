@@ -148,6 +148,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	return s, nil
 }
 
+// LoginThrottle is the service's login throttle, for sharing it with the
+// other server nodes (ratelimit.LoginThrottle.Share).
+func (s *Service) LoginThrottle() *ratelimit.LoginThrottle { return s.logins }
+
 // Tokens is what Login and Refresh return.
 type Tokens struct {
 	AccessToken  string

@@ -33,7 +33,7 @@ func TestLeastLoadedTwoChoices(t *testing.T) {
 	const picks = 4000
 	toBusy, seen := 0, map[string]bool{}
 	for range picks {
-		in := leastLoaded(rt.Instances)
+		in := leastLoaded(rt.Instances, nil)
 		seen[in.Key()] = true
 		if busy[in.Key()] {
 			toBusy++
@@ -45,5 +45,51 @@ func TestLeastLoadedTwoChoices(t *testing.T) {
 	}
 	if len(seen) < n/2 {
 		t.Fatalf("picks reached %d instances; want the idle half at least", len(seen))
+	}
+}
+
+// TestLeastLoadedPrefersThisNode: with several server nodes lb counts an
+// instance on another node (its call would be forwarded) as one call
+// busier: idle local instances always win, and a local instance two calls
+// busier than a remote one loses to it, so load still spreads.
+func TestLeastLoadedPrefersThisNode(t *testing.T) {
+	t.Parallel()
+	r := registry.New(registry.Options{})
+	for _, a := range []string{"here", "there"} {
+		if err := r.Upsert(registry.Agent{ID: a, GameID: "g", Env: "e",
+			Instances: []registry.Instance{{ID: "1", Functions: []string{"f"}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt, _ := r.Route("g", "e", "f")
+	remote := func(agent string) bool { return agent == "there" }
+	var local *registry.RouteInstance
+	for _, in := range rt.Instances {
+		if in.Agent == "here" {
+			local = in
+		}
+	}
+	for range 200 {
+		if in := leastLoaded(rt.Instances, remote); in != local {
+			t.Fatalf("idle: picked %s, want the local instance", in.Key())
+		}
+	}
+	local.Begin()
+	seen := map[string]bool{}
+	for range 200 {
+		seen[leastLoaded(rt.Instances, remote).Agent] = true
+	}
+	if !seen["here"] || !seen["there"] {
+		t.Fatalf("one call on the local instance (a tie): picked %v, want both", seen)
+	}
+	local.Begin()
+	for range 200 {
+		if in := leastLoaded(rt.Instances, remote); in == local {
+			t.Fatal("two calls on the local instance: picked it over the idle remote one")
+		}
+	}
+	// Without Remote (one node) the idle instance wins as before.
+	if in := leastLoaded(rt.Instances, nil); in == local {
+		t.Fatal("no remote function: picked the busy instance")
 	}
 }

@@ -25,11 +25,15 @@ const scanLimit = 16
 
 // pick returns the instances a call goes to, in the given mode, reading
 // only the route's immutable snapshot and the instances' atomic counters.
-func pick(mode, target, hashKey string, rt *registry.Route) ([]*registry.RouteInstance, error) {
+// remote (nil on one node) reports whether an agent's tunnel ends on
+// another server node: lb counts such an instance as one call busier
+// (remotePenalty), so calls stay on this node while its instances are no
+// busier, and still spread when they are.
+func pick(mode, target, hashKey string, rt *registry.Route, remote func(agent string) bool) ([]*registry.RouteInstance, error) {
 	live := rt.Instances
 	switch mode {
 	case "", ModeLB:
-		return []*registry.RouteInstance{leastLoaded(live)}, nil
+		return []*registry.RouteInstance{leastLoaded(live, remote)}, nil
 	case ModeBroadcast:
 		return live, nil
 	case ModeTargeted:
@@ -50,7 +54,7 @@ func pick(mode, target, hashKey string, rt *registry.Route) ([]*registry.RouteIn
 			return nil, apierr.New(codes.NotFound, apierr.CodeTargetNotFound,
 				"target "+target+" does not serve this function (see `croupier registry list`)", "target_agent", target)
 		}
-		return []*registry.RouteInstance{leastLoaded(out)}, nil
+		return []*registry.RouteInstance{leastLoaded(out, remote)}, nil
 	case ModeHash:
 		if hashKey == "" {
 			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument,
@@ -64,22 +68,35 @@ func pick(mode, target, hashKey string, rt *registry.Route) ([]*registry.RouteIn
 	}
 }
 
+// remotePenalty is what an instance on another node adds to its load in
+// lb: a forwarded call costs both nodes about as much CPU again as a
+// direct one (docs/cluster.md, "Numbers"). The in-flight counts are this
+// node's own calls.
+const remotePenalty = 1
+
 // leastLoaded picks from a non-empty list: the least loaded of all of them
 // (ties at random) up to scanLimit, of two random ones beyond.
-func leastLoaded(live []*registry.RouteInstance) *registry.RouteInstance {
+func leastLoaded(live []*registry.RouteInstance, remote func(agent string) bool) *registry.RouteInstance {
+	load := func(in *registry.RouteInstance) int64 {
+		n := in.InFlight()
+		if remote != nil && remote(in.Agent) {
+			n += remotePenalty
+		}
+		return n
+	}
 	if n := len(live); n > scanLimit {
 		a, b := rand.IntN(n), rand.IntN(n-1)
 		if b >= a {
 			b++ // two distinct instances
 		}
-		if live[b].InFlight() < live[a].InFlight() {
+		if load(live[b]) < load(live[a]) {
 			return live[b]
 		}
 		return live[a]
 	}
 	best, ties := 0, 1
 	for i := 1; i < len(live); i++ {
-		switch c, m := live[i].InFlight(), live[best].InFlight(); {
+		switch c, m := load(live[i]), load(live[best]); {
 		case c < m:
 			best, ties = i, 1
 		case c == m:

@@ -75,6 +75,10 @@ type Deps struct {
 	Assignments Assignments
 	Scopes      Scopes
 	Idempotency Idempotency
+	// Remote, when set (several server nodes), reports whether an agent's
+	// tunnel ends on another node; lb prefers this node's instances while
+	// they are no busier (see pick).
+	Remote func(agent string) bool
 }
 
 // Service implements function invocation, independent of any transport.
@@ -164,7 +168,7 @@ func (s *Service) Prepare(ctx context.Context, game, env, fn string, payload *st
 		return nil, apierr.New(codes.Unavailable, apierr.CodeNoInstance,
 			fmt.Sprintf("no live game-server instance serves %s in %s/%s", fn, game, env), "function_id", fn)
 	}
-	targets, err := pick(opts.GetRoutingMode(), opts.GetTargetAgent(), opts.GetHashKey(), rt)
+	targets, err := pick(opts.GetRoutingMode(), opts.GetTargetAgent(), opts.GetHashKey(), rt, s.deps.Remote)
 	if err != nil {
 		return nil, err
 	}

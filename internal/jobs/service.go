@@ -115,7 +115,16 @@ type activeJob struct {
 	// (a crash hit before it was stored): nothing tells whether the instance
 	// still runs it, so it must report within OrphanGrace or fail.
 	unconfirmed bool
+	// synced is when this state was last known to match the stored row:
+	// with several server nodes the job's events may be stored by another
+	// node (the one holding its agent's tunnel), leaving this copy behind.
+	synced time.Time
 }
+
+// resyncAfter is how long check trusts an active job's cached state
+// without a report through this node before re-reading its row, so a job
+// that ended on another node leaves this node's memory.
+const resyncAfter = time.Minute
 
 // New returns a Service; Run must be running for dispatch and checks.
 func New(cfg Config, st Store, prep Preparer, caller Caller, reg Registry) *Service {
@@ -215,7 +224,7 @@ func (s *Service) StartCall(ctx context.Context, call *invoke.Call, actor string
 	}
 	resp = &croupierv1.InvokeJobResponse{Success: true, JobId: job.ID, Status: store.JobPending}
 	claim.Complete(ctx, resp)
-	aj := &activeJob{id: job.ID, agent: target.Agent, instance: target.Instance, status: store.JobPending, since: s.now()}
+	aj := &activeJob{id: job.ID, agent: target.Agent, instance: target.Instance, status: store.JobPending, since: s.now(), synced: s.now()}
 	inv := &agentv1.InvokeRequest{InvocationId: job.ID, GameId: call.Game, Env: call.Env, FunctionId: call.Function,
 		InstanceId: target.Instance, Payload: call.Payload, IdempotencyKey: key, Config: call.Config, Actor: actor}
 	s.mu.Lock()
@@ -304,7 +313,7 @@ func (s *Service) load(ctx context.Context, id string) (*activeJob, *store.Job, 
 	}
 	agent, instance, _ := strings.Cut(j.Instance, "/")
 	aj = &activeJob{id: j.ID, agent: agent, instance: instance, incarnation: j.Incarnation, status: j.Status,
-		lastSeq: j.LastSeq, since: s.now(), unconfirmed: j.Status == store.JobRunning && j.Incarnation == ""}
+		lastSeq: j.LastSeq, since: s.now(), synced: s.now(), unconfirmed: j.Status == store.JobRunning && j.Incarnation == ""}
 	s.mu.Lock()
 	if existing, ok := s.active[id]; ok {
 		aj = existing
@@ -361,62 +370,106 @@ func (s *Service) Report(ctx context.Context, req *croupierv1.ReportJobEventsReq
 	}
 	aj.mu.Lock()
 	defer aj.mu.Unlock()
-	if store.IsTerminal(aj.status) {
-		return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
+	for resynced := false; ; resynced = true {
+		if store.IsTerminal(aj.status) {
+			s.forget(aj.id)
+			return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
+		}
+		b, err := accept(aj, req.GetEvents())
+		if err == nil {
+			if len(b.events) == 0 {
+				return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
+			}
+			inc := aj.incarnation
+			if inc == "" {
+				// The dispatch has not recorded it yet (or a crash lost it):
+				// the instance's current process is the one reporting.
+				inc = s.currentIncarnation(aj)
+			}
+			if err = s.record(ctx, aj, b.events, inc, b.started, b.progress, b.end); err == nil {
+				aj.unconfirmed, aj.synced = false, s.now()
+				s.notify.notify(aj.id)
+				if store.IsTerminal(aj.status) {
+					s.forget(aj.id)
+				}
+				return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
+			}
+			err = apierr.Internal(s.log, err)
+		}
+		// A gap, or a write that failed (an event already stored), may only
+		// mean that another node stored this job's events since this node
+		// cached it: the agent's tunnel moved. Re-read the row once.
+		if resynced {
+			return nil, err
+		}
+		before, was := aj.lastSeq, aj.status
+		if rerr := s.resync(ctx, aj); rerr != nil || (aj.lastSeq == before && aj.status == was) {
+			return nil, err
+		}
 	}
-	var (
-		batch    []store.Event
-		progress = -1.0
-		started  bool
-		end      *croupierv1.JobEvent
-	)
+}
+
+// batch is the new part of a report.
+type batch struct {
+	events   []store.Event
+	started  bool
+	progress float64 // -1: no progress event
+	end      *croupierv1.JobEvent
+}
+
+// accept returns the events of a report that follow aj.lastSeq; aj.mu is
+// held.
+func accept(aj *activeJob, evs []*croupierv1.JobEvent) (batch, error) {
+	b := batch{progress: -1}
 	next := aj.lastSeq + 1
-	for _, ev := range req.GetEvents() {
+	for _, ev := range evs {
 		if ev.GetSeq() < next {
 			continue // already stored: a re-send after a lost acknowledgement
 		}
 		if ev.GetSeq() != next {
-			return nil, apierr.New(codes.FailedPrecondition, "EVENT_GAP",
+			return batch{}, apierr.New(codes.FailedPrecondition, "EVENT_GAP",
 				fmt.Sprintf("job %s: expected event seq %d, got %d; re-send from %d", aj.id, next, ev.GetSeq(), next),
 				"expected_seq", fmt.Sprint(next))
 		}
-		if end != nil {
-			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "events after the job's terminal event")
+		if b.end != nil {
+			return batch{}, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "events after the job's terminal event")
 		}
 		se, err := toStoreEvent(ev)
 		if err != nil {
-			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "event data: "+err.Error())
+			return batch{}, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "event data: "+err.Error())
 		}
-		batch = append(batch, se)
+		b.events = append(b.events, se)
 		next++
 		switch ev.GetType() {
 		case croupierv1.EventType_START:
-			started = true
+			b.started = true
 		case croupierv1.EventType_PROGRESS:
-			progress = ev.GetProgress()
+			b.progress = ev.GetProgress()
 		}
 		if _, ok := terminalStatus(ev.GetType()); ok {
-			end = ev
+			b.end = ev
 		}
 	}
-	if len(batch) == 0 {
-		return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
+	return b, nil
+}
+
+// resync brings aj up to the job's stored row: with several server nodes
+// another node may have stored events of this job, or ended it, since this
+// node cached it. aj.mu is held.
+func (s *Service) resync(ctx context.Context, aj *activeJob) error {
+	j, err := s.store.Jobs().Get(ctx, aj.id)
+	if err != nil {
+		return err
 	}
-	inc := aj.incarnation
-	if inc == "" {
-		// The dispatch has not recorded it yet (or a crash lost it): the
-		// instance's current process is the one reporting.
-		inc = s.currentIncarnation(aj)
+	aj.lastSeq = max(aj.lastSeq, j.LastSeq)
+	if j.Incarnation != "" {
+		aj.incarnation = j.Incarnation
 	}
-	if err := s.record(ctx, aj, batch, inc, started, progress, end); err != nil {
-		return nil, apierr.Internal(s.log, err)
+	if j.Status != store.JobPending || store.IsTerminal(aj.status) {
+		aj.status = j.Status // never back to pending: the dispatch may be ahead of its write
 	}
-	aj.unconfirmed = false
-	s.notify.notify(aj.id)
-	if store.IsTerminal(aj.status) {
-		s.forget(aj.id)
-	}
-	return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
+	aj.synced = s.now()
+	return nil
 }
 
 func (s *Service) currentIncarnation(aj *activeJob) string {
@@ -499,7 +552,14 @@ func (s *Service) finish(aj *activeJob, to string, typ croupierv1.EventType, cod
 	defer cancel()
 	aj.mu.Lock()
 	defer aj.mu.Unlock()
+	// Another node may have stored events since this node cached the job
+	// (or ended it): the terminal event goes after the stored ones.
+	if err := s.resync(ctx, aj); err != nil {
+		s.log.Error("end job", "job", aj.id, "err", err)
+		return err
+	}
 	if store.IsTerminal(aj.status) {
+		s.forget(aj.id)
 		return nil
 	}
 	data, _ := structpb.NewStruct(map[string]any{"error_code": code})
@@ -753,6 +813,9 @@ func (s *Service) check() {
 	s.mu.Unlock()
 	now := s.now()
 	for _, aj := range list {
+		if s.resyncStale(aj, now) {
+			continue
+		}
 		aj.mu.Lock()
 		agentID, instanceID, inc, absent := aj.agent, aj.instance, aj.incarnation, aj.absentSince
 		started := inc != "" || aj.status == store.JobRunning
@@ -813,6 +876,28 @@ func (s *Service) check() {
 				fmt.Sprintf("game server %s/%s has not reconnected for %s", agentID, instanceID, now.Sub(absent).Round(time.Second)))
 		}
 	}
+}
+
+// resyncStale re-reads a job not reported through this node for
+// resyncAfter and forgets it if it ended (on another node); it reports
+// whether it did.
+func (s *Service) resyncStale(aj *activeJob, now time.Time) bool {
+	aj.mu.Lock()
+	defer aj.mu.Unlock()
+	if now.Sub(aj.synced) < resyncAfter {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*time.Second)
+	defer cancel()
+	if err := s.resync(ctx, aj); err != nil {
+		s.log.Warn("re-read job", "job", aj.id, "err", err)
+		return false
+	}
+	if !store.IsTerminal(aj.status) {
+		return false
+	}
+	s.forget(aj.id)
+	return true
 }
 
 // InstancesDeparted fails at once the jobs of instances whose agent saw

@@ -58,6 +58,9 @@ type LoginThrottle struct {
 	mu      sync.Mutex
 	entries map[string]*list.Element // of *loginEntry
 	lru     *list.List               // front = most recently used
+	// share, when set (Share), tells the other server nodes of each
+	// attempt that failed or succeeded here; called without mu.
+	share func(user, source string, ok bool)
 }
 
 type loginEntry struct {
@@ -186,43 +189,54 @@ func (t *LoginThrottle) check(e *loginEntry, free int, limit, why string, now ti
 // Failed records a wrong password: the username (even from a known
 // address) and the address count a failure.
 func (a *LoginAttempt) Failed() {
-	a.finish(func(t *LoginThrottle, now time.Time) {
-		t.fail(t.put("u\x00"+a.user, now), t.cfg.UserFree, now)
-		if a.source != "" {
-			t.fail(t.put("s\x00"+a.source, now), t.cfg.SourceFree, now)
-		}
-	})
+	if a.finish(func(t *LoginThrottle, now time.Time) { t.failed(a.user, a.source, now) }) {
+		a.t.shared(a.user, a.source, false)
+	}
+}
+
+// failed counts a failure for user and source; t.mu is held.
+func (t *LoginThrottle) failed(user, source string, now time.Time) {
+	t.fail(t.put("u\x00"+user, now), t.cfg.UserFree, now)
+	if source != "" {
+		t.fail(t.put("s\x00"+source, now), t.cfg.SourceFree, now)
+	}
 }
 
 // Succeeded resets the username and the address and remembers that the
 // user logs in from the address.
 func (a *LoginAttempt) Succeeded() {
-	a.finish(func(t *LoginThrottle, now time.Time) {
-		keys := []string{"u\x00" + a.user}
-		if a.source != "" {
-			keys = append(keys, "s\x00"+a.source)
-			t.put("k\x00"+a.user+"\x00"+a.source, now).known = true
+	if a.finish(func(t *LoginThrottle, now time.Time) { t.succeeded(a.user, a.source, now) }) {
+		a.t.shared(a.user, a.source, true)
+	}
+}
+
+// succeeded resets user and source and remembers the pair; t.mu is held.
+func (t *LoginThrottle) succeeded(user, source string, now time.Time) {
+	keys := []string{"u\x00" + user}
+	if source != "" {
+		keys = append(keys, "s\x00"+source)
+		t.put("k\x00"+user+"\x00"+source, now).known = true
+	}
+	for _, k := range keys {
+		if el, ok := t.entries[k]; ok {
+			e := el.Value.(*loginEntry)
+			// Other attempts may still be in flight: keep their count.
+			e.failures, e.until, e.reported = 0, time.Time{}, false
 		}
-		for _, k := range keys {
-			if el, ok := t.entries[k]; ok {
-				e := el.Value.(*loginEntry)
-				// Other attempts may still be in flight: keep their count.
-				e.failures, e.until, e.reported = 0, time.Time{}, false
-			}
-		}
-	})
+	}
 }
 
 // Abandoned ends an attempt that neither failed nor succeeded (the
 // database was down, the caller went away): it counts for nothing.
 func (a *LoginAttempt) Abandoned() { a.finish(func(*LoginThrottle, time.Time) {}) }
 
-func (a *LoginAttempt) finish(record func(t *LoginThrottle, now time.Time)) {
+// finish records the attempt's outcome once; it reports whether it did.
+func (a *LoginAttempt) finish(record func(t *LoginThrottle, now time.Time)) bool {
 	t := a.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if a.done {
-		return
+		return false
 	}
 	a.done = true
 	now := t.now()
@@ -240,6 +254,7 @@ func (a *LoginAttempt) finish(record func(t *LoginThrottle, now time.Time)) {
 		release("s\x00" + a.source)
 	}
 	record(t, now)
+	return true
 }
 
 func (t *LoginThrottle) fail(e *loginEntry, free int, now time.Time) {

@@ -32,6 +32,11 @@ func (s *Server) openAccess(ctx context.Context) error {
 		AccessTTL: s.cfg.AccessTokenTTL, RefreshTTL: s.cfg.RefreshTokenTTL}); err != nil {
 		return err
 	}
+	if s.bus != nil { // failed logins count on every node (docs/cluster.md)
+		if err := s.auth.LoginThrottle().Share(s.bus.Conn(), s.bus.ID(), log); err != nil {
+			return fmt.Errorf("cluster: share login throttling: %w", err)
+		}
+	}
 	if s.cfg.AdminPassword != "" {
 		created, err := s.auth.Bootstrap(ctx, s.cfg.AdminUser, s.cfg.AdminPassword)
 		if err != nil {

@@ -191,20 +191,27 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.certs = revocation.NewService(s.revocations, s.tunnel.Disconnect,
 		func(ctx context.Context, payload any) { noteOf(ctx).payload = payload })
 	var calls agentCaller = tunnelCaller{s.tunnel}
+	localAll := func(ctx context.Context, req proto.Message) { s.tunnel.CallAll(ctx, req) }
+	agentCmds := &fleet.TunnelDispatcher{Tunnel: s.tunnel, Broadcast: localAll}
 	if s.bus != nil {
-		s.agents = agentdir.New(agentdir.Config{Logger: s.log}, s.bus, s.registry, calls, s.tunnel)
+		s.agents = agentdir.New(agentdir.Config{Logger: s.log, Broadcast: localAll}, s.bus, s.registry, calls, s.tunnel)
 		if err = s.agents.Start(ctx); err != nil {
 			return fmt.Errorf("cluster: %w", err)
 		}
 		calls = s.agents
+		agentCmds = &fleet.TunnelDispatcher{Tunnel: s.agents, Broadcast: s.agents.Broadcast}
 	}
 	assignments := control.NewAssignments(s.store.Assignments(), 2*time.Second)
+	var remote func(string) bool
+	if s.agents != nil {
+		remote = s.agents.Remote
+	}
 	s.invoke = invoke.New(invoke.Config{
 		DefaultTimeout: s.cfg.InvokeTimeout, MaxTimeout: s.cfg.InvokeMaxTimeout,
 		IdempotencyWindow: s.cfg.IdempotencyWindow, Logger: s.log, Metrics: s.obs.app,
 	}, invoke.Deps{
 		Registry: s.registry, Caller: calls, Assignments: assignments,
-		Scopes: scopes, Idempotency: s.store.Idempotency(),
+		Scopes: scopes, Idempotency: s.store.Idempotency(), Remote: remote,
 	})
 	s.jobs = jobs.New(jobs.Config{
 		CheckInterval: s.cfg.HeartbeatInterval, OrphanGrace: s.cfg.JobOrphanGrace,
@@ -220,11 +227,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if s.fleet, err = fleet.New(fleet.Config{
-		Store: s.store,
-		Agents: &fleet.TunnelDispatcher{
-			Tunnel:    s.tunnel,
-			Broadcast: func(ctx context.Context, req proto.Message) { s.tunnel.CallAll(ctx, req) },
-		},
+		Store:  s.store,
+		Agents: agentCmds,
 		Logger: s.log.With("component", "fleet"),
 		AuthorizeAgent: func(ctx context.Context, agentID, game, env string) error {
 			return control.AuthorizeAgent(principal.FromContext(ctx), agentID, game, env)
