@@ -311,23 +311,23 @@ func run(p params) (err error) {
 	prof.snapshot("mutex-before-lb", "mutex")
 	prof.snapshot("block-before-lb", "block")
 	prof.cpu("lb", p.dur)
-	c0 := srv.sample()
+	c0, h0 := srv.sample(), selfCPU()
 	tput, ncalls, err := throughput(ctx, lb, 32, p.dur)
 	if err != nil {
 		return fmt.Errorf("lb c=32: %w", err)
 	}
-	c1 := srv.sample()
+	c1, h1 := srv.sample(), selfCPU()
 	prof.wait()
 	prof.snapshot("mutex-after-lb", "mutex")
 	prof.snapshot("block-after-lb", "block")
 	bcalls := max(5, min(50, 20000/n))
 	prof.cpu("broadcast", time.Duration(bcalls)*time.Duration(n)*100*time.Microsecond+time.Second)
-	b0 := srv.sample()
+	b0, hb0 := srv.sample(), selfCPU()
 	bcast, err := p50(ctx, invoke("broadcast", n), bcalls)
 	if err != nil {
 		return fmt.Errorf("broadcast: %w", err)
 	}
-	b1 := srv.sample()
+	b1, hb1 := srv.sample(), selfCPU()
 	var hits int64
 	for _, a := range fleet.agents {
 		hits += a.calls.Load()
@@ -360,6 +360,8 @@ func run(p params) (err error) {
 	callCPU := c1.cpu - c0.cpu - time.Duration(float64(idleCPU)*float64(c1.at.Sub(c0.at))/float64(idle))
 	fmt.Printf("  lb_throughput_c32          %.0f calls/s; server CPU %.3f ms/call (%.3f before subtracting idle)\n", tput,
 		ms(callCPU)/float64(ncalls), ms(c1.cpu-c0.cpu)/float64(ncalls))
+	fmt.Printf("  harness_cpu                %.3f ms per lb call, %.1f µs per broadcast instance (operator client and all agents: they share the machine with the server)\n",
+		ms(h1-h0)/float64(ncalls), float64((hb1-hb0).Microseconds())/float64(bcalls*n))
 	fmt.Printf("  lb_syscalls_per_call       %.1f reads + %.1f writes; %.1f context switches per call (server, incl. idle traffic)\n",
 		float64(c1.syscr-c0.syscr)/float64(ncalls), float64(c1.syscw-c0.syscw)/float64(ncalls), float64(c1.ctxsw-c0.ctxsw)/float64(ncalls))
 	bcastCPU := b1.cpu - b0.cpu - time.Duration(float64(idleCPU)*float64(b1.at.Sub(b0.at))/float64(idle))
@@ -576,6 +578,13 @@ type sample struct {
 	// (/proc/PID/io); ctxsw its threads' context switches; fds its open files.
 	syscr, syscw, ctxsw int64
 	fds                 int
+}
+
+// selfCPU is the harness process's CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func fdLimit() uint64 {
