@@ -384,8 +384,8 @@ func run(p params) (err error) {
 		ms(bcast), n, float64(bcastCPU.Microseconds())/float64(bcalls*n), float64((b1.cpu-b0.cpu).Microseconds())/float64(bcalls*n),
 		float64(b1.syscw-b0.syscw)/float64(bcalls*n), float64(b1.syscr-b0.syscr)/float64(bcalls*n))
 	fmt.Printf("  broadcast_failed           %d of %d instance calls\n", bcastFailed.Load(), bcalls*n)
-	fmt.Printf("  agents_hit                 %d calls reached the agents; %d tunnel reconnects, %d re-registrations after NOT_FOUND\n",
-		hits, fleet.reconnects.Load(), fleet.reregistrations.Load())
+	fmt.Printf("  agents_hit                 %d calls reached the agents; %d tunnel reconnects, %d re-registrations after NOT_FOUND, %d ramp registrations retried\n",
+		hits, fleet.reconnects.Load(), fleet.reregistrations.Load(), fleet.registerRetries.Load())
 	return nil
 }
 
@@ -683,6 +683,9 @@ type fleet struct {
 	// reconnects and reregistrations count agents the server dropped
 	// (tunnel reconnects, heartbeats answered NOT_FOUND): signs of overload.
 	reconnects, reregistrations atomic.Int64
+	// registerRetries counts ramp registrations refused because the tunnel
+	// had dropped since it connected.
+	registerRetries atomic.Int64
 
 	mu     sync.Mutex
 	agents []*agent
@@ -791,7 +794,15 @@ func (f *fleet) start(ctx context.Context, i int, cert tls.Certificate) (time.Du
 	if err != nil {
 		return 0, err
 	}
+	// On an overloaded machine a tunnel can drop between connecting and
+	// registering; like croupier agent, register again once it is back
+	// (counted: a sign of overload), up to 10 times.
 	d, err := a.register(ctx, "gs-1")
+	for try := 0; err != nil && status.Code(errors.Unwrap(err)) == codes.FailedPrecondition && try < 10; try++ {
+		f.registerRetries.Add(1)
+		time.Sleep(time.Second)
+		d, err = a.register(ctx, "gs-1")
+	}
 	if err != nil {
 		return 0, err
 	}
