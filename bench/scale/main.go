@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -75,6 +76,7 @@ func main() {
 	idle := flag.Duration("idle", 20*time.Second, "idle window for heartbeat CPU")
 	deltas := flag.Bool("watch-deltas", true, "watch in delta form (false: whole registrations, as seed clients)")
 	baseline := flag.String("baseline-bin", "", "another croupier binary to measure first at every N, as the baseline")
+	profile := flag.String("profile", "", "write server profiles of each phase into this directory (the -bin binary must be built with -tags pprof)")
 	flag.Parse()
 	var sizes []int
 	for _, s := range strings.Split(*ns, ",") {
@@ -91,8 +93,7 @@ func main() {
 			bins = []string{*baseline, *bin}
 		}
 		for _, b := range bins {
-			if err := run(params{bin: b, n: n, dur: *dur, calls: *calls, idle: *idle, deltas: *deltas}); err != nil {
-				fmt.Fprintf(os.Stderr, "scale: N=%d (%s): %v\n", n, b, err)
+			if err := run(params{bin: b, n: n, dur: *dur, calls: *calls, idle: *idle, deltas: *deltas, profile: *profile}); err != nil {
 				os.Exit(1)
 			}
 		}
@@ -105,9 +106,18 @@ type params struct {
 	n, calls  int
 	dur, idle time.Duration
 	deltas    bool // the watch form the ramp's watcher asks for
+	profile   string
 }
 
-func run(p params) error {
+// run measures one server binary at one fleet size. Its error is printed
+// by run itself, before the deferred teardown of the fleet and the server:
+// a teardown that hangs must not hide why the run failed.
+func run(p params) (err error) {
+	defer func() {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "scale: N=%d (%s): %v; tearing down\n", p.n, p.bin, err)
+		}
+	}()
 	n, idle := p.n, p.idle
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -120,11 +130,13 @@ func run(p params) error {
 	if err != nil {
 		return err
 	}
-	srv, err := startServer(ctx, p.bin, dir)
+	srv, err := startServer(ctx, p.bin, dir, p.profile != "")
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
+	prof := &profiler{srv: srv, dir: p.profile, prefix: fmt.Sprintf("n%d-%s", n, filepath.Base(p.bin))}
+	defer prof.wait()
 
 	roots := x509.NewCertPool()
 	caPEM, err := os.ReadFile(bundle.CACert)
@@ -245,11 +257,14 @@ func run(p params) error {
 	}
 	extra.close()
 
+	prof.snapshot("heap-after-ramp", "heap")
 	// Idle: only heartbeats and tunnel pings.
+	prof.cpu("idle", idle)
 	i0 := srv.sample()
 	time.Sleep(idle)
 	i1 := srv.sample()
 	idleCPU := i1.cpu - i0.cpu
+	harnessFDs, _ := os.ReadDir("/proc/self/fd")
 	agentsIdle := max(0, idleCPU-idleBase)
 	beats := float64(n) * idle.Seconds() / heartbeat.Seconds()
 
@@ -268,17 +283,32 @@ func run(p params) error {
 	}
 	fc := croupierv1.NewFunctionServiceClient(op)
 	payload, _ := structpb.NewStruct(map[string]any{"player_id": "p42"})
+	// Broadcasts get the longest timeout the server allows by default: at
+	// N=5,000 on a loaded machine one takes longer than the default 10 s.
+	// Instances that fail are counted and reported, not fatal: a slow
+	// machine's timeouts are a result too.
+	var bcastFailed atomic.Int64
 	invoke := func(mode string, want int) caller {
+		var timeout int32
+		if mode == "broadcast" {
+			timeout = 300
+		}
 		return func(ctx context.Context) error {
 			r, err := fc.InvokeFunction(ctx, &croupierv1.InvokeFunctionRequest{GameId: game, Env: env, FunctionId: fnName(0), Payload: payload,
-				Options: &croupierv1.InvokeOptions{RoutingMode: mode}})
+				Options: &croupierv1.InvokeOptions{RoutingMode: mode, Timeout: timeout}})
 			switch {
 			case err != nil:
 				return err
-			case !r.GetSuccess():
-				return fmt.Errorf("%s: %s", r.GetErrorCode(), r.GetError())
 			case mode == "broadcast" && len(r.GetResults()) != want:
 				return fmt.Errorf("broadcast reached %d instances, want %d", len(r.GetResults()), want)
+			case mode == "broadcast":
+				for _, res := range r.GetResults() {
+					if !res.GetSuccess() {
+						bcastFailed.Add(1)
+					}
+				}
+			case !r.GetSuccess():
+				return fmt.Errorf("%s: %s", r.GetErrorCode(), r.GetError())
 			}
 			return nil
 		}
@@ -293,19 +323,26 @@ func run(p params) error {
 	if err != nil {
 		return fmt.Errorf("lb: %w", err)
 	}
-	c0 := srv.sample()
+	prof.snapshot("mutex-before-lb", "mutex")
+	prof.snapshot("block-before-lb", "block")
+	prof.cpu("lb", p.dur)
+	c0, h0 := srv.sample(), selfCPU()
 	tput, ncalls, err := throughput(ctx, lb, 32, p.dur)
 	if err != nil {
 		return fmt.Errorf("lb c=32: %w", err)
 	}
-	c1 := srv.sample()
-	b0 := srv.sample()
+	c1, h1 := srv.sample(), selfCPU()
+	prof.wait()
+	prof.snapshot("mutex-after-lb", "mutex")
+	prof.snapshot("block-after-lb", "block")
 	bcalls := max(5, min(50, 20000/n))
+	prof.cpu("broadcast", time.Duration(bcalls)*time.Duration(n)*100*time.Microsecond+time.Second)
+	b0, hb0 := srv.sample(), selfCPU()
 	bcast, err := p50(ctx, invoke("broadcast", n), bcalls)
 	if err != nil {
 		return fmt.Errorf("broadcast: %w", err)
 	}
-	b1 := srv.sample()
+	b1, hb1 := srv.sample(), selfCPU()
 	var hits int64
 	for _, a := range fleet.agents {
 		hits += a.calls.Load()
@@ -323,6 +360,9 @@ func run(p params) error {
 	fmt.Printf("  watch_bytes_ramp           %.3f MiB in %d events (%.0f B/agent)\n", float64(watchBytes.Load())/(1<<20), watchEvents.Load(), float64(watchBytes.Load())/float64(n))
 	fmt.Printf("  rss_per_agent              %.0f KiB  (server RSS %.1f MiB, baseline %.1f MiB)\n",
 		float64(afterRamp.rss-base.rss)/1024/float64(n), float64(afterRamp.rss)/(1<<20), float64(base.rss)/(1<<20))
+	fmt.Printf("  rss_per_idle_agent         %.0f KiB  (after the idle window: server RSS %.1f MiB)\n",
+		float64(i1.rss-base.rss)/1024/float64(n), float64(i1.rss)/(1<<20))
+	fmt.Printf("  open_fds                   server %d, harness %d (hard limit %d each)\n", i1.fds, len(harnessFDs), fdLimit())
 	fmt.Printf("  heap_per_agent             %.0f KiB heap + %.0f KiB stacks in use\n",
 		float64(afterRamp.heap-base.heap)/1024/float64(n), float64(afterRamp.stacks-base.stacks)/1024/float64(n))
 	fmt.Printf("  goroutines_per_agent       %.1f  (%d, baseline %d)\n", float64(afterRamp.goroutines-base.goroutines)/float64(n), afterRamp.goroutines, base.goroutines)
@@ -335,10 +375,17 @@ func run(p params) error {
 	callCPU := c1.cpu - c0.cpu - time.Duration(float64(idleCPU)*float64(c1.at.Sub(c0.at))/float64(idle))
 	fmt.Printf("  lb_throughput_c32          %.0f calls/s; server CPU %.3f ms/call (%.3f before subtracting idle)\n", tput,
 		ms(callCPU)/float64(ncalls), ms(c1.cpu-c0.cpu)/float64(ncalls))
-	fmt.Printf("  broadcast_p50              %.1f ms (to %d instances); server CPU %.1f µs per instance\n", ms(bcast), n,
-		float64((b1.cpu-b0.cpu).Microseconds())/float64(bcalls*n))
-	fmt.Printf("  agents_hit                 %d calls reached the agents; %d tunnel reconnects, %d re-registrations after NOT_FOUND\n",
-		hits, fleet.reconnects.Load(), fleet.reregistrations.Load())
+	fmt.Printf("  harness_cpu                %.3f ms per lb call, %.1f µs per broadcast instance (operator client and all agents: they share the machine with the server)\n",
+		ms(h1-h0)/float64(ncalls), float64((hb1-hb0).Microseconds())/float64(bcalls*n))
+	fmt.Printf("  lb_syscalls_per_call       %.1f reads + %.1f writes; %.1f context switches per call (server, incl. idle traffic)\n",
+		float64(c1.syscr-c0.syscr)/float64(ncalls), float64(c1.syscw-c0.syscw)/float64(ncalls), float64(c1.ctxsw-c0.ctxsw)/float64(ncalls))
+	bcastCPU := b1.cpu - b0.cpu - time.Duration(float64(idleCPU)*float64(b1.at.Sub(b0.at))/float64(idle))
+	fmt.Printf("  broadcast_p50              %.1f ms (to %d instances); server CPU %.1f µs per instance (%.1f before subtracting idle); %.2f writes, %.2f reads per instance\n",
+		ms(bcast), n, float64(bcastCPU.Microseconds())/float64(bcalls*n), float64((b1.cpu-b0.cpu).Microseconds())/float64(bcalls*n),
+		float64(b1.syscw-b0.syscw)/float64(bcalls*n), float64(b1.syscr-b0.syscr)/float64(bcalls*n))
+	fmt.Printf("  broadcast_failed           %d of %d instance calls\n", bcastFailed.Load(), bcalls*n)
+	fmt.Printf("  agents_hit                 %d calls reached the agents; %d tunnel reconnects, %d re-registrations after NOT_FOUND, %d ramp registrations retried\n",
+		hits, fleet.reconnects.Load(), fleet.reregistrations.Load(), fleet.registerRetries.Load())
 	return nil
 }
 
@@ -350,7 +397,7 @@ func fnName(i int) string    { return fmt.Sprintf("bench.f%d", i) }
 // waitInstances polls until function 0 has n instances.
 func waitInstances(ctx context.Context, conn *grpc.ClientConn, n int) error {
 	rc := croupierv1.NewRegistryServiceClient(conn)
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(time.Minute + time.Duration(n)*20*time.Millisecond)
 	for have := 0; ; {
 		r, err := rc.GetRegistrations(ctx, &croupierv1.GetRegistrationsRequest{GameId: game, Env: env, FunctionId: fnName(0)})
 		if err != nil {
@@ -418,13 +465,80 @@ type server struct {
 	done       chan struct{}
 	// hc reaches /metrics on the HTTPS listener.
 	hc *http.Client
+	// pprof is the address of the server's profiling listener, if any.
+	pprof string
 }
 
-func startServer(ctx context.Context, bin, dir string) (*server, error) {
+// profiler saves the server's profiles of the run's phases as
+// DIR/<prefix>-<phase>.pprof, when -profile is set.
+type profiler struct {
+	srv         *server
+	dir, prefix string
+	wg          sync.WaitGroup
+}
+
+// cpu starts a CPU profile of the next d, in the background.
+func (p *profiler) cpu(phase string, d time.Duration) {
+	if p.dir == "" {
+		return
+	}
+	p.wg.Go(func() {
+		p.fetch(phase, fmt.Sprintf("profile?seconds=%d", max(1, int(d.Round(time.Second)/time.Second))))
+	})
+}
+
+// snapshot saves one of the runtime's cumulative profiles (heap, mutex, block).
+func (p *profiler) snapshot(phase, kind string) {
+	if p.dir != "" {
+		p.fetch(phase, kind)
+	}
+}
+
+func (p *profiler) wait() { p.wg.Wait() }
+
+func (p *profiler) fetch(phase, path string) {
+	err := func() error {
+		resp, err := http.Get("http://" + p.srv.pprof + "/debug/pprof/" + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s", resp.Status)
+		}
+		if err := os.MkdirAll(p.dir, 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(filepath.Join(p.dir, p.prefix+"-"+phase+".pprof"))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			_ = f.Close()
+			return err
+		}
+		return f.Close()
+	}()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "scale: profile %s: %v\n", phase, err)
+	}
+}
+
+func startServer(ctx context.Context, bin, dir string, pprof bool) (*server, error) {
 	cmd := exec.CommandContext(ctx, bin, "server", "--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--tunnel-http-addr", "", "--scopes", game+"/"+env, "--rate-user", "0", "--rate-function", "0",
 		"--admin-user", certs.DevClientName, "--heartbeat-interval", heartbeat.String(), "--log-format", "json", "--log-level", "info")
 	cmd.Env = append(os.Environ(), "CROUPIER_ADMIN_PASSWORD=bench-password-1")
+	var pprofAddr string
+	if pprof {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		pprofAddr = ln.Addr().String()
+		_ = ln.Close()
+		cmd.Env = append(cmd.Env, "CROUPIER_PPROF_ADDR="+pprofAddr)
+	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	stderr, err := cmd.StderrPipe()
@@ -434,7 +548,7 @@ func startServer(ctx context.Context, bin, dir string) (*server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, done: make(chan struct{})}
+	s := &server{cmd: cmd, done: make(chan struct{}), pprof: pprofAddr}
 	addrs := make(chan [2]string, 1)
 	go func() {
 		defer close(s.done)
@@ -476,6 +590,23 @@ type sample struct {
 	// heap and stacks are the Go runtime's in-use bytes: what the agents
 	// hold, without the collector's headroom that RSS includes.
 	heap, stacks int64
+	// syscr and syscw count the process's read and write system calls
+	// (/proc/PID/io); ctxsw its threads' context switches; fds its open files.
+	syscr, syscw, ctxsw int64
+	fds                 int
+}
+
+// selfCPU is the harness process's CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func fdLimit() uint64 {
+	var l syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+	return l.Max
 }
 
 // sample reads the server's CPU time and RSS from /proc and its goroutine
@@ -498,6 +629,32 @@ func (s *server) sample() sample {
 				out.rss = kb * 1024
 			}
 		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(l, ": ")
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "syscr":
+				out.syscr = n
+			case "syscw":
+				out.syscw = n
+			}
+		}
+	}
+	if tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err == nil {
+		for _, t := range tasks {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+			for _, l := range strings.Split(string(b), "\n") {
+				if k, v, ok := strings.Cut(l, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+					n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					out.ctxsw += n
+				}
+			}
+		}
+	}
+	if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
+		out.fds = len(fds)
 	}
 	if resp, err := s.hc.Get("https://" + s.http + "/metrics"); err == nil {
 		b, _ := io.ReadAll(resp.Body)
@@ -526,16 +683,40 @@ type fleet struct {
 	// reconnects and reregistrations count agents the server dropped
 	// (tunnel reconnects, heartbeats answered NOT_FOUND): signs of overload.
 	reconnects, reregistrations atomic.Int64
+	// registerRetries counts ramp registrations refused because the tunnel
+	// had dropped since it connected.
+	registerRetries atomic.Int64
 
 	mu     sync.Mutex
 	agents []*agent
 }
 
+// close stops every agent, 64 at a time (one by one, 10,000 agents took
+// minutes), and gives up waiting after a minute so that a stuck agent cannot
+// hang the harness.
 func (f *fleet) close() {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, a := range f.agents {
-		a.close()
+	agents := f.agents
+	f.agents = nil
+	f.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 64)
+		for _, a := range agents {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				a.close()
+			})
+		}
+		wg.Wait()
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		fmt.Fprintln(os.Stderr, "scale: some agents did not stop within a minute; leaving them")
 	}
 }
 
@@ -613,7 +794,15 @@ func (f *fleet) start(ctx context.Context, i int, cert tls.Certificate) (time.Du
 	if err != nil {
 		return 0, err
 	}
+	// On an overloaded machine a tunnel can drop between connecting and
+	// registering; like croupier agent, register again once it is back
+	// (counted: a sign of overload), up to 10 times.
 	d, err := a.register(ctx, "gs-1")
+	for try := 0; err != nil && status.Code(errors.Unwrap(err)) == codes.FailedPrecondition && try < 10; try++ {
+		f.registerRetries.Add(1)
+		time.Sleep(time.Second)
+		d, err = a.register(ctx, "gs-1")
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -33,6 +33,9 @@ type Registry struct {
 	// registrations so a function that comes back stays disabled.
 	disabled map[fnKey]struct{}
 	watchers map[*watcher]struct{}
+
+	// descs holds agents' descriptors, one copy per distinct content.
+	descs interner
 }
 
 // New returns an empty registry.
@@ -114,7 +117,7 @@ func (r *Registry) Upsert(a Agent) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.agents[a.ID]
-	r.install(old, newAgentState(a, old))
+	r.install(old, newAgentState(a, old, r.descs.intern))
 	return nil
 }
 
@@ -151,7 +154,7 @@ func (r *Registry) UpdateInstances(agentID string, upsert []Instance, remove []s
 	}
 	a.Descriptors = slices.Clone(old.a.Descriptors)
 	for _, d := range descs {
-		d = proto.Clone(d).(*croupierv1.FunctionDescriptor)
+		d = r.descs.intern(d)
 		if i := slices.IndexFunc(a.Descriptors, func(x *croupierv1.FunctionDescriptor) bool { return x.GetId() == d.GetId() }); i >= 0 {
 			a.Descriptors[i] = d
 		} else {

@@ -39,9 +39,11 @@ type agentState struct {
 }
 
 // newAgentState deep-copies a so later changes by the caller cannot reach
-// the registry, precomputes which instances serve which function, and
-// carries over prev's RouteInstances for instances that are still there.
-func newAgentState(a Agent, prev *agentState) *agentState {
+// the registry (descriptors through copyDesc: the registry's interner, or
+// proto.Clone for a copy handed out), precomputes which instances serve
+// which function, and carries over prev's RouteInstances for instances that
+// are still there.
+func newAgentState(a Agent, prev *agentState, copyDesc func(*croupierv1.FunctionDescriptor) *croupierv1.FunctionDescriptor) *agentState {
 	c := Agent{
 		ID: a.ID, GameID: a.GameID, Env: a.Env, Version: a.Version, Addr: a.Addr,
 		Labels:      maps.Clone(a.Labels),
@@ -52,7 +54,7 @@ func newAgentState(a Agent, prev *agentState) *agentState {
 		c.Instances[i] = Instance{ID: in.ID, Functions: slices.Clone(in.Functions), Labels: maps.Clone(in.Labels), Incarnation: in.Incarnation}
 	}
 	for i, d := range a.Descriptors {
-		c.Descriptors[i] = proto.Clone(d).(*croupierv1.FunctionDescriptor)
+		c.Descriptors[i] = copyDesc(d)
 	}
 	c.LastHeartbeat = a.LastHeartbeat
 	return indexAgent(c, prev)
@@ -108,7 +110,11 @@ func sameAgentFields(a, b *agentState) bool {
 
 // clone returns a deep copy of the agent for callers.
 func (st *agentState) clone() Agent {
-	c := newAgentState(st.a, nil).a
+	c := newAgentState(st.a, nil, cloneDescriptor).a
 	c.LastHeartbeat = st.lastHeartbeat()
 	return c
+}
+
+func cloneDescriptor(d *croupierv1.FunctionDescriptor) *croupierv1.FunctionDescriptor {
+	return proto.Clone(d).(*croupierv1.FunctionDescriptor)
 }

@@ -82,7 +82,11 @@ func (s *Server) newGRPCServer(tlsCfg *tls.Config, e *edge) *grpc.Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
 	if tlsCfg != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+		// No read buffer on TLS connections: crypto/tls already buffers a
+		// whole record per connection, so gRPC's own 16 KiB bufio.Reader
+		// only copied the data twice and pinned 16 KiB per idle agent
+		// (bench/scale: RSS per agent; docs/routing.md).
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)), grpc.ReadBufferSize(0))
 	}
 	return grpc.NewServer(opts...)
 }
