@@ -172,7 +172,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err = s.revocations.Load(ctx); err != nil {
 		return err
 	}
-	auth := authenticator{insecure: s.cfg.Insecure, rv: s.revocations}
+	auth := authenticator{insecure: s.cfg.Insecure, rv: s.revocations, certs: newCertPrincipals()}
 	s.tunnel = tunnel.NewServer(tunnel.ServerOptions{
 		Logger:       s.log.With("component", "tunnel"),
 		PingInterval: s.cfg.HeartbeatInterval,
