@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/invoke"
 	"github.com/croupier/croupier/internal/principal"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -111,6 +112,11 @@ func (d *direct) Invoke(ctx context.Context, method string, args, reply any, opt
 		return err
 	}
 	proto.Merge(reply.(proto.Message), resp.(proto.Message))
+	// REST answers in JSON, which has no place for fields a response
+	// carries still encoded (an invocation's result, see invoke.Materialize).
+	if err := invoke.Materialize(reply.(proto.Message)); err != nil {
+		return status.Errorf(codes.Internal, "decode the response of %s: %v", method, err)
+	}
 	return nil
 }
 
