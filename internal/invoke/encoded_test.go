@@ -22,8 +22,9 @@ func mustAny(t testing.TB, m proto.Message) *anypb.Any {
 	return a
 }
 
-// A result passed through still encoded reaches a gRPC caller, and a REST
-// answer (Materialize), exactly as the game server wrote it.
+// A result passed through still encoded reaches a gRPC caller, a replay of
+// an idempotent call, and a REST answer (Materialize), exactly as the game
+// server wrote it.
 func TestEncodedResultReachesCaller(t *testing.T) {
 	result, _ := structpb.NewStruct(map[string]any{"gold": 100, "name": "p42", "items": []any{"a", map[string]any{"b": nil}}})
 	in := &agentv1.InvokeResponse{Success: true, Result: result, ErrorCode: "", Error: "", InstanceId: "gs-1"}
@@ -46,6 +47,12 @@ func TestEncodedResultReachesCaller(t *testing.T) {
 	}
 	if !proto.Equal(got.GetResult(), result) {
 		t.Fatalf("gRPC caller got result %v, want %v", got.GetResult(), result)
+	}
+	// An idempotency key stores the response as an Any and replays it.
+	stored := mustAny(t, out)
+	replayed := &croupierv1.InvokeFunctionResponse{}
+	if err := stored.UnmarshalTo(replayed); err != nil || !proto.Equal(replayed.GetResult(), result) {
+		t.Fatalf("replayed result %v (%v), want %v", replayed.GetResult(), err, result)
 	}
 	if err := Materialize(out); err != nil {
 		t.Fatal(err)
