@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"sync"
@@ -43,23 +44,21 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "length of each throughput run")
 	conc := flag.Int("concurrency", 64, "concurrent callers for the throughput run")
 	mode := flag.String("mode", "both", "what to measure: grpc, rest or both")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of croupier's throughput run (not the direct one, not the setup) to this file")
+	memprofile := flag.String("memprofile", "", "write an allocation profile of croupier's throughput run to this file (compare it with FILE.base: go tool pprof -sample_index alloc_objects -base FILE.base FILE)")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
-		_ = pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+	if *memprofile != "" {
+		runtime.MemProfileRate = 4096
 	}
 	if *mode != "grpc" && *mode != "rest" && *mode != "both" {
 		fmt.Fprintf(os.Stderr, "bench: -mode must be grpc, rest or both, got %q\n", *mode)
 		os.Exit(2)
 	}
-	if err := run(*mode, *n, *dur, *conc); err != nil {
-		pprof.StopCPUProfile()
+	if (*cpuprofile != "" || *memprofile != "") && *mode == "both" {
+		fmt.Fprintln(os.Stderr, "bench: -cpuprofile and -memprofile need -mode grpc or -mode rest")
+		os.Exit(2)
+	}
+	if err := run(*mode, *n, *dur, *conc, profiles{cpu: *cpuprofile, mem: *memprofile}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -74,7 +73,11 @@ const (
 	goalThroughputRatio = 0.5
 )
 
-func run(mode string, n int, dur time.Duration, conc int) error {
+// profiles names the files for the profiles of croupier's throughput run
+// ("" for none): only that run, so that their samples divide by its calls.
+type profiles struct{ cpu, mem string }
+
+func run(mode string, n int, dur time.Duration, conc int, prof profiles) error {
 	ctx := context.Background()
 	game := demogame.New("bench-1", 100)
 	st, err := stack.Start(func(c *sdk.Client) error { return game.Register(c) }, "player.get")
@@ -91,7 +94,7 @@ func run(mode string, n int, dur time.Duration, conc int) error {
 		if err != nil {
 			return err
 		}
-		err = compare(ctx, "grpc", viaCroupier, direct, n, dur, conc)
+		err = compare(ctx, "grpc", viaCroupier, direct, n, dur, conc, prof)
 		stop()
 		if err != nil {
 			return err
@@ -102,7 +105,7 @@ func run(mode string, n int, dur time.Duration, conc int) error {
 		if err != nil {
 			return err
 		}
-		err = compare(ctx, "rest", viaCroupier, direct, n, dur, conc)
+		err = compare(ctx, "rest", viaCroupier, direct, n, dur, conc, prof)
 		stop()
 		if err != nil {
 			return err
@@ -113,7 +116,7 @@ func run(mode string, n int, dur time.Duration, conc int) error {
 
 // compare measures both callers and prints the results and ratios, the
 // ratio lines prefixed with the mode ("grpc_invoke_p50_ratio ...").
-func compare(ctx context.Context, mode string, viaCroupier, direct caller, n int, dur time.Duration, conc int) error {
+func compare(ctx context.Context, mode string, viaCroupier, direct caller, n int, dur time.Duration, conc int, prof profiles) error {
 	for _, c := range []caller{viaCroupier, direct} { // warm up connections and caches
 		for i := 0; i < 200; i++ {
 			if err := c(ctx); err != nil {
@@ -129,20 +132,33 @@ func compare(ctx context.Context, mode string, viaCroupier, direct caller, n int
 	if err != nil {
 		return fmt.Errorf("%s croupier latency: %w", mode, err)
 	}
-	dTput, dCPU, err := throughput(ctx, direct, conc, dur)
+	d, err := throughput(ctx, direct, conc, dur)
 	if err != nil {
 		return fmt.Errorf("%s direct throughput: %w", mode, err)
 	}
-	cTput, cCPU, err := throughput(ctx, viaCroupier, conc, dur)
+	if err := writeAllocs(prof.mem, ".base"); err != nil {
+		return err
+	}
+	stopProfile, err := startProfile(prof.cpu)
+	if err != nil {
+		return err
+	}
+	c, err := throughput(ctx, viaCroupier, conc, dur)
+	if perr := stopProfile(); err == nil {
+		err = perr
+	}
+	if perr := writeAllocs(prof.mem, ""); err == nil {
+		err = perr
+	}
 	if err != nil {
 		return fmt.Errorf("%s croupier throughput: %w", mode, err)
 	}
-	fmt.Printf("%-4s direct    latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call\n", mode, dP50, dP99, conc, dTput, dCPU)
-	fmt.Printf("%-4s croupier  latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call\n", mode, cP50, cP99, conc, cTput, cCPU)
+	fmt.Printf("%-4s direct    latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call, %.0f allocs/call\n", mode, dP50, dP99, conc, d.perSec, d.cpu, d.allocs)
+	fmt.Printf("%-4s croupier  latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call, %.0f allocs/call\n", mode, cP50, cP99, conc, c.perSec, c.cpu, c.allocs)
 	fmt.Printf("%s_invoke_p50_ratio %.2f (goal <= %.2f)\n", mode, float64(cP50)/float64(dP50), goalP50Ratio)
 	fmt.Printf("%s_invoke_p99_ratio %.2f\n", mode, float64(cP99)/float64(dP99))
-	fmt.Printf("%s_invoke_throughput_ratio %.2f (goal >= %.2f)\n", mode, cTput/dTput, goalThroughputRatio)
-	fmt.Printf("%s_invoke_cpu_ratio %.2f\n", mode, float64(cCPU)/float64(dCPU))
+	fmt.Printf("%s_invoke_throughput_ratio %.2f (goal >= %.2f)\n", mode, c.perSec/d.perSec, goalThroughputRatio)
+	fmt.Printf("%s_invoke_cpu_ratio %.2f\n", mode, float64(c.cpu)/float64(d.cpu))
 	return nil
 }
 
@@ -177,6 +193,40 @@ func grpcCallers(st *stack.Stack, bundle *certs.Bundle, handler sdk.Handler, pay
 	return viaCroupier, direct, func() { _ = dconn.Close(); stopDirect() }, nil
 }
 
+// startProfile starts a CPU profile into the file at path (none if path is
+// empty); the returned function stops it and closes the file.
+func startProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() error { pprof.StopCPUProfile(); return f.Close() }, nil
+}
+
+// writeAllocs writes the allocation profile so far to path+suffix (nothing
+// if path is empty).
+func writeAllocs(path, suffix string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path + suffix)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 func latency(ctx context.Context, c caller, n int) (p50, p99 time.Duration, err error) {
 	d := make([]time.Duration, n)
 	for i := range d {
@@ -190,17 +240,28 @@ func latency(ctx context.Context, c caller, n int) (p50, p99 time.Duration, err 
 	return d[n/2], d[n*99/100], nil
 }
 
-// throughput runs conc callers for dur and returns calls per second and the
-// CPU time (user + system, of this whole process: client, server, agent and
-// game server) spent per call, which other load on the machine inflates far
-// less than wall-clock numbers.
-func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (float64, time.Duration, error) {
+// rate is what a throughput run measured.
+type rate struct {
+	perSec float64
+	// cpu is the CPU time (user + system, of this whole process: client,
+	// server, agent and game server) spent per call, which other load on
+	// the machine inflates far less than wall-clock numbers.
+	cpu time.Duration
+	// allocs is the heap allocations per call, of the whole process.
+	allocs float64
+}
+
+// throughput runs conc callers for dur and measures them.
+func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (rate, error) {
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 	var calls atomic.Int64
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mallocs0 := ms.Mallocs
 	cpu0 := processCPU()
 	start := time.Now()
 	for i := 0; i < conc; i++ {
@@ -223,11 +284,13 @@ func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (flo
 	}
 	wg.Wait()
 	n := calls.Load()
-	perCall := time.Duration(0)
+	r := rate{perSec: float64(n) / time.Since(start).Seconds()}
 	if n > 0 {
-		perCall = (processCPU() - cpu0) / time.Duration(n)
+		r.cpu = (processCPU() - cpu0) / time.Duration(n)
+		runtime.ReadMemStats(&ms)
+		r.allocs = float64(ms.Mallocs-mallocs0) / float64(n)
 	}
-	return float64(n) / time.Since(start).Seconds(), perCall, firstErr
+	return r, firstErr
 }
 
 // processCPU is the user + system CPU time this process has used.

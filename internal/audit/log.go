@@ -14,6 +14,7 @@ import (
 	"github.com/croupier/croupier/internal/telemetry"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Config configures a Log.
@@ -269,8 +270,9 @@ func (l *Log) writeBatch(ctx context.Context) {
 // payload encodes, masks and caps an entry's payload as JSON text.
 func (l *Log) payload(p any, sensitive []string) string {
 	var (
-		raw []byte
-		err error
+		raw   []byte
+		err   error
+		valid bool // raw is JSON by construction
 	)
 	switch v := p.(type) {
 	case nil:
@@ -279,6 +281,9 @@ func (l *Log) payload(p any, sensitive []string) string {
 		raw = v
 	case []byte:
 		raw = v
+	case *structpb.Struct: // an invocation's payload: the common case
+		raw, err = appendStruct(make([]byte, 0, 256), v)
+		valid = true
 	case proto.Message:
 		raw, err = protojson.Marshal(v)
 	default:
@@ -292,7 +297,7 @@ func (l *Log) payload(p any, sensitive []string) string {
 	}
 	if len(sensitive) > 0 {
 		raw = Mask(raw, sensitive)
-	} else if !json.Valid(raw) {
+	} else if !valid && !json.Valid(raw) {
 		return `{"_invalid_json":true}`
 	}
 	return string(Truncate(raw, l.maxPayload))

@@ -287,8 +287,12 @@ func (s *Service) send(ctx context.Context, c *Call, actor, key string) (*croupi
 		if err != nil {
 			return nil, err
 		}
-		return &croupierv1.InvokeFunctionResponse{Success: r.GetSuccess(), Result: r.GetResult(), Error: r.GetError(),
-			ErrorCode: r.GetErrorCode(), Instance: in.Key()}, nil
+		out := &croupierv1.InvokeFunctionResponse{Success: r.GetSuccess(), Result: r.GetResult(), Error: r.GetError(),
+			ErrorCode: r.GetErrorCode(), Instance: in.Key()}
+		if raw := encodedResult(r); len(raw) > 0 {
+			out.ProtoReflect().SetUnknown(raw) // the result still encoded (see encoded.go)
+		}
+		return out, nil
 	}
 	results, failed := s.broadcast(ctx, c, actor, key)
 	resp := &croupierv1.InvokeFunctionResponse{Success: true, Results: results}
@@ -323,8 +327,10 @@ func (s *Service) broadcast(ctx context.Context, c *Call, actor, key string) ([]
 					if info := apierr.Info(err); info != nil && info.GetCode() != "" {
 						res.ErrorCode = info.GetCode() // the stable catalog code, e.g. NO_INSTANCE
 					}
+				} else if result, derr := resultOf(r); derr != nil {
+					res.Error, res.ErrorCode = "the instance's result does not decode: "+derr.Error(), codes.Internal.String()
 				} else {
-					res.Success, res.Result, res.Error, res.ErrorCode = r.GetSuccess(), r.GetResult(), r.GetError(), r.GetErrorCode()
+					res.Success, res.Result, res.Error, res.ErrorCode = r.GetSuccess(), result, r.GetError(), r.GetErrorCode()
 				}
 				if !res.Success {
 					failed.Add(1)

@@ -40,7 +40,7 @@ func (s *Server) gateway() *gwruntime.ServeMux {
 	}
 	return gwruntime.NewServeMux(gwruntime.WithMarshalerOption(gwruntime.MIMEWildcard, marshal),
 		gwruntime.WithIncomingHeaderMatcher(restHeaders),
-		gwruntime.WithMetadata(forwardIdentity),
+		gwruntime.WithMetadata(forwardPeer),
 		gwruntime.WithMiddlewares(telemetry.GatewayMiddleware),
 		gwruntime.WithErrorHandler(func(ctx context.Context, mux *gwruntime.ServeMux, m gwruntime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 			if v, ok := ratelimit.RetryAfterHeader(err); ok {

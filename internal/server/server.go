@@ -36,9 +36,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // Server is a running croupier server.
@@ -172,7 +175,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err = s.revocations.Load(ctx); err != nil {
 		return err
 	}
-	auth := authenticator{insecure: s.cfg.Insecure, rv: s.revocations}
+	auth := authenticator{insecure: s.cfg.Insecure, rv: s.revocations, certs: newCertPrincipals()}
 	s.tunnel = tunnel.NewServer(tunnel.ServerOptions{
 		Logger:       s.log.With("component", "tunnel"),
 		PingInterval: s.cfg.HeartbeatInterval,
@@ -558,8 +561,17 @@ type agentCaller interface {
 // tunnelCaller sends invocations over the tunnel.
 type tunnelCaller struct{ t *tunnel.Server }
 
+// Invoke leaves the game server's result encoded (invoke.DecodeResponse).
 func (c tunnelCaller) Invoke(ctx context.Context, agent string, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
-	return tunnel.Call[*agentv1.InvokeResponse](ctx, c.t, agent, req)
+	a, err := anypb.New(req)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "encoding tunnel request: %v", err)
+	}
+	out, err := c.t.CallAny(ctx, agent, a)
+	if err != nil {
+		return nil, err
+	}
+	return invoke.DecodeResponse(out, agent)
 }
 
 func (c tunnelCaller) StartJob(ctx context.Context, agent string, req *agentv1.StartJobRequest) (*agentv1.StartJobResponse, error) {

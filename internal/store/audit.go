@@ -110,11 +110,18 @@ func (x *Audit) AppendJournaled(ctx context.Context, pos AuditJournalPos, recs [
 			rec.Time = msToTime(timeToMs(rec.Time)) // the stored precision, so seal hashes what is stored
 			rec.Hash = seal(rec)
 			prev = rec.Hash
-			if _, err := tx.ExecContext(ctx,
-				`INSERT INTO audit_log (id, ts_ms, actor, action, game_id, env, function_id, payload, result, duration_ms, request_id, prev_hash, hash)
-				 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-				rec.ID, timeToMs(rec.Time), rec.Actor, rec.Action, rec.Game, rec.Env, rec.Function, rec.Payload,
-				rec.Result, rec.DurationMs, rec.RequestID, rec.PrevHash, rec.Hash); err != nil {
+		}
+		// A statement per chunk of rows, not per row: parsing and preparing
+		// one costs about as much as inserting a row.
+		args := make([]any, 0, min(len(out), auditRowsPerInsert)*auditInsertColumns)
+		for chunk := range chunks(out, auditRowsPerInsert) {
+			args = args[:0]
+			for i := range chunk {
+				rec := &chunk[i]
+				args = append(args, rec.ID, timeToMs(rec.Time), rec.Actor, rec.Action, rec.Game, rec.Env, rec.Function, rec.Payload,
+					rec.Result, rec.DurationMs, rec.RequestID, rec.PrevHash, rec.Hash)
+			}
+			if _, err := tx.ExecContext(ctx, insertAuditSQL(x.s.anonParams, len(chunk)), args...); err != nil {
 				return dbErr(ctx, "append audit records", err)
 			}
 		}
@@ -133,6 +140,43 @@ func (x *Audit) AppendJournaled(ctx context.Context, pos AuditJournalPos, recs [
 		return nil, err
 	}
 	return out, nil
+}
+
+// auditInsertColumns is the number of columns insertAuditSQL writes per row;
+// auditRowsPerInsert bounds a statement's parameters (13 × 64 = 832, far
+// below SQLite's and PostgreSQL's limits).
+const (
+	auditInsertColumns = 13
+	auditRowsPerInsert = 64
+)
+
+// insertAuditSQL builds the INSERT of n audit rows, with "$N" parameters
+// on PostgreSQL and anonymous "?" on SQLite (see Store.anonParams).
+func insertAuditSQL(anon bool, n int) string {
+	var b strings.Builder
+	b.Grow(160 + n*auditInsertColumns*5)
+	b.WriteString(`INSERT INTO audit_log (id, ts_ms, actor, action, game_id, env, function_id, payload, result, duration_ms, request_id, prev_hash, hash) VALUES `)
+	p := 1
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for c := range auditInsertColumns {
+			if c > 0 {
+				b.WriteByte(',')
+			}
+			if anon {
+				b.WriteByte('?')
+			} else {
+				b.WriteByte('$')
+				b.WriteString(strconv.Itoa(p))
+				p++
+			}
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
 }
 
 // appendTx runs fn in a transaction. durable (an append from a journal,

@@ -179,6 +179,36 @@ func TestAuditConcurrentAppends(t *testing.T) {
 	}, storetest.WithMaxOpenConns(4))
 }
 
+// A batch larger than one INSERT statement holds is stored whole, in
+// order, every row as given and chained to the one before.
+func TestAuditAppendBatchSpansStatements(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		ts := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+		recs := make([]store.AuditRecord, 150) // more than two statements' worth
+		for i := range recs {
+			recs[i] = store.AuditRecord{Time: ts.Add(time.Duration(i) * time.Millisecond), Actor: fmt.Sprintf("operator:u%d", i),
+				Action: "invoke", Game: "g", Env: "e", Function: "f", Payload: fmt.Sprintf(`{"i":%d}`, i), Result: "OK",
+				DurationMs: int64(i), RequestID: fmt.Sprintf("r%d", i)}
+		}
+		out, err := s.Audit().AppendBatch(ctx, recs, testSeal)
+		mustNil(t, err, "append batch")
+		rows, err := s.Audit().Range(ctx, 0, int64(len(recs)), len(recs)+1)
+		mustNil(t, err, "range")
+		if len(rows) != len(recs) {
+			t.Fatalf("stored %d rows, want %d", len(rows), len(recs))
+		}
+		prev := ""
+		for i, r := range rows {
+			if r != out[i] || r.ID != int64(i+1) || r.PrevHash != prev || r.Actor != recs[i].Actor || r.Payload != recs[i].Payload {
+				t.Fatalf("row %d = %+v, want %+v chained to %q", i, r, out[i], prev)
+			}
+			prev = r.Hash
+		}
+	})
+}
+
 func TestAuditAppendJournaledRecordsPosition(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, s *store.Store) {

@@ -1,0 +1,275 @@
+package invoke
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// A game server's result (a google.protobuf.Struct) reaches the caller of
+// InvokeFunction still encoded: the server checks that it is a well-formed
+// Struct but does not build it, because decoding a Struct (a map of
+// messages) and encoding it again is the largest part of what the server
+// spends on an answer. DecodeResponse keeps the result's field as an
+// unknown field of the InvokeResponse; send moves it to the same field
+// number of InvokeFunctionResponse (2 in both messages), which proto
+// encodes verbatim, so a gRPC caller receives the result the game server
+// wrote. A response that is not sent as protobuf — REST turns it into JSON —
+// must be Materialized first.
+
+// resultField is the field number of result in both InvokeResponse and
+// InvokeFunctionResponse.
+const resultField protowire.Number = 2
+
+func init() {
+	// The shortcut depends on these numbers; a proto change must not break
+	// it silently.
+	for _, m := range []proto.Message{&agentv1.InvokeResponse{}, &croupierv1.InvokeFunctionResponse{}} {
+		fd := m.ProtoReflect().Descriptor().Fields().ByNumber(resultField)
+		if fd == nil || fd.Name() != "result" || fd.Message().FullName() != "google.protobuf.Struct" {
+			panic(fmt.Sprintf("invoke: field %d of %s is not result (google.protobuf.Struct)", resultField, m.ProtoReflect().Descriptor().FullName()))
+		}
+	}
+}
+
+var invokeResponseType = "type.googleapis.com/" + string((&agentv1.InvokeResponse{}).ProtoReflect().Descriptor().FullName())
+
+// DecodeResponse decodes an agent's encoded InvokeResponse, leaving its
+// result encoded (after checking it is a well-formed Struct) in the
+// message's unknown fields; GetResult is nil then. agent names the sender
+// for errors, which are INTERNAL, as for any response the tunnel cannot
+// decode.
+func DecodeResponse(a *anypb.Any, agent string) (*agentv1.InvokeResponse, error) {
+	if a.GetTypeUrl() != invokeResponseType {
+		return nil, status.Errorf(codes.Internal, "tunnel client %q answered %s, want %s", agent, a.GetTypeUrl(), invokeResponseType)
+	}
+	b := a.GetValue()
+	var result, rest []byte
+	for i := 0; i < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[i:])
+		if n < 0 {
+			return nil, badResponse(agent, protowire.ParseError(n))
+		}
+		if num > protowire.MaxValidNumber {
+			return nil, badResponse(agent, errors.New("invalid field number"))
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[i+n:])
+		if m < 0 {
+			return nil, badResponse(agent, protowire.ParseError(m))
+		}
+		field := b[i : i+n+m]
+		if num == resultField && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(field[n:])
+			if err := checkStruct(v, 0); err != nil {
+				return nil, badResponse(agent, fmt.Errorf("result: %w", err))
+			}
+			result = append(result, field...) // repeated occurrences merge, as proto does
+		} else {
+			rest = append(rest, field...)
+		}
+		i += n + m
+	}
+	r := &agentv1.InvokeResponse{}
+	if err := proto.Unmarshal(rest, r); err != nil {
+		return nil, badResponse(agent, err)
+	}
+	if len(result) > 0 {
+		r.ProtoReflect().SetUnknown(append(r.ProtoReflect().GetUnknown(), result...))
+	}
+	return r, nil
+}
+
+func badResponse(agent string, err error) error {
+	return status.Errorf(codes.Internal, "tunnel client %q answered a malformed %s: %v", agent, invokeResponseType, err)
+}
+
+// encodedResult returns r's result field still encoded, nil if it has none.
+func encodedResult(r *agentv1.InvokeResponse) []byte {
+	var out []byte
+	b := r.ProtoReflect().GetUnknown()
+	for len(b) > 0 {
+		num, _, n := protowire.ConsumeField(b)
+		if n < 0 {
+			return out
+		}
+		if num == resultField {
+			out = append(out, b[:n]...)
+		}
+		b = b[n:]
+	}
+	return out
+}
+
+// resultOf is r's result as a Struct, decoding it if it is still encoded.
+func resultOf(r *agentv1.InvokeResponse) (*structpb.Struct, error) {
+	if raw := encodedResult(r); len(raw) > 0 {
+		m := &agentv1.InvokeResponse{}
+		if err := proto.Unmarshal(raw, m); err != nil {
+			return nil, err
+		}
+		return m.GetResult(), nil
+	}
+	return r.GetResult(), nil
+}
+
+// Materialize decodes the fields m still holds encoded (the unknown fields
+// a result passed through as bytes left) into m, so that m can be written
+// as JSON. It is a no-op for a message without unknown fields.
+func Materialize(m proto.Message) error {
+	r := m.ProtoReflect()
+	raw := r.GetUnknown()
+	if len(raw) == 0 {
+		return nil
+	}
+	r.SetUnknown(nil)
+	return proto.UnmarshalOptions{Merge: true}.Unmarshal(raw, m)
+}
+
+// The wire layout of google.protobuf.Struct and its parts.
+const (
+	structFields protowire.Number = 1 // Struct.fields: map<string, Value>
+	entryKey     protowire.Number = 1 // map entry key
+	entryValue   protowire.Number = 2 // map entry value
+	valueNull    protowire.Number = 1 // Value.null_value (enum)
+	valueNumber  protowire.Number = 2 // Value.number_value (double)
+	valueString  protowire.Number = 3 // Value.string_value
+	valueBool    protowire.Number = 4 // Value.bool_value
+	valueStruct  protowire.Number = 5 // Value.struct_value
+	valueList    protowire.Number = 6 // Value.list_value
+	listValues   protowire.Number = 1 // ListValue.values
+)
+
+// maxResultDepth is protobuf-go's default recursion limit (messages nested
+// in messages), which the caller's decoder applies.
+const maxResultDepth = protowire.DefaultRecursionLimit
+
+// checkStruct reports whether b is a Struct that protobuf decodes: well
+// formed, strings valid UTF-8, nesting within the decoder's limit. It
+// allocates nothing. A field of an unexpected number or wire type is an
+// unknown field to a decoder, so it is accepted too.
+func checkStruct(b []byte, depth int) error {
+	if depth > maxResultDepth {
+		return errors.New("nested too deep")
+	}
+	for len(b) > 0 {
+		num, typ, v, rest, err := nextField(b)
+		if err != nil {
+			return err
+		}
+		b = rest
+		if num != structFields || typ != protowire.BytesType {
+			continue // a field of another wire type is an unknown field to a decoder
+		}
+		for len(v) > 0 {
+			num, typ, ev, erest, err := nextField(v)
+			if err != nil {
+				return err
+			}
+			v = erest
+			switch {
+			case num == entryKey && typ == protowire.BytesType:
+				if !utf8.Valid(ev) {
+					return errors.New("key is not valid UTF-8")
+				}
+			case num == entryValue && typ == protowire.BytesType:
+				if err := checkValue(ev, depth+2); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func checkValue(b []byte, depth int) error {
+	if depth > maxResultDepth {
+		return errors.New("nested too deep")
+	}
+	for len(b) > 0 {
+		num, typ, v, rest, err := nextField(b)
+		if err != nil {
+			return err
+		}
+		b = rest
+		want := protowire.BytesType
+		switch num {
+		case valueNull, valueBool:
+			want = protowire.VarintType
+		case valueNumber:
+			want = protowire.Fixed64Type
+		case valueString, valueStruct, valueList:
+		default:
+			continue
+		}
+		if typ != want {
+			continue // an unknown field to a decoder
+		}
+		switch num {
+		case valueString:
+			if !utf8.Valid(v) {
+				return errors.New("string is not valid UTF-8")
+			}
+		case valueStruct:
+			if err := checkStruct(v, depth+1); err != nil {
+				return err
+			}
+		case valueList:
+			if err := checkList(v, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func checkList(b []byte, depth int) error {
+	if depth > maxResultDepth {
+		return errors.New("nested too deep")
+	}
+	for len(b) > 0 {
+		num, typ, v, rest, err := nextField(b)
+		if err != nil {
+			return err
+		}
+		b = rest
+		if num != listValues || typ != protowire.BytesType {
+			continue
+		}
+		if err := checkValue(v, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nextField splits the first field off the message b: its number, type,
+// contents (a length-delimited field's payload; nil for the other types)
+// and the rest of b.
+func nextField(b []byte) (num protowire.Number, typ protowire.Type, v, rest []byte, err error) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 {
+		return 0, 0, nil, nil, protowire.ParseError(n)
+	}
+	if num > protowire.MaxValidNumber { // ConsumeTag accepts up to MaxInt32
+		return 0, 0, nil, nil, errors.New("invalid field number")
+	}
+	b = b[n:]
+	if typ == protowire.BytesType {
+		v, n = protowire.ConsumeBytes(b)
+	} else {
+		n = protowire.ConsumeFieldValue(num, typ, b)
+	}
+	if n < 0 {
+		return 0, 0, nil, nil, protowire.ParseError(n)
+	}
+	return num, typ, v, b[n:], nil
+}

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/certs"
+	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/tlsconf"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+)
+
+// The principal of a client certificate is remembered per connection
+// (certPrincipals), but revoking the certificate still refuses the very
+// next call on that connection.
+func TestRevokedCertificateRefusedOnOpenConnection(t *testing.T) {
+	dir := t.TempDir()
+	bundle, err := certs.EnsureDev(filepath.Join(dir, "certs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.DefaultServer()
+	cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr, cfg.TunnelHTTPAddr = dir, "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.Scopes = []string{"demo/dev"}
+	cfg.AdminUser, cfg.AdminPassword = "operator", "test-password-1"
+	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	ctls, err := tlsconf.ClientConfig(bundle.CACert, bundle.ClientCert, bundle.ClientKey, "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(s.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(ctls)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rc := croupierv1.NewRegistryServiceClient(conn)
+	for range 3 { // the first call caches the principal, the others use it
+		if _, err := rc.ListAgents(ctx, &croupierv1.ListAgentsRequest{}); err != nil {
+			t.Fatalf("before revocation: %v", err)
+		}
+	}
+	serial := certSerial(t, bundle.ClientCert)
+	if _, err := croupierv1.NewCertificateServiceClient(conn).RevokeCertificate(ctx,
+		&croupierv1.RevokeCertificateRequest{Serial: serial, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rc.ListAgents(ctx, &croupierv1.ListAgentsRequest{})
+	if status.Code(err) != codes.Unauthenticated || !strings.Contains(status.Convert(err).Message(), "serial "+serial+") is revoked") {
+		t.Fatalf("after revocation: %v, want UNAUTHENTICATED naming the revoked serial", err)
+	}
+}
+
+// certSerial is the hex serial of the certificate in the PEM file at path.
+func certSerial(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s holds no PEM block", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.SerialNumber.Text(16)
+}
