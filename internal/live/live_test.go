@@ -141,7 +141,7 @@ func waitLiveEvent(t *testing.T, s *rooms.Stream, typ clientv1.LiveEvent_Type, p
 	for {
 		select {
 		case m := <-s.Out():
-			if ev := m.GetLive(); ev != nil && ev.GetType() == typ && ev.GetStreamKey() == path {
+			if ev := m.Msg.GetLive(); ev != nil && ev.GetType() == typ && ev.GetStreamKey() == path {
 				return ev
 			}
 		case <-s.Done():
