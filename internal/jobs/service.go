@@ -581,6 +581,10 @@ func (s *Service) forget(id string) {
 	s.mu.Unlock()
 }
 
+// cancelPoll is how often Cancel re-reads a job while it waits for the
+// game server's CANCELED event, which may be stored by another node.
+const cancelPoll = 250 * time.Millisecond
+
 // Cancel runs CancelJob.
 func (s *Service) Cancel(ctx context.Context, req *croupierv1.CancelJobRequest) (*croupierv1.CancelJobResponse, error) {
 	aj, j, err := s.load(ctx, req.GetJobId())
@@ -619,8 +623,12 @@ func (s *Service) Cancel(ctx context.Context, req *croupierv1.CancelJobRequest) 
 		}
 		return &croupierv1.CancelJobResponse{Success: true, Status: store.JobCanceled}, nil
 	}
-	// The handler's context is cancelled; give it a moment to report CANCELED.
+	// The handler's context is cancelled; give it a moment to report CANCELED
+	// (through this node, or through another one holding the agent's tunnel
+	// now: the row is re-read every cancelPoll).
 	deadline := time.After(5 * time.Second)
+	poll := time.NewTicker(cancelPoll)
+	defer poll.Stop()
 	for {
 		aj.mu.Lock()
 		st := aj.status
@@ -632,6 +640,12 @@ func (s *Service) Cancel(ctx context.Context, req *croupierv1.CancelJobRequest) 
 		case <-wait:
 			release()
 			wait, release = s.notify.wait(aj.id)
+		case <-poll.C:
+			aj.mu.Lock()
+			if err := s.resync(ctx, aj); err == nil && store.IsTerminal(aj.status) {
+				s.forget(aj.id)
+			}
+			aj.mu.Unlock()
 		case <-deadline:
 			return &croupierv1.CancelJobResponse{Success: true, Status: st}, nil
 		case <-ctx.Done():
