@@ -394,20 +394,24 @@ func (s *Service) Report(ctx context.Context, req *croupierv1.ReportJobEventsReq
 				}
 				return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
 			}
-			err = apierr.Internal(s.log, err)
+			err = errWrite{err}
 		}
 		// A gap, or a write that failed (an event already stored), may only
 		// mean that another node stored this job's events since this node
 		// cached it: the agent's tunnel moved. Re-read the row once.
-		if resynced {
-			return nil, err
-		}
 		before, was := aj.lastSeq, aj.status
-		if rerr := s.resync(ctx, aj); rerr != nil || (aj.lastSeq == before && aj.status == was) {
+		if resynced || s.resync(ctx, aj) != nil || (aj.lastSeq == before && aj.status == was) {
+			if we, ok := err.(errWrite); ok {
+				return nil, apierr.Internal(s.log, we.error)
+			}
 			return nil, err
 		}
 	}
 }
+
+// errWrite marks a store error in Report, logged only if re-reading the
+// job does not explain it.
+type errWrite struct{ error }
 
 // batch is the new part of a report.
 type batch struct {
