@@ -195,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.kv, err = n.createBucket(ctx); err != nil {
 		return nil, err
 	}
-	if err = n.heartbeat(ctx); err != nil {
+	if err = n.register(ctx); err != nil {
 		return nil, fmt.Errorf("cluster: register node %s: %w", cfg.NodeID, err)
 	}
 	if n.track() {
@@ -224,6 +224,24 @@ func (n *Node) createBucket(ctx context.Context) (jetstream.KeyValue, error) {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// register writes the node's first membership key, retrying while the
+// bucket's stream has no leader yet ("no response from stream": a routed
+// cluster under load elects it a moment after the bucket exists).
+func (n *Node) register(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := n.heartbeat(ctx)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

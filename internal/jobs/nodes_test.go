@@ -1,7 +1,10 @@
 package jobs
 
 import (
+	"context"
 	"testing"
+
+	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/store"
@@ -92,4 +95,26 @@ func TestJobEndedOnAnotherNode(t *testing.T) {
 	}
 	h.svc.InstancesDeparted("a", map[string]string{"1": ""})
 	h.wantEnded(t, id2, store.JobCompleted, "")
+}
+
+// TestCancelReportedThroughAnotherNode: node A cancels a running job; the
+// game server's CANCELED event arrives through node B (which holds the
+// agent's tunnel). A answers canceled, not the stale running it cached.
+func TestCancelReportedThroughAnotherNode(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	id := h.startRunning(t)
+	b := h.peer(t)
+	h.caller.onCancel(func(ctx context.Context, agent string, req *agentv1.CancelJobRequest) (*agentv1.CancelJobResponse, error) {
+		if _, err := b.Report(ctx, &croupierv1.ReportJobEventsRequest{AgentId: "a", JobId: id, Instance: "a/1",
+			Events: []*croupierv1.JobEvent{ev(1, croupierv1.EventType_START, "started"), ev(2, croupierv1.EventType_CANCELED, req.GetReason())}}); err != nil {
+			return nil, err
+		}
+		return &agentv1.CancelJobResponse{Found: true}, nil
+	})
+	resp, err := h.svc.Cancel(t.Context(), &croupierv1.CancelJobRequest{JobId: id, Reason: "stop"})
+	if err != nil || resp.GetStatus() != store.JobCanceled {
+		t.Fatalf("Cancel on A = %v, %v; want canceled", resp, err)
+	}
+	h.wantEnded(t, id, store.JobCanceled, "CANCELED")
 }

@@ -394,20 +394,24 @@ func (s *Service) Report(ctx context.Context, req *croupierv1.ReportJobEventsReq
 				}
 				return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
 			}
-			err = apierr.Internal(s.log, err)
+			err = errWrite{err}
 		}
 		// A gap, or a write that failed (an event already stored), may only
 		// mean that another node stored this job's events since this node
 		// cached it: the agent's tunnel moved. Re-read the row once.
-		if resynced {
-			return nil, err
-		}
 		before, was := aj.lastSeq, aj.status
-		if rerr := s.resync(ctx, aj); rerr != nil || (aj.lastSeq == before && aj.status == was) {
+		if resynced || s.resync(ctx, aj) != nil || (aj.lastSeq == before && aj.status == was) {
+			if we, ok := err.(errWrite); ok {
+				return nil, apierr.Internal(s.log, we.error)
+			}
 			return nil, err
 		}
 	}
 }
+
+// errWrite marks a store error in Report, logged only if re-reading the
+// job does not explain it.
+type errWrite struct{ error }
 
 // batch is the new part of a report.
 type batch struct {
@@ -581,6 +585,10 @@ func (s *Service) forget(id string) {
 	s.mu.Unlock()
 }
 
+// cancelPoll is how often Cancel re-reads a job while it waits for the
+// game server's CANCELED event, which may be stored by another node.
+const cancelPoll = 250 * time.Millisecond
+
 // Cancel runs CancelJob.
 func (s *Service) Cancel(ctx context.Context, req *croupierv1.CancelJobRequest) (*croupierv1.CancelJobResponse, error) {
 	aj, j, err := s.load(ctx, req.GetJobId())
@@ -619,8 +627,12 @@ func (s *Service) Cancel(ctx context.Context, req *croupierv1.CancelJobRequest) 
 		}
 		return &croupierv1.CancelJobResponse{Success: true, Status: store.JobCanceled}, nil
 	}
-	// The handler's context is cancelled; give it a moment to report CANCELED.
+	// The handler's context is cancelled; give it a moment to report CANCELED
+	// (through this node, or through another one holding the agent's tunnel
+	// now: the row is re-read every cancelPoll).
 	deadline := time.After(5 * time.Second)
+	poll := time.NewTicker(cancelPoll)
+	defer poll.Stop()
 	for {
 		aj.mu.Lock()
 		st := aj.status
@@ -632,6 +644,12 @@ func (s *Service) Cancel(ctx context.Context, req *croupierv1.CancelJobRequest) 
 		case <-wait:
 			release()
 			wait, release = s.notify.wait(aj.id)
+		case <-poll.C:
+			aj.mu.Lock()
+			if err := s.resync(ctx, aj); err == nil && store.IsTerminal(aj.status) {
+				s.forget(aj.id)
+			}
+			aj.mu.Unlock()
 		case <-deadline:
 			return &croupierv1.CancelJobResponse{Success: true, Status: st}, nil
 		case <-ctx.Done():
