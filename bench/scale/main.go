@@ -38,6 +38,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -78,6 +79,10 @@ func main() {
 	baseline := flag.String("baseline-bin", "", "another croupier binary to measure first at every N, as the baseline")
 	profile := flag.String("profile", "", "write server profiles of each phase into this directory (the -bin binary must be built with -tags pprof)")
 	flag.Parse()
+	// An interrupt (or timeout -s INT) ends the run: the server gets SIGTERM
+	// and the fleet closes instead of outliving the harness.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var sizes []int
 	for _, s := range strings.Split(*ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -93,7 +98,7 @@ func main() {
 			bins = []string{*baseline, *bin}
 		}
 		for _, b := range bins {
-			if err := run(params{bin: b, n: n, dur: *dur, calls: *calls, idle: *idle, deltas: *deltas, profile: *profile}); err != nil {
+			if err := run(ctx, params{bin: b, n: n, dur: *dur, calls: *calls, idle: *idle, deltas: *deltas, profile: *profile}); err != nil {
 				os.Exit(1)
 			}
 		}
@@ -112,14 +117,14 @@ type params struct {
 // run measures one server binary at one fleet size. Its error is printed
 // by run itself, before the deferred teardown of the fleet and the server:
 // a teardown that hangs must not hide why the run failed.
-func run(p params) (err error) {
+func run(ctx context.Context, p params) (err error) {
 	defer func() {
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scale: N=%d (%s): %v; tearing down\n", p.n, p.bin, err)
 		}
 	}()
 	n, idle := p.n, p.idle
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "croupier-scale-")
 	if err != nil {
