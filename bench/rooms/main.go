@@ -3,7 +3,10 @@
 // one connection per member, as real clients have), all in this process
 // but over real loopback sockets, with the service on a SQLite file.
 //
-//	go run ./bench/rooms [-members 1000] [-seeks 100] [-senders 50] [-chat 10]
+//	go run ./bench/rooms [-members 1000] [-seeks 100] [-senders 50] [-chat 10] [-transport grpc|ws]
+//
+// -transport ws puts every member on the WebSocket fallback (HTTP/1.1, one
+// connection each) instead of gRPC.
 //
 // (a) seek → room_state: the room's creator calls Seek; the time until the
 // last member has the new room_state, per seek (p50/p99 over -seeks), and
@@ -26,17 +29,20 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/coder/websocket"
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/api/synctv/client/v1/clientv1connect"
 	"github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/rooms"
 	"github.com/croupier/croupier/internal/rooms/roomsrpc"
 	"github.com/croupier/croupier/internal/store"
+	"google.golang.org/protobuf/proto"
 )
 
 func main() {
@@ -46,8 +52,13 @@ func main() {
 	chat := flag.Int("chat", 10, "chat messages per sender (at most 10: the per-user limit per second)")
 	seekProfile := flag.String("cpuprofile", "", "write a CPU profile of the large room's seeks to this file")
 	chatProfile := flag.String("chatprofile", "", "write a CPU profile of the large room's chat to this file")
+	transport := flag.String("transport", "grpc", "members' MessageStream transport: grpc or ws (the WebSocket fallback)")
 	flag.Parse()
-	if err := run(*members, *seeks, *senders, *chat, profiles{*seekProfile, *chatProfile}); err != nil {
+	if *transport != "grpc" && *transport != "ws" {
+		fmt.Fprintln(os.Stderr, "bench/rooms: -transport is grpc or ws")
+		os.Exit(2)
+	}
+	if err := run(*members, *seeks, *senders, *chat, *transport == "ws", profiles{*seekProfile, *chatProfile}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/rooms:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -57,6 +68,8 @@ func main() {
 type bench struct {
 	svc *rooms.Service
 	url string
+	// ws: members use the WebSocket fallback instead of gRPC.
+	ws bool
 }
 
 // cpuTime is the CPU time (user + system) the process has used.
@@ -73,7 +86,7 @@ func perDelivery(cpu time.Duration, deliveries int) string {
 	return fmt.Sprintf("%.1f µs CPU/delivery", float64(cpu.Microseconds())/float64(max(deliveries, 1)))
 }
 
-func run(members, seeks, senders, chat int, prof profiles) error {
+func run(members, seeks, senders, chat int, ws bool, prof profiles) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bench-rooms-")
 	if err != nil {
@@ -107,7 +120,7 @@ func run(members, seeks, senders, chat int, prof profiles) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	b := &bench{svc: svc, url: srv.URL()}
+	b := &bench{svc: svc, url: srv.URL(), ws: ws}
 
 	fmt.Printf("seek → room_state, %d seeks\n", seeks)
 	for _, n := range []int{1, members} {
@@ -183,10 +196,56 @@ type room struct {
 }
 
 type member struct {
-	bs *connect.BidiStreamForClient[clientv1.ClientMessage, clientv1.ServerMessage]
-	hc *http.Client
+	conn stream
 	// events delivers what the member receives, stamped on arrival.
 	events chan event
+}
+
+// stream is a member's MessageStream over one transport.
+type stream struct {
+	send  func(*clientv1.ClientMessage) error
+	recv  func() (*clientv1.ServerMessage, error)
+	close func()
+}
+
+// dialGRPC opens a member's stream over gRPC on its own HTTP/2 connection.
+func dialGRPC(ctx context.Context, url, token string) stream {
+	hc := h2c()
+	bs := clientv1connect.NewClientServiceClient(hc, url, connect.WithGRPC()).MessageStream(ctx)
+	bs.RequestHeader().Set("Authorization", "Bearer "+token)
+	return stream{send: bs.Send, recv: bs.Receive, close: func() {
+		_ = bs.CloseRequest()
+		_ = bs.CloseResponse()
+		hc.CloseIdleConnections()
+	}}
+}
+
+// dialWS opens a member's stream over the WebSocket fallback.
+func dialWS(ctx context.Context, url, token string) (stream, error) {
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+roomsrpc.WebSocketPath,
+		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+	if err != nil {
+		return stream{}, err
+	}
+	c.SetReadLimit(4 << 20)
+	return stream{
+		send: func(m *clientv1.ClientMessage) error {
+			b, err := proto.Marshal(m)
+			if err != nil {
+				return err
+			}
+			return c.Write(ctx, websocket.MessageBinary, b)
+		},
+		recv: func() (*clientv1.ServerMessage, error) {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				return nil, err
+			}
+			m := &clientv1.ServerMessage{}
+			return m, proto.Unmarshal(b, m)
+		},
+		close: func() { _ = c.CloseNow() },
+	}, nil
 }
 
 type event struct {
@@ -233,14 +292,17 @@ func (b *bench) room(ctx context.Context, n int) (*room, error) {
 		if err != nil {
 			return nil, err
 		}
-		hc := h2c()
-		bs := clientv1connect.NewClientServiceClient(hc, b.url, connect.WithGRPC()).MessageStream(sctx)
-		bs.RequestHeader().Set("Authorization", "Bearer "+g.Msg.GetAccessToken())
-		if err := bs.Send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Hello{Hello: &clientv1.StreamHello{RoomId: id}}}); err != nil {
+		bs := dialGRPC(sctx, b.url, g.Msg.GetAccessToken())
+		if b.ws {
+			if bs, err = dialWS(sctx, b.url, g.Msg.GetAccessToken()); err != nil {
+				return nil, err
+			}
+		}
+		if err := bs.send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Hello{Hello: &clientv1.StreamHello{RoomId: id}}}); err != nil {
 			return nil, err
 		}
 		for {
-			m, err := bs.Receive()
+			m, err := bs.recv()
 			if err != nil {
 				return nil, fmt.Errorf("member %d: %w", i, err)
 			}
@@ -248,11 +310,11 @@ func (b *bench) room(ctx context.Context, n int) (*room, error) {
 				break
 			}
 		}
-		m := &member{bs: bs, hc: hc, events: make(chan event, 8192)}
+		m := &member{conn: bs, events: make(chan event, 8192)}
 		go func() {
 			defer close(m.events)
 			for {
-				msg, err := bs.Receive()
+				msg, err := bs.recv()
 				if err != nil {
 					return
 				}
@@ -269,11 +331,9 @@ func (b *bench) room(ctx context.Context, n int) (*room, error) {
 func (r *room) close() {
 	r.cancel()
 	for _, m := range r.members {
-		_ = m.bs.CloseRequest()
-		_ = m.bs.CloseResponse()
+		m.conn.close()
 		for range m.events { //nolint:revive // drain until the reader ends
 		}
-		m.hc.CloseIdleConnections()
 	}
 }
 
@@ -316,7 +376,7 @@ func (r *room) chat(ctx context.Context, senders, k int) (float64, time.Duration
 		go func(m *member) {
 			defer wg.Done()
 			for j := 0; j < k; j++ {
-				_ = m.bs.Send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Chat{Chat: &clientv1.ChatMessage{Content: "bench message"}}})
+				_ = m.conn.send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Chat{Chat: &clientv1.ChatMessage{Content: "bench message"}}})
 			}
 		}(r.members[i])
 	}

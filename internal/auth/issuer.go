@@ -18,11 +18,11 @@ type AccessIssuer struct{ s signer }
 func NewAccessIssuer(kid string, key []byte, issuer string, ttl time.Duration, now func() time.Time) (*AccessIssuer, error) {
 	switch {
 	case kid == "" || issuer == "":
-		return nil, errors.New("auth: an access issuer needs a key id and an issuer")
+		return nil, errors.New("an access issuer needs a key id and an issuer")
 	case len(key) < 32:
-		return nil, fmt.Errorf("auth: the signing key must be at least 32 bytes, got %d", len(key))
+		return nil, fmt.Errorf("the signing key must be at least 32 bytes, got %d", len(key))
 	case ttl <= 0:
-		return nil, fmt.Errorf("auth: access token lifetime must be positive, got %s", ttl)
+		return nil, fmt.Errorf("access token lifetime must be positive, got %s", ttl)
 	}
 	if now == nil {
 		now = time.Now

@@ -8,7 +8,6 @@ package auth
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,16 +67,11 @@ const (
 type Service struct {
 	store   *store.Store
 	audit   audit.Recorder
-	signer  *signer
+	cred    *Credentials
+	signer  *signer // cred's
 	refresh time.Duration
-	argon   Argon2Params
-	hashSem chan struct{}
-	logins  *ratelimit.LoginThrottle
 	now     func() time.Time
 	log     *slog.Logger
-	// dummyHash is verified against when a login names an unknown user, so
-	// that unknown and known users take the same time to refuse.
-	dummyHash string
 
 	grantsMu    sync.Mutex
 	grantsCache map[string]cachedGrants
@@ -92,7 +86,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("auth: a store is required")
 	}
-	s := &Service{store: cfg.Store, audit: cfg.Audit, refresh: cfg.RefreshTTL, argon: cfg.Argon2, now: cfg.Now, log: cfg.Logger,
+	s := &Service{store: cfg.Store, audit: cfg.Audit, refresh: cfg.RefreshTTL, now: cfg.Now, log: cfg.Logger,
 		grantsCache: map[string]cachedGrants{}, certUsers: map[string]certUserInfo{}}
 	if s.now == nil {
 		s.now = time.Now
@@ -103,54 +97,23 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if s.refresh <= 0 {
 		s.refresh = 30 * 24 * time.Hour
 	}
-	if s.argon == (Argon2Params{}) {
-		s.argon = DefaultArgon2
-	}
-	n := cfg.MaxConcurrentHashes
-	if n <= 0 {
-		n = 4
-	}
-	s.hashSem = make(chan struct{}, n)
-	tc := cfg.LoginThrottle
-	if tc.Now == nil {
-		tc.Now = s.now
-	}
-	var err error
-	if s.logins, err = ratelimit.NewLoginThrottle(tc); err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
-	}
-	access := cfg.AccessTTL
-	if access <= 0 {
-		access = 15 * time.Minute
-	}
 	issuer := cfg.Issuer
 	if issuer == "" {
 		issuer = "croupier"
 	}
-	kid, key := configSigningKeyID, cfg.SigningKey
-	if key == nil {
-		fresh := make([]byte, 32)
-		if _, err := rand.Read(fresh); err != nil {
-			return nil, fmt.Errorf("auth: generate signing key: %w", err)
-		}
-		if key, err = cfg.Store.Tokens().EnsureSigningKey(ctx, signingKeyID, fresh); err != nil {
-			return nil, fmt.Errorf("auth: load signing key: %w", err)
-		}
-		kid = signingKeyID
-	}
-	if len(key) < 32 {
-		return nil, fmt.Errorf("auth: the signing key must be at least 32 bytes, got %d", len(key))
-	}
-	s.signer = &signer{kid: kid, key: key, issuer: issuer, ttl: access, now: s.now}
-	if s.dummyHash, err = HashPassword("croupier-dummy-password", s.argon); err != nil {
+	cred, err := NewCredentials(ctx, CredentialsConfig{Store: cfg.Store, KeyID: signingKeyID, ConfigKeyID: configSigningKeyID,
+		Issuer: issuer, SigningKey: cfg.SigningKey, AccessTTL: cfg.AccessTTL, Argon2: cfg.Argon2,
+		MaxConcurrentHashes: cfg.MaxConcurrentHashes, LoginThrottle: cfg.LoginThrottle, Now: s.now})
+	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
+	s.cred, s.signer = cred, &cred.Issuer.s
 	return s, nil
 }
 
 // LoginThrottle is the service's login throttle, for sharing it with the
 // other server nodes (ratelimit.LoginThrottle.Share).
-func (s *Service) LoginThrottle() *ratelimit.LoginThrottle { return s.logins }
+func (s *Service) LoginThrottle() *ratelimit.LoginThrottle { return s.cred.Logins }
 
 // Tokens is what Login and Refresh return.
 type Tokens struct {
@@ -186,7 +149,7 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 	start := s.now()
 	user, source := truncate(username, maxLoggedUsername), Source(ctx)
 	payload := map[string]string{"username": user, "source": source}
-	attempt, r := s.logins.Begin(user, source)
+	attempt, r := s.cred.Logins.Begin(user, source)
 	if r != nil {
 		if r.First {
 			payload["throttled"] = r.Limit
@@ -228,11 +191,11 @@ func (s *Service) login(ctx context.Context, username, password string) (Tokens,
 	hash := u.PasswordHash
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		hash = s.dummyHash
+		hash = s.cred.DummyHash()
 	case err != nil:
 		return Tokens{}, err
 	}
-	ok, err := s.verifyPassword(ctx, password, hash)
+	ok, err := s.cred.VerifyPassword(ctx, password, hash)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -243,32 +206,6 @@ func (s *Service) login(ctx context.Context, username, password string) (Tokens,
 		return Tokens{}, unauthenticated(CodeUserDisabled, "user "+username+" is disabled; ask an administrator")
 	}
 	return s.startSession(ctx, username)
-}
-
-// verifyPassword runs VerifyPassword under the hashing semaphore.
-func (s *Service) verifyPassword(ctx context.Context, pw, hash string) (bool, error) {
-	select {
-	case s.hashSem <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	defer func() { <-s.hashSem }()
-	ok, err := VerifyPassword(pw, hash)
-	if err != nil {
-		return false, fmt.Errorf("stored password hash: %w", err)
-	}
-	return ok, nil
-}
-
-// hashPassword runs HashPassword under the hashing semaphore.
-func (s *Service) hashPassword(ctx context.Context, pw string) (string, error) {
-	select {
-	case s.hashSem <- struct{}{}:
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-	defer func() { <-s.hashSem }()
-	return HashPassword(pw, s.argon)
 }
 
 // IssueTokens starts a login session for an existing, enabled user without

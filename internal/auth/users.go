@@ -35,7 +35,7 @@ func (s *Service) CreateUser(ctx context.Context, p principal.Principal, usernam
 		if err := CheckPassword(password); err != nil {
 			return invalidArg(err.Error())
 		}
-		hash, err := s.hashPassword(ctx, password)
+		hash, err := s.cred.HashPassword(ctx, password)
 		if err != nil {
 			return err
 		}
@@ -61,7 +61,7 @@ func (s *Service) SetPassword(ctx context.Context, p principal.Principal, userna
 			if err != nil {
 				return s.userErr(err, username)
 			}
-			ok, err := s.verifyPassword(ctx, current, u.PasswordHash)
+			ok, err := s.cred.VerifyPassword(ctx, current, u.PasswordHash)
 			if err != nil {
 				return err
 			}
@@ -72,7 +72,7 @@ func (s *Service) SetPassword(ctx context.Context, p principal.Principal, userna
 		if err := CheckPassword(password); err != nil {
 			return invalidArg(err.Error())
 		}
-		hash, err := s.hashPassword(ctx, password)
+		hash, err := s.cred.HashPassword(ctx, password)
 		if err != nil {
 			return err
 		}

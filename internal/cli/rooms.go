@@ -12,6 +12,7 @@ import (
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/audit"
 	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/live"
@@ -40,11 +41,12 @@ type roomsHostConfig struct {
 // roomsHost runs the rooms system (docs/rooms.md): its store, service and
 // HTTP listener. It owns the serving goroutine; Stop ends it.
 type roomsHost struct {
-	st   *store.Store
-	svc  *rooms.Service
-	srv  *roomsrpc.Server
-	live *liveHost
-	done chan error
+	st    *store.Store
+	audit *audit.Log
+	svc   *rooms.Service
+	srv   *roomsrpc.Server
+	live  *liveHost
+	done  chan error
 }
 
 func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*roomsHost, error) {
@@ -67,12 +69,21 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 	// GET /metrics (docs/observability.md).
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Room writes go to the operators' audit trail in the same database
+	// (docs/access.md). Refused live publishes are only logged: anyone can
+	// attempt one, so they could flood the trail.
+	alog, err := audit.Open(ctx, audit.Config{Store: st, Logger: log.With("part", "audit")})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
 	rcfg := rooms.Config{Store: st, Logger: log, Registerer: reg}
 	if cfg.Bus != nil {
 		rcfg.Bus = cfg.Bus
 	}
 	svc, err := rooms.New(ctx, rcfg)
 	if err != nil {
+		_ = alog.Close()
 		_ = st.Close()
 		return nil, err
 	}
@@ -80,6 +91,7 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		// Before serving: this node delivers every event from now on.
 		if err := cfg.Bus.Start(ctx, svc); err != nil {
 			svc.Close()
+			_ = alog.Close()
 			_ = st.Close()
 			return nil, err
 		}
@@ -87,13 +99,14 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 	ln, err := startLive(ctx, log.With("part", "live"), cfg.Live, svc, reg)
 	if err != nil {
 		svc.Close()
+		_ = alog.Close()
 		_ = st.Close()
 		return nil, err
 	}
 	svc.OnStreamKeyChange(ln.node.StreamKeyChanged)
 	svc.OnLiveStreams(ln.node.LiveStreams)
 	mux := http.NewServeMux()
-	roomsrpc.Mount(mux, svc, roomsrpc.Options{Logger: log})
+	roomsrpc.Mount(mux, svc, roomsrpc.Options{Logger: log, Audit: alog})
 	mux.Handle(watch.Prefix, watch.Handler())
 	mux.Handle(live.PlayPrefix, ln.node)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -101,10 +114,11 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 	if err != nil {
 		ln.Close()
 		svc.Close()
+		_ = alog.Close()
 		_ = st.Close()
 		return nil, err
 	}
-	h := &roomsHost{st: st, svc: svc, srv: srv, live: ln, done: make(chan error, 1)}
+	h := &roomsHost{st: st, audit: alog, svc: svc, srv: srv, live: ln, done: make(chan error, 1)}
 	go func() { h.done <- srv.Serve() }()
 	log.Info("rooms listening", "url", srv.URL())
 	return h, nil
@@ -122,7 +136,7 @@ func (h *roomsHost) Stop(ctx context.Context) error {
 	if serr := <-h.done; err == nil {
 		err = serr
 	}
-	return errors.Join(err, h.st.Close())
+	return errors.Join(err, h.audit.Close(), h.st.Close())
 }
 
 // demoRoomName is the room `croupier dev` creates on first start.

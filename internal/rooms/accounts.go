@@ -85,7 +85,7 @@ func (s *Service) Register(ctx context.Context, req *clientv1.RegisterRequest) (
 	if email != "" && (!strings.Contains(email, "@") || strings.ContainsAny(email, " \t\r\n")) {
 		return nil, invalid("email %q is not an address", truncate(email, 64))
 	}
-	hash, err := s.hashPassword(ctx, req.GetPassword())
+	hash, err := s.cred.HashPassword(ctx, req.GetPassword())
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
@@ -139,7 +139,7 @@ func (s *Service) startSession(ctx context.Context, userID string) (tokens, erro
 // the user exists or not.
 func (s *Service) Login(ctx context.Context, source string, req *clientv1.LoginRequest) (*clientv1.LoginResponse, error) {
 	user := truncate(strings.ToLower(req.GetUsername()), 64)
-	attempt, refusal := s.logins.Begin(user, source)
+	attempt, refusal := s.cred.Logins.Begin(user, source)
 	if refusal != nil {
 		s.m.logins.WithLabelValues("throttled").Inc()
 		return nil, refusal.Err
@@ -168,11 +168,11 @@ func (s *Service) login(ctx context.Context, req *clientv1.LoginRequest) (*clien
 	hash := u.PasswordHash
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		hash = s.dummyHash
+		hash = s.cred.DummyHash()
 	case err != nil:
 		return nil, toStatus(ctx, s.log, err)
 	}
-	ok, err := s.verifyPassword(ctx, req.GetPassword(), hash)
+	ok, err := s.cred.VerifyPassword(ctx, req.GetPassword(), hash)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
@@ -238,28 +238,4 @@ func (s *Service) Logout(ctx context.Context, req *clientv1.LogoutRequest) (*cli
 		return nil, toStatus(ctx, s.log, err)
 	}
 	return &clientv1.LogoutResponse{}, nil
-}
-
-func (s *Service) verifyPassword(ctx context.Context, pw, hash string) (bool, error) {
-	select {
-	case s.hashSem <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	defer func() { <-s.hashSem }()
-	ok, err := auth.VerifyPassword(pw, hash)
-	if err != nil {
-		return false, fmt.Errorf("stored password hash: %w", err)
-	}
-	return ok, nil
-}
-
-func (s *Service) hashPassword(ctx context.Context, pw string) (string, error) {
-	select {
-	case s.hashSem <- struct{}{}:
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-	defer func() { <-s.hashSem }()
-	return auth.HashPassword(pw, s.argon)
 }

@@ -88,7 +88,7 @@ func (s *Service) roomPassword(ctx context.Context, pw string) (string, error) {
 	if len(pw) > maxRoomPassword {
 		return "", tooLong("password", maxRoomPassword, "bytes")
 	}
-	h, err := s.hashPassword(ctx, pw)
+	h, err := s.cred.HashPassword(ctx, pw)
 	return h, toStatus(ctx, s.log, err)
 }
 
@@ -169,7 +169,7 @@ func (s *Service) JoinRoom(ctx context.Context, c Caller, req *clientv1.JoinRoom
 // pending, telling the room.
 func (s *Service) admit(ctx context.Context, r store.Room, c Caller, password string) (store.RoomMember, error) {
 	if r.PasswordHash != "" {
-		ok, err := s.verifyPassword(ctx, password, r.PasswordHash)
+		ok, err := s.cred.VerifyPassword(ctx, password, r.PasswordHash)
 		if err != nil {
 			return store.RoomMember{}, toStatus(ctx, s.log, err)
 		}
@@ -250,7 +250,7 @@ func (s *Service) GuestJoin(ctx context.Context, req *clientv1.GuestJoinRequest)
 	// The password is checked before the user is stored, so wrong guesses
 	// leave nothing behind.
 	if r.PasswordHash != "" {
-		ok, err := s.verifyPassword(ctx, req.GetPassword(), r.PasswordHash)
+		ok, err := s.cred.VerifyPassword(ctx, req.GetPassword(), r.PasswordHash)
 		if err != nil {
 			return nil, toStatus(ctx, s.log, err)
 		}

@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,24 +57,21 @@ type Config struct {
 
 // Service is the rooms system. It is safe for concurrent use.
 type Service struct {
-	st        *store.Rooms
-	issuer    *auth.AccessIssuer
-	refresh   time.Duration
-	guestTTL  time.Duration
-	argon     auth.Argon2Params
-	hashSem   chan struct{}
-	logins    *ratelimit.LoginThrottle
-	dummyHash string
-	chatRate  float64
-	danmRate  float64
-	queue     int
-	bus       Bus
-	now       func() time.Time
-	log       *slog.Logger
-	hub       *hub
-	chat      *chatLog
-	live      liveHooks
-	m         *metrics
+	st       *store.Rooms
+	cred     *auth.Credentials
+	issuer   *auth.AccessIssuer // cred's
+	refresh  time.Duration
+	guestTTL time.Duration
+	chatRate float64
+	danmRate float64
+	queue    int
+	bus      Bus
+	now      func() time.Time
+	log      *slog.Logger
+	hub      *hub
+	chat     *chatLog
+	live     liveHooks
+	m        *metrics
 }
 
 // signingKeyID names the players' generated key in auth_signing_keys.
@@ -90,7 +86,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("rooms: a store is required")
 	}
-	s := &Service{st: cfg.Store.Rooms(), refresh: cfg.RefreshTTL, guestTTL: cfg.GuestTTL, argon: cfg.Argon2,
+	s := &Service{st: cfg.Store.Rooms(), refresh: cfg.RefreshTTL, guestTTL: cfg.GuestTTL,
 		chatRate: cfg.ChatPerSecond, danmRate: cfg.DanmakuPerSecond, queue: cfg.StreamQueue, bus: cfg.Bus,
 		now: cfg.Now, log: cfg.Logger, m: newMetrics(cfg.Registerer)}
 	if s.now == nil {
@@ -104,9 +100,6 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if s.guestTTL <= 0 {
 		s.guestTTL = 24 * time.Hour
-	}
-	if s.argon == (auth.Argon2Params{}) {
-		s.argon = auth.DefaultArgon2
 	}
 	if s.chatRate == 0 {
 		s.chatRate = 10
@@ -123,41 +116,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if s.queue < 600 {
 		return nil, fmt.Errorf("rooms: stream queue %d is too small: at least 600 (a reconnect replays up to %d chat messages)", s.queue, chatKeep)
 	}
-	n := cfg.MaxConcurrentHashes
-	if n <= 0 {
-		n = 4
-	}
-	s.hashSem = make(chan struct{}, n)
-	tc := cfg.LoginThrottle
-	if tc.Now == nil {
-		tc.Now = s.now
-	}
-	var err error
-	if s.logins, err = ratelimit.NewLoginThrottle(tc); err != nil {
+	cred, err := auth.NewCredentials(ctx, auth.CredentialsConfig{Store: cfg.Store, KeyID: signingKeyID, ConfigKeyID: "rooms-config",
+		Issuer: tokenIssuer, SigningKey: cfg.SigningKey, AccessTTL: cfg.AccessTTL, Argon2: cfg.Argon2,
+		MaxConcurrentHashes: cfg.MaxConcurrentHashes, LoginThrottle: cfg.LoginThrottle, Now: s.now})
+	if err != nil {
 		return nil, fmt.Errorf("rooms: %w", err)
 	}
-	key := cfg.SigningKey
-	kid := "rooms-config"
-	if key == nil {
-		fresh := make([]byte, 32)
-		if _, err := rand.Read(fresh); err != nil {
-			return nil, fmt.Errorf("rooms: generate signing key: %w", err)
-		}
-		if key, err = cfg.Store.Tokens().EnsureSigningKey(ctx, signingKeyID, fresh); err != nil {
-			return nil, fmt.Errorf("rooms: load signing key: %w", err)
-		}
-		kid = signingKeyID
-	}
-	access := cfg.AccessTTL
-	if access <= 0 {
-		access = 15 * time.Minute
-	}
-	if s.issuer, err = auth.NewAccessIssuer(kid, key, tokenIssuer, access, s.now); err != nil {
-		return nil, fmt.Errorf("rooms: %w", err)
-	}
-	if s.dummyHash, err = auth.HashPassword("croupier-dummy-password", s.argon); err != nil {
-		return nil, fmt.Errorf("rooms: %w", err)
-	}
+	s.cred, s.issuer = cred, cred.Issuer
 	s.hub = newHub(s)
 	s.chat = newChatLog(s.st, s.log)
 	return s, nil

@@ -43,8 +43,10 @@ func TestDev(t *testing.T) {
 		t.Fatalf("ListRooms: %d %s", lr.StatusCode, body)
 	}
 
-	// The watch page and the demo room's video on the same listener.
-	for path, want := range map[string]string{"/watch/": `<video id="video"`, "/watch/media/demo.mp4": "ftyp"} {
+	// The watch page, the demo room's video and the gateway's metrics on the
+	// same listener.
+	for path, want := range map[string]string{"/watch/": `<video id="video"`, "/watch/media/demo.mp4": "ftyp",
+		"/metrics": `croupier_rooms_logins_total{result="ok"} 0`} {
 		resp, err := http.Get(rooms[1] + path)
 		if err != nil {
 			t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/api/synctv/client/v1/clientv1connect"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/audit"
 	"github.com/croupier/croupier/internal/rooms"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -50,7 +51,10 @@ type Options struct {
 	// AllowedOrigins are the Origin host patterns accepted on WebSocket
 	// upgrade besides the request's own host ("*" for any).
 	AllowedOrigins []string
-	Logger         *slog.Logger
+	// Audit records room writes (see audited) in the operators' audit
+	// trail; nil: not recorded.
+	Audit  audit.Recorder
+	Logger *slog.Logger
 }
 
 // public procedures need no access token.
@@ -77,7 +81,7 @@ func Mount(mux *http.ServeMux, svc *rooms.Service, o Options) {
 	}
 	h := &handler{svc: svc, opts: o}
 	path, ch := clientv1connect.NewClientServiceHandler(h,
-		connect.WithInterceptors(&authInterceptor{svc: svc}),
+		connect.WithInterceptors(&authInterceptor{svc: svc, audit: o.Audit, log: o.Logger}),
 		connect.WithReadMaxBytes(o.MaxMessageBytes),
 		// Most messages are room events of a few hundred bytes, sent to
 		// every member: gzip's per-message setup cost more CPU than the
@@ -118,21 +122,32 @@ func bearer(h http.Header) string {
 	return ""
 }
 
-// authInterceptor authenticates every non-public call and maps every
-// error, for all protocols alike. Streams may instead authenticate with
-// their hello (browsers cannot set headers on a WebSocket).
-type authInterceptor struct{ svc *rooms.Service }
+// authInterceptor authenticates every non-public call, audits room writes
+// and maps every error, for all protocols alike. Streams may instead
+// authenticate with their hello (browsers cannot set headers on a
+// WebSocket).
+type authInterceptor struct {
+	svc   *rooms.Service
+	audit audit.Recorder
+	log   *slog.Logger
+}
 
 func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if !public[req.Spec().Procedure] {
-			c, err := a.svc.Authenticate(ctx, bearer(req.Header()))
-			if err != nil {
-				return nil, toConnect(err)
-			}
-			ctx = withCaller(ctx, c)
+		if public[req.Spec().Procedure] {
+			resp, err := next(ctx, req)
+			return resp, toConnect(err)
 		}
+		c, err := a.svc.Authenticate(ctx, bearer(req.Header()))
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		ctx = withCaller(ctx, c)
+		began := time.Now()
 		resp, err := next(ctx, req)
+		if action, ok := audited[req.Spec().Procedure]; ok {
+			a.record(ctx, c, action, req, resp, err, time.Since(began))
+		}
 		return resp, toConnect(err)
 	}
 }

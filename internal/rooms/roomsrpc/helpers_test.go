@@ -47,6 +47,12 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 
 func newEnvOn(t *testing.T, st *store.Store, opts ...envOption) *env {
 	t.Helper()
+	return newEnvWith(t, st, roomsrpc.Options{}, opts...)
+}
+
+// newEnvWith is newEnvOn with the transport's options.
+func newEnvWith(t *testing.T, st *store.Store, ro roomsrpc.Options, opts ...envOption) *env {
+	t.Helper()
 	cfg := rooms.Config{Store: st, Argon2: fastArgon, LoginThrottle: ratelimit.LoginConfig{}}
 	for _, o := range opts {
 		o(&cfg)
@@ -56,7 +62,7 @@ func newEnvOn(t *testing.T, st *store.Store, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	roomsrpc.Mount(mux, svc, roomsrpc.Options{})
+	roomsrpc.Mount(mux, svc, ro)
 	srv, err := roomsrpc.Listen(roomsrpc.ServerConfig{Addr: "127.0.0.1:0"}, mux)
 	if err != nil {
 		t.Fatal(err)

@@ -63,8 +63,8 @@ type batchWriter struct {
 }
 
 func (w *batchWriter) Flush() {
-	if !w.holding {
-		w.ResponseWriter.(http.Flusher).Flush() //nolint:forcetypeassert // withBatching only wraps flushers
+	if f, ok := w.ResponseWriter.(http.Flusher); ok && !w.holding {
+		f.Flush()
 	}
 }
 
