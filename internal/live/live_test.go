@@ -3,6 +3,8 @@ package live_test
 import (
 	"context"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -190,5 +192,44 @@ func TestLateMemberSeesLiveStream(t *testing.T) {
 	})
 	if got := b.LiveStreams("other-room"); len(got) != 0 {
 		t.Fatalf("another room lists %v", got)
+	}
+}
+
+// TestRTMPPlay: ffmpeg reads the stream over RTMP with a member's token
+// (on the publisher's node and on another, through the relay) and copies
+// H.264 and AAC into a file; without a token or as an outsider it is
+// refused.
+func TestRTMPPlay(t *testing.T) {
+	w := newWorld(t)
+	a := w.newNode("a", 4)
+	b := w.newNode("b", 4)
+	publish(t, a.RTMPAddr(), w.room, w.key, 30)
+	a.waitLive(t, w.room+"/main")
+
+	read := func(nd *node, token string) error {
+		out := filepath.Join(t.TempDir(), "out.flv")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error",
+			"-i", "rtmp://"+nd.RTMPAddr()+"/"+w.room+"/main?token="+token, "-t", "2", "-c", "copy", "-f", "flv", out)
+		cmd.Stderr = &testWriter{t: t}
+		if err := cmd.Run(); err != nil {
+			return err
+		}
+		if got := ffprobe(t, out).codecs(); got["video"] != "h264" || got["audio"] != "aac" {
+			t.Fatalf("ffmpeg read %v from node %s; want video h264 and audio aac", got, nd.NodeID())
+		}
+		return nil
+	}
+	for _, nd := range []*node{a, b} {
+		if err := read(nd, w.member); err != nil {
+			t.Fatalf("ffmpeg -i rtmp://%s as a member: %v", nd.NodeID(), err)
+		}
+	}
+	if err := read(a, ""); err == nil {
+		t.Fatal("ffmpeg read the stream without a token")
+	}
+	if err := read(a, w.outside); err == nil {
+		t.Fatal("ffmpeg read the stream as an outsider")
 	}
 }
