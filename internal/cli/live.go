@@ -26,6 +26,9 @@ type liveHostConfig struct {
 	// RTMPAddr is the ingest listener ("" off); MaxStreams bounds it.
 	RTMPAddr   string
 	MaxStreams int
+	// RTMPSAddr is the RTMP-over-TLS listener ("" off) presenting
+	// RTMPSTLSCert/Key.
+	RTMPSAddr, RTMPSTLSCert, RTMPSTLSKey string
 	// NodeID names the node in leases, relays and LiveEvents: unique
 	// among the processes sharing the cluster, stable across restarts.
 	NodeID string
@@ -54,7 +57,12 @@ type liveHost struct {
 }
 
 func startLive(ctx context.Context, log *slog.Logger, cfg liveHostConfig, svc *rooms.Service) (_ *liveHost, err error) {
-	lcfg := live.Config{NodeID: cfg.NodeID, RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log}
+	lcfg := live.Config{NodeID: cfg.NodeID, RTMPAddr: cfg.RTMPAddr, RTMPSAddr: cfg.RTMPSAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log}
+	if cfg.RTMPSAddr != "" {
+		if lcfg.RTMPSTLS, err = tlsconf.ServerConfig("", cfg.RTMPSTLSCert, cfg.RTMPSTLSKey, false); err != nil {
+			return nil, fmt.Errorf("RTMPS listener TLS: %w", err)
+		}
+	}
 	if cfg.JetStream != nil {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		leases, err := live.NewKVLeases(cctx, cfg.JetStream, live.KVLeasesConfig{Replicas: cfg.LeaseReplicas, Logger: log})
@@ -138,6 +146,9 @@ func (h *liveHost) Close() {
 // gatewayLiveFlags are the flags of live relays between gateway nodes
 // (docs/live.md); the node id is the gateway tier's --node-id.
 func gatewayLiveFlags(fs *pflag.FlagSet, d gateway.Config) {
+	fs.String("rtmps-addr", "", "RTMP-over-TLS listener of live streams (publish and play, rtmps://); empty: off")
+	fs.String("rtmps-tls-cert", "", "certificate of --rtmps-addr")
+	fs.String("rtmps-tls-key", "", "key of --rtmps-tls-cert")
 	fs.String("relay-addr", d.RelayAddr, "StreamRelayService listener of live relays between gateway nodes (mTLS; with --nats embedded/external); empty: no relays")
 	fs.String("relay-advertise", "", "address other nodes dial for this node's streams, written in the stream's lease (default: the listener's)")
 	fs.String("relay-tls-ca", "", "CA of the relay certificates (default DATA_DIR/certs/ca.crt)")
@@ -150,7 +161,8 @@ func gatewayLiveFlags(fs *pflag.FlagSet, d gateway.Config) {
 // gatewayLiveConfig is the live configuration of `croupier gateway`; bus
 // is the gateway tier's (nil with nats off: a node alone).
 func gatewayLiveConfig(cfg gateway.Config, bus *cluster.Node) liveHostConfig {
-	l := liveHostConfig{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams}
+	l := liveHostConfig{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams,
+		RTMPSAddr: cfg.RTMPSAddr, RTMPSTLSCert: cfg.RTMPSTLSCert, RTMPSTLSKey: cfg.RTMPSTLSKey}
 	if bus == nil {
 		return l
 	}

@@ -2,6 +2,7 @@ package live_test
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -231,5 +232,42 @@ func TestRTMPPlay(t *testing.T) {
 	}
 	if err := read(a, w.outside); err == nil {
 		t.Fatal("ffmpeg read the stream as an outsider")
+	}
+}
+
+// TestRTMPS: ffmpeg publishes over RTMP in TLS (rtmps://) and reads the
+// stream back the same way.
+func TestRTMPS(t *testing.T) {
+	w := newWorld(t)
+	leases, _ := w.connect()
+	tc := w.serverTLS.Clone()
+	tc.ClientAuth, tc.ClientCAs = tls.NoClientCert, nil
+	n, err := live.New(live.Config{NodeID: "s", RTMPSAddr: "127.0.0.1:0", RTMPSTLS: tc, Rooms: w.svc, Leases: leases, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	if n.RTMPAddr() != "" {
+		t.Fatalf("RTMP listener %s; want only RTMPS", n.RTMPAddr())
+	}
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine",
+		"-t", "30", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac",
+		"-f", "flv", "rtmps://"+n.RTMPSAddr()+"/"+w.room+"/"+w.key)
+	cmd.Stderr = &testWriter{t: t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor(t, 20*time.Second, "the stream live over RTMPS", func() bool {
+		st, err := n.Status(context.Background(), w.room+"/main")
+		return err == nil && st.GetStats().GetTotalBytes() > 0
+	})
+	got := ffprobe(t, "rtmps://"+n.RTMPSAddr()+"/"+w.room+"/main?token="+w.member).codecs()
+	if got["video"] != "h264" || got["audio"] != "aac" {
+		t.Fatalf("ffprobe over rtmps saw %v; want h264 and aac", got)
 	}
 }

@@ -17,10 +17,10 @@ import (
 // handshakeTimeout bounds the RTMP handshake and connect/publish commands.
 const handshakeTimeout = 10 * time.Second
 
-func (n *Node) acceptRTMP() {
+func (n *Node) acceptRTMP(ln net.Listener) {
 	defer n.wg.Done()
 	for {
-		c, err := n.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return // closed
 		}

@@ -2,9 +2,13 @@ package gateway
 
 import "path/filepath"
 
-// validateRelay appends the problems of the live relay keys to p and fills
-// the certificate defaults. Call it after validateCluster (DataDir).
-func (c *Config) validateRelay(p []string) []string {
+// validateLive appends the problems of the RTMPS and live relay keys to p
+// and fills the relay certificate defaults. Call it after validateCluster
+// (DataDir).
+func (c *Config) validateLive(p []string) []string {
+	if c.RTMPSAddr != "" && (c.RTMPSTLSCert == "" || c.RTMPSTLSKey == "") {
+		p = append(p, "rtmps_addr "+c.RTMPSAddr+": RTMPS needs rtmps_tls_cert and rtmps_tls_key (a server certificate publishers and players trust), or an empty rtmps_addr")
+	}
 	if c.NATS == "off" || c.RelayAddr == "" {
 		return p // a node alone has nobody to relay to
 	}
