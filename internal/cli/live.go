@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -46,6 +47,9 @@ type liveHostConfig struct {
 	// (RelayClientCert/Key); both sides require the other's.
 	RelayTLSCA, RelayTLSCert, RelayTLSKey string
 	RelayClientCert, RelayClientKey       string
+	// RelayOptional: the TLS files are defaults; if one is missing the
+	// node runs without relays (warned) instead of failing.
+	RelayOptional bool
 }
 
 // liveHost runs a node's live system and its StreamRelayService
@@ -74,6 +78,15 @@ func startLive(ctx context.Context, log *slog.Logger, cfg liveHostConfig, svc *r
 	}
 	h := &liveHost{}
 	var ln net.Listener
+	if cfg.RelayAddr != "" && cfg.RelayOptional {
+		for _, f := range []string{cfg.RelayTLSCA, cfg.RelayTLSCert, cfg.RelayTLSKey, cfg.RelayClientCert, cfg.RelayClientKey} {
+			if _, err := os.Stat(f); err != nil {
+				log.Warn("live relays off: no relay certificate at its default path; viewers get only streams published on their own node (set --relay-tls-* and --relay-client-*, docs/live.md)", "missing", f)
+				cfg.RelayAddr = ""
+				break
+			}
+		}
+	}
 	if cfg.RelayAddr != "" {
 		if cfg.JetStream == nil {
 			return nil, errors.New("live relay: the relay listener needs the cluster bus (NATS), where nodes find each other's streams")
@@ -174,5 +187,6 @@ func gatewayLiveConfig(cfg gateway.Config, bus *cluster.Node) liveHostConfig {
 	l.RelayAddr, l.RelayAdvertise = cfg.RelayAddr, cfg.RelayAdvertise
 	l.RelayTLSCA, l.RelayTLSCert, l.RelayTLSKey = cfg.RelayTLSCA, cfg.RelayTLSCert, cfg.RelayTLSKey
 	l.RelayClientCert, l.RelayClientKey = cfg.RelayClientCert, cfg.RelayClientKey
+	l.RelayOptional = cfg.RelayTLSDefaulted()
 	return l
 }

@@ -146,6 +146,8 @@ type Config struct {
 	RelayTLSKey     string `koanf:"relay_tls_key"`
 	RelayClientCert string `koanf:"relay_client_cert"`
 	RelayClientKey  string `koanf:"relay_client_key"`
+	// relayTLSDefaulted: validateLive filled the relay TLS files.
+	relayTLSDefaulted bool
 }
 
 // DefaultConfig returns the defaults of `croupier gateway` (netsvr's).

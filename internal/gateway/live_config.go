@@ -21,13 +21,24 @@ func (c *Config) validateLive(p []string) []string {
 	}
 	switch set {
 	case 0:
+		// The listener's side is the cluster listener's (same CA and
+		// server certificate); the client side the certs init files.
 		certs := filepath.Join(c.DataDir, "certs")
 		for i, name := range []string{"ca.crt", "server.crt", "server.key", "client.crt", "client.key"} {
 			*tls[i] = filepath.Join(certs, name)
 		}
+		if c.ClusterTLSCA != "" && c.ClusterTLSCert != "" && c.ClusterTLSKey != "" {
+			c.RelayTLSCA, c.RelayTLSCert, c.RelayTLSKey = c.ClusterTLSCA, c.ClusterTLSCert, c.ClusterTLSKey
+		}
+		c.relayTLSDefaulted = true
 	case len(tls):
 	default:
 		p = append(p, "relay_tls_ca, relay_tls_cert, relay_tls_key, relay_client_cert and relay_client_key: set all five (relays between nodes use mTLS: a server certificate for the listener, a client certificate to pull), or none for the files of `croupier certs init` in data_dir/certs")
 	}
 	return p
 }
+
+// RelayTLSDefaulted reports that the relay's TLS files are defaults, not
+// configured: if they are missing the node runs without relays (and says
+// so) instead of refusing to start.
+func (c *Config) RelayTLSDefaulted() bool { return c.relayTLSDefaulted }
