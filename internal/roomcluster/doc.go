@@ -28,9 +28,9 @@
 // (Config.PublishTimeout, or the caller's deadline) passes; repeating is
 // safe because an append carries its event_id as the message id.
 //
-// Not built yet: `croupier gateway` does not start a Node (no flags for
-// it); tests and bench/cluster/gateway assemble it in-process
-// (docs/cluster.md, "Not built yet (gateway tier)").
+// `croupier gateway --nats embedded|external` runs a Node
+// (internal/cli/gatewaycluster.go); tests and bench/cluster/gateway
+// assemble it in-process the same way.
 //
 // Goroutines: Start starts the follower and the heartbeat loop (owned by
 // the Node, stopped and waited for by Close). Each SyncEvents call owns

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -363,16 +364,28 @@ func (n *Node) putNode(ctx context.Context, info *clusterv1.NodeInfo) error {
 // DeadAfter).
 func (n *Node) Nodes(ctx context.Context, onlyAlive bool) ([]*clusterv1.NodeInfo, error) {
 	var keys []string
-	if err := retry(ctx, func(ctx context.Context) (err error) {
-		keys, err = n.nodes.Keys(ctx)
-		if err == nil || errors.Is(err, jetstream.ErrNoKeysFound) {
-			// A listing cut short by ctx ends without an error.
-			err = ctx.Err()
+	// The keys come from the bucket stream's subjects, one snapshot the
+	// server takes: a KeyValue.Keys watcher can end its listing before a
+	// key that was rewritten meanwhile (heartbeats rewrite every key).
+	prefix := "$KV." + NodesBucket + "."
+	if err := retry(ctx, func(ctx context.Context) error {
+		s, err := n.js.Stream(ctx, "KV_"+NodesBucket)
+		if err != nil {
+			return err
 		}
-		return err
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+		if err != nil {
+			return err
+		}
+		keys = keys[:0]
+		for subj := range info.State.Subjects {
+			keys = append(keys, strings.TrimPrefix(subj, prefix))
+		}
+		return nil
 	}); err != nil {
 		return nil, err
 	}
+	slices.Sort(keys)
 	cutoff := n.cfg.Now().Add(-n.cfg.DeadAfter).UnixMilli()
 	out := make([]*clusterv1.NodeInfo, 0, len(keys))
 	for _, k := range keys {

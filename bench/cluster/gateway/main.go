@@ -8,21 +8,26 @@
 //
 // Seek → room_state across nodes: the room's creator calls Seek on node A;
 // the time until the last member (on any node) has the new room_state, per
-// seek (p50/p99 over -seeks), and over all deliveries. Baseline in the same
-// run: the same room on one node without NATS (the rooms system as it runs
-// on a single gateway).
+// seek (p50/p99 over -seeks), over all deliveries, and over the
+// deliveries to members on the other nodes (cross-node). CPU: the
+// process's user+system time during the seeks (NATS servers, nodes and
+// members all included) per delivered room_state — the figure a loaded
+// machine barely changes. Baseline in the same run: the same room on one
+// node without NATS (the rooms system as it runs on a single gateway).
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -73,13 +78,12 @@ func run(members, seeks, replicas int) error {
 	if err != nil {
 		return err
 	}
-	last, all, err := measure(ctx, []*node{one}, members, seeks)
+	r, err := measure(ctx, []*node{one}, members, seeks)
 	one.stop()
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  1 node, no NATS (baseline): last member p50 %-9s p99 %-9s | all deliveries p50 %-9s p99 %s\n",
-		pct(last, 50), pct(last, 99), pct(all, 50), pct(all, 99))
+	r.print("1 node, no NATS (baseline)")
 
 	servers, err := startNATS(dir, 3)
 	if err != nil {
@@ -103,7 +107,8 @@ func run(members, seeks, replicas int) error {
 			return err
 		}
 		defer nc.Close()
-		bus, err := roomcluster.New(ctx, roomcluster.Config{Conn: nc, NodeID: fmt.Sprint("gw", i), Replicas: replicas})
+		bus, err := roomcluster.New(ctx, roomcluster.Config{Conn: nc, NodeID: fmt.Sprint("gw", i), Replicas: replicas,
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 		if err != nil {
 			return err
 		}
@@ -114,13 +119,35 @@ func run(members, seeks, replicas int) error {
 		defer n.stop()
 		nodes = append(nodes, n)
 	}
-	last, all, err = measure(ctx, nodes, members, seeks)
+	r, err = measure(ctx, nodes, members, seeks)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  3 nodes over NATS (R%d stream): last member p50 %-9s p99 %-9s | all deliveries p50 %-9s p99 %s\n",
-		replicas, pct(last, 50), pct(last, 99), pct(all, 50), pct(all, 99))
+	r.print(fmt.Sprintf("3 nodes over NATS (R%d stream)", replicas))
 	return nil
+}
+
+type result struct {
+	last, all, cross []time.Duration
+	cpu, wall        time.Duration
+}
+
+func (r result) print(name string) {
+	fmt.Printf("  %s:\n    last member p50 %-9s p99 %-9s | all deliveries p50 %-9s p99 %-9s | cross-node p50 %-9s p99 %s\n",
+		name, pct(r.last, 50), pct(r.last, 99), pct(r.all, 50), pct(r.all, 99), pct(r.cross, 50), pct(r.cross, 99))
+	if len(r.all) > 0 {
+		fmt.Printf("    CPU %.2fs in %.2fs wall for %d deliveries: %.1f µs per delivered room_state\n",
+			r.cpu.Seconds(), r.wall.Seconds(), len(r.all), float64(r.cpu.Microseconds())/float64(len(r.all)))
+	}
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func startNATS(dir string, n int) ([]*server.Server, error) {
@@ -224,31 +251,31 @@ type event struct {
 
 // measure creates a room on nodes[0], puts n guest members on streams
 // round-robin over nodes, and times seeks made on nodes[0].
-func measure(ctx context.Context, nodes []*node, n, seeks int) (last, all []time.Duration, err error) {
+func measure(ctx context.Context, nodes []*node, n, seeks int) (r result, err error) {
 	c := clientv1connect.NewClientServiceClient(h2c(), nodes[0].url)
 	auth := func(r interface{ Header() http.Header }, tok string) { r.Header().Set("Authorization", "Bearer "+tok) }
 	reg, err := c.Register(ctx, connect.NewRequest(&clientv1.RegisterRequest{Username: fmt.Sprintf("host%d", time.Now().UnixNano()), Password: "bench-password"}))
 	if err != nil {
-		return nil, nil, err
+		return r, err
 	}
 	tok := reg.Msg.GetAccessToken()
 	cr := connect.NewRequest(&clientv1.CreateRoomRequest{Name: "bench", Settings: &clientv1.RoomSettings{AllowGuests: true}})
 	auth(cr, tok)
 	created, err := c.CreateRoom(ctx, cr)
 	if err != nil {
-		return nil, nil, err
+		return r, err
 	}
 	id := created.Msg.GetRoom().GetId()
 	am := connect.NewRequest(&clientv1.AddMovieRequest{RoomId: id, Url: "https://example.com/bench.mp4"})
 	auth(am, tok)
 	mv, err := c.AddMovie(ctx, am)
 	if err != nil {
-		return nil, nil, err
+		return r, err
 	}
 	sc := connect.NewRequest(&clientv1.SetCurrentMovieRequest{RoomId: id, MovieId: mv.Msg.GetMovie().GetId()})
 	auth(sc, tok)
 	if _, err := c.SetCurrentMovie(ctx, sc); err != nil {
-		return nil, nil, err
+		return r, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -256,19 +283,19 @@ func measure(ctx context.Context, nodes []*node, n, seeks int) (last, all []time
 	for i := range n {
 		g, err := c.GuestJoin(ctx, connect.NewRequest(&clientv1.GuestJoinRequest{RoomId: id, Name: fmt.Sprintf("m%d", i)}))
 		if err != nil {
-			return nil, nil, err
+			return r, err
 		}
 		hc := h2c()
 		defer hc.CloseIdleConnections()
 		bs := clientv1connect.NewClientServiceClient(hc, nodes[i%len(nodes)].url, connect.WithGRPC()).MessageStream(sctx)
 		bs.RequestHeader().Set("Authorization", "Bearer "+g.Msg.GetAccessToken())
 		if err := bs.Send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Hello{Hello: &clientv1.StreamHello{RoomId: id}}}); err != nil {
-			return nil, nil, err
+			return r, err
 		}
 		for {
 			m, err := bs.Receive()
 			if err != nil {
-				return nil, nil, fmt.Errorf("member %d: %w", i, err)
+				return r, fmt.Errorf("member %d: %w", i, err)
 			}
 			if m.GetReady() != nil {
 				break
@@ -289,29 +316,34 @@ func measure(ctx context.Context, nodes []*node, n, seeks int) (last, all []time
 		}()
 		streams = append(streams, ch)
 	}
+	cpu0, wall0 := cpuTime(), time.Now()
 	for i := range seeks {
 		req := connect.NewRequest(&clientv1.SeekRequest{RoomId: id, Position: float64(i)})
 		auth(req, tok)
 		t0 := time.Now()
 		resp, err := c.Seek(ctx, req)
 		if err != nil {
-			return nil, nil, err
+			return r, err
 		}
 		v := resp.Msg.GetState().GetVersion()
 		var worst time.Duration
-		for _, ch := range streams {
+		for j, ch := range streams {
 			for ev := range ch {
 				if ev.version == v {
 					d := ev.at.Sub(t0)
-					all = append(all, d)
+					r.all = append(r.all, d)
+					if j%len(nodes) != 0 { // members round-robin: j%len is the member's node
+						r.cross = append(r.cross, d)
+					}
 					worst = max(worst, d)
 					break
 				}
 			}
 		}
-		last = append(last, worst)
+		r.last = append(r.last, worst)
 	}
-	return last, all, nil
+	r.cpu, r.wall = cpuTime()-cpu0, time.Since(wall0)
+	return r, nil
 }
 
 func pct(d []time.Duration, p int) string {
