@@ -79,7 +79,9 @@ func NewKVLeases(ctx context.Context, js jetstream.JetStream, cfg KVLeasesConfig
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: LeasesBucket, Description: "croupier live stream publisher leases",
-		TTL: cfg.TTL, LimitMarkerTTL: cfg.TTL, History: 1, MaxValueSize: 1024,
+		// Markers and a short history outlive the claim, so a watcher
+		// that lags behind (a loaded node) still sees the expiry.
+		TTL: cfg.TTL, LimitMarkerTTL: max(cfg.TTL, time.Minute), History: 4, MaxValueSize: 1024,
 		Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
