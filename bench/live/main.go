@@ -105,12 +105,13 @@ func setup(ctx context.Context) (*env, error) {
 		return nil, err
 	}
 	closers := []func(){bus.Close}
+	warnLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	mk := func(id string) (*live.Node, string, error) {
 		gl, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, "", err
 		}
-		n, err := live.New(live.Config{NodeID: id, RTMPAddr: "127.0.0.1:0", RelayAddr: gl.Addr().String(), Rooms: svc, Leases: leases,
+		n, err := live.New(live.Config{NodeID: id, RTMPAddr: "127.0.0.1:0", RelayAddr: gl.Addr().String(), Rooms: svc, Leases: leases, Logger: warnLog,
 			RelayDial: func(addr string) (*grpc.ClientConn, error) {
 				return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 			}})

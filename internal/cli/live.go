@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -17,6 +17,7 @@ import (
 	"github.com/croupier/croupier/internal/rooms"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -27,6 +28,9 @@ type liveHostConfig struct {
 	// RTMPAddr is the ingest listener ("" off); MaxStreams bounds it.
 	RTMPAddr   string
 	MaxStreams int
+	// RTMPSAddr is the RTMP-over-TLS listener ("" off) presenting
+	// RTMPSTLSCert/Key.
+	RTMPSAddr, RTMPSTLSCert, RTMPSTLSKey string
 	// NodeID names the node in leases, relays and LiveEvents: unique
 	// among the processes sharing the cluster, stable across restarts.
 	NodeID string
@@ -44,6 +48,9 @@ type liveHostConfig struct {
 	// (RelayClientCert/Key); both sides require the other's.
 	RelayTLSCA, RelayTLSCert, RelayTLSKey string
 	RelayClientCert, RelayClientKey       string
+	// RelayOptional: the TLS files are defaults; if one is missing the
+	// node runs without relays (warned) instead of failing.
+	RelayOptional bool
 }
 
 // liveHost runs a node's live system and its StreamRelayService
@@ -55,7 +62,12 @@ type liveHost struct {
 }
 
 func startLive(ctx context.Context, log *slog.Logger, cfg liveHostConfig, svc *rooms.Service, reg prometheus.Registerer) (_ *liveHost, err error) {
-	lcfg := live.Config{NodeID: cfg.NodeID, RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log, Registerer: reg}
+	lcfg := live.Config{NodeID: cfg.NodeID, RTMPAddr: cfg.RTMPAddr, RTMPSAddr: cfg.RTMPSAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log, Registerer: reg}
+	if cfg.RTMPSAddr != "" {
+		if lcfg.RTMPSTLS, err = tlsconf.ServerConfig("", cfg.RTMPSTLSCert, cfg.RTMPSTLSKey, false); err != nil {
+			return nil, fmt.Errorf("RTMPS listener TLS: %w", err)
+		}
+	}
 	if cfg.JetStream != nil {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		leases, err := live.NewKVLeases(cctx, cfg.JetStream, live.KVLeasesConfig{Replicas: cfg.LeaseReplicas, Logger: log})
@@ -67,6 +79,15 @@ func startLive(ctx context.Context, log *slog.Logger, cfg liveHostConfig, svc *r
 	}
 	h := &liveHost{}
 	var ln net.Listener
+	if cfg.RelayAddr != "" && cfg.RelayOptional {
+		for _, f := range []string{cfg.RelayTLSCA, cfg.RelayTLSCert, cfg.RelayTLSKey, cfg.RelayClientCert, cfg.RelayClientKey} {
+			if _, err := os.Stat(f); err != nil {
+				log.Warn("live relays off: no relay certificate at its default path; viewers get only streams published on their own node (set --relay-tls-* and --relay-client-*, docs/live.md)", "missing", f)
+				cfg.RelayAddr = ""
+				break
+			}
+		}
+	}
 	if cfg.RelayAddr != "" {
 		if cfg.JetStream == nil {
 			return nil, errors.New("live relay: the relay listener needs the cluster bus (NATS), where nodes find each other's streams")
@@ -139,6 +160,9 @@ func (h *liveHost) Close() {
 // gatewayLiveFlags are the flags of live relays between gateway nodes
 // (docs/live.md); the node id is the gateway tier's --node-id.
 func gatewayLiveFlags(fs *pflag.FlagSet, d gateway.Config) {
+	fs.String("rtmps-addr", "", "RTMP-over-TLS listener of live streams (publish and play, rtmps://); empty: off")
+	fs.String("rtmps-tls-cert", "", "certificate of --rtmps-addr")
+	fs.String("rtmps-tls-key", "", "key of --rtmps-tls-cert")
 	fs.String("relay-addr", d.RelayAddr, "StreamRelayService listener of live relays between gateway nodes (mTLS; with --nats embedded/external); empty: no relays")
 	fs.String("relay-advertise", "", "address other nodes dial for this node's streams, written in the stream's lease (default: the listener's)")
 	fs.String("relay-tls-ca", "", "CA of the relay certificates (default DATA_DIR/certs/ca.crt)")
@@ -151,7 +175,8 @@ func gatewayLiveFlags(fs *pflag.FlagSet, d gateway.Config) {
 // gatewayLiveConfig is the live configuration of `croupier gateway`; bus
 // is the gateway tier's (nil with nats off: a node alone).
 func gatewayLiveConfig(cfg gateway.Config, bus *cluster.Node) liveHostConfig {
-	l := liveHostConfig{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams}
+	l := liveHostConfig{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams,
+		RTMPSAddr: cfg.RTMPSAddr, RTMPSTLSCert: cfg.RTMPSTLSCert, RTMPSTLSKey: cfg.RTMPSTLSKey}
 	if bus == nil {
 		return l
 	}
@@ -163,5 +188,6 @@ func gatewayLiveConfig(cfg gateway.Config, bus *cluster.Node) liveHostConfig {
 	l.RelayAddr, l.RelayAdvertise = cfg.RelayAddr, cfg.RelayAdvertise
 	l.RelayTLSCA, l.RelayTLSCert, l.RelayTLSKey = cfg.RelayTLSCA, cfg.RelayTLSCert, cfg.RelayTLSKey
 	l.RelayClientCert, l.RelayClientKey = cfg.RelayClientCert, cfg.RelayClientKey
+	l.RelayOptional = cfg.RelayTLSDefaulted()
 	return l
 }

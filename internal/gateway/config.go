@@ -86,6 +86,11 @@ type Config struct {
 	RTMPAddr string `koanf:"rtmp_addr"`
 	// MaxStreams bounds the live streams published on this node.
 	MaxStreams int `koanf:"max_streams"`
+	// RTMPSAddr is an RTMP-over-TLS listener (publish and play) with
+	// RTMPSTLSCert/Key; empty turns it off.
+	RTMPSAddr    string `koanf:"rtmps_addr"`
+	RTMPSTLSCert string `koanf:"rtmps_tls_cert"`
+	RTMPSTLSKey  string `koanf:"rtmps_tls_key"`
 	// StoreDriver and StoreDSN name the database of the rooms system, as
 	// for `croupier server` ("sqlite" with a file, default
 	// <data dir>/croupier.db, or "postgres" with a URL).
@@ -126,8 +131,8 @@ type Config struct {
 	ClusterReplicas int `koanf:"cluster_replicas"`
 
 	// Live relays between gateway nodes (docs/live.md), with the gateway
-	// tier only (nats not off); validated by validateRelay
-	// (relay_config.go). RelayAddr is the StreamRelayService listener
+	// tier only (nats not off); validated by validateLive
+	// (live_config.go). RelayAddr is the StreamRelayService listener
 	// (mTLS; empty: no relays); RelayAdvertise is the address written in
 	// the stream's lease for other nodes to dial (default the listener's).
 	// RelayTLSCA/Cert/Key are the CA and the server certificate of the
@@ -141,6 +146,8 @@ type Config struct {
 	RelayTLSKey     string `koanf:"relay_tls_key"`
 	RelayClientCert string `koanf:"relay_client_cert"`
 	RelayClientKey  string `koanf:"relay_client_key"`
+	// relayTLSDefaulted: validateLive filled the relay TLS files.
+	relayTLSDefaulted bool
 }
 
 // DefaultConfig returns the defaults of `croupier gateway` (netsvr's).
@@ -259,7 +266,7 @@ func (c *Config) Validate() error {
 		p = append(p, "store_driver postgres needs store_dsn (postgres://user:pass@host:5432/db)")
 	}
 	p = c.validateCluster(p)
-	p = c.validateRelay(p)
+	p = c.validateLive(p)
 	if len(p) == 0 {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/abema/go-mp4"
 	"github.com/bluenviron/gortmplib/pkg/amf0"
 	"github.com/bluenviron/gortmplib/pkg/message"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 )
 
 // FLV tag types (FLV spec v10, E.4.1).
@@ -193,3 +194,74 @@ func tagFromMessage(m message.Message) (t Tag, ok bool, err error) {
 }
 
 func ms(d time.Duration) uint32 { return uint32(d / time.Millisecond) }
+
+// playStreamID is the RTMP message stream of a play session (the one
+// createStream answers, as gortmplib numbers it).
+const playStreamID = 0x1000000
+
+// messageFromTag turns an FLV tag back into the RTMP message a player
+// gets (tagFromMessage's inverse). ok is false for tags a player is not
+// sent (codecs gortmplib cannot write).
+func messageFromTag(t Tag) (m message.Message, ok bool, err error) {
+	dts := time.Duration(t.Timestamp) * time.Millisecond
+	switch t.Type {
+	case TagVideo:
+		if len(t.Data) < 5 {
+			return nil, false, fmt.Errorf("%w: video tag of %d bytes", errFLV, len(t.Data))
+		}
+		v := &message.Video{ChunkStreamID: message.VideoChunkStreamID, MessageStreamID: playStreamID, DTS: dts,
+			IsKeyFrame: t.Data[0]>>4 == 1, Codec: t.Data[0] & 0x0f, Type: message.VideoType(t.Data[1]),
+			PTSDelta: time.Duration(int32(uint32(t.Data[2])<<24|uint32(t.Data[3])<<16|uint32(t.Data[4])<<8)>>8) * time.Millisecond}
+		if v.Codec != message.CodecH264 && v.Codec != message.CodecH265 {
+			return nil, false, nil
+		}
+		body := t.Data[5:]
+		switch v.Type {
+		case message.VideoTypeConfig:
+			if v.Codec == message.CodecH264 {
+				v.AVCConfig = &mp4.AVCDecoderConfiguration{}
+				v.AVCConfig.SetType(mp4.BoxTypeAvcC())
+				_, err = mp4.Unmarshal(bytes.NewReader(body), uint64(len(body)), v.AVCConfig, mp4.Context{})
+			} else {
+				v.HEVCConfig = &mp4.HvcC{}
+				_, err = mp4.Unmarshal(bytes.NewReader(body), uint64(len(body)), v.HEVCConfig, mp4.Context{})
+			}
+			if err != nil {
+				return nil, false, fmt.Errorf("%w: video config: %w", errFLV, err)
+			}
+		case message.VideoTypeAU:
+			v.AU = body
+		default:
+			return nil, false, nil
+		}
+		return v, true, nil
+	case TagAudio:
+		if len(t.Data) < 2 {
+			return nil, false, fmt.Errorf("%w: audio tag of %d bytes", errFLV, len(t.Data))
+		}
+		a := &message.Audio{ChunkStreamID: message.AudioChunkStreamID, MessageStreamID: playStreamID, DTS: dts,
+			Codec: t.Data[0] >> 4, Rate: message.AudioRate(t.Data[0] >> 2 & 3), Depth: message.AudioDepth(t.Data[0] >> 1 & 1),
+			IsStereo: t.Data[0]&1 == 1, AU: t.Data[1:]}
+		switch a.Codec {
+		case message.CodecMPEG4Audio:
+			a.AACType, a.AU = message.AudioAACType(t.Data[1]), t.Data[2:]
+			if a.AACType == message.AudioAACTypeConfig {
+				a.AACConfig, a.AU = &mpeg4audio.AudioSpecificConfig{}, nil
+				if err := a.AACConfig.Unmarshal(t.Data[2:]); err != nil {
+					return nil, false, fmt.Errorf("%w: AAC config: %w", errFLV, err)
+				}
+			}
+		case message.CodecMPEG1Audio, message.CodecLPCM, message.CodecPCMA, message.CodecPCMU:
+		default:
+			return nil, false, nil
+		}
+		return a, true, nil
+	case TagScript:
+		d, err := amf0.Unmarshal(t.Data)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: metadata: %w", errFLV, err)
+		}
+		return &message.DataAMF0{ChunkStreamID: 4, MessageStreamID: playStreamID, Payload: d}, true, nil
+	}
+	return nil, false, nil
+}

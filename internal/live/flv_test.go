@@ -111,3 +111,27 @@ func FuzzRelayPacket(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMessageFromTag: turning a tag back into an RTMP message for a
+// player never panics, and a message it makes encodes back into a tag
+// with the same type and timestamp.
+func FuzzMessageFromTag(f *testing.F) {
+	f.Add(uint8(TagVideo), uint32(40), []byte{0x27, 1, 0, 0, 0, 9})
+	f.Add(uint8(TagVideo), uint32(0), []byte{0x17, 0, 0, 0, 0, 1, 2, 3})
+	f.Add(uint8(TagAudio), uint32(23), []byte{0xaf, 0, 0x12, 0x10})
+	f.Add(uint8(TagAudio), uint32(23), []byte{0x2f, 1, 2})
+	f.Add(uint8(TagScript), uint32(0), []byte{2, 0, 10, 'o', 'n', 'M', 'e', 't', 'a', 'D', 'a', 't', 'a', 5})
+	f.Fuzz(func(t *testing.T, typ uint8, ts uint32, data []byte) {
+		m, ok, err := messageFromTag(Tag{Type: typ, Timestamp: ts, Data: data})
+		if err != nil || !ok {
+			return
+		}
+		back, ok, err := tagFromMessage(m)
+		if err != nil {
+			t.Fatalf("%T made from %x does not encode: %v", m, data, err)
+		}
+		if ok && (back.Type != typ || (typ != TagScript && back.Timestamp != ts)) {
+			t.Fatalf("tag %d@%d became %d@%d", typ, ts, back.Type, back.Timestamp)
+		}
+	})
+}

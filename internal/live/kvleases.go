@@ -79,7 +79,9 @@ func NewKVLeases(ctx context.Context, js jetstream.JetStream, cfg KVLeasesConfig
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: LeasesBucket, Description: "croupier live stream publisher leases",
-		TTL: cfg.TTL, LimitMarkerTTL: cfg.TTL, History: 1, MaxValueSize: 1024,
+		// Markers and a short history outlive the claim, so a watcher
+		// that lags behind (a loaded node) still sees the expiry.
+		TTL: cfg.TTL, LimitMarkerTTL: max(cfg.TTL, time.Minute), History: 4, MaxValueSize: 1024,
 		Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
@@ -233,6 +235,10 @@ func (l *KVLeases) Watch(ctx context.Context, fn func(LeaseChange)) {
 }
 
 func (l *KVLeases) watch(ctx context.Context, w jetstream.KeyWatcher, known map[string]LeaseChange, fn func(LeaseChange)) {
+	// current collects the keys of the initial values: a lease known
+	// from an earlier watch that is not among them ended while the watch
+	// was down, its marker gone too.
+	current := map[string]bool{}
 	for {
 		var e jetstream.KeyValueEntry
 		var ok bool
@@ -244,10 +250,21 @@ func (l *KVLeases) watch(ctx context.Context, w jetstream.KeyWatcher, known map[
 				return
 			}
 		}
-		if e == nil {
-			continue // the current values have been delivered
+		if e == nil { // the current values have been delivered
+			for path, c := range known {
+				if !current[path] {
+					delete(known, path)
+					c.Kind = LeaseReleased
+					fn(c)
+				}
+			}
+			current = nil
+			continue
 		}
 		path := e.Key()
+		if current != nil {
+			current[path] = true
+		}
 		switch e.Operation() {
 		case jetstream.KeyValuePut:
 			v, err := decodeLease(e)

@@ -2,7 +2,10 @@ package live_test
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -190,5 +193,81 @@ func TestLateMemberSeesLiveStream(t *testing.T) {
 	})
 	if got := b.LiveStreams("other-room"); len(got) != 0 {
 		t.Fatalf("another room lists %v", got)
+	}
+}
+
+// TestRTMPPlay: ffmpeg reads the stream over RTMP with a member's token
+// (on the publisher's node and on another, through the relay) and copies
+// H.264 and AAC into a file; without a token or as an outsider it is
+// refused.
+func TestRTMPPlay(t *testing.T) {
+	w := newWorld(t)
+	a := w.newNode("a", 4)
+	b := w.newNode("b", 4)
+	publish(t, a.RTMPAddr(), w.room, w.key, 30)
+	a.waitLive(t, w.room+"/main")
+
+	read := func(nd *node, token string) error {
+		out := filepath.Join(t.TempDir(), "out.flv")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error",
+			"-i", "rtmp://"+nd.RTMPAddr()+"/"+w.room+"/main?token="+token, "-t", "2", "-c", "copy", "-f", "flv", out)
+		cmd.Stderr = &testWriter{t: t}
+		if err := cmd.Run(); err != nil {
+			return err
+		}
+		if got := ffprobe(t, out).codecs(); got["video"] != "h264" || got["audio"] != "aac" {
+			t.Fatalf("ffmpeg read %v from node %s; want video h264 and audio aac", got, nd.NodeID())
+		}
+		return nil
+	}
+	for _, nd := range []*node{a, b} {
+		if err := read(nd, w.member); err != nil {
+			t.Fatalf("ffmpeg -i rtmp://%s as a member: %v", nd.NodeID(), err)
+		}
+	}
+	if err := read(a, ""); err == nil {
+		t.Fatal("ffmpeg read the stream without a token")
+	}
+	if err := read(a, w.outside); err == nil {
+		t.Fatal("ffmpeg read the stream as an outsider")
+	}
+}
+
+// TestRTMPS: ffmpeg publishes over RTMP in TLS (rtmps://) and reads the
+// stream back the same way.
+func TestRTMPS(t *testing.T) {
+	w := newWorld(t)
+	leases, _ := w.connect()
+	tc := w.serverTLS.Clone()
+	tc.ClientAuth, tc.ClientCAs = tls.NoClientCert, nil
+	n, err := live.New(live.Config{NodeID: "s", RTMPSAddr: "127.0.0.1:0", RTMPSTLS: tc, Rooms: w.svc, Leases: leases, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	if n.RTMPAddr() != "" {
+		t.Fatalf("RTMP listener %s; want only RTMPS", n.RTMPAddr())
+	}
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine",
+		"-t", "30", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac",
+		"-f", "flv", "rtmps://"+n.RTMPSAddr()+"/"+w.room+"/"+w.key)
+	cmd.Stderr = &testWriter{t: t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor(t, 20*time.Second, "the stream live over RTMPS", func() bool {
+		st, err := n.Status(context.Background(), w.room+"/main")
+		return err == nil && st.GetStats().GetTotalBytes() > 0
+	})
+	got := ffprobe(t, "rtmps://"+n.RTMPSAddr()+"/"+w.room+"/main?token="+w.member).codecs()
+	if got["video"] != "h264" || got["audio"] != "aac" {
+		t.Fatalf("ffprobe over rtmps saw %v; want h264 and aac", got)
 	}
 }

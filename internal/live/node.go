@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,10 @@ type Config struct {
 	NodeID string
 	// RTMPAddr is the RTMP ingest listener; "" disables ingest.
 	RTMPAddr string
+	// RTMPSAddr is an RTMP-over-TLS listener (publish and play as on
+	// RTMPAddr) presenting RTMPSTLS; "" disables it.
+	RTMPSAddr string
+	RTMPSTLS  *tls.Config
 	// RelayAddr is where other nodes reach this node's StreamRelayService
 	// (recorded in the lease); "" when the node does not serve relays.
 	RelayAddr string
@@ -73,7 +78,8 @@ type Node struct {
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the node starts
-	ln     net.Listener
+	ln     net.Listener   // RTMP
+	tlsLn  net.Listener   // RTMPS
 
 	mu      sync.Mutex
 	closed  bool
@@ -89,6 +95,9 @@ type Node struct {
 func New(cfg Config) (*Node, error) {
 	if cfg.Rooms == nil {
 		return nil, errors.New("live: Config.Rooms is required")
+	}
+	if cfg.RTMPSAddr != "" && cfg.RTMPSTLS == nil {
+		return nil, errors.New("live: the RTMPS listener needs a TLS certificate (Config.RTMPSTLS)")
 	}
 	if cfg.NodeID == "" {
 		cfg.NodeID = "local"
@@ -133,18 +142,35 @@ func (n *Node) Start() error {
 		defer n.wg.Done()
 		n.cfg.Leases.Watch(n.ctx, n.leaseChanged)
 	}()
-	if n.cfg.RTMPAddr == "" {
-		return nil
+	if n.cfg.RTMPAddr != "" {
+		ln, err := net.Listen("tcp", n.cfg.RTMPAddr)
+		if err != nil {
+			return fmt.Errorf("live: RTMP listener: %w", err)
+		}
+		n.ln = ln
+		n.wg.Add(1)
+		go n.acceptRTMP(ln)
+		n.log.Info("RTMP ingest listening", "addr", ln.Addr().String())
 	}
-	ln, err := net.Listen("tcp", n.cfg.RTMPAddr)
-	if err != nil {
-		return fmt.Errorf("live: RTMP listener: %w", err)
+	if n.cfg.RTMPSAddr != "" {
+		ln, err := tls.Listen("tcp", n.cfg.RTMPSAddr, n.cfg.RTMPSTLS)
+		if err != nil {
+			return fmt.Errorf("live: RTMPS listener: %w", err)
+		}
+		n.tlsLn = ln
+		n.wg.Add(1)
+		go n.acceptRTMP(ln)
+		n.log.Info("RTMPS ingest listening", "addr", ln.Addr().String())
 	}
-	n.ln = ln
-	n.wg.Add(1)
-	go n.acceptRTMP()
-	n.log.Info("RTMP ingest listening", "addr", ln.Addr().String())
 	return nil
+}
+
+// RTMPSAddr is the bound RTMPS address ("" without a listener).
+func (n *Node) RTMPSAddr() string {
+	if n.tlsLn == nil {
+		return ""
+	}
+	return n.tlsLn.Addr().String()
 }
 
 // RTMPAddr is the bound RTMP address ("" without a listener).
@@ -172,8 +198,10 @@ func (n *Node) Close() {
 		streams = append(streams, s)
 	}
 	n.mu.Unlock()
-	if n.ln != nil {
-		_ = n.ln.Close()
+	for _, ln := range []net.Listener{n.ln, n.tlsLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
 	}
 	for _, s := range streams {
 		s.stop()

@@ -3,6 +3,7 @@ package live
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -16,10 +17,10 @@ import (
 // handshakeTimeout bounds the RTMP handshake and connect/publish commands.
 const handshakeTimeout = 10 * time.Second
 
-func (n *Node) acceptRTMP() {
+func (n *Node) acceptRTMP(ln net.Listener) {
 	defer n.wg.Done()
 	for {
-		c, err := n.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return // closed
 		}
@@ -72,9 +73,7 @@ func (n *Node) serveRTMP(c net.Conn) error {
 	}
 	remote := c.RemoteAddr().String()
 	if !sc.Publish {
-		n.m.refused.WithLabelValues("play").Inc()
-		_ = sc.RejectAction()
-		return errors.New("RTMP play is not served; watch over HTTP-FLV")
+		return n.servePlay(c, sc)
 	}
 	roomID, key, ok := splitPublishPath(sc.URL.Path)
 	if !ok {
@@ -229,6 +228,83 @@ func (n *Node) renewLease(s *stream, stopped <-chan struct{}) {
 			default:
 				n.log.Warn("live: renewing the publisher lease failed; retrying", "stream", s.path, "epoch", s.epoch, "err", err)
 			}
+		}
+	}
+}
+
+// servePlay serves an RTMP player (ffplay, ffmpeg -i, OBS media sources)
+// of rtmp://<gateway>/<room_id>/<name>?token=<access token>, authorised
+// like HTTP-FLV: the token's user must be an active member of the room.
+// The player gets the codec headers and the GOP cache, then live tags,
+// from the same bounded viewer queue as an HTTP-FLV viewer.
+func (n *Node) servePlay(c net.Conn, sc *gortmplib.ServerConn) error {
+	roomID, name, ok := splitPublishPath(sc.URL.Path)
+	token := sc.URL.Query().Get("token")
+	switch {
+	case !ok || !validName(name):
+		_ = sc.RejectAction()
+		return errors.New("play: path is not /<room_id>/<name>")
+	case token == "" || len(token) > 4096:
+		_ = sc.RejectAction()
+		return errors.New("play: no access token (add ?token=<access token> to the URL)")
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, handshakeTimeout)
+	defer cancel()
+	if _, err := n.cfg.Rooms.AuthorizeViewer(ctx, token, roomID); err != nil {
+		_ = sc.RejectAction()
+		return fmt.Errorf("play: %w", err)
+	}
+	s, err := n.streamFor(ctx, roomID+"/"+name, roomID, name)
+	if err != nil {
+		_ = sc.RejectAction()
+		return fmt.Errorf("play: %w", err)
+	}
+	v := s.subscribe(n.cfg.ViewerQueue)
+	if v == nil {
+		_ = sc.RejectAction()
+		return errors.New("play: the stream has ended")
+	}
+	defer n.leave(s, v)
+	if err := sc.AcceptAction(); err != nil {
+		return err
+	}
+	_ = c.SetDeadline(time.Time{})
+	// The player's acknowledgements and pings are read and dropped, so
+	// its writes never stall; the reader ends when the connection closes.
+	left := make(chan struct{})
+	go func() {
+		defer close(left)
+		for {
+			if _, err := sc.Read(); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		_ = c.Close()
+		<-left
+	}()
+	for {
+		select {
+		case t := <-v.ch:
+			v.took(t, n.cfg.MaxLag)
+			m, ok, err := messageFromTag(t)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			_ = c.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+			if err := sc.Write(m); err != nil {
+				return err
+			}
+		case <-s.done:
+			return nil
+		case <-left:
+			return nil
+		case <-n.ctx.Done():
+			return nil
 		}
 	}
 }
