@@ -332,8 +332,20 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rooms.GetRooms()) != 1 || rooms.GetRooms()[0].GetId() != room || rooms.GetRooms()[0].GetMemberCount() != 2 {
+	if len(rooms.GetRooms()) != 1 || rooms.GetRooms()[0].GetId() != room || rooms.GetRooms()[0].GetMemberCount() != 2 ||
+		rooms.GetRooms()[0].GetIsLive() {
 		t.Fatalf("BatchGetRooms: %v", rooms)
+	}
+	// is_live comes from the node's live streams (internal/live in a gateway).
+	c.gws[2].svc.OnLiveStreams(func(id string) []*clientv1.LiveEvent {
+		if id != room {
+			return nil
+		}
+		return []*clientv1.LiveEvent{{Type: clientv1.LiveEvent_STARTED, StreamKey: id + "/main"}}
+	})
+	rooms, err = data.BatchGetRooms(ctx, &datav1.BatchGetRoomsRequest{RoomIds: []string{room}})
+	if err != nil || len(rooms.GetRooms()) != 1 || !rooms.GetRooms()[0].GetIsLive() {
+		t.Fatalf("BatchGetRooms with a live stream: %v, %v", rooms, err)
 	}
 }
 

@@ -245,7 +245,8 @@ func (s dataServer) BatchGetRooms(ctx context.Context, req *datav1.BatchGetRooms
 		if err != nil {
 			return nil, status.Error(codes.Internal, "room not encodable")
 		}
-		resp.Rooms = append(resp.Rooms, &datav1.RoomInfo{Id: r.GetId(), Name: r.GetName(), MemberCount: r.GetMemberCount(), Data: data})
+		resp.Rooms = append(resp.Rooms, &datav1.RoomInfo{Id: r.GetId(), Name: r.GetName(), MemberCount: r.GetMemberCount(),
+			IsLive: s.n.rooms.IsLive(r.GetId()), Data: data})
 	}
 	return resp, nil
 }

@@ -30,6 +30,7 @@ type Rooms interface {
 	Deliver(roomID string, seq int64, remote bool, msg *clientv1.ServerMessage)
 	SetPlayback(ctx context.Context, roomID, movieID string, playing bool, position, rate float64) (*clientv1.RoomState, error)
 	RoomsByID(ctx context.Context, ids []string) ([]*clientv1.Room, error)
+	IsLive(roomID string) bool
 }
 
 // Config configures a Node. Zero values pick the documented defaults.

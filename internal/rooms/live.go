@@ -46,6 +46,10 @@ func (s *Service) OnLiveStreams(fn func(roomID string) []*clientv1.LiveEvent) {
 	s.live.mu.Unlock()
 }
 
+// IsLive reports whether a stream of the room is live (on this node or,
+// with the gateway tier, on any node holding a lease).
+func (s *Service) IsLive(roomID string) bool { return len(s.liveStreams(roomID)) > 0 }
+
 func (s *Service) liveStreams(roomID string) []*clientv1.LiveEvent {
 	s.live.mu.Lock()
 	fn := s.live.streams
