@@ -11,6 +11,7 @@ import (
 	"time"
 
 	streamv1 "github.com/croupier/croupier/api/synctv/stream/v1"
+	"github.com/croupier/croupier/internal/audit"
 	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/gateway"
 	"github.com/croupier/croupier/internal/live"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -28,6 +30,9 @@ type liveHostConfig struct {
 	// RTMPAddr is the ingest listener ("" off); MaxStreams bounds it.
 	RTMPAddr   string
 	MaxStreams int
+	// Audit receives refused publishes and stopped streams (rate limited,
+	// see liveAuditor); nil: they are only logged.
+	Audit audit.Recorder
 	// RTMPSAddr is the RTMP-over-TLS listener ("" off) presenting
 	// RTMPSTLSCert/Key.
 	RTMPSAddr, RTMPSTLSCert, RTMPSTLSKey string
@@ -62,7 +67,8 @@ type liveHost struct {
 }
 
 func startLive(ctx context.Context, log *slog.Logger, cfg liveHostConfig, svc *rooms.Service, reg prometheus.Registerer) (_ *liveHost, err error) {
-	lcfg := live.Config{NodeID: cfg.NodeID, RTMPAddr: cfg.RTMPAddr, RTMPSAddr: cfg.RTMPSAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log, Registerer: reg}
+	lcfg := live.Config{NodeID: cfg.NodeID, RTMPAddr: cfg.RTMPAddr, RTMPSAddr: cfg.RTMPSAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log, Registerer: reg,
+		Audit: liveAuditor(cfg.Audit, rate.NewLimiter(liveAuditRate, liveAuditBurst), log)}
 	if cfg.RTMPSAddr != "" {
 		if lcfg.RTMPSTLS, err = tlsconf.ServerConfig("", cfg.RTMPSTLSCert, cfg.RTMPSTLSKey, false); err != nil {
 			return nil, fmt.Errorf("RTMPS listener TLS: %w", err)

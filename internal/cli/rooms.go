@@ -70,8 +70,8 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Room writes go to the operators' audit trail in the same database
-	// (docs/access.md). Refused live publishes are only logged: anyone can
-	// attempt one, so they could flood the trail.
+	// (docs/access.md), and so do refused live publishes (rate limited:
+	// anyone can attempt one; see liveAuditor).
 	alog, err := audit.Open(ctx, audit.Config{Store: st, Logger: log.With("part", "audit")})
 	if err != nil {
 		_ = st.Close()
@@ -96,6 +96,7 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 			return nil, err
 		}
 	}
+	cfg.Live.Audit = alog
 	ln, err := startLive(ctx, log.With("part", "live"), cfg.Live, svc, reg)
 	if err != nil {
 		svc.Close()

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -82,6 +83,7 @@ func TestDev(t *testing.T) {
 	}
 
 	env := []string{"CROUPIER_PROFILE=" + filepath.Join(dir, "client.yaml")}
+	devLiveRefused(t, env, p.output(), rooms[2])
 
 	out, code := run(t, env, "registry", "list")
 	for _, fn := range []string{"player.get", "player.ban", "player.grant_item", "mail.broadcast"} {
@@ -223,5 +225,37 @@ func devLive(t *testing.T, out, base, room string) {
 			t.Fatalf("ffprobe %s: %v %q", url, err, out)
 		}
 		time.Sleep(200 * time.Millisecond) // polling until the publisher is live, bounded by deadline
+	}
+}
+
+// devLiveRefused publishes with a wrong stream key: the gateway refuses it
+// at publish and the refusal is a row of the operators' audit trail
+// (docs/live.md).
+func devLiveRefused(t *testing.T, env []string, out, room string) {
+	t.Helper()
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		return // devLive says why
+	}
+	ingest := regexp.MustCompile(`live ingest\s+(rtmp://\S+/` + regexp.QuoteMeta(room) + `/)main\.\S+`).FindStringSubmatch(out)
+	if ingest == nil {
+		t.Fatalf("dev printed no live ingest URL for the demo room:\n%s", out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bad := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=5",
+		"-t", "1", "-c:v", "libx264", "-preset", "ultrafast", "-f", "flv", ingest[1]+"main.not-the-key")
+	if msg, err := bad.CombinedOutput(); err == nil {
+		t.Fatalf("ffmpeg published with a wrong stream key: %s", msg)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rows, code := run(t, env, "audit", "list", "--action", "live.publish_refused", "-o", "json")
+		if code == 0 && strings.Contains(rows, room) && strings.Contains(rows, "PERMISSION_DENIED") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no live.publish_refused audit row for room %s (exit %d):\n%s", room, code, rows)
+		}
+		time.Sleep(200 * time.Millisecond) // the row is written after the refusal; bounded by deadline
 	}
 }

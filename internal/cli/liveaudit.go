@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/croupier/croupier/internal/audit"
+	"github.com/croupier/croupier/internal/live"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Live refusals in the audit trail: anyone who reaches the RTMP port can
+// try a key, so rows are rate limited per node (liveAuditRate, burst
+// liveAuditBurst); every refusal is also logged at WARN by internal/live,
+// so one beyond the limit is not lost from the log.
+const (
+	liveAuditRate  = 5 // rows per second, refilled
+	liveAuditBurst = 50
+)
+
+// liveAuditor records live.AuditEvents as audit rows: actor
+// "rtmp:<remote host>", action "live.<event>" ("live.publish_refused",
+// "live.stream_stopped"), the room, stream, remote address and reason as
+// payload, PERMISSION_DENIED as the result of a refusal. lim bounds the
+// rows; a nil rec records nothing.
+func liveAuditor(rec audit.Recorder, lim *rate.Limiter, log *slog.Logger) func(live.AuditEvent) {
+	if rec == nil {
+		return nil
+	}
+	return func(ev live.AuditEvent) {
+		if !lim.Allow() {
+			return
+		}
+		host := ev.Remote
+		if h, _, err := net.SplitHostPort(ev.Remote); err == nil {
+			host = h
+		}
+		e := audit.Entry{
+			Actor:  "rtmp:" + host,
+			Action: "live." + strings.ReplaceAll(ev.Action, " ", "_"),
+			Payload: map[string]string{"room_id": ev.RoomID, "stream": ev.Stream, "remote": ev.Remote,
+				"reason": ev.Reason},
+		}
+		if strings.HasSuffix(ev.Action, "refused") {
+			e.Err = status.Error(codes.PermissionDenied, ev.Reason)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := rec.Record(ctx, e); err != nil {
+			log.Error("live: audit row not written", "action", e.Action, "room", ev.RoomID, "err", err)
+		}
+	}
+}
