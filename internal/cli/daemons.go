@@ -47,17 +47,8 @@ func serverFlags(fs *pflag.FlagSet, d config.Server) {
 	fs.Int("rate-user-burst", d.RateUserBurst, "burst per operator")
 	fs.Float64("rate-function", d.RateFunction, "calls per second per function (0 = unlimited)")
 	fs.Int("rate-function-burst", d.RateFunctionBurst, "burst per function")
-	fs.String("nats", d.NATS, "cluster bus: embedded (NATS inside the process), external (--nats-url) or off")
-	fs.String("node-id", "", "this node's id in the cluster (default: host name and pid)")
-	fs.String("nats-url", "", "external NATS servers (nats://a:4222,nats://b:4222); with --nats external")
-	fs.String("nats-creds", "", "NATS user credentials file (external NATS)")
-	fs.String("nats-tls-ca", "", "CA that signs the external NATS servers' certificates")
-	fs.String("nats-tls-cert", "", "client certificate for the external NATS")
-	fs.String("nats-tls-key", "", "client key for the external NATS")
-	fs.String("nats-listen", d.NATSListen, "embedded NATS client address (loopback unless other nodes connect to it)")
-	fs.String("nats-cluster-name", "", "embedded NATS cluster name; enables routes")
-	fs.String("nats-cluster-listen", "", "embedded NATS route address (host:port) other nodes' --nats-routes point at")
-	fs.StringSlice("nats-routes", nil, "embedded NATS routes (nats://host:6222, repeatable); list every node, this one included")
+	natsFlags(fs, d.NATS, d.NATSListen, "cluster bus: embedded (NATS inside the process), external (--nats-url) or off",
+		"this node's id in the cluster (default: host name and pid)")
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -185,4 +176,20 @@ func checkKeyFiles(log *slog.Logger, resolve func() error, tlsKey *string, insec
 		extra = append(extra, *tlsKey)
 	}
 	secfile.Check(log, extra...)
+}
+
+// natsFlags are the cluster bus flags `croupier server` and `croupier
+// gateway` share (docs/cluster.md); mode and listen are the defaults.
+func natsFlags(fs *pflag.FlagSet, mode, listen, modeHelp, nodeIDHelp string) {
+	fs.String("nats", mode, modeHelp)
+	fs.String("node-id", "", nodeIDHelp)
+	fs.String("nats-url", "", "external NATS servers (nats://a:4222,nats://b:4222); with --nats external")
+	fs.String("nats-creds", "", "NATS user credentials file (external NATS)")
+	fs.String("nats-tls-ca", "", "CA that signs the external NATS servers' certificates")
+	fs.String("nats-tls-cert", "", "client certificate for the external NATS")
+	fs.String("nats-tls-key", "", "client key for the external NATS")
+	fs.String("nats-listen", listen, "embedded NATS client address (loopback unless other nodes connect to it)")
+	fs.String("nats-cluster-name", "", "embedded NATS cluster name; enables routes")
+	fs.String("nats-cluster-listen", "", "embedded NATS route address (host:port) other nodes' --nats-routes point at")
+	fs.StringSlice("nats-routes", nil, "embedded NATS routes (nats://host:6222, repeatable); list every node, this one included")
 }

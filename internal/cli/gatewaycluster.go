@@ -20,18 +20,9 @@ import (
 
 // gatewayClusterFlags are the flags of the gateway tier (docs/cluster.md).
 func gatewayClusterFlags(fs *pflag.FlagSet, d gateway.Config) {
-	fs.String("nats", d.NATS, "gateway tier bus: off (rooms on this node only), embedded (NATS inside the process) or external (--nats-url)")
-	fs.String("node-id", "", "this gateway node's id in the cluster (default: host name and pid)")
+	natsFlags(fs, d.NATS, d.NATSListen, "gateway tier bus: off (rooms on this node only), embedded (NATS inside the process) or external (--nats-url)",
+		"this gateway node's id in the cluster (default: host name and pid)")
 	fs.String("data-dir", "", "data directory: JetStream files in DATA_DIR/gateway/nats, default certificates in DATA_DIR/certs (default $CROUPIER_DATA_DIR or ./croupier-data)")
-	fs.String("nats-url", "", "external NATS servers (nats://a:4222,nats://b:4222); with --nats external")
-	fs.String("nats-creds", "", "NATS user credentials file (external NATS)")
-	fs.String("nats-tls-ca", "", "CA that signs the external NATS servers' certificates")
-	fs.String("nats-tls-cert", "", "client certificate for the external NATS")
-	fs.String("nats-tls-key", "", "client key for the external NATS")
-	fs.String("nats-listen", d.NATSListen, "embedded NATS client address (loopback unless other nodes connect to it)")
-	fs.String("nats-cluster-name", "", "embedded NATS cluster name; enables routes")
-	fs.String("nats-cluster-listen", "", "embedded NATS route address (host:port) other nodes' --nats-routes point at")
-	fs.StringSlice("nats-routes", nil, "embedded NATS routes (nats://host:6222, repeatable); list every node, this one included")
 	fs.String("cluster-addr", d.ClusterAddr, "gRPC listener of SyncTV's ClusterService and DataSyncService (mTLS); empty: not served")
 	fs.String("cluster-advertise", "", "address other nodes reach --cluster-addr at (default: the listener's)")
 	fs.String("cluster-tls-ca", "", "CA whose client certificates the cluster listener accepts (default DATA_DIR/certs/ca.crt)")
