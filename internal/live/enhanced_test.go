@@ -90,7 +90,7 @@ func (r *flvReader) next() live.Tag {
 
 // wantHeaders: onMetaData with videocodecid 'hvc1' as a number (what
 // Enhanced RTMP publishers send), then the Enhanced FLV SequenceStart
-// (IsExHeader, key frame, packet type 0, FourCC hvc1) with the hvcC record
+// (0x90: IsExHeader, key frame, packet type 0; FourCC hvc1) with the hvcC record
 // holding the publisher's parameter sets.
 func (r *flvReader) wantHeaders(vps, sps, pps []byte) {
 	r.t.Helper()
@@ -107,7 +107,7 @@ func (r *flvReader) wantHeaders(vps, sps, pps []byte) {
 		r.t.Fatalf("videocodecid %v, want %v ('hvc1')", id, float64(message.FourCCHEVC))
 	}
 	seq := r.next()
-	if seq.Type != live.TagVideo || len(seq.Data) < 5 || seq.Data[0] != 0x80|1<<4|0 || string(seq.Data[1:5]) != "hvc1" {
+	if seq.Type != live.TagVideo || len(seq.Data) < 5 || seq.Data[0] != 0x80|1<<4 || string(seq.Data[1:5]) != "hvc1" {
 		r.t.Fatalf("second tag: %d % x, want the hvc1 SequenceStart", seq.Type, seq.Data[:min(8, len(seq.Data))])
 	}
 	for _, ps := range [][]byte{vps, sps, pps} {
@@ -123,7 +123,8 @@ func (r *flvReader) wantFrame(i int, au [][]byte, codedFrames bool) {
 	r.t.Helper()
 	tg := r.next()
 	avcc, _ := h264.AVCC(au).Marshal()
-	ft, pt, payload := byte(2), byte(3), tg.Data
+	ft, pt := byte(2), byte(3)
+	var payload []byte
 	if i%4 == 0 {
 		ft = 1
 	}
