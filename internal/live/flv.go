@@ -54,6 +54,9 @@ func (t Tag) header() bool {
 		}
 		return len(t.Data) > 1 && t.Data[0]&exHeaderBit == 0 && t.Data[1] == 0
 	case TagAudio:
+		if t.exAudio() {
+			return message.AudioExType(t.Data[0]&0x0f) == message.AudioExTypeSequenceStart
+		}
 		return len(t.Data) > 1 && t.Data[0]>>4 == message.CodecMPEG4Audio && t.Data[1] == 0
 	}
 	return false
@@ -126,6 +129,8 @@ func tagFromMessage(m message.Message) (t Tag, ok bool, err error) {
 	switch m := m.(type) {
 	case *message.VideoExSequenceStart, *message.VideoExCodedFrames, *message.VideoExFramesX:
 		return exVideoTag(m)
+	case *message.AudioExSequenceStart, *message.AudioExCodedFrames:
+		return exAudioTag(m)
 	case *message.Video:
 		var body []byte
 		switch m.Type {
@@ -246,7 +251,10 @@ func messageFromTag(t Tag) (m message.Message, ok bool, err error) {
 		}
 		return v, true, nil
 	case TagAudio:
-		if len(t.Data) < 2 {
+		if t.exAudio() {
+			return exAudioMessage(t)
+		}
+		if len(t.Data) < 2 || t.Data[0]>>4 == soundFormatExHeader {
 			return nil, false, fmt.Errorf("%w: audio tag of %d bytes", errFLV, len(t.Data))
 		}
 		a := &message.Audio{ChunkStreamID: message.AudioChunkStreamID, MessageStreamID: playStreamID, DTS: dts,

@@ -9,6 +9,9 @@ import (
 	"github.com/abema/go-mp4"
 	"github.com/bluenviron/gortmplib/pkg/message"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/flac"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
 )
 
@@ -196,4 +199,94 @@ func knownVideoFourCC(c message.FourCC) bool {
 		return true
 	}
 	return false
+}
+
+// Enhanced RTMP audio: SoundFormat 9 (ExHeader) in the top nibble, the
+// packet type in the bottom one, the FourCC (Opus, fLaC, ac-3, .mp3,
+// mp4a), then the codec's configuration (SequenceStart: Opus ID header,
+// FLAC STREAMINFO, AudioSpecificConfig; none for AC-3/MP3) or frames
+// (CodedFrames). Every audio frame is a random access point.
+const soundFormatExHeader = 9
+
+// exAudio reports an Enhanced FLV audio tag.
+func (t Tag) exAudio() bool {
+	return t.Type == TagAudio && len(t.Data) >= 5 && t.Data[0]>>4 == soundFormatExHeader
+}
+
+func exAudioHeader(pt message.AudioExType, c message.FourCC) []byte {
+	b := []byte{soundFormatExHeader<<4 | byte(pt)&0x0f, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[1:], uint32(c))
+	return b
+}
+
+// exAudioTag turns an Enhanced RTMP audio message into its Enhanced FLV
+// tag. ok is false for what is not relayed (multichannel configuration,
+// multitrack, sequence end).
+func exAudioTag(m message.Message) (t Tag, ok bool, err error) {
+	switch m := m.(type) {
+	case *message.AudioExSequenceStart:
+		var cfg []byte
+		switch {
+		case m.FourCC == message.FourCCOpus && m.OpusConfig != nil:
+			cfg, err = m.OpusConfig.Marshal()
+		case m.FourCC == message.FourCCFLAC && m.FlacConfig != nil:
+			cfg, err = m.FlacConfig.Marshal()
+		case m.FourCC == message.FourCCMP4A && m.AACConfig != nil:
+			cfg, err = m.AACConfig.Marshal()
+		case m.FourCC == message.FourCCAC3, m.FourCC == message.FourCCMP3:
+		default:
+			return Tag{}, false, nil
+		}
+		if err != nil {
+			return Tag{}, false, fmt.Errorf("live: %v config: %w", m.FourCC, err)
+		}
+		return Tag{Type: TagAudio, Data: append(exAudioHeader(message.AudioExTypeSequenceStart, m.FourCC), cfg...)}, true, nil
+	case *message.AudioExCodedFrames:
+		return Tag{Type: TagAudio, Timestamp: ms(m.DTS), Data: append(exAudioHeader(message.AudioExTypeCodedFrames, m.FourCC), m.Payload...)}, true, nil
+	}
+	return Tag{}, false, nil
+}
+
+// exAudioMessage turns an Enhanced FLV audio tag back into the ex message
+// an RTMP player gets.
+func exAudioMessage(t Tag) (m message.Message, ok bool, err error) {
+	c := message.FourCC(binary.BigEndian.Uint32(t.Data[1:5]))
+	body := t.Data[5:]
+	switch message.AudioExType(t.Data[0] & 0x0f) {
+	case message.AudioExTypeSequenceStart:
+		s := &message.AudioExSequenceStart{ChunkStreamID: message.AudioChunkStreamID, MessageStreamID: playStreamID, FourCC: c}
+		switch c {
+		case message.FourCCOpus:
+			s.OpusConfig = &opus.IDHeader{}
+			err = s.OpusConfig.Unmarshal(body)
+		case message.FourCCFLAC:
+			s.FlacConfig = &flac.StreamInfo{}
+			err = s.FlacConfig.Unmarshal(body)
+		case message.FourCCMP4A:
+			s.AACConfig = &mpeg4audio.AudioSpecificConfig{}
+			err = s.AACConfig.Unmarshal(body)
+		case message.FourCCAC3, message.FourCCMP3:
+			if len(body) != 0 {
+				return nil, false, fmt.Errorf("%w: %v SequenceStart with a body", errFLV, c)
+			}
+		default:
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: %v config: %w", errFLV, c, err)
+		}
+		return s, true, nil
+	case message.AudioExTypeCodedFrames:
+		switch c {
+		case message.FourCCOpus, message.FourCCFLAC, message.FourCCMP4A, message.FourCCAC3, message.FourCCMP3:
+		default:
+			return nil, false, nil
+		}
+		if len(body) == 0 {
+			return nil, false, fmt.Errorf("%w: empty %v CodedFrames", errFLV, c)
+		}
+		return &message.AudioExCodedFrames{ChunkStreamID: message.AudioChunkStreamID, MessageStreamID: playStreamID,
+			DTS: time.Duration(t.Timestamp) * time.Millisecond, FourCC: c, Payload: body}, true, nil
+	}
+	return nil, false, nil
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/abema/go-mp4"
 	"github.com/bluenviron/gortmplib/pkg/message"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	streamv1 "github.com/croupier/croupier/api/synctv/stream/v1"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -151,6 +153,51 @@ func TestEnhancedVideoTags(t *testing.T) {
 	}
 }
 
+// TestEnhancedAudioTags: Enhanced RTMP audio (SoundFormat 9, FourCC)
+// becomes Enhanced FLV tags, sequence starts are codec headers, and an
+// RTMP player gets the same messages back.
+func TestEnhancedAudioTags(t *testing.T) {
+	opusHead := &opus.IDHeader{Version: 1, ChannelCount: 2, PreSkip: 312, InputSampleRate: 48000}
+	opusBytes, err := opusHead.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	aac := &mpeg4audio.AudioSpecificConfig{Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 44100, ChannelConfig: 2}
+	for _, tc := range []struct {
+		name string
+		m    message.Message
+		ts   uint32
+		data []byte
+		hdr  bool
+	}{
+		{"Opus SequenceStart", &message.AudioExSequenceStart{FourCC: message.FourCCOpus, OpusConfig: opusHead},
+			0, append([]byte{0x90, 'O', 'p', 'u', 's'}, opusBytes...), true},
+		{"Opus CodedFrames", &message.AudioExCodedFrames{FourCC: message.FourCCOpus, DTS: 20 * time.Millisecond, Payload: []byte{0xfc, 1, 2}},
+			20, []byte{0x91, 'O', 'p', 'u', 's', 0xfc, 1, 2}, false},
+		{"mp4a SequenceStart", &message.AudioExSequenceStart{FourCC: message.FourCCMP4A, AACConfig: aac},
+			0, []byte{0x90, 'm', 'p', '4', 'a', 0x12, 0x10}, true},
+		{"AC-3 SequenceStart has no body", &message.AudioExSequenceStart{FourCC: message.FourCCAC3},
+			0, []byte{0x90, 'a', 'c', '-', '3'}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg, ok, err := tagFromMessage(tc.m)
+			if err != nil || !ok {
+				t.Fatalf("tagFromMessage: ok %v, %v", ok, err)
+			}
+			if tg.Type != TagAudio || tg.Timestamp != tc.ts || !bytes.Equal(tg.Data, tc.data) || tg.header() != tc.hdr {
+				t.Fatalf("tag %d@%d % x header %v, want %d@%d % x header %v", tg.Type, tg.Timestamp, tg.Data, tg.header(), TagAudio, tc.ts, tc.data, tc.hdr)
+			}
+			m, ok, err := messageFromTag(tg)
+			if err != nil || !ok {
+				t.Fatalf("messageFromTag: ok %v, %v", ok, err)
+			}
+			if back, _, err := tagFromMessage(m); err != nil || !bytes.Equal(back.Data, tg.Data) || back.Timestamp != tg.Timestamp {
+				t.Fatalf("played back as %T, re-encoded % x (%v), want % x", m, back.Data, err, tg.Data)
+			}
+		})
+	}
+}
+
 // FuzzReadTag: our FLV tag reader never panics, refuses oversized tags
 // before reading them, and what it reads re-encodes to the same bytes.
 func FuzzReadTag(f *testing.F) {
@@ -201,6 +248,9 @@ func FuzzMessageFromTag(f *testing.F) {
 	f.Add(uint8(TagVideo), uint32(80), []byte{0xa3, 'a', 'v', '0', '1', 0x12, 0})
 	f.Add(uint8(TagVideo), uint32(0), []byte{0x93, 'v', 'p', '0', '9', 0x82, 0x49, 0x83, 0x42, 0x00, 0x77, 0xf0, 0x32})
 	f.Add(uint8(TagVideo), uint32(0), []byte{0x90, 'a', 'v', '0', '1', 0x81, 0x08, 0x0c, 0x00, 0x0a, 0x0b, 0, 0, 0, 0x42, 0xab, 0xbf, 0xc3, 0x70, 0x0b, 0xe0, 0x01})
+	f.Add(uint8(TagAudio), uint32(0), []byte{0x90, 'm', 'p', '4', 'a', 0x12, 0x10})
+	f.Add(uint8(TagAudio), uint32(20), []byte{0x91, 'O', 'p', 'u', 's', 0xfc, 1, 2})
+	f.Add(uint8(TagAudio), uint32(0), []byte{0x90, 'O', 'p', 'u', 's', 'O', 'p', 'u', 's', 'H', 'e', 'a', 'd', 1, 2, 0x38, 1, 0x80, 0xbb, 0, 0, 0, 0, 0})
 	f.Add(uint8(TagScript), uint32(0), []byte{2, 0, 10, 'o', 'n', 'M', 'e', 't', 'a', 'D', 'a', 't', 'a', 5})
 	f.Fuzz(func(t *testing.T, typ uint8, ts uint32, data []byte) {
 		m, ok, err := messageFromTag(Tag{Type: typ, Timestamp: ts, Data: data})
@@ -211,7 +261,8 @@ func FuzzMessageFromTag(f *testing.F) {
 		if err != nil {
 			t.Fatalf("%T made from %x does not encode: %v", m, data, err)
 		}
-		seqStart := typ == TagVideo && data[0]&0x8f == 0x80 // Enhanced FLV SequenceStart: no timestamp in RTMP
+		// Enhanced FLV SequenceStarts have no timestamp in RTMP.
+		seqStart := (typ == TagVideo && data[0]&0x8f == 0x80) || (typ == TagAudio && data[0] == 0x90)
 		if ok && (back.Type != typ || (typ != TagScript && !seqStart && back.Timestamp != ts)) {
 			t.Fatalf("tag %d@%d became %d@%d", typ, ts, back.Type, back.Timestamp)
 		}
