@@ -35,20 +35,28 @@ type Tag struct {
 	queued time.Time
 }
 
-// keyframe reports a video tag of a keyframe (frame type 1).
+// keyframe reports a video tag of a keyframe (frame type 1; in an
+// Enhanced FLV tag the frame type is 3 bits after the IsExHeader bit).
 func (t Tag) keyframe() bool {
-	return t.Type == TagVideo && len(t.Data) > 0 && t.Data[0]>>4 == 1
+	return t.Type == TagVideo && len(t.Data) > 0 && t.Data[0]>>4&7 == frameTypeKey
 }
 
 // header reports a codec header: onMetaData, the AVC/HEVC decoder
-// configuration (packet type 0) or the AAC AudioSpecificConfig.
+// configuration (packet type 0, or an Enhanced FLV SequenceStart) or the
+// AAC AudioSpecificConfig.
 func (t Tag) header() bool {
 	switch t.Type {
 	case TagScript:
 		return true
 	case TagVideo:
-		return len(t.Data) > 1 && t.Data[1] == 0
+		if t.exVideo() {
+			return message.VideoExType(t.Data[0]&0x0f) == message.VideoExTypeSequenceStart
+		}
+		return len(t.Data) > 1 && t.Data[0]&exHeaderBit == 0 && t.Data[1] == 0
 	case TagAudio:
+		if t.exAudio() {
+			return message.AudioExType(t.Data[0]&0x0f) == message.AudioExTypeSequenceStart
+		}
 		return len(t.Data) > 1 && t.Data[0]>>4 == message.CodecMPEG4Audio && t.Data[1] == 0
 	}
 	return false
@@ -119,6 +127,10 @@ func readTag(r io.Reader, max int) (Tag, error) {
 // codecs this server does not relay.
 func tagFromMessage(m message.Message) (t Tag, ok bool, err error) {
 	switch m := m.(type) {
+	case *message.VideoExSequenceStart, *message.VideoExCodedFrames, *message.VideoExFramesX:
+		return exVideoTag(m)
+	case *message.AudioExSequenceStart, *message.AudioExCodedFrames:
+		return exAudioTag(m)
 	case *message.Video:
 		var body []byte
 		switch m.Type {
@@ -206,7 +218,10 @@ func messageFromTag(t Tag) (m message.Message, ok bool, err error) {
 	dts := time.Duration(t.Timestamp) * time.Millisecond
 	switch t.Type {
 	case TagVideo:
-		if len(t.Data) < 5 {
+		if t.exVideo() {
+			return exVideoMessage(t)
+		}
+		if len(t.Data) < 5 || t.Data[0]&exHeaderBit != 0 {
 			return nil, false, fmt.Errorf("%w: video tag of %d bytes", errFLV, len(t.Data))
 		}
 		v := &message.Video{ChunkStreamID: message.VideoChunkStreamID, MessageStreamID: playStreamID, DTS: dts,
@@ -236,7 +251,10 @@ func messageFromTag(t Tag) (m message.Message, ok bool, err error) {
 		}
 		return v, true, nil
 	case TagAudio:
-		if len(t.Data) < 2 {
+		if t.exAudio() {
+			return exAudioMessage(t)
+		}
+		if len(t.Data) < 2 || t.Data[0]>>4 == soundFormatExHeader {
 			return nil, false, fmt.Errorf("%w: audio tag of %d bytes", errFLV, len(t.Data))
 		}
 		a := &message.Audio{ChunkStreamID: message.AudioChunkStreamID, MessageStreamID: playStreamID, DTS: dts,

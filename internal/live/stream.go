@@ -119,17 +119,14 @@ func (s *stream) offer(v *viewer, t Tag) {
 	}
 	t.queued = time.Now()
 	if v.waitKey {
-		if !t.keyframe() {
-			if !t.header() {
-				return
-			}
-		} else {
-			if cap(v.ch)-len(v.ch) < 4 {
-				return
-			}
-			v.waitKey = false
-			s.sendHeaders(v)
+		// Codec headers are not passed on while waiting: write keeps the
+		// latest, and sendHeaders queues them with the keyframe. (A video
+		// header carries frame type 1 too, but does not start a GOP.)
+		if !t.keyframe() || t.header() || cap(v.ch)-len(v.ch) < 4 {
+			return
 		}
+		v.waitKey = false
+		s.sendHeaders(v)
 	}
 	select {
 	case v.ch <- t:
