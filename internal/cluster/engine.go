@@ -207,7 +207,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 // createBucket retries while a routed cluster elects its JetStream meta
 // leader (a few seconds after the servers meet).
 func (n *Node) createBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := startDeadline(ctx)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		kv, err := n.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
@@ -229,11 +229,20 @@ func (n *Node) createBucket(ctx context.Context) (jetstream.KeyValue, error) {
 	}
 }
 
+// startDeadline bounds the start's retries: the caller's deadline, or 30 s
+// without one.
+func startDeadline(ctx context.Context) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(30 * time.Second)
+}
+
 // register writes the node's first membership key, retrying while the
 // bucket's stream has no leader yet ("no response from stream": a routed
 // cluster under load elects it a moment after the bucket exists).
 func (n *Node) register(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := startDeadline(ctx)
 	for {
 		err := n.heartbeat(ctx)
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
