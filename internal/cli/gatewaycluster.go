@@ -84,7 +84,11 @@ func joinGatewayTier(ctx context.Context, log *slog.Logger, cfg gateway.Config) 
 	if advertise == "" && ln != nil {
 		advertise = ln.Addr().String()
 	}
-	t.node, err = roomcluster.New(ctx, roomcluster.Config{Conn: bus.Conn(), NodeID: bus.ID(), Address: advertise,
+	// Bounded like the bus's own start: a misconfigured cluster (e.g. more
+	// replicas than NATS servers) is an error, not a silent wait.
+	nctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	t.node, err = roomcluster.New(nctx, roomcluster.Config{Conn: bus.Conn(), NodeID: bus.ID(), Address: advertise,
 		Replicas: replicas, Logger: log.With("part", "roomcluster")})
 	if err != nil {
 		if ln != nil {
@@ -103,6 +107,10 @@ func joinGatewayTier(ctx context.Context, log *slog.Logger, cfg gateway.Config) 
 		"cluster_addr", advertise, "replicas", replicas)
 	return t, nil
 }
+
+// startTimeout bounds joining the gateway tier (the room log and buckets)
+// and starting the node's delivery.
+const startTimeout = 30 * time.Second
 
 // clusterTLS is the mTLS of the cluster listener: callers are other
 // nodes with a certificate from the same CA.

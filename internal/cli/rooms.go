@@ -89,7 +89,10 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 	}
 	if cfg.Bus != nil {
 		// Before serving: this node delivers every event from now on.
-		if err := cfg.Bus.Start(ctx, svc); err != nil {
+		sctx, cancel := context.WithTimeout(ctx, startTimeout)
+		err := cfg.Bus.Start(sctx, svc)
+		cancel()
+		if err != nil {
 			svc.Close()
 			_ = alog.Close()
 			_ = st.Close()

@@ -2,7 +2,9 @@ package roomcluster_test
 
 import (
 	"fmt"
+	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +14,9 @@ import (
 	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/roomcluster"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -346,6 +350,39 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 	rooms, err = data.BatchGetRooms(ctx, &datav1.BatchGetRoomsRequest{RoomIds: []string{room}})
 	if err != nil || len(rooms.GetRooms()) != 1 || !rooms.GetRooms()[0].GetIsLive() {
 		t.Fatalf("BatchGetRooms with a live stream: %v, %v", rooms, err)
+	}
+	_, err = data.BatchGetRooms(ctx, &datav1.BatchGetRoomsRequest{RoomIds: []string{room, strings.Repeat("x", 1<<16)}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a 64 KiB room id: %v, want INVALID_ARGUMENT", err)
+	}
+
+	// A node whose services are served before its rooms system is
+	// attached (Start) answers UNAVAILABLE instead of failing.
+	idle, err := roomcluster.New(ctx, roomcluster.Config{Conn: c.nats.connect("gw-idle", 0), NodeID: "gw-idle", Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idle.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	idle.Register(gs)
+	go func() { _ = gs.Serve(ln) }() // ends with gs.Stop below
+	t.Cleanup(gs.Stop)
+	cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	idleData := datav1.NewDataSyncServiceClient(cc)
+	if _, err := idleData.BatchGetRooms(ctx, &datav1.BatchGetRoomsRequest{RoomIds: []string{room}}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("BatchGetRooms before Start: %v, want UNAVAILABLE", err)
+	}
+	if _, err := idleData.SyncRoomState(ctx, &datav1.SyncRoomStateRequest{RoomId: room,
+		State: &datav1.RoomState{Status: "paused"}}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("SyncRoomState before Start: %v, want UNAVAILABLE", err)
 	}
 }
 

@@ -225,7 +225,11 @@ func (s dataServer) SyncRoomState(ctx context.Context, req *datav1.SyncRoomState
 			return nil, invalid(err)
 		}
 	}
-	if _, err := s.n.rooms.SetPlayback(ctx, req.GetRoomId(), st.GetMovieId(), playing, st.GetCurrentTime(), st.GetRate()); err != nil {
+	rooms, err := s.n.attached()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := rooms.SetPlayback(ctx, req.GetRoomId(), st.GetMovieId(), playing, st.GetCurrentTime(), st.GetRate()); err != nil {
 		return nil, err // a gRPC status from the rooms system
 	}
 	return &datav1.SyncRoomStateResponse{Success: true}, nil
@@ -235,7 +239,16 @@ func (s dataServer) BatchGetRooms(ctx context.Context, req *datav1.BatchGetRooms
 	if len(req.GetRoomIds()) > maxBatchRooms {
 		return nil, status.Errorf(codes.InvalidArgument, "%d room_ids: at most %d per call", len(req.GetRoomIds()), maxBatchRooms)
 	}
-	rooms, err := s.n.rooms.RoomsByID(ctx, req.GetRoomIds())
+	for _, id := range req.GetRoomIds() {
+		if err := checkID("room_id", id); err != nil {
+			return nil, invalid(err)
+		}
+	}
+	svc, err := s.n.attached()
+	if err != nil {
+		return nil, err
+	}
+	rooms, err := svc.RoomsByID(ctx, req.GetRoomIds())
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +259,7 @@ func (s dataServer) BatchGetRooms(ctx context.Context, req *datav1.BatchGetRooms
 			return nil, status.Error(codes.Internal, "room not encodable")
 		}
 		resp.Rooms = append(resp.Rooms, &datav1.RoomInfo{Id: r.GetId(), Name: r.GetName(), MemberCount: r.GetMemberCount(),
-			IsLive: s.n.rooms.IsLive(r.GetId()), Data: data})
+			IsLive: svc.IsLive(r.GetId()), Data: data})
 	}
 	return resp, nil
 }

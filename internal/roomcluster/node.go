@@ -14,6 +14,8 @@ import (
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -149,6 +151,18 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 
 // ID is the node's id.
 func (n *Node) ID() string { return n.cfg.NodeID }
+
+// attached is the rooms system Start attached, or UNAVAILABLE before: the
+// node's services can be served before its rooms system runs.
+func (n *Node) attached() (Rooms, error) {
+	n.mu.Lock()
+	r := n.rooms
+	n.mu.Unlock()
+	if r == nil {
+		return nil, status.Errorf(codes.Unavailable, "node %s: its rooms system is not running (yet); ask another node", n.cfg.NodeID)
+	}
+	return r, nil
+}
 
 // Start registers the node, starts its heartbeat and delivers the event
 // log, from now on, to rooms. Call it once, before the rooms system
