@@ -10,6 +10,7 @@ import (
 	"errors"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -98,3 +99,9 @@ func ResultOf(err error) string {
 	}
 	return c.String()
 }
+
+// NewRefusalLimiter bounds the rows of refused requests from callers who
+// need no privilege to try (players, RTMP publishers), who could otherwise
+// fill the trail: 5 rows per second, bursts of 50, per limiter (one per
+// process). Refusals beyond it are still logged by their service.
+func NewRefusalLimiter() *rate.Limiter { return rate.NewLimiter(5, 50) }

@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -68,7 +67,7 @@ type liveHost struct {
 
 func startLive(ctx context.Context, log *slog.Logger, cfg liveHostConfig, svc *rooms.Service, reg prometheus.Registerer) (_ *liveHost, err error) {
 	lcfg := live.Config{NodeID: cfg.NodeID, RTMPAddr: cfg.RTMPAddr, RTMPSAddr: cfg.RTMPSAddr, MaxStreams: cfg.MaxStreams, Rooms: svc, Logger: log, Registerer: reg,
-		Audit: liveAuditor(cfg.Audit, rate.NewLimiter(liveAuditRate, liveAuditBurst), log)}
+		Audit: liveAuditor(cfg.Audit, audit.NewRefusalLimiter(), log)}
 	if cfg.RTMPSAddr != "" {
 		if lcfg.RTMPSTLS, err = tlsconf.ServerConfig("", cfg.RTMPSTLSCert, cfg.RTMPSTLSKey, false); err != nil {
 			return nil, fmt.Errorf("RTMPS listener TLS: %w", err)

@@ -14,20 +14,13 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Live refusals in the audit trail: anyone who reaches the RTMP port can
-// try a key, so rows are rate limited per node (liveAuditRate, burst
-// liveAuditBurst); every refusal is also logged at WARN by internal/live,
-// so one beyond the limit is not lost from the log.
-const (
-	liveAuditRate  = 5 // rows per second, refilled
-	liveAuditBurst = 50
-)
-
 // liveAuditor records live.AuditEvents as audit rows: actor
 // "rtmp:<remote host>", action "live.<event>" ("live.publish_refused",
 // "live.stream_stopped"), the room, stream, remote address and reason as
-// payload, PERMISSION_DENIED as the result of a refusal. lim bounds the
-// rows; a nil rec records nothing.
+// payload, PERMISSION_DENIED as the result of a refusal. Anyone who reaches
+// the RTMP port can try a key, so lim (audit.NewRefusalLimiter) bounds the
+// rows; internal/live logs every event at WARN, so none beyond the limit is
+// lost from the log. A nil rec records nothing.
 func liveAuditor(rec audit.Recorder, lim *rate.Limiter, log *slog.Logger) func(live.AuditEvent) {
 	if rec == nil {
 		return nil

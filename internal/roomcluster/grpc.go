@@ -20,10 +20,13 @@ import (
 
 // Request limits, checked before any work.
 const (
-	maxAddressLen  = 256
-	maxBatchRooms  = 100
-	maxBatchUsers  = 1000
-	syncEventQueue = 256
+	maxAddressLen = 256
+	// maxNodePartBytes bounds a node's capabilities and stats (a few
+	// numbers in the seed), encoded.
+	maxNodePartBytes = 1024
+	maxBatchRooms    = 100
+	maxBatchUsers    = 1000
+	syncEventQueue   = 256
 )
 
 // Register serves the ClusterService and DataSyncService on s (a gRPC
@@ -51,6 +54,9 @@ func (s clusterServer) RegisterNode(ctx context.Context, req *clusterv1.Register
 	if len(req.GetAddress()) > maxAddressLen {
 		return nil, status.Errorf(codes.InvalidArgument, "address is %d bytes, more than %d", len(req.GetAddress()), maxAddressLen)
 	}
+	if n := proto.Size(req.GetCapabilities()); n > maxNodePartBytes {
+		return nil, status.Errorf(codes.InvalidArgument, "capabilities are %d bytes encoded, more than %d", n, maxNodePartBytes)
+	}
 	info := &clusterv1.NodeInfo{NodeId: req.GetNodeId(), Address: req.GetAddress(), Capabilities: req.GetCapabilities(),
 		LastHeartbeat: s.n.cfg.Now().UnixMilli()}
 	if err := s.n.putNode(ctx, info); err != nil {
@@ -66,6 +72,9 @@ func (s clusterServer) RegisterNode(ctx context.Context, req *clusterv1.Register
 func (s clusterServer) Heartbeat(ctx context.Context, req *clusterv1.HeartbeatRequest) (*clusterv1.HeartbeatResponse, error) {
 	if err := checkID("node_id", req.GetNodeId()); err != nil {
 		return nil, invalid(err)
+	}
+	if n := proto.Size(req.GetStats()); n > maxNodePartBytes {
+		return nil, status.Errorf(codes.InvalidArgument, "stats are %d bytes encoded, more than %d", n, maxNodePartBytes)
 	}
 	var e jetstream.KeyValueEntry
 	err := retry(ctx, func(ctx context.Context) (err error) {

@@ -30,6 +30,9 @@ const (
 	ActionStreamKeyRevoke   = "room.stream_key.revoke"
 )
 
+// maxAuditedRequest is the largest request whose body an audit row keeps.
+const maxAuditedRequest = 16 << 10
+
 // audited maps the procedures whose calls are audited to their action.
 var audited = map[string]string{
 	clientv1connect.ClientServiceCreateRoomProcedure:           ActionRoomCreate,
@@ -59,14 +62,16 @@ func actor(c rooms.Caller) string {
 // cannot be written is logged instead.
 func (a *authInterceptor) record(ctx context.Context, c rooms.Caller, action string, req connect.AnyRequest,
 	resp connect.AnyResponse, err error, took time.Duration) {
-	if a.audit == nil {
-		return
+	if a.audit == nil || (err != nil && !a.refusals.Allow()) {
+		return // refusals beyond the limiter's rate: any player can make them
 	}
 	// {"room_id": …, "request": {…}}: the room named at the top, also for
 	// CreateRoom, whose request has no id yet.
 	payload := map[string]any{}
 	if m, ok := req.Any().(proto.Message); ok {
-		if b, merr := protojson.Marshal(m); merr == nil {
+		if n := proto.Size(m); n > maxAuditedRequest {
+			payload["request_bytes"] = n // a room write is small; a huge one is named, not copied
+		} else if b, merr := protojson.Marshal(m); merr == nil {
 			payload["request"] = json.RawMessage(b)
 		}
 	}

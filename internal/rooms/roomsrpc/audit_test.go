@@ -16,6 +16,7 @@ import (
 	"github.com/croupier/croupier/internal/rooms/roomsrpc"
 	"github.com/croupier/croupier/internal/store"
 	"github.com/croupier/croupier/internal/store/storetest"
+	"golang.org/x/time/rate"
 )
 
 // TestAudit: every room write reaches the operators' audit trail (the
@@ -110,3 +111,41 @@ func TestAudit(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Refused calls, which any player can make, are audited only within the
+// refusal limiter; writes that succeed are always audited.
+func TestAuditRefusalsBounded(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	alog, err := audit.Open(context.Background(), audit.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = alog.Close() })
+	// No refill: exactly two refusals are recorded, whatever the timing.
+	e := newEnvWith(t, st, roomsrpc.Options{Audit: alog, AuditRefusals: rate.NewLimiter(0, 2)})
+	ctx := ctxT(t)
+	mallory := e.register("mallory")
+	for range 5 {
+		if _, err := e.c.DeleteRoom(ctx, as(mallory, &clientv1.DeleteRoomRequest{RoomId: "nosuchroom12"})); err == nil {
+			t.Fatal("deleting a room that does not exist succeeded")
+		}
+	}
+	e.createRoom(mallory, &clientv1.CreateRoomRequest{Name: "after the flood"})
+	rows, _, err := st.Audit().List(ctx, store.AuditFilter{PageSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused, created int
+	for _, r := range rows {
+		switch {
+		case r.Action == roomsrpc.ActionRoomDelete && r.Result != "OK":
+			refused++
+		case r.Action == roomsrpc.ActionRoomCreate && r.Result == "OK":
+			created++
+		}
+	}
+	if refused != 2 || created != 1 {
+		t.Fatalf("%d refused rows (want 2, the limiter's burst), %d create rows (want 1): %+v", refused, created, rows)
+	}
+}

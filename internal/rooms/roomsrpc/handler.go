@@ -23,6 +23,7 @@ import (
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/audit"
 	"github.com/croupier/croupier/internal/rooms"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -53,8 +54,11 @@ type Options struct {
 	AllowedOrigins []string
 	// Audit records room writes (see audited) in the operators' audit
 	// trail; nil: not recorded.
-	Audit  audit.Recorder
-	Logger *slog.Logger
+	Audit audit.Recorder
+	// AuditRefusals bounds the audit rows of refused calls (any player can
+	// make them); nil: audit.NewRefusalLimiter().
+	AuditRefusals *rate.Limiter
+	Logger        *slog.Logger
 }
 
 // public procedures need no access token.
@@ -79,9 +83,12 @@ func Mount(mux *http.ServeMux, svc *rooms.Service, o Options) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.AuditRefusals == nil {
+		o.AuditRefusals = audit.NewRefusalLimiter()
+	}
 	h := &handler{svc: svc, opts: o}
 	path, ch := clientv1connect.NewClientServiceHandler(h,
-		connect.WithInterceptors(&authInterceptor{svc: svc, audit: o.Audit, log: o.Logger}),
+		connect.WithInterceptors(&authInterceptor{svc: svc, audit: o.Audit, refusals: o.AuditRefusals, log: o.Logger}),
 		connect.WithReadMaxBytes(o.MaxMessageBytes),
 		// Most messages are room events of a few hundred bytes, sent to
 		// every member: gzip's per-message setup cost more CPU than the
@@ -127,9 +134,10 @@ func bearer(h http.Header) string {
 // authenticate with their hello (browsers cannot set headers on a
 // WebSocket).
 type authInterceptor struct {
-	svc   *rooms.Service
-	audit audit.Recorder
-	log   *slog.Logger
+	svc      *rooms.Service
+	audit    audit.Recorder
+	refusals *rate.Limiter
+	log      *slog.Logger
 }
 
 func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
