@@ -82,6 +82,9 @@ type WatchOptions struct {
 	// Deltas makes live events carry a RegistrationDelta instead of the
 	// whole registration.
 	Deltas bool
+	// BufferBytes overrides Options.WatchBufferBytes for this watcher
+	// (when > 0).
+	BufferBytes int
 }
 
 // fnKey identifies a function registration.

@@ -69,7 +69,11 @@ func (r *Registry) WatchWith(ctx context.Context, f Filter, opts WatchOptions) (
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	w := &watcher{filter: f, deltas: opts.Deltas, limit: r.watchBuffer, wake: make(chan struct{}, 1),
+	limit := r.watchBuffer
+	if opts.BufferBytes > 0 {
+		limit = opts.BufferBytes
+	}
+	w := &watcher{filter: f, deltas: opts.Deltas, limit: limit, wake: make(chan struct{}, 1),
 		pending: map[fnKey]*pendingKey{}, known: map[fnKey]struct{}{}}
 	r.mu.Lock()
 	keys := r.matchingKeys(f)
