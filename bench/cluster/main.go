@@ -3,7 +3,7 @@
 // embedded NATS servers routed into one cluster (docs/cluster.md).
 //
 //	go run ./bench/cluster -dsn postgres://... [-bin bin/croupier] [-nodes 1,2,3]
-//	    [-agents 6] [-duration 10s] [-concurrency 32]
+//	    [-agents 6] [-duration 10s] [-concurrency 32] [-profile DIR]
 //
 // For each node count it starts the servers (real processes), -agents
 // `croupier agent` processes spread round-robin over the nodes (each given
@@ -15,7 +15,12 @@
 // every process (servers, agents, this process: callers and game servers)
 // per call and the calls per CPU-second, then each count against 1 node
 // measured in the same run (the baseline). After each run `croupier audit
-// verify` checks the chain the nodes appended to concurrently.
+// verify` checks the chain the nodes appended to concurrently. The CPU of
+// the database's backends serving the run is reported too (PostgreSQL on
+// this machine only), apart from the calls per CPU-second. With -profile
+// (the binary built with -tags pprof) each server's CPU, mutex and block
+// profiles of the measurement (and a CPU profile of the idle phase) are
+// saved as DIR/<bin>-n<N>-node<i>-*.pprof.
 //
 // On a machine with fewer cores than processes, calls/s cannot grow with
 // nodes (they share the cores); calls per CPU-second says what a node
@@ -33,6 +38,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -64,6 +70,7 @@ func main() {
 	agents := flag.Int("agents", 6, "agent processes (one game server each), spread round-robin over the nodes")
 	dur := flag.Duration("duration", 10*time.Second, "length of each measurement")
 	conc := flag.Int("concurrency", 32, "concurrent callers")
+	profile := flag.String("profile", "", "save each server's profiles of the measurement into this directory (the binaries must be built with -tags pprof)")
 	flag.Parse()
 	var counts []int
 	for _, f := range strings.Split(*nodesFlag, ",") {
@@ -88,14 +95,14 @@ func main() {
 	for _, n := range counts {
 		if *baseBin != "" {
 			fmt.Printf("[baseline-bin] ")
-			r, err := measure(*baseBin, *dsn, n, *agents, *conc, *dur)
+			r, err := measure(*baseBin, *dsn, n, *agents, *conc, *dur, *profile)
 			if err != nil {
 				fail(fmt.Errorf("baseline, %d nodes: %w", n, err))
 			}
 			r.print()
 			baseline = append(baseline, r)
 		}
-		r, err := measure(*bin, *dsn, n, *agents, *conc, *dur)
+		r, err := measure(*bin, *dsn, n, *agents, *conc, *dur, *profile)
 		if err != nil {
 			fail(fmt.Errorf("%d nodes: %w", n, err))
 		}
@@ -128,6 +135,7 @@ type result struct {
 	p50, p99              time.Duration
 	cpuServers, cpuAgents time.Duration
 	cpuSelf               time.Duration
+	cpuPG                 time.Duration // the database's backends (not in cpu())
 	idleServers           time.Duration // CPU per second of all servers with no calls
 }
 
@@ -145,7 +153,8 @@ func (r result) print() {
 		100*float64(r.forwarded)/float64(max(r.calls, 1)), r.errs)
 	fmt.Printf("  CPU µs per call: servers %.0f, agents %.0f, callers+game servers %.0f, total %.0f  =>  %.0f calls per CPU-second\n",
 		perCall(r.cpuServers), perCall(r.cpuAgents), perCall(r.cpuSelf), perCall(r.cpu()), r.perCPU())
-	fmt.Printf("  servers idle: %.1f ms CPU per second (all nodes)\n", float64(r.idleServers.Microseconds())/1000)
+	fmt.Printf("  PostgreSQL backends %.0f µs per call; servers idle: %.1f ms CPU per second (all nodes)\n",
+		perCall(r.cpuPG), float64(r.idleServers.Microseconds())/1000)
 	if r.firstErr != "" {
 		fmt.Printf("  first error: %s\n", r.firstErr)
 	}
@@ -153,7 +162,7 @@ func (r result) print() {
 
 // measure runs one node count from scratch: fresh database, servers,
 // agents, game servers; it stops them all before returning.
-func measure(bin, dsn string, n, agents, conc int, dur time.Duration) (res result, err error) {
+func measure(bin, dsn string, n, agents, conc int, dur time.Duration, profDir string) (res result, err error) {
 	res.nodes = n
 	dir, err := os.MkdirTemp("", "croupier-bench-cluster-")
 	if err != nil {
@@ -189,6 +198,7 @@ func measure(bin, dsn string, n, agents, conc int, dur time.Duration) (res resul
 	}
 	addrs := make([]string, n)
 	servers := make([]*proc, n)
+	pprofAddrs := make([]string, n)
 	for i := range n {
 		args := []string{"server", "--log-format", "json", "--node-id", fmt.Sprintf("node%d", i+1),
 			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--tunnel-http-addr", "",
@@ -202,6 +212,12 @@ func measure(bin, dsn string, n, agents, conc int, dur time.Duration) (res resul
 		var env []string
 		if i == 0 { // the client certificate's user; the other nodes share the database
 			env = []string{"CROUPIER_ADMIN_USER=operator", "CROUPIER_ADMIN_PASSWORD=bench-password-1"}
+		}
+		if profDir != "" {
+			if pprofAddrs[i], err = freePort(); err != nil {
+				return res, err
+			}
+			env = append(env, "CROUPIER_PPROF_ADDR="+pprofAddrs[i])
 		}
 		p, err := startProc(fmt.Sprintf("node%d", i+1), env, bin, args...)
 		if err != nil {
@@ -303,7 +319,17 @@ func measure(bin, dsn string, n, agents, conc int, dur time.Duration) (res resul
 		return res, err
 	}
 	t0 := time.Now()
+	var idleProfs sync.WaitGroup
+	if profDir != "" {
+		for i, a := range pprofAddrs {
+			idleProfs.Go(func() {
+				prefix := fmt.Sprintf("%s-n%d-node%d", filepath.Base(bin), n, i+1)
+				fetchProfile(a, "profile?seconds=3", filepath.Join(profDir, prefix+"-idle-cpu.pprof"))
+			})
+		}
+	}
 	time.Sleep(3 * time.Second)
+	idleProfs.Wait()
 	idle1, err := cpuOf(procs[:n])
 	if err != nil {
 		return res, err
@@ -313,9 +339,23 @@ func measure(bin, dsn string, n, agents, conc int, dur time.Duration) (res resul
 	}
 	res.idleServers = time.Duration(float64(res.idleServers) / time.Since(t0).Seconds()) // per second
 	runLoad(ctx, conc, 2*time.Second, n, holder, call)
+	pg, err := backends(ctx, db)
+	if err != nil {
+		return res, err
+	}
+	pgBefore := cpuOfPIDs(pg)
 	before, err := cpuOf(procs)
 	if err != nil {
 		return res, err
+	}
+	var profs sync.WaitGroup
+	if profDir != "" {
+		for i, a := range pprofAddrs {
+			profs.Go(func() {
+				prefix := fmt.Sprintf("%s-n%d-node%d", filepath.Base(bin), n, i+1)
+				fetchProfile(a, fmt.Sprintf("profile?seconds=%d", max(1, int(dur/time.Second))), filepath.Join(profDir, prefix+"-cpu.pprof"))
+			})
+		}
 	}
 	selfBefore := selfCPU()
 	start := time.Now()
@@ -326,6 +366,16 @@ func measure(bin, dsn string, n, agents, conc int, dur time.Duration) (res resul
 		return res, err
 	}
 	res.cpuSelf = selfCPU() - selfBefore
+	res.cpuPG = cpuOfPIDs(pg) - pgBefore
+	profs.Wait()
+	if profDir != "" {
+		for i, a := range pprofAddrs {
+			prefix := fmt.Sprintf("%s-n%d-node%d", filepath.Base(bin), n, i+1)
+			for _, kind := range []string{"mutex", "block", "heap"} {
+				fetchProfile(a, kind, filepath.Join(profDir, prefix+"-"+kind+".pprof"))
+			}
+		}
+	}
 	for i := range procs {
 		d := after[i] - before[i]
 		if i < n {
@@ -494,26 +544,61 @@ func (p *proc) stop() {
 	}
 }
 
-// cpuOf returns each process's user+system CPU time so far (Linux /proc).
+// cpuOf returns each process's user+system CPU time so far.
 func cpuOf(procs []*proc) ([]time.Duration, error) {
 	out := make([]time.Duration, len(procs))
 	for i, p := range procs {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		d, err := procCPU(p.cmd.Process.Pid)
 		if err != nil {
 			return nil, fmt.Errorf("CPU time of %s: %w", p.name, err)
 		}
-		// Fields after the command name (which may hold spaces) start at
-		// state (3); utime and stime are fields 14 and 15, in clock ticks.
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		ut, err1 := strconv.ParseInt(f[11], 10, 64)
-		st, err2 := strconv.ParseInt(f[12], 10, 64)
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("CPU time of %s: unexpected /proc stat %q", p.name, s)
-		}
-		out[i] = time.Duration(ut+st) * time.Second / clockTicks
+		out[i] = d
 	}
 	return out, nil
+}
+
+// procCPU returns a process's user+system CPU time so far (Linux /proc).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) start at
+	// state (3); utime and stime are fields 14 and 15, in clock ticks.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("unexpected /proc stat %q", s)
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// backends returns the process ids of the PostgreSQL backends serving the
+// database db (the servers' pools, warm by now).
+func backends(ctx context.Context, db string) ([]int, error) {
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int])
+}
+
+// cpuOfPIDs sums the CPU time of processes (0 for one that is gone or
+// not readable, e.g. a database on another machine).
+func cpuOfPIDs(pids []int) time.Duration {
+	var sum time.Duration
+	for _, pid := range pids {
+		d, _ := procCPU(pid)
+		sum += d
+	}
+	return sum
 }
 
 // clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
@@ -572,4 +657,33 @@ func freshDatabase(dsn string) (string, func(), error) {
 	}
 	u.Path = "/" + name
 	return u.String(), drop, nil
+}
+
+// fetchProfile saves one of a server's pprof endpoints into file.
+func fetchProfile(addr, path, file string) {
+	err := func() error {
+		resp, err := http.Get("http://" + addr + "/debug/pprof/" + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(file)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			_ = f.Close()
+			return err
+		}
+		return f.Close()
+	}()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench/cluster: profile %s from %s: %v (built with -tags pprof?)\n", path, addr, err)
+	}
 }
