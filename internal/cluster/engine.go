@@ -99,6 +99,16 @@ type Node struct {
 	mu     sync.Mutex
 	closed bool
 	wg     sync.WaitGroup
+
+	// seen is the membership bucket as this node's watcher follows it:
+	// each member's last heartbeat (the stream's timestamp for keys
+	// replayed at start, this node's clock for live updates). Members
+	// reads it instead of listing the bucket: a listing creates and
+	// deletes a JetStream consumer, which in a routed cluster is two
+	// proposals to the meta group, replicated and written to every
+	// node's disk — each node did that every second.
+	seenMu sync.Mutex
+	seen   map[string]time.Time
 }
 
 // track adds one goroutine to wg unless the node is closing.
@@ -180,6 +190,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { n.log.Info("cluster bus reconnected", "url", c.ConnectedUrlRedacted()) }),
 	}
+	if n.srv != nil {
+		// The node's own connection to its embedded server is an
+		// in-process pipe, not loopback TCP: every message a node sends or
+		// receives crossed that socket twice (a write and a read syscall and
+		// a wake-up on each side), which was a large part of a forwarded
+		// call's cost (docs/cluster.md, "Cost of a node").
+		opts = append(opts, nats.InProcessServer(n.srv))
+	}
 	if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
 	}
@@ -198,10 +216,86 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err = n.register(ctx); err != nil {
 		return nil, fmt.Errorf("cluster: register node %s: %w", cfg.NodeID, err)
 	}
+	n.seen = map[string]time.Time{}
+	// The watch lives as long as the node (its context also ends the
+	// subscription), not the start's ctx.
+	w, err := n.kv.WatchAll(n.ctx, jetstream.MetaOnly())
+	if err != nil {
+		return nil, fmt.Errorf("cluster: watch the membership bucket: %w", err)
+	}
+	// The current keys first, so Members answers as soon as Start returns.
+	for replayed := false; !replayed; {
+		select {
+		case <-ctx.Done():
+			_ = w.Stop()
+			return nil, ctx.Err()
+		case <-time.After(time.Until(startDeadline(ctx))):
+			_ = w.Stop()
+			return nil, errors.New("cluster: the membership bucket's keys did not arrive within the start deadline")
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return nil, errors.New("cluster: the membership watch closed while starting")
+			case e == nil:
+				replayed = true
+			default:
+				n.applyMember(e, e.Created())
+			}
+		}
+	}
+	if !n.track() {
+		_ = w.Stop()
+		return nil, errors.New("cluster: node closed while starting")
+	}
+	go n.followMembers(n.ctx, w)
 	if n.track() {
 		go n.heartbeats(n.ctx)
 	}
 	return n, nil
+}
+
+// followMembers applies the membership bucket's live updates to n.seen
+// until the node closes.
+func (n *Node) followMembers(ctx context.Context, w jetstream.KeyWatcher) {
+	defer n.wg.Done()
+	defer func() {
+		_ = w.Stop()
+		// Unblock a delivery caught sending when we stopped reading (the
+		// watcher's channel holds 256; nothing is delivered after Stop).
+		for {
+			select {
+			case _, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+			default:
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil { // nil: the end of a replay after a consumer reset
+				n.applyMember(e, time.Now())
+			}
+		}
+	}
+}
+
+func (n *Node) applyMember(e jetstream.KeyValueEntry, at time.Time) {
+	n.seenMu.Lock()
+	defer n.seenMu.Unlock()
+	if e.Operation() == jetstream.KeyValuePut {
+		n.seen[e.Key()] = at
+	} else {
+		delete(n.seen, e.Key())
+	}
 }
 
 // createBucket retries while a routed cluster elects its JetStream meta
@@ -388,14 +482,27 @@ func (n *Node) RouteURL() string {
 }
 
 // Members lists the nodes whose heartbeat is younger than the member TTL,
-// sorted by id.
+// sorted by id, from this node's view of the membership bucket (no round
+// trip). It fails when that view may be stale: the bus is disconnected, or
+// this node's own heartbeat has not reached it within the TTL.
 func (n *Node) Members(ctx context.Context) ([]string, error) {
-	keys, err := n.kv.Keys(ctx)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
-	}
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if !n.nc.IsConnected() {
+		return nil, errors.New("cluster: the bus is disconnected; membership unknown")
+	}
+	now := time.Now()
+	n.seenMu.Lock()
+	defer n.seenMu.Unlock()
+	if at, ok := n.seen[n.cfg.NodeID]; !ok || now.Sub(at) >= n.cfg.MemberTTL {
+		return nil, errors.New("cluster: this node's own heartbeat is missing from its view of the membership bucket; membership unknown")
+	}
+	var keys []string
+	for id, at := range n.seen {
+		if now.Sub(at) < n.cfg.MemberTTL {
+			keys = append(keys, id)
+		}
 	}
 	slices.Sort(keys)
 	return keys, nil
