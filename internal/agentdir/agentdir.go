@@ -38,8 +38,9 @@ import (
 
 // Subjects on the bus.
 const (
-	subjAgents = "croupier.agents"       // agentUpdate, published by the holder
-	subjHello  = "croupier.agents.hello" // a node (re)joined: republish your agents
+	subjAgents = "croupier.agents"       // agentUpdate, published by the holder to every node
+	subjSync   = "croupier.agents.sync." // + node id: "send me your agents" (request/reply; body: the asking node)
+	subjTo     = "croupier.agents.to."   // + node id: agentUpdates sent to that node only (answering a sync)
 	subjCall   = "croupier.call."        // + node id: forwarded tunnel calls
 	subjAll    = "croupier.broadcast"    // a tunnel request for every node's agents (anypb.Any)
 
@@ -89,6 +90,13 @@ type Dir struct {
 
 	mu     sync.RWMutex
 	holder map[string]string // remote agent id -> node id
+	// last is the newest update applied per remote agent (removals
+	// included, so that an older update arriving later is ignored: a
+	// sync's updates and live ones come through two subscriptions).
+	last map[string]updateRef
+	// seq numbers this node's updates; it starts at the Dir's creation
+	// time in nanoseconds, so a restarted node's updates are newer.
+	seq atomic.Uint64
 
 	// down has a context per holder node that calls are in flight to,
 	// cancelled by the sweep when the node leaves the membership bucket,
@@ -105,6 +113,11 @@ type Dir struct {
 	wg   sync.WaitGroup
 }
 
+type updateRef struct {
+	node string
+	seq  uint64
+}
+
 type nodeDown struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -113,6 +126,7 @@ type nodeDown struct {
 // agentUpdate is one agent's registration as its holder sees it.
 type agentUpdate struct {
 	Node    string         `json:"node"`
+	Seq     uint64         `json:"seq"` // the holder's; newer updates have higher ones
 	Agent   registry.Agent `json:"agent"`
 	Descs   [][]byte       `json:"descs,omitempty"` // FunctionDescriptor, proto-encoded
 	Removed bool           `json:"removed,omitempty"`
@@ -132,22 +146,23 @@ func New(cfg Config, node *cluster.Node, reg *registry.Registry, local Caller, t
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Dir{cfg: cfg, log: cfg.Logger.With("component", "agentdir"), node: node, reg: reg,
-		local: local, tun: tun, holder: map[string]string{}, down: map[string]nodeDown{}}
+	d := &Dir{cfg: cfg, log: cfg.Logger.With("component", "agentdir"), node: node, reg: reg,
+		local: local, tun: tun, holder: map[string]string{}, last: map[string]updateRef{}, down: map[string]nodeDown{}}
+	d.seq.Store(uint64(time.Now().UnixNano()))
+	return d
 }
 
-// Start subscribes to the bus, asks the other nodes for their agents and
-// starts the sweep.
+// Start subscribes to the bus and starts the sweep, which asks each
+// other node for its agents (sync) at once and whenever a node appears.
 func (d *Dir) Start(ctx context.Context) error {
 	nc := d.node.Conn()
 	if _, err := nc.Subscribe(subjAgents, func(m *nats.Msg) { d.apply(m.Data) }); err != nil {
 		return err
 	}
-	if _, err := nc.Subscribe(subjHello, func(m *nats.Msg) {
-		if string(m.Data) != d.node.ID() {
-			d.republish()
-		}
-	}); err != nil {
+	if _, err := nc.Subscribe(subjTo+d.node.ID(), func(m *nats.Msg) { d.apply(m.Data) }); err != nil {
+		return err
+	}
+	if err := d.node.Handle(subjSync+d.node.ID(), "", 4, d.serveSync); err != nil {
 		return err
 	}
 	if err := d.node.Handle(subjCall+d.node.ID(), "", d.cfg.Workers, d.serveCall); err != nil {
@@ -159,9 +174,6 @@ func (d *Dir) Start(ctx context.Context) error {
 		return err
 	}
 	if err := nc.Flush(); err != nil {
-		return err
-	}
-	if err := nc.Publish(subjHello, []byte(d.node.ID())); err != nil {
 		return err
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -194,11 +206,12 @@ func (d *Dir) Changed(agentID string) {
 		delete(d.holder, agentID) // it moved here
 		d.mu.Unlock()
 	}
-	d.publish(agentID)
+	d.publish(subjAgents, agentID)
 }
 
-func (d *Dir) publish(agentID string) {
-	u := agentUpdate{Node: d.node.ID()}
+// publish sends an agent's registration (or its removal) to subject.
+func (d *Dir) publish(subject, agentID string) {
+	u := agentUpdate{Node: d.node.ID(), Seq: d.seq.Add(1)}
 	a, ok := d.reg.Agent(agentID)
 	if !ok || !d.tun.Connected(agentID) {
 		u.Agent = registry.Agent{ID: agentID}
@@ -220,16 +233,36 @@ func (d *Dir) publish(agentID string) {
 		d.log.Error("agent update not encodable", "agent", agentID, "err", err)
 		return
 	}
-	if err := d.node.Conn().Publish(subjAgents, b); err != nil {
+	if err := d.node.Conn().Publish(subject, b); err != nil {
 		d.log.Warn("agent update not published", "agent", agentID, "err", err)
 	}
 }
 
-// republish sends every local agent again (a node joined).
-func (d *Dir) republish() {
-	for _, id := range d.localAgents() {
-		d.publish(id)
+// serveSync answers another node's sync: this node's agents, sent to that
+// node only, then an empty reply. A node asks each other node once when it
+// starts and when that node (re)appears in membership, so a join costs
+// N−1 syncs, not every node republishing to every node.
+func (d *Dir) serveSync(_ context.Context, data []byte) ([]byte, error) {
+	asker := string(data)
+	if !validNodeID(asker) {
+		return nil, status.Errorf(codes.InvalidArgument, "sync: %q is not a node id (1-64 letters, digits, '-' or '_')", asker)
 	}
+	for _, id := range d.localAgents() {
+		d.publish(subjTo+asker, id)
+	}
+	return nil, nil
+}
+
+func validNodeID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if r != '-' && r != '_' && (r < '0' || r > '9') && (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *Dir) localAgents() []string {
@@ -251,6 +284,13 @@ func (d *Dir) apply(data []byte) {
 	if u.Node == d.node.ID() || d.tun.Connected(u.Agent.ID) {
 		return // ours, or stale news of an agent that has since moved here
 	}
+	d.mu.Lock()
+	if l, ok := d.last[u.Agent.ID]; ok && l.node == u.Node && u.Seq <= l.seq {
+		d.mu.Unlock()
+		return // older than one applied
+	}
+	d.last[u.Agent.ID] = updateRef{node: u.Node, seq: u.Seq}
+	d.mu.Unlock()
 	if u.Removed {
 		d.mu.Lock()
 		owned := d.holder[u.Agent.ID] == u.Node
@@ -288,12 +328,18 @@ func (d *Dir) sweep(ctx context.Context) {
 	defer d.wg.Done()
 	t := time.NewTicker(d.cfg.SweepInterval)
 	defer t.Stop()
-	var seen map[string]bool // members at the previous sweep
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	// synced: the members whose agents this node has asked for since they
+	// (re)appeared. A node that leaves membership is forgotten, so when it
+	// comes back (a lapsed heartbeat while it kept running: its agents
+	// were removed here) it is asked again.
+	synced := map[string]bool{}
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		mctx, cancel := context.WithTimeout(ctx, d.cfg.SweepInterval)
 		members, err := d.node.Members(mctx)
@@ -303,18 +349,17 @@ func (d *Dir) sweep(ctx context.Context) {
 		}
 		d.nodes.Store(int64(max(1, len(members))))
 		alive := map[string]bool{}
-		back := false
 		for _, m := range members {
 			alive[m] = true
-			back = back || (seen != nil && !seen[m] && m != d.node.ID())
+			if m != d.node.ID() && !synced[m] {
+				// Until it answers, e.g. while the route to it forms:
+				// updates it published before then did not reach here.
+				synced[m] = d.sync(ctx, m)
+			}
 		}
-		seen = alive
-		if back {
-			// A node (re)appeared: it may be one whose agents were removed
-			// here when its membership key lapsed (a slow heartbeat, an
-			// election) while it kept running: ask for everyone's agents.
-			if err := d.node.Conn().Publish(subjHello, []byte(d.node.ID())); err != nil {
-				d.log.Warn("hello not published", "err", err)
+		for m := range synced {
+			if !alive[m] {
+				delete(synced, m)
 			}
 		}
 		d.mu.Lock()
@@ -325,6 +370,11 @@ func (d *Dir) sweep(ctx context.Context) {
 			} else {
 				dead = append(dead, id)
 				delete(d.holder, id)
+			}
+		}
+		for id, l := range d.last {
+			if !alive[l.node] {
+				delete(d.last, id)
 			}
 		}
 		for n, dn := range d.down {
@@ -344,6 +394,17 @@ func (d *Dir) sweep(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// sync asks node for its agents; they arrive on subjTo before the reply.
+func (d *Dir) sync(ctx context.Context, node string) bool {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.SweepInterval)
+	defer cancel()
+	if _, err := d.node.Request(ctx, subjSync+node, []byte(d.node.ID())); err != nil {
+		d.log.Debug("agent sync not answered yet; retrying at the next sweep", "node", node, "err", err)
+		return false
+	}
+	return true
 }
 
 // Nodes is the number of live server nodes seen at the last sweep (1

@@ -3,6 +3,7 @@ package agentdir_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/croupier/croupier/internal/cluster/clustertest"
 	"github.com/croupier/croupier/internal/fleet"
 	"github.com/croupier/croupier/internal/registry"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -278,4 +280,51 @@ func TestFleetCommandsAcrossNodes(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A node asking another for its agents (at start, or when that node
+// reappears in membership) gets them alone: one message per agent of the
+// asked node, sent to the asker only, none to every node — a join costs
+// O(N) messages, not (N−1)².
+func TestSyncReachesOnlyTheAsker(t *testing.T) {
+	nodes := startNodes(t)
+	connect(t, nodes[0], "a1")
+	connect(t, nodes[0], "a2")
+	connect(t, nodes[1], "b1")
+	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n1"))
+	checkFor(t, 10*time.Second, holderIs(nodes, "a2", "n1"))
+	checkFor(t, 10*time.Second, holderIs(nodes, "b1", "n2"))
+
+	nc := nodes[2].bus.Conn()
+	var mu sync.Mutex
+	got := map[string]int{}
+	for _, subj := range []string{"croupier.agents", "croupier.agents.to.>"} {
+		sub, err := nc.Subscribe(subj, func(m *nats.Msg) { mu.Lock(); got[m.Subject]++; mu.Unlock() })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := nodes[2].bus.Request(ctx, "croupier.agents.sync.n1", []byte("n3")); err != nil {
+		t.Fatal(err)
+	}
+	// The updates reached this connection before the reply (same route,
+	// in order); the subscriptions' callbacks run on their own goroutines.
+	checkFor(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if want := map[string]int{"croupier.agents.to.n3": 2}; !maps.Equal(got, want) {
+			return fmt.Errorf("messages after n3 synced with n1: %v; want %v", got, want)
+		}
+		return nil
+	})
+
+	if _, err := nodes[2].bus.Request(ctx, "croupier.agents.sync.n1", []byte("n3.>")); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("sync for a wildcard node id: %v; want InvalidArgument", err)
+	}
 }

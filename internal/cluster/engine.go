@@ -483,26 +483,40 @@ func (n *Node) RouteURL() string {
 
 // Members lists the nodes whose heartbeat is younger than the member TTL,
 // sorted by id, from this node's view of the membership bucket (no round
-// trip). It fails when that view may be stale: the bus is disconnected, or
-// this node's own heartbeat has not reached it within the TTL.
+// trip). When that view may be stale — this node's own heartbeat has not
+// reached it within the TTL, e.g. while the watch's consumer is recreated
+// after the bucket's stream leader died — it lists the bucket instead.
 func (n *Node) Members(ctx context.Context) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !n.nc.IsConnected() {
-		return nil, errors.New("cluster: the bus is disconnected; membership unknown")
-	}
 	now := time.Now()
 	n.seenMu.Lock()
-	defer n.seenMu.Unlock()
-	if at, ok := n.seen[n.cfg.NodeID]; !ok || now.Sub(at) >= n.cfg.MemberTTL {
-		return nil, errors.New("cluster: this node's own heartbeat is missing from its view of the membership bucket; membership unknown")
-	}
+	at, ok := n.seen[n.cfg.NodeID]
+	fresh := ok && now.Sub(at) < n.cfg.MemberTTL
 	var keys []string
 	for id, at := range n.seen {
 		if now.Sub(at) < n.cfg.MemberTTL {
 			keys = append(keys, id)
 		}
+	}
+	n.seenMu.Unlock()
+	if !fresh {
+		return n.listMembers(ctx)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// listMembers lists the membership bucket's keys (a JetStream consumer
+// created and deleted: the slow path).
+func (n *Node) listMembers(ctx context.Context) ([]string, error) {
+	keys, err := n.kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
 	}
 	slices.Sort(keys)
 	return keys, nil
