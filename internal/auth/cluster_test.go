@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -33,24 +34,17 @@ func TestLoginThrottleAcrossNodes(t *testing.T) {
 		_, err := svc.Login(ctxT(t), "root", "wrong-password")
 		wantCode(t, err, codes.Unauthenticated, auth.CodeInvalidCredentials)
 	}
-	refused := func(th *ratelimit.LoginThrottle) func() bool {
-		return func() bool {
+	// The condition: each node's throttle refuses root (its own failures
+	// plus the other node's, applied from the bus) — polled, bounded.
+	for i, th := range []*ratelimit.LoginThrottle{a.svc.LoginThrottle(), b.LoginThrottle()} {
+		checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 			at, r := th.Begin("root", "")
 			if r != nil {
-				return true
+				return nil
 			}
 			at.Abandoned()
-			return false
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, th := range []*ratelimit.LoginThrottle{a.svc.LoginThrottle(), b.LoginThrottle()} {
-		for !refused(th)() {
-			if time.Now().After(deadline) {
-				t.Fatal("a node never counted the other node's failures")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return fmt.Errorf("node %d never counted the other node's failures (it still admits root)", i+1)
+		})
 	}
 	for _, svc := range []*auth.Service{a.svc, b} {
 		_, err := svc.Login(ctxT(t), "root", "root-password")
@@ -60,5 +54,24 @@ func TestLoginThrottleAcrossNodes(t *testing.T) {
 	a.clock.Advance(time.Second)
 	if _, err := b.Login(ctxT(t), "root", "root-password"); err != nil {
 		t.Fatalf("right password after the wait: %v", err)
+	}
+}
+
+// checkFor polls fn every interval until it returns nil, failing the test
+// with fn's last error after timeout (nats-server's helper).
+func checkFor(t *testing.T, timeout, interval time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		<-tick.C
 	}
 }
