@@ -31,8 +31,9 @@ type fakeTunnel struct {
 	up   map[string]bool
 	// blocked receives the invocation id of each blocking call as it starts.
 	blocked chan string
-	// broadcasts counts the broadcasts run on this node's agents.
-	broadcasts int
+	// delivered counts the broadcasts each agent connected here received,
+	// by request type.
+	delivered map[string]map[string]int
 }
 
 func (f *fakeTunnel) Connected(name string) bool {
@@ -71,16 +72,30 @@ func (f *fakeTunnel) CallAny(ctx context.Context, agent string, req *anypb.Any) 
 	return anypb.New(&croupierv1.FetchProcessLogResult{Data: []byte(f.node + ":" + cmd.GetPath())})
 }
 
+// broadcast delivers req to every agent connected here, as the tunnel's
+// broadcast does, counting deliveries per agent.
 func (f *fakeTunnel) broadcast(ctx context.Context, req proto.Message) {
 	f.mu.Lock()
-	f.broadcasts++
-	f.mu.Unlock()
+	defer f.mu.Unlock()
+	if f.delivered == nil {
+		f.delivered = map[string]map[string]int{}
+	}
+	kind := string(req.ProtoReflect().Descriptor().Name())
+	for agent, up := range f.up {
+		if up {
+			if f.delivered[agent] == nil {
+				f.delivered[agent] = map[string]int{}
+			}
+			f.delivered[agent][kind]++
+		}
+	}
 }
 
-func (f *fakeTunnel) broadcastCount() int {
+// deliveries returns how many broadcasts of kind agent received here.
+func (f *fakeTunnel) deliveries(agent, kind string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.broadcasts
+	return f.delivered[agent][kind]
 }
 
 func (f *fakeTunnel) StartJob(ctx context.Context, agent string, req *agentv1.StartJobRequest) (*agentv1.StartJobResponse, error) {
@@ -247,11 +262,13 @@ func TestRemoteAgentsLeaveWithTheirNode(t *testing.T) {
 
 // TestFleetCommandsAcrossNodes: a fleet command issued on any node reaches
 // the agent through the node holding its tunnel (fleet.TunnelDispatcher
-// over Dir), errors keep their code, and SyncFleets reaches every node's
-// agents once.
+// over Dir), errors keep their code, and SyncFleets reaches every agent of
+// every node exactly once.
 func TestFleetCommandsAcrossNodes(t *testing.T) {
 	nodes := startNodes(t)
 	connect(t, nodes[0], "a1")
+	connect(t, nodes[1], "a2")
+	connect(t, nodes[2], "a3")
 	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n1"))
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
@@ -272,14 +289,24 @@ func TestFleetCommandsAcrossNodes(t *testing.T) {
 	}
 	disp := &fleet.TunnelDispatcher{Tunnel: nodes[1].dir, Broadcast: nodes[1].dir.Broadcast}
 	disp.SyncFleets(ctx, "g", "prod")
+	// A second broadcast from the same node is a barrier: each node
+	// receives one node's broadcasts in order, so once every agent has the
+	// marker, a second copy of SyncFleets would have been counted too.
+	nodes[1].dir.Broadcast(ctx, &croupierv1.FetchProcessLogCommand{Path: "marker"})
+	agents := map[string]*testNode{"a1": nodes[0], "a2": nodes[1], "a3": nodes[2]}
 	checkFor(t, 10*time.Second, func() error {
-		for _, n := range nodes {
-			if c := n.tun.broadcastCount(); c != 1 {
-				return fmt.Errorf("%s ran the broadcast %d times, want 1", n.bus.ID(), c)
+		for agent, n := range agents {
+			if c := n.tun.deliveries(agent, "FetchProcessLogCommand"); c != 1 {
+				return fmt.Errorf("agent %s on %s got the marker %d times, want 1", agent, n.bus.ID(), c)
 			}
 		}
 		return nil
 	})
+	for agent, n := range agents {
+		if c := n.tun.deliveries(agent, "SyncFleetsCommand"); c != 1 {
+			t.Errorf("agent %s on %s got SyncFleets %d times, want exactly 1", agent, n.bus.ID(), c)
+		}
+	}
 }
 
 // A node asking another for its agents (at start, or when that node
