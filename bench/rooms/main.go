@@ -3,7 +3,7 @@
 // one connection per member, as real clients have), all in this process
 // but over real loopback sockets, with the service on a SQLite file.
 //
-//	go run ./bench/rooms [-members 1000] [-seeks 100] [-senders 50] [-chat 10] [-transport grpc|ws]
+//	go run ./bench/rooms [-members 1000] [-seeks 100] [-senders 50] [-chat 10] [-transport grpc|ws] [-tier both|on|off]
 //
 // -transport ws puts every member on the WebSocket fallback (HTTP/1.1, one
 // connection each) instead of gRPC.
@@ -15,6 +15,14 @@
 // per-user limit); delivered messages/s until every member has them all.
 // Baseline in the same run: the same senders in a room of 100 members.
 //
+// -tier runs the phases on the rooms system alone ("off": events
+// delivered where they happen, seqs reserved in the database) and/or as a
+// one-node gateway tier ("on": the default of `croupier gateway` and
+// `croupier dev` — an embedded NATS with JetStream files in a temporary
+// directory, every event appended to the room log and delivered from it);
+// "both" (the default) runs off, then on, in the same process: the
+// baseline of the log's cost.
+//
 // Each phase also reports the process's CPU time (getrusage: the service and
 // the in-process clients together) per delivery, which the machine's load
 // barely changes. -cpuprofile profiles the phases of the large room.
@@ -24,6 +32,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,6 +48,8 @@ import (
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/api/synctv/client/v1/clientv1connect"
 	"github.com/croupier/croupier/internal/auth"
+	"github.com/croupier/croupier/internal/cluster"
+	"github.com/croupier/croupier/internal/roomcluster"
 	"github.com/croupier/croupier/internal/rooms"
 	"github.com/croupier/croupier/internal/rooms/roomsrpc"
 	"github.com/croupier/croupier/internal/store"
@@ -53,12 +64,18 @@ func main() {
 	seekProfile := flag.String("cpuprofile", "", "write a CPU profile of the large room's seeks to this file")
 	chatProfile := flag.String("chatprofile", "", "write a CPU profile of the large room's chat to this file")
 	transport := flag.String("transport", "grpc", "members' MessageStream transport: grpc or ws (the WebSocket fallback)")
+	tier := flag.String("tier", "both", "rooms alone (off), as a one-node gateway tier on an embedded NATS (on), or off then on (both); profiles cover the last")
 	flag.Parse()
 	if *transport != "grpc" && *transport != "ws" {
 		fmt.Fprintln(os.Stderr, "bench/rooms: -transport is grpc or ws")
 		os.Exit(2)
 	}
-	if err := run(*members, *seeks, *senders, *chat, *transport == "ws", profiles{*seekProfile, *chatProfile}); err != nil {
+	modes := map[string][]bool{"off": {false}, "on": {true}, "both": {false, true}}[*tier]
+	if modes == nil {
+		fmt.Fprintln(os.Stderr, "bench/rooms: -tier is off, on or both")
+		os.Exit(2)
+	}
+	if err := run(*members, *seeks, *senders, *chat, *transport == "ws", modes, profiles{*seekProfile, *chatProfile}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/rooms:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -86,7 +103,7 @@ func perDelivery(cpu time.Duration, deliveries int) string {
 	return fmt.Sprintf("%.1f µs CPU/delivery", float64(cpu.Microseconds())/float64(max(deliveries, 1)))
 }
 
-func run(members, seeks, senders, chat int, ws bool, prof profiles) error {
+func run(members, seeks, senders, chat int, ws bool, modes []bool, prof profiles) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bench-rooms-")
 	if err != nil {
@@ -101,13 +118,51 @@ func run(members, seeks, senders, chat int, ws bool, prof profiles) error {
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
+	for i, tier := range modes {
+		p := profiles{}
+		if i == len(modes)-1 {
+			p = prof
+		}
+		if err := runMode(ctx, st, filepath.Join(dir, fmt.Sprint("nats", i)), tier, members, seeks, senders, chat, ws, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runMode runs the phases on one rooms system: alone, or (tier) as a
+// one-node gateway tier on an embedded NATS with its files in natsDir.
+func runMode(ctx context.Context, st *store.Store, natsDir string, tier bool, members, seeks, senders, chat int, ws bool, prof profiles) error {
 	// Cheap password hashes: the bench measures fan-out, not logins.
-	svc, err := rooms.New(ctx, rooms.Config{Store: st, Argon2: auth.Argon2Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
-		StreamQueue: 4096})
+	rcfg := rooms.Config{Store: st, Argon2: auth.Argon2Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
+		StreamQueue: 4096}
+	var node *roomcluster.Node
+	if tier {
+		quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		nb, err := cluster.Start(ctx, cluster.Config{NodeID: "bench", DataDir: natsDir, MembersBucket: "croupier_gateways", Logger: quiet})
+		if err != nil {
+			return err
+		}
+		defer nb.Close()
+		if node, err = roomcluster.New(ctx, roomcluster.Config{Conn: nb.Conn(), NodeID: nb.ID(), Logger: quiet}); err != nil {
+			return err
+		}
+		defer node.Close() // before the bus closes (defers run last first)
+		rcfg.Bus = node
+		fmt.Println("== one-node gateway tier: embedded NATS, every event through the room log (JetStream, file storage)")
+	} else {
+		fmt.Println("== rooms alone: no NATS, events delivered where they happen (baseline)")
+	}
+	svc, err := rooms.New(ctx, rcfg)
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
+	if node != nil {
+		if err := node.Start(ctx, svc); err != nil {
+			return err
+		}
+	}
 	mux := http.NewServeMux()
 	roomsrpc.Mount(mux, svc, roomsrpc.Options{})
 	srv, err := roomsrpc.Listen(roomsrpc.ServerConfig{Addr: "127.0.0.1:0"}, mux)
@@ -124,7 +179,7 @@ func run(members, seeks, senders, chat int, ws bool, prof profiles) error {
 
 	fmt.Printf("seek → room_state, %d seeks\n", seeks)
 	for _, n := range []int{1, members} {
-		r, err := b.room(ctx, n)
+		r, err := b.settledRoom(ctx, n)
 		if err != nil {
 			return err
 		}
@@ -146,7 +201,7 @@ func run(members, seeks, senders, chat int, ws bool, prof profiles) error {
 	}
 	fmt.Printf("chat, %d senders × %d messages\n", senders, chat)
 	for _, n := range []int{100, members} {
-		r, err := b.room(ctx, n)
+		r, err := b.settledRoom(ctx, n)
 		if err != nil {
 			return err
 		}
@@ -324,6 +379,22 @@ func (b *bench) room(ctx context.Context, n int) (*room, error) {
 			}
 		}()
 		r.members = append(r.members, m)
+	}
+	return r, nil
+}
+
+// settledRoom is room after one untimed seek that every member received:
+// with the gateway tier the members' joins (and the previous room's
+// leaves) are delivered from the log after their calls return, so the
+// measured phase starts once that backlog is through, as without it.
+func (b *bench) settledRoom(ctx context.Context, n int) (*room, error) {
+	r, err := b.room(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := r.seeks(ctx, 1); err != nil {
+		r.close()
+		return nil, err
 	}
 	return r, nil
 }

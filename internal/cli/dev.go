@@ -16,13 +16,16 @@ import (
 	"github.com/croupier/croupier/examples/demogame"
 	"github.com/croupier/croupier/internal/agent"
 	"github.com/croupier/croupier/internal/certs"
+	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/gateway"
 	"github.com/croupier/croupier/internal/secfile"
 	"github.com/croupier/croupier/internal/server"
+	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/sdk"
 	"github.com/lesismal/nbio/logging"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/credentials"
 )
 
 func newDevCmd(g *globals) *cobra.Command {
@@ -30,7 +33,7 @@ func newDevCmd(g *globals) *cobra.Command {
 		dataDir, grpcAddr, httpAddr, tunnelAddr, sdkAddr string
 		adminPassword, gseAddr                           string
 		gatewayAddr, gatewayBusinessAddr                 string
-		roomsAddr, rtmpAddr                              string
+		roomsAddr, rtmpAddr, clusterAddr                 string
 		players                                          int
 	)
 	cmd := &cobra.Command{
@@ -40,8 +43,10 @@ func newDevCmd(g *globals) *cobra.Command {
 embedded SQLite database in --data-dir, an agent for game "demo" env "dev",
 and a demo game server with players p1..p100 and the functions player.get,
 player.ban and player.grant_item, a demo GSE fleet, and the player gateway
-(ws://127.0.0.1:6060/netsvr) with a demo chat on workerId 1. It creates a
-development CA on first start,
+(ws://127.0.0.1:6060/netsvr) with a demo chat on workerId 1, and the rooms
+system with a demo room, run as a one-node gateway tier on the server's
+embedded NATS (the room log, SyncTV's ClusterService and DataSyncService on
+--cluster-addr), as in production. It creates a development CA on first start,
 speaks mTLS between the parts, and writes a client profile to
 DATA_DIR/client.yaml for the CLI.`,
 		Args: cobra.NoArgs,
@@ -53,6 +58,7 @@ DATA_DIR/client.yaml for the CLI.`,
 				dataDir: dataDir, grpcAddr: grpcAddr, httpAddr: httpAddr, tunnelAddr: tunnelAddr, sdkAddr: sdkAddr, players: players,
 				adminPassword: adminPassword, gseAddr: gseAddr,
 				gatewayAddr: gatewayAddr, gatewayBusinessAddr: gatewayBusinessAddr, roomsAddr: roomsAddr, rtmpAddr: rtmpAddr,
+				clusterAddr: clusterAddr,
 			})
 		},
 	}
@@ -68,6 +74,7 @@ DATA_DIR/client.yaml for the CLI.`,
 	fs.StringVar(&gatewayBusinessAddr, "gateway-business-addr", "127.0.0.1:6061", "player gateway business (netsvr TCP) address")
 	fs.StringVar(&rtmpAddr, "rtmp-addr", "127.0.0.1:1935", "RTMP ingest of live streams into the demo room (docs/live.md); empty disables it")
 	fs.StringVar(&roomsAddr, "rooms-addr", "127.0.0.1:8090", "rooms system HTTP address (ClientService, demo room); empty disables it")
+	fs.StringVar(&clusterAddr, "cluster-addr", "127.0.0.1:8091", "gRPC address of the rooms' ClusterService and DataSyncService (mTLS, dev CA); empty: not served")
 	fs.StringVar(&adminPassword, "admin-password", "", "password of the admin user (default $CROUPIER_ADMIN_PASSWORD, else generated and printed once)")
 	return cmd
 }
@@ -76,7 +83,7 @@ type devOptions struct {
 	dataDir, grpcAddr, httpAddr, tunnelAddr, sdkAddr string
 	adminPassword, gseAddr                           string
 	gatewayAddr, gatewayBusinessAddr                 string
-	roomsAddr, rtmpAddr                              string
+	roomsAddr, rtmpAddr, clusterAddr                 string
 	players                                          int
 }
 
@@ -159,7 +166,14 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	}
 	shutdown = append(shutdown, stopGateway)
 
-	roomsNote, stopRooms, err := startDemoRooms(ctx, log.With("part", "rooms"), o.roomsAddr, o.rtmpAddr, filepath.Join(dataDir, "croupier.db"), srv.Bus())
+	tier, tierNote, err := startDevTier(ctx, log.With("part", "gateway-tier"), o, srv.Bus(), bundle)
+	if err != nil {
+		return err
+	}
+	if tier != nil {
+		shutdown = append(shutdown, func(context.Context) error { tier.stop(); return nil }) // after the rooms
+	}
+	roomsNote, stopRooms, err := startDemoRooms(ctx, log.With("part", "rooms"), o.roomsAddr, o.rtmpAddr, filepath.Join(dataDir, "croupier.db"), srv.Bus(), tier)
 	if err != nil {
 		return err
 	}
@@ -193,6 +207,7 @@ Croupier dev is running.
   fleet         %s
   gateway       %s
   rooms         %s
+  gateway tier  %s
   data          %s
   profile       %s  (signed in as admin)
 
@@ -204,7 +219,7 @@ Try it (in another terminal):
   croupier invoke gateway.stats --game demo --env dev
 
 Press Ctrl-C to stop.
-`, srv.HTTPAddr(), bundle.CACert, srv.GRPCAddr(), srv.HTTPAddr(), ag.SDKAddr(), o.players, fleetNote, gatewayNote, roomsNote, dataDir, profilePath, profilePath)
+`, srv.HTTPAddr(), bundle.CACert, srv.GRPCAddr(), srv.HTTPAddr(), ag.SDKAddr(), o.players, fleetNote, gatewayNote, roomsNote, tierNote, dataDir, profilePath, profilePath)
 
 	select {
 	case <-ctx.Done():
@@ -215,6 +230,36 @@ Press Ctrl-C to stop.
 		}
 		return nil
 	}
+}
+
+// startDevTier makes dev's rooms a one-node gateway tier on the server's
+// embedded NATS (bus), serving the cluster services on o.clusterAddr with
+// mTLS from the dev CA. It returns nil (and says why) without rooms or a
+// bus.
+func startDevTier(ctx context.Context, log *slog.Logger, o devOptions, bus *cluster.Node, bundle *certs.Bundle) (*gatewayTier, string, error) {
+	if o.roomsAddr == "" {
+		return nil, "off (no rooms)", nil
+	}
+	if bus == nil {
+		return nil, "off (the server runs no NATS)", nil
+	}
+	c := tierConfig{Addr: o.clusterAddr, Replicas: 1}
+	if c.Addr != "" {
+		tc, err := tlsconf.ServerConfig(bundle.CACert, bundle.ServerCert, bundle.ServerKey, true)
+		if err != nil {
+			return nil, "", fmt.Errorf("cluster listener: %w", err)
+		}
+		c.TLS = credentials.NewTLS(tc)
+	}
+	t, err := startGatewayTier(ctx, log, bus, c)
+	if err != nil {
+		return nil, "", fmt.Errorf("gateway tier: %w", err)
+	}
+	note := fmt.Sprintf("node %s, room log on NATS %s", bus.ID(), bus.ClientURL())
+	if t.addr != "" {
+		note += fmt.Sprintf("\n  cluster gRPC  %s  (ClusterService, DataSyncService; mTLS: %s)", t.addr, bundle.ClientCert)
+	}
+	return t, note, nil
 }
 
 // startDemoGateway runs the player gateway with the demo chat as its

@@ -61,7 +61,11 @@ business processes written for netsvr v3.0.0 (protocol v2.0.2) connect over TCP
 functions gateway.stats, gateway.online, gateway.broadcast, gateway.publish
 and gateway.kick with the control server. See docs/gateway.md.
 The same process serves the rooms system (SyncTV's ClientService over gRPC,
-gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md.`,
+gRPC-Web and Connect, http://127.0.0.1:8090); see docs/rooms.md. Its rooms
+run on the gateway tier (docs/cluster.md): by default over an embedded NATS
+on loopback (JetStream in DATA_DIR/gateway/nats), a one-node tier that other
+gateways join with --nats external or routes; --nats off keeps the rooms on
+this node alone.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := gateway.DefaultConfig()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 
 // gatewayClusterFlags are the flags of the gateway tier (docs/cluster.md).
 func gatewayClusterFlags(fs *pflag.FlagSet, d gateway.Config) {
-	natsFlags(fs, d.NATS, d.NATSListen, "gateway tier bus: off (rooms on this node only), embedded (NATS inside the process) or external (--nats-url)",
+	natsFlags(fs, d.NATS, d.NATSListen, "gateway tier bus: embedded (NATS inside the process, loopback, JetStream in DATA_DIR/gateway/nats), external (--nats-url) or off (rooms on this node only: no room log, cluster services, live leases or relays)",
 		"this gateway node's id in the cluster (default: host name and pid)")
 	fs.String("data-dir", "", "data directory: JetStream files in DATA_DIR/gateway/nats, default certificates in DATA_DIR/certs (default $CROUPIER_DATA_DIR or ./croupier-data)")
 	fs.String("cluster-addr", d.ClusterAddr, "gRPC listener of SyncTV's ClusterService and DataSyncService (mTLS); empty: not served")
@@ -28,7 +29,7 @@ func gatewayClusterFlags(fs *pflag.FlagSet, d gateway.Config) {
 	fs.String("cluster-tls-ca", "", "CA whose client certificates the cluster listener accepts (default DATA_DIR/certs/ca.crt)")
 	fs.String("cluster-tls-cert", "", "certificate of the cluster listener (default DATA_DIR/certs/server.crt)")
 	fs.String("cluster-tls-key", "", "key of --cluster-tls-cert (default DATA_DIR/certs/server.key)")
-	fs.Int("cluster-replicas", 0, "replicas of the room log and buckets (default: number of routes, at most 3, else 1)")
+	fs.Int("cluster-replicas", 0, "replicas of the room log, buckets and live leases (default: number of routes, at most 3, else 1)")
 }
 
 // gatewayTier is this process's part in the gateway tier: the NATS bus,
@@ -36,9 +37,12 @@ func gatewayClusterFlags(fs *pflag.FlagSet, d gateway.Config) {
 // the cluster services. It owns the serving goroutine; stop ends it.
 type gatewayTier struct {
 	bus    *cluster.Node
+	ownBus bool // stop closes the bus (`croupier gateway`; dev's is the server's)
 	node   *roomcluster.Node
 	gs     *grpc.Server
 	served chan error
+	// addr is the cluster listener's advertised address ("": none).
+	addr string
 }
 
 // joinGatewayTier connects to the bus and prepares the room cluster node;
@@ -47,7 +51,7 @@ func joinGatewayTier(ctx context.Context, log *slog.Logger, cfg gateway.Config) 
 	ccfg := cluster.Config{
 		NodeID: cfg.NodeID, DataDir: filepath.Join(cfg.DataDir, "gateway"), Logger: log,
 		Listen: cfg.NATSListen, ClusterName: cfg.NATSClusterName, ClusterListen: cfg.NATSClusterListen,
-		Routes: cfg.NATSRoutes, MembersBucket: "croupier_gateways",
+		Routes: cfg.NATSRoutes, MembersBucket: "croupier_gateways", Replicas: cfg.ClusterReplicas,
 	}
 	if cfg.NATS == "external" {
 		ccfg.URL, ccfg.CredsFile = cfg.NATSURL, cfg.NATSCreds
@@ -59,68 +63,91 @@ func joinGatewayTier(ctx context.Context, log *slog.Logger, cfg gateway.Config) 
 			ccfg.TLS = tc
 		}
 	}
-	replicas := cfg.ClusterReplicas
-	if replicas == 0 {
-		replicas = max(1, min(len(cfg.NATSRoutes), 3))
+	tcfg := tierConfig{Addr: cfg.ClusterAddr, Advertise: cfg.ClusterAdvertise, Replicas: cfg.ClusterReplicas}
+	if tcfg.Addr != "" && cfg.ClusterTLSDefaulted() {
+		for _, f := range []string{cfg.ClusterTLSCA, cfg.ClusterTLSCert, cfg.ClusterTLSKey} {
+			if _, err := os.Stat(f); err != nil {
+				log.Warn("cluster services off: no certificate at its default path; other nodes cannot call this one's ClusterService/DataSyncService (run `croupier certs init --dir "+
+					filepath.Join(cfg.DataDir, "certs")+"` or set --cluster-tls-*, docs/cluster.md)", "missing", f)
+				tcfg.Addr = ""
+				break
+			}
+		}
 	}
-	ccfg.Replicas = replicas
+	if tcfg.Addr != "" {
+		tc, err := tlsconf.ServerConfig(cfg.ClusterTLSCA, cfg.ClusterTLSCert, cfg.ClusterTLSKey, true)
+		if err != nil {
+			return nil, fmt.Errorf("cluster listener: %w (set --cluster-tls-ca/cert/key, or run `croupier certs init --dir %s`)", err, filepath.Join(cfg.DataDir, "certs"))
+		}
+		tcfg.TLS = credentials.NewTLS(tc)
+	}
 	bus, err := cluster.Start(ctx, ccfg)
 	if err != nil {
 		return nil, err
 	}
+	t, err := startGatewayTier(ctx, log, bus, tcfg)
+	if err != nil {
+		bus.Close()
+		return nil, err
+	}
+	t.ownBus = true
+	return t, nil
+}
+
+// tierConfig is a gateway tier node's part beside its bus.
+type tierConfig struct {
+	// Addr is the cluster services' listener ("": not served) with TLS
+	// (mTLS: callers are nodes with a certificate of the same CA);
+	// Advertise is the address other nodes are told (default the
+	// listener's).
+	Addr, Advertise string
+	TLS             credentials.TransportCredentials
+	// Replicas of the room log and buckets (at most the NATS servers).
+	Replicas int
+}
+
+// startGatewayTier makes this process a gateway tier node on bus (which
+// the caller keeps owning) and serves the cluster services.
+func startGatewayTier(ctx context.Context, log *slog.Logger, bus *cluster.Node, c tierConfig) (*gatewayTier, error) {
 	t := &gatewayTier{bus: bus}
 	var ln net.Listener
-	var tc credentials.TransportCredentials
-	if cfg.ClusterAddr != "" {
-		if tc, err = clusterTLS(cfg); err == nil {
-			ln, err = net.Listen("tcp", cfg.ClusterAddr)
-		}
-		if err != nil {
-			bus.Close()
+	if c.Addr != "" {
+		var err error
+		if ln, err = net.Listen("tcp", c.Addr); err != nil {
 			return nil, fmt.Errorf("cluster listener: %w", err)
 		}
 	}
-	advertise := cfg.ClusterAdvertise
-	if advertise == "" && ln != nil {
-		advertise = ln.Addr().String()
+	t.addr = c.Advertise
+	if t.addr == "" && ln != nil {
+		t.addr = ln.Addr().String()
 	}
 	// Bounded like the bus's own start: a misconfigured cluster (e.g. more
 	// replicas than NATS servers) is an error, not a silent wait.
 	nctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	t.node, err = roomcluster.New(nctx, roomcluster.Config{Conn: bus.Conn(), NodeID: bus.ID(), Address: advertise,
-		Replicas: replicas, Logger: log.With("part", "roomcluster")})
+	var err error
+	t.node, err = roomcluster.New(nctx, roomcluster.Config{Conn: bus.Conn(), NodeID: bus.ID(), Address: t.addr,
+		Replicas: c.Replicas, Logger: log.With("part", "roomcluster")})
 	if err != nil {
 		if ln != nil {
 			_ = ln.Close()
 		}
-		bus.Close()
 		return nil, err
 	}
 	if ln != nil {
-		t.gs = grpc.NewServer(grpc.Creds(tc), grpc.MaxRecvMsgSize(1<<20))
+		t.gs = grpc.NewServer(grpc.Creds(c.TLS), grpc.MaxRecvMsgSize(1<<20))
 		t.node.Register(t.gs)
 		t.served = make(chan error, 1)
 		go func() { t.served <- t.gs.Serve(ln) }()
 	}
 	log.Info("gateway tier joined", "node_id", bus.ID(), "nats_url", bus.ClientURL(), "nats_route_url", bus.RouteURL(),
-		"cluster_addr", advertise, "replicas", replicas)
+		"cluster_addr", t.addr, "replicas", c.Replicas)
 	return t, nil
 }
 
 // startTimeout bounds joining the gateway tier (the room log and buckets)
 // and starting the node's delivery.
 const startTimeout = 30 * time.Second
-
-// clusterTLS is the mTLS of the cluster listener: callers are other
-// nodes with a certificate from the same CA.
-func clusterTLS(cfg gateway.Config) (credentials.TransportCredentials, error) {
-	tc, err := tlsconf.ServerConfig(cfg.ClusterTLSCA, cfg.ClusterTLSCert, cfg.ClusterTLSKey, true)
-	if err != nil {
-		return nil, fmt.Errorf("%w (set --cluster-tls-ca/cert/key, or run `croupier certs init --dir %s`)", err, filepath.Join(cfg.DataDir, "certs"))
-	}
-	return credentials.NewTLS(tc), nil
-}
 
 // stop ends the cluster services, leaves the cluster and closes the bus.
 // Call it after the rooms system stopped.
@@ -137,5 +164,7 @@ func (t *gatewayTier) stop() {
 		<-t.served
 	}
 	t.node.Close()
-	t.bus.Close()
+	if t.ownBus {
+		t.bus.Close()
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	streamv1 "github.com/croupier/croupier/api/synctv/stream/v1"
@@ -97,17 +96,6 @@ func startLive(ctx context.Context, log *slog.Logger, cfg liveHostConfig, svc *r
 		if cfg.JetStream == nil {
 			return nil, errors.New("live relay: the relay listener needs the cluster bus (NATS), where nodes find each other's streams")
 		}
-		var missing []string
-		for _, f := range []struct{ name, v string }{{"relay_tls_ca", cfg.RelayTLSCA}, {"relay_tls_cert", cfg.RelayTLSCert},
-			{"relay_tls_key", cfg.RelayTLSKey}, {"relay_client_cert", cfg.RelayClientCert}, {"relay_client_key", cfg.RelayClientKey}} {
-			if f.v == "" {
-				missing = append(missing, f.name)
-			}
-		}
-		if len(missing) > 0 {
-			return nil, fmt.Errorf("live relay %s: relays between nodes use mutual TLS; set %s (croupier certs issue server/client, docs/live.md), or turn the relay off with an empty relay_addr",
-				cfg.RelayAddr, strings.Join(missing, ", "))
-		}
 		stls, err := tlsconf.ServerConfig(cfg.RelayTLSCA, cfg.RelayTLSCert, cfg.RelayTLSKey, true)
 		if err != nil {
 			return nil, fmt.Errorf("live relay listener TLS: %w", err)
@@ -185,11 +173,7 @@ func gatewayLiveConfig(cfg gateway.Config, bus *cluster.Node) liveHostConfig {
 	if bus == nil {
 		return l
 	}
-	l.NodeID, l.JetStream = bus.ID(), bus.JetStream()
-	l.LeaseReplicas = cfg.ClusterReplicas
-	if l.LeaseReplicas == 0 {
-		l.LeaseReplicas = max(1, min(len(cfg.NATSRoutes), 3))
-	}
+	l.NodeID, l.JetStream, l.LeaseReplicas = bus.ID(), bus.JetStream(), cfg.ClusterReplicas
 	l.RelayAddr, l.RelayAdvertise = cfg.RelayAddr, cfg.RelayAdvertise
 	l.RelayTLSCA, l.RelayTLSCert, l.RelayTLSKey = cfg.RelayTLSCA, cfg.RelayTLSCert, cfg.RelayTLSKey
 	l.RelayClientCert, l.RelayClientKey = cfg.RelayClientCert, cfg.RelayClientKey

@@ -181,17 +181,22 @@ func ensureDemoRoom(ctx context.Context, svc *rooms.Service, baseURL string) (st
 }
 
 // startDemoRooms runs the rooms system for `croupier dev` on the dev
-// SQLite database, with the demo room; the live leases live in the dev
-// server's NATS (bus; nil: none).
-func startDemoRooms(ctx context.Context, log *slog.Logger, addr, rtmpAddr, dbPath string, bus *cluster.Node) (string, func(context.Context) error, error) {
+// SQLite database, with the demo room, on the gateway tier (nil: this
+// node only); the live leases live in the dev server's NATS (bus; nil:
+// none).
+func startDemoRooms(ctx context.Context, log *slog.Logger, addr, rtmpAddr, dbPath string, bus *cluster.Node, tier *gatewayTier) (string, func(context.Context) error, error) {
 	if addr == "" {
 		return `disabled (--rooms-addr "")`, func(context.Context) error { return nil }, nil
 	}
 	lcfg := liveHostConfig{RTMPAddr: rtmpAddr, NodeID: "dev"}
 	if bus != nil {
-		lcfg.JetStream = bus.JetStream()
+		lcfg.NodeID, lcfg.JetStream = bus.ID(), bus.JetStream()
 	}
-	h, err := startRooms(ctx, log, roomsHostConfig{Addr: addr, StoreDriver: store.DriverSQLite, StoreDSN: dbPath, Live: lcfg})
+	hcfg := roomsHostConfig{Addr: addr, StoreDriver: store.DriverSQLite, StoreDSN: dbPath, Live: lcfg}
+	if tier != nil {
+		hcfg.Bus = tier.node
+	}
+	h, err := startRooms(ctx, log, hcfg)
 	if err != nil {
 		return "", nil, fmt.Errorf("rooms: %w", err)
 	}

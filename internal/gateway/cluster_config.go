@@ -15,6 +15,10 @@ func (c *Config) validateCluster(p []string) []string {
 		c.NATS = "off"
 		return p
 	case "embedded":
+		if c.RoomsAddr == "" {
+			c.NATS = "off" // nothing for the tier to carry
+			return p
+		}
 	case "external":
 		if c.NATSURL == "" {
 			p = append(p, "nats external needs nats_url (nats://host:4222,nats://host2:4222)")
@@ -28,18 +32,28 @@ func (c *Config) validateCluster(p []string) []string {
 	if c.DataDir == "" {
 		c.DataDir = config.DefaultDataDir()
 	}
+	if c.ClusterReplicas == 0 {
+		c.ClusterReplicas = max(1, min(len(c.NATSRoutes), 3))
+	}
+	if c.ClusterReplicas < 1 || c.ClusterReplicas > 5 {
+		p = append(p, fmt.Sprintf("cluster_replicas %d: must be 1–5 (0: the number of routes, at most 3)", c.ClusterReplicas))
+	}
 	if c.ClusterAddr == "" {
 		return p
 	}
 	certs := filepath.Join(c.DataDir, "certs")
 	if c.ClusterTLSCA == "" && c.ClusterTLSCert == "" && c.ClusterTLSKey == "" {
 		c.ClusterTLSCA, c.ClusterTLSCert, c.ClusterTLSKey = filepath.Join(certs, "ca.crt"), filepath.Join(certs, "server.crt"), filepath.Join(certs, "server.key")
+		c.clusterTLSDefaulted = true
 	}
 	if c.ClusterTLSCA == "" || c.ClusterTLSCert == "" || c.ClusterTLSKey == "" {
 		p = append(p, "cluster_tls_ca, cluster_tls_cert and cluster_tls_key: set all three (the cluster services use mTLS), or none for the files of `croupier certs init` in data_dir/certs")
 	}
-	if c.ClusterReplicas < 0 || c.ClusterReplicas > 5 {
-		p = append(p, fmt.Sprintf("cluster_replicas %d: must be 1–5 (0: the number of routes, at most 3)", c.ClusterReplicas))
-	}
 	return p
 }
+
+// ClusterTLSDefaulted reports that the cluster listener's TLS files are
+// defaults, not configured: if they are missing the node serves no
+// cluster services (and says so) instead of refusing to start — a single
+// gateway needs none.
+func (c *Config) ClusterTLSDefaulted() bool { return c.clusterTLSDefaulted }

@@ -100,10 +100,13 @@ type Config struct {
 	// The gateway tier on several nodes (docs/cluster.md, "Gateway
 	// tier"); validated by validateCluster (cluster_config.go).
 	//
-	// NATS is "off" (default: rooms on this node only), "embedded" (a
-	// NATS server inside the process on NATSListen, JetStream in
-	// DataDir/gateway/nats, optionally routed to other embedded servers)
-	// or "external" (NATSURL).
+	// NATS is "embedded" (default: a NATS server inside the process on
+	// NATSListen, loopback, JetStream in DataDir/gateway/nats, optionally
+	// routed to other embedded servers; a single gateway is then a
+	// one-node gateway tier), "external" (NATSURL) or "off" (rooms on
+	// this node only, without the room log, SyncTV's cluster services or
+	// live leases in NATS). With rooms off (empty RoomsAddr) the tier has
+	// nothing to carry: embedded then starts no NATS.
 	NATS              string   `koanf:"nats"`
 	NodeID            string   `koanf:"node_id"`
 	DataDir           string   `koanf:"data_dir"`
@@ -126,8 +129,11 @@ type Config struct {
 	ClusterTLSCA     string `koanf:"cluster_tls_ca"`
 	ClusterTLSCert   string `koanf:"cluster_tls_cert"`
 	ClusterTLSKey    string `koanf:"cluster_tls_key"`
-	// ClusterReplicas is the replica count of the room log and the
-	// membership buckets (default: the number of routes, at most 3, or 1).
+	// clusterTLSDefaulted: validateCluster filled the cluster TLS files.
+	clusterTLSDefaulted bool
+	// ClusterReplicas is the replica count of the room log, the
+	// membership buckets and the live leases (0: Validate sets the number
+	// of routes, at most 3, or 1).
 	ClusterReplicas int `koanf:"cluster_replicas"`
 
 	// Live relays between gateway nodes (docs/live.md), with the gateway
@@ -167,7 +173,7 @@ func DefaultConfig() Config {
 		RTMPAddr:         "127.0.0.1:1935",
 		MaxStreams:       16,
 		StoreDriver:      "sqlite",
-		NATS:             "off",
+		NATS:             "embedded",
 		NATSListen:       "127.0.0.1:0",
 		ClusterAddr:      "127.0.0.1:0",
 		RelayAddr:        "127.0.0.1:0",

@@ -29,7 +29,7 @@ func TestConfigValidate(t *testing.T) {
 		{"token keys", func(c *gateway.Config) { c.CustomUniqIDTokenKey = "uniqId" }, "different"},
 		{"nats kind", func(c *gateway.Config) { c.NATS = "redis" }, "use off, embedded or external"},
 		{"nats external without url", func(c *gateway.Config) { c.NATS = "external" }, "needs nats_url"},
-		{"gateway tier without rooms", func(c *gateway.Config) { c.NATS = "embedded"; c.RoomsAddr = "" }, "set rooms_addr"},
+		{"gateway tier without rooms", func(c *gateway.Config) { c.NATS = "external"; c.NATSURL = "nats://n:4222"; c.RoomsAddr = "" }, "set rooms_addr"},
 		{"half cluster TLS", func(c *gateway.Config) { c.NATS = "embedded"; c.ClusterTLSCA = "ca.crt" }, "cluster_tls_ca"},
 		{"cluster replicas", func(c *gateway.Config) { c.NATS = "embedded"; c.ClusterReplicas = 7 }, "cluster_replicas 7"},
 	}
@@ -41,8 +41,20 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: %v, want an error containing %q", tc.name, err, tc.want)
 		}
 	}
-	// Off loopback with mTLS is allowed.
+	// The default is a one-node gateway tier on an embedded NATS, with the
+	// cluster listener's TLS files defaulted; without rooms there is
+	// nothing for the tier to carry and no NATS runs.
 	c := gateway.DefaultConfig()
+	if err := c.Validate(); err != nil || c.NATS != "embedded" || !c.ClusterTLSDefaulted() {
+		t.Errorf("defaults: nats %q, cluster TLS defaulted %v, err %v", c.NATS, c.ClusterTLSDefaulted(), err)
+	}
+	c = gateway.DefaultConfig()
+	c.RoomsAddr = ""
+	if err := c.Validate(); err != nil || c.NATS != "off" {
+		t.Errorf("no rooms: nats %q, err %v; want off", c.NATS, err)
+	}
+	// Off loopback with mTLS is allowed.
+	c = gateway.DefaultConfig()
 	c.BusinessAddr = "0.0.0.0:6061"
 	c.BusinessTLSCA, c.BusinessTLSCert, c.BusinessTLSKey = "ca.crt", "gw.crt", "gw.key"
 	if err := c.Validate(); err != nil {

@@ -1,7 +1,9 @@
 package live
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -39,30 +41,24 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "token is too long", http.StatusBadRequest)
 		return
 	}
-	if _, err := n.cfg.Rooms.AuthorizeViewer(r.Context(), token, roomID); err != nil {
+	s, v, err := n.admitViewer(r.Context(), token, roomID, name)
+	var denied *deniedError
+	switch {
+	case errors.As(err, &denied):
 		code, msg := http.StatusForbidden, "forbidden"
-		if info := apierr.Info(err); info != nil {
+		if info := apierr.Info(denied.err); info != nil {
 			msg = info.GetMessage()
 		}
-		if st, ok := status.FromError(err); ok {
+		if st, ok := status.FromError(denied.err); ok {
 			code = runtime.HTTPStatusFromCode(st.Code())
 		}
 		http.Error(w, msg, code)
 		return
-	}
-	path := roomID + "/" + name
-	s, err := n.streamFor(r.Context(), path, roomID, name)
-	if err != nil {
-		code := http.StatusServiceUnavailable
-		if errors.Is(err, errNotLive) {
-			code = http.StatusNotFound
-		}
-		http.Error(w, err.Error(), code)
+	case errors.Is(err, errNotLive):
+		http.Error(w, err.Error(), http.StatusNotFound)
 		return
-	}
-	v := s.subscribe(n.cfg.ViewerQueue)
-	if v == nil {
-		http.Error(w, "stream "+path+" has ended", http.StatusNotFound)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	defer n.leave(s, v)
@@ -108,6 +104,34 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// admitViewer is what HTTP-FLV and RTMP play share: the holder of token
+// must be an active member of roomID (else a *deniedError wrapping the
+// rooms system's answer); the viewer then joins the stream of roomID/name,
+// local or relayed from its publisher's node (errNotLive when it is not,
+// or no longer, live). The caller leaves with n.leave(s, v).
+func (n *Node) admitViewer(ctx context.Context, token, roomID, name string) (*stream, *viewer, error) {
+	if _, err := n.cfg.Rooms.AuthorizeViewer(ctx, token, roomID); err != nil {
+		return nil, nil, &deniedError{err}
+	}
+	path := roomID + "/" + name
+	s, err := n.streamFor(ctx, path, roomID, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	v := s.subscribe(n.cfg.ViewerQueue)
+	if v == nil {
+		return nil, nil, fmt.Errorf("stream %s has ended: %w", path, errNotLive)
+	}
+	return s, v, nil
+}
+
+// deniedError is a viewer the rooms system refused; err is its answer (a
+// gRPC status).
+type deniedError struct{ err error }
+
+func (e *deniedError) Error() string { return e.err.Error() }
+func (e *deniedError) Unwrap() error { return e.err }
 
 func validName(s string) bool {
 	if len(s) == 0 || len(s) > 32 {

@@ -250,19 +250,10 @@ func (n *Node) servePlay(c net.Conn, sc *gortmplib.ServerConn) error {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, handshakeTimeout)
 	defer cancel()
-	if _, err := n.cfg.Rooms.AuthorizeViewer(ctx, token, roomID); err != nil {
-		_ = sc.RejectAction()
-		return fmt.Errorf("play: %w", err)
-	}
-	s, err := n.streamFor(ctx, roomID+"/"+name, roomID, name)
+	s, v, err := n.admitViewer(ctx, token, roomID, name)
 	if err != nil {
 		_ = sc.RejectAction()
 		return fmt.Errorf("play: %w", err)
-	}
-	v := s.subscribe(n.cfg.ViewerQueue)
-	if v == nil {
-		_ = sc.RejectAction()
-		return errors.New("play: the stream has ended")
 	}
 	defer n.leave(s, v)
 	if err := sc.AcceptAction(); err != nil {

@@ -13,6 +13,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
+	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
+	"github.com/croupier/croupier/internal/tlsconf"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // TestDev runs `croupier dev` as a newcomer would and drives it with the
@@ -25,7 +31,7 @@ func TestDev(t *testing.T) {
 	p := start(t, "dev", bins.croupier, "dev", "--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--tunnel-http-addr", "127.0.0.1:0", "--sdk-addr", "127.0.0.1:0", "--gse-addr", "127.0.0.1:0",
 		"--gateway-addr", "127.0.0.1:0", "--gateway-business-addr", "127.0.0.1:0", "--rooms-addr", "127.0.0.1:0",
-		"--rtmp-addr", "127.0.0.1:0")
+		"--rtmp-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0")
 	p.waitLine("Croupier dev is running.", 60*time.Second)
 	p.waitLine("Press Ctrl-C to stop.", 10*time.Second)
 
@@ -61,6 +67,7 @@ func TestDev(t *testing.T) {
 	if !strings.Contains(p.output(), "watch page    "+rooms[1]+"/watch/#/room/"+rooms[2]) {
 		t.Fatalf("dev printed no watch page link:\n%s", p.output())
 	}
+	devTier(t, p.output(), dir, rooms[2])
 	devLive(t, p.output(), rooms[1], rooms[2])
 
 	// The player gateway with the demo chat: a client joins the lobby on
@@ -165,6 +172,54 @@ func TestDev(t *testing.T) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.exitCode(15 * time.Second); code != 0 {
 		t.Fatalf("croupier dev exited %d after SIGTERM", code)
+	}
+}
+
+// devTier checks that dev's rooms run on the gateway tier: its
+// ClusterService (mTLS, the dev CA's client certificate) lists the one
+// node at the printed address, and a playback change made through its
+// DataSyncService comes back from the room log on SyncEvents.
+func devTier(t *testing.T, out, dir, room string) {
+	t.Helper()
+	m := regexp.MustCompile(`cluster gRPC\s+(\S+)\s+\(ClusterService, DataSyncService; mTLS`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("dev printed no cluster address:\n%s", out)
+	}
+	certs := filepath.Join(dir, "certs")
+	tc, err := tlsconf.ClientConfig(filepath.Join(certs, "ca.crt"), filepath.Join(certs, "client.crt"), filepath.Join(certs, "client.key"), "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nodes, err := clusterv1.NewClusterServiceClient(conn).GetNodes(ctx, &clusterv1.GetNodesRequest{OnlyAlive: true})
+	if err != nil || len(nodes.GetNodes()) != 1 || nodes.GetNodes()[0].GetAddress() != m[1] {
+		t.Fatalf("GetNodes: %v %v, want the one dev node at %s", nodes, err, m[1])
+	}
+	sync, err := clusterv1.NewClusterServiceClient(conn).SyncEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sync.Header(); err != nil { // the log is followed from here on
+		t.Fatal(err)
+	}
+	if _, err := datav1.NewDataSyncServiceClient(conn).SyncRoomState(ctx, &datav1.SyncRoomStateRequest{RoomId: room,
+		State: &datav1.RoomState{Status: "paused", CurrentTime: 42, Rate: 1}, SourceNodeId: "e2e"}); err != nil {
+		t.Fatalf("SyncRoomState: %v", err)
+	}
+	for {
+		ev, err := sync.Recv() // bounded by ctx
+		if err != nil {
+			t.Fatalf("SyncEvents: no playback event of room %s: %v", room, err)
+		}
+		if pb := ev.GetPlayback(); pb.GetRoomId() == room && ev.GetSeq() > 0 && strings.Contains(string(pb.GetData()), `"position":42`) {
+			return
+		}
 	}
 }
 
