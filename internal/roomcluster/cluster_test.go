@@ -440,3 +440,49 @@ func TestLiveEventsAcrossNodes(t *testing.T) {
 		t.Fatalf("eve's stream ended with %v, want %s", e, apierr.CodeMemberBanned)
 	}
 }
+
+// Deleting a room through node A ends its members' streams on node B too
+// (ROOM_DELETED after a RoomUpdate with deleted set), and B refuses new
+// streams of it.
+func TestRoomDeletedAcrossNodes(t *testing.T) {
+	c := newCluster(t, sharedStore(t), 2)
+	a, b := c.gws[0], c.gws[1]
+	owner, bob := c.register(a), c.register(a)
+	room := c.roomWithMovie(a, owner, bob)
+	so := openStream(t, a, owner, room, 0)
+	sb := openStream(t, b, bob, room, 0)
+
+	if _, err := a.client.DeleteRoom(ctxT(t), as(owner, &clientv1.DeleteRoomRequest{RoomId: room})); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*stream{"A": so, "B": sb} {
+		del := s.next(func(m *clientv1.ServerMessage) bool { return m.GetRoom().GetDeleted() })
+		if del.GetRoom().GetRoom().GetId() != room {
+			t.Fatalf("node %s: deleted update %v, want room %s", name, del, room)
+		}
+		if e := s.ended(); e.GetCode() != apierr.CodeRoomDeleted {
+			t.Fatalf("node %s: stream ended with %v, want %s", name, e, apierr.CodeRoomDeleted)
+		}
+	}
+	bs := b.client.MessageStream(ctxT(t))
+	bs.RequestHeader().Set("Authorization", "Bearer "+bob.token)
+	if err := bs.Send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Hello{Hello: &clientv1.StreamHello{RoomId: room}}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := bs.Receive()
+		if err != nil {
+			if code := connect.CodeOf(err); code != connect.CodeNotFound {
+				t.Fatalf("a new stream of the deleted room on B: %v, want NOT_FOUND", err)
+			}
+			break
+		}
+		if m.GetError() != nil {
+			if m.GetError().GetCode() != apierr.CodeRoomDeleted && m.GetError().GetCode() != apierr.CodeRoomNotFound {
+				t.Fatalf("a new stream of the deleted room on B: %v", m.GetError())
+			}
+			break
+		}
+	}
+	_ = bs.CloseRequest()
+}

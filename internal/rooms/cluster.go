@@ -63,6 +63,13 @@ func (s *Service) Deliver(roomID string, seq int64, remote bool, msg *clientv1.S
 			if remote {
 				s.remoteMember(r, seq, p.Member)
 			}
+		case *clientv1.ServerMessage_Room:
+			if p.Room.GetDeleted() {
+				// Deleted through another node (the deleting node closed
+				// its own streams and marked the room gone already).
+				s.hub.closeDeleted(r, outgoing(msg))
+				return
+			}
 		}
 		s.hub.fanout(r, msg)
 	})

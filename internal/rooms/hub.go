@@ -206,6 +206,19 @@ func (h *hub) closeAll() {
 	}
 }
 
+// closeDeleted ends every stream of a deleted room with msg (its deleted
+// RoomUpdate) then ROOM_DELETED, and marks the room gone: no new streams
+// or events. r.mu held.
+func (h *hub) closeDeleted(r *liveRoom, msg *Outgoing) {
+	bye := errorMessage(apierr.New(codes.NotFound, apierr.CodeRoomDeleted, "room "+r.id+" was deleted"), "")
+	for uid, st := range r.subs {
+		st.enqueue(msg)
+		delete(r.subs, uid)
+		st.kill(bye)
+	}
+	r.gone = true
+}
+
 // nextSeq hands out the room's next event sequence number, reserving a
 // new block in the database when the current one is used up. r.mu held.
 func (r *liveRoom) nextSeq(ctx context.Context, st *store.Rooms) (int64, error) {
