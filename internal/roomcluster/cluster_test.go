@@ -441,9 +441,10 @@ func TestLiveEventsAcrossNodes(t *testing.T) {
 	}
 }
 
-// Deleting a room through node A ends its members' streams on node B too
-// (ROOM_DELETED after a RoomUpdate with deleted set), and B refuses new
-// streams of it.
+// A permission change made through node A applies to the member's
+// stream on node B (taken from the event, in log order). Deleting a room
+// through A ends its members' streams on B too (ROOM_DELETED after a
+// RoomUpdate with deleted set), and B refuses new streams of it.
 func TestRoomDeletedAcrossNodes(t *testing.T) {
 	c := newCluster(t, sharedStore(t), 2)
 	a, b := c.gws[0], c.gws[1]
@@ -451,6 +452,20 @@ func TestRoomDeletedAcrossNodes(t *testing.T) {
 	room := c.roomWithMovie(a, owner, bob)
 	so := openStream(t, a, owner, room, 0)
 	sb := openStream(t, b, bob, room, 0)
+
+	sb.send(chatMsg("may chat"))
+	so.next(func(m *clientv1.ServerMessage) bool { return m.GetChat().GetContent() == "may chat" })
+	if _, err := a.client.SetMemberPermissions(ctxT(t), as(owner, &clientv1.SetMemberPermissionsRequest{RoomId: room, UserId: bob.id,
+		Permissions: uint64(clientv1.Permission_PERMISSION_CONTROL_PLAYBACK)})); err != nil {
+		t.Fatal(err)
+	}
+	sb.next(func(m *clientv1.ServerMessage) bool {
+		return m.GetMember().GetKind() == clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED && m.GetMember().GetMember().GetUser().GetId() == bob.id
+	})
+	sb.send(chatMsg("may not chat"))
+	if e := sb.next(func(m *clientv1.ServerMessage) bool { return m.GetError() != nil || m.GetChat() != nil }); e.GetError().GetCode() != apierr.CodePermissionDenied {
+		t.Fatalf("chat on B after CHAT was revoked on A: %v, want %s", e, apierr.CodePermissionDenied)
+	}
 
 	if _, err := a.client.DeleteRoom(ctxT(t), as(owner, &clientv1.DeleteRoomRequest{RoomId: room})); err != nil {
 		t.Fatal(err)

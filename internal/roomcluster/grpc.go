@@ -27,6 +27,9 @@ const (
 	maxBatchRooms    = 100
 	maxBatchUsers    = 1000
 	syncEventQueue   = 256
+	// maxBeatConflicts bounds the re-reads of a heartbeat whose entry
+	// changed between its read and its write.
+	maxBeatConflicts = 3
 )
 
 // Register serves the ClusterService and DataSyncService on s (a gRPC
@@ -34,6 +37,13 @@ const (
 func (n *Node) Register(s grpc.ServiceRegistrar) {
 	clusterv1.RegisterClusterServiceServer(s, clusterServer{n: n})
 	datav1.RegisterDataSyncServiceServer(s, dataServer{n: n})
+}
+
+// conflict says whether a KV write failed its compare on the revision.
+func conflict(err error) bool {
+	var api *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		(errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
 }
 
 func invalid(err error) error { return status.Error(codes.InvalidArgument, err.Error()) }
@@ -76,26 +86,50 @@ func (s clusterServer) Heartbeat(ctx context.Context, req *clusterv1.HeartbeatRe
 	if n := proto.Size(req.GetStats()); n > maxNodePartBytes {
 		return nil, status.Errorf(codes.InvalidArgument, "stats are %d bytes encoded, more than %d", n, maxNodePartBytes)
 	}
-	var e jetstream.KeyValueEntry
-	err := retry(ctx, func(ctx context.Context) (err error) {
-		e, err = s.n.nodes.Get(ctx, req.GetNodeId())
-		return err
-	})
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, status.Errorf(codes.NotFound, "node %s is not registered (or was dead for %v); call RegisterNode first",
-			req.GetNodeId(), s.n.cfg.DeadAfter)
-	}
-	if err != nil {
-		return nil, unavailable("membership not read", err)
-	}
-	info := &clusterv1.NodeInfo{}
-	if err := proto.Unmarshal(e.Value(), info); err != nil {
-		return nil, status.Errorf(codes.Internal, "membership entry of %s is corrupt", req.GetNodeId())
-	}
-	now := s.n.cfg.Now().UnixMilli()
-	info.Stats, info.LastHeartbeat = req.GetStats(), now
-	if err := s.n.putNode(ctx, info); err != nil {
-		return nil, unavailable("heartbeat not recorded", err)
+	// A compare-and-set on the entry's revision: a RegisterNode (a new
+	// address) or the node's removal between the read and the write is
+	// not undone by this write; the entry is read again instead.
+	var now int64
+	for attempt := 0; ; attempt++ {
+		var e jetstream.KeyValueEntry
+		err := s.n.retry(ctx, func(ctx context.Context) (err error) {
+			e, err = s.n.nodes.Get(ctx, req.GetNodeId())
+			return err
+		})
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, status.Errorf(codes.NotFound, "node %s is not registered (or was dead for %v); call RegisterNode first",
+				req.GetNodeId(), s.n.cfg.DeadAfter)
+		}
+		if err != nil {
+			return nil, unavailable("membership not read", err)
+		}
+		info := &clusterv1.NodeInfo{}
+		if err := proto.Unmarshal(e.Value(), info); err != nil {
+			return nil, status.Errorf(codes.Internal, "membership entry of %s is corrupt", req.GetNodeId())
+		}
+		now = s.n.cfg.Now().UnixMilli()
+		info.Stats, info.LastHeartbeat = req.GetStats(), now
+		data, err := proto.Marshal(info)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "membership entry of %s not encodable", req.GetNodeId())
+		}
+		if hook := s.n.beforeBeatWrite.Load(); hook != nil {
+			(*hook)()
+		}
+		err = s.n.retry(ctx, func(ctx context.Context) error {
+			_, err := s.n.nodes.Update(ctx, req.GetNodeId(), data, e.Revision())
+			return err
+		})
+		if err == nil {
+			break
+		}
+		if !conflict(err) {
+			return nil, unavailable("heartbeat not recorded", err)
+		}
+		if attempt == maxBeatConflicts {
+			return nil, status.Errorf(codes.Aborted, "the membership entry of %s changed %d times during this heartbeat; send it again",
+				req.GetNodeId(), maxBeatConflicts+1)
+		}
 	}
 	return &clusterv1.HeartbeatResponse{Timestamp: now}, nil
 }
@@ -294,7 +328,7 @@ func (s dataServer) GetUserOnlineStatus(ctx context.Context, req *datav1.GetUser
 	for _, id := range req.GetUserIds() {
 		st := &datav1.OnlineStatus{}
 		var e jetstream.KeyValueEntry
-		err := retry(ctx, func(ctx context.Context) (err error) {
+		err := s.n.retry(ctx, func(ctx context.Context) (err error) {
 			e, err = s.n.online.Get(ctx, id)
 			return err
 		})

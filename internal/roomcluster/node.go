@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
@@ -81,6 +82,10 @@ type Node struct {
 	rooms Rooms
 	stop  context.CancelFunc
 	wg    sync.WaitGroup // the follower and the heartbeat loop
+
+	// beforeBeatWrite, if set (tests), runs in Heartbeat between reading
+	// the entry and writing it.
+	beforeBeatWrite atomic.Pointer[func()]
 }
 
 // New creates (or updates) the stream and buckets the cluster uses.
@@ -120,7 +125,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("roomcluster: %w", err)
 	}
 	n := &Node{cfg: cfg, nc: cfg.Conn, js: js, log: cfg.Logger}
-	if err := retry(ctx, func(ctx context.Context) (err error) {
+	if err := n.retry(ctx, func(ctx context.Context) (err error) {
 		n.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name: StreamName, Subjects: []string{subjectPrefix + ">"}, Storage: jetstream.FileStorage,
 			Replicas: cfg.Replicas, MaxAge: cfg.Retention, Duplicates: 2 * time.Minute,
@@ -130,7 +135,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("roomcluster: create stream %s: %w", StreamName, err)
 	}
-	if err := retry(ctx, func(ctx context.Context) (err error) {
+	if err := n.retry(ctx, func(ctx context.Context) (err error) {
 		n.nodes, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: NodesBucket, TTL: cfg.DeadAfter, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
 		})
@@ -138,7 +143,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("roomcluster: create bucket %s: %w", NodesBucket, err)
 	}
-	if err := retry(ctx, func(ctx context.Context) (err error) {
+	if err := n.retry(ctx, func(ctx context.Context) (err error) {
 		n.online, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: OnlineBucket, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
 		})
@@ -266,7 +271,7 @@ func (n *Node) append(ctx context.Context, roomID string, ev *clusterv1.ClusterE
 		return 0, err
 	}
 	var seq int64
-	err = retry(ctx, func(ctx context.Context) error {
+	err = n.retry(ctx, func(ctx context.Context) error {
 		if n.nc.IsClosed() {
 			return nats.ErrConnectionClosed
 		}
@@ -286,7 +291,7 @@ func (n *Node) append(ctx context.Context, roomID string, ev *clusterv1.ClusterE
 // Head implements rooms.Bus.
 func (n *Node) Head(ctx context.Context, roomID string) (int64, error) {
 	var seq int64
-	err := retry(ctx, func(ctx context.Context) error {
+	err := n.retry(ctx, func(ctx context.Context) error {
 		m, err := n.stream.GetLastMsgForSubject(ctx, subject(roomID))
 		if err != nil {
 			return err
@@ -312,7 +317,7 @@ func (n *Node) trackOnline(ctx context.Context, roomID string, u *clientv1.Membe
 		return
 	}
 	here := roomID + " " + n.cfg.NodeID
-	err := retry(ctx, func(ctx context.Context) error {
+	err := n.retry(ctx, func(ctx context.Context) error {
 		switch u.GetKind() {
 		case clientv1.MemberUpdate_KIND_ONLINE:
 			_, err := n.online.PutString(ctx, uid, here)
@@ -369,7 +374,7 @@ func (n *Node) putNode(ctx context.Context, info *clusterv1.NodeInfo) error {
 	if err != nil {
 		return err
 	}
-	return retry(ctx, func(ctx context.Context) error {
+	return n.retry(ctx, func(ctx context.Context) error {
 		_, err := n.nodes.Put(ctx, info.GetNodeId(), data)
 		return err
 	})
@@ -383,7 +388,7 @@ func (n *Node) Nodes(ctx context.Context, onlyAlive bool) ([]*clusterv1.NodeInfo
 	// server takes: a KeyValue.Keys watcher can end its listing before a
 	// key that was rewritten meanwhile (heartbeats rewrite every key).
 	prefix := "$KV." + NodesBucket + "."
-	if err := retry(ctx, func(ctx context.Context) error {
+	if err := n.retry(ctx, func(ctx context.Context) error {
 		s, err := n.js.Stream(ctx, "KV_"+NodesBucket)
 		if err != nil {
 			return err
@@ -405,7 +410,7 @@ func (n *Node) Nodes(ctx context.Context, onlyAlive bool) ([]*clusterv1.NodeInfo
 	out := make([]*clusterv1.NodeInfo, 0, len(keys))
 	for _, k := range keys {
 		var e jetstream.KeyValueEntry
-		err := retry(ctx, func(ctx context.Context) (err error) {
+		err := n.retry(ctx, func(ctx context.Context) (err error) {
 			e, err = n.nodes.Get(ctx, k)
 			return err
 		})

@@ -96,11 +96,11 @@ func (s *Service) remoteMember(r *liveRoom, seq int64, u *clientv1.MemberUpdate)
 	case clientv1.MemberUpdate_KIND_BANNED:
 		r.kick(uid, errorMessage(apierr.New(codes.PermissionDenied, apierr.CodeMemberBanned, "you were banned from room "+r.id), ""))
 	case clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED:
-		ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
-		defer cancel()
-		if m, ok, err := s.member(ctx, r.id, uid); err == nil && ok {
-			st.member = m
-		}
+		// The event carries the membership as it was written, and comes
+		// in log order: taken from it, with no database read under the
+		// room's lock (which every delivery of the node waits on).
+		m := u.GetMember()
+		st.member.Role, st.member.Permissions, st.member.Status = int(m.GetRole()), m.GetPermissions(), int(m.GetStatus())
 	}
 }
 
