@@ -247,7 +247,8 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 		t.Fatalf("SyncEvents headers %v, %v: want %s", h, err, roomcluster.LogSeqHeader)
 	}
 	// The log streams a seek made on A as a PlaybackEvent.
-	if _, err := seek(t, a, owner, room, 30); err != nil {
+	st30, err := seek(t, a, owner, room, 30)
+	if err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -268,31 +269,112 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 		}
 		break
 	}
-	// The same chat event twice: members see it once.
-	chat := &clusterv1.ClusterEvent{EventId: "seed-evt-1", NodeId: "seed-node", Payload: &clusterv1.ClusterEvent_Chat{
-		Chat: &clusterv1.ChatEvent{RoomId: room, MessageId: "seed-msg-1", UserId: "seed-user", Content: "hello from seed"}}}
-	// The events of one call are appended in order: the marker comes
-	// after the duplicate was dropped.
-	marker := &clusterv1.ClusterEvent{EventId: "seed-evt-2", NodeId: "seed-node", Payload: &clusterv1.ClusterEvent_Chat{
-		Chat: &clusterv1.ChatEvent{RoomId: room, MessageId: "seed-msg-2", UserId: "seed-user", Content: "after"}}}
-	for _, e := range []*clusterv1.ClusterEvent{chat, chat, marker} {
+	// Chat a seed node sends for its user is posted as that member's chat:
+	// once (the same event twice), in the log's order, in the history.
+	// Chat for someone who is not a member is refused and the call goes
+	// on. A PlaybackEvent (data: a synctv.client.RoomState in JSON, version
+	// the one it is based on) is applied like SyncRoomState; a stale one is
+	// refused. The events of one call are taken in order: the marker comes
+	// after the others were applied or refused.
+	chatEv := func(id, user, text string) *clusterv1.ClusterEvent {
+		return &clusterv1.ClusterEvent{EventId: id, NodeId: "seed-node", Payload: &clusterv1.ClusterEvent_Chat{
+			Chat: &clusterv1.ChatEvent{RoomId: room, MessageId: id, UserId: user, Content: text}}}
+	}
+	playEv := func(id string, st *clientv1.RoomState) *clusterv1.ClusterEvent {
+		data, err := protojson.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &clusterv1.ClusterEvent{EventId: id, NodeId: "seed-node", Payload: &clusterv1.ClusterEvent_Playback{
+			Playback: &clusterv1.PlaybackEvent{Type: clusterv1.PlaybackEvent_SEEK, RoomId: room, Data: data}}}
+	}
+	chat := chatEv("seed-evt-1", bob.id, "hello from seed")
+	for _, e := range []*clusterv1.ClusterEvent{chat, chat, chatEv("seed-evt-2", "strangerUsr1", "from a stranger"),
+		playEv("seed-evt-3", &clientv1.RoomState{Playing: true, Position: 55, Rate: 1, Version: st30.GetVersion()}),
+		playEv("seed-evt-4", &clientv1.RoomState{Position: 66, Version: st30.GetVersion()}),
+		chatEv("seed-evt-5", bob.id, "after")} {
 		if err := ev.Send(e); err != nil {
 			t.Fatal(err)
 		}
 	}
+	var chatSeq int64
 	for _, s := range []*stream{so, sb} {
-		n := 0
+		hello, states := 0, 0
 		for {
-			m := s.next(isChat)
+			m := s.next(func(m *clientv1.ServerMessage) bool { return isChat(m) || m.GetRoomState() != nil })
 			if m.GetChat().GetContent() == "after" {
 				break
 			}
-			if m.GetChat().GetContent() == "hello from seed" {
+			switch {
+			case m.GetChat().GetContent() == "hello from seed":
+				hello++
+				chatSeq = m.GetSeq()
+				if u := m.GetChat().GetUser(); u.GetId() != bob.id || u.GetUsername() != bob.name {
+					t.Fatalf("seed chat from %v, want bob", u)
+				}
+			case m.GetChat() != nil:
+				t.Fatalf("unexpected chat %v", m)
+			case m.GetRoomState().GetState().GetPosition() == 55:
+				states++
+				if v := m.GetRoomState().GetState().GetVersion(); v != st30.GetVersion()+1 {
+					t.Fatalf("seed playback applied as version %d, want %d", v, st30.GetVersion()+1)
+				}
+			case m.GetRoomState().GetState().GetPosition() == 66:
+				t.Fatalf("a stale playback event was applied: %v", m)
+			}
+		}
+		if hello != 1 || states != 1 {
+			t.Fatalf("seed chat seen %d times, seed playback %d times; want 1 and 1", hello, states)
+		}
+	}
+	waitFor(t, 10*time.Second, func() error { // the chat log writes in the background
+		h, err := a.client.GetChatHistory(ctx, as(owner, &clientv1.GetChatHistoryRequest{RoomId: room}))
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, m := range h.Msg.GetMessages() {
+			if m.GetChat().GetContent() == "hello from seed" && m.GetSeq() == chatSeq && m.GetChat().GetUser().GetId() == bob.id {
 				n++
 			}
 		}
 		if n != 1 {
-			t.Fatalf("seed chat seen %d times, want 1", n)
+			return fmt.Errorf("seed chat in the history %d times, want once at seq %d", n, chatSeq)
+		}
+		return nil
+	})
+	// The node's playback changes are audited as the node, made and refused.
+	var made, refused int
+	for _, e := range b.audit.all() {
+		if e.Actor != "node:seed-node" || e.Action != roomcluster.ActionNodePlayback {
+			t.Fatalf("audit entry %s %s, want node:seed-node %s", e.Actor, e.Action, roomcluster.ActionNodePlayback)
+		}
+		switch status.Code(e.Err) {
+		case codes.OK:
+			made++
+		case codes.Aborted:
+			refused++
+		}
+	}
+	if made != 1 || refused != 1 {
+		t.Fatalf("audited %d made and %d refused playback changes, want 1 and 1", made, refused)
+	}
+	// Malformed playback data ends the call with INVALID_ARGUMENT.
+	ev2, err := cl.SyncEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := playEv("seed-evt-6", &clientv1.RoomState{})
+	bad.GetPlayback().Data = []byte(`{"roomState":{}}`)
+	if err := ev2.Send(bad); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := ev2.Recv(); err != nil {
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "seed-evt-6") {
+				t.Fatalf("malformed playback data: %v, want INVALID_ARGUMENT naming the event", err)
+			}
+			break
 		}
 	}
 	// An event without an id ends the call with INVALID_ARGUMENT.

@@ -13,8 +13,10 @@ import (
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
+	"github.com/croupier/croupier/internal/audit"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -31,7 +33,8 @@ const (
 // Rooms is what a Node needs of the rooms system (*rooms.Service).
 type Rooms interface {
 	Deliver(roomID string, seq int64, remote bool, msg *clientv1.ServerMessage)
-	SetPlayback(ctx context.Context, roomID, movieID string, playing bool, position, rate float64) (*clientv1.RoomState, error)
+	SetPlayback(ctx context.Context, roomID, movieID string, playing bool, position, rate float64, version int64) (*clientv1.RoomState, error)
+	RemoteChat(ctx context.Context, roomID, eventID, userID, content string) error
 	RoomsByID(ctx context.Context, ids []string) ([]*clientv1.Room, error)
 	IsLive(roomID string) bool
 }
@@ -62,6 +65,10 @@ type Config struct {
 	// longer than one raft election. Reads and membership writes that
 	// have no caller's deadline get the same bound.
 	PublishTimeout time.Duration
+	// Audit receives the playback changes other nodes make through this
+	// node (SyncRoomState, PlaybackEvents sent through SyncEvents), made
+	// and refused (refusals rate limited); nil: they are only logged.
+	Audit audit.Recorder
 	// Stats reports the node's load for heartbeats; nil: none.
 	Stats  func() *clusterv1.NodeStats
 	Now    func() time.Time
@@ -77,6 +84,9 @@ type Node struct {
 	nodes  jetstream.KeyValue
 	online jetstream.KeyValue
 	log    *slog.Logger
+	// refusals limits the audit rows of refused node changes (any node
+	// with a certificate can make them).
+	refusals *rate.Limiter
 
 	mu    sync.Mutex // guards rooms, stop
 	rooms Rooms
@@ -124,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roomcluster: %w", err)
 	}
-	n := &Node{cfg: cfg, nc: cfg.Conn, js: js, log: cfg.Logger}
+	n := &Node{cfg: cfg, nc: cfg.Conn, js: js, log: cfg.Logger, refusals: audit.NewRefusalLimiter()}
 	if err := n.retry(ctx, func(ctx context.Context) (err error) {
 		n.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name: StreamName, Subjects: []string{subjectPrefix + ">"}, Storage: jetstream.FileStorage,
