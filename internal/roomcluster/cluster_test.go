@@ -524,9 +524,11 @@ func TestLiveEventsAcrossNodes(t *testing.T) {
 }
 
 // A permission change made through node A applies to the member's
-// stream on node B (taken from the event, in log order). Deleting a room
-// through A ends its members' streams on B too (ROOM_DELETED after a
-// RoomUpdate with deleted set), and B refuses new streams of it.
+// stream on node B (taken from the event, in log order). online_count
+// counts the streams on every node (room info and BatchGetRooms, from
+// either node). Deleting a room through A ends its members' streams on B
+// too (ROOM_DELETED after a RoomUpdate with deleted set), and B refuses
+// new streams of it.
 func TestRoomDeletedAcrossNodes(t *testing.T) {
 	c := newCluster(t, sharedStore(t), 2)
 	a, b := c.gws[0], c.gws[1]
@@ -548,6 +550,42 @@ func TestRoomDeletedAcrossNodes(t *testing.T) {
 	if e := sb.next(func(m *clientv1.ServerMessage) bool { return m.GetError() != nil || m.GetChat() != nil }); e.GetError().GetCode() != apierr.CodePermissionDenied {
 		t.Fatalf("chat on B after CHAT was revoked on A: %v, want %s", e, apierr.CodePermissionDenied)
 	}
+
+	// online_count: one stream on A, one on B.
+	_, dataA := c.dial(a)
+	_, dataB := c.dial(b)
+	onlineIs := func(want int32) {
+		t.Helper()
+		waitFor(t, 10*time.Second, func() error {
+			for i, g := range []*gateway{a, b} {
+				info, err := g.client.GetRoomInfo(ctxT(t), as(owner, &clientv1.GetRoomInfoRequest{RoomId: room}))
+				if err != nil {
+					return err
+				}
+				if got := info.Msg.GetRoom().GetOnlineCount(); got != want {
+					return fmt.Errorf("room info on %s: online_count %d, want %d", g.id, got, want)
+				}
+				data := []datav1.DataSyncServiceClient{dataA, dataB}[i]
+				rs, err := data.BatchGetRooms(ctxT(t), &datav1.BatchGetRoomsRequest{RoomIds: []string{room}})
+				if err != nil {
+					return err
+				}
+				r := &clientv1.Room{}
+				if len(rs.GetRooms()) != 1 || protojson.Unmarshal(rs.GetRooms()[0].GetData(), r) != nil {
+					return fmt.Errorf("BatchGetRooms on %s: %v", g.id, rs)
+				}
+				if r.GetOnlineCount() != want {
+					return fmt.Errorf("BatchGetRooms on %s: online_count %d, want %d", g.id, r.GetOnlineCount(), want)
+				}
+			}
+			return nil
+		})
+	}
+	onlineIs(2)
+	sb.close()
+	onlineIs(1)
+	sb = openStream(t, b, bob, room, 0)
+	onlineIs(2)
 
 	if _, err := a.client.DeleteRoom(ctxT(t), as(owner, &clientv1.DeleteRoomRequest{RoomId: room})); err != nil {
 		t.Fatal(err)

@@ -84,6 +84,9 @@ type Node struct {
 	nodes  jetstream.KeyValue
 	online jetstream.KeyValue
 	log    *slog.Logger
+	// presence: this node's stream counts per room and the other nodes'
+	// (presence.go).
+	presence *presence
 	// refusals limits the audit rows of refused node changes (any node
 	// with a certificate can make them).
 	refusals *rate.Limiter
@@ -134,7 +137,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roomcluster: %w", err)
 	}
-	n := &Node{cfg: cfg, nc: cfg.Conn, js: js, log: cfg.Logger, refusals: audit.NewRefusalLimiter()}
+	n := &Node{cfg: cfg, nc: cfg.Conn, js: js, log: cfg.Logger, refusals: audit.NewRefusalLimiter(), presence: newPresence()}
 	if err := n.retry(ctx, func(ctx context.Context) (err error) {
 		n.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name: StreamName, Subjects: []string{subjectPrefix + ">"}, Storage: jetstream.FileStorage,
@@ -201,9 +204,11 @@ func (n *Node) Start(ctx context.Context, rooms Rooms) error {
 	f := &follower{js: n.js, next: from, handle: n.deliver, onErr: func(err error) {
 		n.log.Info("following the room log again", "node", n.cfg.NodeID, "err", err)
 	}}
-	n.wg.Add(2)
+	n.wg.Add(4)
 	go func() { defer n.wg.Done(); f.run(fctx) }()
 	go func() { defer n.wg.Done(); n.heartbeats(fctx) }()
+	go func() { defer n.wg.Done(); n.writePresence(fctx) }()
+	go func() { defer n.wg.Done(); n.watchPresence(fctx) }()
 	return nil
 }
 
@@ -368,6 +373,7 @@ func (n *Node) heartbeats(ctx context.Context) {
 			if err := n.beat(bctx, stats); err != nil {
 				n.log.Warn("heartbeat not recorded", "node", n.cfg.NodeID, "err", err)
 			}
+			n.refreshAlive(bctx)
 			cancel()
 		}
 	}

@@ -27,6 +27,12 @@ type Bus interface {
 	// Check fails when events cannot be published now (the node lost the
 	// bus): playback changes are then refused rather than diverge.
 	Check() error
+	// Online records that this node now has count streams open in the
+	// room. It is called with the room's lock held and must not block.
+	Online(roomID string, count int)
+	// OnlineElsewhere is the number of streams open in the room on the
+	// cluster's other nodes, as last seen.
+	OnlineElsewhere(roomID string) int
 }
 
 // errNoBus is what a node that cannot reach the cluster's bus answers to a

@@ -53,6 +53,8 @@ type liveRoom struct {
 	remoteChat map[string]*bucket
 	// gone: the room was deleted; no new streams or events.
 	gone bool
+	// reported is the stream count last given to the Bus (Bus.Online).
+	reported int
 }
 
 func newHub(s *Service) *hub { return &hub{svc: s, rooms: map[string]*liveRoom{}} }
@@ -127,6 +129,17 @@ func (h *hub) ifLive(id string, fn func(r *liveRoom)) {
 	if !r.gone {
 		fn(r)
 	}
+	h.noteOnline(r)
+}
+
+// noteOnline tells the Bus the room's stream count on this node when it
+// changed since last told (for online_count across the cluster). r.mu
+// held.
+func (h *hub) noteOnline(r *liveRoom) {
+	if bus := h.svc.bus; bus != nil && len(r.subs) != r.reported {
+		r.reported = len(r.subs)
+		bus.Online(r.id, r.reported)
+	}
 }
 
 // online reports whether the user has a stream open in the room.
@@ -136,11 +149,21 @@ func (h *hub) online(roomID, userID string) bool {
 	return on
 }
 
-// onlineCount is the number of streams open in the room.
+// onlineCount is the number of streams open in the room: on this node,
+// plus on the cluster's other nodes with a Bus.
 func (h *hub) onlineCount(roomID string) int {
 	n := 0
 	h.ifLive(roomID, func(r *liveRoom) { n = len(r.subs) })
-	return n
+	return n + h.elsewhere(roomID)
+}
+
+// elsewhere is the number of streams open in the room on the cluster's
+// other nodes (0 without a Bus).
+func (h *hub) elsewhere(roomID string) int {
+	if h.svc.bus == nil {
+		return 0
+	}
+	return h.svc.bus.OnlineElsewhere(roomID)
 }
 
 func (h *hub) load(ctx context.Context, r *liveRoom) error {
@@ -292,6 +315,7 @@ func (h *hub) publishLive(ctx context.Context, roomID string, msg *clientv1.Serv
 		if err := h.publish(ctx, r, msg); err != nil {
 			h.svc.log.Warn("room event not published", "room", roomID, "err", err)
 		}
+		h.noteOnline(r)
 		return
 	}
 	h.ifLive(roomID, func(r *liveRoom) {

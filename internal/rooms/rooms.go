@@ -482,7 +482,7 @@ func (s *Service) DeleteRoom(ctx context.Context, c Caller, req *clientv1.Delete
 	}
 	s.hub.ifLive(r.ID, func(lr *liveRoom) {
 		msg := &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Room{
-			Room: &clientv1.RoomUpdate{Room: s.roomProtoLocked(r, len(lr.subs)), Deleted: true}}}
+			Room: &clientv1.RoomUpdate{Room: s.roomProtoLocked(r, len(lr.subs)+s.hub.elsewhere(r.ID)), Deleted: true}}}
 		if s.bus != nil {
 			if err := s.hub.publish(ctx, lr, msg); err != nil {
 				// Deleted all the same: the other nodes' streams end at
