@@ -27,8 +27,8 @@ import (
 // bounded by the number of rooms.
 type presence struct {
 	mu      sync.Mutex
-	pending map[string]int            // room -> this node's count, not yet written
-	written map[string]bool           // rooms this node has a non-zero entry for (writer goroutine only)
+	pending map[string]int             // room -> this node's count, not yet written
+	written map[string]bool            // rooms this node has a non-zero entry for (writer goroutine only)
 	counts  map[string]map[string]seen // room -> node -> count, from the watch
 	// alive are the live nodes as of aliveAt (the last heartbeat); nil:
 	// not known yet (all count). A node missing from it still counts if
