@@ -150,11 +150,12 @@ func (s clusterServer) GetNodes(ctx context.Context, req *clusterv1.GetNodesRequ
 // of the last event of the log before the stream starts.
 const LogSeqHeader = "x-croupier-log-seq"
 
-// SyncEvents streams the room event log from now on (seq set) and appends
-// every event the caller sends (its event_id is the message id: a
-// duplicate is dropped by JetStream, an event already applied by the
-// rooms). The call ends when the caller closes its side or on an invalid
-// event (INVALID_ARGUMENT naming it).
+// SyncEvents streams the room event log from now on (seq set) and takes
+// every event the caller sends (receive: chat and playback are applied
+// through the rooms system, other kinds appended without data; the
+// event_id is the message id, so a duplicate is dropped by JetStream and
+// an event already applied by the rooms). The call ends when the caller
+// closes its side or on an invalid event (INVALID_ARGUMENT naming it).
 func (s clusterServer) SyncEvents(stream grpc.BidiStreamingServer[clusterv1.ClusterEvent, clusterv1.ClusterEvent]) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
