@@ -247,7 +247,8 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 		t.Fatalf("SyncEvents headers %v, %v: want %s", h, err, roomcluster.LogSeqHeader)
 	}
 	// The log streams a seek made on A as a PlaybackEvent.
-	if _, err := seek(t, a, owner, room, 30); err != nil {
+	st30, err := seek(t, a, owner, room, 30)
+	if err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -268,31 +269,112 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 		}
 		break
 	}
-	// The same chat event twice: members see it once.
-	chat := &clusterv1.ClusterEvent{EventId: "seed-evt-1", NodeId: "seed-node", Payload: &clusterv1.ClusterEvent_Chat{
-		Chat: &clusterv1.ChatEvent{RoomId: room, MessageId: "seed-msg-1", UserId: "seed-user", Content: "hello from seed"}}}
-	// The events of one call are appended in order: the marker comes
-	// after the duplicate was dropped.
-	marker := &clusterv1.ClusterEvent{EventId: "seed-evt-2", NodeId: "seed-node", Payload: &clusterv1.ClusterEvent_Chat{
-		Chat: &clusterv1.ChatEvent{RoomId: room, MessageId: "seed-msg-2", UserId: "seed-user", Content: "after"}}}
-	for _, e := range []*clusterv1.ClusterEvent{chat, chat, marker} {
+	// Chat a seed node sends for its user is posted as that member's chat:
+	// once (the same event twice), in the log's order, in the history.
+	// Chat for someone who is not a member is refused and the call goes
+	// on. A PlaybackEvent (data: a synctv.client.RoomState in JSON, version
+	// the one it is based on) is applied like SyncRoomState; a stale one is
+	// refused. The events of one call are taken in order: the marker comes
+	// after the others were applied or refused.
+	chatEv := func(id, user, text string) *clusterv1.ClusterEvent {
+		return &clusterv1.ClusterEvent{EventId: id, NodeId: "seed-node", Payload: &clusterv1.ClusterEvent_Chat{
+			Chat: &clusterv1.ChatEvent{RoomId: room, MessageId: id, UserId: user, Content: text}}}
+	}
+	playEv := func(id string, st *clientv1.RoomState) *clusterv1.ClusterEvent {
+		data, err := protojson.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &clusterv1.ClusterEvent{EventId: id, NodeId: "seed-node", Payload: &clusterv1.ClusterEvent_Playback{
+			Playback: &clusterv1.PlaybackEvent{Type: clusterv1.PlaybackEvent_SEEK, RoomId: room, Data: data}}}
+	}
+	chat := chatEv("seed-evt-1", bob.id, "hello from seed")
+	for _, e := range []*clusterv1.ClusterEvent{chat, chat, chatEv("seed-evt-2", "strangerUsr1", "from a stranger"),
+		playEv("seed-evt-3", &clientv1.RoomState{Playing: true, Position: 55, Rate: 1, Version: st30.GetVersion()}),
+		playEv("seed-evt-4", &clientv1.RoomState{Position: 66, Version: st30.GetVersion()}),
+		chatEv("seed-evt-5", bob.id, "after")} {
 		if err := ev.Send(e); err != nil {
 			t.Fatal(err)
 		}
 	}
+	var chatSeq int64
 	for _, s := range []*stream{so, sb} {
-		n := 0
+		hello, states := 0, 0
 		for {
-			m := s.next(isChat)
+			m := s.next(func(m *clientv1.ServerMessage) bool { return isChat(m) || m.GetRoomState() != nil })
 			if m.GetChat().GetContent() == "after" {
 				break
 			}
-			if m.GetChat().GetContent() == "hello from seed" {
+			switch {
+			case m.GetChat().GetContent() == "hello from seed":
+				hello++
+				chatSeq = m.GetSeq()
+				if u := m.GetChat().GetUser(); u.GetId() != bob.id || u.GetUsername() != bob.name {
+					t.Fatalf("seed chat from %v, want bob", u)
+				}
+			case m.GetChat() != nil:
+				t.Fatalf("unexpected chat %v", m)
+			case m.GetRoomState().GetState().GetPosition() == 55:
+				states++
+				if v := m.GetRoomState().GetState().GetVersion(); v != st30.GetVersion()+1 {
+					t.Fatalf("seed playback applied as version %d, want %d", v, st30.GetVersion()+1)
+				}
+			case m.GetRoomState().GetState().GetPosition() == 66:
+				t.Fatalf("a stale playback event was applied: %v", m)
+			}
+		}
+		if hello != 1 || states != 1 {
+			t.Fatalf("seed chat seen %d times, seed playback %d times; want 1 and 1", hello, states)
+		}
+	}
+	waitFor(t, 10*time.Second, func() error { // the chat log writes in the background
+		h, err := a.client.GetChatHistory(ctx, as(owner, &clientv1.GetChatHistoryRequest{RoomId: room}))
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, m := range h.Msg.GetMessages() {
+			if m.GetChat().GetContent() == "hello from seed" && m.GetSeq() == chatSeq && m.GetChat().GetUser().GetId() == bob.id {
 				n++
 			}
 		}
 		if n != 1 {
-			t.Fatalf("seed chat seen %d times, want 1", n)
+			return fmt.Errorf("seed chat in the history %d times, want once at seq %d", n, chatSeq)
+		}
+		return nil
+	})
+	// The node's playback changes are audited as the node, made and refused.
+	var made, refused int
+	for _, e := range b.audit.all() {
+		if e.Actor != "node:seed-node" || e.Action != roomcluster.ActionNodePlayback {
+			t.Fatalf("audit entry %s %s, want node:seed-node %s", e.Actor, e.Action, roomcluster.ActionNodePlayback)
+		}
+		switch status.Code(e.Err) {
+		case codes.OK:
+			made++
+		case codes.Aborted:
+			refused++
+		}
+	}
+	if made != 1 || refused != 1 {
+		t.Fatalf("audited %d made and %d refused playback changes, want 1 and 1", made, refused)
+	}
+	// Malformed playback data ends the call with INVALID_ARGUMENT.
+	ev2, err := cl.SyncEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := playEv("seed-evt-6", &clientv1.RoomState{})
+	bad.GetPlayback().Data = []byte(`{"roomState":{}}`)
+	if err := ev2.Send(bad); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := ev2.Recv(); err != nil {
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "seed-evt-6") {
+				t.Fatalf("malformed playback data: %v, want INVALID_ARGUMENT naming the event", err)
+			}
+			break
 		}
 	}
 	// An event without an id ends the call with INVALID_ARGUMENT.
@@ -439,4 +521,103 @@ func TestLiveEventsAcrossNodes(t *testing.T) {
 	if e := se.ended(); e.GetCode() != apierr.CodeMemberBanned {
 		t.Fatalf("eve's stream ended with %v, want %s", e, apierr.CodeMemberBanned)
 	}
+}
+
+// A permission change made through node A applies to the member's
+// stream on node B (taken from the event, in log order). online_count
+// counts the streams on every node (room info and BatchGetRooms, from
+// either node). Deleting a room through A ends its members' streams on B
+// too (ROOM_DELETED after a RoomUpdate with deleted set), and B refuses
+// new streams of it.
+func TestRoomDeletedAcrossNodes(t *testing.T) {
+	c := newCluster(t, sharedStore(t), 2)
+	a, b := c.gws[0], c.gws[1]
+	owner, bob := c.register(a), c.register(a)
+	room := c.roomWithMovie(a, owner, bob)
+	so := openStream(t, a, owner, room, 0)
+	sb := openStream(t, b, bob, room, 0)
+
+	sb.send(chatMsg("may chat"))
+	so.next(func(m *clientv1.ServerMessage) bool { return m.GetChat().GetContent() == "may chat" })
+	if _, err := a.client.SetMemberPermissions(ctxT(t), as(owner, &clientv1.SetMemberPermissionsRequest{RoomId: room, UserId: bob.id,
+		Permissions: uint64(clientv1.Permission_PERMISSION_CONTROL_PLAYBACK)})); err != nil {
+		t.Fatal(err)
+	}
+	sb.next(func(m *clientv1.ServerMessage) bool {
+		return m.GetMember().GetKind() == clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED && m.GetMember().GetMember().GetUser().GetId() == bob.id
+	})
+	sb.send(chatMsg("may not chat"))
+	if e := sb.next(func(m *clientv1.ServerMessage) bool { return m.GetError() != nil || m.GetChat() != nil }); e.GetError().GetCode() != apierr.CodePermissionDenied {
+		t.Fatalf("chat on B after CHAT was revoked on A: %v, want %s", e, apierr.CodePermissionDenied)
+	}
+
+	// online_count: one stream on A, one on B.
+	_, dataA := c.dial(a)
+	_, dataB := c.dial(b)
+	onlineIs := func(want int32) {
+		t.Helper()
+		waitFor(t, 10*time.Second, func() error {
+			for i, g := range []*gateway{a, b} {
+				info, err := g.client.GetRoomInfo(ctxT(t), as(owner, &clientv1.GetRoomInfoRequest{RoomId: room}))
+				if err != nil {
+					return err
+				}
+				if got := info.Msg.GetRoom().GetOnlineCount(); got != want {
+					return fmt.Errorf("room info on %s: online_count %d, want %d", g.id, got, want)
+				}
+				data := []datav1.DataSyncServiceClient{dataA, dataB}[i]
+				rs, err := data.BatchGetRooms(ctxT(t), &datav1.BatchGetRoomsRequest{RoomIds: []string{room}})
+				if err != nil {
+					return err
+				}
+				r := &clientv1.Room{}
+				if len(rs.GetRooms()) != 1 || protojson.Unmarshal(rs.GetRooms()[0].GetData(), r) != nil {
+					return fmt.Errorf("BatchGetRooms on %s: %v", g.id, rs)
+				}
+				if r.GetOnlineCount() != want {
+					return fmt.Errorf("BatchGetRooms on %s: online_count %d, want %d", g.id, r.GetOnlineCount(), want)
+				}
+			}
+			return nil
+		})
+	}
+	onlineIs(2)
+	sb.close()
+	onlineIs(1)
+	sb = openStream(t, b, bob, room, 0)
+	onlineIs(2)
+
+	if _, err := a.client.DeleteRoom(ctxT(t), as(owner, &clientv1.DeleteRoomRequest{RoomId: room})); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*stream{"A": so, "B": sb} {
+		del := s.next(func(m *clientv1.ServerMessage) bool { return m.GetRoom().GetDeleted() })
+		if del.GetRoom().GetRoom().GetId() != room {
+			t.Fatalf("node %s: deleted update %v, want room %s", name, del, room)
+		}
+		if e := s.ended(); e.GetCode() != apierr.CodeRoomDeleted {
+			t.Fatalf("node %s: stream ended with %v, want %s", name, e, apierr.CodeRoomDeleted)
+		}
+	}
+	bs := b.client.MessageStream(ctxT(t))
+	bs.RequestHeader().Set("Authorization", "Bearer "+bob.token)
+	if err := bs.Send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Hello{Hello: &clientv1.StreamHello{RoomId: room}}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := bs.Receive()
+		if err != nil {
+			if code := connect.CodeOf(err); code != connect.CodeNotFound {
+				t.Fatalf("a new stream of the deleted room on B: %v, want NOT_FOUND", err)
+			}
+			break
+		}
+		if m.GetError() != nil {
+			if m.GetError().GetCode() != apierr.CodeRoomDeleted && m.GetError().GetCode() != apierr.CodeRoomNotFound {
+				t.Fatalf("a new stream of the deleted room on B: %v", m.GetError())
+			}
+			break
+		}
+	}
+	_ = bs.CloseRequest()
 }

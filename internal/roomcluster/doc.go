@@ -12,7 +12,8 @@
 //   - membership: a KV bucket (NodesBucket) whose entries live DeadAfter
 //     after the node's last heartbeat;
 //   - who is online where: a KV bucket (OnlineBucket), user id -> "room
-//     node", read against the live nodes.
+//     node", read against the live nodes; and each node's stream count
+//     per room (presence.go), for online_count across the cluster.
 //
 // Node implements rooms.Bus: a room's events are appended to the log
 // with the room's lock held, and one follower per node (follow.go)
@@ -32,7 +33,8 @@
 // (internal/cli/gatewaycluster.go); tests and bench/cluster/gateway
 // assemble it in-process the same way.
 //
-// Goroutines: Start starts the follower and the heartbeat loop (owned by
-// the Node, stopped and waited for by Close). Each SyncEvents call owns
+// Goroutines: Start starts the follower, the heartbeat loop and the
+// presence writer and watcher (owned by the Node, stopped and waited for
+// by Close). Each SyncEvents call owns
 // one follower, stopped and waited for when the call ends.
 package roomcluster

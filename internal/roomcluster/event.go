@@ -91,9 +91,9 @@ func roomOf(ev *clusterv1.ClusterEvent) string {
 
 var errNotApplicable = errors.New("the event carries no message the rooms system can apply")
 
-// fromEvent is the message a room's members get for ev. An event from a
-// node written only against the seed has no data: its chat is shown as a
-// chat message from user_id; its other events cannot be applied.
+// fromEvent is the message a room's members get for ev. An event without
+// data (one a node written only against the seed sent, of a kind
+// SyncEvents does not apply, see receive) cannot be applied.
 func fromEvent(ev *clusterv1.ClusterEvent) (*clientv1.ServerMessage, error) {
 	var data []byte
 	switch p := ev.Payload.(type) {
@@ -107,12 +107,6 @@ func fromEvent(ev *clusterv1.ClusterEvent) (*clientv1.ServerMessage, error) {
 		data = p.Live.GetData()
 	case *clusterv1.ClusterEvent_Chat:
 		data = p.Chat.GetData()
-		if len(data) == 0 {
-			c := p.Chat
-			return &clientv1.ServerMessage{MessageId: c.GetMessageId(), Timestamp: ev.GetTimestamp(),
-				Payload: &clientv1.ServerMessage_Chat{Chat: &clientv1.ChatBroadcast{MessageId: c.GetMessageId(),
-					User: &clientv1.User{Id: c.GetUserId()}, Content: c.GetContent(), SentAt: ev.GetTimestamp()}}}, nil
-		}
 	}
 	if len(data) == 0 {
 		return nil, errNotApplicable
@@ -125,4 +119,22 @@ func fromEvent(ev *clusterv1.ClusterEvent) (*clientv1.ServerMessage, error) {
 		return nil, errNotApplicable
 	}
 	return msg, nil
+}
+
+// stripData empties the data of an event of a kind SyncEvents stores but
+// does not apply (room, member, live from another node): the log keeps it
+// for other seed nodes, and no node applies what a caller wrote there.
+func stripData(ev *clusterv1.ClusterEvent) {
+	switch p := ev.Payload.(type) {
+	case *clusterv1.ClusterEvent_Room:
+		p.Room.Data = nil
+	case *clusterv1.ClusterEvent_Playback:
+		p.Playback.Data = nil
+	case *clusterv1.ClusterEvent_Member:
+		p.Member.Data = nil
+	case *clusterv1.ClusterEvent_Live:
+		p.Live.Data = nil
+	case *clusterv1.ClusterEvent_Chat:
+		p.Chat.Data = nil
+	}
 }

@@ -110,7 +110,7 @@ func (f *follower) once(ctx context.Context) (progressed bool, err error) {
 // follower starts to see only what is published from now on.
 func (n *Node) logEnd(ctx context.Context) (uint64, error) {
 	var last uint64
-	err := retry(ctx, func(ctx context.Context) error {
+	err := n.retry(ctx, func(ctx context.Context) error {
 		info, err := n.stream.Info(ctx)
 		if err != nil {
 			return err

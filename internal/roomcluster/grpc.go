@@ -2,13 +2,17 @@ package roomcluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
 	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
+	"github.com/croupier/croupier/internal/audit"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -27,6 +31,9 @@ const (
 	maxBatchRooms    = 100
 	maxBatchUsers    = 1000
 	syncEventQueue   = 256
+	// maxBeatConflicts bounds the re-reads of a heartbeat whose entry
+	// changed between its read and its write.
+	maxBeatConflicts = 3
 )
 
 // Register serves the ClusterService and DataSyncService on s (a gRPC
@@ -34,6 +41,13 @@ const (
 func (n *Node) Register(s grpc.ServiceRegistrar) {
 	clusterv1.RegisterClusterServiceServer(s, clusterServer{n: n})
 	datav1.RegisterDataSyncServiceServer(s, dataServer{n: n})
+}
+
+// conflict says whether a KV write failed its compare on the revision.
+func conflict(err error) bool {
+	var api *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		(errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
 }
 
 func invalid(err error) error { return status.Error(codes.InvalidArgument, err.Error()) }
@@ -76,26 +90,50 @@ func (s clusterServer) Heartbeat(ctx context.Context, req *clusterv1.HeartbeatRe
 	if n := proto.Size(req.GetStats()); n > maxNodePartBytes {
 		return nil, status.Errorf(codes.InvalidArgument, "stats are %d bytes encoded, more than %d", n, maxNodePartBytes)
 	}
-	var e jetstream.KeyValueEntry
-	err := retry(ctx, func(ctx context.Context) (err error) {
-		e, err = s.n.nodes.Get(ctx, req.GetNodeId())
-		return err
-	})
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, status.Errorf(codes.NotFound, "node %s is not registered (or was dead for %v); call RegisterNode first",
-			req.GetNodeId(), s.n.cfg.DeadAfter)
-	}
-	if err != nil {
-		return nil, unavailable("membership not read", err)
-	}
-	info := &clusterv1.NodeInfo{}
-	if err := proto.Unmarshal(e.Value(), info); err != nil {
-		return nil, status.Errorf(codes.Internal, "membership entry of %s is corrupt", req.GetNodeId())
-	}
-	now := s.n.cfg.Now().UnixMilli()
-	info.Stats, info.LastHeartbeat = req.GetStats(), now
-	if err := s.n.putNode(ctx, info); err != nil {
-		return nil, unavailable("heartbeat not recorded", err)
+	// A compare-and-set on the entry's revision: a RegisterNode (a new
+	// address) or the node's removal between the read and the write is
+	// not undone by this write; the entry is read again instead.
+	var now int64
+	for attempt := 0; ; attempt++ {
+		var e jetstream.KeyValueEntry
+		err := s.n.retry(ctx, func(ctx context.Context) (err error) {
+			e, err = s.n.nodes.Get(ctx, req.GetNodeId())
+			return err
+		})
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, status.Errorf(codes.NotFound, "node %s is not registered (or was dead for %v); call RegisterNode first",
+				req.GetNodeId(), s.n.cfg.DeadAfter)
+		}
+		if err != nil {
+			return nil, unavailable("membership not read", err)
+		}
+		info := &clusterv1.NodeInfo{}
+		if err := proto.Unmarshal(e.Value(), info); err != nil {
+			return nil, status.Errorf(codes.Internal, "membership entry of %s is corrupt", req.GetNodeId())
+		}
+		now = s.n.cfg.Now().UnixMilli()
+		info.Stats, info.LastHeartbeat = req.GetStats(), now
+		data, err := proto.Marshal(info)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "membership entry of %s not encodable", req.GetNodeId())
+		}
+		if hook := s.n.beforeBeatWrite.Load(); hook != nil {
+			(*hook)()
+		}
+		err = s.n.retry(ctx, func(ctx context.Context) error {
+			_, err := s.n.nodes.Update(ctx, req.GetNodeId(), data, e.Revision())
+			return err
+		})
+		if err == nil {
+			break
+		}
+		if !conflict(err) {
+			return nil, unavailable("heartbeat not recorded", err)
+		}
+		if attempt == maxBeatConflicts {
+			return nil, status.Errorf(codes.Aborted, "the membership entry of %s changed %d times during this heartbeat; send it again",
+				req.GetNodeId(), maxBeatConflicts+1)
+		}
 	}
 	return &clusterv1.HeartbeatResponse{Timestamp: now}, nil
 }
@@ -112,11 +150,12 @@ func (s clusterServer) GetNodes(ctx context.Context, req *clusterv1.GetNodesRequ
 // of the last event of the log before the stream starts.
 const LogSeqHeader = "x-croupier-log-seq"
 
-// SyncEvents streams the room event log from now on (seq set) and appends
-// every event the caller sends (its event_id is the message id: a
-// duplicate is dropped by JetStream, an event already applied by the
-// rooms). The call ends when the caller closes its side or on an invalid
-// event (INVALID_ARGUMENT naming it).
+// SyncEvents streams the room event log from now on (seq set) and takes
+// every event the caller sends (receive: chat and playback are applied
+// through the rooms system, other kinds appended without data; the
+// event_id is the message id, so a duplicate is dropped by JetStream and
+// an event already applied by the rooms). The call ends when the caller
+// closes its side or on an invalid event (INVALID_ARGUMENT naming it).
 func (s clusterServer) SyncEvents(stream grpc.BidiStreamingServer[clusterv1.ClusterEvent, clusterv1.ClusterEvent]) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
@@ -171,7 +210,25 @@ func (s clusterServer) SyncEvents(stream grpc.BidiStreamingServer[clusterv1.Clus
 	}
 }
 
-// receive appends the caller's events until it closes its side (nil).
+// receive takes the caller's events until it closes its side (nil). The
+// caller is another node (mutual TLS), possibly written only against the
+// seed, so nothing it writes is applied as is:
+//   - chat is posted for its user_id (Rooms.RemoteChat: membership,
+//     PERMISSION_CHAT, limits and rate as on a stream; stored in the
+//     history);
+//   - a PlaybackEvent's data is a synctv.client.RoomState in JSON (movie_id,
+//     playing, position, rate, version: the version the change is based
+//     on, 0 for last writer wins) applied as the node's change, like
+//     SyncRoomState (Rooms.SetPlayback: compare-and-set on the stored
+//     version; audited as node:<node_id>);
+//   - room, member and live events are appended without their data:
+//     other seed nodes see them, no node applies them.
+//
+// A malformed event ends the call (INVALID_ARGUMENT naming it), and so does
+// a bus this node cannot reach (UNAVAILABLE). A well-formed event the rooms
+// refuse (not a member, a missing permission, a stale version, a rate
+// limit, an unknown room) is dropped, logged and the call goes on: the
+// caller follows the log and sees that it did not happen.
 func (s clusterServer) receive(ctx context.Context, stream grpc.BidiStreamingServer[clusterv1.ClusterEvent, clusterv1.ClusterEvent]) error {
 	for {
 		ev, err := stream.Recv()
@@ -182,31 +239,105 @@ func (s clusterServer) receive(ctx context.Context, stream grpc.BidiStreamingSer
 		if err != nil {
 			return err
 		}
-		if err := checkID("event_id", ev.GetEventId()); err != nil {
-			return invalid(err)
-		}
-		roomID := roomOf(ev)
-		if err := checkID("event "+ev.GetEventId()+": room_id", roomID); err != nil {
-			return invalid(err)
-		}
-		if ev.GetTimestamp() == 0 {
-			ev.Timestamp = s.n.cfg.Now().UnixMilli()
-		}
-		ev.Seq = 0
-		if proto.Size(ev) > maxEventBytes {
-			return status.Errorf(codes.InvalidArgument, "event %s is more than %d bytes", ev.GetEventId(), maxEventBytes)
-		}
-		if err := s.n.Check(); err != nil {
-			return unavailable("the event log cannot be written", err)
-		}
-		actx, cancel := context.WithTimeout(ctx, s.n.cfg.PublishTimeout)
-		_, err = s.n.append(actx, roomID, ev)
-		cancel()
-		if err != nil {
-			return unavailable("event "+ev.GetEventId()+" not appended", err)
+		if err := s.take(ctx, ev); err != nil {
+			return err
 		}
 	}
 }
+
+// take applies or appends one event a caller sent; an error ends the call.
+func (s clusterServer) take(ctx context.Context, ev *clusterv1.ClusterEvent) error {
+	if err := checkID("event_id", ev.GetEventId()); err != nil {
+		return invalid(err)
+	}
+	if err := checkID("event "+ev.GetEventId()+": node_id", ev.GetNodeId()); err != nil {
+		return invalid(err)
+	}
+	roomID := roomOf(ev)
+	if err := checkID("event "+ev.GetEventId()+": room_id", roomID); err != nil {
+		return invalid(err)
+	}
+	if ev.GetTimestamp() == 0 {
+		ev.Timestamp = s.n.cfg.Now().UnixMilli()
+	}
+	ev.Seq = 0
+	if proto.Size(ev) > maxEventBytes {
+		return status.Errorf(codes.InvalidArgument, "event %s is more than %d bytes", ev.GetEventId(), maxEventBytes)
+	}
+	if err := s.n.Check(); err != nil {
+		return unavailable("the event log cannot be written", err)
+	}
+	actx, cancel := context.WithTimeout(ctx, s.n.cfg.PublishTimeout)
+	defer cancel()
+	var err error
+	switch p := ev.Payload.(type) {
+	case *clusterv1.ClusterEvent_Chat:
+		var rooms Rooms
+		if rooms, err = s.n.attached(); err != nil {
+			return err
+		}
+		err = rooms.RemoteChat(actx, roomID, ev.GetEventId(), p.Chat.GetUserId(), p.Chat.GetContent())
+	case *clusterv1.ClusterEvent_Playback:
+		st := &clientv1.RoomState{}
+		if uerr := protojson.Unmarshal(p.Playback.GetData(), st); uerr != nil {
+			return status.Errorf(codes.InvalidArgument, "event %s: playback data is not a synctv.client.RoomState in JSON: %v",
+				ev.GetEventId(), uerr)
+		}
+		if st.GetMovieId() != "" {
+			if err := checkID("event "+ev.GetEventId()+": movie_id", st.GetMovieId()); err != nil {
+				return invalid(err)
+			}
+		}
+		err = s.n.nodePlayback(actx, "node:"+ev.GetNodeId(), roomID, ev.GetEventId(), st)
+	default:
+		stripData(ev)
+		if _, err := s.n.append(actx, roomID, ev); err != nil {
+			return unavailable("event "+ev.GetEventId()+" not appended", err)
+		}
+		return nil
+	}
+	switch status.Code(err) {
+	case codes.OK:
+		return nil
+	case codes.InvalidArgument:
+		return status.Errorf(codes.InvalidArgument, "event %s: %s", ev.GetEventId(), status.Convert(err).Message())
+	case codes.PermissionDenied, codes.NotFound, codes.FailedPrecondition, codes.Aborted, codes.ResourceExhausted:
+		s.n.log.Info("event from another node refused", "event", ev.GetEventId(), "node", ev.GetNodeId(), "room", roomID,
+			"err", status.Convert(err).Message())
+		return nil
+	}
+	return status.Errorf(status.Code(err), "event %s: %s", ev.GetEventId(), status.Convert(err).Message())
+}
+
+// nodePlayback is a playback change another node makes through this one
+// (SyncRoomState, a PlaybackEvent): applied with the room's authority and
+// audited as actor, made or refused.
+func (n *Node) nodePlayback(ctx context.Context, actor, roomID, eventID string, st *clientv1.RoomState) error {
+	rooms, err := n.attached()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	_, err = rooms.SetPlayback(ctx, roomID, st.GetMovieId(), st.GetPlaying(), st.GetPosition(), st.GetRate(), st.GetVersion())
+	if n.cfg.Audit != nil && (err == nil || n.refusals.Allow()) {
+		payload := map[string]any{"room_id": roomID}
+		if b, merr := protojson.Marshal(st); merr == nil {
+			payload["state"] = json.RawMessage(b)
+		}
+		if eventID != "" {
+			payload["event_id"] = eventID
+		}
+		if aerr := n.cfg.Audit.Record(context.WithoutCancel(ctx), audit.Entry{Actor: actor, Action: ActionNodePlayback,
+			Payload: payload, Err: err, Duration: time.Since(start)}); aerr != nil {
+			n.log.Error("node playback change not audited", "actor", actor, "room", roomID, "err", aerr)
+		}
+	}
+	return err
+}
+
+// ActionNodePlayback is the audit action of a playback change another
+// node made (SyncRoomState, a PlaybackEvent sent through SyncEvents).
+const ActionNodePlayback = "room.playback.node"
 
 type dataServer struct {
 	datav1.UnimplementedDataSyncServiceServer
@@ -234,11 +365,16 @@ func (s dataServer) SyncRoomState(ctx context.Context, req *datav1.SyncRoomState
 			return nil, invalid(err)
 		}
 	}
-	rooms, err := s.n.attached()
-	if err != nil {
-		return nil, err
+	actor := "node:unknown"
+	if req.GetSourceNodeId() != "" {
+		if err := checkID("source_node_id", req.GetSourceNodeId()); err != nil {
+			return nil, invalid(err)
+		}
+		actor = "node:" + req.GetSourceNodeId()
 	}
-	if _, err := rooms.SetPlayback(ctx, req.GetRoomId(), st.GetMovieId(), playing, st.GetCurrentTime(), st.GetRate()); err != nil {
+	// The seed's state has no version: last writer wins.
+	if err := s.n.nodePlayback(ctx, actor, req.GetRoomId(), "", &clientv1.RoomState{MovieId: st.GetMovieId(), Playing: playing,
+		Position: st.GetCurrentTime(), Rate: st.GetRate()}); err != nil {
 		return nil, err // a gRPC status from the rooms system
 	}
 	return &datav1.SyncRoomStateResponse{Success: true}, nil
@@ -294,7 +430,7 @@ func (s dataServer) GetUserOnlineStatus(ctx context.Context, req *datav1.GetUser
 	for _, id := range req.GetUserIds() {
 		st := &datav1.OnlineStatus{}
 		var e jetstream.KeyValueEntry
-		err := retry(ctx, func(ctx context.Context) (err error) {
+		err := s.n.retry(ctx, func(ctx context.Context) (err error) {
 			e, err = s.n.online.Get(ctx, id)
 			return err
 		})

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/croupier/croupier/api/synctv/client/v1/clientv1connect"
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
 	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
+	"github.com/croupier/croupier/internal/audit"
 	"github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/roomcluster"
@@ -228,6 +231,7 @@ func (c *natsCluster) connect(name string, first ...int) *nats.Conn {
 // services on its gRPC listener (mTLS).
 type gateway struct {
 	id     string
+	audit  *recorder
 	nc     *nats.Conn
 	node   *roomcluster.Node
 	svc    *rooms.Service
@@ -268,7 +272,7 @@ func newCluster(t testing.TB, st *store.Store, gateways int) *cluster {
 func (c *cluster) startGateway(id string, natsServer int) *gateway {
 	t := c.t
 	t.Helper()
-	g := &gateway{id: id, nc: c.nats.connect(id, natsServer)}
+	g := &gateway{id: id, nc: c.nats.connect(id, natsServer), audit: &recorder{}}
 	ctx := ctxT(t)
 	grpcLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -276,7 +280,7 @@ func (c *cluster) startGateway(id string, natsServer int) *gateway {
 	}
 	g.grpc = grpcLn.Addr().String()
 	g.node, err = roomcluster.New(ctx, roomcluster.Config{Conn: g.nc, NodeID: id, Address: g.grpc,
-		Heartbeat: testHeartbeat, DeadAfter: testDeadAfter, Replicas: 3, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		Heartbeat: testHeartbeat, DeadAfter: testDeadAfter, Replicas: 3, Audit: g.audit, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,4 +497,23 @@ func stateAt(pos float64) func(m *clientv1.ServerMessage) bool {
 
 func chatMsg(text string) *clientv1.ClientMessage {
 	return &clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Chat{Chat: &clientv1.ChatMessage{Content: text}}}
+}
+
+// recorder keeps the audit entries a node records.
+type recorder struct {
+	mu      sync.Mutex
+	entries []audit.Entry
+}
+
+func (r *recorder) Record(_ context.Context, e audit.Entry) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.entries = append(r.entries, e)
+	return nil
+}
+
+func (r *recorder) all() []audit.Entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.entries)
 }

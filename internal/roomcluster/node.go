@@ -8,12 +8,15 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
+	"github.com/croupier/croupier/internal/audit"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -30,7 +33,8 @@ const (
 // Rooms is what a Node needs of the rooms system (*rooms.Service).
 type Rooms interface {
 	Deliver(roomID string, seq int64, remote bool, msg *clientv1.ServerMessage)
-	SetPlayback(ctx context.Context, roomID, movieID string, playing bool, position, rate float64) (*clientv1.RoomState, error)
+	SetPlayback(ctx context.Context, roomID, movieID string, playing bool, position, rate float64, version int64) (*clientv1.RoomState, error)
+	RemoteChat(ctx context.Context, roomID, eventID, userID, content string) error
 	RoomsByID(ctx context.Context, ids []string) ([]*clientv1.Room, error)
 	IsLive(roomID string) bool
 }
@@ -61,6 +65,10 @@ type Config struct {
 	// longer than one raft election. Reads and membership writes that
 	// have no caller's deadline get the same bound.
 	PublishTimeout time.Duration
+	// Audit receives the playback changes other nodes make through this
+	// node (SyncRoomState, PlaybackEvents sent through SyncEvents), made
+	// and refused (refusals rate limited); nil: they are only logged.
+	Audit audit.Recorder
 	// Stats reports the node's load for heartbeats; nil: none.
 	Stats  func() *clusterv1.NodeStats
 	Now    func() time.Time
@@ -76,11 +84,21 @@ type Node struct {
 	nodes  jetstream.KeyValue
 	online jetstream.KeyValue
 	log    *slog.Logger
+	// presence: this node's stream counts per room and the other nodes'
+	// (presence.go).
+	presence *presence
+	// refusals limits the audit rows of refused node changes (any node
+	// with a certificate can make them).
+	refusals *rate.Limiter
 
 	mu    sync.Mutex // guards rooms, stop
 	rooms Rooms
 	stop  context.CancelFunc
 	wg    sync.WaitGroup // the follower and the heartbeat loop
+
+	// beforeBeatWrite, if set (tests), runs in Heartbeat between reading
+	// the entry and writing it.
+	beforeBeatWrite atomic.Pointer[func()]
 }
 
 // New creates (or updates) the stream and buckets the cluster uses.
@@ -119,8 +137,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roomcluster: %w", err)
 	}
-	n := &Node{cfg: cfg, nc: cfg.Conn, js: js, log: cfg.Logger}
-	if err := retry(ctx, func(ctx context.Context) (err error) {
+	n := &Node{cfg: cfg, nc: cfg.Conn, js: js, log: cfg.Logger, refusals: audit.NewRefusalLimiter(), presence: newPresence()}
+	if err := n.retry(ctx, func(ctx context.Context) (err error) {
 		n.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name: StreamName, Subjects: []string{subjectPrefix + ">"}, Storage: jetstream.FileStorage,
 			Replicas: cfg.Replicas, MaxAge: cfg.Retention, Duplicates: 2 * time.Minute,
@@ -130,7 +148,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("roomcluster: create stream %s: %w", StreamName, err)
 	}
-	if err := retry(ctx, func(ctx context.Context) (err error) {
+	if err := n.retry(ctx, func(ctx context.Context) (err error) {
 		n.nodes, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: NodesBucket, TTL: cfg.DeadAfter, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
 		})
@@ -138,7 +156,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("roomcluster: create bucket %s: %w", NodesBucket, err)
 	}
-	if err := retry(ctx, func(ctx context.Context) (err error) {
+	if err := n.retry(ctx, func(ctx context.Context) (err error) {
 		n.online, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: OnlineBucket, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
 		})
@@ -186,9 +204,11 @@ func (n *Node) Start(ctx context.Context, rooms Rooms) error {
 	f := &follower{js: n.js, next: from, handle: n.deliver, onErr: func(err error) {
 		n.log.Info("following the room log again", "node", n.cfg.NodeID, "err", err)
 	}}
-	n.wg.Add(2)
+	n.wg.Add(4)
 	go func() { defer n.wg.Done(); f.run(fctx) }()
 	go func() { defer n.wg.Done(); n.heartbeats(fctx) }()
+	go func() { defer n.wg.Done(); n.writePresence(fctx) }()
+	go func() { defer n.wg.Done(); n.watchPresence(fctx) }()
 	return nil
 }
 
@@ -266,7 +286,7 @@ func (n *Node) append(ctx context.Context, roomID string, ev *clusterv1.ClusterE
 		return 0, err
 	}
 	var seq int64
-	err = retry(ctx, func(ctx context.Context) error {
+	err = n.retry(ctx, func(ctx context.Context) error {
 		if n.nc.IsClosed() {
 			return nats.ErrConnectionClosed
 		}
@@ -286,7 +306,7 @@ func (n *Node) append(ctx context.Context, roomID string, ev *clusterv1.ClusterE
 // Head implements rooms.Bus.
 func (n *Node) Head(ctx context.Context, roomID string) (int64, error) {
 	var seq int64
-	err := retry(ctx, func(ctx context.Context) error {
+	err := n.retry(ctx, func(ctx context.Context) error {
 		m, err := n.stream.GetLastMsgForSubject(ctx, subject(roomID))
 		if err != nil {
 			return err
@@ -312,7 +332,7 @@ func (n *Node) trackOnline(ctx context.Context, roomID string, u *clientv1.Membe
 		return
 	}
 	here := roomID + " " + n.cfg.NodeID
-	err := retry(ctx, func(ctx context.Context) error {
+	err := n.retry(ctx, func(ctx context.Context) error {
 		switch u.GetKind() {
 		case clientv1.MemberUpdate_KIND_ONLINE:
 			_, err := n.online.PutString(ctx, uid, here)
@@ -353,6 +373,7 @@ func (n *Node) heartbeats(ctx context.Context) {
 			if err := n.beat(bctx, stats); err != nil {
 				n.log.Warn("heartbeat not recorded", "node", n.cfg.NodeID, "err", err)
 			}
+			n.refreshAlive(bctx)
 			cancel()
 		}
 	}
@@ -369,7 +390,7 @@ func (n *Node) putNode(ctx context.Context, info *clusterv1.NodeInfo) error {
 	if err != nil {
 		return err
 	}
-	return retry(ctx, func(ctx context.Context) error {
+	return n.retry(ctx, func(ctx context.Context) error {
 		_, err := n.nodes.Put(ctx, info.GetNodeId(), data)
 		return err
 	})
@@ -383,7 +404,7 @@ func (n *Node) Nodes(ctx context.Context, onlyAlive bool) ([]*clusterv1.NodeInfo
 	// server takes: a KeyValue.Keys watcher can end its listing before a
 	// key that was rewritten meanwhile (heartbeats rewrite every key).
 	prefix := "$KV." + NodesBucket + "."
-	if err := retry(ctx, func(ctx context.Context) error {
+	if err := n.retry(ctx, func(ctx context.Context) error {
 		s, err := n.js.Stream(ctx, "KV_"+NodesBucket)
 		if err != nil {
 			return err
@@ -405,7 +426,7 @@ func (n *Node) Nodes(ctx context.Context, onlyAlive bool) ([]*clusterv1.NodeInfo
 	out := make([]*clusterv1.NodeInfo, 0, len(keys))
 	for _, k := range keys {
 		var e jetstream.KeyValueEntry
-		err := retry(ctx, func(ctx context.Context) (err error) {
+		err := n.retry(ctx, func(ctx context.Context) (err error) {
 			e, err = n.nodes.Get(ctx, k)
 			return err
 		})

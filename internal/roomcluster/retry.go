@@ -79,3 +79,15 @@ func permanent(err error) bool {
 	}
 	return false
 }
+
+// retry is the package's retry bounded by PublishTimeout when ctx has no
+// deadline (a gRPC caller without one, a stream's context): no request of
+// the Node waits for ever on a bus that does not answer.
+func (n *Node) retry(ctx context.Context, op func(ctx context.Context) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.PublishTimeout)
+		defer cancel()
+	}
+	return retry(ctx, op)
+}

@@ -27,6 +27,12 @@ type Bus interface {
 	// Check fails when events cannot be published now (the node lost the
 	// bus): playback changes are then refused rather than diverge.
 	Check() error
+	// Online records that this node now has count streams open in the
+	// room. It is called with the room's lock held and must not block.
+	Online(roomID string, count int)
+	// OnlineElsewhere is the number of streams open in the room on the
+	// cluster's other nodes, as last seen.
+	OnlineElsewhere(roomID string) int
 }
 
 // errNoBus is what a node that cannot reach the cluster's bus answers to a
@@ -63,6 +69,13 @@ func (s *Service) Deliver(roomID string, seq int64, remote bool, msg *clientv1.S
 			if remote {
 				s.remoteMember(r, seq, p.Member)
 			}
+		case *clientv1.ServerMessage_Room:
+			if p.Room.GetDeleted() {
+				// Deleted through another node (the deleting node closed
+				// its own streams and marked the room gone already).
+				s.hub.closeDeleted(r, outgoing(msg))
+				return
+			}
 		}
 		s.hub.fanout(r, msg)
 	})
@@ -89,11 +102,11 @@ func (s *Service) remoteMember(r *liveRoom, seq int64, u *clientv1.MemberUpdate)
 	case clientv1.MemberUpdate_KIND_BANNED:
 		r.kick(uid, errorMessage(apierr.New(codes.PermissionDenied, apierr.CodeMemberBanned, "you were banned from room "+r.id), ""))
 	case clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED:
-		ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
-		defer cancel()
-		if m, ok, err := s.member(ctx, r.id, uid); err == nil && ok {
-			st.member = m
-		}
+		// The event carries the membership as it was written, and comes
+		// in log order: taken from it, with no database read under the
+		// room's lock (which every delivery of the node waits on).
+		m := u.GetMember()
+		st.member.Role, st.member.Permissions, st.member.Status = int(m.GetRole()), m.GetPermissions(), int(m.GetStatus())
 	}
 }
 
@@ -119,10 +132,15 @@ func (h *hub) fanout(r *liveRoom, m *clientv1.ServerMessage) {
 	h.svc.m.deliveries.Add(float64(n))
 }
 
-// SetPlayback sets a room's playback state for the cluster's
-// DataSyncService.SyncRoomState (another node, not a member): last writer
-// wins, announced to every member like a member's change.
-func (s *Service) SetPlayback(ctx context.Context, roomID, movieID string, playing bool, position, rate float64) (*clientv1.RoomState, error) {
+// SetPlayback sets a room's playback state for another node of the
+// cluster (DataSyncService.SyncRoomState, or a PlaybackEvent sent through
+// SyncEvents by a node written against the seed): the node acts with the
+// room's full authority (it holds a client certificate of the cluster's
+// CA), version is the state's version the change is based on (0: last
+// writer wins; else a stale version is refused with
+// PLAYBACK_VERSION_MISMATCH, as a member's change is), and the result is
+// announced to every member like a member's change.
+func (s *Service) SetPlayback(ctx context.Context, roomID, movieID string, playing bool, position, rate float64, version int64) (*clientv1.RoomState, error) {
 	if err := checkRoomID(roomID); err != nil {
 		return nil, err
 	}
@@ -134,6 +152,9 @@ func (s *Service) SetPlayback(ctx context.Context, roomID, movieID string, playi
 	}
 	if err := checkRate(rate); err != nil {
 		return nil, err
+	}
+	if version < 0 {
+		return nil, invalid("version must be >= 0")
 	}
 	r, err := s.hub.acquire(ctx, roomID)
 	if err != nil {
@@ -154,12 +175,81 @@ func (s *Service) SetPlayback(ctx context.Context, roomID, movieID string, playi
 	system := func() store.RoomMember {
 		return store.RoomMember{RoomID: roomID, Role: int(clientv1.MemberRole_MEMBER_ROLE_CREATOR)}
 	}
-	return s.changePlayback(ctx, r, clientv1.Permission_PERMISSION_CONTROL_PLAYBACK, system, 0, movie,
+	return s.changePlayback(ctx, r, clientv1.Permission_PERMISSION_CONTROL_PLAYBACK, system, version, movie,
 		func(_ time.Time, cur store.PlaybackState) (store.PlaybackState, error) {
 			next := cur
 			next.Playing, next.Position, next.Rate = playing, position, rate
 			return next, nil
 		})
+}
+
+// RemoteChat posts a chat message that a node written against the seed
+// sent through SyncEvents for one of its users. The user is who the
+// message is from, so it gets what a member's stream gets: the user must
+// be an active member with PERMISSION_CHAT, the content has the same
+// limits, the user's chat rate applies (its stream's bucket if it has one
+// here, else one kept for it in the room), and the message is published
+// and stored like a stream's (same order, in the history). eventID is
+// the message id: an event sent twice is published once (the log drops
+// the copy) and stored once.
+func (s *Service) RemoteChat(ctx context.Context, roomID, eventID, userID, content string) error {
+	if err := checkRoomID(roomID); err != nil {
+		return err
+	}
+	if err := checkUserID("user_id", userID); err != nil {
+		return err
+	}
+	if len(eventID) > maxMessageID {
+		return tooLong("event_id", maxMessageID, "bytes")
+	}
+	content, err := checkText("chat content", content, maxChatBytes)
+	if err != nil {
+		return err
+	}
+	m, err := s.activeMember(ctx, Caller{UserID: userID}, roomID)
+	if err != nil {
+		return err
+	}
+	r, err := s.hub.acquire(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer s.hub.release(r)
+	msg := &clientv1.ServerMessage{MessageId: eventID, Payload: &clientv1.ServerMessage_Chat{Chat: &clientv1.ChatBroadcast{
+		MessageId: eventID, User: &clientv1.User{Id: userID, Username: m.Username, Guest: m.Guest}, Content: content}}}
+	r.mu.Lock()
+	if r.gone {
+		r.mu.Unlock()
+		return apierr.New(codes.NotFound, apierr.CodeRoomDeleted, "room "+r.id+" was deleted")
+	}
+	b := r.remoteChat[userID]
+	if st := r.subs[userID]; st != nil {
+		m, b = st.member, st.chat // kept current by every membership change
+	} else if b == nil {
+		if r.remoteChat == nil {
+			r.remoteChat = map[string]*bucket{}
+		}
+		b = newBucket(s.chatRate, s.now())
+		r.remoteChat[userID] = b
+	}
+	if effective(m)&uint64(clientv1.Permission_PERMISSION_CHAT) == 0 {
+		r.mu.Unlock()
+		return missing(clientv1.Permission_PERMISSION_CHAT, r.id)
+	}
+	if !b.take(s.now()) {
+		r.mu.Unlock()
+		s.m.rateLimited.WithLabelValues("chat").Inc()
+		return apierr.New(codes.ResourceExhausted, apierr.CodeRateLimited,
+			"too many chat messages from user "+userID+": at most "+ftoa(s.chatRate)+" per second; slow down", "limit", "chat")
+	}
+	err = s.hub.publish(ctx, r, msg)
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.chat.add(ctx, store.ChatMessage{RoomID: r.id, Seq: msg.Seq, MessageID: eventID, UserID: userID,
+		Username: m.Username, Guest: m.Guest, Content: content, SentAt: time.UnixMilli(msg.Timestamp)})
+	return nil
 }
 
 // RoomsByID returns the rooms that exist among ids, for the cluster's

@@ -47,8 +47,14 @@ type liveRoom struct {
 	chat []*Outgoing
 	// subs are the open streams, one per user.
 	subs map[string]*Stream
+	// remoteChat are the chat rate buckets of members who chat through
+	// another cluster node's SyncEvents (RemoteChat) without a stream
+	// here; at most one per member, dropped with the room.
+	remoteChat map[string]*bucket
 	// gone: the room was deleted; no new streams or events.
 	gone bool
+	// reported is the stream count last given to the Bus (Bus.Online).
+	reported int
 }
 
 func newHub(s *Service) *hub { return &hub{svc: s, rooms: map[string]*liveRoom{}} }
@@ -123,6 +129,17 @@ func (h *hub) ifLive(id string, fn func(r *liveRoom)) {
 	if !r.gone {
 		fn(r)
 	}
+	h.noteOnline(r)
+}
+
+// noteOnline tells the Bus the room's stream count on this node when it
+// changed since last told (for online_count across the cluster). r.mu
+// held.
+func (h *hub) noteOnline(r *liveRoom) {
+	if bus := h.svc.bus; bus != nil && len(r.subs) != r.reported {
+		r.reported = len(r.subs)
+		bus.Online(r.id, r.reported)
+	}
 }
 
 // online reports whether the user has a stream open in the room.
@@ -132,11 +149,21 @@ func (h *hub) online(roomID, userID string) bool {
 	return on
 }
 
-// onlineCount is the number of streams open in the room.
+// onlineCount is the number of streams open in the room: on this node,
+// plus on the cluster's other nodes with a Bus.
 func (h *hub) onlineCount(roomID string) int {
 	n := 0
 	h.ifLive(roomID, func(r *liveRoom) { n = len(r.subs) })
-	return n
+	return n + h.elsewhere(roomID)
+}
+
+// elsewhere is the number of streams open in the room on the cluster's
+// other nodes (0 without a Bus).
+func (h *hub) elsewhere(roomID string) int {
+	if h.svc.bus == nil {
+		return 0
+	}
+	return h.svc.bus.OnlineElsewhere(roomID)
 }
 
 func (h *hub) load(ctx context.Context, r *liveRoom) error {
@@ -204,6 +231,19 @@ func (h *hub) closeAll() {
 			}
 		})
 	}
+}
+
+// closeDeleted ends every stream of a deleted room with msg (its deleted
+// RoomUpdate) then ROOM_DELETED, and marks the room gone: no new streams
+// or events. r.mu held.
+func (h *hub) closeDeleted(r *liveRoom, msg *Outgoing) {
+	bye := errorMessage(apierr.New(codes.NotFound, apierr.CodeRoomDeleted, "room "+r.id+" was deleted"), "")
+	for uid, st := range r.subs {
+		st.enqueue(msg)
+		delete(r.subs, uid)
+		st.kill(bye)
+	}
+	r.gone = true
 }
 
 // nextSeq hands out the room's next event sequence number, reserving a
@@ -275,6 +315,7 @@ func (h *hub) publishLive(ctx context.Context, roomID string, msg *clientv1.Serv
 		if err := h.publish(ctx, r, msg); err != nil {
 			h.svc.log.Warn("room event not published", "room", roomID, "err", err)
 		}
+		h.noteOnline(r)
 		return
 	}
 	h.ifLive(roomID, func(r *liveRoom) {

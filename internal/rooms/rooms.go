@@ -459,11 +459,20 @@ func (s *Service) UpdateRoomSettings(ctx context.Context, c Caller, req *clientv
 }
 
 // DeleteRoom deletes the room (creator only); its streams get a
-// RoomUpdate with deleted set and end.
+// RoomUpdate with deleted set and end. With a Bus the update goes through
+// the room's log, so the streams on every node end (Deliver).
 func (s *Service) DeleteRoom(ctx context.Context, c Caller, req *clientv1.DeleteRoomRequest) (*clientv1.DeleteRoomResponse, error) {
 	r, err := s.creatorOnly(ctx, c, req.GetRoomId(), "delete it")
 	if err != nil {
 		return nil, err
+	}
+	if s.bus != nil {
+		// Loaded while its row exists: the deletion is published from it.
+		lr, err := s.hub.acquire(ctx, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		defer s.hub.release(lr)
 	}
 	if err := s.st.DeleteRoom(ctx, r.ID); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -471,17 +480,20 @@ func (s *Service) DeleteRoom(ctx context.Context, c Caller, req *clientv1.Delete
 		}
 		return nil, toStatus(ctx, s.log, err)
 	}
-	bye := errorMessage(apierr.New(codes.NotFound, apierr.CodeRoomDeleted, "room "+r.ID+" was deleted"), "")
 	s.hub.ifLive(r.ID, func(lr *liveRoom) {
-		// Delivered without a new seq: the room's sequence ends here.
-		msg := outgoing(&clientv1.ServerMessage{Timestamp: s.nowMs(), Payload: &clientv1.ServerMessage_Room{
-			Room: &clientv1.RoomUpdate{Room: s.roomProtoLocked(r, len(lr.subs)), Deleted: true}}})
-		for uid, st := range lr.subs {
-			st.enqueue(msg)
-			delete(lr.subs, uid)
-			st.kill(bye)
+		msg := &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Room{
+			Room: &clientv1.RoomUpdate{Room: s.roomProtoLocked(r, len(lr.subs)+s.hub.elsewhere(r.ID)), Deleted: true}}}
+		if s.bus != nil {
+			if err := s.hub.publish(ctx, lr, msg); err != nil {
+				// Deleted all the same: the other nodes' streams end at
+				// their next change (ROOM_NOT_FOUND) or reconnect.
+				s.log.Warn("room deletion not published", "room", r.ID, "err", err)
+			}
+		} else {
+			// Delivered without a new seq: the room's sequence ends here.
+			msg.Timestamp = s.nowMs()
 		}
-		lr.gone = true
+		s.hub.closeDeleted(lr, outgoing(msg))
 	})
 	return &clientv1.DeleteRoomResponse{}, nil
 }

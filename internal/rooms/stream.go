@@ -107,6 +107,7 @@ func (s *Service) OpenStream(ctx context.Context, c Caller, hello *clientv1.Stre
 		st.openSeq = on.Seq
 	}
 	r.subs[c.UserID] = st
+	s.hub.noteOnline(r)
 	s.m.streams.Inc()
 	return st, nil
 }
@@ -137,6 +138,7 @@ func (st *Stream) Close() {
 				_ = st.svc.hub.publish(context.Background(), r, memberUpdate(clientv1.MemberUpdate_KIND_OFFLINE, memberProto(st.member, false)))
 			}
 		}
+		st.svc.hub.noteOnline(r)
 		r.mu.Unlock()
 		st.kill(nil)
 		st.svc.hub.release(r)

@@ -223,10 +223,18 @@ func TestReconnectWithCursor(t *testing.T) {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("replayed %v\nwant %v", got, want)
 	}
-	// History pages back through the same messages.
-	hist, err := e.c.GetChatHistory(ctxT(t), as(reader, &clientv1.GetChatHistoryRequest{RoomId: room, Limit: 10}))
-	if err != nil || len(hist.Msg.GetMessages()) != 10 || hist.Msg.GetMessages()[9].GetChat().GetContent() != "m29" || hist.Msg.GetNextBeforeSeq() == 0 {
-		t.Fatalf("history: %v %v", hist, err)
+	// History pages back through the same messages, once the chat log
+	// (a background writer) has stored the last one: polled, bounded.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		hist, err := e.c.GetChatHistory(ctxT(t), as(reader, &clientv1.GetChatHistoryRequest{RoomId: room, Limit: 10}))
+		if err == nil && len(hist.Msg.GetMessages()) == 10 && hist.Msg.GetMessages()[9].GetChat().GetContent() == "m29" && hist.Msg.GetNextBeforeSeq() != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history: %v %v", hist, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
