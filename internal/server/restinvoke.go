@@ -5,8 +5,12 @@ import (
 	"unicode/utf8"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/invoke"
 	"github.com/croupier/croupier/internal/structjson"
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -20,10 +24,16 @@ import (
 // encoder does not cover goes to protojson, which reports the error.
 type restMarshaler struct{ *gwruntime.JSONPb }
 
+// The game server's result reaches it still encoded (direct.Invoke leaves
+// it so, see invoke.Materialize) and is written from the bytes
+// (structjson.AppendWire); what that does not cover is decoded first.
 func (m restMarshaler) Marshal(v any) ([]byte, error) {
 	if r, ok := v.(*croupierv1.InvokeFunctionResponse); ok {
 		if b, ok := appendInvokeResponse(make([]byte, 0, 256), r); ok {
 			return b, nil
+		}
+		if err := invoke.Materialize(r); err != nil {
+			return nil, status.Errorf(codes.Internal, "decode the result of the invocation: %v", err)
 		}
 	}
 	return m.JSONPb.Marshal(v)
@@ -33,12 +43,18 @@ func (m restMarshaler) Marshal(v any) ([]byte, error) {
 // protojson should judge (unknown fields, invalid UTF-8, a number JSON
 // cannot hold).
 func appendInvokeResponse(b []byte, r *croupierv1.InvokeFunctionResponse) (_ []byte, ok bool) {
-	if len(r.ProtoReflect().GetUnknown()) > 0 {
+	raw, ok := encodedResult(r)
+	if !ok {
 		return b, false
 	}
 	b = append(b, `{"success":`...)
 	b = strconv.AppendBool(b, r.GetSuccess())
-	if b, ok = appendResult(append(b, `,"result":`...), r.GetResult()); !ok {
+	b = append(b, `,"result":`...)
+	if raw != nil {
+		if b, ok = structjson.AppendWire(b, raw); !ok {
+			return b, false
+		}
+	} else if b, ok = appendResult(b, r.GetResult()); !ok {
 		return b, false
 	}
 	if b, ok = appendStringField(b, `,"error":`, r.GetError()); !ok {
@@ -80,6 +96,24 @@ func appendInvokeResponse(b []byte, r *croupierv1.InvokeFunctionResponse) (_ []b
 	return append(b, '}'), true
 }
 
+// encodedResult returns the result r carries still encoded (its only
+// unknown field), nil if none; ok is false if r has other unknown fields.
+func encodedResult(r *croupierv1.InvokeFunctionResponse) (raw []byte, ok bool) {
+	u := r.ProtoReflect().GetUnknown()
+	if len(u) == 0 {
+		return nil, true
+	}
+	num, typ, n := protowire.ConsumeTag(u)
+	if n < 0 || num != 2 || typ != protowire.BytesType || r.GetResult() != nil {
+		return nil, false
+	}
+	raw, m := protowire.ConsumeBytes(u[n:])
+	if m < 0 || n+m != len(u) {
+		return nil, false
+	}
+	return raw, true
+}
+
 func appendResult(b []byte, s *structpb.Struct) ([]byte, bool) {
 	if s == nil {
 		return append(b, "null"...), true
@@ -87,7 +121,7 @@ func appendResult(b []byte, s *structpb.Struct) ([]byte, bool) {
 	if len(s.ProtoReflect().GetUnknown()) > 0 {
 		return b, false
 	}
-	b, err := structjson.AppendStruct(b, s)
+	b, err := structjson.AppendStructStrict(b, s)
 	return b, err == nil
 }
 

@@ -17,9 +17,21 @@ import (
 // AppendStruct appends s as JSON: the same document protojson.Marshal
 // writes for a Struct, without its random insignificant spaces. A NaN or
 // infinite number, which JSON cannot hold, is an error, as in protojson.
+//
+// A Value with no kind set, which protojson refuses, is written as null:
+// the audit log records such a payload rather than nothing.
 func AppendStruct(b []byte, s *structpb.Struct) ([]byte, error) {
-	return appendStructDepth(b, s, 0)
+	return appendStructDepth(b, s, 0, false)
 }
+
+// AppendStructStrict is AppendStruct that also refuses a Value with no kind
+// set, as protojson does: it writes what protojson writes or fails where
+// protojson fails.
+func AppendStructStrict(b []byte, s *structpb.Struct) ([]byte, error) {
+	return appendStructDepth(b, s, 0, true)
+}
+
+var errNoKind = errors.New("a Value has no kind set")
 
 // maxStructDepth stops a document nested past what protobuf decodes (the
 // invoke path refuses payloads nested past 64 levels before they get here).
@@ -27,7 +39,7 @@ const maxStructDepth = 10000
 
 var errStructTooDeep = errors.New("struct nested too deep")
 
-func appendStructDepth(b []byte, s *structpb.Struct, depth int) ([]byte, error) {
+func appendStructDepth(b []byte, s *structpb.Struct, depth int, strict bool) ([]byte, error) {
 	if depth > maxStructDepth {
 		return b, errStructTooDeep
 	}
@@ -45,14 +57,14 @@ func appendStructDepth(b []byte, s *structpb.Struct, depth int) ([]byte, error) 
 		b = appendJSONString(b, k)
 		b = append(b, ':')
 		var err error
-		if b, err = appendValue(b, fields[k], depth+1); err != nil {
+		if b, err = appendValue(b, fields[k], depth+1, strict); err != nil {
 			return b, err
 		}
 	}
 	return append(b, '}'), nil
 }
 
-func appendValue(b []byte, v *structpb.Value, depth int) ([]byte, error) {
+func appendValue(b []byte, v *structpb.Value, depth int, strict bool) ([]byte, error) {
 	switch k := v.GetKind().(type) {
 	case *structpb.Value_StringValue:
 		return appendJSONString(b, k.StringValue), nil
@@ -65,7 +77,7 @@ func appendValue(b []byte, v *structpb.Value, depth int) ([]byte, error) {
 	case *structpb.Value_BoolValue:
 		return strconv.AppendBool(b, k.BoolValue), nil
 	case *structpb.Value_StructValue:
-		return appendStructDepth(b, k.StructValue, depth)
+		return appendStructDepth(b, k.StructValue, depth, strict)
 	case *structpb.Value_ListValue:
 		if depth > maxStructDepth {
 			return b, errStructTooDeep
@@ -76,12 +88,17 @@ func appendValue(b []byte, v *structpb.Value, depth int) ([]byte, error) {
 				b = append(b, ',')
 			}
 			var err error
-			if b, err = appendValue(b, e, depth+1); err != nil {
+			if b, err = appendValue(b, e, depth+1, strict); err != nil {
 				return b, err
 			}
 		}
 		return append(b, ']'), nil
-	default: // null, or a Value with no kind set (protojson writes null too)
+	case *structpb.Value_NullValue:
+		return append(b, "null"...), nil
+	default: // no kind set
+		if strict {
+			return b, errNoKind
+		}
 		return append(b, "null"...), nil
 	}
 }
