@@ -11,6 +11,7 @@ import (
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/store"
+	"github.com/croupier/croupier/internal/structjson"
 	"github.com/croupier/croupier/internal/telemetry"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -282,7 +283,7 @@ func (l *Log) payload(p any, sensitive []string) string {
 	case []byte:
 		raw = v
 	case *structpb.Struct: // an invocation's payload: the common case
-		raw, err = appendStruct(make([]byte, 0, 256), v)
+		raw, err = structjson.AppendStruct(make([]byte, 0, 256), v)
 		valid = true
 	case proto.Message:
 		raw, err = protojson.Marshal(v)

@@ -155,12 +155,12 @@ func (s *Service) StreamInterceptor(fallback Fallback) grpc.StreamServerIntercep
 // authorization metadata, else fallback. The server's edge (method table)
 // calls it with public from the table.
 func (s *Service) ResolveGRPC(ctx context.Context, public bool, fallback Fallback) (principal.Principal, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
 	var fb func() (principal.Principal, error)
 	if fallback != nil {
 		fb = func() (principal.Principal, error) { return fallback(ctx) }
 	}
-	p, err := s.Resolve(ctx, md.Get("authorization"), fb, public)
+	// One key, not a copy of all the metadata (FromIncomingContext).
+	p, err := s.Resolve(ctx, metadata.ValueFromIncomingContext(ctx, "authorization"), fb, public)
 	if err != nil {
 		return principal.Principal{}, toStatus(ctx, s.log, err)
 	}

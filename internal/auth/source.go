@@ -20,8 +20,7 @@ func Source(ctx context.Context) string {
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		return sourceOf(p.Addr.String())
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	xff := md.Get("x-forwarded-for")
+	xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for")
 	if len(xff) == 0 {
 		return ""
 	}

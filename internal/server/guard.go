@@ -63,10 +63,8 @@ func (g *guard) submit(ctx context.Context, p principal.Principal, c *invoke.Cal
 
 // requestID is the caller's x-request-id, or a fresh one.
 func requestID(ctx context.Context) string {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get("x-request-id"); len(v) == 1 && len(v[0]) <= 128 {
-			return v[0]
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, "x-request-id"); len(v) == 1 && len(v[0]) <= 128 {
+		return v[0]
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/textproto"
 
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/invoke"
 	"github.com/croupier/croupier/internal/principal"
@@ -117,7 +118,12 @@ func (d *direct) Invoke(ctx context.Context, method string, args, reply any, opt
 	}
 	proto.Merge(reply.(proto.Message), resp.(proto.Message))
 	// REST answers in JSON, which has no place for fields a response
-	// carries still encoded (an invocation's result, see invoke.Materialize).
+	// carries still encoded (an invocation's result, see invoke.Materialize),
+	// except InvokeFunction's, which the gateway's marshaler writes from the
+	// bytes (restMarshaler).
+	if _, ok := reply.(*croupierv1.InvokeFunctionResponse); ok {
+		return nil
+	}
 	if err := invoke.Materialize(reply.(proto.Message)); err != nil {
 		return status.Errorf(codes.Internal, "decode the response of %s: %v", method, err)
 	}

@@ -38,7 +38,7 @@ func (s *Server) gateway() *gwruntime.ServeMux {
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}
-	return gwruntime.NewServeMux(gwruntime.WithMarshalerOption(gwruntime.MIMEWildcard, marshal),
+	return gwruntime.NewServeMux(gwruntime.WithMarshalerOption(gwruntime.MIMEWildcard, restMarshaler{marshal}),
 		gwruntime.WithIncomingHeaderMatcher(restHeaders),
 		gwruntime.WithMetadata(forwardPeer),
 		gwruntime.WithMiddlewares(telemetry.GatewayMiddleware),

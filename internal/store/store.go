@@ -67,6 +67,8 @@ type Store struct {
 	// that lookup scans the list of named parameters: binding n of them
 	// costs O(n²). Anonymous parameters have no names to scan.
 	anonParams bool
+	// auditInserts are the audit log's prepared INSERTs (audit.go).
+	auditInserts auditInsertCache
 }
 
 // Open opens the database named by cfg, applies per-connection settings and
@@ -129,6 +131,7 @@ func defaultMaxOpenConns(driver string) int {
 
 // Close closes the connection pool.
 func (s *Store) Close() error {
+	s.auditInserts.close()
 	if err := s.db.Close(); err != nil {
 		return wrapErr("close", err)
 	}

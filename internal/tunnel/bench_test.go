@@ -5,6 +5,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 //	go test -run '^$' -bench . -benchtime 2s ./internal/tunnel/
 //
 // Latency runs one call at a time and reports p50/p99; throughput runs 64
-// concurrent callers and reports calls/s.
+// concurrent callers and reports calls/s and the process's CPU time per call.
 
 type benchCall func(ctx context.Context) error
 
@@ -126,7 +127,7 @@ func benchThroughput(b *testing.B, call benchCall, concurrency int) {
 	b.SetParallelism((concurrency + procs - 1) / procs)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if err := call(ctx); err != nil {
@@ -136,4 +137,15 @@ func benchThroughput(b *testing.B, call benchCall, concurrency int) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// processCPU is the user + system CPU time this process has used: per call
+// it is the number other load on the machine changes least.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -198,12 +198,17 @@ func (s *session) start(r *tunnelv1.Request) {
 		s.respond(id, nil, status.Newf(codes.ResourceExhausted, "tunnel client %q is at its limit of %d requests in flight", s.c.opts.Name, s.c.opts.MaxInFlight).Proto())
 		return
 	}
-	hctx, hcancel := context.WithCancel(s.ctx)
+	// One context per request: the deadline's own cancel is what the
+	// server's Cancel triggers (a cancelable context under it was one more
+	// context, closure and child registration per request).
+	var (
+		hctx    context.Context
+		hcancel context.CancelFunc
+	)
 	if ms := r.GetTimeoutMs(); ms > 0 {
-		var tcancel context.CancelFunc
-		hctx, tcancel = context.WithTimeout(hctx, time.Duration(ms)*time.Millisecond)
-		parent := hcancel
-		hcancel = func() { tcancel(); parent() }
+		hctx, hcancel = context.WithTimeout(s.ctx, time.Duration(ms)*time.Millisecond)
+	} else {
+		hctx, hcancel = context.WithCancel(s.ctx)
 	}
 	s.mu.Lock()
 	if _, dup := s.handlers[id]; dup {

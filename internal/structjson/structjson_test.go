@@ -1,4 +1,4 @@
-package audit
+package structjson
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// appendStruct writes what protojson writes, byte for byte once protojson's
+// AppendStruct writes what protojson writes, byte for byte once protojson's
 // random insignificant spaces are removed.
 func TestAppendStructMatchesProtojson(t *testing.T) {
 	for _, doc := range []string{
@@ -39,9 +39,9 @@ func checkAppendStruct(t *testing.T, s *structpb.Struct) {
 	if err := json.Compact(&compact, want); err != nil {
 		t.Fatal(err)
 	}
-	got, err := appendStruct(nil, s)
+	got, err := AppendStruct(nil, s)
 	if err != nil {
-		t.Fatalf("appendStruct(%s): %v", want, err)
+		t.Fatalf("AppendStruct(%s): %v", want, err)
 	}
 	if !bytes.Equal(got, compact.Bytes()) {
 		t.Fatalf("appendStruct = %s\nprotojson   = %s", got, compact.Bytes())
@@ -51,7 +51,7 @@ func checkAppendStruct(t *testing.T, s *structpb.Struct) {
 func TestAppendStructRefusesNonFiniteNumbers(t *testing.T) {
 	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
 		s := &structpb.Struct{Fields: map[string]*structpb.Value{"n": structpb.NewNumberValue(f)}}
-		if _, err := appendStruct(nil, s); err == nil {
+		if _, err := AppendStruct(nil, s); err == nil {
 			t.Fatalf("appendStruct accepted %v", f)
 		}
 	}
@@ -79,9 +79,9 @@ func BenchmarkPayloadEncode(b *testing.B) {
 			_, _ = protojson.Marshal(s)
 		}
 	})
-	b.Run("appendStruct", func(b *testing.B) {
+	b.Run("AppendStruct", func(b *testing.B) {
 		for b.Loop() {
-			_, _ = appendStruct(make([]byte, 0, 256), s)
+			_, _ = AppendStruct(make([]byte, 0, 256), s)
 		}
 	})
 }

@@ -1,4 +1,8 @@
-package audit
+// Package structjson writes google.protobuf.Struct values as JSON: the
+// document protojson writes (keys sorted, numbers as encoding/json writes a
+// float64) without its reflection, several times faster. The audit log
+// encodes every invocation's payload with it, the REST API every result.
+package structjson
 
 import (
 	"errors"
@@ -10,14 +14,24 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// appendStruct appends s as JSON: the same document protojson.Marshal
-// writes for a Struct (keys sorted, no insignificant space, numbers as
-// encoding/json writes a float64), several times faster — every audited
-// invocation encodes its payload so. A NaN or infinite number, which JSON
-// cannot hold, is an error, as in protojson.
-func appendStruct(b []byte, s *structpb.Struct) ([]byte, error) {
-	return appendStructDepth(b, s, 0)
+// AppendStruct appends s as JSON: the same document protojson.Marshal
+// writes for a Struct, without its random insignificant spaces. A NaN or
+// infinite number, which JSON cannot hold, is an error, as in protojson.
+//
+// A Value with no kind set, which protojson refuses, is written as null:
+// the audit log records such a payload rather than nothing.
+func AppendStruct(b []byte, s *structpb.Struct) ([]byte, error) {
+	return appendStructDepth(b, s, 0, false)
 }
+
+// AppendStructStrict is AppendStruct that also refuses a Value with no kind
+// set, as protojson does: it writes what protojson writes or fails where
+// protojson fails.
+func AppendStructStrict(b []byte, s *structpb.Struct) ([]byte, error) {
+	return appendStructDepth(b, s, 0, true)
+}
+
+var errNoKind = errors.New("a Value has no kind set")
 
 // maxStructDepth stops a document nested past what protobuf decodes (the
 // invoke path refuses payloads nested past 64 levels before they get here).
@@ -25,7 +39,7 @@ const maxStructDepth = 10000
 
 var errStructTooDeep = errors.New("struct nested too deep")
 
-func appendStructDepth(b []byte, s *structpb.Struct, depth int) ([]byte, error) {
+func appendStructDepth(b []byte, s *structpb.Struct, depth int, strict bool) ([]byte, error) {
 	if depth > maxStructDepth {
 		return b, errStructTooDeep
 	}
@@ -43,14 +57,14 @@ func appendStructDepth(b []byte, s *structpb.Struct, depth int) ([]byte, error) 
 		b = appendJSONString(b, k)
 		b = append(b, ':')
 		var err error
-		if b, err = appendValue(b, fields[k], depth+1); err != nil {
+		if b, err = appendValue(b, fields[k], depth+1, strict); err != nil {
 			return b, err
 		}
 	}
 	return append(b, '}'), nil
 }
 
-func appendValue(b []byte, v *structpb.Value, depth int) ([]byte, error) {
+func appendValue(b []byte, v *structpb.Value, depth int, strict bool) ([]byte, error) {
 	switch k := v.GetKind().(type) {
 	case *structpb.Value_StringValue:
 		return appendJSONString(b, k.StringValue), nil
@@ -63,7 +77,7 @@ func appendValue(b []byte, v *structpb.Value, depth int) ([]byte, error) {
 	case *structpb.Value_BoolValue:
 		return strconv.AppendBool(b, k.BoolValue), nil
 	case *structpb.Value_StructValue:
-		return appendStructDepth(b, k.StructValue, depth)
+		return appendStructDepth(b, k.StructValue, depth, strict)
 	case *structpb.Value_ListValue:
 		if depth > maxStructDepth {
 			return b, errStructTooDeep
@@ -74,12 +88,17 @@ func appendValue(b []byte, v *structpb.Value, depth int) ([]byte, error) {
 				b = append(b, ',')
 			}
 			var err error
-			if b, err = appendValue(b, e, depth+1); err != nil {
+			if b, err = appendValue(b, e, depth+1, strict); err != nil {
 				return b, err
 			}
 		}
 		return append(b, ']'), nil
-	default: // null, or a Value with no kind set (protojson writes null too)
+	case *structpb.Value_NullValue:
+		return append(b, "null"...), nil
+	default: // no kind set
+		if strict {
+			return b, errNoKind
+		}
 		return append(b, "null"...), nil
 	}
 }
@@ -104,6 +123,10 @@ func appendFloat(b []byte, f float64) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// AppendString appends s as a JSON string, escaped as protojson escapes
+// it.
+func AppendString(b []byte, s string) []byte { return appendJSONString(b, s) }
 
 // appendJSONString writes s as a JSON string, escaped as protojson escapes
 // it; invalid UTF-8 (which protojson refuses, and which a Struct decoded
