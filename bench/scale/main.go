@@ -57,7 +57,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -310,10 +312,14 @@ func run(ctx context.Context, p params) (err error) {
 				for _, res := range r.GetResults() {
 					if !res.GetSuccess() {
 						bcastFailed.Add(1)
+					} else if !res.GetResult().GetFields()["ok"].GetBoolValue() {
+						return fmt.Errorf("broadcast: instance %s answered but its result %v is not the agent's", res.GetInstance(), res.GetResult())
 					}
 				}
 			case !r.GetSuccess():
 				return fmt.Errorf("%s: %s", r.GetErrorCode(), r.GetError())
+			case !r.GetResult().GetFields()["ok"].GetBoolValue():
+				return fmt.Errorf("%s: result %v is not the agent's", mode, r.GetResult())
 			}
 			return nil
 		}
@@ -761,10 +767,11 @@ func (f *fleet) connect(ctx context.Context, i int, cert tls.Certificate) (*agen
 	actx, cancel := context.WithCancel(ctx)
 	a := &agent{id: agentName(i), conn: conn, control: croupierv1.NewControlServiceClient(conn), cancel: cancel}
 	handlers := tunnel.NewHandlerRegistry()
-	ok := &structpb.Struct{Fields: map[string]*structpb.Value{"ok": structpb.NewBoolValue(true)}}
-	if err := tunnel.Register(handlers, func(_ context.Context, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+	// Raw, like croupier agent's relay: the harness's agents share the
+	// cores with the server, so they do no more work than a real agent.
+	if err := tunnel.RegisterRaw(handlers, invokeRequestName, func(_ context.Context, req *anypb.Any) (*anypb.Any, error) {
 		a.calls.Add(1)
-		return &agentv1.InvokeResponse{Success: true, Result: ok, InstanceId: req.GetInstanceId()}, nil
+		return answerInvoke(req.GetValue()), nil
 	}); err != nil {
 		cancel()
 		_ = conn.Close()
@@ -880,6 +887,41 @@ func (a *agent) register(ctx context.Context, instance string) (time.Duration, e
 		return 0, fmt.Errorf("agent %s: RegisterAgent: %w", a.id, err)
 	}
 	return time.Since(t0), nil
+}
+
+var (
+	invokeRequestName = (&agentv1.InvokeRequest{}).ProtoReflect().Descriptor().FullName()
+	invokeResponseURL = "type.googleapis.com/" + string((&agentv1.InvokeResponse{}).ProtoReflect().Descriptor().FullName())
+	// okResponse is InvokeResponse{success: true, result: {"ok": true}}
+	// encoded once; answerInvoke appends the instance id.
+	okResponse, _ = proto.Marshal(&agentv1.InvokeResponse{Success: true,
+		Result: &structpb.Struct{Fields: map[string]*structpb.Value{"ok": structpb.NewBoolValue(true)}}})
+)
+
+// instanceIDField is the field number of instance_id in InvokeRequest and
+// InvokeResponse.
+const instanceIDField protowire.Number = 5
+
+// answerInvoke answers an encoded InvokeRequest with okResponse for its
+// instance.
+func answerInvoke(req []byte) *anypb.Any {
+	out := append(make([]byte, 0, len(okResponse)+32), okResponse...)
+	for len(req) > 0 {
+		num, typ, n := protowire.ConsumeTag(req)
+		if n < 0 {
+			break
+		}
+		m := protowire.ConsumeFieldValue(num, typ, req[n:])
+		if m < 0 {
+			break
+		}
+		if num == instanceIDField && typ == protowire.BytesType {
+			id, _ := protowire.ConsumeBytes(req[n:])
+			out = protowire.AppendBytes(protowire.AppendTag(out, instanceIDField, protowire.BytesType), id)
+		}
+		req = req[n+m:]
+	}
+	return &anypb.Any{TypeUrl: invokeResponseURL, Value: out}
 }
 
 func (a *agent) close() {
