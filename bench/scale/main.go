@@ -13,9 +13,11 @@
 // `make build`) on 127.0.0.1 with SQLite in a temporary directory, so its CPU
 // time, RSS and goroutines are measured on their own (/proc and /metrics).
 // The agents live in this harness process: each is a real tunnel client over
-// its own gRPC connection with its own agent certificate, and registers and
-// heartbeats through ControlService like `croupier agent`; the game-server
-// hop behind the agent (the SDK on loopback) is replaced by a handler that
+// its own gRPC connection with its own agent certificate, and registers
+// through ControlService and heartbeats like `croupier agent` (a tunnel ping
+// the server counts; the Heartbeat RPC only after a ping it did not count,
+// so a baseline server from before that gets the RPC); the game-server hop
+// behind the agent (the SDK on loopback) is replaced by a raw handler that
 // answers at once, so at N=5,000 the harness holds one socket per agent
 // instead of four (the open-file hard limit is 20,000). What the server sees
 // is the same as with real agents.
