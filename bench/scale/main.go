@@ -13,9 +13,11 @@
 // `make build`) on 127.0.0.1 with SQLite in a temporary directory, so its CPU
 // time, RSS and goroutines are measured on their own (/proc and /metrics).
 // The agents live in this harness process: each is a real tunnel client over
-// its own gRPC connection with its own agent certificate, and registers and
-// heartbeats through ControlService like `croupier agent`; the game-server
-// hop behind the agent (the SDK on loopback) is replaced by a handler that
+// its own gRPC connection with its own agent certificate, and registers
+// through ControlService and heartbeats like `croupier agent` (a tunnel ping
+// the server counts; the Heartbeat RPC only after a ping it did not count,
+// so a baseline server from before that gets the RPC); the game-server hop
+// behind the agent (the SDK on loopback) is replaced by a raw handler that
 // answers at once, so at N=5,000 the harness holds one socket per agent
 // instead of four (the open-file hard limit is 20,000). What the server sees
 // is the same as with real agents.
@@ -57,7 +59,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -265,9 +269,9 @@ func run(ctx context.Context, p params) (err error) {
 	prof.snapshot("heap-after-ramp", "heap")
 	// Idle: only heartbeats and tunnel pings.
 	prof.cpu("idle", idle)
-	i0 := srv.sample()
+	i0, rpcs0 := srv.sample(), fleet.heartbeatRPCs.Load()
 	time.Sleep(idle)
-	i1 := srv.sample()
+	i1, rpcs1 := srv.sample(), fleet.heartbeatRPCs.Load()
 	idleCPU := i1.cpu - i0.cpu
 	harnessFDs, _ := os.ReadDir("/proc/self/fd")
 	agentsIdle := max(0, idleCPU-idleBase)
@@ -310,10 +314,14 @@ func run(ctx context.Context, p params) (err error) {
 				for _, res := range r.GetResults() {
 					if !res.GetSuccess() {
 						bcastFailed.Add(1)
+					} else if !res.GetResult().GetFields()["ok"].GetBoolValue() {
+						return fmt.Errorf("broadcast: instance %s answered but its result %v is not the agent's", res.GetInstance(), res.GetResult())
 					}
 				}
 			case !r.GetSuccess():
 				return fmt.Errorf("%s: %s", r.GetErrorCode(), r.GetError())
+			case !r.GetResult().GetFields()["ok"].GetBoolValue():
+				return fmt.Errorf("%s: result %v is not the agent's", mode, r.GetResult())
 			}
 			return nil
 		}
@@ -371,8 +379,9 @@ func run(ctx context.Context, p params) (err error) {
 	fmt.Printf("  heap_per_agent             %.0f KiB heap + %.0f KiB stacks in use\n",
 		float64(afterRamp.heap-base.heap)/1024/float64(n), float64(afterRamp.stacks-base.stacks)/1024/float64(n))
 	fmt.Printf("  goroutines_per_agent       %.1f  (%d, baseline %d)\n", float64(afterRamp.goroutines-base.goroutines)/float64(n), afterRamp.goroutines, base.goroutines)
-	fmt.Printf("  idle_cpu                   %.2f %% of a core (%.2f %% with no agents); %.1f µs per heartbeat (incl. tunnel pings)\n",
+	fmt.Printf("  idle_cpu                   %.2f %% of a core (%.2f %% with no agents); %.1f µs per agent per heartbeat interval (heartbeat and tunnel keepalive)\n",
 		100*idleCPU.Seconds()/idle.Seconds(), 100*idleBase.Seconds()/idle.Seconds(), float64(agentsIdle.Microseconds())/beats)
+	fmt.Printf("  heartbeat_rpcs_idle        %d Heartbeat RPCs for %.0f beats (the rest rode on tunnel pings)\n", rpcs1-rpcs0, beats)
 	fmt.Printf("  getregistrations_p50       %.2f ms\n", ms(regP50))
 	fmt.Printf("  lb_p50                     %.3f ms\n", ms(lbP50))
 	// The fleet's idle cost (heartbeats, pings) during the run is not the
@@ -691,6 +700,9 @@ type fleet struct {
 	// registerRetries counts ramp registrations refused because the tunnel
 	// had dropped since it connected.
 	registerRetries atomic.Int64
+	// heartbeatRPCs counts Heartbeat RPCs: beats the tunnel ping did not
+	// carry.
+	heartbeatRPCs atomic.Int64
 
 	mu     sync.Mutex
 	agents []*agent
@@ -736,6 +748,10 @@ type agent struct {
 	// connects counts tunnel connections; live is set once registered.
 	connects atomic.Int64
 	live     atomic.Bool
+	// client is the agent's tunnel; beatAt is when the server last counted
+	// its ping as the heartbeat (unix ns), as in croupier agent.
+	client *tunnel.Client
+	beatAt atomic.Int64
 }
 
 func dialTLS(addr string, roots *x509.CertPool, cert tls.Certificate) (*grpc.ClientConn, error) {
@@ -753,10 +769,11 @@ func (f *fleet) connect(ctx context.Context, i int, cert tls.Certificate) (*agen
 	actx, cancel := context.WithCancel(ctx)
 	a := &agent{id: agentName(i), conn: conn, control: croupierv1.NewControlServiceClient(conn), cancel: cancel}
 	handlers := tunnel.NewHandlerRegistry()
-	ok := &structpb.Struct{Fields: map[string]*structpb.Value{"ok": structpb.NewBoolValue(true)}}
-	if err := tunnel.Register(handlers, func(_ context.Context, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+	// Raw, like croupier agent's relay: the harness's agents share the
+	// cores with the server, so they do no more work than a real agent.
+	if err := tunnel.RegisterRaw(handlers, invokeRequestName, func(_ context.Context, req *anypb.Any) (*anypb.Any, error) {
 		a.calls.Add(1)
-		return &agentv1.InvokeResponse{Success: true, Result: ok, InstanceId: req.GetInstanceId()}, nil
+		return answerInvoke(req.GetValue()), nil
 	}); err != nil {
 		cancel()
 		_ = conn.Close()
@@ -766,6 +783,7 @@ func (f *fleet) connect(ctx context.Context, i int, cert tls.Certificate) (*agen
 	client := tunnel.NewGRPCClient(conn, tunnel.ClientOptions{
 		Name: a.id, Handlers: handlers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		PingInterval: heartbeat, PingTimeout: 10 * heartbeat,
+		OnHeartbeat: func(int64) { a.beatAt.Store(time.Now().UnixNano()) },
 		OnConnected: func(cctx context.Context) {
 			select {
 			case connected <- struct{}{}:
@@ -779,6 +797,7 @@ func (f *fleet) connect(ctx context.Context, i int, cert tls.Certificate) (*agen
 			}
 		},
 	})
+	a.client = client
 	a.wg.Go(func() { _ = client.Run(actx) })
 	select {
 	case <-connected:
@@ -816,18 +835,29 @@ func (f *fleet) start(ctx context.Context, i int, cert tls.Certificate) (time.Du
 	prev := a.cancel
 	a.cancel = func() { cancel(); prev() }
 	a.wg.Go(func() {
+		// As croupier agent: the tunnel ping is the heartbeat; the
+		// Heartbeat RPC only follows a ping the server did not count (a
+		// server older than that, like the baseline, or one that forgot
+		// the agent).
 		t := time.NewTicker(heartbeat)
 		defer t.Stop()
+		lastTick := time.Now()
+		a.client.Ping()
 		for {
 			select {
 			case <-actx.Done():
 				return
-			case <-t.C:
-				_, err := a.control.Heartbeat(actx, &croupierv1.HeartbeatRequest{AgentId: a.id, Timestamp: time.Now().UnixMilli()})
-				if status.Code(err) == codes.NotFound {
-					f.reregistrations.Add(1)
-					_, _ = a.register(actx, "gs-1")
+			case now := <-t.C:
+				if a.beatAt.Load() < lastTick.UnixNano() {
+					f.heartbeatRPCs.Add(1)
+					_, err := a.control.Heartbeat(actx, &croupierv1.HeartbeatRequest{AgentId: a.id, Timestamp: time.Now().UnixMilli()})
+					if status.Code(err) == codes.NotFound {
+						f.reregistrations.Add(1)
+						_, _ = a.register(actx, "gs-1")
+					}
 				}
+				lastTick = now
+				a.client.Ping()
 			}
 		}
 	})
@@ -859,6 +889,41 @@ func (a *agent) register(ctx context.Context, instance string) (time.Duration, e
 		return 0, fmt.Errorf("agent %s: RegisterAgent: %w", a.id, err)
 	}
 	return time.Since(t0), nil
+}
+
+var (
+	invokeRequestName = (&agentv1.InvokeRequest{}).ProtoReflect().Descriptor().FullName()
+	invokeResponseURL = "type.googleapis.com/" + string((&agentv1.InvokeResponse{}).ProtoReflect().Descriptor().FullName())
+	// okResponse is InvokeResponse{success: true, result: {"ok": true}}
+	// encoded once; answerInvoke appends the instance id.
+	okResponse, _ = proto.Marshal(&agentv1.InvokeResponse{Success: true,
+		Result: &structpb.Struct{Fields: map[string]*structpb.Value{"ok": structpb.NewBoolValue(true)}}})
+)
+
+// instanceIDField is the field number of instance_id in InvokeRequest and
+// InvokeResponse.
+const instanceIDField protowire.Number = 5
+
+// answerInvoke answers an encoded InvokeRequest with okResponse for its
+// instance.
+func answerInvoke(req []byte) *anypb.Any {
+	out := append(make([]byte, 0, len(okResponse)+32), okResponse...)
+	for len(req) > 0 {
+		num, typ, n := protowire.ConsumeTag(req)
+		if n < 0 {
+			break
+		}
+		m := protowire.ConsumeFieldValue(num, typ, req[n:])
+		if m < 0 {
+			break
+		}
+		if num == instanceIDField && typ == protowire.BytesType {
+			id, _ := protowire.ConsumeBytes(req[n:])
+			out = protowire.AppendBytes(protowire.AppendTag(out, instanceIDField, protowire.BytesType), id)
+		}
+		req = req[n+m:]
+	}
+	return &anypb.Any{TypeUrl: invokeResponseURL, Value: out}
 }
 
 func (a *agent) close() {

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
@@ -64,6 +65,12 @@ type Agent struct {
 	registered bool
 	fullSync   bool // the server lacks UpdateInstances
 
+	// beatAt is when the server last counted a tunnel ping as this agent's
+	// heartbeat (unix nanoseconds); staleAssign wakes the session when such
+	// a pong carried another assignment version.
+	beatAt      atomic.Int64
+	staleAssign chan struct{}
+
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
@@ -87,7 +94,7 @@ func New(cfg config.Agent, log *slog.Logger, opts ...Option) (*Agent, error) {
 		log = slog.Default()
 	}
 	a := &Agent{cfg: cfg, log: log.With("agent", cfg.ID), instances: newInstances(), enabled: map[string]bool{},
-		validated: schema.NewValidated(0)}
+		validated: schema.NewValidated(0), staleAssign: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(a)
 	}
@@ -152,6 +159,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		Name: a.cfg.ID, Handlers: handlers, Logger: a.log.With("component", "tunnel"),
 		MaxBackoff:     a.cfg.ReconnectMax,
 		OnConnected:    a.session,
+		OnHeartbeat:    a.tunnelBeat,
 		TracerProvider: a.tracing.Provider,
 	}
 	if err = a.dial(copts); err != nil {
@@ -311,6 +319,10 @@ func (a *Agent) session(ctx context.Context) {
 		}
 		t := time.NewTicker(interval)
 		defer t.Stop()
+		lastTick := time.Now()
+		// A ping now lets the server count this session's first beat
+		// before the first tick checks for it.
+		a.client.Ping()
 		for {
 			select {
 			case <-ctx.Done():
@@ -318,11 +330,36 @@ func (a *Agent) session(ctx context.Context) {
 				return
 			case <-a.instances.changed:
 				a.syncInstances(ctx)
-			case <-t.C:
-				a.heartbeat(ctx)
+			case <-a.staleAssign:
+				a.refreshAssignments(ctx)
+			case now := <-t.C:
+				// The tunnel ping is the heartbeat (docs/control.md). Only
+				// when the server did not count the last one — an older
+				// server, or one that forgot this agent — does the agent
+				// call Heartbeat, which also says NOT_FOUND.
+				if a.beatAt.Load() < lastTick.UnixNano() {
+					a.heartbeat(ctx)
+				}
+				lastTick = now
+				a.client.Ping()
 			}
 		}
 	}()
+}
+
+// tunnelBeat runs on the tunnel's reader for a pong that counted as the
+// heartbeat.
+func (a *Agent) tunnelBeat(version int64) {
+	a.beatAt.Store(time.Now().UnixNano())
+	a.mu.RLock()
+	stale := version != a.assignVer
+	a.mu.RUnlock()
+	if stale {
+		select {
+		case a.staleAssign <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (a *Agent) register(ctx context.Context) (time.Duration, error) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
@@ -82,13 +83,14 @@ func newTestAgent(t *testing.T) (*Agent, *fakeControl) {
 	sdk := tunnel.NewServer(tunnel.ServerOptions{Logger: log})
 	t.Cleanup(sdk.Close)
 	a := &Agent{
-		cfg:       config.Agent{ID: "edge-1", Game: "demo", Env: "dev", Labels: []string{"region=eu"}},
-		log:       log,
-		instances: newInstances(),
-		validated: schema.NewValidated(0),
-		sdkTunnel: sdk,
-		control:   ctl,
-		enabled:   map[string]bool{},
+		cfg:         config.Agent{ID: "edge-1", Game: "demo", Env: "dev", Labels: []string{"region=eu"}},
+		log:         log,
+		instances:   newInstances(),
+		validated:   schema.NewValidated(0),
+		sdkTunnel:   sdk,
+		control:     ctl,
+		enabled:     map[string]bool{},
+		staleAssign: make(chan struct{}, 1),
 	}
 	return a, ctl
 }
@@ -273,6 +275,39 @@ func TestRegisterAndHeartbeat(t *testing.T) {
 	case <-a.instances.changed:
 	default:
 		t.Fatal("NOT_FOUND on heartbeat did not trigger a re-registration")
+	}
+}
+
+// TestTunnelBeat: a pong the server counted as the heartbeat records the
+// beat, and a version other than the agent's asks the session to refetch
+// the assignments.
+func TestTunnelBeat(t *testing.T) {
+	t.Parallel()
+	a, _ := newTestAgent(t)
+	a.mu.Lock()
+	a.assignVer = 4
+	a.mu.Unlock()
+	before := time.Now().UnixNano()
+	a.tunnelBeat(4)
+	if a.beatAt.Load() < before {
+		t.Fatal("tunnelBeat did not record the beat")
+	}
+	select {
+	case <-a.staleAssign:
+		t.Fatal("same version asked for a refetch")
+	default:
+	}
+	a.tunnelBeat(5)
+	a.tunnelBeat(5) // a second signal before the session reads is merged
+	select {
+	case <-a.staleAssign:
+	default:
+		t.Fatal("newer version did not ask for a refetch")
+	}
+	select {
+	case <-a.staleAssign:
+		t.Fatal("two stale pongs queued two refetches")
+	default:
 	}
 }
 

@@ -45,6 +45,45 @@ func TestHeartbeat(t *testing.T) {
 	}
 }
 
+// TestTunnelHeartbeat: a ping on the agent's tunnel does what Heartbeat
+// does, and says when it could not (the agent then calls Heartbeat).
+func TestTunnelHeartbeat(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	if v, ok := h.svc.TunnelHeartbeat("a"); ok {
+		t.Fatalf("TunnelHeartbeat of an unregistered agent = %d, true", v)
+	}
+	h.register(t, registration())
+	h.clock.Advance(7 * time.Second)
+	if v, ok := h.svc.TunnelHeartbeat("a"); !ok || v != 0 {
+		t.Fatalf("TunnelHeartbeat = %d, %v; want 0, true", v, ok)
+	}
+	if a, _ := h.reg.Agent("a"); !a.LastHeartbeat.Equal(h.clock.Now()) {
+		t.Fatalf("last heartbeat %v, want %v", a.LastHeartbeat, h.clock.Now())
+	}
+	if _, err := h.svc.UpdateAssignment(context.Background(), &croupierv1.UpdateAssignmentRequest{
+		GameId: game, Env: env, FunctionId: "player.ban", Enabled: false}); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := h.svc.TunnelHeartbeat("a"); !ok || v != 1 {
+		t.Fatalf("TunnelHeartbeat after an update = %d, %v; want 1, true", v, ok)
+	}
+	// Beats keep the agent from expiring; without them it goes.
+	h.clock.Advance(25 * time.Second)
+	h.svc.TunnelHeartbeat("a")
+	h.clock.Advance(25 * time.Second)
+	if gone := h.svc.Expire(); len(gone) != 0 {
+		t.Fatalf("Expire removed %v after a tunnel heartbeat 25 s ago", gone)
+	}
+	h.clock.Advance(10 * time.Second)
+	if gone := h.svc.Expire(); len(gone) != 1 {
+		t.Fatalf("Expire removed %v 35 s after the last beat; want [a]", gone)
+	}
+	if _, ok := h.svc.TunnelHeartbeat("a"); ok {
+		t.Fatal("TunnelHeartbeat counted a beat of an expired agent")
+	}
+}
+
 func TestAssignments(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)

@@ -215,6 +215,30 @@ func (s *Service) Heartbeat(ctx context.Context, req *croupierv1.HeartbeatReques
 	return &croupierv1.HeartbeatResponse{Success: true, AssignmentsVersion: v}, nil
 }
 
+// TunnelHeartbeat counts a ping on agentID's tunnel as its heartbeat and
+// returns the assignment version of its game/env, for the pong
+// (tunnel.ServerOptions.OnPing). The tunnel admitted the connection under
+// this name, which is the authorization Heartbeat checks per call. ok is
+// false when the agent is not registered (the agent then calls Heartbeat,
+// which answers NOT_FOUND, and registers again) or the version cannot be
+// read.
+func (s *Service) TunnelHeartbeat(agentID string) (version int64, ok bool) {
+	game, env, found := s.reg.AgentScope(agentID)
+	if !found || s.reg.Heartbeat(agentID, s.now()) != nil {
+		return 0, false
+	}
+	// Cached (NewAssignments' TTL); a miss reads the store, bounded here
+	// because the caller is the tunnel's reader.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	v, err := s.assignments.Version(ctx, game, env)
+	if err != nil {
+		s.log.Warn("assignment version for a tunnel heartbeat", "agent", agentID, "err", err)
+		return 0, false
+	}
+	return v, true
+}
+
 // GetAssignments returns the assignments of the functions the agent serves.
 func (s *Service) GetAssignments(ctx context.Context, req *croupierv1.GetAssignmentsRequest) (*croupierv1.GetAssignmentsResponse, error) {
 	a, ok := s.reg.Agent(req.GetAgentId())

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // A game server's result (a google.protobuf.Struct) reaches the caller of
@@ -33,10 +32,11 @@ const resultField protowire.Number = 2
 func init() {
 	// The shortcut depends on these numbers; a proto change must not break
 	// it silently.
-	for _, m := range []proto.Message{&agentv1.InvokeResponse{}, &croupierv1.InvokeFunctionResponse{}} {
-		fd := m.ProtoReflect().Descriptor().Fields().ByNumber(resultField)
+	for m, num := range map[proto.Message]protowire.Number{&agentv1.InvokeResponse{}: resultField,
+		&croupierv1.InvokeFunctionResponse{}: resultField, &croupierv1.InstanceResult{}: instanceResultField} {
+		fd := m.ProtoReflect().Descriptor().Fields().ByNumber(num)
 		if fd == nil || fd.Name() != "result" || fd.Message().FullName() != "google.protobuf.Struct" {
-			panic(fmt.Sprintf("invoke: field %d of %s is not result (google.protobuf.Struct)", resultField, m.ProtoReflect().Descriptor().FullName()))
+			panic(fmt.Sprintf("invoke: field %d of %s is not result (google.protobuf.Struct)", num, m.ProtoReflect().Descriptor().FullName()))
 		}
 	}
 }
@@ -109,22 +109,38 @@ func encodedResult(r *agentv1.InvokeResponse) []byte {
 	return out
 }
 
-// resultOf is r's result as a Struct, decoding it if it is still encoded.
-func resultOf(r *agentv1.InvokeResponse) (*structpb.Struct, error) {
-	if raw := encodedResult(r); len(raw) > 0 {
-		m := &agentv1.InvokeResponse{}
-		if err := proto.Unmarshal(raw, m); err != nil {
-			return nil, err
+// instanceResultField is the field number of result in InstanceResult: a
+// broadcast passes each instance's result through as bytes too, under this
+// number.
+const instanceResultField protowire.Number = 3
+
+// retag returns encoded length-delimited fields (an encodedResult) under
+// field number num.
+func retag(fields []byte, num protowire.Number) []byte {
+	out := make([]byte, 0, len(fields)+2)
+	for len(fields) > 0 {
+		_, _, n := protowire.ConsumeTag(fields)
+		v, m := protowire.ConsumeBytes(fields[n:])
+		if n < 0 || m < 0 {
+			return out // encodedResult returns whole fields only
 		}
-		return m.GetResult(), nil
+		out = protowire.AppendBytes(protowire.AppendTag(out, num, protowire.BytesType), v)
+		fields = fields[n+m:]
 	}
-	return r.GetResult(), nil
+	return out
 }
 
 // Materialize decodes the fields m still holds encoded (the unknown fields
 // a result passed through as bytes left) into m, so that m can be written
 // as JSON. It is a no-op for a message without unknown fields.
 func Materialize(m proto.Message) error {
+	if resp, ok := m.(*croupierv1.InvokeFunctionResponse); ok {
+		for _, res := range resp.GetResults() { // a broadcast's, see retag
+			if err := Materialize(res); err != nil {
+				return err
+			}
+		}
+	}
 	r := m.ProtoReflect()
 	raw := r.GetUnknown()
 	if len(raw) == 0 {

@@ -60,8 +60,23 @@ func TestEncodedResultReachesCaller(t *testing.T) {
 	if !proto.Equal(out.GetResult(), result) || len(out.ProtoReflect().GetUnknown()) != 0 {
 		t.Fatalf("materialized result %v (unknown %x), want %v", out.GetResult(), out.ProtoReflect().GetUnknown(), result)
 	}
-	if rs, err := resultOf(r); err != nil || !proto.Equal(rs, result) {
-		t.Fatalf("resultOf = %v, %v; want %v", rs, err, result)
+
+	// A broadcast passes each instance's result through under
+	// InstanceResult's field number.
+	bc := &croupierv1.InvokeFunctionResponse{Results: []*croupierv1.InstanceResult{{Instance: "a/gs-1", Success: true}}}
+	bc.Results[0].ProtoReflect().SetUnknown(retag(encodedResult(r), instanceResultField))
+	if b, err = proto.Marshal(bc); err != nil {
+		t.Fatal(err)
+	}
+	got = &croupierv1.InvokeFunctionResponse{}
+	if err := proto.Unmarshal(b, got); err != nil || !proto.Equal(got.GetResults()[0].GetResult(), result) {
+		t.Fatalf("gRPC caller got instance result %v (%v), want %v", got.GetResults()[0].GetResult(), err, result)
+	}
+	if err := Materialize(bc); err != nil {
+		t.Fatal(err)
+	}
+	if res := bc.GetResults()[0]; !proto.Equal(res.GetResult(), result) || len(res.ProtoReflect().GetUnknown()) != 0 {
+		t.Fatalf("materialized instance result %v (unknown %x), want %v", res.GetResult(), res.ProtoReflect().GetUnknown(), result)
 	}
 }
 

@@ -327,10 +327,12 @@ func (s *Service) broadcast(ctx context.Context, c *Call, actor, key string) ([]
 					if info := apierr.Info(err); info != nil && info.GetCode() != "" {
 						res.ErrorCode = info.GetCode() // the stable catalog code, e.g. NO_INSTANCE
 					}
-				} else if result, derr := resultOf(r); derr != nil {
-					res.Error, res.ErrorCode = "the instance's result does not decode: "+derr.Error(), codes.Internal.String()
 				} else {
-					res.Success, res.Result, res.Error, res.ErrorCode = r.GetSuccess(), result, r.GetError(), r.GetErrorCode()
+					res.Success, res.Result, res.Error, res.ErrorCode = r.GetSuccess(), r.GetResult(), r.GetError(), r.GetErrorCode()
+					// The result stays encoded, as for one instance (encoded.go).
+					if raw := encodedResult(r); len(raw) > 0 {
+						res.ProtoReflect().SetUnknown(retag(raw, instanceResultField))
+					}
 				}
 				if !res.Success {
 					failed.Add(1)

@@ -185,6 +185,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 		TracerProvider: s.obs.tracing.Provider,
 		OnConnect:      func(name string) { s.log.Info("agent tunnel connected", "agent", name) },
+		// An agent's tunnel ping is its heartbeat (s.control is set below,
+		// before the listeners start).
+		OnPing: func(name string) (int64, bool) { return s.control.TunnelHeartbeat(name) },
 		OnDisconnect: func(name string, err error) {
 			if s.registry.Remove(name) {
 				s.log.Info("agent tunnel closed; agent removed", "agent", name, "reason", err)

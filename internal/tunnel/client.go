@@ -51,6 +51,12 @@ type ClientOptions struct {
 	// the server.
 	OnConnected func(ctx context.Context)
 
+	// OnHeartbeat, if set, is called by the connection's reader for every
+	// Pong in which the server says it counted the client's ping as its
+	// heartbeat, with the version the Pong carries (assignments_version in
+	// tunnel.proto). It must return quickly.
+	OnHeartbeat func(version int64)
+
 	// TracerProvider, if set, gives every handler run a server span, child
 	// of the caller's span. Without it the handler's context still carries
 	// the caller's span context, so handlers can start child spans.
@@ -108,6 +114,19 @@ type Client struct {
 	// handlers tracks handler and OnConnected goroutines; Run waits for them.
 	handlers sync.WaitGroup
 	running  atomic.Bool
+	// cur is the connection being served, nil between connections; Ping
+	// uses it.
+	cur atomic.Pointer[session]
+}
+
+// Ping sends a Ping on the current connection now and reports whether one
+// was queued (false between connections or when the send queue is full).
+// The periodic ping skips its turn when Ping was called within the last
+// PingInterval, so a caller that pings on its own schedule (the agent's
+// heartbeat) does not double the traffic.
+func (c *Client) Ping() bool {
+	s := c.cur.Load()
+	return s != nil && s.ping()
 }
 
 func newClient(opts ClientOptions, dial dialFunc) *Client {

@@ -39,6 +39,8 @@ type session struct {
 	handlers map[uint64]context.CancelFunc
 
 	lastRecv atomic.Int64 // unix nanoseconds
+	lastPing atomic.Int64 // unix nanoseconds of the last ping queued
+	nonce    atomic.Uint64
 }
 
 // runSession dials, serves one connection until it ends, and reports whether
@@ -70,7 +72,9 @@ func (c *Client) runSession(ctx context.Context) (connected bool, err error) {
 	var wg sync.WaitGroup
 	wg.Go(s.readLoop)
 	wg.Go(s.writeLoop)
+	c.cur.Store(s)
 	connected, err = s.run()
+	c.cur.CompareAndSwap(s, nil)
 	cancel(err)
 	link.Close()
 	wg.Wait()
@@ -97,14 +101,15 @@ func (s *session) run() (connected bool, err error) {
 	defer pings.Stop()
 	dead := time.NewTimer(opts.PingTimeout)
 	defer dead.Stop()
-	var nonce uint64
 	for {
 		select {
 		case <-s.ctx.Done():
 			return true, context.Cause(s.ctx)
 		case <-pings.C:
-			nonce++
-			s.trySend(&tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Ping{Ping: &tunnelv1.Ping{Nonce: nonce}}})
+			if time.Since(time.Unix(0, s.lastPing.Load())) < opts.PingInterval {
+				continue // Client.Ping pinged within the interval
+			}
+			s.ping()
 		case <-dead.C:
 			idle := time.Since(time.Unix(0, s.lastRecv.Load()))
 			if idle >= opts.PingTimeout {
@@ -116,6 +121,11 @@ func (s *session) run() (connected bool, err error) {
 }
 
 func (s *session) fail(err error) { s.cancel(err) }
+
+func (s *session) ping() bool {
+	s.lastPing.Store(time.Now().UnixNano())
+	return s.trySend(&tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Ping{Ping: &tunnelv1.Ping{Nonce: s.nonce.Add(1)}}})
+}
 
 func (s *session) readLoop() {
 	welcomed := false
@@ -157,6 +167,10 @@ func (s *session) readLoop() {
 			}
 		case *tunnelv1.ServerToClient_Ping:
 			s.trySend(&tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Pong{Pong: &tunnelv1.Pong{Nonce: fr.Ping.GetNonce()}}})
+		case *tunnelv1.ServerToClient_Pong:
+			if h := s.c.opts.OnHeartbeat; h != nil && fr.Pong.AssignmentsVersion != nil {
+				h(fr.Pong.GetAssignmentsVersion())
+			}
 		case *tunnelv1.ServerToClient_Welcome:
 			s.fail(status.Error(codes.Internal, "protocol violation: second welcome"))
 			return
@@ -179,10 +193,12 @@ func (s *session) writeLoop() {
 }
 
 // trySend queues a frame that may be dropped (ping, pong) if the queue is full.
-func (s *session) trySend(f *tunnelv1.ClientToServer) {
+func (s *session) trySend(f *tunnelv1.ClientToServer) bool {
 	select {
 	case s.sendq <- f:
+		return true
 	default:
+		return false
 	}
 }
 

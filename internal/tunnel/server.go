@@ -51,6 +51,13 @@ type ServerOptions struct {
 	OnConnect    func(name string)
 	OnDisconnect func(name string, err error)
 
+	// OnPing, if set, is called by a connection's reader for every Ping
+	// from the client. If it returns ok, the ping counted as the client's
+	// heartbeat and the Pong carries version as assignments_version (see
+	// tunnel.proto); otherwise the Pong carries nothing more. It runs on
+	// the reader, so it must return quickly.
+	OnPing func(name string) (version int64, ok bool)
+
 	// Metrics receives connection counts, in-flight calls and queue depth;
 	// nil records nothing.
 	Metrics *telemetry.TunnelMetrics

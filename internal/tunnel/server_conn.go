@@ -332,9 +332,13 @@ func (c *conn) readLoop() {
 		case *tunnelv1.ClientToServer_Response:
 			c.complete(fr.Response)
 		case *tunnelv1.ClientToServer_Ping:
-			c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Pong{
-				Pong: &tunnelv1.Pong{Nonce: fr.Ping.GetNonce()},
-			}}, true)
+			pong := &tunnelv1.Pong{Nonce: fr.Ping.GetNonce()}
+			if h := c.s.opts.OnPing; h != nil {
+				if v, ok := h(c.name); ok {
+					pong.AssignmentsVersion = &v
+				}
+			}
+			c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Pong{Pong: pong}}, true)
 		case *tunnelv1.ClientToServer_Hello:
 			c.close(status.Error(codes.InvalidArgument, "protocol violation: hello after the handshake"))
 			return

@@ -193,6 +193,8 @@ func TestOpsPlaneEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("agents heartbeat with tunnel pings", func(t *testing.T) { testTunnelHeartbeats(t, c) })
+
 	t.Run("broadcast returns one result per instance", func(t *testing.T) {
 		r := c.mustInvoke("game.stats", nil, &croupierv1.InvokeOptions{RoutingMode: "broadcast"})
 		var got []string

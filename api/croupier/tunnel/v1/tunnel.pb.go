@@ -673,10 +673,18 @@ func (x *Ping) GetNonce() uint64 {
 
 // Pong answers a Ping.
 type Pong struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nonce         uint64                 `protobuf:"varint,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nonce uint64                 `protobuf:"varint,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// Set only when the server counted the client's ping as its heartbeat: in
+	// Croupier, the client is an agent the server has registered, and the
+	// value is the assignment version of the agent's game/env (as
+	// HeartbeatResponse.assignments_version), so the agent needs no separate
+	// Heartbeat RPC. Unset in answers to server pings, from servers that do
+	// not count pings as heartbeats, and for clients the server does not know;
+	// a client that gets no set value keeps calling Heartbeat.
+	AssignmentsVersion *int64 `protobuf:"varint,2,opt,name=assignments_version,json=assignmentsVersion,proto3,oneof" json:"assignments_version,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Pong) Reset() {
@@ -712,6 +720,13 @@ func (*Pong) Descriptor() ([]byte, []int) {
 func (x *Pong) GetNonce() uint64 {
 	if x != nil {
 		return x.Nonce
+	}
+	return 0
+}
+
+func (x *Pong) GetAssignmentsVersion() int64 {
+	if x != nil && x.AssignmentsVersion != nil {
+		return *x.AssignmentsVersion
 	}
 	return 0
 }
@@ -1172,9 +1187,11 @@ const file_croupier_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusH\x00R\x05errorB\b\n" +
 	"\x06result\"\x1c\n" +
 	"\x04Ping\x12\x14\n" +
-	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\x1c\n" +
+	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"j\n" +
 	"\x04Pong\x12\x14\n" +
-	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"F\n" +
+	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\x124\n" +
+	"\x13assignments_version\x18\x02 \x01(\x03H\x00R\x12assignmentsVersion\x88\x01\x01B\x16\n" +
+	"\x14_assignments_version\"F\n" +
 	"\x13LongPollOpenRequest\x12/\n" +
 	"\x05hello\x18\x01 \x01(\v2\x19.croupier.tunnel.v1.HelloR\x05hello\"]\n" +
 	"\x14LongPollOpenResponse\x12\x1d\n" +
@@ -1286,6 +1303,7 @@ func file_croupier_tunnel_v1_tunnel_proto_init() {
 		(*Response_Payload)(nil),
 		(*Response_Error)(nil),
 	}
+	file_croupier_tunnel_v1_tunnel_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
