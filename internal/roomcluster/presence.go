@@ -162,6 +162,8 @@ func (n *Node) watchPresenceOnce(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = w.Stop() }()
+	// Stopping the watch closes its updates: the loop below ends with ctx.
+	defer context.AfterFunc(ctx, func() { _ = w.Stop() })()
 	p := n.presence
 	p.mu.Lock()
 	p.counts = map[string]map[string]seen{} // the watch starts with every current value
