@@ -346,14 +346,22 @@ func (c *conn) readLoop() {
 	}
 }
 
-// keepalive pings the client and drops the connection once nothing at all
-// has arrived for PingTimeout. It returns when the connection ends.
+// keepalive pings a silent client and drops the connection once nothing at
+// all has arrived for PingTimeout. It returns when the connection ends.
+//
+// One timer, armed for when the connection will have been silent for
+// quiet = PingTimeout - PingInterval (or sooner, once pinging): a client
+// that speaks every PingInterval (an agent's own pings) never gets there,
+// so an idle agent's connection wakes this goroutine once per quiet period
+// instead of once per PingInterval, and the server sends no ping of its own
+// — the client's ping, answered by our pong, already proved both ends
+// alive. A client silent for quiet is pinged every PingInterval until it
+// answers or PingTimeout passes.
 func (c *conn) keepalive(ctx context.Context) {
 	interval, timeout := c.s.opts.PingInterval, c.s.opts.PingTimeout
-	pings := time.NewTicker(interval)
-	defer pings.Stop()
-	dead := time.NewTimer(timeout)
-	defer dead.Stop()
+	quiet := max(timeout-interval, interval)
+	t := time.NewTimer(quiet)
+	defer t.Stop()
 	var nonce uint64
 	for {
 		select {
@@ -362,25 +370,21 @@ func (c *conn) keepalive(ctx context.Context) {
 		case <-ctx.Done():
 			c.close(status.Error(codes.Unavailable, "transport closed"))
 			return
-		case <-pings.C:
-			if time.Since(time.Unix(0, c.lastRecv.Load())) < interval {
-				// The client spoke within the interval (its own ping, a
-				// response): it is alive, and our answer to it told it we
-				// are. Skipping the ping halves keepalive traffic for a
-				// fleet of idle agents that ping on their own.
-				continue
-			}
+		case <-t.C:
+		}
+		idle := time.Since(time.Unix(0, c.lastRecv.Load()))
+		switch {
+		case idle >= timeout:
+			c.close(status.Errorf(codes.Unavailable, "keepalive timeout: nothing received for %s", idle.Round(time.Millisecond)))
+			return
+		case idle >= quiet:
 			nonce++
 			c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Ping{
 				Ping: &tunnelv1.Ping{Nonce: nonce},
 			}}, true)
-		case <-dead.C:
-			idle := time.Since(time.Unix(0, c.lastRecv.Load()))
-			if idle >= timeout {
-				c.close(status.Errorf(codes.Unavailable, "keepalive timeout: nothing received for %s", idle.Round(time.Millisecond)))
-				return
-			}
-			dead.Reset(timeout - idle)
+			t.Reset(min(interval, timeout-idle))
+		default:
+			t.Reset(quiet - idle)
 		}
 	}
 }
