@@ -37,7 +37,8 @@ func gatewayClusterFlags(fs *pflag.FlagSet, d gateway.Config) {
 // the cluster services. It owns the serving goroutine; stop ends it.
 type gatewayTier struct {
 	bus    *cluster.Node
-	ownBus bool // stop closes the bus (`croupier gateway`; dev's is the server's)
+	ownBus bool   // stop closes the bus (`croupier gateway`; dev's is the server's)
+	unlock func() // releases the embedded NATS's data dir (nil: none)
 	node   *roomcluster.Node
 	gs     *grpc.Server
 	served chan error
@@ -81,16 +82,28 @@ func joinGatewayTier(ctx context.Context, log *slog.Logger, cfg gateway.Config) 
 		}
 		tcfg.TLS = credentials.NewTLS(tc)
 	}
+	unlock := func() {}
+	if cfg.NATS == "embedded" {
+		if err := os.MkdirAll(ccfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		var err error
+		if unlock, err = lockFile(filepath.Join(ccfg.DataDir, "nats.lock")); err != nil {
+			return nil, fmt.Errorf("embedded NATS: %w: another gateway runs on data dir %s; give each gateway its own --data-dir (they may share --store-dsn)", err, cfg.DataDir)
+		}
+	}
 	bus, err := cluster.Start(ctx, ccfg)
 	if err != nil {
+		unlock()
 		return nil, err
 	}
 	t, err := startGatewayTier(ctx, log, bus, tcfg)
 	if err != nil {
 		bus.Close()
+		unlock()
 		return nil, err
 	}
-	t.ownBus = true
+	t.ownBus, t.unlock = true, unlock
 	return t, nil
 }
 
@@ -166,5 +179,8 @@ func (t *gatewayTier) stop() {
 	t.node.Close()
 	if t.ownBus {
 		t.bus.Close()
+	}
+	if t.unlock != nil {
+		t.unlock()
 	}
 }
