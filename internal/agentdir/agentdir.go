@@ -11,15 +11,19 @@
 //
 // Ownership: Dir's sweep goroutine and its bus handlers belong to Dir and
 // stop in Close. Lock order: Dir.mu is never held while calling the
-// registry, the bus or a tunnel.
+// registry, the bus or a tunnel; Dir.pubMu is (it orders one agent's
+// updates) and is never taken with Dir.mu held, nor Dir.mu with it.
 package agentdir
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +101,14 @@ type Dir struct {
 	// seq numbers this node's updates; it starts at the Dir's creation
 	// time in nanoseconds, so a restarted node's updates are newer.
 	seq atomic.Uint64
+	// resync: holders one of whose deltas did not follow the update
+	// applied here; the sweep asks them again.
+	resync map[string]bool
+
+	// pubMu guards pub: this node's agents as last published. It is held
+	// while publishing (calls the registry and the bus), never with mu.
+	pubMu sync.Mutex
+	pub   map[string]published
 
 	// down has a context per holder node that calls are in flight to,
 	// cancelled by the sweep when the node leaves the membership bucket,
@@ -113,6 +125,12 @@ type Dir struct {
 	wg   sync.WaitGroup
 }
 
+type published struct {
+	seq   uint64
+	agent registry.Agent // without descriptors
+	descs [][]byte
+}
+
 type updateRef struct {
 	node string
 	seq  uint64
@@ -125,11 +143,17 @@ type nodeDown struct {
 
 // agentUpdate is one agent's registration as its holder sees it.
 type agentUpdate struct {
-	Node    string         `json:"node"`
-	Seq     uint64         `json:"seq"` // the holder's; newer updates have higher ones
-	Agent   registry.Agent `json:"agent"`
-	Descs   [][]byte       `json:"descs,omitempty"` // FunctionDescriptor, proto-encoded
-	Removed bool           `json:"removed,omitempty"`
+	Node string `json:"node"`
+	Seq  uint64 `json:"seq"` // the holder's; newer updates have higher ones
+	// A delta (Delta set) changes only instances, from the holder's
+	// update Base: Upsert adds or replaces, Remove drops by id.
+	Delta   bool                `json:"delta,omitempty"`
+	Base    uint64              `json:"base,omitempty"`
+	Upsert  []registry.Instance `json:"upsert,omitempty"`
+	Remove  []string            `json:"remove,omitempty"`
+	Agent   registry.Agent      `json:"agent"`
+	Descs   [][]byte            `json:"descs,omitempty"` // FunctionDescriptor, proto-encoded
+	Removed bool                `json:"removed,omitempty"`
 }
 
 // New returns a Dir; Start joins the bus.
@@ -147,7 +171,8 @@ func New(cfg Config, node *cluster.Node, reg *registry.Registry, local Caller, t
 		cfg.Logger = slog.Default()
 	}
 	d := &Dir{cfg: cfg, log: cfg.Logger.With("component", "agentdir"), node: node, reg: reg,
-		local: local, tun: tun, holder: map[string]string{}, last: map[string]updateRef{}, down: map[string]nodeDown{}}
+		local: local, tun: tun, holder: map[string]string{}, last: map[string]updateRef{}, down: map[string]nodeDown{},
+		resync: map[string]bool{}, pub: map[string]published{}}
 	d.seq.Store(uint64(time.Now().UnixNano()))
 	return d
 }
@@ -206,36 +231,83 @@ func (d *Dir) Changed(agentID string) {
 		delete(d.holder, agentID) // it moved here
 		d.mu.Unlock()
 	}
-	d.publish(subjAgents, agentID)
+	d.publish(agentID)
 }
 
-// publish sends an agent's registration (or its removal) to subject.
-func (d *Dir) publish(subject, agentID string) {
+// publish sends an agent's change to every node: only the changed and
+// removed instances when nothing else changed since the last update this
+// node published for it (a delta, applied with the registry's
+// UpdateInstances), else the whole registration; a removal when it is
+// gone. pubMu is held throughout, so one agent's updates leave in
+// sequence order and d.pub matches what was sent.
+func (d *Dir) publish(agentID string) {
+	d.pubMu.Lock()
+	defer d.pubMu.Unlock()
 	u := agentUpdate{Node: d.node.ID(), Seq: d.seq.Add(1)}
 	a, ok := d.reg.Agent(agentID)
 	if !ok || !d.tun.Connected(agentID) {
 		u.Agent = registry.Agent{ID: agentID}
 		u.Removed = true
-	} else {
-		u.Agent = a
-		for _, desc := range a.Descriptors {
-			b, err := proto.Marshal(desc)
-			if err != nil {
-				d.log.Error("descriptor not encodable", "agent", agentID, "err", err)
-				return
-			}
-			u.Descs = append(u.Descs, b)
-		}
-		u.Agent.Descriptors = nil
+		delete(d.pub, agentID)
+		d.send(subjAgents, u)
+		return
 	}
+	var descs [][]byte
+	for _, desc := range a.Descriptors {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(desc)
+		if err != nil {
+			d.log.Error("descriptor not encodable", "agent", agentID, "err", err)
+			return
+		}
+		descs = append(descs, b)
+	}
+	a.Descriptors = nil
+	prev, had := d.pub[agentID]
+	if had && sameAgentFields(prev.agent, a) && slices.EqualFunc(prev.descs, descs, bytes.Equal) {
+		u.Delta, u.Base = true, prev.seq
+		u.Agent = registry.Agent{ID: agentID}
+		u.Upsert, u.Remove = diffInstances(prev.agent.Instances, a.Instances)
+	} else {
+		u.Agent, u.Descs = a, descs
+	}
+	d.pub[agentID] = published{seq: u.Seq, agent: a, descs: descs}
+	d.send(subjAgents, u)
+}
+
+func (d *Dir) send(subject string, u agentUpdate) {
 	b, err := json.Marshal(u)
 	if err != nil {
-		d.log.Error("agent update not encodable", "agent", agentID, "err", err)
+		d.log.Error("agent update not encodable", "agent", u.Agent.ID, "err", err)
 		return
 	}
 	if err := d.node.Conn().Publish(subject, b); err != nil {
-		d.log.Warn("agent update not published", "agent", agentID, "err", err)
+		d.log.Warn("agent update not published", "agent", u.Agent.ID, "err", err)
 	}
+}
+
+func sameAgentFields(a, b registry.Agent) bool {
+	return a.GameID == b.GameID && a.Env == b.Env && a.Version == b.Version && a.Addr == b.Addr && maps.Equal(a.Labels, b.Labels)
+}
+
+// diffInstances returns the instances of cur that are new or differ from
+// prev's, and the ids of prev's that cur no longer has.
+func diffInstances(prev, cur []registry.Instance) (upsert []registry.Instance, remove []string) {
+	old := make(map[string]registry.Instance, len(prev))
+	for _, in := range prev {
+		old[in.ID] = in
+	}
+	for _, in := range cur {
+		p, ok := old[in.ID]
+		if !ok || p.Incarnation != in.Incarnation || !slices.Equal(p.Functions, in.Functions) || !maps.Equal(p.Labels, in.Labels) {
+			upsert = append(upsert, in)
+		}
+		delete(old, in.ID)
+	}
+	for id := range old {
+		remove = append(remove, id)
+	}
+	slices.Sort(remove)
+	return upsert, remove
 }
 
 // serveSync answers another node's sync: this node's agents, sent to that
@@ -248,7 +320,14 @@ func (d *Dir) serveSync(_ context.Context, data []byte) ([]byte, error) {
 		return nil, status.Errorf(codes.InvalidArgument, "sync: %q is not a node id (1-64 letters, digits, '-' or '_')", asker)
 	}
 	for _, id := range d.localAgents() {
-		d.publish(subjTo+asker, id)
+		// The registration as last published, with that update's
+		// sequence, so the deltas that follow apply on the asker too.
+		d.pubMu.Lock()
+		p, ok := d.pub[id]
+		if ok {
+			d.send(subjTo+asker, agentUpdate{Node: d.node.ID(), Seq: p.seq, Agent: p.agent, Descs: p.descs})
+		}
+		d.pubMu.Unlock()
 	}
 	return nil, nil
 }
@@ -285,12 +364,28 @@ func (d *Dir) apply(data []byte) {
 		return // ours, or stale news of an agent that has since moved here
 	}
 	d.mu.Lock()
-	if l, ok := d.last[u.Agent.ID]; ok && l.node == u.Node && u.Seq <= l.seq {
+	l, ok := d.last[u.Agent.ID]
+	if ok && l.node == u.Node && u.Seq <= l.seq {
 		d.mu.Unlock()
 		return // older than one applied
 	}
+	if u.Delta && (!ok || l.node != u.Node || l.seq != u.Base) {
+		d.resync[u.Node] = true // an update was missed: ask for the whole registration
+		d.mu.Unlock()
+		return
+	}
 	d.last[u.Agent.ID] = updateRef{node: u.Node, seq: u.Seq}
 	d.mu.Unlock()
+	if u.Delta {
+		if err := d.reg.UpdateInstances(u.Agent.ID, u.Upsert, u.Remove, nil); err != nil {
+			d.log.Warn("remote agent delta not applied; asking its node again", "agent", u.Agent.ID, "node", u.Node, "err", err)
+			d.mu.Lock()
+			delete(d.last, u.Agent.ID)
+			d.resync[u.Node] = true
+			d.mu.Unlock()
+		}
+		return
+	}
 	if u.Removed {
 		d.mu.Lock()
 		owned := d.holder[u.Agent.ID] == u.Node
@@ -341,6 +436,12 @@ func (d *Dir) sweep(ctx context.Context) {
 			case <-t.C:
 			}
 		}
+		d.mu.Lock()
+		for n := range d.resync {
+			delete(synced, n)
+		}
+		clear(d.resync)
+		d.mu.Unlock()
 		mctx, cancel := context.WithTimeout(ctx, d.cfg.SweepInterval)
 		members, err := d.node.Members(mctx)
 		cancel()

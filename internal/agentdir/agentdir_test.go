@@ -2,8 +2,10 @@ package agentdir_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -353,5 +355,79 @@ func TestSyncReachesOnlyTheAsker(t *testing.T) {
 
 	if _, err := nodes[2].bus.Request(ctx, "croupier.agents.sync.n1", []byte("n3.>")); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("sync for a wildcard node id: %v; want InvalidArgument", err)
+	}
+}
+
+// An instance change of an agent goes to the other nodes as a delta (the
+// changed and removed instances only), applied with UpdateInstances; a
+// change to the agent's own fields sends the whole registration again.
+func TestInstanceChangesTravelAsDeltas(t *testing.T) {
+	nodes := startNodes(t)
+	connect(t, nodes[0], "a1")
+	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n1"))
+
+	var mu sync.Mutex
+	var got []map[string]any
+	sub, err := nodes[2].bus.Conn().Subscribe("croupier.agents", func(m *nats.Msg) {
+		var u map[string]any
+		_ = json.Unmarshal(m.Data, &u)
+		mu.Lock()
+		got = append(got, u)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nodes[2].bus.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[0].reg.UpdateInstances("a1", []registry.Instance{{ID: "i2", Functions: []string{"f"}}}, []string{"i1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	instancesAre := func(want ...string) func() error {
+		return func() error {
+			for _, n := range nodes[1:] {
+				a, ok := n.reg.Agent("a1")
+				if !ok {
+					return fmt.Errorf("%s lost a1", n.bus.ID())
+				}
+				var ids []string
+				for _, in := range a.Instances {
+					ids = append(ids, in.ID)
+				}
+				if !slices.Equal(ids, want) {
+					return fmt.Errorf("%s lists a1's instances %v, want %v", n.bus.ID(), ids, want)
+				}
+			}
+			return nil
+		}
+	}
+	checkFor(t, 10*time.Second, instancesAre("i2"))
+	checkFor(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != 1 {
+			return fmt.Errorf("%d updates seen, want 1", len(got))
+		}
+		return nil
+	})
+	mu.Lock()
+	u := got[0]
+	mu.Unlock()
+	if u["delta"] != true || u["upsert"] == nil || fmt.Sprint(u["remove"]) != "[i1]" || u["descs"] != nil {
+		t.Fatalf("update sent for an instance change: %v; want a delta upserting i2 and removing i1", u)
+	}
+
+	// A change of the agent's own fields: the whole registration.
+	if err := nodes[0].reg.Upsert(registry.Agent{ID: "a1", GameID: "g", Env: "prod", Version: "2",
+		Instances: []registry.Instance{{ID: "i2", Functions: []string{"f"}}, {ID: "i3", Functions: []string{"f"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, instancesAre("i2", "i3"))
+	for _, n := range nodes[1:] {
+		if a, _ := n.reg.Agent("a1"); a.Version != "2" {
+			t.Fatalf("%s has a1 version %q, want 2", n.bus.ID(), a.Version)
+		}
 	}
 }
