@@ -92,6 +92,11 @@ type env struct {
 	disp    *fleet.LocalDispatcher
 	pids    *pids
 	dataDir string
+	// healthTimeout is the agents' HealthTimeout: long by default, so a
+	// check slowed by a loaded machine never counts as a failure (three in
+	// a row made a process unhealthy and the next placement found no
+	// capacity); tests of timeouts set it short.
+	healthTimeout time.Duration
 }
 
 // newEnv starts a fleet service on SQLite with scope g/prod declared.
@@ -108,7 +113,7 @@ func newEnv(t *testing.T) *env {
 	if err := st.Scopes().Declare(ctx(t), "g", "prod"); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, st: st, svc: svc, disp: disp, pids: newPIDs(), dataDir: t.TempDir()}
+	return &env{t: t, st: st, svc: svc, disp: disp, pids: newPIDs(), dataDir: t.TempDir(), healthTimeout: 10 * time.Second}
 }
 
 // config is an agent configuration with short timeouts for tests.
@@ -116,7 +121,7 @@ func (e *env) config(id string) gse.Config {
 	return gse.Config{
 		AgentID: id, GameID: "g", Env: "prod", Addr: "127.0.0.1:0", DataDir: filepath.Join(e.dataDir, id), BuildDirs: []string{filepath.Dir(gsegameBin)},
 		IPAddress: "127.0.0.1", Upstream: e.svc.AgentAPI(), ProcessInfo: e.pids.info, Kill: e.pids.signal, Logger: testLogger(),
-		HealthInterval: 20 * time.Millisecond, HealthTimeout: 100 * time.Millisecond, ReadyTimeout: 5 * time.Second,
+		HealthInterval: 20 * time.Millisecond, HealthTimeout: e.healthTimeout, ReadyTimeout: 5 * time.Second,
 		ExitTimeout: 2 * time.Second, TerminationGrace: 5 * time.Minute, RestartBackoffMin: 50 * time.Millisecond,
 		RestartBackoffMax: 400 * time.Millisecond, StableAfter: time.Hour, FleetSyncInterval: 200 * time.Millisecond,
 		TickInterval: 10 * time.Millisecond,

@@ -37,6 +37,9 @@ func TestUnhealthyWithoutProtection(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
+			if how == "timeouts" {
+				e.healthTimeout = 100 * time.Millisecond
+			}
 			g := readyGame(t, e, 500*time.Millisecond)
 			start := time.Now()
 			if how == "timeouts" {
