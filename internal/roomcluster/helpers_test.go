@@ -280,7 +280,7 @@ func (c *cluster) startGateway(id string, natsServer int) *gateway {
 	}
 	g.grpc = grpcLn.Addr().String()
 	g.node, err = roomcluster.New(ctx, roomcluster.Config{Conn: g.nc, NodeID: id, Address: g.grpc,
-		Heartbeat: testHeartbeat, DeadAfter: testDeadAfter, Replicas: 3, Audit: g.audit, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		Heartbeat: testHeartbeat, DeadAfter: testDeadAfter, Replicas: 3, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func (c *cluster) startGateway(id string, natsServer int) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.node.Start(ctx, g.svc); err != nil {
+	if err := g.node.Start(ctx, g.svc, g.audit); err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
