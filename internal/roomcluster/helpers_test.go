@@ -172,7 +172,7 @@ func (c *natsCluster) waitCurrent() {
 		c.t.Fatal(err)
 	}
 	waitFor(c.t, 60*time.Second, func() error {
-		for _, name := range []string{roomcluster.StreamName, "KV_" + roomcluster.NodesBucket, "KV_" + roomcluster.OnlineBucket} {
+		for _, name := range []string{roomcluster.StreamName, "KV_" + roomcluster.NodesBucket, "KV_" + roomcluster.OnlineBucket, "KV_" + roomcluster.PresenceBucket} {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			s, err := js.Stream(ctx, name)
 			var info *jetstream.StreamInfo

@@ -24,10 +24,13 @@ import (
 
 // Names on NATS.
 const (
-	StreamName    = "SYNCTV_ROOMS"
-	NodesBucket   = "synctv_nodes"
-	OnlineBucket  = "synctv_online"
-	subjectPrefix = "synctv.rooms."
+	StreamName   = "SYNCTV_ROOMS"
+	NodesBucket  = "synctv_nodes"
+	OnlineBucket = "synctv_online"
+	// PresenceBucket holds each node's stream count per room (presence.go);
+	// entries live DeadAfter unless written again.
+	PresenceBucket = "synctv_presence"
+	subjectPrefix  = "synctv.rooms."
 )
 
 // Rooms is what a Node needs of the rooms system (*rooms.Service).
@@ -79,7 +82,9 @@ type Node struct {
 	stream jetstream.Stream
 	nodes  jetstream.KeyValue
 	online jetstream.KeyValue
-	log    *slog.Logger
+	// presenceKV is PresenceBucket.
+	presenceKV jetstream.KeyValue
+	log        *slog.Logger
 	// presence: this node's stream counts per room and the other nodes'
 	// (presence.go).
 	presence *presence
@@ -160,6 +165,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("roomcluster: create bucket %s: %w", OnlineBucket, err)
+	}
+	if err := n.retry(ctx, func(ctx context.Context) (err error) {
+		n.presenceKV, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: PresenceBucket, TTL: cfg.DeadAfter, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+		})
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("roomcluster: create bucket %s: %w", PresenceBucket, err)
 	}
 	return n, nil
 }
@@ -376,7 +389,6 @@ func (n *Node) heartbeats(ctx context.Context) {
 			if err := n.beat(bctx, stats); err != nil {
 				n.log.Warn("heartbeat not recorded", "node", n.cfg.NodeID, "err", err)
 			}
-			n.refreshAlive(bctx)
 			cancel()
 		}
 	}
