@@ -272,6 +272,9 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 		}
 		break
 	}
+	// B applies the events below against its state: once it delivered the
+	// seek (bob's stream there sees it), version st30 is current there.
+	sb.next(stateAt(30))
 	// Chat a seed node sends for its user is posted as that member's chat:
 	// once (the same event twice), in the log's order, in the history.
 	// Chat for someone who is not a member is refused and the call goes
@@ -561,7 +564,7 @@ func TestLiveEventsAcrossNodes(t *testing.T) {
 }
 
 // A permission change made through node A applies to the member's
-// stream on node B (taken from the event, in log order). online_count
+// stream on node B (in log order, as the database holds it). online_count
 // counts the streams on every node (room info and BatchGetRooms, from
 // either node). Deleting a room through A ends its members' streams on B
 // too (ROOM_DELETED after a RoomUpdate with deleted set), and B refuses
