@@ -90,7 +90,7 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 	if cfg.Bus != nil {
 		// Before serving: this node delivers every event from now on.
 		sctx, cancel := context.WithTimeout(ctx, startTimeout)
-		err := cfg.Bus.Start(sctx, svc)
+		err := cfg.Bus.Start(sctx, svc, alog)
 		cancel()
 		if err != nil {
 			svc.Close()

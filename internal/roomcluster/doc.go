@@ -12,8 +12,9 @@
 //   - membership: a KV bucket (NodesBucket) whose entries live DeadAfter
 //     after the node's last heartbeat;
 //   - who is online where: a KV bucket (OnlineBucket), user id -> "room
-//     node", read against the live nodes; and each node's stream count
-//     per room (presence.go), for online_count across the cluster.
+//     node", read against the live nodes; and a KV bucket (PresenceBucket,
+//     entries live DeadAfter) of each node's stream count per room
+//     (presence.go), for online_count across the cluster.
 //
 // Node implements rooms.Bus: a room's events are appended to the log
 // with the room's lock held, and one follower per node (follow.go)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
 	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
 	"github.com/croupier/croupier/internal/audit"
+	"github.com/croupier/croupier/internal/certs"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -192,8 +194,18 @@ func (s clusterServer) SyncEvents(stream grpc.BidiStreamingServer[clusterv1.Clus
 		return err
 	}
 
-	recvErr := make(chan error, 1)
-	go func() { recvErr <- s.receive(ctx, stream) }()
+	// The receive side: one goroutine only calls Recv (it cannot be woken
+	// before the handler returns: grpc-go ends a Recv blocked then with
+	// the stream's error, and the goroutine calls it no more once ctx is
+	// cancelled), another applies what it got and is joined here, so no
+	// event is applied or audited after the call ended (Node.Close runs
+	// after the gRPC server stopped).
+	recvd := make(chan *clusterv1.ClusterEvent)
+	recvErr := make(chan error, 2)
+	go s.read(ctx, stream, recvd, recvErr)
+	taken := make(chan struct{})
+	go func() { defer close(taken); s.takeAll(ctx, recvd, recvErr) }()
+	defer func() { cancel(); <-taken }()
 	for {
 		select {
 		case ev := <-out:
@@ -210,37 +222,63 @@ func (s clusterServer) SyncEvents(stream grpc.BidiStreamingServer[clusterv1.Clus
 	}
 }
 
-// receive takes the caller's events until it closes its side (nil). The
-// caller is another node (mutual TLS), possibly written only against the
-// seed, so nothing it writes is applied as is:
+// read receives the caller's events into recvd until the caller closes
+// its side (then it waits for ctx), an error (sent to errs) or ctx ends.
+func (s clusterServer) read(ctx context.Context, stream grpc.BidiStreamingServer[clusterv1.ClusterEvent, clusterv1.ClusterEvent],
+	recvd chan<- *clusterv1.ClusterEvent, errs chan<- error) {
+	for ctx.Err() == nil {
+		ev, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return // keep streaming the log until the caller leaves
+		}
+		if err != nil {
+			errs <- err
+			return
+		}
+		select {
+		case recvd <- ev:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// takeAll applies the caller's events (see take) until ctx ends or one
+// ends the call (its error sent to errs). The caller is another node
+// (mutual TLS), possibly written only against the seed, so nothing it
+// writes is applied as is:
 //   - chat is posted for its user_id (Rooms.RemoteChat: membership,
 //     PERMISSION_CHAT, limits and rate as on a stream; stored in the
 //     history);
-//   - a PlaybackEvent's data is a synctv.client.RoomState in JSON (movie_id,
-//     playing, position, rate, version: the version the change is based
-//     on, 0 for last writer wins) applied as the node's change, like
-//     SyncRoomState (Rooms.SetPlayback: compare-and-set on the stored
-//     version; audited as node:<node_id>);
+//   - a PlaybackEvent's data is either a synctv.client.RoomState in JSON
+//     (movie_id, playing, position, rate, version: the version the change
+//     is based on, 0 for last writer wins) or a synctv.client.ServerMessage
+//     in JSON carrying a room_state (the format this cluster writes, e.g.
+//     an event relayed from the log: its state is the state after a change,
+//     so it applies only while the room is at the version before it, and a
+//     relay of an event applied already is refused as stale); applied as
+//     the node's change, like SyncRoomState (Rooms.SetPlayback:
+//     compare-and-set on the stored version; audited as the caller's
+//     certificate identity, the claimed node_id in the payload);
 //   - room, member and live events are appended without their data:
 //     other seed nodes see them, no node applies them.
 //
-// A malformed event ends the call (INVALID_ARGUMENT naming it), and so does
-// a bus this node cannot reach (UNAVAILABLE). A well-formed event the rooms
-// refuse (not a member, a missing permission, a stale version, a rate
-// limit, an unknown room) is dropped, logged and the call goes on: the
-// caller follows the log and sees that it did not happen.
-func (s clusterServer) receive(ctx context.Context, stream grpc.BidiStreamingServer[clusterv1.ClusterEvent, clusterv1.ClusterEvent]) error {
+// An event whose envelope is malformed (event_id, node_id, room_id, size)
+// ends the call (INVALID_ARGUMENT naming it), and so does a bus this node
+// cannot reach (UNAVAILABLE). An event whose data is not decodable, or
+// that the rooms refuse (not a member, a missing permission, a stale
+// version, a rate limit, an unknown room), is dropped, logged and the call
+// goes on: the caller follows the log and sees that it did not happen.
+func (s clusterServer) takeAll(ctx context.Context, recvd <-chan *clusterv1.ClusterEvent, errs chan<- error) {
 	for {
-		ev, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			<-ctx.Done() // keep streaming the log until the caller leaves
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := s.take(ctx, ev); err != nil {
-			return err
+		select {
+		case ev := <-recvd:
+			if err := s.take(ctx, ev); err != nil {
+				errs <- err
+				return
+			}
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -273,22 +311,20 @@ func (s clusterServer) take(ctx context.Context, ev *clusterv1.ClusterEvent) err
 	switch p := ev.Payload.(type) {
 	case *clusterv1.ClusterEvent_Chat:
 		var rooms Rooms
-		if rooms, err = s.n.attached(); err != nil {
+		if rooms, _, err = s.n.attached(); err != nil {
 			return err
 		}
 		err = rooms.RemoteChat(actx, roomID, ev.GetEventId(), p.Chat.GetUserId(), p.Chat.GetContent())
 	case *clusterv1.ClusterEvent_Playback:
-		st := &clientv1.RoomState{}
-		if uerr := protojson.Unmarshal(p.Playback.GetData(), st); uerr != nil {
-			return status.Errorf(codes.InvalidArgument, "event %s: playback data is not a synctv.client.RoomState in JSON: %v",
-				ev.GetEventId(), uerr)
+		st, derr := playbackState(p.Playback.GetData())
+		if derr == nil && st.GetMovieId() != "" {
+			derr = checkID("movie_id", st.GetMovieId())
 		}
-		if st.GetMovieId() != "" {
-			if err := checkID("event "+ev.GetEventId()+": movie_id", st.GetMovieId()); err != nil {
-				return invalid(err)
-			}
+		if derr != nil {
+			s.n.log.Info("event from another node dropped", "event", ev.GetEventId(), "node", ev.GetNodeId(), "room", roomID, "err", derr)
+			return nil
 		}
-		err = s.n.nodePlayback(actx, "node:"+ev.GetNodeId(), roomID, ev.GetEventId(), st)
+		err = s.n.nodePlayback(actx, peerActor(ctx), ev.GetNodeId(), roomID, ev.GetEventId(), st)
 	default:
 		stripData(ev)
 		if _, err := s.n.append(actx, roomID, ev); err != nil {
@@ -309,25 +345,60 @@ func (s clusterServer) take(ctx context.Context, ev *clusterv1.ClusterEvent) err
 	return status.Errorf(status.Code(err), "event %s: %s", ev.GetEventId(), status.Convert(err).Message())
 }
 
+// playbackState decodes a PlaybackEvent's data: a RoomState in JSON (the
+// change and the version it is based on), or a ServerMessage in JSON with
+// a room_state (the state after a change: based on the version before).
+func playbackState(data []byte) (*clientv1.RoomState, error) {
+	msg := &clientv1.ServerMessage{}
+	if protojson.Unmarshal(data, msg) == nil && msg.GetRoomState().GetState() != nil {
+		st := proto.Clone(msg.GetRoomState().GetState()).(*clientv1.RoomState)
+		// Version 1 gives 0, which SetPlayback reads as last writer wins: a
+		// relay of a room's first change applies once more (the same
+		// state, version 2), its relays after that are stale.
+		st.Version = max(st.GetVersion()-1, 0)
+		return st, nil
+	}
+	st := &clientv1.RoomState{}
+	if err := protojson.Unmarshal(data, st); err != nil {
+		return nil, fmt.Errorf("playback data is neither a synctv.client.RoomState nor a synctv.client.ServerMessage with a room_state in JSON: %w", err)
+	}
+	return st, nil
+}
+
+// peerActor is the audit actor of a call from another node: the identity
+// of its verified client certificate (a node_id in a request is only a
+// claim).
+func peerActor(ctx context.Context) string {
+	id, err := certs.IdentityFromContext(ctx)
+	if err != nil {
+		return "node:unverified"
+	}
+	return id.String()
+}
+
 // nodePlayback is a playback change another node makes through this one
 // (SyncRoomState, a PlaybackEvent): applied with the room's authority and
-// audited as actor, made or refused.
-func (n *Node) nodePlayback(ctx context.Context, actor, roomID, eventID string, st *clientv1.RoomState) error {
-	rooms, err := n.attached()
+// audited as actor (its certificate), with the node id it claims, made or
+// refused.
+func (n *Node) nodePlayback(ctx context.Context, actor, claimedNode, roomID, eventID string, st *clientv1.RoomState) error {
+	rooms, rec, err := n.attached()
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	_, err = rooms.SetPlayback(ctx, roomID, st.GetMovieId(), st.GetPlaying(), st.GetPosition(), st.GetRate(), st.GetVersion())
-	if n.cfg.Audit != nil && (err == nil || n.refusals.Allow()) {
+	if err == nil || n.refusals.Allow() {
 		payload := map[string]any{"room_id": roomID}
+		if claimedNode != "" {
+			payload["node_id"] = claimedNode
+		}
 		if b, merr := protojson.Marshal(st); merr == nil {
 			payload["state"] = json.RawMessage(b)
 		}
 		if eventID != "" {
 			payload["event_id"] = eventID
 		}
-		if aerr := n.cfg.Audit.Record(context.WithoutCancel(ctx), audit.Entry{Actor: actor, Action: ActionNodePlayback,
+		if aerr := rec.Record(context.WithoutCancel(ctx), audit.Entry{Actor: actor, Action: ActionNodePlayback,
 			Payload: payload, Err: err, Duration: time.Since(start)}); aerr != nil {
 			n.log.Error("node playback change not audited", "actor", actor, "room", roomID, "err", aerr)
 		}
@@ -365,15 +436,13 @@ func (s dataServer) SyncRoomState(ctx context.Context, req *datav1.SyncRoomState
 			return nil, invalid(err)
 		}
 	}
-	actor := "node:unknown"
 	if req.GetSourceNodeId() != "" {
 		if err := checkID("source_node_id", req.GetSourceNodeId()); err != nil {
 			return nil, invalid(err)
 		}
-		actor = "node:" + req.GetSourceNodeId()
 	}
 	// The seed's state has no version: last writer wins.
-	if err := s.n.nodePlayback(ctx, actor, req.GetRoomId(), "", &clientv1.RoomState{MovieId: st.GetMovieId(), Playing: playing,
+	if err := s.n.nodePlayback(ctx, peerActor(ctx), req.GetSourceNodeId(), req.GetRoomId(), "", &clientv1.RoomState{MovieId: st.GetMovieId(), Playing: playing,
 		Position: st.GetCurrentTime(), Rate: st.GetRate()}); err != nil {
 		return nil, err // a gRPC status from the rooms system
 	}
@@ -389,7 +458,7 @@ func (s dataServer) BatchGetRooms(ctx context.Context, req *datav1.BatchGetRooms
 			return nil, invalid(err)
 		}
 	}
-	svc, err := s.n.attached()
+	svc, _, err := s.n.attached()
 	if err != nil {
 		return nil, err
 	}

@@ -172,7 +172,7 @@ func (c *natsCluster) waitCurrent() {
 		c.t.Fatal(err)
 	}
 	waitFor(c.t, 60*time.Second, func() error {
-		for _, name := range []string{roomcluster.StreamName, "KV_" + roomcluster.NodesBucket, "KV_" + roomcluster.OnlineBucket} {
+		for _, name := range []string{roomcluster.StreamName, "KV_" + roomcluster.NodesBucket, "KV_" + roomcluster.OnlineBucket, "KV_" + roomcluster.PresenceBucket} {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			s, err := js.Stream(ctx, name)
 			var info *jetstream.StreamInfo
@@ -280,7 +280,7 @@ func (c *cluster) startGateway(id string, natsServer int) *gateway {
 	}
 	g.grpc = grpcLn.Addr().String()
 	g.node, err = roomcluster.New(ctx, roomcluster.Config{Conn: g.nc, NodeID: id, Address: g.grpc,
-		Heartbeat: testHeartbeat, DeadAfter: testDeadAfter, Replicas: 3, Audit: g.audit, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		Heartbeat: testHeartbeat, DeadAfter: testDeadAfter, Replicas: 3, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func (c *cluster) startGateway(id string, natsServer int) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.node.Start(ctx, g.svc); err != nil {
+	if err := g.node.Start(ctx, g.svc, g.audit); err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()

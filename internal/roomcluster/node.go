@@ -24,10 +24,13 @@ import (
 
 // Names on NATS.
 const (
-	StreamName    = "SYNCTV_ROOMS"
-	NodesBucket   = "synctv_nodes"
-	OnlineBucket  = "synctv_online"
-	subjectPrefix = "synctv.rooms."
+	StreamName   = "SYNCTV_ROOMS"
+	NodesBucket  = "synctv_nodes"
+	OnlineBucket = "synctv_online"
+	// PresenceBucket holds each node's stream count per room (presence.go);
+	// entries live DeadAfter unless written again.
+	PresenceBucket = "synctv_presence"
+	subjectPrefix  = "synctv.rooms."
 )
 
 // Rooms is what a Node needs of the rooms system (*rooms.Service).
@@ -65,10 +68,6 @@ type Config struct {
 	// longer than one raft election. Reads and membership writes that
 	// have no caller's deadline get the same bound.
 	PublishTimeout time.Duration
-	// Audit receives the playback changes other nodes make through this
-	// node (SyncRoomState, PlaybackEvents sent through SyncEvents), made
-	// and refused (refusals rate limited); nil: they are only logged.
-	Audit audit.Recorder
 	// Stats reports the node's load for heartbeats; nil: none.
 	Stats  func() *clusterv1.NodeStats
 	Now    func() time.Time
@@ -83,7 +82,9 @@ type Node struct {
 	stream jetstream.Stream
 	nodes  jetstream.KeyValue
 	online jetstream.KeyValue
-	log    *slog.Logger
+	// presenceKV is PresenceBucket.
+	presenceKV jetstream.KeyValue
+	log        *slog.Logger
 	// presence: this node's stream counts per room and the other nodes'
 	// (presence.go).
 	presence *presence
@@ -91,8 +92,9 @@ type Node struct {
 	// with a certificate can make them).
 	refusals *rate.Limiter
 
-	mu    sync.Mutex // guards rooms, stop
+	mu    sync.Mutex // guards rooms, audit, stop
 	rooms Rooms
+	audit audit.Recorder
 	stop  context.CancelFunc
 	wg    sync.WaitGroup // the follower and the heartbeat loop
 
@@ -164,6 +166,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("roomcluster: create bucket %s: %w", OnlineBucket, err)
 	}
+	if err := n.retry(ctx, func(ctx context.Context) (err error) {
+		n.presenceKV, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: PresenceBucket, TTL: cfg.DeadAfter, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
+		})
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("roomcluster: create bucket %s: %w", PresenceBucket, err)
+	}
 	return n, nil
 }
 
@@ -172,24 +182,30 @@ func (n *Node) ID() string { return n.cfg.NodeID }
 
 // attached is the rooms system Start attached, or UNAVAILABLE before: the
 // node's services can be served before its rooms system runs.
-func (n *Node) attached() (Rooms, error) {
+func (n *Node) attached() (Rooms, audit.Recorder, error) {
 	n.mu.Lock()
-	r := n.rooms
+	r, rec := n.rooms, n.audit
 	n.mu.Unlock()
 	if r == nil {
-		return nil, status.Errorf(codes.Unavailable, "node %s: its rooms system is not running (yet); ask another node", n.cfg.NodeID)
+		return nil, nil, status.Errorf(codes.Unavailable, "node %s: its rooms system is not running (yet); ask another node", n.cfg.NodeID)
 	}
-	return r, nil
+	return r, rec, nil
 }
 
 // Start registers the node, starts its heartbeat and delivers the event
 // log, from now on, to rooms. Call it once, before the rooms system
-// serves anyone.
-func (n *Node) Start(ctx context.Context, rooms Rooms) error {
+// serves anyone. rec (required) records the playback changes other nodes
+// make through this node (SyncRoomState, PlaybackEvents sent through
+// SyncEvents), made and refused (refusals rate limited): they act with a
+// room's full authority.
+func (n *Node) Start(ctx context.Context, rooms Rooms, rec audit.Recorder) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.stop != nil {
 		return errors.New("roomcluster: the node is started already")
+	}
+	if rec == nil {
+		return errors.New("roomcluster: an audit recorder is required (other nodes change playback through this one)")
 	}
 	if err := n.beat(ctx, nil); err != nil {
 		return fmt.Errorf("roomcluster: register node %s: %w", n.cfg.NodeID, err)
@@ -198,7 +214,7 @@ func (n *Node) Start(ctx context.Context, rooms Rooms) error {
 	if err != nil {
 		return fmt.Errorf("roomcluster: read the head of %s: %w", StreamName, err)
 	}
-	n.rooms = rooms
+	n.rooms, n.audit = rooms, rec
 	fctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	n.stop = stop
 	f := &follower{js: n.js, next: from, handle: n.deliver, onErr: func(err error) {
@@ -373,7 +389,6 @@ func (n *Node) heartbeats(ctx context.Context) {
 			if err := n.beat(bctx, stats); err != nil {
 				n.log.Warn("heartbeat not recorded", "node", n.cfg.NodeID, "err", err)
 			}
-			n.refreshAlive(bctx)
 			cancel()
 		}
 	}

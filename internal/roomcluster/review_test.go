@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
 	"github.com/croupier/croupier/internal/roomcluster"
 	"github.com/nats-io/nats-server/v2/server"
@@ -95,4 +96,44 @@ func TestHeartbeatKeepsConcurrentRegister(t *testing.T) {
 		return
 	}
 	t.Fatalf("seed-b not listed: %v", nodes)
+}
+
+// A permission change is applied as the database holds the membership
+// when it is delivered: two changes on two nodes may commit in one order
+// and reach the log in the other. Here the log's last event carries an
+// older membership (CHAT revoked) than the database holds (CHAT granted):
+// the member's stream on B keeps CHAT and is told the database's value.
+func TestPermissionChangeAppliedAsStored(t *testing.T) {
+	c := newCluster(t, sharedStore(t), 2)
+	a, b := c.gws[0], c.gws[1]
+	owner, bob := c.register(a), c.register(a)
+	room := c.roomWithMovie(a, owner, bob)
+	so := openStream(t, a, owner, room, 0)
+	sb := openStream(t, b, bob, room, 0)
+	ctx := ctxT(t)
+	m, err := c.st.Rooms().Member(ctx, room, bob.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat := uint64(clientv1.Permission_PERMISSION_CHAT)
+	if m.Permissions&chat == 0 {
+		t.Fatalf("bob starts without CHAT: %#x", m.Permissions)
+	}
+	stale := &clientv1.ServerMessage{MessageId: "stale-permissions-1", Payload: &clientv1.ServerMessage_Member{Member: &clientv1.MemberUpdate{
+		Kind: clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED, Member: &clientv1.Member{User: &clientv1.User{Id: bob.id},
+			Role: clientv1.MemberRole(m.Role), Permissions: m.Permissions &^ chat, Status: clientv1.MemberStatus(m.Status)}}}}
+	if _, err := a.node.Publish(ctx, room, stale); err != nil {
+		t.Fatal(err)
+	}
+	u := sb.next(func(m *clientv1.ServerMessage) bool {
+		return m.GetMember().GetKind() == clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED
+	})
+	if u.GetMember().GetMember().GetPermissions()&chat == 0 {
+		t.Fatalf("permission change told as %#x, want the stored membership (with CHAT)", u.GetMember().GetMember().GetPermissions())
+	}
+	sb.send(chatMsg("still may chat"))
+	if e := sb.next(func(m *clientv1.ServerMessage) bool { return m.GetError() != nil || m.GetChat() != nil }); e.GetChat() == nil {
+		t.Fatalf("chat on B after a stale permission event: %v, want the chat (the database grants CHAT)", e)
+	}
+	so.next(func(m *clientv1.ServerMessage) bool { return m.GetChat().GetContent() == "still may chat" })
 }

@@ -49,7 +49,16 @@ func errNoBus(err error) error {
 // that redelivers after a reconnect never applies an event twice. Events
 // of rooms that are not live here are dropped: a room loads its state
 // from the database and the log's head.
+//
+// A permission change is applied as the database holds the membership
+// when it is delivered (read before the room's lock is taken), not as the
+// event carries it: two changes made on two nodes may commit in one order
+// and reach the log in the other, and the last one delivered is read after
+// both committed, so every node ends with what the database holds.
 func (s *Service) Deliver(roomID string, seq int64, remote bool, msg *clientv1.ServerMessage) {
+	if u := msg.GetMember(); u.GetKind() == clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED && s.hub.isLive(roomID) {
+		s.freshMember(roomID, u)
+	}
 	s.hub.ifLive(roomID, func(r *liveRoom) {
 		if seq <= r.seq {
 			return
@@ -66,7 +75,14 @@ func (s *Service) Deliver(roomID string, seq int64, remote bool, msg *clientv1.S
 				}
 			}
 		case *clientv1.ServerMessage_Member:
-			if remote {
+			if p.Member.GetKind() == clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED {
+				// Also this node's own change: another node's may have been
+				// committed after it and logged before it.
+				if st := r.subs[p.Member.GetMember().GetUser().GetId()]; st != nil {
+					m := p.Member.GetMember()
+					st.member.Role, st.member.Permissions, st.member.Status = int(m.GetRole()), m.GetPermissions(), int(m.GetStatus())
+				}
+			} else if remote {
 				s.remoteMember(r, seq, p.Member)
 			}
 		case *clientv1.ServerMessage_Room:
@@ -101,14 +117,27 @@ func (s *Service) remoteMember(r *liveRoom, seq int64, u *clientv1.MemberUpdate)
 		r.kick(uid, errorMessage(apierr.New(codes.FailedPrecondition, apierr.CodeNotMember, "you left the room"), ""))
 	case clientv1.MemberUpdate_KIND_BANNED:
 		r.kick(uid, errorMessage(apierr.New(codes.PermissionDenied, apierr.CodeMemberBanned, "you were banned from room "+r.id), ""))
-	case clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED:
-		// The event carries the membership as it was written, and comes
-		// in log order: taken from it, with no database read under the
-		// room's lock (which every delivery of the node waits on).
-		m := u.GetMember()
-		st.member.Role, st.member.Permissions, st.member.Status = int(m.GetRole()), m.GetPermissions(), int(m.GetStatus())
 	}
 }
+
+// freshMember sets the membership a permission change carries to what
+// the database holds now (see Deliver); on a read error the event's is
+// kept. It runs on the delivery goroutine, outside the room's lock.
+func (s *Service) freshMember(roomID string, u *clientv1.MemberUpdate) {
+	ctx, cancel := context.WithTimeout(context.Background(), freshMemberTimeout)
+	defer cancel()
+	m, err := s.st.Member(ctx, roomID, u.GetMember().GetUser().GetId())
+	if err != nil {
+		s.log.Warn("membership not read for a permission change; the event's is applied", "room", roomID,
+			"user", u.GetMember().GetUser().GetId(), "err", err)
+		return
+	}
+	u.Member = memberProto(m, u.GetMember().GetOnline())
+}
+
+// freshMemberTimeout bounds the database read of a delivered permission
+// change (the node's deliveries wait on it).
+const freshMemberTimeout = 2 * time.Second
 
 // fanout records msg in the room (chat is retained) and queues it to
 // every stream of the room. r.mu held.

@@ -108,6 +108,13 @@ func (h *hub) release(r *liveRoom) {
 	}
 }
 
+// isLive says whether the room is loaded on this node.
+func (h *hub) isLive(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rooms[id] != nil
+}
+
 // ifLive runs fn with the room's lock held if the room is live; events
 // of rooms nobody watches need not be delivered.
 func (h *hub) ifLive(id string, fn func(r *liveRoom)) {

@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/api/synctv/client/v1/clientv1connect"
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
+	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -143,6 +146,23 @@ func TestGatewayTierTwoProcesses(t *testing.T) {
 	if !slices.Equal(ids, []string{"gwa", "gwb"}) {
 		t.Fatalf("GetNodes on B: %v, want [gwa gwb]", ids)
 	}
+	// A playback change another node makes through B is in the audit log
+	// (croupier gateway passes its audit log to the node), with the
+	// caller's certificate as actor and the node id it claims.
+	if _, err := datav1.NewDataSyncServiceClient(conn).SyncRoomState(ctx, &datav1.SyncRoomStateRequest{RoomId: room,
+		SourceNodeId: "seed-x", State: &datav1.RoomState{Status: "paused", CurrentTime: 7, Rate: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sqldb, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqldb.Close()
+	waitFor(t, 20*time.Second, "the node's playback change in the audit log", func() bool {
+		var actor, payload string
+		err := sqldb.QueryRowContext(ctx, `SELECT actor, payload FROM audit_log WHERE action = 'room.playback.node'`).Scan(&actor, &payload)
+		return err == nil && strings.HasPrefix(actor, "croupier://") && strings.Contains(payload, `"seed-x"`)
+	})
 	b.proc.stop() // B first: its NATS is A's
 	a.proc.stop()
 }
