@@ -336,6 +336,7 @@ func (c *conn) readLoop() {
 			if h := c.s.opts.OnPing; h != nil {
 				if v, ok := h(c.name); ok {
 					pong.AssignmentsVersion = &v
+					c.s.opts.Metrics.Heartbeat()
 				}
 			}
 			c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Pong{Pong: pong}}, true)
