@@ -53,9 +53,9 @@ type ServerOptions struct {
 	OnConnect    func(name string)
 	OnDisconnect func(name string, err error)
 
-	// OnPing, if set, is called by a connection's reader for every Ping
-	// from the client — the client's periodic keepalive pings as well as
-	// those it sent with Client.Ping. If it returns ok, the ping counted as
+	// OnPing, if set, is called by a connection's reader for every
+	// heartbeat Ping from the client (Ping.heartbeat set: Client.Ping, not
+	// the periodic keepalive ping). If it returns ok, the ping counted as
 	// the client's heartbeat and the Pong carries version as
 	// assignments_version (see tunnel.proto); otherwise the Pong carries
 	// nothing more. It runs on the reader, before the frames behind the

@@ -333,7 +333,7 @@ func (c *conn) readLoop() {
 			c.complete(fr.Response)
 		case *tunnelv1.ClientToServer_Ping:
 			pong := &tunnelv1.Pong{Nonce: fr.Ping.GetNonce()}
-			if h := c.s.opts.OnPing; h != nil {
+			if h := c.s.opts.OnPing; h != nil && fr.Ping.GetHeartbeat() {
 				if v, ok := h(c.name); ok {
 					pong.AssignmentsVersion = &v
 					c.s.opts.Metrics.Heartbeat()
