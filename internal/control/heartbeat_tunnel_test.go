@@ -183,3 +183,54 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// failingStore is an AssignmentStore whose List fails once failing is set.
+type failingStore struct {
+	AssignmentStore
+	failing atomic.Bool
+	lists   atomic.Int32
+}
+
+func (f *failingStore) List(ctx context.Context, game, env string) ([]*croupierv1.FunctionAssignment, int64, error) {
+	f.lists.Add(1)
+	if f.failing.Load() {
+		return nil, 0, context.DeadlineExceeded
+	}
+	return f.AssignmentStore.List(ctx, game, env)
+}
+
+// TestCachedVersionBacksOffAfterAFailure: a failed background refresh is
+// not retried on every ping, only after refreshRetry.
+func TestCachedVersionBacksOffAfterAFailure(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	st := &failingStore{AssignmentStore: h.st.Assignments()}
+	as := NewAssignments(st, time.Minute)
+	as.now = h.clock.Now
+	t.Cleanup(as.Close)
+	if _, err := as.Version(context.Background(), game, env); err != nil {
+		t.Fatal(err)
+	}
+	st.failing.Store(true)
+	h.clock.Advance(2 * time.Minute)
+	failed := func() bool {
+		as.mu.Lock()
+		defer as.mu.Unlock()
+		return !as.refresh[game+"/"+env].IsZero()
+	}
+	if v, ok := as.CachedVersion(game, env); !ok || v != 0 {
+		t.Fatalf("CachedVersion = %d, %v; want the cached 0", v, ok)
+	}
+	waitUntil(t, failed, "the refresh to fail")
+	n := st.lists.Load()
+	for range 10 {
+		as.CachedVersion(game, env)
+	}
+	if got := st.lists.Load(); got != n {
+		t.Fatalf("%d store reads within refreshRetry of a failure; want none", got-n)
+	}
+	h.clock.Advance(refreshRetry)
+	st.failing.Store(false)
+	waitUntil(t, func() bool { _, ok := as.CachedVersion(game, env); return ok && !failed() && st.lists.Load() == n+1 },
+		"one retry after refreshRetry")
+}
