@@ -91,6 +91,7 @@ func newHarness(t testing.TB) *harness {
 	}
 	h.assignments = NewAssignments(st.Assignments(), time.Minute)
 	h.assignments.now = h.clock.Now
+	t.Cleanup(h.assignments.Close)
 	h.svc = New(Config{
 		HeartbeatInterval: 10 * time.Second,
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),

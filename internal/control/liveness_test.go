@@ -55,6 +55,15 @@ func TestTunnelHeartbeat(t *testing.T) {
 	}
 	h.register(t, registration())
 	h.clock.Advance(7 * time.Second)
+	// The scope was never read on this node: the beat counts, the pong
+	// carries no version, and the version is read in the background.
+	if v, ok := h.svc.TunnelHeartbeat("a"); ok {
+		t.Fatalf("TunnelHeartbeat before the scope was read = %d, true", v)
+	}
+	if a, _ := h.reg.Agent("a"); !a.LastHeartbeat.Equal(h.clock.Now()) {
+		t.Fatalf("last heartbeat %v, want %v", a.LastHeartbeat, h.clock.Now())
+	}
+	waitUntil(t, func() bool { _, ok := h.svc.TunnelHeartbeat("a"); return ok }, "the scope's version")
 	if v, ok := h.svc.TunnelHeartbeat("a"); !ok || v != 0 {
 		t.Fatalf("TunnelHeartbeat = %d, %v; want 0, true", v, ok)
 	}
@@ -65,9 +74,12 @@ func TestTunnelHeartbeat(t *testing.T) {
 		GameId: game, Env: env, FunctionId: "player.ban", Enabled: false}); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := h.svc.TunnelHeartbeat("a"); !ok || v != 1 {
-		t.Fatalf("TunnelHeartbeat after an update = %d, %v; want 1, true", v, ok)
+	// The update marked the scope stale: the next beat still answers the
+	// old version and refreshes; a later one answers the new.
+	if v, ok := h.svc.TunnelHeartbeat("a"); !ok || v != 0 {
+		t.Fatalf("TunnelHeartbeat right after an update = %d, %v; want the cached 0, true", v, ok)
 	}
+	waitUntil(t, func() bool { v, ok := h.svc.TunnelHeartbeat("a"); return ok && v == 1 }, "version 1 after the update")
 	// Beats keep the agent from expiring; without them it goes.
 	h.clock.Advance(25 * time.Second)
 	h.svc.TunnelHeartbeat("a")

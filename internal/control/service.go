@@ -220,23 +220,19 @@ func (s *Service) Heartbeat(ctx context.Context, req *croupierv1.HeartbeatReques
 // (tunnel.ServerOptions.OnPing). The tunnel admitted the connection under
 // this name, which is the authorization Heartbeat checks per call. ok is
 // false when the agent is not registered (the agent then calls Heartbeat,
-// which answers NOT_FOUND, and registers again) or the version cannot be
-// read.
+// which answers NOT_FOUND, and registers again) or the scope's version was
+// never read on this node (the agent then calls Heartbeat once, which reads
+// it).
+//
+// It runs on the tunnel's reader, so it never waits for the store: the
+// version is the cached one, possibly up to a refresh old
+// (Assignments.CachedVersion), which the agent sees on its next ping.
 func (s *Service) TunnelHeartbeat(agentID string) (version int64, ok bool) {
 	game, env, found := s.reg.AgentScope(agentID)
 	if !found || s.reg.Heartbeat(agentID, s.now()) != nil {
 		return 0, false
 	}
-	// Cached (NewAssignments' TTL); a miss reads the store, bounded here
-	// because the caller is the tunnel's reader.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	v, err := s.assignments.Version(ctx, game, env)
-	if err != nil {
-		s.log.Warn("assignment version for a tunnel heartbeat", "agent", agentID, "err", err)
-		return 0, false
-	}
-	return v, true
+	return s.assignments.CachedVersion(game, env)
 }
 
 // GetAssignments returns the assignments of the functions the agent serves.

@@ -58,6 +58,9 @@ type Server struct {
 	auth     *authsvc.Service
 	guard    *guard
 	audit    *audit.Log // closed after every other component, before the store
+
+	// assignments owns background cache refreshes; closed after the tunnel.
+	assignments *control.Assignments
 	// bus and agents spread the control tier over the cluster's nodes
 	// (nil with nats: off); closed after the listeners, before the store.
 	bus    *cluster.Node
@@ -208,6 +211,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		agentCmds = &fleet.TunnelDispatcher{Tunnel: s.agents, Broadcast: s.agents.Broadcast}
 	}
 	assignments := control.NewAssignments(s.store.Assignments(), 2*time.Second)
+	s.assignments = assignments
 	var remote func(string) bool
 	if s.agents != nil {
 		remote = s.agents.Remote
@@ -506,6 +510,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.inproc.close() // after the HTTP servers, whose calls it carries
 	}
 	s.wg.Wait()
+	if s.assignments != nil {
+		s.assignments.Close() // before closeAll closes the store it reads
+	}
 	if s.fleet != nil {
 		s.fleet.Close()
 	}

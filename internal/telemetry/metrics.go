@@ -24,6 +24,7 @@ type Metrics struct {
 	tunnelQueued   *prometheus.GaugeVec
 	tunnelConnects *prometheus.CounterVec
 	tunnelCalls    *prometheus.CounterVec
+	tunnelBeats    *prometheus.CounterVec
 
 	jobEvents *prometheus.CounterVec
 
@@ -53,6 +54,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		tunnelCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "croupier_tunnel_calls_total", Help: "Calls over the tunnel by outcome code.",
 		}, []string{"tunnel", "code"}),
+		tunnelBeats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "croupier_tunnel_heartbeats_total", Help: "Client pings the server counted as the client's heartbeat.",
+		}, []string{"tunnel"}),
 		jobEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "croupier_job_events_total", Help: "Job events recorded, by event type.",
 		}, []string{"type"}),
@@ -79,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.rateLimited.WithLabelValues("user")
 	m.rateLimited.WithLabelValues("function")
 	if reg != nil {
-		reg.MustRegister(m.invokeSeconds, m.tunnelInFlight, m.tunnelQueued, m.tunnelConnects, m.tunnelCalls,
+		reg.MustRegister(m.invokeSeconds, m.tunnelInFlight, m.tunnelQueued, m.tunnelConnects, m.tunnelCalls, m.tunnelBeats,
 			m.jobEvents, m.auditCommitSeconds, m.auditBatchRows, m.auditFailures, m.rateLimited)
 	}
 	return m
@@ -104,6 +108,7 @@ func (m *Metrics) Tunnel(name string) *TunnelMetrics {
 		Queued:      m.tunnelQueued.WithLabelValues(name),
 		connects:    m.tunnelConnects.WithLabelValues(name, "connect"),
 		disconnects: m.tunnelConnects.WithLabelValues(name, "disconnect"),
+		heartbeats:  m.tunnelBeats.WithLabelValues(name),
 	}
 	// One series per gRPC code, resolved now: the call path only indexes.
 	for c := range t.calls {
@@ -117,6 +122,7 @@ func (m *Metrics) Tunnel(name string) *TunnelMetrics {
 type TunnelMetrics struct {
 	InFlight, Queued      prometheus.Gauge
 	connects, disconnects prometheus.Counter
+	heartbeats            prometheus.Counter
 	calls                 [codes.Unauthenticated + 1]prometheus.Counter
 }
 
@@ -131,6 +137,13 @@ func (t *TunnelMetrics) Connected() {
 func (t *TunnelMetrics) Disconnected() {
 	if t != nil {
 		t.disconnects.Inc()
+	}
+}
+
+// Heartbeat records a client ping counted as the client's heartbeat.
+func (t *TunnelMetrics) Heartbeat() {
+	if t != nil {
+		t.heartbeats.Inc()
 	}
 }
 

@@ -119,14 +119,17 @@ type Client struct {
 	cur atomic.Pointer[session]
 }
 
-// Ping sends a Ping on the current connection now and reports whether one
-// was queued (false between connections or when the send queue is full).
+// Ping sends a heartbeat Ping (Ping.heartbeat set) on the current
+// connection now and reports whether one was queued (false between
+// connections or when the send queue is full). Only these pings reach the
+// server's OnPing; the periodic keepalive ping does not, so a caller that
+// stops calling Ping stops heartbeating even though the connection lives.
 // The periodic ping skips its turn when Ping was called within the last
 // PingInterval, so a caller that pings on its own schedule (the agent's
 // heartbeat) does not double the traffic.
 func (c *Client) Ping() bool {
 	s := c.cur.Load()
-	return s != nil && s.ping()
+	return s != nil && s.ping(true)
 }
 
 func newClient(opts ClientOptions, dial dialFunc) *Client {

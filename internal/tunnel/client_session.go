@@ -109,7 +109,7 @@ func (s *session) run() (connected bool, err error) {
 			if time.Since(time.Unix(0, s.lastPing.Load())) < opts.PingInterval {
 				continue // Client.Ping pinged within the interval
 			}
-			s.ping()
+			s.ping(false)
 		case <-dead.C:
 			idle := time.Since(time.Unix(0, s.lastRecv.Load()))
 			if idle >= opts.PingTimeout {
@@ -122,9 +122,9 @@ func (s *session) run() (connected bool, err error) {
 
 func (s *session) fail(err error) { s.cancel(err) }
 
-func (s *session) ping() bool {
+func (s *session) ping(heartbeat bool) bool {
 	s.lastPing.Store(time.Now().UnixNano())
-	return s.trySend(&tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Ping{Ping: &tunnelv1.Ping{Nonce: s.nonce.Add(1)}}})
+	return s.trySend(&tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Ping{Ping: &tunnelv1.Ping{Nonce: s.nonce.Add(1), Heartbeat: heartbeat}}})
 }
 
 func (s *session) readLoop() {

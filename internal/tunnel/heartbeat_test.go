@@ -79,3 +79,52 @@ func TestPingHeartbeat(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepalivePingIsNoHeartbeat: the client's periodic keepalive pings do
+// not reach OnPing (a client whose control loop stopped calling Ping must
+// stop heartbeating); only Client.Ping's do.
+func TestKeepalivePingIsNoHeartbeat(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			var pings atomic.Int32
+			e := newEnv(t, tr, ServerOptions{
+				PingInterval: time.Hour, PingTimeout: 2 * time.Hour,
+				OnPing: func(string) (int64, bool) { return 3, pings.Add(1) > 0 },
+			})
+			beats := make(chan int64, 1)
+			c := e.cs.newClient(ClientOptions{
+				Name: "a", Handlers: echoRegistry(t, "a"), Logger: testLogger(t),
+				PingInterval: 10 * time.Millisecond, PingTimeout: time.Hour,
+				OnHeartbeat: func(v int64) { beats <- v },
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- c.Run(ctx) }()
+			t.Cleanup(func() {
+				cancel()
+				within(t, 10*time.Second, "Run to return", func() { <-done })
+			})
+			// Three keepalive pings sent on the current session.
+			waitFor(t, 5*time.Second, func() bool {
+				s := c.cur.Load()
+				return s != nil && s.nonce.Load() >= 3
+			}, "three keepalive pings")
+			if !c.Ping() {
+				t.Fatal("Ping on a live connection queued nothing")
+			}
+			// Pongs come in order: by the heartbeat's pong, the server has
+			// read every earlier keepalive ping.
+			select {
+			case v := <-beats:
+				if v != 3 {
+					t.Fatalf("heartbeat version %d, want 3", v)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no heartbeat pong")
+			}
+			if n := pings.Load(); n != 1 {
+				t.Fatalf("OnPing saw %d pings after 3+ keepalive pings and one Client.Ping; want 1", n)
+			}
+		})
+	}
+}

@@ -22,10 +22,12 @@ type ServerOptions struct {
 	// a caller blocks (honouring its ctx) while the queue is full. Default 256.
 	SendQueue int
 
-	// PingInterval is how often the server pings each client; PingTimeout is
-	// how long a connection may stay silent (no frame at all) before it is
-	// dropped as half-open. PingTimeout also bounds the wait for Hello.
-	// Defaults 10s and 30s.
+	// PingTimeout is how long a connection may stay silent (no frame at
+	// all) before it is dropped as half-open; it also bounds the wait for
+	// Hello. The server pings only a client that has been silent for
+	// PingTimeout-PingInterval, then every PingInterval until it hears
+	// something (see conn.keepalive): a client that pings on its own is
+	// never pinged. Defaults 10s and 30s.
 	PingInterval, PingTimeout time.Duration
 
 	// MaxFrameBytes is the largest frame the server sends or accepts; a
@@ -51,11 +53,14 @@ type ServerOptions struct {
 	OnConnect    func(name string)
 	OnDisconnect func(name string, err error)
 
-	// OnPing, if set, is called by a connection's reader for every Ping
-	// from the client. If it returns ok, the ping counted as the client's
-	// heartbeat and the Pong carries version as assignments_version (see
-	// tunnel.proto); otherwise the Pong carries nothing more. It runs on
-	// the reader, so it must return quickly.
+	// OnPing, if set, is called by a connection's reader for every
+	// heartbeat Ping from the client (Ping.heartbeat set: Client.Ping, not
+	// the periodic keepalive ping). If it returns ok, the ping counted as
+	// the client's heartbeat and the Pong carries version as
+	// assignments_version (see tunnel.proto); otherwise the Pong carries
+	// nothing more. It runs on the reader, before the frames behind the
+	// ping, so it must not block (no database reads: call responses on the
+	// connection wait for it).
 	OnPing func(name string) (version int64, ok bool)
 
 	// Metrics receives connection counts, in-flight calls and queue depth;

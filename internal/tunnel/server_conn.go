@@ -333,9 +333,10 @@ func (c *conn) readLoop() {
 			c.complete(fr.Response)
 		case *tunnelv1.ClientToServer_Ping:
 			pong := &tunnelv1.Pong{Nonce: fr.Ping.GetNonce()}
-			if h := c.s.opts.OnPing; h != nil {
+			if h := c.s.opts.OnPing; h != nil && fr.Ping.GetHeartbeat() {
 				if v, ok := h(c.name); ok {
 					pong.AssignmentsVersion = &v
+					c.s.opts.Metrics.Heartbeat()
 				}
 			}
 			c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Pong{Pong: pong}}, true)

@@ -628,8 +628,13 @@ func (*Response_Error) isResponse_Result() {}
 // Ping asks the peer for a Pong with the same nonce. Either side pings; any
 // frame received counts as proof of life.
 type Ping struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nonce         uint64                 `protobuf:"varint,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nonce uint64                 `protobuf:"varint,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// Set by a client that means this ping as its heartbeat (in Croupier, the
+	// agent's control loop); the tunnel's own keepalive pings leave it unset,
+	// so a client whose control loop is stuck stops heartbeating. The server
+	// counts only such pings as heartbeats and never sets it on its own.
+	Heartbeat     bool `protobuf:"varint,2,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -669,6 +674,13 @@ func (x *Ping) GetNonce() uint64 {
 		return x.Nonce
 	}
 	return 0
+}
+
+func (x *Ping) GetHeartbeat() bool {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return false
 }
 
 // Pong answers a Ping.
@@ -1185,9 +1197,10 @@ const file_croupier_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x120\n" +
 	"\apayload\x18\x02 \x01(\v2\x14.google.protobuf.AnyH\x00R\apayload\x12*\n" +
 	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusH\x00R\x05errorB\b\n" +
-	"\x06result\"\x1c\n" +
+	"\x06result\":\n" +
 	"\x04Ping\x12\x14\n" +
-	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"j\n" +
+	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\x12\x1c\n" +
+	"\theartbeat\x18\x02 \x01(\bR\theartbeat\"j\n" +
 	"\x04Pong\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\x124\n" +
 	"\x13assignments_version\x18\x02 \x01(\x03H\x00R\x12assignmentsVersion\x88\x01\x01B\x16\n" +
