@@ -525,40 +525,59 @@ func (d *Dir) sweep(ctx context.Context) {
 				delete(synced, m)
 			}
 		}
-		d.mu.Lock()
-		var live, dead []string
-		for id, n := range d.holder {
-			if alive[n] {
-				live = append(live, id)
-			} else {
-				dead = append(dead, id)
-				delete(d.holder, id)
-			}
-		}
-		for id, l := range d.last {
-			switch {
-			case !alive[l.node] || l.removed >= tombstoneSweeps:
-				delete(d.last, id)
-			case l.removed > 0:
-				l.removed++
-				d.last[id] = l
-			}
-		}
-		for n, dn := range d.down {
-			if !alive[n] {
-				dn.cancel()
-				delete(d.down, n)
-			}
-		}
-		d.mu.Unlock()
+		live, dead := d.forget(alive)
 		now := time.Now()
 		for _, id := range live {
 			_ = d.reg.Heartbeat(id, now)
 		}
-		for _, id := range dead {
-			if !d.tun.Connected(id) && d.reg.Remove(id) {
-				d.log.Info("holder node left the cluster; remote agent removed", "agent", id)
-			}
+		d.removeDead(dead)
+	}
+}
+
+// forget drops what this node knows of nodes not alive (their agents are
+// returned as dead, the rest as live) and ages the removals' tombstones.
+func (d *Dir) forget(alive map[string]bool) (live, dead []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, n := range d.holder {
+		if alive[n] {
+			live = append(live, id)
+		} else {
+			dead = append(dead, id)
+			delete(d.holder, id)
+		}
+	}
+	for id, l := range d.last {
+		switch {
+		case !alive[l.node] || l.removed > tombstoneSweeps:
+			delete(d.last, id)
+		case l.removed > 0:
+			l.removed++
+			d.last[id] = l
+		}
+	}
+	for n, dn := range d.down {
+		if !alive[n] {
+			dn.cancel()
+			delete(d.down, n)
+		}
+	}
+	return live, dead
+}
+
+// removeDead removes the agents of nodes that left, unless one came back
+// meanwhile: connected here, or re-registered through another node (an
+// update applied since forget; applyMu keeps one from landing between the
+// check and the removal).
+func (d *Dir) removeDead(dead []string) {
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	for _, id := range dead {
+		d.mu.Lock()
+		_, back := d.holder[id]
+		d.mu.Unlock()
+		if !back && !d.tun.Connected(id) && d.reg.Remove(id) {
+			d.log.Info("holder node left the cluster; remote agent removed", "agent", id)
 		}
 	}
 }
