@@ -13,6 +13,10 @@
 // stop in Close. Lock order: Dir.mu is never held while calling the
 // registry, the bus or a tunnel; Dir.pubMu is (it orders one agent's
 // updates) and is never taken with Dir.mu held, nor Dir.mu with it.
+// Dir.applyMu (serialises applying remote updates) is taken before
+// Dir.mu and held while calling the registry, whose Changed hook takes
+// Dir.mu and, for a local agent only, Dir.pubMu; applyMu is never taken
+// under either.
 package agentdir
 
 import (
@@ -104,6 +108,9 @@ type Dir struct {
 	// resync: holders one of whose deltas did not follow the update
 	// applied here; the sweep asks them again.
 	resync map[string]bool
+	// applyMu serialises apply (see there). Taken before mu; held while
+	// calling the registry, never while calling the bus.
+	applyMu sync.Mutex
 
 	// pubMu guards pub: this node's agents as last published. It is held
 	// while publishing (calls the registry and the bus), never with mu.
@@ -134,7 +141,16 @@ type published struct {
 type updateRef struct {
 	node string
 	seq  uint64
+	// removed counts the sweeps since a removal was applied (0: not a
+	// removal); the sweep drops the tombstone after tombstoneSweeps.
+	removed int
 }
+
+// tombstoneSweeps is how many sweeps a removal is remembered, so that an
+// older copy of the agent (a sync's, on the other subscription) arriving
+// after it is ignored; that copy left its holder before the removal, so
+// it arrives within a few sweep intervals or not at all.
+const tombstoneSweeps = 5
 
 type nodeDown struct {
 	ctx    context.Context
@@ -237,8 +253,8 @@ func (d *Dir) Changed(agentID string) {
 // publish sends an agent's change to every node: only the changed and
 // removed instances when nothing else changed since the last update this
 // node published for it (a delta, applied with the registry's
-// UpdateInstances), else the whole registration; a removal when it is
-// gone. pubMu is held throughout, so one agent's updates leave in
+// UpdateInstances), else the whole registration; a removal when an agent
+// it published is gone. pubMu is held throughout, so one agent's updates leave in
 // sequence order and d.pub matches what was sent.
 func (d *Dir) publish(agentID string) {
 	d.pubMu.Lock()
@@ -246,10 +262,15 @@ func (d *Dir) publish(agentID string) {
 	u := agentUpdate{Node: d.node.ID(), Seq: d.seq.Add(1)}
 	a, ok := d.reg.Agent(agentID)
 	if !ok || !d.tun.Connected(agentID) {
-		u.Agent = registry.Agent{ID: agentID}
-		u.Removed = true
-		delete(d.pub, agentID)
-		d.send(subjAgents, u)
+		// Only an agent this node published has a removal to send: the
+		// sweep removing a dead node's agents here (and every other
+		// survivor doing the same) must not send one each.
+		if _, had := d.pub[agentID]; had {
+			delete(d.pub, agentID)
+			u.Agent = registry.Agent{ID: agentID}
+			u.Removed = true
+			d.send(subjAgents, u)
+		}
 		return
 	}
 	var descs [][]byte
@@ -354,6 +375,11 @@ func (d *Dir) localAgents() []string {
 	return ids
 }
 
+// apply applies one agent update from another node. It runs on two
+// subscriptions' goroutines (live updates and sync answers), so applyMu
+// serialises it whole: the sequence check, the registry write and the
+// record in last happen as one step, so an older update can never be
+// written after a newer one.
 func (d *Dir) apply(data []byte) {
 	var u agentUpdate
 	if err := json.Unmarshal(data, &u); err != nil {
@@ -363,19 +389,37 @@ func (d *Dir) apply(data []byte) {
 	if u.Node == d.node.ID() || d.tun.Connected(u.Agent.ID) {
 		return // ours, or stale news of an agent that has since moved here
 	}
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
 	d.mu.Lock()
 	l, ok := d.last[u.Agent.ID]
 	if ok && l.node == u.Node && u.Seq <= l.seq {
 		d.mu.Unlock()
 		return // older than one applied
 	}
-	if u.Delta && (!ok || l.node != u.Node || l.seq != u.Base) {
+	if u.Delta && (!ok || l.node != u.Node || l.seq != u.Base || l.removed > 0) {
 		d.resync[u.Node] = true // an update was missed: ask for the whole registration
 		d.mu.Unlock()
 		return
 	}
-	d.last[u.Agent.ID] = updateRef{node: u.Node, seq: u.Seq}
 	d.mu.Unlock()
+	// last records an update only once it is applied: a failed one must
+	// not make the next copy of it (the resync's) look old.
+	if !d.applyUpdate(u) {
+		return
+	}
+	d.mu.Lock()
+	ref := updateRef{node: u.Node, seq: u.Seq}
+	if u.Removed {
+		ref.removed = 1 // a tombstone, expired by the sweep
+	}
+	d.last[u.Agent.ID] = ref
+	d.mu.Unlock()
+}
+
+// applyUpdate writes u into the registry; false if it could not (the
+// holder is then asked again at the next sweep).
+func (d *Dir) applyUpdate(u agentUpdate) bool {
 	if u.Delta {
 		if err := d.reg.UpdateInstances(u.Agent.ID, u.Upsert, u.Remove, nil); err != nil {
 			d.log.Warn("remote agent delta not applied; asking its node again", "agent", u.Agent.ID, "node", u.Node, "err", err)
@@ -383,8 +427,9 @@ func (d *Dir) apply(data []byte) {
 			delete(d.last, u.Agent.ID)
 			d.resync[u.Node] = true
 			d.mu.Unlock()
+			return false
 		}
-		return
+		return true
 	}
 	if u.Removed {
 		d.mu.Lock()
@@ -398,23 +443,35 @@ func (d *Dir) apply(data []byte) {
 			}
 			d.mu.Unlock()
 		}
-		return
+		return true
 	}
 	for _, b := range u.Descs {
 		desc := &croupierv1.FunctionDescriptor{}
 		if err := proto.Unmarshal(b, desc); err != nil {
-			d.log.Warn("undecodable descriptor in agent update", "agent", u.Agent.ID, "err", err)
-			return
+			d.log.Warn("undecodable descriptor in agent update", "agent", u.Agent.ID, "node", u.Node, "err", err)
+			return false
 		}
 		u.Agent.Descriptors = append(u.Agent.Descriptors, desc)
 	}
+	// The holder is recorded before the write, so that the registry's
+	// Changed hook sees a remote agent and does not publish it.
 	d.mu.Lock()
+	prev, had := d.holder[u.Agent.ID]
 	d.holder[u.Agent.ID] = u.Node
 	d.mu.Unlock()
 	u.Agent.LastHeartbeat = time.Now()
 	if err := d.reg.Upsert(u.Agent); err != nil {
 		d.log.Warn("remote agent not applied", "agent", u.Agent.ID, "node", u.Node, "err", err)
+		d.mu.Lock()
+		if had {
+			d.holder[u.Agent.ID] = prev
+		} else {
+			delete(d.holder, u.Agent.ID)
+		}
+		d.mu.Unlock()
+		return false
 	}
+	return true
 }
 
 // sweep keeps remote agents alive in the registry while their holder is a
@@ -450,51 +507,105 @@ func (d *Dir) sweep(ctx context.Context) {
 		}
 		d.nodes.Store(int64(max(1, len(members))))
 		alive := map[string]bool{}
+		var ask []string
 		for _, m := range members {
 			alive[m] = true
 			if m != d.node.ID() && !synced[m] {
-				// Until it answers, e.g. while the route to it forms:
-				// updates it published before then did not reach here.
-				synced[m] = d.sync(ctx, m)
+				ask = append(ask, m)
 			}
+		}
+		// Until a node answers, e.g. while the route to it forms, updates
+		// it published before then did not reach here: it is asked again
+		// at the next sweep.
+		for m, ok := range d.syncAll(ctx, ask) {
+			synced[m] = ok
 		}
 		for m := range synced {
 			if !alive[m] {
 				delete(synced, m)
 			}
 		}
-		d.mu.Lock()
-		var live, dead []string
-		for id, n := range d.holder {
-			if alive[n] {
-				live = append(live, id)
-			} else {
-				dead = append(dead, id)
-				delete(d.holder, id)
-			}
-		}
-		for id, l := range d.last {
-			if !alive[l.node] {
-				delete(d.last, id)
-			}
-		}
-		for n, dn := range d.down {
-			if !alive[n] {
-				dn.cancel()
-				delete(d.down, n)
-			}
-		}
-		d.mu.Unlock()
+		live, dead := d.forget(alive)
 		now := time.Now()
 		for _, id := range live {
 			_ = d.reg.Heartbeat(id, now)
 		}
-		for _, id := range dead {
-			if !d.tun.Connected(id) && d.reg.Remove(id) {
-				d.log.Info("holder node left the cluster; remote agent removed", "agent", id)
-			}
+		d.removeDead(dead)
+	}
+}
+
+// forget drops what this node knows of nodes not alive (their agents are
+// returned as dead, the rest as live) and ages the removals' tombstones.
+func (d *Dir) forget(alive map[string]bool) (live, dead []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, n := range d.holder {
+		if alive[n] {
+			live = append(live, id)
+		} else {
+			dead = append(dead, id)
+			delete(d.holder, id)
 		}
 	}
+	for id, l := range d.last {
+		switch {
+		case !alive[l.node] || l.removed > tombstoneSweeps:
+			delete(d.last, id)
+		case l.removed > 0:
+			l.removed++
+			d.last[id] = l
+		}
+	}
+	for n, dn := range d.down {
+		if !alive[n] {
+			dn.cancel()
+			delete(d.down, n)
+		}
+	}
+	return live, dead
+}
+
+// removeDead removes the agents of nodes that left, unless one came back
+// meanwhile: connected here, or re-registered through another node (an
+// update applied since forget; applyMu keeps one from landing between the
+// check and the removal).
+func (d *Dir) removeDead(dead []string) {
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	for _, id := range dead {
+		d.mu.Lock()
+		_, back := d.holder[id]
+		d.mu.Unlock()
+		if !back && !d.tun.Connected(id) && d.reg.Remove(id) {
+			d.log.Info("holder node left the cluster; remote agent removed", "agent", id)
+		}
+	}
+}
+
+// maxSyncs bounds the syncs one sweep runs at once.
+const maxSyncs = 8
+
+// syncAll asks nodes for their agents, up to maxSyncs at a time, so that
+// one silent member costs the sweep one SweepInterval, not one each. It
+// returns which answered.
+func (d *Dir) syncAll(ctx context.Context, nodes []string) map[string]bool {
+	res := make(map[string]bool, len(nodes))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxSyncs)
+	for _, n := range nodes {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			ok := d.sync(ctx, n)
+			mu.Lock()
+			res[n] = ok
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return res
 }
 
 // sync asks node for its agents; they arrive on subjTo before the reply.

@@ -179,6 +179,37 @@ func holderIs(nodes []*testNode, agent, want string, skip ...int) func() error {
 	}
 }
 
+// barrier publishes a marker update on subj from each of nodes'
+// connections; once a subscriber has seen every marker, it has seen every
+// update those nodes published on subj before (one publisher's messages
+// arrive in order). Every Dir applies the marker as the removal of an
+// unknown agent of an unknown node: it changes nothing.
+func barrier(t *testing.T, subj string, nodes ...*testNode) {
+	t.Helper()
+	for _, n := range nodes {
+		b, err := json.Marshal(map[string]any{"node": "barrier-" + n.bus.ID(), "seq": 1, "removed": true, "agent": map[string]string{"id": barrierAgent}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.bus.Conn().Publish(subj, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+const barrierAgent = "barrier"
+
+// updateAgent returns the agent id an update on the bus names.
+func updateAgent(data []byte) string {
+	var u struct {
+		Agent struct {
+			ID string `json:"id"`
+		} `json:"agent"`
+	}
+	_ = json.Unmarshal(data, &u)
+	return u.Agent.ID
+}
+
 func TestForwardAcrossNodesAndFailover(t *testing.T) {
 	nodes := startNodes(t)
 	connect(t, nodes[0], "a1")
@@ -247,6 +278,21 @@ func TestRemoteAgentsLeaveWithTheirNode(t *testing.T) {
 	connect(t, nodes[1], "a2")
 	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n1"))
 	checkFor(t, 10*time.Second, holderIs(nodes, "a2", "n2"))
+	// Updates on croupier.agents as n3 receives them, by agent.
+	var mu sync.Mutex
+	seen := map[string]int{}
+	sub, err := nodes[2].bus.Conn().Subscribe("croupier.agents", func(m *nats.Msg) {
+		mu.Lock()
+		seen[updateAgent(m.Data)]++
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nodes[2].bus.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
 	nodes[0].dir.Close()
 	nodes[0].bus.Kill()
 	checkFor(t, 15*time.Second, func() error {
@@ -260,6 +306,22 @@ func TestRemoteAgentsLeaveWithTheirNode(t *testing.T) {
 		}
 		return nil
 	})
+	// The survivors removed a1 themselves; neither publishes a removal of
+	// an agent it never held (that was (N−1)² messages per dead agent).
+	barrier(t, "croupier.agents", nodes[1:]...)
+	checkFor(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if seen[barrierAgent] != 2 {
+			return fmt.Errorf("%d of 2 barriers seen", seen[barrierAgent])
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["a1"] != 0 {
+		t.Fatalf("%d updates for a1 published after its holder died, want 0", seen["a1"])
+	}
 }
 
 // TestFleetCommandsAcrossNodes: a fleet command issued on any node reaches
@@ -328,7 +390,15 @@ func TestSyncReachesOnlyTheAsker(t *testing.T) {
 	var mu sync.Mutex
 	got := map[string]int{}
 	for _, subj := range []string{"croupier.agents", "croupier.agents.to.>"} {
-		sub, err := nc.Subscribe(subj, func(m *nats.Msg) { mu.Lock(); got[m.Subject]++; mu.Unlock() })
+		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			key := m.Subject
+			if updateAgent(m.Data) == barrierAgent {
+				key = barrierAgent
+			}
+			mu.Lock()
+			got[key]++
+			mu.Unlock()
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -344,18 +414,34 @@ func TestSyncReachesOnlyTheAsker(t *testing.T) {
 	}
 	// The updates reached this connection before the reply (same route,
 	// in order); the subscriptions' callbacks run on their own goroutines.
+	// A marker from n1 on both subjects comes after anything n1 sent, so
+	// once both are seen, the counts are final: an extra message fails.
+	barrier(t, "croupier.agents", nodes[0])
+	barrier(t, "croupier.agents.to.n3", nodes[0])
 	checkFor(t, 5*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		if want := map[string]int{"croupier.agents.to.n3": 2}; !maps.Equal(got, want) {
-			return fmt.Errorf("messages after n3 synced with n1: %v; want %v", got, want)
+		if got["barrier"] != 2 {
+			return fmt.Errorf("%d of 2 barriers seen", got["barrier"])
 		}
 		return nil
 	})
+	mu.Lock()
+	delete(got, "barrier")
+	if want := map[string]int{"croupier.agents.to.n3": 2}; !maps.Equal(got, want) {
+		t.Errorf("messages after n3 synced with n1: %v; want %v", got, want)
+	}
+	mu.Unlock()
 
 	if _, err := nodes[2].bus.Request(ctx, "croupier.agents.sync.n1", []byte("n3.>")); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("sync for a wildcard node id: %v; want InvalidArgument", err)
 	}
+}
+
+func updateAgentOf(u map[string]any) string {
+	a, _ := u["agent"].(map[string]any)
+	id, _ := a["id"].(string)
+	return id
 }
 
 // An instance change of an agent goes to the other nodes as a delta (the
@@ -404,15 +490,22 @@ func TestInstanceChangesTravelAsDeltas(t *testing.T) {
 		}
 	}
 	checkFor(t, 10*time.Second, instancesAre("i2"))
+	// After n1's marker, every update n1 published is counted.
+	barrier(t, "croupier.agents", nodes[0])
 	checkFor(t, 5*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(got) != 1 {
-			return fmt.Errorf("%d updates seen, want 1", len(got))
+		if len(got) == 0 || updateAgentOf(got[len(got)-1]) != barrierAgent {
+			return fmt.Errorf("barrier not seen yet (%d messages)", len(got))
 		}
 		return nil
 	})
 	mu.Lock()
+	got = got[:len(got)-1]
+	if len(got) != 1 {
+		mu.Unlock()
+		t.Fatalf("%d updates seen for one instance change, want 1: %v", len(got), got)
+	}
 	u := got[0]
 	mu.Unlock()
 	if u["delta"] != true || u["upsert"] == nil || fmt.Sprint(u["remove"]) != "[i1]" || u["descs"] != nil {
