@@ -92,6 +92,8 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 	srv *server.Server // nil with an external NATS
+	// listens: srv has a client listener (Listen, or routes).
+	listens bool
 	// storeDir holds JetStream files; tempStore: made by Start, removed by Close.
 	storeDir  string
 	tempStore bool
@@ -189,6 +191,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if n.srv, err = startEmbedded(cfg, n.storeDir, token); err != nil {
 			return nil, err
 		}
+		n.listens = cfg.Listen != "" || cfg.ClusterName != "" || len(cfg.Routes) > 0
 		url = n.srv.ClientURL()
 	}
 	opts := []nats.Option{
@@ -369,15 +372,20 @@ func (n *Node) register(ctx context.Context) error {
 // accepts no client connections (the node's own is in-process); whatever
 // it does accept over the network — clients, routes — must present token.
 func startEmbedded(cfg Config, storeDir, token string) (*server.Server, error) {
+	routed := cfg.ClusterName != "" || len(cfg.Routes) > 0
 	opts := &server.Options{
 		ServerName: cfg.NodeID,
-		DontListen: cfg.Listen == "",
+		// nats-server starts routing only once its client listener is up
+		// (StartRouting waits for it; with DontListen it never starts), so
+		// a routed server listens on a kernel-chosen loopback port, which
+		// the token guards like any listener.
+		DontListen: cfg.Listen == "" && !routed,
 		NoSigs:     true,
 		NoLog:      true,
 		JetStream:  true,
 		StoreDir:   storeDir,
 	}
-	if cfg.Listen != "" {
+	if !opts.DontListen {
 		var err error
 		if opts.Host, opts.Port, err = splitHostPort(cfg.Listen, "127.0.0.1"); err != nil {
 			return nil, fmt.Errorf("cluster: listen address %q: %w", cfg.Listen, err)
@@ -386,7 +394,7 @@ func startEmbedded(cfg Config, storeDir, token string) (*server.Server, error) {
 	if token != "" {
 		opts.Authorization = token
 	}
-	if cfg.ClusterName != "" || len(cfg.Routes) > 0 {
+	if routed {
 		if cfg.ClusterName == "" {
 			return nil, errors.New("cluster: routes need a cluster name (--nats-cluster-name)")
 		}
@@ -494,7 +502,7 @@ func (n *Node) JetStream() jetstream.JetStream { return n.js }
 // ClientURL is the embedded server's client URL: "" with an external
 // NATS or without a client listener. Clients need the token too.
 func (n *Node) ClientURL() string {
-	if n.srv == nil || n.cfg.Listen == "" {
+	if n.srv == nil || !n.listens {
 		return ""
 	}
 	return n.srv.ClientURL()
