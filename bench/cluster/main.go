@@ -29,8 +29,8 @@ package main
 
 import (
 	"bufio"
-	crand "crypto/rand"
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
