@@ -62,6 +62,10 @@ cmd_start() {
 	done
 	mkdir -p "$DIR"
 	[[ -f "$DIR/certs/ca.crt" ]] || "$croupier" certs init --dir "$DIR/certs" >/dev/null
+	# One bus token for every node: routes authenticate with it (0600).
+	if [[ ! -s "$DIR/nats.token" ]]; then
+		(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/nats.token")
+	fi
 	if [[ ! -s "$DIR/admin-password" ]]; then
 		(umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$DIR/admin-password")
 	fi
@@ -78,7 +82,7 @@ cmd_start() {
 			--tls-ca "$DIR/certs/ca.crt" --tls-cert "$DIR/certs/server.crt" --tls-key "$DIR/certs/server.key" \
 			--store-driver postgres --store-dsn "$dsn" \
 			--nats-cluster-name croupier --nats-cluster-listen "${host}:$(port "$route_ports" $((i - 1)))" \
-			--nats-routes "$routes" >"$DIR/node$i.log" 2>&1 </dev/null &
+			--nats-routes "$routes" --nats-token-file "$DIR/nats.token" >"$DIR/node$i.log" 2>&1 </dev/null &
 		echo $! >"$DIR/node$i.pid"
 	done
 	# JetStream needs a quorum before the nodes report started: wait for all.

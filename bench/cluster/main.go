@@ -30,6 +30,7 @@ package main
 import (
 	"bufio"
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -196,6 +197,11 @@ func measure(bin, dsn string, n, agents, conc int, dur time.Duration, profDir st
 			return res, err
 		}
 	}
+	// One bus token for the routed nodes (0600, as an operator would).
+	tokenFile := filepath.Join(dir, "nats.token")
+	if err := os.WriteFile(tokenFile, []byte(crand.Text()+"\n"), 0o600); err != nil {
+		return res, err
+	}
 	addrs := make([]string, n)
 	servers := make([]*proc, n)
 	pprofAddrs := make([]string, n)
@@ -207,7 +213,7 @@ func measure(bin, dsn string, n, agents, conc int, dur time.Duration, profDir st
 			"--store-driver", "postgres", "--store-dsn", db, "--scopes", "demo/dev", "--rate-user", "0", "--rate-function", "0"}
 		if n > 1 {
 			args = append(args, "--nats-cluster-name", "bench", "--nats-cluster-listen", routes[i],
-				"--nats-routes", "nats://"+strings.Join(routes, ",nats://"))
+				"--nats-routes", "nats://"+strings.Join(routes, ",nats://"), "--nats-token-file", tokenFile)
 		}
 		var env []string
 		if i == 0 { // the client certificate's user; the other nodes share the database

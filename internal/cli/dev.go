@@ -255,7 +255,10 @@ func startDevTier(ctx context.Context, log *slog.Logger, o devOptions, bus *clus
 	if err != nil {
 		return nil, "", fmt.Errorf("gateway tier: %w", err)
 	}
-	note := fmt.Sprintf("node %s, room log on NATS %s", bus.ID(), bus.ClientURL())
+	note := fmt.Sprintf("node %s, room log on the in-process NATS (no network listener)", bus.ID())
+	if u := bus.ClientURL(); u != "" {
+		note = fmt.Sprintf("node %s, room log on NATS %s (clients present the token of --nats-token-file)", bus.ID(), u)
+	}
 	if t.addr != "" {
 		note += fmt.Sprintf("\n  cluster gRPC  %s  (ClusterService, DataSyncService; mTLS: %s)", t.addr, bundle.ClientCert)
 	}

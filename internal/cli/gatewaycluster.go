@@ -53,6 +53,7 @@ func joinGatewayTier(ctx context.Context, log *slog.Logger, cfg gateway.Config) 
 		NodeID: cfg.NodeID, DataDir: filepath.Join(cfg.DataDir, "gateway"), Logger: log,
 		Listen: cfg.NATSListen, ClusterName: cfg.NATSClusterName, ClusterListen: cfg.NATSClusterListen,
 		Routes: cfg.NATSRoutes, MembersBucket: "croupier_gateways", Replicas: cfg.ClusterReplicas,
+		TokenFile: cfg.NATSTokenFile,
 	}
 	if cfg.NATS == "external" {
 		ccfg.URL, ccfg.CredsFile = cfg.NATSURL, cfg.NATSCreds

@@ -33,8 +33,8 @@ import (
 )
 
 // Config says how a node joins the bus. The zero value (plus DataDir) runs
-// an embedded single-node NATS server on a loopback port chosen by the
-// kernel: nothing is exposed.
+// an embedded single-node NATS server with no listener at all: the node
+// reaches it in-process, so nothing is exposed.
 type Config struct {
 	// NodeID names this node in the cluster; it must be unique and stable
 	// across restarts. Empty: the host name plus the process id.
@@ -51,9 +51,16 @@ type Config struct {
 	// TLS secures the connection to an external NATS (nil: plain).
 	TLS *tls.Config
 
-	// Listen is the embedded server's client address (default
-	// 127.0.0.1:0). Only other nodes' clients need it when routes are used.
+	// Listen is the embedded server's client address; empty (default):
+	// no client listener. Only other processes need one (a node with
+	// --nats external pointing at this one).
 	Listen string
+	// Token authenticates clients on Listen and routes, and is presented
+	// to an external NATS; TokenFile holds it (see ReadToken). An
+	// embedded server that listens requires one: with neither set it is
+	// DataDir/nats.token, generated on first start. Never logged.
+	Token     string
+	TokenFile string
 	// ClusterName and ClusterListen enable routes: the embedded server
 	// listens for other embedded servers on ClusterListen and dials Routes.
 	ClusterName   string
@@ -85,6 +92,8 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 	srv *server.Server // nil with an external NATS
+	// listens: srv has a client listener (Listen, or routes).
+	listens bool
 	// storeDir holds JetStream files; tempStore: made by Start, removed by Close.
 	storeDir  string
 	tempStore bool
@@ -164,8 +173,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.Close()
 		}
 	}()
+	embedded := cfg.URL == ""
+	token, err := resolveToken(cfg, embedded, cfg.Listen != "" || cfg.ClusterName != "" || len(cfg.Routes) > 0)
+	if err != nil {
+		return nil, err
+	}
 	url := cfg.URL
-	if url == "" {
+	if embedded {
 		n.storeDir = filepath.Join(cfg.DataDir, "nats")
 		if cfg.DataDir == "" {
 			// Tests: a private directory, removed by Close.
@@ -174,9 +188,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			}
 			n.tempStore = true
 		}
-		if n.srv, err = startEmbedded(cfg, n.storeDir); err != nil {
+		if n.srv, err = startEmbedded(cfg, n.storeDir, token); err != nil {
 			return nil, err
 		}
+		n.listens = cfg.Listen != "" || cfg.ClusterName != "" || len(cfg.Routes) > 0
 		url = n.srv.ClientURL()
 	}
 	opts := []nats.Option{
@@ -197,6 +212,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		// a wake-up on each side), which was a large part of a forwarded
 		// call's cost (docs/cluster.md, "Cost of a node").
 		opts = append(opts, nats.InProcessServer(n.srv))
+	}
+	if token != "" {
+		opts = append(opts, nats.Token(token))
 	}
 	if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
@@ -350,21 +368,33 @@ func (n *Node) register(ctx context.Context) error {
 	}
 }
 
-func startEmbedded(cfg Config, storeDir string) (*server.Server, error) {
-	host, port, err := splitHostPort(cfg.Listen, "127.0.0.1")
-	if err != nil {
-		return nil, fmt.Errorf("cluster: listen address %q: %w", cfg.Listen, err)
-	}
+// startEmbedded starts the node's NATS server. Without cfg.Listen it
+// accepts no client connections (the node's own is in-process); whatever
+// it does accept over the network — clients, routes — must present token.
+func startEmbedded(cfg Config, storeDir, token string) (*server.Server, error) {
+	routed := cfg.ClusterName != "" || len(cfg.Routes) > 0
 	opts := &server.Options{
 		ServerName: cfg.NodeID,
-		Host:       host,
-		Port:       port,
+		// nats-server starts routing only once its client listener is up
+		// (StartRouting waits for it; with DontListen it never starts), so
+		// a routed server listens on a kernel-chosen loopback port, which
+		// the token guards like any listener.
+		DontListen: cfg.Listen == "" && !routed,
 		NoSigs:     true,
 		NoLog:      true,
 		JetStream:  true,
 		StoreDir:   storeDir,
 	}
-	if cfg.ClusterName != "" || len(cfg.Routes) > 0 {
+	if !opts.DontListen {
+		var err error
+		if opts.Host, opts.Port, err = splitHostPort(cfg.Listen, "127.0.0.1"); err != nil {
+			return nil, fmt.Errorf("cluster: listen address %q: %w", cfg.Listen, err)
+		}
+	}
+	if token != "" {
+		opts.Authorization = token
+	}
+	if routed {
 		if cfg.ClusterName == "" {
 			return nil, errors.New("cluster: routes need a cluster name (--nats-cluster-name)")
 		}
@@ -372,12 +402,21 @@ func startEmbedded(cfg Config, storeDir string) (*server.Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster: cluster listen address %q: %w", cfg.ClusterListen, err)
 		}
-		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: ch, Port: cp}
-		for _, r := range cfg.Routes {
+		if token == "" {
+			return nil, errors.New("cluster: routes need a token (--nats-token-file)")
+		}
+		// Routes authenticate both ways: this server requires the token
+		// of routes it accepts, and presents it on those it dials (the
+		// URLs below; implicit routes learnt by gossip use Cluster's).
+		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: ch, Port: cp,
+			Username: routeUser, Password: token}
+		for i, r := range cfg.Routes {
 			u, err := url.Parse(r)
 			if err != nil || u.Host == "" {
-				return nil, fmt.Errorf("cluster: route %q is not a URL like nats://host:6222", r)
+				// r itself: a route URL given with credentials must not reach a log.
+				return nil, fmt.Errorf("cluster: route %d of %d is not a URL like nats://host:6222", i+1, len(cfg.Routes))
 			}
+			u.User = url.UserPassword(routeUser, token)
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
@@ -460,9 +499,10 @@ func (n *Node) Conn() *nats.Conn { return n.nc }
 // JetStream is the node's JetStream context.
 func (n *Node) JetStream() jetstream.JetStream { return n.js }
 
-// ClientURL is the embedded server's client URL ("" with an external NATS).
+// ClientURL is the embedded server's client URL: "" with an external
+// NATS or without a client listener. Clients need the token too.
 func (n *Node) ClientURL() string {
-	if n.srv == nil {
+	if n.srv == nil || !n.listens {
 		return ""
 	}
 	return n.srv.ClientURL()

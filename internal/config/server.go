@@ -80,7 +80,7 @@ type Server struct {
 	TraceSampleRatio float64 `koanf:"trace_sample_ratio"`
 
 	// The cluster bus (docs/cluster.md). NATS is "embedded" (default: a
-	// NATS server inside the process on NATSListen, loopback, JetStream in
+	// NATS server inside the process, reached in-process, JetStream in
 	// DataDir/nats), "external" (NATSURL) or "off" (one node, no bus).
 	NATS string `koanf:"nats"`
 	// NodeID names this node (default: host name and pid).
@@ -92,10 +92,15 @@ type Server struct {
 	NATSTLSCA   string `koanf:"nats_tls_ca"`
 	NATSTLSCert string `koanf:"nats_tls_cert"`
 	NATSTLSKey  string `koanf:"nats_tls_key"`
-	// NATSListen is the embedded server's client address (default
-	// 127.0.0.1:0). NATSClusterName, NATSClusterListen and NATSRoutes join
+	// NATSListen is the embedded server's client address (default none:
+	// no listener). NATSClusterName, NATSClusterListen and NATSRoutes join
 	// embedded servers into one NATS cluster (small deployments).
+	// NATSTokenFile (0600) holds the token that clients of a listening
+	// embedded server and its routes present, and that this node presents
+	// to an external NATS; default DataDir/nats.token, generated, when the
+	// embedded server listens (cluster.Config.Token).
 	NATSListen        string   `koanf:"nats_listen"`
+	NATSTokenFile     string   `koanf:"nats_token_file"`
 	NATSClusterName   string   `koanf:"nats_cluster_name"`
 	NATSClusterListen string   `koanf:"nats_cluster_listen"`
 	NATSRoutes        []string `koanf:"nats_routes"`
@@ -128,7 +133,6 @@ func DefaultServer() Server {
 		RateFunctionBurst: 1000,
 		TraceSampleRatio:  1,
 		NATS:              "embedded",
-		NATSListen:        "127.0.0.1:0",
 	}
 }
 

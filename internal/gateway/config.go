@@ -101,7 +101,7 @@ type Config struct {
 	// tier"); validated by validateCluster (cluster_config.go).
 	//
 	// NATS is "embedded" (default: a NATS server inside the process on
-	// NATSListen, loopback, JetStream in DataDir/gateway/nats, optionally
+	// NATSListen if set (default none), JetStream in DataDir/gateway/nats, optionally
 	// routed to other embedded servers; a single gateway is then a
 	// one-node gateway tier), "external" (NATSURL) or "off" (rooms on
 	// this node only, without the room log, SyncTV's cluster services or
@@ -116,6 +116,7 @@ type Config struct {
 	NATSTLSCert       string   `koanf:"nats_tls_cert"`
 	NATSTLSKey        string   `koanf:"nats_tls_key"`
 	NATSListen        string   `koanf:"nats_listen"`
+	NATSTokenFile     string   `koanf:"nats_token_file"` // see config.Server
 	NATSClusterName   string   `koanf:"nats_cluster_name"`
 	NATSClusterListen string   `koanf:"nats_cluster_listen"`
 	NATSRoutes        []string `koanf:"nats_routes"`
@@ -174,7 +175,6 @@ func DefaultConfig() Config {
 		MaxStreams:       16,
 		StoreDriver:      "sqlite",
 		NATS:             "embedded",
-		NATSListen:       "127.0.0.1:0",
 		ClusterAddr:      "127.0.0.1:0",
 		RelayAddr:        "127.0.0.1:0",
 

@@ -53,6 +53,9 @@ type world struct {
 	nodes                 []*live.Node
 }
 
+// busToken authenticates the test clients on the bus's listener.
+const busToken = "live-test-bus-token"
+
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	for _, tool := range []string{"ffmpeg", "ffprobe"} {
@@ -66,7 +69,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Close)
-	bus, err := cluster.Start(ctx, cluster.Config{NodeID: "bus", Logger: testLogger(t)})
+	bus, err := cluster.Start(ctx, cluster.Config{NodeID: "bus", Listen: "127.0.0.1:0", Token: busToken, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +121,7 @@ const leaseTTL = 2 * time.Second
 func (w *world) connect() (*live.KVLeases, *nats.Conn) {
 	t := w.t
 	t.Helper()
-	nc, err := nats.Connect(w.nats)
+	nc, err := nats.Connect(w.nats, nats.Token(busToken))
 	if err != nil {
 		t.Fatal(err)
 	}

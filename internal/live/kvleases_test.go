@@ -43,13 +43,13 @@ func (w *watched) of(kind live.LeaseChangeKind) []live.LeaseChange {
 // every change, and exactly one of them is told to announce an expiry.
 func TestKVLeases(t *testing.T) {
 	ctx := context.Background()
-	bus, err := cluster.Start(ctx, cluster.Config{NodeID: "bus", Logger: testLogger(t)})
+	bus, err := cluster.Start(ctx, cluster.Config{NodeID: "bus", Listen: "127.0.0.1:0", Token: busToken, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(bus.Close)
 	open := func() *live.KVLeases {
-		nc, err := nats.Connect(bus.ClientURL())
+		nc, err := nats.Connect(bus.ClientURL(), nats.Token(busToken))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ func (s *Server) openBus(ctx context.Context) error {
 		NodeID: s.cfg.NodeID, DataDir: s.cfg.DataDir, Logger: s.log,
 		Listen: s.cfg.NATSListen, ClusterName: s.cfg.NATSClusterName,
 		ClusterListen: s.cfg.NATSClusterListen, Routes: s.cfg.NATSRoutes,
+		TokenFile: s.cfg.NATSTokenFile,
 	}
 	switch s.cfg.NATS {
 	case "off":

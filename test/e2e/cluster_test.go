@@ -65,7 +65,8 @@ func TestClusterThreeNodes(t *testing.T) {
 			"--tls-cert", filepath.Join(certs, "server.crt"), "--tls-key", filepath.Join(certs, "server.key"),
 			"--store-driver", "postgres", "--store-dsn", dsn,
 			"--scopes", "demo/dev", "--heartbeat-interval", "1s", "--rate-user", "0", "--job-orphan-grace", "3s",
-			"--nats-cluster-name", "e2e", "--nats-cluster-listen", routeAddrs[i], "--nats-routes", routes}
+			"--nats-cluster-name", "e2e", "--nats-cluster-listen", routeAddrs[i], "--nats-routes", routes,
+			"--nats-token-file", busTokenFile(t, dir)}
 		var env []string
 		if i == 0 { // one node creates the operator; the others share the database
 			env = []string{"CROUPIER_ADMIN_USER=operator", "CROUPIER_ADMIN_PASSWORD=" + adminPassword}

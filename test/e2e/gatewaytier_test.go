@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,8 +29,11 @@ type tierNode struct {
 	client             clientv1connect.ClientServiceClient
 }
 
+// startTierNode starts a gateway in dir; the tier's nodes share the bus
+// token dir/nats.token (written by the first).
 func startTierNode(t *testing.T, dir, certs, db, id string, natsArgs ...string) *tierNode {
 	t.Helper()
+	natsArgs = append([]string{"--nats-token-file", busTokenFile(t, dir)}, natsArgs...)
 	args := append([]string{"gateway", "--log-format", "json", "--node-id", id, "--data-dir", filepath.Join(dir, id),
 		"--client-addr", "127.0.0.1:0", "--business-addr", "127.0.0.1:0", "--rooms-addr", "127.0.0.1:0", "--rtmp-addr=",
 		"--store-dsn", db, "--cluster-addr", "127.0.0.1:0",
@@ -44,6 +49,20 @@ func startTierNode(t *testing.T, dir, certs, db, id string, natsArgs ...string) 
 	t.Cleanup(tr.CloseIdleConnections)
 	n.client = clientv1connect.NewClientServiceClient(&http.Client{Transport: tr}, n.rooms, connect.WithGRPC())
 	return n
+}
+
+// busTokenFile writes (once) a 0600 NATS bus token the nodes started in
+// dir share, as an operator would.
+func busTokenFile(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "nats.token")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if err := os.WriteFile(p, []byte(rand.Text()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func asPlayer[T any](token string, msg *T) *connect.Request[T] {
@@ -63,7 +82,7 @@ func TestGatewayTierTwoProcesses(t *testing.T) {
 		t.Fatalf("certs init: %s", out)
 	}
 	db := filepath.Join(dir, "rooms.db")
-	a := startTierNode(t, dir, certs, db, "gwa", "--nats", "embedded")
+	a := startTierNode(t, dir, certs, db, "gwa", "--nats", "embedded", "--nats-listen", "127.0.0.1:0")
 	b := startTierNode(t, dir, certs, db, "gwb", "--nats", "external", "--nats-url", a.nats)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

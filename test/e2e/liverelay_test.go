@@ -36,7 +36,7 @@ func TestLiveRelayTwoGateways(t *testing.T) {
 		"--relay-tls-ca", filepath.Join(certs, "ca.crt"), "--relay-tls-cert", filepath.Join(certs, "server.crt"),
 		"--relay-tls-key", filepath.Join(certs, "server.key"), "--relay-client-cert", filepath.Join(certs, "client.crt"),
 		"--relay-client-key", filepath.Join(certs, "client.key")}
-	b := startTierNode(t, dir, certs, db, "gwb", append([]string{"--nats", "embedded"}, liveArgs...)...)
+	b := startTierNode(t, dir, certs, db, "gwb", append([]string{"--nats", "embedded", "--nats-listen", "127.0.0.1:0"}, liveArgs...)...)
 	a := startTierNode(t, dir, certs, db, "gwa", append([]string{"--nats", "external", "--nats-url", b.nats}, liveArgs...)...)
 	a.proc.waitLog("live relay listening", 30*time.Second)
 	b.proc.waitLog("live relay listening", 30*time.Second)

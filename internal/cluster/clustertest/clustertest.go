@@ -5,6 +5,7 @@ package clustertest
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"sync"
@@ -31,9 +32,11 @@ func freePorts(t testing.TB, n int) []string {
 }
 
 // Start starts n embedded servers, each routed to all, at once (a
-// JetStream cluster elects its meta leader once a quorum has met).
+// JetStream cluster elects its meta leader once a quorum has met). They
+// share a random bus token: routes authenticate with it.
 func Start(t testing.TB, n int, ttl time.Duration) []*cluster.Node {
 	t.Helper()
+	token := rand.Text()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	addrs := freePorts(t, n)
@@ -48,7 +51,7 @@ func Start(t testing.TB, n int, ttl time.Duration) []*cluster.Node {
 		wg.Go(func() {
 			nodes[i], errs[i] = cluster.Start(ctx, cluster.Config{
 				NodeID: fmt.Sprintf("n%d", i+1), ClusterName: "test", ClusterListen: addrs[i],
-				Routes: routes, Replicas: min(n, 3), MemberTTL: ttl,
+				Routes: routes, Replicas: min(n, 3), MemberTTL: ttl, Token: token,
 			})
 		})
 	}
