@@ -35,11 +35,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/croupier/croupier/bench/internal/profile"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -667,29 +667,7 @@ func freshDatabase(dsn string) (string, func(), error) {
 
 // fetchProfile saves one of a server's pprof endpoints into file.
 func fetchProfile(addr, path, file string) {
-	err := func() error {
-		resp, err := http.Get("http://" + addr + "/debug/pprof/" + path)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return errors.New(resp.Status)
-		}
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-			return err
-		}
-		f, err := os.Create(file)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, resp.Body); err != nil {
-			_ = f.Close()
-			return err
-		}
-		return f.Close()
-	}()
-	if err != nil {
+	if err := profile.Fetch(addr, path, file); err != nil {
 		fmt.Fprintf(os.Stderr, "bench/cluster: profile %s from %s: %v (built with -tags pprof?)\n", path, addr, err)
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/croupier/croupier/bench/internal/profile"
 	"io"
 	"log/slog"
 	"net"
@@ -511,29 +512,7 @@ func (p *profiler) snapshot(phase, kind string) {
 func (p *profiler) wait() { p.wg.Wait() }
 
 func (p *profiler) fetch(phase, path string) {
-	err := func() error {
-		resp, err := http.Get("http://" + p.srv.pprof + "/debug/pprof/" + path)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s", resp.Status)
-		}
-		if err := os.MkdirAll(p.dir, 0o755); err != nil {
-			return err
-		}
-		f, err := os.Create(filepath.Join(p.dir, p.prefix+"-"+phase+".pprof"))
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, resp.Body); err != nil {
-			_ = f.Close()
-			return err
-		}
-		return f.Close()
-	}()
-	if err != nil {
+	if err := profile.Fetch(p.srv.pprof, path, filepath.Join(p.dir, p.prefix+"-"+phase+".pprof")); err != nil {
 		fmt.Fprintf(os.Stderr, "scale: profile %s: %v\n", phase, err)
 	}
 }
