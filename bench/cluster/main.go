@@ -35,7 +35,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/croupier/croupier/bench/internal/profile"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -54,6 +53,7 @@ import (
 	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/bench/internal/profile"
 	"github.com/croupier/croupier/examples/demogame"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/sdk"

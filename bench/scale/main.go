@@ -34,7 +34,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/croupier/croupier/bench/internal/profile"
 	"io"
 	"log/slog"
 	"net"
@@ -53,6 +52,7 @@ import (
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/bench/internal/profile"
 	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/tunnel"
 	"google.golang.org/grpc"
