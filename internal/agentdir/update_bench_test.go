@@ -25,12 +25,7 @@ func BenchmarkApplyUpdate(b *testing.B) {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
 			reg := registry.New(registry.Options{})
 			d := New(Config{}, node, reg, nil, noTunnel{})
-			a := registry.Agent{ID: "agent-1", GameID: "game", Env: "prod", Version: "1.0.0", Addr: "10.0.0.1:7000"}
-			for i := range n {
-				a.Instances = append(a.Instances, registry.Instance{ID: fmt.Sprintf("gs-%05d", i),
-					Functions: []string{"player.get", "player.ban", "match.start"}, Labels: map[string]string{"region": "eu", "map": "harbor"},
-					Incarnation: fmt.Sprintf("inc-%08d", i)})
-			}
+			a := benchAgent(n)
 			u := agentUpdate{Node: "holder", Agent: a}
 			b.ReportAllocs()
 			var size int
@@ -46,12 +41,7 @@ func BenchmarkApplyUpdate(b *testing.B) {
 		b.Run(fmt.Sprintf("instances=%d/delta", n), func(b *testing.B) {
 			reg := registry.New(registry.Options{})
 			d := New(Config{}, node, reg, nil, noTunnel{})
-			a := registry.Agent{ID: "agent-1", GameID: "game", Env: "prod", Version: "1.0.0", Addr: "10.0.0.1:7000"}
-			for i := range n {
-				a.Instances = append(a.Instances, registry.Instance{ID: fmt.Sprintf("gs-%05d", i),
-					Functions: []string{"player.get", "player.ban", "match.start"}, Labels: map[string]string{"region": "eu", "map": "harbor"},
-					Incarnation: fmt.Sprintf("inc-%08d", i)})
-			}
+			a := benchAgent(n)
 			full, _ := json.Marshal(agentUpdate{Node: "holder", Seq: 1, Agent: a})
 			d.apply(full)
 			b.ReportAllocs()
@@ -75,3 +65,14 @@ func BenchmarkApplyUpdate(b *testing.B) {
 type noTunnel struct{ Tunnel }
 
 func (noTunnel) Connected(string) bool { return false }
+
+// benchAgent is one agent with n instances serving three functions.
+func benchAgent(n int) registry.Agent {
+	a := registry.Agent{ID: "agent-1", GameID: "game", Env: "prod", Version: "1.0.0", Addr: "10.0.0.1:7000"}
+	for i := range n {
+		a.Instances = append(a.Instances, registry.Instance{ID: fmt.Sprintf("gs-%05d", i),
+			Functions: []string{"player.get", "player.ban", "match.start"}, Labels: map[string]string{"region": "eu", "map": "harbor"},
+			Incarnation: fmt.Sprintf("inc-%08d", i)})
+	}
+	return a
+}
