@@ -37,6 +37,11 @@ type Config struct {
 	// RefreshTTL is the lifetime of a refresh token (each rotation starts a
 	// new one); default 30 days.
 	RefreshTTL time.Duration
+	// RefreshReuseGrace is how long after its exchange a refresh token may
+	// be presented again and still rotate (two tabs or CLI processes
+	// renewing one session at once) instead of revoking the session as
+	// reused; default store.DefaultReuseGrace (10 s), negative: none.
+	RefreshReuseGrace time.Duration
 	// SigningKey, if set (at least 32 bytes), signs access tokens instead of
 	// the key generated at first start and kept in the database. Every
 	// server node must use the same key.
@@ -70,6 +75,7 @@ type Service struct {
 	cred    *Credentials
 	signer  *signer // cred's
 	refresh time.Duration
+	grace   time.Duration // refresh reuse grace
 	now     func() time.Time
 	log     *slog.Logger
 
@@ -97,6 +103,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if s.refresh <= 0 {
 		s.refresh = 30 * 24 * time.Hour
 	}
+	s.grace = ReuseGrace(cfg.RefreshReuseGrace)
 	issuer := cfg.Issuer
 	if issuer == "" {
 		issuer = "croupier"
@@ -248,8 +255,9 @@ func (s *Service) tokens(username, sid, refresh string) (Tokens, error) {
 }
 
 // Refresh spends the refresh token and returns a new pair in the same
-// session. A token presented a second time revokes the session (someone
-// else holds a copy) and is recorded as token.reuse.
+// session. A token presented a second time, later than the reuse grace,
+// revokes the session (someone else holds a copy) and is recorded as
+// token.reuse.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
 	if refreshToken == "" {
 		return Tokens{}, unauthenticated(CodeTokenInvalid, "refresh_token is required")
@@ -260,13 +268,13 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 	}
 	now := s.now()
 	res, err := s.store.Tokens().Rotate(ctx, hashRefreshToken(refreshToken),
-		store.RefreshToken{Hash: nextHash, CreatedAt: now, ExpiresAt: now.Add(s.refresh)}, now)
+		store.RefreshToken{Hash: nextHash, CreatedAt: now, ExpiresAt: now.Add(s.refresh)}, now, s.grace)
 	if err != nil {
 		return Tokens{}, err
 	}
 	user := res.Session.Username
 	switch res.Outcome {
-	case store.Rotated:
+	case store.Rotated, store.RotatedInGrace:
 		return s.tokens(user, res.Session.ID, next)
 	case store.RotateUnknown:
 		return Tokens{}, unauthenticated(CodeTokenInvalid, "refresh token not recognised; log in again")
@@ -490,4 +498,16 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// ReuseGrace is a configured refresh reuse grace: zero picks the default,
+// negative none.
+func ReuseGrace(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return store.DefaultReuseGrace
+	case d < 0:
+		return 0
+	}
+	return d
 }

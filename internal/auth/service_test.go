@@ -100,7 +100,17 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// An attacker replays the first refresh token.
+		// Within the reuse grace the spent token rotates again (two tabs
+		// renewing one session at once) and the session lives on.
+		again, err := e.svc.Refresh(ctx, first.RefreshToken)
+		if err != nil {
+			t.Fatalf("replay within the grace: %v", err)
+		}
+		if _, err := e.svc.Authenticate(ctx, again.AccessToken); err != nil {
+			t.Fatalf("access token of a replay within the grace: %v", err)
+		}
+		// An attacker replays the first refresh token later.
+		e.clock.Advance(store.DefaultReuseGrace)
 		_, err = e.svc.Refresh(ctx, first.RefreshToken)
 		wantCode(t, err, codes.Unauthenticated, auth.CodeTokenRevoked, "already used")
 		// The whole family is dead: the legitimate holder's newest tokens too.

@@ -38,6 +38,7 @@ func serverFlags(fs *pflag.FlagSet, d config.Server) {
 	fs.String("admin-user", d.AdminUser, "administrator created at start when an admin password is set")
 	fs.Duration("access-token-ttl", d.AccessTokenTTL, "lifetime of access tokens")
 	fs.Duration("refresh-token-ttl", d.RefreshTokenTTL, "lifetime of refresh tokens")
+	fs.Duration("refresh-reuse-grace", d.RefreshReuseGrace, "a spent refresh token presented again this soon rotates again (tabs renewing at once) instead of revoking its session; 0: never")
 	fs.Duration("approval-ttl", d.ApprovalTTL, "how long an approval request waits for a decision")
 	fs.Bool("approval-high-risk", d.ApprovalHighRisk, "require two-person approval for every HIGH-risk function")
 	fs.Float64("rate-user", d.RateUser, "calls per second per operator (0 = unlimited)")

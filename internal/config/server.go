@@ -58,6 +58,10 @@ type Server struct {
 	// AccessTokenTTL and RefreshTokenTTL are the lifetimes of login tokens.
 	AccessTokenTTL  time.Duration `koanf:"access_token_ttl"`
 	RefreshTokenTTL time.Duration `koanf:"refresh_token_ttl"`
+	// RefreshReuseGrace: a spent refresh token presented again this soon
+	// rotates again instead of revoking its session (docs/access.md); 0:
+	// never.
+	RefreshReuseGrace time.Duration `koanf:"refresh_reuse_grace"`
 	// ApprovalTTL is how long an approval request waits for a decision.
 	ApprovalTTL time.Duration `koanf:"approval_ttl"`
 	// ApprovalHighRisk makes every HIGH-risk function need two-person
@@ -125,6 +129,7 @@ func DefaultServer() Server {
 		AdminUser:         "admin",
 		AccessTokenTTL:    15 * time.Minute,
 		RefreshTokenTTL:   30 * 24 * time.Hour,
+		RefreshReuseGrace: 10 * time.Second, // store.DefaultReuseGrace
 		ApprovalTTL:       time.Hour,
 		ApprovalHighRisk:  true,
 		RateUser:          50,
@@ -187,6 +192,9 @@ func (c *Server) Resolve() error {
 	}
 	if c.AccessTokenTTL < time.Minute || c.RefreshTokenTTL < c.AccessTokenTTL {
 		p = append(p, fmt.Sprintf("access_token_ttl (%s) must be >= 1m and <= refresh_token_ttl (%s)", c.AccessTokenTTL, c.RefreshTokenTTL))
+	}
+	if c.RefreshReuseGrace < 0 || c.RefreshReuseGrace > time.Minute {
+		p = append(p, fmt.Sprintf("refresh_reuse_grace (%s) must be between 0 and 1m", c.RefreshReuseGrace))
 	}
 	if c.RateUser < 0 || c.RateFunction < 0 || c.RateUserBurst < 0 || c.RateFunctionBurst < 0 {
 		p = append(p, "rate limits must not be negative (0 = unlimited)")

@@ -187,7 +187,7 @@ func (s *Service) login(ctx context.Context, req *clientv1.LoginRequest) (*clien
 }
 
 // RefreshToken spends a refresh token for a new pair in the same session;
-// a token presented twice revokes the session.
+// a token presented again after the reuse grace revokes the session.
 func (s *Service) RefreshToken(ctx context.Context, req *clientv1.RefreshTokenRequest) (*clientv1.RefreshTokenResponse, error) {
 	if req.GetRefreshToken() == "" {
 		return nil, invalid("refresh_token is required")
@@ -201,12 +201,12 @@ func (s *Service) RefreshToken(ctx context.Context, req *clientv1.RefreshTokenRe
 	}
 	now := s.now()
 	res, err := s.st.Rotate(ctx, auth.HashRefreshToken(req.GetRefreshToken()),
-		store.RefreshToken{Hash: nextHash, CreatedAt: now, ExpiresAt: now.Add(s.refresh)}, now)
+		store.RefreshToken{Hash: nextHash, CreatedAt: now, ExpiresAt: now.Add(s.refresh)}, now, s.grace)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
 	switch res.Outcome {
-	case store.Rotated:
+	case store.Rotated, store.RotatedInGrace:
 		at, _, err := s.issuer.Issue(res.Session.UserID, res.Session.ID)
 		if err != nil {
 			return nil, toStatus(ctx, s.log, err)

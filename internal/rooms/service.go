@@ -21,6 +21,10 @@ type Config struct {
 	AccessTTL time.Duration
 	// RefreshTTL is the lifetime of a refresh token; default 30 days.
 	RefreshTTL time.Duration
+	// RefreshReuseGrace: a spent refresh token presented again this soon
+	// rotates again instead of revoking its session (auth.Config's field
+	// of the same name); default 10 s, negative: none.
+	RefreshReuseGrace time.Duration
 	// GuestTTL is the lifetime of a guest's access token (guests have no
 	// refresh token); default 24 hours.
 	GuestTTL time.Duration
@@ -61,6 +65,7 @@ type Service struct {
 	cred     *auth.Credentials
 	issuer   *auth.AccessIssuer // cred's
 	refresh  time.Duration
+	grace    time.Duration // refresh reuse grace
 	guestTTL time.Duration
 	chatRate float64
 	danmRate float64
@@ -98,6 +103,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if s.refresh <= 0 {
 		s.refresh = 30 * 24 * time.Hour
 	}
+	s.grace = auth.ReuseGrace(cfg.RefreshReuseGrace)
 	if s.guestTTL <= 0 {
 		s.guestTTL = 24 * time.Hour
 	}

@@ -29,7 +29,7 @@ func (s *Server) openAccess(ctx context.Context) error {
 	}
 	s.audit = auditLog
 	if s.auth, err = authsvc.New(ctx, authsvc.Config{Store: s.store, Audit: auditLog, Logger: log,
-		AccessTTL: s.cfg.AccessTokenTTL, RefreshTTL: s.cfg.RefreshTokenTTL}); err != nil {
+		AccessTTL: s.cfg.AccessTokenTTL, RefreshTTL: s.cfg.RefreshTokenTTL, RefreshReuseGrace: reuseGrace(s.cfg.RefreshReuseGrace)}); err != nil {
 		return err
 	}
 	if s.bus != nil { // failed logins count on every node (docs/cluster.md)
@@ -101,3 +101,12 @@ func (s *Server) Auth() *authsvc.Service { return s.auth }
 // Fleet exposes the fleet API without authorisation, for the embedding
 // process (croupier dev).
 func (s *Server) Fleet() croupierv1.FleetServiceServer { return s.fleet.GRPC() }
+
+// reuseGrace maps the configured refresh reuse grace (0: none) to
+// auth.Config's (0: the default, negative: none).
+func reuseGrace(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}

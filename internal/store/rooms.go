@@ -189,9 +189,10 @@ type RoomRotateResult struct {
 }
 
 // Rotate exchanges the refresh token whose hash is oldHash for next, as
-// Tokens.Rotate does for operators: a token exchanged twice revokes its
-// session (RotateReused).
-func (x *Rooms) Rotate(ctx context.Context, oldHash string, next RefreshToken, at time.Time) (RoomRotateResult, error) {
+// Tokens.Rotate does for operators: a token exchanged again within grace
+// rotates again (RotatedInGrace), later it revokes its session
+// (RotateReused).
+func (x *Rooms) Rotate(ctx context.Context, oldHash string, next RefreshToken, at time.Time, grace time.Duration) (RoomRotateResult, error) {
 	var res RoomRotateResult
 	err := x.s.inTx(ctx, "rotate room refresh token", func(tx *sql.Tx) error {
 		res = RoomRotateResult{}
@@ -210,24 +211,32 @@ func (x *Rooms) Rotate(ctx context.Context, oldHash string, next RefreshToken, a
 		}
 		res.Session.CreatedAt, res.Session.ExpiresAt, res.Session.RevokedAt = msToTime(created), msToTime(expires), msToTime(revoked)
 		now := timeToMs(at)
+		outcome := Rotated
+		if usedAt != 0 {
+			outcome = spentAgain(usedAt, now, grace)
+		}
 		switch {
 		case revoked != 0:
 			res.Outcome = RotateRevoked
 			return nil
-		case usedAt != 0:
+		case outcome == RotateReused:
 			return x.revokeSession(ctx, tx, &res, now)
 		case tokExpires <= now:
 			res.Outcome = RotateExpired
 			return nil
 		}
-		upd, err := tx.ExecContext(ctx, `UPDATE room_refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at = 0`, now, oldHash)
-		if err != nil {
-			return dbErr(ctx, "rotate room refresh token", err)
-		}
-		if n, err := upd.RowsAffected(); err != nil {
-			return dbErr(ctx, "rotate room refresh token", err)
-		} else if n == 0 {
-			return x.revokeSession(ctx, tx, &res, now)
+		if outcome == Rotated {
+			upd, err := tx.ExecContext(ctx, `UPDATE room_refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at = 0`, now, oldHash)
+			if err != nil {
+				return dbErr(ctx, "rotate room refresh token", err)
+			}
+			if n, err := upd.RowsAffected(); err != nil {
+				return dbErr(ctx, "rotate room refresh token", err)
+			} else if n == 0 { // a concurrent exchange spent it just now
+				if outcome = spentAgain(now, now, grace); outcome == RotateReused {
+					return x.revokeSession(ctx, tx, &res, now)
+				}
+			}
 		}
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO room_refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
@@ -239,7 +248,7 @@ func (x *Rooms) Rotate(ctx context.Context, oldHash string, next RefreshToken, a
 			return dbErr(ctx, "rotate room refresh token", err)
 		}
 		res.Session.ExpiresAt = msToTime(timeToMs(next.ExpiresAt))
-		res.Outcome = Rotated
+		res.Outcome = outcome
 		return nil
 	})
 	return res, err

@@ -33,12 +33,12 @@ func TestRooms(t *testing.T) {
 		// Sessions and refresh rotation with reuse detection.
 		rt := store.RefreshToken{Hash: "t1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 		mustNil(t, x.CreateSession(ctx, store.RoomSession{ID: "s1", UserID: "u1", CreatedAt: now, ExpiresAt: rt.ExpiresAt}, &rt), "session")
-		res, err := x.Rotate(ctx, "t1", store.RefreshToken{Hash: "t2", CreatedAt: now, ExpiresAt: now.Add(2 * time.Hour)}, now)
+		res, err := x.Rotate(ctx, "t1", store.RefreshToken{Hash: "t2", CreatedAt: now, ExpiresAt: now.Add(2 * time.Hour)}, now, 0)
 		mustNil(t, err, "rotate")
 		if res.Outcome != store.Rotated || res.Session.UserID != "u1" {
 			t.Fatalf("rotate %+v", res)
 		}
-		res, err = x.Rotate(ctx, "t1", store.RefreshToken{Hash: "t3", CreatedAt: now, ExpiresAt: now.Add(2 * time.Hour)}, now)
+		res, err = x.Rotate(ctx, "t1", store.RefreshToken{Hash: "t3", CreatedAt: now, ExpiresAt: now.Add(2 * time.Hour)}, now, 0)
 		mustNil(t, err, "reuse")
 		if res.Outcome != store.RotateReused {
 			t.Fatalf("reuse %+v", res)

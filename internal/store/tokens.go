@@ -51,7 +51,23 @@ const (
 	RotateReused
 	// RotateUserDisabled: the session's user is disabled.
 	RotateUserDisabled
+	// RotatedInGrace: the token had been exchanged, but within the reuse
+	// grace: Next is stored as well, and the session lives on.
+	RotatedInGrace
 )
+
+// DefaultReuseGrace is how long after its exchange a refresh token may be
+// presented again without revoking its session (see Tokens.Rotate).
+const DefaultReuseGrace = 10 * time.Second
+
+// spentAgain decides a token presented after its exchange at usedAt (both
+// in ms): within grace it is a concurrent renewal by the same holder.
+func spentAgain(usedAt, now int64, grace time.Duration) RotateOutcome {
+	if grace > 0 && now-usedAt < grace.Milliseconds() {
+		return RotatedInGrace
+	}
+	return RotateReused
+}
 
 // RotateResult reports Rotate's outcome and the session it concerned.
 type RotateResult struct {
@@ -93,12 +109,14 @@ func (x *Tokens) CreateSession(ctx context.Context, sess Session, first RefreshT
 
 // Rotate exchanges the refresh token whose hash is oldHash for next, in one
 // transaction, judging expiry at now (the caller's clock, which also stamps
-// next). Only a valid token rotates; presenting a token that was
-// already exchanged revokes its whole session (RotateReused), because one of
-// the two presenters is not the legitimate holder. Two concurrent exchanges
-// of the same token cannot both succeed: the conditional UPDATE lets one
-// through and the other sees the token used.
-func (x *Tokens) Rotate(ctx context.Context, oldHash string, next RefreshToken, at time.Time) (RotateResult, error) {
+// next). Only a valid token rotates. A token that was already exchanged
+// less than grace ago rotates again (RotatedInGrace): two clients sharing one
+// session — browser tabs, CLI processes on one profile — that renew at the
+// same moment must not end it. Presenting a spent token later revokes the
+// whole session (RotateReused), because one of the two presenters is not
+// the legitimate holder. Two concurrent exchanges of the same token are
+// serialised by a conditional UPDATE: the second sees the token spent.
+func (x *Tokens) Rotate(ctx context.Context, oldHash string, next RefreshToken, at time.Time, grace time.Duration) (RotateResult, error) {
 	var res RotateResult
 	err := x.s.inTx(ctx, "rotate refresh token", func(tx *sql.Tx) error {
 		res = RotateResult{}
@@ -124,11 +142,15 @@ func (x *Tokens) Rotate(ctx context.Context, oldHash string, next RefreshToken, 
 		sess.CreatedAt, sess.ExpiresAt, sess.RevokedAt = msToTime(created), msToTime(expires), msToTime(revoked)
 		res.Session = sess
 		now := timeToMs(at)
+		outcome := Rotated
+		if usedAt != 0 {
+			outcome = spentAgain(usedAt, now, grace)
+		}
 		switch {
 		case revoked != 0:
 			res.Outcome = RotateRevoked
 			return nil
-		case usedAt != 0:
+		case outcome == RotateReused:
 			return x.revokeReused(ctx, tx, &res, now)
 		case tokExpires <= now:
 			res.Outcome = RotateExpired
@@ -137,15 +159,19 @@ func (x *Tokens) Rotate(ctx context.Context, oldHash string, next RefreshToken, 
 			res.Outcome = RotateUserDisabled
 			return nil
 		}
-		upd, err := tx.ExecContext(ctx,
-			`UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at = 0`, now, oldHash)
-		if err != nil {
-			return dbErr(ctx, "rotate refresh token", err)
-		}
-		if n, err := upd.RowsAffected(); err != nil {
-			return dbErr(ctx, "rotate refresh token", err)
-		} else if n == 0 { // a concurrent exchange won: this presenter is a replay
-			return x.revokeReused(ctx, tx, &res, now)
+		if outcome == Rotated {
+			upd, err := tx.ExecContext(ctx,
+				`UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at = 0`, now, oldHash)
+			if err != nil {
+				return dbErr(ctx, "rotate refresh token", err)
+			}
+			if n, err := upd.RowsAffected(); err != nil {
+				return dbErr(ctx, "rotate refresh token", err)
+			} else if n == 0 { // a concurrent exchange spent it just now
+				if outcome = spentAgain(now, now, grace); outcome == RotateReused {
+					return x.revokeReused(ctx, tx, &res, now)
+				}
+			}
 		}
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
@@ -157,7 +183,7 @@ func (x *Tokens) Rotate(ctx context.Context, oldHash string, next RefreshToken, 
 			return dbErr(ctx, "rotate refresh token", err)
 		}
 		res.Session.ExpiresAt = msToTime(timeToMs(next.ExpiresAt))
-		res.Outcome = Rotated
+		res.Outcome = outcome
 		return nil
 	})
 	return res, err

@@ -33,30 +33,30 @@ func TestTokensRotateAndReuse(t *testing.T) {
 		mustNil(t, s.Users().Create(ctx, store.User{Username: "bob", PasswordHash: "h"}), "create user")
 		newSession(t, s, clock, "bob", "s1", "r1")
 
-		res, err := tok.Rotate(ctx, "r1", refresh(clock, "r2"), clock.Now())
+		res, err := tok.Rotate(ctx, "r1", refresh(clock, "r2"), clock.Now(), 0)
 		mustNil(t, err, "rotate r1")
 		if res.Outcome != store.Rotated || res.Session.ID != "s1" || res.Session.Username != "bob" {
 			t.Fatalf("rotate r1 = %+v", res)
 		}
-		res, err = tok.Rotate(ctx, "r2", refresh(clock, "r3"), clock.Now())
+		res, err = tok.Rotate(ctx, "r2", refresh(clock, "r3"), clock.Now(), 0)
 		mustNil(t, err, "rotate r2")
 		if res.Outcome != store.Rotated {
 			t.Fatalf("rotate r2 = %+v", res)
 		}
 		// r1 was exchanged already: presenting it again revokes the family.
-		res, err = tok.Rotate(ctx, "r1", refresh(clock, "evil"), clock.Now())
+		res, err = tok.Rotate(ctx, "r1", refresh(clock, "evil"), clock.Now(), 0)
 		mustNil(t, err, "reuse r1")
 		if res.Outcome != store.RotateReused || res.Session.RevokeReason != store.RevokeReuse {
 			t.Fatalf("reuse r1 = %+v, want RotateReused", res)
 		}
 		// The newest token of the family is dead too, and nothing was stored
 		// for the attacker's replacement.
-		res, err = tok.Rotate(ctx, "r3", refresh(clock, "r4"), clock.Now())
+		res, err = tok.Rotate(ctx, "r3", refresh(clock, "r4"), clock.Now(), 0)
 		mustNil(t, err, "rotate r3")
 		if res.Outcome != store.RotateRevoked {
 			t.Fatalf("rotate r3 after reuse = %+v, want RotateRevoked", res)
 		}
-		if res, _ := tok.Rotate(ctx, "evil", refresh(clock, "x"), clock.Now()); res.Outcome != store.RotateUnknown {
+		if res, _ := tok.Rotate(ctx, "evil", refresh(clock, "x"), clock.Now(), 0); res.Outcome != store.RotateUnknown {
 			t.Fatalf("replacement token of a reuse was stored: %+v", res)
 		}
 		st, err := tok.SessionState(ctx, "s1")
@@ -64,8 +64,64 @@ func TestTokensRotateAndReuse(t *testing.T) {
 		if st.Session.RevokedAt.IsZero() || st.Session.RevokeReason != store.RevokeReuse {
 			t.Fatalf("session after reuse = %+v", st.Session)
 		}
-		if res, _ := tok.Rotate(ctx, "never-issued", refresh(clock, "y"), clock.Now()); res.Outcome != store.RotateUnknown {
+		if res, _ := tok.Rotate(ctx, "never-issued", refresh(clock, "y"), clock.Now(), 0); res.Outcome != store.RotateUnknown {
 			t.Fatalf("unknown token = %+v", res)
+		}
+	}, storetest.WithClock(clock.Now))
+}
+
+// TestTokensReuseGrace: a spent token presented again within the grace
+// (two tabs renewing at once) rotates again and the session lives on; at
+// the end of the grace it is a replay and revokes the session.
+func TestTokensReuseGrace(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	const grace = 10 * time.Second
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		tok := s.Tokens()
+		mustNil(t, s.Users().Create(ctx, store.User{Username: "bob", PasswordHash: "h"}), "create user")
+		newSession(t, s, clock, "bob", "s1", "r1")
+
+		if res, _ := tok.Rotate(ctx, "r1", refresh(clock, "r2"), clock.Now(), grace); res.Outcome != store.Rotated {
+			t.Fatalf("rotate r1 = %+v, want Rotated", res)
+		}
+		clock.Advance(grace - time.Millisecond)
+		res, err := tok.Rotate(ctx, "r1", refresh(clock, "r2b"), clock.Now(), grace)
+		mustNil(t, err, "r1 again within the grace")
+		if res.Outcome != store.RotatedInGrace || !res.Session.RevokedAt.IsZero() {
+			t.Fatalf("r1 again within the grace = %+v, want RotatedInGrace", res)
+		}
+		// Both successors are valid tokens of the live session.
+		for _, h := range []string{"r2", "r2b"} {
+			if res, _ := tok.Rotate(ctx, h, refresh(clock, h+"-next"), clock.Now(), grace); res.Outcome != store.Rotated {
+				t.Fatalf("rotate %s = %+v, want Rotated", h, res)
+			}
+		}
+		clock.Advance(time.Millisecond) // r1 was spent exactly grace ago: a replay
+		res, err = tok.Rotate(ctx, "r1", refresh(clock, "evil"), clock.Now(), grace)
+		mustNil(t, err, "r1 after the grace")
+		if res.Outcome != store.RotateReused || res.Session.RevokeReason != store.RevokeReuse {
+			t.Fatalf("r1 after the grace = %+v, want RotateReused", res)
+		}
+		if res, _ := tok.Rotate(ctx, "r2-next", refresh(clock, "z"), clock.Now(), grace); res.Outcome != store.RotateRevoked {
+			t.Fatalf("newest token after the replay = %+v, want RotateRevoked", res)
+		}
+
+		// The players' sessions follow the same rule.
+		x := s.Rooms()
+		now := clock.Now()
+		mustNil(t, x.CreateUser(ctx, store.RoomUser{ID: "u1", Username: "ann", PasswordHash: "h", CreatedAt: now}), "create room user")
+		rt := store.RefreshToken{Hash: "p1", SessionID: "rs1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		mustNil(t, x.CreateSession(ctx, store.RoomSession{ID: "rs1", UserID: "u1", CreatedAt: now, ExpiresAt: rt.ExpiresAt}, &rt), "create room session")
+		for _, want := range []store.RotateOutcome{store.Rotated, store.RotatedInGrace} {
+			if res, _ := x.Rotate(ctx, "p1", refresh(clock, "p2-"+fmt.Sprint(want)), clock.Now(), grace); res.Outcome != want {
+				t.Fatalf("room rotate p1 = %+v, want %v", res, want)
+			}
+		}
+		clock.Advance(grace)
+		if res, _ := x.Rotate(ctx, "p1", refresh(clock, "p3"), clock.Now(), grace); res.Outcome != store.RotateReused {
+			t.Fatalf("room rotate p1 after the grace = %+v, want RotateReused", res)
 		}
 	}, storetest.WithClock(clock.Now))
 }
@@ -82,7 +138,7 @@ func TestTokensExpiryDisableAndLogout(t *testing.T) {
 		newSession(t, s, clock, "bob", "s3", "p1")
 
 		clock.Advance(time.Hour) // exactly at expiry: expired
-		if res, _ := tok.Rotate(ctx, "r1", refresh(clock, "r2"), clock.Now()); res.Outcome != store.RotateExpired {
+		if res, _ := tok.Rotate(ctx, "r1", refresh(clock, "r2"), clock.Now(), 0); res.Outcome != store.RotateExpired {
 			t.Fatalf("expired token = %+v", res)
 		}
 		clock.Advance(-time.Minute)
@@ -97,7 +153,7 @@ func TestTokensExpiryDisableAndLogout(t *testing.T) {
 		if again.RevokeReason != store.RevokeLogout {
 			t.Fatalf("second logout replaced the reason: %+v", again)
 		}
-		if res, _ := tok.Rotate(ctx, "q1", refresh(clock, "q2"), clock.Now()); res.Outcome != store.RotateRevoked {
+		if res, _ := tok.Rotate(ctx, "q1", refresh(clock, "q2"), clock.Now(), 0); res.Outcome != store.RotateRevoked {
 			t.Fatalf("rotate after logout = %+v", res)
 		}
 		_, err = tok.RevokeByRefreshToken(ctx, "nope", store.RevokeLogout)
@@ -130,7 +186,7 @@ func TestTokensExpiryDisableAndLogout(t *testing.T) {
 		if n != 4 {
 			t.Fatalf("pruned %d sessions, want 4", n)
 		}
-		if res, _ := tok.Rotate(ctx, "q1", refresh(clock, "q3"), clock.Now()); res.Outcome != store.RotateUnknown {
+		if res, _ := tok.Rotate(ctx, "q1", refresh(clock, "q3"), clock.Now(), 0); res.Outcome != store.RotateUnknown {
 			t.Fatalf("pruned token still known: %+v", res)
 		}
 	}, storetest.WithClock(clock.Now))
@@ -153,7 +209,7 @@ func TestTokensConcurrentRotate(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res, err := s.Tokens().Rotate(ctx, "r1", refresh(clock, fmt.Sprintf("next-%d", i)), clock.Now())
+				res, err := s.Tokens().Rotate(ctx, "r1", refresh(clock, fmt.Sprintf("next-%d", i)), clock.Now(), 0)
 				outcomes[i], errs[i] = res.Outcome, err
 			}()
 		}
@@ -174,6 +230,48 @@ func TestTokensConcurrentRotate(t *testing.T) {
 		}
 		if st, _ := s.Tokens().SessionState(ctx, "s1"); st.Session.RevokedAt.IsZero() {
 			t.Fatal("replayed token did not revoke the session")
+		}
+	})
+}
+
+// TestTokensConcurrentRotateInGrace: with a grace, every concurrent
+// presenter of one token gets its own new pair and the session lives on.
+func TestTokensConcurrentRotateInGrace(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		clock := newFakeClock(time.Now())
+		mustNil(t, s.Users().Create(ctx, store.User{Username: "bob", PasswordHash: "h"}), "create user")
+		newSession(t, s, clock, "bob", "s1", "r1")
+		const n = 8
+		outcomes := make([]store.RotateOutcome, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := s.Tokens().Rotate(ctx, "r1", refresh(clock, fmt.Sprintf("next-%d", i)), clock.Now(), time.Minute)
+				outcomes[i], errs[i] = res.Outcome, err
+			}()
+		}
+		wg.Wait()
+		rotated := 0
+		for i := range n {
+			mustNil(t, errs[i], "rotate")
+			switch outcomes[i] {
+			case store.Rotated:
+				rotated++
+			case store.RotatedInGrace:
+			default:
+				t.Fatalf("outcome %d = %v, want Rotated or RotatedInGrace", i, outcomes[i])
+			}
+		}
+		if rotated != 1 {
+			t.Fatalf("%d presenters spent the token first, want exactly 1", rotated)
+		}
+		if st, _ := s.Tokens().SessionState(ctx, "s1"); !st.Session.RevokedAt.IsZero() {
+			t.Fatalf("concurrent renewals within the grace revoked the session: %+v", st.Session)
 		}
 	})
 }

@@ -52,7 +52,9 @@ func TestAccessEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
-	c := newCluster(t)
+	// No reuse grace: a replayed refresh token revokes its session at once
+	// (the grace itself is tested in internal/store and internal/auth).
+	c := newCluster(t, "--refresh-reuse-grace", "0")
 	admin := context.Background() // the operator certificate is user "operator", an administrator
 	users := croupierv1.NewUserServiceClient(c.conn)
 	for _, u := range []struct{ name, role, scope string }{

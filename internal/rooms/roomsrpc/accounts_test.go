@@ -8,11 +8,14 @@ import (
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/api/synctv/client/v1/clientv1connect"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/rooms"
 )
 
 func TestAccounts(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	// No reuse grace: a replayed refresh token revokes its session at once
+	// (the grace is tested in internal/store).
+	e := newEnv(t, func(c *rooms.Config) { c.RefreshReuseGrace = -1 })
 	ctx := ctxT(t)
 	alice := e.register("alice")
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
@@ -36,7 +37,12 @@ func TestRooms(t *testing.T) {
 
 	t.Run("list: public only, paged, searched", func(t *testing.T) {
 		for i := 0; i < 5; i++ {
+			// Rooms list newest first by creation time in ms; ties are
+			// ordered by (random) room id. One room per millisecond.
 			e.createRoom(owner, &clientv1.CreateRoomRequest{Name: fmt.Sprintf("Listed %d", i)})
+			for created := time.Now().UnixMilli(); time.Now().UnixMilli() <= created; {
+				time.Sleep(time.Millisecond)
+			}
 		}
 		e.createRoom(owner, &clientv1.CreateRoomRequest{Name: "Listed hidden", Settings: &clientv1.RoomSettings{Hidden: true}})
 		var names []string

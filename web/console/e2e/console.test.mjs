@@ -181,9 +181,11 @@ test('login, catalogue with risk badges, logout', async () => {
   await shot(page, 'functions', { docs: true })
   // The access token is renewed with the refresh token before it expires:
   // make it look about to expire, and the next call rotates the pair. Two
-  // tabs share the session and both keep working after the renewal. (Whether
-  // their renewals would collide depends on timing, so this does not prove
-  // the cross-tab lock in session.ts; it checks the shared session.)
+  // tabs share the session and both keep working after the renewal. Both
+  // renew at once: the cross-tab lock in session.ts serialises them, and
+  // when the second tab still reads the spent token (localStorage reaches
+  // other tab processes asynchronously) the server's reuse grace rotates it
+  // again instead of revoking the session (docs/console.md).
   const tab2 = await ctx.newPage()
   await tab2.goto(url + '#/jobs')
   await tab2.getByRole('heading', { name: 'Jobs' }).waitFor() // signed in already
