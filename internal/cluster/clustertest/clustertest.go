@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/croupier/croupier/internal/cluster"
+	"github.com/nats-io/nats.go"
 )
 
 // freePorts reserves n loopback ports by listening and closing (the
@@ -65,4 +66,42 @@ func Start(t testing.TB, n int, ttl time.Duration) []*cluster.Node {
 		}
 	}
 	return nodes
+}
+
+// WaitInterest returns once every subscription made on a node's connection
+// before the call is known to every other node. A server tells its routes
+// about new interest asynchronously, and a message published where the
+// interest has not arrived yet is not forwarded (core NATS is at most
+// once). Route interest of one account travels in order on one route
+// connection, so a probe subscribed after those subscriptions, on the same
+// connection, is answered across the route only once they have arrived.
+func WaitInterest(t testing.TB, nodes []*cluster.Node) {
+	t.Helper()
+	for j, to := range nodes {
+		subject := "clustertest.probe." + rand.Text()
+		sub, err := to.Conn().Subscribe(subject, func(m *nats.Msg) { _ = m.Respond(nil) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := to.Conn().Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for i, from := range nodes {
+			if i == j {
+				continue
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				_, err := from.Conn().Request(subject, nil, 100*time.Millisecond)
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("node %s: no interest from node %s after 30 s: %v", from.ID(), to.ID(), err)
+				}
+				time.Sleep(10 * time.Millisecond) // "no responders" comes back at once
+			}
+		}
+		_ = sub.Unsubscribe()
+	}
 }
