@@ -226,16 +226,10 @@ func (x *Rooms) Rotate(ctx context.Context, oldHash string, next RefreshToken, a
 			return nil
 		}
 		if outcome == Rotated {
-			upd, err := tx.ExecContext(ctx, `UPDATE room_refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at = 0`, now, oldHash)
-			if err != nil {
-				return dbErr(ctx, "rotate room refresh token", err)
-			}
-			if n, err := upd.RowsAffected(); err != nil {
-				return dbErr(ctx, "rotate room refresh token", err)
-			} else if n == 0 { // a concurrent exchange spent it just now
-				if outcome = spentAgain(now, now, grace); outcome == RotateReused {
-					return x.revokeSession(ctx, tx, &res, now)
-				}
+			if outcome, err = spend(ctx, tx, "room_refresh_tokens", oldHash, now, grace); err != nil {
+				return err
+			} else if outcome == RotateReused {
+				return x.revokeSession(ctx, tx, &res, now)
 			}
 		}
 		if _, err := tx.ExecContext(ctx,

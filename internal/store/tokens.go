@@ -69,6 +69,25 @@ func spentAgain(usedAt, now int64, grace time.Duration) RotateOutcome {
 	return RotateReused
 }
 
+// spend marks the unspent token oldHash of table (refresh_tokens or
+// room_refresh_tokens) used at now: Rotated, or, when a concurrent exchange
+// spent it first, what spentAgain says of a token spent just now.
+func spend(ctx context.Context, tx *sql.Tx, table, oldHash string, now int64, grace time.Duration) (RotateOutcome, error) {
+	const op = "rotate refresh token"
+	upd, err := tx.ExecContext(ctx, `UPDATE `+table+` SET used_at = $1 WHERE token_hash = $2 AND used_at = 0`, now, oldHash)
+	if err != nil {
+		return 0, dbErr(ctx, op, err)
+	}
+	n, err := upd.RowsAffected()
+	if err != nil {
+		return 0, dbErr(ctx, op, err)
+	}
+	if n == 0 {
+		return spentAgain(now, now, grace), nil
+	}
+	return Rotated, nil
+}
+
 // RotateResult reports Rotate's outcome and the session it concerned.
 type RotateResult struct {
 	Outcome RotateOutcome
@@ -160,17 +179,10 @@ func (x *Tokens) Rotate(ctx context.Context, oldHash string, next RefreshToken, 
 			return nil
 		}
 		if outcome == Rotated {
-			upd, err := tx.ExecContext(ctx,
-				`UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at = 0`, now, oldHash)
-			if err != nil {
-				return dbErr(ctx, "rotate refresh token", err)
-			}
-			if n, err := upd.RowsAffected(); err != nil {
-				return dbErr(ctx, "rotate refresh token", err)
-			} else if n == 0 { // a concurrent exchange spent it just now
-				if outcome = spentAgain(now, now, grace); outcome == RotateReused {
-					return x.revokeReused(ctx, tx, &res, now)
-				}
+			if outcome, err = spend(ctx, tx, "refresh_tokens", oldHash, now, grace); err != nil {
+				return err
+			} else if outcome == RotateReused {
+				return x.revokeReused(ctx, tx, &res, now)
 			}
 		}
 		if _, err := tx.ExecContext(ctx,
