@@ -344,8 +344,21 @@ test('player.ban: requested by alice, approved by bob in another browser context
   await card.getByText('botting', { exact: false }).or(card.getByText('***')).first().waitFor()
   await shot(bob, 'approvals', { docs: true })
   await card.getByLabel('Comment or reason', { exact: false }).fill('checked with support')
+  // The decision lands after bob has moved the filter to "any" (the approve
+  // call is held until that list has been answered, showing the request
+  // still pending): the list the page reloads then is the one it shows, and
+  // no older answer overwrites it (useLoad in ui.tsx).
+  let release
+  const held = new Promise((ok) => (release = ok))
+  await bob.route((u) => u.pathname.endsWith(':approve'), async (route) => {
+    await held
+    await route.continue()
+  })
   await card.getByRole('button', { name: 'Approve' }).click()
+  const anyStatus = bob.waitForResponse((r) => /\/api\/v1\/approvals\?/.test(r.url()) && !r.url().includes('status='))
   await bob.getByRole('combobox', { name: 'Status' }).selectOption('')
+  await anyStatus
+  release()
   const decided = bob.getByTestId(`approval-${id}`)
   await decided.getByText('Decided by', { exact: false }).waitFor()
   const jobLink = decided.getByRole('link')

@@ -1,5 +1,5 @@
 // Small shared pieces: error box, JSON tree, async loading hook.
-import { useCallback, useEffect, useState, type ReactNode } from 'react'
+import { useCallback, useEffect, useLayoutEffect, useRef, useState, type ReactNode } from 'react'
 import { ApiError } from './api/client'
 
 /** The server's error: HTTP status, ErrorInfo code and message (a 403 names the permission). */
@@ -27,23 +27,42 @@ export function ErrorBox({ error }: { error: unknown }) {
   )
 }
 
-/** Loads on mount and when deps change; reload() runs it again. */
+/**
+ * Loads on mount and when deps change; reload() runs it again. reload is
+ * stable and always runs the latest fn (a callback that captured it before
+ * deps changed — a card whose action finished after the filter moved —
+ * loads what the page shows now), and only the newest load's answer is
+ * applied: an older one arriving late is dropped instead of overwriting it.
+ */
 export function useLoad<T>(fn: () => Promise<T>, deps: unknown[]) {
   const [data, setData] = useState<T | undefined>()
   const [error, setError] = useState<unknown>()
   const [loading, setLoading] = useState(true)
   const load = useCallback(fn, deps)
-  const reload = useCallback(() => {
-    setLoading(true)
-    load()
-      .then((d) => {
-        setData(d)
-        setError(undefined)
-      })
-      .catch(setError)
-      .finally(() => setLoading(false))
+  const latest = useRef(load)
+  const seq = useRef(0)
+  useLayoutEffect(() => {
+    latest.current = load
   }, [load])
-  useEffect(reload, [reload])
+  const reload = useCallback(() => {
+    const n = ++seq.current
+    const current = () => n === seq.current
+    setLoading(true)
+    latest.current()
+      .then((d) => {
+        if (current()) {
+          setData(d)
+          setError(undefined)
+        }
+      })
+      .catch((e: unknown) => {
+        if (current()) setError(e)
+      })
+      .finally(() => {
+        if (current()) setLoading(false)
+      })
+  }, [])
+  useEffect(reload, [load, reload])
   return { data, error, loading, reload }
 }
 
