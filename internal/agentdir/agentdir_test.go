@@ -133,21 +133,6 @@ func startNodesB(t testing.TB) []*testNode {
 	return nodes
 }
 
-func checkFor(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func connect(t *testing.T, n *testNode, agent string) { connectB(t, n, agent) }
 
 func connectB(t testing.TB, n *testNode, agent string) {
@@ -213,7 +198,7 @@ func updateAgent(data []byte) string {
 func TestForwardAcrossNodesAndFailover(t *testing.T) {
 	nodes := startNodes(t)
 	connect(t, nodes[0], "a1")
-	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n1"))
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "a1", "n1"))
 
 	// A call on n3 reaches the agent through n1's tunnel.
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
@@ -255,7 +240,7 @@ func TestForwardAcrossNodesAndFailover(t *testing.T) {
 
 	// The agent reconnects to n2; n3 routes there.
 	connect(t, nodes[1], "a1")
-	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n2", 0))
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "a1", "n2", 0))
 	resp, err = nodes[2].dir.Invoke(ctx, "a1", &agentv1.InvokeRequest{InvocationId: "y"})
 	if err != nil || resp.GetInstanceId() != "n2" {
 		t.Fatalf("invoke after failover: %v, %v", resp, err)
@@ -264,7 +249,7 @@ func TestForwardAcrossNodesAndFailover(t *testing.T) {
 	// Leaving on its holder removes it everywhere.
 	nodes[1].tun.set("a1", false)
 	nodes[1].reg.Remove("a1")
-	checkFor(t, 10*time.Second, func() error {
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if _, ok := nodes[2].reg.Agent("a1"); ok {
 			return fmt.Errorf("n3 still lists a1")
 		}
@@ -276,8 +261,8 @@ func TestRemoteAgentsLeaveWithTheirNode(t *testing.T) {
 	nodes := startNodes(t)
 	connect(t, nodes[0], "a1")
 	connect(t, nodes[1], "a2")
-	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n1"))
-	checkFor(t, 10*time.Second, holderIs(nodes, "a2", "n2"))
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "a1", "n1"))
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "a2", "n2"))
 	// Updates on croupier.agents as n3 receives them, by agent.
 	var mu sync.Mutex
 	seen := map[string]int{}
@@ -295,7 +280,7 @@ func TestRemoteAgentsLeaveWithTheirNode(t *testing.T) {
 	}
 	nodes[0].dir.Close()
 	nodes[0].bus.Kill()
-	checkFor(t, 15*time.Second, func() error {
+	clustertest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 		for _, n := range nodes[1:] {
 			if _, ok := n.reg.Agent("a1"); ok {
 				return fmt.Errorf("%s still lists a1 of the dead node", n.bus.ID())
@@ -309,7 +294,7 @@ func TestRemoteAgentsLeaveWithTheirNode(t *testing.T) {
 	// The survivors removed a1 themselves; neither publishes a removal of
 	// an agent it never held (that was (N−1)² messages per dead agent).
 	barrier(t, "croupier.agents", nodes[1:]...)
-	checkFor(t, 10*time.Second, func() error {
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if seen[barrierAgent] != 2 {
@@ -333,7 +318,7 @@ func TestFleetCommandsAcrossNodes(t *testing.T) {
 	connect(t, nodes[0], "a1")
 	connect(t, nodes[1], "a2")
 	connect(t, nodes[2], "a3")
-	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n1"))
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "a1", "n1"))
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	for _, n := range nodes {
@@ -358,7 +343,7 @@ func TestFleetCommandsAcrossNodes(t *testing.T) {
 	// marker, a second copy of SyncFleets would have been counted too.
 	nodes[1].dir.Broadcast(ctx, &croupierv1.FetchProcessLogCommand{Path: "marker"})
 	agents := map[string]*testNode{"a1": nodes[0], "a2": nodes[1], "a3": nodes[2]}
-	checkFor(t, 10*time.Second, func() error {
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		for agent, n := range agents {
 			if c := n.tun.deliveries(agent, "FetchProcessLogCommand"); c != 1 {
 				return fmt.Errorf("agent %s on %s got the marker %d times, want 1", agent, n.bus.ID(), c)
@@ -382,9 +367,9 @@ func TestSyncReachesOnlyTheAsker(t *testing.T) {
 	connect(t, nodes[0], "a1")
 	connect(t, nodes[0], "a2")
 	connect(t, nodes[1], "b1")
-	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n1"))
-	checkFor(t, 10*time.Second, holderIs(nodes, "a2", "n1"))
-	checkFor(t, 10*time.Second, holderIs(nodes, "b1", "n2"))
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "a1", "n1"))
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "a2", "n1"))
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "b1", "n2"))
 
 	nc := nodes[2].bus.Conn()
 	var mu sync.Mutex
@@ -418,7 +403,7 @@ func TestSyncReachesOnlyTheAsker(t *testing.T) {
 	// once both are seen, the counts are final: an extra message fails.
 	barrier(t, "croupier.agents", nodes[0])
 	barrier(t, "croupier.agents.to.n3", nodes[0])
-	checkFor(t, 5*time.Second, func() error {
+	clustertest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if got["barrier"] != 2 {
@@ -450,7 +435,7 @@ func updateAgentOf(u map[string]any) string {
 func TestInstanceChangesTravelAsDeltas(t *testing.T) {
 	nodes := startNodes(t)
 	connect(t, nodes[0], "a1")
-	checkFor(t, 10*time.Second, holderIs(nodes, "a1", "n1"))
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "a1", "n1"))
 
 	var mu sync.Mutex
 	var got []map[string]any
@@ -489,10 +474,10 @@ func TestInstanceChangesTravelAsDeltas(t *testing.T) {
 			return nil
 		}
 	}
-	checkFor(t, 10*time.Second, instancesAre("i2"))
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, instancesAre("i2"))
 	// After n1's marker, every update n1 published is counted.
 	barrier(t, "croupier.agents", nodes[0])
-	checkFor(t, 5*time.Second, func() error {
+	clustertest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(got) == 0 || updateAgentOf(got[len(got)-1]) != barrierAgent {
@@ -517,7 +502,7 @@ func TestInstanceChangesTravelAsDeltas(t *testing.T) {
 		Instances: []registry.Instance{{ID: "i2", Functions: []string{"f"}}, {ID: "i3", Functions: []string{"f"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, instancesAre("i2", "i3"))
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, instancesAre("i2", "i3"))
 	for _, n := range nodes[1:] {
 		if a, _ := n.reg.Agent("a1"); a.Version != "2" {
 			t.Fatalf("%s has a1 version %q, want 2", n.bus.ID(), a.Version)

@@ -40,7 +40,7 @@ func TestLoginThrottleAcrossNodes(t *testing.T) {
 	// The condition: each node's throttle refuses root (its own failures
 	// plus the other node's, applied from the bus) — polled, bounded.
 	for i, th := range []*ratelimit.LoginThrottle{a.svc.LoginThrottle(), b.LoginThrottle()} {
-		checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		clustertest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 			at, r := th.Begin("root", "")
 			if r != nil {
 				return nil
@@ -57,24 +57,5 @@ func TestLoginThrottleAcrossNodes(t *testing.T) {
 	a.clock.Advance(time.Second)
 	if _, err := b.Login(ctxT(t), "root", "root-password"); err != nil {
 		t.Fatalf("right password after the wait: %v", err)
-	}
-}
-
-// checkFor polls fn every interval until it returns nil, failing the test
-// with fn's last error after timeout (nats-server's helper).
-func checkFor(t *testing.T, timeout, interval time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		<-tick.C
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/croupier/croupier/internal/cluster"
+	"github.com/croupier/croupier/internal/cluster/clustertest"
 )
 
 // TestListenerNeedsToken: an embedded server that listens generates a 0600
@@ -56,7 +57,7 @@ func TestListenerNeedsToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		m, err := b.Members(t.Context())
 		if err == nil && !slices.Equal(m, []string{"a", "b"}) {
 			return &mismatch{m}

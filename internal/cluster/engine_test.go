@@ -14,22 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// checkFor polls fn every interval until it returns nil or timeout passes.
-func checkFor(t *testing.T, timeout, interval time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
-
 func startCluster(t *testing.T, n int) []*cluster.Node {
 	return clustertest.Start(t, n, 3*time.Second)
 }
@@ -56,7 +40,7 @@ func TestSingleNode(t *testing.T) {
 func TestRoutedClusterRequests(t *testing.T) {
 	t.Parallel()
 	nodes := startCluster(t, 3)
-	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	clustertest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		m, err := nodes[2].Members(t.Context())
 		if err != nil {
 			return err
@@ -82,7 +66,7 @@ func TestRoutedClusterRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Interest propagates over routes asynchronously: poll.
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
 		out, err := nodes[2].Request(ctx, "t.echo.n1", []byte("hi"))
@@ -110,7 +94,7 @@ func TestRoutedClusterRequests(t *testing.T) {
 
 	// A killed node drops out of membership after the TTL.
 	nodes[0].Kill()
-	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+	clustertest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
 		m, err := nodes[1].Members(ctx)

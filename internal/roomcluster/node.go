@@ -411,20 +411,20 @@ func (n *Node) putNode(ctx context.Context, info *clusterv1.NodeInfo) error {
 	})
 }
 
-// Nodes lists the membership entries (alive: heard from within
-// DeadAfter).
-func (n *Node) Nodes(ctx context.Context, onlyAlive bool) ([]*clusterv1.NodeInfo, error) {
+// bucketKeys lists the keys of a KV bucket that match filter (a subject
+// pattern over the keys: ">" for all). They come from the bucket stream's
+// subjects, one snapshot the server takes: a KeyValue.Keys watcher can end
+// its listing before a key that was rewritten meanwhile (heartbeats rewrite
+// every key).
+func (n *Node) bucketKeys(ctx context.Context, bucket, filter string) ([]string, error) {
+	prefix := "$KV." + bucket + "."
 	var keys []string
-	// The keys come from the bucket stream's subjects, one snapshot the
-	// server takes: a KeyValue.Keys watcher can end its listing before a
-	// key that was rewritten meanwhile (heartbeats rewrite every key).
-	prefix := "$KV." + NodesBucket + "."
-	if err := n.retry(ctx, func(ctx context.Context) error {
-		s, err := n.js.Stream(ctx, "KV_"+NodesBucket)
+	err := n.retry(ctx, func(ctx context.Context) error {
+		s, err := n.js.Stream(ctx, "KV_"+bucket)
 		if err != nil {
 			return err
 		}
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+filter))
 		if err != nil {
 			return err
 		}
@@ -433,7 +433,15 @@ func (n *Node) Nodes(ctx context.Context, onlyAlive bool) ([]*clusterv1.NodeInfo
 			keys = append(keys, strings.TrimPrefix(subj, prefix))
 		}
 		return nil
-	}); err != nil {
+	})
+	return keys, err
+}
+
+// Nodes lists the membership entries (alive: heard from within
+// DeadAfter).
+func (n *Node) Nodes(ctx context.Context, onlyAlive bool) ([]*clusterv1.NodeInfo, error) {
+	keys, err := n.bucketKeys(ctx, NodesBucket, ">")
+	if err != nil {
 		return nil, err
 	}
 	slices.Sort(keys)

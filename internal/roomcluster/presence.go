@@ -185,23 +185,7 @@ func (n *Node) clearPresence() {
 // clearStalePresence deletes the entries of this node's id that a previous
 // run left (a crash, a failed delete): they are not this run's counts.
 func (n *Node) clearStalePresence(ctx context.Context) {
-	prefix := "$KV." + PresenceBucket + "."
-	var keys []string
-	err := n.retry(ctx, func(ctx context.Context) error {
-		s, err := n.js.Stream(ctx, "KV_"+PresenceBucket)
-		if err != nil {
-			return err
-		}
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+"r.*."+n.cfg.NodeID))
-		if err != nil {
-			return err
-		}
-		keys = keys[:0]
-		for subj := range info.State.Subjects {
-			keys = append(keys, strings.TrimPrefix(subj, prefix))
-		}
-		return nil
-	})
+	keys, err := n.bucketKeys(ctx, PresenceBucket, "r.*."+n.cfg.NodeID)
 	for _, k := range keys {
 		if err == nil {
 			err = n.retry(ctx, func(ctx context.Context) error { return n.presenceKV.Delete(ctx, k) })

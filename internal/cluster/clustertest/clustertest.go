@@ -105,3 +105,20 @@ func WaitInterest(t testing.TB, nodes []*cluster.Node) {
 		_ = sub.Unsubscribe()
 	}
 }
+
+// CheckFor polls fn every interval until it returns nil, failing the test
+// with fn's last error after timeout (nats-server's helper of that name).
+func CheckFor(t testing.TB, timeout, interval time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
