@@ -22,7 +22,9 @@
 // instead of four (the open-file hard limit is 20,000). What the server sees
 // is the same as with real agents.
 //
-// For every N it prints one line per metric; see docs/benchmarks.md.
+// For every N it first measures the heartbeat floor (floor.go: what a bare
+// TCP echo process spends per lone heartbeat on this machine; -floor=false
+// skips it), then prints one line per metric; see docs/benchmarks.md.
 package main
 
 import (
@@ -83,7 +85,16 @@ func main() {
 	deltas := flag.Bool("watch-deltas", true, "watch in delta form (false: whole registrations, as seed clients)")
 	baseline := flag.String("baseline-bin", "", "another croupier binary to measure first at every N, as the baseline")
 	profile := flag.String("profile", "", "write server profiles of each phase into this directory (the -bin binary must be built with -tags pprof)")
+	floor := flag.Bool("floor", true, "measure the heartbeat floor (a bare TCP echo process, see floor.go) at every N first")
+	floorServer := flag.Bool("floor-server", false, "run as the floor's echo process (used by -floor)")
 	flag.Parse()
+	if *floorServer {
+		if err := serveFloor(); err != nil {
+			fmt.Fprintln(os.Stderr, "scale: floor server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	// An interrupt (or timeout -s INT) ends the run: the server gets SIGTERM
 	// and the fleet closes instead of outliving the harness.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -98,12 +109,22 @@ func main() {
 		sizes = append(sizes, n)
 	}
 	for _, n := range sizes {
+		var floorCPU time.Duration
+		if *floor {
+			var err error
+			if floorCPU, err = heartbeatFloor(ctx, n, heartbeat, *idle); err != nil {
+				fmt.Fprintf(os.Stderr, "scale: N=%d: heartbeat floor: %v\n", n, err)
+				os.Exit(1)
+			}
+			fmt.Printf("N=%d  heartbeat_floor            %.1f µs of CPU per heartbeat for a bare TCP echo process (no TLS, HTTP/2 or gRPC), %d connections, one %d-byte message each per %v\n",
+				n, float64(floorCPU.Nanoseconds())/1e3, n, floorMessage, heartbeat)
+		}
 		bins := []string{*bin}
 		if *baseline != "" {
 			bins = []string{*baseline, *bin}
 		}
 		for _, b := range bins {
-			if err := run(ctx, params{bin: b, n: n, dur: *dur, calls: *calls, idle: *idle, deltas: *deltas, profile: *profile}); err != nil {
+			if err := run(ctx, params{bin: b, n: n, dur: *dur, calls: *calls, idle: *idle, deltas: *deltas, profile: *profile, floor: floorCPU}); err != nil {
 				os.Exit(1)
 			}
 		}
@@ -117,6 +138,7 @@ type params struct {
 	dur, idle time.Duration
 	deltas    bool // the watch form the ramp's watcher asks for
 	profile   string
+	floor     time.Duration // the heartbeat floor measured at this N; 0: not measured
 }
 
 // run measures one server binary at one fleet size. Its error is printed
@@ -382,6 +404,9 @@ func run(ctx context.Context, p params) (err error) {
 	fmt.Printf("  goroutines_per_agent       %.1f  (%d, baseline %d)\n", float64(afterRamp.goroutines-base.goroutines)/float64(n), afterRamp.goroutines, base.goroutines)
 	fmt.Printf("  idle_cpu                   %.2f %% of a core (%.2f %% with no agents); %.1f µs per agent per heartbeat interval (heartbeat and tunnel keepalive)\n",
 		100*idleCPU.Seconds()/idle.Seconds(), 100*idleBase.Seconds()/idle.Seconds(), float64(agentsIdle.Microseconds())/beats)
+	if p.floor > 0 {
+		fmt.Printf("  idle_cpu_vs_floor          %.1f× the heartbeat floor\n", float64(agentsIdle.Nanoseconds())/beats/float64(p.floor.Nanoseconds()))
+	}
 	fmt.Printf("  heartbeat_rpcs_idle        %d Heartbeat RPCs for %.0f beats (the rest rode on tunnel pings)\n", rpcs1-rpcs0, beats)
 	fmt.Printf("  getregistrations_p50       %.2f ms\n", ms(regP50))
 	fmt.Printf("  lb_p50                     %.3f ms\n", ms(lbP50))
@@ -607,14 +632,7 @@ func fdLimit() uint64 {
 func (s *server) sample() sample {
 	out := sample{at: time.Now()}
 	pid := s.cmd.Process.Pid
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// Fields after the parenthesised command name; utime and stime are
-		// the 12th and 13th of them, in clock ticks (100 Hz on Linux).
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		out.cpu = time.Duration(ut+st) * 10 * time.Millisecond
-	}
+	out.cpu, _ = procCPU(pid)
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {

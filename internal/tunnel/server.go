@@ -19,7 +19,9 @@ type ServerOptions struct {
 	Logger *slog.Logger // default slog.Default()
 
 	// SendQueue bounds the requests queued per connection before its writer;
-	// a caller blocks (honouring its ctx) while the queue is full. Default 256.
+	// a caller blocks (honouring its ctx) while the queue is full. Default
+	// 256; a connection's queue is never longer than its client's
+	// max_in_flight, since a queued call holds one of its slots.
 	SendQueue int
 
 	// PingTimeout is how long a connection may stay silent (no frame at

@@ -84,10 +84,11 @@ func newConn(s *Server, link serverLink, hello *tunnelv1.Hello) *conn {
 		link:     link,
 		maxFrame: maxFrame,
 		slots:    make(chan struct{}, maxInFlight),
-		sendq:    make(chan *call, s.opts.SendQueue),
-		ctrlSig:  make(chan struct{}, 1),
-		calls:    make(map[uint64]*call),
-		done:     make(chan struct{}),
+		// A queued call holds a slot: at most maxInFlight ever wait.
+		sendq:   make(chan *call, min(s.opts.SendQueue, maxInFlight)),
+		ctrlSig: make(chan struct{}, 1),
+		calls:   make(map[uint64]*call),
+		done:    make(chan struct{}),
 	}
 	c.lastRecv.Store(time.Now().UnixNano())
 	return c
