@@ -247,12 +247,12 @@ func testDeadlineExceeded(t *testing.T, tr transport) {
 }
 
 func testStuckClientDoesNotDelayOthers(t *testing.T, tr transport) {
-	e := newEnv(t, tr, ServerOptions{SendQueue: 8})
+	e := newEnv(t, tr, ServerOptions{})
 	e.startClient(ClientOptions{Name: "good", Handlers: echoRegistry(t, "good")})
 	e.stuck("stuck", 1000)
 
 	// Flood the stuck client with more than any transport buffers, so its
-	// writer blocks and its queue fills.
+	// writer blocks and calls wait in its queue.
 	big := wrapperspb.String(strings.Repeat("x", 256<<10))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -270,7 +270,15 @@ func testStuckClientDoesNotDelayOthers(t *testing.T, tr transport) {
 		cancel()
 		wg.Wait()
 	}()
-	waitFor(t, 5*time.Second, func() bool { return len(e.srv.lookup("stuck").sendq) == cap(e.srv.lookup("stuck").sendq) }, "the stuck client's queue to fill")
+	waitFor(t, 5*time.Second, func() bool {
+		c := e.srv.lookup("stuck")
+		c.mu.Lock()
+		calls := len(c.calls)
+		c.mu.Unlock()
+		c.qmu.Lock()
+		defer c.qmu.Unlock()
+		return calls == 100 && len(c.reqs) > 0 && c.writing
+	}, "every call to the stuck client to be sent or queued behind its blocked writer")
 
 	// Generous bounds: a good client held up by the stuck one never gets an
 	// answer (the stuck calls end only when this test cancels them), so a

@@ -27,7 +27,6 @@ const (
 	// per-slot state.
 	maxInFlightLimit = 1 << 16
 
-	defaultSendQueue     = 256
 	defaultMaxInFlight   = 64
 	defaultPingInterval  = 10 * time.Second
 	defaultPingTimeout   = 30 * time.Second

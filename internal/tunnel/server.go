@@ -18,12 +18,6 @@ import (
 type ServerOptions struct {
 	Logger *slog.Logger // default slog.Default()
 
-	// SendQueue bounds the requests queued per connection before its writer;
-	// a caller blocks (honouring its ctx) while the queue is full. Default
-	// 256; a connection's queue is never longer than its client's
-	// max_in_flight, since a queued call holds one of its slots.
-	SendQueue int
-
 	// PingTimeout is how long a connection may stay silent (no frame at
 	// all) before it is dropped as half-open; it also bounds the wait for
 	// Hello. The server pings only a client that has been silent for
@@ -76,9 +70,6 @@ type ServerOptions struct {
 func (o ServerOptions) withDefaults() ServerOptions {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
-	}
-	if o.SendQueue <= 0 {
-		o.SendQueue = defaultSendQueue
 	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = defaultPingInterval

@@ -14,9 +14,10 @@ import (
 	tunnelv1 "github.com/croupier/croupier/api/croupier/tunnel/v1"
 )
 
-// conn is one accepted client connection on the server. Three goroutines
-// serve it: the transport's (which runs keepalive and owns the lifetime), a
-// reader and a writer. Callers never write to the transport themselves: they
+// conn is one accepted client connection on the server. Two goroutines
+// serve it for its whole life: the transport's (which runs keepalive and
+// owns the lifetime) and a reader; a writer runs only while frames are
+// queued (see queue). Callers never write to the transport themselves: they
 // queue a call and wait, so a stuck client only stalls its own queue.
 type conn struct {
 	s        *Server
@@ -28,15 +29,17 @@ type conn struct {
 	// slots holds one token per request outstanding at the client; its
 	// capacity is the client's announced max_in_flight.
 	slots chan struct{}
-	// sendq holds calls waiting for the writer.
-	sendq chan *call
 
-	// ctrl holds frames that jump the request queue: welcome, cancels,
-	// pings, pongs. Cancels are bounded by the slots; pings and pongs are
-	// dropped when it is full.
-	ctrlMu  sync.Mutex
-	ctrl    []*tunnelv1.ServerToClient
-	ctrlSig chan struct{}
+	// The writer's queues. A queued call holds a slot, so reqs never holds
+	// more than max_in_flight calls; ctrl holds frames that jump the request
+	// queue: welcome, cancels, pings, pongs. Cancels are bounded by the
+	// slots; pings and pongs are dropped when it is full.
+	qmu  sync.Mutex
+	reqs []*call
+	ctrl []*tunnelv1.ServerToClient
+	// writing: a writer goroutine is sending (at most one at a time).
+	// accepted: the handshake has ended, so frames may be sent.
+	writing, accepted bool
 
 	mu     sync.Mutex
 	calls  map[uint64]*call
@@ -84,11 +87,8 @@ func newConn(s *Server, link serverLink, hello *tunnelv1.Hello) *conn {
 		link:     link,
 		maxFrame: maxFrame,
 		slots:    make(chan struct{}, maxInFlight),
-		// A queued call holds a slot: at most maxInFlight ever wait.
-		sendq:   make(chan *call, min(s.opts.SendQueue, maxInFlight)),
-		ctrlSig: make(chan struct{}, 1),
-		calls:   make(map[uint64]*call),
-		done:    make(chan struct{}),
+		calls:    make(map[uint64]*call),
+		done:     make(chan struct{}),
 	}
 	c.lastRecv.Store(time.Now().UnixNano())
 	return c
@@ -134,12 +134,11 @@ func (c *conn) call(ctx context.Context, payload *anypb.Any, md map[string]strin
 	c.mu.Unlock()
 
 	select {
-	case c.sendq <- cl:
-	case <-ctx.Done():
-		c.forget(cl)
-		return nil, notSent(ctxError(ctx))
 	case <-c.done:
+		c.forget(cl)
 		return nil, notSent(c.callerErr)
+	default:
+		c.queue(cl, nil, false)
 	}
 
 	select {
@@ -195,7 +194,7 @@ func (c *conn) abandon(cl *call, why error) {
 	if errors.Is(why, context.DeadlineExceeded) && !cl.deadline.IsZero() {
 		return
 	}
-	c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Cancel{
+	c.queue(nil, &tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Cancel{
 		Cancel: &tunnelv1.Cancel{Id: cl.id},
 	}}, false)
 }
@@ -253,55 +252,127 @@ func (c *conn) complete(r *tunnelv1.Response) {
 	cl.result <- res // buffered, and each call completes once
 }
 
-// pushCtrl queues a control frame ahead of requests. Droppable frames (pings,
-// pongs) are discarded if the control queue is full; others are bounded by
-// construction.
-func (c *conn) pushCtrl(f *tunnelv1.ServerToClient, droppable bool) {
-	c.ctrlMu.Lock()
-	if droppable && len(c.ctrl) >= maxControlFrameQueue {
-		c.ctrlMu.Unlock()
+// queue adds a request (cl) or a control frame (f), which goes ahead of
+// every queued request, and starts a writer unless one is running.
+// Droppable frames (pings, pongs) are discarded if the control queue is
+// full; others are bounded by construction.
+func (c *conn) queue(cl *call, f *tunnelv1.ServerToClient, droppable bool) {
+	c.qmu.Lock()
+	switch {
+	case cl != nil:
+		c.reqs = append(c.reqs, cl)
+	case droppable && len(c.ctrl) >= maxControlFrameQueue:
+		c.qmu.Unlock()
 		return
-	}
-	c.ctrl = append(c.ctrl, f)
-	c.ctrlMu.Unlock()
-	select {
-	case c.ctrlSig <- struct{}{}:
 	default:
+		c.ctrl = append(c.ctrl, f)
+	}
+	start := c.accepted && !c.writing
+	c.writing = c.writing || start
+	c.qmu.Unlock()
+	if start {
+		c.startWriter()
 	}
 }
 
-func (c *conn) takeCtrl() []*tunnelv1.ServerToClient {
-	c.ctrlMu.Lock()
-	defer c.ctrlMu.Unlock()
-	frames := c.ctrl
-	c.ctrl = nil
-	return frames
+// accept lets frames be sent once the handshake has accepted the
+// connection; the welcome, queued first, goes first.
+func (c *conn) accept() {
+	c.qmu.Lock()
+	c.accepted = true
+	start := !c.writing && len(c.ctrl)+len(c.reqs) > 0
+	c.writing = c.writing || start
+	c.qmu.Unlock()
+	if start {
+		c.startWriter()
+	}
 }
 
-// writeLoop is the only goroutine that sends on the transport.
+// startWriter runs writeLoop in a goroutine of its own; the caller has set
+// writing. An idle connection has no writer goroutine: one runs only while
+// frames are queued, which keeps each idle agent's connection a goroutine
+// (and its stack) smaller.
+func (c *conn) startWriter() {
+	if !c.s.spawn(c.writeLoop) {
+		c.close(errServerClosed)
+	}
+}
+
+// next takes what the writer sends next: every queued control frame, else
+// the oldest request. When both queues are empty it ends the writer's turn
+// (ok false).
+func (c *conn) next() (ctrl []*tunnelv1.ServerToClient, req *call, ok bool) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	switch {
+	case len(c.ctrl) > 0:
+		ctrl, c.ctrl = c.ctrl, nil
+	case len(c.reqs) > 0:
+		req = c.reqs[0]
+		c.reqs[0] = nil
+		c.reqs = c.reqs[1:]
+		if len(c.reqs) == 0 {
+			c.reqs = nil
+		}
+	default:
+		c.writing = false
+		return nil, nil, false
+	}
+	return ctrl, req, true
+}
+
+// pong answers a ping. When no writer is running (an idle connection, the
+// heartbeat's case) the reader sends it itself — one goroutine hand-off
+// fewer per heartbeat than starting a writer — else it is queued. The
+// reader blocks here only on a client whose window is full (1 MiB unread);
+// frames from it wait meanwhile, and if it never reads again keepalive
+// drops the connection once nothing has been read for PingTimeout. It
+// returns false once the connection has ended.
+func (c *conn) pong(p *tunnelv1.Pong) bool {
+	f := &tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Pong{Pong: p}}
+	c.qmu.Lock()
+	if !c.accepted || c.writing {
+		c.qmu.Unlock()
+		c.queue(nil, f, true)
+		return true
+	}
+	c.writing = true
+	c.qmu.Unlock()
+	if !c.sendAll([]*tunnelv1.ServerToClient{f}) {
+		return false // writing stays set: no writer starts again
+	}
+	c.qmu.Lock()
+	start := len(c.ctrl)+len(c.reqs) > 0 // queued while the pong was sent
+	c.writing = start
+	c.qmu.Unlock()
+	if start {
+		c.startWriter()
+	}
+	return true
+}
+
+// writeLoop is the only goroutine that sends on the transport: it sends
+// until the queues are empty or the connection ends. Control frames go
+// first: the welcome must precede any request, and a cancel should not
+// wait behind a long request queue.
 func (c *conn) writeLoop() {
 	for {
-		// Control frames first: the welcome must precede any request, and
-		// a cancel should not wait behind a full request queue.
-		select {
-		case <-c.ctrlSig:
-			if !c.sendAll(c.takeCtrl()) {
-				return
-			}
-			continue
-		default:
-		}
 		select {
 		case <-c.done:
+			return // writing stays set: no writer starts again
+		default:
+		}
+		ctrl, req, ok := c.next()
+		if !ok {
 			return
-		case <-c.ctrlSig:
-			if !c.sendAll(c.takeCtrl()) {
-				return
+		}
+		if req != nil {
+			if f := c.requestFrame(req); f != nil {
+				ctrl = append(ctrl, f)
 			}
-		case cl := <-c.sendq:
-			if f := c.requestFrame(cl); f != nil && !c.sendAll([]*tunnelv1.ServerToClient{f}) {
-				return
-			}
+		}
+		if !c.sendAll(ctrl) {
+			return
 		}
 	}
 }
@@ -340,7 +411,9 @@ func (c *conn) readLoop() {
 					c.s.opts.Metrics.Heartbeat()
 				}
 			}
-			c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Pong{Pong: pong}}, true)
+			if !c.pong(pong) {
+				return
+			}
 		case *tunnelv1.ClientToServer_Hello:
 			c.close(status.Error(codes.InvalidArgument, "protocol violation: hello after the handshake"))
 			return
@@ -381,7 +454,7 @@ func (c *conn) keepalive(ctx context.Context) {
 			return
 		case idle >= quiet:
 			nonce++
-			c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Ping{
+			c.queue(nil, &tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Ping{
 				Ping: &tunnelv1.Ping{Nonce: nonce},
 			}}, true)
 			t.Reset(min(interval, timeout-idle))

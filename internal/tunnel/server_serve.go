@@ -48,9 +48,7 @@ func (s *Server) serve(ctx context.Context, link serverLink) error {
 		return err
 	}
 
-	if !s.spawn(c.writeLoop) {
-		c.close(errServerClosed)
-	}
+	c.accept()
 	c.keepalive(ctx)
 	s.deregister(c, c.reason)
 	return c.reason
@@ -87,7 +85,7 @@ func (s *Server) handshake(ctx context.Context, link serverLink, first <-chan re
 	c := newConn(s, link, hello)
 	// The welcome is queued before the conn is visible to callers, so it is
 	// the first frame the writer sends.
-	c.pushCtrl(&tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Welcome{Welcome: &tunnelv1.Welcome{
+	c.queue(nil, &tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Welcome{Welcome: &tunnelv1.Welcome{
 		ConnectionId:    c.id,
 		MaxFrameBytes:   uint32(s.lim.maxFrameBytes),
 		ProtocolVersion: protocolVersion,
