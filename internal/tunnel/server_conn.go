@@ -267,12 +267,22 @@ func (c *conn) queue(cl *call, f *tunnelv1.ServerToClient, droppable bool) {
 	default:
 		c.ctrl = append(c.ctrl, f)
 	}
-	start := c.accepted && !c.writing
-	c.writing = c.writing || start
+	start := c.claimWriter()
 	c.qmu.Unlock()
 	if start {
 		c.startWriter()
 	}
+}
+
+// claimWriter reports whether the caller must start a writer — frames are
+// queued, sending is allowed and no writer runs — and if so marks one as
+// running. c.qmu is held.
+func (c *conn) claimWriter() bool {
+	if !c.accepted || c.writing || len(c.ctrl)+len(c.reqs) == 0 {
+		return false
+	}
+	c.writing = true
+	return true
 }
 
 // accept lets frames be sent once the handshake has accepted the
@@ -280,16 +290,15 @@ func (c *conn) queue(cl *call, f *tunnelv1.ServerToClient, droppable bool) {
 func (c *conn) accept() {
 	c.qmu.Lock()
 	c.accepted = true
-	start := !c.writing && len(c.ctrl)+len(c.reqs) > 0
-	c.writing = c.writing || start
+	start := c.claimWriter()
 	c.qmu.Unlock()
 	if start {
 		c.startWriter()
 	}
 }
 
-// startWriter runs writeLoop in a goroutine of its own; the caller has set
-// writing. An idle connection has no writer goroutine: one runs only while
+// startWriter runs writeLoop in a goroutine of its own, for a caller that
+// claimed the writer. An idle connection has no writer goroutine: one runs only while
 // frames are queued, which keeps each idle agent's connection a goroutine
 // (and its stack) smaller.
 func (c *conn) startWriter() {
@@ -342,8 +351,8 @@ func (c *conn) pong(p *tunnelv1.Pong) bool {
 		return false // writing stays set: no writer starts again
 	}
 	c.qmu.Lock()
-	start := len(c.ctrl)+len(c.reqs) > 0 // queued while the pong was sent
-	c.writing = start
+	c.writing = false
+	start := c.claimWriter() // frames queued while the pong was sent
 	c.qmu.Unlock()
 	if start {
 		c.startWriter()
