@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"github.com/croupier/croupier/internal/cluster/clustertest"
 	"net"
 	"slices"
 	"strings"
@@ -106,7 +107,7 @@ func TestRoomAcrossNodes(t *testing.T) {
 	if e := sb.ended(); e.GetCode() != apierr.CodeStreamReplaced {
 		t.Fatalf("bob's first stream ended with %v, want %s", e, apierr.CodeStreamReplaced)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if got := online(bob); got.GetNodeId() != b.id {
 			return fmt.Errorf("bob's status %v, want on %s", got, b.id)
 		}
@@ -129,7 +130,7 @@ func TestRoomAcrossNodes(t *testing.T) {
 	so.next(stateAt(99))
 	// B's members are offline once B is gone (a stopped node removes its
 	// membership entry; a crashed one's expires after DeadAfter).
-	waitFor(t, 10*time.Second, func() error {
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if got := online(bob); got.GetOnline() {
 			return fmt.Errorf("bob still online: %v", got)
 		}
@@ -333,7 +334,7 @@ func TestSeedOnlyClientAndDuplicates(t *testing.T) {
 			t.Fatalf("seed chat seen %d times, seed playback %d times; want 1 and 1", hello, states)
 		}
 	}
-	waitFor(t, 10*time.Second, func() error { // the chat log writes in the background
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error { // the chat log writes in the background
 		h, err := a.client.GetChatHistory(ctx, as(owner, &clientv1.GetChatHistoryRequest{RoomId: room}))
 		if err != nil {
 			return err
@@ -596,7 +597,7 @@ func TestRoomDeletedAcrossNodes(t *testing.T) {
 	_, dataB := c.dial(b)
 	onlineIs := func(want int32) {
 		t.Helper()
-		waitFor(t, 10*time.Second, func() error {
+		clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 			for i, g := range []*gateway{a, b} {
 				info, err := g.client.GetRoomInfo(ctxT(t), as(owner, &clientv1.GetRoomInfoRequest{RoomId: room}))
 				if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/croupier/croupier/internal/cluster/clustertest"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,22 +59,6 @@ func sharedStore(t testing.TB) *store.Store {
 	return storetest.SQLite(t)
 }
 
-// waitFor polls fn every 20ms until it returns nil or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -117,7 +102,7 @@ func startNATS(t testing.TB, n int) *natsCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() error {
+	clustertest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := js.AccountInfo(ctx)
@@ -171,7 +156,7 @@ func (c *natsCluster) waitCurrent() {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	waitFor(c.t, 60*time.Second, func() error {
+	clustertest.CheckFor(c.t, 60*time.Second, 20*time.Millisecond, func() error {
 		for _, name := range []string{roomcluster.StreamName, "KV_" + roomcluster.NodesBucket, "KV_" + roomcluster.OnlineBucket, "KV_" + roomcluster.PresenceBucket} {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			s, err := js.Stream(ctx, name)

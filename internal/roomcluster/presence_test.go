@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/croupier/croupier/internal/cluster/clustertest"
 	"log/slog"
 	"strings"
 	"testing"
@@ -127,7 +128,7 @@ func TestPresenceStaleEntries(t *testing.T) {
 		}
 	}
 	a := presenceNode(t, nc, "gw-a", nil)
-	waitFor(t, 10*time.Second, func() error {
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		for _, key := range []string{"r.room1.gw-a", "r.room2.gw-a"} {
 			if _, err := kv.Get(ctx, key); !errors.Is(err, jetstream.ErrKeyNotFound) {
 				return fmt.Errorf("%s of a previous run: %v, want deleted", key, err)
@@ -138,7 +139,7 @@ func TestPresenceStaleEntries(t *testing.T) {
 	b := presenceNode(t, nc, "gw-b", nil)
 	b.Online("room1", 3)
 	var first uint64
-	waitFor(t, 10*time.Second, func() error {
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		e, err := kv.Get(ctx, "r.room1.gw-b")
 		if err != nil {
 			return err
@@ -148,7 +149,7 @@ func TestPresenceStaleEntries(t *testing.T) {
 	})
 	// The crashed node's 5 stops counting DeadAfter after it was written,
 	// and is dropped from the watched counts (only room1 is left: b's).
-	waitFor(t, 10*time.Second, func() error {
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if got := a.OnlineElsewhere("room1"); got != 3 {
 			return fmt.Errorf("online elsewhere in room1: %d, want 3 (gw-b's)", got)
 		}
@@ -158,7 +159,7 @@ func TestPresenceStaleEntries(t *testing.T) {
 		return nil
 	})
 	// b's entry is written again at its heartbeats, so it outlives the TTL.
-	waitFor(t, 10*time.Second, func() error {
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		e, err := kv.Get(ctx, "r.room1.gw-b")
 		if err != nil {
 			return err
@@ -196,7 +197,7 @@ func TestPresenceWriteRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, func() error {
+	clustertest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		kv, err := js.KeyValue(ctx, roomcluster.PresenceBucket)
 		if err != nil {
 			return err
