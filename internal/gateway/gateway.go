@@ -462,18 +462,22 @@ func marshalFrame(cmd netsvr.Cmd, msg proto.Message) []byte {
 // raceHandoff makes nbio's connection handoff visible to the race detector.
 // nbhttp accepts on its own goroutine and hands the connection to a poller
 // goroutine through epoll, which the detector cannot see, so it reports the
-// poller's first read of the accepted connection's address as a race. An
-// atomic store when a connection opens (accept goroutine, after the
-// connection is built) and an atomic load before every read (poller
+// poller's first use of what the accept goroutine built (the connection, its
+// TLS state, its HTTP parser) as a race. An atomic store when the connection
+// is added to its poller and an atomic load before every read (poller
 // goroutine) give the detector the edge the kernel already provides. The
-// read buffers come from a pool, as nbio's default allocator does.
+// store is in nbio's own open hook, which runs once the connection is built
+// and just before it is registered with epoll; nbhttp's OnOpen runs earlier,
+// before the TLS connection and the parser exist (a race the detector found
+// on a wss connection). The read buffers come from a pool, as nbio's default
+// allocator does.
 func (g *Gateway) raceHandoff(engine *nbhttp.Engine) {
 	const readBufferSize = 32 << 10
 	g.readBufs.New = func() any {
 		b := make([]byte, readBufferSize)
 		return &b
 	}
-	engine.OnOpen(func(net.Conn) { g.accepted.Add(1) })
+	engine.Engine.OnOpen(func(*nbio.Conn) { g.accepted.Add(1) })
 	engine.OnReadBufferAlloc(func(*nbio.Conn) *[]byte {
 		g.accepted.Load()
 		return g.readBufs.Get().(*[]byte)

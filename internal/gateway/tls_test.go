@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -16,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	llibtls "github.com/lesismal/llib/std/crypto/tls"
 
 	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/gateway"
@@ -70,6 +74,96 @@ func TestClientTLS(t *testing.T) {
 	}
 	c.sendText("~3yPvmnz~")
 	c.expectData("~u38NvZ~")
+}
+
+// poisonAllocator is the TLS library's buffer allocator with a free that
+// overwrites the buffer, as a pool does when it hands the buffer to another
+// connection.
+type poisonAllocator struct{ llibtls.NativeAllocator }
+
+func (*poisonAllocator) Free(b *[]byte) {
+	for i := range *b {
+		(*b)[i] = 0xEE
+	}
+}
+
+// The gateway's wss listener decrypts with nbio's TLS library in
+// non-blocking mode, its buffers from a pool shared by every connection.
+// llib v1.2.2 returned a record's buffer to that pool before the record's
+// plaintext was read, so another connection could overwrite it: the race
+// detector caught a WebSocket parse on one gateway writing the plaintext a
+// wss connection on another was reading. With an allocator whose free
+// poisons the buffer, every byte a client sends must still read back as
+// sent.
+func TestTLSPlaintextOutlivesFreedRecordBuffer(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, pool := selfSigned(t)
+	cert, err := llibtls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const records = 50
+	want := make([]byte, 0, records*1000)
+	for i := 0; i < records; i++ {
+		want = append(want, bytes.Repeat([]byte{byte('a' + i%26)}, 1000)...)
+	}
+	clientErr := make(chan error, 1)
+	go func() {
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+		if err != nil {
+			clientErr <- err
+			return
+		}
+		defer conn.Close()
+		for i := 0; i < records; i++ { // one TLS record per write
+			if _, err := conn.Write(want[i*1000 : (i+1)*1000]); err != nil {
+				clientErr <- err
+				return
+			}
+		}
+		clientErr <- nil
+		_, _ = io.Copy(io.Discard, conn) // until the server closes
+	}()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_ = raw.SetDeadline(time.Now().Add(ioTimeout))
+	server := llibtls.NewConn(raw, &llibtls.Config{Certificates: []llibtls.Certificate{cert}}, false, true, &poisonAllocator{})
+	var got []byte
+	in, out := make([]byte, 4096), make([]byte, 4096)
+	for len(got) < len(want) {
+		n, err := raw.Read(in)
+		if err != nil {
+			t.Fatalf("after %d of %d plaintext bytes: %v", len(got), len(want), err)
+		}
+		for appendIn := in[:n]; ; appendIn = nil {
+			_, m, err := server.AppendAndRead(appendIn, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m == 0 {
+				break
+			}
+			got = append(got, out[:m]...)
+		}
+	}
+	if !bytes.Equal(got, want) {
+		i := 0
+		for i < len(got) && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("plaintext differs from byte %d of %d: got %q, want %q", i, len(want), got[i:min(i+8, len(got))], want[i:i+8])
+	}
+	if err := <-clientErr; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // croupierCA creates a Croupier CA (croupier certs init) with a server
