@@ -468,8 +468,8 @@ func marshalFrame(cmd netsvr.Cmd, msg proto.Message) []byte {
 // goroutine) give the detector the edge the kernel already provides. The
 // store is in nbio's own open hook, which runs once the connection is built
 // and just before it is registered with epoll; nbhttp's OnOpen runs earlier,
-// before the TLS connection and the parser exist (a race the detector found
-// on a wss connection). The read buffers come from a pool, as nbio's default
+// before the TLS connection and the parser exist, so an edge from there
+// would not cover them. The read buffers come from a pool, as nbio's default
 // allocator does.
 func (g *Gateway) raceHandoff(engine *nbhttp.Engine) {
 	const readBufferSize = 32 << 10
