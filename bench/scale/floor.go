@@ -124,7 +124,11 @@ func heartbeatFloor(ctx context.Context, n int, interval, window time.Duration) 
 			}
 		})
 	}
-	time.Sleep(interval) // every connection has sent once
+	select { // until every connection has sent once
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(interval):
+	}
 	c0, err := procCPU(cmd.Process.Pid)
 	if err != nil {
 		return 0, err

@@ -257,7 +257,8 @@ func testStuckClientDoesNotDelayOthers(t *testing.T, tr transport) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var stuckDone atomic.Int32
-	for range 100 {
+	const stuckCalls = 100
+	for range stuckCalls {
 		wg.Go(func() {
 			_, err := e.srv.Call(ctx, "stuck", big)
 			if status.Code(err) != codes.Canceled {
@@ -277,7 +278,7 @@ func testStuckClientDoesNotDelayOthers(t *testing.T, tr transport) {
 		c.mu.Unlock()
 		c.qmu.Lock()
 		defer c.qmu.Unlock()
-		return calls == 100 && len(c.reqs) > 0 && c.writing
+		return calls == stuckCalls && len(c.reqs) > 0 && c.writing
 	}, "every call to the stuck client to be sent or queued behind its blocked writer")
 
 	// Generous bounds: a good client held up by the stuck one never gets an

@@ -11,7 +11,8 @@ import (
 
 // TestWriterRunsOnlyWhileQueued: an accepted connection with nothing to
 // send has no writer goroutine; each call starts one, which ends once the
-// queues are empty; pings are answered with or without a writer running.
+// queues are empty. (That pings are answered is checked by the heartbeat
+// tests in heartbeat_test.go.)
 func TestWriterRunsOnlyWhileQueued(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
