@@ -177,7 +177,7 @@ watch-test: watch-check build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/tunnel/
 	$(GO) test -run '^$$' -bench AppendEvents -benchtime 3s ./internal/store/
-	$(GO) run ./bench/invoke
+	$(GO) run ./bench/invoke -floor
 	$(GO) run ./bench/jobs
 	$(MAKE) bench-cluster
 	$(GO) test -run '^$$' -bench BenchmarkHub ./internal/gateway/

@@ -1,8 +1,9 @@
 // Command invoke benchmarks end-to-end InvokeFunction — client → server →
-// agent → SDK handler → back, every hop over loopback mTLS — against a
-// direct call to the same handler with the same TLS.
+// agent → SDK handler → back over loopback (mTLS to the server and between
+// server and agent) — against a direct call to the same handler with the
+// same TLS.
 //
-//	go run ./bench/invoke [-mode grpc|rest|both] [-n 3000] [-duration 5s] [-concurrency 64]
+//	go run ./bench/invoke [-mode grpc|rest|both] [-n 3000] [-duration 5s] [-concurrency 64] [-floor]
 //
 // Mode grpc calls FunctionService.InvokeFunction and compares it with the
 // handler served as a plain unary gRPC method; mode rest calls
@@ -10,7 +11,9 @@
 // it with the handler served as a plain JSON-over-HTTPS endpoint. For each
 // mode it prints p50/p99 latency at concurrency 1 and throughput at the
 // given concurrency for both paths, then the ratios, one per line. The
-// server runs with its rate limits off (see stack.Start).
+// server runs with its rate limits off (see stack.Start). With -floor, the
+// grpc mode also measures the relay floor, without and with an audit row
+// per call (floor.go): the least a call through server and agent costs.
 package main
 
 import (
@@ -44,6 +47,8 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "length of each throughput run")
 	conc := flag.Int("concurrency", 64, "concurrent callers for the throughput run")
 	mode := flag.String("mode", "both", "what to measure: grpc, rest or both")
+	withFloor := flag.Bool("floor", false, "grpc mode: also measure the relay floor (the hops of a call through server and agent, nothing else; see floor.go)")
+	floorProfile := flag.String("floorprofile", "", "with -floor: write a CPU profile of the floor's throughput run to this file")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of croupier's throughput run (not the direct one, not the setup) to this file")
 	memprofile := flag.String("memprofile", "", "write an allocation profile of croupier's throughput run to this file (compare it with FILE.base: go tool pprof -sample_index alloc_objects -base FILE.base FILE)")
 	flag.Parse()
@@ -54,11 +59,19 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: -mode must be grpc, rest or both, got %q\n", *mode)
 		os.Exit(2)
 	}
+	if *withFloor && *mode == "rest" {
+		fmt.Fprintln(os.Stderr, "bench: -floor measures the grpc mode's floor; use -mode grpc or both")
+		os.Exit(2)
+	}
+	if *floorProfile != "" && !*withFloor {
+		fmt.Fprintln(os.Stderr, "bench: -floorprofile needs -floor")
+		os.Exit(2)
+	}
 	if (*cpuprofile != "" || *memprofile != "") && *mode == "both" {
 		fmt.Fprintln(os.Stderr, "bench: -cpuprofile and -memprofile need -mode grpc or -mode rest")
 		os.Exit(2)
 	}
-	if err := run(*mode, *n, *dur, *conc, profiles{cpu: *cpuprofile, mem: *memprofile}); err != nil {
+	if err := run(*mode, *n, *dur, *conc, *withFloor, profiles{cpu: *cpuprofile, mem: *memprofile, floorCPU: *floorProfile}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -75,9 +88,9 @@ const (
 
 // profiles names the files for the profiles of croupier's throughput run
 // ("" for none): only that run, so that their samples divide by its calls.
-type profiles struct{ cpu, mem string }
+type profiles struct{ cpu, mem, floorCPU string }
 
-func run(mode string, n int, dur time.Duration, conc int, prof profiles) error {
+func run(mode string, n int, dur time.Duration, conc int, withFloor bool, prof profiles) error {
 	ctx := context.Background()
 	game := demogame.New("bench-1", 100)
 	st, err := stack.Start(func(c *sdk.Client) error { return game.Register(c) }, "player.get")
@@ -94,7 +107,19 @@ func run(mode string, n int, dur time.Duration, conc int, prof profiles) error {
 		if err != nil {
 			return err
 		}
-		err = compare(ctx, "grpc", viaCroupier, direct, n, dur, conc, prof)
+		var floors []named
+		if withFloor {
+			for _, audited := range []bool{false, true} {
+				f, stopFloor, err := floorCaller(bundle, handler, payload, audited)
+				if err != nil {
+					stop()
+					return err
+				}
+				defer stopFloor()
+				floors = append(floors, named{name: map[bool]string{false: "floor", true: "floor_audit"}[audited], call: f})
+			}
+		}
+		err = compare(ctx, "grpc", viaCroupier, direct, floors, n, dur, conc, prof)
 		stop()
 		if err != nil {
 			return err
@@ -105,7 +130,7 @@ func run(mode string, n int, dur time.Duration, conc int, prof profiles) error {
 		if err != nil {
 			return err
 		}
-		err = compare(ctx, "rest", viaCroupier, direct, n, dur, conc, prof)
+		err = compare(ctx, "rest", viaCroupier, direct, nil, n, dur, conc, prof)
 		stop()
 		if err != nil {
 			return err
@@ -114,10 +139,21 @@ func run(mode string, n int, dur time.Duration, conc int, prof profiles) error {
 	return nil
 }
 
-// compare measures both callers and prints the results and ratios, the
-// ratio lines prefixed with the mode ("grpc_invoke_p50_ratio ...").
-func compare(ctx context.Context, mode string, viaCroupier, direct caller, n int, dur time.Duration, conc int, prof profiles) error {
-	for _, c := range []caller{viaCroupier, direct} { // warm up connections and caches
+// named is a caller measured besides croupier and direct (the floors).
+type named struct {
+	name string
+	call caller
+}
+
+// compare measures both callers, then the floors, and prints the results
+// and ratios, the ratio lines prefixed with the mode ("grpc_invoke_p50_ratio
+// ...").
+func compare(ctx context.Context, mode string, viaCroupier, direct caller, floors []named, n int, dur time.Duration, conc int, prof profiles) error {
+	warm := []caller{viaCroupier, direct}
+	for _, f := range floors {
+		warm = append(warm, f.call)
+	}
+	for _, c := range warm { // warm up connections and caches
 		for i := 0; i < 200; i++ {
 			if err := c(ctx); err != nil {
 				return fmt.Errorf("%s warm-up: %w", mode, err)
@@ -159,6 +195,34 @@ func compare(ctx context.Context, mode string, viaCroupier, direct caller, n int
 	fmt.Printf("%s_invoke_p99_ratio %.2f\n", mode, float64(cP99)/float64(dP99))
 	fmt.Printf("%s_invoke_throughput_ratio %.2f (goal >= %.2f)\n", mode, c.perSec/d.perSec, goalThroughputRatio)
 	fmt.Printf("%s_invoke_cpu_ratio %.2f\n", mode, float64(c.cpu)/float64(d.cpu))
+	// The floors after croupier's runs, so that the lines above are the same
+	// runs as without -floor; the profile, if asked for, is the first's.
+	for i, fl := range floors {
+		fP50, fP99, err := latency(ctx, fl.call, n)
+		if err != nil {
+			return fmt.Errorf("%s %s latency: %w", mode, fl.name, err)
+		}
+		path := prof.floorCPU
+		if i > 0 {
+			path = ""
+		}
+		stopProfile, err := startProfile(path)
+		if err != nil {
+			return err
+		}
+		f, err := throughput(ctx, fl.call, conc, dur)
+		if perr := stopProfile(); err == nil {
+			err = perr
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s throughput: %w", mode, fl.name, err)
+		}
+		fmt.Printf("%-4s %-11s latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call, %.0f allocs/call\n", mode, fl.name, fP50, fP99, conc, f.perSec, f.cpu, f.allocs)
+		fmt.Printf("%s_%s_p50_ratio %.2f\n", mode, fl.name, float64(fP50)/float64(dP50))
+		fmt.Printf("%s_%s_throughput_ratio %.2f\n", mode, fl.name, f.perSec/d.perSec)
+		fmt.Printf("%s_%s_cpu_ratio %.2f\n", mode, fl.name, float64(f.cpu)/float64(d.cpu))
+		fmt.Printf("%s_%s_cpu_gap %v (croupier's CPU per call minus this)\n", mode, fl.name, c.cpu-f.cpu)
+	}
 	return nil
 }
 
@@ -309,24 +373,9 @@ func serveDirect(b *certs.Bundle, handler sdk.Handler) (string, func(), error) {
 		return "", nil, err
 	}
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(stls.Clone())))
-	gs.RegisterService(&grpc.ServiceDesc{
-		ServiceName: "croupier.bench.Direct",
-		HandlerType: (*any)(nil),
-		Methods: []grpc.MethodDesc{{
-			MethodName: "Invoke",
-			Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-				req := &agentv1.InvokeRequest{}
-				if err := dec(req); err != nil {
-					return nil, err
-				}
-				res, err := handler(ctx, &sdk.Invocation{FunctionID: req.GetFunctionId(), Payload: req.GetPayload()})
-				if err != nil {
-					return &agentv1.InvokeResponse{Success: false, Error: err.Error()}, nil
-				}
-				return &agentv1.InvokeResponse{Success: true, Result: res}, nil
-			},
-		}},
-	}, struct{}{})
+	gs.RegisterService(invokeService("croupier.bench.Direct", func(ctx context.Context, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+		return runHandler(ctx, handler, req), nil
+	}), struct{}{})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
