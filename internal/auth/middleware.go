@@ -6,10 +6,8 @@ import (
 	"net/http"
 	"strings"
 
-	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -22,28 +20,6 @@ type Fallback func(ctx context.Context) (principal.Principal, error)
 
 // HTTPFallback is Fallback for an HTTP request.
 type HTTPFallback func(r *http.Request) (principal.Principal, error)
-
-// publicMethods need no credential: they are how a caller obtains or drops one.
-var publicMethods = map[string]bool{
-	croupierv1.AuthService_Login_FullMethodName:   true,
-	croupierv1.AuthService_Refresh_FullMethodName: true,
-	croupierv1.AuthService_Logout_FullMethodName:  true,
-}
-
-// IsPublicMethod reports whether a gRPC method needs no credential.
-func IsPublicMethod(fullMethod string) bool { return publicMethods[fullMethod] }
-
-// IsPublicPath is IsPublicMethod for the REST routes of the same methods.
-func IsPublicPath(r *http.Request) bool {
-	if r.Method != http.MethodPost {
-		return false
-	}
-	switch r.URL.Path {
-	case "/api/v1/auth/login", "/api/v1/auth:refresh", "/api/v1/auth:logout":
-		return true
-	}
-	return false
-}
 
 // bearerFromHeader extracts the token of an "authorization: Bearer <token>"
 // value; ok is false when there is no authorization value at all.
@@ -128,29 +104,6 @@ func (s *Service) resolve(ctx context.Context, authz []string, fallback func() (
 	return fp, nil
 }
 
-// UnaryInterceptor authenticates every unary call (see Resolve) and puts the
-// principal in its context.
-func (s *Service) UnaryInterceptor(fallback Fallback) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		p, err := s.ResolveGRPC(ctx, IsPublicMethod(info.FullMethod), fallback)
-		if err != nil {
-			return nil, err
-		}
-		return h(principal.NewContext(ctx, p), req)
-	}
-}
-
-// StreamInterceptor is UnaryInterceptor for streams.
-func (s *Service) StreamInterceptor(fallback Fallback) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		p, err := s.ResolveGRPC(ss.Context(), IsPublicMethod(info.FullMethod), fallback)
-		if err != nil {
-			return err
-		}
-		return h(srv, &principalStream{ServerStream: ss, ctx: principal.NewContext(ss.Context(), p)})
-	}
-}
-
 // ResolveGRPC is Resolve for a gRPC call: the bearer token of its
 // authorization metadata, else fallback. The server's edge (method table)
 // calls it with public from the table.
@@ -167,21 +120,15 @@ func (s *Service) ResolveGRPC(ctx context.Context, public bool, fallback Fallbac
 	return p, nil
 }
 
-type principalStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *principalStream) Context() context.Context { return s.ctx }
-
 // HTTPMiddleware authenticates HTTP requests (REST through grpc-gateway) the
 // same way and puts the principal in the request context. public says which
-// requests need no credential (nil means IsPublicPath). A refusal is written
-// as the gateway writes errors — JSON {code, message, details} with the HTTP
-// status of the gRPC code — plus a WWW-Authenticate challenge on 401.
+// requests need no credential (the server derives it from its method table;
+// nil: none). A refusal is written as the gateway writes errors — JSON
+// {code, message, details} with the HTTP status of the gRPC code — plus a
+// WWW-Authenticate challenge on 401.
 func (s *Service) HTTPMiddleware(next http.Handler, fallback HTTPFallback, public func(*http.Request) bool) http.Handler {
 	if public == nil {
-		public = IsPublicPath
+		public = func(*http.Request) bool { return false }
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var fb func() (principal.Principal, error)

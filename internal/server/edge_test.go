@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -398,5 +399,36 @@ func TestApprovalOnlyCallIsNotAuditedAsInvoke(t *testing.T) {
 	}
 	if len(actions) != 1 || actions[0] != "approval.request OK" {
 		t.Fatalf("audit rows of the call: %v; want only [approval.request OK]", actions)
+	}
+}
+
+// TestPublicRoutesComeFromTheTable: the REST routes that need no credential
+// are exactly those of the table's public methods, read from their HTTP
+// annotations; a public method with a templated route is refused.
+func TestPublicRoutesComeFromTheTable(t *testing.T) {
+	s, _, _ := testServer(t, nil)
+	public, err := publicRoutes(s.methods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		verb, path string
+		want       bool
+	}{
+		{http.MethodPost, "/api/v1/auth/login", true},
+		{http.MethodPost, "/api/v1/auth:refresh", true},
+		{http.MethodPost, "/api/v1/auth:logout", true},
+		{http.MethodGet, "/api/v1/auth/login", false},
+		{http.MethodPost, "/api/v1/auth/login/", false},
+		{http.MethodGet, "/api/v1/auth/whoami", false},
+		{http.MethodPost, "/api/v1/functions/player.get:invoke", false},
+	} {
+		if got := public(httptest.NewRequest(tc.verb, tc.path, nil)); got != tc.want {
+			t.Errorf("%s %s public = %v, want %v", tc.verb, tc.path, got, tc.want)
+		}
+	}
+	_, err = publicRoutes(map[string]rule{croupierv1.FunctionService_InvokeFunction_FullMethodName: {access: accessPublic}})
+	if err == nil || !strings.Contains(err.Error(), "template") {
+		t.Fatalf("a public method with a templated route: err = %v, want a refusal", err)
 	}
 }

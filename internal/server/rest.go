@@ -8,18 +8,22 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/telemetry"
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -284,4 +288,60 @@ func (s *Server) sseRegistrations(w http.ResponseWriter, r *http.Request, rc cro
 			return
 		}
 	}
+}
+
+// publicRoutes returns the REST routes of the table's public methods — how
+// a caller obtains or drops a credential — read from their google.api.http
+// annotations, so that the table stays the one list of what needs no
+// credential. The HTTP middleware lets a request on one of them through
+// without a credential; the edge then applies the method's rule as for any
+// call. A public method's route must be a literal path: matching a template
+// here would be a second router beside grpc-gateway's.
+func publicRoutes(table map[string]rule) (func(*http.Request) bool, error) {
+	routes := map[string]bool{}
+	for method, r := range table {
+		if r.access != accessPublic {
+			continue
+		}
+		name := protoreflect.FullName(strings.ReplaceAll(strings.TrimPrefix(method, "/"), "/", "."))
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("public method %s: %w", method, err)
+		}
+		md, ok := d.(protoreflect.MethodDescriptor)
+		if !ok {
+			return nil, fmt.Errorf("public method %s: %s is not a method", method, name)
+		}
+		h, _ := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
+		for _, b := range append([]*annotations.HttpRule{h}, h.GetAdditionalBindings()...) {
+			verb, path := httpRoute(b)
+			if verb == "" {
+				continue // no REST route
+			}
+			if strings.ContainsAny(path, "{}*") {
+				return nil, fmt.Errorf("public method %s: REST route %s %s is a template; public routes must be literal paths", method, verb, path)
+			}
+			routes[verb+" "+path] = true
+		}
+	}
+	return func(r *http.Request) bool { return routes[r.Method+" "+r.URL.Path] }, nil
+}
+
+// httpRoute is the verb and path of a google.api.http rule ("" if none).
+func httpRoute(h *annotations.HttpRule) (verb, path string) {
+	switch p := h.GetPattern().(type) {
+	case *annotations.HttpRule_Get:
+		return http.MethodGet, p.Get
+	case *annotations.HttpRule_Post:
+		return http.MethodPost, p.Post
+	case *annotations.HttpRule_Put:
+		return http.MethodPut, p.Put
+	case *annotations.HttpRule_Delete:
+		return http.MethodDelete, p.Delete
+	case *annotations.HttpRule_Patch:
+		return http.MethodPatch, p.Patch
+	case *annotations.HttpRule_Custom:
+		return p.Custom.GetKind(), p.Custom.GetPath()
+	}
+	return "", ""
 }

@@ -296,7 +296,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	// ReadTimeout bounds how long a client may take to send a request (a
 	// slow body holds a goroutine and up to max_request_bytes); there is no
 	// WriteTimeout because the SSE streams are long-lived.
-	s.httpServer = &http.Server{Handler: s.opsMux(s.auth.HTTPMiddleware(rest, auth.httpPrincipal, authsvc.IsPublicPath), web),
+	public, err := publicRoutes(s.methods)
+	if err != nil {
+		return err
+	}
+	s.httpServer = &http.Server{Handler: s.opsMux(s.auth.HTTPMiddleware(rest, auth.httpPrincipal, public), web),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	if s.cfg.TunnelHTTPAddr != "" {
