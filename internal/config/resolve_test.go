@@ -75,6 +75,10 @@ func TestServerResolveProblems(t *testing.T) {
 		{"refresh_token_ttl", func(c *config.Server) { c.AccessTokenTTL, c.RefreshTokenTTL = time.Hour, time.Minute },
 			[]string{"access_token_ttl (1h0m0s) must be >= 1m and <= refresh_token_ttl (1m0s)"}},
 		{"rate limits", func(c *config.Server) { c.RateFunctionBurst = -1 }, []string{"rate limits must not be negative (0 = unlimited)"}},
+		{"login_user_free", func(c *config.Server) { c.LoginUserFree = 0 }, []string{"login_user_free (0) and login_source_free (20) must be at least 1"}},
+		{"login waits", func(c *config.Server) { c.LoginBaseWait, c.LoginMaxWait = time.Minute, time.Second },
+			[]string{"10ms <= login_base_wait (1m0s) <= login_max_wait (1s) <= login_forget (1h0m0s)"}},
+		{"login_forget", func(c *config.Server) { c.LoginForget = time.Minute }, []string{"login_max_wait (15m0s) <= login_forget (1m0s)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

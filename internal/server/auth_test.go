@@ -13,6 +13,7 @@ import (
 	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/tlsconf"
@@ -87,4 +88,24 @@ func certSerial(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return c.SerialNumber.Text(16)
+}
+
+// TestLoginThrottleFromConfig: the server's login throttle takes its
+// settings from the configuration — with login_user_free 2, the third
+// wrong password in a row for a user waits (RESOURCE_EXHAUSTED,
+// RATE_LIMITED) instead of being checked (the default lets five through).
+func TestLoginThrottleFromConfig(t *testing.T) {
+	s, conn, _ := testServer(t, func(c *config.Server) { c.LoginUserFree, c.LoginBaseWait = 2, time.Minute })
+	userToken(t, s, "carol", "", "")
+	authc := croupierv1.NewAuthServiceClient(conn)
+	for i := range 2 {
+		_, err := authc.Login(context.Background(), &croupierv1.LoginRequest{Username: "carol", Password: "wrong-password"})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("wrong password %d: %v, want UNAUTHENTICATED", i+1, err)
+		}
+	}
+	_, err := authc.Login(context.Background(), &croupierv1.LoginRequest{Username: "carol", Password: "correct-horse-battery"})
+	if status.Code(err) != codes.ResourceExhausted || apierr.Info(err).GetCode() != apierr.CodeRateLimited {
+		t.Fatalf("third attempt after two failures: %v, want RESOURCE_EXHAUSTED / RATE_LIMITED", err)
+	}
 }
