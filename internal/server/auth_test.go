@@ -91,9 +91,10 @@ func certSerial(t *testing.T, path string) string {
 }
 
 // TestLoginThrottleFromConfig: the server's login throttle takes its
-// settings from the configuration — with login_user_free 2, the third
-// wrong password in a row for a user waits (RESOURCE_EXHAUSTED,
-// RATE_LIMITED) instead of being checked (the default lets five through).
+// settings from the configuration — with login_user_free 2, the attempt
+// after two wrong passwords in a row waits (RESOURCE_EXHAUSTED,
+// RATE_LIMITED), even with the right password, which is not checked; the
+// default would let five wrong ones through.
 func TestLoginThrottleFromConfig(t *testing.T) {
 	s, conn, _ := testServer(t, func(c *config.Server) { c.LoginUserFree, c.LoginBaseWait = 2, time.Minute })
 	userToken(t, s, "carol", "", "")
