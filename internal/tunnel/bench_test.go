@@ -16,8 +16,10 @@ import (
 )
 
 // The benchmarks compare a tunnel round trip (server -> client -> handler ->
-// back) with a plain unary gRPC call on loopback. Both do the same work:
-// grpc_health_v1 Check against a health.Server. Run with
+// back) with a plain unary gRPC call on loopback and with the least the
+// stream transport can cost, a bare exchange on an open gRPC stream
+// (grpc-stream). All do the same work: grpc_health_v1 Check against a
+// health.Server. Run with
 //
 //	go test -run '^$' -bench . -benchtime 2s ./internal/tunnel/
 //
@@ -32,6 +34,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		setup func(b *testing.B) benchCall
 	}{
 		{"plain-unary", setupPlainUnary},
+		{"grpc-stream", setupStreamEcho},
 		{"tunnel-grpc", func(b *testing.B) benchCall {
 			return setupTunnel(b, func(tb testing.TB, srv *Server) clientSide { return startGRPC(tb, srv) })
 		}},
@@ -66,6 +69,67 @@ func setupPlainUnary(b *testing.B) benchCall {
 	return func(ctx context.Context) error {
 		_, err := hc.Check(ctx, req)
 		return err
+	}
+}
+
+// setupStreamEcho is the floor of a tunnel round trip on the gRPC
+// transport: one request and one response message over an open grpc-go
+// bidi stream, with nothing around them — no frames, ids, handler
+// goroutines or flow accounting. Concurrent calls take streams from a pool
+// (one stream carries one exchange at a time).
+func setupStreamEcho(b *testing.B) benchCall {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	desc := grpc.StreamDesc{StreamName: "Echo", ServerStreams: true, ClientStreams: true}
+	gs := grpc.NewServer(GRPCServerOptions()...)
+	check := health.NewServer()
+	gs.RegisterService(&grpc.ServiceDesc{ServiceName: "bench.Echo", HandlerType: (*any)(nil), Streams: []grpc.StreamDesc{{
+		StreamName: desc.StreamName, ServerStreams: true, ClientStreams: true,
+		Handler: func(_ any, stream grpc.ServerStream) error {
+			for {
+				req := &healthpb.HealthCheckRequest{}
+				if err := stream.RecvMsg(req); err != nil {
+					return nil // the client closed the stream
+				}
+				resp, err := check.Check(stream.Context(), req)
+				if err != nil {
+					return err
+				}
+				if err := stream.SendMsg(resp); err != nil {
+					return err
+				}
+			}
+		},
+	}}}, struct{}{})
+	go func() { _ = gs.Serve(lis) }()
+	cc, err := grpc.NewClient(lis.Addr().String(), append(GRPCDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(func() {
+		cancel()
+		_ = cc.Close()
+		gs.Stop()
+	})
+	pool := make(chan grpc.ClientStream, 64)
+	for range cap(pool) {
+		st, err := cc.NewStream(ctx, &desc, "/bench.Echo/Echo")
+		if err != nil {
+			b.Fatal(err)
+		}
+		pool <- st
+	}
+	req := &healthpb.HealthCheckRequest{}
+	return func(context.Context) error {
+		st := <-pool
+		defer func() { pool <- st }()
+		if err := st.SendMsg(req); err != nil {
+			return err
+		}
+		return st.RecvMsg(&healthpb.HealthCheckResponse{})
 	}
 }
 
