@@ -35,11 +35,12 @@ import (
 // transports of a real call, with no identity, authorisation, rate limit,
 // validation, routing table or audit. Croupier's CPU per call minus the
 // floor's is what the edge costs; the floor's ratio to direct is the least
-// any call through server and agent costs with these transports.
+// a call through server and agent costs with this tunnel.
 //
 // With audited set, the front also records each call in an audit log the
-// server's way (journal file, then batches into a hash-chained SQLite table
-// in dir): the one part of the edge the issue requires of every call.
+// server's way (journal file, then batches into a hash-chained SQLite table,
+// both in a temporary directory): the one part of the edge the issue
+// requires of every call.
 func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.Struct, audited bool) (caller, func(), error) {
 	stls, err := tlsconf.ServerConfig(bundle.CACert, bundle.ServerCert, bundle.ServerKey, true)
 	if err != nil {

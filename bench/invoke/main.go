@@ -13,7 +13,8 @@
 // given concurrency for both paths, then the ratios, one per line. The
 // server runs with its rate limits off (see stack.Start). With -floor, the
 // grpc mode also measures the relay floor, without and with an audit row
-// per call (floor.go): the least a call through server and agent costs.
+// per call (floor.go): the least a call through server and agent costs
+// with this tunnel.
 package main
 
 import (
@@ -87,7 +88,8 @@ const (
 )
 
 // profiles names the files for the profiles of croupier's throughput run
-// ("" for none): only that run, so that their samples divide by its calls.
+// (cpu, mem) and of the floor's (floorCPU), "" for none: only that run, so
+// that their samples divide by its calls.
 type profiles struct{ cpu, mem, floorCPU string }
 
 func run(mode string, n int, dur time.Duration, conc int, withFloor bool, prof profiles) error {
@@ -109,14 +111,17 @@ func run(mode string, n int, dur time.Duration, conc int, withFloor bool, prof p
 		}
 		var floors []named
 		if withFloor {
-			for _, audited := range []bool{false, true} {
-				f, stopFloor, err := floorCaller(bundle, handler, payload, audited)
+			for _, fl := range []struct {
+				name    string
+				audited bool
+			}{{"floor", false}, {"floor_audit", true}} {
+				f, stopFloor, err := floorCaller(bundle, handler, payload, fl.audited)
 				if err != nil {
 					stop()
 					return err
 				}
 				defer stopFloor()
-				floors = append(floors, named{name: map[bool]string{false: "floor", true: "floor_audit"}[audited], call: f})
+				floors = append(floors, named{name: fl.name, call: f})
 			}
 		}
 		err = compare(ctx, "grpc", viaCroupier, direct, floors, n, dur, conc, prof)
