@@ -110,11 +110,7 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 	}
 	// The server's front: a unary method that forwards to the agent.
 	frontAddr, err := f.serve([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(stls.Clone()))}, func(gs grpc.ServiceRegistrar) {
-		gs.RegisterService(invokeService("croupier.bench.Floor", func(ctx context.Context, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
-			if log != nil {
-				start := time.Now()
-				defer func() { _ = recordInvoke(ctx, log, req, start) }()
-			}
+		forward := func(ctx context.Context, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
 			in, err := anypb.New(req)
 			if err != nil {
 				return nil, err
@@ -125,6 +121,18 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 			}
 			resp := &agentv1.InvokeResponse{}
 			return resp, out.UnmarshalTo(resp)
+		}
+		gs.RegisterService(invokeService("croupier.bench.Floor", func(ctx context.Context, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+			start := time.Now()
+			resp, err := forward(ctx, req)
+			if log != nil {
+				// Before the answer, as the edge records; a row that cannot
+				// be written fails the call, so the harness sees it.
+				if rerr := recordInvoke(ctx, log, req, start, err); rerr != nil {
+					return nil, rerr
+				}
+			}
+			return resp, err
 		}), struct{}{})
 	})
 	if err != nil {
@@ -172,14 +180,15 @@ func (f *floor) auditLog(ctx context.Context) (*audit.Log, error) {
 	return log, nil
 }
 
-// recordInvoke records req as the server records an invoke.
-func recordInvoke(ctx context.Context, log *audit.Log, req *agentv1.InvokeRequest, start time.Time) error {
+// recordInvoke records req, which ended with callErr, as the server records
+// an invoke.
+func recordInvoke(ctx context.Context, log *audit.Log, req *agentv1.InvokeRequest, start time.Time, callErr error) error {
 	payload, err := structjson.AppendStruct(nil, req.GetPayload())
 	if err != nil {
 		return err
 	}
 	return log.Record(ctx, audit.Entry{Actor: "operator:bench", Action: audit.ActionInvoke, Game: "demo", Env: "dev",
-		Function: req.GetFunctionId(), Payload: payload, Duration: time.Since(start)})
+		Function: req.GetFunctionId(), Payload: payload, Err: callErr, Duration: time.Since(start)})
 }
 
 // floor owns the relay floor's servers and tunnel clients.
