@@ -82,11 +82,8 @@ func setupStreamEcho(b *testing.B) benchCall {
 	if err != nil {
 		b.Fatal(err)
 	}
-	desc := grpc.StreamDesc{StreamName: "Echo", ServerStreams: true, ClientStreams: true}
-	gs := grpc.NewServer(GRPCServerOptions()...)
 	check := health.NewServer()
-	gs.RegisterService(&grpc.ServiceDesc{ServiceName: "bench.Echo", HandlerType: (*any)(nil), Streams: []grpc.StreamDesc{{
-		StreamName: desc.StreamName, ServerStreams: true, ClientStreams: true,
+	desc := grpc.StreamDesc{StreamName: "Echo", ServerStreams: true, ClientStreams: true,
 		Handler: func(_ any, stream grpc.ServerStream) error {
 			for {
 				req := &healthpb.HealthCheckRequest{}
@@ -102,7 +99,9 @@ func setupStreamEcho(b *testing.B) benchCall {
 				}
 			}
 		},
-	}}}, struct{}{})
+	}
+	gs := grpc.NewServer(GRPCServerOptions()...)
+	gs.RegisterService(&grpc.ServiceDesc{ServiceName: "bench.Echo", HandlerType: (*any)(nil), Streams: []grpc.StreamDesc{desc}}, struct{}{})
 	go func() { _ = gs.Serve(lis) }()
 	cc, err := grpc.NewClient(lis.Addr().String(), append(GRPCDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
