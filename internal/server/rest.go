@@ -298,7 +298,7 @@ func (s *Server) sseRegistrations(w http.ResponseWriter, r *http.Request, rc cro
 // call. A public method's route must be a literal path: matching a template
 // here would be a second router beside grpc-gateway's.
 func publicRoutes(table map[string]rule) (func(*http.Request) bool, error) {
-	routes := map[string]bool{}
+	routes := map[[2]string]bool{} // verb, path
 	for method, r := range table {
 		if r.access != accessPublic {
 			continue
@@ -321,10 +321,10 @@ func publicRoutes(table map[string]rule) (func(*http.Request) bool, error) {
 			if strings.ContainsAny(path, "{}*") {
 				return nil, fmt.Errorf("public method %s: REST route %s %s is a template; public routes must be literal paths", method, verb, path)
 			}
-			routes[verb+" "+path] = true
+			routes[[2]string{verb, path}] = true
 		}
 	}
-	return func(r *http.Request) bool { return routes[r.Method+" "+r.URL.Path] }, nil
+	return func(r *http.Request) bool { return routes[[2]string{r.Method, r.URL.Path}] }, nil
 }
 
 // httpRoute is the verb and path of a google.api.http rule ("" if none).
