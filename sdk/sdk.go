@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -56,7 +57,12 @@ type Options struct {
 	Labels map[string]string
 	// MaxConcurrent caps handlers running at once (default 64).
 	MaxConcurrent int
-	Logger        *slog.Logger
+	// StreamTransport carries the agent's calls on a gRPC stream instead
+	// of the tunnel's conn transport (frames straight on the TCP
+	// connection, which costs about half as much CPU per call; see
+	// docs/tunnel.md). For agents older than the conn transport.
+	StreamTransport bool
+	Logger          *slog.Logger
 	// TracerProvider, if set, gives every handler run a span that continues
 	// the operator's trace (it crosses server and agent in the tunnel
 	// frames). Without it the handler's ctx still carries the caller's span
@@ -277,7 +283,16 @@ func (c *Client) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	client := tunnel.NewGRPCClient(conn, tunnel.ClientOptions{
+	newClient := func(opts tunnel.ClientOptions) *tunnel.Client {
+		var d net.Dialer
+		return tunnel.NewConnClient(func(ctx context.Context) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", c.opts.AgentAddr)
+		}, opts)
+	}
+	if c.opts.StreamTransport {
+		newClient = func(opts tunnel.ClientOptions) *tunnel.Client { return tunnel.NewGRPCClient(conn, opts) }
+	}
+	client := newClient(tunnel.ClientOptions{
 		Name: c.opts.InstanceID, Handlers: handlers, MaxInFlight: c.opts.MaxConcurrent,
 		Logger: c.log, MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second,
 		TracerProvider: c.opts.TracerProvider,

@@ -21,7 +21,8 @@ import (
 )
 
 // fakeAgent is the agent's side of the SDK connection: a real tunnel server
-// on 127.0.0.1:0 (so calls cross a real gRPC stream) and a LocalAgentService
+// on 127.0.0.1:0 (so calls cross a real connection: the conn transport, or
+// a gRPC stream for an agent started with stream) and a LocalAgentService
 // that stores reported job events the way the server does — skipping
 // duplicates and acknowledging the highest stored seq.
 type fakeAgent struct {
@@ -44,7 +45,12 @@ type fakeAgent struct {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func startFakeAgent(t *testing.T) *fakeAgent {
+func startFakeAgent(t *testing.T) *fakeAgent { return startFakeAgentOn(t, false) }
+
+// startFakeAgentOn starts a fake agent whose tunnel takes only the conn
+// transport, or with stream only the gRPC stream transport, so a client on
+// the other one cannot connect.
+func startFakeAgentOn(t *testing.T, stream bool) *fakeAgent {
 	t.Helper()
 	log := quiet()
 	a := &fakeAgent{tun: tunnel.NewServer(tunnel.ServerOptions{Logger: log}), events: map[string][]*croupierv1.JobEvent{},
@@ -56,15 +62,26 @@ func startFakeAgent(t *testing.T) *fakeAgent {
 	a.addr = lis.Addr().String()
 	gs := grpc.NewServer()
 	agentv1.RegisterLocalAgentServiceServer(gs, a)
-	a.tun.RegisterGRPC(gs)
-	served := make(chan struct{})
+	served := make(chan struct{}, 2)
+	if stream {
+		a.tun.RegisterGRPC(gs)
+		served <- struct{}{}
+	} else {
+		mux := tunnel.NewConnMux(lis, a.tun)
+		lis = mux.Other()
+		go func() {
+			defer func() { served <- struct{}{} }()
+			_ = mux.Serve(context.Background())
+		}()
+	}
 	go func() {
-		defer close(served)
+		defer func() { served <- struct{}{} }()
 		_ = gs.Serve(lis)
 	}()
 	t.Cleanup(func() {
 		a.tun.Close()
 		gs.Stop()
+		<-served
 		<-served
 	})
 	return a
@@ -474,4 +491,26 @@ func TestServeJobs(t *testing.T) {
 			t.Fatalf("a synchronous call reported %d job events", len(evs))
 		}
 	})
+}
+
+// TestServeTransports: by default the SDK reaches the agent's tunnel over
+// the conn transport and, with StreamTransport, over a gRPC stream; each
+// fake agent takes only one of them, so a client on the wrong one would
+// never connect.
+func TestServeTransports(t *testing.T) {
+	t.Parallel()
+	for _, stream := range []bool{false, true} {
+		a := startFakeAgentOn(t, stream)
+		c := sdk.New(sdk.Options{AgentAddr: a.addr, InstanceID: "gs-1", Logger: quiet(), StreamTransport: stream})
+		if err := c.Register(&croupierv1.FunctionDescriptor{Id: "echo"}, func(_ context.Context, inv *sdk.Invocation) (*structpb.Struct, error) {
+			return inv.Payload, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		serve(t, a, c)
+		resp := call(t, a, "gs-1", &agentv1.InvokeRequest{FunctionId: "echo", Payload: mustStruct(t, map[string]any{"x": "y"})})
+		if !resp.GetSuccess() || resp.GetResult().GetFields()["x"].GetStringValue() != "y" {
+			t.Fatalf("stream=%v: echo = %v", stream, resp)
+		}
+	}
 }

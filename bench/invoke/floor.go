@@ -22,7 +22,6 @@ import (
 	"github.com/croupier/croupier/sdk"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -30,8 +29,8 @@ import (
 // floorCaller returns the relay floor: the hops of an InvokeFunction and
 // nothing else. The caller's unary gRPC call (mTLS, as direct) reaches a
 // handler that forwards it over a tunnel (gRPC stream, mTLS) to an agent,
-// whose handler relays it still encoded over a second tunnel (gRPC stream,
-// loopback plaintext) to the game server's handler — the topology and the
+// whose handler relays it still encoded over a second tunnel (the conn
+// transport, loopback plaintext) to the game server's handler — the topology and the
 // transports of a real call, with no identity, authorisation, rate limit,
 // validation, routing table or audit. Croupier's CPU per call minus the
 // floor's is what the edge costs; the floor's ratio to direct is the least
@@ -68,13 +67,17 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 	if err != nil {
 		return nil, nil, err
 	}
-	// Agent ↔ game server: a tunnel on loopback without TLS, as the SDK port.
+	// Agent ↔ game server: the conn transport on loopback without TLS, as
+	// the SDK port and the SDK.
 	toGame := tunnel.NewServer(tunnel.ServerOptions{Logger: quiet})
 	f.closers = append(f.closers, toGame.Close)
-	gameAddr, err := f.serve(tunnel.GRPCServerOptions(), toGame.RegisterGRPC)
+	gameLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err
 	}
+	gameMux := tunnel.NewConnMux(gameLis, toGame)
+	f.wg.Go(func() { _ = gameMux.Serve(ctx) })
+	f.closers = append(f.closers, func() { _ = gameMux.Close() })
 
 	relay := tunnel.NewHandlerRegistry()
 	requestName := (&agentv1.InvokeRequest{}).ProtoReflect().Descriptor().FullName()
@@ -92,9 +95,10 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 	if err := f.client(ctx, agentAddr, credentials.NewTLS(ctls), "floor-agent", relay); err != nil {
 		return nil, nil, err
 	}
-	if err := f.client(ctx, gameAddr, insecure.NewCredentials(), "floor-game", game); err != nil {
-		return nil, nil, err
-	}
+	var d net.Dialer
+	gc := tunnel.NewConnClient(func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", gameLis.Addr().String()) },
+		tunnel.ClientOptions{Name: "floor-game", Handlers: game, Logger: quiet})
+	f.wg.Go(func() { _ = gc.Run(ctx) })
 	if err := waitConnected(toAgent, "floor-agent"); err != nil {
 		return nil, nil, err
 	}

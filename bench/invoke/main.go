@@ -165,14 +165,13 @@ func compare(ctx context.Context, mode string, viaCroupier, direct caller, floor
 			}
 		}
 	}
-	dP50, dP99, err := latency(ctx, direct, n)
+	// Latency: the paths take turns (see latencies).
+	paths := append([]named{{"direct", direct}, {"croupier", viaCroupier}}, floors...)
+	p50s, p99s, err := latencies(ctx, paths, n)
 	if err != nil {
-		return fmt.Errorf("%s direct latency: %w", mode, err)
+		return fmt.Errorf("%s latency: %w", mode, err)
 	}
-	cP50, cP99, err := latency(ctx, viaCroupier, n)
-	if err != nil {
-		return fmt.Errorf("%s croupier latency: %w", mode, err)
-	}
+	dP50, dP99, cP50, cP99 := p50s[0], p99s[0], p50s[1], p99s[1]
 	d, err := throughput(ctx, direct, conc, dur)
 	if err != nil {
 		return fmt.Errorf("%s direct throughput: %w", mode, err)
@@ -200,13 +199,11 @@ func compare(ctx context.Context, mode string, viaCroupier, direct caller, floor
 	fmt.Printf("%s_invoke_p99_ratio %.2f\n", mode, float64(cP99)/float64(dP99))
 	fmt.Printf("%s_invoke_throughput_ratio %.2f (goal >= %.2f)\n", mode, c.perSec/d.perSec, goalThroughputRatio)
 	fmt.Printf("%s_invoke_cpu_ratio %.2f\n", mode, float64(c.cpu)/float64(d.cpu))
-	// The floors after croupier's runs, so that the lines above are the same
-	// runs as without -floor; the profile, if asked for, is the first's.
+	// The floors' throughput after croupier's, so that the throughput lines
+	// above are the same runs as without -floor; the profile, if asked for,
+	// is the first's.
 	for i, fl := range floors {
-		fP50, fP99, err := latency(ctx, fl.call, n)
-		if err != nil {
-			return fmt.Errorf("%s %s latency: %w", mode, fl.name, err)
-		}
+		fP50, fP99 := p50s[2+i], p99s[2+i]
 		path := prof.floorCPU
 		if i > 0 {
 			path = ""
@@ -296,17 +293,42 @@ func writeAllocs(path, suffix string) error {
 	return f.Close()
 }
 
-func latency(ctx context.Context, c caller, n int) (p50, p99 time.Duration, err error) {
-	d := make([]time.Duration, n)
+// latencyBlock is how many measured calls of one path run in a row, each
+// block after latencyBlockWarm calls of the same path that are not measured
+// (they let the previous path's background work — its audit flush, its
+// garbage — settle).
+const latencyBlock, latencyBlockWarm = 100, 20
+
+// latencies makes n sequential calls of each path and returns each path's
+// p50 and p99. The paths take turns in blocks of latencyBlock calls, so
+// every path's percentiles come from the same stretch of time: measured
+// one path after the other, a machine that slows down or speeds up between
+// them (this VM's single-call latency drifts by half from minute to
+// minute) shows up as a ratio.
+func latencies(ctx context.Context, paths []named, n int) (p50, p99 []time.Duration, err error) {
+	d := make([][]time.Duration, len(paths))
 	for i := range d {
-		t0 := time.Now()
-		if err := c(ctx); err != nil {
-			return 0, 0, err
-		}
-		d[i] = time.Since(t0)
+		d[i] = make([]time.Duration, 0, n)
 	}
-	slices.Sort(d)
-	return d[n/2], d[n*99/100], nil
+	for len(d[0]) < n {
+		for i, p := range paths {
+			block := min(latencyBlock, n-len(d[i]))
+			for j := range latencyBlockWarm + block {
+				t0 := time.Now()
+				if err := p.call(ctx); err != nil {
+					return nil, nil, fmt.Errorf("%s: %w", p.name, err)
+				}
+				if j >= latencyBlockWarm {
+					d[i] = append(d[i], time.Since(t0))
+				}
+			}
+		}
+	}
+	for _, di := range d {
+		slices.Sort(di)
+		p50, p99 = append(p50, di[n/2]), append(p99, di[n*99/100])
+	}
+	return p50, p99, nil
 }
 
 // rate is what a throughput run measured.

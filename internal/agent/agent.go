@@ -52,6 +52,7 @@ type Agent struct {
 	sdkTunnel *tunnel.Server // game-server instances connect here
 	sdkServer *grpc.Server
 	sdkLis    net.Listener
+	sdkMux    *tunnel.ConnMux
 
 	conn    *grpc.ClientConn
 	control controlClient
@@ -144,6 +145,10 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if a.sdkLis, err = net.Listen("tcp", a.cfg.SDKAddr); err != nil {
 		return fmt.Errorf("listen sdk_addr %s: %w", a.cfg.SDKAddr, err)
 	}
+	// The SDK port carries both gRPC (LocalAgentService, and the stream
+	// transport of older SDKs) and the tunnel's conn transport, told apart
+	// by a connection's first bytes.
+	a.sdkMux = tunnel.NewConnMux(a.sdkLis, a.sdkTunnel)
 
 	handlers := tunnel.NewHandlerRegistry()
 	for _, err := range []error{
@@ -169,10 +174,16 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		return err
 	}
 
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
-		if err := a.sdkServer.Serve(a.sdkLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := a.sdkMux.Serve(ctx); err != nil {
+			a.log.Error("sdk listener stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer a.wg.Done()
+		if err := a.sdkServer.Serve(a.sdkMux.Other()); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			a.log.Error("sdk listener stopped", "err", err)
 		}
 	}()

@@ -38,6 +38,9 @@ func BenchmarkRoundTrip(b *testing.B) {
 		{"tunnel-grpc", func(b *testing.B) benchCall {
 			return setupTunnel(b, func(tb testing.TB, srv *Server) clientSide { return startGRPC(tb, srv) })
 		}},
+		{"tunnel-conn", func(b *testing.B) benchCall {
+			return setupTunnel(b, func(tb testing.TB, srv *Server) clientSide { return startConn(tb, srv) })
+		}},
 		{"tunnel-longpoll", func(b *testing.B) benchCall {
 			return setupTunnel(b, func(tb testing.TB, srv *Server) clientSide { return startLongPoll(tb, srv, false) })
 		}},

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,8 @@ type session struct {
 	welcome      chan *tunnelv1.Welcome // the reader hands over the welcome
 	peerMaxFrame int                    // frame limit of this connection; set by the reader before it starts handlers
 
+	flusher flusher // the link, when its Send buffers (conn transport); else nil
+
 	mu       sync.Mutex
 	handlers map[uint64]context.CancelFunc
 
@@ -67,6 +70,7 @@ func (c *Client) runSession(ctx context.Context) (connected bool, err error) {
 		welcome:  make(chan *tunnelv1.Welcome, 1),
 		handlers: make(map[uint64]context.CancelFunc),
 	}
+	s.flusher, _ = link.(flusher)
 	s.lastRecv.Store(time.Now().UnixNano())
 
 	var wg sync.WaitGroup
@@ -178,13 +182,25 @@ func (s *session) readLoop() {
 	}
 }
 
+// writeLoop is the only goroutine that sends on the link. A link that
+// buffers (conn transport) is flushed whenever the queue is empty, so
+// responses that finish together share a write.
 func (s *session) writeLoop() {
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case f := <-s.sendq:
-			if err := s.link.Send(f); err != nil {
+			err := s.link.Send(f)
+			if err == nil && s.flusher != nil && len(s.sendq) == 0 {
+				// Let handlers about to respond queue first, so their
+				// responses share the write.
+				runtime.Gosched()
+				if len(s.sendq) == 0 {
+					err = s.flusher.flush()
+				}
+			}
+			if err != nil {
 				s.fail(asStatus(err, codes.Unavailable))
 				return
 			}

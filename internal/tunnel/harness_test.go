@@ -39,6 +39,42 @@ type clientSide struct {
 var transports = []transport{
 	{name: "grpc", start: startGRPC},
 	{name: "longpoll", start: startLongPollTLS},
+	{name: "conn", start: startConn},
+}
+
+// startConn serves the conn transport through a ConnMux, as the agent's
+// SDK port does.
+func startConn(t testing.TB, srv *Server) clientSide {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := NewConnMux(lis, srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = mux.Serve(ctx)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		_ = mux.Close()
+		cancel()
+		<-served
+	})
+	var d net.Dialer
+	dial := func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", lis.Addr().String()) }
+	return clientSide{
+		newClient: func(opts ClientOptions) *Client { return NewConnClient(dial, opts) },
+		dial: func(ctx context.Context, hello *tunnelv1.Hello) (clientLink, error) {
+			return dialConn(ctx, dial, hello)
+		},
+		dialStuck: func(ctx context.Context, hello *tunnelv1.Hello) error {
+			// The link is never read or closed; ctx ending releases it.
+			_, err := dialConn(ctx, dial, hello)
+			return err
+		},
+	}
 }
 
 func startGRPC(t testing.TB, srv *Server) clientSide {

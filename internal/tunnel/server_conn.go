@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +25,8 @@ type conn struct {
 	name     string
 	id       string
 	link     serverLink
-	maxFrame int // frame limit of this connection: min(server's, client's)
+	flusher  flusher // the link, when its Send buffers (conn transport); else nil
+	maxFrame int     // frame limit of this connection: min(server's, client's)
 
 	// slots holds one token per request outstanding at the client; its
 	// capacity is the client's announced max_in_flight.
@@ -90,6 +92,7 @@ func newConn(s *Server, link serverLink, hello *tunnelv1.Hello) *conn {
 		calls:    make(map[uint64]*call),
 		done:     make(chan struct{}),
 	}
+	c.flusher, _ = link.(flusher)
 	c.lastRecv.Store(time.Now().UnixNano())
 	return c
 }
@@ -308,9 +311,9 @@ func (c *conn) startWriter() {
 }
 
 // next takes what the writer sends next: every queued control frame, else
-// the oldest request. When both queues are empty it ends the writer's turn
-// (ok false).
-func (c *conn) next() (ctrl []*tunnelv1.ServerToClient, req *call, ok bool) {
+// the oldest request. When both queues are empty it returns ok false and,
+// with release, ends the writer's turn.
+func (c *conn) next(release bool) (ctrl []*tunnelv1.ServerToClient, req *call, ok bool) {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	switch {
@@ -324,7 +327,9 @@ func (c *conn) next() (ctrl []*tunnelv1.ServerToClient, req *call, ok bool) {
 			c.reqs = nil
 		}
 	default:
-		c.writing = false
+		if release {
+			c.writing = false
+		}
 		return nil, nil, false
 	}
 	return ctrl, req, true
@@ -347,7 +352,7 @@ func (c *conn) pong(p *tunnelv1.Pong) bool {
 	}
 	c.writing = true
 	c.qmu.Unlock()
-	if !c.sendAll([]*tunnelv1.ServerToClient{f}) {
+	if !c.sendAll([]*tunnelv1.ServerToClient{f}) || !c.flush() {
 		return false // writing stays set: no writer starts again
 	}
 	c.qmu.Lock()
@@ -363,18 +368,37 @@ func (c *conn) pong(p *tunnelv1.Pong) bool {
 // writeLoop is the only goroutine that sends on the transport: it sends
 // until the queues are empty or the connection ends. Control frames go
 // first: the welcome must precede any request, and a cancel should not
-// wait behind a long request queue.
+// wait behind a long request queue. On a link that buffers, it flushes
+// when the queues are empty and ends its turn only if they still are, so
+// frames queued meanwhile share the next write and no other writer can
+// start while a flush is under way.
 func (c *conn) writeLoop() {
+	flushed, yielded := true, false
 	for {
 		select {
 		case <-c.done:
 			return // writing stays set: no writer starts again
 		default:
 		}
-		ctrl, req, ok := c.next()
+		ctrl, req, ok := c.next(flushed || c.flusher == nil)
 		if !ok {
-			return
+			if flushed || c.flusher == nil {
+				return
+			}
+			if !yielded {
+				// Let goroutines that are about to queue a frame (callers
+				// woken together) do so, so their frames share the write.
+				runtime.Gosched()
+				yielded = true
+				continue
+			}
+			if !c.flush() {
+				return
+			}
+			flushed, yielded = true, false
+			continue
 		}
+		flushed = false
 		if req != nil {
 			if f := c.requestFrame(req); f != nil {
 				ctrl = append(ctrl, f)
@@ -384,6 +408,19 @@ func (c *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// flush sends what a buffering link holds; it reports false (and closes
+// the connection) when that fails.
+func (c *conn) flush() bool {
+	if c.flusher == nil {
+		return true
+	}
+	if err := c.flusher.flush(); err != nil {
+		c.close(status.Errorf(codes.Unavailable, "sending to client: %v", err))
+		return false
+	}
+	return true
 }
 
 func (c *conn) sendAll(frames []*tunnelv1.ServerToClient) bool {

@@ -148,6 +148,7 @@ type ServerToClient struct {
 	//	*ServerToClient_Cancel
 	//	*ServerToClient_Ping
 	//	*ServerToClient_Pong
+	//	*ServerToClient_Closed
 	Frame         isServerToClient_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -235,6 +236,15 @@ func (x *ServerToClient) GetPong() *Pong {
 	return nil
 }
 
+func (x *ServerToClient) GetClosed() *status.Status {
+	if x != nil {
+		if x, ok := x.Frame.(*ServerToClient_Closed); ok {
+			return x.Closed
+		}
+	}
+	return nil
+}
+
 type isServerToClient_Frame interface {
 	isServerToClient_Frame()
 }
@@ -259,6 +269,14 @@ type ServerToClient_Pong struct {
 	Pong *Pong `protobuf:"bytes,5,opt,name=pong,proto3,oneof"`
 }
 
+type ServerToClient_Closed struct {
+	// The conn transport only: the server ends the connection with this
+	// status (why the hello was refused, or why a connection ended) and
+	// closes it; nothing follows. The other transports carry it as their
+	// own end-of-stream status.
+	Closed *status.Status `protobuf:"bytes,6,opt,name=closed,proto3,oneof"`
+}
+
 func (*ServerToClient_Welcome) isServerToClient_Frame() {}
 
 func (*ServerToClient_Request) isServerToClient_Frame() {}
@@ -268,6 +286,8 @@ func (*ServerToClient_Cancel) isServerToClient_Frame() {}
 func (*ServerToClient_Ping) isServerToClient_Frame() {}
 
 func (*ServerToClient_Pong) isServerToClient_Frame() {}
+
+func (*ServerToClient_Closed) isServerToClient_Frame() {}
 
 // Hello opens a connection. A second connection with the same name replaces
 // the first one.
@@ -1165,13 +1185,14 @@ const file_croupier_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\bresponse\x18\x02 \x01(\v2\x1c.croupier.tunnel.v1.ResponseH\x00R\bresponse\x12.\n" +
 	"\x04ping\x18\x03 \x01(\v2\x18.croupier.tunnel.v1.PingH\x00R\x04ping\x12.\n" +
 	"\x04pong\x18\x04 \x01(\v2\x18.croupier.tunnel.v1.PongH\x00R\x04pongB\a\n" +
-	"\x05frame\"\xa1\x02\n" +
+	"\x05frame\"\xcf\x02\n" +
 	"\x0eServerToClient\x127\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1b.croupier.tunnel.v1.WelcomeH\x00R\awelcome\x127\n" +
 	"\arequest\x18\x02 \x01(\v2\x1b.croupier.tunnel.v1.RequestH\x00R\arequest\x124\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x1a.croupier.tunnel.v1.CancelH\x00R\x06cancel\x12.\n" +
 	"\x04ping\x18\x04 \x01(\v2\x18.croupier.tunnel.v1.PingH\x00R\x04ping\x12.\n" +
-	"\x04pong\x18\x05 \x01(\v2\x18.croupier.tunnel.v1.PongH\x00R\x04pongB\a\n" +
+	"\x04pong\x18\x05 \x01(\v2\x18.croupier.tunnel.v1.PongH\x00R\x04pong\x12,\n" +
+	"\x06closed\x18\x06 \x01(\v2\x12.google.rpc.StatusH\x00R\x06closedB\a\n" +
 	"\x05frame\"\x92\x01\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
@@ -1265,8 +1286,8 @@ var file_croupier_tunnel_v1_tunnel_proto_goTypes = []any{
 	(*LongPollCloseRequest)(nil),  // 15: croupier.tunnel.v1.LongPollCloseRequest
 	(*LongPollCloseResponse)(nil), // 16: croupier.tunnel.v1.LongPollCloseResponse
 	nil,                           // 17: croupier.tunnel.v1.Request.MetadataEntry
-	(*anypb.Any)(nil),             // 18: google.protobuf.Any
-	(*status.Status)(nil),         // 19: google.rpc.Status
+	(*status.Status)(nil),         // 18: google.rpc.Status
+	(*anypb.Any)(nil),             // 19: google.protobuf.Any
 }
 var file_croupier_tunnel_v1_tunnel_proto_depIdxs = []int32{
 	2,  // 0: croupier.tunnel.v1.ClientToServer.hello:type_name -> croupier.tunnel.v1.Hello
@@ -1278,20 +1299,21 @@ var file_croupier_tunnel_v1_tunnel_proto_depIdxs = []int32{
 	5,  // 6: croupier.tunnel.v1.ServerToClient.cancel:type_name -> croupier.tunnel.v1.Cancel
 	7,  // 7: croupier.tunnel.v1.ServerToClient.ping:type_name -> croupier.tunnel.v1.Ping
 	8,  // 8: croupier.tunnel.v1.ServerToClient.pong:type_name -> croupier.tunnel.v1.Pong
-	18, // 9: croupier.tunnel.v1.Request.payload:type_name -> google.protobuf.Any
-	17, // 10: croupier.tunnel.v1.Request.metadata:type_name -> croupier.tunnel.v1.Request.MetadataEntry
-	18, // 11: croupier.tunnel.v1.Response.payload:type_name -> google.protobuf.Any
-	19, // 12: croupier.tunnel.v1.Response.error:type_name -> google.rpc.Status
-	2,  // 13: croupier.tunnel.v1.LongPollOpenRequest.hello:type_name -> croupier.tunnel.v1.Hello
-	0,  // 14: croupier.tunnel.v1.LongPollSendRequest.frames:type_name -> croupier.tunnel.v1.ClientToServer
-	1,  // 15: croupier.tunnel.v1.LongPollPollResponse.frames:type_name -> croupier.tunnel.v1.ServerToClient
-	0,  // 16: croupier.tunnel.v1.TunnelService.Connect:input_type -> croupier.tunnel.v1.ClientToServer
-	1,  // 17: croupier.tunnel.v1.TunnelService.Connect:output_type -> croupier.tunnel.v1.ServerToClient
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	18, // 9: croupier.tunnel.v1.ServerToClient.closed:type_name -> google.rpc.Status
+	19, // 10: croupier.tunnel.v1.Request.payload:type_name -> google.protobuf.Any
+	17, // 11: croupier.tunnel.v1.Request.metadata:type_name -> croupier.tunnel.v1.Request.MetadataEntry
+	19, // 12: croupier.tunnel.v1.Response.payload:type_name -> google.protobuf.Any
+	18, // 13: croupier.tunnel.v1.Response.error:type_name -> google.rpc.Status
+	2,  // 14: croupier.tunnel.v1.LongPollOpenRequest.hello:type_name -> croupier.tunnel.v1.Hello
+	0,  // 15: croupier.tunnel.v1.LongPollSendRequest.frames:type_name -> croupier.tunnel.v1.ClientToServer
+	1,  // 16: croupier.tunnel.v1.LongPollPollResponse.frames:type_name -> croupier.tunnel.v1.ServerToClient
+	0,  // 17: croupier.tunnel.v1.TunnelService.Connect:input_type -> croupier.tunnel.v1.ClientToServer
+	1,  // 18: croupier.tunnel.v1.TunnelService.Connect:output_type -> croupier.tunnel.v1.ServerToClient
+	18, // [18:19] is the sub-list for method output_type
+	17, // [17:18] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_croupier_tunnel_v1_tunnel_proto_init() }
@@ -1311,6 +1333,7 @@ func file_croupier_tunnel_v1_tunnel_proto_init() {
 		(*ServerToClient_Cancel)(nil),
 		(*ServerToClient_Ping)(nil),
 		(*ServerToClient_Pong)(nil),
+		(*ServerToClient_Closed)(nil),
 	}
 	file_croupier_tunnel_v1_tunnel_proto_msgTypes[6].OneofWrappers = []any{
 		(*Response_Payload)(nil),

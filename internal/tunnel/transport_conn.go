@@ -1,0 +1,338 @@
+package tunnel
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	tunnelv1 "github.com/croupier/croupier/api/croupier/tunnel/v1"
+)
+
+// The conn transport carries the frames over a plain byte stream — a TCP
+// connection (TLS on it is the caller's to add) or a Unix socket — with no
+// HTTP/2 under them: the client opens with ConnPreface, then each frame is
+// its length (uvarint) and its protobuf encoding, in both directions.
+//
+// It is the agent's transport for game servers on the same host: a frame
+// costs one buffered write and one read, where a gRPC stream message also
+// passes through HTTP/2 framing, flow control and a writer and a reader
+// goroutine on each side. A writer flushes when its queue is empty, so
+// frames sent together under load share a write(2). Flow control is TCP's:
+// a peer that stops reading blocks the sender's writes, and keepalive (no
+// frame for PingTimeout) ends the connection, which unblocks them.
+
+// ConnPreface opens every connection of the conn transport. A listener
+// shared with gRPC tells the two apart by it (ConnMux): an HTTP/2 client
+// opens with "PRI * HTTP/2.0".
+const ConnPreface = "CRTUNL1\n"
+
+// connPrefaceTimeout bounds how long a new connection may take to send its
+// preface and hello.
+const connPrefaceTimeout = 10 * time.Second
+
+// connLink is one connection of the conn transport, client or server side.
+// Reads happen on one goroutine and writes (writeFrame, flush) on one other,
+// as the links' contracts require.
+type connLink struct {
+	nc       net.Conn
+	r        *bufio.Reader
+	w        *bufio.Writer
+	maxFrame int    // largest frame this side accepts
+	rbuf     []byte // frame being decoded, reused
+	// wmu serialises the writer with the server's goodbye, which may come
+	// while a writer is still in a Send the end of serve is unblocking.
+	wmu   sync.Mutex
+	wbuf  []byte // frame being encoded, reused
+	close sync.Once
+}
+
+func newConnLink(nc net.Conn, r *bufio.Reader, maxFrame int) *connLink {
+	if r == nil {
+		r = bufio.NewReaderSize(nc, 16<<10)
+	}
+	return &connLink{nc: nc, r: r, w: bufio.NewWriterSize(nc, 16<<10), maxFrame: maxFrame}
+}
+
+// readFrame reads the next frame into m. A length beyond the frame limit
+// fails before anything is allocated for it.
+func (l *connLink) readFrame(m proto.Message) error {
+	n, err := binary.ReadUvarint(l.r)
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return status.Error(codes.Unavailable, "connection closed in the middle of a frame")
+		}
+		return status.Errorf(codes.Unavailable, "connection closed: %v", err)
+	}
+	if n > uint64(l.maxFrame) {
+		return status.Errorf(codes.ResourceExhausted, "frame of %d bytes exceeds the limit of %d", n, l.maxFrame)
+	}
+	if cap(l.rbuf) < int(n) {
+		l.rbuf = make([]byte, n)
+	}
+	b := l.rbuf[:n]
+	if _, err := io.ReadFull(l.r, b); err != nil {
+		return status.Error(codes.Unavailable, "connection closed in the middle of a frame")
+	}
+	// Unmarshal copies what it keeps, so the buffer is reused; a frame much
+	// larger than usual is not kept.
+	err = proto.Unmarshal(b, m)
+	if cap(l.rbuf) > 64<<10 {
+		l.rbuf = nil
+	}
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "malformed frame: %v", err)
+	}
+	return nil
+}
+
+// writeFrame buffers m; flush sends what is buffered.
+func (l *connLink) writeFrame(m proto.Message) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	size := proto.Size(m)
+	b := binary.AppendUvarint(l.wbuf[:0], uint64(size))
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m)
+	if err != nil {
+		return err
+	}
+	_, err = l.w.Write(b)
+	if cap(b) > 64<<10 {
+		b = nil
+	}
+	l.wbuf = b
+	return err
+}
+
+func (l *connLink) flush() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	return l.w.Flush()
+}
+
+// goodbyeTimeout bounds the server's last frame: a client that does not
+// read is not waited for.
+const goodbyeTimeout = time.Second
+
+// goodbye sends the client why the connection ends, at most within
+// goodbyeTimeout (which also unblocks a writer stuck on a client that does
+// not read), and closes the connection.
+func (l *connLink) goodbye(why error) {
+	defer l.Close()
+	if why == nil {
+		return
+	}
+	_ = l.nc.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
+	f := &tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Closed{Closed: status.Convert(why).Proto()}}
+	if proto.Size(f) > l.maxFrame/2 {
+		f.Frame = &tunnelv1.ServerToClient_Closed{Closed: status.New(status.Code(why), "connection closed").Proto()}
+	}
+	if l.writeFrame(f) == nil {
+		_ = l.flush()
+	}
+}
+
+func (l *connLink) Close() { l.close.Do(func() { _ = l.nc.Close() }) }
+
+// connServerLink is the server's side of a connection.
+type connServerLink struct{ *connLink }
+
+func (l connServerLink) Recv() (*tunnelv1.ClientToServer, error) {
+	f := new(tunnelv1.ClientToServer)
+	return f, l.readFrame(f)
+}
+
+func (l connServerLink) Send(f *tunnelv1.ServerToClient) error { return l.writeFrame(f) }
+
+// connClientLink is the client's side of a connection.
+type connClientLink struct{ *connLink }
+
+func (l connClientLink) Recv() (*tunnelv1.ServerToClient, error) {
+	f := new(tunnelv1.ServerToClient)
+	if err := l.readFrame(f); err != nil {
+		return nil, err
+	}
+	if st := f.GetClosed(); st != nil {
+		// The server's goodbye: the connection ends with its status.
+		if st.GetCode() == int32(codes.OK) {
+			return nil, status.Error(codes.Unavailable, "the server closed the connection")
+		}
+		return nil, status.ErrorProto(st)
+	}
+	return f, nil
+}
+
+func (l connClientLink) Send(f *tunnelv1.ClientToServer) error { return l.writeFrame(f) }
+
+// flusher is a link whose Send buffers: its writer calls flush once it has
+// nothing more queued.
+type flusher interface{ flush() error }
+
+// ServeConn runs one connection of the conn transport on nc until it ends
+// (the client goes away, ctx ends or the server closes) and closes nc. The
+// connection must open with ConnPreface. Its error is why the connection
+// ended; it is not sent to the client, which only sees the connection close.
+func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
+	defer nc.Close()
+	var r *bufio.Reader
+	if rc, ok := nc.(readerConn); ok { // from ConnMux, which has read ahead
+		nc, r = rc.Conn, rc.r
+	} else {
+		r = bufio.NewReaderSize(nc, 16<<10)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(connPrefaceTimeout))
+	p, err := r.Peek(len(ConnPreface))
+	if err != nil {
+		return fmt.Errorf("tunnel conn %s: reading the preface: %w", nc.RemoteAddr(), err)
+	}
+	if string(p) != ConnPreface {
+		return fmt.Errorf("tunnel conn %s: not the tunnel's preface (%q)", nc.RemoteAddr(), p)
+	}
+	_, _ = r.Discard(len(ConnPreface))
+	_ = nc.SetReadDeadline(time.Time{}) // the handshake has its own bound (PingTimeout)
+	l := newConnLink(nc, r, s.lim.maxFrameBytes)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// serve's reader and writer return once the connection is closed.
+	stop := context.AfterFunc(ctx, l.Close)
+	defer stop()
+	err = s.serve(ctx, connServerLink{l})
+	l.goodbye(err)
+	return err
+}
+
+// NewConnClient returns a Client that connects over the conn transport,
+// opening each connection with dial (for a game server, a TCP connection to
+// the agent's SDK address).
+func NewConnClient(dial func(ctx context.Context) (net.Conn, error), opts ClientOptions) *Client {
+	return newClient(opts, func(ctx context.Context, hello *tunnelv1.Hello) (clientLink, error) {
+		return dialConn(ctx, dial, hello)
+	})
+}
+
+func dialConn(ctx context.Context, dial func(ctx context.Context) (net.Conn, error), hello *tunnelv1.Hello) (clientLink, error) {
+	nc, err := dial(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "dial: %v", err)
+	}
+	l := newConnLink(nc, nil, newLimits(int(hello.GetMaxFrameBytes())).maxFrameBytes) // 0: the default
+	// The link lives until Close or until ctx ends.
+	context.AfterFunc(ctx, l.Close)
+	if _, err := l.w.WriteString(ConnPreface); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := l.writeFrame(&tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Hello{Hello: hello}}); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := l.flush(); err != nil {
+		l.Close()
+		return nil, status.Errorf(codes.Unavailable, "send hello: %v", err)
+	}
+	return connClientLink{l}, nil
+}
+
+// ConnMux shares one listener between the conn transport and another
+// protocol whose clients speak first (gRPC): it reads the first bytes of
+// each connection, serves those that open with ConnPreface on a Server and
+// hands every other connection, unchanged, to Other's Accept.
+type ConnMux struct {
+	lis    net.Listener
+	srv    *Server
+	others chan net.Conn
+	done   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+}
+
+// NewConnMux returns a mux of lis for srv; Serve runs it.
+func NewConnMux(lis net.Listener, srv *Server) *ConnMux {
+	return &ConnMux{lis: lis, srv: srv, others: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// Other is the listener of the connections that are not the conn
+// transport's. Closing it closes the mux.
+func (m *ConnMux) Other() net.Listener { return muxOther{m} }
+
+// Serve accepts connections until the mux (or Other, or the listener) is
+// closed, and returns once every connection it served has ended. ctx is the
+// served connections' context: its end ends them.
+func (m *ConnMux) Serve(ctx context.Context) error {
+	defer m.wg.Wait()
+	for {
+		nc, err := m.lis.Accept()
+		if err != nil {
+			m.Close()
+			select {
+			case <-m.done:
+				return nil
+			default:
+				return err
+			}
+		}
+		m.wg.Go(func() { m.route(ctx, nc) })
+	}
+}
+
+// route reads nc's first bytes and hands it on.
+func (m *ConnMux) route(ctx context.Context, nc net.Conn) {
+	r := bufio.NewReaderSize(nc, 16<<10)
+	_ = nc.SetReadDeadline(time.Now().Add(connPrefaceTimeout))
+	p, err := r.Peek(len(ConnPreface))
+	_ = nc.SetReadDeadline(time.Time{})
+	switch {
+	case err != nil:
+		_ = nc.Close()
+	case bytes.Equal(p, []byte(ConnPreface)):
+		_ = m.srv.ServeConn(ctx, readerConn{nc, r})
+	default:
+		select {
+		case m.others <- readerConn{nc, r}:
+		case <-m.done:
+			_ = nc.Close()
+		}
+	}
+}
+
+// Close stops accepting; connections already served run on until the
+// Server closes them.
+func (m *ConnMux) Close() error {
+	m.once.Do(func() {
+		close(m.done)
+		_ = m.lis.Close()
+	})
+	return nil
+}
+
+// readerConn is a connection whose first bytes were read ahead into r.
+type readerConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c readerConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+type muxOther struct{ m *ConnMux }
+
+func (o muxOther) Accept() (net.Conn, error) {
+	select {
+	case nc := <-o.m.others:
+		return nc, nil
+	case <-o.m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (o muxOther) Close() error   { return o.m.Close() }
+func (o muxOther) Addr() net.Addr { return o.m.lis.Addr() }

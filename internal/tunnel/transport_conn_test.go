@@ -1,0 +1,204 @@
+package tunnel
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	tunnelv1 "github.com/croupier/croupier/api/croupier/tunnel/v1"
+)
+
+// TestConnMuxSharesAPort serves gRPC and the conn transport on one
+// listener, as the agent's SDK port does: a gRPC client and a tunnel client
+// both work, and closing the gRPC server's listener stops the mux.
+func TestConnMuxSharesAPort(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(ServerOptions{Logger: testLogger(t)})
+	defer srv.Close()
+	mux := NewConnMux(lis, srv)
+	gs := grpc.NewServer()
+	healthpb.RegisterHealthServer(gs, health.NewServer())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	muxDone, grpcDone := make(chan error, 1), make(chan error, 1)
+	go func() { muxDone <- mux.Serve(ctx) }()
+	go func() { grpcDone <- gs.Serve(mux.Other()) }()
+
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+	defer ccancel()
+	if _, err := healthpb.NewHealthClient(cc).Check(cctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("gRPC through the mux: %v", err)
+	}
+
+	reg := NewHandlerRegistry()
+	if err := Register(reg, health.NewServer().Check); err != nil {
+		t.Fatal(err)
+	}
+	var d net.Dialer
+	c := NewConnClient(func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", lis.Addr().String()) },
+		ClientOptions{Name: "gs-1", Handlers: reg, Logger: testLogger(t)})
+	runDone := make(chan error, 1)
+	go func() { runDone <- c.Run(ctx) }()
+	waitFor(t, 5*time.Second, func() bool { return srv.Connected("gs-1") }, "the conn client to connect")
+	resp, err := Call[*healthpb.HealthCheckResponse](cctx, srv, "gs-1", &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("tunnel call through the mux = %v, %v", resp, err)
+	}
+
+	gs.GracefulStop() // closes mux.Other, which closes the mux
+	if err := <-grpcDone; err != nil {
+		t.Fatalf("gRPC Serve = %v", err)
+	}
+	srv.Close() // ends the served tunnel connection, so Serve can return
+	within(t, 5*time.Second, "the mux to stop", func() {
+		if err := <-muxDone; err != nil {
+			t.Errorf("mux Serve = %v, want nil after Close", err)
+		}
+	})
+	cancel()
+	<-runDone
+}
+
+// rawConn dials the conn transport by hand and sends the preface, for tests
+// that play a misbehaving client.
+func rawConn(t *testing.T, srv *Server) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		nc, err := lis.Accept()
+		_ = lis.Close()
+		if err == nil {
+			_ = srv.ServeConn(context.Background(), nc)
+		}
+	}()
+	nc, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = nc.Close()
+		srv.Close()
+		<-served
+	})
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Write([]byte(ConnPreface)); err != nil {
+		t.Fatal(err)
+	}
+	return nc, bufio.NewReader(nc)
+}
+
+// readGoodbye reads the server's frames until its goodbye and returns the
+// goodbye's status.
+func readGoodbye(t *testing.T, r *bufio.Reader) *status.Status {
+	t.Helper()
+	l := &connLink{r: r, maxFrame: DefaultMaxFrameBytes}
+	for range 10 {
+		f := new(tunnelv1.ServerToClient)
+		if err := l.readFrame(f); err != nil {
+			t.Fatalf("no goodbye before the connection ended: %v", err)
+		}
+		if st := f.GetClosed(); st != nil {
+			return status.FromProto(st)
+		}
+	}
+	t.Fatal("no goodbye in 10 frames")
+	return nil
+}
+
+// TestConnRefusesOversizedFrames: a length beyond the server's frame limit
+// ends the connection before anything is read or allocated for it, and the
+// client is told why.
+func TestConnRefusesOversizedFrames(t *testing.T) {
+	srv := NewServer(ServerOptions{Logger: testLogger(t), MaxFrameBytes: 8 << 10})
+	nc, r := rawConn(t, srv)
+	if _, err := nc.Write(binary.AppendUvarint(nil, 1<<30)); err != nil {
+		t.Fatal(err)
+	}
+	st := readGoodbye(t, r)
+	if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "1073741824 bytes exceeds the limit of 8192") {
+		t.Fatalf("goodbye %v, want RESOURCE_EXHAUSTED naming the size and the limit", st)
+	}
+}
+
+// TestConnRefusesMalformedFrames: bytes that are not a frame end the
+// connection with INVALID_ARGUMENT.
+func TestConnRefusesMalformedFrames(t *testing.T) {
+	srv := NewServer(ServerOptions{Logger: testLogger(t)})
+	nc, r := rawConn(t, srv)
+	body := []byte{0xff, 0xff, 0xff} // a field with a truncated varint tag
+	if _, err := nc.Write(append(binary.AppendUvarint(nil, uint64(len(body))), body...)); err != nil {
+		t.Fatal(err)
+	}
+	if st := readGoodbye(t, r); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "malformed frame") {
+		t.Fatalf("goodbye %v, want INVALID_ARGUMENT malformed frame", st)
+	}
+}
+
+// TestConnHelloAndTheEnd: a well-formed hello is welcomed; when the server
+// closes, the client's last frame is a goodbye with UNAVAILABLE.
+func TestConnHelloAndTheEnd(t *testing.T) {
+	srv := NewServer(ServerOptions{Logger: testLogger(t)})
+	nc, r := rawConn(t, srv)
+	hello, err := proto.Marshal(&tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Hello{Hello: &tunnelv1.Hello{
+		Name: "gs-1", MaxInFlight: 1, ProtocolVersion: protocolVersion}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Write(append(binary.AppendUvarint(nil, uint64(len(hello))), hello...)); err != nil {
+		t.Fatal(err)
+	}
+	l := &connLink{r: r, maxFrame: DefaultMaxFrameBytes}
+	f := new(tunnelv1.ServerToClient)
+	if err := l.readFrame(f); err != nil || f.GetWelcome() == nil {
+		t.Fatalf("first frame %v, %v; want the welcome", f, err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return srv.Connected("gs-1") }, "the raw client to be connected")
+	srv.Close()
+	if st := readGoodbye(t, r); st.Code() != codes.Unavailable {
+		t.Fatalf("goodbye %v, want UNAVAILABLE", st)
+	}
+}
+
+// TestServeConnRefusesOtherProtocols: a connection that does not open with
+// the preface is closed without a frame.
+func TestServeConnRefusesOtherProtocols(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- NewServer(ServerOptions{Logger: testLogger(t)}).ServeConn(context.Background(), a) }()
+	go func() { _, _ = b.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")) }()
+	within(t, 5*time.Second, "ServeConn to refuse", func() {
+		if err := <-errc; err == nil || !strings.Contains(err.Error(), "not the tunnel's preface") {
+			t.Errorf("ServeConn = %v, want a preface error", err)
+		}
+	})
+	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := b.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("read %d bytes, %v; want the connection closed", n, err)
+	}
+}
