@@ -22,6 +22,7 @@ import (
 	"github.com/croupier/croupier/sdk"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -40,7 +41,7 @@ import (
 // server's way (journal file, then batches into a hash-chained SQLite table,
 // both in a temporary directory): the one part of the edge the issue
 // requires of every call.
-func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.Struct, audited bool) (caller, func(), error) {
+func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.Struct, audited, sdkStream bool) (caller, func(), error) {
 	stls, err := tlsconf.ServerConfig(bundle.CACert, bundle.ServerCert, bundle.ServerKey, true)
 	if err != nil {
 		return nil, nil, err
@@ -68,7 +69,8 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 		return nil, nil, err
 	}
 	// Agent ↔ game server: the conn transport on loopback without TLS, as
-	// the SDK port and the SDK.
+	// the SDK port and the SDK (with sdkStream a gRPC stream, as the SDK's
+	// StreamTransport).
 	toGame := tunnel.NewServer(tunnel.ServerOptions{Logger: quiet})
 	f.closers = append(f.closers, toGame.Close)
 	gameLis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -78,6 +80,10 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 	gameMux := tunnel.NewConnMux(gameLis, toGame)
 	f.wg.Go(func() { _ = gameMux.Serve(ctx) })
 	f.closers = append(f.closers, func() { _ = gameMux.Close() })
+	gs := grpc.NewServer(tunnel.GRPCServerOptions()...)
+	toGame.RegisterGRPC(gs)
+	f.wg.Go(func() { _ = gs.Serve(gameMux.Other()) })
+	f.closers = append(f.closers, gs.Stop)
 
 	relay := tunnel.NewHandlerRegistry()
 	requestName := (&agentv1.InvokeRequest{}).ProtoReflect().Descriptor().FullName()
@@ -95,10 +101,16 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 	if err := f.client(ctx, agentAddr, credentials.NewTLS(ctls), "floor-agent", relay); err != nil {
 		return nil, nil, err
 	}
-	var d net.Dialer
-	gc := tunnel.NewConnClient(func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", gameLis.Addr().String()) },
-		tunnel.ClientOptions{Name: "floor-game", Handlers: game, Logger: quiet})
-	f.wg.Go(func() { _ = gc.Run(ctx) })
+	if sdkStream {
+		if err := f.client(ctx, gameLis.Addr().String(), insecure.NewCredentials(), "floor-game", game); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		var d net.Dialer
+		gc := tunnel.NewConnClient(func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", gameLis.Addr().String()) },
+			tunnel.ClientOptions{Name: "floor-game", Handlers: game, Logger: quiet})
+		f.wg.Go(func() { _ = gc.Run(ctx) })
+	}
 	if err := waitConnected(toAgent, "floor-agent"); err != nil {
 		return nil, nil, err
 	}

@@ -51,6 +51,7 @@ func main() {
 	withFloor := flag.Bool("floor", false, "grpc mode: also measure the relay floor (the hops of a call through server and agent, nothing else; see floor.go)")
 	floorProfile := flag.String("floorprofile", "", "with -floor: write a CPU profile of the floor's throughput run to this file")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of croupier's throughput run (not the direct one, not the setup) to this file")
+	sdkStream := flag.Bool("sdk-stream", false, "the game server reaches the agent over a gRPC stream (the SDK's StreamTransport, as before the conn transport) instead of the conn transport; the floor's game hop too")
 	memprofile := flag.String("memprofile", "", "write an allocation profile of croupier's throughput run to this file (compare it with FILE.base: go tool pprof -sample_index alloc_objects -base FILE.base FILE)")
 	flag.Parse()
 	if *memprofile != "" {
@@ -72,7 +73,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -cpuprofile and -memprofile need -mode grpc or -mode rest")
 		os.Exit(2)
 	}
-	if err := run(*mode, *n, *dur, *conc, *withFloor, profiles{cpu: *cpuprofile, mem: *memprofile, floorCPU: *floorProfile}); err != nil {
+	if err := run(*mode, *n, *dur, *conc, *withFloor, *sdkStream, profiles{cpu: *cpuprofile, mem: *memprofile, floorCPU: *floorProfile}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -92,10 +93,11 @@ const (
 // that their samples divide by its calls.
 type profiles struct{ cpu, mem, floorCPU string }
 
-func run(mode string, n int, dur time.Duration, conc int, withFloor bool, prof profiles) error {
+func run(mode string, n int, dur time.Duration, conc int, withFloor, sdkStream bool, prof profiles) error {
 	ctx := context.Background()
 	game := demogame.New("bench-1", 100)
-	st, err := stack.Start(func(c *sdk.Client) error { return game.Register(c) }, "player.get")
+	st, err := stack.Start(func(c *sdk.Client) error { return game.Register(c) }, "player.get",
+		func(o *sdk.Options) { o.StreamTransport = sdkStream })
 	if err != nil {
 		return err
 	}
@@ -115,7 +117,7 @@ func run(mode string, n int, dur time.Duration, conc int, withFloor bool, prof p
 				name    string
 				audited bool
 			}{{"floor", false}, {"floor_audit", true}} {
-				f, stopFloor, err := floorCaller(bundle, handler, payload, fl.audited)
+				f, stopFloor, err := floorCaller(bundle, handler, payload, fl.audited, sdkStream)
 				if err != nil {
 					stop()
 					return err

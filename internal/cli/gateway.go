@@ -93,8 +93,8 @@ this node alone.`,
 			}
 			if cfg.RoomsAddr != "" {
 				rh, err := startRooms(cmd.Context(), g.logger().With("part", "rooms"), roomsHostConfig{Addr: cfg.RoomsAddr,
-					TLSCert: cfg.RoomsTLSCert, TLSKey: cfg.RoomsTLSKey, StoreDriver: cfg.StoreDriver, StoreDSN: cfg.StoreDSN,
-					Live: gatewayLiveConfig(cfg, natsBus), Bus: bus})
+					TLSCert: cfg.RoomsTLSCert, TLSKey: cfg.RoomsTLSKey, StoreDriver: cfg.StoreDriver, StoreDSN: cfg.StoreDSN, DataDir: cfg.DataDir,
+					Live: gatewayLiveConfig(cfg, natsBus), Bus: bus, LoginThrottle: cfg.LoginThrottle()})
 				if err != nil {
 					return err
 				}

@@ -16,6 +16,7 @@ import (
 	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/live"
+	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/roomcluster"
 	"github.com/croupier/croupier/internal/rooms"
 	"github.com/croupier/croupier/internal/rooms/roomsrpc"
@@ -32,10 +33,16 @@ import (
 type roomsHostConfig struct {
 	Addr, TLSCert, TLSKey string
 	StoreDriver, StoreDSN string
+	// DataDir holds the SQLite file when StoreDSN is empty (default
+	// config.DefaultDataDir()).
+	DataDir string
 	// Live configures the node's live streams.
 	Live liveHostConfig
 	// Bus joins the rooms to the gateway tier (nil: this node only).
 	Bus *roomcluster.Node
+	// LoginThrottle slows password guessing on player accounts (zero:
+	// the defaults).
+	LoginThrottle ratelimit.LoginConfig
 }
 
 // roomsHost runs the rooms system (docs/rooms.md): its store, service and
@@ -51,7 +58,10 @@ type roomsHost struct {
 
 func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*roomsHost, error) {
 	if cfg.StoreDriver == store.DriverSQLite && cfg.StoreDSN == "" {
-		dir := config.DefaultDataDir()
+		dir := cfg.DataDir
+		if dir == "" {
+			dir = config.DefaultDataDir()
+		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
@@ -77,7 +87,7 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		_ = st.Close()
 		return nil, err
 	}
-	rcfg := rooms.Config{Store: st, Logger: log, Registerer: reg}
+	rcfg := rooms.Config{Store: st, Logger: log, Registerer: reg, LoginThrottle: cfg.LoginThrottle}
 	if cfg.Bus != nil {
 		rcfg.Bus = cfg.Bus
 	}

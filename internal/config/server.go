@@ -214,13 +214,7 @@ func (c *Server) Resolve() error {
 	if c.RateUser < 0 || c.RateFunction < 0 || c.RateUserBurst < 0 || c.RateFunctionBurst < 0 {
 		p = append(p, "rate limits must not be negative (0 = unlimited)")
 	}
-	if c.LoginUserFree < 1 || c.LoginSourceFree < 1 {
-		p = append(p, fmt.Sprintf("login_user_free (%d) and login_source_free (%d) must be at least 1", c.LoginUserFree, c.LoginSourceFree))
-	}
-	if c.LoginBaseWait < 10*time.Millisecond || c.LoginMaxWait < c.LoginBaseWait || c.LoginForget < c.LoginMaxWait {
-		p = append(p, fmt.Sprintf("login waits must satisfy 10ms <= login_base_wait (%s) <= login_max_wait (%s) <= login_forget (%s)",
-			c.LoginBaseWait, c.LoginMaxWait, c.LoginForget))
-	}
+	p = append(p, LoginThrottleProblems(c.LoginUserFree, c.LoginSourceFree, c.LoginBaseWait, c.LoginMaxWait, c.LoginForget)...)
 	if c.IdempotencyWindow <= 0 {
 		p = append(p, fmt.Sprintf("idempotency_window %s must be positive (e.g. 24h)", c.IdempotencyWindow))
 	}
@@ -264,4 +258,18 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// LoginThrottleProblems checks the login_* settings of a login throttle
+// (the server's operators, the gateway's player accounts).
+func LoginThrottleProblems(userFree, sourceFree int, baseWait, maxWait, forget time.Duration) []string {
+	var p []string
+	if userFree < 1 || sourceFree < 1 {
+		p = append(p, fmt.Sprintf("login_user_free (%d) and login_source_free (%d) must be at least 1", userFree, sourceFree))
+	}
+	if baseWait < 10*time.Millisecond || maxWait < baseWait || forget < maxWait {
+		p = append(p, fmt.Sprintf("login waits must satisfy 10ms <= login_base_wait (%s) <= login_max_wait (%s) <= login_forget (%s)",
+			baseWait, maxWait, forget))
+	}
+	return p
 }

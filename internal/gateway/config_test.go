@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/croupier/croupier/internal/gateway"
 )
@@ -32,6 +33,8 @@ func TestConfigValidate(t *testing.T) {
 		{"gateway tier without rooms", func(c *gateway.Config) { c.NATS = "external"; c.NATSURL = "nats://n:4222"; c.RoomsAddr = "" }, "set rooms_addr"},
 		{"half cluster TLS", func(c *gateway.Config) { c.NATS = "embedded"; c.ClusterTLSCA = "ca.crt" }, "cluster_tls_ca"},
 		{"cluster replicas", func(c *gateway.Config) { c.NATS = "embedded"; c.ClusterReplicas = 7 }, "cluster_replicas 7"},
+		{"login free", func(c *gateway.Config) { c.LoginUserFree = 0 }, "login_user_free (0)"},
+		{"login waits", func(c *gateway.Config) { c.LoginBaseWait = time.Hour }, "login waits must satisfy"},
 	}
 	for _, tc := range cases {
 		c := gateway.DefaultConfig()

@@ -36,7 +36,8 @@ type Stack struct {
 
 // Start brings the stack up for scope demo/dev. register adds the game
 // server's functions; Start returns once fn is registered on the server.
-func Start(register func(*sdk.Client) error, fn string) (*Stack, error) {
+// sdkOpts adjust the game server's SDK options.
+func Start(register func(*sdk.Client) error, fn string, sdkOpts ...func(*sdk.Options)) (*Stack, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	st := &Stack{cancel: cancel}
 	ok := false
@@ -78,7 +79,11 @@ func Start(register func(*sdk.Client) error, fn string) (*Stack, error) {
 		return nil, err
 	}
 
-	client := sdk.New(sdk.Options{AgentAddr: st.Agent.SDKAddr(), InstanceID: "bench-1", Logger: quiet, MaxConcurrent: 256})
+	sopts := sdk.Options{AgentAddr: st.Agent.SDKAddr(), InstanceID: "bench-1", Logger: quiet, MaxConcurrent: 256}
+	for _, o := range sdkOpts {
+		o(&sopts)
+	}
+	client := sdk.New(sopts)
 	if err := register(client); err != nil {
 		return nil, err
 	}
