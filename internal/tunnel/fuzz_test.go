@@ -1,6 +1,9 @@
 package tunnel
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -133,4 +136,41 @@ func checkDecodedBatch(t *testing.T, b []byte, frames int) {
 	if frames > fuzzLimits.maxBatchFrames {
 		t.Fatalf("accepted %d frames", frames)
 	}
+}
+
+// FuzzConnReadFrames feeds the conn transport's frame reader (what a game
+// server process sends the agent): it must return frames within the limit
+// or a status error that ends the connection (INVALID_ARGUMENT, UNAVAILABLE,
+// RESOURCE_EXHAUSTED), never panic or allocate beyond the limit.
+func FuzzConnReadFrames(f *testing.F) {
+	hello, err := proto.Marshal(&tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Hello{Hello: &tunnelv1.Hello{Name: "gs-1", MaxInFlight: 4}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(append(binary.AppendUvarint(nil, uint64(len(hello))), hello...))
+	f.Add(binary.AppendUvarint(nil, 1<<40))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add([]byte{3, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l := &connLink{r: bufio.NewReader(bytes.NewReader(b)), maxFrame: fuzzLimits.maxFrameBytes}
+		for range 64 {
+			f := new(tunnelv1.ClientToServer)
+			err := l.readFrame(f)
+			if err == nil {
+				if proto.Size(f) > fuzzLimits.maxFrameBytes {
+					t.Fatalf("frame of %d bytes past the limit %d", proto.Size(f), fuzzLimits.maxFrameBytes)
+				}
+				continue
+			}
+			switch status.Code(err) {
+			case codes.InvalidArgument, codes.Unavailable, codes.ResourceExhausted:
+			default:
+				t.Fatalf("error %v: want INVALID_ARGUMENT, UNAVAILABLE or RESOURCE_EXHAUSTED", err)
+			}
+			if cap(l.rbuf) > fuzzLimits.maxFrameBytes {
+				t.Fatalf("read buffer of %d bytes past the limit %d", cap(l.rbuf), fuzzLimits.maxFrameBytes)
+			}
+			return
+		}
+	})
 }

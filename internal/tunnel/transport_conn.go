@@ -68,11 +68,14 @@ func newConnLink(nc net.Conn, r *bufio.Reader, maxFrame int) *connLink {
 // fails before anything is allocated for it.
 func (l *connLink) readFrame(m proto.Message) error {
 	n, err := binary.ReadUvarint(l.r)
-	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return status.Error(codes.Unavailable, "connection closed in the middle of a frame")
-		}
+	switch {
+	case err == nil:
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return status.Error(codes.Unavailable, "connection closed in the middle of a frame")
+	case errors.Is(err, io.EOF) || errors.As(err, new(net.Error)) || errors.Is(err, net.ErrClosed):
 		return status.Errorf(codes.Unavailable, "connection closed: %v", err)
+	default: // a length of more than 64 bits
+		return status.Errorf(codes.InvalidArgument, "malformed frame length: %v", err)
 	}
 	if n > uint64(l.maxFrame) {
 		return status.Errorf(codes.ResourceExhausted, "frame of %d bytes exceeds the limit of %d", n, l.maxFrame)

@@ -202,3 +202,16 @@ func TestServeConnRefusesOtherProtocols(t *testing.T) {
 		t.Fatalf("read %d bytes, %v; want the connection closed", n, err)
 	}
 }
+
+// TestConnRefusesMalformedLengths: a length that is not a 64-bit uvarint
+// ends the connection with INVALID_ARGUMENT, not as a network error.
+func TestConnRefusesMalformedLengths(t *testing.T) {
+	srv := NewServer(ServerOptions{Logger: testLogger(t)})
+	nc, r := rawConn(t, srv)
+	if _, err := nc.Write([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}); err != nil {
+		t.Fatal(err)
+	}
+	if st := readGoodbye(t, r); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "malformed frame length") {
+		t.Fatalf("goodbye %v, want INVALID_ARGUMENT malformed frame length", st)
+	}
+}
