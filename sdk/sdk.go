@@ -59,7 +59,7 @@ type Options struct {
 	MaxConcurrent int
 	// StreamTransport carries the agent's calls on a gRPC stream instead
 	// of the tunnel's conn transport (frames straight on the TCP
-	// connection, which costs about half as much CPU per call; see
+	// connection, about a third less CPU per call under load; see
 	// docs/tunnel.md). For agents older than the conn transport.
 	StreamTransport bool
 	Logger          *slog.Logger
