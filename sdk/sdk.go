@@ -46,8 +46,8 @@ const DefaultAgentAddr = "127.0.0.1:19090"
 
 // Options configure a Client. Zero values take the defaults.
 type Options struct {
-	// AgentAddr is the agent's SDK address; default $CROUPIER_AGENT_ADDR or
-	// 127.0.0.1:19090.
+	// AgentAddr is the agent's SDK address, host:port; default
+	// $CROUPIER_AGENT_ADDR or 127.0.0.1:19090.
 	AgentAddr string
 	// InstanceID names this game-server process among the agent's instances;
 	// default $CROUPIER_INSTANCE_ID or "<hostname>-<pid>". Operators target
@@ -59,7 +59,7 @@ type Options struct {
 	MaxConcurrent int
 	// StreamTransport carries the agent's calls on a gRPC stream instead
 	// of the tunnel's conn transport (frames straight on the TCP
-	// connection, about a third less CPU per call under load; see
+	// connection, ~37 % less CPU per round trip under load; see
 	// docs/tunnel.md). For agents older than the conn transport.
 	StreamTransport bool
 	Logger          *slog.Logger

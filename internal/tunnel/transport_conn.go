@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -137,7 +138,7 @@ func (l *connLink) goodbye(why error) {
 	}
 	_ = l.nc.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
 	f := &tunnelv1.ServerToClient{Frame: &tunnelv1.ServerToClient_Closed{Closed: status.Convert(why).Proto()}}
-	if proto.Size(f) > l.maxFrame/2 {
+	if proto.Size(f) > minFrameBytes/2 { // within any client's frame limit
 		f.Frame = &tunnelv1.ServerToClient_Closed{Closed: status.New(status.Code(why), "connection closed").Proto()}
 	}
 	if l.writeFrame(f) == nil {
@@ -148,14 +149,21 @@ func (l *connLink) goodbye(why error) {
 func (l *connLink) Close() { l.close.Do(func() { _ = l.nc.Close() }) }
 
 // connServerLink is the server's side of a connection.
-type connServerLink struct{ *connLink }
-
-func (l connServerLink) Recv() (*tunnelv1.ClientToServer, error) {
-	f := new(tunnelv1.ClientToServer)
-	return f, l.readFrame(f)
+type connServerLink struct {
+	*connLink
+	full int // the frame limit once the hello is in
 }
 
-func (l connServerLink) Send(f *tunnelv1.ServerToClient) error { return l.writeFrame(f) }
+func (l *connServerLink) Recv() (*tunnelv1.ClientToServer, error) {
+	f := new(tunnelv1.ClientToServer)
+	if err := l.readFrame(f); err != nil {
+		return nil, err
+	}
+	l.maxFrame = l.full // read by this goroutine only
+	return f, nil
+}
+
+func (l *connServerLink) Send(f *tunnelv1.ServerToClient) error { return l.writeFrame(f) }
 
 // connClientLink is the client's side of a connection.
 type connClientLink struct{ *connLink }
@@ -182,9 +190,9 @@ func (l connClientLink) Send(f *tunnelv1.ClientToServer) error { return l.writeF
 type flusher interface{ flush() error }
 
 // ServeConn runs one connection of the conn transport on nc until it ends
-// (the client goes away, ctx ends or the server closes) and closes nc. The
-// connection must open with ConnPreface. Its error is why the connection
-// ended; it is not sent to the client, which only sees the connection close.
+// (the client goes away, ctx ends or the server closes), sends the client
+// why in a last `closed` frame and closes nc. The connection must open with
+// ConnPreface. It returns why the connection ended.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
 	defer nc.Close()
 	var r *bufio.Reader
@@ -203,13 +211,13 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
 	}
 	_, _ = r.Discard(len(ConnPreface))
 	_ = nc.SetReadDeadline(time.Time{}) // the handshake has its own bound (PingTimeout)
-	l := newConnLink(nc, r, s.lim.maxFrameBytes)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// serve's reader and writer return once the connection is closed.
-	stop := context.AfterFunc(ctx, l.Close)
-	defer stop()
-	err = s.serve(ctx, connServerLink{l})
+	// Until the hello is in, a frame is at most minFrameBytes: a peer that
+	// has not said who it is gets no larger buffer.
+	l := newConnLink(nc, r, min(minFrameBytes, s.lim.maxFrameBytes))
+	// serve returns when the client goes away, ctx ends or the server
+	// closes; goodbye then closes the connection, which ends serve's
+	// reader and writer.
+	err = s.serve(ctx, &connServerLink{connLink: l, full: s.lim.maxFrameBytes})
 	l.goodbye(err)
 	return err
 }
@@ -254,14 +262,17 @@ type ConnMux struct {
 	lis    net.Listener
 	srv    *Server
 	others chan net.Conn
-	done   chan struct{}
-	once   sync.Once
+	// closed ends when the mux closes: connections still being read
+	// stop waiting for their first bytes.
+	closed context.Context
+	close  context.CancelFunc
 	wg     sync.WaitGroup
 }
 
 // NewConnMux returns a mux of lis for srv; Serve runs it.
 func NewConnMux(lis net.Listener, srv *Server) *ConnMux {
-	return &ConnMux{lis: lis, srv: srv, others: make(chan net.Conn), done: make(chan struct{})}
+	closed, cancel := context.WithCancel(context.Background())
+	return &ConnMux{lis: lis, srv: srv, others: make(chan net.Conn), closed: closed, close: cancel}
 }
 
 // Other is the listener of the connections that are not the conn
@@ -273,17 +284,29 @@ func (m *ConnMux) Other() net.Listener { return muxOther{m} }
 // served connections' context: its end ends them.
 func (m *ConnMux) Serve(ctx context.Context) error {
 	defer m.wg.Wait()
+	var backoff time.Duration
 	for {
 		nc, err := m.lis.Accept()
 		if err != nil {
-			m.Close()
-			select {
-			case <-m.done:
+			if m.closed.Err() != nil {
 				return nil
-			default:
-				return err
 			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+				errors.Is(err, syscall.ECONNABORTED) {
+				// Out of descriptors, an aborted connection: wait and go
+				// on, as net/http and gRPC do.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(backoff):
+				case <-m.closed.Done():
+				}
+				continue
+			}
+			_ = m.Close()
+			return err
 		}
+		backoff = 0
 		m.wg.Go(func() { m.route(ctx, nc) })
 	}
 }
@@ -292,29 +315,32 @@ func (m *ConnMux) Serve(ctx context.Context) error {
 func (m *ConnMux) route(ctx context.Context, nc net.Conn) {
 	r := bufio.NewReaderSize(nc, 16<<10)
 	_ = nc.SetReadDeadline(time.Now().Add(connPrefaceTimeout))
+	unblock := context.AfterFunc(m.closed, func() { _ = nc.SetReadDeadline(time.Unix(1, 0)) })
 	p, err := r.Peek(len(ConnPreface))
+	if !unblock() || err != nil {
+		_ = nc.Close() // the mux closed, or no first bytes in time
+		return
+	}
 	_ = nc.SetReadDeadline(time.Time{})
-	switch {
-	case err != nil:
-		_ = nc.Close()
-	case bytes.Equal(p, []byte(ConnPreface)):
+	if bytes.Equal(p, []byte(ConnPreface)) {
 		_ = m.srv.ServeConn(ctx, readerConn{nc, r})
-	default:
-		select {
-		case m.others <- readerConn{nc, r}:
-		case <-m.done:
-			_ = nc.Close()
-		}
+		return
+	}
+	// gRPC gets the connection as it came: the bytes read so far, then
+	// the socket itself (not through this reader).
+	head, _ := r.Peek(r.Buffered())
+	select {
+	case m.others <- &replayConn{Conn: nc, head: bytes.Clone(head)}:
+	case <-m.closed.Done():
+		_ = nc.Close()
 	}
 }
 
 // Close stops accepting; connections already served run on until the
 // Server closes them.
 func (m *ConnMux) Close() error {
-	m.once.Do(func() {
-		close(m.done)
-		_ = m.lis.Close()
-	})
+	m.close()
+	_ = m.lis.Close()
 	return nil
 }
 
@@ -326,13 +352,28 @@ type readerConn struct {
 
 func (c readerConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
+// replayConn is a connection whose first bytes, already read, are head.
+type replayConn struct {
+	net.Conn
+	head []byte
+}
+
+func (c *replayConn) Read(b []byte) (int, error) {
+	if len(c.head) > 0 {
+		n := copy(b, c.head)
+		c.head = c.head[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
 type muxOther struct{ m *ConnMux }
 
 func (o muxOther) Accept() (net.Conn, error) {
 	select {
 	case nc := <-o.m.others:
 		return nc, nil
-	case <-o.m.done:
+	case <-o.m.closed.Done():
 		return nil, net.ErrClosed
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	tunnelv1 "github.com/croupier/croupier/api/croupier/tunnel/v1"
@@ -83,6 +84,12 @@ func TestConnMuxSharesAPort(t *testing.T) {
 // that play a misbehaving client.
 func rawConn(t *testing.T, srv *Server) (net.Conn, *bufio.Reader) {
 	t.Helper()
+	return rawConnCtx(t, context.Background(), srv)
+}
+
+// rawConnCtx is rawConn with the context ServeConn runs under.
+func rawConnCtx(t *testing.T, ctx context.Context, srv *Server) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +100,7 @@ func rawConn(t *testing.T, srv *Server) (net.Conn, *bufio.Reader) {
 		nc, err := lis.Accept()
 		_ = lis.Close()
 		if err == nil {
-			_ = srv.ServeConn(context.Background(), nc)
+			_ = srv.ServeConn(ctx, nc)
 		}
 	}()
 	nc, err := net.Dial("tcp", lis.Addr().String())
@@ -130,18 +137,19 @@ func readGoodbye(t *testing.T, r *bufio.Reader) *status.Status {
 	return nil
 }
 
-// TestConnRefusesOversizedFrames: a length beyond the server's frame limit
-// ends the connection before anything is read or allocated for it, and the
-// client is told why.
+// TestConnRefusesOversizedFrames: a length beyond the frame limit ends the
+// connection before anything is read or allocated for it, and the client is
+// told why. Before the hello the limit is minFrameBytes (4 KiB), whatever
+// the server's: a peer that has not said who it is gets no larger buffer.
 func TestConnRefusesOversizedFrames(t *testing.T) {
-	srv := NewServer(ServerOptions{Logger: testLogger(t), MaxFrameBytes: 8 << 10})
+	srv := NewServer(ServerOptions{Logger: testLogger(t), MaxFrameBytes: 64 << 10})
 	nc, r := rawConn(t, srv)
-	if _, err := nc.Write(binary.AppendUvarint(nil, 1<<30)); err != nil {
+	if _, err := nc.Write(binary.AppendUvarint(nil, 8<<10)); err != nil {
 		t.Fatal(err)
 	}
 	st := readGoodbye(t, r)
-	if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "1073741824 bytes exceeds the limit of 8192") {
-		t.Fatalf("goodbye %v, want RESOURCE_EXHAUSTED naming the size and the limit", st)
+	if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "8192 bytes exceeds the limit of 4096") {
+		t.Fatalf("goodbye %v, want RESOURCE_EXHAUSTED naming the size and the hello's limit", st)
 	}
 }
 
@@ -159,11 +167,30 @@ func TestConnRefusesMalformedFrames(t *testing.T) {
 	}
 }
 
-// TestConnHelloAndTheEnd: a well-formed hello is welcomed; when the server
-// closes, the client's last frame is a goodbye with UNAVAILABLE.
+// sendFrame writes f, padded with an unknown field of pad bytes, as one
+// conn-transport frame.
+func sendFrame(t *testing.T, nc net.Conn, f *tunnelv1.ClientToServer, pad int) {
+	t.Helper()
+	b, err := proto.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pad > 0 {
+		b = protowire.AppendBytes(protowire.AppendTag(b, 1000, protowire.BytesType), make([]byte, pad))
+	}
+	if _, err := nc.Write(append(binary.AppendUvarint(nil, uint64(len(b))), b...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConnHelloAndTheEnd: a well-formed hello is welcomed; after it, frames
+// up to the server's limit (beyond the hello's 4 KiB) are read; when ctx
+// ends, the client's last frame is a goodbye with UNAVAILABLE.
 func TestConnHelloAndTheEnd(t *testing.T) {
 	srv := NewServer(ServerOptions{Logger: testLogger(t)})
-	nc, r := rawConn(t, srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nc, r := rawConnCtx(t, ctx, srv)
 	hello, err := proto.Marshal(&tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Hello{Hello: &tunnelv1.Hello{
 		Name: "gs-1", MaxInFlight: 1, ProtocolVersion: protocolVersion}}})
 	if err != nil {
@@ -178,40 +205,68 @@ func TestConnHelloAndTheEnd(t *testing.T) {
 		t.Fatalf("first frame %v, %v; want the welcome", f, err)
 	}
 	waitFor(t, 5*time.Second, func() bool { return srv.Connected("gs-1") }, "the raw client to be connected")
-	srv.Close()
+	sendFrame(t, nc, &tunnelv1.ClientToServer{Frame: &tunnelv1.ClientToServer_Ping{Ping: &tunnelv1.Ping{Nonce: 7}}}, 16<<10)
+	for {
+		f := new(tunnelv1.ServerToClient)
+		if err := l.readFrame(f); err != nil {
+			t.Fatalf("waiting for the pong to a 16 KiB ping: %v", err)
+		}
+		if f.GetPong().GetNonce() == 7 {
+			break
+		}
+	}
+	cancel()
 	if st := readGoodbye(t, r); st.Code() != codes.Unavailable {
 		t.Fatalf("goodbye %v, want UNAVAILABLE", st)
 	}
 }
 
-// TestServeConnRefusesOtherProtocols: a connection that does not open with
-// the preface is closed without a frame.
-func TestServeConnRefusesOtherProtocols(t *testing.T) {
-	a, b := net.Pipe()
-	defer b.Close()
-	errc := make(chan error, 1)
-	go func() { errc <- NewServer(ServerOptions{Logger: testLogger(t)}).ServeConn(context.Background(), a) }()
-	go func() { _, _ = b.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")) }()
-	within(t, 5*time.Second, "ServeConn to refuse", func() {
-		if err := <-errc; err == nil || !strings.Contains(err.Error(), "not the tunnel's preface") {
-			t.Errorf("ServeConn = %v, want a preface error", err)
-		}
-	})
-	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := b.Read(make([]byte, 1)); n != 0 || err == nil {
-		t.Fatalf("read %d bytes, %v; want the connection closed", n, err)
-	}
+// acceptSignal reports each connection its listener accepts.
+type acceptSignal struct {
+	net.Listener
+	accepted chan struct{}
 }
 
-// TestConnRefusesMalformedLengths: a length that is not a 64-bit uvarint
-// ends the connection with INVALID_ARGUMENT, not as a network error.
-func TestConnRefusesMalformedLengths(t *testing.T) {
-	srv := NewServer(ServerOptions{Logger: testLogger(t)})
-	nc, r := rawConn(t, srv)
-	if _, err := nc.Write([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}); err != nil {
+func (l acceptSignal) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted <- struct{}{}
+	}
+	return nc, err
+}
+
+// TestConnMuxCloseDoesNotWaitForSilentConns: a connection that never sends
+// its first bytes does not hold Serve up after Close (it waited for the
+// preface timeout, 10 s, and with it the agent's shutdown).
+func TestConnMuxCloseDoesNotWaitForSilentConns(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if st := readGoodbye(t, r); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "malformed frame length") {
-		t.Fatalf("goodbye %v, want INVALID_ARGUMENT malformed frame length", st)
+	srv := NewServer(ServerOptions{Logger: testLogger(t)})
+	defer srv.Close()
+	accepted := make(chan struct{}, 1)
+	mux := NewConnMux(acceptSignal{lis, accepted}, srv)
+	done := make(chan error, 1)
+	go func() { done <- mux.Serve(context.Background()) }()
+	silent, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	within(t, 5*time.Second, "the mux to accept the silent connection", func() { <-accepted })
+	start := time.Now()
+	_ = mux.Close()
+	within(t, 5*time.Second, "Serve to return after Close", func() {
+		if err := <-done; err != nil {
+			t.Errorf("Serve = %v, want nil", err)
+		}
+	})
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Serve returned %s after Close; want well under the 10 s preface timeout", d)
+	}
+	_ = silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := silent.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("read %d bytes, %v; want the silent connection closed", n, err)
 	}
 }
