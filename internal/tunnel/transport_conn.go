@@ -28,8 +28,9 @@ import (
 // It is the agent's transport for game servers on the same host: a frame
 // costs one buffered write and one read, where a gRPC stream message also
 // passes through HTTP/2 framing, flow control and a writer and a reader
-// goroutine on each side. A writer flushes when its queue is empty, so
-// frames sent together under load share a write(2). Flow control is TCP's:
+// goroutine on each side. A writer flushes when its queue is empty (after
+// one yield to the goroutines about to queue a frame), so frames sent
+// together under load share a write(2). Flow control is TCP's:
 // a peer that stops reading blocks the sender's writes, and keepalive (no
 // frame for PingTimeout) ends the connection, which unblocks them.
 
@@ -194,30 +195,31 @@ type flusher interface{ flush() error }
 // why in a last `closed` frame and closes nc. The connection must open with
 // ConnPreface. It returns why the connection ended.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
-	defer nc.Close()
-	var r *bufio.Reader
-	if rc, ok := nc.(readerConn); ok { // from ConnMux, which has read ahead
-		nc, r = rc.Conn, rc.r
-	} else {
-		r = bufio.NewReaderSize(nc, 16<<10)
-	}
+	r := bufio.NewReaderSize(nc, 16<<10)
 	_ = nc.SetReadDeadline(time.Now().Add(connPrefaceTimeout))
 	p, err := r.Peek(len(ConnPreface))
 	if err != nil {
+		_ = nc.Close()
 		return fmt.Errorf("tunnel conn %s: reading the preface: %w", nc.RemoteAddr(), err)
 	}
 	if string(p) != ConnPreface {
+		_ = nc.Close()
 		return fmt.Errorf("tunnel conn %s: not the tunnel's preface (%q)", nc.RemoteAddr(), p)
 	}
-	_, _ = r.Discard(len(ConnPreface))
 	_ = nc.SetReadDeadline(time.Time{}) // the handshake has its own bound (PingTimeout)
+	return s.serveConn(ctx, nc, r)
+}
+
+// serveConn serves nc once its preface is in r's buffer, and closes it.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, r *bufio.Reader) error {
+	_, _ = r.Discard(len(ConnPreface))
 	// Until the hello is in, a frame is at most minFrameBytes: a peer that
 	// has not said who it is gets no larger buffer.
 	l := newConnLink(nc, r, min(minFrameBytes, s.lim.maxFrameBytes))
 	// serve returns when the client goes away, ctx ends or the server
 	// closes; goodbye then closes the connection, which ends serve's
 	// reader and writer.
-	err = s.serve(ctx, &connServerLink{connLink: l, full: s.lim.maxFrameBytes})
+	err := s.serve(ctx, &connServerLink{connLink: l, full: s.lim.maxFrameBytes})
 	l.goodbye(err)
 	return err
 }
@@ -323,7 +325,7 @@ func (m *ConnMux) route(ctx context.Context, nc net.Conn) {
 	}
 	_ = nc.SetReadDeadline(time.Time{})
 	if bytes.Equal(p, []byte(ConnPreface)) {
-		_ = m.srv.ServeConn(ctx, readerConn{nc, r})
+		_ = m.srv.serveConn(ctx, nc, r)
 		return
 	}
 	// gRPC gets the connection as it came: the bytes read so far, then
@@ -343,14 +345,6 @@ func (m *ConnMux) Close() error {
 	_ = m.lis.Close()
 	return nil
 }
-
-// readerConn is a connection whose first bytes were read ahead into r.
-type readerConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c readerConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
 // replayConn is a connection whose first bytes, already read, are head.
 type replayConn struct {
