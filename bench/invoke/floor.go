@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -41,7 +42,7 @@ import (
 // server's way (journal file, then batches into a hash-chained SQLite table,
 // both in a temporary directory): the one part of the edge the issue
 // requires of every call.
-func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.Struct, audited, sdkStream bool) (caller, func(), error) {
+func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.Struct, audited bool, hops hops) (caller, func(), error) {
 	stls, err := tlsconf.ServerConfig(bundle.CACert, bundle.ServerCert, bundle.ServerKey, true)
 	if err != nil {
 		return nil, nil, err
@@ -61,15 +62,28 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 
-	// Server ↔ agent: a tunnel over mTLS, as the server's gRPC port.
+	// Server ↔ agent: a tunnel over mTLS, as the server's gRPC port (with
+	// hops.agentConn the conn transport on a TLS listener, as that port
+	// serves it).
 	toAgent := tunnel.NewServer(tunnel.ServerOptions{Logger: quiet})
 	f.closers = append(f.closers, toAgent.Close)
-	agentAddr, err := f.serve(append(tunnel.GRPCServerOptions(), grpc.Creds(credentials.NewTLS(stls.Clone()))), toAgent.RegisterGRPC)
-	if err != nil {
+	var agentAddr string
+	if hops.agentConn {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		agentAddr = lis.Addr().String()
+		c := stls.Clone()
+		c.NextProtos = []string{tunnel.ConnALPN}
+		agentMux := tunnel.NewConnMux(tls.NewListener(lis, c), toAgent)
+		f.wg.Go(func() { _ = agentMux.Serve(ctx) })
+		f.closers = append(f.closers, func() { _ = agentMux.Close() })
+	} else if agentAddr, err = f.serve(append(tunnel.GRPCServerOptions(), grpc.Creds(credentials.NewTLS(stls.Clone()))), toAgent.RegisterGRPC); err != nil {
 		return nil, nil, err
 	}
 	// Agent ↔ game server: the conn transport on loopback without TLS, as
-	// the SDK port and the SDK (with sdkStream a gRPC stream, as the SDK's
+	// the SDK port and the SDK (with hops.sdkStream a gRPC stream, as the SDK's
 	// StreamTransport).
 	toGame := tunnel.NewServer(tunnel.ServerOptions{Logger: quiet})
 	f.closers = append(f.closers, toGame.Close)
@@ -98,10 +112,17 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 	}); err != nil {
 		return nil, nil, err
 	}
-	if err := f.client(ctx, agentAddr, credentials.NewTLS(ctls), "floor-agent", relay); err != nil {
+	if hops.agentConn {
+		c := ctls.Clone()
+		c.NextProtos = []string{tunnel.ConnALPN}
+		d := tls.Dialer{Config: c}
+		ac := tunnel.NewConnClient(func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", agentAddr) },
+			tunnel.ClientOptions{Name: "floor-agent", Handlers: relay, Logger: quiet})
+		f.wg.Go(func() { _ = ac.Run(ctx) })
+	} else if err := f.client(ctx, agentAddr, credentials.NewTLS(ctls), "floor-agent", relay); err != nil {
 		return nil, nil, err
 	}
-	if sdkStream {
+	if hops.sdkStream {
 		if err := f.client(ctx, gameLis.Addr().String(), insecure.NewCredentials(), "floor-game", game); err != nil {
 			return nil, nil, err
 		}

@@ -52,6 +52,7 @@ func main() {
 	floorProfile := flag.String("floorprofile", "", "with -floor: write a CPU profile of the floor's throughput run to this file")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of croupier's throughput run (not the direct one, not the setup) to this file")
 	sdkStream := flag.Bool("sdk-stream", false, "the game server reaches the agent over a gRPC stream (the SDK's StreamTransport, as before the conn transport) instead of the conn transport; the floor's game hop too")
+	agentTransport := flag.String("agent-transport", "grpc", "the agent's tunnel to the server: grpc (a gRPC stream) or conn (the conn transport over TLS on the gRPC port); the floor's server hop too")
 	memprofile := flag.String("memprofile", "", "write an allocation profile of croupier's throughput run to this file (compare it with FILE.base: go tool pprof -sample_index alloc_objects -base FILE.base FILE)")
 	flag.Parse()
 	if *memprofile != "" {
@@ -73,7 +74,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -cpuprofile and -memprofile need -mode grpc or -mode rest")
 		os.Exit(2)
 	}
-	if err := run(*mode, *n, *dur, *conc, *withFloor, *sdkStream, profiles{cpu: *cpuprofile, mem: *memprofile, floorCPU: *floorProfile}); err != nil {
+	if *agentTransport != "grpc" && *agentTransport != "conn" {
+		fmt.Fprintf(os.Stderr, "-agent-transport %q: use grpc or conn\n", *agentTransport)
+		os.Exit(2)
+	}
+	hops := hops{sdkStream: *sdkStream, agentConn: *agentTransport == "conn"}
+	if err := run(*mode, *n, *dur, *conc, *withFloor, hops, profiles{cpu: *cpuprofile, mem: *memprofile, floorCPU: *floorProfile}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -93,11 +99,21 @@ const (
 // that their samples divide by its calls.
 type profiles struct{ cpu, mem, floorCPU string }
 
-func run(mode string, n int, dur time.Duration, conc int, withFloor, sdkStream bool, prof profiles) error {
+// hops are the transports of a call's two tunnel hops.
+type hops struct {
+	sdkStream bool // game server ↔ agent on a gRPC stream, not the conn transport
+	agentConn bool // agent ↔ server on the conn transport, not a gRPC stream
+}
+
+func run(mode string, n int, dur time.Duration, conc int, withFloor bool, hops hops, prof profiles) error {
 	ctx := context.Background()
 	game := demogame.New("bench-1", 100)
+	agentTransport := "grpc"
+	if hops.agentConn {
+		agentTransport = "conn"
+	}
 	st, err := stack.Start(func(c *sdk.Client) error { return game.Register(c) }, "player.get",
-		func(o *sdk.Options) { o.StreamTransport = sdkStream })
+		stack.Options{AgentTransport: agentTransport, SDK: func(o *sdk.Options) { o.StreamTransport = hops.sdkStream }})
 	if err != nil {
 		return err
 	}
@@ -117,7 +133,7 @@ func run(mode string, n int, dur time.Duration, conc int, withFloor, sdkStream b
 				name    string
 				audited bool
 			}{{"floor", false}, {"floor_audit", true}} {
-				f, stopFloor, err := floorCaller(bundle, handler, payload, fl.audited, sdkStream)
+				f, stopFloor, err := floorCaller(bundle, handler, payload, fl.audited, hops)
 				if err != nil {
 					stop()
 					return err

@@ -46,7 +46,7 @@ func run(n, watchers int) error {
 				}
 				return structpb.NewStruct(map[string]any{"emitted": float64(total)})
 			})
-	}, "bench.emit")
+	}, "bench.emit", stack.Options{})
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -275,6 +276,17 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 		return nil
 	default:
 		target, opts := serverTarget(a.cfg.Server)
+		node := new(atomic.Pointer[string]) // the server node the gRPC connection reached last
+		if a.cfg.Transport == "conn" {
+			opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+				var d net.Dialer
+				c, err := d.DialContext(ctx, "tcp", addr)
+				if err == nil {
+					node.Store(&addr)
+				}
+				return c, err
+			}))
+		}
 		conn, err := grpc.NewClient(target, append(append(tunnel.GRPCDialOptions(), opts...), grpc.WithTransportCredentials(creds),
 			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))...)
 		if err != nil {
@@ -282,8 +294,43 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 		}
 		a.conn = conn
 		a.control = grpcControl{c: croupierv1.NewControlServiceClient(conn)}
-		a.client = tunnel.NewGRPCClient(conn, copts)
+		if a.cfg.Transport == "conn" {
+			a.client = tunnel.NewConnClient(connDialer(conn, node, tlsCfg), copts)
+		} else {
+			a.client = tunnel.NewGRPCClient(conn, copts)
+		}
 		return nil
+	}
+}
+
+// connDialer opens the tunnel's conn-transport connections (transport:
+// conn) to the server node the gRPC connection (the agent's ControlService
+// calls) is connected to, so that registration and tunnel stay on one node
+// of a cluster: it waits for that connection, then dials the same address,
+// with TLS offering tunnel.ConnALPN unless tlsCfg is nil.
+func connDialer(cc *grpc.ClientConn, node *atomic.Pointer[string], tlsCfg *tls.Config) func(ctx context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		cc.Connect()
+		for st := cc.GetState(); st != connectivity.Ready; st = cc.GetState() {
+			if !cc.WaitForStateChange(ctx, st) {
+				return nil, fmt.Errorf("waiting for the server connection: %w", ctx.Err())
+			}
+		}
+		addr := node.Load()
+		if addr == nil {
+			return nil, errors.New("the server connection has no address")
+		}
+		if tlsCfg == nil {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", *addr)
+		}
+		c := tlsCfg.Clone()
+		c.NextProtos = []string{tunnel.ConnALPN}
+		if c.ServerName == "" { // as gRPC: the host dialled
+			c.ServerName, _, _ = net.SplitHostPort(*addr)
+		}
+		d := tls.Dialer{Config: c}
+		return d.DialContext(ctx, "tcp", *addr)
 	}
 }
 

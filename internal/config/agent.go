@@ -19,7 +19,9 @@ type Agent struct {
 	// nodes' addresses separated by commas (the agent holds one tunnel and
 	// moves to another node when its node dies; docs/cluster.md).
 	Server string `koanf:"server"`
-	// Transport is "grpc" (bidi stream, default) or "longpoll" (HTTP/1.1).
+	// Transport is "grpc" (bidi stream, default), "conn" (the conn
+	// transport on the gRPC port: frames straight on the TLS connection) or
+	// "longpoll" (HTTP/1.1).
 	Transport string `koanf:"transport"`
 	// LongPollURL is the server's long-poll tunnel base URL, e.g.
 	// https://server:8444/tunnel/v1.
@@ -114,7 +116,7 @@ func (c *Agent) Resolve() error {
 		p = append(p, "game_id and env are required (--game-id, --env): the scope this agent serves")
 	}
 	switch c.Transport {
-	case "grpc":
+	case "grpc", "conn":
 		if err := checkServers(c.Server); err != nil {
 			p = append(p, fmt.Sprintf("server %q is not host:port", c.Server))
 		}
@@ -126,7 +128,7 @@ func (c *Agent) Resolve() error {
 			p = append(p, fmt.Sprintf("server %q is not host:port (unary calls still use gRPC)", c.Server))
 		}
 	default:
-		p = append(p, fmt.Sprintf("transport %q: use grpc or longpoll", c.Transport))
+		p = append(p, fmt.Sprintf("transport %q: use grpc, conn or longpoll", c.Transport))
 	}
 	if c.GSEAddr != "" {
 		if _, _, err := net.SplitHostPort(c.GSEAddr); err != nil {

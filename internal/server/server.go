@@ -265,9 +265,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.health = health.NewServer()
 	s.methods = s.methodTable()
 	svcs := s.services(fh, ch, rh)
-	s.grpcServer = s.newGRPCServer(serverTLS, s.newEdge(s.networkIdentity(auth)))
+	netEdge := s.newEdge(s.networkIdentity(auth))
+	s.grpcServer = s.newGRPCServer(serverTLS != nil, netEdge)
 	inEdge := s.newEdge(forwardedIdentity)
-	inSrv := s.newGRPCServer(nil, inEdge)
+	inSrv := s.newGRPCServer(false, inEdge)
 	direct := newDirect(s.obs.rpc.UnaryServerInterceptor(), inEdge.unary())
 	for _, sv := range svcs {
 		sv.grpc(s.grpcServer)
@@ -279,7 +280,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.obs.rpc.InitializeMetrics(s.grpcServer)
 
-	if s.grpcLis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
+	grpcMux, err := s.listenGRPC(serverTLS, netEdge)
+	if err != nil {
 		return fmt.Errorf("listen grpc_addr %s: %w", s.cfg.GRPCAddr, err)
 	}
 	if s.httpLis, err = listen(s.cfg.HTTPAddr, serverTLS, false); err != nil {
@@ -318,7 +320,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	}
 
-	s.serve("grpc", func() error { return s.grpcServer.Serve(s.grpcLis) })
+	// Stopping the gRPC server closes the mux (its listener); the mux
+	// returns once the tunnel's conn-transport connections have ended.
+	s.serve("grpc", func() error { return s.grpcServer.Serve(grpcMux.Other()) })
+	s.serve("tunnel-conn", func() error { return grpcMux.Serve(s.ctx) })
 	s.serve("in-process grpc", func() error { return inSrv.Serve(s.inproc.lis) })
 	s.serve("http", func() error { return s.httpServer.Serve(s.httpLis) })
 	if s.tunServer != nil {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"runtime"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/croupier/croupier/internal/wirecodec"
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 )
@@ -64,7 +62,7 @@ func rest[C any](register func(context.Context, *gwruntime.ServeMux, C) error, c
 // newGRPCServer builds a gRPC server whose every call passes the edge
 // (identity, limits, access, rate limits, audit; see edge.go). tlsCfg is
 // nil for an insecure listener and for the in-process server REST uses.
-func (s *Server) newGRPCServer(tlsCfg *tls.Config, e *edge) *grpc.Server {
+func (s *Server) newGRPCServer(tlsConns bool, e *edge) *grpc.Server {
 	unary := []grpc.UnaryServerInterceptor{e.unary()}
 	stream := []grpc.StreamServerInterceptor{s.streamLifetime, e.stream()}
 	// Telemetry first (it counts refused calls too), then the codec guard
@@ -81,12 +79,13 @@ func (s *Server) newGRPCServer(tlsCfg *tls.Config, e *edge) *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
-	if tlsCfg != nil {
-		// No read buffer on TLS connections: crypto/tls already buffers a
-		// whole record per connection, so gRPC's own 16 KiB bufio.Reader
-		// only copied the data twice and pinned 16 KiB per idle agent
+	if tlsConns {
+		// The listener does the TLS handshake (grpcport.go). No read
+		// buffer on TLS connections: crypto/tls already buffers a whole
+		// record per connection, so gRPC's own 16 KiB bufio.Reader only
+		// copied the data twice and pinned 16 KiB per idle agent
 		// (bench/scale: RSS per agent; docs/routing.md).
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)), grpc.ReadBufferSize(0))
+		opts = append(opts, grpc.Creds(handshakenTLS{}), grpc.ReadBufferSize(0))
 	}
 	return grpc.NewServer(opts...)
 }

@@ -39,6 +39,10 @@ import (
 // opens with "PRI * HTTP/2.0".
 const ConnPreface = "CRTUNL1\n"
 
+// ConnALPN is the TLS application protocol a client of the conn transport
+// offers, on a port that also serves gRPC (h2).
+const ConnALPN = "croupier-tunnel/1"
+
 // connPrefaceTimeout bounds how long a new connection may take to send its
 // preface and hello.
 const connPrefaceTimeout = 10 * time.Second
@@ -207,19 +211,37 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
 		return fmt.Errorf("tunnel conn %s: not the tunnel's preface (%q)", nc.RemoteAddr(), p)
 	}
 	_ = nc.SetReadDeadline(time.Time{}) // the handshake has its own bound (PingTimeout)
-	return s.serveConn(ctx, nc, r)
+	return s.serveConn(ctx, nc, r, nil)
 }
 
+// ConnAdmit admits a connection of the conn transport once its preface is
+// in, before its hello is read: it returns the context to serve the
+// connection in and a function called with why the connection ended, or an
+// error that refuses the connection (the client receives it in the
+// goodbye). A server that authenticates its clients by their TLS
+// certificates does it here (nc is the *tls.Conn, handshake done), as a
+// gRPC server does in its interceptors.
+type ConnAdmit func(ctx context.Context, nc net.Conn) (context.Context, func(error), error)
+
 // serveConn serves nc once its preface is in r's buffer, and closes it.
-func (s *Server) serveConn(ctx context.Context, nc net.Conn, r *bufio.Reader) error {
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, r *bufio.Reader, admit ConnAdmit) (err error) {
 	_, _ = r.Discard(len(ConnPreface))
 	// Until the hello is in, a frame is at most minFrameBytes: a peer that
 	// has not said who it is gets no larger buffer.
 	l := newConnLink(nc, r, min(minFrameBytes, s.lim.maxFrameBytes))
+	if admit != nil {
+		actx, done, aerr := admit(ctx, nc)
+		if aerr != nil {
+			l.goodbye(aerr)
+			return aerr
+		}
+		ctx = actx
+		defer func() { done(err) }()
+	}
 	// serve returns when the client goes away, ctx ends or the server
 	// closes; goodbye then closes the connection, which ends serve's
 	// reader and writer.
-	err := s.serve(ctx, &connServerLink{connLink: l, full: s.lim.maxFrameBytes})
+	err = s.serve(ctx, &connServerLink{connLink: l, full: s.lim.maxFrameBytes})
 	l.goodbye(err)
 	return err
 }
@@ -261,6 +283,10 @@ func dialConn(ctx context.Context, dial func(ctx context.Context) (net.Conn, err
 // each connection, serves those that open with ConnPreface on a Server and
 // hands every other connection, unchanged, to Other's Accept.
 type ConnMux struct {
+	// Admit, when set (before Serve), admits each connection of the conn
+	// transport before it is served.
+	Admit ConnAdmit
+
 	lis    net.Listener
 	srv    *Server
 	others chan net.Conn
@@ -325,7 +351,7 @@ func (m *ConnMux) route(ctx context.Context, nc net.Conn) {
 	}
 	_ = nc.SetReadDeadline(time.Time{})
 	if bytes.Equal(p, []byte(ConnPreface)) {
-		_ = m.srv.serveConn(ctx, nc, r)
+		_ = m.srv.serveConn(ctx, nc, r, m.Admit)
 		return
 	}
 	// gRPC gets the connection as it came: the bytes read so far, then
@@ -351,6 +377,10 @@ type replayConn struct {
 	net.Conn
 	head []byte
 }
+
+// NetConn returns the connection under c (a *tls.Conn on a TLS listener),
+// as crypto/tls's Conn does.
+func (c *replayConn) NetConn() net.Conn { return c.Conn }
 
 func (c *replayConn) Read(b []byte) (int, error) {
 	if len(c.head) > 0 {

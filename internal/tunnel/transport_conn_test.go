@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,4 +270,80 @@ func TestConnMuxCloseDoesNotWaitForSilentConns(t *testing.T) {
 	if n, err := silent.Read(make([]byte, 1)); n != 0 || err == nil {
 		t.Fatalf("read %d bytes, %v; want the silent connection closed", n, err)
 	}
+}
+
+// TestConnMuxAdmit: Admit decides before the hello is read — a refusal
+// reaches the client in the goodbye, an admitted connection is served in
+// the context Admit returned (Authorize sees it), and Admit's done learns
+// why the connection ended.
+func TestConnMuxAdmit(t *testing.T) {
+	type key struct{}
+	srv := NewServer(ServerOptions{Logger: testLogger(t), Authorize: func(ctx context.Context, name string) error {
+		if ctx.Value(key{}) != name {
+			return status.Errorf(codes.PermissionDenied, "admitted as %v, not %q", ctx.Value(key{}), name)
+		}
+		return nil
+	}})
+	defer srv.Close()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := NewConnMux(lis, srv)
+	admitted, ended := make(chan struct{}, 4), make(chan error, 4)
+	var conns atomic.Int32
+	mux.Admit = func(ctx context.Context, nc net.Conn) (context.Context, func(error), error) {
+		if conns.Add(1) == 1 {
+			return nil, nil, status.Error(codes.Unauthenticated, "no credential on this connection")
+		}
+		admitted <- struct{}{}
+		return context.WithValue(ctx, key{}, "gs-1"), func(err error) { ended <- err }, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	muxDone := make(chan error, 1)
+	go func() { muxDone <- mux.Serve(ctx) }()
+
+	// Refused: the goodbye carries Admit's error.
+	nc, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := nc.Write([]byte(ConnPreface)); err != nil {
+		t.Fatal(err)
+	}
+	f := new(tunnelv1.ServerToClient)
+	if err := (&connLink{nc: nc, r: bufio.NewReader(nc), maxFrame: 1 << 20}).readFrame(f); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.GetClosed(); codes.Code(st.GetCode()) != codes.Unauthenticated || !strings.Contains(st.GetMessage(), "no credential") {
+		t.Fatalf("first frame %v, want the goodbye with Admit's refusal", f)
+	}
+
+	// Admitted: Authorize sees Admit's context; done runs when it ends.
+	reg := NewHandlerRegistry()
+	var d net.Dialer
+	c := NewConnClient(func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", lis.Addr().String()) },
+		ClientOptions{Name: "gs-1", Handlers: reg, Logger: testLogger(t)})
+	cctx, ccancel := context.WithCancel(ctx)
+	runDone := make(chan error, 1)
+	go func() { runDone <- c.Run(cctx) }()
+	waitFor(t, 5*time.Second, func() bool { return srv.Connected("gs-1") }, "the admitted client to connect")
+	<-admitted
+	select {
+	case err := <-ended:
+		t.Fatalf("done ran while the connection lives: %v", err)
+	default:
+	}
+	ccancel()
+	<-runDone
+	within(t, 5*time.Second, "done to run when the connection ends", func() {
+		if err := <-ended; status.Code(err) != codes.Unavailable {
+			t.Errorf("done(%v), want UNAVAILABLE (the client went away)", err)
+		}
+	})
+	_ = mux.Close()
+	within(t, 5*time.Second, "the mux to stop", func() { <-muxDone })
 }

@@ -81,7 +81,7 @@ func TestClusterThreeNodes(t *testing.T) {
 		fns[i] = croupierv1.NewFunctionServiceClient(operatorConn(t, certs, addrs[i]))
 	}
 	agent := start(t, "agent-c", bins.croupier, "agent", "--log-format", "json", "--agent-id", "agent-c",
-		"--game-id", "demo", "--env", "dev", "--server", strings.Join(addrs, ","), "--transport", "grpc",
+		"--game-id", "demo", "--env", "dev", "--server", strings.Join(addrs, ","), "--transport", "conn",
 		"--sdk-addr", "127.0.0.1:0", "--gse-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "agent"),
 		"--reconnect-max", "1s", "--tls-ca", filepath.Join(certs, "ca.crt"),
 		"--tls-cert", filepath.Join(certs, "agent-c.crt"), "--tls-key", filepath.Join(certs, "agent-c.key"),
@@ -144,6 +144,12 @@ func TestClusterThreeNodes(t *testing.T) {
 		return err == nil
 	})
 	t.Logf("agent reachable again %v after its node was killed", time.Since(start).Round(time.Millisecond))
+	if time.Since(start) > time.Second {
+		t.Logf("KILLED AT %v holder %d survivor %d\nAGENT\n%s", start.UTC().Format("15:04:05.000"), holder, survivor, agent.output())
+		for i, p := range nodes {
+			t.Logf("NODE %d\n%s", i, p.output())
+		}
+	}
 	// Every survivor routes to the agent's new node once it has seen the
 	// holder leave: until then a call fails UNAVAILABLE ("retry"), as the
 	// issue allows; the agent can reconnect faster than that (62 ms once).

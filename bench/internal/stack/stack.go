@@ -34,10 +34,18 @@ type Stack struct {
 	cancel context.CancelFunc
 }
 
+// Options adjust the stack; the zero value is the defaults.
+type Options struct {
+	// AgentTransport is the agent's tunnel transport to the server ("grpc"
+	// or "conn"; empty: the agent's default).
+	AgentTransport string
+	// SDK adjusts the game server's SDK options.
+	SDK func(*sdk.Options)
+}
+
 // Start brings the stack up for scope demo/dev. register adds the game
 // server's functions; Start returns once fn is registered on the server.
-// sdkOpts adjust the game server's SDK options.
-func Start(register func(*sdk.Client) error, fn string, sdkOpts ...func(*sdk.Options)) (*Stack, error) {
+func Start(register func(*sdk.Client) error, fn string, opts Options) (*Stack, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	st := &Stack{cancel: cancel}
 	ok := false
@@ -72,6 +80,9 @@ func Start(register func(*sdk.Client) error, fn string, sdkOpts ...func(*sdk.Opt
 	acfg := config.DefaultAgent()
 	acfg.ID, acfg.Game, acfg.Env, acfg.DataDir = certs.DevAgentName, "demo", "dev", dir
 	acfg.Server, acfg.SDKAddr, acfg.TLSServerName, acfg.GSEAddr = st.Server.GRPCAddr(), "127.0.0.1:0", "localhost", ""
+	if opts.AgentTransport != "" {
+		acfg.Transport = opts.AgentTransport
+	}
 	if st.Agent, err = agent.New(acfg, quiet); err != nil {
 		return nil, err
 	}
@@ -80,8 +91,8 @@ func Start(register func(*sdk.Client) error, fn string, sdkOpts ...func(*sdk.Opt
 	}
 
 	sopts := sdk.Options{AgentAddr: st.Agent.SDKAddr(), InstanceID: "bench-1", Logger: quiet, MaxConcurrent: 256}
-	for _, o := range sdkOpts {
-		o(&sopts)
+	if opts.SDK != nil {
+		opts.SDK(&sopts)
 	}
 	client := sdk.New(sopts)
 	if err := register(client); err != nil {

@@ -1,0 +1,52 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+)
+
+// An agent on the conn transport (`--transport conn`: the tunnel's frames
+// straight on a TLS connection to the server's gRPC port) serves calls, and
+// its tunnel comes back when the server restarts on the same port.
+func TestAgentConnTransport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	c := &cluster{t: t, dir: t.TempDir(), agents: map[string]*proc{}, sdk: map[string]string{}, games: map[string]*proc{}}
+	c.certs = filepath.Join(c.dir, "certs")
+	if out, code := run(t, nil, "certs", "init", "--dir", c.certs); code != 0 {
+		t.Fatalf("certs init: %s", out)
+	}
+	if out, code := run(t, nil, "certs", "issue", "agent", "--name", "agent-c", "--game", "demo", "--env", "dev",
+		"--ca-dir", c.certs, "--out", filepath.Join(c.certs, "agent-c")); code != 0 {
+		t.Fatalf("certs issue agent-c: %s", out)
+	}
+	c.startServer("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
+	c.startAgent("agent-c", "conn", "127.0.0.1:0")
+	c.startGame("gs-c1", "agent-c", "player.get,game.stats")
+	c.waitInstances("game.stats", 1)
+	targeted := &croupierv1.InvokeOptions{RoutingMode: "targeted", TargetAgent: "agent-c"}
+	for range 5 {
+		if got := servedBy(c.mustInvoke("game.stats", nil, targeted).GetResult()); got != "gs-c1" {
+			t.Fatalf("served by %q, want gs-c1", got)
+		}
+	}
+	// The tunnel is not a gRPC stream: the server started none.
+	streams := func(line string) bool {
+		return strings.HasPrefix(line, "grpc_server_started_total{") && strings.Contains(line, `grpc_method="Connect"`)
+	}
+	if n := metric(t, restClient(t, c.certs, false), c.http, streams); n != 0 {
+		t.Fatalf("the server started %d TunnelService/Connect streams; the agent should use the conn transport", n)
+	}
+
+	grpcAddr, httpAddr, tunnelAddr := c.grpc, c.http, c.tunnel
+	c.server.stop()
+	c.startServer(grpcAddr, httpAddr, tunnelAddr)
+	c.waitInstances("game.stats", 1)
+	if got := servedBy(c.mustInvoke("game.stats", nil, targeted).GetResult()); got != "gs-c1" {
+		t.Fatalf("after the server's restart served by %q, want gs-c1", got)
+	}
+}
