@@ -295,7 +295,7 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 		a.conn = conn
 		a.control = grpcControl{c: croupierv1.NewControlServiceClient(conn)}
 		if a.cfg.Transport == "conn" {
-			a.client = tunnel.NewConnClient(connDialer(conn, node, tlsCfg), copts)
+			a.client = tunnel.NewConnClient(connDialer(conn, node, tlsCfg, a.cfg.Server), copts)
 		} else {
 			a.client = tunnel.NewGRPCClient(conn, copts)
 		}
@@ -306,12 +306,20 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 // connDialer opens the tunnel's conn-transport connections (transport:
 // conn) to the server node the gRPC connection (the agent's ControlService
 // calls) is connected to, so that registration and tunnel stay on one node
-// of a cluster: it waits for that connection, then dials the same address,
-// with TLS offering tunnel.ConnALPN unless tlsCfg is nil.
-func connDialer(cc *grpc.ClientConn, node *atomic.Pointer[string], tlsCfg *tls.Config) func(ctx context.Context) (net.Conn, error) {
+// of a cluster: it waits for that connection (failing at once, as a gRPC
+// stream does, while the server is unreachable), then dials the same
+// address, with TLS offering tunnel.ConnALPN unless tlsCfg is nil. The
+// name checked in the server's certificate is gRPC's: tls_server_name, else
+// the host of the server address as configured (server).
+func connDialer(cc *grpc.ClientConn, node *atomic.Pointer[string], tlsCfg *tls.Config, server string) func(ctx context.Context) (net.Conn, error) {
 	return func(ctx context.Context) (net.Conn, error) {
-		cc.Connect()
 		for st := cc.GetState(); st != connectivity.Ready; st = cc.GetState() {
+			switch st {
+			case connectivity.Idle:
+				cc.Connect()
+			case connectivity.TransientFailure, connectivity.Shutdown:
+				return nil, fmt.Errorf("no connection to the server (%s)", st)
+			}
 			if !cc.WaitForStateChange(ctx, st) {
 				return nil, fmt.Errorf("waiting for the server connection: %w", ctx.Err())
 			}
@@ -326,8 +334,14 @@ func connDialer(cc *grpc.ClientConn, node *atomic.Pointer[string], tlsCfg *tls.C
 		}
 		c := tlsCfg.Clone()
 		c.NextProtos = []string{tunnel.ConnALPN}
-		if c.ServerName == "" { // as gRPC: the host dialled
-			c.ServerName, _, _ = net.SplitHostPort(*addr)
+		if c.ServerName == "" {
+			// One address: the name gRPC checks (its target's host, not the
+			// IP it resolved to). Several: each is dialled as configured.
+			name := server
+			if strings.Contains(server, ",") {
+				name = *addr
+			}
+			c.ServerName, _, _ = net.SplitHostPort(strings.TrimSpace(name))
 		}
 		d := tls.Dialer{Config: c}
 		return d.DialContext(ctx, "tcp", *addr)

@@ -122,6 +122,12 @@ type Dir struct {
 	// so those calls fail UNAVAILABLE instead of waiting out their
 	// deadline.
 	down map[string]nodeDown
+	// away has a context per remote agent that calls are in flight to,
+	// cancelled when the agent stops being held by that node (it connects
+	// here or another node publishes it): its calls fail UNAVAILABLE then,
+	// instead of waiting for an old holder that may have died and is not
+	// swept yet (up to the member TTL).
+	away map[string]agentAway
 
 	forwarded, direct atomic.Int64
 	// nodes is the live member count at the last sweep (rate limits
@@ -157,6 +163,11 @@ type nodeDown struct {
 	cancel context.CancelFunc
 }
 
+type agentAway struct {
+	holder string
+	nodeDown
+}
+
 // agentUpdate is one agent's registration as its holder sees it.
 type agentUpdate struct {
 	Node string `json:"node"`
@@ -187,7 +198,7 @@ func New(cfg Config, node *cluster.Node, reg *registry.Registry, local Caller, t
 		cfg.Logger = slog.Default()
 	}
 	d := &Dir{cfg: cfg, log: cfg.Logger.With("component", "agentdir"), node: node, reg: reg,
-		local: local, tun: tun, holder: map[string]string{}, last: map[string]updateRef{}, down: map[string]nodeDown{},
+		local: local, tun: tun, holder: map[string]string{}, last: map[string]updateRef{}, down: map[string]nodeDown{}, away: map[string]agentAway{},
 		resync: map[string]bool{}, pub: map[string]published{}}
 	d.seq.Store(uint64(time.Now().UnixNano()))
 	return d
@@ -245,6 +256,7 @@ func (d *Dir) Changed(agentID string) {
 	} else {
 		d.mu.Lock()
 		delete(d.holder, agentID) // it moved here
+		d.movedLocked(agentID)
 		d.mu.Unlock()
 	}
 	d.publish(agentID)
@@ -440,6 +452,7 @@ func (d *Dir) applyUpdate(u agentUpdate) bool {
 			d.mu.Lock()
 			if d.holder[u.Agent.ID] == u.Node {
 				delete(d.holder, u.Agent.ID)
+				d.movedLocked(u.Agent.ID)
 			}
 			d.mu.Unlock()
 		}
@@ -470,6 +483,13 @@ func (d *Dir) applyUpdate(u agentUpdate) bool {
 		}
 		d.mu.Unlock()
 		return false
+	}
+	if had && prev != u.Node {
+		d.mu.Lock()
+		if d.holder[u.Agent.ID] == u.Node {
+			d.movedLocked(u.Agent.ID)
+		}
+		d.mu.Unlock()
 	}
 	return true
 }
@@ -545,6 +565,7 @@ func (d *Dir) forget(alive map[string]bool) (live, dead []string) {
 		} else {
 			dead = append(dead, id)
 			delete(d.holder, id)
+			d.movedLocked(id)
 		}
 	}
 	for id, l := range d.last {
@@ -727,12 +748,18 @@ func remoteCall[Resp proto.Message](ctx context.Context, d *Dir, holder string, 
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	// No goroutine per call: the holder's down context runs the cancel.
+	// No goroutine per call: the holder's down context and the agent's
+	// away context run the cancel.
 	defer context.AfterFunc(d.downCtx(holder), func() { cancel(errHolderGone) })()
+	defer context.AfterFunc(d.awayCtx(agent, holder), func() { cancel(errAgentMoved) })()
 	out, err := d.node.Request(cctx, subjCall+holder, env)
 	if err != nil {
-		if context.Cause(cctx) == errHolderGone && ctx.Err() == nil {
+		switch cause := context.Cause(cctx); {
+		case ctx.Err() != nil:
+		case cause == errHolderGone:
 			return zero, status.Errorf(codes.Unavailable, "node %s holding agent %q left the cluster during the call; retry (with the same idempotency key)", holder, agent)
+		case cause == errAgentMoved:
+			return zero, status.Errorf(codes.Unavailable, "agent %q moved away from node %s during the call; retry (with the same idempotency key)", agent, holder)
 		}
 		return zero, err
 	}
@@ -742,7 +769,39 @@ func remoteCall[Resp proto.Message](ctx context.Context, d *Dir, holder string, 
 	return resp, nil
 }
 
-var errHolderGone = errors.New("holder node left the cluster")
+var (
+	errHolderGone = errors.New("holder node left the cluster")
+	errAgentMoved = errors.New("agent moved to another node")
+)
+
+// awayCtx returns the context that ends when agent stops being held by
+// holder (already ended if it has).
+func (d *Dir) awayCtx(agent, holder string) context.Context {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a, ok := d.away[agent]
+	if ok && a.holder == holder {
+		return a.ctx
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if d.holder[agent] != holder { // it moved since the call chose holder
+		cancel()
+		return ctx
+	}
+	if ok {
+		a.cancel() // not reached: a holder change ends the old entry
+	}
+	d.away[agent] = agentAway{holder: holder, nodeDown: nodeDown{ctx: ctx, cancel: cancel}}
+	return ctx
+}
+
+// movedLocked ends agent's away context: its holder changed. d.mu is held.
+func (d *Dir) movedLocked(agent string) {
+	if a, ok := d.away[agent]; ok {
+		a.cancel()
+		delete(d.away, agent)
+	}
+}
 
 // downCtx returns the context that the sweep cancels when node leaves
 // the membership bucket.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -507,5 +508,40 @@ func TestInstanceChangesTravelAsDeltas(t *testing.T) {
 		if a, _ := n.reg.Agent("a1"); a.Version != "2" {
 			t.Fatalf("%s has a1 version %q, want 2", n.bus.ID(), a.Version)
 		}
+	}
+}
+
+// A call forwarded to an agent's holder fails UNAVAILABLE as soon as the
+// agent is seen on another node, without waiting for the old holder (which
+// may be dead and not swept yet: up to the member TTL) or the call's
+// deadline.
+func TestInFlightCallFailsWhenTheAgentMoves(t *testing.T) {
+	nodes := startNodes(t)
+	connect(t, nodes[0], "a1")
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "a1", "n1"))
+
+	errc := make(chan error, 1)
+	go func() {
+		// The deadline also bounds the blocked handler on n1 (the test's
+		// cleanup waits for it): without the move it is what ends the call.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := nodes[2].dir.Invoke(ctx, "a1", &agentv1.InvokeRequest{InvocationId: "block"})
+		errc <- err
+	}()
+	<-nodes[0].tun.blocked // in flight on n1, which stays up but never answers
+	start := time.Now()
+	connect(t, nodes[1], "a1") // the agent reconnects to n2
+	if err := <-errc; status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "moved away from node n1") {
+		t.Fatalf("in-flight call when its agent moved: %v; want UNAVAILABLE naming the move, not the deadline", err)
+	}
+	t.Logf("failed %v after the agent moved", time.Since(start).Round(time.Millisecond))
+
+	// The call that the caller retries reaches the agent on its new node.
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "a1", "n2", 0))
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if resp, err := nodes[2].dir.Invoke(ctx, "a1", &agentv1.InvokeRequest{InvocationId: "y"}); err != nil || resp.GetInstanceId() != "n2" {
+		t.Fatalf("retry after the move: %v, %v", resp, err)
 	}
 }

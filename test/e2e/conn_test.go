@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 )
@@ -25,7 +27,15 @@ func TestAgentConnTransport(t *testing.T) {
 		t.Fatalf("certs issue agent-c: %s", out)
 	}
 	c.startServer("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
-	c.startAgent("agent-c", "conn", "127.0.0.1:0")
+	// The server by name and no --tls-server-name: the tunnel's TLS checks
+	// the name gRPC checks (localhost).
+	_, port, _ := net.SplitHostPort(c.grpc)
+	p := start(t, "agent-c", bins.croupier, "agent", "--log-format", "json", "--agent-id", "agent-c", "--game-id", "demo", "--env", "dev",
+		"--server", "localhost:"+port, "--transport", "conn", "--sdk-addr", "127.0.0.1:0", "--gse-addr", "127.0.0.1:0",
+		"--data-dir", c.dir, "--reconnect-max", "1s", "--tls-ca", filepath.Join(c.certs, "ca.crt"),
+		"--tls-cert", filepath.Join(c.certs, "agent-c.crt"), "--tls-key", filepath.Join(c.certs, "agent-c.key"))
+	ev := p.waitLog("croupier agent started", 30*time.Second)
+	c.agents["agent-c"], c.sdk["agent-c"] = p, ev["sdk"].(string)
 	c.startGame("gs-c1", "agent-c", "player.get,game.stats")
 	c.waitInstances("game.stats", 1)
 	targeted := &croupierv1.InvokeOptions{RoutingMode: "targeted", TargetAgent: "agent-c"}
