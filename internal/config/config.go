@@ -81,6 +81,7 @@ func Load(cfg any, path string, flags *pflag.FlagSet) error {
 				mapstructure.StringToSliceHookFunc(","),
 			),
 			WeaklyTypedInput: true,
+			Squash:           true, // embedded structs' keys are top-level
 			Result:           cfg,
 			TagName:          "koanf",
 		},
@@ -98,30 +99,39 @@ func splitList(v string) []string {
 }
 
 func keysOf(cfg any) map[string]bool {
-	t := reflect.TypeOf(cfg)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
 	m := map[string]bool{}
-	for i := 0; i < t.NumField(); i++ {
-		if tag := t.Field(i).Tag.Get("koanf"); tag != "" && tag != "-" {
-			m[tag] = true
-		}
+	for _, f := range fieldsOf(reflect.TypeOf(cfg)) {
+		m[f.Tag.Get("koanf")] = true
 	}
 	return m
 }
 
 func isSlice(cfg any, key string) bool {
-	t := reflect.TypeOf(cfg)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	for i := 0; i < t.NumField(); i++ {
-		if t.Field(i).Tag.Get("koanf") == key {
-			return t.Field(i).Type.Kind() == reflect.Slice
+	for _, f := range fieldsOf(reflect.TypeOf(cfg)) {
+		if f.Tag.Get("koanf") == key {
+			return f.Type.Kind() == reflect.Slice
 		}
 	}
 	return false
+}
+
+// fieldsOf lists the fields of struct t (or a pointer to one) that carry a
+// key, those of embedded structs (config.Login) included: their keys are
+// top-level, as the decoder squashes them.
+func fieldsOf(t reflect.Type) []reflect.StructField {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var out []reflect.StructField
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if tag := f.Tag.Get("koanf"); tag != "" && tag != "-" {
+			out = append(out, f)
+		} else if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			out = append(out, fieldsOf(f.Type)...)
+		}
+	}
+	return out
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -257,3 +257,26 @@ func TestLoadTypedEnv(t *testing.T) {
 		t.Fatalf("Load with a non-numeric int = %v; want an error naming max_request_bytes", err)
 	}
 }
+
+// The login_* keys live in an embedded struct (config.Login, shared by the
+// server and the gateway) and load as top-level keys from every layer.
+func TestLoadEmbeddedLoginKeys(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv("CROUPIER_LOGIN_MAX_WAIT", "2m")
+	fs := serverFlagSet(t)
+	fs.Int("login-source-free", config.DefaultLogin().LoginSourceFree, "")
+	if err := fs.Parse([]string{"--login-source-free", "7"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.DefaultServer()
+	if err := config.Load(&cfg, writeYAML(t, "login_user_free: 3\nlogin_forget: 3h\n"), fs); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := config.Login{LoginUserFree: 3, LoginSourceFree: 7, LoginBaseWait: time.Second, LoginMaxWait: 2 * time.Minute, LoginForget: 3 * time.Hour}
+	if cfg.Login != want {
+		t.Fatalf("login settings %+v, want %+v", cfg.Login, want)
+	}
+	if got := cfg.RateUser; got != config.DefaultServer().RateUser {
+		t.Fatalf("a top-level key changed with them: rate_user %v", got)
+	}
+}

@@ -73,16 +73,8 @@ type Server struct {
 	RateUserBurst     int     `koanf:"rate_user_burst"`
 	RateFunction      float64 `koanf:"rate_function"`
 	RateFunctionBurst int     `koanf:"rate_function_burst"`
-	// The login throttle (docs/access.md, "Login throttling"): failed
-	// logins in a row a username (LoginUserFree) or a source address
-	// (LoginSourceFree) may have before further attempts wait; the first
-	// wait, doubling with each failure up to LoginMaxWait; and how long
-	// after its last failure a key starts over.
-	LoginUserFree   int           `koanf:"login_user_free"`
-	LoginSourceFree int           `koanf:"login_source_free"`
-	LoginBaseWait   time.Duration `koanf:"login_base_wait"`
-	LoginMaxWait    time.Duration `koanf:"login_max_wait"`
-	LoginForget     time.Duration `koanf:"login_forget"`
+	// Login is the operators' login throttle (login_* keys).
+	Login
 
 	// OTLPEndpoint is the OpenTelemetry collector (OTLP over gRPC,
 	// host:port) that receives traces; empty (the default) turns tracing
@@ -146,11 +138,7 @@ func DefaultServer() Server {
 		RateUserBurst:     100,
 		RateFunction:      500,
 		RateFunctionBurst: 1000,
-		LoginUserFree:     5,
-		LoginSourceFree:   20,
-		LoginBaseWait:     time.Second,
-		LoginMaxWait:      15 * time.Minute,
-		LoginForget:       time.Hour,
+		Login:             DefaultLogin(),
 		TraceSampleRatio:  1,
 		NATS:              "embedded",
 	}
@@ -214,7 +202,7 @@ func (c *Server) Resolve() error {
 	if c.RateUser < 0 || c.RateFunction < 0 || c.RateUserBurst < 0 || c.RateFunctionBurst < 0 {
 		p = append(p, "rate limits must not be negative (0 = unlimited)")
 	}
-	p = append(p, LoginThrottleProblems(c.LoginUserFree, c.LoginSourceFree, c.LoginBaseWait, c.LoginMaxWait, c.LoginForget)...)
+	p = append(p, c.Login.Problems()...)
 	if c.IdempotencyWindow <= 0 {
 		p = append(p, fmt.Sprintf("idempotency_window %s must be positive (e.g. 24h)", c.IdempotencyWindow))
 	}
@@ -258,18 +246,4 @@ func validName(s string) bool {
 		}
 	}
 	return true
-}
-
-// LoginThrottleProblems checks the login_* settings of a login throttle
-// (the server's operators, the gateway's player accounts).
-func LoginThrottleProblems(userFree, sourceFree int, baseWait, maxWait, forget time.Duration) []string {
-	var p []string
-	if userFree < 1 || sourceFree < 1 {
-		p = append(p, fmt.Sprintf("login_user_free (%d) and login_source_free (%d) must be at least 1", userFree, sourceFree))
-	}
-	if baseWait < 10*time.Millisecond || maxWait < baseWait || forget < maxWait {
-		p = append(p, fmt.Sprintf("login waits must satisfy 10ms <= login_base_wait (%s) <= login_max_wait (%s) <= login_forget (%s)",
-			baseWait, maxWait, forget))
-	}
-	return p
 }

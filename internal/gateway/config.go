@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/croupier/croupier/internal/config"
-	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/tlsconf"
 )
 
@@ -98,16 +97,9 @@ type Config struct {
 	// <data dir>/croupier.db, or "postgres" with a URL).
 	StoreDriver string `koanf:"store_driver"`
 	StoreDSN    string `koanf:"store_dsn"`
-	// The login throttle of the rooms system's player accounts, as the
-	// server's for operators: failed logins in a row a username or a
-	// source address may have before further attempts wait; the first
-	// wait, doubling with each failure up to LoginMaxWait; how long a
-	// failure is remembered.
-	LoginUserFree   int           `koanf:"login_user_free"`
-	LoginSourceFree int           `koanf:"login_source_free"`
-	LoginBaseWait   time.Duration `koanf:"login_base_wait"`
-	LoginMaxWait    time.Duration `koanf:"login_max_wait"`
-	LoginForget     time.Duration `koanf:"login_forget"`
+	// Login is the login throttle of the rooms system's player accounts
+	// (login_* keys, as the server's for operators).
+	config.Login
 
 	// The gateway tier on several nodes (docs/cluster.md, "Gateway
 	// tier"); validated by validateCluster (cluster_config.go).
@@ -186,11 +178,7 @@ func DefaultConfig() Config {
 		RTMPAddr:         "127.0.0.1:1935",
 		MaxStreams:       16,
 		StoreDriver:      "sqlite",
-		LoginUserFree:    5,
-		LoginSourceFree:  20,
-		LoginBaseWait:    time.Second,
-		LoginMaxWait:     15 * time.Minute,
-		LoginForget:      time.Hour,
+		Login:            config.DefaultLogin(),
 		NATS:             "embedded",
 		ClusterAddr:      "127.0.0.1:0",
 		RelayAddr:        "127.0.0.1:0",
@@ -207,7 +195,7 @@ func DefaultConfig() Config {
 // Validate reports every problem at once, each saying what to change.
 func (c *Config) Validate() error {
 	var p []string
-	p = append(p, config.LoginThrottleProblems(c.LoginUserFree, c.LoginSourceFree, c.LoginBaseWait, c.LoginMaxWait, c.LoginForget)...)
+	p = append(p, c.Login.Problems()...)
 	if c.ServerID < 0 || c.ServerID > 255 {
 		p = append(p, fmt.Sprintf("server_id %d: must be 0–255 (it is one byte of every uniqId)", c.ServerID))
 	}
@@ -295,10 +283,4 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return errors.New("invalid gateway configuration:\n  - " + strings.Join(p, "\n  - "))
-}
-
-// LoginThrottle is the rooms system's login throttle.
-func (c *Config) LoginThrottle() ratelimit.LoginConfig {
-	return ratelimit.LoginConfig{UserFree: c.LoginUserFree, SourceFree: c.LoginSourceFree,
-		Base: c.LoginBaseWait, Max: c.LoginMaxWait, Forget: c.LoginForget}
 }

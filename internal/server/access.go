@@ -29,9 +29,8 @@ func (s *Server) openAccess(ctx context.Context) error {
 	}
 	s.audit = auditLog
 	if s.auth, err = authsvc.New(ctx, authsvc.Config{Store: s.store, Audit: auditLog, Logger: log,
-		LoginThrottle: ratelimit.LoginConfig{UserFree: s.cfg.LoginUserFree, SourceFree: s.cfg.LoginSourceFree,
-			Base: s.cfg.LoginBaseWait, Max: s.cfg.LoginMaxWait, Forget: s.cfg.LoginForget},
-		AccessTTL: s.cfg.AccessTokenTTL, RefreshTTL: s.cfg.RefreshTokenTTL, RefreshReuseGrace: reuseGrace(s.cfg.RefreshReuseGrace)}); err != nil {
+		LoginThrottle: s.cfg.Login.Throttle(),
+		AccessTTL:     s.cfg.AccessTokenTTL, RefreshTTL: s.cfg.RefreshTokenTTL, RefreshReuseGrace: reuseGrace(s.cfg.RefreshReuseGrace)}); err != nil {
 		return err
 	}
 	if s.bus != nil { // failed logins count on every node (docs/cluster.md)
