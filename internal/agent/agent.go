@@ -32,10 +32,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
@@ -276,16 +277,10 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 		return nil
 	default:
 		target, opts := serverTarget(a.cfg.Server)
-		node := new(atomic.Pointer[string]) // the server node the gRPC connection reached last
 		if a.cfg.Transport == "conn" {
-			opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-				var d net.Dialer
-				c, err := d.DialContext(ctx, "tcp", addr)
-				if err == nil {
-					node.Store(&addr)
-				}
-				return c, err
-			}))
+			// The tunnel follows this connection's node (connDialer): it
+			// must not go idle and come back on another one.
+			opts = append(opts, grpc.WithIdleTimeout(0))
 		}
 		conn, err := grpc.NewClient(target, append(append(tunnel.GRPCDialOptions(), opts...), grpc.WithTransportCredentials(creds),
 			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))...)
@@ -295,7 +290,7 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 		a.conn = conn
 		a.control = grpcControl{c: croupierv1.NewControlServiceClient(conn)}
 		if a.cfg.Transport == "conn" {
-			a.client = tunnel.NewConnClient(connDialer(conn, node, tlsCfg, a.cfg.Server), copts)
+			a.client = tunnel.NewConnClient(connDialer(conn, tlsCfg, a.cfg.Server), copts)
 		} else {
 			a.client = tunnel.NewGRPCClient(conn, copts)
 		}
@@ -305,32 +300,32 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 
 // connDialer opens the tunnel's conn-transport connections (transport:
 // conn) to the server node the gRPC connection (the agent's ControlService
-// calls) is connected to, so that registration and tunnel stay on one node
-// of a cluster: it waits for that connection (failing at once, as a gRPC
-// stream does, while the server is unreachable), then dials the same
-// address, with TLS offering tunnel.ConnALPN unless tlsCfg is nil. The
-// name checked in the server's certificate is gRPC's: tls_server_name, else
-// the host of the server address as configured (server).
-func connDialer(cc *grpc.ClientConn, node *atomic.Pointer[string], tlsCfg *tls.Config, server string) func(ctx context.Context) (net.Conn, error) {
+// calls) uses, so that registration and tunnel are on one node of a
+// cluster: it asks that connection which node it reached (a health check's
+// peer, which also (re)connects it, failing at once while no server
+// answers, as a gRPC stream does), then dials the same address, with TLS
+// offering tunnel.ConnALPN unless tlsCfg is nil. The name checked in the
+// server's certificate is gRPC's: tls_server_name, else the host of the
+// server address as configured (server). Server nodes must be reachable
+// directly: behind a load balancer or a proxy the two connections may land
+// on different nodes (docs/tunnel.md).
+func connDialer(cc *grpc.ClientConn, tlsCfg *tls.Config, server string) func(ctx context.Context) (net.Conn, error) {
+	health := healthpb.NewHealthClient(cc)
 	return func(ctx context.Context) (net.Conn, error) {
-		for st := cc.GetState(); st != connectivity.Ready; st = cc.GetState() {
-			switch st {
-			case connectivity.Idle:
-				cc.Connect()
-			case connectivity.TransientFailure, connectivity.Shutdown:
-				return nil, fmt.Errorf("no connection to the server (%s)", st)
-			}
-			if !cc.WaitForStateChange(ctx, st) {
-				return nil, fmt.Errorf("waiting for the server connection: %w", ctx.Err())
-			}
+		var p peer.Peer
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := health.Check(hctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p))
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("reaching the server over gRPC: %w", err)
 		}
-		addr := node.Load()
-		if addr == nil {
+		if p.Addr == nil {
 			return nil, errors.New("the server connection has no address")
 		}
+		addr := p.Addr.String()
 		if tlsCfg == nil {
 			var d net.Dialer
-			return d.DialContext(ctx, "tcp", *addr)
+			return d.DialContext(ctx, "tcp", addr)
 		}
 		c := tlsCfg.Clone()
 		c.NextProtos = []string{tunnel.ConnALPN}
@@ -339,12 +334,12 @@ func connDialer(cc *grpc.ClientConn, node *atomic.Pointer[string], tlsCfg *tls.C
 			// IP it resolved to). Several: each is dialled as configured.
 			name := server
 			if strings.Contains(server, ",") {
-				name = *addr
+				name = addr
 			}
 			c.ServerName, _, _ = net.SplitHostPort(strings.TrimSpace(name))
 		}
 		d := tls.Dialer{Config: c}
-		return d.DialContext(ctx, "tcp", *addr)
+		return d.DialContext(ctx, "tcp", addr)
 	}
 }
 

@@ -256,7 +256,7 @@ func (d *Dir) Changed(agentID string) {
 	} else {
 		d.mu.Lock()
 		delete(d.holder, agentID) // it moved here
-		d.movedLocked(agentID)
+		d.movedLocked(agentID, "")
 		d.mu.Unlock()
 	}
 	d.publish(agentID)
@@ -452,7 +452,7 @@ func (d *Dir) applyUpdate(u agentUpdate) bool {
 			d.mu.Lock()
 			if d.holder[u.Agent.ID] == u.Node {
 				delete(d.holder, u.Agent.ID)
-				d.movedLocked(u.Agent.ID)
+				d.movedLocked(u.Agent.ID, "")
 			}
 			d.mu.Unlock()
 		}
@@ -471,6 +471,7 @@ func (d *Dir) applyUpdate(u agentUpdate) bool {
 	d.mu.Lock()
 	prev, had := d.holder[u.Agent.ID]
 	d.holder[u.Agent.ID] = u.Node
+	d.movedLocked(u.Agent.ID, u.Node) // calls forwarded to another holder
 	d.mu.Unlock()
 	u.Agent.LastHeartbeat = time.Now()
 	if err := d.reg.Upsert(u.Agent); err != nil {
@@ -481,15 +482,9 @@ func (d *Dir) applyUpdate(u agentUpdate) bool {
 		} else {
 			delete(d.holder, u.Agent.ID)
 		}
+		d.movedLocked(u.Agent.ID, prev) // "" if it had none
 		d.mu.Unlock()
 		return false
-	}
-	if had && prev != u.Node {
-		d.mu.Lock()
-		if d.holder[u.Agent.ID] == u.Node {
-			d.movedLocked(u.Agent.ID)
-		}
-		d.mu.Unlock()
 	}
 	return true
 }
@@ -565,7 +560,7 @@ func (d *Dir) forget(alive map[string]bool) (live, dead []string) {
 		} else {
 			dead = append(dead, id)
 			delete(d.holder, id)
-			d.movedLocked(id)
+			d.movedLocked(id, "")
 		}
 	}
 	for id, l := range d.last {
@@ -789,15 +784,16 @@ func (d *Dir) awayCtx(agent, holder string) context.Context {
 		return ctx
 	}
 	if ok {
-		a.cancel() // not reached: a holder change ends the old entry
+		a.cancel() // for an older holder: those calls' agent has moved
 	}
 	d.away[agent] = agentAway{holder: holder, nodeDown: nodeDown{ctx: ctx, cancel: cancel}}
 	return ctx
 }
 
-// movedLocked ends agent's away context: its holder changed. d.mu is held.
-func (d *Dir) movedLocked(agent string) {
-	if a, ok := d.away[agent]; ok {
+// movedLocked ends agent's away context unless it is for holder, the
+// agent's holder now ("" when no other node holds it). d.mu is held.
+func (d *Dir) movedLocked(agent, holder string) {
+	if a, ok := d.away[agent]; ok && a.holder != holder {
 		a.cancel()
 		delete(d.away, agent)
 	}

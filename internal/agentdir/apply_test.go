@@ -175,3 +175,39 @@ func TestTombstonesExpire(t *testing.T) {
 		t.Fatal("a live agent's last update was forgotten")
 	}
 }
+
+// An agent's holder changes from h1 to h2: the calls forwarded to h1 end
+// (it moved away), those forwarded to h2 — even one that chose h2 while the
+// update was being written to the registry — do not.
+func TestHolderChangeEndsOnlyTheOldHoldersCalls(t *testing.T) {
+	node := applyNode(t)
+	var d *Dir
+	var during context.Context // a call that chose h2 during the write
+	reg := registry.New(registry.Options{Changed: func(id string) {
+		if d.Holder(id) == "h2" && during == nil {
+			during = d.awayCtx(id, "h2")
+		}
+		d.Changed(id)
+	}})
+	d = New(Config{}, node, reg, nil, noTunnel{})
+	d.applyU(t, full(1, "a1", "i1"))
+	toH1 := d.awayCtx("a1", "h1")
+	if toH1.Err() != nil {
+		t.Fatal("a call to the agent's holder ended before anything changed")
+	}
+	moved := full(1, "a1", "i1")
+	moved.Node = "h2"
+	d.applyU(t, moved)
+	if toH1.Err() == nil {
+		t.Fatal("a call forwarded to h1 goes on after the agent moved to h2")
+	}
+	if during == nil || during.Err() != nil {
+		t.Fatalf("a call to the new holder h2, started while the move was written, ended (%v)", during)
+	}
+	if after := d.awayCtx("a1", "h2"); after.Err() != nil || after != during {
+		t.Fatal("calls to h2 after the move do not share the live context")
+	}
+	if stale := d.awayCtx("a1", "h1"); stale.Err() == nil {
+		t.Fatal("a call that chose h1 before the move but starts after it would wait on h1")
+	}
+}

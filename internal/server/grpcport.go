@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -21,19 +22,29 @@ import (
 // done (handshakenTLS) and a tunnel connection is admitted by the edge as a
 // TunnelService/Connect stream is (admitConn).
 
+// keepaliveTimeout is how long the gRPC port waits for a keepalive ping's
+// answer, and its connections' TCP_USER_TIMEOUT (unacknowledged data).
+const keepaliveTimeout = 10 * time.Second
+
 // listenGRPC opens the gRPC port: TLS (ALPN h2 for gRPC, tunnel.ConnALPN for
 // the conn transport) unless tlsCfg is nil, shared by gRPC and the tunnel.
+// What grpc-go's TLS credentials do on their own connections is done here:
+// the cipher suites HTTP/2 forbids are off and TCP_USER_TIMEOUT is set (gRPC
+// sets it only on a *net.TCPConn, which it no longer gets).
 func (s *Server) listenGRPC(tlsCfg *tls.Config, e *edge) (*tunnel.ConnMux, error) {
 	raw, err := net.Listen("tcp", s.cfg.GRPCAddr)
 	if err != nil {
 		return nil, err
 	}
 	s.grpcLis = raw
-	lis := raw
+	var lis net.Listener = userTimeoutListener{raw}
 	if tlsCfg != nil {
 		c := tlsCfg.Clone()
 		c.NextProtos = []string{"h2", tunnel.ConnALPN}
-		lis = tls.NewListener(raw, c)
+		if c.CipherSuites == nil {
+			c.CipherSuites = http2CipherSuites()
+		}
+		lis = tls.NewListener(lis, c)
 	}
 	mux := tunnel.NewConnMux(lis, s.tunnel)
 	mux.Admit = s.admitConn(e)
@@ -101,4 +112,35 @@ func tlsConnOf(c net.Conn) *tls.Conn {
 		c = u.NetConn()
 	}
 	return nil
+}
+
+// http2CipherSuites are crypto/tls's secure TLS 1.2 suites less those
+// HTTP/2 forbids (RFC 7540 appendix A), as grpc-go's credentials choose.
+func http2CipherSuites() []uint16 {
+	forbidden := map[uint16]bool{
+		tls.TLS_RSA_WITH_AES_128_CBC_SHA: true, tls.TLS_RSA_WITH_AES_256_CBC_SHA: true,
+		tls.TLS_RSA_WITH_AES_128_GCM_SHA256: true, tls.TLS_RSA_WITH_AES_256_GCM_SHA384: true,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA: true, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA: true,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA: true, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA: true,
+	}
+	var out []uint16
+	for _, cs := range tls.CipherSuites() {
+		if !forbidden[cs.ID] {
+			out = append(out, cs.ID)
+		}
+	}
+	return out
+}
+
+// userTimeoutListener sets TCP_USER_TIMEOUT (keepaliveTimeout) on each
+// connection it accepts: a peer that stops acknowledging data is dropped
+// then, rather than when the kernel's retransmissions give up (minutes).
+type userTimeoutListener struct{ net.Listener }
+
+func (l userTimeoutListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		setUserTimeout(tc, keepaliveTimeout) // best effort, as gRPC's own
+	}
+	return c, err
 }

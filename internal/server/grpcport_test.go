@@ -69,6 +69,16 @@ func TestConnTransportOnTheGRPCPort(t *testing.T) {
 		t.Fatalf("gRPC beside the conn transport: %v", err)
 	}
 
+	// As with gRPC's own TLS credentials, TLS 1.2 suites HTTP/2 forbids are
+	// refused.
+	cbc := tlsFor(bundle.ClientCert, bundle.ClientKey)
+	cbc.MaxVersion, cbc.CipherSuites = tls.VersionTLS12, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}
+	cbc.NextProtos = []string{"h2"}
+	if c, err := tls.Dial("tcp", s.GRPCAddr(), cbc); err == nil {
+		_ = c.Close()
+		t.Fatal("a TLS 1.2 handshake with only a CBC suite succeeded")
+	}
+
 	// The agent's certificate under its own name: connected, and called.
 	handlers := tunnel.NewHandlerRegistry()
 	if err := tunnel.Register(handlers, func(context.Context, *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {

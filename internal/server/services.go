@@ -77,7 +77,7 @@ func (s *Server) newGRPCServer(tlsConns bool, e *edge) *grpc.Server {
 		// call spends a measurable share of each call growing its stack.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: keepaliveTimeout}),
 	)
 	if tlsConns {
 		// The listener does the TLS handshake (grpcport.go). No read

@@ -23,7 +23,8 @@ import (
 // cluster, and one agent given all three addresses. Calls on every node
 // reach the agent (forwarded to the node holding its tunnel); when that
 // node is killed the agent moves to another node and calls on the
-// survivors work again, the same idempotency key included.
+// survivors work again, the same idempotency key included. It runs with
+// the agent on each of the two transports that take several addresses.
 func TestClusterThreeNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -32,7 +33,12 @@ func TestClusterThreeNodes(t *testing.T) {
 	if dsn == "" {
 		t.Skip("needs CROUPIER_TEST_POSTGRES_DSN (make unit starts a throwaway PostgreSQL)")
 	}
-	dsn = freshDatabase(t, dsn)
+	for _, transport := range []string{"grpc", "conn"} {
+		t.Run(transport, func(t *testing.T) { testClusterThreeNodes(t, freshDatabase(t, dsn), transport) })
+	}
+}
+
+func testClusterThreeNodes(t *testing.T, dsn, transport string) {
 	dir := t.TempDir()
 	certs := filepath.Join(dir, "certs")
 	if out, code := run(t, nil, "certs", "init", "--dir", certs); code != 0 {
@@ -81,7 +87,7 @@ func TestClusterThreeNodes(t *testing.T) {
 		fns[i] = croupierv1.NewFunctionServiceClient(operatorConn(t, certs, addrs[i]))
 	}
 	agent := start(t, "agent-c", bins.croupier, "agent", "--log-format", "json", "--agent-id", "agent-c",
-		"--game-id", "demo", "--env", "dev", "--server", strings.Join(addrs, ","), "--transport", "conn",
+		"--game-id", "demo", "--env", "dev", "--server", strings.Join(addrs, ","), "--transport", transport,
 		"--sdk-addr", "127.0.0.1:0", "--gse-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "agent"),
 		"--reconnect-max", "1s", "--tls-ca", filepath.Join(certs, "ca.crt"),
 		"--tls-cert", filepath.Join(certs, "agent-c.crt"), "--tls-key", filepath.Join(certs, "agent-c.key"),
