@@ -145,8 +145,9 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 			return nil, nil, err
 		}
 	}
-	// The server's front: a unary method that forwards to the agent.
-	frontAddr, err := f.serve([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(stls.Clone()))}, func(gs grpc.ServiceRegistrar) {
+	// The server's front: a unary method that forwards to the agent, on a
+	// gRPC server with the croupier server's stream workers.
+	frontAddr, err := f.serve([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(stls.Clone())), grpc.NumStreamWorkers(64)}, func(gs grpc.ServiceRegistrar) {
 		forward := func(ctx context.Context, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
 			in, err := anypb.New(req)
 			if err != nil {
