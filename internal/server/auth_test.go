@@ -27,25 +27,7 @@ import (
 // (certPrincipals), but revoking the certificate still refuses the very
 // next call on that connection.
 func TestRevokedCertificateRefusedOnOpenConnection(t *testing.T) {
-	dir := t.TempDir()
-	bundle, err := certs.EnsureDev(filepath.Join(dir, "certs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.DefaultServer()
-	cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr, cfg.TunnelHTTPAddr = dir, "127.0.0.1:0", "127.0.0.1:0", ""
-	cfg.Scopes = []string{"demo/dev"}
-	cfg.AdminUser, cfg.AdminPassword = "operator", "test-password-1"
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	s, bundle, ctx := tlsServer(t)
 	ctls, err := tlsconf.ClientConfig(bundle.CACert, bundle.ClientCert, bundle.ClientKey, "localhost")
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +52,33 @@ func TestRevokedCertificateRefusedOnOpenConnection(t *testing.T) {
 	if status.Code(err) != codes.Unauthenticated || !strings.Contains(status.Convert(err).Message(), "serial "+serial+") is revoked") {
 		t.Fatalf("after revocation: %v, want UNAUTHENTICATED naming the revoked serial", err)
 	}
+}
+
+// tlsServer starts a server with TLS on port 0 and the dev certificates
+// (the client certificate acts as operator "operator", an administrator);
+// ctx bounds the test.
+func tlsServer(t *testing.T) (*Server, *certs.Bundle, context.Context) {
+	t.Helper()
+	dir := t.TempDir()
+	bundle, err := certs.EnsureDev(filepath.Join(dir, "certs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.DefaultServer()
+	cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr, cfg.TunnelHTTPAddr = dir, "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.Scopes = []string{"demo/dev"}
+	cfg.AdminUser, cfg.AdminPassword = "operator", "test-password-1"
+	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	return s, bundle, ctx
 }
 
 // certSerial is the hex serial of the certificate in the PEM file at path.

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +15,6 @@ import (
 	tunnelv1 "github.com/croupier/croupier/api/croupier/tunnel/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/certs"
-	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/internal/tunnel"
 	"google.golang.org/grpc"
@@ -31,25 +29,7 @@ import (
 // its connections as the edge admits a TunnelService/Connect stream: an
 // agent under its own name only.
 func TestConnTransportOnTheGRPCPort(t *testing.T) {
-	dir := t.TempDir()
-	bundle, err := certs.EnsureDev(filepath.Join(dir, "certs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.DefaultServer()
-	cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr, cfg.TunnelHTTPAddr = dir, "127.0.0.1:0", "127.0.0.1:0", ""
-	cfg.Scopes = []string{"demo/dev"}
-	cfg.AdminUser, cfg.AdminPassword = "operator", "test-password-1"
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	s, bundle, ctx := tlsServer(t)
 	tlsFor := func(cert, key string) *tls.Config {
 		t.Helper()
 		c, err := tlsconf.ClientConfig(bundle.CACert, cert, key, "localhost")
