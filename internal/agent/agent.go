@@ -290,7 +290,7 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 		a.conn = conn
 		a.control = grpcControl{c: croupierv1.NewControlServiceClient(conn)}
 		if a.cfg.Transport == "conn" {
-			a.client = tunnel.NewConnClient(connDialer(conn, tlsCfg, a.cfg.Server), copts)
+			a.client = tunnel.NewConnClient(connDialer(conn, tlsCfg), copts)
 		} else {
 			a.client = tunnel.NewGRPCClient(conn, copts)
 		}
@@ -305,19 +305,23 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 // peer, which also (re)connects it, failing at once while no server
 // answers, as a gRPC stream does), then dials the same address, with TLS
 // offering tunnel.ConnALPN unless tlsCfg is nil. The name checked in the
-// server's certificate is gRPC's: tls_server_name, else the host of the
-// server address as configured (server). Server nodes must be reachable
+// server's certificate is the one gRPC checked on that connection
+// (tls_server_name, else the host of the server address as configured).
+// Server nodes must be reachable
 // directly: behind a load balancer or a proxy the two connections may land
 // on different nodes (docs/tunnel.md).
-func connDialer(cc *grpc.ClientConn, tlsCfg *tls.Config, server string) func(ctx context.Context) (net.Conn, error) {
+func connDialer(cc *grpc.ClientConn, tlsCfg *tls.Config) func(ctx context.Context) (net.Conn, error) {
 	health := healthpb.NewHealthClient(cc)
 	return func(ctx context.Context) (net.Conn, error) {
 		var p peer.Peer
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := health.Check(hctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p))
+		resp, err := health.Check(hctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p))
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("reaching the server over gRPC: %w", err)
+		}
+		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			return nil, fmt.Errorf("server %s is %s", p.Addr, resp.GetStatus()) // shutting down
 		}
 		if p.Addr == nil {
 			return nil, errors.New("the server connection has no address")
@@ -330,13 +334,14 @@ func connDialer(cc *grpc.ClientConn, tlsCfg *tls.Config, server string) func(ctx
 		c := tlsCfg.Clone()
 		c.NextProtos = []string{tunnel.ConnALPN}
 		if c.ServerName == "" {
-			// One address: the name gRPC checks (its target's host, not the
-			// IP it resolved to). Several: each is dialled as configured.
-			name := server
-			if strings.Contains(server, ",") {
-				name = addr
+			// The name gRPC verified (its target's host, not the IP it
+			// resolved to); none was sent for an IP address.
+			if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+				c.ServerName = info.State.ServerName
 			}
-			c.ServerName, _, _ = net.SplitHostPort(strings.TrimSpace(name))
+			if c.ServerName == "" {
+				c.ServerName, _, _ = net.SplitHostPort(addr)
+			}
 		}
 		d := tls.Dialer{Config: c}
 		return d.DialContext(ctx, "tcp", addr)
@@ -356,7 +361,10 @@ func serverTarget(server string) (string, []grpc.DialOption) {
 	st := resolver.State{}
 	for _, ad := range addrs {
 		if ad = strings.TrimSpace(ad); ad != "" {
-			st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{{Addr: ad}}})
+			// Each node's certificate is checked against its own host (the
+			// target's authority would be "servers").
+			host, _, _ := net.SplitHostPort(ad)
+			st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{{Addr: ad, ServerName: host}}})
 		}
 	}
 	r.InitialState(st)

@@ -59,12 +59,15 @@ func rest[C any](register func(context.Context, *gwruntime.ServeMux, C) error, c
 	}
 }
 
-// newGRPCServer builds a gRPC server whose every call passes the edge
-// (identity, limits, access, rate limits, audit; see edge.go). tlsCfg is
-// nil for an insecure listener and for the in-process server REST uses.
 // streamWorkers is the gRPC servers' pool of goroutines that serve calls.
+// A worker serves a whole stream, so long-lived streams (agents' tunnels on
+// the gRPC transport, watches) each hold one while they last.
 const streamWorkers = 64
 
+// newGRPCServer builds a gRPC server whose every call passes the edge
+// (identity, limits, access, rate limits, audit; see edge.go). tlsConns:
+// the listener hands it TLS connections (grpcport.go); false for an
+// insecure listener and for the in-process server REST uses.
 func (s *Server) newGRPCServer(tlsConns bool, e *edge) *grpc.Server {
 	unary := []grpc.UnaryServerInterceptor{e.unary()}
 	stream := []grpc.StreamServerInterceptor{s.streamLifetime, e.stream()}
