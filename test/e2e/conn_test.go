@@ -17,16 +17,8 @@ func TestAgentConnTransport(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
-	c := &cluster{t: t, dir: t.TempDir(), agents: map[string]*proc{}, sdk: map[string]string{}, games: map[string]*proc{}}
-	c.certs = filepath.Join(c.dir, "certs")
-	if out, code := run(t, nil, "certs", "init", "--dir", c.certs); code != 0 {
-		t.Fatalf("certs init: %s", out)
-	}
-	if out, code := run(t, nil, "certs", "issue", "agent", "--name", "agent-c", "--game", "demo", "--env", "dev",
-		"--ca-dir", c.certs, "--out", filepath.Join(c.certs, "agent-c")); code != 0 {
-		t.Fatalf("certs issue agent-c: %s", out)
-	}
-	c.startServer("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
+	c := newControlPlane(t)
+	c.issueAgent("agent-c")
 	// The server by name and no --tls-server-name: the tunnel's TLS checks
 	// the name gRPC checks (localhost).
 	_, port, _ := net.SplitHostPort(c.grpc)

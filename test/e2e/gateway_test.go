@@ -33,10 +33,7 @@ type gatewayNode struct {
 // issued for demo/dev) registers the gateway.* functions with c's server.
 func (c *cluster) startGatewayNode(agentID string, serverID int) *gatewayNode {
 	c.t.Helper()
-	if out, code := run(c.t, nil, "certs", "issue", "agent", "--name", agentID, "--game", "demo", "--env", "dev",
-		"--ca-dir", c.certs, "--out", filepath.Join(c.certs, agentID)); code != 0 {
-		c.t.Fatalf("certs issue %s: %s", agentID, out)
-	}
+	c.issueAgent(agentID)
 	conf := filepath.Join(c.dir, agentID+".yaml")
 	writeFile(c.t, conf, fmt.Sprintf("agent_id: %s\ngame_id: demo\nenv: dev\nserver: %s\ntls_ca: %s\ntls_cert: %s\ntls_key: %s\ntls_server_name: localhost\nreconnect_max: 1s\n",
 		agentID, c.grpc, filepath.Join(c.certs, "ca.crt"), filepath.Join(c.certs, agentID+".crt"), filepath.Join(c.certs, agentID+".key")))

@@ -51,12 +51,8 @@ func newCluster(t *testing.T, serverArgs ...string) *cluster {
 	if out, code := run(t, nil, "certs", "init", "--dir", c.certs); code != 0 {
 		t.Fatalf("certs init: %s", out)
 	}
-	for _, a := range []string{"agent-a", "agent-b"} {
-		if out, code := run(t, nil, "certs", "issue", "agent", "--name", a, "--game", "demo", "--env", "dev",
-			"--ca-dir", c.certs, "--out", filepath.Join(c.certs, a)); code != 0 {
-			t.Fatalf("certs issue %s: %s", a, out)
-		}
-	}
+	c.issueAgent("agent-a")
+	c.issueAgent("agent-b")
 	c.startServer("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
 	c.startAgent("agent-a", "grpc", "127.0.0.1:0")
 	c.startAgent("agent-b", "longpoll", "127.0.0.1:0")
@@ -68,6 +64,16 @@ func newCluster(t *testing.T, serverArgs ...string) *cluster {
 	c.profile = filepath.Join(c.dir, "client.yaml")
 	writeFile(t, c.profile, fmt.Sprintf("address: %s\nca: certs/ca.crt\ncert: certs/client.crt\nkey: certs/client.key\nserver_name: localhost\n", c.grpc))
 	return c
+}
+
+// issueAgent issues an agent certificate for demo/dev named name
+// (certs/name.crt and .key) from the cluster's CA.
+func (c *cluster) issueAgent(name string) {
+	c.t.Helper()
+	if out, code := run(c.t, nil, "certs", "issue", "agent", "--name", name, "--game", "demo", "--env", "dev",
+		"--ca-dir", c.certs, "--out", filepath.Join(c.certs, name)); code != 0 {
+		c.t.Fatalf("certs issue %s: %s", name, out)
+	}
 }
 
 func (c *cluster) startServer(grpcAddr, httpAddr, tunnelAddr string) {
