@@ -63,12 +63,12 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 	f.cancel = cancel
 
 	// Server ↔ agent: a tunnel over mTLS, as the server's gRPC port (with
-	// hops.agentConn the conn transport on a TLS listener, as that port
+	// hops.agentTransport "conn" the conn transport on a TLS listener, as that port
 	// serves it).
 	toAgent := tunnel.NewServer(tunnel.ServerOptions{Logger: quiet})
 	f.closers = append(f.closers, toAgent.Close)
 	var agentAddr string
-	if hops.agentConn {
+	if hops.agentTransport == "conn" {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, nil, err
@@ -112,7 +112,7 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 	}); err != nil {
 		return nil, nil, err
 	}
-	if hops.agentConn {
+	if hops.agentTransport == "conn" {
 		c := ctls.Clone()
 		c.NextProtos = []string{tunnel.ConnALPN}
 		d := tls.Dialer{Config: c}

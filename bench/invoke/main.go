@@ -78,7 +78,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "-agent-transport %q: use grpc or conn\n", *agentTransport)
 		os.Exit(2)
 	}
-	hops := hops{sdkStream: *sdkStream, agentConn: *agentTransport == "conn"}
+	hops := hops{sdkStream: *sdkStream, agentTransport: *agentTransport}
 	if err := run(*mode, *n, *dur, *conc, *withFloor, hops, profiles{cpu: *cpuprofile, mem: *memprofile, floorCPU: *floorProfile}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -101,19 +101,15 @@ type profiles struct{ cpu, mem, floorCPU string }
 
 // hops are the transports of a call's two tunnel hops.
 type hops struct {
-	sdkStream bool // game server ↔ agent on a gRPC stream, not the conn transport
-	agentConn bool // agent ↔ server on the conn transport, not a gRPC stream
+	sdkStream      bool   // game server ↔ agent on a gRPC stream, not the conn transport
+	agentTransport string // agent ↔ server: "conn", or the agent's default (a gRPC stream)
 }
 
 func run(mode string, n int, dur time.Duration, conc int, withFloor bool, hops hops, prof profiles) error {
 	ctx := context.Background()
 	game := demogame.New("bench-1", 100)
-	agentTransport := "grpc"
-	if hops.agentConn {
-		agentTransport = "conn"
-	}
 	st, err := stack.Start(func(c *sdk.Client) error { return game.Register(c) }, "player.get",
-		stack.Options{AgentTransport: agentTransport, SDK: func(o *sdk.Options) { o.StreamTransport = hops.sdkStream }})
+		stack.Options{AgentTransport: hops.agentTransport, SDK: func(o *sdk.Options) { o.StreamTransport = hops.sdkStream }})
 	if err != nil {
 		return err
 	}

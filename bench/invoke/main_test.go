@@ -21,7 +21,7 @@ func TestHarnessRuns(t *testing.T) {
 	if err := run("grpc", 20, 200*time.Millisecond, 4, true, hops{sdkStream: true}, profiles{}); err != nil {
 		t.Fatalf("-sdk-stream: %v", err)
 	}
-	if err := run("grpc", 20, 200*time.Millisecond, 4, true, hops{agentConn: true}, profiles{}); err != nil {
+	if err := run("grpc", 20, 200*time.Millisecond, 4, true, hops{agentTransport: "conn"}, profiles{}); err != nil {
 		t.Fatalf("-agent-transport conn: %v", err)
 	}
 }
