@@ -111,9 +111,17 @@ type Client struct {
 	lim    limits
 	tracer trace.Tracer // nil: no spans of our own
 
-	// handlers tracks handler and OnConnected goroutines; Run waits for them.
+	// handlers tracks handler, worker and OnConnected goroutines; Run waits
+	// for them.
 	handlers sync.WaitGroup
 	running  atomic.Bool
+	// Handler workers (runHandler): work hands a handler to an idle worker;
+	// stop, closed as Run returns, ends them; workers counts the workers,
+	// idle those waiting on work not yet claimed by a runHandler. Both
+	// channels are made by Run before it serves.
+	work          chan func()
+	stop          chan struct{}
+	workers, idle atomic.Int32
 	// cur is the connection being served, nil between connections; Ping
 	// uses it.
 	cur atomic.Pointer[session]
@@ -156,6 +164,8 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	defer c.running.Store(false)
 	defer c.handlers.Wait()
+	c.work, c.stop = make(chan func()), make(chan struct{})
+	defer close(c.stop)
 
 	bo := newBackoff(c.opts.MinBackoff, c.opts.MaxBackoff)
 	for {
@@ -175,4 +185,41 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-time.After(delay):
 		}
 	}
+}
+
+// maxHandlerWorkers bounds the handler workers a Client keeps.
+const maxHandlerWorkers = 64
+
+// runHandler runs a request's handler on a worker: a goroutine that, done
+// with one handler, waits for the next until Run returns, so the stack a
+// handler grew is there for the next one (a new goroutine per request grew
+// its stack by copying on every call). An idle worker takes the handler if
+// there is one; else a new goroutine runs it and stays on as a worker
+// while fewer than min(MaxInFlight, 64) do. Only the session's reader
+// calls it, and Run closes stop only after that reader has ended, so a
+// claimed worker is always there to receive.
+func (c *Client) runHandler(f func()) {
+	if c.idle.Add(-1) >= 0 {
+		c.work <- f // an idle worker is committed to receive it
+		return
+	}
+	c.idle.Add(1)
+	c.handlers.Go(func() {
+		f()
+		if c.workers.Add(1) > int32(min(c.opts.MaxInFlight, maxHandlerWorkers)) {
+			c.workers.Add(-1)
+			return
+		}
+		defer c.workers.Add(-1)
+		for {
+			c.idle.Add(1)
+			select {
+			case f := <-c.work:
+				f()
+			case <-c.stop:
+				c.idle.Add(-1)
+				return
+			}
+		}
+	})
 }

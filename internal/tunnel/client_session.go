@@ -18,7 +18,7 @@ import (
 
 // session is one client connection: the dispatcher between the link and the
 // handlers. A reader and a writer goroutine serve the link; each request
-// runs in its own handler goroutine, owned by the Client.
+// runs on one of the Client's handler workers (runHandler).
 type session struct {
 	c      *Client
 	link   clientLink
@@ -194,8 +194,10 @@ func (s *session) writeLoop() {
 			err := s.link.Send(f)
 			if err == nil && s.flusher != nil && len(s.sendq) == 0 {
 				// Let handlers about to respond queue first, so their
-				// responses share the write.
-				runtime.Gosched()
+				// responses share the write — if any still runs.
+				if len(s.inflight) > 0 {
+					runtime.Gosched()
+				}
 				if len(s.sendq) == 0 {
 					err = s.flusher.flush()
 				}
@@ -218,7 +220,7 @@ func (s *session) trySend(f *tunnelv1.ClientToServer) bool {
 	}
 }
 
-// start runs the handler for r in its own goroutine, with the caller's
+// start runs the handler for r on a handler worker, with the caller's
 // deadline and a cancel the server can trigger.
 func (s *session) start(r *tunnelv1.Request) {
 	id := r.GetId()
@@ -254,7 +256,7 @@ func (s *session) start(r *tunnelv1.Request) {
 	s.mu.Unlock()
 
 	hctx, span := startHandlerSpan(hctx, s.c.tracer, s.c.opts.Name, r.GetPayload(), r.GetMetadata())
-	s.c.handlers.Go(func() {
+	s.c.runHandler(func() {
 		resp, st := s.c.opts.Handlers.dispatch(hctx, r.GetPayload())
 		if span != nil {
 			endSpan(span, codes.Code(st.GetCode()), status.ErrorProto(st))

@@ -141,7 +141,7 @@ func (c *conn) call(ctx context.Context, payload *anypb.Any, md map[string]strin
 		c.forget(cl)
 		return nil, notSent(c.callerErr)
 	default:
-		c.queue(cl, nil, false)
+		c.queueCall(cl)
 	}
 
 	select {
@@ -277,6 +277,29 @@ func (c *conn) queue(cl *call, f *tunnelv1.ServerToClient, droppable bool) {
 	}
 }
 
+// queueCall queues cl's request and has it sent. A caller that finds no
+// writer running and no other call outstanding writes its request itself:
+// at one call at a time a writer goroutine is one more hand-off, and with
+// it often a wake-up of another thread, on the call's path. Under load
+// (other calls outstanding) a writer goroutine sends, so that frames share
+// writes. Such a write waits for the client only when the frame does not
+// fit its window (a client that stops reading keeps earlier calls
+// outstanding, so their callers do not write inline); the caller's
+// deadline is checked again once the frame is out.
+func (c *conn) queueCall(cl *call) {
+	c.qmu.Lock()
+	c.reqs = append(c.reqs, cl)
+	start := c.claimWriter()
+	c.qmu.Unlock()
+	switch {
+	case !start:
+	case len(c.slots) == 1:
+		c.write(true)
+	default:
+		c.startWriter()
+	}
+}
+
 // claimWriter reports whether the caller must start a writer — frames are
 // queued, sending is allowed and no writer runs — and if so marks one as
 // running. c.qmu is held.
@@ -372,7 +395,12 @@ func (c *conn) pong(p *tunnelv1.Pong) bool {
 // when the queues are empty and ends its turn only if they still are, so
 // frames queued meanwhile share the next write and no other writer can
 // start while a flush is under way.
-func (c *conn) writeLoop() {
+func (c *conn) writeLoop() { c.write(false) }
+
+// write is writeLoop's body. A caller writing its own request (inline) ends
+// its turn at its first flush: what was queued meanwhile goes to a writer
+// goroutine, so a caller does not keep writing others' frames.
+func (c *conn) write(inline bool) {
 	flushed, yielded := true, false
 	for {
 		select {
@@ -385,14 +413,20 @@ func (c *conn) writeLoop() {
 			if flushed || c.flusher == nil {
 				return
 			}
-			if !yielded {
+			if !yielded && len(c.slots) > 1 {
 				// Let goroutines that are about to queue a frame (callers
 				// woken together) do so, so their frames share the write.
+				// With no other call outstanding nobody is about to, and a
+				// yield would only wake another thread.
 				runtime.Gosched()
 				yielded = true
 				continue
 			}
 			if !c.flush() {
+				return
+			}
+			if inline {
+				c.handOff()
 				return
 			}
 			flushed, yielded = true, false
@@ -407,6 +441,22 @@ func (c *conn) writeLoop() {
 		if !c.sendAll(ctrl) {
 			return
 		}
+		if inline && c.flusher == nil {
+			c.handOff() // sent: a link that does not buffer has nothing to flush
+			return
+		}
+	}
+}
+
+// handOff ends an inline writer's turn: a writer goroutine takes over if
+// frames were queued meanwhile.
+func (c *conn) handOff() {
+	c.qmu.Lock()
+	more := len(c.ctrl)+len(c.reqs) > 0
+	c.writing = more
+	c.qmu.Unlock()
+	if more {
+		c.startWriter()
 	}
 }
 

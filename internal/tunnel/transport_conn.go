@@ -29,8 +29,9 @@ import (
 // costs one buffered write and one read, where a gRPC stream message also
 // passes through HTTP/2 framing, flow control and a writer and a reader
 // goroutine on each side. A writer flushes when its queue is empty (after
-// one yield to the goroutines about to queue a frame), so frames sent
-// together under load share a write(2). Flow control is TCP's:
+// one yield to the goroutines about to queue a frame, when other calls or
+// handlers are outstanding), so frames sent together under load share a
+// write(2). Flow control is TCP's:
 // a peer that stops reading blocks the sender's writes, and keepalive (no
 // frame for PingTimeout) ends the connection, which unblocks them.
 
