@@ -32,6 +32,7 @@ func TestConformance(t *testing.T) {
 		{"CancelReachesHandler", testCancelReachesHandler},
 		{"DeadlineExceededEndsHandler", testDeadlineExceeded},
 		{"StuckClientDoesNotDelayOthers", testStuckClientDoesNotDelayOthers},
+		{"LoneLargeCallToStuckClientEndsAtDeadline", testLoneLargeCallToStuckClient},
 		{"ReconnectReplacesStaleConnection", testReplaceStale},
 		{"CallAllWithHungClient", testCallAllHung},
 		{"FlowControlHonoursMaxInFlight", testFlowControl},
@@ -299,6 +300,24 @@ func testStuckClientDoesNotDelayOthers(t *testing.T, tr transport) {
 	}
 	if n := stuckDone.Load(); n != 0 {
 		t.Fatalf("%d calls to the stuck client returned; want all still waiting", n)
+	}
+}
+
+// testLoneLargeCallToStuckClient: a call alone on its connection may write
+// its own request, but not one that a client which stopped reading cannot
+// take: the caller must still leave at its deadline, not when keepalive
+// ends the connection (PingTimeout, 30 s).
+func testLoneLargeCallToStuckClient(t *testing.T, tr transport) {
+	e := newEnv(t, tr, ServerOptions{})
+	e.stuck("stuck", 10)
+	big := wrapperspb.String(strings.Repeat("x", DefaultMaxFrameBytes-1<<10))
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := e.srv.Call(ctx, "stuck", big)
+	wantCode(t, err, codes.DeadlineExceeded)
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("the call returned after %v, not at its deadline of 300ms", el)
 	}
 }
 

@@ -18,8 +18,9 @@ import (
 // conn is one accepted client connection on the server. Two goroutines
 // serve it for its whole life: the transport's (which runs keepalive and
 // owns the lifetime) and a reader; a writer runs only while frames are
-// queued (see queue). Callers never write to the transport themselves: they
-// queue a call and wait, so a stuck client only stalls its own queue.
+// queued (see queue). Callers do not write to the transport themselves: they
+// queue a call and wait, so a stuck client only stalls its own queue (a
+// call alone on its connection writes its own small request: queueCall).
 type conn struct {
 	s        *Server
 	name     string
@@ -278,14 +279,16 @@ func (c *conn) queue(cl *call, f *tunnelv1.ServerToClient, droppable bool) {
 }
 
 // queueCall queues cl's request and has it sent. A caller that finds no
-// writer running and no other call outstanding writes its request itself:
-// at one call at a time a writer goroutine is one more hand-off, and with
-// it often a wake-up of another thread, on the call's path. Under load
-// (other calls outstanding) a writer goroutine sends, so that frames share
-// writes. Such a write waits for the client only when the frame does not
-// fit its window (a client that stops reading keeps earlier calls
-// outstanding, so their callers do not write inline); the caller's
-// deadline is checked again once the frame is out.
+// writer running, no other call outstanding and a small request
+// (inlineWriteMax) writes its request itself: at one call at a time a
+// writer goroutine is one more hand-off, and with it often a wake-up of
+// another thread, on the call's path. Under load (other calls outstanding)
+// a writer goroutine sends, so that frames share writes, and it sends
+// large requests too: a write(2) the client's window cannot take blocks
+// until the client reads, and a caller blocked in it could not leave at
+// its deadline. A small frame fits the socket buffers even of a client
+// that stopped reading after it answered its last call (one that stopped
+// earlier keeps that call outstanding, so nobody writes inline to it).
 func (c *conn) queueCall(cl *call) {
 	c.qmu.Lock()
 	c.reqs = append(c.reqs, cl)
@@ -293,12 +296,15 @@ func (c *conn) queueCall(cl *call) {
 	c.qmu.Unlock()
 	switch {
 	case !start:
-	case len(c.slots) == 1:
+	case len(c.slots) == 1 && anySize(cl.payload) <= inlineWriteMax:
 		c.write(true)
 	default:
 		c.startWriter()
 	}
 }
+
+// inlineWriteMax is the largest request a caller writes itself (queueCall).
+const inlineWriteMax = 16 << 10
 
 // claimWriter reports whether the caller must start a writer — frames are
 // queued, sending is allowed and no writer runs — and if so marks one as
@@ -388,7 +394,9 @@ func (c *conn) pong(p *tunnelv1.Pong) bool {
 	return true
 }
 
-// writeLoop is the only goroutine that sends on the transport: it sends
+// writeLoop is the goroutine that sends on the transport (besides the
+// reader's pong and a lone caller's request, which send only while no
+// writer runs, holding the writing flag as it would): it sends
 // until the queues are empty or the connection ends. Control frames go
 // first: the welcome must precede any request, and a cancel should not
 // wait behind a long request queue. On a link that buffers, it flushes
@@ -397,9 +405,10 @@ func (c *conn) pong(p *tunnelv1.Pong) bool {
 // start while a flush is under way.
 func (c *conn) writeLoop() { c.write(false) }
 
-// write is writeLoop's body. A caller writing its own request (inline) ends
-// its turn at its first flush: what was queued meanwhile goes to a writer
-// goroutine, so a caller does not keep writing others' frames.
+// write is writeLoop's body. A caller writing its own request (inline)
+// sends the control frames queued ahead of it and its request, flushes,
+// and ends its turn: whatever else is queued goes to a writer goroutine, so
+// a caller does not write others' requests (which may be large).
 func (c *conn) write(inline bool) {
 	flushed, yielded := true, false
 	for {
@@ -441,8 +450,11 @@ func (c *conn) write(inline bool) {
 		if !c.sendAll(ctrl) {
 			return
 		}
-		if inline && c.flusher == nil {
-			c.handOff() // sent: a link that does not buffer has nothing to flush
+		if inline && req != nil {
+			// The caller's own request (the oldest queued) is out.
+			if c.flush() {
+				c.handOff()
+			}
 			return
 		}
 	}
