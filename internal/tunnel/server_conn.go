@@ -434,10 +434,6 @@ func (c *conn) write(inline bool) {
 			if !c.flush() {
 				return
 			}
-			if inline {
-				c.handOff()
-				return
-			}
 			flushed, yielded = true, false
 			continue
 		}

@@ -22,13 +22,13 @@ func TestHandlerWorkers(t *testing.T) {
 			e := newEnv(t, tr, ServerOptions{})
 			var (
 				mu   sync.Mutex
-				gate chan struct{}     // handlers wait for it to close
-				ran  map[uint64]string // goroutine → the last handler it ran
+				gate chan struct{}   // handlers wait for it to close
+				ran  map[uint64]bool // the goroutines that ran handlers
 			)
 			reg := NewHandlerRegistry()
 			mustRegister(t, reg, func(_ context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
 				mu.Lock()
-				ran[goroutineID()] = req.GetValue()
+				ran[goroutineID()] = true
 				g := gate
 				mu.Unlock()
 				<-g
@@ -47,7 +47,7 @@ func TestHandlerWorkers(t *testing.T) {
 			burst := func(n int) map[uint64]bool {
 				t.Helper()
 				mu.Lock()
-				gate, ran = make(chan struct{}), make(map[uint64]string)
+				gate, ran = make(chan struct{}), make(map[uint64]bool)
 				mu.Unlock()
 				errs := make(chan error, n)
 				for i := range n {
@@ -60,10 +60,7 @@ func TestHandlerWorkers(t *testing.T) {
 					"%d handlers to run at once on %d goroutines", n, n)
 				mu.Lock()
 				close(gate)
-				gs := make(map[uint64]bool, len(ran))
-				for g := range ran {
-					gs[g] = true
-				}
+				gs := ran
 				mu.Unlock()
 				for range n {
 					if err := <-errs; err != nil {
