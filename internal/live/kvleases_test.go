@@ -13,16 +13,31 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// watched collects one watcher's lease changes.
+// watched collects one watcher's changes of one lease, after the watch
+// has seen a change of the probe lease (and so is running).
 type watched struct {
+	path, probe string
+
 	mu      sync.Mutex
+	running bool
 	changes []live.LeaseChange
 }
 
 func (w *watched) add(c live.LeaseChange) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.changes = append(w.changes, c)
+	switch c.Path {
+	case w.probe:
+		w.running = true
+	case w.path:
+		w.changes = append(w.changes, c)
+	}
+}
+
+func (w *watched) isRunning() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.running
 }
 
 func (w *watched) of(kind live.LeaseChangeKind) []live.LeaseChange {
@@ -61,16 +76,28 @@ func TestKVLeases(t *testing.T) {
 		}
 		return l
 	}
+	const path, probe = "room_1-AbC/main", "room_probe/main"
 	la, lb := open(), open()
 	wctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	seen := []*watched{{}, {}}
+	seen := []*watched{{path: path, probe: probe}, {path: path, probe: probe}}
 	for i, l := range []*live.KVLeases{la, lb} {
 		wg.Go(func() { l.Watch(wctx, seen[i].add) })
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
+	// A watch starts on its own goroutine: a change made before it runs
+	// is not reported (a lease already ended by then is not among the
+	// current values). Changes after a probe lease both watchers saw
+	// are.
+	ep, err := la.Acquire(ctx, probe, live.Holder{NodeID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "both watchers to run", func() bool { return seen[0].isRunning() && seen[1].isRunning() })
+	if err := la.Release(ctx, probe, ep); err != nil {
+		t.Fatal(err)
+	}
 
-	const path = "room_1-AbC/main"
 	a, b := live.Holder{NodeID: "a", RelayAddr: "127.0.0.1:1"}, live.Holder{NodeID: "b"}
 	e1, err := la.Acquire(ctx, path, a)
 	if err != nil {
