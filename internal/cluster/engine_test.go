@@ -65,7 +65,9 @@ func TestRoutedClusterRequests(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	// Interest propagates over routes asynchronously: poll.
+	// Interest propagates over routes asynchronously, on each route on
+	// its own: wait until every node has every other's.
+	clustertest.WaitInterest(t, nodes)
 	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()

@@ -13,3 +13,7 @@ func ReadFLVTag(r io.Reader) (Tag, error) { return readTag(r, MaxTagBytes) }
 
 // Keyframe reports a video tag of a keyframe.
 func (t Tag) Keyframe() bool { return t.keyframe() }
+
+// HasStream reports whether a stream of path is on the node (published or
+// relayed here).
+func (n *Node) HasStream(path string) bool { return n.lookup(path) != nil }

@@ -70,7 +70,9 @@ func TestKVLeases(t *testing.T) {
 		}
 		t.Cleanup(nc.Close)
 		js, _ := jetstream.New(nc)
-		l, err := live.NewKVLeases(ctx, js, live.KVLeasesConfig{TTL: time.Second})
+		// 3 s: every step that needs a lease still held runs within
+		// one TTL of its last renewal, with room for a loaded machine.
+		l, err := live.NewKVLeases(ctx, js, live.KVLeasesConfig{TTL: 3 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +130,7 @@ func TestKVLeases(t *testing.T) {
 
 	// b stops renewing: after the TTL the lease is gone, b cannot renew
 	// it, a takes it with a higher epoch.
-	waitFor(t, 10*time.Second, "the lease to expire", func() bool {
+	waitFor(t, 20*time.Second, "the lease to expire", func() bool {
 		_, _, ok, _ := la.Lookup(ctx, path)
 		return !ok
 	})
@@ -138,6 +140,7 @@ func TestKVLeases(t *testing.T) {
 	waitFor(t, 10*time.Second, "both watchers to see the expiry", func() bool {
 		return len(seen[0].of(live.LeaseExpired)) == 1 && len(seen[1].of(live.LeaseExpired)) == 1
 	})
+	restarted := open() // node a's next process, opened ahead: it takes a while
 	e3, err := la.Acquire(ctx, path, a)
 	if err != nil || e3 <= e2 {
 		t.Fatalf("after expiry: epoch %d, %v; want above %d", e3, err, e2)
@@ -168,7 +171,9 @@ func TestKVLeases(t *testing.T) {
 
 	// Node a restarts within the TTL: its new process takes its old
 	// process's lease over with a higher epoch; b still may not.
-	restarted := open()
+	if err := la.Renew(ctx, path, e3); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := restarted.Acquire(ctx, path, b); !errors.Is(err, live.ErrLeaseHeld) {
 		t.Fatalf("b over a's lease: %v, want ErrLeaseHeld", err)
 	}

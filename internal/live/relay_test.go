@@ -25,6 +25,13 @@ func TestRelayToSecondNode(t *testing.T) {
 	if got["video"] != "h264" || got["audio"] != "aac" {
 		t.Fatalf("ffprobe on node b saw %v; want video h264 and audio aac", got)
 	}
+	// ffprobe's viewer was b's last: b ends its relay. Wait until it is
+	// gone on both nodes, so the viewers below start a new one (a viewer
+	// arriving while the old one ends would join it as it dies).
+	waitFor(t, 20*time.Second, "b's relay to end", func() bool {
+		sa, _ := a.Status(context.Background(), path)
+		return !b.HasStream(path) && sa.GetStats().GetViewerCount() == 0
+	})
 	// Two viewers on B at once: A counts one relay viewer.
 	for range 2 {
 		resp, err := http.Get(b.playURL(w.room, w.host))

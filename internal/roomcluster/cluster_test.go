@@ -151,8 +151,11 @@ func TestNATSRestart(t *testing.T) {
 	room := c.roomWithMovie(a, owner, bob)
 	sb := openStream(t, cc, bob, room, 0) // cc's NATS connection is to server 2
 
-	// Stop NATS server 2: cc reconnects to 0 or 1; the seek made meanwhile
-	// reaches bob once.
+	// Stop NATS server 2, the room stream's leader (so that every run
+	// rides through an election, not one in three): cc reconnects to 0
+	// or 1; the seek made meanwhile waits for the new leader and reaches
+	// bob once.
+	c.nats.lead(roomcluster.StreamName, 2)
 	c.nats.stop(2)
 	st, err := seek(t, a, owner, room, 5)
 	if err != nil {

@@ -185,6 +185,37 @@ func (c *natsCluster) waitCurrent() {
 	})
 }
 
+// lead makes server i the leader of the stream name (a leader step-down
+// with server i preferred, repeated until it holds).
+func (c *natsCluster) lead(name string, i int) {
+	c.t.Helper()
+	nc := c.connect("probe")
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	want := fmt.Sprint("nats", i)
+	req := fmt.Appendf(nil, `{"placement":{"preferred":%q}}`, want)
+	clustertest.CheckFor(c.t, 60*time.Second, 200*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if l := info.Cluster.Leader; l != want {
+			_, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, req)
+			return fmt.Errorf("stream %s is led by %q, want %s (step-down: %v)", name, l, want, err)
+		}
+		return nil
+	})
+}
+
 func (c *natsCluster) stop(i int) {
 	c.servers[i].Shutdown()
 	c.servers[i].WaitForShutdown()
@@ -265,7 +296,9 @@ func (c *cluster) startGateway(id string, natsServer int) *gateway {
 	}
 	g.grpc = grpcLn.Addr().String()
 	g.node, err = roomcluster.New(ctx, roomcluster.Config{Conn: g.nc, NodeID: id, Address: g.grpc,
-		Heartbeat: testHeartbeat, DeadAfter: testDeadAfter, Replicas: 3, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		// Room of two raft elections (4–9 s each) on a loaded machine.
+		PublishTimeout: 30 * time.Second,
+		Heartbeat:      testHeartbeat, DeadAfter: testDeadAfter, Replicas: 3, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

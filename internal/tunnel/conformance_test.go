@@ -343,6 +343,9 @@ func testReplaceStale(t *testing.T, tr transport) {
 	if err != nil || resp.GetValue() != "new:x" {
 		t.Fatalf("call after replacement: %v, %v; want new:x", resp, err)
 	}
+	// OnConnect runs after the new connection is in the table: calls can
+	// be served before it has.
+	waitFor(t, 5*time.Second, func() bool { return e.events.count("connect", "a") == 2 }, "the second connect event")
 	if c, d := e.events.count("connect", "a"), e.events.count("disconnect", "a"); c != 2 || d != 0 {
 		t.Fatalf("events: %d connects, %d disconnects; want 2 and 0 (a replacement is not a disconnect)", c, d)
 	}

@@ -234,7 +234,17 @@ func TestGatewayNodeFunctions(t *testing.T) {
 		if d := time.Since(start); d < 2*time.Second {
 			t.Fatalf("closed %s after the kick; ForceOffline closes 3 s after the data", d)
 		}
-		if on, err := biz.CheckOnline(ctx, []string{a1ID, a2ID}); err != nil || !slices.Equal(on, []string{a1ID}) {
+		// The gateway drops a client from its index once the socket has
+		// closed, a moment after the client saw the close.
+		var (
+			on  []string
+			err error
+		)
+		waitFor(t, 10*time.Second, "the kicked client to be offline", func() bool {
+			on, err = biz.CheckOnline(ctx, []string{a1ID, a2ID})
+			return err != nil || !slices.Contains(on, a2ID)
+		})
+		if err != nil || !slices.Equal(on, []string{a1ID}) {
 			t.Fatalf("online after the kick: %v %v", on, err)
 		}
 	})

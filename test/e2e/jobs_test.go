@@ -171,6 +171,9 @@ func TestJobsEndToEnd(t *testing.T) {
 	}
 	c := newCluster(t)
 	const n = 30
+	// long: a job the test ends (cancel, a killed game server) well before
+	// it could finish by itself (30 s), however late the test acts.
+	const long = 300
 
 	t.Run("concurrent watchers, replay and late watcher", func(t *testing.T) {
 		id := c.startMail(t, "agent-a/gs-a1", n, 5)
@@ -229,7 +232,7 @@ func TestJobsEndToEnd(t *testing.T) {
 	})
 
 	t.Run("cancel ends the job canceled with the reason", func(t *testing.T) {
-		id := c.startMail(t, "agent-a/gs-a1", n, 100)
+		id := c.startMail(t, "agent-a/gs-a1", long, 100)
 		w := c.watch(t, id, 0)
 		waitFor(t, 10*time.Second, "some progress", func() bool { return w.count() >= 4 })
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -258,7 +261,7 @@ func TestJobsEndToEnd(t *testing.T) {
 	})
 
 	t.Run("game server death fails the job within the heartbeat window", func(t *testing.T) {
-		id := c.startMail(t, "agent-b/gs-b1", n, 100)
+		id := c.startMail(t, "agent-b/gs-b1", long, 100)
 		w := c.watch(t, id, 0)
 		waitFor(t, 10*time.Second, "some progress", func() bool { return w.count() >= 4 })
 		killed := time.Now()

@@ -78,6 +78,19 @@ func TestLiveRelayTwoGateways(t *testing.T) {
 		}
 	}
 
+	// Bob's stream is open on gwb before the publisher starts, so
+	// STARTED reaches him as an event (a stream opened meanwhile learns
+	// of live streams from gwb's lease watch, which may lag the log).
+	for {
+		m, err := bs.Receive()
+		if err != nil {
+			t.Fatalf("bob's stream before Ready: %v", err)
+		}
+		if m.GetReady() != nil {
+			break
+		}
+	}
+
 	pub := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
 		"-f", "lavfi", "-i", "sine", "-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac",
 		"-f", "flv", "rtmp://"+rtmp+"/"+room+"/"+k.Msg.GetKey().GetKey())

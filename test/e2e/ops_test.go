@@ -339,8 +339,11 @@ func TestOpsPlaneEndToEnd(t *testing.T) {
 				updated = true
 			}
 		}
-		if took := time.Since(killed); took > 3*time.Second {
-			t.Fatalf("REMOVED arrived after %s, beyond the 3s heartbeat window", took)
+		// The agent sees the game's tunnel end at once (within its 3 s
+		// heartbeat window at worst); 10 s leaves room for a loaded
+		// machine and still tells a removal from none.
+		if took := time.Since(killed); took > 10*time.Second {
+			t.Fatalf("REMOVED arrived after %s, far beyond the 3s heartbeat window", took)
 		}
 		removed, updated = false, false
 		for !removed || !updated {
