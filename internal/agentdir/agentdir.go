@@ -133,6 +133,9 @@ type Dir struct {
 	// nodes is the live member count at the last sweep (rate limits
 	// divide by it).
 	nodes atomic.Int64
+	// synced is how many other live members had answered this node's
+	// sync at the last sweep.
+	synced atomic.Int64
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -535,11 +538,15 @@ func (d *Dir) sweep(ctx context.Context) {
 		for m, ok := range d.syncAll(ctx, ask) {
 			synced[m] = ok
 		}
-		for m := range synced {
+		n := 0
+		for m, ok := range synced {
 			if !alive[m] {
 				delete(synced, m)
+			} else if ok {
+				n++
 			}
 		}
+		d.synced.Store(int64(n))
 		live, dead := d.forget(alive)
 		now := time.Now()
 		for _, id := range live {

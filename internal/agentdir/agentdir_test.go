@@ -371,6 +371,16 @@ func TestSyncReachesOnlyTheAsker(t *testing.T) {
 	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "a1", "n1"))
 	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "a2", "n1"))
 	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, holderIs(nodes, "b1", "n2"))
+	// n3 learnt the agents from their updates; its own syncs with n1 and
+	// n2 may still be due (one not answered while the routes formed is
+	// asked again at the next sweep). Each would send it agents in the
+	// window counted below: wait until both have answered.
+	clustertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := nodes[2].dir.Synced(); n != 2 {
+			return fmt.Errorf("n3 synced with %d of 2 nodes", n)
+		}
+		return nil
+	})
 
 	nc := nodes[2].bus.Conn()
 	var mu sync.Mutex
