@@ -453,6 +453,7 @@ func (a *Agent) register(ctx context.Context) (time.Duration, error) {
 		Functions: fns, Labels: a.cfg.LabelMap(), Descriptors: descs, Instances: infos, Departed: departed,
 	})
 	if err != nil {
+		a.followControlNode(err)
 		return 0, err
 	}
 	a.setRegistered(true)
@@ -463,6 +464,20 @@ func (a *Agent) register(ctx context.Context) (time.Duration, error) {
 		interval = 10 * time.Second
 	}
 	return interval, nil
+}
+
+// followControlNode reconnects the tunnel when err says that the server
+// node this agent's gRPC connection reaches does not hold its tunnel: with
+// transport conn the two are separate connections, and the gRPC one can
+// move to another node (it reconnected) while the tunnel stays. The new
+// tunnel connection dials the gRPC connection's node (connDialer), and its
+// session registers there.
+func (a *Agent) followControlNode(err error) {
+	if a.cfg.Transport != "conn" || apierr.Info(err).GetCode() != apierr.CodeAgentNotConnected {
+		return
+	}
+	a.log.Warn("the server node does not hold this agent's tunnel; reconnecting the tunnel to it", "err", err)
+	a.client.Reconnect(err)
 }
 
 // syncInstances tells the server about instance changes: only what changed
@@ -495,6 +510,7 @@ func (a *Agent) syncInstances(ctx context.Context) {
 		default:
 			a.log.Warn("update instances failed; retrying", "err", err)
 			a.instances.redirty(ids)
+			a.followControlNode(err)
 			return
 		}
 	}

@@ -237,6 +237,12 @@ func TestUpdateInstances(t *testing.T) {
 	_, err = h.svc.UpdateInstances(ctx, &croupierv1.UpdateInstancesRequest{AgentId: "a",
 		Descriptors: []*croupierv1.FunctionDescriptor{{Id: "bad id!"}}})
 	wantStatus(t, err, codes.InvalidArgument, apierr.CodeInvalidDescriptor)
+	// A node not holding the agent's tunnel (in a cluster its record here
+	// is another node's copy) refuses the change.
+	h.tunnel.set("a", false)
+	_, err = h.svc.UpdateInstances(ctx, &croupierv1.UpdateInstancesRequest{AgentId: "a", Removed: []string{"gs-1"}})
+	wantStatus(t, err, codes.FailedPrecondition, apierr.CodeAgentNotConnected)
+	h.tunnel.set("a", true)
 
 	if _, err := h.svc.UpdateInstances(ctx, &croupierv1.UpdateInstancesRequest{AgentId: "a",
 		Upserted:    []*croupierv1.InstanceInfo{{InstanceId: "gs-3", Functions: []string{"player.kick"}, Incarnation: "inc-3"}},

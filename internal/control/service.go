@@ -122,6 +122,12 @@ func (s *Service) UpdateInstances(ctx context.Context, req *croupierv1.UpdateIns
 	if err := AuthorizeAgent(principal.FromContext(ctx), id, game, env); err != nil {
 		return nil, err
 	}
+	if !s.tunnel.Connected(id) {
+		// In a cluster the agent's record here may be another node's copy:
+		// only the node holding its tunnel changes it.
+		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeAgentNotConnected,
+			"agent "+id+" has no open tunnel to this node; update it through the node that holds its tunnel", "agent_id", id)
+	}
 	for _, d := range req.GetDescriptors() {
 		if err := s.validated.Validate(d); err != nil {
 			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidDescriptor,

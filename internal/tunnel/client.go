@@ -140,6 +140,19 @@ func (c *Client) Ping() bool {
 	return s != nil && s.ping(true)
 }
 
+// Reconnect ends the current connection with cause, as if it had failed:
+// Run dials again after its backoff. It reports whether there was a
+// connection to end. The agent uses it when its tunnel (transport conn)
+// and its gRPC connection have reached different server nodes.
+func (c *Client) Reconnect(cause error) bool {
+	s := c.cur.Load()
+	if s == nil {
+		return false
+	}
+	s.fail(cause)
+	return true
+}
+
 func newClient(opts ClientOptions, dial dialFunc) *Client {
 	opts = opts.withDefaults()
 	return &Client{
