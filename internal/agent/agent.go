@@ -385,10 +385,8 @@ func (a *Agent) session(ctx context.Context) {
 		interval, err := a.register(ctx)
 		for err != nil {
 			a.log.Warn("register with server failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
+			if retryPause(ctx); ctx.Err() != nil {
 				return
-			case <-time.After(time.Second):
 			}
 			interval, err = a.register(ctx)
 		}
@@ -509,14 +507,26 @@ func (a *Agent) syncInstances(ctx context.Context) {
 			a.log.Warn("server forgot this agent; re-registering")
 		default:
 			a.log.Warn("update instances failed; retrying", "err", err)
-			a.instances.redirty(ids)
 			a.followControlNode(err)
+			retryPause(ctx)
+			a.instances.redirty(ids)
 			return
 		}
 	}
 	if _, err := a.register(ctx); err != nil {
 		a.log.Warn("re-register failed", "err", err)
+		retryPause(ctx)
 		a.instances.notify()
+	}
+}
+
+// retryPause waits a second before a failed control call is repeated (or
+// until ctx ends), so that a server refusing or not answering is not
+// called in a tight loop.
+func retryPause(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Second):
 	}
 }
 

@@ -362,10 +362,18 @@ func TestInstanceChangesSendOnlyTheChange(t *testing.T) {
 		t.Fatalf("%d updates after a no-op sync", len(ctl.updates))
 	}
 
-	// A failed update is retried with the same change.
+	// A failed update is retried with the same change, a second later
+	// (not in a tight loop against a server that refuses).
 	ctl.updateErr = status.Error(codes.Unavailable, "down")
 	a.instances.put(inst("gs-x", "inc-1", "player.get"))
+	start := time.Now()
 	a.syncInstances(context.Background())
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("a failed update was given back for a retry after %v; want a 1 s pause", d)
+	}
+	if !changed(a.instances) {
+		t.Fatal("the failed update is not pending again")
+	}
 	ctl.updateErr = nil
 	a.syncInstances(context.Background())
 	if u := ctl.updates[len(ctl.updates)-1]; len(u.GetUpserted()) != 1 || u.GetUpserted()[0].GetInstanceId() != "gs-x" {

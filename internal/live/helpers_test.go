@@ -184,6 +184,9 @@ func (w *world) newNode(id string, maxStreams int) *node {
 	nd := &node{audit: make(chan live.AuditEvent, 16), relay: gl.Addr().String(), rooms: &mortalRooms{Rooms: w.svc}, nc: nc}
 	ln, err := live.New(live.Config{NodeID: id, RTMPAddr: "127.0.0.1:0", RelayAddr: gl.Addr().String(), MaxStreams: maxStreams,
 		Rooms: nd.rooms, Leases: leases, Logger: testLogger(t),
+		// A loaded machine can stall a viewer past the default 1 s; the
+		// tests read every frame (skipping is tested in flv_test.go).
+		MaxLag: 10 * time.Second,
 		RelayDial: func(addr string) (*grpc.ClientConn, error) {
 			return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(w.clientTLS)))
 		},
