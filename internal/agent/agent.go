@@ -385,8 +385,10 @@ func (a *Agent) session(ctx context.Context) {
 		interval, err := a.register(ctx)
 		for err != nil {
 			a.log.Warn("register with server failed; retrying", "err", err)
-			if retryPause(ctx); ctx.Err() != nil {
+			select {
+			case <-ctx.Done():
 				return
+			case <-time.After(controlRetry):
 			}
 			interval, err = a.register(ctx)
 		}
@@ -396,13 +398,18 @@ func (a *Agent) session(ctx context.Context) {
 		// A ping now lets the server count this session's first beat
 		// before the first tick checks for it.
 		a.client.Ping()
+		// retry fires controlRetry after a failed instance sync, which is
+		// then repeated (sooner if another change comes); nil otherwise.
+		var retry <-chan time.Time
 		for {
 			select {
 			case <-ctx.Done():
 				a.setRegistered(false)
 				return
 			case <-a.instances.changed:
-				a.syncInstances(ctx)
+				retry = a.syncInstances(ctx)
+			case <-retry:
+				retry = a.syncInstances(ctx)
 			case <-a.staleAssign:
 				a.refreshAssignments(ctx)
 			case now := <-t.C:
@@ -451,7 +458,7 @@ func (a *Agent) register(ctx context.Context) (time.Duration, error) {
 		Functions: fns, Labels: a.cfg.LabelMap(), Descriptors: descs, Instances: infos, Departed: departed,
 	})
 	if err != nil {
-		a.followControlNode(err)
+		a.followControlNode(ctx, err)
 		return 0, err
 	}
 	a.setRegistered(true)
@@ -469,27 +476,32 @@ func (a *Agent) register(ctx context.Context) (time.Duration, error) {
 // transport conn the two are separate connections, and the gRPC one can
 // move to another node (it reconnected) while the tunnel stays. The new
 // tunnel connection dials the gRPC connection's node (connDialer), and its
-// session registers there.
-func (a *Agent) followControlNode(err error) {
+// session registers there. ctx is the session's (its tunnel connection's):
+// a later connection is left alone.
+func (a *Agent) followControlNode(ctx context.Context, err error) {
 	if a.cfg.Transport != "conn" || apierr.Info(err).GetCode() != apierr.CodeAgentNotConnected {
 		return
 	}
-	a.log.Warn("the server node does not hold this agent's tunnel; reconnecting the tunnel to it", "err", err)
-	a.client.Reconnect(err)
+	if a.client.Reconnect(ctx, err) {
+		a.log.Warn("the server node does not hold this agent's tunnel; reconnecting the tunnel to it", "err", err)
+	}
 }
 
 // syncInstances tells the server about instance changes: only what changed
 // (UpdateInstances), so an agent with M instances sends O(1) per change
 // instead of O(M). It falls back to a full registration when the server
 // forgot the agent or does not know UpdateInstances (an older server).
-func (a *Agent) syncInstances(ctx context.Context) {
+// When the server did not take the change it returns a channel that fires
+// when to try again (the session's loop goes on meanwhile: heartbeats are
+// not held up), else nil.
+func (a *Agent) syncInstances(ctx context.Context) <-chan time.Time {
 	a.mu.RLock()
 	full := a.fullSync || !a.registered
 	a.mu.RUnlock()
 	if !full {
 		req, ids := a.instances.delta(a.cfg.ID)
 		if len(ids) == 0 {
-			return
+			return nil
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := a.control.UpdateInstances(cctx, req)
@@ -497,7 +509,7 @@ func (a *Agent) syncInstances(ctx context.Context) {
 		switch status.Code(err) {
 		case codes.OK:
 			a.log.Debug("instances updated", "upserted", len(req.GetUpserted()), "removed", len(req.GetRemoved()))
-			return
+			return nil
 		case codes.Unimplemented:
 			a.log.Info("server has no UpdateInstances; re-registering in full on every change")
 			a.mu.Lock()
@@ -506,29 +518,26 @@ func (a *Agent) syncInstances(ctx context.Context) {
 		case codes.NotFound:
 			a.log.Warn("server forgot this agent; re-registering")
 		default:
-			a.log.Warn("update instances failed; retrying", "err", err)
-			a.followControlNode(err)
-			retryPause(ctx)
+			a.log.Warn("update instances failed; retrying", "err", err, "retry_in", controlRetry)
 			a.instances.redirty(ids)
-			return
+			a.followControlNode(ctx, err)
+			return time.After(controlRetry)
 		}
 	}
 	if _, err := a.register(ctx); err != nil {
-		a.log.Warn("re-register failed", "err", err)
-		retryPause(ctx)
-		a.instances.notify()
+		// The registration's snapshot cleared the pending changes: the
+		// next attempt must be a full registration again.
+		a.setRegistered(false)
+		a.log.Warn("re-register failed; retrying", "err", err, "retry_in", controlRetry)
+		return time.After(controlRetry)
 	}
+	return nil
 }
 
-// retryPause waits a second before a failed control call is repeated (or
-// until ctx ends), so that a server refusing or not answering is not
-// called in a tight loop.
-func retryPause(ctx context.Context) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(time.Second):
-	}
-}
+// controlRetry is how long the agent waits before it repeats a
+// registration or an instance update the server did not take, so that a
+// server refusing or not answering is not called in a tight loop.
+const controlRetry = time.Second
 
 func (a *Agent) heartbeat(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

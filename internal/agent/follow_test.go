@@ -15,18 +15,32 @@ import (
 )
 
 // notHeldControl is a ControlService on a node that does not hold the
-// agent's tunnel until the tunnel has been dialled again: the agent's gRPC
+// agent's tunnel until it has been dialled `held` times: the agent's gRPC
 // connection moved to another node, its conn-transport tunnel did not.
 type notHeldControl struct {
 	*fakeControl
-	dials *atomic.Int32
+	dials, held *atomic.Int32
+}
+
+func (c notHeldControl) notHeld() error {
+	if c.dials.Load() < c.held.Load() {
+		return apierr.New(codes.FailedPrecondition, apierr.CodeAgentNotConnected, "agent has no open tunnel to this node")
+	}
+	return nil
 }
 
 func (c notHeldControl) RegisterAgent(ctx context.Context, r *croupierv1.RegisterAgentRequest) (*croupierv1.RegisterAgentResponse, error) {
-	if c.dials.Load() < 2 {
-		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeAgentNotConnected, "agent "+r.GetAgentId()+" has no open tunnel")
+	if err := c.notHeld(); err != nil {
+		return nil, err
 	}
 	return c.fakeControl.RegisterAgent(ctx, r)
+}
+
+func (c notHeldControl) UpdateInstances(ctx context.Context, r *croupierv1.UpdateInstancesRequest) (*croupierv1.UpdateInstancesResponse, error) {
+	if err := c.notHeld(); err != nil {
+		return nil, err
+	}
+	return c.fakeControl.UpdateInstances(ctx, r)
 }
 
 // TestTunnelFollowsTheControlNode: with transport conn, a registration
@@ -38,8 +52,12 @@ func TestTunnelFollowsTheControlNode(t *testing.T) {
 	t.Parallel()
 	a, ctl := newTestAgent(t)
 	a.cfg.Transport = "conn"
-	var dials atomic.Int32
-	a.control = notHeldControl{fakeControl: ctl, dials: &dials}
+	var dials, held atomic.Int32
+	held.Store(2)
+	ctl.heartbeatFn = func() (*croupierv1.HeartbeatResponse, error) {
+		return &croupierv1.HeartbeatResponse{Success: true, AssignmentsVersion: 1}, nil
+	}
+	a.control = notHeldControl{fakeControl: ctl, dials: &dials, held: &held}
 
 	srv := tunnel.NewServer(tunnel.ServerOptions{Logger: quietLog()})
 	t.Cleanup(srv.Close)
@@ -59,9 +77,27 @@ func TestTunnelFollowsTheControlNode(t *testing.T) {
 	if n := dials.Load(); n != 2 {
 		t.Fatalf("%d tunnel dials; want 2 (one reconnect)", n)
 	}
+	registrations := func() int {
+		ctl.mu.Lock()
+		defer ctl.mu.Unlock()
+		return len(ctl.registers)
+	}
+	if n := registrations(); n != 1 {
+		t.Fatalf("%d registrations accepted; want 1", n)
+	}
+
+	// The gRPC connection moves again: an instance update is refused, the
+	// tunnel follows, and the third tunnel's session registers the
+	// instance in full.
+	held.Store(3)
+	a.instances.put(inst("gs-1", "inc-1", "player.get"))
+	waitFor(t, 10*time.Second, "a registration on the third tunnel", func() bool { return registrations() == 2 })
+	if n := dials.Load(); n != 3 {
+		t.Fatalf("%d tunnel dials; want 3", n)
+	}
 	ctl.mu.Lock()
 	defer ctl.mu.Unlock()
-	if len(ctl.registers) != 1 {
-		t.Fatalf("%d registrations accepted; want 1", len(ctl.registers))
+	if r := ctl.registers[1]; len(r.GetInstances()) != 1 || r.GetInstances()[0].GetInstanceId() != "gs-1" {
+		t.Fatalf("registration on the third tunnel: %v; want gs-1", r.GetInstances())
 	}
 }

@@ -141,14 +141,14 @@ func (t *instances) delta(agentID string) (*croupierv1.UpdateInstancesRequest, [
 	return req, ids
 }
 
-// redirty marks ids as not yet reported (their delta failed).
+// redirty marks ids as not yet reported (their delta failed); the next
+// delta reports them.
 func (t *instances) redirty(ids []string) {
 	t.mu.Lock()
 	for _, id := range ids {
 		t.dirty[id] = struct{}{}
 	}
 	t.mu.Unlock()
-	t.notify()
 }
 
 // snapshot builds the registration the agent reports to the server; the

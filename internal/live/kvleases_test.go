@@ -147,6 +147,7 @@ func TestKVLeases(t *testing.T) {
 	}
 
 	waitFor(t, 10*time.Second, "both watchers to see the third lease", func() bool {
+		_ = la.Renew(ctx, path, e3) // held for the takeover below, however long this takes
 		return len(seen[0].of(live.LeaseTaken)) == 3 && len(seen[1].of(live.LeaseTaken)) == 3
 	})
 	announced := 0

@@ -140,13 +140,14 @@ func (c *Client) Ping() bool {
 	return s != nil && s.ping(true)
 }
 
-// Reconnect ends the current connection with cause, as if it had failed:
-// Run dials again after its backoff. It reports whether there was a
-// connection to end. The agent uses it when its tunnel (transport conn)
-// and its gRPC connection have reached different server nodes.
-func (c *Client) Reconnect(cause error) bool {
+// Reconnect ends the connection whose OnConnected was given ctx with
+// cause, as if it had failed: Run dials again after its backoff. It
+// reports whether that connection was still the current one (a later
+// connection is left alone). The agent uses it when its tunnel (transport
+// conn) and its gRPC connection have reached different server nodes.
+func (c *Client) Reconnect(ctx context.Context, cause error) bool {
 	s := c.cur.Load()
-	if s == nil {
+	if s == nil || s.ctx != ctx || s.ctx.Err() != nil {
 		return false
 	}
 	s.fail(cause)

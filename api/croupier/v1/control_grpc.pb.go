@@ -43,7 +43,8 @@ type ControlServiceClient interface {
 	// (Croupier addition): what an agent with many instances sends when one
 	// connects or leaves, so its traffic grows with the change, not with its
 	// instance count. NOT_FOUND when the agent is not registered: call
-	// RegisterAgent.
+	// RegisterAgent. FAILED_PRECONDITION (AGENT_NOT_CONNECTED) when this
+	// server node does not hold the agent's tunnel.
 	UpdateInstances(ctx context.Context, in *UpdateInstancesRequest, opts ...grpc.CallOption) (*UpdateInstancesResponse, error)
 	// 获取分配给 Agent 的配置: per-function enablement and config, versioned.
 	GetAssignments(ctx context.Context, in *GetAssignmentsRequest, opts ...grpc.CallOption) (*GetAssignmentsResponse, error)
@@ -140,7 +141,8 @@ type ControlServiceServer interface {
 	// (Croupier addition): what an agent with many instances sends when one
 	// connects or leaves, so its traffic grows with the change, not with its
 	// instance count. NOT_FOUND when the agent is not registered: call
-	// RegisterAgent.
+	// RegisterAgent. FAILED_PRECONDITION (AGENT_NOT_CONNECTED) when this
+	// server node does not hold the agent's tunnel.
 	UpdateInstances(context.Context, *UpdateInstancesRequest) (*UpdateInstancesResponse, error)
 	// 获取分配给 Agent 的配置: per-function enablement and config, versioned.
 	GetAssignments(context.Context, *GetAssignmentsRequest) (*GetAssignmentsResponse, error)

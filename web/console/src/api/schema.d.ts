@@ -72,7 +72,8 @@ export interface paths {
          *     (Croupier addition): what an agent with many instances sends when one
          *     connects or leaves, so its traffic grows with the change, not with its
          *     instance count. NOT_FOUND when the agent is not registered: call
-         *     RegisterAgent.
+         *     RegisterAgent. FAILED_PRECONDITION (AGENT_NOT_CONNECTED) when this
+         *     server node does not hold the agent's tunnel.
          */
         post: operations["ControlService_UpdateInstances"];
         delete?: never;
