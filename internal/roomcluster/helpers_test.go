@@ -145,17 +145,25 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// probe connects a test client to the cluster; the caller closes nc.
+func (c *natsCluster) probe() (*nats.Conn, jetstream.JetStream) {
+	c.t.Helper()
+	nc := c.connect("probe")
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		c.t.Fatal(err)
+	}
+	return nc, js
+}
+
 // waitCurrent waits until the stream and both buckets have a leader and
 // every replica is online and current: the state after which stopping
 // any one server leaves a quorum that has every message.
 func (c *natsCluster) waitCurrent() {
 	c.t.Helper()
-	nc := c.connect("probe")
+	nc, js := c.probe()
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		c.t.Fatal(err)
-	}
 	clustertest.CheckFor(c.t, 60*time.Second, 20*time.Millisecond, func() error {
 		for _, name := range []string{roomcluster.StreamName, "KV_" + roomcluster.NodesBucket, "KV_" + roomcluster.OnlineBucket, "KV_" + roomcluster.PresenceBucket} {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -189,12 +197,8 @@ func (c *natsCluster) waitCurrent() {
 // with server i preferred, repeated until it holds).
 func (c *natsCluster) lead(name string, i int) {
 	c.t.Helper()
-	nc := c.connect("probe")
+	nc, js := c.probe()
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		c.t.Fatal(err)
-	}
 	want := fmt.Sprint("nats", i)
 	req := fmt.Appendf(nil, `{"placement":{"preferred":%q}}`, want)
 	clustertest.CheckFor(c.t, 60*time.Second, 200*time.Millisecond, func() error {
@@ -207,6 +211,9 @@ func (c *natsCluster) lead(name string, i int) {
 		info, err := s.Info(ctx)
 		if err != nil {
 			return err
+		}
+		if info.Cluster == nil {
+			return fmt.Errorf("stream %s has no cluster info", name)
 		}
 		if l := info.Cluster.Leader; l != want {
 			_, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, req)
