@@ -38,7 +38,10 @@ func TestUnhealthyWithoutProtection(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
 			if how == "timeouts" {
-				e.healthTimeout = 100 * time.Millisecond
+				// Short enough that three hung checks end the process
+				// quickly, long enough that the healthy checks before the
+				// hang do not time out on a loaded machine.
+				e.healthTimeout = 500 * time.Millisecond
 			}
 			g := readyGame(t, e, 500*time.Millisecond)
 			start := time.Now()
