@@ -78,6 +78,18 @@ func AuthorizeAgent(p principal.Principal, agentID, game, env string) error {
 	}
 }
 
+// holdsTunnel refuses a change to agent id's record unless this node holds
+// its tunnel: in a cluster the record on other nodes is a copy of the
+// holder's, and an agent whose calls reach another node must move its
+// tunnel there first.
+func (s *Service) holdsTunnel(id string) error {
+	if s.tunnel.Connected(id) {
+		return nil
+	}
+	return apierr.New(codes.FailedPrecondition, apierr.CodeAgentNotConnected,
+		"agent "+id+" has no open tunnel to this server node; connect the tunnel to it first", "agent_id", id)
+}
+
 // RegisterAgent adds or replaces the registration of an agent.
 func (s *Service) RegisterAgent(ctx context.Context, req *croupierv1.RegisterAgentRequest) (*croupierv1.RegisterAgentResponse, error) {
 	id, game, env := req.GetAgentId(), req.GetGameId(), req.GetEnv()
@@ -94,9 +106,8 @@ func (s *Service) RegisterAgent(ctx context.Context, req *croupierv1.RegisterAge
 			fmt.Sprintf("scope %s/%s is not declared on the server; an administrator must declare it (server --scopes)", game, env),
 			"game_id", game, "env", env)
 	}
-	if !s.tunnel.Connected(id) {
-		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeAgentNotConnected,
-			"agent "+id+" has no open tunnel; connect the tunnel before registering", "agent_id", id)
+	if err := s.holdsTunnel(id); err != nil {
+		return nil, err
 	}
 	agent, err := buildAgent(req, s.now(), s.validated)
 	if err != nil {
@@ -122,11 +133,8 @@ func (s *Service) UpdateInstances(ctx context.Context, req *croupierv1.UpdateIns
 	if err := AuthorizeAgent(principal.FromContext(ctx), id, game, env); err != nil {
 		return nil, err
 	}
-	if !s.tunnel.Connected(id) {
-		// In a cluster the agent's record here may be another node's copy:
-		// only the node holding its tunnel changes it.
-		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeAgentNotConnected,
-			"agent "+id+" has no open tunnel to this node; update it through the node that holds its tunnel", "agent_id", id)
+	if err := s.holdsTunnel(id); err != nil {
+		return nil, err
 	}
 	for _, d := range req.GetDescriptors() {
 		if err := s.validated.Validate(d); err != nil {
