@@ -22,6 +22,7 @@ import (
 	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -241,7 +242,7 @@ func (s *Service) Approve(ctx context.Context, p principal.Principal, id, commen
 	defer cancel()
 	jobID, execErr := s.execute(ectx, req)
 	if execErr != nil {
-		a, err = s.store.Approvals().MarkFailed(ectx, id, execErr.Error())
+		a, err = s.store.Approvals().MarkFailed(ectx, id, errMessage(execErr))
 	} else {
 		a, err = s.store.Approvals().MarkExecuted(ectx, id, jobID)
 	}
@@ -350,8 +351,17 @@ func (s *Service) load(ctx context.Context, id string) (store.Approval, error) {
 	return a, err
 }
 
+// errMessage is err's message without the "rpc error: code = …" prefix
+// of a status.
+func errMessage(err error) string {
+	if st, ok := status.FromError(err); ok {
+		return st.Message()
+	}
+	return err.Error()
+}
+
 func wrapExecErr(id string, err error) error {
-	msg := fmt.Sprintf("approval %s was approved but the call could not be started: %v", id, err)
+	msg := fmt.Sprintf("approval %s was approved but the call could not be started: %s", id, errMessage(err))
 	if info := apierr.Info(err); info != nil {
 		return apierr.New(codes.FailedPrecondition, CodeExecuteFailed, msg, "cause", info.GetCode())
 	}

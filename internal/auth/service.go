@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/audit"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/ratelimit"
@@ -372,6 +373,24 @@ func (s *Service) Grants(ctx context.Context, username string) ([]principal.Gran
 // invalidateGrants drops every cached grant set and certificate user
 // (after any role or user change).
 func (s *Service) invalidateGrants() { s.grantsGen.Add(1) }
+
+// Operator is user name as an operator acting now: the grants its role
+// bindings give it at this moment. It is refused (PERMISSION_DENIED) when
+// the user is disabled or no longer exists. Approved calls run with it, so
+// a requester who lost the right or the account since asking cannot have
+// the call run for them.
+func (s *Service) Operator(ctx context.Context, name string) (principal.Principal, error) {
+	u, err := s.certUser(ctx, name)
+	switch {
+	case err != nil:
+		return principal.Principal{}, err
+	case !u.exists:
+		return principal.Principal{}, apierr.New(codes.PermissionDenied, apierr.CodePermissionDenied, "user "+name+" no longer exists")
+	case u.disabled:
+		return principal.Principal{}, apierr.New(codes.PermissionDenied, CodeUserDisabled, "user "+name+" is disabled")
+	}
+	return principal.Principal{Kind: principal.Operator, Name: name, Grants: u.grants}, nil
+}
 
 // certUserInfo is what a certificate's user name resolves to.
 type certUserInfo struct {

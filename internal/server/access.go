@@ -4,13 +4,18 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/approval"
 	"github.com/croupier/croupier/internal/audit"
 	authsvc "github.com/croupier/croupier/internal/auth"
+	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/ratelimit"
+	"github.com/croupier/croupier/internal/rbac"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -88,11 +93,37 @@ func (s *Server) startApproved(ctx context.Context, req approval.Request) (strin
 	if err != nil {
 		return "", err
 	}
+	// The call runs for its requester, who must still be allowed to make it:
+	// a role revoked or an account disabled since the request stops it.
+	p, err := s.requester(ctx, req.Requester)
+	if err != nil {
+		return "", err
+	}
+	if err := s.guard.authorizeCall(p, rbac.FunctionInvoke, call); err != nil {
+		if s.guard.authorizeCall(p, rbac.JobStart, call) != nil {
+			return "", err
+		}
+	}
 	resp, err := s.jobs.StartCall(ctx, call, req.Requester)
 	if err != nil {
 		return "", err
 	}
 	return resp.GetJobId(), nil
+}
+
+// requester is the principal an approved call runs for, as of now (see
+// auth.Service.Operator); the anonymous caller only while the server still
+// serves one (insecure mode).
+func (s *Server) requester(ctx context.Context, who string) (principal.Principal, error) {
+	if who == string(principal.Anonymous) && s.cfg.Insecure {
+		return anonymousAdmin(), nil
+	}
+	name, ok := strings.CutPrefix(who, string(principal.Operator)+":")
+	if !ok {
+		return principal.Principal{}, apierr.New(codes.PermissionDenied, apierr.CodePermissionDenied,
+			"the requester "+who+" can no longer make calls")
+	}
+	return s.auth.Operator(ctx, name)
 }
 
 // Auth exposes the users-and-tokens service (used by `croupier dev` to

@@ -190,6 +190,48 @@ func TestAccessEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("an approved call does not run for a requester who lost the right", func(t *testing.T) {
+		if _, err := users.CreateUser(admin, &croupierv1.CreateUserRequest{Username: "carol", Password: "carol-password"}); err != nil {
+			t.Fatal(err)
+		}
+		grant := &croupierv1.GrantRoleRequest{Username: "carol", Role: "admin", Scope: "game:demo/*"}
+		for _, lose := range []struct {
+			how   string
+			do    func() error
+			cause string
+		}{
+			{"role revoked", func() error {
+				_, err := users.RevokeRole(admin, &croupierv1.RevokeRoleRequest{Username: "carol", Role: "admin", Scope: "game:demo/*"})
+				return err
+			}, "PERMISSION_DENIED"},
+			{"account disabled", func() error {
+				_, err := users.DisableUser(admin, &croupierv1.DisableUserRequest{Username: "carol"})
+				return err
+			}, "USER_DISABLED"},
+		} {
+			if _, err := users.GrantRole(admin, grant); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := fn.InvokeFunction(bearer(login("carol").GetAccessToken()), ban)
+			if err != nil || resp.GetApprovalId() == "" {
+				t.Fatalf("%s: invoke: %v %v", lose.how, resp, err)
+			}
+			if err := lose.do(); err != nil {
+				t.Fatalf("%s: %v", lose.how, err)
+			}
+			_, err = approvals.Approve(bearer(bob), &croupierv1.ApproveRequest{Id: resp.GetApprovalId()})
+			info := apierr.Info(err)
+			if status.Code(err) != codes.FailedPrecondition || info.GetDetails()["cause"] != lose.cause {
+				t.Fatalf("%s: approving: %v (%v), want FAILED_PRECONDITION caused by %s", lose.how, err, info, lose.cause)
+			}
+			got, err := approvals.GetApproval(bearer(alice), &croupierv1.GetApprovalRequest{Id: resp.GetApprovalId()})
+			if err != nil || got.GetApproval().GetStatus() != "failed" || got.GetApproval().GetJobId() != "" ||
+				!strings.Contains(got.GetApproval().GetError(), "carol") {
+				t.Fatalf("%s: the approval is %v (%v), want failed without a job, naming carol", lose.how, got.GetApproval(), err)
+			}
+		}
+	})
+
 	t.Run("approval requests expire", func(t *testing.T) {
 		resp, err := fn.InvokeFunction(bearer(alice), ban)
 		if err != nil || resp.GetApprovalId() == "" {
