@@ -2,6 +2,7 @@ package fleet_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -40,6 +41,15 @@ type benchGame struct {
 	pid   int
 	gse   grpcsdk.GseGrpcSdkServiceClient
 	onAct func(id string, g *benchGame)
+}
+
+// fakeCaller is the agent's CallerCheck for games that are this test
+// process under fake pids (internal/gse tests the real check).
+func fakeCaller(_, _ net.Addr, pid int) error {
+	if pid < benchPIDBase {
+		return errors.New("not a fake pid")
+	}
+	return nil
 }
 
 func (g *benchGame) ctx() (context.Context, context.CancelFunc) {
@@ -101,6 +111,7 @@ func newBenchEnv(b *testing.B, driver string) *benchEnv {
 	agent, err := gse.New(gse.Config{AgentID: "a1", GameID: "g", Env: "prod", Addr: "127.0.0.1:0",
 		DataDir: filepath.Join(b.TempDir(), "agent"), IPAddress: "127.0.0.1", Upstream: svc.AgentAPI(), DefaultFleetID: "bench",
 		ProcessInfo: func(pid int) (uint64, bool) { return 1, pid >= benchPIDBase },
+		CallerCheck: fakeCaller,
 		Kill:        func(int, syscall.Signal) error { return nil },
 	})
 	if err != nil {

@@ -60,6 +60,7 @@ func TestOverTheWire(t *testing.T) {
 		DataDir: filepath.Join(t.TempDir(), "a"), IPAddress: "10.0.0.9",
 		Upstream:    gse.ClientUpstream(croupierv1.NewFleetAgentServiceClient(conn)),
 		ProcessInfo: func(pid int) (uint64, bool) { return 1, pid >= benchPIDBase },
+		CallerCheck: fakeCaller,
 		Kill:        func(int, syscall.Signal) error { return nil }, TickInterval: 10 * time.Millisecond})
 	mustNil(t, err, "agent")
 	mustNil(t, agent.Start(), "start agent")

@@ -111,7 +111,8 @@ func (a *Agent) Start() error {
 		return fmt.Errorf("gse: listen on %s: %w", a.cfg.Addr, err)
 	}
 	a.lis = lis
-	a.srv = grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}))
+	a.srv = grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+		grpc.StatsHandler(callerTagger{}))
 	grpcsdk.RegisterGseGrpcSdkServiceServer(a.srv, &gseServer{a: a})
 	a.spawn(func(context.Context) {
 		if err := a.srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

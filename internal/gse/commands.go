@@ -13,6 +13,7 @@ import (
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/api/tencentcloud/gse/grpcsdk"
+	"github.com/croupier/croupier/internal/gse/launchpath"
 )
 
 // StartGameServerSession serves the server's StartGameServerSessionCommand:
@@ -84,14 +85,15 @@ func (a *Agent) FetchProcessLog(_ context.Context, cmd *croupierv1.FetchProcessL
 		return nil, status.Errorf(codes.NotFound, "process %s is unknown to agent %s (or its logs were rotated out)", cmd.GetProcessId(), a.cfg.AgentID)
 	}
 	path := ""
+	var dirs []string // where path must lie after symlinks; nil: a file of the agent's own
 	if cmd.GetPath() == StdoutLog {
 		path = p.stdoutPath
 	} else {
 		for i, lp := range p.logPaths {
 			if lp == cmd.GetPath() || p.logFiles[i] == cmd.GetPath() {
-				path = p.logFiles[i]
+				path, dirs = p.logFiles[i], a.cfg.BuildDirs
 				if p.ended() {
-					path = a.collectedPath(p, i)
+					path, dirs = a.collectedPath(p, i), nil
 				}
 			}
 		}
@@ -101,14 +103,17 @@ func (a *Agent) FetchProcessLog(_ context.Context, cmd *croupierv1.FetchProcessL
 	if path == "" {
 		return nil, status.Errorf(codes.NotFound, "process %s has no log %q; it declared %v (and %q for its output)", cmd.GetProcessId(), cmd.GetPath(), declared, StdoutLog)
 	}
-	return readChunk(path, cmd.GetOffset(), int(cmd.GetLimit()))
+	return readChunk(path, dirs, cmd.GetOffset(), int(cmd.GetLimit()))
 }
 
-func readChunk(path string, offset int64, limit int) (*croupierv1.FetchProcessLogResult, error) {
-	f, err := os.Open(path)
+func readChunk(path string, dirs []string, offset int64, limit int) (*croupierv1.FetchProcessLogResult, error) {
+	f, err := openLog(path, dirs)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		switch {
+		case errors.Is(err, os.ErrNotExist):
 			return nil, status.Errorf(codes.NotFound, "log %s does not exist", filepath.Base(path))
+		case errors.Is(err, launchpath.ErrOutside):
+			return nil, status.Errorf(codes.PermissionDenied, "log %s: %v", filepath.Base(path), err)
 		}
 		return nil, status.Errorf(codes.Internal, "open log: %v", err)
 	}

@@ -103,6 +103,11 @@ type Config struct {
 	// ticks since boot, which tells a pid from a later process reusing it.
 	// Nil reads /proc. Tests with in-process fake game servers inject it.
 	ProcessInfo func(pid int) (startTicks uint64, alive bool)
+	// CallerCheck reports whether the GSE call from client to server (the
+	// endpoint's address) comes from process pid, the pid the call carries;
+	// a call that fails it is refused. Nil is CheckSocketOwner (Linux
+	// /proc). Tests with fake pids inject it.
+	CallerCheck func(client, server net.Addr, pid int) error
 	// Kill sends signal sig to pid (a negative pid: the process group), as
 	// syscall.Kill, which is the default. Tests with fake pids inject it.
 	Kill func(pid int, sig syscall.Signal) error
@@ -160,6 +165,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.ProcessInfo == nil {
 		c.ProcessInfo = procInfo
+	}
+	if c.CallerCheck == nil {
+		c.CallerCheck = CheckSocketOwner
 	}
 	if c.Kill == nil {
 		c.Kill = syscall.Kill

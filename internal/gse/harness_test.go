@@ -50,14 +50,37 @@ func TestMain(m *testing.M) {
 // pids fakes /proc for in-process "processes": pids at or above fakeBase
 // are alive until killed; real pids are read from /proc.
 type pids struct {
-	mu   sync.Mutex
-	dead map[int]bool
-	next atomic.Int32
+	mu     sync.Mutex
+	dead   map[int]bool
+	owners map[string]int // a fake game's connection (its local address) → its pid
+	next   atomic.Int32
 }
 
 const fakeBase = 3_000_000
 
-func newPIDs() *pids { return &pids{dead: map[int]bool{}} }
+func newPIDs() *pids { return &pids{dead: map[int]bool{}, owners: map[string]int{}} }
+
+// own records that the fake game pid holds the connection whose local end
+// is addr, as /proc would show it.
+func (p *pids) own(addr string, pid int) {
+	p.mu.Lock()
+	p.owners[addr] = pid
+	p.mu.Unlock()
+}
+
+// caller is the agent's CallerCheck: a fake pid must own the connection
+// (own), a real pid is checked in /proc as in production.
+func (p *pids) caller(client, server net.Addr, pid int) error {
+	if pid < fakeBase {
+		return gse.CheckSocketOwner(client, server, pid)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.owners[client.String()] != pid {
+		return fmt.Errorf("pid %d does not hold the connection the call came on", pid)
+	}
+	return nil
+}
 
 func (p *pids) alloc() int { return fakeBase + int(p.next.Add(1)) }
 
@@ -92,6 +115,9 @@ type env struct {
 	disp    *fleet.LocalDispatcher
 	pids    *pids
 	dataDir string
+	// gameDir is a build directory of the agents besides gsegameBin's, for
+	// the games' log files.
+	gameDir string
 	// healthTimeout is the agents' HealthTimeout: long by default, so a
 	// check slowed by a loaded machine never counts as a failure (three in
 	// a row made a process unhealthy and the next placement found no
@@ -113,14 +139,14 @@ func newEnv(t *testing.T) *env {
 	if err := st.Scopes().Declare(ctx(t), "g", "prod"); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, st: st, svc: svc, disp: disp, pids: newPIDs(), dataDir: t.TempDir(), healthTimeout: 10 * time.Second}
+	return &env{t: t, st: st, svc: svc, disp: disp, pids: newPIDs(), dataDir: t.TempDir(), gameDir: t.TempDir(), healthTimeout: 10 * time.Second}
 }
 
 // config is an agent configuration with short timeouts for tests.
 func (e *env) config(id string) gse.Config {
 	return gse.Config{
-		AgentID: id, GameID: "g", Env: "prod", Addr: "127.0.0.1:0", DataDir: filepath.Join(e.dataDir, id), BuildDirs: []string{filepath.Dir(gsegameBin)},
-		IPAddress: "127.0.0.1", Upstream: e.svc.AgentAPI(), ProcessInfo: e.pids.info, Kill: e.pids.signal, Logger: testLogger(),
+		AgentID: id, GameID: "g", Env: "prod", Addr: "127.0.0.1:0", DataDir: filepath.Join(e.dataDir, id), BuildDirs: []string{filepath.Dir(gsegameBin), e.gameDir},
+		IPAddress: "127.0.0.1", Upstream: e.svc.AgentAPI(), ProcessInfo: e.pids.info, Kill: e.pids.signal, CallerCheck: e.pids.caller, Logger: testLogger(),
 		HealthInterval: 20 * time.Millisecond, HealthTimeout: e.healthTimeout, ReadyTimeout: 5 * time.Second,
 		ExitTimeout: 2 * time.Second, TerminationGrace: 5 * time.Minute, RestartBackoffMin: 50 * time.Millisecond,
 		RestartBackoffMax: 400 * time.Millisecond, StableAfter: time.Hour, FleetSyncInterval: 200 * time.Millisecond,
@@ -253,11 +279,26 @@ func (e *env) fakeGame(agent *gse.Agent) *fakeGame {
 	go func() { _ = srv.Serve(lis) }()
 	e.t.Cleanup(srv.Stop)
 	g.grpcPort = lis.Addr().(*net.TCPAddr).Port
-	conn, err := grpc.NewClient(agent.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	mustNil(e.t, err, "dial agent")
-	e.t.Cleanup(func() { _ = conn.Close() })
-	g.gse = grpcsdk.NewGseGrpcSdkServiceClient(conn)
+	g.dial(agent, e.pids)
 	return g
+}
+
+// dial connects g to agent's GSE endpoint; pids records that g's pid holds
+// the connections.
+func (g *fakeGame) dial(agent *gse.Agent, pids *pids) {
+	g.t.Helper()
+	pid := g.pid // the connections are g's as created, whatever its calls later claim
+	conn, err := grpc.NewClient(agent.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			if err == nil {
+				pids.own(c.LocalAddr().String(), pid)
+			}
+			return c, err
+		}))
+	mustNil(g.t, err, "dial agent")
+	g.t.Cleanup(func() { _ = conn.Close() })
+	g.gse = grpcsdk.NewGseGrpcSdkServiceClient(conn)
 }
 
 var reqSeq atomic.Int64
@@ -274,7 +315,7 @@ func (g *fakeGame) ready() {
 	var resp *grpcsdk.GseResponse
 	eventually(g.t, 5*time.Second, func() bool {
 		var err error
-		resp, err = g.gse.ProcessReady(g.md(), &grpcsdk.ProcessReadyRequest{ClientPort: 7777, GrpcPort: int32(g.grpcPort), LogPathsToUpload: []string{"/tmp/none.log"}})
+		resp, err = g.gse.ProcessReady(g.md(), &grpcsdk.ProcessReadyRequest{ClientPort: 7777, GrpcPort: int32(g.grpcPort), LogPathsToUpload: []string{filepath.Join(filepath.Dir(gsegameBin), "none.log")}})
 		mustNil(g.t, err, "ProcessReady")
 		return resp.GetStatus() == grpcsdk.GseResponse_OK
 	}, func() string { return fmt.Sprint("ProcessReady: ", resp) })

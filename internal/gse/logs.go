@@ -5,7 +5,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+
+	"github.com/croupier/croupier/internal/gse/launchpath"
 )
 
 // logDir holds the logs collected from an ended process.
@@ -32,14 +35,14 @@ func (a *Agent) collectLogs(p *proc) {
 		return
 	}
 	for i, src := range p.logFiles {
-		if err := copyTail(src, a.collectedPath(p, i), a.cfg.MaxLogCopyBytes); err != nil {
+		if err := copyTail(src, a.cfg.BuildDirs, a.collectedPath(p, i), a.cfg.MaxLogCopyBytes); err != nil {
 			a.log.Warn("collecting a log file", "process", p.id, "path", src, "err", err)
 		}
 	}
 }
 
-func copyTail(src, dst string, limit int64) error {
-	in, err := os.Open(src)
+func copyTail(src string, dirs []string, dst string, limit int64) error {
+	in, err := openLog(src, dirs)
 	if err != nil {
 		return err
 	}
@@ -65,6 +68,26 @@ func copyTail(src, dst string, limit int64) error {
 		return err
 	}
 	return out.Close()
+}
+
+// openLog opens a log file for reading. With dirs, the file opened must lie
+// under one of them after symlinks are resolved (what the open descriptor
+// names, so a link swapped after a check cannot redirect the read):
+// declared log paths are checked when declared and again here.
+func openLog(path string, dirs []string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil || dirs == nil {
+		return f, err
+	}
+	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	if err != nil { // no /proc: resolve the name instead
+		real, err = filepath.EvalSymlinks(path)
+	}
+	if err != nil || !launchpath.Within(real, dirs) {
+		_ = f.Close()
+		return nil, fmt.Errorf("%s resolves to %s, %w (%s)", launchpath.Quote(path), launchpath.Quote(real), launchpath.ErrOutside, strings.Join(dirs, ", "))
+	}
+	return f, nil
 }
 
 // dropLogs deletes what the agent kept of processes past LogRetention.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -14,6 +15,7 @@ import (
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/api/tencentcloud/gse/grpcsdk"
+	"github.com/croupier/croupier/internal/gse/launchpath"
 )
 
 // upstreamTimeout bounds a call the agent forwards to the server on behalf
@@ -55,6 +57,9 @@ func (s *gseServer) call(ctx context.Context, method string, anyPID bool, fn fun
 	m, problem := parseMeta(ctx)
 	if problem != "" {
 		return bad("%s: %s", method, problem), nil
+	}
+	if err := s.a.checkCaller(ctx, m.pid); err != nil {
+		return bad("%s: %v", method, err), nil
 	}
 	key := dedupeKey(m, method)
 	if prev, hit := s.a.dedupe.get(key, s.a.now()); hit {
@@ -150,6 +155,9 @@ func (s *gseServer) DescribePlayerSessions(ctx context.Context, req *grpcsdk.Des
 	if problem != "" {
 		return nil, status.Error(codes.InvalidArgument, "DescribePlayerSessions: "+problem)
 	}
+	if err := s.a.checkCaller(ctx, m.pid); err != nil {
+		return nil, status.Error(codes.PermissionDenied, "DescribePlayerSessions: "+err.Error())
+	}
 	p, why := s.a.readyProcess(m.pid)
 	if p == nil {
 		return nil, status.Error(codes.InvalidArgument, "DescribePlayerSessions: "+why)
@@ -224,6 +232,10 @@ func (s *gseServer) ReportCustomData(ctx context.Context, req *grpcsdk.ReportCus
 
 // processReady registers pid as ready, or says why it cannot be.
 func (a *Agent) processReady(pid int, req *grpcsdk.ProcessReadyRequest) string {
+	logFiles, why := resolveLogPaths(req.GetLogPathsToUpload(), processCwd(pid), a.cfg.BuildDirs)
+	if why != "" {
+		return why
+	}
 	a.launchMu.RLock() // see launch
 	defer a.launchMu.RUnlock()
 	a.mu.Lock()
@@ -256,7 +268,7 @@ func (a *Agent) processReady(pid int, req *grpcsdk.ProcessReadyRequest) string {
 	a.byPID[pid] = p
 	p.clientPort, p.grpcPort = int(req.GetClientPort()), int(req.GetGrpcPort())
 	p.logPaths = append([]string(nil), req.GetLogPathsToUpload()...)
-	p.logFiles = resolveLogPaths(p.logPaths, processCwd(pid))
+	p.logFiles = logFiles
 	if p.status == statusLaunching {
 		p.readyAt = a.now()
 	}
@@ -313,15 +325,42 @@ func (a *Agent) defaultFleetLocked() (string, string) {
 	return "", fmt.Sprintf("the agent hosts %d fleets; configure its default fleet to accept game servers started by hand", len(a.fleets))
 }
 
-func resolveLogPaths(paths []string, cwd string) []string {
+// Limits on ProcessReady.logPathsToUpload.
+const (
+	maxLogPaths     = 16
+	maxLogPathBytes = launchpath.MaxBytes
+)
+
+// resolveLogPaths makes the declared log paths absolute (relative ones
+// against the process's working directory) and checks them: at most
+// maxLogPaths, each at most maxLogPathBytes, and under the agent's build
+// directories — the agent reads these files as its own user and serves them
+// to operators with fleet:read, so a process must not be able to name the
+// agent's keys or any other file of the host. (openLog checks again after
+// symlinks, when the file is read.)
+func resolveLogPaths(paths []string, cwd string, dirs []string) ([]string, string) {
+	if len(paths) > maxLogPaths {
+		return nil, fmt.Sprintf("%d logPathsToUpload; at most %d are allowed", len(paths), maxLogPaths)
+	}
 	out := make([]string, len(paths))
 	for i, p := range paths {
+		if p == "" || len(p) > maxLogPathBytes || strings.ContainsRune(p, 0) {
+			return nil, fmt.Sprintf("logPathsToUpload entry %s: give a non-empty path of at most %d bytes", launchpath.Quote(p), maxLogPathBytes)
+		}
 		switch {
 		case filepath.IsAbs(p) || cwd == "":
 			out[i] = filepath.Clean(p)
 		default:
 			out[i] = filepath.Join(cwd, p)
 		}
+		if !launchpath.Within(out[i], dirs) {
+			name := launchpath.Quote(p)
+			if out[i] != p {
+				name += " (" + launchpath.Quote(out[i]) + ")"
+			}
+			return nil, fmt.Sprintf("logPathsToUpload entry %s is outside the agent's build directories (%s); the agent keeps and serves logs only from there",
+				name, strings.Join(dirs, ", "))
+		}
 	}
-	return out
+	return out, ""
 }

@@ -21,7 +21,7 @@ import (
 // extra parameters.
 func (e *env) gameFleet(n int32, extra ...string) string {
 	e.t.Helper()
-	logPath := filepath.Join(e.t.TempDir(), "game.log")
+	logPath := filepath.Join(e.gameDir, "game.log")
 	e.t.Cleanup(func() {
 		if e.t.Failed() {
 			b, _ := os.ReadFile(logPath)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
@@ -38,6 +39,18 @@ func noKill(pid int, _ syscall.Signal) error {
 	return errors.New("test: refusing to signal a real process")
 }
 
+// testBuilds is the agent's build directory: game logs lie under it.
+const testBuilds = "/nonexistent/croupier-test-builds"
+
+// callerCheck is the agent's check that a call comes from the pid it
+// carries: the tests' processes are this test process under fake pids.
+func callerCheck(client, server net.Addr, pid int) error {
+	if pid >= pidBase {
+		return nil
+	}
+	return agentgse.CheckSocketOwner(client, server, pid)
+}
+
 // setup runs a fleet server and an agent for fleet f1 in-process.
 func setup(t *testing.T) (*fleet.Service, *agentgse.Agent) {
 	t.Helper()
@@ -57,8 +70,8 @@ func setup(t *testing.T) (*fleet.Service, *agentgse.Agent) {
 		t.Fatal(err)
 	}
 	a, err := agentgse.New(agentgse.Config{AgentID: "a1", GameID: "g", Env: "prod", Addr: "127.0.0.1:0",
-		DataDir: filepath.Join(t.TempDir(), "agent"), IPAddress: "127.0.0.1", Upstream: svc.AgentAPI(),
-		ProcessInfo: processInfo, Kill: noKill, DefaultFleetID: "f1", TickInterval: 10 * time.Millisecond,
+		DataDir: filepath.Join(t.TempDir(), "agent"), BuildDirs: []string{testBuilds}, IPAddress: "127.0.0.1", Upstream: svc.AgentAPI(),
+		ProcessInfo: processInfo, Kill: noKill, CallerCheck: callerCheck, DefaultFleetID: "f1", TickInterval: 10 * time.Millisecond,
 		HealthInterval: 50 * time.Millisecond, FleetSyncInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +101,7 @@ func TestHelperLifecycle(t *testing.T) {
 	ctx := t.Context()
 	var started atomic.Value
 	var terminateAt atomic.Value
-	srv, err := gse.New(gse.Options{AgentAddr: agent.Addr(), ClientPort: 7100, LogPaths: []string{"/tmp/x.log"},
+	srv, err := gse.New(gse.Options{AgentAddr: agent.Addr(), ClientPort: 7100, LogPaths: []string{filepath.Join(testBuilds, "x.log")},
 		PID: pidBase + int(nextPID.Add(1)),
 		Handlers: gse.Handlers{
 			OnStartGameServerSession: func(_ context.Context, s *grpcsdk.GameServerSession) error {
