@@ -96,7 +96,7 @@ func New(cfg Config, st Store) *Keeper {
 // the request's identity under the key: a retry that changes them is a
 // misuse of the key.
 type Request struct {
-	Op                  string // "invoke" or "job"
+	Op                  string // "invoke", "job" or "approval"
 	Caller              string // the principal's identity, e.g. "user:alice"
 	Game, Env, Function string
 	Options             *croupierv1.InvokeOptions

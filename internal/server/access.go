@@ -11,6 +11,7 @@ import (
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/approval"
 	"github.com/croupier/croupier/internal/audit"
+	"github.com/croupier/croupier/internal/idempotency"
 	authsvc "github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/ratelimit"
@@ -69,7 +70,8 @@ func (s *Server) openAccess(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.guard = &guard{limiter: limiter, approvals: approvals, audit: auditLog, highRisk: s.cfg.ApprovalHighRisk, log: log}
+	s.guard = &guard{limiter: limiter, approvals: approvals, audit: auditLog, highRisk: s.cfg.ApprovalHighRisk, log: log,
+		keys: idempotency.New(idempotency.Config{Window: s.cfg.IdempotencyWindow, StaleAfter: time.Minute, Logger: log}, s.store.Idempotency())}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	_ "modernc.org/sqlite"
 )
 
@@ -187,6 +188,40 @@ func TestAccessEndToEnd(t *testing.T) {
 		rj, err := approvals.Reject(bearer(bob), &croupierv1.RejectRequest{Id: resp.GetApprovalId(), Reason: "not enough evidence"})
 		if err != nil || rj.GetApproval().GetStatus() != "rejected" {
 			t.Fatalf("reject: %v %v", rj, err)
+		}
+	})
+
+	t.Run("a retry with the same idempotency key gets the same approval request", func(t *testing.T) {
+		keyed := proto.Clone(ban).(*croupierv1.InvokeFunctionRequest)
+		keyed.Options.IdempotencyKey = "ban-p9-once"
+		first, err := fn.InvokeFunction(bearer(alice), keyed)
+		if err != nil || first.GetApprovalId() == "" {
+			t.Fatalf("invoke: %v %v", first, err)
+		}
+		again, err := fn.InvokeFunction(bearer(alice), keyed)
+		if err != nil || again.GetApprovalId() != first.GetApprovalId() || again.GetErrorCode() != "APPROVAL_REQUIRED" {
+			t.Fatalf("retry: %v %v, want approval %s again", again, err, first.GetApprovalId())
+		}
+		other := proto.Clone(keyed).(*croupierv1.InvokeFunctionRequest)
+		other.Payload = mustStruct(t, map[string]any{"player_id": "p10", "reason": "other", "duration_seconds": 60.0})
+		if _, err := fn.InvokeFunction(bearer(alice), other); status.Code(err) != codes.AlreadyExists || !strings.Contains(code(err), "IDEMPOTENCY_KEY_REUSED") {
+			t.Fatalf("another payload under the key: %v", err)
+		}
+		list, err := approvals.ListApprovals(bearer(alice), &croupierv1.ListApprovalsRequest{Status: "pending"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, a := range list.GetApprovals() {
+			if a.GetPayload().GetFields()["player_id"].GetStringValue() == "p9" && a.GetId() != first.GetApprovalId() && a.GetRequester() == "operator:alice" {
+				n++
+			}
+		}
+		if _, err := approvals.Reject(bearer(bob), &croupierv1.RejectRequest{Id: first.GetApprovalId(), Reason: "test done"}); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Fatalf("%d more pending requests for the keyed call", n)
 		}
 	})
 
