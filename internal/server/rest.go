@@ -164,7 +164,9 @@ func newSSE(w http.ResponseWriter) (*sse, bool) {
 }
 
 func (e *sse) send(id, event string, m proto.Message) error {
-	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	// As REST answers: every field, so an event's zero values (type START,
+	// progress 0) are there for the reader too.
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
 	if err != nil {
 		return err
 	}

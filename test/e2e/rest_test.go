@@ -128,16 +128,27 @@ func TestRESTEndToEnd(t *testing.T) {
 		if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 			t.Fatalf("content type %q", ct)
 		}
-		var types []string
+		var types, dataTypes []string
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
 			if ev, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
 				types = append(types, ev)
 			}
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var ev struct{ Type string }
+				if err := json.Unmarshal([]byte(data), &ev); err != nil {
+					t.Fatalf("SSE data %q: %v", data, err)
+				}
+				dataTypes = append(dataTypes, ev.Type)
+			}
 		}
 		resp.Body.Close()
 		if got := strings.Join(types, ","); got != "START,LOG,PROGRESS,PROGRESS,PROGRESS,LOG,DONE" {
 			t.Fatalf("SSE events: %s", got)
+		}
+		// Each event's data says its type too, START (the enum's zero) included.
+		if got := strings.Join(dataTypes, ","); got != strings.Join(types, ",") {
+			t.Fatalf("SSE data types %s, events %s", got, strings.Join(types, ","))
 		}
 		code, m = do(t, hc, "GET", base+"/jobs/"+id, "")
 		if code != 200 || m["job"].(map[string]any)["status"] != "completed" {
