@@ -59,9 +59,6 @@ func (b *business) close() {
 // trySend queues a frame without waiting; a full queue drops it (the
 // business is not keeping up) and reports false.
 func (b *business) trySend(frame []byte) bool {
-	if frame == nil {
-		return false
-	}
 	select {
 	case b.out <- frame:
 		return true
@@ -76,9 +73,6 @@ func (b *business) trySend(frame []byte) bool {
 // send queues a frame, waiting while the queue is full (used for answers
 // to the business's own requests, so it back-pressures only itself).
 func (b *business) send(frame []byte) {
-	if frame == nil {
-		return
-	}
 	select {
 	case b.out <- frame:
 	case <-b.done:

@@ -35,7 +35,7 @@ func (g *Gateway) dispatch(b *business, cmd uint32, body []byte) error {
 	}
 	resp := h.run(g, b, msg)
 	if resp != nil {
-		b.send(marshalFrame(c, resp))
+		b.send(g.marshalFrame(c, resp))
 	}
 	return nil
 }
@@ -194,7 +194,7 @@ func (g *Gateway) register(b *business, body []byte) {
 		resp.Code, resp.Message = netsvr.RegisterRespCode_DuplicateRegister, "this connection is already registered; send Unregister first"
 	}
 	if resp.Code != netsvr.RegisterRespCode_Success {
-		b.send(marshalFrame(netsvr.Cmd_Register, resp))
+		b.send(g.marshalFrame(netsvr.Cmd_Register, resp))
 		return
 	}
 	resp.RegisterId = newRegisterID()
@@ -202,7 +202,7 @@ func (g *Gateway) register(b *business, body []byte) {
 	// Not send: with the writer held, waiting for room in a full queue
 	// would never end. A business whose queue is full before it has
 	// registered is not reading; it is cut off.
-	queued := b.trySend(marshalFrame(netsvr.Cmd_Register, resp))
+	queued := b.trySend(g.marshalFrame(netsvr.Cmd_Register, resp))
 	if queued {
 		b.mu.Lock()
 		b.workerID, b.registerID = req.WorkerId, resp.RegisterId

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // maxCustomUniqIDLen bounds a client-chosen uniqId (netsvr's limit).
@@ -59,7 +60,10 @@ func (t *tokens) consume(tok string, now time.Time) bool {
 
 // customUniqID returns the uniqId a client asked for in its query, "" when
 // it asked for none, and ok=false when the request is invalid (bad or
-// spent token, id too long).
+// spent token, id too long or not UTF-8). A uniqId travels in proto3
+// string fields (ConnOpen, Transfer, UniqIdList, ConnInfo, ...), which
+// must be UTF-8, so an id that is not could be neither reported nor
+// listed.
 func (g *Gateway) customUniqID(query string) (id string, ok bool) {
 	if g.cfg.CustomUniqIDKey == "" {
 		return "", true
@@ -69,7 +73,7 @@ func (g *Gateway) customUniqID(query string) (id string, ok bool) {
 		return "", err == nil
 	}
 	id = q.Get(g.cfg.CustomUniqIDKey)
-	if id == "" || len(id) > maxCustomUniqIDLen {
+	if id == "" || len(id) > maxCustomUniqIDLen || !utf8.ValidString(id) {
 		return "", false
 	}
 	if !g.tokens.consume(q.Get(g.cfg.CustomUniqIDTokenKey), time.Now()) {

@@ -21,7 +21,6 @@ import (
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/croupier/croupier/api/netsvr"
 	"github.com/croupier/croupier/internal/certs"
@@ -356,11 +355,16 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		if xff == "" {
 			xff, _, _ = net.SplitHostPort(r.RemoteAddr)
 		}
-		b.trySend(marshalFrame(netsvr.Cmd_ConnOpen, &netsvr.ConnOpen{
+		// The query and headers are the client's bytes, but proto3 string
+		// fields must be UTF-8: invalid sequences become U+FFFD, so every
+		// connection the gateway serves reaches the business (netsvr
+		// refuses an upgrade only for a bad custom uniqId, which
+		// customUniqID checks).
+		b.trySend(g.marshalFrame(netsvr.Cmd_ConnOpen, &netsvr.ConnOpen{
 			UniqId:        uniqID,
-			RawQuery:      r.URL.RawQuery,
+			RawQuery:      validUTF8(r.URL.RawQuery),
 			SubProtocol:   websocketSubprotocols(r),
-			XForwardedFor: xff,
+			XForwardedFor: validUTF8(xff),
 		}))
 	}
 }
@@ -370,7 +374,7 @@ func websocketSubprotocols(r *http.Request) []string {
 	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
 		for _, p := range strings.Split(h, ",") {
 			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
+				out = append(out, validUTF8(p))
 			}
 		}
 	}
@@ -388,7 +392,7 @@ func (g *Gateway) onClose(ws *websocket.Conn, _ error) {
 	g.hub.remove(c)
 	if id := g.cfg.ConnCloseWorkerID; id > 0 {
 		if b := g.businesses.pick(int32(id)); b != nil {
-			b.trySend(marshalFrame(netsvr.Cmd_ConnClose, &netsvr.ConnClose{UniqId: uniqID, Session: session}))
+			b.trySend(g.marshalFrame(netsvr.Cmd_ConnClose, &netsvr.ConnClose{UniqId: uniqID, Session: session}))
 		}
 	}
 }
@@ -429,7 +433,7 @@ func (g *Gateway) onMessage(ws *websocket.Conn, mt websocket.MessageType, data [
 	g.metrics.meters[metricTransferCount].add(1)
 	g.metrics.meters[metricTransferBytes].add(int64(len(data)))
 	uniqID, session := g.hub.identity(c)
-	b.trySend(marshalFrame(netsvr.Cmd_Transfer, &netsvr.Transfer{UniqId: uniqID, Session: session, Data: data[3:]}))
+	b.trySend(g.marshalFrame(netsvr.Cmd_Transfer, &netsvr.Transfer{UniqId: uniqID, Session: session, Data: data[3:]}))
 }
 
 // parseWorkerID reads the 3-digit workerId prefix; anything else is 0.
@@ -445,18 +449,6 @@ func parseWorkerID(data []byte) int32 {
 		n = n*10 + int32(ch-'0')
 	}
 	return n
-}
-
-// marshalFrame encodes msg as a business frame of cmd.
-func marshalFrame(cmd netsvr.Cmd, msg proto.Message) []byte {
-	body, err := proto.Marshal(msg)
-	if err != nil {
-		// Only invalid UTF-8 in a string can fail, and every string here
-		// came from a message that decoded, so this does not happen; a nil
-		// frame is never sent.
-		return nil
-	}
-	return appendFrame(make([]byte, 0, 8+len(body)), uint32(cmd), body)
 }
 
 // raceHandoff makes nbio's connection handoff visible to the race detector.

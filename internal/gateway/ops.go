@@ -76,7 +76,9 @@ func (g *Gateway) Publish(topics []string, data []byte) int {
 
 // Kick forces the online ones among uniqIDs offline (ForceOffline): data,
 // when not empty, is sent and the connection closed forceOfflineDelay
-// later; without data it is closed at once. It returns the uniqIds kicked.
+// later; without data it is closed at once. It returns the uniqIds kicked,
+// each once: a connection named more than once is kicked (and sent data)
+// once.
 func (g *Gateway) Kick(uniqIDs []string, data []byte) []string {
 	var f []byte
 	if len(data) > 0 {
@@ -84,7 +86,12 @@ func (g *Gateway) Kick(uniqIDs []string, data []byte) []string {
 	}
 	cs := g.hub.lookup(uniqIDs)
 	out := make([]string, 0, len(cs))
+	seen := make(map[*client]struct{}, len(cs))
 	for _, c := range cs {
+		if _, dup := seen[c]; dup {
+			continue
+		}
+		seen[c] = struct{}{}
 		uniqID, _ := g.hub.identity(c)
 		out = append(out, uniqID)
 		c.sendAndClose(f)

@@ -8,6 +8,7 @@ package gatewayops
 
 import (
 	"context"
+	"unicode/utf8"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/gateway"
@@ -25,7 +26,9 @@ type Gateway interface {
 }
 
 // Limits of the functions' parameters, checked by their schemas before a
-// call reaches the gateway.
+// call reaches the gateway. Lengths of strings are in characters (Unicode
+// code points), as JSON Schema's minLength and maxLength count them, so the
+// handlers' own checks (textLen) agree with the schemas.
 const (
 	maxUniqIDs  = 1000
 	maxUniqID   = 128
@@ -162,8 +165,8 @@ func (f functions) publish(_ context.Context, _ *sdk.Invocation, p Data) (*SendR
 		return nil, sdk.Errorf("BAD_TOPICS", "give 1 to %d topics, not %d", maxTopics, len(p.Topics))
 	}
 	for _, t := range p.Topics {
-		if t == "" || len(t) > maxTopic {
-			return nil, sdk.Errorf("BAD_TOPICS", "a topic is 1 to %d bytes long", maxTopic)
+		if !textLen(t, maxTopic) {
+			return nil, sdk.Errorf("BAD_TOPICS", "a topic is 1 to %d characters long", maxTopic)
 		}
 	}
 	return &SendResult{ServerID: f.gw.ServerID(), Recipients: f.gw.Publish(p.Topics, []byte(p.Data)), ServedBy: f.instance}, nil
@@ -186,8 +189,8 @@ func (f functions) kick(_ context.Context, _ *sdk.Invocation, p KickParams) (*Ki
 	if err := checkUniqIDs(p.UniqIDs); err != nil {
 		return nil, err
 	}
-	if p.Reason == "" || len(p.Reason) > maxReason {
-		return nil, sdk.Errorf("BAD_REASON", "the reason is 1 to %d bytes long", maxReason)
+	if !textLen(p.Reason, maxReason) {
+		return nil, sdk.Errorf("BAD_REASON", "the reason is 1 to %d characters long", maxReason)
 	}
 	return &KickResult{ServerID: f.gw.ServerID(), Kicked: nonNil(f.gw.Kick(p.UniqIDs, []byte(p.Reason))), ServedBy: f.instance}, nil
 }
@@ -199,18 +202,26 @@ func checkUniqIDs(ids []string) error {
 		return sdk.Errorf("BAD_UNIQ_IDS", "give 1 to %d uniq_ids, not %d", maxUniqIDs, len(ids))
 	}
 	for _, id := range ids {
-		if id == "" || len(id) > maxUniqID {
-			return sdk.Errorf("BAD_UNIQ_IDS", "a uniqId is 1 to %d bytes long", maxUniqID)
+		if !textLen(id, maxUniqID) {
+			return sdk.Errorf("BAD_UNIQ_IDS", "a uniqId is 1 to %d characters long", maxUniqID)
 		}
 	}
 	return nil
 }
 
 func checkData(d string) error {
-	if d == "" || len(d) > maxData {
-		return sdk.Errorf("BAD_DATA", "data is 1 to %d bytes long", maxData)
+	if !textLen(d, maxData) {
+		return sdk.Errorf("BAD_DATA", "data is 1 to %d characters long", maxData)
 	}
 	return nil
+}
+
+// textLen reports whether s is 1 to limit characters long. A character
+// takes at most 4 bytes in UTF-8 (an invalid byte counts as one character
+// of one byte), so limit characters bound the memory at 4*limit bytes; a
+// longer string is refused before its characters are counted.
+func textLen(s string, limit int) bool {
+	return s != "" && len(s) <= utf8.UTFMax*limit && utf8.RuneCountInString(s) <= limit
 }
 
 func nonNil(s []string) []string {

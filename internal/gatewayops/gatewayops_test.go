@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/gateway"
 	"github.com/croupier/croupier/internal/schema"
 	"github.com/croupier/croupier/sdk"
@@ -125,5 +126,66 @@ func TestFunctionsRefuseBadParams(t *testing.T) {
 	}
 	if len(g.sent)+len(g.kicked)+len(g.reasons) != 0 {
 		t.Errorf("a refused call reached the gateway: %+v", g)
+	}
+}
+
+// The handlers count lengths as the schemas do, in characters: a payload
+// the server's schema check lets through is not refused by the handler,
+// and the other way round. Before the fix the handlers counted bytes, so
+// 30,000 CJK characters (90,000 bytes) passed the schema and were refused.
+func TestFunctionsCountCharactersLikeSchemas(t *testing.T) {
+	f := functions{gw: &fakeGateway{online: []string{"A"}}, instance: "gateway-3"}
+	ctx := context.Background()
+	cjk := func(n int) string { return strings.Repeat("界", n) }
+	type lenCase struct {
+		d       *croupierv1.FunctionDescriptor
+		payload map[string]any
+		call    func() error
+	}
+	broadcast := func(data string) lenCase {
+		return lenCase{BroadcastDescriptor, map[string]any{"data": data}, func() error {
+			_, err := f.broadcast(ctx, nil, Data{Data: data})
+			return err
+		}}
+	}
+	kick := func(reason string) lenCase {
+		return lenCase{KickDescriptor, map[string]any{"uniq_ids": []any{"A"}, "reason": reason}, func() error {
+			_, err := f.kick(ctx, nil, KickParams{UniqIDs: []string{"A"}, Reason: reason})
+			return err
+		}}
+	}
+	publish := func(topic string) lenCase {
+		return lenCase{PublishDescriptor, map[string]any{"topics": []any{topic}, "data": "x"}, func() error {
+			_, err := f.publish(ctx, nil, Data{Topics: []string{topic}, Data: "x"})
+			return err
+		}}
+	}
+	online := func(id string) lenCase {
+		return lenCase{OnlineDescriptor, map[string]any{"uniq_ids": []any{id}}, func() error {
+			_, err := f.online(ctx, nil, UniqIDs{UniqIDs: []string{id}})
+			return err
+		}}
+	}
+	for name, tc := range map[string]lenCase{
+		"broadcast of 30,000 CJK characters":       broadcast(cjk(30000)),
+		"broadcast of 65,536 CJK characters":       broadcast(cjk(maxData)),
+		"broadcast of 65,537 CJK characters":       broadcast(cjk(maxData + 1)),
+		"broadcast of 65,536 ASCII characters":     broadcast(strings.Repeat("x", maxData)),
+		"broadcast of 65,537 ASCII characters":     broadcast(strings.Repeat("x", maxData+1)),
+		"kick with 1,024 CJK characters":           kick(cjk(maxReason)),
+		"kick with 1,025 CJK characters":           kick(cjk(maxReason + 1)),
+		"publish to a topic of 128 CJK characters": publish(cjk(maxTopic)),
+		"publish to a topic of 129 CJK characters": publish(cjk(maxTopic + 1)),
+		"online of an id of 128 CJK characters":    online(cjk(maxUniqID)),
+		"online of an id of 129 CJK characters":    online(cjk(maxUniqID + 1)),
+	} {
+		s, err := schema.Compile(tc.d.GetParamsSchema())
+		if err != nil {
+			t.Fatal(err)
+		}
+		schemaOK := s.Validate(tc.payload) == nil
+		if err := tc.call(); schemaOK != (err == nil) {
+			t.Errorf("%s: schema accepts %v, handler: %v", name, schemaOK, err)
+		}
 	}
 }
