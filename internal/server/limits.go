@@ -20,8 +20,11 @@ import (
 //   - ids and keys — "id", "*_id", "*_ids", "*_key", "*_token" except the
 //     credentials (access_token, refresh_token), env, scope, role, username,
 //     serial, target_agent, instance, permissions, allowed_roles: at most
-//     maxIDBytes bytes of UTF-8 without spaces or control characters;
-//   - names — "name", "*_name": at most maxIDBytes, no control characters;
+//     maxIDBytes bytes of UTF-8 without spaces, control or invisible
+//     formatting characters (Unicode Cf: zero-width, bidirectional overrides),
+//     which would let an id look like another in a list or an audit row;
+//   - names — "name", "*_name": at most maxIDBytes, no control or
+//     bidirectional-text control characters;
 //   - labels — map fields "labels" and "agent_selector": keys as ids, values at most
 //     maxLabelValueBytes without control characters.
 //
@@ -155,13 +158,13 @@ func checkString(field, s string, k fieldKind, limit int) error {
 		return apierr.New(codes.InvalidArgument, apierr.CodeFieldLimit, field+" is not valid UTF-8", "field", field)
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || k == fieldID && unicode.IsSpace(r) {
-			what := "control characters"
+		if unicode.IsControl(r) || k == fieldID && (unicode.IsSpace(r) || unicode.Is(unicode.Cf, r)) || unicode.Is(unicode.Bidi_Control, r) {
+			what := "control or bidirectional-text characters"
 			if k == fieldID {
-				what = "spaces or control characters"
+				what = "spaces, control or invisible formatting characters"
 			}
 			return apierr.New(codes.InvalidArgument, apierr.CodeFieldLimit,
-				fmt.Sprintf("%s may not contain %s (value starts %q)", field, what, truncate(s, quoteMax)), "field", field)
+				fmt.Sprintf("%s may not contain %s (U+%04X; value starts %+q)", field, what, r, truncate(s, quoteMax)), "field", field)
 		}
 	}
 	return nil

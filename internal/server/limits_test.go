@@ -29,6 +29,10 @@ func TestCheckLimits(t *testing.T) {
 		{"label value", &croupierv1.GetAgentFleetsRequest{Labels: map[string]string{"k": strings.Repeat("v", maxLabelValueBytes+1)}}, "labels[k]"},
 		{"selector key", &croupierv1.Fleet{AgentSelector: map[string]string{long: "v"}}, "agent_selector key"},
 		{"invalid UTF-8", &croupierv1.InvokeFunctionRequest{GameId: "\xff"}, "game_id"},
+		{"bidi override in an id", &croupierv1.InvokeFunctionRequest{Env: "dev\u202eprod"}, "env"},
+		{"zero-width space in an id", &croupierv1.InvokeFunctionRequest{GameId: "de\u200bmo"}, "game_id"},
+		{"bidi override in a name", &croupierv1.CreateRoleRequest{Name: "gm\u202egnp.exe"}, "name"},
+		{"non-ASCII names and ids pass", &croupierv1.CreateRoleRequest{Name: "游戏管理员 👩\u200d💻", Permissions: []string{"函数:调用"}}, ""},
 		{"credentials are not ids", &croupierv1.RefreshRequest{RefreshToken: strings.Repeat("t", 2000)}, ""},
 	} {
 		err := checkLimits(tc.req, nil)
