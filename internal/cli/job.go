@@ -149,7 +149,8 @@ func watchJob(cmd *cobra.Command, g *globals, conn *grpc.ClientConn, id string, 
 		}
 	}
 	if last == nil {
-		return &exitError{code: exitCallFailed, err: fmt.Errorf("job %s: stream ended without events", id)}
+		// Nothing at or after --from: the job's status says how it ended.
+		return jobStatusExit(cmd, conn, id)
 	}
 	switch last.GetType() {
 	case croupierv1.EventType_DONE:
@@ -160,6 +161,25 @@ func watchJob(cmd *cobra.Command, g *globals, conn *grpc.ClientConn, id string, 
 		return &exitError{code: exitFunctionFailed, err: fmt.Errorf("job %s failed: %s", id, last.GetMessage())}
 	}
 	return &exitError{code: exitCallFailed, err: fmt.Errorf("job %s: stream ended before the job did", id)}
+}
+
+// jobStatusExit ends a watch that printed no event (--from past the job's
+// last event) as a watch of the whole job would have: by the job's status.
+func jobStatusExit(cmd *cobra.Command, conn *grpc.ClientConn, id string) error {
+	resp, err := croupierv1.NewFunctionServiceClient(conn).GetJob(cmd.Context(), &croupierv1.GetJobRequest{JobId: id})
+	if err != nil {
+		return callError(err)
+	}
+	j := resp.GetJob()
+	switch j.GetStatus() {
+	case "completed":
+		return nil
+	case "canceled":
+		return &exitError{code: exitJobCanceled, err: fmt.Errorf("job %s was cancelled: %s", id, j.GetError())}
+	case "failed":
+		return &exitError{code: exitFunctionFailed, err: fmt.Errorf("job %s failed: %s", id, j.GetError())}
+	}
+	return &exitError{code: exitCallFailed, err: fmt.Errorf("job %s: stream ended without events while the job is %s", id, j.GetStatus())}
 }
 
 func eventLine(ev *croupierv1.JobEvent) string {

@@ -258,6 +258,11 @@ func TestJobsEndToEnd(t *testing.T) {
 		if code != 3 || !strings.Contains(out, "CANCELED") {
 			t.Fatalf("job watch of a cancelled job: exit %d\n%s", code, out)
 		}
+		// From past its last event: no events, the same exit status.
+		out, code = run(t, []string{"CROUPIER_PROFILE=" + c.profile}, "job", "watch", id, "--from", "99999")
+		if code != 3 || !strings.Contains(out, "cancelled") {
+			t.Fatalf("job watch --from past the end of a cancelled job: exit %d\n%s", code, out)
+		}
 	})
 
 	t.Run("game server death fails the job within the heartbeat window", func(t *testing.T) {
