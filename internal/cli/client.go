@@ -179,10 +179,13 @@ status code name is printed).`,
 
 func printInvokeTable(w io.Writer, r *croupierv1.InvokeFunctionResponse) {
 	if len(r.GetResults()) == 0 {
+		if r.GetInstance() != "" { // none when nothing ran (e.g. APPROVAL_REQUIRED)
+			fmt.Fprintf(w, "instance: %s\n", r.GetInstance())
+		}
 		if r.GetSuccess() {
-			fmt.Fprintf(w, "instance: %s\n%s\n", r.GetInstance(), structJSON(r.GetResult(), true))
+			fmt.Fprintln(w, structJSON(r.GetResult(), true))
 		} else {
-			fmt.Fprintf(w, "instance: %s\nFAILED %s: %s\n", r.GetInstance(), r.GetErrorCode(), r.GetError())
+			fmt.Fprintf(w, "FAILED %s: %s\n", r.GetErrorCode(), r.GetError())
 		}
 		return
 	}

@@ -59,9 +59,12 @@ func TestJobStartAwaitingApproval(t *testing.T) {
 		err := root.ExecuteContext(ctx)
 		return out.String(), err
 	}
-	_, invokeErr := run("invoke", "player.ban", "--game", "g", "--env", "prod")
+	invokeOut, invokeErr := run("invoke", "player.ban", "--game", "g", "--env", "prod")
 	if exitCode(invokeErr) != exitFunctionFailed {
 		t.Fatalf("invoke awaiting approval: exit %d (%v), want %d", exitCode(invokeErr), invokeErr, exitFunctionFailed)
+	}
+	if strings.Contains(invokeOut, "instance:") || !strings.Contains(invokeOut, "APPROVAL_REQUIRED") {
+		t.Errorf("invoke awaiting approval printed (no instance ran, so no instance line):\n%s", invokeOut)
 	}
 	for _, tc := range []struct {
 		args []string
