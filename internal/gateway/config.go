@@ -34,6 +34,10 @@ type Config struct {
 	BusinessTLSKey  string `koanf:"business_tls_key"`
 	// ReadDeadline closes a client or business that sent nothing for this long.
 	ReadDeadline time.Duration `koanf:"read_deadline"`
+	// HandshakeTimeout closes a client connection that has not completed its
+	// HTTP request (the WebSocket upgrade) this long after connecting or
+	// after its last request, so half-sent handshakes cannot hold sockets.
+	HandshakeTimeout time.Duration `koanf:"handshake_timeout"`
 	// MaxOnline refuses WebSocket upgrades beyond this many connections.
 	MaxOnline int `koanf:"max_online"`
 	// ReceivePackLimit bounds a client message and a business frame, in bytes.
@@ -169,6 +173,7 @@ func DefaultConfig() Config {
 		ClientPath:       "/netsvr",
 		BusinessAddr:     "127.0.0.1:6061",
 		ReadDeadline:     120 * time.Second,
+		HandshakeTimeout: 10 * time.Second,
 		MaxOnline:        100000,
 		ReceivePackLimit: 2 << 20,
 		SendBufferLimit:  4 << 20,
@@ -222,6 +227,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReadDeadline < time.Second {
 		p = append(p, fmt.Sprintf("read_deadline %s: must be at least 1s", c.ReadDeadline))
+	}
+	if c.HandshakeTimeout < 100*time.Millisecond {
+		p = append(p, fmt.Sprintf("handshake_timeout %s: must be at least 100ms", c.HandshakeTimeout))
 	}
 	if c.MaxOnline < 1 {
 		p = append(p, fmt.Sprintf("max_online %d: must be at least 1", c.MaxOnline))

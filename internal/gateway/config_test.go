@@ -34,6 +34,7 @@ func TestConfigValidate(t *testing.T) {
 		{"half cluster TLS", func(c *gateway.Config) { c.NATS = "embedded"; c.ClusterTLSCA = "ca.crt" }, "cluster_tls_ca"},
 		{"cluster replicas", func(c *gateway.Config) { c.NATS = "embedded"; c.ClusterReplicas = 7 }, "cluster_replicas 7"},
 		{"login free", func(c *gateway.Config) { c.LoginUserFree = 0 }, "login_user_free (0)"},
+		{"handshake timeout", func(c *gateway.Config) { c.HandshakeTimeout = time.Millisecond }, "handshake_timeout 1ms"},
 		{"login waits", func(c *gateway.Config) { c.LoginBaseWait = time.Hour }, "login waits must satisfy"},
 	}
 	for _, tc := range cases {

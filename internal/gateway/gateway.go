@@ -125,7 +125,9 @@ func (g *Gateway) Start() error {
 		MaxWriteBufferSize:      g.cfg.SendBufferLimit,
 		MaxLoad:                 g.cfg.MaxOnline + 1024,
 		ReadLimit:               2*g.cfg.ReceivePackLimit + 64<<10,
-		KeepaliveTime:           g.cfg.ReadDeadline,
+		// The HTTP phase: a client has this long to send its upgrade (the
+		// WebSocket then reads with ReadDeadline, the upgrader's).
+		KeepaliveTime: g.cfg.HandshakeTimeout,
 	}
 	if g.cfg.ClientTLSCert != "" {
 		cert, err := llibtls.LoadX509KeyPair(g.cfg.ClientTLSCert, g.cfg.ClientTLSKey)

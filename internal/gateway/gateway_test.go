@@ -3,7 +3,10 @@ package gateway_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -592,5 +595,35 @@ func TestConnectRatePerIP(t *testing.T) {
 	dialWS(t, g)
 	if _, status := dialWSStatus(t, g, wsOpts{}); status != http.StatusTooManyRequests {
 		t.Errorf("third connection within the burst of 2: HTTP %d, want 429", status)
+	}
+}
+
+// TestHalfSentHandshakeClosed: a client that never finishes its upgrade
+// request is closed after handshake_timeout, so half-sent handshakes cannot
+// hold sockets for read_deadline; an upgraded client lives on.
+func TestHalfSentHandshakeClosed(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, func(c *gateway.Config) { c.HandshakeTimeout = 300 * time.Millisecond })
+	b := dialBiz(t, g)
+	b.mustRegister(2)
+	ws := dialWS(t, g) // upgraded before the half-sent one connects
+
+	conn, err := net.DialTimeout("tcp", g.ClientAddr(), ioTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /netsvr HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(ioTimeout))
+	n, err := conn.Read(make([]byte, 1))
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("a half-sent handshake is still open after %s (read %d bytes, %v)", ioTimeout, n, err)
+	}
+	ws.sendText("~3yPvmnz~")
+	if op, p := ws.readMessage(); op != opText || string(p) != "~u38NvZ~" {
+		t.Fatalf("the upgraded client after the handshake timeout: op %d %q", op, p)
 	}
 }
