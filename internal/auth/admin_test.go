@@ -107,9 +107,13 @@ func TestRoleAdministration(t *testing.T) {
 			_, err = e.svc.GrantRole(ctx, root, "bob", "gm", bad)
 			wantCode(t, err, codes.InvalidArgument, "", "scope")
 		}
-		if scope, err := e.svc.GrantRole(ctx, root, "bob", rbac.ViewerRole, ""); err != nil || scope != "*" {
-			t.Fatalf("empty scope grant: %q, %v", scope, err)
+		// Deny by default: no scope is not "*" (regression: it was).
+		_, err = e.svc.GrantRole(ctx, root, "bob", rbac.ViewerRole, "")
+		wantCode(t, err, codes.InvalidArgument, apierr.CodeInvalidArgument, "scope is required", `"game:demo/*"`, `"*" for everything`)
+		if scope, err := e.svc.GrantRole(ctx, root, "bob", rbac.ViewerRole, "*"); err != nil || scope != "*" {
+			t.Fatalf("grant on *: %q, %v", scope, err)
 		}
+		wantCode(t, e.svc.RevokeRole(ctx, root, "bob", rbac.ViewerRole, ""), codes.InvalidArgument, apierr.CodeInvalidArgument, "scope is required")
 
 		// Deleting a role in use is refused until it is revoked.
 		wantCode(t, e.svc.DeleteRole(ctx, root, "gm"), codes.FailedPrecondition, auth.CodeRoleInUse)

@@ -151,9 +151,11 @@ func (s *Service) ListUsers(ctx context.Context, p principal.Principal) ([]UserI
 	return out, nil
 }
 
-// GrantRole binds role to the user on scope ("" means "*") and returns the
-// canonical scope. The caller needs role:admin on that scope: an
-// administrator of game:a/* may grant roles on game:a scopes only.
+// GrantRole binds role to the user on scope and returns the canonical
+// scope. The scope is required: an omitted one is refused rather than
+// taken as "*", so nobody grants everything by leaving it out. The caller
+// needs role:admin on that scope: an administrator of game:a/* may grant
+// roles on game:a scopes only.
 func (s *Service) GrantRole(ctx context.Context, p principal.Principal, username, role, scope string) (string, error) {
 	defer s.invalidateGrants()
 	canonical := scope
@@ -168,7 +170,8 @@ func (s *Service) GrantRole(ctx context.Context, p principal.Principal, username
 	return canonical, err
 }
 
-// RevokeRole removes a binding (role:admin on its scope).
+// RevokeRole removes a binding (role:admin on its scope). The scope is
+// required, as for GrantRole.
 func (s *Service) RevokeRole(ctx context.Context, p principal.Principal, username, role, scope string) error {
 	defer s.invalidateGrants()
 	return s.audited(ctx, p, audit.ActionRoleRevoke, map[string]string{"username": username, "role": role, "scope": scope}, func() error {
@@ -206,9 +209,11 @@ func (s *Service) checkBinding(ctx context.Context, p principal.Principal, role,
 	return sc, err
 }
 
+// parseBindingScope parses the scope of a grant or revocation. There is
+// no default: deny by default means granting everything must be asked for.
 func parseBindingScope(scope string) (rbac.Scope, error) {
 	if scope == "" {
-		scope = "*"
+		return rbac.Scope{}, invalidArg(`scope is required: pass the scope of the grant, such as "game:demo/*", or "*" for everything`)
 	}
 	sc, err := rbac.ParseScope(scope)
 	if err != nil {
