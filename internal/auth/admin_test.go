@@ -43,7 +43,9 @@ func TestUserAdministration(t *testing.T) {
 			t.Fatalf("ListUsers = %+v", users)
 		}
 
-		wantCode(t, e.svc.SetDisabled(ctx, root, "root", true), codes.FailedPrecondition, "", "cannot disable your own account")
+		// Regression: the status was FAILED_PRECONDITION, the ErrorInfo code
+		// INVALID_ARGUMENT; they agree now.
+		wantCode(t, e.svc.SetDisabled(ctx, root, "root", true), codes.InvalidArgument, apierr.CodeInvalidArgument, "cannot disable your own account")
 		wantCode(t, e.svc.SetDisabled(ctx, vic, "root", true), codes.PermissionDenied, rbac.CodePermissionDenied)
 		wantCode(t, e.svc.SetDisabled(ctx, root, "ghost", true), codes.NotFound, auth.CodeUserNotFound)
 		if err := e.svc.SetDisabled(ctx, root, "vic", true); err != nil {
@@ -51,7 +53,7 @@ func TestUserAdministration(t *testing.T) {
 		}
 
 		acts := e.auditActions(t)
-		for _, want := range []string{"user.create:PERMISSION_DENIED", "user.create:ALREADY_EXISTS", "user.disable:OK", "user.disable:FAILED_PRECONDITION"} {
+		for _, want := range []string{"user.create:PERMISSION_DENIED", "user.create:ALREADY_EXISTS", "user.disable:OK", "user.disable:INVALID_ARGUMENT"} {
 			if !slices.Contains(acts, want) {
 				t.Errorf("audit lacks %s: %v", want, acts)
 			}

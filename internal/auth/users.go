@@ -121,7 +121,9 @@ func (s *Service) SetDisabled(ctx context.Context, p principal.Principal, userna
 			return err
 		}
 		if disabled && p.Kind == principal.Operator && p.Name == username {
-			return apierr.Newf(codes.FailedPrecondition, apierr.CodeInvalidArgument, "you cannot disable your own account (%s); ask another administrator", username)
+			// The request is wrong whatever the state of the account, so
+			// INVALID_ARGUMENT, in the status and the ErrorInfo code alike.
+			return invalidArg("you cannot disable your own account (" + username + "); ask another administrator")
 		}
 		return s.userErr(s.store.Users().SetDisabled(ctx, username, disabled), username)
 	})
