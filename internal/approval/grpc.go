@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
@@ -104,7 +103,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return apierr.FromContext(err)
 	case errors.Is(err, store.ErrInvalidArgument):
-		msg := strings.TrimSuffix(strings.TrimPrefix(err.Error(), "store: "), ": "+store.ErrInvalidArgument.Error())
+		msg := store.InvalidMessage(err)
 		return apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, msg)
 	case errors.Is(err, store.ErrUnavailable):
 		return apierr.New(codes.Unavailable, apierr.CodeUnavailable, "the database is unavailable; retry shortly")

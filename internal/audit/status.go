@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/store"
@@ -27,7 +26,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return apierr.FromContext(err)
 	case errors.Is(err, store.ErrInvalidArgument):
 		// The store's message names the value it refused and carries no SQL.
-		msg := strings.TrimSuffix(strings.TrimPrefix(err.Error(), "store: "), ": "+store.ErrInvalidArgument.Error())
+		msg := store.InvalidMessage(err)
 		return apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, msg)
 	case errors.Is(err, store.ErrUnavailable):
 		return apierr.New(codes.Unavailable, apierr.CodeUnavailable, "the database is unavailable; retry shortly")

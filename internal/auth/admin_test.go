@@ -43,7 +43,9 @@ func TestUserAdministration(t *testing.T) {
 			t.Fatalf("ListUsers = %+v", users)
 		}
 
-		wantCode(t, e.svc.SetDisabled(ctx, root, "root", true), codes.FailedPrecondition, "", "cannot disable your own account")
+		// Regression: the status was FAILED_PRECONDITION, the ErrorInfo code
+		// INVALID_ARGUMENT; they agree now.
+		wantCode(t, e.svc.SetDisabled(ctx, root, "root", true), codes.InvalidArgument, apierr.CodeInvalidArgument, "cannot disable your own account")
 		wantCode(t, e.svc.SetDisabled(ctx, vic, "root", true), codes.PermissionDenied, rbac.CodePermissionDenied)
 		wantCode(t, e.svc.SetDisabled(ctx, root, "ghost", true), codes.NotFound, auth.CodeUserNotFound)
 		if err := e.svc.SetDisabled(ctx, root, "vic", true); err != nil {
@@ -51,7 +53,7 @@ func TestUserAdministration(t *testing.T) {
 		}
 
 		acts := e.auditActions(t)
-		for _, want := range []string{"user.create:PERMISSION_DENIED", "user.create:ALREADY_EXISTS", "user.disable:OK", "user.disable:FAILED_PRECONDITION"} {
+		for _, want := range []string{"user.create:PERMISSION_DENIED", "user.create:ALREADY_EXISTS", "user.disable:OK", "user.disable:INVALID_ARGUMENT"} {
 			if !slices.Contains(acts, want) {
 				t.Errorf("audit lacks %s: %v", want, acts)
 			}
@@ -107,9 +109,13 @@ func TestRoleAdministration(t *testing.T) {
 			_, err = e.svc.GrantRole(ctx, root, "bob", "gm", bad)
 			wantCode(t, err, codes.InvalidArgument, "", "scope")
 		}
-		if scope, err := e.svc.GrantRole(ctx, root, "bob", rbac.ViewerRole, ""); err != nil || scope != "*" {
-			t.Fatalf("empty scope grant: %q, %v", scope, err)
+		// Deny by default: no scope is not "*" (regression: it was).
+		_, err = e.svc.GrantRole(ctx, root, "bob", rbac.ViewerRole, "")
+		wantCode(t, err, codes.InvalidArgument, apierr.CodeInvalidArgument, "scope is required", `"game:demo/*"`, `"*" for everything`)
+		if scope, err := e.svc.GrantRole(ctx, root, "bob", rbac.ViewerRole, "*"); err != nil || scope != "*" {
+			t.Fatalf("grant on *: %q, %v", scope, err)
 		}
+		wantCode(t, e.svc.RevokeRole(ctx, root, "bob", rbac.ViewerRole, ""), codes.InvalidArgument, apierr.CodeInvalidArgument, "scope is required")
 
 		// Deleting a role in use is refused until it is revoked.
 		wantCode(t, e.svc.DeleteRole(ctx, root, "gm"), codes.FailedPrecondition, auth.CodeRoleInUse)

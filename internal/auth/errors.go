@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/store"
@@ -50,7 +49,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return apierr.FromContext(err)
 	case errors.Is(err, store.ErrInvalidArgument):
-		msg := strings.TrimSuffix(strings.TrimPrefix(err.Error(), "store: "), ": "+store.ErrInvalidArgument.Error())
+		msg := store.InvalidMessage(err)
 		return invalidArg(msg)
 	case errors.Is(err, store.ErrUnavailable):
 		return apierr.New(codes.Unavailable, apierr.CodeUnavailable, "the database is unavailable; retry shortly")

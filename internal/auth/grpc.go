@@ -28,16 +28,21 @@ func tokensProto(t Tokens) (access, refresh string, expiresIn int64, typ string)
 func (a *AuthServer) Login(ctx context.Context, req *croupierv1.LoginRequest) (*croupierv1.LoginResponse, error) {
 	t, err := a.svc.Login(ctx, req.GetUsername(), req.GetPassword())
 	if err != nil {
-		if v, ok := ratelimit.RetryAfterHeader(err); ok {
-			// Also as metadata, for clients that do not read ErrorInfo; the
-			// REST edge turns the same error into a Retry-After header.
-			_ = grpc.SetTrailer(ctx, metadata.Pairs("retry-after", v))
-		}
+		setRetryAfter(ctx, err)
 		return nil, toStatus(ctx, a.svc.log, err)
 	}
 	resp := &croupierv1.LoginResponse{}
 	resp.AccessToken, resp.RefreshToken, resp.ExpiresIn, resp.TokenType = tokensProto(t)
 	return resp, nil
+}
+
+// setRetryAfter sends a throttled password check's retry-after also as
+// metadata, for clients that do not read ErrorInfo; the REST edge turns
+// the same error into a Retry-After header.
+func setRetryAfter(ctx context.Context, err error) {
+	if v, ok := ratelimit.RetryAfterHeader(err); ok {
+		_ = grpc.SetTrailer(ctx, metadata.Pairs("retry-after", v))
+	}
 }
 
 // Refresh implements AuthService.Refresh.
@@ -94,6 +99,7 @@ func (u *UserServer) CreateUser(ctx context.Context, req *croupierv1.CreateUserR
 // SetPassword implements UserService.SetPassword.
 func (u *UserServer) SetPassword(ctx context.Context, req *croupierv1.SetPasswordRequest) (*croupierv1.SetPasswordResponse, error) {
 	if err := u.svc.SetPassword(ctx, principal.FromContext(ctx), req.GetUsername(), req.GetPassword(), req.GetCurrentPassword()); err != nil {
+		setRetryAfter(ctx, err)
 		return nil, toStatus(ctx, u.svc.log, err)
 	}
 	return &croupierv1.SetPasswordResponse{}, nil

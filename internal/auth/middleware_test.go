@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -214,7 +215,7 @@ func TestGRPCEdge(t *testing.T) {
 	if _, err := users.CreateUser(bctx, &croupierv1.CreateUserRequest{Username: "vic", Password: "vic-password"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := users.GrantRole(bctx, &croupierv1.GrantRoleRequest{Username: "vic", Role: "viewer"}); err != nil {
+	if _, err := users.GrantRole(bctx, &croupierv1.GrantRoleRequest{Username: "vic", Role: "viewer", Scope: "*"}); err != nil {
 		t.Fatal(err)
 	}
 	vl, err := authc.Login(ctx, &croupierv1.LoginRequest{Username: "vic", Password: "vic-password"})
@@ -299,6 +300,11 @@ func TestRESTEdge(t *testing.T) {
 	code, _, body = do("POST", "/api/v1/users", token, `{"username":"vic","password":"vic-password"}`)
 	if code != http.StatusOK {
 		t.Fatalf("create user: %d %v", code, body)
+	}
+	// A grant without a scope is refused, not made on "*".
+	code, _, body = do("POST", "/api/v1/users/vic/roles", token, `{"role":"viewer"}`)
+	if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(body["message"]), "scope is required") {
+		t.Fatalf("grant without scope: %d %v", code, body)
 	}
 	code, _, _ = do("POST", "/api/v1/users/vic/roles", token, `{"role":"viewer","scope":"game:a/*"}`)
 	if code != http.StatusOK {

@@ -155,18 +155,46 @@ func CheckUsername(u string) error {
 // fill the audit log.
 func (s *Service) Login(ctx context.Context, username, password string) (Tokens, error) {
 	start := s.now()
-	user, source := truncate(username, maxLoggedUsername), Source(ctx)
-	payload := map[string]string{"username": user, "source": source}
+	user := truncate(username, maxLoggedUsername)
+	payload := map[string]string{"username": user}
+	var toks Tokens
+	record, err := s.passwordAttempt(ctx, user, payload, func() (err error) {
+		toks, err = s.login(ctx, username, password)
+		return err
+	})
+	if record {
+		s.record(ctx, audit.Entry{Actor: "operator:" + user, Action: audit.ActionLogin,
+			Payload: payload, Err: err, Duration: s.now().Sub(start)})
+	}
+	return toks, err
+}
+
+// maxLoggedUsername is how much of a username reaches the throttle and the
+// audit log; longer ones are malformed anyway.
+const maxLoggedUsername = 64
+
+// passwordAttempt runs try, which checks a password of user, under the
+// login throttle, whoever asks — Login, or SetPassword checking the
+// current password — so guesses cost the same through either. A throttled
+// attempt is refused before try runs. try's refused credential counts as
+// a failure, its success resets the username and the caller's address
+// (Source), anything else counts for nothing.
+//
+// It adds the source, and for a refusal the limit ("throttled"), to the
+// audit payload, and reports whether the attempt is to be audited: of a
+// run of refusals only the first of each wait is, so a flood cannot fill
+// the audit log.
+func (s *Service) passwordAttempt(ctx context.Context, user string, payload map[string]string, try func() error) (record bool, err error) {
+	source := Source(ctx)
+	payload["source"] = source
 	attempt, r := s.cred.Logins.Begin(user, source)
 	if r != nil {
 		if r.First {
 			payload["throttled"] = r.Limit
-			s.record(ctx, audit.Entry{Actor: "operator:" + user, Action: audit.ActionLogin,
-				Payload: payload, Err: r.Err, Duration: s.now().Sub(start)})
 		}
-		return Tokens{}, r.Err
+		return r.First, r.Err
 	}
-	toks, err := s.login(ctx, username, password)
+	err = try()
 	switch {
 	case err == nil:
 		attempt.Succeeded()
@@ -175,18 +203,16 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 	default:
 		attempt.Abandoned()
 	}
-	s.record(ctx, audit.Entry{Actor: "operator:" + user, Action: audit.ActionLogin,
-		Payload: payload, Err: err, Duration: s.now().Sub(start)})
-	return toks, err
+	return true, err
 }
 
-// maxLoggedUsername is how much of a username reaches the throttle and the
-// audit log; longer ones are malformed anyway.
-const maxLoggedUsername = 64
-
 // authFailure reports whether err is a refused credential (as opposed to
-// the database or the caller failing), which counts towards throttling.
+// the database or the caller failing), which counts towards throttling:
+// a failed login, or a wrong current password.
 func authFailure(err error) bool {
+	if info := apierr.Info(err); info != nil && info.GetCode() == CodeInvalidCredentials {
+		return true
+	}
 	return status.Code(err) == codes.Unauthenticated
 }
 

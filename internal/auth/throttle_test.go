@@ -197,3 +197,104 @@ func TestSource(t *testing.T) {
 		}
 	}
 }
+
+// Regression: with a user's access token, SetPassword's current_password
+// could be guessed without limit; it now goes through the login throttle,
+// over gRPC and REST, and shares it with Login.
+func TestSetPasswordCurrentPasswordThrottled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.SQLite(t))
+	e.user(t, "bob")
+	e.user(t, "ann")
+	conn, base := startServer(t, e)
+	ctx := ctxT(t)
+	// Logged in without a source address, so 127.0.0.1 is not an address
+	// bob is known to log in from: the username's limit applies there.
+	toks, err := e.svc.Login(ctx, "bob", "bob-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+toks.AccessToken)
+	users := croupierv1.NewUserServiceClient(conn)
+	setPassword := func(current string, opts ...grpc.CallOption) error {
+		_, err := users.SetPassword(bctx, &croupierv1.SetPasswordRequest{Username: "bob", Password: "new-password", CurrentPassword: current}, opts...)
+		return err
+	}
+
+	for range 5 {
+		wantCode(t, setPassword("wrong-guess"), codes.PermissionDenied, auth.CodeInvalidCredentials, "current_password is wrong")
+	}
+	// The sixth guess is refused before the password is looked at, even
+	// the right one, with when to retry; and so is a login.
+	var trailer metadata.MD
+	wantCode(t, setPassword("bob-password", grpc.Trailer(&trailer)), codes.ResourceExhausted, ratelimit.CodeRateLimited,
+		"too many failed logins for this username", "retry in 1s")
+	if got := trailer.Get("retry-after"); len(got) != 1 || got[0] != "1" {
+		t.Fatalf("retry-after trailer = %v, want [1]", got)
+	}
+	_, err = croupierv1.NewAuthServiceClient(conn).Login(ctx, &croupierv1.LoginRequest{Username: "bob", Password: "bob-password"})
+	wantCode(t, err, codes.ResourceExhausted, ratelimit.CodeRateLimited)
+	e.clock.Advance(time.Second)
+	if err := setPassword("bob-password"); err != nil {
+		t.Fatalf("right current password after the wait: %v", err)
+	}
+
+	// REST: 429 with Retry-After. Guesses at ann's password also count
+	// against the address; its limit is higher than the username's.
+	atoks, err := e.svc.Login(ctx, "ann", "ann-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	restSetPassword := func(current string) (int, http.Header, map[string]any) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, "POST", base+"/api/v1/users/ann:setPassword",
+			strings.NewReader(`{"password":"new-password","current_password":"`+current+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+atoks.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("setPassword body %q is not JSON", raw)
+		}
+		return resp.StatusCode, resp.Header, m
+	}
+	for range 5 {
+		if code, _, body := restSetPassword("wrong-guess"); code != http.StatusForbidden {
+			t.Fatalf("wrong current password: %d %v", code, body)
+		}
+	}
+	code, hdr, body := restSetPassword("ann-password")
+	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") != "1" || !strings.Contains(body["message"].(string), "too many failed logins") {
+		t.Fatalf("throttled REST setPassword: %d %v %v", code, hdr, body)
+	}
+
+	// Audit: each guess is a user.passwd row with the source; of each run
+	// of refusals only the first, naming the limit.
+	rows, _, err := e.store.Audit().List(ctx, store.AuditFilter{PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := map[string]int{}
+	for _, r := range rows {
+		if r.Action != "user.passwd" {
+			continue
+		}
+		results[r.Result]++
+		if !strings.Contains(r.Payload, `"source":"127.0.0.1"`) {
+			t.Errorf("user.passwd audit payload without source: %s", r.Payload)
+		}
+		if r.Result == "RESOURCE_EXHAUSTED" && !strings.Contains(r.Payload, `"throttled":"login.user"`) {
+			t.Errorf("throttled user.passwd audit payload = %s", r.Payload)
+		}
+	}
+	if results["PERMISSION_DENIED"] != 10 || results["RESOURCE_EXHAUSTED"] != 2 || results["OK"] != 1 {
+		t.Fatalf("user.passwd audit results = %v, want 10 PERMISSION_DENIED, 2 RESOURCE_EXHAUSTED, 1 OK", results)
+	}
+}

@@ -49,35 +49,62 @@ func (s *Service) CreateUser(ctx context.Context, p principal.Principal, usernam
 
 // SetPassword sets a user's password and revokes all of the user's login
 // sessions. An administrator (user:admin on "*") may set anyone's; a user
-// may set their own by also giving the current password.
+// may set their own by also giving the current password. That check is a
+// password guess like a login's and goes through the same throttle
+// (passwordAttempt): a stolen access token must not allow unlimited
+// guesses of the password behind it.
 func (s *Service) SetPassword(ctx context.Context, p principal.Principal, username, password, current string) error {
-	return s.audited(ctx, p, audit.ActionUserPassword, map[string]string{"username": username}, func() error {
-		self := p.Kind == principal.Operator && p.Name == username
-		if err := rbac.Check(p, rbac.UserAdmin, "", "", ""); err != nil {
-			if !self {
-				return err
-			}
-			u, err := s.store.Users().Get(ctx, username)
-			if err != nil {
-				return s.userErr(err, username)
-			}
-			ok, err := s.cred.VerifyPassword(ctx, current, u.PasswordHash)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return apierr.New(codes.PermissionDenied, CodeInvalidCredentials, "current_password is wrong; changing your own password needs it")
-			}
+	start := s.now()
+	payload := map[string]string{"username": username}
+	record, err := s.setPassword(ctx, p, username, password, current, payload)
+	if record {
+		s.record(ctx, audit.Entry{Actor: p.String(), Action: audit.ActionUserPassword, Payload: payload, Err: err, Duration: s.now().Sub(start)})
+	}
+	return err
+}
+
+// setPassword is SetPassword; it reports whether the call is to be
+// audited (a throttled current-password check mostly is not).
+func (s *Service) setPassword(ctx context.Context, p principal.Principal, username, password, current string, payload map[string]string) (bool, error) {
+	if err := rbac.Check(p, rbac.UserAdmin, "", "", ""); err != nil {
+		if p.Kind != principal.Operator || p.Name != username {
+			return true, err
 		}
-		if err := CheckPassword(password); err != nil {
-			return invalidArg(err.Error())
-		}
-		hash, err := s.cred.HashPassword(ctx, password)
+		record, err := s.passwordAttempt(ctx, truncate(username, maxLoggedUsername), payload, func() error {
+			return s.checkCurrentPassword(ctx, username, current)
+		})
 		if err != nil {
-			return err
+			return record, err
 		}
-		return s.userErr(s.store.Users().SetPasswordHash(ctx, username, hash), username)
-	})
+	}
+	if err := CheckPassword(password); err != nil {
+		return true, invalidArg(err.Error())
+	}
+	hash, err := s.cred.HashPassword(ctx, password)
+	if err != nil {
+		return true, err
+	}
+	return true, s.userErr(s.store.Users().SetPasswordHash(ctx, username, hash), username)
+}
+
+// checkCurrentPassword checks the password a user gives to change their own.
+func (s *Service) checkCurrentPassword(ctx context.Context, username, current string) error {
+	wrong := apierr.New(codes.PermissionDenied, CodeInvalidCredentials, "current_password is wrong; changing your own password needs it")
+	if len(current) > MaxPasswordLen {
+		return wrong
+	}
+	u, err := s.store.Users().Get(ctx, username)
+	if err != nil {
+		return s.userErr(err, username)
+	}
+	ok, err := s.cred.VerifyPassword(ctx, current, u.PasswordHash)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return wrong
+	}
+	return nil
 }
 
 // SetDisabled disables (revoking all login sessions) or re-enables a user
@@ -94,7 +121,9 @@ func (s *Service) SetDisabled(ctx context.Context, p principal.Principal, userna
 			return err
 		}
 		if disabled && p.Kind == principal.Operator && p.Name == username {
-			return apierr.Newf(codes.FailedPrecondition, apierr.CodeInvalidArgument, "you cannot disable your own account (%s); ask another administrator", username)
+			// The request is wrong whatever the state of the account, so
+			// INVALID_ARGUMENT, in the status and the ErrorInfo code alike.
+			return invalidArg("you cannot disable your own account (" + username + "); ask another administrator")
 		}
 		return s.userErr(s.store.Users().SetDisabled(ctx, username, disabled), username)
 	})
@@ -124,9 +153,11 @@ func (s *Service) ListUsers(ctx context.Context, p principal.Principal) ([]UserI
 	return out, nil
 }
 
-// GrantRole binds role to the user on scope ("" means "*") and returns the
-// canonical scope. The caller needs role:admin on that scope: an
-// administrator of game:a/* may grant roles on game:a scopes only.
+// GrantRole binds role to the user on scope and returns the canonical
+// scope. The scope is required: an omitted one is refused rather than
+// taken as "*", so nobody grants everything by leaving it out. The caller
+// needs role:admin on that scope: an administrator of game:a/* may grant
+// roles on game:a scopes only.
 func (s *Service) GrantRole(ctx context.Context, p principal.Principal, username, role, scope string) (string, error) {
 	defer s.invalidateGrants()
 	canonical := scope
@@ -141,7 +172,8 @@ func (s *Service) GrantRole(ctx context.Context, p principal.Principal, username
 	return canonical, err
 }
 
-// RevokeRole removes a binding (role:admin on its scope).
+// RevokeRole removes a binding (role:admin on its scope). The scope is
+// required, as for GrantRole.
 func (s *Service) RevokeRole(ctx context.Context, p principal.Principal, username, role, scope string) error {
 	defer s.invalidateGrants()
 	return s.audited(ctx, p, audit.ActionRoleRevoke, map[string]string{"username": username, "role": role, "scope": scope}, func() error {
@@ -179,9 +211,11 @@ func (s *Service) checkBinding(ctx context.Context, p principal.Principal, role,
 	return sc, err
 }
 
+// parseBindingScope parses the scope of a grant or revocation. There is
+// no default: deny by default means granting everything must be asked for.
 func parseBindingScope(scope string) (rbac.Scope, error) {
 	if scope == "" {
-		scope = "*"
+		return rbac.Scope{}, invalidArg(`scope is required: pass the scope of the grant, such as "game:demo/*", or "*" for everything`)
 	}
 	sc, err := rbac.ParseScope(scope)
 	if err != nil {

@@ -206,6 +206,21 @@ func TestAccessCommands(t *testing.T) {
 	if exitCode(err) != exitCallFailed || !strings.Contains(err.Error(), "InvalidArgument") {
 		t.Fatalf("bad scope: %v", err)
 	}
+	// Regression: without --scope, a grant was made on "*". The scope is
+	// required, by the CLI and by the server.
+	if _, err = runAccess(t, profile, "", "role", "grant", "bob", "admin"); err == nil || !strings.Contains(err.Error(), `required flag(s) "scope" not set`) {
+		t.Fatalf("grant without --scope: %v", err)
+	}
+	_, err = runAccess(t, profile, "", "role", "grant", "bob", "admin", "--scope", "")
+	if exitCode(err) != exitCallFailed || !strings.Contains(err.Error(), "scope is required") {
+		t.Fatalf("grant with an empty --scope: %v", err)
+	}
+	if _, err = runAccess(t, profile, "", "role", "revoke", "bob", "operator"); err == nil || !strings.Contains(err.Error(), `required flag(s) "scope" not set`) {
+		t.Fatalf("revoke without --scope: %v", err)
+	}
+	if out = mustRun("", "user", "list"); strings.Count(out, "admin@*") != 1 {
+		t.Fatalf("a grant without a scope was made: %s", out)
+	}
 
 	// Approvals: bob requests, root decides.
 	ctx := context.Background()

@@ -17,8 +17,10 @@ func newRoleCmd(g *globals) *cobra.Command {
 		Long: `role manages custom roles (role:admin on *) and grants roles to users on
 scopes (role:admin on that scope). A scope is "*", "game:G/*",
 "game:G/env:E/*" or "game:G/env:E/function:F", with * for any part and a
-trailing * for a function prefix ("function:player.*"). Built-in roles:
-admin, operator, fleet-admin, viewer, approver, auditor (croupier role list).`,
+trailing * for a function prefix ("function:player.*"). grant and revoke
+need --scope: there is no default, so granting everything takes an explicit
+--scope '*'. Built-in roles: admin, operator, fleet-admin, viewer, approver,
+auditor (croupier role list).`,
 	}
 	var (
 		perms       []string
@@ -83,7 +85,8 @@ admin, operator, fleet-admin, viewer, approver, auditor (croupier role list).`,
 
 	var scope string
 	grant := &cobra.Command{
-		Use: "grant USERNAME ROLE [--scope SCOPE]", Short: "Grant a role to a user on a scope", Args: cobra.ExactArgs(2),
+		Use: "grant USERNAME ROLE --scope SCOPE", Short: "Grant a role to a user on a scope", Args: cobra.ExactArgs(2),
+		Example: "  croupier role grant bob operator --scope 'game:demo/*'\n  croupier role grant carol admin --scope '*'",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withConn(func(conn *grpc.ClientConn) error {
 				resp, err := croupierv1.NewUserServiceClient(conn).GrantRole(cmd.Context(),
@@ -97,28 +100,22 @@ admin, operator, fleet-admin, viewer, approver, auditor (croupier role list).`,
 		},
 	}
 	revoke := &cobra.Command{
-		Use: "revoke USERNAME ROLE [--scope SCOPE]", Short: "Revoke a role grant", Args: cobra.ExactArgs(2),
+		Use: "revoke USERNAME ROLE --scope SCOPE", Short: "Revoke a role grant", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withConn(func(conn *grpc.ClientConn) error {
 				if _, err := croupierv1.NewUserServiceClient(conn).RevokeRole(cmd.Context(),
 					&croupierv1.RevokeRoleRequest{Username: args[0], Role: args[1], Scope: scope}); err != nil {
 					return callError(err)
 				}
-				_, err := fmt.Fprintf(g.stdout, "revoked %s from %s on %s\n", args[1], args[0], scopeOrAll(scope))
+				_, err := fmt.Fprintf(g.stdout, "revoked %s from %s on %s\n", args[1], args[0], scope)
 				return err
 			})
 		},
 	}
 	for _, c := range []*cobra.Command{grant, revoke} {
-		c.Flags().StringVar(&scope, "scope", "*", `scope: "*", "game:G/*", "game:G/env:E/*" or "game:G/env:E/function:F"`)
+		c.Flags().StringVar(&scope, "scope", "", `scope (required): "game:G/*", "game:G/env:E/*", "game:G/env:E/function:F", or "*" for everything`)
+		_ = c.MarkFlagRequired("scope")
 	}
 	cmd.AddCommand(create, del, list, grant, revoke)
 	return cmd
-}
-
-func scopeOrAll(s string) string {
-	if s == "" {
-		return "*"
-	}
-	return s
 }

@@ -47,13 +47,48 @@ func (g *globals) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(g.stderr, opts))
 }
 
-// Main runs the CLI and returns the process exit code.
+// exitUsage is the exit code of a command line cobra refuses before the
+// command runs: an unknown command or flag, a flag value that does not
+// parse, a wrong number of arguments, a missing required flag. It is
+// exitCallFailed's 2, the code of the usage errors commands find
+// themselves (a payload that is not JSON, an unknown -o), so 1 keeps
+// meaning "the function, job or audit chain failed".
+const exitUsage = exitCallFailed
+
+// runError marks an error a command's RunE returned, as opposed to one
+// cobra returned before running it (see markRunErrors).
+type runError struct{ err error }
+
+func (e *runError) Error() string { return e.err.Error() }
+func (e *runError) Unwrap() error { return e.err }
+
+// markRunErrors wraps the RunE of c and its subcommands so that their
+// errors are runErrors: whatever cobra returns otherwise is a usage error.
+// Cobra gives no hook for every kind of usage error (missing required
+// flags, unknown commands), so Main tells them apart this way.
+func markRunErrors(c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if err := run(cmd, args); err != nil {
+				return &runError{err: err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		markRunErrors(sub)
+	}
+}
+
+// Main runs the CLI and returns the process exit code: the code an
+// exitError carries, exitUsage for a command line cobra refused, 1 for
+// other errors of a command.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signalContext(context.Background(), stderr)
 	defer stop()
 	root := newRoot(stdin, stdout, stderr)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
 	}
@@ -64,7 +99,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return ee.code
 	}
-	fmt.Fprintln(stderr, "Error:", err)
+	var re *runError
+	if !errors.As(err, &re) {
+		fmt.Fprintln(stderr, "Error:", err)
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return exitUsage
+	}
+	fmt.Fprintln(stderr, "Error:", re.err)
 	return 1
 }
 
@@ -141,6 +182,7 @@ Start everything on one machine with "croupier dev".`,
 		newSessionCmd(g),
 		newPlayerCmd(g),
 	)
+	markRunErrors(root)
 	return root
 }
 

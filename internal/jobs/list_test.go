@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestListFilters(t *testing.T) {
@@ -82,10 +84,18 @@ func TestListFilters(t *testing.T) {
 		t.Fatalf("paged %s", got)
 	}
 
+	// Regression: the messages were the store's ("store: unknown job
+	// status \"sleeping\": invalid argument"), without the valid values.
 	_, err := h.svc.List(t.Context(), &croupierv1.ListJobsRequest{Status: "sleeping"})
 	wantStatus(t, err, codes.InvalidArgument, apierr.CodeInvalidArgument)
+	if msg := status.Convert(err).Message(); msg != `unknown job status "sleeping" (pending, running, completed, failed, canceled)` {
+		t.Errorf("bad status message: %q", msg)
+	}
 	_, err = h.svc.List(t.Context(), &croupierv1.ListJobsRequest{PageToken: "garbage!"})
 	wantStatus(t, err, codes.InvalidArgument, apierr.CodeInvalidArgument)
+	if msg := status.Convert(err).Message(); !strings.HasPrefix(msg, "malformed jobs page token: pass the next_page_token") || strings.Contains(msg, "store") || strings.Contains(msg, "invalid argument") {
+		t.Errorf("bad page token message: %q", msg)
+	}
 	_, err = h.svc.Get(t.Context(), "job_nope")
 	wantStatus(t, err, codes.NotFound, apierr.CodeJobNotFound)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/rbac"
 )
 
 // maxFunctionIDLen bounds FunctionDescriptor.id; see validFunctionID.
@@ -28,8 +29,9 @@ func (e *DescriptorError) Error() string {
 }
 
 // ValidateDescriptor checks what the server relies on: a well-formed id,
-// schemas that compile (without remote references), JSON pointers in
-// auth.sensitive_fields, and sane semantics. It returns the first problem
+// schemas that compile (without remote references), well-formed
+// auth.permissions, JSON pointers in auth.sensitive_fields, and sane
+// semantics. It returns the first problem
 // as a *DescriptorError.
 func ValidateDescriptor(d *croupierv1.FunctionDescriptor) error {
 	if d == nil {
@@ -51,6 +53,14 @@ func ValidateDescriptor(d *croupierv1.FunctionDescriptor) error {
 				return &DescriptorError{Field: f.name, SchemaPointer: ce.Pointer, Reason: ce.Reason}
 			}
 			return &DescriptorError{Field: f.name, Reason: err.Error()}
+		}
+	}
+	for i, p := range d.GetAuth().GetPermissions() {
+		// The form roles are held to (rbac.ValidatePermission): a required
+		// permission no role can hold, such as "Player:Ban", would leave the
+		// function callable only by holders of "*".
+		if err := rbac.ValidatePermission(p); err != nil {
+			return &DescriptorError{Field: fmt.Sprintf("auth.permissions[%d]", i), Reason: err.Error()}
 		}
 	}
 	for i, p := range d.GetAuth().GetSensitiveFields() {

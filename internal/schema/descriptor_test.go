@@ -15,7 +15,7 @@ func TestValidateDescriptor(t *testing.T) {
 		return &croupierv1.FunctionDescriptor{
 			Id:           "player.ban",
 			ParamsSchema: mustStruct(t, `{"type":"object","properties":{"reason":{"type":"string"}}}`),
-			Auth:         &croupierv1.AuthConfig{SensitiveFields: []string{"/reason", "/a~1b"}},
+			Auth:         &croupierv1.AuthConfig{Permissions: []string{"player:ban", "job:*"}, SensitiveFields: []string{"/reason", "/a~1b"}},
 			Semantics:    &croupierv1.Semantics{Risk: croupierv1.RiskLevel_RISK_LEVEL_HIGH, TimeoutSeconds: 30},
 		}
 	}
@@ -52,6 +52,12 @@ func TestValidateDescriptor(t *testing.T) {
 		{"empty sensitive field", func(d *croupierv1.FunctionDescriptor) {
 			d.Auth.SensitiveFields = []string{""}
 		}, "auth.sensitive_fields[0]", "", "empty"},
+		{"permission not lower case", func(d *croupierv1.FunctionDescriptor) {
+			d.Auth.Permissions = []string{"player:ban", "Player:Ban"}
+		}, "auth.permissions[1]", "", `permission "Player:Ban" is malformed: use resource:verb in lower case`},
+		{"permission without verb", func(d *croupierv1.FunctionDescriptor) {
+			d.Auth.Permissions = []string{"player"}
+		}, "auth.permissions[0]", "", "malformed"},
 		{"negative timeout", func(d *croupierv1.FunctionDescriptor) { d.Semantics.TimeoutSeconds = -1 }, "semantics.timeout_seconds", "", ">= 0"},
 		{"unknown risk", func(d *croupierv1.FunctionDescriptor) { d.Semantics.Risk = 42 }, "semantics.risk", "", "unknown risk level 42"},
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -430,5 +431,37 @@ func TestPublicRoutesComeFromTheTable(t *testing.T) {
 	_, err = publicRoutes(map[string]rule{croupierv1.FunctionService_InvokeFunction_FullMethodName: {access: accessPublic}})
 	if err == nil || !strings.Contains(err.Error(), "template") {
 		t.Fatalf("a public method with a templated route: err = %v, want a refusal", err)
+	}
+}
+
+// Regression: RegisterFunction accepted auth.permissions no role can hold
+// ("Player:Ban"), leaving the function callable only by holders of "*".
+// They are refused as role creation refuses them.
+func TestRegisterFunctionRefusesMalformedPermissions(t *testing.T) {
+	t.Parallel()
+	s, _, _ := testServer(t, nil)
+	register := func(perm string) (int, map[string]any) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]any{"game_id": "demo", "env": "dev",
+			"descriptor": map[string]any{"id": "player.ban", "auth": map[string]any{"permissions": []string{perm}}}})
+		resp, err := http.Post("http://"+s.HTTPAddr()+"/api/v1/functions", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, m
+	}
+	code, body := register("Player:Ban")
+	raw, _ := json.Marshal(body)
+	if code != http.StatusBadRequest || !bytes.Contains(raw, []byte(`"code":"INVALID_DESCRIPTOR"`)) ||
+		!strings.Contains(fmt.Sprint(body["message"]), `descriptor.auth.permissions[0]: permission "Player:Ban" is malformed`) {
+		t.Fatalf("malformed permission: %d %s", code, raw)
+	}
+	if code, body := register("player:ban"); code != http.StatusOK {
+		t.Fatalf("well-formed permission: %d %v", code, body)
 	}
 }

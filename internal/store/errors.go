@@ -153,3 +153,10 @@ func conflict(format string, args ...any) error {
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("store: "+format+": %w", append(args, ErrInvalidArgument)...)
 }
+
+// InvalidMessage is the message of an ErrInvalidArgument error for the
+// caller who passed the value: without the package prefix and the
+// sentinel's text, which mean nothing to an API client.
+func InvalidMessage(err error) string {
+	return strings.TrimSuffix(strings.TrimPrefix(err.Error(), "store: "), ": "+ErrInvalidArgument.Error())
+}

@@ -46,7 +46,7 @@ func decodePageToken(s string) (pageToken, error) {
 	var t pageToken
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || json.Unmarshal(b, &t) != nil || t.ID == "" {
-		return t, invalid("malformed jobs page token")
+		return t, invalid("malformed jobs page token: pass the next_page_token of the previous page unchanged, with the same filters, or none for the first page")
 	}
 	return t, nil
 }
@@ -56,7 +56,7 @@ func decodePageToken(s string) (pageToken, error) {
 // key, so jobs created while paging never shift or repeat entries.
 func (x *Jobs) List(ctx context.Context, f JobFilter) ([]Job, string, error) {
 	if f.Status != "" && !validStatus(f.Status) {
-		return nil, "", invalid("unknown job status %q", f.Status)
+		return nil, "", invalid("unknown job status %q (%s, %s, %s, %s, %s)", f.Status, JobPending, JobRunning, JobCompleted, JobFailed, JobCanceled)
 	}
 	size := f.PageSize
 	if size <= 0 {

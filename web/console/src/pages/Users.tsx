@@ -10,7 +10,8 @@ export function UsersPage() {
   const roles = useLoad(() => call(api.GET('/api/v1/roles')), [])
   const [error, setError] = useState<unknown>()
   const [nu, setNu] = useState({ username: '', password: '' })
-  const [grant, setGrant] = useState({ username: '', role: 'viewer', scope: '*' })
+  // No default scope: the server refuses an empty one, and "*" (everything) must be typed.
+  const [grant, setGrant] = useState({ username: '', role: 'viewer', scope: '' })
   const [nr, setNr] = useState({ name: '', permissions: '', description: '' })
   const act = (f: () => Promise<unknown>) => async (e?: FormEvent) => {
     e?.preventDefault()
@@ -112,7 +113,7 @@ export function UsersPage() {
             </label>
             <label>
               Scope
-              <input value={grant.scope} onChange={(e) => setGrant({ ...grant, scope: e.target.value })} placeholder="game:demo/env:dev/*" />
+              <input value={grant.scope} onChange={(e) => setGrant({ ...grant, scope: e.target.value })} placeholder="game:demo/*, or * for everything" required />
             </label>
             <button type="submit">Grant</button>
           </form>
