@@ -667,7 +667,9 @@ type SetPasswordRequest struct {
 	Username string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
 	// The new password.
 	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
-	// Required when changing one's own password without user:admin.
+	// Required when changing one's own password without user:admin. Wrong
+	// guesses are throttled as failed logins of the user (RESOURCE_EXHAUSTED
+	// with retry-after).
 	CurrentPassword string `protobuf:"bytes,3,opt,name=current_password,json=currentPassword,proto3" json:"current_password,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -1004,7 +1006,8 @@ type GrantRoleRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Username string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
 	Role     string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
-	// Scope pattern; empty means "*".
+	// Scope pattern, required: e.g. "game:demo/*", or "*" for everything.
+	// Empty is INVALID_ARGUMENT (never a default of "*").
 	Scope         string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1107,10 +1110,11 @@ func (x *GrantRoleResponse) GetBinding() *RoleBinding {
 }
 
 type RevokeRoleRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
-	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
-	Scope         string                 `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Username string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Role     string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// The scope of the binding to remove, required (as GrantRoleRequest).
+	Scope         string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

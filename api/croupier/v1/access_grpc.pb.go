@@ -278,7 +278,7 @@ type UserServiceClient interface {
 	DisableUser(ctx context.Context, in *DisableUserRequest, opts ...grpc.CallOption) (*DisableUserResponse, error)
 	EnableUser(ctx context.Context, in *EnableUserRequest, opts ...grpc.CallOption) (*EnableUserResponse, error)
 	ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
-	// Grants a role on a scope. Needs role:admin on "*" as well.
+	// Grants a role on a scope. Needs role:admin on the granted scope.
 	GrantRole(ctx context.Context, in *GrantRoleRequest, opts ...grpc.CallOption) (*GrantRoleResponse, error)
 	RevokeRole(ctx context.Context, in *RevokeRoleRequest, opts ...grpc.CallOption) (*RevokeRoleResponse, error)
 }
@@ -375,7 +375,7 @@ type UserServiceServer interface {
 	DisableUser(context.Context, *DisableUserRequest) (*DisableUserResponse, error)
 	EnableUser(context.Context, *EnableUserRequest) (*EnableUserResponse, error)
 	ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error)
-	// Grants a role on a scope. Needs role:admin on "*" as well.
+	// Grants a role on a scope. Needs role:admin on the granted scope.
 	GrantRole(context.Context, *GrantRoleRequest) (*GrantRoleResponse, error)
 	RevokeRole(context.Context, *RevokeRoleRequest) (*RevokeRoleResponse, error)
 	mustEmbedUnimplementedUserServiceServer()

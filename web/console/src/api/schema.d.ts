@@ -1000,7 +1000,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Grants a role on a scope. Needs role:admin on "*" as well. */
+        /** Grants a role on a scope. Needs role:admin on the granted scope. */
         post: operations["UserService_GrantRole"];
         delete?: never;
         options?: never;
@@ -1186,17 +1186,25 @@ export interface components {
         UserServiceEnableUserBody: Record<string, never>;
         UserServiceGrantRoleBody: {
             role?: string;
-            /** @description Scope pattern; empty means "*". */
+            /**
+             * @description Scope pattern, required: e.g. "game:demo/*", or "*" for everything.
+             *     Empty is INVALID_ARGUMENT (never a default of "*").
+             */
             scope?: string;
         };
         UserServiceRevokeRoleBody: {
             role?: string;
+            /** @description The scope of the binding to remove, required (as GrantRoleRequest). */
             scope?: string;
         };
         UserServiceSetPasswordBody: {
             /** @description The new password. */
             password?: string;
-            /** @description Required when changing one's own password without user:admin. */
+            /**
+             * @description Required when changing one's own password without user:admin. Wrong
+             *     guesses are throttled as failed logins of the user (RESOURCE_EXHAUSTED
+             *     with retry-after).
+             */
             current_password?: string;
         };
         croupierV1CancelJobResponse: {
