@@ -24,6 +24,9 @@ func TestUserAdministration(t *testing.T) {
 		wantCode(t, e.svc.CreateUser(ctx, vic, "mallory", "mallory-password"), codes.PermissionDenied, rbac.CodePermissionDenied,
 			"permission user:admin denied on * for operator:vic")
 		wantCode(t, e.svc.CreateUser(ctx, root, "vic", "another-password"), codes.AlreadyExists, auth.CodeUserExists)
+		// A name that differs only in case would pass for vic in lists and audit rows.
+		wantCode(t, e.svc.CreateUser(ctx, root, "Vic", "another-password"), codes.AlreadyExists, auth.CodeUserExists,
+			`user "Vic" already exists as "vic"`)
 		for _, bad := range []string{"", "x'; DROP TABLE users; --", "a b", "-lead", string(make([]byte, 65))} {
 			wantCode(t, e.svc.CreateUser(ctx, root, bad, "good-password"), codes.InvalidArgument, "", "malformed")
 		}

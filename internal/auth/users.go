@@ -41,7 +41,7 @@ func (s *Service) CreateUser(ctx context.Context, p principal.Principal, usernam
 		}
 		err = s.store.Users().Create(ctx, store.User{Username: username, PasswordHash: hash})
 		if errors.Is(err, store.ErrConflict) {
-			return apierr.Newf(codes.AlreadyExists, CodeUserExists, "user %s already exists", username)
+			return apierr.New(codes.AlreadyExists, CodeUserExists, store.ConflictMessage(err))
 		}
 		return err
 	})

@@ -157,6 +157,11 @@ func invalid(format string, args ...any) error {
 // InvalidMessage is the message of an ErrInvalidArgument error for the
 // caller who passed the value: without the package prefix and the
 // sentinel's text, which mean nothing to an API client.
-func InvalidMessage(err error) string {
-	return strings.TrimSuffix(strings.TrimPrefix(err.Error(), "store: "), ": "+ErrInvalidArgument.Error())
+func InvalidMessage(err error) string { return message(err, ErrInvalidArgument) }
+
+// ConflictMessage is InvalidMessage for an ErrConflict error.
+func ConflictMessage(err error) string { return message(err, ErrConflict) }
+
+func message(err, sentinel error) string {
+	return strings.TrimSuffix(strings.TrimPrefix(err.Error(), "store: "), ": "+sentinel.Error())
 }

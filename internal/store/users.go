@@ -29,13 +29,28 @@ const (
 	RevokeUserDisabled    = "user disabled"
 )
 
-// Create adds a user; ErrConflict if the username is taken.
+// Create adds a user; ErrConflict if the username is taken, also in
+// another case ("Admin" when "admin" exists): names that differ only in case
+// would pass for one another in lists and audit rows. (Usernames are ASCII,
+// so lower() is exact. Two concurrent creates of such names on PostgreSQL
+// could both pass this check; exact duplicates never can.)
 func (x *Users) Create(ctx context.Context, u User) error {
 	if u.Username == "" || u.PasswordHash == "" {
 		return invalid("a user needs a username and a password hash")
 	}
+	var taken string
+	err := x.s.db.QueryRowContext(ctx, `SELECT username FROM users WHERE lower(username) = lower($1) LIMIT 1`, u.Username).Scan(&taken)
+	switch {
+	case err == nil:
+		if taken == u.Username {
+			return conflict("user %q already exists", u.Username)
+		}
+		return conflict("user %q already exists as %q: user names must differ in more than case", u.Username, taken)
+	case !errors.Is(err, sql.ErrNoRows):
+		return dbErr(ctx, "create user", err)
+	}
 	now := x.s.nowMs()
-	_, err := x.s.db.ExecContext(ctx,
+	_, err = x.s.db.ExecContext(ctx,
 		`INSERT INTO users (username, password_hash, disabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
 		u.Username, u.PasswordHash, u.Disabled, now)
 	if err != nil {
