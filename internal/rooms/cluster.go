@@ -59,6 +59,12 @@ func (s *Service) Deliver(roomID string, seq int64, remote bool, msg *clientv1.S
 	if u := msg.GetMember(); u.GetKind() == clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED && s.hub.isLive(roomID) {
 		s.freshMember(roomID, u)
 	}
+	if remote {
+		// The node that made the change ended its own live streams; this
+		// node's end here, whether or not the room is loaded (a publisher
+		// does not load it).
+		s.revokeRemote(roomID, msg)
+	}
 	s.hub.ifLive(roomID, func(r *liveRoom) {
 		if seq <= r.seq {
 			return

@@ -64,6 +64,7 @@ type Service struct {
 	st       *store.Rooms
 	cred     *auth.Credentials
 	issuer   *auth.AccessIssuer // cred's
+	guests   *auth.AccessIssuer // cred's key, tokens living guestTTL
 	refresh  time.Duration
 	grace    time.Duration // refresh reuse grace
 	guestTTL time.Duration
@@ -129,6 +130,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("rooms: %w", err)
 	}
 	s.cred, s.issuer = cred, cred.Issuer
+	if s.guests, err = cred.Issuer.WithTTL(s.guestTTL); err != nil {
+		return nil, fmt.Errorf("rooms: guest tokens: %w", err)
+	}
 	s.hub = newHub(s)
 	s.chat = newChatLog(s.st, s.log)
 	return s, nil
