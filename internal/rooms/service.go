@@ -77,6 +77,7 @@ type Service struct {
 	hub      *hub
 	chat     *chatLog
 	live     liveHooks
+	limits   *limits
 	m        *metrics
 }
 
@@ -134,6 +135,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("rooms: guest tokens: %w", err)
 	}
 	s.hub = newHub(s)
+	s.limits = newLimits(s.chatRate, s.danmRate)
 	s.chat = newChatLog(s.st, s.log)
 	return s, nil
 }

@@ -1,6 +1,7 @@
 package roomsrpc_test
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -207,4 +208,50 @@ func TestLiveRevocations(t *testing.T) {
 	want("delete", rooms.LiveRevocation{RoomID: room, Watch: true})
 	deliver(true, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Room{Room: &clientv1.RoomUpdate{Room: &clientv1.Room{Id: room}, Deleted: true}}})
 	want("delete on another node", rooms.LiveRevocation{RoomID: room, Watch: true})
+}
+
+// TestRateLimitsSurviveReconnect: a member who used up the chat limit and
+// reconnects (the old stream gone, not replaced) is still over it; the
+// limit refills with time as before.
+func TestRateLimitsSurviveReconnect(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: time.Now()}
+	e := newEnv(t, func(c *rooms.Config) { c.Now = clk.Now })
+	owner, bob := e.register(""), e.register("")
+	room := e.createRoom(owner, &clientv1.CreateRoomRequest{})
+	e.join(bob, room)
+	watcher := e.openStream(owner, room, 0)
+	watcher.next(isReady)
+	sb := e.openStream(bob, room, 0)
+	sb.next(isReady)
+	// The clock stands still: the burst (10) goes through, the 11th not.
+	for i := range 10 {
+		sb.send(chatMsg(fmt.Sprint("m", i)))
+	}
+	sb.send(chatMsg("over"))
+	if got := sb.next(isError).GetError().GetCode(); got != apierr.CodeRateLimited {
+		t.Fatalf("11th chat: %s; want RATE_LIMITED", got)
+	}
+	_ = sb.bs.CloseRequest()
+	_ = sb.bs.CloseResponse()
+	watcher.next(func(m *clientv1.ServerMessage) bool {
+		u := m.GetMember()
+		return u.GetKind() == clientv1.MemberUpdate_KIND_OFFLINE && u.GetMember().GetUser().GetId() == bob.id
+	})
+	again := e.openStream(bob, room, 0)
+	again.next(isReady)
+	again.send(chatMsg("after reconnect"))
+	// The retained chat is replayed first; the answer is an error or the
+	// message itself.
+	m := again.next(func(m *clientv1.ServerMessage) bool {
+		return isError(m) || m.GetChat().GetContent() == "after reconnect"
+	})
+	if got := m.GetError().GetCode(); got != apierr.CodeRateLimited {
+		t.Fatalf("chat after reconnecting: %v; want RATE_LIMITED", m)
+	}
+	clk.advance(time.Second)
+	again.send(chatMsg("a second later"))
+	if got := again.next(isChat).GetChat().GetContent(); got != "a second later" {
+		t.Fatalf("chat a second later: %q", got)
+	}
 }
