@@ -33,6 +33,17 @@ func NewAccessIssuer(kid string, key []byte, issuer string, ttl time.Duration, n
 // TTL is the lifetime of the tokens it issues.
 func (a *AccessIssuer) TTL() time.Duration { return a.s.ttl }
 
+// WithTTL is an issuer with the same key and issuer whose tokens live ttl
+// (tokens of either verify with either); ttl must be positive.
+func (a *AccessIssuer) WithTTL(ttl time.Duration) (*AccessIssuer, error) {
+	if ttl <= 0 {
+		return nil, fmt.Errorf("access token lifetime must be positive, got %s", ttl)
+	}
+	c := *a
+	c.s.ttl = ttl
+	return &c, nil
+}
+
 // Issue returns a signed token for subject in sessionID and its expiry.
 func (a *AccessIssuer) Issue(subject, sessionID string) (string, time.Time, error) {
 	return a.s.issue(subject, sessionID)

@@ -118,6 +118,7 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		return nil, err
 	}
 	svc.OnStreamKeyChange(ln.node.StreamKeyChanged)
+	svc.OnLiveRevoked(ln.node.Revoke)
 	svc.OnLiveStreams(ln.node.LiveStreams)
 	mux := http.NewServeMux()
 	roomsrpc.Mount(mux, svc, roomsrpc.Options{Logger: log, Audit: alog})
@@ -190,6 +191,23 @@ func ensureDemoRoom(ctx context.Context, svc *rooms.Service, baseURL string) (st
 	return id, nil
 }
 
+// devLiveNodeID is `croupier dev`'s live node id. Lease holders are named
+// by it, and a node that finds its own id in a lease it did not take
+// (its previous process crashed within the lease's TTL) takes the lease
+// over, so it must not change across restarts as the server's cluster id
+// (hostname-pid) does (docs/live.md).
+const devLiveNodeID = "dev"
+
+// devLiveConfig is the live configuration of `croupier dev`: ingest on
+// rtmpAddr, the leases in the dev server's NATS (bus; nil: in memory).
+func devLiveConfig(rtmpAddr string, bus *cluster.Node) liveHostConfig {
+	l := liveHostConfig{RTMPAddr: rtmpAddr, NodeID: devLiveNodeID}
+	if bus != nil {
+		l.JetStream = bus.JetStream()
+	}
+	return l
+}
+
 // startDemoRooms runs the rooms system for `croupier dev` on the dev
 // SQLite database, with the demo room, on the gateway tier (nil: this
 // node only); the live leases live in the dev server's NATS (bus; nil:
@@ -198,11 +216,7 @@ func startDemoRooms(ctx context.Context, log *slog.Logger, addr, rtmpAddr, dbPat
 	if addr == "" {
 		return `disabled (--rooms-addr "")`, func(context.Context) error { return nil }, nil
 	}
-	lcfg := liveHostConfig{RTMPAddr: rtmpAddr, NodeID: "dev"}
-	if bus != nil {
-		lcfg.NodeID, lcfg.JetStream = bus.ID(), bus.JetStream()
-	}
-	hcfg := roomsHostConfig{Addr: addr, StoreDriver: store.DriverSQLite, StoreDSN: dbPath, Live: lcfg}
+	hcfg := roomsHostConfig{Addr: addr, StoreDriver: store.DriverSQLite, StoreDSN: dbPath, Live: devLiveConfig(rtmpAddr, bus)}
 	if tier != nil {
 		hcfg.Bus = tier.node
 	}

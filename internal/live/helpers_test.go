@@ -101,12 +101,20 @@ func newWorld(t *testing.T) *world {
 	}
 	w.key = k.GetKey().GetKey()
 	w.serverTLS, w.clientTLS = testMTLS(t)
-	// Every node cuts off its publisher of a rotated or revoked key.
+	// Every node cuts off its publisher of a rotated or revoked key, and
+	// the publishers and viewers of a member whose access ended.
 	svc.OnStreamKeyChange(func(room, name string) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		for _, n := range w.nodes {
 			n.StreamKeyChanged(room, name)
+		}
+	})
+	svc.OnLiveRevoked(func(rv rooms.LiveRevocation) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, n := range w.nodes {
+			n.Revoke(rv)
 		}
 	})
 	return w

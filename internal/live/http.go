@@ -17,7 +17,8 @@ import (
 const PlayPrefix = "/live/"
 
 // ServeHTTP serves HTTP-FLV: the FLV header, the codec headers and the GOP
-// cache, then live tags until the stream ends or the viewer leaves. The
+// cache, then live tags until the stream ends, the viewer leaves or the
+// viewer's membership ends (banned or left: Revoke). The
 // viewer is a member of the room, by the access token in the Authorization
 // header or the token query parameter (a <video> cannot send headers).
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -97,6 +98,8 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			buf = appendTag(buf, t)
 		case <-s.done:
 			return
+		case <-v.revoked:
+			return // banned or left (Revoke)
 		case <-r.Context().Done():
 			return
 		case <-n.ctx.Done():
@@ -111,7 +114,8 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // local or relayed from its publisher's node (errNotLive when it is not,
 // or no longer, live). The caller leaves with n.leave(s, v).
 func (n *Node) admitViewer(ctx context.Context, token, roomID, name string) (*stream, *viewer, error) {
-	if _, err := n.cfg.Rooms.AuthorizeViewer(ctx, token, roomID); err != nil {
+	c, err := n.cfg.Rooms.AuthorizeViewer(ctx, token, roomID)
+	if err != nil {
 		return nil, nil, &deniedError{err}
 	}
 	path := roomID + "/" + name
@@ -119,7 +123,7 @@ func (n *Node) admitViewer(ctx context.Context, token, roomID, name string) (*st
 	if err != nil {
 		return nil, nil, err
 	}
-	v := s.subscribe(n.cfg.ViewerQueue)
+	v := s.subscribe(n.cfg.ViewerQueue, c.UserID)
 	if v == nil {
 		return nil, nil, fmt.Errorf("stream %s has ended: %w", path, errNotLive)
 	}

@@ -130,10 +130,10 @@ func TestStreamKeyPermission(t *testing.T) {
 	if k.GetKey().GetKey() == w.key {
 		t.Fatal("rotation returned the same key")
 	}
-	if _, err := w.svc.PublishKey(ctx, w.room, w.key); err == nil {
+	if _, _, err := w.svc.PublishKey(ctx, w.room, w.key); err == nil {
 		t.Fatal("the old key still publishes after rotation")
 	}
-	if _, err := w.svc.PublishKey(ctx, w.room, k.GetKey().GetKey()); err != nil {
+	if _, _, err := w.svc.PublishKey(ctx, w.room, k.GetKey().GetKey()); err != nil {
 		t.Fatalf("the new key: %v", err)
 	}
 }

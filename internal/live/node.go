@@ -18,7 +18,7 @@ import (
 
 // Rooms is what live needs of the rooms system (rooms.Service).
 type Rooms interface {
-	PublishKey(ctx context.Context, roomID, key string) (string, error)
+	PublishKey(ctx context.Context, roomID, key string) (name, holder string, err error)
 	AuthorizeViewer(ctx context.Context, bearer, roomID string) (rooms.Caller, error)
 	LiveEvent(ctx context.Context, roomID string, ev *clientv1.LiveEvent)
 }
@@ -320,6 +320,38 @@ func (n *Node) LiveStreams(roomID string) []*clientv1.LiveEvent {
 
 // PlayPath is where a stream plays on the rooms listener.
 func PlayPath(roomID, name string) string { return "/live/" + roomID + "/" + name + ".flv" }
+
+// Revoke ends what a member may no longer do with the room's live streams
+// on this node (for rooms.Service.OnLiveRevoked): their publishes are cut
+// off as a rotated key's are, with rv.Watch their HTTP-FLV and RTMP
+// viewers are ended too, and without a user (the room was deleted) every
+// stream of the room stops, published or relayed, its viewers with it.
+// It does not block.
+func (n *Node) Revoke(rv rooms.LiveRevocation) {
+	n.mu.Lock()
+	var streams []*stream
+	for _, s := range n.streams {
+		if s.roomID == rv.RoomID {
+			streams = append(streams, s)
+		}
+	}
+	n.mu.Unlock()
+	for _, s := range streams {
+		switch {
+		case rv.UserID == "":
+			n.log.Info("live: room deleted; stopping the stream", "stream", s.path, "epoch", s.epoch)
+			s.stop()
+			continue
+		case !s.relayed && s.publisher == rv.UserID:
+			n.log.Info("live: the publisher may no longer publish in the room; stopping the stream", "stream", s.path,
+				"epoch", s.epoch, "user", rv.UserID)
+			s.stop()
+		}
+		if rv.Watch {
+			s.dropViewer(rv.UserID)
+		}
+	}
+}
 
 // StreamKeyChanged cuts off a publisher of the stream on this node (its key
 // was rotated or revoked).

@@ -83,17 +83,21 @@ func (n *Node) serveRTMP(c net.Conn) error {
 		return errors.New("bad publish path")
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, handshakeTimeout)
-	name, err := n.cfg.Rooms.PublishKey(ctx, roomID, key)
+	name, holder, err := n.cfg.Rooms.PublishKey(ctx, roomID, key)
 	cancel()
 	if err != nil {
-		n.m.refused.WithLabelValues("bad_key").Inc()
-		n.audit(AuditEvent{Action: "publish refused", RoomID: roomID, Remote: remote, Reason: "unknown or revoked stream key"})
+		label, reason := "bad_key", "unknown or revoked stream key"
+		if errors.Is(err, rooms.ErrKeyHolderRevoked) {
+			label, reason = "holder_revoked", "the key's holder may no longer publish (left, banned or without LIVE)"
+		}
+		n.m.refused.WithLabelValues(label).Inc()
+		n.audit(AuditEvent{Action: "publish refused", RoomID: roomID, Remote: remote, Reason: reason})
 		_ = sc.RejectAction()
 		return err
 	}
 	path := roomID + "/" + name
 	stopped := make(chan struct{})
-	s, err := n.startPublish(path, roomID, name, sync.OnceFunc(func() { close(stopped); _ = c.Close() }))
+	s, err := n.startPublish(path, roomID, name, holder, sync.OnceFunc(func() { close(stopped); _ = c.Close() }))
 	if err != nil {
 		n.m.refused.WithLabelValues(refusalReason(err)).Inc()
 		n.audit(AuditEvent{Action: "publish refused", RoomID: roomID, Stream: name, Remote: remote, Reason: err.Error()})
@@ -142,8 +146,9 @@ func refusalReason(err error) string {
 	return "error"
 }
 
-// startPublish takes the stream's lease and registers it on the node.
-func (n *Node) startPublish(path, roomID, name string, stop func()) (*stream, error) {
+// startPublish takes the stream's lease and registers it on the node,
+// published by the user holder.
+func (n *Node) startPublish(path, roomID, name, holder string, stop func()) (*stream, error) {
 	n.mu.Lock()
 	switch old := n.streams[path]; {
 	case n.closed:
@@ -168,7 +173,7 @@ func (n *Node) startPublish(path, roomID, name string, stop func()) (*stream, er
 		return nil, err
 	}
 	s := newStream(path, roomID, name, n.cfg.NodeID, epoch, false, n.cfg.ViewerQueue, n.cfg.GOPCacheBytes, n.m)
-	s.stop = stop
+	s.stop, s.publisher = stop, holder
 	if old := n.streams[path]; old != nil {
 		// A relay of an older epoch: its viewers move to this publisher
 		// when they reconnect.
@@ -292,6 +297,8 @@ func (n *Node) servePlay(c net.Conn, sc *gortmplib.ServerConn) error {
 			}
 		case <-s.done:
 			return nil
+		case <-v.revoked:
+			return nil // banned or left (Revoke)
 		case <-left:
 			return nil
 		case <-n.ctx.Done():

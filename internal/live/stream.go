@@ -16,7 +16,10 @@ type stream struct {
 	nodeID       string // the publisher's node
 	epoch        int64
 	relayed      bool
-	started      time.Time
+	// publisher is the user publishing a stream published here (the
+	// stream key's holder); "" for a relay.
+	publisher string
+	started   time.Time
 	// stop ends the stream's writer (the publisher's connection or the
 	// pull); safe to call more than once.
 	stop func()
@@ -46,6 +49,11 @@ func newStream(path, roomID, name, nodeID string, epoch int64, relayed bool, que
 // viewer is one HTTP-FLV viewer or one relay pull of a stream.
 type viewer struct {
 	ch chan Tag
+	// userID is the member watching ("" for a relay pull); revoked
+	// closes when their access ends (dropViewer), and their reader then
+	// leaves.
+	userID  string
+	revoked chan struct{}
 	// waitKey: the queue overflowed; tags are dropped until the next
 	// keyframe, which is sent after the codec headers again. Guarded by
 	// the stream's mu.
@@ -147,15 +155,15 @@ func (s *stream) sendHeaders(v *viewer) {
 	}
 }
 
-// subscribe adds a viewer with the headers and the GOP cache queued; nil
-// if the stream has ended.
-func (s *stream) subscribe(queue int) *viewer {
+// subscribe adds a viewer (the member userID; "" for a relay pull) with
+// the headers and the GOP cache queued; nil if the stream has ended.
+func (s *stream) subscribe(queue int, userID string) *viewer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
 		return nil
 	}
-	v := &viewer{ch: make(chan Tag, queue)}
+	v := &viewer{ch: make(chan Tag, queue), userID: userID, revoked: make(chan struct{})}
 	if s.gop != nil && len(s.gop)+3 <= queue {
 		s.sendHeaders(v)
 		now := time.Now()
@@ -180,6 +188,23 @@ func (s *stream) unsubscribe(v *viewer) int {
 		s.m.viewers.Dec()
 	}
 	return len(s.viewers)
+}
+
+// dropViewer ends the viewers of the member userID: each is removed and
+// its revoked channel closed, on which its reader leaves.
+func (s *stream) dropViewer(userID string) {
+	if userID == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for v := range s.viewers {
+		if v.userID == userID {
+			delete(s.viewers, v)
+			s.m.viewers.Dec()
+			close(v.revoked)
+		}
+	}
 }
 
 // end marks the stream ended and wakes its viewers; it reports whether

@@ -59,6 +59,12 @@ func (s *Service) Deliver(roomID string, seq int64, remote bool, msg *clientv1.S
 	if u := msg.GetMember(); u.GetKind() == clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED && s.hub.isLive(roomID) {
 		s.freshMember(roomID, u)
 	}
+	if remote {
+		// The node that made the change ended its own live streams; this
+		// node's end here, whether or not the room is loaded (a publisher
+		// does not load it).
+		s.revokeRemote(roomID, msg)
+	}
 	s.hub.ifLive(roomID, func(r *liveRoom) {
 		if seq <= r.seq {
 			return
@@ -216,8 +222,8 @@ func (s *Service) SetPlayback(ctx context.Context, roomID, movieID string, playi
 // sent through SyncEvents for one of its users. The user is who the
 // message is from, so it gets what a member's stream gets: the user must
 // be an active member with PERMISSION_CHAT, the content has the same
-// limits, the user's chat rate applies (its stream's bucket if it has one
-// here, else one kept for it in the room), and the message is published
+// limits, the user's chat rate in the room applies (the one their stream
+// here uses too), and the message is published
 // and stored like a stream's (same order, in the history). eventID is
 // the message id: an event sent twice is published once (the log drops
 // the copy) and stored once.
@@ -251,21 +257,14 @@ func (s *Service) RemoteChat(ctx context.Context, roomID, eventID, userID, conte
 		r.mu.Unlock()
 		return apierr.New(codes.NotFound, apierr.CodeRoomDeleted, "room "+r.id+" was deleted")
 	}
-	b := r.remoteChat[userID]
 	if st := r.subs[userID]; st != nil {
-		m, b = st.member, st.chat // kept current by every membership change
-	} else if b == nil {
-		if r.remoteChat == nil {
-			r.remoteChat = map[string]*bucket{}
-		}
-		b = newBucket(s.chatRate, s.now())
-		r.remoteChat[userID] = b
+		m = st.member // kept current by every membership change
 	}
 	if effective(m)&uint64(clientv1.Permission_PERMISSION_CHAT) == 0 {
 		r.mu.Unlock()
 		return missing(clientv1.Permission_PERMISSION_CHAT, r.id)
 	}
-	if !b.take(s.now()) {
+	if !s.limits.take(r.id, userID, false, s.now()) {
 		r.mu.Unlock()
 		s.m.rateLimited.WithLabelValues("chat").Inc()
 		return apierr.New(codes.ResourceExhausted, apierr.CodeRateLimited,

@@ -47,10 +47,6 @@ type liveRoom struct {
 	chat []*Outgoing
 	// subs are the open streams, one per user.
 	subs map[string]*Stream
-	// remoteChat are the chat rate buckets of members who chat through
-	// another cluster node's SyncEvents (RemoteChat) without a stream
-	// here; at most one per member, dropped with the room.
-	remoteChat map[string]*bucket
 	// gone: the room was deleted; no new streams or events.
 	gone bool
 	// reported is the stream count last given to the Bus (Bus.Online).

@@ -30,11 +30,111 @@ var streamName = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
 const MaxStreamKeyLen = 128
 
 // liveHooks is where internal/live learns that a key changed (its
-// publisher is cut off). Set once at assembly by OnStreamKeyChange.
+// publisher is cut off) or that a member's live access ended. Set once at
+// assembly by OnStreamKeyChange and OnLiveRevoked.
 type liveHooks struct {
 	mu      sync.Mutex
 	changed func(roomID, name string)
+	revoked func(LiveRevocation)
 	streams func(roomID string) []*clientv1.LiveEvent
+}
+
+// LiveRevocation says whose access to a room's live streams ended, so
+// that the live streams running on the strength of it end too.
+type LiveRevocation struct {
+	RoomID string
+	// UserID is the member who may no longer publish: they were banned,
+	// left, or lost PERMISSION_LIVE. "" means the room was deleted: every
+	// stream of the room ends, its viewers with it.
+	UserID string
+	// Watch: the member may no longer watch either (banned or left), so
+	// their viewers end too; false when only LIVE was taken away.
+	Watch bool
+}
+
+// OnLiveRevoked registers fn, called after a member is banned, leaves or
+// loses PERMISSION_LIVE, and after the room is deleted, on the node that
+// made the change and (with a Bus) on every other node as the change is
+// delivered. fn must not block.
+func (s *Service) OnLiveRevoked(fn func(LiveRevocation)) {
+	s.live.mu.Lock()
+	s.live.revoked = fn
+	s.live.mu.Unlock()
+}
+
+func (s *Service) revokeLive(rv LiveRevocation) {
+	s.live.mu.Lock()
+	fn := s.live.revoked
+	s.live.mu.Unlock()
+	if fn != nil {
+		fn(rv)
+	}
+}
+
+// mayPublish says whether m may publish live streams in its room: an
+// active member holding PERMISSION_LIVE (the creator holds every bit).
+func mayPublish(m store.RoomMember) bool {
+	return m.Status == int(clientv1.MemberStatus_MEMBER_STATUS_ACTIVE) &&
+		effective(m)&uint64(clientv1.Permission_PERMISSION_LIVE) != 0
+}
+
+// revokeRemote ends this node's live streams that a change made on
+// another node revoked (Deliver). The membership is read again, as
+// freshMember does: an event delivered late, after the member was let
+// back in, revokes nothing; on a read error the event's revocation
+// stands. It runs on the delivery goroutine.
+func (s *Service) revokeRemote(roomID string, msg *clientv1.ServerMessage) {
+	s.live.mu.Lock()
+	hooked := s.live.revoked != nil
+	s.live.mu.Unlock()
+	rv, ok := remoteRevocation(roomID, msg)
+	if !hooked || !ok {
+		return
+	}
+	if rv.UserID != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), freshMemberTimeout)
+		m, err := s.st.Member(ctx, roomID, rv.UserID)
+		cancel()
+		switch {
+		case err == nil && mayPublish(m):
+			return
+		case err == nil:
+			rv.Watch = m.Status != int(clientv1.MemberStatus_MEMBER_STATUS_ACTIVE)
+		case errors.Is(err, store.ErrNotFound):
+			rv.Watch = true
+		default:
+			s.log.Warn("membership not read for a live revocation; the event's is applied", "room", roomID, "user", rv.UserID, "err", err)
+		}
+	}
+	s.revokeLive(rv)
+}
+
+// remoteRevocation is what a room event made on another node means for
+// this node's live streams (see LiveRevocation); ok is false when it
+// revokes nothing.
+func remoteRevocation(roomID string, msg *clientv1.ServerMessage) (rv LiveRevocation, ok bool) {
+	switch p := msg.Payload.(type) {
+	case *clientv1.ServerMessage_Member:
+		m := p.Member.GetMember()
+		uid := m.GetUser().GetId()
+		if uid == "" {
+			return rv, false
+		}
+		switch p.Member.GetKind() {
+		case clientv1.MemberUpdate_KIND_BANNED, clientv1.MemberUpdate_KIND_LEFT:
+			return LiveRevocation{RoomID: roomID, UserID: uid, Watch: true}, true
+		case clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED:
+			if m.GetStatus() != clientv1.MemberStatus_MEMBER_STATUS_ACTIVE ||
+				m.GetPermissions()&uint64(clientv1.Permission_PERMISSION_LIVE) == 0 {
+				return LiveRevocation{RoomID: roomID, UserID: uid}, true
+			}
+		}
+	case *clientv1.ServerMessage_Room:
+		if p.Room.GetDeleted() {
+			return LiveRevocation{RoomID: roomID, Watch: true}, true
+		}
+	}
+	return rv, false
 }
 
 // OnLiveStreams registers fn, which lists the live streams of a room as
@@ -155,20 +255,34 @@ func (s *Service) RevokeStreamKey(ctx context.Context, c Caller, req *clientv1.R
 // ErrBadStreamKey is PublishKey's refusal: no such key in that room.
 var ErrBadStreamKey = errors.New("rooms: unknown or revoked stream key")
 
+// ErrKeyHolderRevoked is PublishKey's refusal of a key whose holder (the
+// member who created or last rotated it) may no longer publish in the
+// room: they left, were banned or lost PERMISSION_LIVE.
+var ErrKeyHolderRevoked = errors.New("rooms: the stream key's holder may no longer publish in this room (left, banned or without LIVE)")
+
 // PublishKey checks a publishing key presented for roomID and returns the
-// stream's name. A key of another room, or none, is ErrBadStreamKey.
-func (s *Service) PublishKey(ctx context.Context, roomID, key string) (string, error) {
+// stream's name and the key's holder, the user who publishes with it. A
+// key of another room, or none, is ErrBadStreamKey; a key whose holder is
+// no longer an active member with PERMISSION_LIVE is ErrKeyHolderRevoked.
+func (s *Service) PublishKey(ctx context.Context, roomID, key string) (name, holder string, err error) {
 	if len(key) > MaxStreamKeyLen || !strings.Contains(key, ".") {
-		return "", ErrBadStreamKey
+		return "", "", ErrBadStreamKey
 	}
 	k, err := s.st.StreamKeyByHash(ctx, hashStreamKey(key))
 	if errors.Is(err, store.ErrNotFound) || (err == nil && k.RoomID != roomID) {
-		return "", ErrBadStreamKey
+		return "", "", ErrBadStreamKey
 	}
 	if err != nil {
-		return "", toStatus(ctx, s.log, err)
+		return "", "", toStatus(ctx, s.log, err)
 	}
-	return k.Name, nil
+	m, ok, err := s.member(ctx, roomID, k.CreatedBy)
+	if err != nil {
+		return "", "", err
+	}
+	if !ok || !mayPublish(m) {
+		return "", "", ErrKeyHolderRevoked
+	}
+	return k.Name, k.CreatedBy, nil
 }
 
 // AuthorizeViewer checks that the bearer token is an active member's of

@@ -24,14 +24,21 @@ const DefaultMemberPermissions = uint64(clientv1.Permission_PERMISSION_ADD_MOVIE
 const guestMask = AllPermissions &^ uint64(clientv1.Permission_PERMISSION_APPROVE_MEMBERS|
 	clientv1.Permission_PERMISSION_BAN_MEMBERS|clientv1.Permission_PERMISSION_SET_PERMISSIONS)
 
-// AdminPermissions is what SetMemberPermissions grants an admin when the
-// request's bitmask is 0.
-const AdminPermissions = AllPermissions
-
 // permName is a permission's name without its enum prefix, as refusals
 // name it ("missing permission CONTROL_PLAYBACK").
 func permName(p clientv1.Permission) string {
 	return strings.TrimPrefix(p.String(), "PERMISSION_")
+}
+
+// permNames names the bits of mask, lowest first: "ADD_MOVIE, LIVE".
+func permNames(mask uint64) string {
+	var names []string
+	for bit := uint64(1); bit <= mask && bit != 0; bit <<= 1 {
+		if mask&bit != 0 {
+			names = append(names, permName(clientv1.Permission(bit)))
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // rank orders roles for "who may manage whom": a member can only be

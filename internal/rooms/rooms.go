@@ -257,7 +257,6 @@ func (s *Service) GuestJoin(ctx context.Context, req *clientv1.GuestJoinRequest)
 		if !ok {
 			return nil, apierr.New(codes.PermissionDenied, apierr.CodeRoomPassword, "wrong room password")
 		}
-		r.PasswordHash = "" // checked
 	}
 	if err := s.st.CreateUser(ctx, u); err != nil {
 		return nil, toStatus(ctx, s.log, err)
@@ -265,16 +264,20 @@ func (s *Service) GuestJoin(ctx context.Context, req *clientv1.GuestJoinRequest)
 	if err := s.st.CreateSession(ctx, store.RoomSession{ID: sid, UserID: uid, CreatedAt: now, ExpiresAt: now.Add(s.guestTTL)}, nil); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	m, err := s.admit(ctx, r, c, "")
+	checked := r
+	checked.PasswordHash = "" // checked above; the response still says the room has one
+	m, err := s.admit(ctx, checked, c, "")
 	if err != nil {
 		return nil, err
 	}
-	at, _, err := s.issuer.Issue(uid, sid)
+	// Guests have no refresh token: the access token lives as long as the
+	// session.
+	at, _, err := s.guests.Issue(uid, sid)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
 	r.MemberCount++
-	resp := &clientv1.GuestJoinResponse{User: userProto(u), AccessToken: at, ExpiresIn: int64(s.issuer.TTL().Seconds()),
+	resp := &clientv1.GuestJoinResponse{User: userProto(u), AccessToken: at, ExpiresIn: int64(s.guestTTL.Seconds()),
 		Room: s.roomProto(r), Member: memberProto(m, false)}
 	if m.Status == int(clientv1.MemberStatus_MEMBER_STATUS_ACTIVE) {
 		resp.State = s.currentState(ctx, r)
@@ -307,6 +310,7 @@ func (s *Service) LeaveRoom(ctx context.Context, c Caller, req *clientv1.LeaveRo
 	s.hub.publishLive(ctx, m.RoomID, memberUpdate(clientv1.MemberUpdate_KIND_LEFT, memberProto(m, false)), func(r *liveRoom) {
 		r.kick(m.UserID, errorMessage(apierr.New(codes.FailedPrecondition, apierr.CodeNotMember, "you left the room"), ""))
 	})
+	s.revokeLive(LiveRevocation{RoomID: m.RoomID, UserID: m.UserID, Watch: true})
 	return &clientv1.LeaveRoomResponse{}, nil
 }
 
@@ -459,8 +463,9 @@ func (s *Service) UpdateRoomSettings(ctx context.Context, c Caller, req *clientv
 }
 
 // DeleteRoom deletes the room (creator only); its streams get a
-// RoomUpdate with deleted set and end. With a Bus the update goes through
-// the room's log, so the streams on every node end (Deliver).
+// RoomUpdate with deleted set and end, and so do its live streams
+// (publishers and viewers). With a Bus the update goes through the room's
+// log, so the streams on every node end (Deliver).
 func (s *Service) DeleteRoom(ctx context.Context, c Caller, req *clientv1.DeleteRoomRequest) (*clientv1.DeleteRoomResponse, error) {
 	r, err := s.creatorOnly(ctx, c, req.GetRoomId(), "delete it")
 	if err != nil {
@@ -495,6 +500,7 @@ func (s *Service) DeleteRoom(ctx context.Context, c Caller, req *clientv1.Delete
 		}
 		s.hub.closeDeleted(lr, outgoing(msg))
 	})
+	s.revokeLive(LiveRevocation{RoomID: r.ID, Watch: true})
 	return &clientv1.DeleteRoomResponse{}, nil
 }
 
@@ -647,6 +653,7 @@ func (s *Service) BanMember(ctx context.Context, c Caller, req *clientv1.BanMemb
 	s.hub.publishLive(ctx, m.RoomID, memberUpdate(clientv1.MemberUpdate_KIND_BANNED, memberProto(m, false)), func(r *liveRoom) {
 		r.kick(m.UserID, errorMessage(apierr.New(codes.PermissionDenied, apierr.CodeMemberBanned, "you were banned from room "+m.RoomID), ""))
 	})
+	s.revokeLive(LiveRevocation{RoomID: m.RoomID, UserID: m.UserID, Watch: true})
 	return &clientv1.BanMemberResponse{}, nil
 }
 
@@ -670,7 +677,9 @@ func (s *Service) UnbanMember(ctx context.Context, c Caller, req *clientv1.Unban
 }
 
 // SetMemberPermissions sets a member's role and bitmask. Only the creator
-// makes admins; admins (with SET_PERMISSIONS) manage members.
+// makes admins; admins (with SET_PERMISSIONS) manage members, changing
+// only the bits they hold themselves. A member left without LIVE stops
+// publishing.
 func (s *Service) SetMemberPermissions(ctx context.Context, c Caller, req *clientv1.SetMemberPermissionsRequest) (*clientv1.SetMemberPermissionsResponse, error) {
 	actor, err := s.need(ctx, c, req.GetRoomId(), clientv1.Permission_PERMISSION_SET_PERMISSIONS)
 	if err != nil {
@@ -695,13 +704,21 @@ func (s *Service) SetMemberPermissions(ctx context.Context, c Caller, req *clien
 	if m.Status != int(clientv1.MemberStatus_MEMBER_STATUS_ACTIVE) {
 		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeInvalidArgument, "user "+m.UserID+" is not an active member")
 	}
+	perms := req.GetPermissions()
+	if m.Guest {
+		perms &= guestMask
+	}
+	// Only the creator hands out or takes away bits they do not hold
+	// themselves; anyone else changes only bits they hold, so holding
+	// SET_PERMISSIONS is not a way to every bit.
+	if changed := (m.Permissions ^ perms) &^ effective(actor); changed != 0 && actor.Role != int(clientv1.MemberRole_MEMBER_ROLE_CREATOR) {
+		return nil, denied("you cannot grant or remove permissions you do not hold yourself (%s) in room %s; ask the room's creator",
+			permNames(changed), req.GetRoomId())
+	}
 	if req.GetRole() != clientv1.MemberRole_MEMBER_ROLE_UNSPECIFIED {
 		m.Role = int(req.GetRole())
 	}
-	m.Permissions = req.GetPermissions()
-	if m.Guest {
-		m.Permissions &= guestMask
-	}
+	m.Permissions = perms
 	if err := s.st.PutMember(ctx, m); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
@@ -711,6 +728,9 @@ func (s *Service) SetMemberPermissions(ctx context.Context, c Caller, req *clien
 			st.member, online = m, true
 		}
 	})
+	if !mayPublish(m) {
+		s.revokeLive(LiveRevocation{RoomID: m.RoomID, UserID: m.UserID})
+	}
 	return &clientv1.SetMemberPermissionsResponse{Member: memberProto(m, online)}, nil
 }
 

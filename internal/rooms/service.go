@@ -64,6 +64,7 @@ type Service struct {
 	st       *store.Rooms
 	cred     *auth.Credentials
 	issuer   *auth.AccessIssuer // cred's
+	guests   *auth.AccessIssuer // cred's key, tokens living guestTTL
 	refresh  time.Duration
 	grace    time.Duration // refresh reuse grace
 	guestTTL time.Duration
@@ -76,6 +77,7 @@ type Service struct {
 	hub      *hub
 	chat     *chatLog
 	live     liveHooks
+	limits   *limits
 	m        *metrics
 }
 
@@ -129,7 +131,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("rooms: %w", err)
 	}
 	s.cred, s.issuer = cred, cred.Issuer
+	if s.guests, err = cred.Issuer.WithTTL(s.guestTTL); err != nil {
+		return nil, fmt.Errorf("rooms: guest tokens: %w", err)
+	}
 	s.hub = newHub(s)
+	s.limits = newLimits(s.chatRate, s.danmRate)
 	s.chat = newChatLog(s.st, s.log)
 	return s, nil
 }

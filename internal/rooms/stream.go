@@ -26,8 +26,6 @@ type Stream struct {
 	// openSeq is the seq of the stream's ONLINE event: a later ONLINE of
 	// the same user from another node replaces this stream.
 	openSeq int64
-	chat    *bucket
-	danm    *bucket
 
 	out   chan *Outgoing
 	done  chan struct{}
@@ -71,14 +69,9 @@ func (s *Service) OpenStream(ctx context.Context, c Caller, hello *clientv1.Stre
 	}
 	old := r.subs[c.UserID]
 	if old != nil {
-		// The rate limits carry over, so reconnecting does not refill them.
-		st.chat, st.danm = old.chat, old.danm
 		delete(r.subs, c.UserID)
 		old.kill(errorMessage(apierr.New(codes.Aborted, apierr.CodeStreamReplaced,
 			"another stream of the same user opened in this room; this one is closed"), ""))
-	} else {
-		now := s.now()
-		st.chat, st.danm = newBucket(s.chatRate, now), newBucket(s.danmRate, now)
 	}
 	replayed, truncated := 0, false
 	if n := len(r.chat); n > 0 && hello.GetAfterSeq() > 0 && n == chatKeep && r.chat[0].Msg.Seq > hello.GetAfterSeq()+1 {
@@ -201,7 +194,7 @@ func (st *Stream) handle(ctx context.Context, msg *clientv1.ClientMessage) error
 		if err != nil {
 			return err
 		}
-		return st.say(ctx, clientv1.Permission_PERMISSION_CHAT, st.chat, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Chat{
+		return st.say(ctx, clientv1.Permission_PERMISSION_CHAT, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Chat{
 			Chat: &clientv1.ChatBroadcast{User: st.caller.user(), Content: content}}})
 	case *clientv1.ClientMessage_Danmaku:
 		content, err := checkText("danmaku content", p.Danmaku.GetContent(), maxDanmakuBytes)
@@ -214,7 +207,7 @@ func (st *Stream) handle(ctx context.Context, msg *clientv1.ClientMessage) error
 		if pos := p.Danmaku.GetPosition(); !finite(pos) || pos < 0 {
 			return invalid("danmaku position must be a finite number >= 0")
 		}
-		return st.say(ctx, clientv1.Permission_PERMISSION_DANMAKU, st.danm, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Danmaku{
+		return st.say(ctx, clientv1.Permission_PERMISSION_DANMAKU, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Danmaku{
 			Danmaku: &clientv1.DanmakuBroadcast{User: st.caller.user(), Content: content, Color: p.Danmaku.GetColor(), Position: p.Danmaku.GetPosition()}}})
 	case *clientv1.ClientMessage_PlayControl:
 		pc := p.PlayControl
@@ -257,19 +250,21 @@ func (st *Stream) handle(ctx context.Context, msg *clientv1.ClientMessage) error
 func (st *Stream) memberNow() store.RoomMember { return st.member }
 
 // say publishes a chat or danmaku message after the permission and rate
-// checks; chat is then stored (the last chatKeep per room are kept).
-func (st *Stream) say(ctx context.Context, perm clientv1.Permission, b *bucket, msg *clientv1.ServerMessage) error {
+// checks (the user's limits in the room, kept across reconnects); chat is
+// then stored (the last chatKeep per room are kept).
+func (st *Stream) say(ctx context.Context, perm clientv1.Permission, msg *clientv1.ServerMessage) error {
 	s, r := st.svc, st.room
 	r.mu.Lock()
 	if effective(st.member)&uint64(perm) == 0 {
 		r.mu.Unlock()
 		return missing(perm, r.id)
 	}
+	danmaku := perm == clientv1.Permission_PERMISSION_DANMAKU
 	what, rate := "chat", s.chatRate
-	if perm == clientv1.Permission_PERMISSION_DANMAKU {
+	if danmaku {
 		what, rate = "danmaku", s.danmRate
 	}
-	if !b.take(s.now()) {
+	if !s.limits.take(r.id, st.caller.UserID, danmaku, s.now()) {
 		r.mu.Unlock()
 		s.m.rateLimited.WithLabelValues(what).Inc()
 		return apierr.New(codes.ResourceExhausted, apierr.CodeRateLimited,
@@ -287,30 +282,6 @@ func (st *Stream) say(ctx context.Context, perm clientv1.Permission, b *bucket, 
 	s.chat.add(ctx, store.ChatMessage{RoomID: r.id, Seq: msg.Seq, MessageID: msg.MessageId, UserID: st.caller.UserID,
 		Username: st.caller.Username, Guest: st.caller.Guest, Content: c.Chat.Content, SentAt: time.UnixMilli(msg.Timestamp)})
 	return nil
-}
-
-// bucket is a token bucket (rate per second, burst of the same size).
-// Guarded by its room's lock.
-type bucket struct {
-	rate   float64
-	tokens float64
-	last   time.Time
-}
-
-func newBucket(rate float64, now time.Time) *bucket {
-	return &bucket{rate: rate, tokens: rate, last: now}
-}
-
-func (b *bucket) take(now time.Time) bool {
-	if d := now.Sub(b.last).Seconds(); d > 0 {
-		b.tokens = math.Min(b.rate, b.tokens+d*b.rate)
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

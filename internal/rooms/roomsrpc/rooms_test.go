@@ -238,7 +238,10 @@ func TestPermissionMatrix(t *testing.T) {
 			return err
 		},
 		clientv1.Permission_PERMISSION_SET_PERMISSIONS: func(p player, room, _, target string) error {
-			_, err := e.c.SetMemberPermissions(ctx, as(p, &clientv1.SetMemberPermissionsRequest{RoomId: room, UserId: target, Permissions: 0}))
+			// Grants the one bit the actor holds and leaves the target's
+			// others as they are (only bits one holds may change).
+			_, err := e.c.SetMemberPermissions(ctx, as(p, &clientv1.SetMemberPermissionsRequest{RoomId: room, UserId: target,
+				Permissions: rooms.DefaultMemberPermissions | uint64(clientv1.Permission_PERMISSION_SET_PERMISSIONS)}))
 			return err
 		},
 		clientv1.Permission_PERMISSION_LIVE: func(p player, room, _, _ string) error {

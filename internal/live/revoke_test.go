@@ -1,0 +1,179 @@
+package live_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/internal/rooms"
+)
+
+// TestRevokedHolderCutOff: a member's stream key publishes only while they
+// are an active member holding LIVE. Losing LIVE, a ban and leaving each
+// cut off their running publisher (as a key rotation does) and refuse the
+// key from then on, with its own audited reason.
+func TestRevokedHolderCutOff(t *testing.T) {
+	w := newWorld(t)
+	a := w.newNode("a", 4)
+	ctx := context.Background()
+	member, err := w.svc.Authenticate(ctx, w.member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setPerms := func(mask uint64) {
+		t.Helper()
+		if _, err := w.svc.SetMemberPermissions(ctx, w.hostCaller, &clientv1.SetMemberPermissionsRequest{
+			RoomId: w.room, UserId: member.UserID, Permissions: mask}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withLive := rooms.DefaultMemberPermissions | uint64(clientv1.Permission_PERMISSION_LIVE)
+	setPerms(withLive)
+	k, err := w.svc.CreateStreamKey(ctx, member, &clientv1.CreateStreamKeyRequest{RoomId: w.room, Name: "cam"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, path := k.GetKey().GetKey(), w.room+"/cam"
+	live := func() {
+		t.Helper()
+		if _, holder, err := w.svc.PublishKey(ctx, w.room, key); err != nil || holder != member.UserID {
+			t.Fatalf("PublishKey: holder %q, %v; want %s", holder, err, member.UserID)
+		}
+		publish(t, a.RTMPAddr(), w.room, key, 60)
+		a.waitLive(t, path)
+	}
+	cutOff := func(what string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, "the publisher cut off after "+what, func() bool { return !a.HasStream(path) })
+		if _, _, err := w.svc.PublishKey(ctx, w.room, key); !errors.Is(err, rooms.ErrKeyHolderRevoked) {
+			t.Fatalf("after %s PublishKey: %v; want ErrKeyHolderRevoked", what, err)
+		}
+	}
+
+	live()
+	setPerms(rooms.DefaultMemberPermissions)
+	cutOff("losing LIVE")
+	// At the RTMP door too: refused and audited with the reason.
+	for len(a.audit) > 0 {
+		<-a.audit
+	}
+	if err := publish(t, a.RTMPAddr(), w.room, key, 5).Wait(); err == nil {
+		t.Fatal("ffmpeg published with the key of a member without LIVE")
+	}
+	if ev := <-a.audit; ev.Action != "publish refused" || ev.Reason != "the key's holder may no longer publish (left, banned or without LIVE)" {
+		t.Fatalf("audit %+v", ev)
+	}
+
+	setPerms(withLive)
+	live()
+	if _, err := w.svc.BanMember(ctx, w.hostCaller, &clientv1.BanMemberRequest{RoomId: w.room, UserId: member.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	cutOff("a ban")
+
+	if _, err := w.svc.UnbanMember(ctx, w.hostCaller, &clientv1.UnbanMemberRequest{RoomId: w.room, UserId: member.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.JoinRoom(ctx, member, &clientv1.JoinRoomRequest{RoomId: w.room}); err != nil {
+		t.Fatal(err)
+	}
+	setPerms(withLive)
+	live()
+	if _, err := w.svc.LeaveRoom(ctx, member, &clientv1.LeaveRoomRequest{RoomId: w.room}); err != nil {
+		t.Fatal(err)
+	}
+	cutOff("leaving")
+}
+
+// watch opens an HTTP-FLV viewer as token's holder and reads it in the
+// background; the returned channel closes when the response ends.
+func watch(t *testing.T, url string) <-chan struct{} {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("viewer: status %d", resp.StatusCode)
+	}
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-ended
+	})
+	return ended
+}
+
+func waitEnded(t *testing.T, ended <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s still receives the stream", what)
+	}
+}
+
+// TestBanEndsViewing: a ban ends the banned member's HTTP-FLV viewing on
+// the publisher's node and on a node relaying the stream; other viewers
+// go on.
+func TestBanEndsViewing(t *testing.T) {
+	w := newWorld(t)
+	a := w.newNode("a", 4)
+	b := w.newNode("b", 4)
+	ctx := context.Background()
+	member, err := w.svc.Authenticate(ctx, w.member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, a.RTMPAddr(), w.room, w.key, 60)
+	path := w.room + "/main"
+	a.waitLive(t, path)
+	onA, onB := watch(t, a.playURL(w.room, w.member)), watch(t, b.playURL(w.room, w.member))
+	host := watch(t, b.playURL(w.room, w.host))
+	if _, err := w.svc.BanMember(ctx, w.hostCaller, &clientv1.BanMemberRequest{RoomId: w.room, UserId: member.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	waitEnded(t, onA, "the banned member's viewer on node a")
+	waitEnded(t, onB, "the banned member's viewer on node b")
+	select {
+	case <-host:
+		t.Fatal("the host's viewer ended with the ban of another member")
+	default:
+	}
+	if sb, _ := b.Status(ctx, path); sb.GetStats().GetViewerCount() != 1 {
+		t.Fatalf("node b has %d viewers; want 1 (the host)", sb.GetStats().GetViewerCount())
+	}
+}
+
+// TestDeleteRoomEndsStreams: deleting the room cuts off its publisher and
+// ends its viewers, on the publisher's node and on a relaying node.
+func TestDeleteRoomEndsStreams(t *testing.T) {
+	w := newWorld(t)
+	a := w.newNode("a", 4)
+	b := w.newNode("b", 4)
+	ctx := context.Background()
+	publish(t, a.RTMPAddr(), w.room, w.key, 60)
+	path := w.room + "/main"
+	a.waitLive(t, path)
+	onA, onB := watch(t, a.playURL(w.room, w.member)), watch(t, b.playURL(w.room, w.member))
+	if _, err := w.svc.DeleteRoom(ctx, w.hostCaller, &clientv1.DeleteRoomRequest{RoomId: w.room}); err != nil {
+		t.Fatal(err)
+	}
+	waitEnded(t, onA, "a viewer on node a")
+	waitEnded(t, onB, "a viewer on node b")
+	waitFor(t, 10*time.Second, "the stream gone from both nodes", func() bool { return !a.HasStream(path) && !b.HasStream(path) })
+}

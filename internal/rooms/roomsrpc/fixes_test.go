@@ -1,0 +1,257 @@
+package roomsrpc_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/rooms"
+)
+
+// clock is a settable clock for rooms.Config.Now.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestGuestToken: a guest's access token lives the guest TTL (24 h by
+// default; guests have no refresh token), not the players' 15 minutes,
+// and GuestJoin's room says it has a password when it has one.
+func TestGuestToken(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: time.Now()}
+	e := newEnv(t, func(c *rooms.Config) { c.Now = clk.Now })
+	ctx := ctxT(t)
+	owner := e.register("")
+	room := e.createRoom(owner, &clientv1.CreateRoomRequest{Password: "pw", Settings: &clientv1.RoomSettings{AllowGuests: true}})
+	g, err := e.c.GuestJoin(ctx, connect.NewRequest(&clientv1.GuestJoinRequest{RoomId: room, Name: "visitor", Password: "pw"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.Msg.GetRoom().GetHasPassword() {
+		t.Error("GuestJoin's room says has_password false for a room with a password")
+	}
+	if got := g.Msg.GetExpiresIn(); got != int64((24 * time.Hour).Seconds()) {
+		t.Errorf("expires_in %d s; want %d (24 h)", got, int64((24 * time.Hour).Seconds()))
+	}
+	guest := player{id: g.Msg.GetUser().GetId(), token: g.Msg.GetAccessToken()}
+	clk.advance(time.Hour)
+	if _, err := e.c.GetMovieList(ctx, as(guest, &clientv1.GetMovieListRequest{RoomId: room})); err != nil {
+		t.Fatalf("guest token an hour after GuestJoin: %v", err)
+	}
+	clk.advance(23*time.Hour + time.Minute)
+	_, err = e.c.GetMovieList(ctx, as(guest, &clientv1.GetMovieListRequest{RoomId: room}))
+	wantCode(t, err, connect.CodeUnauthenticated, apierr.CodeTokenExpired)
+}
+
+// TestSetPermissionsOnlyOwnBits: a member or admin holding SET_PERMISSIONS
+// grants and removes only bits they hold themselves; the creator any.
+func TestSetPermissionsOnlyOwnBits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxT(t)
+	owner := e.register("")
+	room := e.createRoom(owner, &clientv1.CreateRoomRequest{})
+	bob, carol, dave := e.register(""), e.register(""), e.register("")
+	for _, p := range []player{bob, carol, dave} {
+		e.join(p, room)
+	}
+	const (
+		set  = uint64(clientv1.Permission_PERMISSION_SET_PERMISSIONS)
+		chat = uint64(clientv1.Permission_PERMISSION_CHAT)
+		live = uint64(clientv1.Permission_PERMISSION_LIVE)
+		ban  = uint64(clientv1.Permission_PERMISSION_BAN_MEMBERS)
+		add  = uint64(clientv1.Permission_PERMISSION_ADD_MOVIE)
+	)
+	setPerms := func(actor, target player, role clientv1.MemberRole, mask uint64) (*clientv1.Member, error) {
+		r, err := e.c.SetMemberPermissions(ctx, as(actor, &clientv1.SetMemberPermissionsRequest{RoomId: room, UserId: target.id, Role: role, Permissions: mask}))
+		if err != nil {
+			return nil, err
+		}
+		return r.Msg.GetMember(), nil
+	}
+	must := func(actor, target player, role clientv1.MemberRole, mask uint64) {
+		t.Helper()
+		m, err := setPerms(actor, target, role, mask)
+		if err != nil || m.GetPermissions() != mask {
+			t.Fatalf("set %s to %#x: %v %v", target.name, mask, m, err)
+		}
+	}
+	refused := func(actor, target player, role clientv1.MemberRole, mask uint64, names ...string) {
+		t.Helper()
+		_, err := setPerms(actor, target, role, mask)
+		wantCode(t, err, connect.CodePermissionDenied, apierr.CodePermissionDenied)
+		for _, n := range names {
+			if !strings.Contains(err.Error(), n) {
+				t.Fatalf("refusal %q does not name %s", err, n)
+			}
+		}
+	}
+	member := clientv1.MemberRole_MEMBER_ROLE_UNSPECIFIED
+	must(owner, bob, member, set|chat)
+	// Bob cannot hand out bits he lacks, nor escalate through carol.
+	refused(bob, carol, member, rooms.AllPermissions, "LIVE", "BAN_MEMBERS", "do not hold")
+	refused(bob, carol, member, rooms.DefaultMemberPermissions|live, "LIVE")
+	// Nor take away a bit he lacks (carol's ADD_MOVIE).
+	refused(bob, carol, member, rooms.DefaultMemberPermissions&^add, "ADD_MOVIE")
+	// Bits he holds he may grant and remove; the others stay as they are.
+	must(bob, carol, member, (rooms.DefaultMemberPermissions&^chat)|set)
+	refused(carol, bob, member, rooms.AllPermissions, "BAN_MEMBERS")
+	// An admin is bound the same way; only the creator is not.
+	must(owner, dave, clientv1.MemberRole_MEMBER_ROLE_ADMIN, set)
+	refused(dave, carol, member, rooms.AllPermissions, "LIVE")
+	must(owner, carol, member, rooms.AllPermissions)
+	must(owner, carol, member, ban)
+}
+
+// TestLiveRevocations: the rpcs that end a member's live access tell the
+// live system (OnLiveRevoked) on their node, and so does a change made on
+// another node as it is delivered (Deliver, remote) — checked against the
+// membership then, so a change delivered after the member was let back
+// in revokes nothing.
+func TestLiveRevocations(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxT(t)
+	var mu sync.Mutex
+	var got []rooms.LiveRevocation
+	e.svc.OnLiveRevoked(func(rv rooms.LiveRevocation) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, rv)
+	})
+	want := func(step string, w ...rooms.LiveRevocation) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != len(w) {
+			t.Fatalf("%s: revocations %+v; want %+v", step, got, w)
+		}
+		for i := range w {
+			if got[i] != w[i] {
+				t.Fatalf("%s: revocations %+v; want %+v", step, got, w)
+			}
+		}
+		got = nil
+	}
+	owner, bob := e.register(""), e.register("")
+	room := e.createRoom(owner, &clientv1.CreateRoomRequest{})
+	e.join(bob, room)
+	withLive := rooms.DefaultMemberPermissions | uint64(clientv1.Permission_PERMISSION_LIVE)
+	setPerms := func(mask uint64) {
+		t.Helper()
+		if _, err := e.c.SetMemberPermissions(ctx, as(owner, &clientv1.SetMemberPermissionsRequest{RoomId: room, UserId: bob.id, Permissions: mask})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq := int64(0)
+	deliver := func(remote bool, msg *clientv1.ServerMessage) {
+		seq++
+		e.svc.Deliver(room, seq, remote, msg)
+	}
+	memberEvent := func(kind clientv1.MemberUpdate_Kind, perms uint64) *clientv1.ServerMessage {
+		return &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Member{Member: &clientv1.MemberUpdate{Kind: kind,
+			Member: &clientv1.Member{User: &clientv1.User{Id: bob.id}, Permissions: perms, Status: clientv1.MemberStatus_MEMBER_STATUS_ACTIVE}}}}
+	}
+
+	setPerms(withLive)
+	want("LIVE granted")
+	deliver(true, memberEvent(clientv1.MemberUpdate_KIND_LEFT, 0))
+	deliver(true, memberEvent(clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED, rooms.DefaultMemberPermissions))
+	want("remote changes while bob holds LIVE")
+
+	setPerms(rooms.DefaultMemberPermissions)
+	want("LIVE taken away", rooms.LiveRevocation{RoomID: room, UserID: bob.id})
+	deliver(true, memberEvent(clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED, rooms.DefaultMemberPermissions))
+	deliver(false, memberEvent(clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED, rooms.DefaultMemberPermissions))
+	want("LIVE taken away on another node, and this node's own change delivered",
+		rooms.LiveRevocation{RoomID: room, UserID: bob.id})
+
+	if _, err := e.c.BanMember(ctx, as(owner, &clientv1.BanMemberRequest{RoomId: room, UserId: bob.id})); err != nil {
+		t.Fatal(err)
+	}
+	want("ban", rooms.LiveRevocation{RoomID: room, UserID: bob.id, Watch: true})
+	deliver(true, memberEvent(clientv1.MemberUpdate_KIND_BANNED, 0))
+	want("ban on another node", rooms.LiveRevocation{RoomID: room, UserID: bob.id, Watch: true})
+
+	if _, err := e.c.UnbanMember(ctx, as(owner, &clientv1.UnbanMemberRequest{RoomId: room, UserId: bob.id})); err != nil {
+		t.Fatal(err)
+	}
+	e.join(bob, room)
+	if _, err := e.c.LeaveRoom(ctx, as(bob, &clientv1.LeaveRoomRequest{RoomId: room})); err != nil {
+		t.Fatal(err)
+	}
+	want("leave", rooms.LiveRevocation{RoomID: room, UserID: bob.id, Watch: true})
+	deliver(true, memberEvent(clientv1.MemberUpdate_KIND_LEFT, 0))
+	want("leave on another node", rooms.LiveRevocation{RoomID: room, UserID: bob.id, Watch: true})
+
+	if _, err := e.c.DeleteRoom(ctx, as(owner, &clientv1.DeleteRoomRequest{RoomId: room})); err != nil {
+		t.Fatal(err)
+	}
+	want("delete", rooms.LiveRevocation{RoomID: room, Watch: true})
+	deliver(true, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Room{Room: &clientv1.RoomUpdate{Room: &clientv1.Room{Id: room}, Deleted: true}}})
+	want("delete on another node", rooms.LiveRevocation{RoomID: room, Watch: true})
+}
+
+// TestRateLimitsSurviveReconnect: a member who used up the chat limit and
+// reconnects (the old stream gone, not replaced) is still over it; the
+// limit refills with time as before.
+func TestRateLimitsSurviveReconnect(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: time.Now()}
+	e := newEnv(t, func(c *rooms.Config) { c.Now = clk.Now })
+	owner, bob := e.register(""), e.register("")
+	room := e.createRoom(owner, &clientv1.CreateRoomRequest{})
+	e.join(bob, room)
+	watcher := e.openStream(owner, room, 0)
+	watcher.next(isReady)
+	sb := e.openStream(bob, room, 0)
+	sb.next(isReady)
+	// The clock stands still: the burst (10) goes through, the 11th not.
+	for i := range 10 {
+		sb.send(chatMsg(fmt.Sprint("m", i)))
+	}
+	sb.send(chatMsg("over"))
+	if got := sb.next(isError).GetError().GetCode(); got != apierr.CodeRateLimited {
+		t.Fatalf("11th chat: %s; want RATE_LIMITED", got)
+	}
+	_ = sb.bs.CloseRequest()
+	_ = sb.bs.CloseResponse()
+	watcher.next(func(m *clientv1.ServerMessage) bool {
+		u := m.GetMember()
+		return u.GetKind() == clientv1.MemberUpdate_KIND_OFFLINE && u.GetMember().GetUser().GetId() == bob.id
+	})
+	again := e.openStream(bob, room, 0)
+	again.next(isReady)
+	again.send(chatMsg("after reconnect"))
+	// The retained chat is replayed first; the answer is an error or the
+	// message itself.
+	m := again.next(func(m *clientv1.ServerMessage) bool {
+		return isError(m) || m.GetChat().GetContent() == "after reconnect"
+	})
+	if got := m.GetError().GetCode(); got != apierr.CodeRateLimited {
+		t.Fatalf("chat after reconnecting: %v; want RATE_LIMITED", m)
+	}
+	clk.advance(time.Second)
+	again.send(chatMsg("a second later"))
+	if got := again.next(isChat).GetChat().GetContent(); got != "a second later" {
+		t.Fatalf("chat a second later: %q", got)
+	}
+}
