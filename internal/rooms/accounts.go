@@ -54,7 +54,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Caller, erro
 	case sess.UserID != sub:
 		return Caller{}, unauthenticated(apierr.CodeTokenInvalid, "access token is invalid (subject mismatch); log in again")
 	case !sess.RevokedAt.IsZero():
-		return Caller{}, unauthenticated(apierr.CodeTokenRevoked, "access token revoked (logged out); log in again")
+		return Caller{}, errSessionRevoked()
 	}
 	u, err := s.st.User(ctx, sub)
 	if errors.Is(err, store.ErrNotFound) {
@@ -219,23 +219,27 @@ func (s *Service) RefreshToken(ctx context.Context, req *clientv1.RefreshTokenRe
 	case store.RotateRevoked:
 		return nil, unauthenticated(apierr.CodeTokenRevoked, "refresh token revoked; log in again")
 	case store.RotateReused:
+		s.endSession(res.Session.ID) // the other nodes' end at their next session check
 		return nil, unauthenticated(apierr.CodeTokenRevoked, "refresh token was already used: the session has been revoked in case it was stolen; log in again")
 	}
 	return nil, toStatus(ctx, s.log, fmt.Errorf("rooms: unexpected rotate outcome %d", res.Outcome))
 }
 
 // Logout ends the refresh token's session; its access tokens stop working
-// at once. Logging out twice is not an error.
+// at once, and its open streams end (TOKEN_REVOKED): on this node now, on
+// the others at their next session check. Logging out twice is not an
+// error.
 func (s *Service) Logout(ctx context.Context, req *clientv1.LogoutRequest) (*clientv1.LogoutResponse, error) {
 	if req.GetRefreshToken() == "" {
 		return nil, invalid("refresh_token is required")
 	}
-	err := s.st.RevokeByRefreshToken(ctx, auth.HashRefreshToken(req.GetRefreshToken()))
+	sid, err := s.st.RevokeByRefreshToken(ctx, auth.HashRefreshToken(req.GetRefreshToken()))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, unauthenticated(apierr.CodeTokenInvalid, "refresh token not recognised")
 	}
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
+	s.endSession(sid)
 	return &clientv1.LogoutResponse{}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
@@ -48,6 +49,10 @@ type Config struct {
 	// falls further behind is cut off. Default 1024 (at least 600: a
 	// (re)connect queues up to 500 retained chat messages at once).
 	StreamQueue int
+	// SessionCheck is how often a node re-reads the sessions of its open
+	// streams and ends those revoked on another node (on this node they
+	// end at once); default 2 s.
+	SessionCheck time.Duration
 	// Bus orders room events across the gateway nodes of a cluster (see
 	// Bus); nil: one node, events are delivered where they happen.
 	Bus Bus
@@ -79,6 +84,10 @@ type Service struct {
 	live     liveHooks
 	limits   *limits
 	m        *metrics
+
+	stopWatch sync.Once
+	watchStop chan struct{} // closed by Close: watchSessions returns
+	watchDone chan struct{} // closed when watchSessions has returned
 }
 
 // signingKeyID names the players' generated key in auth_signing_keys.
@@ -137,6 +146,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s.hub = newHub(s)
 	s.limits = newLimits(s.chatRate, s.danmRate)
 	s.chat = newChatLog(s.st, s.log)
+	every := cfg.SessionCheck
+	if every <= 0 {
+		every = defaultSessionCheck
+	}
+	s.watchStop, s.watchDone = make(chan struct{}), make(chan struct{})
+	go s.watchSessions(every, s.watchStop, s.watchDone)
 	return s, nil
 }
 
@@ -144,6 +159,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 // elsewhere) and stores the chat messages still queued, for a graceful
 // shutdown.
 func (s *Service) Close() {
+	s.stopWatch.Do(func() { close(s.watchStop) })
+	<-s.watchDone
 	s.hub.closeAll()
 	s.chat.close()
 }

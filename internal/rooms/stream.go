@@ -139,6 +139,16 @@ func (st *Stream) Close() {
 	})
 }
 
+// ended says whether the stream has been told to end.
+func (st *Stream) ended() bool {
+	select {
+	case <-st.done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (st *Stream) kill(final *clientv1.ServerMessage) { st.end(final, true) }
 
 func (st *Stream) end(final *clientv1.ServerMessage, flush bool) {
@@ -173,6 +183,9 @@ func (st *Stream) enqueue(msg *Outgoing) bool {
 // Handle processes one ClientMessage. Replies (pong, errors) are queued
 // like events; a refusal is an ErrorMessage, never the end of the stream.
 func (st *Stream) Handle(ctx context.Context, msg *clientv1.ClientMessage) {
+	if st.ended() {
+		return // the transport is about to stop reading: too late to act
+	}
 	if err := st.handle(ctx, msg); err != nil {
 		st.enqueue(outgoing(errorMessage(err, truncate(msg.GetMessageId(), maxMessageID))))
 	}
@@ -255,6 +268,12 @@ func (st *Stream) memberNow() store.RoomMember { return st.member }
 func (st *Stream) say(ctx context.Context, perm clientv1.Permission, msg *clientv1.ServerMessage) error {
 	s, r := st.svc, st.room
 	r.mu.Lock()
+	if st.ended() {
+		// Ended (its session revoked, banned, ...) while this message was
+		// on its way: it is not sent.
+		r.mu.Unlock()
+		return nil
+	}
 	if effective(st.member)&uint64(perm) == 0 {
 		r.mu.Unlock()
 		return missing(perm, r.id)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -258,11 +259,12 @@ func (x *Rooms) revokeSession(ctx context.Context, tx *sql.Tx, res *RoomRotateRe
 	return nil
 }
 
-// RevokeByRefreshToken revokes the session of the refresh token (logout);
-// ErrNotFound if the token is unknown. Revoking twice is a no-op.
-func (x *Rooms) RevokeByRefreshToken(ctx context.Context, hash string) error {
-	return x.s.inTx(ctx, "revoke room session", func(tx *sql.Tx) error {
-		var id string
+// RevokeByRefreshToken revokes the session of the refresh token (logout)
+// and returns its id; ErrNotFound if the token is unknown. Revoking twice
+// is a no-op.
+func (x *Rooms) RevokeByRefreshToken(ctx context.Context, hash string) (string, error) {
+	var id string
+	err := x.s.inTx(ctx, "revoke room session", func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `SELECT session_id FROM room_refresh_tokens WHERE token_hash = $1`, hash).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("refresh token")
@@ -273,6 +275,7 @@ func (x *Rooms) RevokeByRefreshToken(ctx context.Context, hash string) error {
 		_, err = tx.ExecContext(ctx, `UPDATE room_user_sessions SET revoked_at = $1 WHERE session_id = $2 AND revoked_at = 0`, x.s.nowMs(), id)
 		return dbErr(ctx, "revoke room session", err)
 	})
+	return id, err
 }
 
 // Session returns a login session; ErrNotFound if none.
@@ -289,6 +292,46 @@ func (x *Rooms) Session(ctx context.Context, id string) (RoomSession, error) {
 	}
 	s.CreatedAt, s.ExpiresAt, s.RevokedAt = msToTime(created), msToTime(expires), msToTime(revoked)
 	return s, dbErr(ctx, "get room session", err)
+}
+
+// EndedSessions returns those of ids whose session is revoked or no
+// longer exists (what Authenticate refuses as TOKEN_REVOKED), for
+// re-checking the sessions of open streams in one query per chunk.
+func (x *Rooms) EndedSessions(ctx context.Context, ids []string) ([]string, error) {
+	live := make(map[string]bool, len(ids))
+	for chunk := range slices.Chunk(ids, 500) {
+		args := make([]any, 0, len(chunk))
+		ph := make([]string, 0, len(chunk))
+		for _, id := range chunk {
+			args = append(args, id)
+			ph = append(ph, "$"+strconv.Itoa(len(args)))
+		}
+		rows, err := x.s.db.QueryContext(ctx,
+			`SELECT session_id FROM room_user_sessions WHERE revoked_at = 0 AND session_id IN (`+strings.Join(ph, ", ")+`)`, args...)
+		if err != nil {
+			return nil, dbErr(ctx, "check room sessions", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, dbErr(ctx, "check room sessions", err)
+			}
+			live[id] = true
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, dbErr(ctx, "check room sessions", err)
+		}
+	}
+	var ended []string
+	for _, id := range ids {
+		if !live[id] {
+			ended = append(ended, id)
+		}
+	}
+	return ended, nil
 }
 
 // ---------------------------------------------------------------- rooms

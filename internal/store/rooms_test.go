@@ -48,7 +48,14 @@ func TestRooms(t *testing.T) {
 		if sess.RevokedAt.IsZero() {
 			t.Fatal("reuse did not revoke the session")
 		}
-		wantErr(t, x.RevokeByRefreshToken(ctx, "nope"), store.ErrNotFound, "logout unknown")
+		_, err = x.RevokeByRefreshToken(ctx, "nope")
+		wantErr(t, err, store.ErrNotFound, "logout unknown")
+		mustNil(t, x.CreateSession(ctx, store.RoomSession{ID: "s2", UserID: "u1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, nil), "session 2")
+		ended, err := x.EndedSessions(ctx, []string{"s1", "s2", "gone"})
+		mustNil(t, err, "ended sessions")
+		if fmt.Sprint(ended) != "[s1 gone]" {
+			t.Fatalf("ended sessions %v, want the revoked s1 and the missing gone", ended)
+		}
 
 		// Rooms, listing newest first with search and cursor.
 		for i := 0; i < 4; i++ {
