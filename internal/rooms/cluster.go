@@ -275,7 +275,7 @@ func (s *Service) RemoteChat(ctx context.Context, roomID, eventID, userID, conte
 	if err != nil {
 		return err
 	}
-	s.chat.add(ctx, store.ChatMessage{RoomID: r.id, Seq: msg.Seq, MessageID: eventID, UserID: userID,
+	s.chat.add(ctx, store.ChatMessage{RoomID: r.id, Seq: msg.Seq, MessageID: msg.MessageId, UserID: userID,
 		Username: m.Username, Guest: m.Guest, Content: content, SentAt: time.UnixMilli(msg.Timestamp)})
 	return nil
 }

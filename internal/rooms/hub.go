@@ -274,6 +274,7 @@ func (h *hub) publish(ctx context.Context, r *liveRoom, msg *clientv1.ServerMess
 			return toStatus(ctx, h.svc.log, err)
 		}
 	}
+	stampSaid(msg)
 	if bus := h.svc.bus; bus != nil {
 		// Delivered by Service.Deliver, in the log's order, on every node.
 		seq, err := bus.Publish(ctx, r.id, msg)
@@ -292,6 +293,18 @@ func (h *hub) publish(ctx context.Context, r *liveRoom, msg *clientv1.ServerMess
 	h.svc.m.published(msg)
 	h.fanout(r, msg)
 	return nil
+}
+
+// stampSaid gives a chat or danmaku broadcast the message's id and time
+// (before it goes to the log or the streams), so the live copy carries
+// what the stored one replays (chatProto): message_id and sent_at.
+func stampSaid(msg *clientv1.ServerMessage) {
+	switch p := msg.Payload.(type) {
+	case *clientv1.ServerMessage_Chat:
+		p.Chat.MessageId, p.Chat.SentAt = msg.MessageId, msg.Timestamp
+	case *clientv1.ServerMessage_Danmaku:
+		p.Danmaku.MessageId, p.Danmaku.SentAt = msg.MessageId, msg.Timestamp
+	}
 }
 
 // publishLive publishes msg in the room if it is live, running update
