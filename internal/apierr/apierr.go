@@ -131,6 +131,13 @@ const (
 	CodeMemberBanned = "MEMBER_BANNED"
 	// CodeMemberPending: the join waits in the room's approval queue.
 	CodeMemberPending = "MEMBER_PENDING"
+	// CodeMemberStatus: the member is not in the status the call acts on
+	// (approving one who is not pending, unbanning one who is not banned,
+	// setting the permissions of one who is not active); FAILED_PRECONDITION.
+	CodeMemberStatus = "MEMBER_INVALID_STATUS"
+	// CodeCreatorCannotLeave: a room's creator cannot leave it (they
+	// delete it instead); FAILED_PRECONDITION.
+	CodeCreatorCannotLeave = "CREATOR_CANNOT_LEAVE"
 	// CodeGuestsNotAllowed: the room does not allow guests, or a guest
 	// token is used outside its room.
 	CodeGuestsNotAllowed = "GUESTS_NOT_ALLOWED"

@@ -302,7 +302,7 @@ func (s *Service) LeaveRoom(ctx context.Context, c Caller, req *clientv1.LeaveRo
 		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeNotMember, "you are not a member of room "+req.GetRoomId())
 	}
 	if m.Role == int(clientv1.MemberRole_MEMBER_ROLE_CREATOR) {
-		return nil, apierr.New(codes.FailedPrecondition, "CREATOR_CANNOT_LEAVE", "the creator cannot leave room "+req.GetRoomId()+"; delete it instead")
+		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeCreatorCannotLeave, "the creator cannot leave room "+req.GetRoomId()+"; delete it instead")
 	}
 	if err := s.st.DeleteMember(ctx, m.RoomID, m.UserID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, toStatus(ctx, s.log, err)
@@ -616,7 +616,7 @@ func (s *Service) ApproveMember(ctx context.Context, c Caller, req *clientv1.App
 		return nil, err
 	}
 	if m.Status != int(clientv1.MemberStatus_MEMBER_STATUS_PENDING) {
-		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeInvalidArgument, "user "+m.UserID+" is not waiting for approval")
+		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeMemberStatus, "user "+m.UserID+" is not waiting for approval")
 	}
 	if !req.GetApprove() {
 		if err := s.st.DeleteMember(ctx, m.RoomID, m.UserID); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -668,7 +668,7 @@ func (s *Service) UnbanMember(ctx context.Context, c Caller, req *clientv1.Unban
 		return nil, err
 	}
 	if m.Status != int(clientv1.MemberStatus_MEMBER_STATUS_BANNED) {
-		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeInvalidArgument, "user "+m.UserID+" is not banned")
+		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeMemberStatus, "user "+m.UserID+" is not banned")
 	}
 	if err := s.st.DeleteMember(ctx, m.RoomID, m.UserID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, toStatus(ctx, s.log, err)
@@ -702,7 +702,7 @@ func (s *Service) SetMemberPermissions(ctx context.Context, c Caller, req *clien
 		return nil, err
 	}
 	if m.Status != int(clientv1.MemberStatus_MEMBER_STATUS_ACTIVE) {
-		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeInvalidArgument, "user "+m.UserID+" is not an active member")
+		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeMemberStatus, "user "+m.UserID+" is not an active member")
 	}
 	perms := req.GetPermissions()
 	if m.Guest {
