@@ -21,6 +21,9 @@ type Caller struct {
 	// GuestRoomID is the only room a guest may use.
 	GuestRoomID string
 	SessionID   string
+	// Source is the client's network address ("" if unknown), for the
+	// room password throttle.
+	Source string
 }
 
 func (c Caller) user() *clientv1.User {

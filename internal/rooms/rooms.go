@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -168,18 +169,8 @@ func (s *Service) JoinRoom(ctx context.Context, c Caller, req *clientv1.JoinRoom
 // admit checks the password and stores a new membership, active or
 // pending, telling the room.
 func (s *Service) admit(ctx context.Context, r store.Room, c Caller, password string) (store.RoomMember, error) {
-	if r.PasswordHash != "" {
-		ok, err := s.cred.VerifyPassword(ctx, password, r.PasswordHash)
-		if err != nil {
-			return store.RoomMember{}, toStatus(ctx, s.log, err)
-		}
-		if !ok {
-			what := "wrong room password"
-			if password == "" {
-				what = "room " + r.ID + " needs a password"
-			}
-			return store.RoomMember{}, apierr.New(codes.PermissionDenied, apierr.CodeRoomPassword, what)
-		}
+	if err := s.checkRoomPassword(ctx, r, c, password); err != nil {
+		return store.RoomMember{}, err
 	}
 	perms := r.DefaultPermissions
 	if c.Guest {
@@ -197,6 +188,55 @@ func (s *Service) admit(ctx context.Context, r store.Room, c Caller, password st
 	}
 	s.hub.publishLive(ctx, r.ID, memberUpdate(kind, memberProto(m, false)), nil)
 	return m, nil
+}
+
+// checkRoomPassword checks the password of a room that has one. Wrong
+// guesses are throttled as logins are (ratelimit.LoginThrottle, the
+// service's LoginThrottle settings): per room and user — per room and
+// address for a guest, who has no user yet — and per room and address;
+// a throttled attempt is refused with RESOURCE_EXHAUSTED RATE_LIMITED and
+// retry_after_ms before the password is checked. A missing password is
+// not a guess and counts for nothing.
+func (s *Service) checkRoomPassword(ctx context.Context, r store.Room, c Caller, password string) error {
+	if r.PasswordHash == "" {
+		return nil
+	}
+	if password == "" {
+		return apierr.New(codes.PermissionDenied, apierr.CodeRoomPassword, "room "+r.ID+" needs a password")
+	}
+	user := r.ID + "\x00user\x00" + c.UserID
+	if c.UserID == "" {
+		user = r.ID + "\x00addr\x00" + c.Source
+	}
+	source := ""
+	if c.Source != "" {
+		source = r.ID + "\x00" + c.Source
+	}
+	attempt, refusal := s.roomPasswords.Begin(user, source)
+	if refusal != nil {
+		ms := "1000"
+		if info := apierr.Info(refusal.Err); info != nil && info.GetDetails()["retry_after_ms"] != "" {
+			ms = info.GetDetails()["retry_after_ms"]
+		}
+		secs := int64(1)
+		if n, err := strconv.ParseInt(ms, 10, 64); err == nil {
+			secs = max((n+999)/1000, 1)
+		}
+		return apierr.New(codes.ResourceExhausted, apierr.CodeRateLimited,
+			fmt.Sprintf("too many wrong passwords for room %s; retry in %ds", r.ID, secs),
+			"retry_after_ms", ms, "limit", "room_password")
+	}
+	ok, err := s.cred.VerifyPassword(ctx, password, r.PasswordHash)
+	switch {
+	case err != nil:
+		attempt.Abandoned()
+		return toStatus(ctx, s.log, err)
+	case !ok:
+		attempt.Failed()
+		return apierr.New(codes.PermissionDenied, apierr.CodeRoomPassword, "wrong room password")
+	}
+	attempt.Succeeded()
+	return nil
 }
 
 // currentState is the room's playback state: the live one if the room is
@@ -217,8 +257,9 @@ func (s *Service) currentState(ctx context.Context, r store.Room) *clientv1.Room
 }
 
 // GuestJoin creates a guest user in a room that allows guests and returns
-// its access token.
-func (s *Service) GuestJoin(ctx context.Context, req *clientv1.GuestJoinRequest) (*clientv1.GuestJoinResponse, error) {
+// its access token; source is the client's address (wrong room passwords
+// are throttled per room and address).
+func (s *Service) GuestJoin(ctx context.Context, source string, req *clientv1.GuestJoinRequest) (*clientv1.GuestJoinResponse, error) {
 	if err := checkRoomID(req.GetRoomId()); err != nil {
 		return nil, err
 	}
@@ -249,14 +290,8 @@ func (s *Service) GuestJoin(ctx context.Context, req *clientv1.GuestJoinRequest)
 	c := Caller{UserID: uid, Username: name, Guest: true, GuestRoomID: r.ID, SessionID: sid}
 	// The password is checked before the user is stored, so wrong guesses
 	// leave nothing behind.
-	if r.PasswordHash != "" {
-		ok, err := s.cred.VerifyPassword(ctx, req.GetPassword(), r.PasswordHash)
-		if err != nil {
-			return nil, toStatus(ctx, s.log, err)
-		}
-		if !ok {
-			return nil, apierr.New(codes.PermissionDenied, apierr.CodeRoomPassword, "wrong room password")
-		}
+	if err := s.checkRoomPassword(ctx, r, Caller{Guest: true, Source: source}, req.GetPassword()); err != nil {
+		return nil, err
 	}
 	if err := s.st.CreateUser(ctx, u); err != nil {
 		return nil, toStatus(ctx, s.log, err)

@@ -39,7 +39,10 @@ type Config struct {
 	// MaxConcurrentHashes bounds password hashes computed at once;
 	// default 4.
 	MaxConcurrentHashes int
-	// LoginThrottle slows password guessing per username and address.
+	// LoginThrottle slows password guessing per username and address; a
+	// second throttle with the same settings slows room password guessing
+	// per room and user (a guest: per room and address) and per room and
+	// address.
 	LoginThrottle ratelimit.LoginConfig
 	// ChatPerSecond and DanmakuPerSecond are each user's message rates in
 	// a room (bursts of the same size); defaults 10 and 5.
@@ -84,6 +87,8 @@ type Service struct {
 	live     liveHooks
 	limits   *limits
 	m        *metrics
+	// roomPasswords throttles wrong room passwords (checkRoomPassword).
+	roomPasswords *ratelimit.LoginThrottle
 
 	stopWatch sync.Once
 	watchStop chan struct{} // closed by Close: watchSessions returns
@@ -140,6 +145,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("rooms: %w", err)
 	}
 	s.cred, s.issuer = cred, cred.Issuer
+	tc := cfg.LoginThrottle
+	if tc.Now == nil {
+		tc.Now = s.now
+	}
+	if s.roomPasswords, err = ratelimit.NewLoginThrottle(tc); err != nil {
+		return nil, fmt.Errorf("rooms: room password throttle: %w", err)
+	}
 	if s.guests, err = cred.Issuer.WithTTL(s.guestTTL); err != nil {
 		return nil, fmt.Errorf("rooms: guest tokens: %w", err)
 	}
