@@ -138,6 +138,9 @@ func (s *Service) freshMember(roomID string, u *clientv1.MemberUpdate) {
 			"user", u.GetMember().GetUser().GetId(), "err", err)
 		return
 	}
+	if m.Status == memberLeft {
+		return // left since: the stream is gone, and the status is not sent
+	}
 	u.Member = memberProto(m, u.GetMember().GetOnline())
 }
 

@@ -23,7 +23,15 @@ func (s *Service) getRoom(ctx context.Context, id string) (store.Room, error) {
 	return r, toStatus(ctx, s.log, err)
 }
 
-// member reads the caller's membership; found is false when there is none.
+// memberLeft is the stored status of a member who left the room (or whose
+// request to join was rejected): the row is kept so that a re-join cannot
+// shed the permissions an admin took away (admit). It is not a
+// synctv.client.MemberStatus and is never sent: to every call it is no
+// membership.
+const memberLeft = 4
+
+// member reads the caller's membership; found is false when there is none
+// (a row of one who left is returned, with found false).
 func (s *Service) member(ctx context.Context, roomID, userID string) (store.RoomMember, bool, error) {
 	m, err := s.st.Member(ctx, roomID, userID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -32,7 +40,7 @@ func (s *Service) member(ctx context.Context, roomID, userID string) (store.Room
 	if err != nil {
 		return store.RoomMember{}, false, toStatus(ctx, s.log, err)
 	}
-	return m, true, nil
+	return m, m.Status != memberLeft, nil
 }
 
 // activeMember is the caller's membership if active, else the refusal that
@@ -152,7 +160,7 @@ func (s *Service) JoinRoom(ctx context.Context, c Caller, req *clientv1.JoinRoom
 		return nil, err
 	}
 	if !ok {
-		if m, err = s.admit(ctx, r, c, req.GetPassword()); err != nil {
+		if m, err = s.admit(ctx, r, c, req.GetPassword(), m); err != nil {
 			return nil, err
 		}
 		r.MemberCount++
@@ -167,12 +175,19 @@ func (s *Service) JoinRoom(ctx context.Context, c Caller, req *clientv1.JoinRoom
 }
 
 // admit checks the password and stores a new membership, active or
-// pending, telling the room.
-func (s *Service) admit(ctx context.Context, r store.Room, c Caller, password string) (store.RoomMember, error) {
+// pending, telling the room. prev is the row of a member who left (status
+// memberLeft; else zero): the re-join gets no permission the member had
+// lost by then, so leaving and joining again does not undo an admin's
+// restriction (it does not restore a role or a grant beyond the defaults
+// either: leaving gives those up).
+func (s *Service) admit(ctx context.Context, r store.Room, c Caller, password string, prev store.RoomMember) (store.RoomMember, error) {
 	if err := s.checkRoomPassword(ctx, r, c, password); err != nil {
 		return store.RoomMember{}, err
 	}
 	perms := r.DefaultPermissions
+	if prev.Status == memberLeft {
+		perms &= prev.Permissions
+	}
 	if c.Guest {
 		perms &= guestMask
 	}
@@ -301,7 +316,7 @@ func (s *Service) GuestJoin(ctx context.Context, source string, req *clientv1.Gu
 	}
 	checked := r
 	checked.PasswordHash = "" // checked above; the response still says the room has one
-	m, err := s.admit(ctx, checked, c, "")
+	m, err := s.admit(ctx, checked, c, "", store.RoomMember{})
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +354,9 @@ func (s *Service) LeaveRoom(ctx context.Context, c Caller, req *clientv1.LeaveRo
 	if m.Role == int(clientv1.MemberRole_MEMBER_ROLE_CREATOR) {
 		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeCreatorCannotLeave, "the creator cannot leave room "+req.GetRoomId()+"; delete it instead")
 	}
-	if err := s.st.DeleteMember(ctx, m.RoomID, m.UserID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	left := m
+	left.Status = memberLeft // kept: a re-join keeps what an admin took away (admit)
+	if err := s.st.PutMember(ctx, left); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
 	s.hub.publishLive(ctx, m.RoomID, memberUpdate(clientv1.MemberUpdate_KIND_LEFT, memberProto(m, false)), func(r *liveRoom) {
@@ -639,8 +656,8 @@ func (s *Service) target(ctx context.Context, actor store.RoomMember, roomID, us
 	return m, nil
 }
 
-// ApproveMember accepts (active, with the room's default permissions) or
-// rejects (forgotten; they may ask again) a pending member.
+// ApproveMember accepts (active, with the permissions admit gave the
+// request) or rejects (no membership; they may ask again) a pending member.
 func (s *Service) ApproveMember(ctx context.Context, c Caller, req *clientv1.ApproveMemberRequest) (*clientv1.ApproveMemberResponse, error) {
 	actor, err := s.need(ctx, c, req.GetRoomId(), clientv1.Permission_PERMISSION_APPROVE_MEMBERS)
 	if err != nil {
@@ -654,7 +671,11 @@ func (s *Service) ApproveMember(ctx context.Context, c Caller, req *clientv1.App
 		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeMemberStatus, "user "+m.UserID+" is not waiting for approval")
 	}
 	if !req.GetApprove() {
-		if err := s.st.DeleteMember(ctx, m.RoomID, m.UserID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		// Kept as left, not deleted: the request's permissions (see admit)
+		// hold for the next one.
+		left := m
+		left.Status = memberLeft
+		if err := s.st.PutMember(ctx, left); err != nil {
 			return nil, toStatus(ctx, s.log, err)
 		}
 		m.Status = int(clientv1.MemberStatus_MEMBER_STATUS_UNSPECIFIED)
