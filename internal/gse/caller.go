@@ -118,10 +118,17 @@ func procAddr(a *net.TCPAddr, table string) string {
 	return b.String()
 }
 
-// connCaller remembers the pids verified on one connection.
+// connCaller remembers the processes verified on one connection: pid and
+// start time, so a pid reused by a later process (which might inherit or
+// be handed the connection) is checked again.
 type connCaller struct {
-	mu   sync.Mutex
-	pids []int
+	mu    sync.Mutex
+	procs []verifiedProc
+}
+
+type verifiedProc struct {
+	pid   int
+	start uint64
 }
 
 type connCallerKey struct{}
@@ -141,23 +148,30 @@ func (callerTagger) HandleRPC(context.Context, stats.RPCStats)                  
 const maxPIDsPerConn = 8
 
 // checkCaller checks that the call in ctx comes from process pid (see
-// CheckSocketOwner), once per connection and pid.
+// CheckSocketOwner), once per connection and process (pid and start time:
+// every call reads the pid's start time, one small /proc read).
 func (a *Agent) checkCaller(ctx context.Context, pid int) error {
 	c, _ := ctx.Value(connCallerKey{}).(*connCaller)
 	pr, ok := peer.FromContext(ctx)
 	if c == nil || !ok {
 		return errors.New("the call has no connection information")
 	}
+	start, alive := a.cfg.ProcessInfo(pid)
+	if !alive {
+		return fmt.Errorf("pid %d is not a running process on this host", pid)
+	}
+	me := verifiedProc{pid: pid, start: start}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if slices.Contains(c.pids, pid) {
+	if slices.Contains(c.procs, me) {
 		return nil
 	}
 	if err := a.cfg.CallerCheck(pr.Addr, pr.LocalAddr, pid); err != nil {
 		return err
 	}
-	if len(c.pids) < maxPIDsPerConn {
-		c.pids = append(c.pids, pid)
+	c.procs = slices.DeleteFunc(c.procs, func(v verifiedProc) bool { return v.pid == pid }) // an earlier process of that pid
+	if len(c.procs) < maxPIDsPerConn {
+		c.procs = append(c.procs, me)
 	}
 	return nil
 }

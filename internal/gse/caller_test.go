@@ -103,6 +103,22 @@ func TestCallsAsAnotherProcessRefused(t *testing.T) {
 		t.Fatalf("the victim's process changed: %v", e.processes("f1"))
 	}
 
+	// The attacker's own pid, verified on its connection, then reused by
+	// another process: the connection does not keep acting as that pid.
+	attacker.pid = e.pids.alloc()
+	attacker.dial(a, e.pids)
+	resp, err = attacker.gse.ReportCustomData(attacker.md(), &grpcsdk.ReportCustomDataRequest{CurrentCustomCount: 1})
+	mustNil(t, err, "ReportCustomData")
+	if strings.Contains(resp.GetErrorMessage(), "does not hold the connection") {
+		t.Fatalf("a call as the connection's own pid: %v", resp)
+	}
+	e.pids.reuse(attacker.pid)
+	resp, err = attacker.gse.ReportCustomData(attacker.md(), &grpcsdk.ReportCustomDataRequest{CurrentCustomCount: 1})
+	mustNil(t, err, "ReportCustomData")
+	if resp.GetStatus() != grpcsdk.GseResponse_ERROR_400 || !strings.Contains(resp.GetErrorMessage(), "does not hold the connection") {
+		t.Fatalf("a call as a reused pid on the old process's connection: %v", resp)
+	}
+
 	// A real process on the host that never called the agent.
 	other := sleeper(t)
 	attacker.pid = other.Process.Pid
@@ -174,5 +190,25 @@ func TestLogPathsStayInBuildDirs(t *testing.T) {
 	res, err := e.svc.GetProcessLog(ctx(t), &croupierv1.GetProcessLogRequest{FleetId: "f1", ProcessId: ps[0].GetProcessId(), Path: link})
 	if status.Code(err) != codes.PermissionDenied || strings.Contains(string(res.GetData()), "PRIVATE") {
 		t.Fatalf("reading a log that links out of the build directories: %v %q", err, res.GetData())
+	}
+
+	// A hard link to the secret, and a FIFO that would block an open.
+	hard, fifo := filepath.Join(e.gameDir, "hard.log"), filepath.Join(e.gameDir, "fifo.log")
+	if err := os.Link(secret, hard); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = g.gse.ProcessReady(g.md(), &grpcsdk.ProcessReadyRequest{GrpcPort: int32(g.grpcPort), LogPathsToUpload: []string{hard, fifo}})
+	mustNil(t, err, "ProcessReady")
+	if resp.GetStatus() != grpcsdk.GseResponse_OK {
+		t.Fatalf("ProcessReady with logs under the build directory: %v", resp)
+	}
+	for path, want := range map[string]codes.Code{hard: codes.PermissionDenied, fifo: codes.FailedPrecondition} {
+		res, err := e.svc.GetProcessLog(ctx(t), &croupierv1.GetProcessLogRequest{FleetId: "f1", ProcessId: ps[0].GetProcessId(), Path: path})
+		if status.Code(err) != want || strings.Contains(string(res.GetData()), "PRIVATE") {
+			t.Errorf("reading %s: %v %q, want %v", filepath.Base(path), err, res.GetData(), want)
+		}
 	}
 }

@@ -112,6 +112,8 @@ func readChunk(path string, dirs []string, offset int64, limit int) (*croupierv1
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			return nil, status.Errorf(codes.NotFound, "log %s does not exist", filepath.Base(path))
+		case errors.Is(err, errNotRegular):
+			return nil, status.Errorf(codes.FailedPrecondition, "log %s: %v", filepath.Base(path), err)
 		case errors.Is(err, launchpath.ErrOutside):
 			return nil, status.Errorf(codes.PermissionDenied, "log %s: %v", filepath.Base(path), err)
 		}

@@ -53,12 +53,26 @@ type pids struct {
 	mu     sync.Mutex
 	dead   map[int]bool
 	owners map[string]int // a fake game's connection (its local address) → its pid
+	reused map[int]uint64 // how often a fake pid was reused (its start time)
 	next   atomic.Int32
 }
 
 const fakeBase = 3_000_000
 
-func newPIDs() *pids { return &pids{dead: map[int]bool{}, owners: map[string]int{}} }
+func newPIDs() *pids { return &pids{dead: map[int]bool{}, owners: map[string]int{}, reused: map[int]uint64{}} }
+
+// reuse ends fake pid's process and gives the pid to a new one, which holds
+// none of the old one's connections.
+func (p *pids) reuse(pid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reused[pid]++
+	for addr, owner := range p.owners {
+		if owner == pid {
+			delete(p.owners, addr)
+		}
+	}
+}
 
 // own records that the fake game pid holds the connection whose local end
 // is addr, as /proc would show it.
@@ -105,7 +119,7 @@ func (p *pids) info(pid int) (uint64, bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return 1, !p.dead[pid]
+	return 1 + p.reused[pid], !p.dead[pid]
 }
 
 type env struct {

@@ -1,12 +1,14 @@
 package gse
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/croupier/croupier/internal/gse/launchpath"
 )
@@ -70,14 +72,36 @@ func copyTail(src string, dirs []string, dst string, limit int64) error {
 	return out.Close()
 }
 
+// errNotRegular marks a declared log that is a FIFO, device, directory or
+// socket: never read.
+var errNotRegular = errors.New("not a regular file")
+
 // openLog opens a log file for reading. With dirs, the file opened must lie
 // under one of them after symlinks are resolved (what the open descriptor
 // names, so a link swapped after a check cannot redirect the read):
 // declared log paths are checked when declared and again here.
 func openLog(path string, dirs []string) (*os.File, error) {
-	f, err := os.Open(path)
-	if err != nil || dirs == nil {
-		return f, err
+	if dirs == nil {
+		return os.Open(path)
+	}
+	// Non-blocking: a FIFO planted as a log must not hang the agent in open.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+		_ = f.Close()
+		return nil, err
+	case !st.Mode().IsRegular():
+		_ = f.Close()
+		return nil, fmt.Errorf("%s: %w (%s)", launchpath.Quote(path), errNotRegular, st.Mode().Type())
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Nlink > 1 {
+		// A hard link into a build directory would pass the path check.
+		_ = f.Close()
+		return nil, fmt.Errorf("%s has %d hard links, %w (a log must be the file itself)", launchpath.Quote(path), sys.Nlink, launchpath.ErrOutside)
 	}
 	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
 	if err != nil { // no /proc: resolve the name instead
