@@ -207,9 +207,8 @@ func (s *Service) admit(ctx context.Context, r store.Room, c Caller, password st
 
 // checkRoomPassword checks the password of a room that has one. Wrong
 // guesses are throttled as logins are (ratelimit.LoginThrottle, the
-// service's LoginThrottle settings): per room and user — per room and
-// address for a guest, who has no user yet — and per room and address;
-// a throttled attempt is refused with RESOURCE_EXHAUSTED RATE_LIMITED and
+// service's LoginThrottle settings): per room and user, per room and
+// address (IPv6: its /64) for a guest, who has no user yet; a throttled attempt is refused with RESOURCE_EXHAUSTED RATE_LIMITED and
 // retry_after_ms before the password is checked. A missing password is
 // not a guess and counts for nothing.
 func (s *Service) checkRoomPassword(ctx context.Context, r store.Room, c Caller, password string) error {
@@ -219,15 +218,15 @@ func (s *Service) checkRoomPassword(ctx context.Context, r store.Room, c Caller,
 	if password == "" {
 		return apierr.New(codes.PermissionDenied, apierr.CodeRoomPassword, "room "+r.ID+" needs a password")
 	}
-	user := r.ID + "\x00user\x00" + c.UserID
+	// A registered user's guesses count against their own key only: an
+	// address is shared by everyone behind one NAT (carrier-grade NAT is
+	// common for players), and one of them must not lock the others out.
+	// A guest has no user yet, so its key is its address.
+	key := r.ID + "\x00user\x00" + c.UserID
 	if c.UserID == "" {
-		user = r.ID + "\x00addr\x00" + c.Source
+		key = r.ID + "\x00addr\x00" + c.Source
 	}
-	source := ""
-	if c.Source != "" {
-		source = r.ID + "\x00" + c.Source
-	}
-	attempt, refusal := s.roomPasswords.Begin(user, source)
+	attempt, refusal := s.roomPasswords.Begin(key, "")
 	if refusal != nil {
 		ms := "1000"
 		if info := apierr.Info(refusal.Err); info != nil && info.GetDetails()["retry_after_ms"] != "" {

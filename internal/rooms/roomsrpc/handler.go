@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -235,11 +236,19 @@ func open[Req, Resp any](ctx context.Context, r *connect.Request[Req], fn func(c
 	return connect.NewResponse(resp), nil
 }
 
+// source is the client's address for throttling: the host, an IPv6 host
+// as its /64 (one subscriber's prefix, whose addresses it can rotate).
 func source(addr string) string {
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
 	}
-	return addr
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return host
 }
 
 func (h *handler) Login(ctx context.Context, r *connect.Request[clientv1.LoginRequest]) (*connect.Response[clientv1.LoginResponse], error) {
