@@ -118,7 +118,7 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		return nil, err
 	}
 	svc.OnStreamKeyChange(ln.node.StreamKeyChanged)
-	svc.OnLiveRevoked(ln.node.Revoke)
+	svc.OnLiveRevoked(ln.node.Revoke, ln.node.Concerns)
 	svc.OnLiveStreams(ln.node.LiveStreams)
 	mux := http.NewServeMux()
 	roomsrpc.Mount(mux, svc, roomsrpc.Options{Logger: log, Audit: alog})

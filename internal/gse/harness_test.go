@@ -59,7 +59,9 @@ type pids struct {
 
 const fakeBase = 3_000_000
 
-func newPIDs() *pids { return &pids{dead: map[int]bool{}, owners: map[string]int{}, reused: map[int]uint64{}} }
+func newPIDs() *pids {
+	return &pids{dead: map[int]bool{}, owners: map[string]int{}, reused: map[int]uint64{}}
+}
 
 // reuse ends fake pid's process and gives the pid to a new one, which holds
 // none of the old one's connections.

@@ -116,6 +116,15 @@ func newWorld(t *testing.T) *world {
 		for _, n := range w.nodes {
 			n.Revoke(rv)
 		}
+	}, func(rv rooms.LiveRevocation) bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, n := range w.nodes {
+			if n.Concerns(rv) {
+				return true
+			}
+		}
+		return false
 	})
 	return w
 }

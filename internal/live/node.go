@@ -353,6 +353,28 @@ func (n *Node) Revoke(rv rooms.LiveRevocation) {
 	}
 }
 
+// Concerns reports whether rv would end anything on this node: a stream
+// of the room the user publishes here or watches (any stream of the room
+// for a deleted room). It does not block; rooms asks it before reading a
+// remote change's membership, so that nodes without such a stream skip
+// the read.
+func (n *Node) Concerns(rv rooms.LiveRevocation) bool {
+	n.mu.Lock()
+	var streams []*stream
+	for _, s := range n.streams {
+		if s.roomID == rv.RoomID {
+			streams = append(streams, s)
+		}
+	}
+	n.mu.Unlock()
+	for _, s := range streams {
+		if rv.UserID == "" || !s.relayed && s.publisher == rv.UserID || rv.Watch && s.watchedBy(rv.UserID) {
+			return true
+		}
+	}
+	return false
+}
+
 // StreamKeyChanged cuts off a publisher of the stream on this node (its key
 // was rotated or revoked).
 func (n *Node) StreamKeyChanged(roomID, name string) {

@@ -144,11 +144,22 @@ func TestBanEndsViewing(t *testing.T) {
 	a.waitLive(t, path)
 	onA, onB := watch(t, a.playURL(w.room, w.member)), watch(t, b.playURL(w.room, w.member))
 	host := watch(t, b.playURL(w.room, w.host))
+	// Concerns: what a ban delivered from another node checks before it
+	// reads the membership.
+	ban := rooms.LiveRevocation{RoomID: w.room, UserID: member.UserID, Watch: true}
+	waitFor(t, 10*time.Second, "node b to count the member's viewer", func() bool { return b.Concerns(ban) })
+	if b.Concerns(rooms.LiveRevocation{RoomID: w.room, UserID: member.UserID}) {
+		t.Fatal("node b, which only relays, would end a publish of the member's")
+	}
+	if a.Concerns(rooms.LiveRevocation{RoomID: "another-room", UserID: member.UserID, Watch: true}) {
+		t.Fatal("node a has a stream of another room")
+	}
 	if _, err := w.svc.BanMember(ctx, w.hostCaller, &clientv1.BanMemberRequest{RoomId: w.room, UserId: member.UserID}); err != nil {
 		t.Fatal(err)
 	}
 	waitEnded(t, onA, "the banned member's viewer on node a")
 	waitEnded(t, onB, "the banned member's viewer on node b")
+	waitFor(t, 10*time.Second, "node b to forget the member's viewer", func() bool { return !b.Concerns(ban) })
 	select {
 	case <-host:
 		t.Fatal("the host's viewer ended with the ban of another member")

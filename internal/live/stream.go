@@ -192,6 +192,18 @@ func (s *stream) unsubscribe(v *viewer) int {
 
 // dropViewer ends the viewers of the member userID: each is removed and
 // its revoked channel closed, on which its reader leaves.
+// watchedBy reports whether userID has a viewer of s.
+func (s *stream) watchedBy(userID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for v := range s.viewers {
+		if v.userID == userID {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *stream) dropViewer(userID string) {
 	if userID == "" {
 		return

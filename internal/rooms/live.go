@@ -33,10 +33,11 @@ const MaxStreamKeyLen = 128
 // publisher is cut off) or that a member's live access ended. Set once at
 // assembly by OnStreamKeyChange and OnLiveRevoked.
 type liveHooks struct {
-	mu      sync.Mutex
-	changed func(roomID, name string)
-	revoked func(LiveRevocation)
-	streams func(roomID string) []*clientv1.LiveEvent
+	mu       sync.Mutex
+	changed  func(roomID, name string)
+	revoked  func(LiveRevocation)
+	concerns func(LiveRevocation) bool
+	streams  func(roomID string) []*clientv1.LiveEvent
 }
 
 // LiveRevocation says whose access to a room's live streams ended, so
@@ -55,10 +56,13 @@ type LiveRevocation struct {
 // OnLiveRevoked registers fn, called after a member is banned, leaves or
 // loses PERMISSION_LIVE, and after the room is deleted, on the node that
 // made the change and (with a Bus) on every other node as the change is
-// delivered. fn must not block.
-func (s *Service) OnLiveRevoked(fn func(LiveRevocation)) {
+// delivered. concerns says whether a revocation would end anything on this
+// node; a change delivered from another node is checked against the
+// membership only when it does (that read would otherwise hold up the
+// delivery of every room's events). Neither may block.
+func (s *Service) OnLiveRevoked(fn func(LiveRevocation), concerns func(LiveRevocation) bool) {
 	s.live.mu.Lock()
-	s.live.revoked = fn
+	s.live.revoked, s.live.concerns = fn, concerns
 	s.live.mu.Unlock()
 }
 
@@ -82,13 +86,14 @@ func mayPublish(m store.RoomMember) bool {
 // another node revoked (Deliver). The membership is read again, as
 // freshMember does: an event delivered late, after the member was let
 // back in, revokes nothing; on a read error the event's revocation
-// stands. It runs on the delivery goroutine.
+// stands. It runs on the delivery goroutine, so it reads the membership
+// only when this node has a stream the event concerns.
 func (s *Service) revokeRemote(roomID string, msg *clientv1.ServerMessage) {
 	s.live.mu.Lock()
-	hooked := s.live.revoked != nil
+	hooked, concerns := s.live.revoked != nil, s.live.concerns
 	s.live.mu.Unlock()
 	rv, ok := remoteRevocation(roomID, msg)
-	if !hooked || !ok {
+	if !hooked || !ok || concerns != nil && !concerns(rv) {
 		return
 	}
 	if rv.UserID != "" {

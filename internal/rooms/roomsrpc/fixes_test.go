@@ -136,7 +136,7 @@ func TestLiveRevocations(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, rv)
-	})
+	}, nil) // nil: every delivered change is checked against the membership
 	want := func(step string, w ...rooms.LiveRevocation) {
 		t.Helper()
 		mu.Lock()
