@@ -16,11 +16,12 @@ import (
 
 // liveAuditor records live.AuditEvents as audit rows: actor
 // "rtmp:<remote host>", action "live.<event>" ("live.publish_refused",
-// "live.stream_stopped"), the room, stream, remote address and reason as
-// payload, PERMISSION_DENIED as the result of a refusal. Anyone who reaches
-// the RTMP port can try a key, so lim (audit.NewRefusalLimiter) bounds the
-// rows; internal/live logs every event at WARN, so none beyond the limit is
-// lost from the log. A nil rec records nothing.
+// "live.publish_cut_off", "live.stream_stopped"), the room, stream, remote
+// address and reason as payload, PERMISSION_DENIED as the result of a
+// refusal or a cut-off. Anyone who reaches the RTMP port can try a key, so
+// lim (audit.NewRefusalLimiter) bounds the rows; internal/live logs every
+// event at WARN, so none beyond the limit is lost from the log. A nil rec
+// records nothing.
 func liveAuditor(rec audit.Recorder, lim *rate.Limiter, log *slog.Logger) func(live.AuditEvent) {
 	if rec == nil {
 		return nil
@@ -39,7 +40,7 @@ func liveAuditor(rec audit.Recorder, lim *rate.Limiter, log *slog.Logger) func(l
 			Payload: map[string]string{"room_id": ev.RoomID, "stream": ev.Stream, "remote": ev.Remote,
 				"reason": ev.Reason},
 		}
-		if strings.HasSuffix(ev.Action, "refused") {
+		if strings.HasSuffix(ev.Action, "refused") || ev.Action == "publish cut off" {
 			e.Err = status.Error(codes.PermissionDenied, ev.Reason)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -30,7 +30,7 @@ func (r *recorded) Record(_ context.Context, e audit.Entry) error {
 func TestLiveAuditor(t *testing.T) {
 	rec := &recorded{}
 	// No refill: exactly the burst is recorded, whatever the timing.
-	fn := liveAuditor(rec, rate.NewLimiter(0, 3), slog.New(slog.DiscardHandler))
+	fn := liveAuditor(rec, rate.NewLimiter(0, 4), slog.New(slog.DiscardHandler))
 	fn(live.AuditEvent{Action: "publish refused", RoomID: "room12345678", Remote: "192.0.2.7:50000", Reason: "unknown or revoked stream key"})
 	if len(rec.rows) != 1 {
 		t.Fatalf("%d rows, want 1", len(rec.rows))
@@ -46,11 +46,15 @@ func TestLiveAuditor(t *testing.T) {
 	if e := rec.rows[1]; e.Action != "live.stream_stopped" || e.Err != nil || e.Actor != "rtmp:node-b" {
 		t.Fatalf("stop row %+v", e)
 	}
+	fn(live.AuditEvent{Action: "publish cut off", RoomID: "room12345678", Stream: "main", Remote: "192.0.2.7:50000", Reason: "unknown or revoked stream key"})
+	if e := rec.rows[2]; e.Action != "live.publish_cut_off" || status.Code(e.Err) != codes.PermissionDenied {
+		t.Fatalf("cut-off row %+v", e)
+	}
 	for range 100 {
 		fn(live.AuditEvent{Action: "publish refused", Remote: "192.0.2.7:50001", Reason: "flood"})
 	}
-	if len(rec.rows) != 3 {
-		t.Fatalf("%d rows after a flood, want the burst of 3", len(rec.rows))
+	if len(rec.rows) != 4 {
+		t.Fatalf("%d rows after a flood, want the burst of 4", len(rec.rows))
 	}
 	if liveAuditor(nil, rate.NewLimiter(1, 1), nil) != nil {
 		t.Fatal("no recorder must mean no auditor")

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -174,6 +175,17 @@ type node struct {
 type mortalRooms struct {
 	live.Rooms
 	dead atomic.Bool
+	// afterKeyCheck, when set, runs once after the next PublishKey (a
+	// change landing between the check at the door and the registration).
+	afterKeyCheck atomic.Pointer[func()]
+}
+
+func (m *mortalRooms) PublishKey(ctx context.Context, roomID, key string) (string, string, error) {
+	name, holder, err := m.Rooms.PublishKey(ctx, roomID, key)
+	if fn := m.afterKeyCheck.Swap(nil); fn != nil {
+		(*fn)()
+	}
+	return name, holder, err
 }
 
 func (m *mortalRooms) LiveEvent(ctx context.Context, roomID string, ev *clientv1.LiveEvent) {
@@ -243,6 +255,15 @@ func (w *world) newNode(id string, maxStreams int) *node {
 	}
 	t.Cleanup(nd.stop)
 	return nd
+}
+
+// unhook stops telling nd of the key changes and revocations made
+// through the world's rooms service, as a node of a cluster that missed
+// them: only its own checks can cut its publishers off.
+func (w *world) unhook(nd *node) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.nodes = slices.DeleteFunc(w.nodes, func(n *live.Node) bool { return n == nd.Node })
 }
 
 func (nd *node) playURL(room, token string) string {

@@ -55,7 +55,12 @@ type Config struct {
 	// IdleTimeout ends a publisher that sends nothing for this long;
 	// default 30 s.
 	IdleTimeout time.Duration
-	Rooms       Rooms
+	// KeyCheckInterval is how often a publisher's stream key is checked
+	// again (Rooms.PublishKey): a key rotated or revoked on another node,
+	// or a holder banned there, cuts the publisher off within it even if
+	// this node missed the change; default 2 s.
+	KeyCheckInterval time.Duration
+	Rooms            Rooms
 	// Leases are the cluster's publisher leases (KVLeases); nil: a node
 	// alone, without a cluster bus (MemLeases).
 	Leases Leases
@@ -119,6 +124,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 30 * time.Second
+	}
+	if cfg.KeyCheckInterval <= 0 {
+		cfg.KeyCheckInterval = 2 * time.Second
 	}
 	if cfg.Leases == nil {
 		cfg.Leases = NewMemLeases(10*time.Second, nil)

@@ -89,6 +89,107 @@ func TestRevokedHolderCutOff(t *testing.T) {
 	cutOff("leaving")
 }
 
+// TestKeyChangeMissedByTheNode: a publisher is cut off by a rotation, a
+// revocation or a ban its node was never told of (made on another node),
+// by the node's own key checks, and the cut-off is audited.
+func TestKeyChangeMissedByTheNode(t *testing.T) {
+	w := newWorld(t)
+	b := w.newNode("b", 4)
+	w.unhook(b)
+	ctx := context.Background()
+	cutOff := func(path, what, reason string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, "the publisher on b cut off after "+what, func() bool { return !b.HasStream(path) })
+		for ev := <-b.audit; ; ev = <-b.audit {
+			if ev.Action == "publish cut off" {
+				if ev.Reason != reason || ev.RoomID+"/"+ev.Stream != path {
+					t.Fatalf("after %s: audit %+v; want %s cut off: %s", what, ev, path, reason)
+				}
+				return
+			}
+		}
+	}
+	const badKey, revoked = "unknown or revoked stream key", "the key's holder may no longer publish (left, banned or without LIVE)"
+
+	path := w.room + "/main"
+	publish(t, b.RTMPAddr(), w.room, w.key, 60)
+	b.waitLive(t, path)
+	r, err := w.svc.RotateStreamKey(ctx, w.hostCaller, &clientv1.RotateStreamKeyRequest{RoomId: w.room, Name: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutOff(path, "a rotation", badKey)
+
+	publish(t, b.RTMPAddr(), w.room, r.GetKey().GetKey(), 60)
+	b.waitLive(t, path)
+	if _, err := w.svc.RevokeStreamKey(ctx, w.hostCaller, &clientv1.RevokeStreamKeyRequest{RoomId: w.room, Name: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	cutOff(path, "a revocation", badKey)
+
+	member, err := w.svc.Authenticate(ctx, w.member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.SetMemberPermissions(ctx, w.hostCaller, &clientv1.SetMemberPermissionsRequest{RoomId: w.room, UserId: member.UserID,
+		Permissions: rooms.DefaultMemberPermissions | uint64(clientv1.Permission_PERMISSION_LIVE)}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := w.svc.CreateStreamKey(ctx, member, &clientv1.CreateStreamKeyRequest{RoomId: w.room, Name: "cam"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path = w.room + "/cam"
+	publish(t, b.RTMPAddr(), w.room, k.GetKey().GetKey(), 60)
+	b.waitLive(t, path)
+	if _, err := w.svc.BanMember(ctx, w.hostCaller, &clientv1.BanMemberRequest{RoomId: w.room, UserId: member.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	cutOff(path, "a ban", revoked)
+}
+
+// TestBanBetweenKeyCheckAndRegistration: a ban that lands after the key
+// was checked at the door but before the stream registered (its
+// revocation finds nothing on the node to cut off) still keeps the
+// publisher out: the key is checked again once the stream is registered.
+func TestBanBetweenKeyCheckAndRegistration(t *testing.T) {
+	w := newWorld(t)
+	a := w.newNode("a", 4)
+	ctx := context.Background()
+	member, err := w.svc.Authenticate(ctx, w.member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.SetMemberPermissions(ctx, w.hostCaller, &clientv1.SetMemberPermissionsRequest{RoomId: w.room, UserId: member.UserID,
+		Permissions: rooms.DefaultMemberPermissions | uint64(clientv1.Permission_PERMISSION_LIVE)}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := w.svc.CreateStreamKey(ctx, member, &clientv1.CreateStreamKeyRequest{RoomId: w.room, Name: "cam"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ban := func() {
+		if _, err := w.svc.BanMember(ctx, w.hostCaller, &clientv1.BanMemberRequest{RoomId: w.room, UserId: member.UserID}); err != nil {
+			t.Error(err)
+		}
+	}
+	a.rooms.afterKeyCheck.Store(&ban)
+	if err := publish(t, a.RTMPAddr(), w.room, k.GetKey().GetKey(), 5).Wait(); err == nil {
+		t.Fatal("ffmpeg published with the key of a member banned before the stream registered")
+	}
+	if a.HasStream(w.room + "/cam") {
+		t.Fatal("the banned member's stream is registered")
+	}
+	for ev := <-a.audit; ; ev = <-a.audit {
+		if ev.Action == "publish refused" {
+			if ev.Reason != "the key's holder may no longer publish (left, banned or without LIVE)" || ev.Stream != "cam" {
+				t.Fatalf("audit %+v", ev)
+			}
+			break
+		}
+	}
+}
+
 // watch opens an HTTP-FLV viewer as token's holder and reads it in the
 // background; the returned channel closes when the response ends.
 func watch(t *testing.T, url string) <-chan struct{} {

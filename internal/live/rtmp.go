@@ -105,6 +105,15 @@ func (n *Node) serveRTMP(c net.Conn) error {
 		return err
 	}
 	defer n.endPublish(s)
+	// A ban, LIVE taken away or a rotation that ran between the key check
+	// and the registration found no stream here to cut off: check again
+	// now that any later change finds it.
+	if label, reason, ok := n.keyStillValid(s, key); !ok {
+		n.m.refused.WithLabelValues(label).Inc()
+		n.audit(AuditEvent{Action: "publish refused", RoomID: roomID, Stream: name, Remote: remote, Reason: reason})
+		_ = sc.RejectAction()
+		return errors.New(reason)
+	}
 	if err := sc.AcceptAction(); err != nil {
 		return err
 	}
@@ -113,7 +122,7 @@ func (n *Node) serveRTMP(c net.Conn) error {
 	n.log.Info("live stream started", "stream", path, "epoch", s.epoch, "remote", remote)
 
 	n.wg.Add(1)
-	go n.renewLease(s, stopped)
+	go n.watchPublish(s, key, remote, stopped)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(n.cfg.IdleTimeout))
 		msg, err := sc.Read()
@@ -200,12 +209,17 @@ func (n *Node) endPublish(s *stream) {
 	n.log.Info("live stream stopped", "stream", s.path, "epoch", s.epoch)
 }
 
-// renewLease keeps the stream's lease alive; losing it stops the stream.
-func (n *Node) renewLease(s *stream, stopped <-chan struct{}) {
+// watchPublish keeps the stream's lease alive (losing it stops the
+// stream) and checks the stream key again every KeyCheckInterval: a key
+// rotated or revoked, or a holder banned or without LIVE, cuts the
+// publisher off, whichever node the change was made on.
+func (n *Node) watchPublish(s *stream, key, remote string, stopped <-chan struct{}) {
 	defer n.wg.Done()
 	ttl := n.cfg.Leases.TTL()
-	t := time.NewTicker(ttl / 3)
-	defer t.Stop()
+	renew := time.NewTicker(ttl / 3)
+	defer renew.Stop()
+	check := time.NewTicker(n.cfg.KeyCheckInterval)
+	defer check.Stop()
 	renewed := time.Now()
 	for {
 		select {
@@ -213,7 +227,14 @@ func (n *Node) renewLease(s *stream, stopped <-chan struct{}) {
 			return
 		case <-n.ctx.Done():
 			return
-		case <-t.C:
+		case <-check.C:
+			if _, reason, ok := n.keyStillValid(s, key); !ok {
+				n.log.Warn("live: the stream key no longer publishes; stopping the stream", "stream", s.path, "epoch", s.epoch, "reason", reason)
+				n.audit(AuditEvent{Action: "publish cut off", RoomID: s.roomID, Stream: s.name, Remote: remote, Reason: reason})
+				s.stop()
+				return
+			}
+		case <-renew.C:
 			ctx, cancel := context.WithTimeout(n.ctx, ttl/3)
 			err := n.cfg.Leases.Renew(ctx, s.path, s.epoch)
 			cancel()
@@ -235,6 +256,28 @@ func (n *Node) renewLease(s *stream, stopped <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// keyStillValid checks the key a publisher of s presented again. It is
+// not (ok false, with the refusal's metric label and reason, as at the
+// door) when the key was rotated or revoked, or its holder may no longer
+// publish; a check that cannot be made (the database unreachable) keeps
+// the stream, and the next one decides.
+func (n *Node) keyStillValid(s *stream, key string) (label, reason string, ok bool) {
+	ctx, cancel := context.WithTimeout(n.ctx, handshakeTimeout)
+	name, holder, err := n.cfg.Rooms.PublishKey(ctx, s.roomID, key)
+	cancel()
+	switch {
+	case errors.Is(err, rooms.ErrKeyHolderRevoked):
+		return "holder_revoked", "the key's holder may no longer publish (left, banned or without LIVE)", false
+	case errors.Is(err, rooms.ErrBadStreamKey), err == nil && (name != s.name || holder != s.publisher):
+		return "bad_key", "unknown or revoked stream key", false
+	case err != nil:
+		if n.ctx.Err() == nil {
+			n.log.Warn("live: the stream key could not be checked again; the stream goes on", "stream", s.path, "err", err)
+		}
+	}
+	return "", "", true
 }
 
 // servePlay serves an RTMP player (ffplay, ffmpeg -i, OBS media sources)
