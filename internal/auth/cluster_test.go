@@ -25,7 +25,7 @@ func TestLoginThrottleAcrossNodes(t *testing.T) {
 	}
 	buses := clustertest.Start(t, 2, 2*time.Second)
 	for i, svc := range []*auth.Service{a.svc, b} {
-		if err := svc.LoginThrottle().Share(buses[i].Conn(), buses[i].ID(), nil); err != nil {
+		if err := svc.LoginThrottle().Share(buses[i].Conn(), ratelimit.SubjectOperatorLogins, buses[i].ID(), nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -94,7 +94,7 @@ this node alone.`,
 			if cfg.RoomsAddr != "" {
 				rh, err := startRooms(cmd.Context(), g.logger().With("part", "rooms"), roomsHostConfig{Addr: cfg.RoomsAddr,
 					TLSCert: cfg.RoomsTLSCert, TLSKey: cfg.RoomsTLSKey, StoreDriver: cfg.StoreDriver, StoreDSN: cfg.StoreDSN, DataDir: cfg.DataDir,
-					Live: gatewayLiveConfig(cfg, natsBus), Bus: bus, LoginThrottle: cfg.Login.Throttle()})
+					Live: gatewayLiveConfig(cfg, natsBus), Bus: bus, Tier: natsBus, LoginThrottle: cfg.Login.Throttle()})
 				if err != nil {
 					return err
 				}

@@ -40,6 +40,9 @@ type roomsHostConfig struct {
 	Live liveHostConfig
 	// Bus joins the rooms to the gateway tier (nil: this node only).
 	Bus *roomcluster.Node
+	// Tier is the gateway tier's NATS node: the login and room password
+	// throttles count the failures of every node on it (nil: this node's).
+	Tier *cluster.Node
 	// LoginThrottle slows password guessing on player accounts (zero:
 	// the defaults).
 	LoginThrottle ratelimit.LoginConfig
@@ -96,6 +99,14 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		_ = alog.Close()
 		_ = st.Close()
 		return nil, err
+	}
+	if cfg.Tier != nil {
+		if err := svc.ShareThrottles(cfg.Tier.Conn(), cfg.Tier.ID()); err != nil {
+			svc.Close()
+			_ = alog.Close()
+			_ = st.Close()
+			return nil, err
+		}
 	}
 	if cfg.Bus != nil {
 		// Before serving: this node delivers every event from now on.

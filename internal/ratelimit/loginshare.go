@@ -9,8 +9,16 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// subjLogins carries login outcomes between server nodes.
-const subjLogins = "croupier.logins"
+// The subjects that carry each throttle's outcomes between the nodes of
+// a tier: one per throttle, so the counts of one never reach another.
+const (
+	// SubjectOperatorLogins: the server's operator logins.
+	SubjectOperatorLogins = "croupier.logins"
+	// SubjectPlayerLogins: the gateway's player logins (rooms accounts).
+	SubjectPlayerLogins = "croupier.rooms.logins"
+	// SubjectRoomPasswords: the gateway's wrong room passwords.
+	SubjectRoomPasswords = "croupier.rooms.passwords"
+)
 
 // maxOutcome bounds a received outcome: a username is at most 64 bytes
 // and an address a few dozen.
@@ -25,7 +33,8 @@ type loginOutcome struct {
 }
 
 // Share makes the throttle count the login failures and successes of
-// every server node on the bus (docs/cluster.md, "Login throttling"): each
+// every node of its tier on the bus, published on subject (one of the
+// Subject constants; docs/cluster.md, "Login throttling"): each
 // attempt that fails or succeeds here is published, and the other nodes'
 // are applied as if they had happened here. It is approximate: outcomes
 // arrive a moment later (a burst of guesses spread over nodes at the same
@@ -34,15 +43,15 @@ type loginOutcome struct {
 // with what it hears from then on, and while the bus is down each node
 // throttles alone. node is this node's id. Call it once; the subscription
 // ends with the connection.
-func (t *LoginThrottle) Share(nc *nats.Conn, node string, log *slog.Logger) error {
-	if nc == nil || node == "" {
-		return errors.New("ratelimit: Share needs a connection and a node id")
+func (t *LoginThrottle) Share(nc *nats.Conn, subject, node string, log *slog.Logger) error {
+	if nc == nil || subject == "" || node == "" {
+		return errors.New("ratelimit: Share needs a connection, a subject and a node id")
 	}
 	if log == nil {
 		log = slog.Default()
 	}
 	var warnOnce sync.Once
-	if _, err := nc.Subscribe(subjLogins, func(m *nats.Msg) {
+	if _, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		var o loginOutcome
 		if len(m.Data) > maxOutcome || json.Unmarshal(m.Data, &o) != nil || o.User == "" {
 			warnOnce.Do(func() { log.Warn("undecodable login outcome on the bus (reported once)", "bytes", len(m.Data)) })
@@ -68,7 +77,7 @@ func (t *LoginThrottle) Share(nc *nats.Conn, node string, log *slog.Logger) erro
 	t.mu.Lock()
 	t.share = func(user, source string, ok bool) {
 		b, _ := json.Marshal(loginOutcome{Node: node, User: user, Source: source, OK: ok})
-		if err := nc.Publish(subjLogins, b); err != nil {
+		if err := nc.Publish(subject, b); err != nil {
 			log.Warn("login outcome not shared with the other nodes", "err", err)
 		}
 	}

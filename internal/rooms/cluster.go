@@ -3,11 +3,14 @@ package rooms
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/store"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
 )
 
@@ -301,4 +304,19 @@ func (s *Service) RoomsByID(ctx context.Context, ids []string) ([]*clientv1.Room
 		out = append(out, s.roomProto(r))
 	}
 	return out, nil
+}
+
+// ShareThrottles makes the player login throttle and the room password
+// throttle count the failures of every gateway node on nc (the gateway
+// tier's NATS; ratelimit.LoginThrottle.Share, subjects
+// SubjectPlayerLogins and SubjectRoomPasswords), so that guesses spread
+// over nodes add up. node is this node's id. Call it once, before serving.
+func (s *Service) ShareThrottles(nc *nats.Conn, node string) error {
+	if err := s.cred.Logins.Share(nc, ratelimit.SubjectPlayerLogins, node, s.log); err != nil {
+		return fmt.Errorf("rooms: share the login throttle: %w", err)
+	}
+	if err := s.roomPasswords.Share(nc, ratelimit.SubjectRoomPasswords, node, s.log); err != nil {
+		return fmt.Errorf("rooms: share the room password throttle: %w", err)
+	}
+	return nil
 }

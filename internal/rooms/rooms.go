@@ -218,15 +218,7 @@ func (s *Service) checkRoomPassword(ctx context.Context, r store.Room, c Caller,
 	if password == "" {
 		return apierr.New(codes.PermissionDenied, apierr.CodeRoomPassword, "room "+r.ID+" needs a password")
 	}
-	// A registered user's guesses count against their own key only: an
-	// address is shared by everyone behind one NAT (carrier-grade NAT is
-	// common for players), and one of them must not lock the others out.
-	// A guest has no user yet, so its key is its address.
-	key := r.ID + "\x00user\x00" + c.UserID
-	if c.UserID == "" {
-		key = r.ID + "\x00addr\x00" + c.Source
-	}
-	attempt, refusal := s.roomPasswords.Begin(key, "")
+	attempt, refusal := s.roomPasswords.Begin(roomPasswordKey(r.ID, c), "")
 	if refusal != nil {
 		ms := "1000"
 		if info := apierr.Info(refusal.Err); info != nil && info.GetDetails()["retry_after_ms"] != "" {
@@ -251,6 +243,18 @@ func (s *Service) checkRoomPassword(ctx context.Context, r store.Room, c Caller,
 	}
 	attempt.Succeeded()
 	return nil
+}
+
+// roomPasswordKey is whose wrong passwords for room count together. A
+// registered user's guesses count against their own key only: an address
+// is shared by everyone behind one NAT (carrier-grade NAT is common for
+// players), and one of them must not lock the others out. A guest has no
+// user yet, so its key is its address.
+func roomPasswordKey(roomID string, c Caller) string {
+	if c.UserID == "" {
+		return roomID + "\x00addr\x00" + c.Source
+	}
+	return roomID + "\x00user\x00" + c.UserID
 }
 
 // currentState is the room's playback state: the live one if the room is

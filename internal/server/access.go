@@ -40,7 +40,7 @@ func (s *Server) openAccess(ctx context.Context) error {
 		return err
 	}
 	if s.bus != nil { // failed logins count on every node (docs/cluster.md)
-		if err := s.auth.LoginThrottle().Share(s.bus.Conn(), s.bus.ID(), log); err != nil {
+		if err := s.auth.LoginThrottle().Share(s.bus.Conn(), ratelimit.SubjectOperatorLogins, s.bus.ID(), log); err != nil {
 			return fmt.Errorf("cluster: share login throttling: %w", err)
 		}
 	}
