@@ -245,6 +245,43 @@ func (s *Service) checkRoomPassword(ctx context.Context, r store.Room, c Caller,
 	return nil
 }
 
+// maxGuestPrecedents bounds the earlier guests from one address that a
+// new guest's admission reads.
+const maxGuestPrecedents = 256
+
+// guestPrecedent is what the room's earlier guests from source pass on
+// to a new guest from there. A guest has no account, so without it one
+// banned or muted could come back at once under a new name: a banned one
+// refuses guests from the address (PERMISSION_DENIED MEMBER_BANNED, until
+// they are unbanned), and the new guest gets no permission any of them
+// has lost, as a member who left and joins again does (admit's prev, with
+// status memberLeft). Registered users are never held back by their
+// address: an address is shared by everyone behind one NAT, so the
+// refusal tells a guest to register or log in instead.
+func (s *Service) guestPrecedent(ctx context.Context, roomID, source string) (store.RoomMember, error) {
+	if source == "" {
+		return store.RoomMember{}, nil
+	}
+	banned := int(clientv1.MemberStatus_MEMBER_STATUS_BANNED)
+	ms, err := s.st.GuestMembersFrom(ctx, roomID, source, banned, maxGuestPrecedents)
+	if err != nil {
+		return store.RoomMember{}, toStatus(ctx, s.log, err)
+	}
+	prev := store.RoomMember{Status: memberLeft, Permissions: AllPermissions}
+	for _, m := range ms {
+		switch m.Status {
+		case banned:
+			return store.RoomMember{}, apierr.New(codes.PermissionDenied, apierr.CodeMemberBanned,
+				"a guest from your address is banned from room "+roomID+"; register or log in to join")
+		case int(clientv1.MemberStatus_MEMBER_STATUS_PENDING):
+			// Not admitted yet: nothing granted, nothing lost.
+		default:
+			prev.Permissions &= m.Permissions
+		}
+	}
+	return prev, nil
+}
+
 // roomPasswordKey is whose wrong passwords for room count together. A
 // registered user's guesses count against their own key only: an address
 // is shared by everyone behind one NAT (carrier-grade NAT is common for
@@ -304,11 +341,15 @@ func (s *Service) GuestJoin(ctx context.Context, source string, req *clientv1.Gu
 		return nil, toStatus(ctx, s.log, err)
 	}
 	now := s.now()
-	u := store.RoomUser{ID: uid, Username: name, Guest: true, GuestRoomID: r.ID, CreatedAt: now}
+	u := store.RoomUser{ID: uid, Username: name, Guest: true, GuestRoomID: r.ID, GuestAddr: source, CreatedAt: now}
 	c := Caller{UserID: uid, Username: name, Guest: true, GuestRoomID: r.ID, SessionID: sid}
-	// The password is checked before the user is stored, so wrong guesses
-	// leave nothing behind.
+	// The password and the address's precedent are checked before the
+	// user is stored, so a refusal leaves nothing behind.
 	if err := s.checkRoomPassword(ctx, r, Caller{Guest: true, Source: source}, req.GetPassword()); err != nil {
+		return nil, err
+	}
+	prev, err := s.guestPrecedent(ctx, r.ID, source)
+	if err != nil {
 		return nil, err
 	}
 	if err := s.st.CreateUser(ctx, u); err != nil {
@@ -319,7 +360,7 @@ func (s *Service) GuestJoin(ctx context.Context, source string, req *clientv1.Gu
 	}
 	checked := r
 	checked.PasswordHash = "" // checked above; the response still says the room has one
-	m, err := s.admit(ctx, checked, c, "", store.RoomMember{})
+	m, err := s.admit(ctx, checked, c, "", prev)
 	if err != nil {
 		return nil, err
 	}

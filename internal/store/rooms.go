@@ -24,7 +24,10 @@ type RoomUser struct {
 	Guest        bool
 	// GuestRoomID is the one room a guest may use.
 	GuestRoomID string
-	CreatedAt   time.Time
+	// GuestAddr is where a guest joined from (write-only: GuestMembersFrom
+	// reads it).
+	GuestAddr string
+	CreatedAt time.Time
 }
 
 // RoomSession is one player login (or guest token): the family of its
@@ -120,9 +123,9 @@ func (x *Rooms) CreateUser(ctx context.Context, u RoomUser) error {
 		key = strings.ToLower(u.Username)
 	}
 	_, err := x.s.db.ExecContext(ctx,
-		`INSERT INTO room_users (user_id, username, username_key, email, password_hash, guest, guest_room_id, created_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		u.ID, u.Username, key, u.Email, u.PasswordHash, u.Guest, u.GuestRoomID, timeToMs(u.CreatedAt))
+		`INSERT INTO room_users (user_id, username, username_key, email, password_hash, guest, guest_room_id, guest_addr, created_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		u.ID, u.Username, key, u.Email, u.PasswordHash, u.Guest, u.GuestRoomID, u.GuestAddr, timeToMs(u.CreatedAt))
 	if err = dbErr(ctx, "create room user", err); errors.Is(err, ErrConflict) {
 		return conflict("username %q is taken", u.Username)
 	}
@@ -512,6 +515,29 @@ func (x *Rooms) Member(ctx context.Context, roomID, userID string) (RoomMember, 
 		return RoomMember{}, notFound("member %q of room %q", userID, roomID)
 	}
 	return m, dbErr(ctx, "get room member", err)
+}
+
+// GuestMembersFrom returns up to limit memberships in roomID of the
+// room's guests who joined from addr: those with status first (a ban),
+// then the latest joined.
+func (x *Rooms) GuestMembersFrom(ctx context.Context, roomID, addr string, status, limit int) ([]RoomMember, error) {
+	rows, err := x.s.db.QueryContext(ctx,
+		`SELECT `+memberColumns+` FROM room_members m JOIN room_users u ON u.user_id = m.user_id
+		 WHERE u.guest AND u.guest_room_id = $1 AND u.guest_addr = $2 AND m.room_id = $1
+		 ORDER BY CASE WHEN m.status = $3 THEN 0 ELSE 1 END, m.joined_at DESC, m.user_id LIMIT $4`, roomID, addr, status, limit)
+	if err != nil {
+		return nil, dbErr(ctx, "list guests from an address", err)
+	}
+	defer rows.Close()
+	var out []RoomMember
+	for rows.Next() {
+		m, err := scanMember(rows)
+		if err != nil {
+			return nil, dbErr(ctx, "list guests from an address", err)
+		}
+		out = append(out, m)
+	}
+	return out, dbErr(ctx, "list guests from an address", rows.Err())
 }
 
 // DeleteMember removes a membership; ErrNotFound if none.

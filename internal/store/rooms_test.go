@@ -106,6 +106,29 @@ func TestRooms(t *testing.T) {
 		if len(pending) != 1 {
 			t.Fatalf("pending %+v", pending)
 		}
+		// Guests from one address: those of the status asked first, then
+		// the latest joined; other addresses and rooms apart.
+		for i, g := range []struct {
+			id, addr, room string
+			status         int
+		}{{"ga", "198.51.100.7", "r0", 1}, {"gb", "198.51.100.7", "r0", 3}, {"gc", "198.51.100.7", "r0", 1}, {"gd", "203.0.113.9", "r0", 3}} {
+			mustNil(t, x.CreateUser(ctx, store.RoomUser{ID: g.id, Username: "guest", Guest: true, GuestRoomID: g.room, GuestAddr: g.addr, CreatedAt: now}), "guest "+g.id)
+			mustNil(t, x.PutMember(ctx, store.RoomMember{RoomID: g.room, UserID: g.id, Role: 1, Status: g.status, Permissions: 7,
+				JoinedAt: now.Add(time.Duration(i) * time.Second)}), "guest member "+g.id)
+		}
+		from, err := x.GuestMembersFrom(ctx, "r0", "198.51.100.7", 3, 10)
+		mustNil(t, err, "guests from an address")
+		if len(from) != 3 || from[0].UserID != "gb" || from[1].UserID != "gc" || from[2].UserID != "ga" || !from[0].Guest {
+			t.Fatalf("guests from 198.51.100.7: %+v; want gb (the status asked), gc, ga", from)
+		}
+		from, err = x.GuestMembersFrom(ctx, "r0", "198.51.100.7", 3, 1)
+		mustNil(t, err, "guests from an address, limited")
+		if len(from) != 1 || from[0].UserID != "gb" {
+			t.Fatalf("1 guest from 198.51.100.7: %+v; want gb", from)
+		}
+		for _, id := range []string{"ga", "gb", "gc", "gd"} {
+			mustNil(t, x.DeleteMember(ctx, "r0", id), "delete guest member "+id)
+		}
 		wantErr(t, x.PutMember(ctx, store.RoomMember{RoomID: "nope", UserID: "g1", JoinedAt: now}), store.ErrNotFound, "member of unknown room")
 		mustNil(t, x.DeleteMember(ctx, "r0", "g1"), "delete member")
 		wantErr(t, x.DeleteMember(ctx, "r0", "g1"), store.ErrNotFound, "delete again")

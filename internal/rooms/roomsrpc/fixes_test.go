@@ -11,6 +11,7 @@ import (
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/rooms"
+	"github.com/croupier/croupier/internal/store/storetest"
 )
 
 // clock is a settable clock for rooms.Config.Now.
@@ -253,5 +254,75 @@ func TestRateLimitsSurviveReconnect(t *testing.T) {
 	again.send(chatMsg("a second later"))
 	if got := again.next(isChat).GetChat().GetContent(); got != "a second later" {
 		t.Fatalf("chat a second later: %q", got)
+	}
+}
+
+// TestGuestEvasion: a guest has no account, so a muted or banned one
+// could come back at once as a new guest. A new guest from the address of
+// a muted one gets no permission the muted one lost; a banned one keeps
+// every guest from the address out (until unbanned), and nothing is
+// stored for the refused; a registered user from the same address is
+// never held back.
+func TestGuestEvasion(t *testing.T) {
+	t.Parallel()
+	st := storetest.SQLite(t)
+	e := newEnvOn(t, st)
+	ctx := ctxT(t)
+	owner := e.register("")
+	room := e.createRoom(owner, &clientv1.CreateRoomRequest{Settings: &clientv1.RoomSettings{AllowGuests: true}})
+	guests := func() int {
+		ms, err := st.Rooms().GuestMembersFrom(ctx, room, "127.0.0.1", 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ms)
+	}
+	guestJoin := func(name string) (player, *clientv1.Member, error) {
+		g, err := e.c.GuestJoin(ctx, connect.NewRequest(&clientv1.GuestJoinRequest{RoomId: room, Name: name}))
+		if err != nil {
+			return player{}, nil, err
+		}
+		return player{id: g.Msg.GetUser().GetId(), token: g.Msg.GetAccessToken()}, g.Msg.GetMember(), nil
+	}
+	chat := uint64(clientv1.Permission_PERMISSION_CHAT)
+	g1, m1, err := guestJoin("troll")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m1.GetPermissions()&chat == 0 {
+		t.Fatalf("a first guest's permissions %b lack CHAT", m1.GetPermissions())
+	}
+	// Muted: CHAT taken away.
+	if _, err := e.c.SetMemberPermissions(ctx, as(owner, &clientv1.SetMemberPermissionsRequest{RoomId: room, UserId: g1.id,
+		Permissions: m1.GetPermissions() &^ chat})); err != nil {
+		t.Fatal(err)
+	}
+	_, m2, err := guestJoin("troll-again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.GetPermissions() != m1.GetPermissions()&^chat {
+		t.Fatalf("a new guest from a muted guest's address got permissions %b; want %b (no CHAT)", m2.GetPermissions(), m1.GetPermissions()&^chat)
+	}
+
+	// Banned: guests from the address are refused, and leave nothing.
+	if _, err := e.c.BanMember(ctx, as(owner, &clientv1.BanMemberRequest{RoomId: room, UserId: g1.id})); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = guestJoin("troll-3")
+	wantCode(t, err, connect.CodePermissionDenied, apierr.CodeMemberBanned)
+	if n := guests(); n != 2 {
+		t.Fatalf("%d guests from the address after a refusal; want the 2 admitted", n)
+	}
+	// A registered user at the same address (every test client is
+	// 127.0.0.1) joins.
+	e.join(e.register(""), room)
+	// Unbanned: guests from the address are let in again (without CHAT,
+	// which the first guest still lacks).
+	if _, err := e.c.UnbanMember(ctx, as(owner, &clientv1.UnbanMemberRequest{RoomId: room, UserId: g1.id})); err != nil {
+		t.Fatal(err)
+	}
+	if _, m4, err := guestJoin("troll-4"); err != nil || m4.GetPermissions()&chat != 0 {
+		t.Fatalf("guest after the unban: %v, permissions %b; want admitted without CHAT", err, m4.GetPermissions())
 	}
 }
