@@ -17,7 +17,9 @@ import (
 	"github.com/croupier/croupier/api/synctv/client/v1/clientv1connect"
 	clusterv1 "github.com/croupier/croupier/api/synctv/cluster/v1"
 	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
+	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/tlsconf"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -182,6 +184,36 @@ func TestGatewayTierTwoProcesses(t *testing.T) {
 		err := sqldb.QueryRowContext(ctx, `SELECT actor, payload FROM audit_log WHERE action = 'room.playback.node'`).Scan(&actor, &payload)
 		return err == nil && strings.HasPrefix(actor, "croupier://") && strings.Contains(payload, `"seed-x"`)
 	})
+
+	// The login throttle is the tier's: B publishes its failed logins on
+	// the tier's NATS for the other nodes (which apply them: rooms
+	// TestThrottlesAcrossNodes).
+	token, err := os.ReadFile(busTokenFile(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(a.nats, nats.Token(strings.TrimSpace(string(token))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	outcomes, err := nc.SubscribeSync(ratelimit.SubjectPlayerLogins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil { // B's server (A's) knows the interest
+		t.Fatal(err)
+	}
+	if _, err := b.client.Login(ctx, connect.NewRequest(&clientv1.LoginRequest{Username: "bob", Password: "wrong"})); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("wrong password: %v", err)
+	}
+	m, err := outcomes.NextMsg(20 * time.Second)
+	if err != nil {
+		t.Fatalf("no login outcome from B on %s: %v", ratelimit.SubjectPlayerLogins, err)
+	}
+	if got := string(m.Data); !strings.Contains(got, `"node":"gwb"`) || !strings.Contains(got, `"user":"bob"`) || strings.Contains(got, `"ok":true`) {
+		t.Fatalf("B's login outcome %s; want bob's failure from gwb", got)
+	}
 	b.proc.stop() // B first: its NATS is A's
 	a.proc.stop()
 }
