@@ -19,15 +19,18 @@ import (
 // "live.publish_cut_off", "live.stream_stopped"), the room, stream, remote
 // address and reason as payload, PERMISSION_DENIED as the result of a
 // refusal or a cut-off. Anyone who reaches the RTMP port can try a key, so
-// lim (audit.NewRefusalLimiter) bounds the rows; internal/live logs every
-// event at WARN, so none beyond the limit is lost from the log. A nil rec
-// records nothing.
+// lim (audit.NewRefusalLimiter) bounds the rows of refusals and stops;
+// internal/live logs every event at WARN, so none beyond the limit is lost
+// from the log. Cut-offs are not limited. A nil rec records nothing.
 func liveAuditor(rec audit.Recorder, lim *rate.Limiter, log *slog.Logger) func(live.AuditEvent) {
 	if rec == nil {
 		return nil
 	}
 	return func(ev live.AuditEvent) {
-		if !lim.Allow() {
+		// A cut-off follows a member's own change (a rotation, a ban), at
+		// most one per stream, so it is always recorded; anyone can cause
+		// refusals, so those are limited.
+		if ev.Action != "publish cut off" && !lim.Allow() {
 			return
 		}
 		host := ev.Remote

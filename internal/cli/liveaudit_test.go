@@ -30,7 +30,7 @@ func (r *recorded) Record(_ context.Context, e audit.Entry) error {
 func TestLiveAuditor(t *testing.T) {
 	rec := &recorded{}
 	// No refill: exactly the burst is recorded, whatever the timing.
-	fn := liveAuditor(rec, rate.NewLimiter(0, 4), slog.New(slog.DiscardHandler))
+	fn := liveAuditor(rec, rate.NewLimiter(0, 3), slog.New(slog.DiscardHandler))
 	fn(live.AuditEvent{Action: "publish refused", RoomID: "room12345678", Remote: "192.0.2.7:50000", Reason: "unknown or revoked stream key"})
 	if len(rec.rows) != 1 {
 		t.Fatalf("%d rows, want 1", len(rec.rows))
@@ -54,7 +54,12 @@ func TestLiveAuditor(t *testing.T) {
 		fn(live.AuditEvent{Action: "publish refused", Remote: "192.0.2.7:50001", Reason: "flood"})
 	}
 	if len(rec.rows) != 4 {
-		t.Fatalf("%d rows after a flood, want the burst of 4", len(rec.rows))
+		t.Fatalf("%d rows after a flood, want the burst of 3 and the cut-off", len(rec.rows))
+	}
+	// Cut-offs are recorded whatever the refusals used up.
+	fn(live.AuditEvent{Action: "publish cut off", RoomID: "room12345678", Stream: "main", Remote: "192.0.2.8:50000", Reason: "unknown or revoked stream key"})
+	if len(rec.rows) != 5 || rec.rows[4].Action != "live.publish_cut_off" {
+		t.Fatalf("rows after a cut-off past the limit: %d, last %+v; want the cut-off recorded", len(rec.rows), rec.rows[len(rec.rows)-1])
 	}
 	if liveAuditor(nil, rate.NewLimiter(1, 1), nil) != nil {
 		t.Fatal("no recorder must mean no auditor")

@@ -178,9 +178,16 @@ type mortalRooms struct {
 	// afterKeyCheck, when set, runs once after the next PublishKey (a
 	// change landing between the check at the door and the registration).
 	afterKeyCheck atomic.Pointer[func()]
+	// hung makes PublishKey wait out its context, as on a database that
+	// does not answer.
+	hung atomic.Bool
 }
 
 func (m *mortalRooms) PublishKey(ctx context.Context, roomID, key string) (string, string, error) {
+	if m.hung.Load() {
+		<-ctx.Done()
+		return "", "", ctx.Err()
+	}
 	name, holder, err := m.Rooms.PublishKey(ctx, roomID, key)
 	if fn := m.afterKeyCheck.Swap(nil); fn != nil {
 		(*fn)()

@@ -351,9 +351,7 @@ func (n *Node) Revoke(rv rooms.LiveRevocation) {
 			s.stop()
 			continue
 		case !s.relayed && s.publisher == rv.UserID:
-			n.log.Info("live: the publisher may no longer publish in the room; stopping the stream", "stream", s.path,
-				"epoch", s.epoch, "user", rv.UserID)
-			s.stop()
+			n.cutOff(s, reasonHolderRevoked)
 		}
 		if rv.Watch {
 			s.dropViewer(rv.UserID)
@@ -387,8 +385,24 @@ func (n *Node) Concerns(rv rooms.LiveRevocation) bool {
 // was rotated or revoked).
 func (n *Node) StreamKeyChanged(roomID, name string) {
 	if s := n.lookup(roomID + "/" + name); s != nil && !s.relayed {
-		s.stop()
+		n.cutOff(s, reasonBadKey)
 	}
+}
+
+// The reasons a publish is refused or cut off for its key.
+const (
+	reasonBadKey        = "unknown or revoked stream key"
+	reasonHolderRevoked = "the key's holder may no longer publish (left, banned or without LIVE)"
+)
+
+// cutOff stops a stream published here whose key no longer publishes,
+// once, with one audit event "publish cut off" whichever of the key checks
+// and the revocations saw it first.
+func (n *Node) cutOff(s *stream, reason string) {
+	s.cutOff.Do(func() {
+		n.audit(AuditEvent{Action: "publish cut off", RoomID: s.roomID, Stream: s.name, Remote: s.remote, Reason: reason})
+		s.stop()
+	})
 }
 
 func (n *Node) audit(ev AuditEvent) {

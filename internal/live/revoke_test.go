@@ -9,6 +9,7 @@ import (
 	"time"
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/internal/live"
 	"github.com/croupier/croupier/internal/rooms"
 )
 
@@ -49,6 +50,9 @@ func TestRevokedHolderCutOff(t *testing.T) {
 	cutOff := func(what string) {
 		t.Helper()
 		waitFor(t, 10*time.Second, "the publisher cut off after "+what, func() bool { return !a.HasStream(path) })
+		if ev := waitAudit(t, a.audit, "publish cut off"); ev.Reason != "the key's holder may no longer publish (left, banned or without LIVE)" {
+			t.Fatalf("after %s: audit %+v", what, ev)
+		}
 		if _, _, err := w.svc.PublishKey(ctx, w.room, key); !errors.Is(err, rooms.ErrKeyHolderRevoked) {
 			t.Fatalf("after %s PublishKey: %v; want ErrKeyHolderRevoked", what, err)
 		}
@@ -100,13 +104,8 @@ func TestKeyChangeMissedByTheNode(t *testing.T) {
 	cutOff := func(path, what, reason string) {
 		t.Helper()
 		waitFor(t, 10*time.Second, "the publisher on b cut off after "+what, func() bool { return !b.HasStream(path) })
-		for ev := <-b.audit; ; ev = <-b.audit {
-			if ev.Action == "publish cut off" {
-				if ev.Reason != reason || ev.RoomID+"/"+ev.Stream != path {
-					t.Fatalf("after %s: audit %+v; want %s cut off: %s", what, ev, path, reason)
-				}
-				return
-			}
+		if ev := waitAudit(t, b.audit, "publish cut off"); ev.Reason != reason || ev.RoomID+"/"+ev.Stream != path || ev.Remote == "" {
+			t.Fatalf("after %s: audit %+v; want %s cut off from its address: %s", what, ev, path, reason)
 		}
 	}
 	const badKey, revoked = "unknown or revoked stream key", "the key's holder may no longer publish (left, banned or without LIVE)"
@@ -148,6 +147,29 @@ func TestKeyChangeMissedByTheNode(t *testing.T) {
 	cutOff(path, "a ban", revoked)
 }
 
+// TestKeyChecksOnAHungDatabase: key checks that cannot be made (the
+// database does not answer) keep the stream, and never hold up the renewal
+// of its lease: the stream outlives three lease TTLs of hung checks.
+func TestKeyChecksOnAHungDatabase(t *testing.T) {
+	w := newWorld(t)
+	a := w.newNode("a", 4)
+	w.unhook(a) // only its checks cut it off
+	path := w.room + "/main"
+	publish(t, a.RTMPAddr(), w.room, w.key, 60)
+	a.waitLive(t, path)
+	a.rooms.hung.Store(true)
+	for end := time.Now().Add(3 * leaseTTL); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if !a.HasStream(path) {
+			t.Fatal("the stream was stopped while its key checks hung")
+		}
+	}
+	a.rooms.hung.Store(false)
+	if _, err := w.svc.RotateStreamKey(context.Background(), w.hostCaller, &clientv1.RotateStreamKeyRequest{RoomId: w.room, Name: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the publisher cut off once the checks answer", func() bool { return !a.HasStream(path) })
+}
+
 // TestBanBetweenKeyCheckAndRegistration: a ban that lands after the key
 // was checked at the door but before the stream registered (its
 // revocation finds nothing on the node to cut off) still keeps the
@@ -180,12 +202,24 @@ func TestBanBetweenKeyCheckAndRegistration(t *testing.T) {
 	if a.HasStream(w.room + "/cam") {
 		t.Fatal("the banned member's stream is registered")
 	}
-	for ev := <-a.audit; ; ev = <-a.audit {
-		if ev.Action == "publish refused" {
-			if ev.Reason != "the key's holder may no longer publish (left, banned or without LIVE)" || ev.Stream != "cam" {
-				t.Fatalf("audit %+v", ev)
+	if ev := waitAudit(t, a.audit, "publish refused"); ev.Reason != "the key's holder may no longer publish (left, banned or without LIVE)" || ev.Stream != "cam" {
+		t.Fatalf("audit %+v", ev)
+	}
+}
+
+// waitAudit returns the next audit event with the action (others are
+// skipped), failing the test after 10 s.
+func waitAudit(t *testing.T, ch <-chan live.AuditEvent, action string) live.AuditEvent {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-ch:
+			if ev.Action == action {
+				return ev
 			}
-			break
+		case <-deadline:
+			t.Fatalf("no %q audit event within 10 s", action)
 		}
 	}
 }

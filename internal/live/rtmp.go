@@ -86,9 +86,9 @@ func (n *Node) serveRTMP(c net.Conn) error {
 	name, holder, err := n.cfg.Rooms.PublishKey(ctx, roomID, key)
 	cancel()
 	if err != nil {
-		label, reason := "bad_key", "unknown or revoked stream key"
+		label, reason := "bad_key", reasonBadKey
 		if errors.Is(err, rooms.ErrKeyHolderRevoked) {
-			label, reason = "holder_revoked", "the key's holder may no longer publish (left, banned or without LIVE)"
+			label, reason = "holder_revoked", reasonHolderRevoked
 		}
 		n.m.refused.WithLabelValues(label).Inc()
 		n.audit(AuditEvent{Action: "publish refused", RoomID: roomID, Remote: remote, Reason: reason})
@@ -97,7 +97,7 @@ func (n *Node) serveRTMP(c net.Conn) error {
 	}
 	path := roomID + "/" + name
 	stopped := make(chan struct{})
-	s, err := n.startPublish(path, roomID, name, holder, sync.OnceFunc(func() { close(stopped); _ = c.Close() }))
+	s, err := n.startPublish(path, roomID, name, holder, remote, sync.OnceFunc(func() { close(stopped); _ = c.Close() }))
 	if err != nil {
 		n.m.refused.WithLabelValues(refusalReason(err)).Inc()
 		n.audit(AuditEvent{Action: "publish refused", RoomID: roomID, Stream: name, Remote: remote, Reason: err.Error()})
@@ -108,7 +108,10 @@ func (n *Node) serveRTMP(c net.Conn) error {
 	// A ban, LIVE taken away or a rotation that ran between the key check
 	// and the registration found no stream here to cut off: check again
 	// now that any later change finds it.
-	if label, reason, ok := n.keyStillValid(s, key); !ok {
+	if label, reason, ok := n.keyStillValid(s, key, handshakeTimeout); !ok {
+		if reason == "" {
+			label, reason = "error", "the stream key could not be checked again"
+		}
 		n.m.refused.WithLabelValues(label).Inc()
 		n.audit(AuditEvent{Action: "publish refused", RoomID: roomID, Stream: name, Remote: remote, Reason: reason})
 		_ = sc.RejectAction()
@@ -121,8 +124,9 @@ func (n *Node) serveRTMP(c net.Conn) error {
 	n.liveEvent(s, clientv1.LiveEvent_STARTED)
 	n.log.Info("live stream started", "stream", path, "epoch", s.epoch, "remote", remote)
 
-	n.wg.Add(1)
-	go n.watchPublish(s, key, remote, stopped)
+	n.wg.Add(2)
+	go n.renewLease(s, stopped)
+	go n.checkKey(s, key, stopped)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(n.cfg.IdleTimeout))
 		msg, err := sc.Read()
@@ -157,7 +161,7 @@ func refusalReason(err error) string {
 
 // startPublish takes the stream's lease and registers it on the node,
 // published by the user holder.
-func (n *Node) startPublish(path, roomID, name, holder string, stop func()) (*stream, error) {
+func (n *Node) startPublish(path, roomID, name, holder, remote string, stop func()) (*stream, error) {
 	n.mu.Lock()
 	switch old := n.streams[path]; {
 	case n.closed:
@@ -182,7 +186,7 @@ func (n *Node) startPublish(path, roomID, name, holder string, stop func()) (*st
 		return nil, err
 	}
 	s := newStream(path, roomID, name, n.cfg.NodeID, epoch, false, n.cfg.ViewerQueue, n.cfg.GOPCacheBytes, n.m)
-	s.stop, s.publisher = stop, holder
+	s.stop, s.publisher, s.remote = stop, holder, remote
 	if old := n.streams[path]; old != nil {
 		// A relay of an older epoch: its viewers move to this publisher
 		// when they reconnect.
@@ -209,17 +213,12 @@ func (n *Node) endPublish(s *stream) {
 	n.log.Info("live stream stopped", "stream", s.path, "epoch", s.epoch)
 }
 
-// watchPublish keeps the stream's lease alive (losing it stops the
-// stream) and checks the stream key again every KeyCheckInterval: a key
-// rotated or revoked, or a holder banned or without LIVE, cuts the
-// publisher off, whichever node the change was made on.
-func (n *Node) watchPublish(s *stream, key, remote string, stopped <-chan struct{}) {
+// renewLease keeps the stream's lease alive; losing it stops the stream.
+func (n *Node) renewLease(s *stream, stopped <-chan struct{}) {
 	defer n.wg.Done()
 	ttl := n.cfg.Leases.TTL()
-	renew := time.NewTicker(ttl / 3)
-	defer renew.Stop()
-	check := time.NewTicker(n.cfg.KeyCheckInterval)
-	defer check.Stop()
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
 	renewed := time.Now()
 	for {
 		select {
@@ -227,14 +226,7 @@ func (n *Node) watchPublish(s *stream, key, remote string, stopped <-chan struct
 			return
 		case <-n.ctx.Done():
 			return
-		case <-check.C:
-			if _, reason, ok := n.keyStillValid(s, key); !ok {
-				n.log.Warn("live: the stream key no longer publishes; stopping the stream", "stream", s.path, "epoch", s.epoch, "reason", reason)
-				n.audit(AuditEvent{Action: "publish cut off", RoomID: s.roomID, Stream: s.name, Remote: remote, Reason: reason})
-				s.stop()
-				return
-			}
-		case <-renew.C:
+		case <-t.C:
 			ctx, cancel := context.WithTimeout(n.ctx, ttl/3)
 			err := n.cfg.Leases.Renew(ctx, s.path, s.epoch)
 			cancel()
@@ -258,24 +250,60 @@ func (n *Node) watchPublish(s *stream, key, remote string, stopped <-chan struct
 	}
 }
 
-// keyStillValid checks the key a publisher of s presented again. It is
-// not (ok false, with the refusal's metric label and reason, as at the
-// door) when the key was rotated or revoked, or its holder may no longer
-// publish; a check that cannot be made (the database unreachable) keeps
-// the stream, and the next one decides.
-func (n *Node) keyStillValid(s *stream, key string) (label, reason string, ok bool) {
-	ctx, cancel := context.WithTimeout(n.ctx, handshakeTimeout)
+// checkKey checks the stream key again every KeyCheckInterval, apart from
+// the lease's renewal (a slow database never delays it): a key rotated or
+// revoked, or a holder banned or without LIVE, cuts the publisher off,
+// whichever node the change was made on. A check that cannot be made is
+// logged once until one succeeds again, and keeps the stream.
+func (n *Node) checkKey(s *stream, key string, stopped <-chan struct{}) {
+	defer n.wg.Done()
+	every := n.cfg.KeyCheckInterval
+	t := time.NewTicker(every)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-stopped:
+			return
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			_, reason, ok := n.keyStillValid(s, key, every)
+			switch {
+			case !ok && reason == "":
+				if !failing {
+					n.log.Warn("live: the stream key could not be checked again; the stream goes on until a check says otherwise", "stream", s.path)
+				}
+				failing = true
+			case !ok:
+				n.cutOff(s, reason)
+				return
+			default:
+				if failing {
+					n.log.Info("live: the stream key is checked again", "stream", s.path)
+				}
+				failing = false
+			}
+		}
+	}
+}
+
+// keyStillValid checks the key a publisher of s presented again, within
+// timeout. It is not (ok false, with the refusal's metric label and
+// reason, as at the door) when the key was rotated or revoked, or its
+// holder may no longer publish; a check that could not be made (the
+// database unreachable, the node closing) is ok false with no reason.
+func (n *Node) keyStillValid(s *stream, key string, timeout time.Duration) (label, reason string, ok bool) {
+	ctx, cancel := context.WithTimeout(n.ctx, timeout)
 	name, holder, err := n.cfg.Rooms.PublishKey(ctx, s.roomID, key)
 	cancel()
 	switch {
 	case errors.Is(err, rooms.ErrKeyHolderRevoked):
-		return "holder_revoked", "the key's holder may no longer publish (left, banned or without LIVE)", false
+		return "holder_revoked", reasonHolderRevoked, false
 	case errors.Is(err, rooms.ErrBadStreamKey), err == nil && (name != s.name || holder != s.publisher):
-		return "bad_key", "unknown or revoked stream key", false
+		return "bad_key", reasonBadKey, false
 	case err != nil:
-		if n.ctx.Err() == nil {
-			n.log.Warn("live: the stream key could not be checked again; the stream goes on", "stream", s.path, "err", err)
-		}
+		return "", "", false
 	}
 	return "", "", true
 }

@@ -17,9 +17,12 @@ type stream struct {
 	epoch        int64
 	relayed      bool
 	// publisher is the user publishing a stream published here (the
-	// stream key's holder); "" for a relay.
-	publisher string
-	started   time.Time
+	// stream key's holder); "" for a relay. remote is the publisher's
+	// address.
+	publisher, remote string
+	// cutOff ends the publish once, audited (Node.cutOff).
+	cutOff  sync.Once
+	started time.Time
 	// stop ends the stream's writer (the publisher's connection or the
 	// pull); safe to call more than once.
 	stop func()

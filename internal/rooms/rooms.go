@@ -245,39 +245,38 @@ func (s *Service) checkRoomPassword(ctx context.Context, r store.Room, c Caller,
 	return nil
 }
 
-// maxGuestPrecedents bounds the earlier guests from one address that a
-// new guest's admission reads.
+// maxGuestPrecedents bounds the earlier guests from one address (banned or
+// restricted) that a new guest's admission reads.
 const maxGuestPrecedents = 256
 
 // guestPrecedent is what the room's earlier guests from source pass on
 // to a new guest from there. A guest has no account, so without it one
 // banned or muted could come back at once under a new name: a banned one
 // refuses guests from the address (PERMISSION_DENIED MEMBER_BANNED, until
-// they are unbanned), and the new guest gets no permission any of them
-// has lost, as a member who left and joins again does (admit's prev, with
-// status memberLeft). Registered users are never held back by their
-// address: an address is shared by everyone behind one NAT, so the
-// refusal tells a guest to register or log in instead.
+// they are unbanned), and a new guest gets no permission that an admin
+// took from one who joined from there within the guest token's lifetime
+// (a mute; SetMemberPermissions marks it Restricted), as a member who left
+// and joins again does (admit's prev, with status memberLeft). A
+// restriction passed on this way is not itself passed on, so lifting the
+// original mute frees the next guests. Registered users are never held
+// back by their address: an address is shared by everyone behind one NAT,
+// so the refusal tells a guest to register or log in instead.
 func (s *Service) guestPrecedent(ctx context.Context, roomID, source string) (store.RoomMember, error) {
 	if source == "" {
 		return store.RoomMember{}, nil
 	}
 	banned := int(clientv1.MemberStatus_MEMBER_STATUS_BANNED)
-	ms, err := s.st.GuestMembersFrom(ctx, roomID, source, banned, maxGuestPrecedents)
+	ms, err := s.st.GuestPrecedents(ctx, roomID, source, banned, s.now().Add(-s.guestTTL), maxGuestPrecedents)
 	if err != nil {
 		return store.RoomMember{}, toStatus(ctx, s.log, err)
 	}
 	prev := store.RoomMember{Status: memberLeft, Permissions: AllPermissions}
 	for _, m := range ms {
-		switch m.Status {
-		case banned:
+		if m.Status == banned {
 			return store.RoomMember{}, apierr.New(codes.PermissionDenied, apierr.CodeMemberBanned,
 				"a guest from your address is banned from room "+roomID+"; register or log in to join")
-		case int(clientv1.MemberStatus_MEMBER_STATUS_PENDING):
-			// Not admitted yet: nothing granted, nothing lost.
-		default:
-			prev.Permissions &= m.Permissions
 		}
+		prev.Permissions &= m.Permissions
 	}
 	return prev, nil
 }
@@ -343,13 +342,14 @@ func (s *Service) GuestJoin(ctx context.Context, source string, req *clientv1.Gu
 	now := s.now()
 	u := store.RoomUser{ID: uid, Username: name, Guest: true, GuestRoomID: r.ID, GuestAddr: source, CreatedAt: now}
 	c := Caller{UserID: uid, Username: name, Guest: true, GuestRoomID: r.ID, SessionID: sid}
-	// The password and the address's precedent are checked before the
-	// user is stored, so a refusal leaves nothing behind.
-	if err := s.checkRoomPassword(ctx, r, Caller{Guest: true, Source: source}, req.GetPassword()); err != nil {
-		return nil, err
-	}
+	// The address's precedent and the password are checked before the
+	// user is stored, so a refusal leaves nothing behind; the precedent
+	// first, so a banned address cannot try passwords.
 	prev, err := s.guestPrecedent(ctx, r.ID, source)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkRoomPassword(ctx, r, Caller{Guest: true, Source: source}, req.GetPassword()); err != nil {
 		return nil, err
 	}
 	if err := s.st.CreateUser(ctx, u); err != nil {
@@ -819,6 +819,16 @@ func (s *Service) SetMemberPermissions(ctx context.Context, c Caller, req *clien
 		m.Role = int(req.GetRole())
 	}
 	m.Permissions = perms
+	if m.Guest {
+		// A guest without some of the room's defaults was muted by an
+		// admin: new guests from their address get no more
+		// (guestPrecedent).
+		r, err := s.getRoom(ctx, m.RoomID)
+		if err != nil {
+			return nil, err
+		}
+		m.Restricted = r.DefaultPermissions&guestMask&^perms != 0
+	}
 	if err := s.st.PutMember(ctx, m); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}

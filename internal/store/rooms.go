@@ -24,7 +24,7 @@ type RoomUser struct {
 	Guest        bool
 	// GuestRoomID is the one room a guest may use.
 	GuestRoomID string
-	// GuestAddr is where a guest joined from (write-only: GuestMembersFrom
+	// GuestAddr is where a guest joined from (write-only: GuestPrecedents
 	// reads it).
 	GuestAddr string
 	CreatedAt time.Time
@@ -75,6 +75,9 @@ type RoomMember struct {
 	Status      int
 	Permissions uint64
 	JoinedAt    time.Time
+	// Restricted: an admin took some of the room's default permissions
+	// away from this member (a mute).
+	Restricted bool
 	// Username and Guest are read from room_users (read-only).
 	Username string
 	Guest    bool
@@ -482,10 +485,10 @@ func putMember(ctx context.Context, q interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, m RoomMember) error {
 	_, err := q.ExecContext(ctx,
-		`INSERT INTO room_members (room_id, user_id, role, status, permissions, joined_at) VALUES ($1, $2, $3, $4, $5, $6)
+		`INSERT INTO room_members (room_id, user_id, role, status, permissions, joined_at, restricted) VALUES ($1, $2, $3, $4, $5, $6, $7)
 		 ON CONFLICT (room_id, user_id) DO UPDATE SET role = excluded.role, status = excluded.status,
-		   permissions = excluded.permissions, joined_at = excluded.joined_at`,
-		m.RoomID, m.UserID, m.Role, m.Status, int64(m.Permissions), timeToMs(m.JoinedAt))
+		   permissions = excluded.permissions, joined_at = excluded.joined_at, restricted = excluded.restricted`,
+		m.RoomID, m.UserID, m.Role, m.Status, int64(m.Permissions), timeToMs(m.JoinedAt), m.Restricted)
 	return dbErr(ctx, "put room member", err)
 }
 
@@ -493,7 +496,7 @@ func putMember(ctx context.Context, q interface {
 // user does not exist.
 func (x *Rooms) PutMember(ctx context.Context, m RoomMember) error { return putMember(ctx, x.s.db, m) }
 
-const memberColumns = `m.room_id, m.user_id, m.role, m.status, m.permissions, m.joined_at, u.username, u.guest`
+const memberColumns = `m.room_id, m.user_id, m.role, m.status, m.permissions, m.joined_at, m.restricted, u.username, u.guest`
 
 func scanMember(row interface{ Scan(...any) error }) (RoomMember, error) {
 	var (
@@ -501,7 +504,7 @@ func scanMember(row interface{ Scan(...any) error }) (RoomMember, error) {
 		perms  int64
 		joined int64
 	)
-	err := row.Scan(&m.RoomID, &m.UserID, &m.Role, &m.Status, &perms, &joined, &m.Username, &m.Guest)
+	err := row.Scan(&m.RoomID, &m.UserID, &m.Role, &m.Status, &perms, &joined, &m.Restricted, &m.Username, &m.Guest)
 	m.Permissions, m.JoinedAt = uint64(perms), msToTime(joined)
 	return m, err
 }
@@ -517,27 +520,30 @@ func (x *Rooms) Member(ctx context.Context, roomID, userID string) (RoomMember, 
 	return m, dbErr(ctx, "get room member", err)
 }
 
-// GuestMembersFrom returns up to limit memberships in roomID of the
-// room's guests who joined from addr: those with status first (a ban),
+// GuestPrecedents returns up to limit memberships in roomID of the room's
+// guests who joined from addr and are banned (status banned) or were
+// restricted by an admin having joined since since: the banned first,
 // then the latest joined.
-func (x *Rooms) GuestMembersFrom(ctx context.Context, roomID, addr string, status, limit int) ([]RoomMember, error) {
+func (x *Rooms) GuestPrecedents(ctx context.Context, roomID, addr string, banned int, since time.Time, limit int) ([]RoomMember, error) {
 	rows, err := x.s.db.QueryContext(ctx,
 		`SELECT `+memberColumns+` FROM room_members m JOIN room_users u ON u.user_id = m.user_id
 		 WHERE u.guest AND u.guest_room_id = $1 AND u.guest_addr = $2 AND m.room_id = $1
-		 ORDER BY CASE WHEN m.status = $3 THEN 0 ELSE 1 END, m.joined_at DESC, m.user_id LIMIT $4`, roomID, addr, status, limit)
+		   AND (m.status = $3 OR m.restricted AND m.joined_at >= $4)
+		 ORDER BY CASE WHEN m.status = $3 THEN 0 ELSE 1 END, m.joined_at DESC, m.user_id LIMIT $5`,
+		roomID, addr, banned, timeToMs(since), limit)
 	if err != nil {
-		return nil, dbErr(ctx, "list guests from an address", err)
+		return nil, dbErr(ctx, "list a guest's precedents", err)
 	}
 	defer rows.Close()
 	var out []RoomMember
 	for rows.Next() {
 		m, err := scanMember(rows)
 		if err != nil {
-			return nil, dbErr(ctx, "list guests from an address", err)
+			return nil, dbErr(ctx, "list a guest's precedents", err)
 		}
 		out = append(out, m)
 	}
-	return out, dbErr(ctx, "list guests from an address", rows.Err())
+	return out, dbErr(ctx, "list a guest's precedents", rows.Err())
 }
 
 // DeleteMember removes a membership; ErrNotFound if none.

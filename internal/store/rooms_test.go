@@ -106,27 +106,36 @@ func TestRooms(t *testing.T) {
 		if len(pending) != 1 {
 			t.Fatalf("pending %+v", pending)
 		}
-		// Guests from one address: those of the status asked first, then
-		// the latest joined; other addresses and rooms apart.
-		for i, g := range []struct {
-			id, addr, room string
-			status         int
-		}{{"ga", "198.51.100.7", "r0", 1}, {"gb", "198.51.100.7", "r0", 3}, {"gc", "198.51.100.7", "r0", 1}, {"gd", "203.0.113.9", "r0", 3}} {
-			mustNil(t, x.CreateUser(ctx, store.RoomUser{ID: g.id, Username: "guest", Guest: true, GuestRoomID: g.room, GuestAddr: g.addr, CreatedAt: now}), "guest "+g.id)
-			mustNil(t, x.PutMember(ctx, store.RoomMember{RoomID: g.room, UserID: g.id, Role: 1, Status: g.status, Permissions: 7,
-				JoinedAt: now.Add(time.Duration(i) * time.Second)}), "guest member "+g.id)
+		// A guest's precedents: the banned guests from one address first,
+		// then the restricted ones that joined since the time given, the
+		// latest first; other guests, addresses and rooms apart.
+		for _, g := range []struct {
+			id, addr   string
+			status     int
+			restricted bool
+			joined     time.Duration
+		}{
+			{"ga", "198.51.100.7", 1, true, 0}, {"gb", "198.51.100.7", 3, false, time.Second}, {"gc", "198.51.100.7", 1, false, 2 * time.Second},
+			{"gd", "203.0.113.9", 3, false, 0}, {"ge", "198.51.100.7", 1, true, -48 * time.Hour},
+		} {
+			mustNil(t, x.CreateUser(ctx, store.RoomUser{ID: g.id, Username: "guest", Guest: true, GuestRoomID: "r0", GuestAddr: g.addr, CreatedAt: now}), "guest "+g.id)
+			mustNil(t, x.PutMember(ctx, store.RoomMember{RoomID: "r0", UserID: g.id, Role: 1, Status: g.status, Permissions: 7,
+				Restricted: g.restricted, JoinedAt: now.Add(g.joined)}), "guest member "+g.id)
 		}
-		from, err := x.GuestMembersFrom(ctx, "r0", "198.51.100.7", 3, 10)
-		mustNil(t, err, "guests from an address")
-		if len(from) != 3 || from[0].UserID != "gb" || from[1].UserID != "gc" || from[2].UserID != "ga" || !from[0].Guest {
-			t.Fatalf("guests from 198.51.100.7: %+v; want gb (the status asked), gc, ga", from)
+		if m, err := x.Member(ctx, "r0", "ga"); err != nil || !m.Restricted {
+			t.Fatalf("restricted guest member %+v, %v", m, err)
 		}
-		from, err = x.GuestMembersFrom(ctx, "r0", "198.51.100.7", 3, 1)
-		mustNil(t, err, "guests from an address, limited")
+		from, err := x.GuestPrecedents(ctx, "r0", "198.51.100.7", 3, now.Add(-24*time.Hour), 10)
+		mustNil(t, err, "a guest's precedents")
+		if len(from) != 2 || from[0].UserID != "gb" || from[1].UserID != "ga" || !from[1].Guest {
+			t.Fatalf("precedents at 198.51.100.7: %+v; want gb (banned), ga (restricted within the day)", from)
+		}
+		from, err = x.GuestPrecedents(ctx, "r0", "198.51.100.7", 3, now.Add(-24*time.Hour), 1)
+		mustNil(t, err, "a guest's precedents, limited")
 		if len(from) != 1 || from[0].UserID != "gb" {
-			t.Fatalf("1 guest from 198.51.100.7: %+v; want gb", from)
+			t.Fatalf("1 precedent at 198.51.100.7: %+v; want gb", from)
 		}
-		for _, id := range []string{"ga", "gb", "gc", "gd"} {
+		for _, id := range []string{"ga", "gb", "gc", "gd", "ge"} {
 			mustNil(t, x.DeleteMember(ctx, "r0", id), "delete guest member "+id)
 		}
 		wantErr(t, x.PutMember(ctx, store.RoomMember{RoomID: "nope", UserID: "g1", JoinedAt: now}), store.ErrNotFound, "member of unknown room")
