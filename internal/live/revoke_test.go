@@ -126,20 +126,9 @@ func TestKeyChangeMissedByTheNode(t *testing.T) {
 	}
 	cutOff(path, "a revocation", badKey)
 
-	member, err := w.svc.Authenticate(ctx, w.member)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.svc.SetMemberPermissions(ctx, w.hostCaller, &clientv1.SetMemberPermissionsRequest{RoomId: w.room, UserId: member.UserID,
-		Permissions: rooms.DefaultMemberPermissions | uint64(clientv1.Permission_PERMISSION_LIVE)}); err != nil {
-		t.Fatal(err)
-	}
-	k, err := w.svc.CreateStreamKey(ctx, member, &clientv1.CreateStreamKeyRequest{RoomId: w.room, Name: "cam"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	member, key := w.memberStreamKey("cam")
 	path = w.room + "/cam"
-	publish(t, b.RTMPAddr(), w.room, k.GetKey().GetKey(), 60)
+	publish(t, b.RTMPAddr(), w.room, key, 60)
 	b.waitLive(t, path)
 	if _, err := w.svc.BanMember(ctx, w.hostCaller, &clientv1.BanMemberRequest{RoomId: w.room, UserId: member.UserID}); err != nil {
 		t.Fatal(err)
@@ -178,25 +167,14 @@ func TestBanBetweenKeyCheckAndRegistration(t *testing.T) {
 	w := newWorld(t)
 	a := w.newNode("a", 4)
 	ctx := context.Background()
-	member, err := w.svc.Authenticate(ctx, w.member)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.svc.SetMemberPermissions(ctx, w.hostCaller, &clientv1.SetMemberPermissionsRequest{RoomId: w.room, UserId: member.UserID,
-		Permissions: rooms.DefaultMemberPermissions | uint64(clientv1.Permission_PERMISSION_LIVE)}); err != nil {
-		t.Fatal(err)
-	}
-	k, err := w.svc.CreateStreamKey(ctx, member, &clientv1.CreateStreamKeyRequest{RoomId: w.room, Name: "cam"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	member, key := w.memberStreamKey("cam")
 	ban := func() {
 		if _, err := w.svc.BanMember(ctx, w.hostCaller, &clientv1.BanMemberRequest{RoomId: w.room, UserId: member.UserID}); err != nil {
 			t.Error(err)
 		}
 	}
 	a.rooms.afterKeyCheck.Store(&ban)
-	if err := publish(t, a.RTMPAddr(), w.room, k.GetKey().GetKey(), 5).Wait(); err == nil {
+	if err := publish(t, a.RTMPAddr(), w.room, key, 5).Wait(); err == nil {
 		t.Fatal("ffmpeg published with the key of a member banned before the stream registered")
 	}
 	if a.HasStream(w.room + "/cam") {
@@ -205,6 +183,27 @@ func TestBanBetweenKeyCheckAndRegistration(t *testing.T) {
 	if ev := waitAudit(t, a.audit, "publish refused"); ev.Reason != "the key's holder may no longer publish (left, banned or without LIVE)" || ev.Stream != "cam" {
 		t.Fatalf("audit %+v", ev)
 	}
+}
+
+// memberStreamKey gives the world's member LIVE and a key of the stream
+// name; it returns the member and the key.
+func (w *world) memberStreamKey(name string) (rooms.Caller, string) {
+	t := w.t
+	t.Helper()
+	ctx := context.Background()
+	member, err := w.svc.Authenticate(ctx, w.member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.SetMemberPermissions(ctx, w.hostCaller, &clientv1.SetMemberPermissionsRequest{RoomId: w.room, UserId: member.UserID,
+		Permissions: rooms.DefaultMemberPermissions | uint64(clientv1.Permission_PERMISSION_LIVE)}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := w.svc.CreateStreamKey(ctx, member, &clientv1.CreateStreamKeyRequest{RoomId: w.room, Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return member, k.GetKey().GetKey()
 }
 
 // waitAudit returns the next audit event with the action (others are
