@@ -24,7 +24,7 @@ const STEP = 20_000 // the bound on any single wait in the browser
 const ADMIN_PW = 'admin-pass-1234'
 const PW = 'user-pass-1234'
 
-let dir, dev, devOut = '', url, browser
+let dir, dev, devOut = '', devErr = '', url, browser
 const contexts = []
 
 /** Waits until the dev process has printed re, at most ms. */
@@ -40,7 +40,7 @@ function waitOutput(re, ms) {
       }
     }
     dev.stdout.on('data', check)
-    dev.once('exit', (code) => fail(new Error(`croupier dev exited (${code}):\n${devOut}`)))
+    dev.once('exit', (code) => fail(new Error(`croupier dev exited (${code}):\n${devOut}\n${devErr}`)))
     check()
   })
 }
@@ -69,12 +69,13 @@ before(async () => {
     BIN,
     ['dev', '--data-dir', dir, '--admin-password', ADMIN_PW, '--grpc-addr', addr, '--http-addr', addr, '--tunnel-http-addr', addr,
       '--sdk-addr', addr, '--gse-addr', addr, '--gateway-addr', addr, '--gateway-business-addr', addr,
-      '--rooms-addr', addr, '--rtmp-addr', addr],
+      '--rooms-addr', addr, '--rtmp-addr', addr, '--cluster-addr', addr],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   )
   dev.stdout.setEncoding('utf8')
   dev.stdout.on('data', (s) => (devOut += s))
-  dev.stderr.resume() // logs; not needed unless it fails
+  dev.stderr.setEncoding('utf8')
+  dev.stderr.on('data', (s) => (devErr = (devErr + s).slice(-4096))) // the logs' tail, shown if it exits
   const m = await waitOutput(/console\s+(https:\/\/\S+\/)/, 90_000)
   await waitOutput(/Press Ctrl-C to stop\./, 10_000)
   url = m[1]

@@ -66,7 +66,7 @@ function startDev() {
     bin,
     ["dev", "--data-dir", dataDir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
       "--tunnel-http-addr", "", "--sdk-addr", "127.0.0.1:0", "--gse-addr", "", "--gateway-addr", "",
-      "--rooms-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0", "--players", "2"],
+      "--rooms-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--players", "2"],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CROUPIER_ADMIN_PASSWORD: "watch-test-admin-pw" } },
   );
   let stdout = "";

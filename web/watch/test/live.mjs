@@ -54,7 +54,7 @@ async function waitFor(what, f, timeoutMs) {
 function startDev() {
   const dev = spawn(bin, ["dev", "--data-dir", dataDir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
     "--tunnel-http-addr", "", "--sdk-addr", "127.0.0.1:0", "--gse-addr", "", "--gateway-addr", "",
-    "--rooms-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0", "--players", "1"],
+    "--rooms-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--players", "1"],
   { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CROUPIER_ADMIN_PASSWORD: "live-test-admin-pw" } });
   procs.push(dev);
   let stdout = "";
