@@ -336,15 +336,7 @@ func PlayPath(roomID, name string) string { return "/live/" + roomID + "/" + nam
 // stream of the room stops, published or relayed, its viewers with it.
 // It does not block.
 func (n *Node) Revoke(rv rooms.LiveRevocation) {
-	n.mu.Lock()
-	var streams []*stream
-	for _, s := range n.streams {
-		if s.roomID == rv.RoomID {
-			streams = append(streams, s)
-		}
-	}
-	n.mu.Unlock()
-	for _, s := range streams {
+	for _, s := range n.roomStreams(rv.RoomID) {
 		switch {
 		case rv.UserID == "":
 			n.log.Info("live: room deleted; stopping the stream", "stream", s.path, "epoch", s.epoch)
@@ -359,21 +351,27 @@ func (n *Node) Revoke(rv rooms.LiveRevocation) {
 	}
 }
 
+// roomStreams returns the room's streams on this node, published or
+// relayed.
+func (n *Node) roomStreams(roomID string) []*stream {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []*stream
+	for _, s := range n.streams {
+		if s.roomID == roomID {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Concerns reports whether rv would end anything on this node: a stream
 // of the room the user publishes here or watches (any stream of the room
 // for a deleted room). It does not block; rooms asks it before reading a
 // remote change's membership, so that nodes without such a stream skip
 // the read.
 func (n *Node) Concerns(rv rooms.LiveRevocation) bool {
-	n.mu.Lock()
-	var streams []*stream
-	for _, s := range n.streams {
-		if s.roomID == rv.RoomID {
-			streams = append(streams, s)
-		}
-	}
-	n.mu.Unlock()
-	for _, s := range streams {
+	for _, s := range n.roomStreams(rv.RoomID) {
 		if rv.UserID == "" || !s.relayed && s.publisher == rv.UserID || rv.Watch && s.watchedBy(rv.UserID) {
 			return true
 		}
