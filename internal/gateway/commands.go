@@ -119,13 +119,7 @@ var handlers = map[netsvr.Cmd]handler{
 	}},
 	netsvr.Cmd_ForceOffline: {func() proto.Message { return &netsvr.ForceOffline{} }, func(g *Gateway, _ *business, m proto.Message) proto.Message {
 		req := m.(*netsvr.ForceOffline)
-		var f []byte
-		if len(req.Data) > 0 {
-			f = g.frame(req.Data)
-		}
-		for _, c := range g.hub.lookup(req.UniqIds) {
-			c.sendAndClose(f)
-		}
+		g.Kick(req.UniqIds, req.Data)
 		return nil
 	}},
 	netsvr.Cmd_ForceOfflineGuest: {func() proto.Message { return &netsvr.ForceOfflineGuest{} }, (*Gateway).forceOfflineGuest},

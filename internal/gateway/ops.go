@@ -74,7 +74,8 @@ func (g *Gateway) Publish(topics []string, data []byte) int {
 	return len(cs)
 }
 
-// Kick forces the online ones among uniqIDs offline (ForceOffline): data,
+// Kick forces the online ones among uniqIDs offline (ForceOffline, from a
+// business or an operator): data,
 // when not empty, is sent and the connection closed forceOfflineDelay
 // later; without data it is closed at once. It returns the uniqIds kicked,
 // each once: a connection named more than once is kicked (and sent data)
