@@ -242,7 +242,7 @@ func (s *Service) Approve(ctx context.Context, p principal.Principal, id, commen
 	defer cancel()
 	jobID, execErr := s.execute(ectx, req)
 	if execErr != nil {
-		a, err = s.store.Approvals().MarkFailed(ectx, id, errMessage(execErr))
+		a, err = s.store.Approvals().MarkFailed(ectx, id, status.Convert(execErr).Message())
 	} else {
 		a, err = s.store.Approvals().MarkExecuted(ectx, id, jobID)
 	}
@@ -351,17 +351,8 @@ func (s *Service) load(ctx context.Context, id string) (store.Approval, error) {
 	return a, err
 }
 
-// errMessage is err's message without the "rpc error: code = …" prefix
-// of a status.
-func errMessage(err error) string {
-	if st, ok := status.FromError(err); ok {
-		return st.Message()
-	}
-	return err.Error()
-}
-
 func wrapExecErr(id string, err error) error {
-	msg := fmt.Sprintf("approval %s was approved but the call could not be started: %s", id, errMessage(err))
+	msg := fmt.Sprintf("approval %s was approved but the call could not be started: %s", id, status.Convert(err).Message())
 	if info := apierr.Info(err); info != nil {
 		return apierr.New(codes.FailedPrecondition, CodeExecuteFailed, msg, "cause", info.GetCode())
 	}

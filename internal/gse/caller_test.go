@@ -155,7 +155,7 @@ func TestLogPathsStayInBuildDirs(t *testing.T) {
 		want  string
 	}{
 		{"outside", []string{secret}, "outside the agent's build directories"},
-		{"dot-dot", []string{filepath.Join(e.gameDir, "..", filepath.Base(filepath.Dir(secret)), "ca.key")}, "outside the agent's build directories"},
+		{"dot-dot", []string{e.gameDir + "/../" + filepath.Base(filepath.Dir(secret)) + "/ca.key"}, "outside the agent's build directories"},
 		{"relative without a working directory", []string{"game.log"}, "outside the agent's build directories"},
 		{"too many", make([]string, 17), "at most 16"},
 		{"empty", []string{""}, "non-empty path"},
