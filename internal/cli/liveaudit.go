@@ -30,7 +30,7 @@ func liveAuditor(rec audit.Recorder, lim *rate.Limiter, log *slog.Logger) func(l
 		// A cut-off follows a member's own change (a rotation, a ban), at
 		// most one per stream, so it is always recorded; anyone can cause
 		// refusals, so those are limited.
-		if ev.Action != "publish cut off" && !lim.Allow() {
+		if ev.Action != live.ActionPublishCutOff && !lim.Allow() {
 			return
 		}
 		host := ev.Remote
@@ -43,7 +43,7 @@ func liveAuditor(rec audit.Recorder, lim *rate.Limiter, log *slog.Logger) func(l
 			Payload: map[string]string{"room_id": ev.RoomID, "stream": ev.Stream, "remote": ev.Remote,
 				"reason": ev.Reason},
 		}
-		if strings.HasSuffix(ev.Action, "refused") || ev.Action == "publish cut off" {
+		if ev.Action == live.ActionPublishRefused || ev.Action == live.ActionPublishCutOff {
 			e.Err = status.Error(codes.PermissionDenied, ev.Reason)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

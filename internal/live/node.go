@@ -24,10 +24,18 @@ type Rooms interface {
 }
 
 // AuditEvent is a security-relevant live event: a publish refused for a
-// wrong or revoked key, a stream stopped by StopStream.
+// wrong or revoked key, a publisher cut off, a stream stopped by
+// StopStream.
 type AuditEvent struct {
 	Action, RoomID, Stream, Remote, Reason string
 }
+
+// The actions of AuditEvent.
+const (
+	ActionPublishRefused = "publish refused"
+	ActionPublishCutOff  = "publish cut off"
+	ActionStreamStopped  = "stream stopped"
+)
 
 // Config configures a Node. Zero values pick the documented defaults.
 type Config struct {
@@ -398,7 +406,7 @@ const (
 // and the revocations saw it first.
 func (n *Node) cutOff(s *stream, reason string) {
 	s.cutOff.Do(func() {
-		n.audit(AuditEvent{Action: "publish cut off", RoomID: s.roomID, Stream: s.name, Remote: s.remote, Reason: reason})
+		n.audit(AuditEvent{Action: ActionPublishCutOff, RoomID: s.roomID, Stream: s.name, Remote: s.remote, Reason: reason})
 		s.stop()
 	})
 }

@@ -213,7 +213,7 @@ func (r relayServer) StopStream(_ context.Context, req *streamv1.StopStreamReque
 		return &streamv1.StopStreamResponse{Success: false}, nil
 	}
 	room, name, _ := cutPath(s.path)
-	r.n.audit(AuditEvent{Action: "stream stopped", RoomID: room, Stream: name, Remote: req.GetRequestingNodeId(), Reason: "StopStream"})
+	r.n.audit(AuditEvent{Action: ActionStreamStopped, RoomID: room, Stream: name, Remote: req.GetRequestingNodeId(), Reason: "StopStream"})
 	s.stop()
 	return &streamv1.StopStreamResponse{Success: true}, nil
 }

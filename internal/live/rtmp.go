@@ -78,7 +78,7 @@ func (n *Node) serveRTMP(c net.Conn) error {
 	roomID, key, ok := splitPublishPath(sc.URL.Path)
 	if !ok {
 		n.m.refused.WithLabelValues("bad_path").Inc()
-		n.audit(AuditEvent{Action: "publish refused", Remote: remote, Reason: "path is not /<room_id>/<stream_key>"})
+		n.audit(AuditEvent{Action: ActionPublishRefused, Remote: remote, Reason: "path is not /<room_id>/<stream_key>"})
 		_ = sc.RejectAction()
 		return errors.New("bad publish path")
 	}
@@ -91,7 +91,7 @@ func (n *Node) serveRTMP(c net.Conn) error {
 			label, reason = "holder_revoked", reasonHolderRevoked
 		}
 		n.m.refused.WithLabelValues(label).Inc()
-		n.audit(AuditEvent{Action: "publish refused", RoomID: roomID, Remote: remote, Reason: reason})
+		n.audit(AuditEvent{Action: ActionPublishRefused, RoomID: roomID, Remote: remote, Reason: reason})
 		_ = sc.RejectAction()
 		return err
 	}
@@ -100,7 +100,7 @@ func (n *Node) serveRTMP(c net.Conn) error {
 	s, err := n.startPublish(path, roomID, name, holder, remote, sync.OnceFunc(func() { close(stopped); _ = c.Close() }))
 	if err != nil {
 		n.m.refused.WithLabelValues(refusalReason(err)).Inc()
-		n.audit(AuditEvent{Action: "publish refused", RoomID: roomID, Stream: name, Remote: remote, Reason: err.Error()})
+		n.audit(AuditEvent{Action: ActionPublishRefused, RoomID: roomID, Stream: name, Remote: remote, Reason: err.Error()})
 		_ = sc.RejectAction()
 		return err
 	}
@@ -113,7 +113,7 @@ func (n *Node) serveRTMP(c net.Conn) error {
 			label, reason = "error", "the stream key could not be checked again"
 		}
 		n.m.refused.WithLabelValues(label).Inc()
-		n.audit(AuditEvent{Action: "publish refused", RoomID: roomID, Stream: name, Remote: remote, Reason: reason})
+		n.audit(AuditEvent{Action: ActionPublishRefused, RoomID: roomID, Stream: name, Remote: remote, Reason: reason})
 		_ = sc.RejectAction()
 		return errors.New(reason)
 	}
