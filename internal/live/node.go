@@ -402,12 +402,22 @@ const (
 )
 
 // cutOff stops a stream published here whose key no longer publishes,
-// once, with one audit event "publish cut off" whichever of the key checks
-// and the revocations saw it first.
+// once, with one audit event ActionPublishCutOff (recorded on a goroutine
+// of the node) whichever of the key checks and the revocations saw it
+// first. It does not block.
 func (n *Node) cutOff(s *stream, reason string) {
 	s.cutOff.Do(func() {
-		n.audit(AuditEvent{Action: ActionPublishCutOff, RoomID: s.roomID, Stream: s.name, Remote: s.remote, Reason: reason})
 		s.stop()
+		// Revoke runs on the rooms' delivery goroutine and must not wait
+		// for the audit row; a node closing audits nothing more.
+		ev := AuditEvent{Action: ActionPublishCutOff, RoomID: s.roomID, Stream: s.name, Remote: s.remote, Reason: reason}
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.closed {
+			n.log.Warn("live: "+ev.Action, "room", ev.RoomID, "stream", ev.Stream, "remote", ev.Remote, "reason", ev.Reason)
+			return
+		}
+		n.wg.Go(func() { n.audit(ev) })
 	})
 }
 

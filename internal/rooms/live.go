@@ -89,11 +89,14 @@ func mayPublish(m store.RoomMember) bool {
 // stands. It runs on the delivery goroutine, so it reads the membership
 // only when this node has a stream the event concerns.
 func (s *Service) revokeRemote(roomID string, msg *clientv1.ServerMessage) {
+	rv, ok := remoteRevocation(roomID, msg)
+	if !ok { // most events: chat, playback, playlist
+		return
+	}
 	s.live.mu.Lock()
 	hooked, concerns := s.live.revoked != nil, s.live.concerns
 	s.live.mu.Unlock()
-	rv, ok := remoteRevocation(roomID, msg)
-	if !hooked || !ok || concerns != nil && !concerns(rv) {
+	if !hooked || concerns != nil && !concerns(rv) {
 		return
 	}
 	if rv.UserID != "" {

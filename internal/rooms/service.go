@@ -41,8 +41,8 @@ type Config struct {
 	MaxConcurrentHashes int
 	// LoginThrottle slows password guessing per username and address; a
 	// second throttle with the same settings slows room password guessing
-	// per room and user (a guest: per room and address) and per room and
-	// address.
+	// per room and user (a guest, who has no user yet: per room and
+	// address).
 	LoginThrottle ratelimit.LoginConfig
 	// ChatPerSecond and DanmakuPerSecond are each user's message rates in
 	// a room (bursts of the same size); defaults 10 and 5.
