@@ -30,6 +30,7 @@ func gatewayFlags(fs *pflag.FlagSet, d gateway.Config) {
 	fs.String("business-tls-cert", "", "certificate the business listener presents")
 	fs.String("business-tls-key", "", "key of --business-tls-cert")
 	fs.Duration("read-deadline", d.ReadDeadline, "close a client or business silent for this long")
+	fs.Duration("handshake-timeout", d.HandshakeTimeout, "close a client connection that has not sent its upgrade request within this long")
 	fs.Int("max-online", d.MaxOnline, "refuse WebSocket upgrades beyond this many connections")
 	fs.Int("receive-pack-limit", d.ReceivePackLimit, "largest client message or business frame, bytes")
 	fs.Int("send-buffer-limit", d.SendBufferLimit, "bytes queued for one client before it is disconnected as too slow")

@@ -307,13 +307,9 @@ func (x *Rooms) EndedSessions(ctx context.Context, ids []string) ([]string, erro
 	live := make(map[string]bool, len(ids))
 	for chunk := range slices.Chunk(ids, 500) {
 		args := make([]any, 0, len(chunk))
-		ph := make([]string, 0, len(chunk))
-		for _, id := range chunk {
-			args = append(args, id)
-			ph = append(ph, "$"+strconv.Itoa(len(args)))
-		}
+		in := inList(&args, chunk)
 		rows, err := x.s.db.QueryContext(ctx,
-			`SELECT session_id FROM room_user_sessions WHERE revoked_at = 0 AND session_id IN (`+strings.Join(ph, ", ")+`)`, args...)
+			`SELECT session_id FROM room_user_sessions WHERE revoked_at = 0 AND session_id IN (`+in+`)`, args...)
 		if err != nil {
 			return nil, dbErr(ctx, "check room sessions", err)
 		}
