@@ -33,13 +33,17 @@ import (
 //go:embed openapi/croupier.swagger.json
 var openAPI []byte
 
+// restJSON is how REST answers and event streams write messages: proto
+// field names, every field (zero values too).
+var restJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+
 // gateway returns a grpc-gateway mux whose routes call the services over
 // the in-process connection, so REST passes the same edge as gRPC. Errors
 // are the gRPC status as JSON ({code, message, details}) with the HTTP
 // status of the seed's table; every one carries an ErrorInfo.
 func (s *Server) gateway() *gwruntime.ServeMux {
 	marshal := &gwruntime.JSONPb{
-		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+		MarshalOptions:   restJSON,
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}
 	return gwruntime.NewServeMux(gwruntime.WithMarshalerOption(gwruntime.MIMEWildcard, restMarshaler{marshal}),
@@ -166,7 +170,7 @@ func newSSE(w http.ResponseWriter) (*sse, bool) {
 func (e *sse) send(id, event string, m proto.Message) error {
 	// As REST answers: every field, so an event's zero values (type START,
 	// progress 0) are there for the reader too.
-	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	b, err := restJSON.Marshal(m)
 	if err != nil {
 		return err
 	}
