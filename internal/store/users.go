@@ -32,8 +32,9 @@ const (
 // Create adds a user; ErrConflict if the username is taken, also in
 // another case ("Admin" when "admin" exists): names that differ only in case
 // would pass for one another in lists and audit rows. (Usernames are ASCII,
-// so lower() is exact. Two concurrent creates of such names on PostgreSQL
-// could both pass this check; exact duplicates never can.)
+// so lower() is exact. The check names the existing user; the unique index
+// on lower(username), migration 00010, refuses the loser of two racing
+// creates.)
 func (x *Users) Create(ctx context.Context, u User) error {
 	if u.Username == "" || u.PasswordHash == "" {
 		return invalid("a user needs a username and a password hash")

@@ -1,6 +1,8 @@
 package store_test
 
 import (
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,6 +75,37 @@ func TestUsersMetacharacters(t *testing.T) {
 		mustNil(t, err, "list")
 		if len(list) != len(metaStrings) {
 			t.Fatalf("List returned %d users, want %d", len(list), len(metaStrings))
+		}
+	})
+}
+
+// TestUsersRacingCaseVariants: creates of names that differ only in case,
+// all at once, leave exactly one user (the unique index on lower(username)
+// refuses the losers of the check's race), each loser ErrConflict.
+func TestUsersRacingCaseVariants(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		names := []string{"gm", "GM", "Gm", "gM"}
+		errs := make([]error, len(names))
+		var wg sync.WaitGroup
+		for i, n := range names {
+			wg.Go(func() { errs[i] = s.Users().Create(ctx, store.User{Username: n, PasswordHash: "h"}) })
+		}
+		wg.Wait()
+		ok := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case !errors.Is(err, store.ErrConflict):
+				t.Fatalf("create %q: %v; want success or ErrConflict", names[i], err)
+			}
+		}
+		list, err := s.Users().List(ctx)
+		mustNil(t, err, "list")
+		if ok != 1 || len(list) != 1 {
+			t.Fatalf("%d creates succeeded, %d users stored; want exactly one", ok, len(list))
 		}
 	})
 }
