@@ -103,7 +103,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return apierr.FromContext(err)
 	case errors.Is(err, store.ErrInvalidArgument):
-		msg := store.InvalidMessage(err)
+		msg := store.Message(err)
 		return apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, msg)
 	case errors.Is(err, store.ErrUnavailable):
 		return apierr.New(codes.Unavailable, apierr.CodeUnavailable, "the database is unavailable; retry shortly")

@@ -26,7 +26,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return apierr.FromContext(err)
 	case errors.Is(err, store.ErrInvalidArgument):
 		// The store's message names the value it refused and carries no SQL.
-		msg := store.InvalidMessage(err)
+		msg := store.Message(err)
 		return apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, msg)
 	case errors.Is(err, store.ErrUnavailable):
 		return apierr.New(codes.Unavailable, apierr.CodeUnavailable, "the database is unavailable; retry shortly")

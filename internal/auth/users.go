@@ -41,7 +41,7 @@ func (s *Service) CreateUser(ctx context.Context, p principal.Principal, usernam
 		}
 		err = s.store.Users().Create(ctx, store.User{Username: username, PasswordHash: hash})
 		if errors.Is(err, store.ErrConflict) {
-			return apierr.New(codes.AlreadyExists, CodeUserExists, store.ConflictMessage(err))
+			return apierr.New(codes.AlreadyExists, CodeUserExists, store.Message(err))
 		}
 		return err
 	})

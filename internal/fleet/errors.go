@@ -105,7 +105,7 @@ func storeErr(err error, notFoundCode string) error {
 		}
 		return e
 	}
-	msg := trimStorePrefix(err)
+	msg := store.Message(err)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return &Error{GRPC: codes.NotFound, Code: notFoundCode, Msg: msg + " does not exist", cause: err}
@@ -121,20 +121,4 @@ func storeErr(err error, notFoundCode string) error {
 		return &Error{GRPC: codes.Unavailable, Code: "UNAVAILABLE", Msg: "the database is unavailable; retry later", cause: err}
 	}
 	return err
-}
-
-// trimStorePrefix drops the "store: " prefix and ": <sentinel>" suffix of a
-// store domain error, leaving the sentence that names the object.
-func trimStorePrefix(err error) string {
-	msg := err.Error()
-	if len(msg) > 7 && msg[:7] == "store: " {
-		msg = msg[7:]
-	}
-	for _, s := range []error{store.ErrNotFound, store.ErrConflict, store.ErrInvalidArgument, store.ErrNotOwner, store.ErrNoCapacity} {
-		suffix := ": " + s.Error()
-		if len(msg) > len(suffix) && msg[len(msg)-len(suffix):] == suffix {
-			return msg[:len(msg)-len(suffix)]
-		}
-	}
-	return msg
 }

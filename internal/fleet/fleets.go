@@ -93,7 +93,7 @@ func (s *Service) UpdateFleet(ctx context.Context, f *croupierv1.Fleet) (*croupi
 	}
 	if err := s.st.Fleets().Update(ctx, f); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return nil, newErr(codes.Aborted, CodeFleetChanged, "%s", trimStorePrefix(err))
+			return nil, newErr(codes.Aborted, CodeFleetChanged, "%s", store.Message(err))
 		}
 		return nil, storeErr(err, CodeFleetNotFound)
 	}

@@ -41,7 +41,7 @@ func (s *Service) StartGameServerSessionPlacement(ctx context.Context, req *crou
 	}, s.cfg.MaxPendingPerFleet)
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return nil, newErr(codes.ResourceExhausted, CodePlacementQueueFull, "%s; retry later", trimStorePrefix(err))
+			return nil, newErr(codes.ResourceExhausted, CodePlacementQueueFull, "%s; retry later", store.Message(err))
 		}
 		return nil, storeErr(err, CodeFleetNotFound)
 	}

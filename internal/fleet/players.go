@@ -65,7 +65,7 @@ func (s *Service) join(ctx context.Context, gssID string, players []*croupierv1.
 	if err != nil {
 		var refused *store.JoinRefusedError
 		if errors.Is(err, store.ErrConflict) && !errors.As(err, &refused) {
-			return nil, newErr(codes.AlreadyExists, CodePlayerSeated, "%s", trimStorePrefix(err))
+			return nil, newErr(codes.AlreadyExists, CodePlayerSeated, "%s", store.Message(err))
 		}
 		return nil, storeErr(err, CodeSessionNotFound)
 	}

@@ -48,7 +48,7 @@ func (s *Service) ReportProcesses(ctx context.Context, agentID string, procs []*
 		stored, err := s.st.Processes().Upsert(ctx, processFromProto(agentID, p))
 		if err != nil {
 			if errors.Is(err, store.ErrConflict) {
-				return newErr(codes.PermissionDenied, CodeNotOwner, "%s", trimStorePrefix(err))
+				return newErr(codes.PermissionDenied, CodeNotOwner, "%s", store.Message(err))
 			}
 			return storeErr(err, CodeProcessNotFound)
 		}

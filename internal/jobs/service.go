@@ -683,7 +683,7 @@ func (s *Service) List(ctx context.Context, req *croupierv1.ListJobsRequest) (*c
 	list, next, err := s.store.Jobs().List(ctx, f)
 	if err != nil {
 		if errors.Is(err, store.ErrInvalidArgument) {
-			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, store.InvalidMessage(err))
+			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, store.Message(err))
 		}
 		return nil, apierr.Internal(s.log, err)
 	}

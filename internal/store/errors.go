@@ -154,14 +154,15 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("store: "+format+": %w", append(args, ErrInvalidArgument)...)
 }
 
-// InvalidMessage is the message of an ErrInvalidArgument error for the
-// caller who passed the value: without the package prefix and the
-// sentinel's text, which mean nothing to an API client.
-func InvalidMessage(err error) string { return message(err, ErrInvalidArgument) }
-
-// ConflictMessage is InvalidMessage for an ErrConflict error.
-func ConflictMessage(err error) string { return message(err, ErrConflict) }
-
-func message(err, sentinel error) string {
-	return strings.TrimSuffix(strings.TrimPrefix(err.Error(), "store: "), ": "+sentinel.Error())
+// Message is a store error's message for the caller who caused it:
+// without the package prefix and the sentinel's text (": not found",
+// ": conflict", …), which mean nothing to an API client.
+func Message(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "store: ")
+	for _, s := range []error{ErrNotFound, ErrConflict, ErrInvalidArgument, ErrNotOwner, ErrNoCapacity} {
+		if m, ok := strings.CutSuffix(msg, ": "+s.Error()); ok && m != "" {
+			return m
+		}
+	}
+	return msg
 }
