@@ -89,7 +89,8 @@ func TestMarshalFrameNotUTF8(t *testing.T) {
 // connection admitted by a future bug would.
 func TestDispatchAnswersWhatDoesNotEncode(t *testing.T) {
 	t.Parallel()
-	g, err := New(DefaultConfig(), slog.New(&errorCount{}))
+	log := &errorCount{}
+	g, err := New(DefaultConfig(), slog.New(log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,5 +117,8 @@ func TestDispatchAnswersWhatDoesNotEncode(t *testing.T) {
 	decodeFrame(t, <-b.out, netsvr.Cmd_UniqIdCount, count)
 	if !slices.Equal(list.UniqIds, []string{"\uFFFDbad"}) || !slices.Equal(topic.Items["t"].GetUniqIds(), []string{"\uFFFDbad"}) || count.Count != 1 {
 		t.Errorf("answers %v, %v, %v", list, topic, count)
+	}
+	if n := log.count(); n != 2 {
+		t.Errorf("%d errors logged, want 2 (the two answers that did not encode)", n)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -46,6 +47,12 @@ func TestMain(m *testing.M) {
 
 func startGateway(t *testing.T, mutate func(*gateway.Config)) *gateway.Gateway {
 	t.Helper()
+	return startGatewayWithLog(t, mutate, nil)
+}
+
+// startGatewayWithLog is startGateway logging to log (nil: discarded).
+func startGatewayWithLog(t *testing.T, mutate func(*gateway.Config), log *slog.Logger) *gateway.Gateway {
+	t.Helper()
 	cfg := gateway.DefaultConfig()
 	cfg.ClientAddr = "127.0.0.1:0"
 	cfg.BusinessAddr = "127.0.0.1:0"
@@ -54,7 +61,7 @@ func startGateway(t *testing.T, mutate func(*gateway.Config)) *gateway.Gateway {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	g, err := gateway.New(cfg, nil)
+	g, err := gateway.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

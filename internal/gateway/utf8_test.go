@@ -37,21 +37,8 @@ func (l *errorLog) messages() []string {
 // startGatewayLogged is startGateway with the gateway's errors recorded.
 func startGatewayLogged(t *testing.T, mutate func(*gateway.Config)) (*gateway.Gateway, *errorLog) {
 	t.Helper()
-	cfg := gateway.DefaultConfig()
-	cfg.ClientAddr, cfg.BusinessAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ServerID = 7
-	cfg.ConnectRatePerIP = 0
-	mutate(&cfg)
 	log := &errorLog{}
-	g, err := gateway.New(cfg, slog.New(log))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
-	return g, log
+	return startGatewayWithLog(t, mutate, slog.New(log)), log
 }
 
 // A handshake whose query, X-Forwarded-For or Sec-WebSocket-Protocol holds
