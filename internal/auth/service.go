@@ -154,18 +154,15 @@ func CheckUsername(u string) error {
 // of refused attempts only the first of each wait is, so a flood cannot
 // fill the audit log.
 func (s *Service) Login(ctx context.Context, username, password string) (Tokens, error) {
-	start := s.now()
 	user := truncate(username, maxLoggedUsername)
 	payload := map[string]string{"username": user}
 	var toks Tokens
-	record, err := s.passwordAttempt(ctx, user, payload, func() (err error) {
-		toks, err = s.login(ctx, username, password)
-		return err
+	err := s.auditedIf(ctx, "operator:"+user, audit.ActionLogin, payload, func() (bool, error) {
+		return s.passwordAttempt(ctx, user, payload, func() (err error) {
+			toks, err = s.login(ctx, username, password)
+			return err
+		})
 	})
-	if record {
-		s.record(ctx, audit.Entry{Actor: "operator:" + user, Action: audit.ActionLogin,
-			Payload: payload, Err: err, Duration: s.now().Sub(start)})
-	}
 	return toks, err
 }
 

@@ -54,13 +54,10 @@ func (s *Service) CreateUser(ctx context.Context, p principal.Principal, usernam
 // (passwordAttempt): a stolen access token must not allow unlimited
 // guesses of the password behind it.
 func (s *Service) SetPassword(ctx context.Context, p principal.Principal, username, password, current string) error {
-	start := s.now()
 	payload := map[string]string{"username": username}
-	record, err := s.setPassword(ctx, p, username, password, current, payload)
-	if record {
-		s.record(ctx, audit.Entry{Actor: p.String(), Action: audit.ActionUserPassword, Payload: payload, Err: err, Duration: s.now().Sub(start)})
-	}
-	return err
+	return s.auditedIf(ctx, p.String(), audit.ActionUserPassword, payload, func() (bool, error) {
+		return s.setPassword(ctx, p, username, password, current, payload)
+	})
 }
 
 // setPassword is SetPassword; it reports whether the call is to be
@@ -253,8 +250,16 @@ func (s *Service) userErr(err error, username string) error {
 
 // audited runs an administrative action and records it with its outcome.
 func (s *Service) audited(ctx context.Context, p principal.Principal, action string, payload any, fn func() error) error {
+	return s.auditedIf(ctx, p.String(), action, payload, func() (bool, error) { return true, fn() })
+}
+
+// auditedIf is audited for a call that says whether it is to be recorded
+// (a throttled password attempt mostly is not), as actor.
+func (s *Service) auditedIf(ctx context.Context, actor, action string, payload any, fn func() (record bool, err error)) error {
 	start := s.now()
-	err := fn()
-	s.record(ctx, audit.Entry{Actor: p.String(), Action: action, Payload: payload, Err: err, Duration: s.now().Sub(start)})
+	record, err := fn()
+	if record {
+		s.record(ctx, audit.Entry{Actor: actor, Action: action, Payload: payload, Err: err, Duration: s.now().Sub(start)})
+	}
 	return err
 }
