@@ -114,6 +114,8 @@ type LoginRefusal struct {
 	Err error
 	// Limit is "login.user" or "login.source".
 	Limit string
+	// RetryAfter is how long the caller is to wait (at least 1 ms).
+	RetryAfter time.Duration
 	// First is true for the first refusal of this wait: callers audit that
 	// one only, so a flood of refused attempts cannot flood the audit log.
 	First bool
@@ -183,7 +185,7 @@ func (t *LoginThrottle) check(e *loginEntry, free int, limit, why string, now ti
 	err := apierr.New(codes.ResourceExhausted, CodeRateLimited,
 		fmt.Sprintf("%s; retry in %ds", why, secs),
 		"retry_after_ms", strconv.FormatInt(ms, 10), "limit", limit)
-	return &LoginRefusal{Err: err, Limit: limit, First: first}
+	return &LoginRefusal{Err: err, Limit: limit, First: first, RetryAfter: time.Duration(ms) * time.Millisecond}
 }
 
 // Failed records a wrong password: the username (even from a known

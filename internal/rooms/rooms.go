@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/internal/apierr"
@@ -220,17 +221,10 @@ func (s *Service) checkRoomPassword(ctx context.Context, r store.Room, c Caller,
 	}
 	attempt, refusal := s.roomPasswords.Begin(roomPasswordKey(r.ID, c), "")
 	if refusal != nil {
-		ms := "1000"
-		if info := apierr.Info(refusal.Err); info != nil && info.GetDetails()["retry_after_ms"] != "" {
-			ms = info.GetDetails()["retry_after_ms"]
-		}
-		secs := int64(1)
-		if n, err := strconv.ParseInt(ms, 10, 64); err == nil {
-			secs = max((n+999)/1000, 1)
-		}
+		wait := refusal.RetryAfter
 		return apierr.New(codes.ResourceExhausted, apierr.CodeRateLimited,
-			fmt.Sprintf("too many wrong passwords for room %s; retry in %ds", r.ID, secs),
-			"retry_after_ms", ms, "limit", "room_password")
+			fmt.Sprintf("too many wrong passwords for room %s; retry in %ds", r.ID, max(int64((wait+time.Second-1)/time.Second), 1)),
+			"retry_after_ms", strconv.FormatInt(wait.Milliseconds(), 10), "limit", "room_password")
 	}
 	ok, err := s.cred.VerifyPassword(ctx, password, r.PasswordHash)
 	switch {
