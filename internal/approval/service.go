@@ -18,12 +18,14 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/audit"
+	"github.com/croupier/croupier/internal/idempotency"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Stable ErrorInfo codes of this package: names for entries of the one
@@ -91,8 +93,11 @@ type Config struct {
 	// (the server stopped in between) is marked failed by Sweep; default 5
 	// minutes.
 	StaleAfter time.Duration
-	Now        func() time.Time
-	Logger     *slog.Logger
+	// IdempotencyWindow is how long an idempotency key keeps standing for
+	// the request it made (Submit); default 24 hours.
+	IdempotencyWindow time.Duration
+	Now               func() time.Time
+	Logger            *slog.Logger
 }
 
 // Service manages approval requests.
@@ -103,6 +108,7 @@ type Service struct {
 	ttl        time.Duration
 	execTO     time.Duration
 	staleAfter time.Duration
+	keys       *idempotency.Keeper
 	now        func() time.Time
 	log        *slog.Logger
 }
@@ -129,6 +135,14 @@ func New(cfg Config) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	window := cfg.IdempotencyWindow
+	if window <= 0 {
+		window = 24 * time.Hour
+	}
+	// A key claimed and not settled after a minute was left by a server that
+	// stopped in the middle: Submit is one insert.
+	s.keys = idempotency.New(idempotency.Config{Window: window, StaleAfter: time.Minute, Logger: s.log},
+		cfg.Store.Idempotency())
 	return s, nil
 }
 
@@ -139,6 +153,12 @@ const maxNoteLen = 1024
 // caller has already authorised the call as if it were to run now (scope,
 // function:invoke or job:start, the descriptor's permissions); approval
 // adds the second person, it does not replace the first check.
+//
+// Under an idempotency key (req.Options.idempotency_key) the outcome of the
+// call is its approval request: a retry with the key gets the same request
+// (ID and ExpiresAt) back, a different payload or routing under it is
+// IDEMPOTENCY_KEY_REUSED; never a second request. Keys are scoped to p and
+// the function, as for invoke and jobs.
 func (s *Service) Submit(ctx context.Context, p principal.Principal, req Request) (Request, error) {
 	id, err := newID()
 	if err != nil {
@@ -157,16 +177,53 @@ func (s *Service) Submit(ctx context.Context, p principal.Principal, req Request
 	if !json.Valid(payload) {
 		return Request{}, apierr.New(codes.InvalidArgument, apierr.CodeInvalidPayload, "payload is not valid JSON")
 	}
+	claim, prev, err := s.claimKey(ctx, p, req, payload)
+	if err != nil {
+		return Request{}, err
+	}
+	if prev != nil {
+		return Request{ID: prev.GetId(), ExpiresAt: time.UnixMilli(prev.GetExpiresAtMs())}, nil
+	}
 	now := s.now()
 	a := store.Approval{ID: id, Requester: p.String(), Game: req.Game, Env: req.Env, Function: req.Function,
 		Payload: payload, Options: opts, SensitiveFields: req.SensitiveFields, CreatedAt: now, ExpiresAt: now.Add(s.ttl)}
 	err = s.store.Approvals().Create(ctx, a)
 	s.record(ctx, p.String(), audit.ActionApprovalRequest, a, map[string]any{"id": id, "payload": payload}, err)
 	if err != nil {
+		claim.Release(ctx) // no request was made: a retry may make it
 		return Request{}, err
 	}
+	claim.Complete(ctx, &croupierv1.Approval{Id: a.ID, ExpiresAtMs: a.ExpiresAt.UnixMilli()})
 	a.Status = StatusPending
 	return fromStore(a)
+}
+
+// claimKey claims req's idempotency key, if it has one. prev is the
+// approval the key already stands for (claim is then nil); otherwise the
+// caller ends claim (a claim without a key does nothing).
+func (s *Service) claimKey(ctx context.Context, p principal.Principal, req Request, payload json.RawMessage) (claim *idempotency.Claim, prev *croupierv1.Approval, err error) {
+	var body *structpb.Struct
+	if req.Options.GetIdempotencyKey() != "" {
+		// The key's request hash is over the payload's canonical JSON, as for
+		// invoke and jobs; the payload is a JSON object (the call's Struct).
+		var m map[string]any
+		if err := json.Unmarshal(payload, &m); err != nil {
+			return nil, nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidPayload, "payload is not a JSON object")
+		}
+		if body, err = structpb.NewStruct(m); err != nil {
+			return nil, nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidPayload, "payload: "+err.Error())
+		}
+	}
+	out := &croupierv1.Approval{}
+	claim, err = s.keys.Begin(ctx, idempotency.Request{Op: "approval", Caller: p.String(), Game: req.Game, Env: req.Env,
+		Function: req.Function, Options: req.Options, Payload: body}, out)
+	if err != nil {
+		return nil, nil, err
+	}
+	if claim.Replayed {
+		return nil, out, nil
+	}
+	return claim, nil, nil
 }
 
 // Get returns a request to its requester or to a holder of

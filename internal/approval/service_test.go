@@ -342,3 +342,52 @@ func TestVisibility(t *testing.T) {
 	_, err = e.svc.Submit(ctx, amy, approval.Request{Game: "demo", Env: "prod", Function: "f", Payload: json.RawMessage(`{bad`)})
 	wantCode(t, err, codes.InvalidArgument, apierr.CodeInvalidPayload)
 }
+
+// Under an idempotency key a call's outcome is its approval request: a retry
+// gets the same request back and makes no second one; the same key with
+// another payload is refused; the key is the caller's and the function's.
+func TestSubmitIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		e := newEnv(t, s)
+		ctx := ctxT(t)
+		sub := func(p principal.Principal, fn, payload string) (approval.Request, error) {
+			return e.svc.Submit(ctx, p, approval.Request{Game: "demo", Env: "prod", Function: fn, Payload: json.RawMessage(payload),
+				Options: &croupierv1.InvokeOptions{IdempotencyKey: "k-1"}})
+		}
+		first, err := sub(amy, "player.ban", `{"player":"p1","days":3}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same payload spelled differently is the same request.
+		again, err := sub(amy, "player.ban", `{ "days": 3, "player": "p1" }`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.ID != first.ID || !again.ExpiresAt.Equal(first.ExpiresAt) {
+			t.Fatalf("retry got %s (expires %v), want %s (expires %v)", again.ID, again.ExpiresAt, first.ID, first.ExpiresAt)
+		}
+		_, err = sub(amy, "player.ban", `{"player":"p2","days":3}`)
+		wantCode(t, err, codes.AlreadyExists, apierr.CodeIdempotencyConflict, "k-1")
+		other, err := sub(bob, "player.ban", `{"player":"p1","days":3}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		otherFn, err := sub(amy, "player.kick", `{"player":"p1","days":3}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other.ID == first.ID || otherFn.ID == first.ID || other.ID == otherFn.ID {
+			t.Fatalf("another caller's (%s) or function's (%s) use of the key got request %s", other.ID, otherFn.ID, first.ID)
+		}
+		_, err = sub(amy, "player.mute", `[1,2]`)
+		wantCode(t, err, codes.InvalidArgument, apierr.CodeInvalidPayload)
+		rows, _, err := s.Approvals().List(ctx, store.ApprovalFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 3 {
+			t.Fatalf("%d requests stored, want 3 (the retry and the refused uses made none)", len(rows))
+		}
+	})
+}

@@ -12,7 +12,6 @@ import (
 	"github.com/croupier/croupier/internal/approval"
 	"github.com/croupier/croupier/internal/audit"
 	authsvc "github.com/croupier/croupier/internal/auth"
-	"github.com/croupier/croupier/internal/idempotency"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/rbac"
@@ -52,7 +51,7 @@ func (s *Server) openAccess(ctx context.Context) error {
 		s.log.Info("administrator ready", "user", s.cfg.AdminUser, "created", created)
 	}
 	approvals, err := approval.New(approval.Config{Store: s.store, Audit: auditLog, Logger: log, TTL: s.cfg.ApprovalTTL,
-		Execute: s.startApproved})
+		IdempotencyWindow: s.cfg.IdempotencyWindow, Execute: s.startApproved})
 	if err != nil {
 		return err
 	}
@@ -70,8 +69,7 @@ func (s *Server) openAccess(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.guard = &guard{limiter: limiter, approvals: approvals, audit: auditLog, highRisk: s.cfg.ApprovalHighRisk, log: log,
-		keys: idempotency.New(idempotency.Config{Window: s.cfg.IdempotencyWindow, StaleAfter: time.Minute, Logger: log}, s.store.Idempotency())}
+	s.guard = &guard{limiter: limiter, approvals: approvals, audit: auditLog, highRisk: s.cfg.ApprovalHighRisk, log: log}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

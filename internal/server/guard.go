@@ -5,13 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
-	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/approval"
 	"github.com/croupier/croupier/internal/audit"
-	"github.com/croupier/croupier/internal/idempotency"
 	"github.com/croupier/croupier/internal/invoke"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/ratelimit"
@@ -29,10 +27,7 @@ type guard struct {
 	approvals *approval.Service
 	audit     *audit.Log
 	highRisk  bool // HIGH-risk functions need approval even if the descriptor does not ask
-	// keys makes an idempotency key of a call that needs approval stand
-	// for its approval request: a retry gets the same request back.
-	keys *idempotency.Keeper
-	log  *slog.Logger
+	log       *slog.Logger
 }
 
 // authorizeCall checks perm plus the descriptor's extras on a prepared call
@@ -49,7 +44,8 @@ func (g *guard) needsApproval(d *croupierv1.FunctionDescriptor) bool {
 }
 
 // submit turns a call into an approval request; the call runs as a job
-// (started for the requester) once another operator approves.
+// (started for the requester) once another operator approves. Under an
+// idempotency key a retry gets the same request (approval.Service.Submit).
 func (g *guard) submit(ctx context.Context, p principal.Principal, c *invoke.Call) (approval.Request, error) {
 	if c.Options.GetRoutingMode() == invoke.ModeBroadcast {
 		return approval.Request{}, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument,
@@ -60,28 +56,10 @@ func (g *guard) submit(ctx context.Context, p principal.Principal, c *invoke.Cal
 	if err != nil {
 		return approval.Request{}, apierr.Internal(g.log, err)
 	}
-	// Under an idempotency key the outcome of the call is its approval
-	// request: a retry with the key gets the same request (a different
-	// payload under it is IDEMPOTENCY_KEY_REUSED), never a second one.
-	prev := &croupierv1.Approval{}
-	claim, err := g.keys.Begin(ctx, idempotency.Request{Op: "approval", Caller: p.String(), Game: c.Game, Env: c.Env,
-		Function: c.Function, Options: c.Options, Payload: c.Payload}, prev)
-	if err != nil {
-		return approval.Request{}, err
-	}
-	if claim.Replayed {
-		return approval.Request{ID: prev.GetId(), ExpiresAt: time.UnixMilli(prev.GetExpiresAtMs())}, nil
-	}
-	req, err := g.approvals.Submit(ctx, p, approval.Request{
+	return g.approvals.Submit(ctx, p, approval.Request{
 		Game: c.Game, Env: c.Env, Function: c.Function, Payload: payload, Options: c.Options,
 		SensitiveFields: c.Descriptor.GetAuth().GetSensitiveFields(),
 	})
-	if err != nil {
-		claim.Release(ctx) // no request was made: a retry may make it
-		return approval.Request{}, err
-	}
-	claim.Complete(ctx, &croupierv1.Approval{Id: req.ID, ExpiresAtMs: req.ExpiresAt.UnixMilli()})
-	return req, nil
 }
 
 // requestID is the caller's x-request-id, or a fresh one.
