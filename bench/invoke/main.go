@@ -51,6 +51,7 @@ func main() {
 	withFloor := flag.Bool("floor", false, "grpc mode: also measure the relay floor (the hops of a call through server and agent, nothing else; see floor.go)")
 	floorProfile := flag.String("floorprofile", "", "with -floor: write a CPU profile of the floor's throughput run to this file")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of croupier's throughput run (not the direct one, not the setup) to this file")
+	directProfile := flag.String("directprofile", "", "write a CPU profile of the direct baseline's throughput run to this file (compare: go tool pprof -diff_base FILE CROUPIER_PROFILE)")
 	sdkStream := flag.Bool("sdk-stream", false, "the game server reaches the agent over a gRPC stream (the SDK's StreamTransport, as before the conn transport) instead of the conn transport; the floor's game hop too")
 	agentTransport := flag.String("agent-transport", "grpc", "the agent's tunnel to the server: grpc (a gRPC stream) or conn (the conn transport over TLS on the gRPC port); the floor's server hop too")
 	memprofile := flag.String("memprofile", "", "write an allocation profile of croupier's throughput run to this file (compare it with FILE.base: go tool pprof -sample_index alloc_objects -base FILE.base FILE)")
@@ -70,8 +71,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -floorprofile needs -floor")
 		os.Exit(2)
 	}
-	if (*cpuprofile != "" || *memprofile != "") && *mode == "both" {
-		fmt.Fprintln(os.Stderr, "bench: -cpuprofile and -memprofile need -mode grpc or -mode rest")
+	if (*cpuprofile != "" || *memprofile != "" || *directProfile != "") && *mode == "both" {
+		fmt.Fprintln(os.Stderr, "bench: -cpuprofile, -directprofile and -memprofile need -mode grpc or -mode rest")
 		os.Exit(2)
 	}
 	if *agentTransport != "grpc" && *agentTransport != "conn" {
@@ -79,7 +80,7 @@ func main() {
 		os.Exit(2)
 	}
 	hops := hops{sdkStream: *sdkStream, agentTransport: *agentTransport}
-	if err := run(*mode, *n, *dur, *conc, *withFloor, hops, profiles{cpu: *cpuprofile, mem: *memprofile, floorCPU: *floorProfile}); err != nil {
+	if err := run(*mode, *n, *dur, *conc, *withFloor, hops, profiles{cpu: *cpuprofile, mem: *memprofile, floorCPU: *floorProfile, directCPU: *directProfile}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -95,9 +96,10 @@ const (
 )
 
 // profiles names the files for the profiles of croupier's throughput run
-// (cpu, mem) and of the floor's (floorCPU), "" for none: only that run, so
+// (cpu, mem), of the direct baseline's (directCPU) and of the floor's
+// (floorCPU), "" for none: only that run, so
 // that their samples divide by its calls.
-type profiles struct{ cpu, mem, floorCPU string }
+type profiles struct{ cpu, mem, floorCPU, directCPU string }
 
 // hops are the transports of a call's two tunnel hops.
 type hops struct {
@@ -186,7 +188,14 @@ func compare(ctx context.Context, mode string, viaCroupier, direct caller, floor
 		return fmt.Errorf("%s latency: %w", mode, err)
 	}
 	dP50, dP99, cP50, cP99 := p50s[0], p99s[0], p50s[1], p99s[1]
+	stopDirectProfile, err := startProfile(prof.directCPU)
+	if err != nil {
+		return err
+	}
 	d, err := throughput(ctx, direct, conc, dur)
+	if perr := stopDirectProfile(); err == nil {
+		err = perr
+	}
 	if err != nil {
 		return fmt.Errorf("%s direct throughput: %w", mode, err)
 	}
@@ -207,8 +216,8 @@ func compare(ctx context.Context, mode string, viaCroupier, direct caller, floor
 	if err != nil {
 		return fmt.Errorf("%s croupier throughput: %w", mode, err)
 	}
-	fmt.Printf("%-4s direct    latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call, %.0f allocs/call\n", mode, dP50, dP99, conc, d.perSec, d.cpu, d.allocs)
-	fmt.Printf("%-4s croupier  latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call, %.0f allocs/call\n", mode, cP50, cP99, conc, c.perSec, c.cpu, c.allocs)
+	fmt.Printf("%-4s direct    latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call, %.0f allocs/call (%.1f KiB)\n", mode, dP50, dP99, conc, d.perSec, d.cpu, d.allocs, d.allocBytes/1024)
+	fmt.Printf("%-4s croupier  latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call, %.0f allocs/call (%.1f KiB)\n", mode, cP50, cP99, conc, c.perSec, c.cpu, c.allocs, c.allocBytes/1024)
 	fmt.Printf("%s_invoke_p50_ratio %.2f (goal <= %.2f)\n", mode, float64(cP50)/float64(dP50), goalP50Ratio)
 	fmt.Printf("%s_invoke_p99_ratio %.2f\n", mode, float64(cP99)/float64(dP99))
 	fmt.Printf("%s_invoke_throughput_ratio %.2f (goal >= %.2f)\n", mode, c.perSec/d.perSec, goalThroughputRatio)
@@ -233,7 +242,7 @@ func compare(ctx context.Context, mode string, viaCroupier, direct caller, floor
 		if err != nil {
 			return fmt.Errorf("%s %s throughput: %w", mode, fl.name, err)
 		}
-		fmt.Printf("%-4s %-11s latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call, %.0f allocs/call\n", mode, fl.name, fP50, fP99, conc, f.perSec, f.cpu, f.allocs)
+		fmt.Printf("%-4s %-11s latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call, %.0f allocs/call (%.1f KiB)\n", mode, fl.name, fP50, fP99, conc, f.perSec, f.cpu, f.allocs, f.allocBytes/1024)
 		fmt.Printf("%s_%s_p50_ratio %.2f\n", mode, fl.name, float64(fP50)/float64(dP50))
 		fmt.Printf("%s_%s_throughput_ratio %.2f\n", mode, fl.name, f.perSec/d.perSec)
 		fmt.Printf("%s_%s_cpu_ratio %.2f\n", mode, fl.name, float64(f.cpu)/float64(d.cpu))
@@ -354,6 +363,9 @@ type rate struct {
 	cpu time.Duration
 	// allocs is the heap allocations per call, of the whole process.
 	allocs float64
+	// allocBytes is the bytes allocated on the heap per call, of the whole
+	// process: what the garbage collector has to keep up with.
+	allocBytes float64
 }
 
 // throughput runs conc callers for dur and measures them.
@@ -366,7 +378,7 @@ func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (rat
 	var wg sync.WaitGroup
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	mallocs0 := ms.Mallocs
+	mallocs0, bytes0 := ms.Mallocs, ms.TotalAlloc
 	cpu0 := processCPU()
 	start := time.Now()
 	for i := 0; i < conc; i++ {
@@ -394,6 +406,7 @@ func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (rat
 		r.cpu = (processCPU() - cpu0) / time.Duration(n)
 		runtime.ReadMemStats(&ms)
 		r.allocs = float64(ms.Mallocs-mallocs0) / float64(n)
+		r.allocBytes = float64(ms.TotalAlloc-bytes0) / float64(n)
 	}
 	return r, firstErr
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -8,7 +10,8 @@ import (
 // TestHarnessRuns runs every path of the harness briefly — grpc with both
 // floors, and rest; grpc and the floors again with the game server on the
 // gRPC stream transport (-sdk-stream) and with the agent on the conn
-// transport (-agent-transport conn) — so that a change that breaks one of
+// transport (-agent-transport conn), the last with every profile written —
+// so that a change that breaks one of
 // them (a call that fails, a stack that does not come up) fails here rather
 // than in the next benchmark run. It measures nothing.
 func TestHarnessRuns(t *testing.T) {
@@ -21,7 +24,16 @@ func TestHarnessRuns(t *testing.T) {
 	if err := run("grpc", 20, 200*time.Millisecond, 4, true, hops{sdkStream: true}, profiles{}); err != nil {
 		t.Fatalf("-sdk-stream: %v", err)
 	}
-	if err := run("grpc", 20, 200*time.Millisecond, 4, true, hops{agentTransport: "conn"}, profiles{}); err != nil {
+	// With every profile asked for: each file is written.
+	dir := t.TempDir()
+	prof := profiles{cpu: filepath.Join(dir, "cpu"), mem: filepath.Join(dir, "mem"), floorCPU: filepath.Join(dir, "floor"),
+		directCPU: filepath.Join(dir, "direct")}
+	if err := run("grpc", 20, 200*time.Millisecond, 4, true, hops{agentTransport: "conn"}, prof); err != nil {
 		t.Fatalf("-agent-transport conn: %v", err)
+	}
+	for _, f := range []string{prof.cpu, prof.mem, prof.mem + ".base", prof.floorCPU, prof.directCPU} {
+		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
+			t.Errorf("profile %s: %v (want a non-empty file)", f, err)
+		}
 	}
 }

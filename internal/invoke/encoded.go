@@ -53,7 +53,13 @@ func DecodeResponse(a *anypb.Any, agent string) (*agentv1.InvokeResponse, error)
 		return nil, status.Errorf(codes.Internal, "tunnel client %q answered %s, want %s", agent, a.GetTypeUrl(), invokeResponseType)
 	}
 	b := a.GetValue()
-	var result, rest []byte
+	// The fields other than result are decoded in place, one at a time
+	// (merging, as a decoder does with fields that come apart), rather than
+	// copied together first; the result is kept as the bytes it came in,
+	// copied only when it comes in several pieces.
+	r := &agentv1.InvokeResponse{}
+	merge := proto.UnmarshalOptions{Merge: true}
+	var result []byte
 	for i := 0; i < len(b); {
 		num, typ, n := protowire.ConsumeTag(b[i:])
 		if n < 0 {
@@ -66,24 +72,28 @@ func DecodeResponse(a *anypb.Any, agent string) (*agentv1.InvokeResponse, error)
 		if m < 0 {
 			return nil, badResponse(agent, protowire.ParseError(m))
 		}
-		field := b[i : i+n+m]
+		field := b[i : i+n+m : i+n+m]
 		if num == resultField && typ == protowire.BytesType {
 			v, _ := protowire.ConsumeBytes(field[n:])
 			if err := checkStruct(v, 0); err != nil {
 				return nil, badResponse(agent, fmt.Errorf("result: %w", err))
 			}
-			result = append(result, field...) // repeated occurrences merge, as proto does
-		} else {
-			rest = append(rest, field...)
+			if result == nil {
+				result = field // its capacity ends with it: appending to it copies
+			} else {
+				result = append(result, field...) // repeated occurrences merge, as proto does
+			}
+		} else if err := merge.Unmarshal(field, r); err != nil {
+			return nil, badResponse(agent, err)
 		}
 		i += n + m
 	}
-	r := &agentv1.InvokeResponse{}
-	if err := proto.Unmarshal(rest, r); err != nil {
-		return nil, badResponse(agent, err)
-	}
 	if len(result) > 0 {
-		r.ProtoReflect().SetUnknown(append(r.ProtoReflect().GetUnknown(), result...))
+		pr := r.ProtoReflect()
+		if u := pr.GetUnknown(); len(u) > 0 {
+			result = append(u, result...)
+		}
+		pr.SetUnknown(result) // a's bytes: a decoded message owns them, and nothing writes them again
 	}
 	return r, nil
 }

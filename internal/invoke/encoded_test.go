@@ -1,6 +1,7 @@
 package invoke
 
 import (
+	"bytes"
 	"testing"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
@@ -77,6 +78,44 @@ func TestEncodedResultReachesCaller(t *testing.T) {
 	}
 	if res := bc.GetResults()[0]; !proto.Equal(res.GetResult(), result) || len(res.ProtoReflect().GetUnknown()) != 0 {
 		t.Fatalf("materialized instance result %v (unknown %x), want %v", res.GetResult(), res.ProtoReflect().GetUnknown(), result)
+	}
+}
+
+// A response as a decoder may meet it: the result in two pieces and the
+// other fields around and between them, one of them twice. What DecodeResponse
+// keeps decodes as proto.Unmarshal decodes the whole.
+func TestDecodeResponseFieldsApart(t *testing.T) {
+	part := func(m proto.Message) []byte {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	r1, _ := structpb.NewStruct(map[string]any{"gold": 1, "name": "a"})
+	r2, _ := structpb.NewStruct(map[string]any{"gold": 2, "level": 7})
+	var b []byte
+	b = append(b, part(&agentv1.InvokeResponse{InstanceId: "gs-1"})...)
+	b = append(b, part(&agentv1.InvokeResponse{Result: r1})...)
+	b = append(b, part(&agentv1.InvokeResponse{Success: true, InstanceId: "gs-2"})...)
+	b = append(b, part(&agentv1.InvokeResponse{Result: r2})...)
+	want := &agentv1.InvokeResponse{}
+	if err := proto.Unmarshal(b, want); err != nil {
+		t.Fatal(err)
+	}
+	orig := append([]byte(nil), b...)
+	r, err := DecodeResponse(&anypb.Any{TypeUrl: invokeResponseType, Value: b}, "agent-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, orig) {
+		t.Fatal("DecodeResponse changed the bytes it was given")
+	}
+	if err := Materialize(r); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(r, want) {
+		t.Fatalf("decoded %v, want %v", r, want)
 	}
 }
 
