@@ -62,13 +62,14 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 
-	// Server ↔ agent: a tunnel over mTLS, as the server's gRPC port (with
-	// hops.agentTransport "conn" the conn transport on a TLS listener, as that port
-	// serves it).
+	// Server ↔ agent: a tunnel over mTLS, as the server's gRPC port: the
+	// conn transport on a TLS listener, as that port serves it (what
+	// transport auto, the agent's default, uses there), or with
+	// hops.agentTransport "grpc" the gRPC stream.
 	toAgent := tunnel.NewServer(tunnel.ServerOptions{Logger: quiet})
 	f.closers = append(f.closers, toAgent.Close)
 	var agentAddr string
-	if hops.agentTransport == "conn" {
+	if hops.agentTransport != "grpc" {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, nil, err
@@ -112,7 +113,7 @@ func floorCaller(bundle *certs.Bundle, handler sdk.Handler, payload *structpb.St
 	}); err != nil {
 		return nil, nil, err
 	}
-	if hops.agentTransport == "conn" {
+	if hops.agentTransport != "grpc" {
 		c := ctls.Clone()
 		c.NextProtos = []string{tunnel.ConnALPN}
 		d := tls.Dialer{Config: c}

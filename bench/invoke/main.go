@@ -53,7 +53,7 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of croupier's throughput run (not the direct one, not the setup) to this file")
 	directProfile := flag.String("directprofile", "", "write a CPU profile of the direct baseline's throughput run to this file (compare: go tool pprof -diff_base FILE CROUPIER_PROFILE)")
 	sdkStream := flag.Bool("sdk-stream", false, "the game server reaches the agent over a gRPC stream (the SDK's StreamTransport, as before the conn transport) instead of the conn transport; the floor's game hop too")
-	agentTransport := flag.String("agent-transport", "grpc", "the agent's tunnel to the server: grpc (a gRPC stream) or conn (the conn transport over TLS on the gRPC port); the floor's server hop too")
+	agentTransport := flag.String("agent-transport", "auto", "the agent's tunnel to the server: auto (the agent's default: the conn transport here), grpc (a gRPC stream) or conn (the conn transport over TLS on the gRPC port); the floor's server hop too")
 	memprofile := flag.String("memprofile", "", "write an allocation profile of croupier's throughput run to this file (compare it with FILE.base: go tool pprof -sample_index alloc_objects -base FILE.base FILE)")
 	flag.Parse()
 	if *memprofile != "" {
@@ -75,8 +75,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -cpuprofile, -directprofile and -memprofile need -mode grpc or -mode rest")
 		os.Exit(2)
 	}
-	if *agentTransport != "grpc" && *agentTransport != "conn" {
-		fmt.Fprintf(os.Stderr, "-agent-transport %q: use grpc or conn\n", *agentTransport)
+	if *agentTransport != "auto" && *agentTransport != "grpc" && *agentTransport != "conn" {
+		fmt.Fprintf(os.Stderr, "-agent-transport %q: use auto, grpc or conn\n", *agentTransport)
 		os.Exit(2)
 	}
 	hops := hops{sdkStream: *sdkStream, agentTransport: *agentTransport}
@@ -104,7 +104,7 @@ type profiles struct{ cpu, mem, floorCPU, directCPU string }
 // hops are the transports of a call's two tunnel hops.
 type hops struct {
 	sdkStream      bool   // game server ↔ agent on a gRPC stream, not the conn transport
-	agentTransport string // agent ↔ server: "conn", or the agent's default (a gRPC stream)
+	agentTransport string // agent ↔ server: "auto" or "" (the agent's default), "grpc" or "conn"
 }
 
 func run(mode string, n int, dur time.Duration, conc int, withFloor bool, hops hops, prof profiles) error {

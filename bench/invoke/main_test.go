@@ -9,8 +9,8 @@ import (
 
 // TestHarnessRuns runs every path of the harness briefly — grpc with both
 // floors, and rest; grpc and the floors again with the game server on the
-// gRPC stream transport (-sdk-stream) and with the agent on the conn
-// transport (-agent-transport conn), the last with every profile written —
+// gRPC stream transport (-sdk-stream) and with the agent on the gRPC stream
+// (-agent-transport grpc; the default is the conn transport), the last with every profile written —
 // so that a change that breaks one of
 // them (a call that fails, a stack that does not come up) fails here rather
 // than in the next benchmark run. It measures nothing.
@@ -28,8 +28,8 @@ func TestHarnessRuns(t *testing.T) {
 	dir := t.TempDir()
 	prof := profiles{cpu: filepath.Join(dir, "cpu"), mem: filepath.Join(dir, "mem"), floorCPU: filepath.Join(dir, "floor"),
 		directCPU: filepath.Join(dir, "direct")}
-	if err := run("grpc", 20, 200*time.Millisecond, 4, true, hops{agentTransport: "conn"}, prof); err != nil {
-		t.Fatalf("-agent-transport conn: %v", err)
+	if err := run("grpc", 20, 200*time.Millisecond, 4, true, hops{agentTransport: "grpc"}, prof); err != nil {
+		t.Fatalf("-agent-transport grpc: %v", err)
 	}
 	for _, f := range []string{prof.cpu, prof.mem, prof.mem + ".base", prof.floorCPU, prof.directCPU} {
 		if st, err := os.Stat(f); err != nil || st.Size() == 0 {

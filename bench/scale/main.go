@@ -12,14 +12,17 @@
 // The server is a real `croupier server` process (bin/croupier, built by
 // `make build`) on 127.0.0.1 with SQLite in a temporary directory, so its CPU
 // time, RSS and goroutines are measured on their own (/proc and /metrics).
-// The agents live in this harness process: each is a real tunnel client over
-// its own gRPC connection with its own agent certificate, and registers
+// The agents live in this harness process: each is a real tunnel client
+// (on the conn transport beside its own gRPC connection, as croupier
+// agent's default takes it; -transport grpc: a stream on that connection)
+// with its own agent certificate, and registers
 // through ControlService and heartbeats like `croupier agent` (a tunnel ping
 // the server counts; the Heartbeat RPC only after a ping it did not count,
 // so a baseline server from before that gets the RPC); the game-server hop
 // behind the agent (the SDK on loopback) is replaced by a raw handler that
-// answers at once, so at N=5,000 the harness holds one socket per agent
-// instead of four (the open-file hard limit is 20,000). What the server sees
+// answers at once, so at N=5,000 the harness holds two sockets per agent
+// (its gRPC connection and its conn-transport tunnel; one with -transport
+// grpc) instead of five (the open-file hard limit is 20,000). What the server sees
 // is the same as with real agents.
 //
 // For every N it first measures the heartbeat floor (floor.go: what a bare
@@ -87,7 +90,12 @@ func main() {
 	profile := flag.String("profile", "", "write server profiles of each phase into this directory (the -bin binary must be built with -tags pprof)")
 	floor := flag.Bool("floor", true, "measure the heartbeat floor (a bare TCP echo process, see floor.go) at every N first")
 	floorServer := flag.Bool("floor-server", false, "run as the floor's echo process (used by -floor)")
+	transport := flag.String("transport", "conn", "the agents' tunnel: conn (the conn transport on the gRPC port, what croupier agent's default, auto, takes there) or grpc (a gRPC stream on the agent's gRPC connection)")
 	flag.Parse()
+	if *transport != "conn" && *transport != "grpc" {
+		fmt.Fprintf(os.Stderr, "scale: -transport %q: use conn or grpc\n", *transport)
+		os.Exit(2)
+	}
 	if *floorServer {
 		if err := serveFloor(); err != nil {
 			fmt.Fprintln(os.Stderr, "scale: floor server:", err)
@@ -124,7 +132,8 @@ func main() {
 			bins = []string{*baseline, *bin}
 		}
 		for _, b := range bins {
-			if err := run(ctx, params{bin: b, n: n, dur: *dur, calls: *calls, idle: *idle, deltas: *deltas, profile: *profile, floor: floorCPU}); err != nil {
+			if err := run(ctx, params{bin: b, n: n, dur: *dur, calls: *calls, idle: *idle, deltas: *deltas, profile: *profile, floor: floorCPU,
+				transport: *transport}); err != nil {
 				os.Exit(1)
 			}
 		}
@@ -136,7 +145,8 @@ type params struct {
 	bin       string
 	n, calls  int
 	dur, idle time.Duration
-	deltas    bool // the watch form the ramp's watcher asks for
+	deltas    bool   // the watch form the ramp's watcher asks for
+	transport string // the agents' tunnel: "conn" or "grpc"
 	profile   string
 	floor     time.Duration // the heartbeat floor measured at this N; 0: not measured
 }
@@ -230,7 +240,7 @@ func run(ctx context.Context, p params) (err error) {
 	}()
 
 	// Ramp: N agents connect and register, 16 at a time.
-	fleet := &fleet{roots: roots, addr: srv.grpc}
+	fleet := &fleet{roots: roots, addr: srv.grpc, transport: p.transport}
 	defer fleet.close()
 	regLat := make([]time.Duration, n)
 	t0 := time.Now()
@@ -388,7 +398,7 @@ func run(ctx context.Context, p params) (err error) {
 	slices.Sort(oneMore)
 	rampCPU := afterRamp.cpu - base.cpu
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("N=%d  server %s  (load average %s)\n", n, p.bin, strings.Join(strings.Fields(string(load))[:3], " "))
+	fmt.Printf("N=%d  server %s  agents on %s  (load average %s)\n", n, p.bin, p.transport, strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Printf("  ramp_wall                  %v (%.2f ms/agent)\n", rampWall.Round(time.Millisecond), ms(rampWall)/float64(n))
 	fmt.Printf("  register_p50               %.2f ms  (p99 %.2f ms, during the ramp)\n", ms(regLat[n/2]), ms(regLat[n*99/100]))
 	fmt.Printf("  server_cpu_per_agent       %.2f ms  (ramp CPU %v)\n", ms(rampCPU)/float64(n), rampCPU.Round(time.Millisecond))
@@ -688,8 +698,9 @@ func (s *server) sample() sample {
 
 // fleet is the harness's agents.
 type fleet struct {
-	roots *x509.CertPool
-	addr  string
+	roots     *x509.CertPool
+	addr      string
+	transport string // "conn" or "grpc"
 
 	// reconnects and reregistrations count agents the server dropped
 	// (tunnel reconnects, heartbeats answered NOT_FOUND): signs of overload.
@@ -777,7 +788,7 @@ func (f *fleet) connect(ctx context.Context, i int, cert tls.Certificate) (*agen
 		return nil, err
 	}
 	connected := make(chan struct{}, 1)
-	client := tunnel.NewGRPCClient(conn, tunnel.ClientOptions{
+	opts := tunnel.ClientOptions{
 		Name: a.id, Handlers: handlers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		PingInterval: heartbeat, PingTimeout: 10 * heartbeat,
 		OnHeartbeat: func(int64) { a.beatAt.Store(time.Now().UnixNano()) },
@@ -793,7 +804,17 @@ func (f *fleet) connect(ctx context.Context, i int, cert tls.Certificate) (*agen
 				_, _ = a.register(cctx, "gs-1")
 			}
 		},
-	})
+	}
+	// As croupier agent: the conn transport is a second connection, to the
+	// gRPC port, with the agent's certificate and the tunnel's ALPN.
+	var client *tunnel.Client
+	if f.transport == "conn" {
+		d := tls.Dialer{Config: &tls.Config{RootCAs: f.roots, Certificates: []tls.Certificate{cert}, ServerName: "localhost",
+			MinVersion: tls.VersionTLS13, NextProtos: []string{tunnel.ConnALPN}}}
+		client = tunnel.NewConnClient(func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", f.addr) }, opts)
+	} else {
+		client = tunnel.NewGRPCClient(conn, opts)
+	}
 	a.client = client
 	a.wg.Go(func() { _ = client.Run(actx) })
 	select {

@@ -73,6 +73,9 @@ type Agent struct {
 	// a pong carried another assignment version.
 	beatAt      atomic.Int64
 	staleAssign chan struct{}
+	// nodeMisses counts registrations in a row refused because the server
+	// node does not hold the tunnel (followControlNode).
+	nodeMisses atomic.Int32
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -277,7 +280,7 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 		return nil
 	default:
 		target, opts := serverTarget(a.cfg.Server)
-		if a.cfg.Transport == "conn" {
+		if a.cfg.Transport != "grpc" {
 			// The tunnel follows this connection's node (connDialer): it
 			// must not go idle and come back on another one.
 			opts = append(opts, grpc.WithIdleTimeout(0))
@@ -289,10 +292,13 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 		}
 		a.conn = conn
 		a.control = grpcControl{c: croupierv1.NewControlServiceClient(conn)}
-		if a.cfg.Transport == "conn" {
+		switch a.cfg.Transport {
+		case "conn":
 			a.client = tunnel.NewConnClient(connDialer(conn, tlsCfg), copts)
-		} else {
+		case "grpc":
 			a.client = tunnel.NewGRPCClient(conn, copts)
+		default: // auto
+			a.client = tunnel.NewAutoClient(connDialer(conn, tlsCfg), conn, copts)
 		}
 		return nil
 	}
@@ -344,7 +350,18 @@ func connDialer(cc *grpc.ClientConn, tlsCfg *tls.Config) func(ctx context.Contex
 			}
 		}
 		d := tls.Dialer{Config: c}
-		return d.DialContext(ctx, "tcp", addr)
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			if strings.Contains(err.Error(), "no application protocol") {
+				return nil, fmt.Errorf("%w: %v", tunnel.ErrConnUnsupported, err)
+			}
+			return nil, err
+		}
+		if got := nc.(*tls.Conn).ConnectionState().NegotiatedProtocol; got != tunnel.ConnALPN {
+			_ = nc.Close()
+			return nil, fmt.Errorf("%w: the TLS handshake with %s agreed on ALPN %q, not %s", tunnel.ErrConnUnsupported, addr, got, tunnel.ConnALPN)
+		}
+		return nc, nil
 	}
 }
 
@@ -462,6 +479,7 @@ func (a *Agent) register(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	a.setRegistered(true)
+	a.nodeMisses.Store(0)
 	a.log.Info("registered with server", "instances", len(infos), "functions", len(fns))
 	a.refreshAssignments(ctx)
 	interval := time.Duration(resp.GetHeartbeatInterval()) * time.Second
@@ -473,19 +491,34 @@ func (a *Agent) register(ctx context.Context) (time.Duration, error) {
 
 // followControlNode reconnects the tunnel when err says that the server
 // node this agent's gRPC connection reaches does not hold its tunnel: with
-// transport conn the two are separate connections, and the gRPC one can
+// the conn transport the two are separate connections, and the gRPC one can
 // move to another node (it reconnected) while the tunnel stays. The new
 // tunnel connection dials the gRPC connection's node (connDialer), and its
 // session registers there. ctx is the session's (its tunnel connection's):
 // a later connection is left alone.
+//
+// With transport auto, maxNodeMisses such refusals in a row (none
+// registered in between) mean the tunnel connections cannot reach the gRPC
+// connection's node — a load balancer between agent and servers sends them
+// elsewhere — and the tunnel moves to the gRPC stream, which shares the
+// gRPC connection and so its node.
 func (a *Agent) followControlNode(ctx context.Context, err error) {
-	if a.cfg.Transport != "conn" || apierr.Info(err).GetCode() != apierr.CodeAgentNotConnected {
+	if a.cfg.Transport == "grpc" || a.cfg.Transport == "longpoll" || apierr.Info(err).GetCode() != apierr.CodeAgentNotConnected {
 		return
+	}
+	if n := a.nodeMisses.Add(1); n >= maxNodeMisses {
+		a.client.UseStream(fmt.Errorf("%d registrations in a row reached a server node that does not hold the tunnel "+
+			"(a load balancer between agent and servers?); last: %w", n, err))
 	}
 	if a.client.Reconnect(ctx, err) {
 		a.log.Warn("the server node does not hold this agent's tunnel; reconnecting the tunnel to it", "err", err)
 	}
 }
+
+// maxNodeMisses is how many registrations in a row may reach a server node
+// that does not hold the tunnel before transport auto gives up the conn
+// transport (followControlNode).
+const maxNodeMisses = 3
 
 // syncInstances tells the server about instance changes: only what changed
 // (UpdateInstances), so an agent with M instances sends O(1) per change

@@ -11,7 +11,9 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/tunnel"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // notHeldControl is a ControlService on a node that does not hold the
@@ -99,5 +101,76 @@ func TestTunnelFollowsTheControlNode(t *testing.T) {
 	defer ctl.mu.Unlock()
 	if r := ctl.registers[1]; len(r.GetInstances()) != 1 || r.GetInstances()[0].GetInstanceId() != "gs-1" {
 		t.Fatalf("registration on the third tunnel: %v; want gs-1", r.GetInstances())
+	}
+}
+
+// balancedControl is a ControlService behind a load balancer that never
+// sends the agent's conn-transport tunnel to the node its gRPC connection
+// reaches: a registration is refused until the tunnel shares the gRPC
+// connection (the stream transport).
+type balancedControl struct {
+	*fakeControl
+	onStream func() bool
+}
+
+func (c balancedControl) RegisterAgent(ctx context.Context, r *croupierv1.RegisterAgentRequest) (*croupierv1.RegisterAgentResponse, error) {
+	if !c.onStream() {
+		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeAgentNotConnected, "agent has no open tunnel to this node")
+	}
+	return c.fakeControl.RegisterAgent(ctx, r)
+}
+
+// TestAutoTunnelMovesToTheStream: with transport auto, registrations that
+// keep reaching a node that does not hold the tunnel (maxNodeMisses in a
+// row) move the tunnel to the gRPC stream, and the agent registers there.
+func TestAutoTunnelMovesToTheStream(t *testing.T) {
+	t.Parallel()
+	a, ctl := newTestAgent(t)
+	a.cfg.Transport = "auto"
+	ctl.heartbeatFn = func() (*croupierv1.HeartbeatResponse, error) {
+		return &croupierv1.HeartbeatResponse{Success: true, AssignmentsVersion: 1}, nil
+	}
+	a.control = balancedControl{fakeControl: ctl, onStream: func() bool { return a.client.OnStream() }}
+
+	srv := tunnel.NewServer(tunnel.ServerOptions{Logger: quietLog()})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(tunnel.GRPCServerOptions()...)
+	srv.RegisterGRPC(gs)
+	served := make(chan struct{})
+	go func() { defer close(served); _ = gs.Serve(lis) }()
+	cc, err := grpc.NewClient(lis.Addr().String(), append(tunnel.GRPCDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		a.wg.Wait()
+		srv.Close()
+		_ = cc.Close()
+		gs.Stop()
+		<-served
+	})
+	var connDials atomic.Int32
+	a.client = tunnel.NewAutoClient(func(context.Context) (net.Conn, error) {
+		connDials.Add(1)
+		c, s := net.Pipe()
+		wg.Go(func() { _ = srv.ServeConn(ctx, s) })
+		return c, nil
+	}, cc, tunnel.ClientOptions{Name: a.cfg.ID, Handlers: tunnel.NewHandlerRegistry(), Logger: quietLog(),
+		OnConnected: a.session, MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	wg.Go(func() { _ = a.client.Run(ctx) })
+
+	waitFor(t, 10*time.Second, "a registration over the stream", a.Registered)
+	if !a.client.OnStream() {
+		t.Fatal("registered, but the tunnel is not on the stream")
+	}
+	if n := connDials.Load(); n != maxNodeMisses {
+		t.Fatalf("%d conn-transport dials; want %d (one per refused registration)", n, maxNodeMisses)
 	}
 }

@@ -82,7 +82,7 @@ func agentFlags(fs *pflag.FlagSet, d config.Agent) {
 	fs.String("game-id", "", "game this agent serves")
 	fs.String("env", "", "environment this agent serves")
 	fs.String("server", d.Server, "server gRPC address")
-	fs.String("transport", d.Transport, "tunnel transport: grpc, conn or longpoll")
+	fs.String("transport", d.Transport, "tunnel transport: auto (conn, or grpc where conn does not work), grpc, conn or longpoll")
 	fs.String("longpoll-url", "", "server long-poll base URL for --transport longpoll, e.g. https://server:8444")
 	fs.Bool("insecure", false, "dial without TLS; refused unless the server is on loopback")
 	fs.String("tls-ca", "", "CA certificate (default DATA_DIR/certs/ca.crt)")

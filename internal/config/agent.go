@@ -19,9 +19,10 @@ type Agent struct {
 	// nodes' addresses separated by commas (the agent holds one tunnel and
 	// moves to another node when its node dies; docs/cluster.md).
 	Server string `koanf:"server"`
-	// Transport is "grpc" (bidi stream, default), "conn" (the conn
-	// transport on the gRPC port: frames straight on the TLS connection) or
-	// "longpoll" (HTTP/1.1).
+	// Transport is "auto" (default: the conn transport, falling back to
+	// the gRPC stream where it does not work), "conn" (the conn transport
+	// on the gRPC port: frames straight on the TLS connection), "grpc"
+	// (bidi stream) or "longpoll" (HTTP/1.1). See docs/tunnel.md.
 	Transport string `koanf:"transport"`
 	// LongPollURL is the server's long-poll tunnel base URL, e.g.
 	// https://server:8444/tunnel/v1.
@@ -73,7 +74,7 @@ func DefaultAgent() Agent {
 	return Agent{
 		ID:               host,
 		Server:           "127.0.0.1:8443",
-		Transport:        "grpc",
+		Transport:        "auto",
 		SDKAddr:          "127.0.0.1:19090",
 		DataDir:          DefaultDataDir(),
 		ReconnectMax:     30 * time.Second,
@@ -116,7 +117,7 @@ func (c *Agent) Resolve() error {
 		p = append(p, "game_id and env are required (--game-id, --env): the scope this agent serves")
 	}
 	switch c.Transport {
-	case "grpc", "conn":
+	case "auto", "grpc", "conn":
 		if err := checkServers(c.Server); err != nil {
 			p = append(p, fmt.Sprintf("server %q is not host:port", c.Server))
 		}
@@ -128,7 +129,7 @@ func (c *Agent) Resolve() error {
 			p = append(p, fmt.Sprintf("server %q is not host:port (unary calls still use gRPC)", c.Server))
 		}
 	default:
-		p = append(p, fmt.Sprintf("transport %q: use grpc, conn or longpoll", c.Transport))
+		p = append(p, fmt.Sprintf("transport %q: use auto, grpc, conn or longpoll", c.Transport))
 	}
 	if c.GSEAddr != "" {
 		if _, _, err := net.SplitHostPort(c.GSEAddr); err != nil {

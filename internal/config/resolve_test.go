@@ -172,7 +172,7 @@ func TestAgentResolveProblems(t *testing.T) {
 		{"longpoll without url", func(c *config.Agent) { c.Transport = "longpoll" }, "transport longpoll needs longpoll_url"},
 		{"longpoll bad server", func(c *config.Agent) { c.Transport, c.LongPollURL, c.Server = "longpoll", "https://s", "s" },
 			"(unary calls still use gRPC)"},
-		{"transport", func(c *config.Agent) { c.Transport = "websocket" }, `transport "websocket": use grpc, conn or longpoll`},
+		{"transport", func(c *config.Agent) { c.Transport = "websocket" }, `transport "websocket": use auto, grpc, conn or longpoll`},
 		{"sdk_addr", func(c *config.Agent) { c.SDKAddr = "19090" }, `sdk_addr "19090" is not host:port`},
 		{"label without =", func(c *config.Agent) { c.Labels = []string{"region"} }, `label "region" must be key=value`},
 		{"label without key", func(c *config.Agent) { c.Labels = []string{"=eu"} }, `label "=eu" must be key=value`},

@@ -125,6 +125,10 @@ type Client struct {
 	// cur is the connection being served, nil between connections; Ping
 	// uses it.
 	cur atomic.Pointer[session]
+	// auto marks a client of NewAutoClient; onStream is set once it has
+	// moved from the conn transport to the gRPC stream (UseStream).
+	auto     bool
+	onStream atomic.Bool
 }
 
 // Ping sends a heartbeat Ping (Ping.heartbeat set) on the current

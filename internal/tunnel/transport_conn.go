@@ -54,9 +54,9 @@ const connPrefaceTimeout = 10 * time.Second
 type connLink struct {
 	nc       net.Conn
 	r        *bufio.Reader
-	w        *bufio.Writer
-	maxFrame int    // largest frame this side accepts
-	rbuf     []byte // frame being decoded, reused
+	w        *bufio.Writer // nil between flushes (connWriters)
+	maxFrame int           // largest frame this side accepts
+	rbuf     []byte        // frame being decoded, reused
 	// wmu serialises the writer with the server's goodbye, which may come
 	// while a writer is still in a Send the end of serve is unblocking.
 	wmu   sync.Mutex
@@ -66,9 +66,30 @@ type connLink struct {
 
 func newConnLink(nc net.Conn, r *bufio.Reader, maxFrame int) *connLink {
 	if r == nil {
-		r = bufio.NewReaderSize(nc, 16<<10)
+		r = bufio.NewReaderSize(nc, connReadBuffer)
 	}
-	return &connLink{nc: nc, r: r, w: bufio.NewWriterSize(nc, 16<<10), maxFrame: maxFrame}
+	return &connLink{nc: nc, r: r, maxFrame: maxFrame}
+}
+
+// connReadBuffer is a connection's read buffer. A server holds one per
+// agent, idle most of the time, so it is small: frames of the size calls
+// carry (a few hundred bytes) still come a dozen to a read, and a frame
+// larger than the buffer is read straight into the frame's own buffer.
+const connReadBuffer = 4 << 10
+
+// connWriters holds write buffers between flushes: a link takes one for the
+// frames it buffers and gives it back once they are sent, so an idle
+// connection holds none (as gRPC pools its write buffers).
+var connWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+
+// writer returns the link's write buffer, taking one from connWriters if it
+// has none. wmu is held.
+func (l *connLink) writer() *bufio.Writer {
+	if l.w == nil {
+		l.w = connWriters.Get().(*bufio.Writer)
+		l.w.Reset(l.nc)
+	}
+	return l.w
 }
 
 // readFrame reads the next frame into m. A length beyond the frame limit
@@ -116,7 +137,7 @@ func (l *connLink) writeFrame(m proto.Message) error {
 	if err != nil {
 		return err
 	}
-	_, err = l.w.Write(b)
+	_, err = l.writer().Write(b)
 	if cap(b) > 64<<10 {
 		b = nil
 	}
@@ -127,7 +148,16 @@ func (l *connLink) writeFrame(m proto.Message) error {
 func (l *connLink) flush() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	return l.w.Flush()
+	if l.w == nil {
+		return nil
+	}
+	if err := l.w.Flush(); err != nil {
+		return err // the connection is broken: the buffer goes with it
+	}
+	l.w.Reset(nil)
+	connWriters.Put(l.w)
+	l.w = nil
+	return nil
 }
 
 // goodbyeTimeout bounds the server's last frame: a client that does not
@@ -200,7 +230,7 @@ type flusher interface{ flush() error }
 // why in a last `closed` frame and closes nc. The connection must open with
 // ConnPreface. It returns why the connection ended.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
-	r := bufio.NewReaderSize(nc, 16<<10)
+	r := bufio.NewReaderSize(nc, connReadBuffer)
 	_ = nc.SetReadDeadline(time.Now().Add(connPrefaceTimeout))
 	p, err := r.Peek(len(ConnPreface))
 	if err != nil {
@@ -264,7 +294,10 @@ func dialConn(ctx context.Context, dial func(ctx context.Context) (net.Conn, err
 	l := newConnLink(nc, nil, newLimits(int(hello.GetMaxFrameBytes())).maxFrameBytes) // 0: the default
 	// The link lives until Close or until ctx ends.
 	context.AfterFunc(ctx, l.Close)
-	if _, err := l.w.WriteString(ConnPreface); err != nil {
+	l.wmu.Lock()
+	_, err = l.writer().WriteString(ConnPreface)
+	l.wmu.Unlock()
+	if err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -342,7 +375,7 @@ func (m *ConnMux) Serve(ctx context.Context) error {
 
 // route reads nc's first bytes and hands it on.
 func (m *ConnMux) route(ctx context.Context, nc net.Conn) {
-	r := bufio.NewReaderSize(nc, 16<<10)
+	r := bufio.NewReaderSize(nc, connReadBuffer)
 	_ = nc.SetReadDeadline(time.Now().Add(connPrefaceTimeout))
 	unblock := context.AfterFunc(m.closed, func() { _ = nc.SetReadDeadline(time.Unix(1, 0)) })
 	p, err := r.Peek(len(ConnPreface))

@@ -36,8 +36,8 @@ type Stack struct {
 
 // Options adjust the stack; the zero value is the defaults.
 type Options struct {
-	// AgentTransport is the agent's tunnel transport to the server ("grpc"
-	// or "conn"; empty: the agent's default).
+	// AgentTransport is the agent's tunnel transport to the server ("auto",
+	// "grpc" or "conn"; empty: the agent's default, auto).
 	AgentTransport string
 	// SDK adjusts the game server's SDK options.
 	SDK func(*sdk.Options)
