@@ -30,7 +30,9 @@ import (
 
 // floorCaller returns the relay floor: the hops of an InvokeFunction and
 // nothing else. The caller's unary gRPC call (mTLS, as direct) reaches a
-// handler that forwards it over a tunnel (gRPC stream, mTLS) to an agent,
+// handler that forwards it over a tunnel (mTLS; the conn transport, as the
+// agent's default takes on the server's port, or with -agent-transport grpc
+// a gRPC stream) to an agent,
 // whose handler relays it still encoded over a second tunnel (the conn
 // transport, loopback plaintext) to the game server's handler — the topology and the
 // transports of a real call, with no identity, authorisation, rate limit,

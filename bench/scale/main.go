@@ -90,7 +90,7 @@ func main() {
 	profile := flag.String("profile", "", "write server profiles of each phase into this directory (the -bin binary must be built with -tags pprof)")
 	floor := flag.Bool("floor", true, "measure the heartbeat floor (a bare TCP echo process, see floor.go) at every N first")
 	floorServer := flag.Bool("floor-server", false, "run as the floor's echo process (used by -floor)")
-	transport := flag.String("transport", "conn", "the agents' tunnel: conn (the conn transport on the gRPC port, what croupier agent's default, auto, takes there) or grpc (a gRPC stream on the agent's gRPC connection)")
+	transport := flag.String("transport", "conn", "the agents' tunnel: conn (the conn transport on the gRPC port, what croupier agent's default, auto, takes there; a -baseline-bin from before the conn transport needs grpc) or grpc (a gRPC stream on the agent's gRPC connection)")
 	flag.Parse()
 	if *transport != "conn" && *transport != "grpc" {
 		fmt.Fprintf(os.Stderr, "scale: -transport %q: use conn or grpc\n", *transport)

@@ -304,18 +304,20 @@ func (a *Agent) dial(copts tunnel.ClientOptions) error {
 	}
 }
 
-// connDialer opens the tunnel's conn-transport connections (transport:
-// conn) to the server node the gRPC connection (the agent's ControlService
+// connDialer opens the tunnel's conn-transport connections (transport conn,
+// and auto until it moves to the gRPC stream) to the server node the gRPC connection (the agent's ControlService
 // calls) uses, so that registration and tunnel are on one node of a
 // cluster: it asks that connection which node it reached (a health check's
 // peer, which also (re)connects it, failing at once while no server
 // answers, as a gRPC stream does), then dials the same address, with TLS
 // offering tunnel.ConnALPN unless tlsCfg is nil. The name checked in the
 // server's certificate is the one gRPC checked on that connection
-// (tls_server_name, else the host of the server address as configured).
-// Server nodes must be reachable
-// directly: behind a load balancer or a proxy the two connections may land
-// on different nodes (docs/tunnel.md).
+// (tls_server_name, else the host of the server address as configured). A
+// handshake that does not agree on tunnel.ConnALPN (a server or proxy that
+// does not offer the conn transport) fails with tunnel.ErrConnUnsupported.
+// Server nodes must be reachable directly: behind a load balancer or a
+// proxy the two connections may land on different nodes (docs/tunnel.md;
+// transport auto then moves to the gRPC stream, see followControlNode).
 func connDialer(cc *grpc.ClientConn, tlsCfg *tls.Config) func(ctx context.Context) (net.Conn, error) {
 	health := healthpb.NewHealthClient(cc)
 	return func(ctx context.Context) (net.Conn, error) {
@@ -497,13 +499,15 @@ func (a *Agent) register(ctx context.Context) (time.Duration, error) {
 // session registers there. ctx is the session's (its tunnel connection's):
 // a later connection is left alone.
 //
-// With transport auto, maxNodeMisses such refusals in a row (none
-// registered in between) mean the tunnel connections cannot reach the gRPC
-// connection's node — a load balancer between agent and servers sends them
-// elsewhere — and the tunnel moves to the gRPC stream, which shares the
-// gRPC connection and so its node.
+// With transport auto, maxNodeMisses such refusals in a row (of
+// registrations or instance updates, none registered in between) mean the
+// tunnel connections cannot reach the gRPC connection's node — a load
+// balancer between agent and servers sends them elsewhere — and the tunnel
+// moves to the gRPC stream, which shares the gRPC connection and so its
+// node. A tunnel on the gRPC stream is left alone, as with transport grpc.
 func (a *Agent) followControlNode(ctx context.Context, err error) {
-	if a.cfg.Transport == "grpc" || a.cfg.Transport == "longpoll" || apierr.Info(err).GetCode() != apierr.CodeAgentNotConnected {
+	if a.cfg.Transport == "grpc" || a.cfg.Transport == "longpoll" || a.client.OnStream() ||
+		apierr.Info(err).GetCode() != apierr.CodeAgentNotConnected {
 		return
 	}
 	if n := a.nodeMisses.Add(1); n >= maxNodeMisses {
@@ -515,9 +519,9 @@ func (a *Agent) followControlNode(ctx context.Context, err error) {
 	}
 }
 
-// maxNodeMisses is how many registrations in a row may reach a server node
-// that does not hold the tunnel before transport auto gives up the conn
-// transport (followControlNode).
+// maxNodeMisses is how many registrations or instance updates in a row may
+// reach a server node that does not hold the tunnel before transport auto
+// gives up the conn transport (followControlNode).
 const maxNodeMisses = 3
 
 // syncInstances tells the server about instance changes: only what changed

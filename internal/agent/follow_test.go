@@ -174,3 +174,56 @@ func TestAutoTunnelMovesToTheStream(t *testing.T) {
 		t.Fatalf("%d conn-transport dials; want %d (one per refused registration)", n, maxNodeMisses)
 	}
 }
+
+// TestAutoTunnelMissesCountInARow: with transport auto, refusals separated
+// by a registration that succeeded do not add up: two, a registration, two
+// more keep the tunnel on the conn transport (a cluster whose gRPC
+// connection moved twice is not a load balancer).
+func TestAutoTunnelMissesCountInARow(t *testing.T) {
+	t.Parallel()
+	a, ctl := newTestAgent(t)
+	a.cfg.Transport = "auto"
+	var dials, held atomic.Int32
+	held.Store(3) // dials 1 and 2 refused, 3 registers
+	ctl.heartbeatFn = func() (*croupierv1.HeartbeatResponse, error) {
+		return &croupierv1.HeartbeatResponse{Success: true, AssignmentsVersion: 1}, nil
+	}
+	a.control = notHeldControl{fakeControl: ctl, dials: &dials, held: &held}
+
+	// The stream's connection goes nowhere: a tunnel that moved there
+	// would never register, and the test would fail waiting.
+	cc, err := grpc.NewClient("127.0.0.1:1", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := tunnel.NewServer(tunnel.ServerOptions{Logger: quietLog()})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait(); a.wg.Wait(); srv.Close(); _ = cc.Close() })
+	a.client = tunnel.NewAutoClient(func(context.Context) (net.Conn, error) {
+		dials.Add(1)
+		c, s := net.Pipe()
+		wg.Go(func() { _ = srv.ServeConn(ctx, s) })
+		return c, nil
+	}, cc, tunnel.ClientOptions{Name: a.cfg.ID, Handlers: tunnel.NewHandlerRegistry(), Logger: quietLog(),
+		OnConnected: a.session, MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	wg.Go(func() { _ = a.client.Run(ctx) })
+	registrations := func() int {
+		ctl.mu.Lock()
+		defer ctl.mu.Unlock()
+		return len(ctl.registers)
+	}
+	waitFor(t, 10*time.Second, "a registration on the third tunnel", func() bool { return registrations() == 1 })
+
+	// Two more refusals (an instance update on the third tunnel, the
+	// registration on the fourth), then the fifth tunnel registers.
+	held.Store(5)
+	a.instances.put(inst("gs-1", "inc-1", "player.get"))
+	waitFor(t, 10*time.Second, "a registration on the fifth tunnel", func() bool { return registrations() == 2 })
+	if n := dials.Load(); n != 5 {
+		t.Fatalf("%d tunnel dials; want 5", n)
+	}
+	if a.client.OnStream() {
+		t.Fatal("the tunnel moved to the gRPC stream after refusals that were not in a row")
+	}
+}

@@ -74,7 +74,8 @@ func (f *fakeControl) ReportJobEvents(_ context.Context, r *croupierv1.ReportJob
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// newTestAgent is an agent that was never started: its SDK tunnel server
+// newTestAgent is an agent that was never started (transport grpc; a test
+// that gives it a tunnel client sets its own): its SDK tunnel server
 // has no connections, and its ControlService is fake.
 func newTestAgent(t *testing.T) (*Agent, *fakeControl) {
 	t.Helper()
@@ -83,7 +84,7 @@ func newTestAgent(t *testing.T) (*Agent, *fakeControl) {
 	sdk := tunnel.NewServer(tunnel.ServerOptions{Logger: log})
 	t.Cleanup(sdk.Close)
 	a := &Agent{
-		cfg:         config.Agent{ID: "edge-1", Game: "demo", Env: "dev", Labels: []string{"region=eu"}},
+		cfg:         config.Agent{ID: "edge-1", Game: "demo", Env: "dev", Labels: []string{"region=eu"}, Transport: "grpc"},
 		log:         log,
 		instances:   newInstances(),
 		validated:   schema.NewValidated(0),

@@ -11,7 +11,8 @@ import (
 // Server configures `croupier server`.
 type Server struct {
 	// GRPCAddr serves ControlService, FunctionService, RegistryService and the
-	// agent tunnel (bidi stream). The seed's port is 8443.
+	// agent tunnel (the conn transport and the bidi stream). The seed's port
+	// is 8443.
 	GRPCAddr string `koanf:"grpc_addr"`
 	// HTTPAddr serves REST (/api/v1), /healthz, /readyz and /metrics.
 	HTTPAddr string `koanf:"http_addr"`

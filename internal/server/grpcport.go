@@ -16,7 +16,7 @@ import (
 )
 
 // The gRPC port (grpc_addr) also serves the tunnel's conn transport, which
-// agents with `transport: conn` use (docs/tunnel.md, "Conn transport"). The
+// agents with `transport: auto` (the default) or `conn` use (docs/tunnel.md, "Conn transport"). The
 // two are told apart by a connection's first bytes (tunnel.ConnMux), so TLS
 // ends at the listener: the gRPC server gets connections whose handshake is
 // done (handshakenTLS) and a tunnel connection is admitted by the edge as a

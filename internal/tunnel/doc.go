@@ -7,12 +7,14 @@
 //	client  [transport] <-> [Client: dispatcher] -> HandlerRegistry handlers
 //
 // Transports only move ClientToServer / ServerToClient frames
-// (proto croupier.tunnel.v1). Two exist: a bidirectional gRPC stream
-// (TunnelService.Connect) and a long-poll transport over plain HTTP/1.1 for
-// networks whose proxies break HTTP/2 streams. Everything else — handshake,
+// (proto croupier.tunnel.v1). Three exist: the conn transport (frames
+// straight on a TCP or TLS connection; NewAutoClient falls back from it to
+// the stream), a bidirectional gRPC stream (TunnelService.Connect) and a
+// long-poll transport over plain HTTP/1.1 for networks whose proxies break
+// HTTP/2 streams. Everything else — handshake,
 // flow control, deadlines, cancellation, keepalive, replacement of stale
-// connections — lives in the transport-independent core, so both transports
-// behave the same and one conformance suite tests both.
+// connections — lives in the transport-independent core, so the transports
+// behave the same and one conformance suite tests them all.
 //
 // The design, wire protocol and measured numbers are in docs/tunnel.md.
 package tunnel

@@ -16,17 +16,19 @@ import (
 
 // autoPort is a server's port as croupier's gRPC port is: the conn
 // transport and gRPC (with the stream transport) on one listener. streams
-// counts the TunnelService/Connect streams the gRPC side served.
+// counts the TunnelService/Connect streams the gRPC side served, connects
+// the connections the server accepted (either transport).
 type autoPort struct {
-	srv     *Server
-	addr    string
-	cc      *grpc.ClientConn
-	streams atomic.Int32
+	srv               *Server
+	addr              string
+	cc                *grpc.ClientConn
+	streams, connects atomic.Int32
 }
 
 func startAutoPort(t *testing.T) *autoPort {
 	t.Helper()
-	p := &autoPort{srv: NewServer(ServerOptions{Logger: testLogger(t)})}
+	p := &autoPort{}
+	p.srv = NewServer(ServerOptions{Logger: testLogger(t), OnConnect: func(string) { p.connects.Add(1) }})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +151,9 @@ func TestAutoClient(t *testing.T) {
 		if !c.Reconnect(first, why) {
 			t.Fatal("Reconnect: the first connection was not the current one")
 		}
-		waitFor(t, 10*time.Second, func() bool { return p.streams.Load() == 1 }, "the tunnel to come back on the stream")
+		// The stream's hello replaced the conn connection once the server
+		// accepted it: calls go to the stream from then on.
+		waitFor(t, 10*time.Second, func() bool { return p.connects.Load() == 2 }, "the tunnel to come back on the stream")
 		check(t, p, "a3", c, true)
 	})
 

@@ -55,4 +55,8 @@ func TestAgentConnTransport(t *testing.T) {
 	if got := servedBy(c.mustInvoke("game.stats", nil, targeted).GetResult()); got != "gs-c1" {
 		t.Fatalf("after the server's restart served by %q, want gs-c1", got)
 	}
+	// A restart is no reason to leave the conn transport.
+	if n := metric(t, restClient(t, c.certs, false), c.http, streams); n != 0 {
+		t.Fatalf("after the restart the server started %d TunnelService/Connect streams; the agent should stay on the conn transport", n)
+	}
 }
