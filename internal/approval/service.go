@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -96,8 +97,12 @@ type Config struct {
 	// IdempotencyWindow is how long an idempotency key keeps standing for
 	// the request it made (Submit); default 24 hours.
 	IdempotencyWindow time.Duration
-	Now               func() time.Time
-	Logger            *slog.Logger
+	// KeyStaleAfter is how long a key claimed by a Submit may stay
+	// unsettled before a retry takes it over (the server stopped in the
+	// middle of that Submit); default 1 minute.
+	KeyStaleAfter time.Duration
+	Now           func() time.Time
+	Logger        *slog.Logger
 }
 
 // Service manages approval requests.
@@ -141,7 +146,11 @@ func New(cfg Config) (*Service, error) {
 	}
 	// A key claimed and not settled after a minute was left by a server that
 	// stopped in the middle: Submit is one insert.
-	s.keys = idempotency.New(idempotency.Config{Window: window, StaleAfter: time.Minute, Logger: s.log},
+	stale := cfg.KeyStaleAfter
+	if stale <= 0 {
+		stale = time.Minute
+	}
+	s.keys = idempotency.New(idempotency.Config{Window: window, StaleAfter: stale, Recover: s.recoverKey, Logger: s.log},
 		cfg.Store.Idempotency())
 	return s, nil
 }
@@ -196,6 +205,35 @@ func (s *Service) Submit(ctx context.Context, p principal.Principal, req Request
 	claim.Complete(ctx, &croupierv1.Approval{Id: a.ID, ExpiresAtMs: a.ExpiresAt.UnixMilli()})
 	a.Status = StatusPending
 	return fromStore(a)
+}
+
+// recoverKey finds the request a Submit that claimed a key made before its
+// server stopped, leaving the key unsettled: the requester's request for the
+// function, created since the claim, whose options carry the key. Without
+// it a retry after KeyStaleAfter would make a second request.
+func (s *Service) recoverKey(ctx context.Context, req idempotency.Request, claimedAt time.Time) (proto.Message, bool, error) {
+	key := req.Options.GetIdempotencyKey()
+	f := store.ApprovalFilter{Requester: req.Caller, Game: req.Game, Env: req.Env, PageSize: store.MaxApprovalsPageSize}
+	for range 10 { // newest first: the pages reach back to the claim unless 5,000 requests came since
+		rows, next, err := s.store.Approvals().List(ctx, f)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, a := range rows {
+			if a.CreatedAt.Before(claimedAt.Add(-time.Second)) { // a second for clocks a little apart
+				return nil, false, nil
+			}
+			var o croupierv1.InvokeOptions
+			if a.Function == req.Function && protojson.Unmarshal(a.Options, &o) == nil && o.GetIdempotencyKey() == key {
+				return &croupierv1.Approval{Id: a.ID, ExpiresAtMs: a.ExpiresAt.UnixMilli()}, true, nil
+			}
+		}
+		if next == "" {
+			break
+		}
+		f.PageToken = next
+	}
+	return nil, false, nil
 }
 
 // claimKey claims req's idempotency key, if it has one. prev is the

@@ -16,12 +16,14 @@ import (
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/approval"
 	"github.com/croupier/croupier/internal/audit"
+	"github.com/croupier/croupier/internal/idempotency"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/store"
 	"github.com/croupier/croupier/internal/store/storetest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 type fakeClock struct{ ms atomic.Int64 }
@@ -388,6 +390,66 @@ func TestSubmitIdempotencyKey(t *testing.T) {
 		}
 		if len(rows) != 3 {
 			t.Fatalf("%d requests stored, want 3 (the retry and the refused uses made none)", len(rows))
+		}
+	})
+}
+
+// A server that stopped in the middle of a Submit under a key — after
+// claiming the key, with or without storing the request — leaves the key
+// unsettled. A retry once the claim is stale gets the request that was
+// stored, or makes the one that was not; never a second one.
+func TestSubmitKeyLeftByAStoppedServer(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		ex := &executor{}
+		svc, err := approval.New(approval.Config{Store: s, Execute: ex.Execute, KeyStaleAfter: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := structpb.NewStruct(map[string]any{"player": "p1"})
+		opts := func(key string) *croupierv1.InvokeOptions { return &croupierv1.InvokeOptions{IdempotencyKey: key} }
+		// What the stopped server did: claim the key as Submit does (the
+		// same scope and request), and for k-1 store the request too.
+		dead := idempotency.New(idempotency.Config{Window: time.Hour, StaleAfter: time.Hour}, s.Idempotency())
+		for _, key := range []string{"k-1", "k-2"} {
+			if _, err := dead.Begin(ctx, idempotency.Request{Op: "approval", Caller: amy.String(), Game: "demo", Env: "prod",
+				Function: "player.ban", Options: opts(key), Payload: body}, &croupierv1.Approval{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stored := store.Approval{ID: "apr_left", Requester: amy.String(), Game: "demo", Env: "prod", Function: "player.ban",
+			Payload: []byte(`{"player":"p1"}`), Options: []byte(`{"idempotencyKey":"k-1"}`), CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
+		if err := s.Approvals().Create(ctx, stored); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // the claims are now stale (KeyStaleAfter 1 ms)
+
+		submit := func(key string) approval.Request {
+			t.Helper()
+			r, err := svc.Submit(ctx, amy, approval.Request{Game: "demo", Env: "prod", Function: "player.ban",
+				Payload: json.RawMessage(`{"player":"p1"}`), Options: opts(key)})
+			if err != nil {
+				t.Fatalf("Submit under %s: %v", key, err)
+			}
+			return r
+		}
+		if r := submit("k-1"); r.ID != "apr_left" {
+			t.Fatalf("retry under k-1 got request %s, want the stored apr_left", r.ID)
+		}
+		made := submit("k-2")
+		if made.ID == "apr_left" || made.ID == "" {
+			t.Fatalf("retry under k-2 got request %q, want a new one", made.ID)
+		}
+		if again := submit("k-2"); again.ID != made.ID {
+			t.Fatalf("second retry under k-2 got %s, want %s", again.ID, made.ID)
+		}
+		rows, _, err := s.Approvals().List(ctx, store.ApprovalFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 2 {
+			t.Fatalf("%d requests stored, want 2 (apr_left and the one k-2 made)", len(rows))
 		}
 	})
 }
