@@ -35,12 +35,38 @@ func freePorts(t testing.TB, n int) []string {
 // Start starts n embedded servers, each routed to all, at once (a
 // JetStream cluster elects its meta leader once a quorum has met). They
 // share a random bus token: routes authenticate with it.
+//
+// A cluster that does not come up within startTimeout is closed and started
+// once more on fresh ports: on a loaded machine (the whole suite's race
+// tests on 2 cores) a JetStream cluster has been seen not to elect its meta
+// leader within a minute, and a test about something else should not fail
+// for it. A second failure fails the test.
 func Start(t testing.TB, n int, ttl time.Duration) []*cluster.Node {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		nodes, err := start(n, ttl, freePorts(t, n))
+		if err == nil {
+			for _, node := range nodes {
+				t.Cleanup(node.Close)
+			}
+			return nodes
+		}
+		if attempt == 2 {
+			t.Fatal(err)
+		}
+		t.Logf("clustertest: the cluster did not start (%v); starting it again on fresh ports", err)
+	}
+}
+
+// startTimeout bounds one attempt of Start.
+const startTimeout = 45 * time.Second
+
+// start starts n routed nodes on addrs, or closes those that started and
+// returns why one did not.
+func start(n int, ttl time.Duration, addrs []string) ([]*cluster.Node, error) {
 	token := rand.Text()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	addrs := freePorts(t, n)
 	routes := make([]string, n)
 	for i, a := range addrs {
 		routes[i] = "nats://" + a
@@ -57,15 +83,22 @@ func Start(t testing.TB, n int, ttl time.Duration) []*cluster.Node {
 		})
 	}
 	wg.Wait()
-	for i, node := range nodes {
-		if node != nil {
-			t.Cleanup(node.Close)
-		}
+	var err error
+	for i := range errs {
 		if errs[i] != nil {
-			t.Fatal(errs[i])
+			err = fmt.Errorf("node n%d: %w", i+1, errs[i])
+			break
 		}
 	}
-	return nodes
+	if err != nil {
+		for _, node := range nodes {
+			if node != nil {
+				node.Close()
+			}
+		}
+		return nil, err
+	}
+	return nodes, nil
 }
 
 // WaitInterest returns once every subscription made on a node's connection
