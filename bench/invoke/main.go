@@ -47,6 +47,7 @@ func main() {
 	n := flag.Int("n", 3000, "sequential calls for the latency measurement")
 	dur := flag.Duration("duration", 5*time.Second, "length of each throughput run")
 	conc := flag.Int("concurrency", 64, "concurrent callers for the throughput run")
+	rounds := flag.Int("rounds", 5, "split each path's throughput run into this many runs, the paths taking turns (so that the machine's drift touches them alike); a profile makes it 1, so that the profile covers its path's run only")
 	mode := flag.String("mode", "both", "what to measure: grpc, rest or both")
 	withFloor := flag.Bool("floor", false, "grpc mode: also measure the relay floor (the hops of a call through server and agent, nothing else; see floor.go)")
 	floorProfile := flag.String("floorprofile", "", "with -floor: write a CPU profile of the floor's throughput run to this file")
@@ -79,8 +80,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "-agent-transport %q: use auto, grpc or conn\n", *agentTransport)
 		os.Exit(2)
 	}
+	if *rounds < 1 {
+		fmt.Fprintf(os.Stderr, "bench: -rounds must be at least 1, got %d\n", *rounds)
+		os.Exit(2)
+	}
+	prof := profiles{cpu: *cpuprofile, mem: *memprofile, floorCPU: *floorProfile, directCPU: *directProfile}
+	if prof != (profiles{}) {
+		*rounds = 1
+	}
 	hops := hops{sdkStream: *sdkStream, agentTransport: *agentTransport}
-	if err := run(*mode, *n, *dur, *conc, *withFloor, hops, profiles{cpu: *cpuprofile, mem: *memprofile, floorCPU: *floorProfile, directCPU: *directProfile}); err != nil {
+	if err := run(*mode, *n, *dur, *conc, *rounds, *withFloor, hops, prof); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -107,7 +116,7 @@ type hops struct {
 	agentTransport string // agent ↔ server: "auto" or "" (the agent's default), "grpc" or "conn"
 }
 
-func run(mode string, n int, dur time.Duration, conc int, withFloor bool, hops hops, prof profiles) error {
+func run(mode string, n int, dur time.Duration, conc, rounds int, withFloor bool, hops hops, prof profiles) error {
 	ctx := context.Background()
 	game := demogame.New("bench-1", 100)
 	st, err := stack.Start(func(c *sdk.Client) error { return game.Register(c) }, "player.get",
@@ -140,7 +149,7 @@ func run(mode string, n int, dur time.Duration, conc int, withFloor bool, hops h
 				floors = append(floors, named{name: fl.name, call: f})
 			}
 		}
-		err = compare(ctx, "grpc", viaCroupier, direct, floors, n, dur, conc, prof)
+		err = compare(ctx, "grpc", viaCroupier, direct, floors, n, dur, conc, rounds, prof)
 		stop()
 		if err != nil {
 			return err
@@ -151,7 +160,7 @@ func run(mode string, n int, dur time.Duration, conc int, withFloor bool, hops h
 		if err != nil {
 			return err
 		}
-		err = compare(ctx, "rest", viaCroupier, direct, nil, n, dur, conc, prof)
+		err = compare(ctx, "rest", viaCroupier, direct, nil, n, dur, conc, rounds, prof)
 		stop()
 		if err != nil {
 			return err
@@ -169,7 +178,7 @@ type named struct {
 // compare measures both callers, then the floors, and prints the results
 // and ratios, the ratio lines prefixed with the mode ("grpc_invoke_p50_ratio
 // ...").
-func compare(ctx context.Context, mode string, viaCroupier, direct caller, floors []named, n int, dur time.Duration, conc int, prof profiles) error {
+func compare(ctx context.Context, mode string, viaCroupier, direct caller, floors []named, n int, dur time.Duration, conc, rounds int, prof profiles) error {
 	warm := []caller{viaCroupier, direct}
 	for _, f := range floors {
 		warm = append(warm, f.call)
@@ -188,60 +197,41 @@ func compare(ctx context.Context, mode string, viaCroupier, direct caller, floor
 		return fmt.Errorf("%s latency: %w", mode, err)
 	}
 	dP50, dP99, cP50, cP99 := p50s[0], p99s[0], p50s[1], p99s[1]
-	stopDirectProfile, err := startProfile(prof.directCPU)
+	// Throughput, the paths taking turns as in latencies; the profiles
+	// asked for cover their path's run (main makes that one round).
+	hooks := make([]hook, len(paths))
+	hooks[0] = profileHook(prof.directCPU)
+	cpuHook := profileHook(prof.cpu)
+	hooks[1] = hook{
+		before: func() error {
+			if err := writeAllocs(prof.mem, ".base"); err != nil {
+				return err
+			}
+			return cpuHook.before()
+		},
+		after: func() error {
+			if err := cpuHook.after(); err != nil {
+				return err
+			}
+			return writeAllocs(prof.mem, "")
+		},
+	}
+	if len(floors) > 0 {
+		hooks[2] = profileHook(prof.floorCPU)
+	}
+	rates, err := throughputs(ctx, paths, hooks, conc, dur, rounds)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s throughput: %w", mode, err)
 	}
-	d, err := throughput(ctx, direct, conc, dur)
-	if perr := stopDirectProfile(); err == nil {
-		err = perr
-	}
-	if err != nil {
-		return fmt.Errorf("%s direct throughput: %w", mode, err)
-	}
-	if err := writeAllocs(prof.mem, ".base"); err != nil {
-		return err
-	}
-	stopProfile, err := startProfile(prof.cpu)
-	if err != nil {
-		return err
-	}
-	c, err := throughput(ctx, viaCroupier, conc, dur)
-	if perr := stopProfile(); err == nil {
-		err = perr
-	}
-	if perr := writeAllocs(prof.mem, ""); err == nil {
-		err = perr
-	}
-	if err != nil {
-		return fmt.Errorf("%s croupier throughput: %w", mode, err)
-	}
+	d, c := rates[0], rates[1]
 	fmt.Printf("%-4s direct    latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call, %.0f allocs/call (%.1f KiB)\n", mode, dP50, dP99, conc, d.perSec, d.cpu, d.allocs, d.allocBytes/1024)
 	fmt.Printf("%-4s croupier  latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call, %.0f allocs/call (%.1f KiB)\n", mode, cP50, cP99, conc, c.perSec, c.cpu, c.allocs, c.allocBytes/1024)
 	fmt.Printf("%s_invoke_p50_ratio %.2f (goal <= %.2f)\n", mode, float64(cP50)/float64(dP50), goalP50Ratio)
 	fmt.Printf("%s_invoke_p99_ratio %.2f\n", mode, float64(cP99)/float64(dP99))
 	fmt.Printf("%s_invoke_throughput_ratio %.2f (goal >= %.2f)\n", mode, c.perSec/d.perSec, goalThroughputRatio)
 	fmt.Printf("%s_invoke_cpu_ratio %.2f\n", mode, float64(c.cpu)/float64(d.cpu))
-	// The floors' throughput after croupier's, so that the throughput lines
-	// above are the same runs as without -floor; the profile, if asked for,
-	// is the first's.
 	for i, fl := range floors {
-		fP50, fP99 := p50s[2+i], p99s[2+i]
-		path := prof.floorCPU
-		if i > 0 {
-			path = ""
-		}
-		stopProfile, err := startProfile(path)
-		if err != nil {
-			return err
-		}
-		f, err := throughput(ctx, fl.call, conc, dur)
-		if perr := stopProfile(); err == nil {
-			err = perr
-		}
-		if err != nil {
-			return fmt.Errorf("%s %s throughput: %w", mode, fl.name, err)
-		}
+		fP50, fP99, f := p50s[2+i], p99s[2+i], rates[2+i]
 		fmt.Printf("%-4s %-11s latency c=1: p50 %v p99 %v   throughput c=%d: %.0f calls/s, CPU %v/call, %.0f allocs/call (%.1f KiB)\n", mode, fl.name, fP50, fP99, conc, f.perSec, f.cpu, f.allocs, f.allocBytes/1024)
 		fmt.Printf("%s_%s_p50_ratio %.2f\n", mode, fl.name, float64(fP50)/float64(dP50))
 		fmt.Printf("%s_%s_throughput_ratio %.2f\n", mode, fl.name, f.perSec/d.perSec)
@@ -249,6 +239,18 @@ func compare(ctx context.Context, mode string, viaCroupier, direct caller, floor
 		fmt.Printf("%s_%s_cpu_gap %v (croupier's CPU per call minus this)\n", mode, fl.name, c.cpu-f.cpu)
 	}
 	return nil
+}
+
+// hook runs before and after each of a path's throughput runs (nil: nothing).
+type hook struct{ before, after func() error }
+
+// profileHook writes a CPU profile of the path's run to path ("" for none).
+func profileHook(path string) hook {
+	var stop func() error
+	return hook{
+		before: func() (err error) { stop, err = startProfile(path); return err },
+		after:  func() error { return stop() },
+	}
 }
 
 // grpcCallers returns InvokeFunction over the stack's operator connection
@@ -368,8 +370,67 @@ type rate struct {
 	allocBytes float64
 }
 
-// throughput runs conc callers for dur and measures them.
-func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (rate, error) {
+// throughputs runs each path with conc callers for dur in all, in rounds
+// runs of dur/rounds each, the paths taking turns, and measures them: this
+// VM's speed drifts by a third from one minute to the next, and measured
+// one after the other (one round) the paths' ratio moved with it — from
+// 0.43 to 0.62 in six runs of the same build, 2026-12-03. hooks[i] runs
+// around each of path i's runs.
+func throughputs(ctx context.Context, paths []named, hooks []hook, conc int, dur time.Duration, rounds int) ([]rate, error) {
+	sums := make([]tally, len(paths))
+	for range rounds {
+		for i, p := range paths {
+			h := hooks[i]
+			if h.before != nil {
+				if err := h.before(); err != nil {
+					return nil, err
+				}
+			}
+			t, err := throughput(ctx, p.call, conc, dur/time.Duration(rounds))
+			if h.after != nil {
+				if herr := h.after(); err == nil {
+					err = herr
+				}
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p.name, err)
+			}
+			sums[i].add(t)
+		}
+	}
+	rates := make([]rate, len(paths))
+	for i, t := range sums {
+		rates[i] = t.rate()
+	}
+	return rates, nil
+}
+
+// tally is what throughput runs counted.
+type tally struct {
+	calls          int64
+	elapsed, cpu   time.Duration
+	mallocs, bytes uint64
+}
+
+func (t *tally) add(u tally) {
+	t.calls += u.calls
+	t.elapsed += u.elapsed
+	t.cpu += u.cpu
+	t.mallocs += u.mallocs
+	t.bytes += u.bytes
+}
+
+func (t tally) rate() rate {
+	if t.calls == 0 {
+		return rate{}
+	}
+	n := float64(t.calls)
+	return rate{perSec: n / t.elapsed.Seconds(), cpu: t.cpu / time.Duration(t.calls),
+		allocs: float64(t.mallocs) / n, allocBytes: float64(t.bytes) / n}
+}
+
+// throughput runs conc callers for dur and counts what they did.
+func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (tally, error) {
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 	var calls atomic.Int64
@@ -400,15 +461,10 @@ func throughput(ctx context.Context, c caller, conc int, dur time.Duration) (rat
 		}()
 	}
 	wg.Wait()
-	n := calls.Load()
-	r := rate{perSec: float64(n) / time.Since(start).Seconds()}
-	if n > 0 {
-		r.cpu = (processCPU() - cpu0) / time.Duration(n)
-		runtime.ReadMemStats(&ms)
-		r.allocs = float64(ms.Mallocs-mallocs0) / float64(n)
-		r.allocBytes = float64(ms.TotalAlloc-bytes0) / float64(n)
-	}
-	return r, firstErr
+	t := tally{calls: calls.Load(), elapsed: time.Since(start), cpu: processCPU() - cpu0}
+	runtime.ReadMemStats(&ms)
+	t.mallocs, t.bytes = ms.Mallocs-mallocs0, ms.TotalAlloc-bytes0
+	return t, firstErr
 }
 
 // processCPU is the user + system CPU time this process has used.

@@ -18,17 +18,17 @@ func TestHarnessRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a server, an agent, a game server and the floors")
 	}
-	if err := run("both", 20, 200*time.Millisecond, 4, true, hops{}, profiles{}); err != nil {
+	if err := run("both", 20, 200*time.Millisecond, 4, 2, true, hops{}, profiles{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := run("grpc", 20, 200*time.Millisecond, 4, true, hops{sdkStream: true}, profiles{}); err != nil {
+	if err := run("grpc", 20, 200*time.Millisecond, 4, 2, true, hops{sdkStream: true}, profiles{}); err != nil {
 		t.Fatalf("-sdk-stream: %v", err)
 	}
 	// With every profile asked for: each file is written.
 	dir := t.TempDir()
 	prof := profiles{cpu: filepath.Join(dir, "cpu"), mem: filepath.Join(dir, "mem"), floorCPU: filepath.Join(dir, "floor"),
 		directCPU: filepath.Join(dir, "direct")}
-	if err := run("grpc", 20, 200*time.Millisecond, 4, true, hops{agentTransport: "grpc"}, prof); err != nil {
+	if err := run("grpc", 20, 200*time.Millisecond, 4, 1, true, hops{agentTransport: "grpc"}, prof); err != nil {
 		t.Fatalf("-agent-transport grpc: %v", err)
 	}
 	for _, f := range []string{prof.cpu, prof.mem, prof.mem + ".base", prof.floorCPU, prof.directCPU} {

@@ -392,3 +392,71 @@ func TestJournalStoresOnlyValidText(t *testing.T) {
 		t.Fatalf("verify: %+v, %v", res, err)
 	}
 }
+
+// storedCount is the number of rows in the store, read without a flush.
+func storedCount(t *testing.T, s *store.Store) int {
+	t.Helper()
+	rows, err := s.Audit().Range(ctxT(t), 0, 1<<62, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(rows)
+}
+
+// Under load the flusher stores full batches as they fill and leaves a part
+// batch for the tick: storing the few entries that came in during the
+// previous commit at once made many small transactions, each paying a
+// commit and an fsync.
+func TestJournalStoresFullBatchesAsTheyFill(t *testing.T) {
+	t.Parallel()
+	js := newJournalStack(t)
+	s := js.openStore(t)
+	l := js.openLog(t, s) // no tick within the test
+	const batch, extra = 256, 44
+	record(t, l, 0, batch+extra)
+	deadline := time.Now().Add(20 * time.Second)
+	for storedCount(t, s) < batch {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rows stored 20 s after %d records, want a full batch of %d", storedCount(t, s), batch+extra, batch)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	// The part batch waits for a tick or a reader; nothing else stores it.
+	for range 25 {
+		if n := storedCount(t, s); n != batch {
+			t.Fatalf("%d rows stored, want the full batch of %d only (the other %d wait for the tick)", n, batch, extra)
+		}
+		time.Sleep(4 * time.Millisecond)
+	}
+	if err := l.Sync(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := storedCount(t, s); n != batch+extra {
+		t.Fatalf("%d rows stored after Sync, want %d", n, batch+extra)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantRequests(t, storedRequests(t, l, s), 0, batch+extra)
+}
+
+// A part batch is stored by the ticks within about FlushInterval, with no
+// reader asking.
+func TestJournalTickStoresAPartBatch(t *testing.T) {
+	t.Parallel()
+	js := newJournalStack(t)
+	s := js.openStore(t)
+	l, err := audit.Open(ctxT(t), audit.Config{Store: s, JournalPath: js.journal, FlushInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	record(t, l, 0, 5)
+	deadline := time.Now().Add(20 * time.Second)
+	for storedCount(t, s) < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 5 rows stored 20 s after they were recorded, with a flush interval of 20 ms", storedCount(t, s))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

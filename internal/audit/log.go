@@ -75,7 +75,8 @@ type Log struct {
 	flushInterval time.Duration
 	maxQueued     int
 	rotateBytes   int64
-	kick          chan struct{} // buffered 1: wakes the flusher
+	kick          chan struct{} // buffered 1: wakes the flusher to store every queued entry
+	full          chan struct{} // buffered 1: wakes the flusher to store the full batches
 	stop          chan struct{} // closed by Close
 	flusherDone   chan struct{} // closed when the flusher returns
 
@@ -94,12 +95,13 @@ type Log struct {
 // pendingRecord is one entry waiting for the store: a Record waiting for
 // the group commit, or a journaled entry waiting for the flusher.
 type pendingRecord struct {
-	seq  int64 // journal sequence; 0 without a journal
-	rec  store.AuditRecord
-	out  store.AuditRecord
-	err  error
-	done chan struct{} // closed when out/err are set; journal mode: nil unless a caller waits
-	lead chan struct{} // group commit: closed when this caller must write the next batch
+	seq    int64     // journal sequence; 0 without a journal
+	queued time.Time // when it was journaled (journal mode)
+	rec    store.AuditRecord
+	out    store.AuditRecord
+	err    error
+	done   chan struct{} // closed when out/err are set; journal mode: nil unless a caller waits
+	lead   chan struct{} // group commit: closed when this caller must write the next batch
 }
 
 // maxAuditBatch bounds the rows written in one transaction.
@@ -159,7 +161,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		_ = jr.close()
 		return nil, err
 	}
-	l.kick, l.stop, l.flusherDone, l.jchanged = make(chan struct{}, 1), make(chan struct{}), make(chan struct{}), make(chan struct{})
+	l.kick, l.full, l.stop, l.flusherDone, l.jchanged = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go l.runFlusher()
 	return l, nil
 }

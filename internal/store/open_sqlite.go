@@ -55,6 +55,12 @@ func openSQLite(cfg Config) (*sql.DB, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(ON)")
+	// Temporary tables and indexes and the statement journal of a
+	// multi-row INSERT stay in memory: as files they would hold audit rows
+	// outside the 0600 database, and the statement journal of the audit
+	// flusher's 64-row INSERT spilled to a file opened, written and closed
+	// for each statement.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeoutMs))
 	q.Set("_txlock", "immediate")
 	q.Set("_dqs", "0")

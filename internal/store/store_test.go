@@ -189,6 +189,7 @@ func TestSQLitePragmasOnEveryConnection(t *testing.T) {
 			{"foreign_keys", "1"},
 			{"synchronous", "1"}, // NORMAL
 			{"busy_timeout", "10000"},
+			{"temp_store", "2"}, // MEMORY: no temporary files with rows in them
 		}
 		for _, c := range checks {
 			var got string
