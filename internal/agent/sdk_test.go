@@ -25,23 +25,11 @@ func closedAddr(t *testing.T) string {
 	return addr
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// startSDKAgent starts a real agent on loopback whose server is
+// unreachable (only its SDK side matters) and shuts it down when the test
+// ends.
+func startSDKAgent(t *testing.T) *Agent {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// TestAgentServesSDKInstances starts a real agent (its server unreachable:
-// only the SDK side matters here) and a real SDK game server on loopback:
-// the instance registers, the agent routes calls and job commands to it, and
-// its departure is recorded with its incarnation.
-func TestAgentServesSDKInstances(t *testing.T) {
-	t.Parallel()
 	cfg := config.DefaultAgent()
 	cfg.ID, cfg.Game, cfg.Env, cfg.DataDir = "edge-1", "demo", "dev", t.TempDir()
 	cfg.Insecure, cfg.Server, cfg.SDKAddr, cfg.ReconnectMax = true, closedAddr(t), "127.0.0.1:0", 200*time.Millisecond
@@ -60,7 +48,27 @@ func TestAgentServesSDKInstances(t *testing.T) {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
+	return a
+}
 
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestAgentServesSDKInstances starts a real agent (its server unreachable:
+// only the SDK side matters here) and a real SDK game server on loopback:
+// the instance registers, the agent routes calls and job commands to it, and
+// its departure is recorded with its incarnation.
+func TestAgentServesSDKInstances(t *testing.T) {
+	t.Parallel()
+	a := startSDKAgent(t)
 	gs := sdk.New(sdk.Options{AgentAddr: a.SDKAddr(), InstanceID: "gs-1", Logger: quietLog()})
 	if err := gs.Register(&croupierv1.FunctionDescriptor{Id: "echo"}, func(_ context.Context, inv *sdk.Invocation) (*structpb.Struct, error) {
 		return inv.Payload, nil

@@ -90,6 +90,7 @@ func agentFlags(fs *pflag.FlagSet, d config.Agent) {
 	fs.String("tls-key", "", "agent key (default DATA_DIR/certs/agent.key)")
 	fs.String("tls-server-name", "", "name to verify in the server certificate")
 	fs.String("sdk-addr", d.SDKAddr, "loopback address game servers connect to")
+	fs.IntSlice("sdk-allow-uids", nil, "users, besides the agent's and root, whose processes may connect to the SDK address (repeatable)")
 	fs.StringSlice("labels", nil, "labels key=value (repeatable)")
 	fs.String("data-dir", d.DataDir, "data directory (default certificate paths)")
 	fs.Duration("reconnect-max", d.ReconnectMax, "longest wait between reconnect attempts")

@@ -35,6 +35,10 @@ type Agent struct {
 	TLSServerName string `koanf:"tls_server_name"`
 	// SDKAddr is the loopback address game servers (SDK) connect to.
 	SDKAddr string `koanf:"sdk_addr"`
+	// SDKAllowUIDs are the users, besides the agent's own and root, whose
+	// processes may connect to SDKAddr (game servers in another container
+	// of the same network namespace, say). See docs/security.md.
+	SDKAllowUIDs []int `koanf:"sdk_allow_uids"`
 	// Labels are attached to the agent's registration ("k=v" pairs).
 	Labels []string `koanf:"labels"`
 	// DataDir holds the default certificate paths.
@@ -67,6 +71,13 @@ type Agent struct {
 	OTLPInsecure     bool    `koanf:"otlp_insecure"`
 	TraceSampleRatio float64 `koanf:"trace_sample_ratio"`
 }
+
+// maxSDKAllowUIDs bounds sdk_allow_uids; maxUID is the largest Linux uid
+// (2^32 - 2: 2^32 - 1 is the "no uid" value).
+const (
+	maxSDKAllowUIDs = 64
+	maxUID          = 1<<32 - 2
+)
 
 // DefaultAgent returns the defaults of `croupier agent`.
 func DefaultAgent() Agent {
@@ -134,6 +145,14 @@ func (c *Agent) Resolve() error {
 	if c.GSEAddr != "" {
 		if _, _, err := net.SplitHostPort(c.GSEAddr); err != nil {
 			p = append(p, fmt.Sprintf("gse_addr %q is not host:port (empty disables the GSE endpoint)", c.GSEAddr))
+		}
+	}
+	if len(c.SDKAllowUIDs) > maxSDKAllowUIDs {
+		p = append(p, fmt.Sprintf("sdk_allow_uids: %d users; at most %d are allowed", len(c.SDKAllowUIDs), maxSDKAllowUIDs))
+	}
+	for _, uid := range c.SDKAllowUIDs {
+		if uid < 0 || uid > maxUID {
+			p = append(p, fmt.Sprintf("sdk_allow_uids: %d is not a uid (0..%d)", uid, maxUID))
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.SDKAddr); err != nil {

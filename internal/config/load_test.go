@@ -225,6 +225,32 @@ func TestLoadAgentEnvAndLabels(t *testing.T) {
 	}
 }
 
+// sdk_allow_uids is a list of ints: from the environment (comma-separated)
+// and from a repeated flag, which wins.
+func TestLoadAgentSDKAllowUIDs(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv("CROUPIER_SDK_ALLOW_UIDS", "1001, 1002")
+	cfg := config.DefaultAgent()
+	if err := config.Load(&cfg, "", nil); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if want := []int{1001, 1002}; !reflect.DeepEqual(cfg.SDKAllowUIDs, want) {
+		t.Fatalf("from the environment: SDKAllowUIDs = %v, want %v", cfg.SDKAllowUIDs, want)
+	}
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	fs.IntSlice("sdk-allow-uids", nil, "")
+	if err := fs.Parse([]string{"--sdk-allow-uids", "7", "--sdk-allow-uids", "8"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg = config.DefaultAgent()
+	if err := config.Load(&cfg, "", fs); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if want := []int{7, 8}; !reflect.DeepEqual(cfg.SDKAllowUIDs, want) {
+		t.Fatalf("from flags: SDKAllowUIDs = %v, want %v", cfg.SDKAllowUIDs, want)
+	}
+}
+
 func TestDefaultDataDirFromEnv(t *testing.T) {
 	isolateEnv(t)
 	if got := config.DefaultDataDir(); got != "croupier-data" {

@@ -174,6 +174,8 @@ func TestAgentResolveProblems(t *testing.T) {
 			"(unary calls still use gRPC)"},
 		{"transport", func(c *config.Agent) { c.Transport = "websocket" }, `transport "websocket": use auto, grpc, conn or longpoll`},
 		{"sdk_addr", func(c *config.Agent) { c.SDKAddr = "19090" }, `sdk_addr "19090" is not host:port`},
+		{"negative sdk uid", func(c *config.Agent) { c.SDKAllowUIDs = []int{1000, -1} }, "sdk_allow_uids: -1 is not a uid"},
+		{"too many sdk uids", func(c *config.Agent) { c.SDKAllowUIDs = make([]int, 65) }, "sdk_allow_uids: 65 users; at most 64"},
 		{"label without =", func(c *config.Agent) { c.Labels = []string{"region"} }, `label "region" must be key=value`},
 		{"label without key", func(c *config.Agent) { c.Labels = []string{"=eu"} }, `label "=eu" must be key=value`},
 	}

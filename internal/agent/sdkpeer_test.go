@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/croupier/croupier/internal/localpeer"
+	"github.com/croupier/croupier/internal/tunnel"
+)
+
+// TestPeerListenerAdmits checks the decision on a pipe with a stand-in
+// for /proc: an allowed uid passes, another uid and an unknown user are
+// refused on the first read or write, and the connection is closed.
+func TestPeerListenerAdmits(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		sock  localpeer.Socket
+		err   error
+		admit bool
+	}{
+		{"the agent's user", localpeer.Socket{UID: os.Getuid()}, nil, true},
+		{"root", localpeer.Socket{UID: 0}, nil, true},
+		{"listed", localpeer.Socket{UID: 1234}, nil, true},
+		{"another user", localpeer.Socket{UID: 4321}, nil, false},
+		{"unknown", localpeer.Socket{}, errors.New("/proc/net/tcp cannot be read here"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := newPeerListener(nil, []int{1234}, quietLog())
+			l.lookup = func(net.Addr, net.Addr) (localpeer.Socket, error) { return tc.sock, tc.err }
+			server, client := net.Pipe()
+			defer client.Close()
+			pc := &peerConn{Conn: server, l: l}
+			go func() { _, _ = client.Write([]byte("x")) }()
+			_, err := pc.Read(make([]byte, 1))
+			if tc.admit != (err == nil) {
+				t.Fatalf("first read: %v; want admitted %v", err, tc.admit)
+			}
+			if tc.admit {
+				return
+			}
+			if _, err := pc.Write([]byte("y")); err == nil {
+				t.Fatal("a write on a refused connection succeeded")
+			}
+			if _, err := client.Read(make([]byte, 1)); err == nil {
+				t.Fatal("the refused connection is still open")
+			}
+		})
+	}
+}
+
+// TestSDKPortRefusesOtherUsers connects to a real agent's SDK port from a
+// process of another user (nobody; starting it needs root) and from this
+// process's user: the agent closes the first at once and keeps the second
+// open waiting for its hello.
+func TestSDKPortRefusesOtherUsers(t *testing.T) {
+	t.Parallel()
+	if os.Getuid() != 0 {
+		t.Skip("starting a process as another user needs root")
+	}
+	a := startSDKAgent(t)
+	_, port, _ := net.SplitHostPort(a.SDKAddr())
+	// Opens the connection, sends the conn transport's preface and waits
+	// up to 3 s for a byte: exit status 1 when the agent closes the
+	// connection, above 128 when the wait times out.
+	script := `trap '' PIPE; exec 3<>/dev/tcp/127.0.0.1/` + port + `; printf '` + tunnel.ConnPreface[:len(tunnel.ConnPreface)-1] + `\n' >&3; read -t 3 -u 3 _; exit $?`
+	run := func(uid uint32) (int, time.Duration) {
+		cmd := exec.Command("bash", "-c", script)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		start := time.Now()
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Errorf("uid %d: %v", uid, err)
+			return -1, 0
+		}
+		return cmd.ProcessState.ExitCode(), time.Since(start)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if code, took := run(65534); code != 1 {
+			t.Errorf("another user's connection: exit status %d after %s; want 1 (closed by the agent)", code, took)
+		}
+	})
+	wg.Go(func() {
+		if code, took := run(uint32(os.Getuid())); code <= 128 {
+			t.Errorf("the agent's own user's connection: exit status %d after %s; want a timeout (kept open, waiting for the hello)", code, took)
+		}
+	})
+	wg.Wait()
+}
