@@ -84,10 +84,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: -rounds must be at least 1, got %d\n", *rounds)
 		os.Exit(2)
 	}
-	prof := profiles{cpu: *cpuprofile, mem: *memprofile, floorCPU: *floorProfile, directCPU: *directProfile}
-	if prof != (profiles{}) {
-		*rounds = 1
+	if *dur/time.Duration(*rounds) < 50*time.Millisecond {
+		fmt.Fprintf(os.Stderr, "bench: -duration %v in %d rounds leaves %v per run; each run needs at least 50ms\n", *dur, *rounds, *dur/time.Duration(*rounds))
+		os.Exit(2)
 	}
+	prof := profiles{cpu: *cpuprofile, mem: *memprofile, floorCPU: *floorProfile, directCPU: *directProfile}
 	hops := hops{sdkStream: *sdkStream, agentTransport: *agentTransport}
 	if err := run(*mode, *n, *dur, *conc, *rounds, *withFloor, hops, prof); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -197,8 +198,11 @@ func compare(ctx context.Context, mode string, viaCroupier, direct caller, floor
 		return fmt.Errorf("%s latency: %w", mode, err)
 	}
 	dP50, dP99, cP50, cP99 := p50s[0], p99s[0], p50s[1], p99s[1]
-	// Throughput, the paths taking turns as in latencies; the profiles
-	// asked for cover their path's run (main makes that one round).
+	// Throughput, the paths taking turns as in latencies; a profile covers
+	// its path's run, so with one there is one round.
+	if prof != (profiles{}) {
+		rounds = 1
+	}
 	hooks := make([]hook, len(paths))
 	hooks[0] = profileHook(prof.directCPU)
 	cpuHook := profileHook(prof.cpu)

@@ -25,6 +25,7 @@ import (
 	"github.com/croupier/croupier/internal/buildinfo"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/gse"
+	"github.com/croupier/croupier/internal/localpeer"
 	"github.com/croupier/croupier/internal/schema"
 	"github.com/croupier/croupier/internal/telemetry"
 	"github.com/croupier/croupier/internal/tlsconf"
@@ -147,6 +148,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}))...)
 	agentv1.RegisterLocalAgentServiceServer(a.sdkServer, localService{a: a})
 	a.sdkTunnel.RegisterGRPC(a.sdkServer)
+	if err := localpeer.Available(); err != nil {
+		return fmt.Errorf("sdk_addr %s: the agent admits only its own user's game servers and reads who connects from /proc/net/tcp, which it cannot: %w", a.cfg.SDKAddr, err)
+	}
 	if a.sdkLis, err = net.Listen("tcp", a.cfg.SDKAddr); err != nil {
 		return fmt.Errorf("listen sdk_addr %s: %w", a.cfg.SDKAddr, err)
 	}

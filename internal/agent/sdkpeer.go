@@ -19,7 +19,8 @@ import (
 // the port admits only processes of the agent's own user, of root, and of
 // the users sdk_allow_uids names (game servers in another container of the
 // same network namespace, under another uid). The uid comes from
-// /proc/net/tcp (localpeer); where that cannot be read, no one is admitted.
+// /proc/net/tcp (localpeer); where that cannot be read the agent does not
+// start (Start).
 
 // peerListener admits connections whose client socket belongs to an
 // allowed user. The check runs on a connection's first read or write, in
@@ -30,6 +31,10 @@ type peerListener struct {
 	allowed []int
 	lookup  func(client, server net.Addr) (localpeer.Socket, error)
 	log     *slog.Logger
+	// lookups lets one lookup run at a time: each reads the whole socket
+	// table, and another local user must not be able to spend more than
+	// one core of the agent's by opening connections.
+	lookups chan struct{}
 	// lastLog and quiet rate-limit the refusal log (a local user can open
 	// connections as fast as it likes): one line per second, with the
 	// number of refusals not logged since the last line.
@@ -39,9 +44,10 @@ type peerListener struct {
 
 // newPeerListener admits the agent's user, root and extra.
 func newPeerListener(lis net.Listener, extra []int, log *slog.Logger) *peerListener {
-	allowed := append([]int{os.Getuid(), 0}, extra...)
+	allowed := append([]int{os.Geteuid(), 0}, extra...) // a socket records its creator's effective uid
 	slices.Sort(allowed)
-	return &peerListener{Listener: lis, allowed: slices.Compact(allowed), lookup: localpeer.Lookup, log: log}
+	return &peerListener{Listener: lis, allowed: slices.Compact(allowed), lookup: localpeer.Lookup, log: log,
+		lookups: make(chan struct{}, 1)}
 }
 
 func (l *peerListener) Accept() (net.Conn, error) {
@@ -54,7 +60,9 @@ func (l *peerListener) Accept() (net.Conn, error) {
 
 // admit checks nc's client and closes nc if it is not admitted.
 func (l *peerListener) admit(nc net.Conn) error {
+	l.lookups <- struct{}{}
 	sock, err := l.lookup(nc.RemoteAddr(), nc.LocalAddr())
+	<-l.lookups
 	if err == nil {
 		if _, ok := slices.BinarySearch(l.allowed, sock.UID); ok {
 			return nil

@@ -59,6 +59,10 @@ type Request struct {
 	Function  string
 	// Payload is the JSON the call runs with.
 	Payload json.RawMessage
+	// Body is the same payload as the call's Struct, when the caller has it
+	// (the edge does): Submit hashes it for an idempotency key rather than
+	// decode Payload again. Not stored.
+	Body    *structpb.Struct
 	Options *croupierv1.InvokeOptions
 	// SensitiveFields (JSON pointers) are masked whenever the request is shown.
 	SensitiveFields []string
@@ -240,8 +244,8 @@ func (s *Service) recoverKey(ctx context.Context, req idempotency.Request, claim
 // approval the key already stands for (claim is then nil); otherwise the
 // caller ends claim (a claim without a key does nothing).
 func (s *Service) claimKey(ctx context.Context, p principal.Principal, req Request, payload json.RawMessage) (claim *idempotency.Claim, prev *croupierv1.Approval, err error) {
-	var body *structpb.Struct
-	if req.Options.GetIdempotencyKey() != "" {
+	body := req.Body
+	if req.Options.GetIdempotencyKey() != "" && body == nil {
 		// The key's request hash is over the payload's canonical JSON, as for
 		// invoke and jobs; the payload is a JSON object (the call's Struct).
 		var m map[string]any

@@ -369,6 +369,21 @@ func TestSubmitIdempotencyKey(t *testing.T) {
 		if again.ID != first.ID || !again.ExpiresAt.Equal(first.ExpiresAt) {
 			t.Fatalf("retry got %s (expires %v), want %s (expires %v)", again.ID, again.ExpiresAt, first.ID, first.ExpiresAt)
 		}
+		// The payload as a Struct (what the edge passes) hashes as its JSON.
+		withBody := func(body map[string]any) (approval.Request, error) {
+			b, err := structpb.NewStruct(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := json.Marshal(body)
+			return e.svc.Submit(ctx, amy, approval.Request{Game: "demo", Env: "prod", Function: "player.ban", Payload: raw, Body: b,
+				Options: &croupierv1.InvokeOptions{IdempotencyKey: "k-1"}})
+		}
+		if viaBody, err := withBody(map[string]any{"player": "p1", "days": 3}); err != nil || viaBody.ID != first.ID {
+			t.Fatalf("retry with the Struct got %s, %v; want %s", viaBody.ID, err, first.ID)
+		}
+		_, err = withBody(map[string]any{"player": "p2", "days": 3})
+		wantCode(t, err, codes.AlreadyExists, apierr.CodeIdempotencyConflict, "k-1")
 		_, err = sub(amy, "player.ban", `{"player":"p2","days":3}`)
 		wantCode(t, err, codes.AlreadyExists, apierr.CodeIdempotencyConflict, "k-1")
 		other, err := sub(bob, "player.ban", `{"player":"p1","days":3}`)

@@ -170,15 +170,21 @@ func (l *Log) oldestWaited(d time.Duration) bool {
 	return len(l.jqueue) > 0 && time.Since(l.jqueue[0].queued) >= d
 }
 
-// flush stores the queued entries, a batch per transaction, until the queue
-// is empty (with all; without it, until less than a full batch is left) or
-// a transaction fails (the entries stay queued and journaled; the next tick
+// flush stores the queued entries, a batch per transaction, until less
+// than a full batch is left — with all, a part batch too as long as it
+// holds an entry queued before the call: the entries that come in during
+// its commits wait for their own full batch or the next tick, or flush
+// would go on storing the few that came in during each commit — or until a
+// transaction fails (the entries stay queued and journaled; the next tick
 // retries).
 func (l *Log) flush(all bool) {
+	l.jmu.Lock()
+	upto := l.jseq
+	l.jmu.Unlock()
 	for {
 		l.jmu.Lock()
 		n := min(len(l.jqueue), maxAuditBatch)
-		if !all && n < maxAuditBatch {
+		if n < maxAuditBatch && !(all && n > 0 && l.jqueue[0].seq <= upto) {
 			n = 0
 		}
 		batch := append([]*pendingRecord(nil), l.jqueue[:n]...)

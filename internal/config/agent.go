@@ -75,8 +75,8 @@ type Agent struct {
 // maxSDKAllowUIDs bounds sdk_allow_uids; maxUID is the largest Linux uid
 // (2^32 - 2: 2^32 - 1 is the "no uid" value).
 const (
-	maxSDKAllowUIDs = 64
-	maxUID          = 1<<32 - 2
+	maxSDKAllowUIDs       = 64
+	maxUID          int64 = 1<<32 - 2
 )
 
 // DefaultAgent returns the defaults of `croupier agent`.
@@ -151,7 +151,7 @@ func (c *Agent) Resolve() error {
 		p = append(p, fmt.Sprintf("sdk_allow_uids: %d users; at most %d are allowed", len(c.SDKAllowUIDs), maxSDKAllowUIDs))
 	}
 	for _, uid := range c.SDKAllowUIDs {
-		if uid < 0 || uid > maxUID {
+		if uid < 0 || int64(uid) > maxUID {
 			p = append(p, fmt.Sprintf("sdk_allow_uids: %d is not a uid (0..%d)", uid, maxUID))
 		}
 	}

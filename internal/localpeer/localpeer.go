@@ -26,7 +26,9 @@ type Socket struct {
 // Lookup finds the client's socket of the connection from client to server
 // (the addresses as the server sees them: its RemoteAddr and LocalAddr).
 // It fails for a connection that is not TCP or not from this host (or this
-// network namespace), and where /proc/net/tcp cannot be read (not Linux).
+// network namespace), whose client socket no process holds any more, and
+// where /proc/net/tcp cannot be read (not Linux). It reads the whole table:
+// a few milliseconds on a host with tens of thousands of TCP sockets.
 func Lookup(client, server net.Addr) (Socket, error) {
 	c, ok1 := client.(*net.TCPAddr)
 	s, ok2 := server.(*net.TCPAddr)
@@ -56,6 +58,15 @@ func Lookup(client, server net.Addr) (Socket, error) {
 	return Socket{}, fmt.Errorf("the connection from %v is not in /proc/net/tcp (the caller must be on this host)", client)
 }
 
+// Available reports why Lookup cannot work here, nil if it can.
+func Available() error {
+	f, err := os.Open("/proc/net/tcp")
+	if err != nil {
+		return fmt.Errorf("%w (Linux only)", err)
+	}
+	return f.Close()
+}
+
 // find scans one table for the row of local → remote.
 func find(table, local, remote string) (Socket, bool, error) {
 	f, err := os.Open(table)
@@ -68,6 +79,12 @@ func find(table, local, remote string) (Socket, bool, error) {
 		// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …
 		fs := strings.Fields(sc.Text())
 		if len(fs) >= 10 && fs[1] == local && fs[2] == remote {
+			if fs[9] == "0" {
+				// No process holds the socket any more (closed, or
+				// TIME_WAIT): the kernel lists it as root's, which says
+				// nothing about who opened it.
+				return Socket{}, false, fmt.Errorf("the connection from %s was closed by its client before it could be checked: its owner is unknown", local)
+			}
 			uid, err := strconv.Atoi(fs[7])
 			if err != nil {
 				return Socket{}, false, fmt.Errorf("%s: uid %q: %w", table, fs[7], err)

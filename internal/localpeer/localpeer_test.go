@@ -70,27 +70,46 @@ func holds(t *testing.T, inode string) bool {
 	return false
 }
 
-// TestLookupOtherUser connects from a process of another user (nobody;
-// needs root to start it) and finds that user's uid.
-func TestLookupOtherUser(t *testing.T) {
-	t.Parallel()
+// asNobody starts bash as user nobody (65534) with script; it needs root
+// and bash (with /dev/tcp).
+func asNobody(t *testing.T, script string) *exec.Cmd {
+	t.Helper()
 	if os.Getuid() != 0 {
 		t.Skip("starting a process as another user needs root")
 	}
-	const nobody = 65534
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash here")
 	}
-	defer lis.Close()
-	port := strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)
-	cmd := exec.Command("bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/"+port+"; read -t 20 -u 3 _")
+	cmd := exec.Command("bash", "-c", script)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	_ = lis.(*net.TCPListener).SetDeadline(time.Now().Add(20 * time.Second))
+	return cmd
+}
+
+const nobody = 65534
+
+// listen listens on loopback and returns the listener and its port.
+func listen(t *testing.T) (*net.TCPListener, string) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lis.Close() })
+	l := lis.(*net.TCPListener)
+	_ = l.SetDeadline(time.Now().Add(20 * time.Second))
+	return l, strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// TestLookupOtherUser connects from a process of another user and finds
+// that user's uid.
+func TestLookupOtherUser(t *testing.T) {
+	t.Parallel()
+	lis, port := listen(t)
+	asNobody(t, "exec 3<>/dev/tcp/127.0.0.1/"+port+"; read -t 20 -u 3 _")
 	s, err := lis.Accept()
 	if err != nil {
 		t.Fatal(err)
@@ -102,5 +121,25 @@ func TestLookupOtherUser(t *testing.T) {
 	}
 	if sock.UID != nobody {
 		t.Errorf("uid %d, want %d (the connecting process's user)", sock.UID, nobody)
+	}
+}
+
+// TestLookupClosedClient: a client that connects, writes and closes
+// before the server looks leaves a socket no process holds, which the
+// kernel lists as root's. Its owner is unknown, not root.
+func TestLookupClosedClient(t *testing.T) {
+	t.Parallel()
+	lis, port := listen(t)
+	cmd := asNobody(t, "exec 3<>/dev/tcp/127.0.0.1/"+port+"; printf 'hello\\n' >&3; exec 3>&-")
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := lis.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if sock, err := localpeer.Lookup(s.RemoteAddr(), s.LocalAddr()); err == nil {
+		t.Fatalf("a closed client's socket was found: %+v (it must not pass for root's)", sock)
 	}
 }

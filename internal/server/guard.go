@@ -57,7 +57,7 @@ func (g *guard) submit(ctx context.Context, p principal.Principal, c *invoke.Cal
 		return approval.Request{}, apierr.Internal(g.log, err)
 	}
 	return g.approvals.Submit(ctx, p, approval.Request{
-		Game: c.Game, Env: c.Env, Function: c.Function, Payload: payload, Options: c.Options,
+		Game: c.Game, Env: c.Env, Function: c.Function, Payload: payload, Body: c.Payload, Options: c.Options,
 		SensitiveFields: c.Descriptor.GetAuth().GetSensitiveFields(),
 	})
 }
