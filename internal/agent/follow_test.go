@@ -120,6 +120,24 @@ func (c balancedControl) RegisterAgent(ctx context.Context, r *croupierv1.Regist
 	return c.fakeControl.RegisterAgent(ctx, r)
 }
 
+// runAutoTunnel gives a an auto tunnel client whose conn transport is a
+// pipe to srv (each dial counted in dials) and whose stream goes over cc,
+// and runs it until the test ends.
+func runAutoTunnel(t *testing.T, a *Agent, srv *tunnel.Server, cc *grpc.ClientConn, dials *atomic.Int32) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait(); a.wg.Wait() })
+	a.client = tunnel.NewAutoClient(func(context.Context) (net.Conn, error) {
+		dials.Add(1)
+		c, s := net.Pipe()
+		wg.Go(func() { _ = srv.ServeConn(ctx, s) })
+		return c, nil
+	}, cc, tunnel.ClientOptions{Name: a.cfg.ID, Handlers: tunnel.NewHandlerRegistry(), Logger: quietLog(),
+		OnConnected: a.session, MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	wg.Go(func() { _ = a.client.Run(ctx) })
+}
+
 // TestAutoTunnelMovesToTheStream: with transport auto, registrations that
 // keep reaching a node that does not hold the tunnel (maxNodeMisses in a
 // row) move the tunnel to the gRPC stream, and the agent registers there.
@@ -145,26 +163,14 @@ func TestAutoTunnelMovesToTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
 	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		a.wg.Wait()
 		srv.Close()
 		_ = cc.Close()
 		gs.Stop()
 		<-served
 	})
 	var connDials atomic.Int32
-	a.client = tunnel.NewAutoClient(func(context.Context) (net.Conn, error) {
-		connDials.Add(1)
-		c, s := net.Pipe()
-		wg.Go(func() { _ = srv.ServeConn(ctx, s) })
-		return c, nil
-	}, cc, tunnel.ClientOptions{Name: a.cfg.ID, Handlers: tunnel.NewHandlerRegistry(), Logger: quietLog(),
-		OnConnected: a.session, MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
-	wg.Go(func() { _ = a.client.Run(ctx) })
+	runAutoTunnel(t, a, srv, cc, &connDials)
 
 	waitFor(t, 10*time.Second, "a registration over the stream", a.Registered)
 	if !a.client.OnStream() {
@@ -197,17 +203,8 @@ func TestAutoTunnelMissesCountInARow(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := tunnel.NewServer(tunnel.ServerOptions{Logger: quietLog()})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait(); a.wg.Wait(); srv.Close(); _ = cc.Close() })
-	a.client = tunnel.NewAutoClient(func(context.Context) (net.Conn, error) {
-		dials.Add(1)
-		c, s := net.Pipe()
-		wg.Go(func() { _ = srv.ServeConn(ctx, s) })
-		return c, nil
-	}, cc, tunnel.ClientOptions{Name: a.cfg.ID, Handlers: tunnel.NewHandlerRegistry(), Logger: quietLog(),
-		OnConnected: a.session, MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
-	wg.Go(func() { _ = a.client.Run(ctx) })
+	t.Cleanup(func() { srv.Close(); _ = cc.Close() })
+	runAutoTunnel(t, a, srv, cc, &dials)
 	registrations := func() int {
 		ctl.mu.Lock()
 		defer ctl.mu.Unlock()
