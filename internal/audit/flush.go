@@ -21,9 +21,11 @@ import (
 // maxAuditBatch rows rather than once per the rows that came in while the
 // previous commit ran (79 rows per transaction on average at 9,000 calls/s
 // when the rest was stored at once, 179 now; see docs/storage.md). A
-// waiting Record or Sync has everything stored at once. jmu guards the journal, the
-// sequence counters and the queue; the flusher does its store transaction
-// without it, so Records never wait for the database.
+// waiting Record or Sync has everything stored at once.
+//
+// jmu guards the journal, the sequence counters and the queue; the flusher
+// does its store transaction without it, so Records never wait for the
+// database.
 //
 // Lock order: jmu is never held while waiting for anything but a write(2)
 // or truncate(2) on the journal.
