@@ -445,8 +445,14 @@ func TestLeakDetection(t *testing.T) {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-	if !slices.Contains(suiteProcesses(), cmd.Process.Pid) {
-		t.Fatalf("the suite scan does not see pid %d carrying %s", cmd.Process.Pid, marker)
+	// Start returns once the exec began, but the kernel sets up the new
+	// program's environment a moment later: until then /proc/PID/environ
+	// is empty (a CI run under load saw that window).
+	for deadline := time.Now().Add(10 * time.Second); !slices.Contains(suiteProcesses(), cmd.Process.Pid); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the suite scan does not see pid %d carrying %s", cmd.Process.Pid, marker)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	killMarked(t, marker)
 	select {
