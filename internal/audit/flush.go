@@ -20,7 +20,7 @@ import (
 // commit, fsync and the index pages it rewrites — is then paid once per
 // maxAuditBatch rows rather than once per the rows that came in while the
 // previous commit ran (79 rows per transaction on average at 9,000 calls/s
-// when the rest was stored at once, 179 now; see docs/storage.md). A
+// when the rest was stored at once, 253 now; see docs/storage.md). A
 // waiting Record or Sync has everything stored at once.
 //
 // jmu guards the journal, the sequence counters and the queue; the flusher
