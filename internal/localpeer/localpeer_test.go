@@ -33,12 +33,7 @@ func TestLookupOwnConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		s, err := lis.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		sock, err := localpeer.Lookup(s.RemoteAddr(), s.LocalAddr())
+		s, sock, err := acceptLookup(t, lis)
 		if err != nil {
 			t.Fatalf("%s: %v", network.listen, err)
 		}
@@ -53,6 +48,19 @@ func TestLookupOwnConnection(t *testing.T) {
 			t.Errorf("%s: a connection that does not exist was found", network.listen)
 		}
 	}
+}
+
+// acceptLookup accepts a connection on lis (closed when the test ends) and
+// looks up its client's socket.
+func acceptLookup(t *testing.T, lis net.Listener) (net.Conn, localpeer.Socket, error) {
+	t.Helper()
+	s, err := lis.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	sock, err := localpeer.Lookup(s.RemoteAddr(), s.LocalAddr())
+	return s, sock, err
 }
 
 // holds reports whether this process has the socket inode open.
@@ -110,12 +118,7 @@ func TestLookupOtherUser(t *testing.T) {
 	t.Parallel()
 	lis, port := listen(t)
 	asNobody(t, "exec 3<>/dev/tcp/127.0.0.1/"+port+"; read -t 20 -u 3 _")
-	s, err := lis.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	sock, err := localpeer.Lookup(s.RemoteAddr(), s.LocalAddr())
+	_, sock, err := acceptLookup(t, lis)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,12 +137,7 @@ func TestLookupClosedClient(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := lis.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if sock, err := localpeer.Lookup(s.RemoteAddr(), s.LocalAddr()); err == nil {
+	if _, sock, err := acceptLookup(t, lis); err == nil {
 		t.Fatalf("a closed client's socket was found: %+v (it must not pass for root's)", sock)
 	}
 }
