@@ -271,14 +271,9 @@ func (s *Service) claimKey(ctx context.Context, p principal.Principal, req Reque
 // Get returns a request to its requester or to a holder of
 // approval:decide on its scope.
 func (s *Service) Get(ctx context.Context, p principal.Principal, id string) (Request, error) {
-	a, err := s.load(ctx, id)
+	a, err := s.find(ctx, p, id, true)
 	if err != nil {
 		return Request{}, err
-	}
-	if a.Requester != p.String() {
-		if err := rbac.Check(p, rbac.ApprovalDecide, a.Game, a.Env, a.Function); err != nil {
-			return Request{}, err
-		}
 	}
 	return fromStore(a)
 }
@@ -392,11 +387,8 @@ func (s *Service) checkDecision(ctx context.Context, p principal.Principal, id, 
 	if len(note) > maxNoteLen {
 		return store.Approval{}, apierr.Newf(codes.InvalidArgument, apierr.CodeInvalidArgument, "comment or reason too long: at most %d bytes", maxNoteLen)
 	}
-	a, err := s.load(ctx, id)
+	a, err := s.find(ctx, p, id, false)
 	if err != nil {
-		return store.Approval{}, err
-	}
-	if err := rbac.Check(p, rbac.ApprovalDecide, a.Game, a.Env, a.Function); err != nil {
 		return a, err
 	}
 	if a.Requester == p.String() {
@@ -437,6 +429,28 @@ func expiredErr(a store.Approval) error {
 	return apierr.New(codes.FailedPrecondition, CodeExpired,
 		fmt.Sprintf("approval %s expired at %s without a decision; invoke the function again to request a new one",
 			a.ID, a.ExpiresAt.UTC().Format(time.RFC3339)), "status", StatusExpired)
+}
+
+// find loads request id for p, who must hold approval:decide on its
+// scope or, with own, have made it. Whether it exists is told only to a
+// caller who could see it if it did: a refusal reads the same either way
+// (rbac.CheckNamed), and only a holder of approval:decide on every game
+// gets NOT_FOUND.
+func (s *Service) find(ctx context.Context, p principal.Principal, id string, own bool) (store.Approval, error) {
+	a, err := s.load(ctx, id)
+	named := "approval " + id
+	switch {
+	case status.Code(err) == codes.NotFound:
+		if derr := rbac.CheckNamed(p, rbac.ApprovalDecide, named, "", "", ""); derr != nil {
+			return store.Approval{}, derr
+		}
+		return store.Approval{}, err
+	case err != nil:
+		return store.Approval{}, err
+	case own && a.Requester == p.String():
+		return a, nil
+	}
+	return a, rbac.CheckNamed(p, rbac.ApprovalDecide, named, a.Game, a.Env, a.Function)
 }
 
 func (s *Service) load(ctx context.Context, id string) (store.Approval, error) {

@@ -140,10 +140,30 @@ func TestTwoPersonApproval(t *testing.T) {
 		_, err = e.svc.Reject(ctx, amy, req.ID, "changed my mind")
 		wantCode(t, err, codes.PermissionDenied, approval.CodeSelfApproval)
 		// approval:decide on another game, or none at all, is not enough.
+		// The refusal names the request, not its game, and reads the same
+		// for an id that does not exist: those callers learn neither.
 		_, err = e.svc.Approve(ctx, cy, req.ID, "")
-		wantCode(t, err, codes.PermissionDenied, rbac.CodePermissionDenied, "permission approval:decide denied on game:demo/env:prod/function:player.ban")
+		wantCode(t, err, codes.PermissionDenied, rbac.CodePermissionDenied, "permission approval:decide denied on approval "+req.ID+" for operator:cy, or it does not exist")
+		if strings.Contains(err.Error(), "demo") {
+			t.Fatalf("a refusal names the request's game: %v", err)
+		}
 		_, err = e.svc.Approve(ctx, dee, req.ID, "")
 		wantCode(t, err, codes.PermissionDenied, rbac.CodePermissionDenied)
+		for _, p := range []principal.Principal{cy, dee, bob} {
+			_, err = e.svc.Approve(ctx, p, "apr_nosuchrequest", "")
+			wantCode(t, err, codes.PermissionDenied, rbac.CodePermissionDenied, "denied on approval apr_nosuchrequest for "+p.String()+", or it does not exist")
+			_, err = e.svc.Get(ctx, p, "apr_nosuchrequest")
+			wantCode(t, err, codes.PermissionDenied, rbac.CodePermissionDenied)
+		}
+		if _, err = e.svc.Get(ctx, cy, req.ID); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("Get by an approver of another game: %v", err)
+		}
+		// Only a caller who could see it anywhere learns it does not exist.
+		root := operator("root", rbac.Grant(rbac.ApproverRole, "*", []string{rbac.ApprovalDecide}))
+		_, err = e.svc.Approve(ctx, root, "apr_nosuchrequest", "")
+		wantCode(t, err, codes.NotFound, approval.CodeNotFound)
+		_, err = e.svc.Get(ctx, root, "apr_nosuchrequest")
+		wantCode(t, err, codes.NotFound, approval.CodeNotFound)
 		if e.exec.count() != 0 {
 			t.Fatal("a refused approval started the call")
 		}
@@ -182,7 +202,7 @@ func TestTwoPersonApproval(t *testing.T) {
 		_, err = e.svc.Approve(ctx, bob, req2.ID, "")
 		wantCode(t, err, codes.FailedPrecondition, approval.CodeNotPending, "rejected")
 		_, err = e.svc.Approve(ctx, bob, "apr_nope", "")
-		wantCode(t, err, codes.NotFound, approval.CodeNotFound)
+		wantCode(t, err, codes.PermissionDenied, rbac.CodePermissionDenied, "or it does not exist") // bob decides on game demo only
 		_, err = e.svc.Approve(ctx, bob, "", "")
 		wantCode(t, err, codes.InvalidArgument, "")
 		_, err = e.svc.Approve(ctx, bob, req2.ID, strings.Repeat("x", 2000))

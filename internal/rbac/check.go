@@ -32,6 +32,22 @@ func Check(p principal.Principal, perm, game, env, fn string) error {
 		"permission", perm, "scope", res)
 }
 
+// CheckNamed is Check for a resource a request names by id (a job, an
+// approval, a fleet) whose scope game/env/fn was looked up from it — ""
+// when no such resource exists. A refusal names the resource, not its
+// scope, and reads the same whether or not it exists, so a caller who may
+// not see it learns neither that it exists nor where. A caller holding
+// perm on every game passes for a resource that does not exist, and the
+// service then answers NOT_FOUND.
+func CheckNamed(p principal.Principal, perm, name, game, env, fn string) error {
+	if Allowed(p, perm, game, env, fn) {
+		return nil
+	}
+	return apierr.New(codes.PermissionDenied, CodePermissionDenied,
+		fmt.Sprintf("permission %s denied on %s for %s, or it does not exist", perm, name, p),
+		"permission", perm, "scope", name)
+}
+
 // Allowed is Check as a boolean.
 func Allowed(p principal.Principal, perm, game, env, fn string) bool {
 	for _, g := range grantsOf(p) {

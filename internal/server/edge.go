@@ -172,8 +172,12 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 			return refuse(err)
 		}
 	case accessOperator:
-		if err := rbac.Check(p, rule.perm, sc.game, sc.env, sc.fn); err != nil {
-			return refuse(err)
+		check := rbac.Check(p, rule.perm, sc.game, sc.env, sc.fn)
+		if sc.named != "" {
+			check = rbac.CheckNamed(p, rule.perm, sc.named, sc.game, sc.env, sc.fn)
+		}
+		if check != nil {
+			return refuse(check)
 		}
 	default:
 		return refuse(apierr.Newf(codes.Internal, apierr.CodeInternal, "method %s has no access rule", method))
@@ -278,4 +282,10 @@ func (s *replayStream) RecvMsg(m any) error {
 }
 
 // scope is what a request is about, for RBAC and the audit row.
-type scope struct{ game, env, fn string }
+type scope struct {
+	game, env, fn string
+	// named is the resource a request names by id ("job j-1"), set when
+	// the scope was looked up from it (empty when it does not exist): a
+	// refusal then names it, not the scope (rbac.CheckNamed).
+	named string
+}

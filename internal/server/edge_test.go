@@ -19,6 +19,7 @@ import (
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/registry"
+	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -463,5 +464,77 @@ func TestRegisterFunctionRefusesMalformedPermissions(t *testing.T) {
 	}
 	if code, body := register("player:ban"); code != http.StatusOK {
 		t.Fatalf("well-formed permission: %d %v", code, body)
+	}
+}
+
+// TestIDsDoNotRevealWhatExists asks for jobs, fleets and sessions by id as
+// a caller without access to their game: a resource that exists and one
+// that does not are refused alike, and the refusal names neither the game
+// nor anything else about it. Only a caller with the permission on every
+// game learns that an id does not exist.
+func TestIDsDoNotRevealWhatExists(t *testing.T) {
+	s, conn, dsn := testServer(t, nil)
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Driver: "sqlite", DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Jobs().Create(ctx, &store.Job{ID: "job-secret", GameID: "demo", Env: "dev", FunctionID: "player.get",
+		Status: store.JobCompleted, Payload: []byte(`{}`), Actor: "operator:alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Fleets().Create(ctx, &croupierv1.Fleet{FleetId: "fl-secret", GameId: "demo", Env: "dev", Name: "secret"}); err != nil {
+		t.Fatal(err)
+	}
+	fc := croupierv1.NewFunctionServiceClient(conn)
+	fl := croupierv1.NewFleetServiceClient(conn)
+	outsider := as(userToken(t, s, "eve", "operator", "game:other/*"))
+	insider := as(userToken(t, s, "ivy", "viewer", "game:demo/*"))
+	calls := map[string]func(ctx context.Context, id string) error{
+		"GetJob": func(ctx context.Context, id string) error {
+			_, err := fc.GetJob(ctx, &croupierv1.GetJobRequest{JobId: id})
+			return err
+		},
+		"CancelJob": func(ctx context.Context, id string) error {
+			_, err := fc.CancelJob(ctx, &croupierv1.CancelJobRequest{JobId: id})
+			return err
+		},
+		"GetFleet": func(ctx context.Context, id string) error {
+			_, err := fl.GetFleet(ctx, &croupierv1.GetFleetRequest{FleetId: id})
+			return err
+		},
+		"UpdateFleet": func(ctx context.Context, id string) error {
+			_, err := fl.UpdateFleet(ctx, &croupierv1.UpdateFleetRequest{Fleet: &croupierv1.Fleet{FleetId: id, GameId: "other", Env: "dev"}})
+			return err
+		},
+	}
+	ids := map[string][2]string{ // an id that exists, one that does not
+		"GetJob": {"job-secret", "job-nosuch"}, "CancelJob": {"job-secret", "job-nosuch"},
+		"GetFleet": {"fl-secret", "fl-nosuch"}, "UpdateFleet": {"fl-secret", "fl-nosuch"},
+	}
+	for name, call := range calls {
+		exists, missing := ids[name][0], ids[name][1]
+		errExists, errMissing := call(outsider, exists), call(outsider, missing)
+		for _, err := range []error{errExists, errMissing} {
+			if status.Code(err) != codes.PermissionDenied || strings.Contains(status.Convert(err).Message(), "demo") {
+				t.Fatalf("%s by an outsider: %v; want PERMISSION_DENIED naming no game", name, err)
+			}
+		}
+		if a, b := status.Convert(errExists).Message(), strings.ReplaceAll(status.Convert(errMissing).Message(), missing, exists); a != b {
+			t.Fatalf("%s: the refusals differ for an id that exists and one that does not:\n%s\n%s", name, a, b)
+		}
+		if name == "GetJob" || name == "GetFleet" {
+			if err := call(insider, exists); err != nil {
+				t.Fatalf("%s by a viewer of its game: %v", name, err)
+			}
+			if err := call(insider, missing); status.Code(err) != codes.PermissionDenied {
+				t.Fatalf("%s of a missing id by a viewer of one game: %v; want PERMISSION_DENIED", name, err)
+			}
+		}
+		// The local admin holds every permission on every game: NOT_FOUND.
+		if err := call(context.Background(), missing); status.Code(err) != codes.NotFound {
+			t.Fatalf("%s of a missing id by the admin: %v; want NOT_FOUND", name, err)
+		}
 	}
 }

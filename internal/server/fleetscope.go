@@ -10,16 +10,22 @@ import (
 // game/env a request is about, named in it or resolved from the fleet,
 // session or placement it names. A call about something that does not
 // exist (or a query across games, such as a player's sessions everywhere)
-// resolves to no game, so it needs the permission on every game: ids never
-// reveal what exists to someone without access.
+// resolves to no game, so it needs the permission on every game; and a
+// refusal for something named by id names it, not its game (scope.named):
+// ids never reveal what exists, or where, to someone without access.
 func (s *Server) fleetScope(ctx context.Context, req any) (scope, error) {
 	fl := s.fleet.GRPC()
 	of := func(id string) scope {
 		f, err := fl.GetFleet(ctx, &croupierv1.GetFleetRequest{FleetId: id})
 		if err != nil {
-			return scope{}
+			return scope{named: "fleet " + id}
 		}
-		return scope{game: f.GetFleet().GetGameId(), env: f.GetFleet().GetEnv()}
+		return scope{game: f.GetFleet().GetGameId(), env: f.GetFleet().GetEnv(), named: "fleet " + id}
+	}
+	if r, ok := req.(*croupierv1.UpdateFleetRequest); ok && r.GetFleet().GetFleetId() != "" {
+		// The stored fleet's game, not the one in the request (which the
+		// service refuses to change anyway).
+		return of(r.GetFleet().GetFleetId()), nil
 	}
 	if r, ok := req.(interface{ GetFleet() *croupierv1.Fleet }); ok && r.GetFleet() != nil {
 		if r.GetFleet().GetGameId() != "" {
@@ -39,15 +45,19 @@ func (s *Server) fleetScope(ctx context.Context, req any) (scope, error) {
 		return of(r.GetFleetId()), nil
 	}
 	if r, ok := req.(interface{ GetGameServerSessionId() string }); ok && r.GetGameServerSessionId() != "" {
+		sc := scope{named: "game server session " + r.GetGameServerSessionId()}
 		if gs, err := fl.GetGameServerSession(ctx, &croupierv1.GetGameServerSessionRequest{GameServerSessionId: r.GetGameServerSessionId()}); err == nil {
-			return scope{game: gs.GetGameServerSession().GetGameId(), env: gs.GetGameServerSession().GetEnv()}, nil
+			sc.game, sc.env = gs.GetGameServerSession().GetGameId(), gs.GetGameServerSession().GetEnv()
 		}
-		return scope{}, nil
+		return sc, nil
 	}
 	if r, ok := req.(interface{ GetPlacementId() string }); ok && r.GetPlacementId() != "" {
+		sc := scope{named: "placement " + r.GetPlacementId()}
 		if p, err := fl.DescribeGameServerSessionPlacement(ctx, &croupierv1.DescribeGameServerSessionPlacementRequest{PlacementId: r.GetPlacementId()}); err == nil {
-			return of(p.GetPlacement().GetFleetId()), nil
+			f := of(p.GetPlacement().GetFleetId())
+			sc.game, sc.env = f.game, f.env
 		}
+		return sc, nil
 	}
 	return scope{}, nil
 }

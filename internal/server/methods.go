@@ -7,7 +7,9 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/audit"
 	"github.com/croupier/croupier/internal/rbac"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -215,16 +217,23 @@ func registeredFunction(_ context.Context, req any) (scope, error) {
 	return scope{game: r.GetGameId(), env: r.GetEnv(), fn: r.GetDescriptor_().GetId()}, nil
 }
 
-// jobScope is the function of the job the request names; a job that does
-// not exist is NOT_FOUND (job ids are random, so this reveals nothing).
+// jobScope is the function of the job the request names. A job that does
+// not exist has no scope, so only a caller holding the permission on every
+// game gets past the edge, to the service's NOT_FOUND; anyone else is
+// refused as for a job outside their scopes (rbac.CheckNamed).
 func (s *Server) jobScope(ctx context.Context, req any) (scope, error) {
 	r, ok := req.(interface{ GetJobId() string })
 	if !ok {
 		return scope{}, nil
 	}
+	sc := scope{named: "job " + r.GetJobId()}
 	j, err := s.jobs.Get(ctx, r.GetJobId())
+	if status.Code(err) == codes.NotFound {
+		return sc, nil
+	}
 	if err != nil {
 		return scope{}, err
 	}
-	return scope{game: j.GetGameId(), env: j.GetEnv(), fn: j.GetFunctionId()}, nil
+	sc.game, sc.env, sc.fn = j.GetGameId(), j.GetEnv(), j.GetFunctionId()
+	return sc, nil
 }
