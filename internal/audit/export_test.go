@@ -30,3 +30,8 @@ func SetRotateBytes(l *Log, n int64) {
 
 // JournalHeaderLen is the size of an empty journal.
 const JournalHeaderLen = journalHeaderLen
+
+// OnFlush has l's flusher call f after each flush with whether it was to
+// store everything (a reader, a tick, Close) or the full batches only, and
+// the journal sequence of the last entry stored so far.
+func OnFlush(l *Log, f func(all bool, applied int64)) { l.flushed.Store(&f) }

@@ -180,6 +180,14 @@ func (l *Log) oldestWaited(d time.Duration) bool {
 // transaction fails (the entries stay queued and journaled; the next tick
 // retries).
 func (l *Log) flush(all bool) {
+	if f := l.flushed.Load(); f != nil {
+		defer func() {
+			l.jmu.Lock()
+			applied := l.japplied
+			l.jmu.Unlock()
+			(*f)(all, applied)
+		}()
+	}
 	l.jmu.Lock()
 	upto := l.jseq
 	l.jmu.Unlock()

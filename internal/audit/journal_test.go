@@ -412,6 +412,19 @@ func TestJournalStoresFullBatchesAsTheyFill(t *testing.T) {
 	js := newJournalStack(t)
 	s := js.openStore(t)
 	l := js.openLog(t, s) // no tick within the test
+	type flushed struct {
+		all     bool
+		applied int64
+	}
+	var (
+		mu      sync.Mutex
+		flushes []flushed
+	)
+	audit.OnFlush(l, func(all bool, applied int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		flushes = append(flushes, flushed{all, applied})
+	})
 	const batch, extra = 256, 44
 	record(t, l, 0, batch+extra)
 	deadline := time.Now().Add(20 * time.Second)
@@ -421,19 +434,27 @@ func TestJournalStoresFullBatchesAsTheyFill(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	// The part batch waits for a tick or a reader; nothing else stores it.
-	for range 25 {
-		if n := storedCount(t, s); n != batch {
-			t.Fatalf("%d rows stored, want the full batch of %d only (the other %d wait for the tick)", n, batch, extra)
-		}
-		time.Sleep(4 * time.Millisecond)
-	}
+	// Only a tick (an hour away) or a reader stores the part batch: every
+	// flush before the reader's below stored whole batches.
 	if err := l.Sync(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
 	if n := storedCount(t, s); n != batch+extra {
 		t.Fatalf("%d rows stored after Sync, want %d", n, batch+extra)
 	}
+	mu.Lock()
+	for i, f := range flushes {
+		if f.all {
+			break // the reader's
+		}
+		if f.applied%batch != 0 {
+			t.Fatalf("flush %d (full batches only) left %d entries stored, not a multiple of %d: it stored a part batch (flushes: %v)", i, f.applied, batch, flushes)
+		}
+	}
+	if len(flushes) == 0 || flushes[0].all || flushes[0].applied != batch {
+		t.Fatalf("flushes %v: want the first to store the full batch of %d alone", flushes, batch)
+	}
+	mu.Unlock()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/croupier/croupier/internal/principal"
@@ -90,6 +91,9 @@ type Log struct {
 	jchanged     chan struct{}    // closed and replaced after each flush attempt
 	jerr         error            // the last flush attempt's error, nil once one succeeds
 	jerrGen      int64            // the attempt jerr came from
+	// flushed, set by tests only (export_test.go), is called after each
+	// flush with its all argument and japplied.
+	flushed atomic.Pointer[func(all bool, applied int64)]
 }
 
 // pendingRecord is one entry waiting for the store: a Record waiting for
