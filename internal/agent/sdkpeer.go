@@ -18,22 +18,23 @@ import (
 // them. Loopback keeps other hosts out, not other users of this host, so
 // the port admits only processes of the agent's own user, of root, and of
 // the users sdk_allow_uids names (game servers in another container of the
-// same network namespace, under another uid). The uid comes from
-// /proc/net/tcp (localpeer); where that cannot be read the agent does not
-// start (Start).
+// same network namespace, under another uid). The uid comes from the
+// kernel (localpeer: sock_diag, else /proc/net/tcp); where /proc/net/tcp
+// cannot be read the agent does not start (Start).
 
 // peerListener admits connections whose client socket belongs to an
 // allowed user. The check runs on a connection's first read or write, in
-// the goroutine that serves it, so a slow /proc read does not hold up
-// Accept for the others.
+// the goroutine that serves it, so a slow lookup does not hold up Accept
+// for the others.
 type peerListener struct {
 	net.Listener
 	allowed []int
 	lookup  func(client, server net.Addr) (localpeer.Socket, error)
 	log     *slog.Logger
-	// lookups lets one lookup run at a time: each reads the whole socket
-	// table, and another local user must not be able to spend more than
-	// one core of the agent's by opening connections.
+	// lookups lets one lookup run at a time: one that sock_diag does not
+	// answer (a client that closed at once) reads the whole socket table,
+	// and another local user must not be able to spend more than one core
+	// of the agent's by opening connections.
 	lookups chan struct{}
 	// lastLog and quiet rate-limit the refusal log (a local user can open
 	// connections as fast as it likes): one line per second, with the

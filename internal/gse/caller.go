@@ -19,8 +19,8 @@ import (
 // A GSE call names its process by the "pid" it carries, and the agent acts
 // on that pid: it registers it, puts sessions on it, signals it. So the pid
 // is checked against the connection the call came on: the process must
-// hold that TCP connection (Linux: /proc/net/tcp{,6} gives the connection's
-// socket inode — localpeer — and /proc/<pid>/fd the process's sockets). A local process can
+// hold that TCP connection (Linux: the kernel gives the connection's socket
+// inode — localpeer — and /proc/<pid>/fd the process's sockets). A local process can
 // then act only as itself, never make the agent kill, read the logs of, or
 // take the sessions of another process. The check runs once per connection
 // and pid (connCaller); a game's calls share one connection.

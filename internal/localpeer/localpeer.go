@@ -1,9 +1,11 @@
 // Package localpeer tells which local user holds the other end of a TCP
-// connection that came from this host: Linux lists every TCP socket of the
-// network namespace, with its owner's uid and its inode, in /proc/net/tcp
-// and /proc/net/tcp6. The agent uses it to admit only its own user's game
-// servers on its loopback ports (the SDK port by uid, the GSE endpoint by
-// the process that holds the socket).
+// connection that came from this host: Linux knows every TCP socket of the
+// network namespace, with its owner's uid and its inode. Lookup asks the
+// kernel for the one socket by netlink (sock_diag, as `ss` does) and, where
+// that gives no answer, reads the tables /proc/net/tcp and /proc/net/tcp6.
+// The agent uses it to admit only its own user's game servers on its
+// loopback ports (the SDK port by uid, the GSE endpoint by the process that
+// holds the socket).
 package localpeer
 
 import (
@@ -27,14 +29,24 @@ type Socket struct {
 // (the addresses as the server sees them: its RemoteAddr and LocalAddr).
 // It fails for a connection that is not TCP or not from this host (or this
 // network namespace), whose client socket no process holds any more, and
-// where /proc/net/tcp cannot be read (not Linux). It reads the whole table:
-// a few milliseconds on a host with tens of thousands of TCP sockets.
+// where neither netlink nor /proc/net/tcp answers (not Linux). The netlink
+// lookup costs the same whatever the number of sockets; only when it finds
+// nothing (a socket gone, a kernel without inet_diag) is the whole table
+// read: a few milliseconds on a host with tens of thousands of sockets.
 func Lookup(client, server net.Addr) (Socket, error) {
 	c, ok1 := client.(*net.TCPAddr)
 	s, ok2 := server.(*net.TCPAddr)
 	if !ok1 || !ok2 {
 		return Socket{}, fmt.Errorf("the connection is not TCP (%v)", client)
 	}
+	if sock, ok, err := diag(c, s); ok {
+		return sock, err
+	}
+	return scan(c, s)
+}
+
+// scan finds the socket c → s in /proc/net/tcp{,6}.
+func scan(c, s *net.TCPAddr) (Socket, error) {
 	read := false
 	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		local, remote := procAddr(c, table), procAddr(s, table)
@@ -55,7 +67,7 @@ func Lookup(client, server net.Addr) (Socket, error) {
 	if !read {
 		return Socket{}, errors.New("/proc/net/tcp cannot be read here (Linux only)")
 	}
-	return Socket{}, fmt.Errorf("the connection from %v is not in /proc/net/tcp (the caller must be on this host)", client)
+	return Socket{}, fmt.Errorf("the connection from %v is not in /proc/net/tcp (the caller must be on this host)", c)
 }
 
 // Available reports why Lookup cannot work here, nil if it can.
@@ -65,6 +77,13 @@ func Available() error {
 		return fmt.Errorf("%w (Linux only)", err)
 	}
 	return f.Close()
+}
+
+// errClosed is the error for a socket no process holds any more (closed, or
+// TIME_WAIT): the kernel gives it as root's, which says nothing about who
+// opened it.
+func errClosed(client any) error {
+	return fmt.Errorf("the connection from %v was closed by its client before it could be checked: its owner is unknown", client)
 }
 
 // find scans one table for the row of local → remote.
@@ -80,10 +99,7 @@ func find(table, local, remote string) (Socket, bool, error) {
 		fs := strings.Fields(sc.Text())
 		if len(fs) >= 10 && fs[1] == local && fs[2] == remote {
 			if fs[9] == "0" {
-				// No process holds the socket any more (closed, or
-				// TIME_WAIT): the kernel lists it as root's, which says
-				// nothing about who opened it.
-				return Socket{}, false, fmt.Errorf("the connection from %s was closed by its client before it could be checked: its owner is unknown", local)
+				return Socket{}, false, errClosed(local)
 			}
 			uid, err := strconv.Atoi(fs[7])
 			if err != nil {
