@@ -42,3 +42,20 @@ func IdentityFromContext(ctx context.Context) (Identity, error) {
 func IdentityFromRequest(r *http.Request) (Identity, error) {
 	return IdentityFromTLS(r.TLS)
 }
+
+// VerifyNodePeer is the tls.Config.VerifyConnection of the listeners that
+// gateway nodes call each other on (the cluster services, live relays),
+// whose callers act with every room's full authority: it admits client and
+// server certificates (a node's) and refuses the others the CA signs — an
+// agent's is scoped to one game, a business process's to the gateway's
+// business listener, and neither may drive every room.
+func VerifyNodePeer(cs tls.ConnectionState) error {
+	id, err := IdentityFromTLS(&cs)
+	if err != nil {
+		return err
+	}
+	if id.Kind == KindClient || id.Kind == KindServer {
+		return nil
+	}
+	return fmt.Errorf("a %s certificate (%s) cannot call a node's cluster or relay services; nodes present a client or server certificate of the CA (croupier certs issue client)", id.Kind, id.Name)
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -90,5 +91,74 @@ func TestIdentityFromTLSNeedsVerifiedChain(t *testing.T) {
 	}
 	if _, err := certs.IdentityFromContext(context.Background()); !errors.Is(err, certs.ErrNoIdentity) {
 		t.Errorf("context without peer: %v", err)
+	}
+}
+
+// TestVerifyNodePeer serves TLS as the node listeners do and connects with
+// each kind of certificate the CA issues: a client certificate is admitted,
+// an agent's and a business process's are refused in the handshake.
+func TestVerifyNodePeer(t *testing.T) {
+	t.Parallel()
+	b := mustInit(t, certs.InitOptions{})
+	serverPair, err := tls.LoadX509KeyPair(b.ServerCert, b.ServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := caPool(t, b)
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{serverPair}, ClientCAs: roots,
+		ClientAuth: tls.RequireAndVerifyClientCert, VerifyConnection: certs.VerifyNodePeer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() { // answers one byte to each connection that gets through the handshake
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				if c.(*tls.Conn).Handshake() == nil {
+					_, _ = c.Write([]byte{1})
+				}
+			}()
+		}
+	}()
+	bizCert, bizKey, err := certs.Issue(filepath.Dir(b.CACert), certs.IssueRequest{Kind: certs.KindBusiness, Name: "chat-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair := func(cert, key string) tls.Certificate {
+		p, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	biz, err := tls.X509KeyPair(bizCert, bizKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		cert  tls.Certificate
+		admit bool
+	}{
+		{"client", pair(b.ClientCert, b.ClientKey), true},
+		{"agent", pair(b.AgentCert, b.AgentKey), false},
+		{"business", biz, false},
+	} {
+		c, err := tls.Dial("tcp", lis.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{tc.cert}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_, err = c.Read(make([]byte, 1)) // the server's verdict comes after the client's handshake (TLS 1.3)
+		c.Close()
+		if admitted := err == nil; admitted != tc.admit {
+			t.Errorf("%s certificate: admitted %v (%v), want %v", tc.name, admitted, err, tc.admit)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/gateway"
 	"github.com/croupier/croupier/internal/roomcluster"
@@ -81,6 +82,7 @@ func joinGatewayTier(ctx context.Context, log *slog.Logger, cfg gateway.Config) 
 		if err != nil {
 			return nil, fmt.Errorf("cluster listener: %w (set --cluster-tls-ca/cert/key, or run `croupier certs init --dir %s`)", err, filepath.Join(cfg.DataDir, "certs"))
 		}
+		tc.VerifyConnection = certs.VerifyNodePeer
 		tcfg.TLS = credentials.NewTLS(tc)
 	}
 	unlock := func() {}

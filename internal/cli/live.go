@@ -11,6 +11,7 @@ import (
 
 	streamv1 "github.com/croupier/croupier/api/synctv/stream/v1"
 	"github.com/croupier/croupier/internal/audit"
+	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/gateway"
 	"github.com/croupier/croupier/internal/live"
@@ -100,6 +101,7 @@ func startLive(ctx context.Context, log *slog.Logger, cfg liveHostConfig, svc *r
 		if err != nil {
 			return nil, fmt.Errorf("live relay listener TLS: %w", err)
 		}
+		stls.VerifyConnection = certs.VerifyNodePeer
 		ctls, err := tlsconf.ClientConfig(cfg.RelayTLSCA, cfg.RelayClientCert, cfg.RelayClientKey, "")
 		if err != nil {
 			return nil, fmt.Errorf("live relay client TLS: %w", err)

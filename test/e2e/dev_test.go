@@ -18,7 +18,9 @@ import (
 	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 )
 
 // TestDev runs `croupier dev` as a newcomer would and drives it with the
@@ -200,6 +202,21 @@ func devTier(t *testing.T, out, dir, room string) {
 	nodes, err := clusterv1.NewClusterServiceClient(conn).GetNodes(ctx, &clusterv1.GetNodesRequest{OnlyAlive: true})
 	if err != nil || len(nodes.GetNodes()) != 1 || nodes.GetNodes()[0].GetAddress() != m[1] {
 		t.Fatalf("GetNodes: %v %v, want the one dev node at %s", nodes, err, m[1])
+	}
+	// The agent's certificate is the same CA's, but an agent is scoped to
+	// one game: it must not act with every room's authority.
+	atc, err := tlsconf.ClientConfig(filepath.Join(certs, "ca.crt"), filepath.Join(certs, "agent.crt"), filepath.Join(certs, "agent.key"), "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aconn, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(credentials.NewTLS(atc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer aconn.Close()
+	if _, err := datav1.NewDataSyncServiceClient(aconn).SyncRoomState(ctx, &datav1.SyncRoomStateRequest{RoomId: room,
+		State: &datav1.RoomState{Status: "playing", CurrentTime: 7, Rate: 1}, SourceNodeId: "agent"}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("SyncRoomState with the agent's certificate: %v, want the handshake refused (UNAVAILABLE)", err)
 	}
 	sync, err := clusterv1.NewClusterServiceClient(conn).SyncEvents(ctx)
 	if err != nil {

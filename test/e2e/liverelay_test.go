@@ -2,15 +2,20 @@ package e2e
 
 import (
 	"context"
-
-	"connectrpc.com/connect"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	streamv1 "github.com/croupier/croupier/api/synctv/stream/v1"
+	"github.com/croupier/croupier/internal/tlsconf"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 )
 
 // TestLiveRelayTwoGateways runs two `croupier gateway` processes of one
@@ -38,8 +43,9 @@ func TestLiveRelayTwoGateways(t *testing.T) {
 		"--relay-client-key", filepath.Join(certs, "client.key")}
 	b := startTierNode(t, dir, certs, db, "gwb", append([]string{"--nats", "embedded", "--nats-listen", "127.0.0.1:0"}, liveArgs...)...)
 	a := startTierNode(t, dir, certs, db, "gwa", append([]string{"--nats", "external", "--nats-url", b.nats}, liveArgs...)...)
-	a.proc.waitLog("live relay listening", 30*time.Second)
+	relayA := a.proc.waitLog("live relay listening", 30*time.Second)["addr"].(string)
 	b.proc.waitLog("live relay listening", 30*time.Second)
+	relayRefusesAgents(t, certs, relayA)
 	rtmp := a.proc.waitLog("RTMP ingest listening", 30*time.Second)["addr"].(string)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -126,4 +132,32 @@ func registerOn(t *testing.T, ctx context.Context, n *tierNode, name string) str
 		t.Fatalf("register %s: %v", name, err)
 	}
 	return resp.Msg.GetAccessToken()
+}
+
+// relayRefusesAgents calls the relay at addr with the client certificate
+// of `croupier certs init`, which a node pulls with, and with its agent
+// certificate (the same CA, but scoped to one game): only the first gets
+// past the handshake.
+func relayRefusesAgents(t *testing.T, certs, addr string) {
+	t.Helper()
+	for _, c := range []struct {
+		name string
+		want codes.Code
+	}{{"client", codes.OK}, {"agent", codes.Unavailable}} {
+		tc, err := tlsconf.ClientConfig(filepath.Join(certs, "ca.crt"), filepath.Join(certs, c.name+".crt"), filepath.Join(certs, c.name+".key"), "localhost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err = streamv1.NewStreamRelayServiceClient(conn).GetStreamStatus(ctx, &streamv1.GetStreamStatusRequest{StreamKey: "no-room/none"})
+		cancel()
+		_ = conn.Close()
+		if status.Code(err) != c.want {
+			t.Fatalf("relay GetStreamStatus with the %s certificate: %v, want %v", c.name, err, c.want)
+		}
+	}
 }
