@@ -665,3 +665,34 @@ func TestRoomDeletedAcrossNodes(t *testing.T) {
 	}
 	_ = bs.CloseRequest()
 }
+
+// A playlist change made through a node where nobody streams the room
+// reaches the member streaming on another node, and so does a playlist far
+// larger than one log event may be (40 movies with 2,000-byte URLs: ~80
+// KiB, where the log takes 64 KiB): each node reads the playlist from the
+// store when the log says it changed.
+func TestPlaylistAcrossNodes(t *testing.T) {
+	c := newCluster(t, sharedStore(t), 2)
+	a, b := c.gws[0], c.gws[1]
+	owner, bob := c.register(a), c.register(a)
+	room := c.roomWithMovie(a, owner, bob)
+	sb := openStream(t, b, bob, room, 0)
+	ctx := ctxT(t)
+	isPlaylist := func(n int) func(m *clientv1.ServerMessage) bool {
+		return func(m *clientv1.ServerMessage) bool { return len(m.GetPlaylist().GetMovies()) == n }
+	}
+	if _, err := a.client.AddMovie(ctx, as(owner, &clientv1.AddMovieRequest{RoomId: room, Url: "https://example.com/b.mp4"})); err != nil {
+		t.Fatal(err)
+	}
+	sb.next(isPlaylist(2))
+	long := "https://example.com/" + strings.Repeat("x", 1980)
+	for i := range 40 {
+		if _, err := a.client.AddMovie(ctx, as(owner, &clientv1.AddMovieRequest{RoomId: room, Url: fmt.Sprintf("%s%02d.mp4", long, i)})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := sb.next(isPlaylist(42))
+	if got := m.GetPlaylist().GetMovies()[41].GetUrl(); got != long+"39.mp4" {
+		t.Fatalf("the last movie of the update is %.40q…, want the 40th added", got)
+	}
+}

@@ -62,6 +62,9 @@ func (s *Service) Deliver(roomID string, seq int64, remote bool, msg *clientv1.S
 	if u := msg.GetMember(); u.GetKind() == clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED && s.hub.isLive(roomID) {
 		s.freshMember(roomID, u)
 	}
+	if up := msg.GetPlaylist(); up != nil {
+		s.playlistNews(roomID, up)
+	}
 	if remote {
 		// The node that made the change ended its own live streams; this
 		// node's end here, whether or not the room is loaded (a publisher
@@ -148,7 +151,7 @@ func (s *Service) freshMember(roomID string, u *clientv1.MemberUpdate) {
 }
 
 // freshMemberTimeout bounds the database read of a delivered permission
-// change (the node's deliveries wait on it).
+// or playlist change (the node's deliveries wait on it).
 const freshMemberTimeout = 2 * time.Second
 
 // fanout records msg in the room (chat is retained) and queues it to

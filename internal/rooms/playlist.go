@@ -92,27 +92,56 @@ func (s *Service) AddMovie(ctx context.Context, c Caller, req *clientv1.AddMovie
 	return &clientv1.AddMovieResponse{Movie: movieProto(m)}, nil
 }
 
-// playlistChanged sends the whole playlist to the room's streams.
+// playlistChanged tells the room's streams that its playlist changed.
+// Without a bus, the room's streams on this node get the whole playlist at
+// once. On a cluster the log carries only the news, an empty
+// PlaylistUpdate — a playlist of 500 movies is far larger than a log event
+// may be — and each node's Deliver reads the playlist from the store the
+// nodes share for its own streams (playlistNews).
 func (s *Service) playlistChanged(ctx context.Context, roomID string) {
-	if !s.hubHas(roomID) {
+	if s.bus != nil {
+		s.hub.publishLive(ctx, roomID, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Playlist{Playlist: &clientv1.PlaylistUpdate{}}}, nil)
 		return
 	}
-	movies, _, err := s.st.ListMovies(ctx, roomID, 0, maxPlaylist)
+	if !s.hub.isLive(roomID) {
+		return
+	}
+	up, err := s.playlistUpdate(ctx, roomID)
 	if err != nil {
 		s.log.Warn("playlist update not delivered", "room", roomID, "err", err)
 		return
 	}
-	up := &clientv1.PlaylistUpdate{}
-	for _, m := range movies {
-		up.Movies = append(up.Movies, movieProto(m))
-	}
 	s.hub.publishLive(ctx, roomID, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Playlist{Playlist: up}}, nil)
 }
 
-func (s *Service) hubHas(roomID string) bool {
-	s.hub.mu.Lock()
-	defer s.hub.mu.Unlock()
-	return s.hub.rooms[roomID] != nil
+// playlistUpdate reads the room's playlist as a PlaylistUpdate.
+func (s *Service) playlistUpdate(ctx context.Context, roomID string) (*clientv1.PlaylistUpdate, error) {
+	movies, _, err := s.st.ListMovies(ctx, roomID, 0, maxPlaylist)
+	if err != nil {
+		return nil, err
+	}
+	up := &clientv1.PlaylistUpdate{Movies: make([]*clientv1.Movie, 0, len(movies))}
+	for _, m := range movies {
+		up.Movies = append(up.Movies, movieProto(m))
+	}
+	return up, nil
+}
+
+// playlistNews fills a playlist change delivered from the log with the
+// playlist as the store holds it now, for this node's streams of the room
+// (none: nothing to read).
+func (s *Service) playlistNews(roomID string, up *clientv1.PlaylistUpdate) {
+	if !s.hub.isLive(roomID) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), freshMemberTimeout)
+	defer cancel()
+	fresh, err := s.playlistUpdate(ctx, roomID)
+	if err != nil {
+		s.log.Warn("playlist not read for a playlist change; the streams get it at their next change", "room", roomID, "err", err)
+		return
+	}
+	up.Movies = fresh.Movies
 }
 
 // RemoveMovie removes a movie (REMOVE_MOVIE); removing the current movie
