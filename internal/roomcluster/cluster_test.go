@@ -670,7 +670,7 @@ func TestRoomDeletedAcrossNodes(t *testing.T) {
 // reaches the member streaming on another node, and so does a playlist far
 // larger than one log event may be (40 movies with 2,000-byte URLs: ~80
 // KiB, where the log takes 64 KiB): each node reads the playlist from the
-// store when the log says it changed.
+// store when the log says it changed. A reorder too.
 func TestPlaylistAcrossNodes(t *testing.T) {
 	c := newCluster(t, sharedStore(t), 2)
 	a, b := c.gws[0], c.gws[1]
@@ -692,7 +692,15 @@ func TestPlaylistAcrossNodes(t *testing.T) {
 		}
 	}
 	m := sb.next(isPlaylist(42))
-	if got := m.GetPlaylist().GetMovies()[41].GetUrl(); got != long+"39.mp4" {
-		t.Fatalf("the last movie of the update is %.40q…, want the 40th added", got)
+	last := m.GetPlaylist().GetMovies()[41]
+	if last.GetUrl() != long+"39.mp4" {
+		t.Fatalf("the last movie of the update is %.40q…, want the 40th added", last.GetUrl())
 	}
+	// A reorder is announced the same way.
+	if _, err := a.client.ReorderMovies(ctx, as(owner, &clientv1.ReorderMoviesRequest{RoomId: room, MovieId: last.GetId(), ToIndex: 0})); err != nil {
+		t.Fatal(err)
+	}
+	sb.next(func(m *clientv1.ServerMessage) bool {
+		return len(m.GetPlaylist().GetMovies()) == 42 && m.GetPlaylist().GetMovies()[0].GetId() == last.GetId()
+	})
 }

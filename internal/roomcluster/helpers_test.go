@@ -309,7 +309,7 @@ func (c *cluster) startGateway(id string, natsServer int) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.svc, err = rooms.New(ctx, rooms.Config{Store: c.st, Argon2: fastArgon, Bus: g.node, StreamQueue: 4096,
+	g.svc, err = rooms.New(ctx, rooms.Config{Store: c.st, Argon2: fastArgon, Bus: g.node, StreamQueue: 4096, ControlPerSecond: 1000,
 		ChatPerSecond: 1000}) // the tests send bursts of chat; rate limits are tested in internal/rooms
 	if err != nil {
 		t.Fatal(err)

@@ -273,11 +273,9 @@ func (s *Service) RemoteChat(ctx context.Context, roomID, eventID, userID, conte
 		r.mu.Unlock()
 		return missing(clientv1.Permission_PERMISSION_CHAT, r.id)
 	}
-	if !s.limits.take(r.id, userID, false, s.now()) {
+	if err := s.rateLimit(r.id, userID, limitChat); err != nil {
 		r.mu.Unlock()
-		s.m.rateLimited.WithLabelValues("chat").Inc()
-		return apierr.New(codes.ResourceExhausted, apierr.CodeRateLimited,
-			"too many chat messages from user "+userID+": at most "+ftoa(s.chatRate)+" per second; slow down", "limit", "chat")
+		return err
 	}
 	err = s.hub.publish(ctx, r, msg)
 	r.mu.Unlock()

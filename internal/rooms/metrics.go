@@ -47,8 +47,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, k := range eventKinds {
 		m.eventKinds[k] = m.events.WithLabelValues(k)
 	}
-	for _, l := range []string{"chat", "danmaku"} {
-		m.rateLimited.WithLabelValues(l)
+	for k := range limitKinds {
+		m.rateLimited.WithLabelValues(k.String())
 	}
 	for _, r := range []string{"ok", "invalid", "throttled", "error"} {
 		m.logins.WithLabelValues(r)

@@ -108,6 +108,9 @@ func (s *Service) playbackRPC(ctx context.Context, c Caller, roomID string, perm
 	if err != nil {
 		return nil, err
 	}
+	if err := s.rateLimit(roomID, c.UserID, limitControl); err != nil {
+		return nil, err
+	}
 	r, err := s.hub.acquire(ctx, roomID)
 	if err != nil {
 		return nil, err

@@ -76,6 +76,9 @@ func (s *Service) AddMovie(ctx context.Context, c Caller, req *clientv1.AddMovie
 	if _, err := s.need(ctx, c, req.GetRoomId(), clientv1.Permission_PERMISSION_ADD_MOVIE); err != nil {
 		return nil, err
 	}
+	if err := s.rateLimit(req.GetRoomId(), c.UserID, limitControl); err != nil {
+		return nil, err
+	}
 	id, err := newID()
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
@@ -152,6 +155,9 @@ func (s *Service) RemoveMovie(ctx context.Context, c Caller, req *clientv1.Remov
 	}
 	m, err := s.need(ctx, c, req.GetRoomId(), clientv1.Permission_PERMISSION_REMOVE_MOVIE)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.rateLimit(req.GetRoomId(), c.UserID, limitControl); err != nil {
 		return nil, err
 	}
 	if err := s.st.RemoveMovie(ctx, req.GetRoomId(), req.GetMovieId()); err != nil {
@@ -232,6 +238,9 @@ func (s *Service) ReorderMovies(ctx context.Context, c Caller, req *clientv1.Reo
 	if _, err := s.need(ctx, c, req.GetRoomId(), clientv1.Permission_PERMISSION_EDIT_MOVIE); err != nil {
 		return nil, err
 	}
+	if err := s.rateLimit(req.GetRoomId(), c.UserID, limitControl); err != nil {
+		return nil, err
+	}
 	movies, err := s.st.MoveMovie(ctx, req.GetRoomId(), req.GetMovieId(), int(req.GetToIndex()))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, apierr.New(codes.NotFound, apierr.CodeMovieNotFound, "movie "+req.GetMovieId()+" is not in room "+req.GetRoomId()+"'s playlist")
@@ -243,7 +252,6 @@ func (s *Service) ReorderMovies(ctx context.Context, c Caller, req *clientv1.Reo
 	for _, m := range movies {
 		resp.Movies = append(resp.Movies, movieProto(m))
 	}
-	s.hub.publishLive(ctx, req.GetRoomId(), &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Playlist{
-		Playlist: &clientv1.PlaylistUpdate{Movies: resp.Movies}}}, nil)
+	s.playlistChanged(ctx, req.GetRoomId())
 	return resp, nil
 }

@@ -48,6 +48,11 @@ type Config struct {
 	// a room (bursts of the same size); defaults 10 and 5.
 	ChatPerSecond    float64
 	DanmakuPerSecond float64
+	// ControlPerSecond is each user's rate of playback and playlist
+	// changes in a room (play, pause, seek, rate, current movie; add,
+	// remove, reorder movies), each a database write announced to every
+	// member; burst of the same size; default 5.
+	ControlPerSecond float64
 	// StreamQueue bounds the messages queued for one stream; a stream that
 	// falls further behind is cut off. Default 1024 (at least 600: a
 	// (re)connect queues up to 500 retained chat messages at once).
@@ -76,8 +81,7 @@ type Service struct {
 	refresh  time.Duration
 	grace    time.Duration // refresh reuse grace
 	guestTTL time.Duration
-	chatRate float64
-	danmRate float64
+	rates    [limitKinds]float64 // per user and room, by limitKind
 	queue    int
 	bus      Bus
 	now      func() time.Time
@@ -108,7 +112,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, errors.New("rooms: a store is required")
 	}
 	s := &Service{st: cfg.Store.Rooms(), refresh: cfg.RefreshTTL, guestTTL: cfg.GuestTTL,
-		chatRate: cfg.ChatPerSecond, danmRate: cfg.DanmakuPerSecond, queue: cfg.StreamQueue, bus: cfg.Bus,
+		rates: [limitKinds]float64{limitChat: cfg.ChatPerSecond, limitDanmaku: cfg.DanmakuPerSecond, limitControl: cfg.ControlPerSecond},
+		queue: cfg.StreamQueue, bus: cfg.Bus,
 		now: cfg.Now, log: cfg.Logger, m: newMetrics(cfg.Registerer)}
 	if s.now == nil {
 		s.now = time.Now
@@ -123,14 +128,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if s.guestTTL <= 0 {
 		s.guestTTL = 24 * time.Hour
 	}
-	if s.chatRate == 0 {
-		s.chatRate = 10
-	}
-	if s.danmRate == 0 {
-		s.danmRate = 5
-	}
-	if s.chatRate < 0 || s.danmRate < 0 {
-		return nil, fmt.Errorf("rooms: chat and danmaku rates must be positive, got %v and %v", s.chatRate, s.danmRate)
+	for k, def := range [limitKinds]float64{limitChat: 10, limitDanmaku: 5, limitControl: 5} {
+		if s.rates[k] == 0 {
+			s.rates[k] = def
+		}
+		if s.rates[k] < 0 {
+			return nil, fmt.Errorf("rooms: the %s rate must be positive, got %v", limitKind(k), s.rates[k])
+		}
 	}
 	if s.queue == 0 {
 		s.queue = 1024
@@ -156,7 +160,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("rooms: guest tokens: %w", err)
 	}
 	s.hub = newHub(s)
-	s.limits = newLimits(s.chatRate, s.danmRate)
+	s.limits = newLimits(s.rates)
 	s.chat = newChatLog(s.st, s.log)
 	every := cfg.SessionCheck
 	if every <= 0 {

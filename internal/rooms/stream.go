@@ -224,6 +224,9 @@ func (st *Stream) handle(ctx context.Context, msg *clientv1.ClientMessage) error
 			Danmaku: &clientv1.DanmakuBroadcast{User: st.caller.user(), Content: content, Color: p.Danmaku.GetColor(), Position: p.Danmaku.GetPosition()}}})
 	case *clientv1.ClientMessage_PlayControl:
 		pc := p.PlayControl
+		if err := s.rateLimit(st.room.id, st.caller.UserID, limitControl); err != nil {
+			return err
+		}
 		_, err := s.changePlayback(ctx, st.room, clientv1.Permission_PERMISSION_CONTROL_PLAYBACK, st.memberNow, pc.GetVersion(), nil, func(now time.Time, cur store.PlaybackState) (store.PlaybackState, error) {
 			next := cur
 			next.Position = positionAt(cur, now)
@@ -245,6 +248,9 @@ func (st *Stream) handle(ctx context.Context, msg *clientv1.ClientMessage) error
 		return err
 	case *clientv1.ClientMessage_Seek:
 		if err := checkPosition(p.Seek.GetPosition()); err != nil {
+			return err
+		}
+		if err := s.rateLimit(st.room.id, st.caller.UserID, limitControl); err != nil {
 			return err
 		}
 		_, err := s.changePlayback(ctx, st.room, clientv1.Permission_PERMISSION_CONTROL_PLAYBACK, st.memberNow, p.Seek.GetVersion(), nil, func(_ time.Time, cur store.PlaybackState) (store.PlaybackState, error) {
@@ -278,16 +284,13 @@ func (st *Stream) say(ctx context.Context, perm clientv1.Permission, msg *client
 		r.mu.Unlock()
 		return missing(perm, r.id)
 	}
-	danmaku := perm == clientv1.Permission_PERMISSION_DANMAKU
-	what, rate := "chat", s.chatRate
-	if danmaku {
-		what, rate = "danmaku", s.danmRate
+	kind := limitChat
+	if perm == clientv1.Permission_PERMISSION_DANMAKU {
+		kind = limitDanmaku
 	}
-	if !s.limits.take(r.id, st.caller.UserID, danmaku, s.now()) {
+	if err := s.rateLimit(r.id, st.caller.UserID, kind); err != nil {
 		r.mu.Unlock()
-		s.m.rateLimited.WithLabelValues(what).Inc()
-		return apierr.New(codes.ResourceExhausted, apierr.CodeRateLimited,
-			"too many "+what+" messages: at most "+ftoa(rate)+" per second; slow down", "limit", what)
+		return err
 	}
 	err := s.hub.publish(ctx, r, msg)
 	r.mu.Unlock()

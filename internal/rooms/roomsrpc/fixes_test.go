@@ -345,3 +345,49 @@ func TestGuestEvasion(t *testing.T) {
 		t.Fatalf("guest after the unban: %v", err)
 	}
 }
+
+// TestControlRateLimit: playback and playlist changes are limited per
+// user and room, over rpcs and the stream alike (the same bucket): each is
+// a database write announced to every member. Over the limit an rpc is
+// RESOURCE_EXHAUSTED and a stream gets RATE_LIMITED and goes on; another
+// member is not affected, and the limit refills with time.
+func TestControlRateLimit(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: time.Now()}
+	e := newEnv(t, func(c *rooms.Config) { c.Now, c.ControlPerSecond = clk.Now, 3 })
+	owner, bob := e.register(""), e.register("")
+	room := e.createRoom(owner, &clientv1.CreateRoomRequest{Settings: &clientv1.RoomSettings{
+		DefaultPermissions: uint64(clientv1.Permission_PERMISSION_CHAT | clientv1.Permission_PERMISSION_CONTROL_PLAYBACK | clientv1.Permission_PERMISSION_ADD_MOVIE)}})
+	e.join(bob, room)
+	e.withMovie(owner, room) // two of the owner's three
+	ctx := ctxT(t)
+	// The clock stands still: bob's burst (3) goes through, then no more.
+	if _, err := e.c.Seek(ctx, as(bob, &clientv1.SeekRequest{RoomId: room, Position: 1})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.AddMovie(ctx, as(bob, &clientv1.AddMovieRequest{RoomId: room, Url: "https://example.com/b.mp4"})); err != nil {
+		t.Fatal(err)
+	}
+	sb := e.openStream(bob, room, 0)
+	sb.next(isReady)
+	sb.send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Seek{Seek: &clientv1.SeekMessage{Position: 2}}})
+	sb.next(func(m *clientv1.ServerMessage) bool { return m.GetRoomState().GetState().GetPosition() == 2 })
+	sb.send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Seek{Seek: &clientv1.SeekMessage{Position: 3}}})
+	if got := sb.next(isError).GetError(); got.GetCode() != apierr.CodeRateLimited {
+		t.Fatalf("4th change, on the stream: %v; want RATE_LIMITED", got)
+	}
+	sb.send(chatMsg("still here")) // the stream goes on
+	sb.next(func(m *clientv1.ServerMessage) bool { return m.GetChat().GetContent() == "still here" })
+	_, err := e.c.Pause(ctx, as(bob, &clientv1.PauseRequest{RoomId: room}))
+	wantCode(t, err, connect.CodeResourceExhausted, apierr.CodeRateLimited)
+	_, err = e.c.AddMovie(ctx, as(bob, &clientv1.AddMovieRequest{RoomId: room, Url: "https://example.com/c.mp4"}))
+	wantCode(t, err, connect.CodeResourceExhausted, apierr.CodeRateLimited)
+	// The owner has one change left.
+	if _, err := e.c.Seek(ctx, as(owner, &clientv1.SeekRequest{RoomId: room, Position: 9})); err != nil {
+		t.Fatalf("the owner's seek: %v", err)
+	}
+	clk.advance(time.Second)
+	if _, err := e.c.Pause(ctx, as(bob, &clientv1.PauseRequest{RoomId: room})); err != nil {
+		t.Fatalf("bob's pause a second later: %v", err)
+	}
+}

@@ -53,7 +53,9 @@ func newEnvOn(t *testing.T, st *store.Store, opts ...envOption) *env {
 // newEnvWith is newEnvOn with the transport's options.
 func newEnvWith(t *testing.T, st *store.Store, ro roomsrpc.Options, opts ...envOption) *env {
 	t.Helper()
-	cfg := rooms.Config{Store: st, Argon2: fastArgon, LoginThrottle: ratelimit.LoginConfig{}}
+	// Tests change playback and playlists faster than players may; the
+	// limit has its own test (TestControlRateLimit).
+	cfg := rooms.Config{Store: st, Argon2: fastArgon, LoginThrottle: ratelimit.LoginConfig{}, ControlPerSecond: 1000}
 	for _, o := range opts {
 		o(&cfg)
 	}
