@@ -81,7 +81,7 @@ func setup(ctx context.Context) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg, err := svc.Register(ctx, &clientv1.RegisterRequest{Username: "host", Password: "bench-password"})
+	reg, err := svc.Register(ctx, "", &clientv1.RegisterRequest{Username: "host", Password: "bench-password"})
 	if err != nil {
 		return nil, err
 	}

@@ -178,7 +178,7 @@ func ensureDemoRoom(ctx context.Context, svc *rooms.Service, baseURL string) (st
 	if len(list.GetRooms()) > 0 {
 		return list.GetRooms()[0].GetId(), nil
 	}
-	reg, err := svc.Register(ctx, &clientv1.RegisterRequest{Username: "demo-host", Password: randomPassword()})
+	reg, err := svc.Register(ctx, "", &clientv1.RegisterRequest{Username: "demo-host", Password: randomPassword()})
 	if status.Code(err) == codes.AlreadyExists {
 		return "", fmt.Errorf("demo room: user demo-host exists but its room %q is gone; delete the data dir to start afresh", demoRoomName)
 	}

@@ -310,6 +310,7 @@ func (c *cluster) startGateway(id string, natsServer int) *gateway {
 		t.Fatal(err)
 	}
 	g.svc, err = rooms.New(ctx, rooms.Config{Store: c.st, Argon2: fastArgon, Bus: g.node, StreamQueue: 4096, ControlPerSecond: 1000,
+		SignupsPerMinute: 1e6, SignupBurst: 1e6,
 		ChatPerSecond: 1000}) // the tests send bursts of chat; rate limits are tested in internal/rooms
 	if err != nil {
 		t.Fatal(err)

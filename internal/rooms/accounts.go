@@ -73,8 +73,10 @@ func userProto(u store.RoomUser) *clientv1.User {
 	return &clientv1.User{Id: u.ID, Username: u.Username, Guest: u.Guest, CreatedAt: u.CreatedAt.UnixMilli()}
 }
 
-// Register creates a player account and logs it in.
-func (s *Service) Register(ctx context.Context, req *clientv1.RegisterRequest) (*clientv1.RegisterResponse, error) {
+// Register creates a player account and logs it in. source is the
+// client's address for the sign-up limit ("" for an in-process caller:
+// none).
+func (s *Service) Register(ctx context.Context, source string, req *clientv1.RegisterRequest) (*clientv1.RegisterResponse, error) {
 	if err := auth.CheckUsername(req.GetUsername()); err != nil {
 		return nil, invalid("%v", err)
 	}
@@ -87,6 +89,9 @@ func (s *Service) Register(ctx context.Context, req *clientv1.RegisterRequest) (
 	}
 	if email != "" && (!strings.Contains(email, "@") || strings.ContainsAny(email, " \t\r\n")) {
 		return nil, invalid("email %q is not an address", truncate(email, 64))
+	}
+	if err := s.signupLimit(source); err != nil {
+		return nil, err // before the password is hashed: hashing is what logins wait for
 	}
 	hash, err := s.cred.HashPassword(ctx, req.GetPassword())
 	if err != nil {

@@ -50,7 +50,7 @@ func TestThrottlesAcrossNodes(t *testing.T) {
 	// route would be dropped (the sharing is best effort, docs/cluster.md).
 	clustertest.WaitInterest(t, buses)
 	register := func(name string) rooms.Caller {
-		r, err := a.Register(ctx, &clientv1.RegisterRequest{Username: name, Password: "password-" + name})
+		r, err := a.Register(ctx, "", &clientv1.RegisterRequest{Username: name, Password: "password-" + name})
 		if err != nil {
 			t.Fatal(err)
 		}

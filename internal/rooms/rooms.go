@@ -325,6 +325,9 @@ func (s *Service) GuestJoin(ctx context.Context, source string, req *clientv1.Gu
 	if !r.AllowGuests {
 		return nil, apierr.New(codes.PermissionDenied, apierr.CodeGuestsNotAllowed, "room "+r.ID+" does not allow guests; register or log in")
 	}
+	if err := s.signupLimit(source); err != nil {
+		return nil, err
+	}
 	uid, err := newID()
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)

@@ -53,6 +53,12 @@ type Config struct {
 	// remove, reorder movies), each a database write announced to every
 	// member; burst of the same size; default 5.
 	ControlPerSecond float64
+	// SignupsPerMinute bounds the users one source address creates
+	// (Register and GuestJoin; an IPv6 address counts as its /64), with
+	// bursts of SignupBurst; defaults 20 and 20. Behind a proxy that hides
+	// the clients' addresses every client shares one source: raise them.
+	SignupsPerMinute float64
+	SignupBurst      int
 	// StreamQueue bounds the messages queued for one stream; a stream that
 	// falls further behind is cut off. Default 1024 (at least 600: a
 	// (re)connect queues up to 500 retained chat messages at once).
@@ -81,7 +87,7 @@ type Service struct {
 	refresh  time.Duration
 	grace    time.Duration // refresh reuse grace
 	guestTTL time.Duration
-	rates    [limitKinds]float64 // per user and room, by limitKind
+	rates    [limitKinds]rateSpec // by limitKind
 	queue    int
 	bus      Bus
 	now      func() time.Time
@@ -112,7 +118,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, errors.New("rooms: a store is required")
 	}
 	s := &Service{st: cfg.Store.Rooms(), refresh: cfg.RefreshTTL, guestTTL: cfg.GuestTTL,
-		rates: [limitKinds]float64{limitChat: cfg.ChatPerSecond, limitDanmaku: cfg.DanmakuPerSecond, limitControl: cfg.ControlPerSecond},
+		rates: [limitKinds]rateSpec{limitChat: {cfg.ChatPerSecond, cfg.ChatPerSecond}, limitDanmaku: {cfg.DanmakuPerSecond, cfg.DanmakuPerSecond},
+			limitControl: {cfg.ControlPerSecond, cfg.ControlPerSecond}, limitSignup: {cfg.SignupsPerMinute / 60, float64(cfg.SignupBurst)}},
 		queue: cfg.StreamQueue, bus: cfg.Bus,
 		now: cfg.Now, log: cfg.Logger, m: newMetrics(cfg.Registerer)}
 	if s.now == nil {
@@ -128,12 +135,16 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if s.guestTTL <= 0 {
 		s.guestTTL = 24 * time.Hour
 	}
-	for k, def := range [limitKinds]float64{limitChat: 10, limitDanmaku: 5, limitControl: 5} {
-		if s.rates[k] == 0 {
-			s.rates[k] = def
+	for k, def := range [limitKinds]rateSpec{limitChat: {10, 10}, limitDanmaku: {5, 5}, limitControl: {5, 5}, limitSignup: {20.0 / 60, 20}} {
+		r := &s.rates[k]
+		if r.perSecond == 0 {
+			r.perSecond = def.perSecond
 		}
-		if s.rates[k] < 0 {
-			return nil, fmt.Errorf("rooms: the %s rate must be positive, got %v", limitKind(k), s.rates[k])
+		if r.burst == 0 {
+			r.burst = max(def.burst, r.perSecond) // a rate set alone: bursts of one second's
+		}
+		if r.perSecond < 0 || r.burst < 1 {
+			return nil, fmt.Errorf("rooms: the %s rate must be positive with a burst of at least 1, got %v and %v", limitKind(k), r.perSecond, r.burst)
 		}
 	}
 	if s.queue == 0 {

@@ -391,3 +391,32 @@ func TestControlRateLimit(t *testing.T) {
 		t.Fatalf("bob's pause a second later: %v", err)
 	}
 }
+
+// TestSignupLimit: one address creates at most a burst of users (accounts
+// and guests alike) and then SignupsPerMinute; refused before the password
+// is hashed. The limit refills with time.
+func TestSignupLimit(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: time.Now()}
+	e := newEnv(t, func(c *rooms.Config) { c.Now, c.SignupsPerMinute, c.SignupBurst = clk.Now, 6, 3 })
+	ctx := ctxT(t)
+	owner := e.register("") // 1
+	room := e.createRoom(owner, &clientv1.CreateRoomRequest{Settings: &clientv1.RoomSettings{AllowGuests: true}})
+	e.register("") // 2
+	if _, err := e.c.GuestJoin(ctx, connect.NewRequest(&clientv1.GuestJoinRequest{RoomId: room, Name: "visitor"})); err != nil {
+		t.Fatal(err) // 3
+	}
+	_, err := e.c.Register(ctx, connect.NewRequest(&clientv1.RegisterRequest{Username: "one-too-many", Password: "correct-horse-battery"}))
+	wantCode(t, err, connect.CodeResourceExhausted, apierr.CodeRateLimited)
+	_, err = e.c.GuestJoin(ctx, connect.NewRequest(&clientv1.GuestJoinRequest{RoomId: room, Name: "visitor2"}))
+	wantCode(t, err, connect.CodeResourceExhausted, apierr.CodeRateLimited)
+	// Nothing was stored for the refused ones: the name is free.
+	clk.advance(10 * time.Second) // 6 a minute: one token
+	if _, err := e.c.Register(ctx, connect.NewRequest(&clientv1.RegisterRequest{Username: "one-too-many", Password: "correct-horse-battery"})); err != nil {
+		t.Fatalf("register 10 s later: %v", err)
+	}
+	// Logging in is not signing up.
+	if _, err := e.c.Login(ctx, connect.NewRequest(&clientv1.LoginRequest{Username: "one-too-many", Password: "correct-horse-battery"})); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+}

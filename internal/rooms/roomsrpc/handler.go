@@ -260,7 +260,11 @@ func (h *handler) Login(ctx context.Context, r *connect.Request[clientv1.LoginRe
 }
 
 func (h *handler) Register(ctx context.Context, r *connect.Request[clientv1.RegisterRequest]) (*connect.Response[clientv1.RegisterResponse], error) {
-	return open(ctx, r, h.svc.Register)
+	resp, err := h.svc.Register(ctx, source(r.Peer().Addr), r.Msg)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(resp), nil
 }
 
 func (h *handler) RefreshToken(ctx context.Context, r *connect.Request[clientv1.RefreshTokenRequest]) (*connect.Response[clientv1.RefreshTokenResponse], error) {

@@ -53,9 +53,11 @@ func newEnvOn(t *testing.T, st *store.Store, opts ...envOption) *env {
 // newEnvWith is newEnvOn with the transport's options.
 func newEnvWith(t *testing.T, st *store.Store, ro roomsrpc.Options, opts ...envOption) *env {
 	t.Helper()
-	// Tests change playback and playlists faster than players may; the
-	// limit has its own test (TestControlRateLimit).
-	cfg := rooms.Config{Store: st, Argon2: fastArgon, LoginThrottle: ratelimit.LoginConfig{}, ControlPerSecond: 1000}
+	// Tests sign up and change playback and playlists faster than players
+	// may, all from 127.0.0.1; the limits have their own tests
+	// (TestControlRateLimit, TestSignupLimit).
+	cfg := rooms.Config{Store: st, Argon2: fastArgon, LoginThrottle: ratelimit.LoginConfig{}, ControlPerSecond: 1000,
+		SignupsPerMinute: 1e6, SignupBurst: 1e6}
 	for _, o := range opts {
 		o(&cfg)
 	}
