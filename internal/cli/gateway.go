@@ -46,6 +46,8 @@ func gatewayFlags(fs *pflag.FlagSet, d gateway.Config) {
 	fs.String("rooms-tls-key", "", "key of --rooms-tls-cert")
 	fs.String("rtmp-addr", d.RTMPAddr, "RTMP ingest address of live streams (docs/live.md); empty disables it")
 	fs.Int("max-streams", d.MaxStreams, "live streams published on this node at most")
+	fs.Float64("signups-per-minute", d.SignupsPerMinute, "player accounts and guests one client address may create per minute in the rooms system")
+	fs.Int("signup-burst", d.SignupBurst, "burst of --signups-per-minute")
 	fs.String("store-driver", d.StoreDriver, "database of the rooms system: sqlite or postgres")
 	fs.String("store-dsn", "", "PostgreSQL URL, or SQLite file (default DATA_DIR/croupier.db)")
 }
@@ -95,7 +97,8 @@ this node alone.`,
 			if cfg.RoomsAddr != "" {
 				rh, err := startRooms(cmd.Context(), g.logger().With("part", "rooms"), roomsHostConfig{Addr: cfg.RoomsAddr,
 					TLSCert: cfg.RoomsTLSCert, TLSKey: cfg.RoomsTLSKey, StoreDriver: cfg.StoreDriver, StoreDSN: cfg.StoreDSN, DataDir: cfg.DataDir,
-					Live: gatewayLiveConfig(cfg, natsBus), Bus: bus, Tier: natsBus, LoginThrottle: cfg.Login.Throttle()})
+					Live: gatewayLiveConfig(cfg, natsBus), Bus: bus, Tier: natsBus, LoginThrottle: cfg.Login.Throttle(),
+					SignupsPerMinute: cfg.SignupsPerMinute, SignupBurst: cfg.SignupBurst})
 				if err != nil {
 					return err
 				}

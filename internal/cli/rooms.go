@@ -46,6 +46,10 @@ type roomsHostConfig struct {
 	// LoginThrottle slows password guessing on player accounts (zero:
 	// the defaults).
 	LoginThrottle ratelimit.LoginConfig
+	// SignupsPerMinute and SignupBurst limit the users one address
+	// creates (zero: the rooms' defaults).
+	SignupsPerMinute float64
+	SignupBurst      int
 }
 
 // roomsHost runs the rooms system (docs/rooms.md): its store, service and
@@ -90,7 +94,8 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		_ = st.Close()
 		return nil, err
 	}
-	rcfg := rooms.Config{Store: st, Logger: log, Registerer: reg, LoginThrottle: cfg.LoginThrottle}
+	rcfg := rooms.Config{Store: st, Logger: log, Registerer: reg, LoginThrottle: cfg.LoginThrottle,
+		SignupsPerMinute: cfg.SignupsPerMinute, SignupBurst: cfg.SignupBurst}
 	if cfg.Bus != nil {
 		rcfg.Bus = cfg.Bus
 	}

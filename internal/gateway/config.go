@@ -104,6 +104,11 @@ type Config struct {
 	// Login is the login throttle of the rooms system's player accounts
 	// (login_* keys, as the server's for operators).
 	config.Login
+	// SignupsPerMinute and SignupBurst limit the player accounts and
+	// guests one client address creates in the rooms system (Register,
+	// GuestJoin). Behind a proxy every client shares the proxy's address.
+	SignupsPerMinute float64 `koanf:"signups_per_minute"`
+	SignupBurst      int     `koanf:"signup_burst"`
 
 	// The gateway tier on several nodes (docs/cluster.md, "Gateway
 	// tier"); validated by validateCluster (cluster_config.go).
@@ -184,6 +189,8 @@ func DefaultConfig() Config {
 		MaxStreams:       16,
 		StoreDriver:      "sqlite",
 		Login:            config.DefaultLogin(),
+		SignupsPerMinute: 20,
+		SignupBurst:      20,
 		NATS:             "embedded",
 		ClusterAddr:      "127.0.0.1:0",
 		RelayAddr:        "127.0.0.1:0",
@@ -264,6 +271,9 @@ func (c *Config) Validate() error {
 		if it < 0 || it >= metricItems {
 			p = append(p, fmt.Sprintf("metrics_items %d: items are 0–%d", it, metricItems-1))
 		}
+	}
+	if c.SignupsPerMinute <= 0 || c.SignupBurst < 1 {
+		p = append(p, fmt.Sprintf("signups_per_minute %v / signup_burst %d: the rate must be > 0 and the burst >= 1", c.SignupsPerMinute, c.SignupBurst))
 	}
 	if c.ConnectRatePerIP < 0 || (c.ConnectRatePerIP > 0 && c.ConnectBurstPerIP < 1) {
 		p = append(p, fmt.Sprintf("connect_rate_per_ip %v / connect_burst_per_ip %d: rate must be >= 0 (0: off) and burst >= 1", c.ConnectRatePerIP, c.ConnectBurstPerIP))
