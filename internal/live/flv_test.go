@@ -53,7 +53,14 @@ func TestSlowViewerSkipsToKeyframe(t *testing.T) {
 	s := newStream("r/main", "r", "main", "a", 1, false, 16, 1<<20, newMetrics(prometheus.NewRegistry()))
 	vhdr := Tag{Type: TagVideo, Data: []byte{0x17, 0, 0, 0, 0, 1}}
 	s.write(vhdr)
-	slow, fast := s.subscribe(16, ""), s.subscribe(1024, "")
+	slow, err := s.subscribe(16, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := s.subscribe(1024, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	key := func(ts uint32) Tag { return Tag{Type: TagVideo, Timestamp: ts, Data: []byte{0x17, 1, 0, 0, 0, 9}} }
 	inter := func(ts uint32) Tag { return Tag{Type: TagVideo, Timestamp: ts, Data: []byte{0x27, 1, 0, 0, 0, 9}} }
 	s.write(key(0))

@@ -50,6 +50,7 @@ type world struct {
 	nats                  string         // the cluster's NATS (one in-process server)
 	leases                *live.KVLeases // an observer's view of the leases
 	serverTLS, clientTLS  *tls.Config
+	viewerWriteTimeout    time.Duration // of the nodes newNode makes; 0: the default
 	mu                    sync.Mutex
 	nodes                 []*live.Node
 }
@@ -78,7 +79,7 @@ func newWorld(t *testing.T) *world {
 	w := &world{t: t, svc: svc, nats: bus.ClientURL()}
 	w.leases, _ = w.connect()
 	reg := func(name string) (*clientv1.RegisterResponse, rooms.Caller) {
-		r, err := svc.Register(ctx, &clientv1.RegisterRequest{Username: name, Password: "password-" + name})
+		r, err := svc.Register(ctx, "", &clientv1.RegisterRequest{Username: name, Password: "password-" + name})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +223,8 @@ func (w *world) newNode(id string, maxStreams int) *node {
 		Rooms: nd.rooms, Leases: leases, Logger: testLogger(t),
 		// A loaded machine can stall a viewer past the default 1 s; the
 		// tests read every frame (skipping is tested in flv_test.go).
-		MaxLag: 10 * time.Second,
+		MaxLag:             10 * time.Second,
+		ViewerWriteTimeout: w.viewerWriteTimeout,
 		RelayDial: func(addr string) (*grpc.ClientConn, error) {
 			return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(w.clientTLS)))
 		},

@@ -3,9 +3,9 @@ package live
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -58,6 +58,9 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errNotLive):
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
+	case errors.Is(err, errTooManyViewers):
+		http.Error(w, err.Error()+"; close one first", http.StatusTooManyRequests)
+		return
 	case err != nil:
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
@@ -84,6 +87,11 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		if len(buf) > 0 {
+			// A viewer that stops reading is cut off, not waited for: a
+			// blocked write would miss the stream's end and a ban.
+			if err := rc.SetWriteDeadline(time.Now().Add(n.cfg.ViewerWriteTimeout)); err != nil {
+				return
+			}
 			if _, err := w.Write(buf); err != nil {
 				return
 			}
@@ -123,9 +131,9 @@ func (n *Node) admitViewer(ctx context.Context, token, roomID, name string) (*st
 	if err != nil {
 		return nil, nil, err
 	}
-	v := s.subscribe(n.cfg.ViewerQueue, c.UserID)
-	if v == nil {
-		return nil, nil, fmt.Errorf("stream %s has ended: %w", path, errNotLive)
+	v, err := s.subscribe(n.cfg.ViewerQueue, c.UserID)
+	if err != nil {
+		return nil, nil, err // ended, or the member's connections are at the limit (the stream has viewers then)
 	}
 	return s, v, nil
 }

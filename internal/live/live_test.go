@@ -3,9 +3,13 @@ package live_test
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,5 +273,109 @@ func TestRTMPS(t *testing.T) {
 	got := ffprobe(t, "rtmps://"+n.RTMPSAddr()+"/"+w.room+"/main?token="+w.member).codecs()
 	if got["video"] != "h264" || got["audio"] != "aac" {
 		t.Fatalf("ffprobe over rtmps saw %v; want h264 and aac", got)
+	}
+}
+
+// TestViewerLimits: a member watches a stream on at most 4 HTTP-FLV
+// connections (the 5th is 429 until one closes), and a viewer that stops
+// reading is cut off once a write to it has waited ViewerWriteTimeout —
+// it no longer holds its goroutine and queue, and misses no ban.
+func TestViewerLimits(t *testing.T) {
+	w := newWorld(t)
+	w.viewerWriteTimeout = 300 * time.Millisecond
+	a := w.newNode("a", 4)
+	publish(t, a.RTMPAddr(), w.room, w.key, 30)
+	a.waitLive(t, w.room+"/main")
+
+	// A player that reads nothing: every write blocks until the deadline
+	// the handler set (forever without one). A loopback socket's buffers
+	// would take the stream tens of seconds to fill.
+	stuck := &stuckWriter{header: http.Header{}, release: make(chan struct{})}
+	defer close(stuck.release)
+	req := httptest.NewRequest(http.MethodGet, a.playURL(w.room, w.member), nil)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		a.ServeHTTP(stuck, req)
+	}()
+	select {
+	case <-served:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a viewer that does not read was not cut off within 20 s")
+	}
+	if stuck.writes.Load() == 0 {
+		t.Fatal("the stalled viewer was never written to")
+	}
+
+	var open []*http.Response
+	defer func() {
+		for _, r := range open {
+			r.Body.Close()
+		}
+	}()
+	get := func() *http.Response {
+		t.Helper()
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := c.Get(a.playURL(w.room, w.member))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for range 4 {
+		r := get()
+		if r.StatusCode != http.StatusOK {
+			t.Fatalf("viewer %d: status %d", len(open)+1, r.StatusCode)
+		}
+		open = append(open, r)
+	}
+	r := get()
+	r.Body.Close()
+	if r.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a 5th connection of the same member: status %d, want 429", r.StatusCode)
+	}
+	open[0].Body.Close()
+	open = open[1:]
+	waitFor(t, 10*time.Second, "a connection free again", func() bool {
+		r := get()
+		if r.StatusCode != http.StatusOK {
+			r.Body.Close()
+			return false
+		}
+		open = append(open, r)
+		return true
+	})
+}
+
+// stuckWriter is the response of a player that reads nothing: Write
+// blocks until the write deadline (http.ResponseController's) has passed,
+// or, with none, until release is closed.
+type stuckWriter struct {
+	header   http.Header
+	release  chan struct{}
+	deadline atomic.Pointer[time.Time]
+	writes   atomic.Int32
+}
+
+func (w *stuckWriter) Header() http.Header { return w.header }
+func (w *stuckWriter) WriteHeader(int)     {}
+func (w *stuckWriter) Flush()              {}
+
+func (w *stuckWriter) SetWriteDeadline(t time.Time) error {
+	w.deadline.Store(&t)
+	return nil
+}
+
+func (w *stuckWriter) Write(p []byte) (int, error) {
+	w.writes.Add(1)
+	var expired <-chan time.Time
+	if d := w.deadline.Load(); d != nil && !d.IsZero() {
+		expired = time.After(time.Until(*d))
+	}
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	case <-w.release:
+		return 0, io.ErrClosedPipe
 	}
 }

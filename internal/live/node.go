@@ -55,6 +55,9 @@ type Config struct {
 	MaxStreams int
 	// ViewerQueue bounds the tags queued for one viewer; default 1024.
 	ViewerQueue int
+	// ViewerWriteTimeout cuts off an HTTP-FLV or RTMP viewer one write to
+	// which takes longer (a player that stopped reading); default 10 s.
+	ViewerWriteTimeout time.Duration
 	// MaxLag skips a viewer that reads tags queued longer ago than this
 	// to the next keyframe (emptying its queue); default 1 s.
 	MaxLag time.Duration
@@ -120,6 +123,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.ViewerQueue <= 0 {
 		cfg.ViewerQueue = 1024
+	}
+	if cfg.ViewerWriteTimeout <= 0 {
+		cfg.ViewerWriteTimeout = 10 * time.Second
 	}
 	if cfg.ViewerQueue < 16 {
 		return nil, fmt.Errorf("live: ViewerQueue %d is too small: at least 16 tags", cfg.ViewerQueue)

@@ -362,7 +362,7 @@ func (n *Node) servePlay(c net.Conn, sc *gortmplib.ServerConn) error {
 			if !ok {
 				continue
 			}
-			_ = c.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+			_ = c.SetWriteDeadline(time.Now().Add(n.cfg.ViewerWriteTimeout))
 			if err := sc.Write(m); err != nil {
 				return err
 			}

@@ -1,6 +1,8 @@
 package live
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,12 +161,25 @@ func (s *stream) sendHeaders(v *viewer) {
 }
 
 // subscribe adds a viewer (the member userID; "" for a relay pull) with
-// the headers and the GOP cache queued; nil if the stream has ended.
-func (s *stream) subscribe(queue int, userID string) *viewer {
+// the headers and the GOP cache queued. It fails with errNotLive if the
+// stream has ended, and with errTooManyViewers if the member already
+// watches it on maxViewersPerUser connections.
+func (s *stream) subscribe(queue int, userID string) (*viewer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
-		return nil
+		return nil, fmt.Errorf("stream %s has ended: %w", s.path, errNotLive)
+	}
+	if userID != "" {
+		n := 0
+		for v := range s.viewers {
+			if v.userID == userID {
+				n++
+			}
+		}
+		if n >= maxViewersPerUser {
+			return nil, fmt.Errorf("%w: user %s watches stream %s on %d connections already", errTooManyViewers, userID, s.path, n)
+		}
 	}
 	v := &viewer{ch: make(chan Tag, queue), userID: userID, revoked: make(chan struct{})}
 	if s.gop != nil && len(s.gop)+3 <= queue {
@@ -179,8 +194,16 @@ func (s *stream) subscribe(queue int, userID string) *viewer {
 	}
 	s.viewers[v] = struct{}{}
 	s.m.viewers.Inc()
-	return v
+	return v, nil
 }
+
+// maxViewersPerUser bounds the connections one member watches one stream
+// on (a few devices; each holds a goroutine and a queue of tags).
+const maxViewersPerUser = 4
+
+// errTooManyViewers: the member's connections to the stream are at
+// maxViewersPerUser.
+var errTooManyViewers = errors.New("too many connections to this stream")
 
 // unsubscribe removes v; it returns the viewers left.
 func (s *stream) unsubscribe(v *viewer) int {
@@ -193,8 +216,6 @@ func (s *stream) unsubscribe(v *viewer) int {
 	return len(s.viewers)
 }
 
-// dropViewer ends the viewers of the member userID: each is removed and
-// its revoked channel closed, on which its reader leaves.
 // watchedBy reports whether userID has a viewer of s.
 func (s *stream) watchedBy(userID string) bool {
 	s.mu.Lock()
@@ -207,6 +228,8 @@ func (s *stream) watchedBy(userID string) bool {
 	return false
 }
 
+// dropViewer ends the viewers of the member userID: each is removed and
+// its revoked channel closed, on which its reader leaves.
 func (s *stream) dropViewer(userID string) {
 	if userID == "" {
 		return

@@ -1,7 +1,9 @@
 package roomsrpc_test
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -9,8 +11,10 @@ import (
 
 	"connectrpc.com/connect"
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
+	"github.com/croupier/croupier/api/synctv/client/v1/clientv1connect"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/rooms"
+	"github.com/croupier/croupier/internal/rooms/roomsrpc"
 	"github.com/croupier/croupier/internal/store/storetest"
 )
 
@@ -419,4 +423,53 @@ func TestSignupLimit(t *testing.T) {
 	if _, err := e.c.Login(ctx, connect.NewRequest(&clientv1.LoginRequest{Username: "one-too-many", Password: "correct-horse-battery"})); err != nil {
 		t.Fatalf("login: %v", err)
 	}
+}
+
+// TestStalledStreamIsCutOff: a member's client that stops reading its
+// MessageStream (here an HTTP/2 client with a 16 KiB stream window) blocks
+// the server's sends once its window is full; after WriteTimeout the
+// stream is cut off and leaves the room (OFFLINE to the others), instead
+// of holding its goroutine and looking online for ever.
+func TestStalledStreamIsCutOff(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, storetest.SQLite(t), roomsrpc.Options{WriteTimeout: 300 * time.Millisecond},
+		func(c *rooms.Config) { c.ChatPerSecond = 1000 })
+	owner, bob := e.register(""), e.register("")
+	room := e.createRoom(owner, &clientv1.CreateRoomRequest{})
+	e.join(bob, room)
+	watcher := e.openStream(owner, room, 0)
+	watcher.next(isReady)
+
+	tr := &http.Transport{HTTP2: &http.HTTP2Config{MaxReceiveBufferPerStream: 16 << 10}}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bs := clientv1connect.NewClientServiceClient(&http.Client{Transport: tr}, e.url, connect.WithGRPC()).MessageStream(ctx)
+	bs.RequestHeader().Set("Authorization", "Bearer "+bob.token)
+	if err := bs.Send(&clientv1.ClientMessage{Payload: &clientv1.ClientMessage_Hello{Hello: &clientv1.StreamHello{RoomId: room}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ { // the room's state, then ready
+		m, err := bs.Receive()
+		if err != nil || i == 10 {
+			t.Fatalf("bob's stream: no ready (%v)", err)
+		}
+		if m.GetReady() != nil {
+			break
+		}
+	}
+	watcher.next(func(m *clientv1.ServerMessage) bool {
+		return m.GetMember().GetKind() == clientv1.MemberUpdate_KIND_ONLINE && m.GetMember().GetMember().GetUser().GetId() == bob.id
+	})
+	// Bob reads nothing more; 64 chats of 1,500 bytes (~100 KiB) overflow
+	// his window, not his stream's queue (1,024 messages).
+	text := strings.Repeat("x", 1500)
+	for range 64 {
+		watcher.send(chatMsg(text))
+	}
+	watcher.next(func(m *clientv1.ServerMessage) bool {
+		return m.GetMember().GetKind() == clientv1.MemberUpdate_KIND_OFFLINE && m.GetMember().GetMember().GetUser().GetId() == bob.id
+	})
 }

@@ -50,6 +50,10 @@ type Options struct {
 	// ReadIdle closes a WebSocket that sent nothing (not even a ping) for
 	// this long; default 2 minutes.
 	ReadIdle time.Duration
+	// WriteTimeout cuts off a MessageStream (Connect, gRPC or WebSocket)
+	// one send on which takes longer: a client that stopped reading;
+	// default 10 s.
+	WriteTimeout time.Duration
 	// AllowedOrigins are the Origin host patterns accepted on WebSocket
 	// upgrade besides the request's own host ("*" for any).
 	AllowedOrigins []string
@@ -80,6 +84,9 @@ func Mount(mux *http.ServeMux, svc *rooms.Service, o Options) {
 	}
 	if o.ReadIdle <= 0 {
 		o.ReadIdle = 2 * time.Minute
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -423,6 +430,16 @@ func (h *handler) MessageStream(ctx context.Context, bs *connect.BidiStream[clie
 				bw.Flush()
 			}
 		}
+		// A client that stops reading blocks the sends (HTTP/2 flow
+		// control, a full socket): cut it off rather than wait, so that
+		// its stream ends and leaves the room.
+		rc := http.NewResponseController(bw.ResponseWriter)
+		w.deadline = func(on bool) error {
+			if !on {
+				return rc.SetWriteDeadline(time.Time{}) // idle between batches, and the trailers at the end
+			}
+			return rc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
+		}
 	}
 	return pump(ctx, st, bs.Receive, w)
 }
@@ -433,6 +450,20 @@ func (h *handler) MessageStream(ctx context.Context, bs *connect.BidiStream[clie
 type writer struct {
 	send func(*rooms.Outgoing) error
 	hold func(on bool)
+	// deadline, if set, bounds the sends that follow deadline(true) until
+	// deadline(false).
+	deadline func(on bool) error
+}
+
+// sendOne sends m alone (a stream's final message), bounded as a batch.
+func (w writer) sendOne(m *rooms.Outgoing) error {
+	if w.deadline != nil {
+		if err := w.deadline(true); err != nil {
+			return err
+		}
+		defer w.deadline(false)
+	}
+	return w.send(m)
 }
 
 // maxBatch bounds the messages sent with one flush.
@@ -441,6 +472,12 @@ const maxBatch = 128
 // batch sends first and whatever else is already queued, up to maxBatch,
 // with one flush.
 func (w writer) batch(first *rooms.Outgoing, out <-chan *rooms.Outgoing) error {
+	if w.deadline != nil {
+		if err := w.deadline(true); err != nil {
+			return err
+		}
+		defer w.deadline(false)
+	}
 	if w.hold != nil {
 		w.hold(true)
 		defer w.hold(false)
@@ -493,7 +530,7 @@ func pump(ctx context.Context, st *rooms.Stream, recv func() (*clientv1.ClientMe
 				}
 			}
 			if final != nil {
-				_ = w.send(final)
+				_ = w.sendOne(final)
 			}
 			return nil
 		case err := <-readErr:

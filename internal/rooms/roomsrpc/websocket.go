@@ -16,10 +16,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// writeTimeout bounds sending one WebSocket frame; a client that does not
-// take it in time is cut off.
-const writeTimeout = 10 * time.Second
-
 // serveWebSocket is the MessageStream for browsers: binary frames, one
 // protobuf ClientMessage or ServerMessage each. The first frame must be
 // the hello; it carries the access token unless an Authorization header
@@ -33,7 +29,7 @@ func (h *handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(int64(h.opts.MaxMessageBytes))
 	ctx := r.Context()
 	write := func(b []byte) error {
-		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		wctx, cancel := context.WithTimeout(ctx, h.opts.WriteTimeout) // a client that does not take a frame in time is cut off
 		defer cancel()
 		return conn.Write(wctx, websocket.MessageBinary, b)
 	}
