@@ -68,9 +68,11 @@ func (g *Gateway) customUniqID(query string) (id string, ok bool) {
 	if g.cfg.CustomUniqIDKey == "" {
 		return "", true
 	}
-	q, err := url.ParseQuery(query)
-	if err != nil || !q.Has(g.cfg.CustomUniqIDKey) {
-		return "", err == nil
+	// As netsvr reads it (r.URL.Query()): a malformed pair elsewhere in
+	// the query (a ";", a bad %-escape) is skipped, not a refusal.
+	q, _ := url.ParseQuery(query)
+	if !q.Has(g.cfg.CustomUniqIDKey) {
+		return "", true
 	}
 	id = q.Get(g.cfg.CustomUniqIDKey)
 	if id == "" || len(id) > maxCustomUniqIDLen || !utf8.ValidString(id) {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/croupier/croupier/api/netsvr"
 	"github.com/croupier/croupier/internal/certs"
+	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/tlsconf"
 )
 
@@ -310,7 +311,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed: add it to the gateway's allowed_origins", http.StatusForbidden)
 		return
 	}
-	if ip, _, _ := net.SplitHostPort(r.RemoteAddr); !g.ipLimit.allow(ip, time.Now()) {
+	if !g.ipLimit.allow(ratelimit.Source(r.RemoteAddr), time.Now()) { // an IPv6 client by its /64
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "too many connections from your address; retry later", http.StatusTooManyRequests)
 		return

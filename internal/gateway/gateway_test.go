@@ -627,3 +627,30 @@ func TestHalfSentHandshakeClosed(t *testing.T) {
 		t.Fatalf("the upgraded client after the handshake timeout: op %d %q", op, p)
 	}
 }
+
+// TestMalformedQueryIsNotRefused: a query netsvr reads with r.URL.Query()
+// — which skips a pair it cannot parse (a ";", a bad %-escape) — is not a
+// reason to refuse the upgrade here either, and a custom uniqId next to
+// such a pair still counts.
+func TestMalformedQueryIsNotRefused(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, withConnWorkers)
+	b := dialBiz(t, g)
+	b.mustRegister(1)
+	for _, q := range []string{"a=1;b=2", "x=%zz", "x=%FF"} {
+		if c, status := dialWSStatus(t, g, wsOpts{query: q}); c == nil {
+			t.Errorf("query %q: HTTP %d, want an upgrade", q, status)
+		}
+		if open := b.connOpen(); open.RawQuery != q {
+			t.Errorf("ConnOpen raw query %q, want %q", open.RawQuery, q)
+		}
+	}
+	tok := &netsvr.ConnOpenCustomUniqIdTokenResp{}
+	b.call(netsvr.Cmd_ConnOpenCustomUniqIdToken, nil, tok)
+	if c, status := dialWSStatus(t, g, wsOpts{query: "x=%zz&uniqId=player-9&token=" + tok.Token}); c == nil {
+		t.Fatalf("custom uniqId next to a malformed pair: HTTP %d", status)
+	}
+	if open := b.connOpen(); open.UniqId != "player-9" {
+		t.Errorf("ConnOpen uniqId %q, want player-9", open.UniqId)
+	}
+}

@@ -12,9 +12,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/croupier/croupier/api/synctv/client/v1/clientv1connect"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/audit"
+	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/rooms"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
@@ -158,7 +157,7 @@ func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if err != nil {
 			return nil, toConnect(err)
 		}
-		c.Source = source(req.Peer().Addr)
+		c.Source = ratelimit.Source(req.Peer().Addr)
 		ctx = withCaller(ctx, c)
 		began := time.Now()
 		resp, err := next(ctx, req)
@@ -243,23 +242,9 @@ func open[Req, Resp any](ctx context.Context, r *connect.Request[Req], fn func(c
 	return connect.NewResponse(resp), nil
 }
 
-// source is the client's address for throttling: the host, an IPv6 host
-// as its /64 (one subscriber's prefix, whose addresses it can rotate).
-func source(addr string) string {
-	host := addr
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		host = h
-	}
-	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
-		if p, err := ip.Prefix(64); err == nil {
-			return p.String()
-		}
-	}
-	return host
-}
 
 func (h *handler) Login(ctx context.Context, r *connect.Request[clientv1.LoginRequest]) (*connect.Response[clientv1.LoginResponse], error) {
-	resp, err := h.svc.Login(ctx, source(r.Peer().Addr), r.Msg)
+	resp, err := h.svc.Login(ctx, ratelimit.Source(r.Peer().Addr), r.Msg)
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +252,7 @@ func (h *handler) Login(ctx context.Context, r *connect.Request[clientv1.LoginRe
 }
 
 func (h *handler) Register(ctx context.Context, r *connect.Request[clientv1.RegisterRequest]) (*connect.Response[clientv1.RegisterResponse], error) {
-	resp, err := h.svc.Register(ctx, source(r.Peer().Addr), r.Msg)
+	resp, err := h.svc.Register(ctx, ratelimit.Source(r.Peer().Addr), r.Msg)
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +268,7 @@ func (h *handler) Logout(ctx context.Context, r *connect.Request[clientv1.Logout
 }
 
 func (h *handler) GuestJoin(ctx context.Context, r *connect.Request[clientv1.GuestJoinRequest]) (*connect.Response[clientv1.GuestJoinResponse], error) {
-	resp, err := h.svc.GuestJoin(ctx, source(r.Peer().Addr), r.Msg)
+	resp, err := h.svc.GuestJoin(ctx, ratelimit.Source(r.Peer().Addr), r.Msg)
 	if err != nil {
 		return nil, err
 	}
