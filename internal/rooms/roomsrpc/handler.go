@@ -242,7 +242,6 @@ func open[Req, Resp any](ctx context.Context, r *connect.Request[Req], fn func(c
 	return connect.NewResponse(resp), nil
 }
 
-
 func (h *handler) Login(ctx context.Context, r *connect.Request[clientv1.LoginRequest]) (*connect.Response[clientv1.LoginResponse], error) {
 	resp, err := h.svc.Login(ctx, ratelimit.Source(r.Peer().Addr), r.Msg)
 	if err != nil {
