@@ -107,6 +107,7 @@ const (
 	CodePlayerSeated       = "PLAYER_ALREADY_JOINED"
 	CodePlacementNotFound  = "PLACEMENT_NOT_FOUND"
 	CodePlacementQueueFull = "PLACEMENT_QUEUE_FULL"
+	CodePlacementExists    = "PLACEMENT_ALREADY_EXISTS"
 	CodeNoCapacity         = "FLEET_CAPACITY_EXCEEDED"
 	CodeProcessNotFound    = "PROCESS_NOT_FOUND"
 	CodeNotOwner           = "NOT_OWNER"

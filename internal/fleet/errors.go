@@ -31,6 +31,7 @@ const (
 	CodePlayerSeated         = apierr.CodePlayerSeated
 	CodePlacementNotFound    = apierr.CodePlacementNotFound
 	CodePlacementQueueFull   = apierr.CodePlacementQueueFull
+	CodePlacementExists      = apierr.CodePlacementExists
 	CodeNoCapacity           = apierr.CodeNoCapacity
 	CodeProcessNotFound      = apierr.CodeProcessNotFound
 	CodeNotOwner             = apierr.CodeNotOwner

@@ -45,6 +45,12 @@ func (s *Service) StartGameServerSessionPlacement(ctx context.Context, req *crou
 		}
 		return nil, storeErr(err, CodeFleetNotFound)
 	}
+	if existing && p.FleetID != f.GetFleetId() {
+		// The id is another fleet's placement, maybe another game's: a
+		// repeated start is the same fleet's, and nothing of the other is
+		// told.
+		return nil, newErr(codes.AlreadyExists, CodePlacementExists, "placement id %s is taken; choose another", req.GetPlacementId())
+	}
 	if !existing {
 		s.fulfil(ctx, f.GetFleetId())
 	}

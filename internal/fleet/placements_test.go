@@ -1,6 +1,7 @@
 package fleet_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +32,15 @@ func TestPlacementQueue(t *testing.T) {
 		}
 		if again := start("pl-1", 60); again.GetStatus() != store.PlacementPending || again.GetStartTimeMs() != first.GetStartTimeMs() {
 			t.Fatalf("repeated id %v", again)
+		}
+		// The same id on another fleet is refused, and tells nothing of
+		// the first fleet's placement.
+		h.fleet(t, "f2")
+		_, err := h.svc.StartGameServerSessionPlacement(c, &croupierv1.StartGameServerSessionPlacementRequest{PlacementId: "pl-1", FleetId: "f2",
+			MaxPlayers: 4, TimeoutSeconds: 60})
+		wantErr(t, err, codes.AlreadyExists, fleet.CodePlacementExists)
+		if strings.Contains(err.Error(), "f1") {
+			t.Fatalf("pl-1 on fleet f2: %v names the other fleet", err)
 		}
 		describe := func(id string) *croupierv1.GameServerSessionPlacement {
 			p, err := h.svc.DescribeGameServerSessionPlacement(c, id)

@@ -53,11 +53,11 @@ func TestSlowViewerSkipsToKeyframe(t *testing.T) {
 	s := newStream("r/main", "r", "main", "a", 1, false, 16, 1<<20, newMetrics(prometheus.NewRegistry()))
 	vhdr := Tag{Type: TagVideo, Data: []byte{0x17, 0, 0, 0, 0, 1}}
 	s.write(vhdr)
-	slow, err := s.subscribe(16, "")
+	slow, err := s.subscribe(16, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fast, err := s.subscribe(1024, "")
+	fast, err := s.subscribe(1024, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

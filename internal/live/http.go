@@ -98,6 +98,11 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if err := rc.Flush(); err != nil {
 				return
 			}
+			// Disarmed while waiting for tags: on HTTP/2 the deadline is a
+			// timer that resets the stream when it fires, write or not.
+			if err := rc.SetWriteDeadline(time.Time{}); err != nil {
+				return
+			}
 			buf = buf[:0]
 		}
 		select {
@@ -131,7 +136,7 @@ func (n *Node) admitViewer(ctx context.Context, token, roomID, name string) (*st
 	if err != nil {
 		return nil, nil, err
 	}
-	v, err := s.subscribe(n.cfg.ViewerQueue, c.UserID)
+	v, err := s.subscribe(n.cfg.ViewerQueue, c.UserID, n.cfg.MaxViewersPerUser)
 	if err != nil {
 		return nil, nil, err // ended, or the member's connections are at the limit (the stream has viewers then)
 	}

@@ -320,6 +320,11 @@ func TestViewerLimits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if resp.StatusCode == http.StatusOK {
+			// Read as a player does (until the body is closed), or the
+			// 300 ms write timeout would cut it off.
+			go func() { _, _ = io.Copy(io.Discard, resp.Body) }()
+		}
 		return resp
 	}
 	for range 4 {

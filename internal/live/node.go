@@ -55,6 +55,9 @@ type Config struct {
 	MaxStreams int
 	// ViewerQueue bounds the tags queued for one viewer; default 1024.
 	ViewerQueue int
+	// MaxViewersPerUser bounds the connections (HTTP-FLV and RTMP play)
+	// one member watches one stream on, on this node; default 4.
+	MaxViewersPerUser int
 	// ViewerWriteTimeout cuts off an HTTP-FLV or RTMP viewer one write to
 	// which takes longer (a player that stopped reading); default 10 s.
 	ViewerWriteTimeout time.Duration
@@ -123,6 +126,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.ViewerQueue <= 0 {
 		cfg.ViewerQueue = 1024
+	}
+	if cfg.MaxViewersPerUser <= 0 {
+		cfg.MaxViewersPerUser = 4
 	}
 	if cfg.ViewerWriteTimeout <= 0 {
 		cfg.ViewerWriteTimeout = 10 * time.Second

@@ -172,7 +172,7 @@ func (r relayServer) PullRtmpStream(req *streamv1.PullRtmpRequest, srv grpc.Serv
 		return status.Errorf(codes.FailedPrecondition, "stream %s is at epoch %d on node %s, not %d", s.path, s.epoch, r.n.cfg.NodeID, e)
 	}
 	// A relay carries many viewers: give it a longer queue than one viewer.
-	v, err := s.subscribe(4*r.n.cfg.ViewerQueue, "")
+	v, err := s.subscribe(4*r.n.cfg.ViewerQueue, "", 0)
 	if err != nil {
 		return status.Errorf(codes.NotFound, "stream %s has ended", s.path)
 	}

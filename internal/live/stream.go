@@ -163,8 +163,8 @@ func (s *stream) sendHeaders(v *viewer) {
 // subscribe adds a viewer (the member userID; "" for a relay pull) with
 // the headers and the GOP cache queued. It fails with errNotLive if the
 // stream has ended, and with errTooManyViewers if the member already
-// watches it on maxViewersPerUser connections.
-func (s *stream) subscribe(queue int, userID string) (*viewer, error) {
+// watches it on maxPerUser connections.
+func (s *stream) subscribe(queue int, userID string, maxPerUser int) (*viewer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
@@ -177,7 +177,7 @@ func (s *stream) subscribe(queue int, userID string) (*viewer, error) {
 				n++
 			}
 		}
-		if n >= maxViewersPerUser {
+		if n >= maxPerUser {
 			return nil, fmt.Errorf("%w: user %s watches stream %s on %d connections already", errTooManyViewers, userID, s.path, n)
 		}
 	}
@@ -197,12 +197,8 @@ func (s *stream) subscribe(queue int, userID string) (*viewer, error) {
 	return v, nil
 }
 
-// maxViewersPerUser bounds the connections one member watches one stream
-// on (a few devices; each holds a goroutine and a queue of tags).
-const maxViewersPerUser = 4
-
 // errTooManyViewers: the member's connections to the stream are at
-// maxViewersPerUser.
+// Config.MaxViewersPerUser (each holds a goroutine and a queue of tags).
 var errTooManyViewers = errors.New("too many connections to this stream")
 
 // unsubscribe removes v; it returns the viewers left.

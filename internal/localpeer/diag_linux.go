@@ -35,8 +35,13 @@ func diag(local, remote *net.TCPAddr) (sock Socket, ok bool, err error) {
 		return Socket{}, false, nil
 	}
 	buf := make([]byte, 4096)
-	n, _, err := unix.Recvfrom(fd, buf, 0)
+	n, from, err := unix.Recvfrom(fd, buf, 0)
 	if err != nil {
+		return Socket{}, false, nil
+	}
+	// Only the kernel's answer to this request counts (port 0; a process
+	// allowed to send to this socket could otherwise answer first).
+	if nl, ok := from.(*unix.SockaddrNetlink); !ok || nl.Pid != 0 {
 		return Socket{}, false, nil
 	}
 	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
@@ -44,7 +49,7 @@ func diag(local, remote *net.TCPAddr) (sock Socket, ok bool, err error) {
 		return Socket{}, false, nil
 	}
 	m := msgs[0]
-	if m.Header.Type != unix.SOCK_DIAG_BY_FAMILY || len(m.Data) < diagMsgLen {
+	if m.Header.Seq != diagSeq || m.Header.Type != unix.SOCK_DIAG_BY_FAMILY || len(m.Data) < diagMsgLen {
 		return Socket{}, false, nil // NLMSG_ERROR: ENOENT (no such socket, or no inet_diag) and the like
 	}
 	// The kernel looks the socket up as it would for a packet from remote
@@ -61,6 +66,10 @@ func diag(local, remote *net.TCPAddr) (sock Socket, ok bool, err error) {
 	}
 	return Socket{UID: int(uid), Inode: strconv.FormatUint(uint64(inode), 10)}, true, nil
 }
+
+// diagSeq is the sequence number of the one request a socket sends; the
+// answer carries it back.
+const diagSeq = 1
 
 // diagMsgLen is the size of struct inet_diag_msg: family, state, timer and
 // retrans (a byte each), the socket id (48), expires, rqueue, wqueue, uid
@@ -93,6 +102,7 @@ func diagRequest(family uint8, sport, dport int, src, dst [16]byte) []byte {
 	ne.PutUint32(b[0:4], uint32(len(b)))
 	ne.PutUint16(b[4:6], unix.SOCK_DIAG_BY_FAMILY)
 	ne.PutUint16(b[6:8], unix.NLM_F_REQUEST)
+	ne.PutUint32(b[8:12], diagSeq)
 	r := b[unix.NLMSG_HDRLEN:]
 	r[0], r[1] = family, unix.IPPROTO_TCP
 	ne.PutUint32(r[4:8], 0xFFFFFFFF) // every state

@@ -325,9 +325,6 @@ func (s *Service) GuestJoin(ctx context.Context, source string, req *clientv1.Gu
 	if !r.AllowGuests {
 		return nil, apierr.New(codes.PermissionDenied, apierr.CodeGuestsNotAllowed, "room "+r.ID+" does not allow guests; register or log in")
 	}
-	if err := s.signupLimit(source); err != nil {
-		return nil, err
-	}
 	uid, err := newID()
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
@@ -347,6 +344,11 @@ func (s *Service) GuestJoin(ctx context.Context, source string, req *clientv1.Gu
 		return nil, err
 	}
 	if err := s.checkRoomPassword(ctx, r, Caller{Guest: true, Source: source}, req.GetPassword()); err != nil {
+		return nil, err
+	}
+	// Only a guest about to be stored spends a sign-up: wrong passwords
+	// (throttled on their own) and banned addresses do not.
+	if err := s.signupLimit(source); err != nil {
 		return nil, err
 	}
 	if err := s.st.CreateUser(ctx, u); err != nil {

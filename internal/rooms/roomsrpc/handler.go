@@ -420,10 +420,13 @@ func (h *handler) MessageStream(ctx context.Context, bs *connect.BidiStream[clie
 		rc := http.NewResponseController(bw.ResponseWriter)
 		w.deadline = func(on bool) error {
 			if !on {
-				return rc.SetWriteDeadline(time.Time{}) // idle between batches, and the trailers at the end
+				return rc.SetWriteDeadline(time.Time{}) // idle between batches
 			}
 			return rc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
 		}
+		// The end of the stream, which connect writes once this returns,
+		// is bounded too.
+		defer func() { _ = w.deadline(true) }()
 	}
 	return pump(ctx, st, bs.Receive, w)
 }
