@@ -67,6 +67,10 @@ const maxNameLen = 128
 // validName restricts names to a small alphabet. They end up in URI paths,
 // query strings, CommonNames, file names and log lines; letters, digits,
 // '.', '_' and '-' keep all of those unambiguous without escaping.
+// CheckName checks a certificate name (the identity's name: an agent id,
+// an operator name) as issuing does.
+func CheckName(v string) error { return validName("name", v) }
+
 func validName(field, v string) error {
 	if v == "" {
 		return fmt.Errorf("%s is required", field)

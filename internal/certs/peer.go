@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -43,19 +44,21 @@ func IdentityFromRequest(r *http.Request) (Identity, error) {
 	return IdentityFromTLS(r.TLS)
 }
 
-// VerifyNodePeer is the tls.Config.VerifyConnection of the listeners that
+// NodePeers returns the tls.Config.VerifyConnection of the listeners that
 // gateway nodes call each other on (the cluster services, live relays),
-// whose callers act with every room's full authority: it admits client and
-// server certificates (a node's) and refuses the others the CA signs — an
-// agent's is scoped to one game, a business process's to the gateway's
-// business listener, and neither may drive every room.
-func VerifyNodePeer(cs tls.ConnectionState) error {
-	id, err := IdentityFromTLS(&cs)
-	if err != nil {
-		return err
+// whose callers act with every room's full authority: it admits only
+// client certificates named in names — the nodes' — and refuses every
+// other certificate the CA signs: an operator's (scoped to what their
+// roles grant), an agent's (one game), a business process's.
+func NodePeers(names []string) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		id, err := IdentityFromTLS(&cs)
+		if err != nil {
+			return err
+		}
+		if id.Kind == KindClient && slices.Contains(names, id.Name) {
+			return nil
+		}
+		return fmt.Errorf("%s certificate %q may not call a node's cluster or relay services: nodes present a client certificate named in node_peer_names (%v)", id.Kind, id.Name, names)
 	}
-	if id.Kind == KindClient || id.Kind == KindServer {
-		return nil
-	}
-	return fmt.Errorf("a %s certificate (%s) cannot call a node's cluster or relay services; nodes present a client or server certificate of the CA (croupier certs issue client)", id.Kind, id.Name)
 }

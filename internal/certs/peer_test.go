@@ -94,10 +94,11 @@ func TestIdentityFromTLSNeedsVerifiedChain(t *testing.T) {
 	}
 }
 
-// TestVerifyNodePeer serves TLS as the node listeners do and connects with
-// each kind of certificate the CA issues: a client certificate is admitted,
-// an agent's and a business process's are refused in the handshake.
-func TestVerifyNodePeer(t *testing.T) {
+// TestNodePeers serves TLS as the node listeners do and connects with
+// certificates the CA issues: the client certificate named as a node peer
+// is admitted; another operator's, an agent's and a business process's are
+// refused in the handshake.
+func TestNodePeers(t *testing.T) {
 	t.Parallel()
 	b := mustInit(t, certs.InitOptions{})
 	serverPair, err := tls.LoadX509KeyPair(b.ServerCert, b.ServerKey)
@@ -106,7 +107,7 @@ func TestVerifyNodePeer(t *testing.T) {
 	}
 	roots := caPool(t, b)
 	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{serverPair}, ClientCAs: roots,
-		ClientAuth: tls.RequireAndVerifyClientCert, VerifyConnection: certs.VerifyNodePeer})
+		ClientAuth: tls.RequireAndVerifyClientCert, VerifyConnection: certs.NodePeers([]string{certs.DevClientName, "gw-2"})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,12 +142,21 @@ func TestVerifyNodePeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	aliceCert, aliceKey, err := certs.Issue(filepath.Dir(b.CACert), certs.IssueRequest{Kind: certs.KindClient, Name: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := tls.X509KeyPair(aliceCert, aliceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name  string
 		cert  tls.Certificate
 		admit bool
 	}{
-		{"client", pair(b.ClientCert, b.ClientKey), true},
+		{"client " + certs.DevClientName, pair(b.ClientCert, b.ClientKey), true},
+		{"client alice", alice, false},
 		{"agent", pair(b.AgentCert, b.AgentKey), false},
 		{"business", biz, false},
 	} {

@@ -249,7 +249,7 @@ func startDevTier(ctx context.Context, log *slog.Logger, o devOptions, bus *clus
 		if err != nil {
 			return nil, "", fmt.Errorf("cluster listener: %w", err)
 		}
-		tc.VerifyConnection = certs.VerifyNodePeer
+		tc.VerifyConnection = certs.NodePeers([]string{certs.DevClientName}) // dev's client certificate
 		c.TLS = credentials.NewTLS(tc)
 	}
 	t, err := startGatewayTier(ctx, log, bus, c)

@@ -48,6 +48,7 @@ func gatewayFlags(fs *pflag.FlagSet, d gateway.Config) {
 	fs.Int("max-streams", d.MaxStreams, "live streams published on this node at most")
 	fs.Float64("signups-per-minute", d.SignupsPerMinute, "player accounts and guests one client address may create per minute in the rooms system")
 	fs.Int("signup-burst", d.SignupBurst, "burst of --signups-per-minute")
+	fs.StringSlice("node-peer-names", d.NodePeerNames, "client certificate names that may call this node's cluster services and live relays (other nodes)")
 	fs.String("store-driver", d.StoreDriver, "database of the rooms system: sqlite or postgres")
 	fs.String("store-dsn", "", "PostgreSQL URL, or SQLite file (default DATA_DIR/croupier.db)")
 }

@@ -82,7 +82,7 @@ func joinGatewayTier(ctx context.Context, log *slog.Logger, cfg gateway.Config) 
 		if err != nil {
 			return nil, fmt.Errorf("cluster listener: %w (set --cluster-tls-ca/cert/key, or run `croupier certs init --dir %s`)", err, filepath.Join(cfg.DataDir, "certs"))
 		}
-		tc.VerifyConnection = certs.VerifyNodePeer
+		tc.VerifyConnection = certs.NodePeers(cfg.NodePeerNames)
 		tcfg.TLS = credentials.NewTLS(tc)
 	}
 	unlock := func() {}

@@ -52,6 +52,9 @@ type liveHostConfig struct {
 	// (RelayClientCert/Key); both sides require the other's.
 	RelayTLSCA, RelayTLSCert, RelayTLSKey string
 	RelayClientCert, RelayClientKey       string
+	// NodePeerNames are the client certificates admitted on the relay
+	// listener (certs.NodePeers).
+	NodePeerNames []string
 	// RelayOptional: the TLS files are defaults; if one is missing the
 	// node runs without relays (warned) instead of failing.
 	RelayOptional bool
@@ -101,7 +104,7 @@ func startLive(ctx context.Context, log *slog.Logger, cfg liveHostConfig, svc *r
 		if err != nil {
 			return nil, fmt.Errorf("live relay listener TLS: %w", err)
 		}
-		stls.VerifyConnection = certs.VerifyNodePeer
+		stls.VerifyConnection = certs.NodePeers(cfg.NodePeerNames)
 		ctls, err := tlsconf.ClientConfig(cfg.RelayTLSCA, cfg.RelayClientCert, cfg.RelayClientKey, "")
 		if err != nil {
 			return nil, fmt.Errorf("live relay client TLS: %w", err)
@@ -179,6 +182,7 @@ func gatewayLiveConfig(cfg gateway.Config, bus *cluster.Node) liveHostConfig {
 	l.RelayAddr, l.RelayAdvertise = cfg.RelayAddr, cfg.RelayAdvertise
 	l.RelayTLSCA, l.RelayTLSCert, l.RelayTLSKey = cfg.RelayTLSCA, cfg.RelayTLSCert, cfg.RelayTLSKey
 	l.RelayClientCert, l.RelayClientKey = cfg.RelayClientCert, cfg.RelayClientKey
+	l.NodePeerNames = cfg.NodePeerNames
 	l.RelayOptional = cfg.RelayTLSDefaulted()
 	return l
 }

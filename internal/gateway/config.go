@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/tlsconf"
 )
@@ -109,6 +110,11 @@ type Config struct {
 	// GuestJoin). Behind a proxy every client shares the proxy's address.
 	SignupsPerMinute float64 `koanf:"signups_per_minute"`
 	SignupBurst      int     `koanf:"signup_burst"`
+	// NodePeerNames are the client certificates (by name) that may call
+	// this node's cluster services and live relays — other nodes, which act
+	// with every room's full authority; default the name `croupier certs
+	// init` gives its client certificate, which nodes pull relays with.
+	NodePeerNames []string `koanf:"node_peer_names"`
 
 	// The gateway tier on several nodes (docs/cluster.md, "Gateway
 	// tier"); validated by validateCluster (cluster_config.go).
@@ -191,6 +197,7 @@ func DefaultConfig() Config {
 		Login:            config.DefaultLogin(),
 		SignupsPerMinute: 20,
 		SignupBurst:      20,
+		NodePeerNames:    []string{certs.DevClientName},
 		NATS:             "embedded",
 		ClusterAddr:      "127.0.0.1:0",
 		RelayAddr:        "127.0.0.1:0",
@@ -270,6 +277,14 @@ func (c *Config) Validate() error {
 	for _, it := range c.MetricsItems {
 		if it < 0 || it >= metricItems {
 			p = append(p, fmt.Sprintf("metrics_items %d: items are 0–%d", it, metricItems-1))
+		}
+	}
+	if len(c.NodePeerNames) == 0 || len(c.NodePeerNames) > 64 {
+		p = append(p, fmt.Sprintf("node_peer_names: 1 to 64 client certificate names, got %d", len(c.NodePeerNames)))
+	}
+	for _, n := range c.NodePeerNames {
+		if err := certs.CheckName(n); err != nil {
+			p = append(p, fmt.Sprintf("node_peer_names: %v", err))
 		}
 	}
 	if c.SignupsPerMinute <= 0 || c.SignupBurst < 1 {
