@@ -261,6 +261,9 @@ func normaliseFleet(f *croupierv1.Fleet) error {
 			if !validEnvName(k) || len(k) > 128 {
 				return invalidArg("runtime_configuration.server_processes[%d].environment: %.32q is not a variable name (letters, digits, '_', at most 128 bytes)", i, k)
 			}
+			if err := launchpath.CheckEnvName(k); err != nil {
+				return invalidArg("runtime_configuration.server_processes[%d].environment: %v (docs/fleet.md, Trust model)", i, err)
+			}
 			if err := checkText(fmt.Sprintf("runtime_configuration.server_processes[%d].environment[%s]", i, k), v, MaxEnvironmentBytes); err != nil {
 				return err
 			}

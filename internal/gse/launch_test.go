@@ -123,3 +123,40 @@ func (l *logRecorder) dump() string {
 	defer l.mu.Unlock()
 	return "agent log:\n" + strings.Join(*l.lines, "\n")
 }
+
+// TestLaunchRefusesLoaderEnvironment: a fleet that sets an environment
+// variable making the loader or a shell run other code (here BASH_ENV on a
+// bash wrapper inside a build directory, which bash expands and runs) is
+// not launched by the agent, even when the fleet reached it without the
+// server's check (written to the store directly, as an older server
+// would have); the allowed process of the same fleet runs.
+func TestLaunchRefusesLoaderEnvironment(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	builds := t.TempDir()
+	wrapper := filepath.Join(builds, "wrapper.sh")
+	mustNil(t, os.WriteFile(wrapper, []byte("#!/bin/bash\nexec sleep 60\n"), 0o755), "wrapper")
+	proof := filepath.Join(t.TempDir(), "ran")
+	f := &croupierv1.Fleet{FleetId: "f1", GameId: "g", Env: "prod", RuntimeConfiguration: &croupierv1.RuntimeConfiguration{
+		GameServerSessionActivationTimeoutSeconds: 30,
+		ServerProcesses: []*croupierv1.ServerProcess{
+			{LaunchPath: wrapper, ConcurrentExecutions: 1, Environment: map[string]string{"BASH_ENV": "$(id > " + proof + ")"}},
+			{LaunchPath: gsegameBin, ConcurrentExecutions: 1},
+		}}}
+	// The server refuses it...
+	if _, err := e.svc.CreateFleet(ctx(t), f); err == nil || !strings.Contains(err.Error(), "BASH_ENV is not allowed") {
+		t.Fatalf("CreateFleet with BASH_ENV: %v", err)
+	}
+	// ...and the agent does not run it if it is stored anyway.
+	mustNil(t, e.st.Fleets().Create(ctx(t), f), "store fleet")
+	logs := newLogRecorder()
+	cfg := e.config("a1")
+	cfg.BuildDirs = append(cfg.BuildDirs, builds)
+	cfg.Logger = slog.New(logs)
+	e.agent(cfg)
+	e.waitActive(1)
+	eventually(t, 20*time.Second, func() bool { return logs.count("cannot launch", "BASH_ENV is not allowed") >= 2 }, logs.dump)
+	if _, err := os.Stat(proof); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("BASH_ENV ran: %s exists (%v)", proof, err)
+	}
+}

@@ -239,6 +239,11 @@ func (a *Agent) start(s *slot) (*proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w; launching refused", err)
 	}
+	for k := range spec.GetEnvironment() { // as checked by the server, again here: the agent decides what it runs
+		if err := launchpath.CheckEnvName(k); err != nil {
+			return nil, fmt.Errorf("%w; launching refused", err)
+		}
+	}
 	outDir := filepath.Join(a.gseDir(), "logs", "out")
 	if err := os.MkdirAll(outDir, 0o750); err != nil {
 		return nil, err

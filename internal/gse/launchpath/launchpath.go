@@ -139,3 +139,39 @@ func trimPathErr(err error) error {
 	}
 	return err
 }
+
+// CheckEnvName refuses the environment variables a fleet may not set on
+// the processes it launches: those that make the dynamic loader, a shell
+// or a common language runtime load or run other code (LD_PRELOAD,
+// BASH_ENV, NODE_OPTIONS, ...), and those the agent sets itself
+// (CROUPIER_*, GSE_*). Without it the confinement of launch paths to the
+// build directories could be bypassed: a wrapper script with BASH_ENV, a
+// game with LD_PRELOAD, runs whatever the fleet's author names.
+func CheckEnvName(name string) error {
+	for _, p := range deniedEnvPrefixes {
+		if strings.HasPrefix(name, p) {
+			return fmt.Errorf("environment variable %s is not allowed: names starting with %s are the loader's, a shell's or the agent's", name, p)
+		}
+	}
+	if slices.Contains(deniedEnvNames, name) {
+		return fmt.Errorf("environment variable %s is not allowed: it makes a loader, shell or language runtime run other code than the launched executable", name)
+	}
+	return nil
+}
+
+// deniedEnvPrefixes and deniedEnvNames are CheckEnvName's list (docs/fleet.md,
+// Trust model).
+var (
+	deniedEnvPrefixes = []string{"LD_", "BASH_FUNC_", "CROUPIER_", "GSE_", "DYLD_"}
+	deniedEnvNames    = []string{
+		// Shells.
+		"BASH_ENV", "ENV", "PATH", "IFS", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH", "GLOBIGNORE", "PROMPT_COMMAND",
+		// glibc.
+		"GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF", "GLIBC_TUNABLES", "MALLOC_TRACE",
+		// Language runtimes.
+		"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "PERL5LIB", "PERLLIB", "PERL5OPT", "PERL5DB",
+		"RUBYOPT", "RUBYLIB", "NODE_OPTIONS", "NODE_PATH", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS",
+		"CLASSPATH", "LUA_PATH", "LUA_CPATH", "LUA_INIT", "DOTNET_STARTUP_HOOKS", "CORECLR_ENABLE_PROFILING",
+		"CORECLR_PROFILER", "CORECLR_PROFILER_PATH", "MONO_ENV_OPTIONS", "MONO_PATH",
+	}
+)
