@@ -7,11 +7,13 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -29,15 +31,43 @@ type Job struct {
 	run   *jobRun
 }
 
-// Progress reports how far the job is (0.0–1.0) with a message. It blocks
-// while the job's event buffer is full, and fails once ctx is done.
+// Progress reports how far the job is (0.0–1.0) with a message (cut to
+// MaxJobEventMessage bytes). It blocks while the job's event buffer is
+// full, and fails once ctx is done.
 func (j *Job) Progress(fraction float64, message string) error {
-	return j.run.emit(&croupierv1.JobEvent{Type: croupierv1.EventType_PROGRESS, Progress: clamp01(fraction), Message: message})
+	return j.run.emit(&croupierv1.JobEvent{Type: croupierv1.EventType_PROGRESS, Progress: clamp01(fraction), Message: clip(message)})
 }
 
-// Log adds a log line to the job's event stream.
+// Log adds a log line (cut to MaxJobEventMessage bytes) to the job's event
+// stream.
 func (j *Job) Log(message string) error {
-	return j.run.emit(&croupierv1.JobEvent{Type: croupierv1.EventType_LOG, Message: message})
+	return j.run.emit(&croupierv1.JobEvent{Type: croupierv1.EventType_LOG, Message: clip(message)})
+}
+
+// Limits of one job event, which the server enforces too: a message is cut
+// to MaxJobEventMessage bytes; a Data document, or a handler's result,
+// may encode to at most MaxJobEventData bytes (larger: Data fails, a
+// result ends the job with ERROR RESULT_TOO_LARGE).
+const (
+	MaxJobEventMessage = 64 << 10
+	MaxJobEventData    = 1 << 20
+)
+
+// maxReportBytes bounds the events sent in one report (at least one event
+// goes): far below the 4 MiB a gRPC message may carry by default.
+const maxReportBytes = 1 << 20
+
+// clip cuts s to MaxJobEventMessage bytes on a UTF-8 boundary.
+func clip(s string) string {
+	if len(s) <= MaxJobEventMessage {
+		return s
+	}
+	const mark = " …(cut)"
+	cut := MaxJobEventMessage - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 // Logf is Log with formatting.
@@ -49,6 +79,9 @@ func (j *Job) Data(v any) error {
 	s, err := ToStruct(v)
 	if err != nil {
 		return err
+	}
+	if n := proto.Size(s); n > MaxJobEventData {
+		return fmt.Errorf("sdk: job data of %d bytes encoded; at most %d", n, MaxJobEventData)
 	}
 	return j.run.emit(&croupierv1.JobEvent{Type: croupierv1.EventType_LOG, Message: "data", Data: s})
 }
@@ -134,11 +167,20 @@ func (r *jobRun) appendLocked(ev *croupierv1.JobEvent) {
 	signal(r.ready)
 }
 
-// batch returns up to n unacknowledged events.
+// batch returns up to n unacknowledged events, at most maxReportBytes of
+// them encoded (but at least one).
 func (r *jobRun) batch(n int) []*croupierv1.JobEvent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]*croupierv1.JobEvent(nil), r.pending[:min(n, len(r.pending))]...)
+	size, k := 0, 0
+	for k < min(n, len(r.pending)) {
+		size += proto.Size(r.pending[k])
+		if k > 0 && size > maxReportBytes {
+			break
+		}
+		k++
+	}
+	return append([]*croupierv1.JobEvent(nil), r.pending[:k]...)
 }
 
 // ack drops events up to seq; it reports whether the job is over and
@@ -206,7 +248,7 @@ func (js *jobs) execute(run *jobRun, job *Job, fn registered) {
 	run.mu.Unlock()
 	switch {
 	case reason != "":
-		run.end(&croupierv1.JobEvent{Type: croupierv1.EventType_CANCELED, Message: reason})
+		run.end(&croupierv1.JobEvent{Type: croupierv1.EventType_CANCELED, Message: clip(reason)})
 	case err != nil:
 		code := "FUNCTION_ERROR"
 		var fe *Error
@@ -215,7 +257,11 @@ func (js *jobs) execute(run *jobRun, job *Job, fn registered) {
 			err = errors.New(fe.Message)
 		}
 		data, _ := structpb.NewStruct(map[string]any{"error_code": code})
-		run.end(&croupierv1.JobEvent{Type: croupierv1.EventType_ERROR, Message: err.Error(), Data: data})
+		run.end(&croupierv1.JobEvent{Type: croupierv1.EventType_ERROR, Message: clip(err.Error()), Data: data})
+	case proto.Size(result) > MaxJobEventData:
+		data, _ := structpb.NewStruct(map[string]any{"error_code": "RESULT_TOO_LARGE"})
+		run.end(&croupierv1.JobEvent{Type: croupierv1.EventType_ERROR, Data: data,
+			Message: fmt.Sprintf("the job's result encodes to %d bytes; at most %d", proto.Size(result), MaxJobEventData)})
 	default:
 		run.end(&croupierv1.JobEvent{Type: croupierv1.EventType_DONE, Progress: 1, Message: "done", Data: result})
 	}

@@ -8,10 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 func progressEvent() *croupierv1.JobEvent {
@@ -236,5 +240,59 @@ func TestJobReportsShapeEvents(t *testing.T) {
 	}
 	if evs[3].GetType() != croupierv1.EventType_LOG || evs[3].GetData().GetFields()["sent"].GetNumberValue() != 4 {
 		t.Fatalf("data event %v", evs[3])
+	}
+}
+
+// TestJobEventLimits: a report carries at most maxReportBytes of events
+// (600 log lines of 9 KB went as one 5 MB report, over gRPC's 4 MiB, and
+// were retried for ever: nothing was ever delivered); a message is cut to
+// MaxJobEventMessage; Data over MaxJobEventData fails.
+func TestJobEventLimits(t *testing.T) {
+	t.Parallel()
+	r := newJobRun(context.Background(), "job_1")
+	job := &Job{Invocation: &Invocation{ID: "job_1"}, JobID: "job_1", run: r}
+	line := strings.Repeat("x", 9000)
+	for range 600 {
+		if err := job.Log(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	delivered := 0
+	for delivered < 600 {
+		evs := r.batch(500)
+		size := 0
+		for _, ev := range evs {
+			size += proto.Size(ev)
+		}
+		if len(evs) == 0 || size > maxReportBytes {
+			t.Fatalf("a batch of %d events, %d bytes (at most %d)", len(evs), size, maxReportBytes)
+		}
+		delivered += len(evs)
+		r.ack(evs[len(evs)-1].GetSeq())
+	}
+	if err := job.Log(strings.Repeat("é", MaxJobEventMessage)); err != nil {
+		t.Fatal(err)
+	}
+	if m := r.batch(1)[0].GetMessage(); len(m) > MaxJobEventMessage || !utf8.ValidString(m) || !strings.HasSuffix(m, "(cut)") {
+		t.Fatalf("a long message went as %d bytes (valid UTF-8: %v)", len(m), utf8.ValidString(m))
+	}
+	if err := job.Data(map[string]any{"x": strings.Repeat("x", MaxJobEventData)}); err == nil {
+		t.Fatal("Data accepted a document over MaxJobEventData")
+	}
+}
+
+// TestJobResultTooLarge: a handler's result over MaxJobEventData ends the
+// job with ERROR RESULT_TOO_LARGE, not a DONE event no report could carry.
+func TestJobResultTooLarge(t *testing.T) {
+	t.Parallel()
+	js := &jobs{c: New(Options{InstanceID: "i1", AgentAddr: "127.0.0.1:1"}), running: map[string]*jobRun{}}
+	r := newJobRun(context.Background(), "job_1")
+	big, _ := structpb.NewStruct(map[string]any{"x": strings.Repeat("x", MaxJobEventData)})
+	js.execute(r, &Job{Invocation: &Invocation{ID: "job_1"}, JobID: "job_1", run: r}, registered{
+		job: func(context.Context, *Job) (*structpb.Struct, error) { return big, nil }})
+	evs := r.batch(10)
+	last := evs[len(evs)-1]
+	if last.GetType() != croupierv1.EventType_ERROR || last.GetData().GetFields()["error_code"].GetStringValue() != "RESULT_TOO_LARGE" {
+		t.Fatalf("the job ended with %v", last)
 	}
 }

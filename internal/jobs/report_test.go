@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // TestReportSequence walks one job through its life: events are stored in
@@ -120,6 +123,19 @@ func TestReportRefusals(t *testing.T) {
 	// of the batch is stored.
 	_, err = h.report(id, ev(1, croupierv1.EventType_START, "s"), ev(2, croupierv1.EventType_DONE, "d"), ev(3, croupierv1.EventType_LOG, "x"))
 	wantStatus(t, err, codes.InvalidArgument, apierr.CodeInvalidArgument)
+	// So are events over the limits, and reports of too many events:
+	// checked before anything is stored.
+	big, _ := structpb.NewStruct(map[string]any{"x": strings.Repeat("x", MaxEventData)})
+	for name, evs := range map[string][]*croupierv1.JobEvent{
+		"long message": {ev(1, croupierv1.EventType_START, "s"), ev(2, croupierv1.EventType_LOG, strings.Repeat("m", MaxEventMessage+1))},
+		"large data":   {ev(1, croupierv1.EventType_START, "s"), {Seq: 2, Type: croupierv1.EventType_LOG, Data: big}},
+		"many events":  make([]*croupierv1.JobEvent, MaxEventsInReport+1),
+	} {
+		_, err = h.report(id, evs...)
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("%s: %v, want INVALID_ARGUMENT", name, err)
+		}
+	}
 	if evs := h.events(t, id); len(evs) != 0 {
 		t.Fatalf("a refused batch stored %d events", len(evs))
 	}

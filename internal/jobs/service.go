@@ -353,6 +353,9 @@ func (s *Service) settle(ctx context.Context, j *store.Job) (*store.Job, error) 
 
 // Report stores events a game server reported through agentID.
 func (s *Service) Report(ctx context.Context, req *croupierv1.ReportJobEventsRequest) (*croupierv1.ReportJobEventsResponse, error) {
+	if n := len(req.GetEvents()); n > MaxEventsInReport {
+		return nil, apierr.Newf(codes.InvalidArgument, apierr.CodeInvalidArgument, "%d events in one report; at most %d", n, MaxEventsInReport)
+	}
 	aj, j, err := s.load(ctx, req.GetJobId())
 	if err != nil {
 		return nil, err
@@ -423,6 +426,15 @@ type batch struct {
 
 // accept returns the events of a report that follow aj.lastSeq; aj.mu is
 // held.
+// Limits of what a game server reports (sdk.MaxJobEventMessage and
+// sdk.MaxJobEventData are the same; the SDK cuts and sends within them), checked
+// before anything is stored.
+const (
+	MaxEventMessage   = 64 << 10
+	MaxEventData      = 1 << 20
+	MaxEventsInReport = 1000
+)
+
 func accept(aj *activeJob, evs []*croupierv1.JobEvent) (batch, error) {
 	b := batch{progress: -1}
 	next := aj.lastSeq + 1
@@ -437,6 +449,12 @@ func accept(aj *activeJob, evs []*croupierv1.JobEvent) (batch, error) {
 		}
 		if b.end != nil {
 			return batch{}, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "events after the job's terminal event")
+		}
+		if len(ev.GetMessage()) > MaxEventMessage {
+			return batch{}, apierr.Newf(codes.InvalidArgument, apierr.CodeInvalidArgument, "event %d: message of %d bytes; at most %d", ev.GetSeq(), len(ev.GetMessage()), MaxEventMessage)
+		}
+		if n := proto.Size(ev.GetData()); n > MaxEventData {
+			return batch{}, apierr.Newf(codes.InvalidArgument, apierr.CodeInvalidArgument, "event %d: data of %d bytes encoded; at most %d", ev.GetSeq(), n, MaxEventData)
 		}
 		se, err := toStoreEvent(ev)
 		if err != nil {
