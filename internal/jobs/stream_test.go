@@ -200,7 +200,8 @@ func TestStreamPagesLongLogs(t *testing.T) {
 		evs = append(evs, progress(seq, float64(seq)/n))
 	}
 	evs = append(evs, ev(n, croupierv1.EventType_DONE, "d"))
-	h.mustReport(t, id, n, evs...)
+	h.mustReport(t, id, 500, evs[:500]...) // a report holds at most MaxEventsInReport
+	h.mustReport(t, id, n, evs[500:]...)
 	var got int64
 	err := h.svc.Stream(t.Context(), id, 0, func(e *croupierv1.JobEvent) error {
 		got++
