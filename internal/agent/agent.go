@@ -24,6 +24,7 @@ import (
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/buildinfo"
 	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/fieldlimit"
 	"github.com/croupier/croupier/internal/gse"
 	"github.com/croupier/croupier/internal/localpeer"
 	"github.com/croupier/croupier/internal/schema"
@@ -738,6 +739,16 @@ func (s localService) RegisterInstance(ctx context.Context, req *agentv1.Registe
 	id := req.GetInstanceId()
 	if id == "" {
 		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "instance_id is required")
+	}
+	// What the server's edge would refuse in the agent's registration is
+	// refused here, to the instance that sent it: accepted, it made every
+	// later update of this agent's instances fail, retried for ever.
+	if strings.Contains(id, "/") {
+		return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument,
+			fmt.Sprintf("instance_id %q may not contain '/' (instances are named agent/instance)", fieldlimit.Truncate(id, fieldlimit.QuoteMax)))
+	}
+	if err := fieldlimit.Check(req, nil); err != nil {
+		return nil, err
 	}
 	seen := map[string]bool{}
 	for _, d := range req.GetFunctions() {

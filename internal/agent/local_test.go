@@ -150,6 +150,13 @@ func TestRegisterInstanceRefusals(t *testing.T) {
 		msg  string
 	}{
 		{"no id", &agentv1.RegisterInstanceRequest{}, codes.InvalidArgument, apierr.CodeInvalidArgument, "instance_id is required"},
+		// What the server would refuse in the agent's registration (and
+		// then every update after it).
+		{"slash in id", &agentv1.RegisterInstanceRequest{InstanceId: "eu/1"}, codes.InvalidArgument, apierr.CodeInvalidArgument, "may not contain '/'"},
+		{"long id", &agentv1.RegisterInstanceRequest{InstanceId: strings.Repeat("x", 129)}, codes.InvalidArgument, apierr.CodeFieldLimit, "instance_id is 129 bytes"},
+		{"space in id", &agentv1.RegisterInstanceRequest{InstanceId: "gs 1"}, codes.InvalidArgument, apierr.CodeFieldLimit, "may not contain spaces"},
+		{"long label", &agentv1.RegisterInstanceRequest{InstanceId: "gs-1", Labels: map[string]string{"zone": strings.Repeat("v", 257)}},
+			codes.InvalidArgument, apierr.CodeFieldLimit, "labels[zone]"},
 		{"bad schema", &agentv1.RegisterInstanceRequest{InstanceId: "gs-1", Functions: []*croupierv1.FunctionDescriptor{bad}},
 			codes.InvalidArgument, apierr.CodeInvalidDescriptor, `descriptor "player.get"`},
 		{"listed twice", &agentv1.RegisterInstanceRequest{InstanceId: "gs-1", Functions: []*croupierv1.FunctionDescriptor{ok, ok}},

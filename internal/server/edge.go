@@ -8,6 +8,7 @@ import (
 
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/audit"
+	"github.com/croupier/croupier/internal/fieldlimit"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/rbac"
@@ -142,7 +143,7 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 		return ctx, nil, err
 	}
 	if m, ok := req.(proto.Message); ok {
-		if err := checkLimits(m, rule.limits); err != nil {
+		if err := fieldlimit.Check(m, rule.limits); err != nil {
 			return refuse(err)
 		}
 	}
@@ -206,7 +207,7 @@ func requireAgent(p principal.Principal, r rule, req any) error {
 	case p.Kind != principal.Agent:
 		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "%s is not an agent; this API serves agents only", p)
 	case r.agentSelf != nil && req != nil && r.agentSelf(req) != p.Name:
-		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "%s cannot act as agent %q", p, truncate(r.agentSelf(req), quoteMax))
+		return apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch, "%s cannot act as agent %q", p, fieldlimit.Truncate(r.agentSelf(req), fieldlimit.QuoteMax))
 	}
 	return nil
 }
@@ -223,11 +224,11 @@ func requireOperator(ctx context.Context) error {
 
 func (e *edge) record(ctx context.Context, p principal.Principal, n *auditNote, err error, start time.Time) {
 	if n.payload == nil && n.req != nil {
-		n.payload = idFields(n.req)
+		n.payload = fieldlimit.IDFields(n.req)
 	}
 	if rerr := e.audit.Record(ctx, audit.Entry{
 		Actor: p.String(), Action: n.action,
-		Game: truncate(n.game, maxIDBytes), Env: truncate(n.env, maxIDBytes), Function: truncate(n.fn, maxIDBytes),
+		Game: fieldlimit.Truncate(n.game, fieldlimit.MaxIDBytes), Env: fieldlimit.Truncate(n.env, fieldlimit.MaxIDBytes), Function: fieldlimit.Truncate(n.fn, fieldlimit.MaxIDBytes),
 		Payload: n.payload, SensitiveFields: n.sensitive, Err: err, Duration: time.Since(start), RequestID: requestID(ctx),
 	}); rerr != nil {
 		e.log.Error("audit record failed", "action", n.action, "err", rerr)
@@ -241,7 +242,7 @@ func (e *edge) record(ctx context.Context, p principal.Principal, n *auditNote, 
 type auditNote struct {
 	action        string
 	game, env, fn string
-	payload       any           // nil: the request's identifiers (idFields)
+	payload       any           // nil: the request's identifiers (fieldlimit.IDFields)
 	req           proto.Message // the request
 	sensitive     []string
 	skip          bool

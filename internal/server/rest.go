@@ -12,6 +12,7 @@ import (
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/fieldlimit"
 	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/telemetry"
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -70,7 +71,7 @@ func withErrorInfo(err error) error {
 	if st.Code() == codes.InvalidArgument {
 		code = apierr.CodeMalformedRequest
 	}
-	return apierr.New(st.Code(), code, truncate(st.Message(), 256))
+	return apierr.New(st.Code(), code, fieldlimit.Truncate(st.Message(), 256))
 }
 
 // restHandler serves the REST API under /api/v1: the unary methods of the

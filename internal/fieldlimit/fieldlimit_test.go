@@ -1,4 +1,4 @@
-package server
+package fieldlimit
 
 import (
 	"strings"
@@ -11,14 +11,14 @@ import (
 )
 
 func TestCheckLimits(t *testing.T) {
-	long := strings.Repeat("x", maxIDBytes+1)
+	long := strings.Repeat("x", MaxIDBytes+1)
 	payload, _ := structpb.NewStruct(map[string]any{"note": strings.Repeat("free text ", 100)})
 	for _, tc := range []struct {
 		name  string
 		req   proto.Message
 		field string // "" = accepted
 	}{
-		{"ids at the limit", &croupierv1.InvokeFunctionRequest{GameId: long[:maxIDBytes], Env: "prod", FunctionId: "player.ban"}, ""},
+		{"ids at the limit", &croupierv1.InvokeFunctionRequest{GameId: long[:MaxIDBytes], Env: "prod", FunctionId: "player.ban"}, ""},
 		{"payload is not an id", &croupierv1.InvokeFunctionRequest{GameId: "demo", Payload: payload}, ""},
 		{"long game_id", &croupierv1.InvokeFunctionRequest{GameId: long}, "game_id"},
 		{"space in an id", &croupierv1.InvokeFunctionRequest{FunctionId: "player ban"}, "function_id"},
@@ -35,7 +35,7 @@ func TestCheckLimits(t *testing.T) {
 		{"non-ASCII names and ids pass", &croupierv1.CreateRoleRequest{Name: "游戏管理员 👩\u200d💻", Permissions: []string{"函数:调用"}}, ""},
 		{"credentials are not ids", &croupierv1.RefreshRequest{RefreshToken: strings.Repeat("t", 2000)}, ""},
 	} {
-		err := checkLimits(tc.req, nil)
+		err := Check(tc.req, nil)
 		if tc.field == "" {
 			if err != nil {
 				t.Errorf("%s: refused: %v", tc.name, err)
@@ -50,16 +50,16 @@ func TestCheckLimits(t *testing.T) {
 			t.Errorf("%s: message is %d bytes: %q", tc.name, len(info.GetMessage()), info.GetMessage())
 		}
 	}
-	if err := checkLimits(&croupierv1.UpdateAssignmentRequest{GameId: long}, map[string]int{"game_id": 256}); err != nil {
+	if err := Check(&croupierv1.UpdateAssignmentRequest{GameId: long}, map[string]int{"game_id": 256}); err != nil {
 		t.Errorf("override: %v", err)
 	}
 }
 
 func TestTruncateKeepsRunes(t *testing.T) {
-	if got := truncate("ééé", 3); got != "é…" {
-		t.Fatalf("truncate: %q", got)
+	if got := Truncate("ééé", 3); got != "é…" {
+		t.Fatalf("Truncate: %q", got)
 	}
-	if got := truncate("abc", 3); got != "abc" {
-		t.Fatalf("truncate: %q", got)
+	if got := Truncate("abc", 3); got != "abc" {
+		t.Fatalf("Truncate: %q", got)
 	}
 }

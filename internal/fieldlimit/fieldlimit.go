@@ -1,4 +1,9 @@
-package server
+// Package fieldlimit bounds the identifiers, names and labels of a request
+// by their field names, wherever they sit in it: the edge checks every
+// request with it before authorisation and before anything is stored, and
+// the agent checks what game servers register with it, so that nothing it
+// forwards is refused upstream.
+package fieldlimit
 
 import (
 	"fmt"
@@ -20,10 +25,10 @@ import (
 //   - ids and keys — "id", "*_id", "*_ids", "*_key", "*_token" except the
 //     credentials (access_token, refresh_token), env, scope, role, username,
 //     serial, target_agent, instance, permissions, allowed_roles: at most
-//     maxIDBytes bytes of UTF-8 without spaces, control or invisible
+//     MaxIDBytes bytes of UTF-8 without spaces, control or invisible
 //     formatting characters (Unicode Cf: zero-width, bidirectional overrides),
 //     which would let an id look like another in a list or an audit row;
-//   - names — "name", "*_name": at most maxIDBytes, no control or
+//   - names — "name", "*_name": at most MaxIDBytes, no control or
 //     bidirectional-text control characters;
 //   - labels — map fields "labels" and "agent_selector": keys as ids, values at most
 //     maxLabelValueBytes without control characters.
@@ -32,11 +37,11 @@ import (
 // Payloads (google.protobuf.Struct) and free text are bounded only by the
 // request size (max_request_bytes).
 const (
-	maxIDBytes         = 128
+	MaxIDBytes         = 128
 	maxLabelValueBytes = 256
-	// quoteMax bounds how much of a refused value an error message or a log
+	// QuoteMax bounds how much of a refused value an error message or a log
 	// line quotes.
-	quoteMax = 32
+	QuoteMax = 32
 	// maxNesting bounds how deep the check follows nested messages.
 	maxNesting = 16
 )
@@ -72,9 +77,9 @@ func kindOf(name string) fieldKind {
 	return fieldOther
 }
 
-// checkLimits checks every identifier in m; overrides maps a field name to
+// Check checks every identifier in m; overrides maps a field name to
 // its own byte limit.
-func checkLimits(m proto.Message, overrides map[string]int) error {
+func Check(m proto.Message, overrides map[string]int) error {
 	return checkMessage(m.ProtoReflect(), "", overrides, 0)
 }
 
@@ -87,7 +92,7 @@ func checkMessage(m protoreflect.Message, prefix string, overrides map[string]in
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		name := string(fd.Name())
 		path := prefix + name
-		limit := maxIDBytes
+		limit := MaxIDBytes
 		if n, ok := overrides[name]; ok {
 			limit = n
 		}
@@ -96,7 +101,7 @@ func checkMessage(m protoreflect.Message, prefix string, overrides map[string]in
 			if kindOf(name) != fieldLabels || fd.MapKey().Kind() != protoreflect.StringKind || fd.MapValue().Kind() != protoreflect.StringKind {
 				if fd.MapValue().Kind() == protoreflect.MessageKind && !wellKnown(fd.MapValue().Message()) {
 					v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-						err = checkMessage(mv.Message(), path+"["+truncate(k.String(), quoteMax)+"].", overrides, depth+1)
+						err = checkMessage(mv.Message(), path+"["+Truncate(k.String(), QuoteMax)+"].", overrides, depth+1)
 						return err == nil
 					})
 				}
@@ -104,7 +109,7 @@ func checkMessage(m protoreflect.Message, prefix string, overrides map[string]in
 			}
 			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
 				if err = checkString(path+" key", k.String(), fieldID, limit); err == nil {
-					err = checkString(path+"["+truncate(k.String(), quoteMax)+"]", mv.String(), fieldName, maxLabelValueBytes)
+					err = checkString(path+"["+Truncate(k.String(), QuoteMax)+"]", mv.String(), fieldName, maxLabelValueBytes)
 				}
 				return err == nil
 			})
@@ -151,7 +156,7 @@ func wellKnown(md protoreflect.MessageDescriptor) bool {
 func checkString(field, s string, k fieldKind, limit int) error {
 	if len(s) > limit {
 		return apierr.New(codes.InvalidArgument, apierr.CodeFieldLimit,
-			fmt.Sprintf("%s is %d bytes; the limit is %d (value starts %q)", field, len(s), limit, truncate(s, quoteMax)),
+			fmt.Sprintf("%s is %d bytes; the limit is %d (value starts %q)", field, len(s), limit, Truncate(s, QuoteMax)),
 			"field", field, "limit", strconv.Itoa(limit))
 	}
 	if !utf8.ValidString(s) {
@@ -164,14 +169,14 @@ func checkString(field, s string, k fieldKind, limit int) error {
 				what = "spaces, control or invisible formatting characters"
 			}
 			return apierr.New(codes.InvalidArgument, apierr.CodeFieldLimit,
-				fmt.Sprintf("%s may not contain %s (U+%04X; value starts %+q)", field, what, r, truncate(s, quoteMax)), "field", field)
+				fmt.Sprintf("%s may not contain %s (U+%04X; value starts %+q)", field, what, r, Truncate(s, QuoteMax)), "field", field)
 		}
 	}
 	return nil
 }
 
-// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
-func truncate(s string, n int) string {
+// Truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
@@ -182,10 +187,10 @@ func truncate(s string, n int) string {
 	return s[:cut] + "…"
 }
 
-// idFields collects the identifiers of a request (truncated to maxIDBytes)
+// IDFields collects the identifiers of a request (truncated to MaxIDBytes)
 // for its audit row: what the call was about, never its secrets or
 // payload.
-func idFields(m proto.Message) map[string]any {
+func IDFields(m proto.Message) map[string]any {
 	out := map[string]any{}
 	collectIDs(m.ProtoReflect(), "", out, 0)
 	return out
@@ -208,11 +213,11 @@ func collectIDs(m protoreflect.Message, prefix string, out map[string]any, depth
 				l := v.List()
 				vals := make([]string, 0, min(l.Len(), 16))
 				for i := 0; i < l.Len() && i < 16; i++ {
-					vals = append(vals, truncate(l.Get(i).String(), maxIDBytes))
+					vals = append(vals, Truncate(l.Get(i).String(), MaxIDBytes))
 				}
 				out[prefix+name] = vals
 			} else {
-				out[prefix+name] = truncate(v.String(), maxIDBytes)
+				out[prefix+name] = Truncate(v.String(), MaxIDBytes)
 			}
 		}
 		return len(out) < 32
