@@ -159,7 +159,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	// transport of older SDKs) and the tunnel's conn transport, told apart
 	// by a connection's first bytes. Only processes of the agent's user (and
 	// root, and sdk_allow_uids) are admitted (sdkpeer.go).
-	a.sdkMux = tunnel.NewConnMux(newPeerListener(a.sdkLis, a.cfg.SDKAllowUIDs, a.log), a.sdkTunnel)
+	a.sdkMux = tunnel.NewConnMux(localpeer.NewListener(a.sdkLis, "SDK", a.cfg.SDKAllowUIDs, a.log), a.sdkTunnel)
 
 	handlers := tunnel.NewHandlerRegistry()
 	for _, err := range []error{

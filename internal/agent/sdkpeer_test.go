@@ -10,51 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/croupier/croupier/internal/localpeer"
 	"github.com/croupier/croupier/internal/tunnel"
 )
-
-// TestPeerListenerAdmits checks the decision on a pipe with a stand-in
-// for /proc: an allowed uid passes, another uid and an unknown user are
-// refused on the first read or write, and the connection is closed.
-func TestPeerListenerAdmits(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name  string
-		sock  localpeer.Socket
-		err   error
-		admit bool
-	}{
-		{"the agent's user", localpeer.Socket{UID: os.Getuid()}, nil, true},
-		{"root", localpeer.Socket{UID: 0}, nil, true},
-		{"listed", localpeer.Socket{UID: 1234}, nil, true},
-		{"another user", localpeer.Socket{UID: 4321}, nil, false},
-		{"unknown", localpeer.Socket{}, errors.New("/proc/net/tcp cannot be read here"), false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			l := newPeerListener(nil, []int{1234}, quietLog())
-			l.lookup = func(net.Addr, net.Addr) (localpeer.Socket, error) { return tc.sock, tc.err }
-			server, client := net.Pipe()
-			defer client.Close()
-			pc := &peerConn{Conn: server, l: l}
-			go func() { _, _ = client.Write([]byte("x")) }()
-			_, err := pc.Read(make([]byte, 1))
-			if tc.admit != (err == nil) {
-				t.Fatalf("first read: %v; want admitted %v", err, tc.admit)
-			}
-			if tc.admit {
-				return
-			}
-			if _, err := pc.Write([]byte("y")); err == nil {
-				t.Fatal("a write on a refused connection succeeded")
-			}
-			if _, err := client.Read(make([]byte, 1)); err == nil {
-				t.Fatal("the refused connection is still open")
-			}
-		})
-	}
-}
 
 // TestSDKPortRefusesOtherUsers connects to a real agent's SDK port from a
 // process of another user (nobody; starting it needs root) and from this

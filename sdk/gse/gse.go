@@ -37,6 +37,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/croupier/croupier/api/tencentcloud/gse/grpcsdk"
+	"github.com/croupier/croupier/internal/localpeer"
 )
 
 // DefaultAgentAddr is the agent's GSE endpoint (GSE's LOCAL_ADDRESS).
@@ -149,13 +150,16 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gse: listen for callbacks on %s: %w", s.opts.ListenAddr, err)
 	}
-	s.lis = lis
+	// Only the agent calls back (it runs as this process's user, or as
+	// root): another user of the host must not end the process or hand
+	// it a session of their own.
+	s.lis = localpeer.NewListener(lis, "GSE callback", nil, s.log)
 	s.srv = grpc.NewServer()
 	grpcsdk.RegisterGameServerGrpcSdkServiceServer(s.srv, s)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		_ = s.srv.Serve(lis)
+		_ = s.srv.Serve(s.lis)
 	}()
 	port := int32(lis.Addr().(*net.TCPAddr).Port)
 	err = s.check(ctx, "ProcessReady", func(ctx context.Context) (*grpcsdk.GseResponse, error) {

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -215,5 +218,49 @@ func TestHelperRefusesSession(t *testing.T) {
 	}, "the refused session to be ERROR")
 	if srv.Session() != nil {
 		t.Fatal("the helper kept a refused session")
+	}
+}
+
+// TestCallbackPortRefusesOtherUsers: the game's callback port (where the
+// agent says OnStartGameServerSession, OnProcessTerminate) closes a
+// connection from another user of the host (nobody; starting it needs
+// root) before reading it, and serves this process's user (the HTTP/2
+// server answers the preface with its settings).
+func TestCallbackPortRefusesOtherUsers(t *testing.T) {
+	t.Parallel()
+	if os.Getuid() != 0 {
+		t.Skip("starting a process as another user needs root")
+	}
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash here")
+	}
+	_, agent := setup(t)
+	srv, err := gse.New(gse.Options{AgentAddr: agent.Addr(), ClientPort: 7101, PID: pidBase + int(nextPID.Add(1))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// Sends the HTTP/2 preface and reads one byte, waiting up to 5 s: exit
+	// status 0 when the server answers, 1 when it closes the connection.
+	script := `trap '' PIPE; exec 3<>/dev/tcp/127.0.0.1/` + strconv.Itoa(srv.GRPCPort()) +
+		`; printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' >&3; read -t 5 -N 1 -u 3 _; exit $?`
+	run := func(uid uint32) int {
+		cmd := exec.Command("bash", "-c", script)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("uid %d: %v", uid, err)
+		}
+		return cmd.ProcessState.ExitCode()
+	}
+	if code := run(65534); code != 1 {
+		t.Errorf("another user's connection: exit status %d; want 1 (closed unread)", code)
+	}
+	if code := run(uint32(os.Getuid())); code != 0 {
+		t.Errorf("this user's connection: exit status %d; want 0 (answered)", code)
 	}
 }
