@@ -8,4 +8,3 @@ package agent
 // same network namespace, under another uid). The uid comes from the
 // kernel (localpeer: sock_diag, else /proc/net/tcp); where /proc/net/tcp
 // cannot be read the agent does not start (Start).
-

@@ -49,4 +49,3 @@ func TestListenerAdmits(t *testing.T) {
 		})
 	}
 }
-
