@@ -157,8 +157,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	// The SDK port carries both gRPC (LocalAgentService, and the stream
 	// transport of older SDKs) and the tunnel's conn transport, told apart
-	// by a connection's first bytes. Only processes of the agent's user (and
-	// root, and sdk_allow_uids) are admitted (sdkpeer.go).
+	// by a connection's first bytes.
 	//
 	// The SDK port trusts whoever connects: a game server registers instances,
 	// receives the invocations of its functions (their payloads) and answers
