@@ -774,6 +774,13 @@ func (s localService) RegisterInstance(ctx context.Context, req *agentv1.Registe
 			"instance "+id+" has no open tunnel to the agent; open it before registering")
 	}
 	a.instances.put(&instance{id: id, incarnation: req.GetIncarnation(), functions: req.GetFunctions(), labels: req.GetLabels()})
+	if !a.sdkTunnel.Connected(id) {
+		// The tunnel closed between the check above and the put: its
+		// OnDisconnect found nothing to remove, so the entry goes now.
+		a.instances.remove(id)
+		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeAgentNotConnected,
+			"instance "+id+" has no open tunnel to the agent; open it before registering")
+	}
 	a.log.Info("game-server instance registered", "instance", id, "functions", len(req.GetFunctions()))
 	return &agentv1.RegisterInstanceResponse{AgentId: a.cfg.ID, GameId: a.cfg.Game, Env: a.cfg.Env}, nil
 }
