@@ -188,15 +188,7 @@ func devTier(t *testing.T, out, dir, room string) {
 		t.Fatalf("dev printed no cluster address:\n%s", out)
 	}
 	certs := filepath.Join(dir, "certs")
-	tc, err := tlsconf.ClientConfig(filepath.Join(certs, "ca.crt"), filepath.Join(certs, "client.crt"), filepath.Join(certs, "client.key"), "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(credentials.NewTLS(tc)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := certConn(t, certs, "client", m[1])
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	nodes, err := clusterv1.NewClusterServiceClient(conn).GetNodes(ctx, &clusterv1.GetNodesRequest{OnlyAlive: true})
@@ -205,16 +197,7 @@ func devTier(t *testing.T, out, dir, room string) {
 	}
 	// The agent's certificate is the same CA's, but an agent is scoped to
 	// one game: it must not act with every room's authority.
-	atc, err := tlsconf.ClientConfig(filepath.Join(certs, "ca.crt"), filepath.Join(certs, "agent.crt"), filepath.Join(certs, "agent.key"), "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	aconn, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(credentials.NewTLS(atc)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer aconn.Close()
-	if _, err := datav1.NewDataSyncServiceClient(aconn).SyncRoomState(ctx, &datav1.SyncRoomStateRequest{RoomId: room,
+	if _, err := datav1.NewDataSyncServiceClient(certConn(t, certs, "agent", m[1])).SyncRoomState(ctx, &datav1.SyncRoomStateRequest{RoomId: room,
 		State: &datav1.RoomState{Status: "playing", CurrentTime: 7, Rate: 1}, SourceNodeId: "agent"}); status.Code(err) != codes.Unavailable {
 		t.Fatalf("SyncRoomState with the agent's certificate: %v, want the handshake refused (UNAVAILABLE)", err)
 	}
@@ -330,4 +313,20 @@ func devLiveRefused(t *testing.T, env []string, out, room string) {
 		}
 		time.Sleep(200 * time.Millisecond) // the row is written after the refusal; bounded by deadline
 	}
+}
+
+// certConn dials addr with mTLS as the certificate NAME.crt of the
+// `croupier certs init` directory certs (closed when the test ends).
+func certConn(t *testing.T, certs, name, addr string) *grpc.ClientConn {
+	t.Helper()
+	tc, err := tlsconf.ClientConfig(filepath.Join(certs, "ca.crt"), filepath.Join(certs, name+".crt"), filepath.Join(certs, name+".key"), "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }

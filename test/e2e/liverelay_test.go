@@ -11,10 +11,7 @@ import (
 	"connectrpc.com/connect"
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	streamv1 "github.com/croupier/croupier/api/synctv/stream/v1"
-	"github.com/croupier/croupier/internal/tlsconf"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
 
@@ -144,18 +141,9 @@ func relayRefusesAgents(t *testing.T, certs, addr string) {
 		name string
 		want codes.Code
 	}{{"client", codes.OK}, {"agent", codes.Unavailable}} {
-		tc, err := tlsconf.ClientConfig(filepath.Join(certs, "ca.crt"), filepath.Join(certs, c.name+".crt"), filepath.Join(certs, c.name+".key"), "localhost")
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
-		if err != nil {
-			t.Fatal(err)
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err = streamv1.NewStreamRelayServiceClient(conn).GetStreamStatus(ctx, &streamv1.GetStreamStatusRequest{StreamKey: "no-room/none"})
+		_, err := streamv1.NewStreamRelayServiceClient(certConn(t, certs, c.name, addr)).GetStreamStatus(ctx, &streamv1.GetStreamStatusRequest{StreamKey: "no-room/none"})
 		cancel()
-		_ = conn.Close()
 		if status.Code(err) != c.want {
 			t.Fatalf("relay GetStreamStatus with the %s certificate: %v, want %v", c.name, err, c.want)
 		}
