@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"slices"
@@ -49,16 +50,25 @@ func IdentityFromRequest(r *http.Request) (Identity, error) {
 // whose callers act with every room's full authority: it admits only
 // client certificates named in names — the nodes' — and refuses every
 // other certificate the CA signs: an operator's (scoped to what their
-// roles grant), an agent's (one game), a business process's.
-func NodePeers(names []string) func(tls.ConnectionState) error {
+// roles grant), an agent's (one game), a business process's. revoked
+// (nil: none) reports whether the certificate with a serial (Serial) is on
+// the revocation list; such a certificate is refused too.
+func NodePeers(names []string, revoked func(serial string) bool) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
 		id, err := IdentityFromTLS(&cs)
 		if err != nil {
 			return err
 		}
-		if id.Kind == KindClient && slices.Contains(names, id.Name) {
-			return nil
+		if id.Kind != KindClient || !slices.Contains(names, id.Name) {
+			return fmt.Errorf("%s certificate %q may not call a node's cluster or relay services: nodes present a client certificate named in node_peer_names (%v)", id.Kind, id.Name, names)
 		}
-		return fmt.Errorf("%s certificate %q may not call a node's cluster or relay services: nodes present a client certificate named in node_peer_names (%v)", id.Kind, id.Name, names)
+		if serial := Serial(cs.VerifiedChains[0][0]); revoked != nil && revoked(serial) {
+			return fmt.Errorf("the certificate of %s %q (serial %s) is revoked", id.Kind, id.Name, serial)
+		}
+		return nil
 	}
 }
+
+// Serial is how the revocation list names a certificate: its serial
+// number in lower-case hex, as `croupier certs revoke --serial` takes it.
+func Serial(c *x509.Certificate) string { return c.SerialNumber.Text(16) }

@@ -97,17 +97,30 @@ func TestIdentityFromTLSNeedsVerifiedChain(t *testing.T) {
 // TestNodePeers serves TLS as the node listeners do and connects with
 // certificates the CA issues: the client certificate named as a node peer
 // is admitted; another operator's, an agent's and a business process's are
-// refused in the handshake.
+// refused in the handshake, and so is a node's whose serial is revoked.
 func TestNodePeers(t *testing.T) {
 	t.Parallel()
 	b := mustInit(t, certs.InitOptions{})
+	gw2Cert, gw2Key, err := certs.Issue(filepath.Dir(b.CACert), certs.IssueRequest{Kind: certs.KindClient, Name: "gw-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw2, err := tls.X509KeyPair(gw2Cert, gw2Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw2Leaf, err := x509.ParseCertificate(gw2.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := func(serial string) bool { return serial == certs.Serial(gw2Leaf) }
 	serverPair, err := tls.LoadX509KeyPair(b.ServerCert, b.ServerKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	roots := caPool(t, b)
 	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{serverPair}, ClientCAs: roots,
-		ClientAuth: tls.RequireAndVerifyClientCert, VerifyConnection: certs.NodePeers([]string{certs.DevClientName, "gw-2"})})
+		ClientAuth: tls.RequireAndVerifyClientCert, VerifyConnection: certs.NodePeers([]string{certs.DevClientName, "gw-2"}, revoked)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +169,7 @@ func TestNodePeers(t *testing.T) {
 		admit bool
 	}{
 		{"client " + certs.DevClientName, pair(b.ClientCert, b.ClientKey), true},
+		{"client gw-2, revoked", gw2, false},
 		{"client alice", alice, false},
 		{"agent", pair(b.AgentCert, b.AgentKey), false},
 		{"business", biz, false},

@@ -251,7 +251,7 @@ func showCert(w io.Writer, file string, c *x509.Certificate, now time.Time) erro
 	row("file", file)
 	row("subject", c.Subject.String())
 	row("issuer", c.Issuer.String())
-	row("serial", c.SerialNumber.Text(16))
+	row("serial", certs.Serial(c))
 	if c.IsCA {
 		row("role", "certificate authority")
 	} else if id, err := certs.IdentityFromCert(c); err == nil {

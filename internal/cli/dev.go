@@ -19,6 +19,7 @@ import (
 	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/gateway"
+	"github.com/croupier/croupier/internal/revocation"
 	"github.com/croupier/croupier/internal/secfile"
 	"github.com/croupier/croupier/internal/server"
 	"github.com/croupier/croupier/internal/tlsconf"
@@ -166,7 +167,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	}
 	shutdown = append(shutdown, stopGateway)
 
-	tier, tierNote, err := startDevTier(ctx, log.With("part", "gateway-tier"), o, srv.Bus(), bundle)
+	tier, tierNote, err := startDevTier(ctx, log.With("part", "gateway-tier"), o, srv.Bus(), bundle, srv.Revocations())
 	if err != nil {
 		return err
 	}
@@ -234,22 +235,22 @@ Press Ctrl-C to stop.
 
 // startDevTier makes dev's rooms a one-node gateway tier on the server's
 // embedded NATS (bus), serving the cluster services on o.clusterAddr with
-// mTLS from the dev CA. It returns nil (and says why) without rooms or a
-// bus.
-func startDevTier(ctx context.Context, log *slog.Logger, o devOptions, bus *cluster.Node, bundle *certs.Bundle) (*gatewayTier, string, error) {
+// mTLS from the dev CA, refusing the certificates on rv, the server's
+// revocation list. It returns nil (and says why) without rooms or a bus.
+func startDevTier(ctx context.Context, log *slog.Logger, o devOptions, bus *cluster.Node, bundle *certs.Bundle, rv *revocation.List) (*gatewayTier, string, error) {
 	if o.roomsAddr == "" {
 		return nil, "off (no rooms)", nil
 	}
 	if bus == nil {
 		return nil, "off (the server runs no NATS)", nil
 	}
-	c := tierConfig{Addr: o.clusterAddr, Replicas: 1}
+	c := tierConfig{Addr: o.clusterAddr, Replicas: 1, Revocations: rv}
 	if c.Addr != "" {
 		tc, err := tlsconf.ServerConfig(bundle.CACert, bundle.ServerCert, bundle.ServerKey, true)
 		if err != nil {
 			return nil, "", fmt.Errorf("cluster listener: %w", err)
 		}
-		tc.VerifyConnection = certs.NodePeers([]string{certs.DevClientName}) // dev's client certificate
+		tc.VerifyConnection = certs.NodePeers([]string{certs.DevClientName}, rv.Revoked) // dev's client certificate
 		c.TLS = credentials.NewTLS(tc)
 	}
 	t, err := startGatewayTier(ctx, log, bus, c)

@@ -15,7 +15,9 @@ import (
 	"github.com/croupier/croupier/internal/config"
 	"github.com/croupier/croupier/internal/gateway"
 	"github.com/croupier/croupier/internal/gatewayops"
+	"github.com/croupier/croupier/internal/revocation"
 	"github.com/croupier/croupier/internal/roomcluster"
+	"github.com/croupier/croupier/internal/store"
 	"github.com/croupier/croupier/sdk"
 )
 
@@ -87,8 +89,26 @@ this node alone.`,
 			if err := cfg.Validate(); err != nil { // fills the gateway tier's defaults
 				return err
 			}
+			// The rooms' database also holds the certificate revocation list
+			// (the server's, where they share the database): the node and
+			// business listeners refuse what it names.
+			var st *store.Store
+			var rv *revocation.List
+			if cfg.RoomsAddr != "" {
+				if st, err = openRoomsStore(cmd.Context(), log.With("part", "rooms"), cfg.StoreDriver, cfg.StoreDSN, cfg.DataDir); err != nil {
+					return err
+				}
+				defer st.Close() // last: after every part that uses it stopped
+				rv = revocation.New(st.Revocations(), log.With("part", "revocations"))
+				stop, err := rv.Follow(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer stop()
+				gw.CheckRevoked(rv.Revoked)
+			}
 			if cfg.NATS != "off" {
-				tier, err := joinGatewayTier(cmd.Context(), log.With("part", "gateway-tier"), cfg)
+				tier, err := joinGatewayTier(cmd.Context(), log.With("part", "gateway-tier"), cfg, rv)
 				if err != nil {
 					return err
 				}
@@ -97,8 +117,8 @@ this node alone.`,
 			}
 			if cfg.RoomsAddr != "" {
 				rh, err := startRooms(cmd.Context(), g.logger().With("part", "rooms"), roomsHostConfig{Addr: cfg.RoomsAddr,
-					TLSCert: cfg.RoomsTLSCert, TLSKey: cfg.RoomsTLSKey, StoreDriver: cfg.StoreDriver, StoreDSN: cfg.StoreDSN, DataDir: cfg.DataDir,
-					Live: gatewayLiveConfig(cfg, natsBus), Bus: bus, Tier: natsBus, LoginThrottle: cfg.Login.Throttle(),
+					TLSCert: cfg.RoomsTLSCert, TLSKey: cfg.RoomsTLSKey, Store: st,
+					Live: gatewayLiveConfig(cfg, natsBus, rv), Bus: bus, Tier: natsBus, LoginThrottle: cfg.Login.Throttle(),
 					SignupsPerMinute: cfg.SignupsPerMinute, SignupBurst: cfg.SignupBurst})
 				if err != nil {
 					return err

@@ -16,6 +16,7 @@ import (
 	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/gateway"
+	"github.com/croupier/croupier/internal/revocation"
 	"github.com/croupier/croupier/internal/roomcluster"
 	"github.com/croupier/croupier/internal/tlsconf"
 )
@@ -49,7 +50,7 @@ type gatewayTier struct {
 
 // joinGatewayTier connects to the bus and prepares the room cluster node;
 // the rooms system starts it (roomsHostConfig.Bus), then serve.
-func joinGatewayTier(ctx context.Context, log *slog.Logger, cfg gateway.Config) (*gatewayTier, error) {
+func joinGatewayTier(ctx context.Context, log *slog.Logger, cfg gateway.Config, rv *revocation.List) (*gatewayTier, error) {
 	ccfg := cluster.Config{
 		NodeID: cfg.NodeID, DataDir: filepath.Join(cfg.DataDir, "gateway"), Logger: log,
 		Listen: cfg.NATSListen, ClusterName: cfg.NATSClusterName, ClusterListen: cfg.NATSClusterListen,
@@ -66,7 +67,7 @@ func joinGatewayTier(ctx context.Context, log *slog.Logger, cfg gateway.Config) 
 			ccfg.TLS = tc
 		}
 	}
-	tcfg := tierConfig{Addr: cfg.ClusterAddr, Advertise: cfg.ClusterAdvertise, Replicas: cfg.ClusterReplicas}
+	tcfg := tierConfig{Addr: cfg.ClusterAddr, Advertise: cfg.ClusterAdvertise, Replicas: cfg.ClusterReplicas, Revocations: rv}
 	if tcfg.Addr != "" && cfg.ClusterTLSDefaulted() {
 		for _, f := range []string{cfg.ClusterTLSCA, cfg.ClusterTLSCert, cfg.ClusterTLSKey} {
 			if _, err := os.Stat(f); err != nil {
@@ -82,7 +83,7 @@ func joinGatewayTier(ctx context.Context, log *slog.Logger, cfg gateway.Config) 
 		if err != nil {
 			return nil, fmt.Errorf("cluster listener: %w (set --cluster-tls-ca/cert/key, or run `croupier certs init --dir %s`)", err, filepath.Join(cfg.DataDir, "certs"))
 		}
-		tc.VerifyConnection = certs.NodePeers(cfg.NodePeerNames)
+		tc.VerifyConnection = certs.NodePeers(cfg.NodePeerNames, rv.Revoked)
 		tcfg.TLS = credentials.NewTLS(tc)
 	}
 	unlock := func() {}
@@ -118,6 +119,9 @@ type tierConfig struct {
 	// listener's).
 	Addr, Advertise string
 	TLS             credentials.TransportCredentials
+	// Revocations refuses revoked certificates on the listener's calls
+	// (nil: no list).
+	Revocations *revocation.List
 	// Replicas of the room log and buckets (at most the NATS servers).
 	Replicas int
 }
@@ -151,7 +155,7 @@ func startGatewayTier(ctx context.Context, log *slog.Logger, bus *cluster.Node, 
 		return nil, err
 	}
 	if ln != nil {
-		t.gs = grpc.NewServer(grpc.Creds(c.TLS), grpc.MaxRecvMsgSize(1<<20))
+		t.gs = grpc.NewServer(append(c.Revocations.ServerOptions(), grpc.Creds(c.TLS), grpc.MaxRecvMsgSize(1<<20))...)
 		t.node.Register(t.gs)
 		t.served = make(chan error, 1)
 		go func() { t.served <- t.gs.Serve(ln) }()

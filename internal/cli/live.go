@@ -15,6 +15,7 @@ import (
 	"github.com/croupier/croupier/internal/cluster"
 	"github.com/croupier/croupier/internal/gateway"
 	"github.com/croupier/croupier/internal/live"
+	"github.com/croupier/croupier/internal/revocation"
 	"github.com/croupier/croupier/internal/rooms"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/nats-io/nats.go/jetstream"
@@ -55,6 +56,9 @@ type liveHostConfig struct {
 	// NodePeerNames are the client certificates admitted on the relay
 	// listener (certs.NodePeers).
 	NodePeerNames []string
+	// Revocations refuses revoked certificates on the relay listener (nil:
+	// no list, e.g. no database).
+	Revocations *revocation.List
 	// RelayOptional: the TLS files are defaults; if one is missing the
 	// node runs without relays (warned) instead of failing.
 	RelayOptional bool
@@ -104,7 +108,7 @@ func startLive(ctx context.Context, log *slog.Logger, cfg liveHostConfig, svc *r
 		if err != nil {
 			return nil, fmt.Errorf("live relay listener TLS: %w", err)
 		}
-		stls.VerifyConnection = certs.NodePeers(cfg.NodePeerNames)
+		stls.VerifyConnection = certs.NodePeers(cfg.NodePeerNames, cfg.Revocations.Revoked)
 		ctls, err := tlsconf.ClientConfig(cfg.RelayTLSCA, cfg.RelayClientCert, cfg.RelayClientKey, "")
 		if err != nil {
 			return nil, fmt.Errorf("live relay client TLS: %w", err)
@@ -124,7 +128,7 @@ func startLive(ctx context.Context, log *slog.Logger, cfg liveHostConfig, svc *r
 		lcfg.RelayDial = func(addr string) (*grpc.ClientConn, error) {
 			return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(ctls)))
 		}
-		h.relay = grpc.NewServer(grpc.Creds(credentials.NewTLS(stls)))
+		h.relay = grpc.NewServer(append(cfg.Revocations.ServerOptions(), grpc.Creds(credentials.NewTLS(stls)))...)
 	}
 	if h.node, err = live.New(lcfg); err != nil {
 		return nil, err
@@ -172,7 +176,7 @@ func gatewayLiveFlags(fs *pflag.FlagSet, d gateway.Config) {
 
 // gatewayLiveConfig is the live configuration of `croupier gateway`; bus
 // is the gateway tier's (nil with nats off: a node alone).
-func gatewayLiveConfig(cfg gateway.Config, bus *cluster.Node) liveHostConfig {
+func gatewayLiveConfig(cfg gateway.Config, bus *cluster.Node, rv *revocation.List) liveHostConfig {
 	l := liveHostConfig{RTMPAddr: cfg.RTMPAddr, MaxStreams: cfg.MaxStreams,
 		RTMPSAddr: cfg.RTMPSAddr, RTMPSTLSCert: cfg.RTMPSTLSCert, RTMPSTLSKey: cfg.RTMPSTLSKey}
 	if bus == nil {
@@ -182,7 +186,7 @@ func gatewayLiveConfig(cfg gateway.Config, bus *cluster.Node) liveHostConfig {
 	l.RelayAddr, l.RelayAdvertise = cfg.RelayAddr, cfg.RelayAdvertise
 	l.RelayTLSCA, l.RelayTLSCert, l.RelayTLSKey = cfg.RelayTLSCA, cfg.RelayTLSCert, cfg.RelayTLSKey
 	l.RelayClientCert, l.RelayClientKey = cfg.RelayClientCert, cfg.RelayClientKey
-	l.NodePeerNames = cfg.NodePeerNames
+	l.NodePeerNames, l.Revocations = cfg.NodePeerNames, rv
 	l.RelayOptional = cfg.RelayTLSDefaulted()
 	return l
 }

@@ -36,6 +36,10 @@ type roomsHostConfig struct {
 	// DataDir holds the SQLite file when StoreDSN is empty (default
 	// config.DefaultDataDir()).
 	DataDir string
+	// Store, when set, is the rooms' store, open and migrated
+	// (openRoomsStore), which the caller keeps owning; nil: startRooms
+	// opens the one StoreDriver/StoreDSN name and Stop closes it.
+	Store *store.Store
 	// Live configures the node's live streams.
 	Live liveHostConfig
 	// Bus joins the rooms to the gateway tier (nil: this node only).
@@ -55,33 +59,27 @@ type roomsHostConfig struct {
 // roomsHost runs the rooms system (docs/rooms.md): its store, service and
 // HTTP listener. It owns the serving goroutine; Stop ends it.
 type roomsHost struct {
-	st    *store.Store
-	audit *audit.Log
-	svc   *rooms.Service
-	srv   *roomsrpc.Server
-	live  *liveHost
-	done  chan error
+	closeStore func() error // closes the store startRooms opened (none given)
+	audit      *audit.Log
+	svc        *rooms.Service
+	srv        *roomsrpc.Server
+	live       *liveHost
+	done       chan error
 }
 
-func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*roomsHost, error) {
-	if cfg.StoreDriver == store.DriverSQLite && cfg.StoreDSN == "" {
-		dir := cfg.DataDir
-		if dir == "" {
-			dir = config.DefaultDataDir()
+func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (_ *roomsHost, err error) {
+	st, closeStore := cfg.Store, func() error { return nil }
+	if st == nil {
+		if st, err = openRoomsStore(ctx, log, cfg.StoreDriver, cfg.StoreDSN, cfg.DataDir); err != nil {
+			return nil, err
 		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("data dir: %w", err)
+		closeStore = st.Close
+	}
+	defer func() {
+		if err != nil {
+			_ = closeStore()
 		}
-		cfg.StoreDSN = filepath.Join(dir, "croupier.db")
-	}
-	st, err := store.Open(ctx, store.Config{Driver: cfg.StoreDriver, DSN: cfg.StoreDSN, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	if err := st.Migrate(ctx); err != nil {
-		_ = st.Close()
-		return nil, err
-	}
+	}()
 	// The gateway's metrics (rooms and live), on the rooms listener's
 	// GET /metrics (docs/observability.md).
 	reg := prometheus.NewRegistry()
@@ -91,7 +89,6 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 	// anyone can attempt one; see liveAuditor).
 	alog, err := audit.Open(ctx, audit.Config{Store: st, Logger: log.With("part", "audit")})
 	if err != nil {
-		_ = st.Close()
 		return nil, err
 	}
 	rcfg := rooms.Config{Store: st, Logger: log, Registerer: reg, LoginThrottle: cfg.LoginThrottle,
@@ -102,14 +99,12 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 	svc, err := rooms.New(ctx, rcfg)
 	if err != nil {
 		_ = alog.Close()
-		_ = st.Close()
 		return nil, err
 	}
 	if cfg.Tier != nil {
 		if err := svc.ShareThrottles(cfg.Tier.Conn(), cfg.Tier.ID()); err != nil {
 			svc.Close()
 			_ = alog.Close()
-			_ = st.Close()
 			return nil, err
 		}
 	}
@@ -121,7 +116,6 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		if err != nil {
 			svc.Close()
 			_ = alog.Close()
-			_ = st.Close()
 			return nil, err
 		}
 	}
@@ -130,7 +124,6 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 	if err != nil {
 		svc.Close()
 		_ = alog.Close()
-		_ = st.Close()
 		return nil, err
 	}
 	svc.OnStreamKeyChange(ln.node.StreamKeyChanged)
@@ -146,13 +139,36 @@ func startRooms(ctx context.Context, log *slog.Logger, cfg roomsHostConfig) (*ro
 		ln.Close()
 		svc.Close()
 		_ = alog.Close()
-		_ = st.Close()
 		return nil, err
 	}
-	h := &roomsHost{st: st, audit: alog, svc: svc, srv: srv, live: ln, done: make(chan error, 1)}
+	h := &roomsHost{closeStore: closeStore, audit: alog, svc: svc, srv: srv, live: ln, done: make(chan error, 1)}
 	go func() { h.done <- srv.Serve() }()
 	log.Info("rooms listening", "url", srv.URL())
 	return h, nil
+}
+
+// openRoomsStore opens and migrates the rooms system's database: driver
+// and dsn as configured, the SQLite file DATA_DIR/croupier.db when dsn is
+// empty.
+func openRoomsStore(ctx context.Context, log *slog.Logger, driver, dsn, dataDir string) (*store.Store, error) {
+	if driver == store.DriverSQLite && dsn == "" {
+		if dataDir == "" {
+			dataDir = config.DefaultDataDir()
+		}
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		dsn = filepath.Join(dataDir, "croupier.db")
+	}
+	st, err := store.Open(ctx, store.Config{Driver: driver, DSN: dsn, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return st, nil
 }
 
 // URL is the base URL of the rooms listener.
@@ -167,7 +183,7 @@ func (h *roomsHost) Stop(ctx context.Context) error {
 	if serr := <-h.done; err == nil {
 		err = serr
 	}
-	return errors.Join(err, h.audit.Close(), h.st.Close())
+	return errors.Join(err, h.audit.Close(), h.closeStore())
 }
 
 // demoRoomName is the room `croupier dev` creates on first start.

@@ -52,7 +52,10 @@ type Gateway struct {
 
 	clientLn   net.Listener
 	businessLn net.Listener
-	wg         sync.WaitGroup // business accept loop and per-business goroutines
+	// revoked reports whether a business certificate is on the revocation
+	// list (CheckRevoked; nil: no list).
+	revoked func(serial string) bool
+	wg      sync.WaitGroup // business accept loop and per-business goroutines
 
 	mu      sync.Mutex
 	conns   map[*business]struct{}
@@ -178,20 +181,30 @@ func (g *Gateway) listenBusiness() (net.Listener, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("gateway business TLS: %w", err)
 	}
-	tc.VerifyConnection = verifyBusinessCert
+	tc.VerifyConnection = g.verifyBusinessCert
 	return tls.NewListener(ln, tc), nil
 }
 
+// CheckRevoked has the business listener (with mTLS) refuse certificates
+// revoked reports on (by certs.Serial), as the server's revocation list
+// does; call it before Start. A business connected before the revocation
+// stays connected until it reconnects.
+func (g *Gateway) CheckRevoked(revoked func(serial string) bool) { g.revoked = revoked }
+
 // verifyBusinessCert admits only business certificates (croupier certs
-// issue business): an agent's or an operator's certificate from the same
-// CA must not let its holder drive every player connection.
-func verifyBusinessCert(cs tls.ConnectionState) error {
+// issue business) that are not revoked: an agent's or an operator's
+// certificate from the same CA must not let its holder drive every player
+// connection.
+func (g *Gateway) verifyBusinessCert(cs tls.ConnectionState) error {
 	id, err := certs.IdentityFromTLS(&cs)
 	if err != nil {
 		return fmt.Errorf("business listener: %w", err)
 	}
 	if id.Kind != certs.KindBusiness {
 		return fmt.Errorf("business listener: a %s certificate (%s) cannot connect as a business process; issue one with \"croupier certs issue business --name NAME\"", id.Kind, id.Name)
+	}
+	if serial := certs.Serial(cs.VerifiedChains[0][0]); g.revoked != nil && g.revoked(serial) {
+		return fmt.Errorf("business listener: the certificate of business %q (serial %s) is revoked", id.Name, serial)
 	}
 	return nil
 }

@@ -250,3 +250,45 @@ func TestBusinessMutualTLS(t *testing.T) {
 		}
 	}
 }
+
+// A business certificate on the revocation list (Gateway.CheckRevoked, as
+// `croupier gateway` wires the list of its database) is refused in the
+// handshake; another business certificate of the CA still registers.
+func TestBusinessRevokedCertificate(t *testing.T) {
+	t.Parallel()
+	b, pairs, pool := croupierCA(t)
+	certPEM, keyPEM, err := certs.Issue(b.Dir, certs.IssueRequest{Kind: certs.KindBusiness, Name: "chat-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokedPair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(revokedPair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := gateway.DefaultConfig()
+	cfg.ClientAddr, cfg.BusinessAddr, cfg.ServerID = "127.0.0.1:0", "127.0.0.1:0", 7
+	cfg.BusinessTLSCA, cfg.BusinessTLSCert, cfg.BusinessTLSKey = b.CACert, b.ServerCert, b.ServerKey
+	g, err := gateway.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.CheckRevoked(func(serial string) bool { return serial == certs.Serial(leaf) })
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+
+	if err := handshakeErr(t, g.BusinessAddr(), pool, &revokedPair); err == nil || !strings.Contains(err.Error(), "bad certificate") {
+		t.Errorf("business with a revoked certificate: %v, want a bad certificate alert", err)
+	}
+	conn, err := tls.Dial("tcp", g.BusinessAddr(), &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pairs["business"]}, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatalf("business with a certificate not revoked: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	(&biz{t: t, conn: conn, r: bufio.NewReader(conn)}).mustRegister(1)
+}

@@ -57,9 +57,10 @@ func (r *List) Load(ctx context.Context) error {
 	return nil
 }
 
-// Revoked reports whether the certificate with serial is revoked.
+// Revoked reports whether the certificate with serial (certs.Serial) is
+// revoked. A nil List holds nothing.
 func (r *List) Revoked(serial string) bool {
-	if serial == "" {
+	if r == nil || serial == "" {
 		return false
 	}
 	r.mu.RLock()
@@ -141,7 +142,7 @@ func (c *Service) RevokeCertificate(ctx context.Context, req *croupierv1.RevokeC
 		if err != nil {
 			return nil, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "certificate_pem: "+err.Error())
 		}
-		serial = cert.SerialNumber.Text(16)
+		serial = certs.Serial(cert)
 		if id, err := certs.IdentityFromCert(cert); err == nil {
 			subject = id.String()
 		}

@@ -38,7 +38,7 @@ func (a authenticator) principalOfTLS(cs *tls.ConnectionState) (principal.Princi
 			return principal.Principal{}, apierr.Newf(codes.PermissionDenied, apierr.CodeScopeMismatch,
 				"a %s certificate cannot call Croupier APIs; use an agent or client certificate", id.Kind)
 		}
-		p.CertSerial = cs.VerifiedChains[0][0].SerialNumber.Text(16)
+		p.CertSerial = certs.Serial(cs.VerifiedChains[0][0])
 		a.certs.put(cs, p)
 	}
 	// Every call: a certificate can be revoked while its connection lives.

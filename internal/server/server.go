@@ -476,6 +476,11 @@ func (s *Server) Registry() *registry.Registry { return s.registry }
 // Bus is the node's cluster bus; nil with nats off.
 func (s *Server) Bus() *cluster.Node { return s.bus }
 
+// Revocations is the node's certificate revocation list (current at once
+// for revocations made through this node, within revocation.Refresh for
+// the others'), for listeners beside the server's that admit certificates.
+func (s *Server) Revocations() *revocation.List { return s.revocations }
+
 func addrOf(l net.Listener) string {
 	if l == nil {
 		return ""

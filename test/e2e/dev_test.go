@@ -93,6 +93,7 @@ func TestDev(t *testing.T) {
 
 	env := []string{"CROUPIER_PROFILE=" + filepath.Join(dir, "client.yaml")}
 	devLiveRefused(t, env, p.output(), rooms[2])
+	devTierRevoked(t, env, p.output(), dir)
 
 	out, code := run(t, env, "registry", "list")
 	for _, fn := range []string{"player.get", "player.ban", "player.grant_item", "mail.broadcast"} {
@@ -220,6 +221,38 @@ func devTier(t *testing.T, out, dir, room string) {
 		if pb := ev.GetPlayback(); pb.GetRoomId() == room && ev.GetSeq() > 0 && strings.Contains(string(pb.GetData()), `"position":42`) {
 			return
 		}
+	}
+}
+
+// devTierRevoked checks that the cluster listener refuses a node
+// certificate once `croupier certs revoke` put it on the server's list: a
+// second certificate named as dev's node peer is admitted, then revoked;
+// the connection it made is refused its next call (CERTIFICATE_REVOKED) and
+// a new one the handshake.
+func devTierRevoked(t *testing.T, env []string, out, dir string) {
+	t.Helper()
+	m := regexp.MustCompile(`cluster gRPC\s+(\S+)\s+\(ClusterService`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("dev printed no cluster address:\n%s", out)
+	}
+	certs := filepath.Join(dir, "certs")
+	if out, code := run(t, env, "certs", "issue", "client", "--name", "operator", "--ca-dir", certs, "--out", filepath.Join(certs, "node2")); code != 0 {
+		t.Fatalf("certs issue: exit %d\n%s", code, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs := clusterv1.NewClusterServiceClient(certConn(t, certs, "node2", m[1]))
+	if _, err := cs.GetNodes(ctx, &clusterv1.GetNodesRequest{}); err != nil {
+		t.Fatalf("GetNodes with a second node certificate: %v", err)
+	}
+	if out, code := run(t, env, "certs", "revoke", filepath.Join(certs, "node2.crt"), "--reason", "e2e"); code != 0 {
+		t.Fatalf("certs revoke: exit %d\n%s", code, out)
+	}
+	if _, err := cs.GetNodes(ctx, &clusterv1.GetNodesRequest{}); status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("GetNodes on the revoked certificate's connection: %v, want UNAUTHENTICATED (revoked)", err)
+	}
+	if _, err := clusterv1.NewClusterServiceClient(certConn(t, certs, "node2", m[1])).GetNodes(ctx, &clusterv1.GetNodesRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("GetNodes on a new connection with the revoked certificate: %v, want the handshake refused (UNAVAILABLE)", err)
 	}
 }
 

@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"database/sql"
+	"encoding/pem"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,7 +23,9 @@ import (
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 )
 
 // tierNode is one `croupier gateway` process of the gateway tier.
@@ -84,6 +88,16 @@ func TestGatewayTierTwoProcesses(t *testing.T) {
 		t.Fatalf("certs init: %s", out)
 	}
 	db := filepath.Join(dir, "rooms.db")
+	// A second node certificate, revoked before the nodes start (the row
+	// `croupier certs revoke` writes where server and gateways share the
+	// database): each node loads the list before it serves.
+	if out, code := run(t, nil, "migrate", "--store-driver", "sqlite", "--store-dsn", db); code != 0 {
+		t.Fatalf("migrate: %s", out)
+	}
+	if out, code := run(t, nil, "certs", "issue", "client", "--name", "operator", "--ca-dir", certs, "--out", filepath.Join(certs, "node2")); code != 0 {
+		t.Fatalf("certs issue: %s", out)
+	}
+	revokeInDB(t, db, filepath.Join(certs, "node2.crt"))
 	a := startTierNode(t, dir, certs, db, "gwa", "--nats", "embedded", "--nats-listen", "127.0.0.1:0")
 	b := startTierNode(t, dir, certs, db, "gwb", "--nats", "external", "--nats-url", a.nats)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -167,6 +181,9 @@ func TestGatewayTierTwoProcesses(t *testing.T) {
 	if !slices.Equal(ids, []string{"gwa", "gwb"}) {
 		t.Fatalf("GetNodes on B: %v, want [gwa gwb]", ids)
 	}
+	if _, err := clusterv1.NewClusterServiceClient(certConn(t, certs, "node2", b.grpcs)).GetNodes(ctx, &clusterv1.GetNodesRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("GetNodes on B with a revoked node certificate: %v, want the handshake refused (UNAVAILABLE)", err)
+	}
 	// A playback change another node makes through B is in the audit log
 	// (croupier gateway passes its audit log to the node), with the
 	// caller's certificate as actor and the node id it claims.
@@ -216,4 +233,32 @@ func TestGatewayTierTwoProcesses(t *testing.T) {
 	}
 	b.proc.stop() // B first: its NATS is A's
 	a.proc.stop()
+}
+
+// revokeInDB puts the certificate in certFile on the revocation list of
+// the SQLite database db, as `croupier certs revoke` does through a server
+// on that database.
+func revokeInDB(t *testing.T, db, certFile string) {
+	t.Helper()
+	pemBytes, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		t.Fatalf("%s: no PEM block", certFile)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqldb, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqldb.Close()
+	if _, err := sqldb.Exec(`INSERT INTO revoked_certificates (serial, subject, reason, revoked_by, revoked_at) VALUES (?, '', 'e2e', 'e2e', ?)`,
+		cert.SerialNumber.Text(16), time.Now().UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,0 +1,89 @@
+package revocation
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/certs"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+)
+
+// The gateway's node listeners (cluster services, live relays) and its
+// business listener admit callers by their certificate alone. They check
+// the same list as the server: certs.NodePeers takes Revoked for the
+// handshake, ServerOptions refuses every later call of a connection made
+// before a revocation, and a gateway that does not serve
+// CertificateService keeps its copy current with Follow.
+
+// Follow loads the list and then reloads it from the store every Refresh
+// until stop is called, which waits for the reloading goroutine. A failed
+// first load is returned (nothing is started); a failed reload keeps the
+// list as it was and logs a warning.
+func (r *List) Follow(ctx context.Context) (stop func(), err error) {
+	if err := r.Load(ctx); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(Refresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := r.Load(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("reload revoked certificates", "err", err)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// ServerOptions are the interceptors of a gRPC server whose callers are
+// authenticated by their client certificate alone: each call (and each
+// stream as it opens) whose certificate is on the list is refused with
+// UNAUTHENTICATED, CERTIFICATE_REVOKED — also on a connection made before
+// the revocation, which the handshake check (certs.NodePeers) let in. A
+// stream already open runs on. A nil List refuses nothing.
+func (r *List) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := r.checkPeer(ctx); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := r.checkPeer(ss.Context()); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
+	}
+}
+
+// checkPeer refuses a call whose verified client certificate is revoked.
+func (r *List) checkPeer(ctx context.Context) error {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return nil // the listener's TLS config decides who gets this far
+	}
+	if serial := certs.Serial(info.State.VerifiedChains[0][0]); r.Revoked(serial) {
+		return apierr.New(codes.Unauthenticated, apierr.CodeCertificateRevoked,
+			fmt.Sprintf("the certificate of this node (serial %s) is revoked", serial), "serial", serial)
+	}
+	return nil
+}
