@@ -35,6 +35,7 @@ func serverFlags(fs *pflag.FlagSet, d config.Server) {
 	fs.Duration("job-orphan-grace", d.JobOrphanGrace, "how long a running job's agent may stay away before the job fails")
 	fs.Duration("job-retention", d.JobRetention, "finished jobs older than this are pruned")
 	fs.Int("job-keep", d.JobKeep, "the newest finished jobs always kept")
+	fs.Int64("job-max-event-bytes", d.JobMaxEventBytes, "a job's event budget: events past it are acknowledged but not stored, but for the terminal one (message and data bytes, and 128 per event)")
 	fs.String("admin-user", d.AdminUser, "administrator created at start when an admin password is set")
 	fs.Duration("access-token-ttl", d.AccessTokenTTL, "lifetime of access tokens")
 	fs.Duration("refresh-token-ttl", d.RefreshTokenTTL, "lifetime of refresh tokens")

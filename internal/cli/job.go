@@ -123,6 +123,7 @@ func watchJob(cmd *cobra.Command, g *globals, conn *grpc.ClientConn, id string, 
 	}
 	bar := output != "json" && isTerminal(g.stdout)
 	var last *croupierv1.JobEvent
+	expect := max(from, 1) // the seq after the last printed: a gap is events not stored
 	for {
 		ev, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -135,6 +136,13 @@ func watchJob(cmd *cobra.Command, g *globals, conn *grpc.ClientConn, id string, 
 			return callError(err)
 		}
 		last = ev
+		if gap := ev.GetSeq() - expect; gap > 0 && output != "json" {
+			if bar {
+				fmt.Fprint(g.stdout, "\r\033[K")
+			}
+			fmt.Fprintf(g.stdout, "… %d event(s) not stored: the job went over its event budget (docs/jobs.md)\n", gap)
+		}
+		expect = ev.GetSeq() + 1
 		switch {
 		case output == "json":
 			b, _ := protoJSON(ev, protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}, false)

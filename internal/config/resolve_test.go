@@ -242,7 +242,8 @@ func TestParseScope(t *testing.T) {
 // today. idempotency_window 0 makes every InvokeFunction/InvokeJob with an
 // idempotency key fail with INTERNAL (store.Idempotency.Begin refuses a
 // non-positive ttl), and a negative job_orphan_grace, job_retention or
-// job_keep silently changes job lifetimes.
+// job_keep silently changes job lifetimes, and a job event budget too small
+// for any event stores none.
 func TestServerResolveRejectsBadDurations(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -254,6 +255,7 @@ func TestServerResolveRejectsBadDurations(t *testing.T) {
 		{"job_orphan_grace", func(c *config.Server) { c.JobOrphanGrace = -time.Second }, "job_orphan_grace"},
 		{"job_retention", func(c *config.Server) { c.JobRetention = -time.Hour }, "job_retention"},
 		{"job_keep", func(c *config.Server) { c.JobKeep = -1 }, "job_keep"},
+		{"job_max_event_bytes", func(c *config.Server) { c.JobMaxEventBytes = 100 }, "job_max_event_bytes"},
 	}
 	for _, tt := range tests {
 		c := validServer()

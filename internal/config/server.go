@@ -51,6 +51,11 @@ type Server struct {
 	// always keeping the newest JobKeep.
 	JobRetention time.Duration `koanf:"job_retention"`
 	JobKeep      int           `koanf:"job_keep"`
+	// JobMaxEventBytes is a job's event budget: once its stored events
+	// weigh this much (message and data bytes, and 128 per event), its
+	// further events are acknowledged but not stored, except the terminal
+	// one (docs/jobs.md).
+	JobMaxEventBytes int64 `koanf:"job_max_event_bytes"`
 	// AdminUser and AdminPassword bootstrap an administrator at start when
 	// the password is set (CROUPIER_ADMIN_PASSWORD); an existing user keeps
 	// its password and gets the admin role.
@@ -129,6 +134,7 @@ func DefaultServer() Server {
 		JobOrphanGrace:    time.Minute,
 		JobRetention:      7 * 24 * time.Hour,
 		JobKeep:           1000,
+		JobMaxEventBytes:  32 << 20, // jobs.DefaultMaxEventBytes
 		AdminUser:         "admin",
 		AccessTokenTTL:    15 * time.Minute,
 		RefreshTokenTTL:   30 * 24 * time.Hour,
@@ -209,6 +215,9 @@ func (c *Server) Resolve() error {
 	}
 	if c.JobOrphanGrace < 0 || c.JobRetention < 0 || c.JobKeep < 0 {
 		p = append(p, "job_orphan_grace, job_retention and job_keep must not be negative")
+	}
+	if c.JobMaxEventBytes < 4096 {
+		p = append(p, fmt.Sprintf("job_max_event_bytes %d must be at least 4096 (a job's terminal event is stored whatever the budget; e.g. 33554432 for 32 MiB)", c.JobMaxEventBytes))
 	}
 	switch c.NATS {
 	case "embedded", "off":

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +199,49 @@ func TestReportAfterRestart(t *testing.T) {
 	}
 	h.mustReport(t, id, 4, progress(2, 0.5), progress(3, 0.75), ev(4, croupierv1.EventType_DONE, "done"))
 	h.wantEnded(t, id, store.JobCompleted, "")
+}
+
+// TestReportEventBudget: once a job's stored events would weigh more than
+// Config.MaxEventBytes, an event that does not fit is acknowledged but not
+// stored (the job's progress still follows it), one that fits still is,
+// the budget is read back from the store after a restart, and the terminal
+// event is stored whatever the budget.
+func TestReportEventBudget(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) { c.MaxEventBytes = 1000 })
+	id := h.startRunning(t)
+	cost := func(e *croupierv1.JobEvent) int64 {
+		se, err := toStoreEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.EventCost(se)
+	}
+	start, big, over, p := ev(1, croupierv1.EventType_START, "s"), ev(2, croupierv1.EventType_LOG, strings.Repeat("a", 500)),
+		ev(3, croupierv1.EventType_LOG, strings.Repeat("b", 300)), progress(4, 0.5)
+	if cost(start)+cost(big)+cost(over) <= 1000 || cost(start)+cost(big)+cost(p) > 1000 {
+		t.Fatal("the events do not exercise the budget; fix the test")
+	}
+	h.mustReport(t, id, 4, start, big, over, p)
+	j := h.job(t, id)
+	if j.LastSeq != 4 || j.Progress != 0.5 || j.EventBytes != cost(start)+cost(big)+cost(p) {
+		t.Fatalf("job last_seq %d progress %v event_bytes %d; want 4, 0.5, %d", j.LastSeq, j.Progress, j.EventBytes, cost(start)+cost(big)+cost(p))
+	}
+	// A report whose every event is dropped still moves the job on.
+	h.mustReport(t, id, 5, progress(5, 0.75))
+	if j := h.job(t, id); j.LastSeq != 5 || j.Progress != 0.75 {
+		t.Fatalf("after a report of dropped events: last_seq %d progress %v; want 5, 0.75", j.LastSeq, j.Progress)
+	}
+
+	h.restart(t)
+	h.mustReport(t, id, 7, ev(6, croupierv1.EventType_LOG, strings.Repeat("c", 300)),
+		withData(ev(7, croupierv1.EventType_DONE, strings.Repeat("d", 300)), map[string]any{"sent": 1}))
+	h.wantEnded(t, id, store.JobCompleted, "")
+	var seqs []int64
+	for _, e := range h.events(t, id) {
+		seqs = append(seqs, e.Seq)
+	}
+	if fmt.Sprint(seqs) != "[1 2 4 7]" {
+		t.Fatalf("stored events %v, want [1 2 4 7]: what fits, and the terminal event", seqs)
+	}
 }

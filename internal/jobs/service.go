@@ -74,7 +74,14 @@ type Config struct {
 	Logger    *slog.Logger
 	// Metrics receives job event counts; nil records nothing.
 	Metrics *telemetry.Metrics
+	// MaxEventBytes is a job's event budget: once its stored events weigh
+	// this much (store.EventCost), its further events are acknowledged but
+	// not stored, except the terminal one. 0 means DefaultMaxEventBytes.
+	MaxEventBytes int64
 }
+
+// DefaultMaxEventBytes is the default Config.MaxEventBytes.
+const DefaultMaxEventBytes = 32 << 20
 
 // Service implements the job methods of FunctionService.
 type Service struct {
@@ -106,6 +113,8 @@ type activeJob struct {
 	incarnation string
 	status      string
 	lastSeq     int64
+	eventBytes  int64 // store.Job.EventBytes as this node knows it
+	overBudget  bool  // an event was not stored for the budget (logged once)
 	absentSince time.Time
 	// since is when this node began waiting for the job to start: its
 	// creation, or its loading after a restart. A job not started within
@@ -130,6 +139,9 @@ const resyncAfter = time.Minute
 func New(cfg Config, st Store, prep Preparer, caller Caller, reg Registry) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxEventBytes <= 0 {
+		cfg.MaxEventBytes = DefaultMaxEventBytes
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, store: st, prep: prep, caller: caller, reg: reg,
 		notify: newNotifier(), now: time.Now, active: map[string]*activeJob{}, ctx: context.Background()}
@@ -313,7 +325,7 @@ func (s *Service) load(ctx context.Context, id string) (*activeJob, *store.Job, 
 	}
 	agent, instance, _ := strings.Cut(j.Instance, "/")
 	aj = &activeJob{id: j.ID, agent: agent, instance: instance, incarnation: j.Incarnation, status: j.Status,
-		lastSeq: j.LastSeq, since: s.now(), synced: s.now(), unconfirmed: j.Status == store.JobRunning && j.Incarnation == ""}
+		lastSeq: j.LastSeq, eventBytes: j.EventBytes, since: s.now(), synced: s.now(), unconfirmed: j.Status == store.JobRunning && j.Incarnation == ""}
 	s.mu.Lock()
 	if existing, ok := s.active[id]; ok {
 		aj = existing
@@ -343,7 +355,7 @@ func (s *Service) settle(ctx context.Context, j *store.Job) (*store.Job, error) 
 		return j, nil
 	}
 	aj := &activeJob{id: j.ID, incarnation: j.Incarnation, status: j.Status, lastSeq: j.LastSeq}
-	if err := s.record(ctx, aj, nil, j.Incarnation, false, -1, ev); err != nil {
+	if err := s.record(ctx, aj, batch{progress: -1, end: ev}); err != nil {
 		return nil, err
 	}
 	s.log.Warn("job status settled from its stored terminal event", "job", j.ID, "status", to)
@@ -378,18 +390,23 @@ func (s *Service) Report(ctx context.Context, req *croupierv1.ReportJobEventsReq
 			s.forget(aj.id)
 			return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
 		}
-		b, err := accept(aj, req.GetEvents())
+		b, err := accept(aj, req.GetEvents(), s.cfg.MaxEventBytes)
 		if err == nil {
-			if len(b.events) == 0 {
+			if b.through == 0 {
 				return &croupierv1.ReportJobEventsResponse{AckedSeq: aj.lastSeq, Status: aj.status}, nil
 			}
-			inc := aj.incarnation
-			if inc == "" {
+			b.incarnation = aj.incarnation
+			if b.incarnation == "" {
 				// The dispatch has not recorded it yet (or a crash lost it):
 				// the instance's current process is the one reporting.
-				inc = s.currentIncarnation(aj)
+				b.incarnation = s.currentIncarnation(aj)
 			}
-			if err = s.record(ctx, aj, b.events, inc, b.started, b.progress, b.end); err == nil {
+			if b.dropped > 0 && !aj.overBudget {
+				aj.overBudget = true
+				s.log.Warn("job over its event budget: its further events are not stored, but for the terminal one", "job", aj.id,
+					"event_bytes", aj.eventBytes, "max_event_bytes", s.cfg.MaxEventBytes)
+			}
+			if err = s.record(ctx, aj, b); err == nil {
 				aj.unconfirmed, aj.synced = false, s.now()
 				s.notify.notify(aj.id)
 				if store.IsTerminal(aj.status) {
@@ -416,12 +433,19 @@ func (s *Service) Report(ctx context.Context, req *croupierv1.ReportJobEventsReq
 // job does not explain it.
 type errWrite struct{ error }
 
-// batch is the new part of a report.
+// batch is the new part of a report, and what it changes in the job.
 type batch struct {
-	events   []store.Event
+	events []store.Event // to store
+	// through is the seq of the report's last new event (0: none), stored
+	// or not; dropped counts the new events not stored (the job is over its
+	// event budget).
+	through  int64
+	dropped  int
 	started  bool
 	progress float64 // -1: no progress event
 	end      *croupierv1.JobEvent
+	// incarnation runs the job (empty: the one the job has).
+	incarnation string
 }
 
 // accept returns the events of a report that follow aj.lastSeq; aj.mu is
@@ -435,9 +459,14 @@ const (
 	MaxEventsInReport = 1000
 )
 
-func accept(aj *activeJob, evs []*croupierv1.JobEvent) (batch, error) {
+// A non-terminal event that does not fit in what is left of the job's
+// event budget, maxBytes (counting the events before it in the report),
+// is acknowledged (through) but not stored (dropped); the job's status and
+// progress still follow it. The terminal event is always stored.
+func accept(aj *activeJob, evs []*croupierv1.JobEvent, maxBytes int64) (batch, error) {
 	b := batch{progress: -1}
 	next := aj.lastSeq + 1
+	weight := aj.eventBytes
 	for _, ev := range evs {
 		if ev.GetSeq() < next {
 			continue // already stored: a re-send after a lost acknowledgement
@@ -460,7 +489,14 @@ func accept(aj *activeJob, evs []*croupierv1.JobEvent) (batch, error) {
 		if err != nil {
 			return batch{}, apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "event data: "+err.Error())
 		}
-		b.events = append(b.events, se)
+		_, terminal := terminalStatus(ev.GetType())
+		if cost := store.EventCost(se); terminal || weight+cost <= maxBytes {
+			b.events = append(b.events, se)
+			weight += cost
+		} else {
+			b.dropped++
+		}
+		b.through = next
 		next++
 		switch ev.GetType() {
 		case croupierv1.EventType_START:
@@ -468,7 +504,7 @@ func accept(aj *activeJob, evs []*croupierv1.JobEvent) (batch, error) {
 		case croupierv1.EventType_PROGRESS:
 			b.progress = ev.GetProgress()
 		}
-		if _, ok := terminalStatus(ev.GetType()); ok {
+		if terminal {
 			b.end = ev
 		}
 	}
@@ -484,6 +520,7 @@ func (s *Service) resync(ctx context.Context, aj *activeJob) error {
 		return err
 	}
 	aj.lastSeq = max(aj.lastSeq, j.LastSeq)
+	aj.eventBytes = max(aj.eventBytes, j.EventBytes)
 	if j.Incarnation != "" {
 		aj.incarnation = j.Incarnation
 	}
@@ -511,18 +548,24 @@ func (s *Service) currentIncarnation(aj *activeJob) string {
 // one transaction, so that no crash leaves a START or terminal event stored
 // without its status (or a running job without the incarnation that runs
 // it); aj.mu is held.
-func (s *Service) record(ctx context.Context, aj *activeJob, batch []store.Event, inc string, started bool, progress float64, end *croupierv1.JobEvent) error {
+func (s *Service) record(ctx context.Context, aj *activeJob, b batch) error {
 	var fields []store.JobField
-	to := aj.status
-	if started && aj.status == store.JobPending {
+	to, inc, end := aj.status, b.incarnation, b.end
+	if inc == "" {
+		inc = aj.incarnation
+	}
+	if b.started && aj.status == store.JobPending {
 		to = store.JobRunning
 		fields = append(fields, store.SetStartedAt(s.now()))
 	}
 	if inc != aj.incarnation {
 		fields = append(fields, store.SetIncarnation(inc))
 	}
-	if progress >= 0 {
-		fields = append(fields, store.SetProgress(progress))
+	if b.progress >= 0 {
+		fields = append(fields, store.SetProgress(b.progress))
+	}
+	if b.dropped > 0 {
+		fields = append(fields, store.SkipThrough(b.through))
 	}
 	if end != nil {
 		to, _ = terminalStatus(end.GetType())
@@ -531,11 +574,11 @@ func (s *Service) record(ctx context.Context, aj *activeJob, batch []store.Event
 		case store.JobCompleted:
 			fields = append(fields, store.SetProgress(1))
 			if end.GetData() != nil {
-				b, err := json.Marshal(end.GetData().AsMap())
+				res, err := json.Marshal(end.GetData().AsMap())
 				if err != nil {
 					return err
 				}
-				fields = append(fields, store.SetResult(b))
+				fields = append(fields, store.SetResult(res))
 			}
 		case store.JobFailed:
 			code := end.GetData().GetFields()["error_code"].GetStringValue()
@@ -549,19 +592,21 @@ func (s *Service) record(ctx context.Context, aj *activeJob, batch []store.Event
 	}
 	var err error
 	if to == aj.status && len(fields) == 0 {
-		err = s.store.Jobs().AppendEvents(ctx, aj.id, batch)
+		err = s.store.Jobs().AppendEvents(ctx, aj.id, b.events)
 	} else {
-		err = s.store.Jobs().AppendEventsWithStatus(ctx, aj.id, batch, to, fields...)
+		err = s.store.Jobs().AppendEventsWithStatus(ctx, aj.id, b.events, to, fields...)
 	}
 	if err != nil {
 		return err
 	}
-	for _, e := range batch {
+	for _, e := range b.events {
 		s.cfg.Metrics.JobEvent(croupierv1.EventType(e.Type).String())
+		aj.eventBytes += store.EventCost(e)
 	}
-	if len(batch) > 0 {
-		aj.lastSeq = batch[len(batch)-1].Seq
+	if len(b.events) > 0 {
+		aj.lastSeq = b.events[len(b.events)-1].Seq
 	}
+	aj.lastSeq = max(aj.lastSeq, b.through)
 	aj.incarnation, aj.status = inc, to
 	return nil
 }
@@ -587,7 +632,7 @@ func (s *Service) finish(aj *activeJob, to string, typ croupierv1.EventType, cod
 	data, _ := structpb.NewStruct(map[string]any{"error_code": code})
 	ev := &croupierv1.JobEvent{JobId: aj.id, Seq: aj.lastSeq + 1, Type: typ, Message: msg, Timestamp: s.now().UnixMilli(), Data: data}
 	se, _ := toStoreEvent(ev)
-	if err := s.record(ctx, aj, []store.Event{se}, aj.incarnation, false, -1, ev); err != nil {
+	if err := s.record(ctx, aj, batch{events: []store.Event{se}, through: ev.GetSeq(), progress: -1, end: ev}); err != nil {
 		s.log.Error("end job", "job", aj.id, "err", err)
 		return err
 	}

@@ -226,7 +226,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.jobs = jobs.New(jobs.Config{
 		CheckInterval: s.cfg.HeartbeatInterval, OrphanGrace: s.cfg.JobOrphanGrace,
 		IdempotencyWindow: s.cfg.IdempotencyWindow, Retention: s.cfg.JobRetention, KeepJobs: s.cfg.JobKeep,
-		Logger: s.log.With("component", "jobs"), Metrics: s.obs.app,
+		MaxEventBytes: s.cfg.JobMaxEventBytes, Logger: s.log.With("component", "jobs"), Metrics: s.obs.app,
 	}, s.store, s.invoke, calls, s.registry)
 	if err = s.jobs.Open(ctx); err != nil {
 		return err

@@ -56,13 +56,16 @@ type Job struct {
 	LastSeq int64
 	// Incarnation of the instance process that runs the job.
 	Incarnation string
+	// EventBytes is what the job's stored events weigh (EventCost each),
+	// maintained by AppendEvents.
+	EventBytes int64
 }
 
 // Jobs stores jobs and their ordered, durable event logs.
 type Jobs struct{ s *Store }
 
 const jobColumns = `job_id, game_id, env, function_id, status, instance, payload, actor, idempotency_key,
-	created_at, started_at, ended_at, updated_at, progress, result, error_message, error_code, last_seq, incarnation`
+	created_at, started_at, ended_at, updated_at, progress, result, error_message, error_code, last_seq, incarnation, event_bytes`
 
 // Create inserts j. An empty Status becomes pending, a zero CreatedAt the
 // store clock; both are written back into j. ErrConflict if the id exists.
@@ -89,10 +92,10 @@ func (x *Jobs) Create(ctx context.Context, j *Job) error {
 	j.UpdatedAt = msToTime(now)
 	_, err := x.s.db.ExecContext(ctx,
 		`INSERT INTO jobs (`+jobColumns+`)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
 		j.ID, j.GameID, j.Env, j.FunctionID, j.Status, j.Instance, j.Payload, j.Actor, j.IdempotencyKey,
 		timeToMs(j.CreatedAt), timeToMs(j.StartedAt), timeToMs(j.EndedAt), now,
-		j.Progress, j.Result, j.Error, j.ErrorCode, j.LastSeq, j.Incarnation)
+		j.Progress, j.Result, j.Error, j.ErrorCode, j.LastSeq, j.Incarnation, j.EventBytes)
 	if err != nil {
 		err = dbErr(ctx, "create job", err)
 		if errors.Is(err, ErrConflict) {
@@ -122,6 +125,8 @@ func (x *Jobs) Get(ctx context.Context, id string) (*Job, error) {
 type JobField struct {
 	columns []string // from the constructors below only: never input
 	values  []any
+	// through is SkipThrough's seq (AppendEventsWithStatus only).
+	through int64
 }
 
 func field(column string, value any) JobField {
@@ -142,6 +147,11 @@ func SetEndedAt(t time.Time) JobField { return field("ended_at", timeToMs(t)) }
 
 // SetProgress records the latest progress, 0.0–1.0.
 func SetProgress(p float64) JobField { return field("progress", p) }
+
+// SkipThrough has AppendEventsWithStatus move the job's LastSeq up to seq
+// even where the events it stores end before: the events after them were
+// acknowledged but not stored (the job is over its event budget).
+func SkipThrough(seq int64) JobField { return JobField{through: seq} }
 
 // SetResult records the handler's result document.
 func SetResult(result []byte) JobField { return field("result", result) }
@@ -232,7 +242,7 @@ func scanJob(r rowScanner) (*Job, error) {
 	var created, started, ended, updated int64
 	err := r.Scan(&j.ID, &j.GameID, &j.Env, &j.FunctionID, &j.Status, &j.Instance, &j.Payload, &j.Actor,
 		&j.IdempotencyKey, &created, &started, &ended, &updated, &j.Progress, &j.Result, &j.Error,
-		&j.ErrorCode, &j.LastSeq, &j.Incarnation)
+		&j.ErrorCode, &j.LastSeq, &j.Incarnation, &j.EventBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -40,11 +40,16 @@ const (
 // re-delivering a batch after a lost acknowledgement harmless. The store does
 // not check for gaps; the caller numbers events without them.
 //
-// The job's LastSeq becomes the highest stored seq. ErrNotFound if the job
-// does not exist (nothing is stored then).
+// The job's LastSeq becomes the highest stored seq, and its EventBytes
+// grows by the events' EventCost. ErrNotFound if the job does not exist
+// (nothing is stored then).
 func (x *Jobs) AppendEvents(ctx context.Context, jobID string, events []Event) error {
-	return x.appendEvents(ctx, jobID, events, nil)
+	return x.appendEvents(ctx, jobID, events, 0, nil)
 }
+
+// EventCost is what an event weighs in its job's EventBytes: its message
+// and data, and 128 bytes for its row.
+func EventCost(e Event) int64 { return int64(len(e.Message)+len(e.Data)) + 128 }
 
 // AppendEventsWithStatus is AppendEvents and UpdateStatus(jobID, nil, to,
 // fields...) in one transaction, so a crash leaves both or neither: never a
@@ -56,7 +61,11 @@ func (x *Jobs) AppendEventsWithStatus(ctx context.Context, jobID string, events 
 	if err != nil {
 		return err
 	}
-	return x.appendEvents(ctx, jobID, events, func(tx *sql.Tx) error {
+	var through int64
+	for _, f := range fields {
+		through = max(through, f.through)
+	}
+	return x.appendEvents(ctx, jobID, events, through, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
 			return dbErr(ctx, "update job status", err)
 		}
@@ -64,28 +73,30 @@ func (x *Jobs) AppendEventsWithStatus(ctx context.Context, jobID string, events 
 	})
 }
 
-// appendEvents stores events and runs then (when not nil) in the same
+// appendEvents stores events, moves LastSeq to their highest seq or
+// through, whichever is higher, and runs then (when not nil) in the same
 // transaction.
-func (x *Jobs) appendEvents(ctx context.Context, jobID string, events []Event, then func(tx *sql.Tx) error) error {
+func (x *Jobs) appendEvents(ctx context.Context, jobID string, events []Event, through int64, then func(tx *sql.Tx) error) error {
 	if jobID == "" {
 		return invalid("append events: job id must not be empty")
 	}
 	if len(events) == 0 && then == nil {
 		return nil
 	}
-	var maxSeq int64
+	maxSeq, cost := through, int64(0)
 	for _, e := range events {
 		if e.Seq < 1 {
 			return invalid("append events to job %q: seq %d is not >= 1", jobID, e.Seq)
 		}
 		maxSeq = max(maxSeq, e.Seq)
+		cost += EventCost(e)
 	}
 	return x.s.inTx(ctx, "append job events", func(tx *sql.Tx) error {
 		// Updating the job first checks that it exists and, on PostgreSQL,
 		// locks its row so concurrent batches of one job apply in turn.
 		res, err := tx.ExecContext(ctx,
-			`UPDATE jobs SET last_seq = CASE WHEN last_seq < $2 THEN $2 ELSE last_seq END WHERE job_id = $1`,
-			jobID, maxSeq)
+			`UPDATE jobs SET last_seq = CASE WHEN last_seq < $2 THEN $2 ELSE last_seq END, event_bytes = event_bytes + $3 WHERE job_id = $1`,
+			jobID, maxSeq, cost)
 		if err != nil {
 			return dbErr(ctx, "append job events", err)
 		}

@@ -282,3 +282,28 @@ func TestJobStatusFieldSetTwice(t *testing.T) {
 		}
 	})
 }
+
+// TestJobEventBytesAndSkipThrough: EventBytes grows by each stored event's
+// EventCost, and SkipThrough moves LastSeq past events that were not
+// stored, never back.
+func TestJobEventBytesAndSkipThrough(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := ctxT(t)
+		jobs := s.Jobs()
+		mustNil(t, jobs.Create(ctx, newJob("j", t0)), "create")
+		e1, e2 := ev(1, "start"), ev(2, "a longer message")
+		e2.Data = []byte(`{"k":"v"}`)
+		mustNil(t, jobs.AppendEvents(ctx, "j", []store.Event{e1, e2}), "append")
+		mustNil(t, jobs.AppendEventsWithStatus(ctx, "j", nil, store.JobRunning, store.SkipThrough(5)), "skip through 5")
+		j, err := jobs.Get(ctx, "j")
+		mustNil(t, err, "get")
+		if want := store.EventCost(e1) + store.EventCost(e2); j.EventBytes != want || j.LastSeq != 5 {
+			t.Fatalf("event_bytes %d last_seq %d; want %d, 5", j.EventBytes, j.LastSeq, want)
+		}
+		mustNil(t, jobs.AppendEventsWithStatus(ctx, "j", nil, store.JobRunning, store.SkipThrough(3)), "skip through 3")
+		if j, err := jobs.Get(ctx, "j"); err != nil || j.LastSeq != 5 {
+			t.Fatalf("last_seq %d (%v) after SkipThrough(3); want 5 kept", j.LastSeq, err)
+		}
+	})
+}

@@ -169,7 +169,9 @@ func TestJobsEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
-	c := newCluster(t)
+	// The event budget (64 KiB) holds every job here but the one that
+	// goes over it on purpose.
+	c := newCluster(t, "--job-max-event-bytes", "65536")
 	const n = 30
 	// long: a job the test ends (cancel, a killed game server) well before
 	// it could finish by itself (30 s), however late the test acts.
@@ -188,6 +190,29 @@ func TestJobsEndToEnd(t *testing.T) {
 		j := c.job(t, id)
 		if j.GetStatus() != "completed" || j.GetResult().GetFields()["sent"].GetNumberValue() != n || j.GetLastSeq() != int64(n+4) {
 			t.Fatalf("job after DONE: %v", j)
+		}
+	})
+
+	t.Run("a job over its event budget stores what fits and its end", func(t *testing.T) {
+		const many = 600 // ~150 bytes an event: ~90 KiB, over the 64 KiB budget
+		id := c.startMail(t, "agent-a/gs-a1", many, 0)
+		out, code := run(t, []string{"CROUPIER_PROFILE=" + c.profile}, "job", "watch", id)
+		if code != 0 || !strings.Contains(out, "not stored: the job went over its event budget") || !strings.Contains(out, "DONE") {
+			t.Fatalf("job watch of a job over its budget: exit %d\n%s", code, out)
+		}
+		j := c.job(t, id)
+		res := j.GetResult().GetFields()
+		if j.GetStatus() != "completed" || res["sent"].GetNumberValue()+res["skipped"].GetNumberValue() != many {
+			t.Fatalf("job over its budget: %v", j)
+		}
+		evs := c.watch(t, id, 0).wait(t)
+		if last := evs[len(evs)-1]; int64(len(evs)) >= j.GetLastSeq() || last.GetType() != croupierv1.EventType_DONE || last.GetSeq() != j.GetLastSeq() {
+			t.Fatalf("%d events stored, the last %v; want fewer than the job's %d, ending with DONE #%d", len(evs), last, j.GetLastSeq(), j.GetLastSeq())
+		}
+		for i, ev := range evs[:len(evs)-1] { // what fits: the first events, without a gap
+			if ev.GetSeq() != int64(i+1) {
+				t.Fatalf("stored event %d has seq %d: the budget keeps the first events", i, ev.GetSeq())
+			}
 		}
 	})
 

@@ -1,0 +1,11 @@
+-- What a job's stored events weigh (docs/jobs.md, "Limits"), postgres dialect:
+-- each event counts its message and data bytes plus 128 for its row. A job
+-- over jobs.MaxEventBytesPerJob has its further non-terminal events
+-- acknowledged but not stored. Keep in step with the other dialect's
+-- 00011_job_event_bytes.sql.
+
+-- +goose Up
+ALTER TABLE jobs ADD COLUMN event_bytes BIGINT NOT NULL DEFAULT 0;
+
+-- +goose Down
+ALTER TABLE jobs DROP COLUMN event_bytes;
