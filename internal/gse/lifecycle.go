@@ -139,17 +139,31 @@ func (a *Agent) killLocked(p *proc) {
 	if p.reason == "" {
 		p.reason = p.killReason
 	}
-	target := p.pid
-	if p.managed {
-		target = -p.pid // the process group: wrappers and their children too
+	// A pid is signalled only while it is still the process recorded (its
+	// start time matches): once a process has exited and been reaped (by
+	// this agent or, for one adopted after a restart, by init) its pid can
+	// be reused by an unrelated process. The group goes with its leader: a
+	// group whose leader is gone is reached through gamePID.
+	if a.sameProcess(p.pid, p.startTicks) {
+		target := p.pid
+		if p.managed {
+			target = -p.pid // the process group: wrappers and their children too
+		}
+		if err := a.cfg.Kill(target, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			a.log.Warn("kill failed", "process", p.id, "pid", p.pid, "err", err)
+		}
 	}
-	if err := a.cfg.Kill(target, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		a.log.Warn("kill failed", "process", p.id, "pid", p.pid, "err", err)
-	}
-	if p.gamePID != p.pid && p.gamePID > 0 {
+	if p.gamePID != p.pid && p.gamePID > 0 && a.sameProcess(p.gamePID, p.gameTicks) {
 		_ = a.cfg.Kill(p.gamePID, syscall.SIGKILL)
 	}
 	a.changedLocked(p)
+}
+
+// sameProcess reports whether pid is alive and started at ticks (clock
+// ticks since boot), that is, still the process recorded with them.
+func (a *Agent) sameProcess(pid int, ticks uint64) bool {
+	got, alive := a.cfg.ProcessInfo(pid)
+	return alive && got == ticks
 }
 
 // exited records the end of a process: TERMINATED when it called

@@ -36,6 +36,10 @@ type proc struct {
 	pid        int    // the launched (or adopted, or self-registered) pid: killed and watched
 	gamePID    int    // the pid in the process's metadata; differs when the launch path is a wrapper
 	startTicks uint64 // of pid
+	// gameTicks is gamePID's start time (startTicks when gamePID is pid):
+	// a kill checks it, so that a pid reused since the game exited is not
+	// killed.
+	gameTicks  uint64
 	fleetID    string
 	slot       string // supervisor slot; "" when not launched by the agent
 	launchPath string

@@ -254,7 +254,7 @@ func (a *Agent) processReady(pid int, req *grpcsdk.ProcessReadyRequest) string {
 			a.mu.Unlock()
 			return fmt.Sprintf("pid %d is not a running process on this host", pid)
 		}
-		p = &proc{id: a.processID(pid, ticks), pid: pid, gamePID: pid, startTicks: ticks, fleetID: fleetID,
+		p = &proc{id: a.processID(pid, ticks), pid: pid, gamePID: pid, startTicks: ticks, gameTicks: ticks, fleetID: fleetID,
 			status: statusLaunching, healthy: true, startedAt: a.now()}
 		a.procs[p.id] = p
 		a.byPID[pid] = p
@@ -264,7 +264,14 @@ func (a *Agent) processReady(pid int, req *grpcsdk.ProcessReadyRequest) string {
 		a.mu.Unlock()
 		return fmt.Sprintf("process %s is terminating and cannot become ready again", p.id)
 	}
-	p.gamePID = pid
+	if pid != p.gamePID {
+		ticks, alive := a.cfg.ProcessInfo(pid)
+		if !alive {
+			a.mu.Unlock()
+			return fmt.Sprintf("pid %d is not a running process on this host", pid)
+		}
+		p.gamePID, p.gameTicks = pid, ticks
+	}
 	a.byPID[pid] = p
 	p.clientPort, p.grpcPort = int(req.GetClientPort()), int(req.GetGrpcPort())
 	p.logPaths = append([]string(nil), req.GetLogPathsToUpload()...)

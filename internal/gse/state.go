@@ -31,6 +31,7 @@ type stateProc struct {
 	PID            int      `json:"pid"`
 	GamePID        int      `json:"game_pid"`
 	StartTicks     uint64   `json:"start_ticks"`
+	GameTicks      uint64   `json:"game_ticks,omitempty"` // 0 in files written before it: game_pid is not killed alone
 	FleetID        string   `json:"fleet_id"`
 	Slot           string   `json:"slot,omitempty"`
 	LaunchPath     string   `json:"launch_path,omitempty"`
@@ -76,7 +77,7 @@ func (a *Agent) saveState() {
 	st := stateFile{Version: stateVersion, AgentID: a.cfg.AgentID}
 	for _, p := range a.procs {
 		st.Processes = append(st.Processes, stateProc{
-			ID: p.id, PID: p.pid, GamePID: p.gamePID, StartTicks: p.startTicks, FleetID: p.fleetID, Slot: p.slot,
+			ID: p.id, PID: p.pid, GamePID: p.gamePID, StartTicks: p.startTicks, GameTicks: p.gameTicks, FleetID: p.fleetID, Slot: p.slot,
 			LaunchPath: p.launchPath, Managed: p.managed, Status: p.status, Reason: p.reason, Healthy: p.healthy,
 			ClientPort: p.clientPort, GRPCPort: p.grpcPort, LogPaths: p.logPaths, LogFiles: p.logFiles,
 			StdoutPath: p.stdoutPath, StartedAtMs: msOf(p.startedAt), ReadyAtMs: msOf(p.readyAt), Ending: p.ending,
@@ -133,7 +134,7 @@ func (a *Agent) adopt() {
 	a.mu.Lock()
 	for _, sp := range st.Processes {
 		p := &proc{
-			id: sp.ID, pid: sp.PID, gamePID: sp.GamePID, startTicks: sp.StartTicks, fleetID: sp.FleetID, slot: sp.Slot,
+			id: sp.ID, pid: sp.PID, gamePID: sp.GamePID, startTicks: sp.StartTicks, gameTicks: sp.GameTicks, fleetID: sp.FleetID, slot: sp.Slot,
 			launchPath: sp.LaunchPath, managed: sp.Managed, status: sp.Status, reason: sp.Reason, healthy: sp.Healthy,
 			clientPort: sp.ClientPort, grpcPort: sp.GRPCPort, logPaths: sp.LogPaths, logFiles: sp.LogFiles,
 			stdoutPath: sp.StdoutPath, startedAt: fromMs(sp.StartedAtMs), readyAt: fromMs(sp.ReadyAtMs), ending: sp.Ending,

@@ -278,7 +278,7 @@ func (a *Agent) start(s *slot) (*proc, error) {
 	// works for processes adopted from an earlier agent; release the handle.
 	_ = cmd.Process.Release()
 	ticks, _ := a.cfg.ProcessInfo(pid)
-	return &proc{id: a.processID(pid, ticks), pid: pid, gamePID: pid, startTicks: ticks, fleetID: s.fleetID, slot: s.key,
+	return &proc{id: a.processID(pid, ticks), pid: pid, gamePID: pid, startTicks: ticks, gameTicks: ticks, fleetID: s.fleetID, slot: s.key,
 		launchPath: spec.GetLaunchPath(), managed: true, status: statusLaunching, healthy: true,
 		startedAt: a.now(), stdoutPath: outPath}, nil
 }
