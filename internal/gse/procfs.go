@@ -2,8 +2,10 @@ package gse
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"strconv"
+	"strings"
 )
 
 // ReadProcessInfo is the default of Config.ProcessInfo.
@@ -64,4 +66,100 @@ func processCwd(pid int) string {
 		return ""
 	}
 	return d
+}
+
+// Environment variables the agent sets on every process it launches, so
+// that a restarted agent finds the ones it launched but never recorded (a
+// crash between the exec and the state file's write): the data directory
+// of the agent (its gse directory) and the process's slot.
+const (
+	envAgentDir = "CROUPIER_AGENT_DIR"
+	envSlot     = "CROUPIER_SLOT"
+)
+
+// launchedProc is a running process found by findLaunched.
+type launchedProc struct {
+	pid        int
+	startTicks uint64
+	fleetID    string
+	slot       string
+	launchPath string // argv[0], which the agent sets to the launch path
+}
+
+// maxEnviron bounds what findLaunched reads of a process's environment.
+const maxEnviron = 1 << 20
+
+// findLaunched lists the running processes that an agent on gseDir
+// launched: process-group leaders (what the agent started; a wrapper's
+// children inherit its environment but not its group leadership) whose
+// initial environment names gseDir and a slot. It reads /proc, where only
+// the processes of the agent's own user show their environment.
+func findLaunched(gseDir string) []launchedProc {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	wantDir := []byte(envAgentDir + "=" + gseDir)
+	var out []launchedProc
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 1 {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		fields, ok := statFields(stat)
+		// fields[0] is the state, [2] the process group, [19] the start time.
+		if !ok || len(fields) < 20 || string(fields[0]) == "Z" || string(fields[2]) != e.Name() {
+			continue
+		}
+		env, err := readLimited("/proc/"+e.Name()+"/environ", maxEnviron)
+		if err != nil || !bytes.Contains(env, wantDir) {
+			continue
+		}
+		slot, fleetID, ok := launchedBy(env, gseDir)
+		if !ok {
+			continue
+		}
+		ticks, err := strconv.ParseUint(string(fields[19]), 10, 64)
+		if err != nil {
+			continue
+		}
+		argv0 := ""
+		if cmdline, err := readLimited("/proc/"+e.Name()+"/cmdline", 4096); err == nil {
+			argv0, _, _ = strings.Cut(string(cmdline), "\x00")
+		}
+		out = append(out, launchedProc{pid: pid, startTicks: ticks, fleetID: fleetID, slot: slot, launchPath: argv0})
+	}
+	return out
+}
+
+// launchedBy reads the slot and fleet from a process's environment (NUL
+// separated) when it names gseDir as its agent's directory.
+func launchedBy(env []byte, gseDir string) (slot, fleetID string, ok bool) {
+	dir := ""
+	for kv := range bytes.SplitSeq(env, []byte{0}) {
+		k, v, _ := bytes.Cut(kv, []byte{'='})
+		switch string(k) {
+		case envAgentDir:
+			dir = string(v)
+		case envSlot:
+			slot = string(v)
+		case "CROUPIER_FLEET_ID":
+			fleetID = string(v)
+		}
+	}
+	return slot, fleetID, dir == gseDir && slot != "" && fleetID != ""
+}
+
+// readLimited reads at most n bytes of the file at path.
+func readLimited(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
 }

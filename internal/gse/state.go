@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -109,11 +110,61 @@ func (a *Agent) writeState(b []byte) error {
 	return os.Rename(tmp, a.statePath())
 }
 
-// adopt loads the state file: processes that still run (same pid, same
-// start time) are taken over with their slots; the others ended while no
-// agent watched and are reported as such. Called by Start before anything
-// else runs.
+// adopt takes over the processes an earlier agent on the data dir left
+// running: those in the state file (adoptState), then those it launched
+// but had not recorded yet (adoptUnrecorded). Called by Start before
+// anything else runs.
 func (a *Agent) adopt() {
+	a.adoptState()
+	a.adoptUnrecorded()
+}
+
+// adoptUnrecorded takes over, with their slots, the running processes
+// launched from this data dir (findLaunched: the environment every launch
+// sets) that the state file does not hold: an agent that stopped between a
+// launch and the state file's next write (kill -9, power loss) left them,
+// and their slots would otherwise launch a second process each.
+func (a *Agent) adoptUnrecorded() {
+	found := findLaunched(a.launchDir())
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, lp := range found {
+		if a.byPID[lp.pid] != nil {
+			continue
+		}
+		if s := a.slots[lp.slot]; s != nil && s.proc != nil {
+			// The slot has its recorded process: this one is a surplus the
+			// slot cannot hold. Ended as a scale-in would.
+			a.log.Warn("a game process of a slot that has its process runs unrecorded; ending it", "pid", lp.pid, "slot", lp.slot)
+			_ = a.cfg.Kill(-lp.pid, syscall.SIGKILL)
+			continue
+		}
+		p := &proc{id: a.processID(lp.pid, lp.startTicks), pid: lp.pid, gamePID: lp.pid, startTicks: lp.startTicks, gameTicks: lp.startTicks,
+			fleetID: lp.fleetID, slot: lp.slot, launchPath: lp.launchPath, managed: true, status: statusLaunching, healthy: true,
+			startedAt: a.now()}
+		a.procs[p.id], a.byPID[p.pid] = p, p
+		a.slots[p.slot] = &slot{key: p.slot, fleetID: p.fleetID, proc: p}
+		a.dirty[p.id] = true
+		a.stateDirty = true
+		a.log.Warn("adopted a game process the state file did not record (the agent stopped right after launching it)",
+			"process", p.id, "pid", p.pid, "slot", p.slot)
+	}
+}
+
+// launchDir is what names this agent's data dir in its processes'
+// environment (envAgentDir): its gse directory, absolute.
+func (a *Agent) launchDir() string {
+	d, err := filepath.Abs(a.gseDir())
+	if err != nil {
+		return a.gseDir()
+	}
+	return d
+}
+
+// adoptState loads the state file: processes that still run (same pid,
+// same start time) are taken over with their slots; the others ended while
+// no agent watched and are reported as such.
+func (a *Agent) adoptState() {
 	b, err := os.ReadFile(a.statePath())
 	if errors.Is(err, os.ErrNotExist) {
 		return

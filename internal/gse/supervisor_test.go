@@ -221,6 +221,39 @@ func TestAdoptionAfterAgentRestart(t *testing.T) {
 	e.waitActive(2)
 }
 
+// TestAdoptionOfUnrecordedLaunch: an agent that stops between a launch and
+// the state file's write (here: no state file at all, as after a kill -9
+// right after the first launch) leaves a running process no file names.
+// The next agent on the data dir finds it by the environment every launch
+// sets, adopts it into its slot and launches no second process.
+func TestAdoptionOfUnrecordedLaunch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.gameFleet(1, "-mode", "noready") // still launching when the agent goes: the crash window
+	cfg := e.config("a1")
+	cfg.ReadyTimeout = time.Minute
+	first := e.agent(cfg)
+	var launched []*croupierv1.Process
+	eventually(t, 10*time.Second, func() bool { launched = first.Processes(); return len(launched) == 1 }, func() string { return "not launched" })
+	cfg.Addr = first.Addr()
+	first.Close()
+	if err := os.Remove(filepath.Join(cfg.DataDir, "gse", "state.json")); err != nil {
+		t.Fatal(err)
+	}
+
+	second := e.agent(cfg)
+	for range 5 { // several fleet syncs and ticks: a slot without its process would launch
+		second.Resync()
+	}
+	ps := second.Processes()
+	if len(ps) != 1 || ps[0].GetPid() != launched[0].GetPid() || ps[0].GetStatus() != store.ProcessLaunching {
+		t.Fatalf("processes after the restart %v, want the one launched before (pid %d), adopted", ps, launched[0].GetPid())
+	}
+	if ps[0].GetLaunchPath() != gsegameBin {
+		t.Errorf("adopted process's launch path %q, want %q", ps[0].GetLaunchPath(), gsegameBin)
+	}
+}
+
 // TestLogsSurviveTheProcess: the declared log file and the captured output
 // stay readable through the server after the process ended.
 func TestLogsSurviveTheProcess(t *testing.T) {
