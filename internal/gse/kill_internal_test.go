@@ -7,22 +7,29 @@ import (
 	"testing"
 )
 
-// TestKillSkipsReusedPIDs: a process is killed only while its pid still
-// names the process recorded (same start time). After the game exits its
-// pid may be given to an unrelated process — the launched wrapper's, or
-// the game's own behind a wrapper — which must not get the SIGKILL.
+// TestKillSkipsReusedPIDs: a pid that names another process than the one
+// recorded (alive with another start time) is never killed: after the game
+// exits its pid may be given to an unrelated process — the launched
+// wrapper's, the game's own behind a wrapper, or a process started by
+// hand. A launched process's group is killed also when its leader is gone
+// (its other members are still its children); a process the agent did not
+// launch is killed only while it is the one recorded.
 func TestKillSkipsReusedPIDs(t *testing.T) {
 	t.Parallel()
 	const wrapper, game = 4_000_001, 4_000_002
 	for _, tc := range []struct {
 		name                string
+		managed             bool
 		wrapperNow, gameNow uint64 // start ticks the pids have now (0: gone)
 		want                []int
 	}{
-		{"both still the recorded processes", 10, 20, []int{-wrapper, game}},
-		{"the wrapper's pid reused", 11, 20, []int{game}},
-		{"the game's pid reused", 10, 21, []int{-wrapper}},
-		{"both gone", 0, 0, nil},
+		{"both still the recorded processes", true, 10, 20, []int{-wrapper, game}},
+		{"the wrapper's pid reused", true, 11, 20, []int{game}},
+		{"the game's pid reused", true, 10, 21, []int{-wrapper}},
+		{"the wrapper gone: its group still", true, 0, 0, []int{-wrapper}},
+		{"not launched, still the recorded process", false, 10, 20, []int{wrapper, game}},
+		{"not launched, gone", false, 0, 0, nil},
+		{"not launched, reused", false, 11, 21, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -42,7 +49,7 @@ func TestKillSkipsReusedPIDs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := &proc{id: "a1.4000001.10", pid: wrapper, startTicks: 10, gamePID: game, gameTicks: 20, managed: true, status: statusActive}
+			p := &proc{id: "a1.4000001.10", pid: wrapper, startTicks: 10, gamePID: game, gameTicks: 20, managed: tc.managed, status: statusActive}
 			a.mu.Lock()
 			a.killLocked(p)
 			a.mu.Unlock()

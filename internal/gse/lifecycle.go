@@ -139,17 +139,19 @@ func (a *Agent) killLocked(p *proc) {
 	if p.reason == "" {
 		p.reason = p.killReason
 	}
-	// A pid is signalled only while it is still the process recorded (its
-	// start time matches): once a process has exited and been reaped (by
-	// this agent or, for one adopted after a restart, by init) its pid can
-	// be reused by an unrelated process. The group goes with its leader: a
-	// group whose leader is gone is reached through gamePID.
-	if a.sameProcess(p.pid, p.startTicks) {
-		target := p.pid
-		if p.managed {
-			target = -p.pid // the process group: wrappers and their children too
+	// A pid is never signalled once it names another process than the one
+	// recorded (alive with another start time): after a process has
+	// exited and been reaped (by this agent or, for one adopted after a
+	// restart, by init) its pid can be reused. A launched process's group
+	// is signalled also when its leader is gone (or a zombie): Linux does
+	// not reuse a pid while a group of that id has members, so the group is
+	// still the launched one — its leader's children — or empty (ESRCH).
+	if p.managed && !a.reused(p.pid, p.startTicks) {
+		if err := a.cfg.Kill(-p.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) { // wrappers and their children too
+			a.log.Warn("kill failed", "process", p.id, "pid", p.pid, "err", err)
 		}
-		if err := a.cfg.Kill(target, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	} else if !p.managed && a.sameProcess(p.pid, p.startTicks) {
+		if err := a.cfg.Kill(p.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			a.log.Warn("kill failed", "process", p.id, "pid", p.pid, "err", err)
 		}
 	}
@@ -164,6 +166,13 @@ func (a *Agent) killLocked(p *proc) {
 func (a *Agent) sameProcess(pid int, ticks uint64) bool {
 	got, alive := a.cfg.ProcessInfo(pid)
 	return alive && got == ticks
+}
+
+// reused reports whether pid is alive with another start time than ticks:
+// another process than the one recorded.
+func (a *Agent) reused(pid int, ticks uint64) bool {
+	got, alive := a.cfg.ProcessInfo(pid)
+	return alive && got != ticks
 }
 
 // exited records the end of a process: TERMINATED when it called

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // ReadProcessInfo is the default of Config.ProcessInfo.
@@ -89,21 +90,30 @@ type launchedProc struct {
 // maxEnviron bounds what findLaunched reads of a process's environment.
 const maxEnviron = 1 << 20
 
-// findLaunched lists the running processes that an agent on gseDir
-// launched: process-group leaders (what the agent started; a wrapper's
-// children inherit its environment but not its group leadership) whose
-// initial environment names gseDir and a slot. It reads /proc, where only
-// the processes of the agent's own user show their environment.
+// findLaunched lists the running processes that an agent on gseDir may
+// have launched: process-group leaders (the agent starts each process in
+// a group of its own) of the agent's own user whose initial environment
+// names gseDir and a slot. Children of a launched process inherit that
+// environment, so a slot may have several; the caller picks. Only the
+// agent's user's processes are read: another user's could name any fleet
+// and slot, and reading their environment (as root may) could block
+// behind a hung one.
 func findLaunched(gseDir string) []launchedProc {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
+	uid := uint32(os.Geteuid())
 	wantDir := []byte(envAgentDir + "=" + gseDir)
 	var out []launchedProc
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid <= 1 {
+			continue
+		}
+		if info, err := e.Info(); err != nil {
+			continue
+		} else if st, ok := info.Sys().(*syscall.Stat_t); !ok || st.Uid != uid {
 			continue
 		}
 		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -123,21 +122,26 @@ func (a *Agent) adopt() {
 // launched from this data dir (findLaunched: the environment every launch
 // sets) that the state file does not hold: an agent that stopped between a
 // launch and the state file's next write (kill -9, power loss) left them,
-// and their slots would otherwise launch a second process each.
+// and their slots would otherwise launch a second process each. A slot's
+// process is the oldest candidate: its children inherit the environment,
+// and one of them may lead a process group of its own (a daemon, a
+// wrapper's job). Nothing is killed here: a candidate not adopted is left
+// as it is, and a slot with a recorded process adopts none.
 func (a *Agent) adoptUnrecorded() {
-	found := findLaunched(a.launchDir())
+	oldest := map[string]launchedProc{}
+	for _, lp := range findLaunched(a.launchDir()) {
+		if o, seen := oldest[lp.slot]; !seen || lp.startTicks < o.startTicks || (lp.startTicks == o.startTicks && lp.pid < o.pid) {
+			oldest[lp.slot] = lp
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, lp := range found {
+	for _, lp := range oldest {
 		if a.byPID[lp.pid] != nil {
 			continue
 		}
 		if s := a.slots[lp.slot]; s != nil && s.proc != nil {
-			// The slot has its recorded process: this one is a surplus the
-			// slot cannot hold. Ended as a scale-in would.
-			a.log.Warn("a game process of a slot that has its process runs unrecorded; ending it", "pid", lp.pid, "slot", lp.slot)
-			_ = a.cfg.Kill(-lp.pid, syscall.SIGKILL)
-			continue
+			continue // the slot's recorded process, or a child of it
 		}
 		p := &proc{id: a.processID(lp.pid, lp.startTicks), pid: lp.pid, gamePID: lp.pid, startTicks: lp.startTicks, gameTicks: lp.startTicks,
 			fleetID: lp.fleetID, slot: lp.slot, launchPath: lp.launchPath, managed: true, status: statusLaunching, healthy: true,

@@ -229,28 +229,42 @@ func TestAdoptionAfterAgentRestart(t *testing.T) {
 func TestAdoptionOfUnrecordedLaunch(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.gameFleet(1, "-mode", "noready") // still launching when the agent goes: the crash window
+	e.gameFleet(2, "-mode", "noready") // still launching when the agent goes: the crash window
 	cfg := e.config("a1")
 	cfg.ReadyTimeout = time.Minute
 	first := e.agent(cfg)
 	var launched []*croupierv1.Process
-	eventually(t, 10*time.Second, func() bool { launched = first.Processes(); return len(launched) == 1 }, func() string { return "not launched" })
+	eventually(t, 10*time.Second, func() bool { launched = first.Processes(); return len(launched) == 2 }, func() string { return "not launched" })
 	cfg.Addr = first.Addr()
 	first.Close()
 	if err := os.Remove(filepath.Join(cfg.DataDir, "gse", "state.json")); err != nil {
 		t.Fatal(err)
 	}
+	// One of the two ends while no agent runs: its slot must launch again,
+	// which tells that the next agent's supervisor has run over its slots.
+	kept, gone := launched[0], launched[1]
+	mustNil(t, syscall.Kill(-int(gone.GetPid()), syscall.SIGKILL), "kill")
+	eventually(t, 10*time.Second, func() bool { _, alive := gse.ReadProcessInfo(int(gone.GetPid())); return !alive },
+		func() string { return "the killed process still runs" })
 
 	second := e.agent(cfg)
-	for range 5 { // several fleet syncs and ticks: a slot without its process would launch
-		second.Resync()
+	var ps []*croupierv1.Process
+	eventually(t, 10*time.Second, func() bool { ps = second.Processes(); return len(ps) >= 2 }, func() string { return fmt.Sprint(second.Processes()) })
+	// The supervisor launches every empty slot in the same pass; a few
+	// more ticks so that a second launch would show.
+	time.Sleep(20 * cfg.TickInterval)
+	ps = second.Processes()
+	if len(ps) != 2 {
+		t.Fatalf("processes after the restart %v, want 2: the one launched before, adopted, and the other slot's new one", ps)
 	}
-	ps := second.Processes()
-	if len(ps) != 1 || ps[0].GetPid() != launched[0].GetPid() || ps[0].GetStatus() != store.ProcessLaunching {
-		t.Fatalf("processes after the restart %v, want the one launched before (pid %d), adopted", ps, launched[0].GetPid())
+	var adopted *croupierv1.Process
+	for _, p := range ps {
+		if p.GetPid() == kept.GetPid() {
+			adopted = p
+		}
 	}
-	if ps[0].GetLaunchPath() != gsegameBin {
-		t.Errorf("adopted process's launch path %q, want %q", ps[0].GetLaunchPath(), gsegameBin)
+	if adopted == nil || adopted.GetStatus() != store.ProcessLaunching || adopted.GetLaunchPath() != gsegameBin {
+		t.Fatalf("processes after the restart %v, want pid %d adopted (LAUNCHING, launch path %s)", ps, kept.GetPid(), gsegameBin)
 	}
 }
 

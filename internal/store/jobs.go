@@ -168,6 +168,11 @@ func SetError(code, message string) JobField {
 // job does not exist. A job in a terminal status is only changed when from
 // names that status explicitly.
 func (x *Jobs) UpdateStatus(ctx context.Context, id string, from []string, to string, fields ...JobField) (bool, error) {
+	for _, f := range fields {
+		if f.through != 0 {
+			return false, invalid("job %q: SkipThrough goes with AppendEventsWithStatus, not UpdateStatus", id)
+		}
+	}
 	query, args, err := x.updateStatusSQL(id, from, to, fields)
 	if err != nil {
 		return false, err

@@ -83,20 +83,19 @@ func (x *Jobs) appendEvents(ctx context.Context, jobID string, events []Event, t
 	if len(events) == 0 && then == nil {
 		return nil
 	}
-	maxSeq, cost := through, int64(0)
+	maxSeq := through
 	for _, e := range events {
 		if e.Seq < 1 {
 			return invalid("append events to job %q: seq %d is not >= 1", jobID, e.Seq)
 		}
 		maxSeq = max(maxSeq, e.Seq)
-		cost += EventCost(e)
 	}
 	return x.s.inTx(ctx, "append job events", func(tx *sql.Tx) error {
 		// Updating the job first checks that it exists and, on PostgreSQL,
 		// locks its row so concurrent batches of one job apply in turn.
 		res, err := tx.ExecContext(ctx,
-			`UPDATE jobs SET last_seq = CASE WHEN last_seq < $2 THEN $2 ELSE last_seq END, event_bytes = event_bytes + $3 WHERE job_id = $1`,
-			jobID, maxSeq, cost)
+			`UPDATE jobs SET last_seq = CASE WHEN last_seq < $2 THEN $2 ELSE last_seq END WHERE job_id = $1`,
+			jobID, maxSeq)
 		if err != nil {
 			return dbErr(ctx, "append job events", err)
 		}
@@ -105,8 +104,18 @@ func (x *Jobs) appendEvents(ctx context.Context, jobID string, events []Event, t
 		} else if n == 0 {
 			return notFound("append events: job %q", jobID)
 		}
+		// EventBytes grows by the events inserted, not by those skipped as
+		// already stored (a re-sent batch).
+		var cost int64
 		for chunk := range chunks(events, eventsPerInsert) {
-			if _, err := tx.ExecContext(ctx, insertEventsSQL(x.s.anonParams, len(chunk)), eventArgs(jobID, chunk)...); err != nil {
+			n, err := insertEvents(ctx, tx, x.s.anonParams, jobID, chunk)
+			if err != nil {
+				return dbErr(ctx, "append job events", err)
+			}
+			cost += n
+		}
+		if cost > 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET event_bytes = event_bytes + $2 WHERE job_id = $1`, jobID, cost); err != nil {
 				return dbErr(ctx, "append job events", err)
 			}
 		}
@@ -115,6 +124,30 @@ func (x *Jobs) appendEvents(ctx context.Context, jobID string, events []Event, t
 		}
 		return nil
 	})
+}
+
+// insertEvents inserts chunk's events that are not stored yet and returns
+// the EventCost of those it inserted.
+func insertEvents(ctx context.Context, tx *sql.Tx, anon bool, jobID string, chunk []Event) (int64, error) {
+	rows, err := tx.QueryContext(ctx, insertEventsSQL(anon, len(chunk)), eventArgs(jobID, chunk)...)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	costOf := make(map[int64]int64, len(chunk))
+	for _, e := range chunk {
+		costOf[e.Seq] = EventCost(e)
+	}
+	var cost int64
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return 0, err
+		}
+		cost += costOf[seq]
+		delete(costOf, seq) // a seq twice in the chunk is inserted once
+	}
+	return cost, rows.Err()
 }
 
 // chunks yields consecutive sub-slices of at most n elements.
@@ -158,7 +191,7 @@ func insertEventsSQL(anon bool, n int) string {
 		}
 		b.WriteByte(')')
 	}
-	b.WriteString(` ON CONFLICT (job_id, seq) DO NOTHING`)
+	b.WriteString(` ON CONFLICT (job_id, seq) DO NOTHING RETURNING seq`)
 	return b.String()
 }
 

@@ -284,8 +284,8 @@ func TestJobStatusFieldSetTwice(t *testing.T) {
 }
 
 // TestJobEventBytesAndSkipThrough: EventBytes grows by each stored event's
-// EventCost, and SkipThrough moves LastSeq past events that were not
-// stored, never back.
+// EventCost (not again for a re-sent batch), and SkipThrough moves LastSeq
+// past events that were not stored, never back.
 func TestJobEventBytesAndSkipThrough(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, s *store.Store) {
@@ -295,6 +295,7 @@ func TestJobEventBytesAndSkipThrough(t *testing.T) {
 		e1, e2 := ev(1, "start"), ev(2, "a longer message")
 		e2.Data = []byte(`{"k":"v"}`)
 		mustNil(t, jobs.AppendEvents(ctx, "j", []store.Event{e1, e2}), "append")
+		mustNil(t, jobs.AppendEvents(ctx, "j", []store.Event{e1, e2}), "append again (a re-sent batch)")
 		mustNil(t, jobs.AppendEventsWithStatus(ctx, "j", nil, store.JobRunning, store.SkipThrough(5)), "skip through 5")
 		j, err := jobs.Get(ctx, "j")
 		mustNil(t, err, "get")

@@ -1,6 +1,7 @@
--- What a job's stored events weigh (docs/jobs.md, "Limits"), sqlite dialect:
--- each event counts its message and data bytes plus 128 for its row. A job
--- over jobs.MaxEventBytesPerJob has its further non-terminal events
+-- What a job's stored events weigh (docs/jobs.md, "Event budget per job"),
+-- sqlite dialect: each event counts its message and data bytes plus 128 for
+-- its row (store.EventCost). A non-terminal event that does not fit in the
+-- job's budget (jobs.Config.MaxEventBytes, job_max_event_bytes) is
 -- acknowledged but not stored. Keep in step with the other dialect's
 -- 00011_job_event_bytes.sql.
 
