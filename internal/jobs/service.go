@@ -448,8 +448,6 @@ type batch struct {
 	incarnation string
 }
 
-// accept returns the events of a report that follow aj.lastSeq; aj.mu is
-// held.
 // Limits of what a game server reports (sdk.MaxJobEventMessage and
 // sdk.MaxJobEventData are the same; the SDK cuts and sends within them), checked
 // before anything is stored.
@@ -459,7 +457,8 @@ const (
 	MaxEventsInReport = 1000
 )
 
-// A non-terminal event that does not fit in what is left of the job's
+// accept returns the events of a report that follow aj.lastSeq; aj.mu is
+// held. A non-terminal event that does not fit in what is left of the job's
 // event budget, maxBytes (counting the events before it in the report),
 // is acknowledged (through) but not stored (dropped); the job's status and
 // progress still follow it. The terminal event is always stored.
