@@ -12,6 +12,9 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/store"
+	"github.com/croupier/croupier/internal/telemetry"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -208,7 +211,8 @@ func TestReportAfterRestart(t *testing.T) {
 // event is stored whatever the budget.
 func TestReportEventBudget(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *Config) { c.MaxEventBytes = 1000 })
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, func(c *Config) { c.MaxEventBytes = 1000; c.Metrics = telemetry.NewMetrics(reg) })
 	id := h.startRunning(t)
 	cost := func(e *croupierv1.JobEvent) int64 {
 		se, err := toStoreEvent(e)
@@ -243,5 +247,9 @@ func TestReportEventBudget(t *testing.T) {
 	}
 	if fmt.Sprint(seqs) != "[1 2 4 7]" {
 		t.Fatalf("stored events %v, want [1 2 4 7]: what fits, and the terminal event", seqs)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader("# HELP croupier_job_events_dropped_total Job events acknowledged but not stored: their job was over its event budget (job_max_event_bytes).\n"+
+		"# TYPE croupier_job_events_dropped_total counter\ncroupier_job_events_dropped_total 3\n"), "croupier_job_events_dropped_total"); err != nil {
+		t.Error(err)
 	}
 }

@@ -602,6 +602,7 @@ func (s *Service) record(ctx context.Context, aj *activeJob, b batch) error {
 		s.cfg.Metrics.JobEvent(croupierv1.EventType(e.Type).String())
 		aj.eventBytes += store.EventCost(e)
 	}
+	s.cfg.Metrics.JobEventsDropped(b.dropped)
 	if len(b.events) > 0 {
 		aj.lastSeq = b.events[len(b.events)-1].Seq
 	}

@@ -27,6 +27,9 @@ type Metrics struct {
 	tunnelBeats    *prometheus.CounterVec
 
 	jobEvents *prometheus.CounterVec
+	// jobEventsDropped counts events acknowledged but not stored (a job
+	// over its event budget).
+	jobEventsDropped prometheus.Counter
 
 	auditCommitSeconds prometheus.Histogram
 	auditBatchRows     prometheus.Histogram
@@ -60,6 +63,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		jobEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "croupier_job_events_total", Help: "Job events recorded, by event type.",
 		}, []string{"type"}),
+		jobEventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "croupier_job_events_dropped_total", Help: "Job events acknowledged but not stored: their job was over its event budget (job_max_event_bytes).",
+		}),
 		auditCommitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "croupier_audit_commit_duration_seconds", Help: "Time to write one audit group-commit batch.",
 			Buckets: LatencyBuckets,
@@ -84,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.rateLimited.WithLabelValues("function")
 	if reg != nil {
 		reg.MustRegister(m.invokeSeconds, m.tunnelInFlight, m.tunnelQueued, m.tunnelConnects, m.tunnelCalls, m.tunnelBeats,
-			m.jobEvents, m.auditCommitSeconds, m.auditBatchRows, m.auditFailures, m.rateLimited)
+			m.jobEvents, m.jobEventsDropped, m.auditCommitSeconds, m.auditBatchRows, m.auditFailures, m.rateLimited)
 	}
 	return m
 }
@@ -176,6 +182,13 @@ func (t *TunnelMetrics) Call(code codes.Code) {
 func (m *Metrics) JobEvent(typ string) {
 	if m != nil {
 		m.jobEvents.WithLabelValues(typ).Inc()
+	}
+}
+
+// JobEventsDropped records n job events acknowledged but not stored.
+func (m *Metrics) JobEventsDropped(n int) {
+	if m != nil && n > 0 {
+		m.jobEventsDropped.Add(float64(n))
 	}
 }
 
