@@ -100,12 +100,12 @@ this node alone.`,
 				}
 				defer st.Close() // last: after every part that uses it stopped
 				rv = revocation.New(st.Revocations(), log.With("part", "revocations"))
-				stop, err := rv.Follow(cmd.Context())
+				gw.CheckRevoked(rv.Revoked)
+				stop, err := rv.Follow(cmd.Context(), func() { gw.CloseRevoked() })
 				if err != nil {
 					return err
 				}
 				defer stop()
-				gw.CheckRevoked(rv.Revoked)
 			}
 			if cfg.NATS != "off" {
 				tier, err := joinGatewayTier(cmd.Context(), log.With("part", "gateway-tier"), cfg, rv)

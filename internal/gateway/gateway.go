@@ -188,8 +188,39 @@ func (g *Gateway) listenBusiness() (net.Listener, error) {
 // CheckRevoked has the business listener (with mTLS) refuse certificates
 // revoked reports on (by certs.Serial), as the server's revocation list
 // does; call it before Start. A business connected before the revocation
-// stays connected until it reconnects.
+// is cut off by CloseRevoked.
 func (g *Gateway) CheckRevoked(revoked func(serial string) bool) { g.revoked = revoked }
+
+// CloseRevoked closes the business connections whose certificate is
+// revoked now (CheckRevoked's function), and returns how many; call it
+// when the revocation list changed. The business reconnects, and its
+// handshake is refused.
+func (g *Gateway) CloseRevoked() int {
+	if g.revoked == nil {
+		return 0
+	}
+	g.mu.Lock()
+	var cut []*business
+	for b := range g.conns {
+		tc, ok := b.conn.(*tls.Conn)
+		if !ok {
+			continue
+		}
+		cs := tc.ConnectionState() // safe beside the connection's reader
+		if !cs.HandshakeComplete || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+			continue
+		}
+		if serial := certs.Serial(cs.VerifiedChains[0][0]); g.revoked(serial) {
+			cut = append(cut, b)
+		}
+	}
+	g.mu.Unlock()
+	for _, b := range cut {
+		g.log.Warn("business connection closed: its certificate is revoked", "remote", b.conn.RemoteAddr().String())
+		b.close()
+	}
+	return len(cut)
+}
 
 // verifyBusinessCert admits only business certificates (croupier certs
 // issue business) that are not revoked: an agent's or an operator's

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -253,7 +254,8 @@ func TestBusinessMutualTLS(t *testing.T) {
 
 // A business certificate on the revocation list (Gateway.CheckRevoked, as
 // `croupier gateway` wires the list of its database) is refused in the
-// handshake; another business certificate of the CA still registers.
+// handshake; another business certificate of the CA still registers, and
+// once it is revoked too, CloseRevoked cuts its connection.
 func TestBusinessRevokedCertificate(t *testing.T) {
 	t.Parallel()
 	b, pairs, pool := croupierCA(t)
@@ -276,7 +278,9 @@ func TestBusinessRevokedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.CheckRevoked(func(serial string) bool { return serial == certs.Serial(leaf) })
+	var mu sync.Mutex
+	revoked := map[string]bool{certs.Serial(leaf): true}
+	g.CheckRevoked(func(serial string) bool { mu.Lock(); defer mu.Unlock(); return revoked[serial] })
 	if err := g.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -290,5 +294,23 @@ func TestBusinessRevokedCertificate(t *testing.T) {
 		t.Fatalf("business with a certificate not revoked: %v", err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	(&biz{t: t, conn: conn, r: bufio.NewReader(conn)}).mustRegister(1)
+	bz := &biz{t: t, conn: conn, r: bufio.NewReader(conn)}
+	bz.mustRegister(1)
+	if n := g.CloseRevoked(); n != 0 {
+		t.Fatalf("CloseRevoked closed %d connections before any of theirs was revoked", n)
+	}
+	live, err := x509.ParseCertificate(pairs["business"].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	revoked[certs.Serial(live)] = true
+	mu.Unlock()
+	if n := g.CloseRevoked(); n != 1 {
+		t.Fatalf("CloseRevoked closed %d connections, want the business's 1", n)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(ioTimeout))
+	if _, err := io.ReadAll(bz.r); err != nil {
+		t.Fatalf("the revoked business's connection: %v, want it closed by the gateway (EOF)", err)
+	}
 }

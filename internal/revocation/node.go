@@ -21,10 +21,15 @@ import (
 // CertificateService keeps its copy current with Follow.
 
 // Follow loads the list and then reloads it from the store every Refresh
-// until stop is called, which waits for the reloading goroutine. A failed
-// first load is returned (nothing is started); a failed reload keeps the
-// list as it was and logs a warning.
-func (r *List) Follow(ctx context.Context) (stop func(), err error) {
+// until stop is called, which waits for the reloading goroutine; after each
+// reload it calls each of reloaded (e.g. to cut connections whose
+// certificate is now revoked). A failed first load is returned (nothing is
+// started); a failed reload keeps the list as it was and logs a warning.
+func (r *List) Follow(ctx context.Context, reloaded ...func()) (stop func(), err error) {
+	return r.follow(ctx, Refresh, reloaded)
+}
+
+func (r *List) follow(ctx context.Context, every time.Duration, reloaded []func()) (stop func(), err error) {
 	if err := r.Load(ctx); err != nil {
 		return nil, err
 	}
@@ -32,7 +37,7 @@ func (r *List) Follow(ctx context.Context) (stop func(), err error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(Refresh)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
@@ -40,8 +45,14 @@ func (r *List) Follow(ctx context.Context) (stop func(), err error) {
 				return
 			case <-t.C:
 			}
-			if err := r.Load(ctx); err != nil && ctx.Err() == nil {
-				r.log.Warn("reload revoked certificates", "err", err)
+			if err := r.Load(ctx); err != nil {
+				if ctx.Err() == nil {
+					r.log.Warn("reload revoked certificates", "err", err)
+				}
+				continue
+			}
+			for _, f := range reloaded {
+				f()
 			}
 		}
 	}()

@@ -120,6 +120,41 @@ func TestNodeListenerRefusesRevokedCertificates(t *testing.T) {
 	}
 }
 
+// TestFollowReloads: Follow picks up a revocation stored by another node
+// at its next reload, and then calls its reloaded functions (the gateway
+// cuts its revoked business connections there).
+func TestFollowReloads(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st := storetest.SQLite(t)
+	list := revocation.New(st.Revocations(), slog.New(slog.DiscardHandler))
+	reloaded := make(chan bool, 1)
+	stop, err := list.FollowEvery(ctx, 10*time.Millisecond, func() {
+		select {
+		case reloaded <- list.Revoked("abc"):
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if err := st.Revocations().Revoke(ctx, store.RevokedCertificate{Serial: "abc", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case saw := <-reloaded:
+			if saw {
+				return // the reload that followed the revocation
+			}
+		case <-ctx.Done():
+			t.Fatal("no reload saw the revocation within 30 s")
+		}
+	}
+}
+
 // TestNilListRefusesNothing: a node without a database has no list.
 func TestNilListRefusesNothing(t *testing.T) {
 	var list *revocation.List
