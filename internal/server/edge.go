@@ -173,12 +173,14 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 			return refuse(err)
 		}
 	case accessOperator:
-		check := rbac.Check(p, rule.perm, sc.game, sc.env, sc.fn)
+		var err error
 		if sc.named != "" {
-			check = rbac.CheckNamed(p, rule.perm, sc.named, sc.game, sc.env, sc.fn)
+			err = rbac.CheckNamed(p, rule.perm, sc.named, sc.game, sc.env, sc.fn)
+		} else {
+			err = rbac.Check(p, rule.perm, sc.game, sc.env, sc.fn)
 		}
-		if check != nil {
-			return refuse(check)
+		if err != nil {
+			return refuse(err)
 		}
 	default:
 		return refuse(apierr.Newf(codes.Internal, apierr.CodeInternal, "method %s has no access rule", method))
