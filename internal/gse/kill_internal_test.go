@@ -3,6 +3,7 @@ package gse
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -62,3 +63,28 @@ func TestKillSkipsReusedPIDs(t *testing.T) {
 
 // upstreamStub is an Upstream the test never calls.
 type upstreamStub struct{ Upstream }
+
+// TestLaunchedBy: a process counts as launched from a data dir only when
+// its environment names that very dir, a slot and a fleet of bounded
+// length.
+func TestLaunchedBy(t *testing.T) {
+	t.Parallel()
+	env := func(kv ...string) []byte { return []byte(strings.Join(kv, "\x00") + "\x00") }
+	const dir = "/var/lib/croupier/gse"
+	for _, tc := range []struct {
+		name string
+		env  []byte
+		ok   bool
+	}{
+		{"launched here", env("PATH=/bin", envAgentDir+"="+dir, envSlot+"=f1/0/ab12/0", "CROUPIER_FLEET_ID=f1"), true},
+		{"another agent's dir sharing a prefix", env(envAgentDir+"="+dir+"2", envSlot+"=f1/0/ab12/0", "CROUPIER_FLEET_ID=f1"), false},
+		{"no slot", env(envAgentDir+"="+dir, "CROUPIER_FLEET_ID=f1"), false},
+		{"no fleet", env(envAgentDir+"="+dir, envSlot+"=f1/0/ab12/0"), false},
+		{"a slot no agent wrote", env(envAgentDir+"="+dir, envSlot+"="+strings.Repeat("s", maxSlotKey+1), "CROUPIER_FLEET_ID=f1"), false},
+	} {
+		slot, fleet, ok := launchedBy(tc.env, dir)
+		if ok != tc.ok || (ok && (slot != "f1/0/ab12/0" || fleet != "f1")) {
+			t.Errorf("%s: launchedBy = %q, %q, %v; want ok %v", tc.name, slot, fleet, ok, tc.ok)
+		}
+	}
+}

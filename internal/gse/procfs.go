@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/croupier/croupier/internal/fieldlimit"
 )
 
 // ReadProcessInfo is the default of Config.ProcessInfo.
@@ -161,8 +163,15 @@ func launchedBy(env []byte, gseDir string) (slot, fleetID string, ok bool) {
 			fleetID = string(v)
 		}
 	}
-	return slot, fleetID, dir == gseDir && slot != "" && fleetID != ""
+	// A slot key is "<fleet>/<entry>/<spec hash>/<ordinal>" (desiredSlots):
+	// anything far longer was not set by an agent.
+	ok = dir == gseDir && slot != "" && fleetID != "" && len(fleetID) <= fieldlimit.MaxIDBytes && len(slot) <= maxSlotKey
+	return slot, fleetID, ok
 }
+
+// maxSlotKey bounds a slot key read from a process's environment: a fleet
+// id (fieldlimit.MaxIDBytes) and three short fields.
+const maxSlotKey = fieldlimit.MaxIDBytes + 128
 
 // readLimited reads at most n bytes of the file at path.
 func readLimited(path string, n int64) ([]byte, error) {
