@@ -17,7 +17,7 @@ import (
 // business listener admit callers by their certificate alone. They check
 // the same list as the server: certs.NodePeers takes Revoked for the
 // handshake, ServerOptions refuses every later call of a connection made
-// before a revocation, and a gateway that does not serve
+// before a revocation and cuts its open streams, and a gateway that does not serve
 // CertificateService keeps its copy current with Follow.
 
 // Follow loads the list and then reloads it from the store every Refresh
@@ -64,7 +64,9 @@ func (r *List) follow(ctx context.Context, every time.Duration, reloaded []func(
 // stream as it opens) whose certificate is on the list is refused with
 // UNAUTHENTICATED, CERTIFICATE_REVOKED — also on a connection made before
 // the revocation, which the handshake check (certs.NodePeers) let in. A
-// stream already open runs on. A nil List refuses nothing.
+// stream already open when its certificate is revoked is cut when the list
+// learns of it (Load, or a revocation made through this list): its context
+// is cancelled and it ends with the same error. A nil List refuses nothing.
 func (r *List) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -73,28 +75,87 @@ func (r *List) ServerOptions() []grpc.ServerOption {
 			}
 			return h(ctx, req)
 		}),
-		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			if err := r.checkPeer(ss.Context()); err != nil {
-				return err
-			}
-			return h(srv, ss)
-		}),
+		grpc.ChainStreamInterceptor(r.streamInterceptor),
+	}
+}
+
+// streamInterceptor refuses a stream whose certificate is revoked and
+// tracks the others until they end, so that cutStreams can end them.
+func (r *List) streamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	serial := peerSerial(ss.Context())
+	if r == nil || serial == "" {
+		return h(srv, ss)
+	}
+	ctx, cancel := context.WithCancelCause(ss.Context())
+	s := &openStream{serial: serial, cancel: cancel}
+	r.smu.Lock()
+	r.streams[s] = struct{}{}
+	r.smu.Unlock()
+	defer func() {
+		r.smu.Lock()
+		delete(r.streams, s)
+		r.smu.Unlock()
+		cancel(nil)
+	}()
+	// Checked once tracked: a revocation loaded in between is not missed.
+	if r.Revoked(serial) {
+		return revokedNode(serial)
+	}
+	err := h(srv, cutStream{ServerStream: ss, ctx: ctx})
+	if cause := context.Cause(ctx); ctx.Err() != nil && apierr.Info(cause).GetCode() == apierr.CodeCertificateRevoked {
+		return cause // cut by cutStreams: say why, whatever the handler made of its cancelled context
+	}
+	return err
+}
+
+// openStream is a stream streamInterceptor tracks.
+type openStream struct {
+	serial string
+	cancel context.CancelCauseFunc
+}
+
+// cutStream is a server stream whose context cutStreams can cancel.
+type cutStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s cutStream) Context() context.Context { return s.ctx }
+
+// cutStreams ends the tracked streams whose certificate is now revoked.
+func (r *List) cutStreams() {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	for s := range r.streams {
+		if r.Revoked(s.serial) {
+			s.cancel(revokedNode(s.serial))
+		}
 	}
 }
 
 // checkPeer refuses a call whose verified client certificate is revoked.
 func (r *List) checkPeer(ctx context.Context) error {
+	if serial := peerSerial(ctx); r.Revoked(serial) {
+		return revokedNode(serial)
+	}
+	return nil
+}
+
+func revokedNode(serial string) error {
+	return apierr.New(codes.Unauthenticated, apierr.CodeCertificateRevoked,
+		fmt.Sprintf("the certificate of this node (serial %s) is revoked", serial), "serial", serial)
+}
+
+// peerSerial is the serial of the caller's verified client certificate, ""
+// if it has none (the listener's TLS config decides who gets this far).
+func peerSerial(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return nil
+		return ""
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
-		return nil // the listener's TLS config decides who gets this far
+		return ""
 	}
-	if serial := certs.Serial(info.State.VerifiedChains[0][0]); r.Revoked(serial) {
-		return apierr.New(codes.Unauthenticated, apierr.CodeCertificateRevoked,
-			fmt.Sprintf("the certificate of this node (serial %s) is revoked", serial), "serial", serial)
-	}
-	return nil
+	return certs.Serial(info.State.VerifiedChains[0][0])
 }

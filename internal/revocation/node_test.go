@@ -26,8 +26,9 @@ import (
 // TestNodeListenerRefusesRevokedCertificates serves a gRPC listener as the
 // gateway's node listeners are served (mTLS, certs.NodePeers with the
 // list, ServerOptions) and revokes the node certificate a connection uses:
-// its next unary call and its next stream are refused with
-// CERTIFICATE_REVOKED, and a new connection is refused in the handshake.
+// a stream it opened before is cut, its next unary call and its next
+// stream are refused with CERTIFICATE_REVOKED, and a new connection is
+// refused in the handshake.
 func TestNodeListenerRefusesRevokedCertificates(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -86,6 +87,17 @@ func TestNodeListenerRefusesRevokedCertificates(t *testing.T) {
 	if err := watch(c); err != nil {
 		t.Fatalf("Watch before the revocation: %v", err)
 	}
+	// A stream opened before the revocation and still open when the list
+	// learns of it is cut.
+	openCtx, stopOpen := context.WithTimeout(ctx, 10*time.Second) // a stream not cut fails the test in 10 s
+	defer stopOpen()
+	open, err := c.Watch(openCtx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open.Recv(); err != nil {
+		t.Fatalf("Watch before the revocation: %v", err)
+	}
 
 	serial := clientSerial(t, b)
 	if err := st.Revocations().Revoke(ctx, store.RevokedCertificate{Serial: serial, Reason: "test"}); err != nil {
@@ -96,6 +108,9 @@ func TestNodeListenerRefusesRevokedCertificates(t *testing.T) {
 	}
 	if err := list.Load(ctx); err != nil { // what Follow does every Refresh
 		t.Fatal(err)
+	}
+	if _, err := open.Recv(); status.Code(err) != codes.Unauthenticated || apierr.Info(err).GetCode() != apierr.CodeCertificateRevoked {
+		t.Errorf("Watch opened before the revocation: %v, want UNAUTHENTICATED %s", err, apierr.CodeCertificateRevoked)
 	}
 	_, err = c.Check(ctx, &healthpb.HealthCheckRequest{})
 	if status.Code(err) != codes.Unauthenticated || apierr.Info(err).GetCode() != apierr.CodeCertificateRevoked {

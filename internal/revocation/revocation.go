@@ -31,6 +31,11 @@ type List struct {
 	mu      sync.RWMutex
 	serials map[string]bool
 	agents  map[string]string // agent name -> serial of the certificate its tunnel uses
+
+	// smu guards streams: the node streams open (ServerOptions), cut when
+	// their certificate is revoked. Lock order: smu before mu.
+	smu     sync.Mutex
+	streams map[*openStream]struct{}
 }
 
 // Refresh is how often the server reloads the list.
@@ -38,7 +43,7 @@ const Refresh = 10 * time.Second
 
 // New returns an empty list backed by st; Load fills it.
 func New(st *store.Revocations, log *slog.Logger) *List {
-	return &List{store: st, log: log, serials: map[string]bool{}, agents: map[string]string{}}
+	return &List{store: st, log: log, serials: map[string]bool{}, agents: map[string]string{}, streams: map[*openStream]struct{}{}}
 }
 
 // Load (re)reads the list from the store.
@@ -54,6 +59,7 @@ func (r *List) Load(ctx context.Context) error {
 	r.mu.Lock()
 	r.serials = m
 	r.mu.Unlock()
+	r.cutStreams()
 	return nil
 }
 
@@ -88,6 +94,7 @@ func (r *List) add(serial string) {
 	r.mu.Lock()
 	r.serials[serial] = true
 	r.mu.Unlock()
+	r.cutStreams()
 }
 
 // SerialOf is the serial of the certificate agent name's tunnel uses.
