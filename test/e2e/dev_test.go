@@ -227,8 +227,8 @@ func devTier(t *testing.T, out, dir, room string) {
 // devTierRevoked checks that the cluster listener refuses a node
 // certificate once `croupier certs revoke` put it on the server's list: a
 // second certificate named as dev's node peer is admitted, then revoked;
-// the connection it made is refused its next call (CERTIFICATE_REVOKED) and
-// a new one the handshake.
+// the SyncEvents stream it opened is cut, the connection it made is refused
+// its next call (CERTIFICATE_REVOKED) and a new one the handshake.
 func devTierRevoked(t *testing.T, env []string, out, dir string) {
 	t.Helper()
 	m := regexp.MustCompile(`cluster gRPC\s+(\S+)\s+\(ClusterService`).FindStringSubmatch(out)
@@ -245,8 +245,23 @@ func devTierRevoked(t *testing.T, env []string, out, dir string) {
 	if _, err := cs.GetNodes(ctx, &clusterv1.GetNodesRequest{}); err != nil {
 		t.Fatalf("GetNodes with a second node certificate: %v", err)
 	}
+	sync, err := cs.SyncEvents(ctx) // open when the certificate is revoked
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sync.Header(); err != nil {
+		t.Fatalf("SyncEvents with a second node certificate: %v", err)
+	}
 	if out, code := run(t, env, "certs", "revoke", filepath.Join(certs, "node2.crt"), "--reason", "e2e"); code != 0 {
 		t.Fatalf("certs revoke: exit %d\n%s", code, out)
+	}
+	for { // events already queued may come first; the stream ends with the revocation
+		if _, err = sync.Recv(); err != nil {
+			break
+		}
+	}
+	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("SyncEvents opened before the revocation: %v, want it cut UNAUTHENTICATED (revoked)", err)
 	}
 	if _, err := cs.GetNodes(ctx, &clusterv1.GetNodesRequest{}); status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("GetNodes on the revoked certificate's connection: %v, want UNAUTHENTICATED (revoked)", err)
