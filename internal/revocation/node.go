@@ -80,41 +80,66 @@ func (r *List) ServerOptions() []grpc.ServerOption {
 }
 
 // streamInterceptor refuses a stream whose certificate is revoked and
-// tracks the others until they end, so that cutStreams can end them.
+// holds the others until they end, so that a revocation cuts them.
 func (r *List) streamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	serial := peerSerial(ss.Context())
 	if r == nil || serial == "" {
 		return h(srv, ss)
 	}
-	ctx, cancel := context.WithCancelCause(ss.Context())
-	s := &openStream{serial: serial, cancel: cancel}
-	r.smu.Lock()
-	r.streams[s] = struct{}{}
-	r.smu.Unlock()
-	defer func() {
-		r.smu.Lock()
-		delete(r.streams, s)
-		r.smu.Unlock()
-		cancel(nil)
-	}()
-	// Checked once tracked: a revocation loaded in between is not missed.
-	if r.Revoked(serial) {
-		return revokedNode(serial)
+	ctx, release := r.Hold(ss.Context(), serial)
+	defer release()
+	if err := context.Cause(ctx); err != nil {
+		return err
 	}
 	err := h(srv, cutStream{ServerStream: ss, ctx: ctx})
-	if cause := context.Cause(ctx); ctx.Err() != nil && apierr.Info(cause).GetCode() == apierr.CodeCertificateRevoked {
-		return cause // cut by cutStreams: say why, whatever the handler made of its cancelled context
+	if cut := Cut(ctx); cut != nil {
+		return cut // say why, whatever the handler made of its cancelled context
 	}
 	return err
 }
 
-// openStream is a stream streamInterceptor tracks.
+// Hold tracks a stream authenticated by the certificate with serial until
+// release is called. The context it returns is cancelled once the list
+// holds a revocation of serial (Load, or a revocation made through this
+// list) — at once if it already does — and Cut then returns the error to
+// end the stream with. A nil List or an empty serial holds nothing.
+func (r *List) Hold(ctx context.Context, serial string) (_ context.Context, release func()) {
+	if r == nil || serial == "" {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	s := &openStream{serial: serial, cancel: cancel}
+	r.smu.Lock()
+	r.streams[s] = struct{}{}
+	r.smu.Unlock()
+	// Checked once tracked: a revocation loaded in between is not missed.
+	if r.Revoked(serial) {
+		cancel(revokedCert(serial))
+	}
+	return ctx, func() {
+		r.smu.Lock()
+		delete(r.streams, s)
+		r.smu.Unlock()
+		cancel(nil)
+	}
+}
+
+// Cut returns the error a stream held by Hold ends with when a revocation
+// cut it, nil otherwise.
+func Cut(ctx context.Context) error {
+	if cause := context.Cause(ctx); ctx.Err() != nil && apierr.Info(cause).GetCode() == apierr.CodeCertificateRevoked {
+		return cause
+	}
+	return nil
+}
+
+// openStream is a stream Hold tracks.
 type openStream struct {
 	serial string
 	cancel context.CancelCauseFunc
 }
 
-// cutStream is a server stream whose context cutStreams can cancel.
+// cutStream is a server stream whose context a revocation can cancel.
 type cutStream struct {
 	grpc.ServerStream
 	ctx context.Context
@@ -122,13 +147,13 @@ type cutStream struct {
 
 func (s cutStream) Context() context.Context { return s.ctx }
 
-// cutStreams ends the tracked streams whose certificate is now revoked.
+// cutStreams ends the held streams whose certificate is now revoked.
 func (r *List) cutStreams() {
 	r.smu.Lock()
 	defer r.smu.Unlock()
 	for s := range r.streams {
 		if r.Revoked(s.serial) {
-			s.cancel(revokedNode(s.serial))
+			s.cancel(revokedCert(s.serial))
 		}
 	}
 }
@@ -136,14 +161,14 @@ func (r *List) cutStreams() {
 // checkPeer refuses a call whose verified client certificate is revoked.
 func (r *List) checkPeer(ctx context.Context) error {
 	if serial := peerSerial(ctx); r.Revoked(serial) {
-		return revokedNode(serial)
+		return revokedCert(serial)
 	}
 	return nil
 }
 
-func revokedNode(serial string) error {
+func revokedCert(serial string) error {
 	return apierr.New(codes.Unauthenticated, apierr.CodeCertificateRevoked,
-		fmt.Sprintf("the certificate of this node (serial %s) is revoked", serial), "serial", serial)
+		fmt.Sprintf("the certificate of this caller (serial %s) is revoked", serial), "serial", serial)
 }
 
 // peerSerial is the serial of the caller's verified client certificate, ""

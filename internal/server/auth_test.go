@@ -25,7 +25,7 @@ import (
 
 // The principal of a client certificate is remembered per connection
 // (certPrincipals), but revoking the certificate still refuses the very
-// next call on that connection.
+// next call on that connection, and cuts a stream it has open.
 func TestRevokedCertificateRefusedOnOpenConnection(t *testing.T) {
 	s, bundle, ctx := tlsServer(t)
 	ctls, err := tlsconf.ClientConfig(bundle.CACert, bundle.ClientCert, bundle.ClientKey, "localhost")
@@ -43,6 +43,15 @@ func TestRevokedCertificateRefusedOnOpenConnection(t *testing.T) {
 			t.Fatalf("before revocation: %v", err)
 		}
 	}
+	wctx, stopWatch := context.WithTimeout(ctx, 10*time.Second) // a stream not cut fails the test in 10 s
+	defer stopWatch()
+	watch, err := rc.WatchRegistrations(wctx, &croupierv1.WatchRegistrationsRequest{GameId: "demo", Env: "dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil { // the end of the (empty) snapshot
+		t.Fatalf("watch before revocation: %v", err)
+	}
 	serial := certSerial(t, bundle.ClientCert)
 	if _, err := croupierv1.NewCertificateServiceClient(conn).RevokeCertificate(ctx,
 		&croupierv1.RevokeCertificateRequest{Serial: serial, Reason: "test"}); err != nil {
@@ -51,6 +60,9 @@ func TestRevokedCertificateRefusedOnOpenConnection(t *testing.T) {
 	_, err = rc.ListAgents(ctx, &croupierv1.ListAgentsRequest{})
 	if status.Code(err) != codes.Unauthenticated || !strings.Contains(status.Convert(err).Message(), "serial "+serial+") is revoked") {
 		t.Fatalf("after revocation: %v, want UNAUTHENTICATED naming the revoked serial", err)
+	}
+	if _, err := watch.Recv(); status.Code(err) != codes.Unauthenticated || !strings.Contains(status.Convert(err).Message(), "serial "+serial+") is revoked") {
+		t.Fatalf("a stream opened before the revocation: %v, want it cut UNAUTHENTICATED naming the revoked serial", err)
 	}
 }
 

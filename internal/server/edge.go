@@ -12,6 +12,7 @@ import (
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/rbac"
+	"github.com/croupier/croupier/internal/revocation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -43,6 +44,9 @@ type edge struct {
 	log      *slog.Logger
 	methods  map[string]rule
 	insecure bool
+	// revocations cuts a stream whose caller's certificate is revoked while
+	// it is open (an agent's tunnel is cut by the revocation service).
+	revocations *revocation.List
 }
 
 // identifyFunc returns the caller of a call to method; public methods get
@@ -81,6 +85,11 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 		if err != nil {
 			return err
 		}
+		if rule.access != accessAgent {
+			var release func()
+			ctx, release = e.revocations.Hold(ctx, principal.FromContext(ctx).CertSerial)
+			defer release()
+		}
 		if admittedHeader(ctx) {
 			// The REST edge waits for this before it answers 200 and starts
 			// an event stream (see sseStream).
@@ -94,6 +103,9 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 			herr = h(srv, &replayStream{ctxStream: wrapped, first: req})
 		} else {
 			herr = h(srv, wrapped)
+		}
+		if cut := revocation.Cut(ctx); cut != nil {
+			herr = cut // whatever the handler made of its cancelled context
 		}
 		done(herr)
 		return herr
