@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
 	"encoding/pem"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 	datav1 "github.com/croupier/croupier/api/synctv/data/v1"
 	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/tlsconf"
+	"github.com/croupier/croupier/sdk/gateway"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -262,3 +265,105 @@ func revokeInDB(t *testing.T, db, certFile string) {
 		t.Fatal(err)
 	}
 }
+
+// TestGatewayRevocationCutsOpenConnections: a `croupier gateway` follows
+// the revocation list in its database. A business connected over mTLS and
+// a node following the room log (SyncEvents) are cut once their
+// certificates are revoked there and the gateway reloads the list (every
+// 10 s); neither certificate is admitted again.
+func TestGatewayRevocationCutsOpenConnections(t *testing.T) {
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if out, code := run(t, nil, "certs", "init", "--dir", certs); code != 0 {
+		t.Fatalf("certs init: %s", out)
+	}
+	db := filepath.Join(dir, "rooms.db")
+	if out, code := run(t, nil, "migrate", "--store-driver", "sqlite", "--store-dsn", db); code != 0 {
+		t.Fatalf("migrate: %s", out)
+	}
+	if out, code := run(t, nil, "certs", "issue", "client", "--name", "operator", "--ca-dir", certs, "--out", filepath.Join(certs, "node2")); code != 0 {
+		t.Fatalf("certs issue client: %s", out)
+	}
+	if out, code := run(t, nil, "certs", "issue", "business", "--name", "chat-1", "--ca-dir", certs); code != 0 {
+		t.Fatalf("certs issue business: %s", out)
+	}
+	n := startTierNode(t, dir, certs, db, "gwr", "--nats", "embedded", "--nats-listen", "127.0.0.1:0",
+		"--business-tls-ca", filepath.Join(certs, "ca.crt"), "--business-tls-cert", filepath.Join(certs, "server.crt"),
+		"--business-tls-key", filepath.Join(certs, "server.key"))
+	businessAddr := n.proc.waitLog("gateway started", 30*time.Second)["business_addr"].(string)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	btls, err := tlsconf.ClientConfig(filepath.Join(certs, "ca.crt"), filepath.Join(certs, "business-chat-1.crt"), filepath.Join(certs, "business-chat-1.key"), "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	disconnected := make(chan struct{}, 1)
+	biz, err := gateway.New(gateway.Config{Addr: businessAddr, WorkerID: 1, ServerID: 1, TLS: btls, ReconnectMax: time.Second,
+		Logger: slog.New(onWarn{func() {
+			select {
+			case disconnected <- struct{}{}:
+			default:
+			}
+		}})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bctx, bstop := context.WithCancel(ctx)
+	bdone := make(chan error, 1)
+	go func() { bdone <- biz.Run(bctx) }()
+	t.Cleanup(func() { bstop(); <-bdone })
+	if err := biz.WaitReady(ctx); err != nil {
+		t.Fatalf("business over mTLS: %v", err)
+	}
+	sync, err := clusterv1.NewClusterServiceClient(certConn(t, certs, "node2", n.grpcs)).SyncEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sync.Header(); err != nil {
+		t.Fatalf("SyncEvents with a node certificate: %v", err)
+	}
+
+	revokeInDB(t, db, filepath.Join(certs, "business-chat-1.crt"))
+	revokeInDB(t, db, filepath.Join(certs, "node2.crt"))
+	for { // bounded by ctx; the gateway reloads the list every 10 s
+		if _, err = sync.Recv(); err != nil {
+			break
+		}
+	}
+	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("SyncEvents opened before the revocation: %v, want it cut UNAUTHENTICATED (revoked)", err)
+	}
+	n.proc.waitLog("business connection closed: its certificate is revoked", 15*time.Second)
+	select {
+	case <-disconnected:
+	case <-ctx.Done():
+		t.Fatal("the business was not disconnected")
+	}
+	if biz.RegisterID() != "" {
+		t.Error("the business registered again with its revoked certificate")
+	}
+	conn, err := tls.Dial("tcp", businessAddr, btls)
+	if err == nil {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = conn.Read(make([]byte, 1)) // TLS 1.3: the server's refusal comes after the client's handshake
+		_ = conn.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "bad certificate") {
+		t.Fatalf("a new business connection with the revoked certificate: %v, want the handshake refused (bad certificate)", err)
+	}
+}
+
+// onWarn is a slog handler that calls f for each record at warn level or
+// above (the gateway SDK warns when its connection drops).
+type onWarn struct{ f func() }
+
+func (h onWarn) Enabled(context.Context, slog.Level) bool { return true }
+func (h onWarn) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.f()
+	}
+	return nil
+}
+func (h onWarn) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h onWarn) WithGroup(string) slog.Handler      { return h }
