@@ -17,8 +17,8 @@ import (
 // business listener admit callers by their certificate alone. They check
 // the same list as the server: certs.NodePeers takes Revoked for the
 // handshake, ServerOptions refuses every later call of a connection made
-// before a revocation and cuts its open streams, and a gateway that does not serve
-// CertificateService keeps its copy current with Follow.
+// before a revocation and cuts its open streams, and a gateway that does
+// not serve CertificateService keeps its copy current with Follow.
 
 // Follow loads the list and then reloads it from the store every Refresh
 // until stop is called, which waits for the reloading goroutine; after each

@@ -32,8 +32,9 @@ type List struct {
 	serials map[string]bool
 	agents  map[string]string // agent name -> serial of the certificate its tunnel uses
 
-	// smu guards streams: the node streams open (ServerOptions), cut when
-	// their certificate is revoked. Lock order: smu before mu.
+	// smu guards streams: the open streams Hold tracks (node listeners'
+	// ServerOptions, the server's edge), cut when their certificate is
+	// revoked. Lock order: smu before mu.
 	smu     sync.Mutex
 	streams map[*openStream]struct{}
 }
