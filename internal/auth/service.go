@@ -84,6 +84,9 @@ type Service struct {
 	grantsCache map[string]cachedGrants
 	certUsers   map[string]certUserInfo
 	grantsGen   atomic.Uint64
+
+	streamsMu sync.Mutex
+	streams   map[*heldStream]struct{} // HoldStream's (streams.go)
 }
 
 // New returns a Service. Without Config.SigningKey it loads the signing key
@@ -94,7 +97,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, errors.New("auth: a store is required")
 	}
 	s := &Service{store: cfg.Store, audit: cfg.Audit, refresh: cfg.RefreshTTL, now: cfg.Now, log: cfg.Logger,
-		grantsCache: map[string]cachedGrants{}, certUsers: map[string]certUserInfo{}}
+		grantsCache: map[string]cachedGrants{}, certUsers: map[string]certUserInfo{}, streams: map[*heldStream]struct{}{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -310,6 +313,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 		err := unauthenticated(CodeTokenRevoked, "refresh token was already used: the session has been revoked in case it was stolen; log in again")
 		s.record(ctx, audit.Entry{Actor: "operator:" + user, Action: audit.ActionTokenReuse,
 			Payload: map[string]string{"username": user, "session": res.Session.ID}, Err: err})
+		s.recheckStreams(context.WithoutCancel(ctx), user)
 		return Tokens{}, err
 	case store.RotateUserDisabled:
 		return Tokens{}, unauthenticated(CodeUserDisabled, "user "+user+" is disabled")
@@ -332,6 +336,7 @@ func (s *Service) Logout(ctx context.Context, refreshToken string) error {
 	}
 	s.record(ctx, audit.Entry{Actor: "operator:" + sess.Username, Action: audit.ActionLogout,
 		Payload: map[string]string{"session": sess.ID}})
+	s.recheckStreams(context.WithoutCancel(ctx), sess.Username)
 	return nil
 }
 
@@ -345,18 +350,8 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (principal.Pr
 	if err != nil {
 		return principal.Principal{}, err
 	}
-	st, err := s.store.Tokens().SessionState(ctx, claims.SessionID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return principal.Principal{}, unauthenticated(CodeTokenRevoked, "access token's session no longer exists; log in again")
-	case err != nil:
+	if err := s.sessionValid(ctx, claims.SessionID, claims.Subject); err != nil {
 		return principal.Principal{}, err
-	case st.Session.Username != claims.Subject:
-		return principal.Principal{}, unauthenticated(CodeTokenInvalid, "access token is invalid (subject mismatch); log in again")
-	case !st.Session.RevokedAt.IsZero():
-		return principal.Principal{}, unauthenticated(CodeTokenRevoked, "access token revoked ("+st.Session.RevokeReason+"); log in again")
-	case st.UserDisabled:
-		return principal.Principal{}, unauthenticated(CodeUserDisabled, "user "+claims.Subject+" is disabled")
 	}
 	grants, err := s.Grants(ctx, claims.Subject)
 	if err != nil {

@@ -81,7 +81,11 @@ func (s *Service) setPassword(ctx context.Context, p principal.Principal, userna
 	if err != nil {
 		return true, err
 	}
-	return true, s.userErr(s.store.Users().SetPasswordHash(ctx, username, hash), username)
+	if err := s.userErr(s.store.Users().SetPasswordHash(ctx, username, hash), username); err != nil {
+		return true, err
+	}
+	s.recheckStreams(context.WithoutCancel(ctx), username) // the change revoked the user's sessions
+	return true, nil
 }
 
 // checkCurrentPassword checks the password a user gives to change their own.
@@ -122,7 +126,13 @@ func (s *Service) SetDisabled(ctx context.Context, p principal.Principal, userna
 			// INVALID_ARGUMENT, in the status and the ErrorInfo code alike.
 			return invalidArg("you cannot disable your own account (" + username + "); ask another administrator")
 		}
-		return s.userErr(s.store.Users().SetDisabled(ctx, username, disabled), username)
+		if err := s.userErr(s.store.Users().SetDisabled(ctx, username, disabled), username); err != nil {
+			return err
+		}
+		if disabled {
+			s.recheckStreams(context.WithoutCancel(ctx), username)
+		}
+		return nil
 	})
 }
 

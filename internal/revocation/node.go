@@ -92,7 +92,7 @@ func (r *List) streamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamSe
 		return err
 	}
 	err := h(srv, cutStream{ServerStream: ss, ctx: ctx})
-	if cut := Cut(ctx); cut != nil {
+	if cut := cutCause(ctx); cut != nil {
 		return cut // say why, whatever the handler made of its cancelled context
 	}
 	return err
@@ -101,8 +101,9 @@ func (r *List) streamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamSe
 // Hold tracks a stream authenticated by the certificate with serial until
 // release is called. The context it returns is cancelled once the list
 // holds a revocation of serial (Load, or a revocation made through this
-// list) — at once if it already does — and Cut then returns the error to
-// end the stream with. A nil List or an empty serial holds nothing.
+// list) — at once if it already does — with the error to end the stream
+// with (UNAUTHENTICATED, CERTIFICATE_REVOKED) as its cause (context.Cause).
+// A nil List or an empty serial holds nothing.
 func (r *List) Hold(ctx context.Context, serial string) (_ context.Context, release func()) {
 	if r == nil || serial == "" {
 		return ctx, func() {}
@@ -124,9 +125,9 @@ func (r *List) Hold(ctx context.Context, serial string) (_ context.Context, rele
 	}
 }
 
-// Cut returns the error a stream held by Hold ends with when a revocation
-// cut it, nil otherwise.
-func Cut(ctx context.Context) error {
+// cutCause returns the error a stream held by Hold ends with when a
+// revocation cut it, nil otherwise.
+func cutCause(ctx context.Context) error {
 	if cause := context.Cause(ctx); ctx.Err() != nil && apierr.Info(cause).GetCode() == apierr.CodeCertificateRevoked {
 		return cause
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -129,5 +131,45 @@ func TestLoginThrottleFromConfig(t *testing.T) {
 	_, err := authc.Login(context.Background(), &croupierv1.LoginRequest{Username: "carol", Password: "correct-horse-battery"})
 	if status.Code(err) != codes.ResourceExhausted || apierr.Info(err).GetCode() != apierr.CodeRateLimited {
 		t.Fatalf("third attempt after two failures: %v, want RESOURCE_EXHAUSTED / RATE_LIMITED", err)
+	}
+}
+
+// A stream opened with a bearer token ends when its login session is
+// revoked: here by a logout through the same server, which says why
+// (UNAUTHENTICATED, TOKEN_REVOKED).
+func TestTokenStreamEndsAtLogout(t *testing.T) {
+	s, bundle, ctx := tlsServer(t)
+	caPEM, err := os.ReadFile(bundle.CACert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	conn, err := grpc.NewClient(s.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "localhost"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ac := croupierv1.NewAuthServiceClient(conn)
+	toks, err := ac.Login(ctx, &croupierv1.LoginRequest{Username: "operator", Password: "test-password-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWatch := context.WithTimeout(ctx, 10*time.Second) // a stream not cut fails the test in 10 s
+	defer stopWatch()
+	wctx = metadata.AppendToOutgoingContext(wctx, "authorization", "Bearer "+toks.GetAccessToken())
+	watch, err := croupierv1.NewRegistryServiceClient(conn).WatchRegistrations(wctx, &croupierv1.WatchRegistrationsRequest{GameId: "demo", Env: "dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil { // the end of the (empty) snapshot
+		t.Fatalf("watch before logout: %v", err)
+	}
+	if _, err := ac.Logout(ctx, &croupierv1.LogoutRequest{RefreshToken: toks.GetRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = watch.Recv()
+	if status.Code(err) != codes.Unauthenticated || apierr.Info(err).GetCode() != "TOKEN_REVOKED" {
+		t.Fatalf("a stream opened before the logout: %v, want it cut UNAUTHENTICATED TOKEN_REVOKED", err)
 	}
 }

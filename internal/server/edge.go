@@ -44,9 +44,17 @@ type edge struct {
 	log      *slog.Logger
 	methods  map[string]rule
 	insecure bool
-	// revocations cuts a stream whose caller's certificate is revoked while
-	// it is open (an agent's tunnel is cut by the revocation service).
+	// revocations and sessions cut a stream whose caller's certificate is
+	// revoked, or whose login session is revoked or user disabled, while it
+	// is open (an agent's tunnel is cut by the revocation service).
 	revocations *revocation.List
+	sessions    streamHolder
+}
+
+// streamHolder ends the streams it holds when their login session is no
+// longer valid (auth.Service).
+type streamHolder interface {
+	HoldStream(ctx context.Context, p principal.Principal) (context.Context, func())
 }
 
 // identifyFunc returns the caller of a call to method; public methods get
@@ -86,9 +94,14 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 			return err
 		}
 		if rule.access != accessAgent {
-			var release func()
-			ctx, release = e.revocations.Hold(ctx, principal.FromContext(ctx).CertSerial)
+			p := principal.FromContext(ctx)
+			var release, releaseSession func()
+			ctx, release = e.revocations.Hold(ctx, p.CertSerial)
 			defer release()
+			if e.sessions != nil {
+				ctx, releaseSession = e.sessions.HoldStream(ctx, p)
+				defer releaseSession()
+			}
 		}
 		if admittedHeader(ctx) {
 			// The REST edge waits for this before it answers 200 and starts
@@ -104,8 +117,8 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 		} else {
 			herr = h(srv, wrapped)
 		}
-		if cut := revocation.Cut(ctx); cut != nil {
-			herr = cut // whatever the handler made of its cancelled context
+		if cause := context.Cause(ctx); ctx.Err() != nil && status.Code(cause) == codes.Unauthenticated {
+			herr = cause // cut (a revocation, a revoked login): say why, whatever the handler made of its cancelled context
 		}
 		done(herr)
 		return herr

@@ -425,6 +425,9 @@ func (s *Server) maintain(ctx context.Context) {
 		if time.Since(lastRevocations) > revocation.Refresh {
 			lastRevocations = time.Now()
 			s.refreshRevocations(ctx)
+			// Logins revoked and users disabled through other nodes end
+			// this node's streams of theirs too.
+			s.auth.RecheckStreams(ctx)
 		}
 		if time.Since(lastPrune) > time.Minute {
 			lastPrune = time.Now()

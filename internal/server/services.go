@@ -104,7 +104,7 @@ func (s *Server) newGRPCServer(tlsConns bool, e *edge) *grpc.Server {
 // newEdge returns the edge for calls identified by identify.
 func (s *Server) newEdge(identify identifyFunc) *edge {
 	return &edge{identify: identify, limiter: s.guard.limiter, audit: s.guard.audit, log: s.log.With("component", "edge"),
-		methods: s.methods, insecure: s.cfg.Insecure, revocations: s.revocations}
+		methods: s.methods, insecure: s.cfg.Insecure, revocations: s.revocations, sessions: s.auth}
 }
 
 // networkIdentity identifies network callers: a bearer token, else the

@@ -1,0 +1,108 @@
+package auth_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/croupier/croupier/internal/auth"
+	"github.com/croupier/croupier/internal/store/storetest"
+	"google.golang.org/grpc/codes"
+)
+
+// TestHeldStreamsEndWithTheirSession: a stream held for a token-authenticated
+// caller ends when its session is revoked through this node (logout, a
+// password change) at once, and when its user is disabled through another
+// node at this node's next RecheckStreams; streams of other sessions and
+// users run on. Its context's cause is the error a new call would get.
+func TestHeldStreamsEndWithTheirSession(t *testing.T) {
+	t.Parallel()
+	s := storetest.SQLite(t)
+	e := newEnv(t, s)
+	ctx := ctxT(t)
+	e.user(t, "bob", "operator@game:a/*")
+	e.user(t, "carol", "operator@game:a/*")
+	e.user(t, "dave", "operator@game:a/*")
+
+	hold := func(name string) (context.Context, string) {
+		t.Helper()
+		toks, err := e.svc.Login(ctx, name, name+"-password")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := e.svc.Authenticate(ctx, toks.AccessToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held, release := e.svc.HoldStream(ctx, p)
+		t.Cleanup(release)
+		return held, toks.RefreshToken
+	}
+	running := func(what string, held context.Context) {
+		t.Helper()
+		if held.Err() != nil {
+			t.Fatalf("%s ended: %v", what, context.Cause(held))
+		}
+	}
+	ended := func(what string, held context.Context, info string, fragments ...string) {
+		t.Helper()
+		if held.Err() == nil {
+			t.Fatalf("%s still runs", what)
+		}
+		wantCode(t, context.Cause(held), codes.Unauthenticated, info, fragments...)
+	}
+
+	bob1, bobRefresh := hold("bob")
+	bob2, _ := hold("bob")
+	carol, _ := hold("carol")
+	dave, _ := hold("dave")
+
+	// Logout ends the streams of its session only.
+	if err := e.svc.Logout(ctx, bobRefresh); err != nil {
+		t.Fatal(err)
+	}
+	ended("bob's stream of the session logged out", bob1, auth.CodeTokenRevoked, "logged out")
+	running("bob's stream of another session", bob2)
+
+	// A password change revokes every session of its user.
+	if err := e.svc.SetPassword(ctx, system, "bob", "bob-new-password", ""); err != nil {
+		t.Fatal(err)
+	}
+	ended("bob's stream after his password changed", bob2, auth.CodeTokenRevoked)
+	running("carol's stream", carol)
+
+	// Carol is disabled through another node: this node learns of it at its
+	// next check.
+	other, err := auth.New(ctx, auth.Config{Store: s, Argon2: cheapArgon, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.SetDisabled(ctx, system, "carol", true); err != nil {
+		t.Fatal(err)
+	}
+	running("carol's stream before this node checked", carol)
+	e.svc.RecheckStreams(ctx)
+	ended("carol's stream after the check", carol, auth.CodeTokenRevoked, "user disabled") // disabling revoked her sessions
+	running("dave's stream", dave)
+
+	// A stream released is no longer checked (nothing is left to end).
+	toks, err := e.svc.Login(ctx, "dave", "dave-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.svc.Authenticate(ctx, toks.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	released, release := e.svc.HoldStream(ctx, p)
+	release()
+	if context.Cause(released) != context.Canceled {
+		t.Fatalf("a released stream's cause: %v, want context.Canceled", context.Cause(released))
+	}
+	if err := e.svc.Logout(ctx, toks.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	if context.Cause(released) != context.Canceled {
+		t.Fatalf("a released stream was ended again: %v", context.Cause(released))
+	}
+	running("dave's stream of another session", dave)
+}
