@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/croupier/croupier/internal/auth"
+	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/store/storetest"
 	"google.golang.org/grpc/codes"
 )
@@ -23,7 +24,7 @@ func TestHeldStreamsEndWithTheirSession(t *testing.T) {
 	e.user(t, "carol", "operator@game:a/*")
 	e.user(t, "dave", "operator@game:a/*")
 
-	hold := func(name string) (context.Context, string) {
+	login := func(name string) (principal.Principal, string) {
 		t.Helper()
 		toks, err := e.svc.Login(ctx, name, name+"-password")
 		if err != nil {
@@ -33,9 +34,14 @@ func TestHeldStreamsEndWithTheirSession(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		return p, toks.RefreshToken
+	}
+	hold := func(name string) (context.Context, string) {
+		t.Helper()
+		p, refresh := login(name)
 		held, release := e.svc.HoldStream(ctx, p)
 		t.Cleanup(release)
-		return held, toks.RefreshToken
+		return held, refresh
 	}
 	running := func(what string, held context.Context) {
 		t.Helper()
@@ -85,20 +91,13 @@ func TestHeldStreamsEndWithTheirSession(t *testing.T) {
 	running("dave's stream", dave)
 
 	// A stream released is no longer checked (nothing is left to end).
-	toks, err := e.svc.Login(ctx, "dave", "dave-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := e.svc.Authenticate(ctx, toks.AccessToken)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, refresh := login("dave")
 	released, release := e.svc.HoldStream(ctx, p)
 	release()
 	if context.Cause(released) != context.Canceled {
 		t.Fatalf("a released stream's cause: %v, want context.Canceled", context.Cause(released))
 	}
-	if err := e.svc.Logout(ctx, toks.RefreshToken); err != nil {
+	if err := e.svc.Logout(ctx, refresh); err != nil {
 		t.Fatal(err)
 	}
 	if context.Cause(released) != context.Canceled {

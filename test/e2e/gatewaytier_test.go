@@ -85,21 +85,10 @@ func asPlayer[T any](token string, msg *T) *connect.Request[T] {
 // SQLite file: a seek on the first reaches a member on the second, and
 // each node's ClusterService (mTLS) lists both nodes.
 func TestGatewayTierTwoProcesses(t *testing.T) {
-	dir := t.TempDir()
-	certs := filepath.Join(dir, "certs")
-	if out, code := run(t, nil, "certs", "init", "--dir", certs); code != 0 {
-		t.Fatalf("certs init: %s", out)
-	}
-	db := filepath.Join(dir, "rooms.db")
-	// A second node certificate, revoked before the nodes start (the row
+	dir, certs, db := tierFiles(t)
+	// The second node certificate, revoked before the nodes start (the row
 	// `croupier certs revoke` writes where server and gateways share the
 	// database): each node loads the list before it serves.
-	if out, code := run(t, nil, "migrate", "--store-driver", "sqlite", "--store-dsn", db); code != 0 {
-		t.Fatalf("migrate: %s", out)
-	}
-	if out, code := run(t, nil, "certs", "issue", "client", "--name", "operator", "--ca-dir", certs, "--out", filepath.Join(certs, "node2")); code != 0 {
-		t.Fatalf("certs issue: %s", out)
-	}
 	revokeInDB(t, db, filepath.Join(certs, "node2.crt"))
 	a := startTierNode(t, dir, certs, db, "gwa", "--nats", "embedded", "--nats-listen", "127.0.0.1:0")
 	b := startTierNode(t, dir, certs, db, "gwb", "--nats", "external", "--nats-url", a.nats)
@@ -238,6 +227,25 @@ func TestGatewayTierTwoProcesses(t *testing.T) {
 	a.proc.stop()
 }
 
+// tierFiles prepares what the tier's nodes share, in a new directory dir:
+// the CA and server certificate in certs (croupier certs init), a second
+// node certificate certs/node2.crt, and the migrated SQLite database db.
+func tierFiles(t *testing.T) (dir, certs, db string) {
+	t.Helper()
+	dir = t.TempDir()
+	certs, db = filepath.Join(dir, "certs"), filepath.Join(dir, "rooms.db")
+	if out, code := run(t, nil, "certs", "init", "--dir", certs); code != 0 {
+		t.Fatalf("certs init: %s", out)
+	}
+	if out, code := run(t, nil, "migrate", "--store-driver", "sqlite", "--store-dsn", db); code != 0 {
+		t.Fatalf("migrate: %s", out)
+	}
+	if out, code := run(t, nil, "certs", "issue", "client", "--name", "operator", "--ca-dir", certs, "--out", filepath.Join(certs, "node2")); code != 0 {
+		t.Fatalf("certs issue client: %s", out)
+	}
+	return dir, certs, db
+}
+
 // revokeInDB puts the certificate in certFile on the revocation list of
 // the SQLite database db, as `croupier certs revoke` does through a server
 // on that database.
@@ -272,18 +280,7 @@ func revokeInDB(t *testing.T, db, certFile string) {
 // certificates are revoked there and the gateway reloads the list (every
 // 10 s); neither certificate is admitted again.
 func TestGatewayRevocationCutsOpenConnections(t *testing.T) {
-	dir := t.TempDir()
-	certs := filepath.Join(dir, "certs")
-	if out, code := run(t, nil, "certs", "init", "--dir", certs); code != 0 {
-		t.Fatalf("certs init: %s", out)
-	}
-	db := filepath.Join(dir, "rooms.db")
-	if out, code := run(t, nil, "migrate", "--store-driver", "sqlite", "--store-dsn", db); code != 0 {
-		t.Fatalf("migrate: %s", out)
-	}
-	if out, code := run(t, nil, "certs", "issue", "client", "--name", "operator", "--ca-dir", certs, "--out", filepath.Join(certs, "node2")); code != 0 {
-		t.Fatalf("certs issue client: %s", out)
-	}
+	dir, certs, db := tierFiles(t)
 	if out, code := run(t, nil, "certs", "issue", "business", "--name", "chat-1", "--ca-dir", certs); code != 0 {
 		t.Fatalf("certs issue business: %s", out)
 	}
