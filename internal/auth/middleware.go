@@ -97,7 +97,7 @@ func (s *Service) resolve(ctx context.Context, authz []string, fallback func() (
 		case !u.exists:
 			return fp, nil // no user of that name: no grants, deny by default
 		case u.disabled:
-			return principal.Principal{}, unauthenticated(CodeUserDisabled, "user "+fp.Name+" is disabled")
+			return principal.Principal{}, userDisabled(fp.Name)
 		}
 		fp.Grants = u.grants
 	}

@@ -313,7 +313,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 		err := unauthenticated(CodeTokenRevoked, "refresh token was already used: the session has been revoked in case it was stolen; log in again")
 		s.record(ctx, audit.Entry{Actor: "operator:" + user, Action: audit.ActionTokenReuse,
 			Payload: map[string]string{"username": user, "session": res.Session.ID}, Err: err})
-		s.recheckStreams(context.WithoutCancel(ctx), user)
+		s.cutSession(res.Session.ID, store.RevokeReuse)
 		return Tokens{}, err
 	case store.RotateUserDisabled:
 		return Tokens{}, unauthenticated(CodeUserDisabled, "user "+user+" is disabled")
@@ -336,7 +336,7 @@ func (s *Service) Logout(ctx context.Context, refreshToken string) error {
 	}
 	s.record(ctx, audit.Entry{Actor: "operator:" + sess.Username, Action: audit.ActionLogout,
 		Payload: map[string]string{"session": sess.ID}})
-	s.recheckStreams(context.WithoutCancel(ctx), sess.Username)
+	s.cutSession(sess.ID, store.RevokeLogout)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/store"
@@ -10,32 +11,40 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// A stream authenticated by a bearer token is checked when it opens, as
-// every call is; a watch may then stay open for hours. HoldStream tracks
-// it, so that it ends once its login session is revoked (logout, refresh
-// token reuse, password change) or its user disabled: at once when that
-// happens through this node, and at the next RecheckStreams otherwise (the
-// server runs it every 10 s, so a change made through another node reaches
-// this node's streams within that). The stream's expiry is not checked
-// again: a watch outlives its access token, as it outlives a certificate's
-// refresh.
+// An operator's stream is checked when it opens, as every call is; a watch
+// may then stay open for hours. HoldStream tracks it, so that it ends once
+// its login session is revoked (logout, refresh token reuse, password
+// change) or its user disabled: at once when that happens through this
+// node (no database read: the change says which streams), and at the next
+// RecheckStreams otherwise — the server runs it every 10 s, so a change
+// made through another node reaches this node's streams within that. A
+// stream that opens in the instant between its caller's authentication and
+// a change through this node is caught by that next check too. An access
+// token's expiry is not checked again: the session, not the token, is
+// followed. (A revoked certificate ends its streams through
+// revocation.List.Hold.)
 
 // heldStream is a stream HoldStream tracks.
 type heldStream struct {
-	session, user string
-	cancel        context.CancelCauseFunc
+	user    string
+	session string // "" for an operator authenticated by certificate
+	cancel  context.CancelCauseFunc
 }
 
-// HoldStream tracks a stream of p until release is called. The context it
-// returns is cancelled when p's login session is found no longer valid,
-// with the UNAUTHENTICATED error a new call would get as its cause
-// (context.Cause). A caller that is not token-authenticated is not held.
+// recheckTimeout bounds one RecheckStreams.
+const recheckTimeout = 5 * time.Second
+
+// HoldStream tracks a stream of operator p until release is called. The
+// context it returns is cancelled once p's login session is found no longer
+// valid (or, for an operator authenticated by certificate, p's user
+// disabled), with the UNAUTHENTICATED error a new call would get as its
+// cause (context.Cause). Other callers are not held.
 func (s *Service) HoldStream(ctx context.Context, p principal.Principal) (_ context.Context, release func()) {
-	if p.SessionID == "" {
+	if p.Kind != principal.Operator {
 		return ctx, func() {}
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	h := &heldStream{session: p.SessionID, user: p.Name, cancel: cancel}
+	h := &heldStream{user: p.Name, session: p.SessionID, cancel: cancel}
 	s.streamsMu.Lock()
 	s.streams[h] = struct{}{}
 	s.streamsMu.Unlock()
@@ -47,29 +56,67 @@ func (s *Service) HoldStream(ctx context.Context, p principal.Principal) (_ cont
 	}
 }
 
-// RecheckStreams ends the held streams whose session is no longer valid,
-// reading each distinct session once. A session that cannot be read (the
-// store is down) keeps its streams until a later check.
-func (s *Service) RecheckStreams(ctx context.Context) { s.recheckStreams(ctx, "") }
+// cutStreams ends the held streams match selects with err.
+func (s *Service) cutStreams(match func(h *heldStream) bool, err error) {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	for h := range s.streams {
+		if match(h) {
+			h.cancel(err)
+		}
+	}
+}
 
-// recheckStreams is RecheckStreams for the streams of user only ("" for
-// all), after a change through this node revoked some of user's sessions.
-func (s *Service) recheckStreams(ctx context.Context, user string) {
-	bySession := map[string][]*heldStream{}
+// cutSession ends the streams of login session id, revoked for reason.
+func (s *Service) cutSession(id, reason string) {
+	s.cutStreams(func(h *heldStream) bool { return h.session == id }, sessionRevoked(reason))
+}
+
+// cutUser ends the streams of user's login sessions, all revoked for
+// reason, and with certificates too when the user was disabled.
+func (s *Service) cutUser(user, reason string, disabled bool) {
+	s.cutStreams(func(h *heldStream) bool { return h.user == user && h.session != "" }, sessionRevoked(reason))
+	if disabled {
+		s.cutStreams(func(h *heldStream) bool { return h.user == user && h.session == "" }, userDisabled(user))
+	}
+}
+
+// RecheckStreams ends the held streams whose session is no longer valid or
+// whose user (by certificate) is disabled, reading each distinct session
+// and user once, within recheckTimeout. One that cannot be read now (the
+// store is down or slow) keeps its streams until a later check.
+func (s *Service) RecheckStreams(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, recheckTimeout)
+	defer cancel()
+	sessions, users := map[string][]*heldStream{}, map[string][]*heldStream{}
 	s.streamsMu.Lock()
 	for h := range s.streams {
-		if user == "" || h.user == user {
-			bySession[h.session] = append(bySession[h.session], h)
+		if h.session != "" {
+			sessions[h.session] = append(sessions[h.session], h)
+		} else {
+			users[h.user] = append(users[h.user], h)
 		}
 	}
 	s.streamsMu.Unlock()
-	for id, held := range bySession {
-		err := s.sessionValid(ctx, id, held[0].user)
-		if status.Code(err) != codes.Unauthenticated {
-			continue // valid, or not known now
+	cut := func(held []*heldStream, err error) bool {
+		if ctx.Err() != nil {
+			return false // a read cut short says nothing (some drivers answer "no rows")
 		}
-		for _, h := range held {
-			h.cancel(err)
+		if status.Code(err) == codes.Unauthenticated {
+			for _, h := range held {
+				h.cancel(err)
+			}
+		}
+		return true
+	}
+	for id, held := range sessions {
+		if !cut(held, s.sessionValid(ctx, id, held[0].user)) {
+			return
+		}
+	}
+	for user, held := range users {
+		if !cut(held, s.certUserValid(ctx, user)) {
+			return
 		}
 	}
 }
@@ -86,9 +133,32 @@ func (s *Service) sessionValid(ctx context.Context, id, user string) error {
 	case st.Session.Username != user:
 		return unauthenticated(CodeTokenInvalid, "access token is invalid (subject mismatch); log in again")
 	case !st.Session.RevokedAt.IsZero():
-		return unauthenticated(CodeTokenRevoked, "access token revoked ("+st.Session.RevokeReason+"); log in again")
+		return sessionRevoked(st.Session.RevokeReason)
 	case st.UserDisabled:
-		return unauthenticated(CodeUserDisabled, "user "+user+" is disabled")
+		return userDisabled(user)
 	}
 	return nil
+}
+
+// certUserValid checks that the user an operator certificate names is not
+// disabled (one that does not exist holds no grants, and is not cut).
+func (s *Service) certUserValid(ctx context.Context, user string) error {
+	u, err := s.store.Users().Get(ctx, user)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case u.Disabled:
+		return userDisabled(user)
+	}
+	return nil
+}
+
+func sessionRevoked(reason string) error {
+	return unauthenticated(CodeTokenRevoked, "access token revoked ("+reason+"); log in again")
+}
+
+func userDisabled(user string) error {
+	return unauthenticated(CodeUserDisabled, "user "+user+" is disabled")
 }

@@ -13,8 +13,9 @@ import (
 // TestHeldStreamsEndWithTheirSession: a stream held for a token-authenticated
 // caller ends when its session is revoked through this node (logout, a
 // password change) at once, and when its user is disabled through another
-// node at this node's next RecheckStreams; streams of other sessions and
-// users run on. Its context's cause is the error a new call would get.
+// node at this node's next RecheckStreams; one of an operator's certificate
+// ends when its user is disabled; streams of other sessions and users run
+// on. Its context's cause is the error a new call would get.
 func TestHeldStreamsEndWithTheirSession(t *testing.T) {
 	t.Parallel()
 	s := storetest.SQLite(t)
@@ -90,18 +91,36 @@ func TestHeldStreamsEndWithTheirSession(t *testing.T) {
 	ended("carol's stream after the check", carol, auth.CodeTokenRevoked, "user disabled") // disabling revoked her sessions
 	running("dave's stream", dave)
 
-	// A stream released is no longer checked (nothing is left to end).
-	p, refresh := login("dave")
-	released, release := e.svc.HoldStream(ctx, p)
-	release()
-	if context.Cause(released) != context.Canceled {
-		t.Fatalf("a released stream's cause: %v, want context.Canceled", context.Cause(released))
-	}
-	if err := e.svc.Logout(ctx, refresh); err != nil {
+	// An operator authenticated by certificate has no session: the stream
+	// ends when the user is disabled, at once through this node.
+	e.user(t, "erin", "operator@game:a/*")
+	certOp := principal.Principal{Kind: principal.Operator, Name: "erin", CertSerial: "1f"}
+	erin, releaseErin := e.svc.HoldStream(ctx, certOp)
+	defer releaseErin()
+	e.svc.RecheckStreams(ctx)
+	running("erin's stream (certificate) after a check", erin)
+	if err := e.svc.SetDisabled(ctx, system, "erin", true); err != nil {
 		t.Fatal(err)
 	}
-	if context.Cause(released) != context.Canceled {
-		t.Fatalf("a released stream was ended again: %v", context.Cause(released))
+	ended("erin's stream (certificate) after she was disabled", erin, auth.CodeUserDisabled, "erin is disabled")
+	running("dave's stream", dave)
+
+	// Release stops the tracking; agents and anonymous callers are not held.
+	n := e.svc.HeldStreams()
+	p, _ := login("dave")
+	_, release := e.svc.HoldStream(ctx, p)
+	if e.svc.HeldStreams() != n+1 {
+		t.Fatalf("held streams: %d, want %d", e.svc.HeldStreams(), n+1)
 	}
-	running("dave's stream of another session", dave)
+	release()
+	if e.svc.HeldStreams() != n {
+		t.Fatalf("held streams after a release: %d, want %d", e.svc.HeldStreams(), n)
+	}
+	for _, other := range []principal.Principal{{Kind: principal.Agent, Name: "a1"}, {Kind: principal.Anonymous, Name: "x"}} {
+		if _, release := e.svc.HoldStream(ctx, other); e.svc.HeldStreams() != n {
+			t.Fatalf("a %v was held", other.Kind)
+		} else {
+			release()
+		}
+	}
 }

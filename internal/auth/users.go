@@ -84,7 +84,7 @@ func (s *Service) setPassword(ctx context.Context, p principal.Principal, userna
 	if err := s.userErr(s.store.Users().SetPasswordHash(ctx, username, hash), username); err != nil {
 		return true, err
 	}
-	s.recheckStreams(context.WithoutCancel(ctx), username) // the change revoked the user's sessions
+	s.cutUser(username, store.RevokePasswordChanged, false) // the change revoked the user's sessions
 	return true, nil
 }
 
@@ -130,7 +130,7 @@ func (s *Service) SetDisabled(ctx context.Context, p principal.Principal, userna
 			return err
 		}
 		if disabled {
-			s.recheckStreams(context.WithoutCancel(ctx), username)
+			s.cutUser(username, store.RevokeUserDisabled, true)
 		}
 		return nil
 	})

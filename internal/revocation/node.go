@@ -66,7 +66,7 @@ func (r *List) follow(ctx context.Context, every time.Duration, reloaded []func(
 // the revocation, which the handshake check (certs.NodePeers) let in. A
 // stream already open when its certificate is revoked is cut when the list
 // learns of it (Load, or a revocation made through this list): its context
-// is cancelled and it ends with the same error. A nil List refuses nothing.
+// is cancelled and it ends with the same code. A nil List refuses nothing.
 func (r *List) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -93,7 +93,7 @@ func (r *List) streamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamSe
 	}
 	err := h(srv, cutStream{ServerStream: ss, ctx: ctx})
 	if cut := cutCause(ctx); cut != nil {
-		return cut // say why, whatever the handler made of its cancelled context
+		return cut // say why, whatever the handler made of its cancelled context (also nil)
 	}
 	return err
 }
@@ -152,8 +152,10 @@ func (s cutStream) Context() context.Context { return s.ctx }
 func (r *List) cutStreams() {
 	r.smu.Lock()
 	defer r.smu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	for s := range r.streams {
-		if r.Revoked(s.serial) {
+		if r.serials[s.serial] {
 			s.cancel(revokedCert(s.serial))
 		}
 	}

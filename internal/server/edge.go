@@ -118,7 +118,10 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 			herr = h(srv, wrapped)
 		}
 		if cause := context.Cause(ctx); ctx.Err() != nil && status.Code(cause) == codes.Unauthenticated {
-			herr = cause // cut (a revocation, a revoked login): say why, whatever the handler made of its cancelled context
+			// Cut (a revocation, a revoked login): say why, whatever the
+			// handler made of its cancelled context — also a nil, which
+			// would tell the caller the stream ended of itself.
+			herr = cause
 		}
 		done(herr)
 		return herr

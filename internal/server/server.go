@@ -408,26 +408,28 @@ func (s *Server) tunnelMux(ctx context.Context, auth authenticator, svcs []servi
 	return auth.httpMiddleware(http.MaxBytesHandler(mux, int64(s.cfg.MaxRequestBytes))), nil
 }
 
-// maintain expires silent agents and prunes old idempotency keys.
+// maintain expires silent agents, follows the revocations made through
+// other nodes (every revocation.Refresh) and prunes old idempotency keys.
 func (s *Server) maintain(ctx context.Context) {
 	t := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
-	lastPrune, lastRevocations := time.Now(), time.Now()
+	rt := time.NewTicker(revocation.Refresh)
+	defer rt.Stop()
+	lastPrune := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		for _, id := range s.control.Expire() {
-			s.tunnel.Disconnect(id, errors.New("missed three heartbeats"))
-		}
-		if time.Since(lastRevocations) > revocation.Refresh {
-			lastRevocations = time.Now()
+		case <-rt.C:
 			s.refreshRevocations(ctx)
 			// Logins revoked and users disabled through other nodes end
 			// this node's streams of theirs too.
 			s.auth.RecheckStreams(ctx)
+			continue
+		case <-t.C:
+		}
+		for _, id := range s.control.Expire() {
+			s.tunnel.Disconnect(id, errors.New("missed three heartbeats"))
 		}
 		if time.Since(lastPrune) > time.Minute {
 			lastPrune = time.Now()

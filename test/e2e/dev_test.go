@@ -245,7 +245,9 @@ func devTierRevoked(t *testing.T, env []string, out, dir string) {
 	if _, err := cs.GetNodes(ctx, &clusterv1.GetNodesRequest{}); err != nil {
 		t.Fatalf("GetNodes with a second node certificate: %v", err)
 	}
-	sync, err := cs.SyncEvents(ctx) // open when the certificate is revoked
+	syncCtx, stopSync := context.WithCancel(ctx)
+	defer stopSync()
+	sync, err := cs.SyncEvents(syncCtx) // open when the certificate is revoked
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,6 +257,10 @@ func devTierRevoked(t *testing.T, env []string, out, dir string) {
 	if out, code := run(t, env, "certs", "revoke", filepath.Join(certs, "node2.crt"), "--reason", "e2e"); code != 0 {
 		t.Fatalf("certs revoke: exit %d\n%s", code, out)
 	}
+	// dev checks the server's own list, so the stream was cut before the
+	// revocation answered; 3 s for the news to arrive, well below the
+	// server's 10 s reload.
+	time.AfterFunc(3*time.Second, stopSync)
 	for { // events already queued may come first; the stream ends with the revocation
 		if _, err = sync.Recv(); err != nil {
 			break
