@@ -38,7 +38,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -55,6 +54,7 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/bench/internal/profile"
 	"github.com/croupier/croupier/examples/demogame"
+	"github.com/croupier/croupier/internal/freeport"
 	"github.com/croupier/croupier/internal/tlsconf"
 	"github.com/croupier/croupier/sdk"
 	"github.com/jackc/pgx/v5"
@@ -626,13 +626,14 @@ func runCmd(bin string, args ...string) error {
 	return nil
 }
 
+// freePort is a loopback address free a moment ago, outside the kernel's
+// ephemeral range (freeport).
 func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Take(1)
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return fmt.Sprintf("127.0.0.1:%d", p[0]), nil
 }
 
 // freshDatabase creates an empty database next to dsn's and returns its

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"github.com/croupier/croupier/internal/cluster/clustertest"
+	"github.com/croupier/croupier/internal/freeport"
 	"log/slog"
 	"net"
 	"net/http"
@@ -134,15 +135,15 @@ func (c *natsCluster) start(i int) {
 	c.servers[i] = s
 }
 
-// freePort is a port on 127.0.0.1 that was free a moment ago.
+// freePort is a port on 127.0.0.1 that was free a moment ago, outside the
+// kernel's ephemeral range (freeport).
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Take(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p[0]
 }
 
 // probe connects a test client to the cluster; the caller closes nc.

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/freeport"
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -52,14 +52,13 @@ func testClusterThreeNodes(t *testing.T, dsn, transport string) {
 		t.Fatalf("migrate: %s", out)
 	}
 	// Route addresses must be known before the servers start.
+	routePorts, err := freeport.Take(3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	routeAddrs := make([]string, 3)
-	for i := range routeAddrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		routeAddrs[i] = l.Addr().String()
-		_ = l.Close()
+	for i, p := range routePorts {
+		routeAddrs[i] = fmt.Sprintf("127.0.0.1:%d", p)
 	}
 	routes := "nats://" + strings.Join(routeAddrs, ",nats://")
 	nodes := make([]*proc, 3)
@@ -243,14 +242,13 @@ func TestClusterScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	routePorts, err := freeport.Take(3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	routes := make([]string, 3)
-	for i := range routes {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		routes[i] = fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-		_ = l.Close()
+	for i, p := range routePorts {
+		routes[i] = fmt.Sprint(p)
 	}
 	marker := newMarker()
 	env := append(os.Environ(), marker, "CROUPIER="+bins.croupier, "GRPC_PORTS=0 0 0", "HTTP_PORTS=0 0 0",

@@ -7,27 +7,27 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/croupier/croupier/internal/cluster"
+	"github.com/croupier/croupier/internal/freeport"
 	"github.com/nats-io/nats.go"
 )
 
-// freePorts reserves n loopback ports by listening and closing (the
-// routed servers must know each other's addresses before they start).
+// freePorts picks n loopback addresses that were free a moment ago,
+// outside the kernel's ephemeral range (freeport): the routed servers must
+// know each other's addresses before they start.
 func freePorts(t testing.TB, n int) []string {
 	t.Helper()
+	ports, err := freeport.Take(n)
+	if err != nil {
+		t.Fatal(err)
+	}
 	addrs := make([]string, n)
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs[i] = l.Addr().String()
-		defer l.Close()
+	for i, p := range ports {
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", p)
 	}
 	return addrs
 }
