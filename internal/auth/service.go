@@ -22,6 +22,7 @@ import (
 	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/store"
+	"github.com/croupier/croupier/internal/streamcut"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -85,8 +86,7 @@ type Service struct {
 	certUsers   map[string]certUserInfo
 	grantsGen   atomic.Uint64
 
-	streamsMu sync.Mutex
-	streams   map[*heldStream]struct{} // HoldStream's (streams.go)
+	streams streamcut.Set[heldKey] // HoldStream's (streams.go)
 }
 
 // New returns a Service. Without Config.SigningKey it loads the signing key
@@ -97,7 +97,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, errors.New("auth: a store is required")
 	}
 	s := &Service{store: cfg.Store, audit: cfg.Audit, refresh: cfg.RefreshTTL, now: cfg.Now, log: cfg.Logger,
-		grantsCache: map[string]cachedGrants{}, certUsers: map[string]certUserInfo{}, streams: map[*heldStream]struct{}{}}
+		grantsCache: map[string]cachedGrants{}, certUsers: map[string]certUserInfo{}}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -22,63 +22,43 @@ import (
 // a change through this node is caught by that next check too. An access
 // token's expiry is not checked again: the session, not the token, is
 // followed. (A revoked certificate ends its streams through
-// revocation.List.Hold.)
+// revocation.List.Hold; both hold them in a streamcut.Set.)
 
-// heldStream is a stream HoldStream tracks.
-type heldStream struct {
+// heldKey is what HoldStream holds a stream by.
+type heldKey struct {
 	user    string
 	session string // "" for an operator authenticated by certificate
-	cancel  context.CancelCauseFunc
 }
 
 // recheckTimeout bounds one RecheckStreams.
 const recheckTimeout = 5 * time.Second
 
 // HoldStream tracks a stream of operator p until release is called. The
-// context it returns is cancelled once p's login session is found no longer
-// valid (or, for an operator authenticated by certificate, p's user
-// disabled), with the UNAUTHENTICATED error a new call would get as its
-// cause (context.Cause). Other callers are not held.
+// context it returns is cut (streamcut) once p's login session is found no
+// longer valid (or, for an operator authenticated by certificate, p's user
+// disabled), with the UNAUTHENTICATED error a new call would get. Other
+// callers are not held.
 func (s *Service) HoldStream(ctx context.Context, p principal.Principal) (_ context.Context, release func()) {
 	if p.Kind != principal.Operator {
 		return ctx, func() {}
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	h := &heldStream{user: p.Name, session: p.SessionID, cancel: cancel}
-	s.streamsMu.Lock()
-	s.streams[h] = struct{}{}
-	s.streamsMu.Unlock()
-	return ctx, func() {
-		s.streamsMu.Lock()
-		delete(s.streams, h)
-		s.streamsMu.Unlock()
-		cancel(nil)
-	}
-}
-
-// cutStreams ends the held streams match selects with err.
-func (s *Service) cutStreams(match func(h *heldStream) bool, err error) {
-	s.streamsMu.Lock()
-	defer s.streamsMu.Unlock()
-	for h := range s.streams {
-		if match(h) {
-			h.cancel(err)
-		}
-	}
+	return s.streams.Hold(ctx, heldKey{user: p.Name, session: p.SessionID})
 }
 
 // cutSession ends the streams of login session id, revoked for reason.
 func (s *Service) cutSession(id, reason string) {
-	s.cutStreams(func(h *heldStream) bool { return h.session == id }, sessionRevoked(reason))
+	s.streams.Cut(func(k heldKey) bool { return k.session == id }, func(heldKey) error { return sessionRevoked(reason) })
 }
 
 // cutUser ends the streams of user's login sessions, all revoked for
 // reason, and with certificates too when the user was disabled.
 func (s *Service) cutUser(user, reason string, disabled bool) {
-	s.cutStreams(func(h *heldStream) bool { return h.user == user && h.session != "" }, sessionRevoked(reason))
-	if disabled {
-		s.cutStreams(func(h *heldStream) bool { return h.user == user && h.session == "" }, userDisabled(user))
-	}
+	s.streams.Cut(func(k heldKey) bool { return k.user == user && (k.session != "" || disabled) }, func(k heldKey) error {
+		if k.session == "" {
+			return userDisabled(user)
+		}
+		return sessionRevoked(reason)
+	})
 }
 
 // RecheckStreams ends the held streams whose session is no longer valid or
@@ -88,35 +68,18 @@ func (s *Service) cutUser(user, reason string, disabled bool) {
 func (s *Service) RecheckStreams(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, recheckTimeout)
 	defer cancel()
-	sessions, users := map[string][]*heldStream{}, map[string][]*heldStream{}
-	s.streamsMu.Lock()
-	for h := range s.streams {
-		if h.session != "" {
-			sessions[h.session] = append(sessions[h.session], h)
+	for _, k := range s.streams.Keys() {
+		var err error
+		if k.session != "" {
+			err = s.sessionValid(ctx, k.session, k.user)
 		} else {
-			users[h.user] = append(users[h.user], h)
+			err = s.certUserValid(ctx, k.user)
 		}
-	}
-	s.streamsMu.Unlock()
-	cut := func(held []*heldStream, err error) bool {
 		if ctx.Err() != nil {
-			return false // a read cut short says nothing (some drivers answer "no rows")
+			return // a read cut short says nothing (some drivers answer "no rows")
 		}
 		if status.Code(err) == codes.Unauthenticated {
-			for _, h := range held {
-				h.cancel(err)
-			}
-		}
-		return true
-	}
-	for id, held := range sessions {
-		if !cut(held, s.sessionValid(ctx, id, held[0].user)) {
-			return
-		}
-	}
-	for user, held := range users {
-		if !cut(held, s.certUserValid(ctx, user)) {
-			return
+			s.streams.Cut(func(h heldKey) bool { return h == k }, func(heldKey) error { return err })
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/certs"
+	"github.com/croupier/croupier/internal/streamcut"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -88,56 +89,31 @@ func (r *List) streamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamSe
 	}
 	ctx, release := r.Hold(ss.Context(), serial)
 	defer release()
-	if err := context.Cause(ctx); err != nil {
+	if err := streamcut.Cause(ctx); err != nil {
 		return err
 	}
 	err := h(srv, cutStream{ServerStream: ss, ctx: ctx})
-	if cut := cutCause(ctx); cut != nil {
+	if cut := streamcut.Cause(ctx); cut != nil {
 		return cut // say why, whatever the handler made of its cancelled context (also nil)
 	}
 	return err
 }
 
 // Hold tracks a stream authenticated by the certificate with serial until
-// release is called. The context it returns is cancelled once the list
-// holds a revocation of serial (Load, or a revocation made through this
-// list) — at once if it already does — with the error to end the stream
-// with (UNAUTHENTICATED, CERTIFICATE_REVOKED) as its cause (context.Cause).
-// A nil List or an empty serial holds nothing.
+// release is called. The context it returns is cut (streamcut) once the
+// list holds a revocation of serial (Load, or a revocation made through
+// this list) — at once if it already does — with UNAUTHENTICATED,
+// CERTIFICATE_REVOKED. A nil List or an empty serial holds nothing.
 func (r *List) Hold(ctx context.Context, serial string) (_ context.Context, release func()) {
 	if r == nil || serial == "" {
 		return ctx, func() {}
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	s := &openStream{serial: serial, cancel: cancel}
-	r.smu.Lock()
-	r.streams[s] = struct{}{}
-	r.smu.Unlock()
-	// Checked once tracked: a revocation loaded in between is not missed.
+	ctx, release = r.streams.Hold(ctx, serial)
+	// Checked once held: a revocation loaded in between is not missed.
 	if r.Revoked(serial) {
-		cancel(revokedCert(serial))
+		r.cutStreams()
 	}
-	return ctx, func() {
-		r.smu.Lock()
-		delete(r.streams, s)
-		r.smu.Unlock()
-		cancel(nil)
-	}
-}
-
-// cutCause returns the error a stream held by Hold ends with when a
-// revocation cut it, nil otherwise.
-func cutCause(ctx context.Context) error {
-	if cause := context.Cause(ctx); ctx.Err() != nil && apierr.Info(cause).GetCode() == apierr.CodeCertificateRevoked {
-		return cause
-	}
-	return nil
-}
-
-// openStream is a stream Hold tracks.
-type openStream struct {
-	serial string
-	cancel context.CancelCauseFunc
+	return ctx, release
 }
 
 // cutStream is a server stream whose context a revocation can cancel.
@@ -149,17 +125,7 @@ type cutStream struct {
 func (s cutStream) Context() context.Context { return s.ctx }
 
 // cutStreams ends the held streams whose certificate is now revoked.
-func (r *List) cutStreams() {
-	r.smu.Lock()
-	defer r.smu.Unlock()
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for s := range r.streams {
-		if r.serials[s.serial] {
-			s.cancel(revokedCert(s.serial))
-		}
-	}
-}
+func (r *List) cutStreams() { r.streams.Cut(r.Revoked, revokedCert) }
 
 // checkPeer refuses a call whose verified client certificate is revoked.
 func (r *List) checkPeer(ctx context.Context) error {

@@ -20,6 +20,7 @@ import (
 	"github.com/croupier/croupier/internal/certs"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/store"
+	"github.com/croupier/croupier/internal/streamcut"
 	"google.golang.org/grpc/codes"
 )
 
@@ -32,11 +33,10 @@ type List struct {
 	serials map[string]bool
 	agents  map[string]string // agent name -> serial of the certificate its tunnel uses
 
-	// smu guards streams: the open streams Hold tracks (node listeners'
-	// ServerOptions, the server's edge), cut when their certificate is
-	// revoked. Lock order: smu before mu.
-	smu     sync.Mutex
-	streams map[*openStream]struct{}
+	// streams are the open streams Hold tracks (node listeners'
+	// ServerOptions, the server's edge), by certificate serial. Lock
+	// order: streams' before mu (cutStreams matches with Revoked).
+	streams streamcut.Set[string]
 }
 
 // Refresh is how often the server reloads the list.
@@ -44,7 +44,7 @@ const Refresh = 10 * time.Second
 
 // New returns an empty list backed by st; Load fills it.
 func New(st *store.Revocations, log *slog.Logger) *List {
-	return &List{store: st, log: log, serials: map[string]bool{}, agents: map[string]string{}, streams: map[*openStream]struct{}{}}
+	return &List{store: st, log: log, serials: map[string]bool{}, agents: map[string]string{}}
 }
 
 // Load (re)reads the list from the store.

@@ -13,6 +13,7 @@ import (
 	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/revocation"
+	"github.com/croupier/croupier/internal/streamcut"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -117,11 +118,11 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 		} else {
 			herr = h(srv, wrapped)
 		}
-		if cause := context.Cause(ctx); ctx.Err() != nil && status.Code(cause) == codes.Unauthenticated {
+		if cut := streamcut.Cause(ctx); cut != nil {
 			// Cut (a revocation, a revoked login): say why, whatever the
 			// handler made of its cancelled context — also a nil, which
 			// would tell the caller the stream ended of itself.
-			herr = cause
+			herr = cut
 		}
 		done(herr)
 		return herr
