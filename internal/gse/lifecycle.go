@@ -146,12 +146,12 @@ func (a *Agent) killLocked(p *proc) {
 	// is signalled also when its leader is gone (or a zombie): Linux does
 	// not reuse a pid while a group of that id has members, so the group is
 	// still the launched one — its leader's children — or empty (ESRCH).
-	if p.managed && !a.reused(p.pid, p.startTicks) {
-		if err := a.cfg.Kill(-p.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) { // wrappers and their children too
-			a.log.Warn("kill failed", "process", p.id, "pid", p.pid, "err", err)
-		}
-	} else if !p.managed && a.sameProcess(p.pid, p.startTicks) {
-		if err := a.cfg.Kill(p.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	target, ok := p.pid, a.sameProcess(p.pid, p.startTicks)
+	if p.managed {
+		target, ok = -p.pid, !a.reused(p.pid, p.startTicks) // the group: wrappers and their children too
+	}
+	if ok {
+		if err := a.cfg.Kill(target, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			a.log.Warn("kill failed", "process", p.id, "pid", p.pid, "err", err)
 		}
 	}

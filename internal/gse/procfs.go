@@ -74,10 +74,11 @@ func processCwd(pid int) string {
 // Environment variables the agent sets on every process it launches, so
 // that a restarted agent finds the ones it launched but never recorded (a
 // crash between the exec and the state file's write): the data directory
-// of the agent (its gse directory) and the process's slot.
+// of the agent (its gse directory), the process's slot and its fleet.
 const (
 	envAgentDir = "CROUPIER_AGENT_DIR"
 	envSlot     = "CROUPIER_SLOT"
+	envFleetID  = "CROUPIER_FLEET_ID"
 )
 
 // launchedProc is a running process found by findLaunched.
@@ -159,7 +160,7 @@ func launchedBy(env []byte, gseDir string) (slot, fleetID string, ok bool) {
 			dir = string(v)
 		case envSlot:
 			slot = string(v)
-		case "CROUPIER_FLEET_ID":
+		case envFleetID:
 			fleetID = string(v)
 		}
 	}

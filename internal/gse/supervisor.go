@@ -259,7 +259,7 @@ func (a *Agent) start(s *slot) (*proc, error) {
 	cmd := exec.Command(exe, spec.GetParameters()...)
 	cmd.Args[0] = spec.GetLaunchPath()
 	cmd.Dir = filepath.Dir(spec.GetLaunchPath())
-	cmd.Env = append(os.Environ(), AddrEnv+"="+a.Addr(), "CROUPIER_FLEET_ID="+s.fleetID, "CROUPIER_AGENT_ID="+a.cfg.AgentID,
+	cmd.Env = append(os.Environ(), AddrEnv+"="+a.Addr(), envFleetID+"="+s.fleetID, "CROUPIER_AGENT_ID="+a.cfg.AgentID,
 		envAgentDir+"="+a.launchDir(), envSlot+"="+s.key) // see adoptUnrecorded
 	keys := make([]string, 0, len(spec.GetEnvironment()))
 	for k := range spec.GetEnvironment() {

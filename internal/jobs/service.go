@@ -603,10 +603,7 @@ func (s *Service) record(ctx context.Context, aj *activeJob, b batch) error {
 		aj.eventBytes += store.EventCost(e)
 	}
 	s.cfg.Metrics.JobEventsDropped(b.dropped)
-	if len(b.events) > 0 {
-		aj.lastSeq = b.events[len(b.events)-1].Seq
-	}
-	aj.lastSeq = max(aj.lastSeq, b.through)
+	aj.lastSeq = max(aj.lastSeq, b.through) // through: the batch's last new event, stored or not
 	aj.incarnation, aj.status = inc, to
 	return nil
 }
