@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/croupier/croupier/internal/principal"
+	"github.com/croupier/croupier/internal/rbac"
 	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -14,8 +15,9 @@ import (
 // An operator's stream is checked when it opens, as every call is; a watch
 // may then stay open for hours. HoldStream tracks it, so that it ends once
 // its login session is revoked (logout, refresh token reuse, password
-// change) or its user disabled: at once when that happens through this
-// node (no database read: the change says which streams), and at the next
+// change), its user disabled, or a role it needed revoked: at once when
+// that happens through this node (the change says which streams; a role
+// revocation reads the user's remaining grants), and at the next
 // RecheckStreams otherwise — the server runs it every 10 s, so a change
 // made through another node reaches this node's streams within that. A
 // stream that opens in the instant between its caller's authentication and
@@ -27,22 +29,24 @@ import (
 // heldKey is what HoldStream holds a stream by.
 type heldKey struct {
 	user    string
-	session string // "" for an operator authenticated by certificate
+	session string    // "" for an operator authenticated by certificate
+	need    rbac.Need // the permission the stream was admitted with
 }
 
 // recheckTimeout bounds one RecheckStreams.
 const recheckTimeout = 5 * time.Second
 
-// HoldStream tracks a stream of operator p until release is called. The
-// context it returns is cut (streamcut) once p's login session is found no
-// longer valid (or, for an operator authenticated by certificate, p's user
-// disabled), with the UNAUTHENTICATED error a new call would get. Other
-// callers are not held.
-func (s *Service) HoldStream(ctx context.Context, p principal.Principal) (_ context.Context, release func()) {
+// HoldStream tracks a stream of operator p, admitted with need, until
+// release is called. The context it returns is cut (streamcut) once p's
+// login session is found no longer valid (or, for an operator
+// authenticated by certificate, p's user disabled), with the
+// UNAUTHENTICATED error a new call would get, or once p's grants no longer
+// give need, with the PERMISSION_DENIED one. Other callers are not held.
+func (s *Service) HoldStream(ctx context.Context, p principal.Principal, need rbac.Need) (_ context.Context, release func()) {
 	if p.Kind != principal.Operator {
 		return ctx, func() {}
 	}
-	return s.streams.Hold(ctx, heldKey{user: p.Name, session: p.SessionID})
+	return s.streams.Hold(ctx, heldKey{user: p.Name, session: p.SessionID, need: need})
 }
 
 // cutSession ends the streams of login session id, revoked for reason.
@@ -61,14 +65,63 @@ func (s *Service) cutUser(user, reason string, disabled bool) {
 	})
 }
 
-// RecheckStreams ends the held streams whose session is no longer valid or
-// whose user (by certificate) is disabled, reading each distinct session
-// and user once, within recheckTimeout. One that cannot be read now (the
-// store is down or slow) keeps its streams until a later check.
+// cutUngranted ends the streams of user whose need its grants, read now,
+// no longer give (after a role was revoked through this node). A read that
+// fails cuts nothing: the next RecheckStreams tries again.
+func (s *Service) cutUngranted(ctx context.Context, user string) {
+	var keys []heldKey
+	for _, k := range s.streams.Keys() {
+		if k.user == user && k.need.Perm != "" {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recheckTimeout)
+	defer cancel()
+	grants, err := s.loadGrants(ctx, user)
+	if err != nil {
+		s.log.Warn("streams of a user whose role was revoked not checked; the next check will", "user", user, "err", err)
+		return
+	}
+	s.cutUnlessGranted(keys, grants)
+}
+
+// cutUnlessGranted ends the streams of keys (all of one user) whose need
+// grants do not give, with the refusal a new call would get.
+func (s *Service) cutUnlessGranted(keys []heldKey, grants []principal.Grant) {
+	for _, k := range keys {
+		p := principal.Principal{Kind: principal.Operator, Name: k.user, Grants: grants, SessionID: k.session}
+		if err := k.need.Check(p); err != nil {
+			s.streams.Cut(func(h heldKey) bool { return h == k }, func(heldKey) error { return err })
+		}
+	}
+}
+
+// RecheckStreams ends the held streams whose session is no longer valid,
+// whose user (by certificate) is disabled, or whose user's grants no
+// longer give the permission the stream needed, reading each distinct
+// session and user once, within recheckTimeout. One that cannot be read
+// now (the store is down or slow) keeps its streams until a later check.
 func (s *Service) RecheckStreams(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, recheckTimeout)
 	defer cancel()
-	for _, k := range s.streams.Keys() {
+	keys := s.streams.Keys()
+	checked := map[heldKey]bool{}  // by user and session only
+	var needs map[string][]heldKey // streams that need a permission, by user
+	for _, k := range keys {
+		if k.need.Perm != "" {
+			if needs == nil {
+				needs = map[string][]heldKey{}
+			}
+			needs[k.user] = append(needs[k.user], k)
+		}
+		who := heldKey{user: k.user, session: k.session}
+		if checked[who] {
+			continue
+		}
+		checked[who] = true
 		var err error
 		if k.session != "" {
 			err = s.sessionValid(ctx, k.session, k.user)
@@ -79,8 +132,18 @@ func (s *Service) RecheckStreams(ctx context.Context) {
 			return // a read cut short says nothing (some drivers answer "no rows")
 		}
 		if status.Code(err) == codes.Unauthenticated {
-			s.streams.Cut(func(h heldKey) bool { return h == k }, func(heldKey) error { return err })
+			s.streams.Cut(func(h heldKey) bool { return h.user == who.user && h.session == who.session }, func(heldKey) error { return err })
 		}
+	}
+	for user, keys := range needs {
+		grants, err := s.loadGrants(ctx, user)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			continue
+		}
+		s.cutUnlessGranted(keys, grants)
 	}
 }
 

@@ -195,6 +195,9 @@ func (s *Service) RevokeRole(ctx context.Context, p principal.Principal, usernam
 		if errors.Is(err, store.ErrNotFound) {
 			return apierr.Newf(codes.NotFound, CodeRoleNotFound, "user %s does not hold role %s on %s", username, role, sc)
 		}
+		if err == nil {
+			s.cutUngranted(ctx, username) // streams that needed the role
+		}
 		return err
 	})
 }

@@ -48,6 +48,26 @@ func CheckNamed(p principal.Principal, perm, name, game, env, fn string) error {
 		"permission", perm, "scope", name)
 }
 
+// Need is what an operator's call was admitted with: Perm on the resource
+// Game/Env/Fn, which the request named as Named when that is set (so a
+// refusal names it; CheckNamed). A stream keeps its Need, so that a role
+// revoked while it is open ends it (auth.Service.HoldStream). The zero
+// Need asks for no permission.
+type Need struct {
+	Perm, Named, Game, Env, Fn string
+}
+
+// Check is Check or CheckNamed for n; nil for the zero Need.
+func (n Need) Check(p principal.Principal) error {
+	switch {
+	case n.Perm == "":
+		return nil
+	case n.Named != "":
+		return CheckNamed(p, n.Perm, n.Named, n.Game, n.Env, n.Fn)
+	}
+	return Check(p, n.Perm, n.Game, n.Env, n.Fn)
+}
+
 // Allowed is Check as a boolean.
 func Allowed(p principal.Principal, perm, game, env, fn string) bool {
 	for _, g := range grantsOf(p) {

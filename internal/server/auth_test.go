@@ -173,3 +173,67 @@ func TestTokenStreamEndsAtLogout(t *testing.T) {
 		t.Fatalf("a stream opened before the logout: %v, want it cut UNAUTHENTICATED TOKEN_REVOKED", err)
 	}
 }
+
+// TestStreamEndsWhenItsRoleIsRevoked: a WatchRegistrations stream opened
+// with a viewer's token ends PERMISSION_DENIED when the RevokeRole RPC takes
+// away the role that let it open, though the viewer's session lives on.
+func TestStreamEndsWhenItsRoleIsRevoked(t *testing.T) {
+	s, bundle, ctx := tlsServer(t)
+	caPEM, err := os.ReadFile(bundle.CACert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	conn, err := grpc.NewClient(s.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "localhost"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ac := croupierv1.NewAuthServiceClient(conn)
+	bearer := func(ctx context.Context, user, password string) context.Context {
+		t.Helper()
+		toks, err := ac.Login(ctx, &croupierv1.LoginRequest{Username: user, Password: password})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+toks.GetAccessToken())
+	}
+	admin := bearer(ctx, "operator", "test-password-1")
+	users := croupierv1.NewUserServiceClient(conn)
+	if _, err := users.CreateUser(admin, &croupierv1.CreateUserRequest{Username: "vera", Password: "vera-password-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := users.GrantRole(admin, &croupierv1.GrantRoleRequest{Username: "vera", Role: "viewer", Scope: "game:demo/*"}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWatch := context.WithTimeout(ctx, 10*time.Second) // a stream not cut fails the test in 10 s
+	defer stopWatch()
+	watch, err := croupierv1.NewRegistryServiceClient(conn).WatchRegistrations(bearer(wctx, "vera", "vera-password-1"),
+		&croupierv1.WatchRegistrationsRequest{GameId: "demo", Env: "dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil { // the end of the (empty) snapshot
+		t.Fatalf("watch before the revocation: %v", err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := watch.Recv()
+		ended <- err
+	}()
+	if _, err := users.RevokeRole(admin, &croupierv1.RevokeRoleRequest{Username: "vera", Role: "viewer", Scope: "game:demo/*"}); err != nil {
+		t.Fatal(err)
+	}
+	// RevokeRole cuts the stream before it returns; the server's periodic
+	// check (every 10 s) would too, later.
+	select {
+	case err = <-ended:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the stream still runs 3 s after RevokeRole returned")
+	}
+	if status.Code(err) != codes.PermissionDenied || apierr.Info(err).GetCode() != "PERMISSION_DENIED" ||
+		!strings.Contains(status.Convert(err).Message(), "registry:read denied on game:demo/env:dev") {
+		t.Fatalf("a stream opened before its role was revoked: %v, want it cut PERMISSION_DENIED on registry:read", err)
+	}
+}

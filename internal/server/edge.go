@@ -55,7 +55,7 @@ type edge struct {
 // streamHolder ends the streams it holds when their login session is no
 // longer valid (auth.Service).
 type streamHolder interface {
-	HoldStream(ctx context.Context, p principal.Principal) (context.Context, func())
+	HoldStream(ctx context.Context, p principal.Principal, need rbac.Need) (context.Context, func())
 }
 
 // identifyFunc returns the caller of a call to method; public methods get
@@ -64,7 +64,7 @@ type identifyFunc func(ctx context.Context, method string, public bool) (princip
 
 func (e *edge) unary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		ctx, done, err := e.admit(ctx, info.FullMethod, req)
+		ctx, done, _, err := e.admit(ctx, info.FullMethod, req)
 		if err != nil {
 			return nil, err
 		}
@@ -90,7 +90,7 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 			}
 			req = msg
 		}
-		ctx, done, err := e.admit(ss.Context(), info.FullMethod, req)
+		ctx, done, need, err := e.admit(ss.Context(), info.FullMethod, req)
 		if err != nil {
 			return err
 		}
@@ -100,7 +100,7 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 			ctx, release = e.revocations.Hold(ctx, p.CertSerial)
 			defer release()
 			if e.sessions != nil {
-				ctx, releaseSession = e.sessions.HoldStream(ctx, p)
+				ctx, releaseSession = e.sessions.HoldStream(ctx, p, need)
 				defer releaseSession()
 			}
 		}
@@ -130,17 +130,18 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 }
 
 // admit runs steps 1–4 for one call and returns the context the handler
-// runs in and the function that finishes the call (step 6).
-func (e *edge) admit(ctx context.Context, method string, req any) (context.Context, func(error), error) {
+// runs in, the function that finishes the call (step 6) and the
+// permission the call was admitted with (a stream is held to it).
+func (e *edge) admit(ctx context.Context, method string, req any) (_ context.Context, _ func(error), need rbac.Need, _ error) {
 	start := time.Now()
 	rule, ok := e.methods[method]
 	if !ok {
 		// A method with no rule is refused: serving it would skip every check.
-		return ctx, nil, apierr.Newf(codes.Unimplemented, apierr.CodeUnimplemented, "method %s is not in the method table", method)
+		return ctx, nil, need, apierr.Newf(codes.Unimplemented, apierr.CodeUnimplemented, "method %s is not in the method table", method)
 	}
 	p, ctx, err := e.identify(ctx, method, rule.access == accessPublic)
 	if err != nil {
-		return ctx, nil, err
+		return ctx, nil, need, err
 	}
 	ctx = principal.NewContext(ctx, p)
 	var note *auditNote
@@ -162,14 +163,14 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 		}
 		audited(err)
 	}
-	refuse := func(err error) (context.Context, func(error), error) {
+	refuse := func(err error) (context.Context, func(error), rbac.Need, error) {
 		if rule.access != accessPublic && rule.access != accessAgent {
 			if rerr := e.limiter.Allow(p.String(), "", "", ""); rerr != nil {
 				err = rerr // refused calls count against the caller's limit
 			}
 		}
 		audited(err)
-		return ctx, nil, err
+		return ctx, nil, need, err
 	}
 	if m, ok := req.(proto.Message); ok {
 		if err := fieldlimit.Check(m, rule.limits); err != nil {
@@ -202,13 +203,8 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 			return refuse(err)
 		}
 	case accessOperator:
-		var err error
-		if sc.named != "" {
-			err = rbac.CheckNamed(p, rule.perm, sc.named, sc.game, sc.env, sc.fn)
-		} else {
-			err = rbac.Check(p, rule.perm, sc.game, sc.env, sc.fn)
-		}
-		if err != nil {
+		need = rbac.Need{Perm: rule.perm, Named: sc.named, Game: sc.game, Env: sc.env, Fn: sc.fn}
+		if err := need.Check(p); err != nil {
 			return refuse(err)
 		}
 	default:
@@ -218,14 +214,14 @@ func (e *edge) admit(ctx context.Context, method string, req any) (context.Conte
 	case rateCall:
 		if err := e.limiter.Allow(p.String(), sc.game, sc.env, sc.fn); err != nil {
 			audited(err)
-			return ctx, nil, err
+			return ctx, nil, need, err
 		}
 	case rateRefusals: // refuse took a token if the call was refused
 	}
 	if note != nil {
 		note.reached = true
 	}
-	return ctx, done, nil
+	return ctx, done, need, nil
 }
 
 // requireAgent admits agents (and the anonymous developer of an insecure

@@ -60,7 +60,8 @@ func (s *Server) admitConn(e *edge) tunnel.ConnAdmit {
 		if tc, ok := nc.(*tls.Conn); ok {
 			p.AuthInfo = tlsInfo(tc.ConnectionState())
 		}
-		return e.admit(peer.NewContext(ctx, p), tunnelv1.TunnelService_Connect_FullMethodName, nil)
+		ctx, done, _, err := e.admit(peer.NewContext(ctx, p), tunnelv1.TunnelService_Connect_FullMethodName, nil)
+		return ctx, done, err
 	}
 }
 
