@@ -46,14 +46,16 @@ type edge struct {
 	methods  map[string]rule
 	insecure bool
 	// revocations and sessions cut a stream whose caller's certificate is
-	// revoked, or whose login session is revoked or user disabled, while it
-	// is open (an agent's tunnel is cut by the revocation service).
+	// revoked, whose login session is revoked or user disabled, or whose
+	// caller lost the permission it was admitted with, while it is open
+	// (an agent's tunnel is cut by the revocation service).
 	revocations *revocation.List
 	sessions    streamHolder
 }
 
 // streamHolder ends the streams it holds when their login session is no
-// longer valid (auth.Service).
+// longer valid or their caller no longer holds the permission they were
+// admitted with (auth.Service).
 type streamHolder interface {
 	HoldStream(ctx context.Context, p principal.Principal, need rbac.Need) (context.Context, func())
 }
