@@ -63,7 +63,7 @@ func (s *Service) Deliver(roomID string, seq int64, remote bool, msg *clientv1.S
 		s.freshMember(roomID, u)
 	}
 	if up := msg.GetPlaylist(); up != nil {
-		s.playlistNews(roomID, up)
+		s.playlistNews(roomID, seq, up)
 	}
 	if remote {
 		// The node that made the change ended its own live streams; this

@@ -17,6 +17,9 @@ type metrics struct {
 	rateLimited *prometheus.CounterVec
 	logins      *prometheus.CounterVec
 	conflicts   prometheus.Counter
+	// playlistReads counts playlists read to fill a playlist change
+	// delivered from the cluster's log (playlistNews).
+	playlistReads prometheus.Counter
 }
 
 // eventKinds are the ServerMessage payloads that are room events.
@@ -42,6 +45,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Player logins by result: ok, invalid (wrong username or password), throttled, error."}, []string{"result"}),
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "croupier_rooms_playback_conflicts_total",
 			Help: "Playback changes refused because another change came first (PLAYBACK_VERSION_MISMATCH)."}),
+		playlistReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "croupier_rooms_playlist_reads_total",
+			Help: "Playlists read from the database for playlist changes delivered from the cluster's log (one per burst of changes)."}),
 	}
 	m.eventKinds = make(map[string]prometheus.Counter, len(eventKinds))
 	for _, k := range eventKinds {
@@ -54,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.logins.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.streams, m.liveRooms, m.events, m.deliveries, m.slow, m.rateLimited, m.logins, m.conflicts)
+		reg.MustRegister(m.streams, m.liveRooms, m.events, m.deliveries, m.slow, m.rateLimited, m.logins, m.conflicts, m.playlistReads)
 	}
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -130,12 +131,31 @@ func (s *Service) playlistUpdate(ctx context.Context, roomID string) (*clientv1.
 	return up, nil
 }
 
-// playlistNews fills a playlist change delivered from the log with the
-// playlist as the store holds it now, for this node's streams of the room
-// (none: nothing to read).
-func (s *Service) playlistNews(roomID string, up *clientv1.PlaylistUpdate) {
+// playlistNews fills a playlist change delivered from the log (at seq)
+// with the playlist as the store holds it, for this node's streams of the
+// room (none: nothing to read).
+//
+// A burst of changes is read once, not once per change. Each change is
+// committed before it is published to the log, so a read that begins
+// after the room's log head was seen at H holds every change published at
+// or below H: playlistNews asks the bus for the head before it reads, and
+// the changes up to it that are delivered next reuse what it read (the
+// playlist as it is after them, or later, as any read at delivery gives).
+func (s *Service) playlistNews(roomID string, seq int64, up *clientv1.PlaylistUpdate) {
 	if !s.hub.isLive(roomID) {
 		return
+	}
+	if movies, ok := s.playlists.get(roomID, seq); ok {
+		up.Movies = movies
+		return
+	}
+	covers := seq // delivered: in the log, so committed before this read
+	if s.bus != nil {
+		hctx, cancel := context.WithTimeout(context.Background(), headTimeout)
+		if head, err := s.bus.Head(hctx, roomID); err == nil {
+			covers = max(covers, head)
+		}
+		cancel()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), freshMemberTimeout)
 	defer cancel()
@@ -144,7 +164,49 @@ func (s *Service) playlistNews(roomID string, up *clientv1.PlaylistUpdate) {
 		s.log.Warn("playlist not read for a playlist change; the streams get it at their next change", "room", roomID, "err", err)
 		return
 	}
+	s.m.playlistReads.Inc()
+	s.playlists.put(roomID, covers, fresh.Movies)
 	up.Movies = fresh.Movies
+}
+
+// headTimeout bounds playlistNews' question for the log's head; without
+// an answer the read holds the delivered change only.
+const headTimeout = time.Second
+
+// playlistReads remembers, per room, the last playlist read for a
+// delivered change and the log seq it holds every change up to.
+type playlistReads struct {
+	mu    sync.Mutex
+	rooms map[string]playlistRead
+}
+
+type playlistRead struct {
+	covers int64
+	movies []*clientv1.Movie // shared by the updates that reuse it: read only
+}
+
+// maxPlaylistReads bounds the rooms remembered; past it they are
+// forgotten at once (each costs one more read at its next change).
+const maxPlaylistReads = 1024
+
+// get returns the playlist read that holds the change at seq, if any.
+func (p *playlistReads) get(roomID string, seq int64) ([]*clientv1.Movie, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.rooms[roomID]
+	if !ok || seq > r.covers {
+		return nil, false
+	}
+	return r.movies, true
+}
+
+func (p *playlistReads) put(roomID string, covers int64, movies []*clientv1.Movie) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rooms == nil || len(p.rooms) >= maxPlaylistReads {
+		p.rooms = map[string]playlistRead{}
+	}
+	p.rooms[roomID] = playlistRead{covers: covers, movies: movies}
 }
 
 // RemoveMovie removes a movie (REMOVE_MOVIE); removing the current movie

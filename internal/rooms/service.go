@@ -97,6 +97,8 @@ type Service struct {
 	live     liveHooks
 	limits   *limits
 	m        *metrics
+	// playlists are the playlists read for delivered changes (playlistNews).
+	playlists playlistReads
 	// roomPasswords throttles wrong room passwords (checkRoomPassword).
 	roomPasswords *ratelimit.LoginThrottle
 
