@@ -81,6 +81,9 @@ func (s *Service) cutUngranted(ctx context.Context, user string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recheckTimeout)
 	defer cancel()
 	grants, err := s.loadGrants(ctx, user)
+	if ctx.Err() != nil {
+		return // a read cut short says nothing; the next RecheckStreams reads again
+	}
 	if err != nil {
 		s.log.Warn("streams of a user whose role was revoked not checked; the next check will", "user", user, "err", err)
 		return

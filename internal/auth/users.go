@@ -196,7 +196,10 @@ func (s *Service) RevokeRole(ctx context.Context, p principal.Principal, usernam
 			return apierr.Newf(codes.NotFound, CodeRoleNotFound, "user %s does not hold role %s on %s", username, role, sc)
 		}
 		if err == nil {
-			s.cutUngranted(ctx, username) // streams that needed the role
+			// Calls admitted from now on read the grants afresh; then the
+			// streams that needed the role end.
+			s.invalidateGrants()
+			s.cutUngranted(ctx, username)
 		}
 		return err
 	})

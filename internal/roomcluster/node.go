@@ -35,7 +35,7 @@ const (
 
 // Rooms is what a Node needs of the rooms system (*rooms.Service).
 type Rooms interface {
-	Deliver(roomID string, seq int64, remote bool, msg *clientv1.ServerMessage)
+	Deliver(roomID string, seq int64, remote, more bool, msg *clientv1.ServerMessage)
 	SetPlayback(ctx context.Context, roomID, movieID string, playing bool, position, rate float64, version int64) (*clientv1.RoomState, error)
 	RemoteChat(ctx context.Context, roomID, eventID, userID, content string) error
 	RoomsByID(ctx context.Context, ids []string) ([]*clientv1.Room, error)
@@ -261,7 +261,7 @@ func (n *Node) deliver(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 		return
 	}
 	roomID := strings.TrimPrefix(m.Subject(), subjectPrefix)
-	n.rooms.Deliver(roomID, int64(meta.Sequence.Stream), ev.GetNodeId() != n.cfg.NodeID, msg)
+	n.rooms.Deliver(roomID, int64(meta.Sequence.Stream), ev.GetNodeId() != n.cfg.NodeID, meta.NumPending > 0, msg)
 }
 
 // Check implements rooms.Bus.

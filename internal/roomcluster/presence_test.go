@@ -20,7 +20,7 @@ import (
 // noRooms is a rooms system with no rooms: the presence tests need none.
 type noRooms struct{}
 
-func (noRooms) Deliver(string, int64, bool, *clientv1.ServerMessage) {}
+func (noRooms) Deliver(string, int64, bool, bool, *clientv1.ServerMessage) {}
 func (noRooms) SetPlayback(context.Context, string, string, bool, float64, float64, int64) (*clientv1.RoomState, error) {
 	return nil, errors.New("no rooms")
 }

@@ -47,7 +47,8 @@ func errNoBus(err error) error {
 
 // Deliver applies one event of the cluster's log: the bus calls it from
 // one goroutine, in log order, for every room event, those published by
-// this node included (remote says it came from another node). An event at
+// this node included (remote says it came from another node; more, that
+// the log held later events when this one was handed over). An event at
 // or below the room's seq was applied already and is dropped, so a bus
 // that redelivers after a reconnect never applies an event twice. Events
 // of rooms that are not live here are dropped: a room loads its state
@@ -58,12 +59,12 @@ func errNoBus(err error) error {
 // event carries it: two changes made on two nodes may commit in one order
 // and reach the log in the other, and the last one delivered is read after
 // both committed, so every node ends with what the database holds.
-func (s *Service) Deliver(roomID string, seq int64, remote bool, msg *clientv1.ServerMessage) {
+func (s *Service) Deliver(roomID string, seq int64, remote, more bool, msg *clientv1.ServerMessage) {
 	if u := msg.GetMember(); u.GetKind() == clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED && s.hub.isLive(roomID) {
 		s.freshMember(roomID, u)
 	}
 	if up := msg.GetPlaylist(); up != nil {
-		s.playlistNews(roomID, seq, up)
+		s.playlistNews(roomID, seq, more, up)
 	}
 	if remote {
 		// The node that made the change ended its own live streams; this

@@ -101,6 +101,7 @@ func (h *hub) release(r *liveRoom) {
 	if r.refs == 0 && h.rooms[r.id] == r {
 		delete(h.rooms, r.id)
 		h.svc.m.liveRooms.Dec()
+		h.svc.playlists.forget(r.id)
 	}
 }
 

@@ -138,10 +138,13 @@ func (s *Service) playlistUpdate(ctx context.Context, roomID string) (*clientv1.
 // A burst of changes is read once, not once per change. Each change is
 // committed before it is published to the log, so a read that begins
 // after the room's log head was seen at H holds every change published at
-// or below H: playlistNews asks the bus for the head before it reads, and
-// the changes up to it that are delivered next reuse what it read (the
-// playlist as it is after them, or later, as any read at delivery gives).
-func (s *Service) playlistNews(roomID string, seq int64, up *clientv1.PlaylistUpdate) {
+// or below H. When the log holds more events (more), playlistNews asks
+// the bus for the room's head before it reads, and the changes up to it
+// that are delivered next reuse what it read: the playlist as it was when
+// read, after all of them (changes committed since come with higher seqs,
+// and are read again when delivered). With nothing more in the log, one
+// change is read alone, without the question.
+func (s *Service) playlistNews(roomID string, seq int64, more bool, up *clientv1.PlaylistUpdate) {
 	if !s.hub.isLive(roomID) {
 		return
 	}
@@ -150,7 +153,7 @@ func (s *Service) playlistNews(roomID string, seq int64, up *clientv1.PlaylistUp
 		return
 	}
 	covers := seq // delivered: in the log, so committed before this read
-	if s.bus != nil {
+	if more && s.bus != nil {
 		hctx, cancel := context.WithTimeout(context.Background(), headTimeout)
 		if head, err := s.bus.Head(hctx, roomID); err == nil {
 			covers = max(covers, head)
@@ -185,9 +188,17 @@ type playlistRead struct {
 	movies []*clientv1.Movie // shared by the updates that reuse it: read only
 }
 
-// maxPlaylistReads bounds the rooms remembered; past it they are
-// forgotten at once (each costs one more read at its next change).
+// maxPlaylistReads bounds the rooms remembered (a room's read is
+// forgotten when the room unloads); past it they are forgotten at once
+// (each costs one more read at its next change).
 const maxPlaylistReads = 1024
+
+// forget drops the room's read (the room is no longer live here).
+func (p *playlistReads) forget(roomID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.rooms, roomID)
+}
 
 // get returns the playlist read that holds the change at seq, if any.
 func (p *playlistReads) get(roomID string, seq int64) ([]*clientv1.Movie, bool) {

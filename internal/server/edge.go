@@ -121,15 +121,22 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 			herr = h(srv, wrapped)
 		}
 		if cut := streamcut.Cause(ctx); cut != nil {
-			// Cut (a revocation, a revoked login): say why, whatever the
-			// handler made of its cancelled context — also a nil, which
-			// would tell the caller the stream ended of itself.
-			herr = cut
+			// Cut (a revocation, a revoked login or role): say why,
+			// whatever the handler made of its cancelled context — also a
+			// nil, which would tell the caller the stream ended of itself.
+			// The caller made no refused call: nothing counts against
+			// their rate limit.
+			done(streamCut{cut})
+			return cut
 		}
 		done(herr)
 		return herr
 	}
 }
+
+// streamCut is how the stream interceptor tells done that the stream was
+// cut (streamcut) rather than refused or ended by its handler.
+type streamCut struct{ error }
 
 // admit runs steps 1–4 for one call and returns the context the handler
 // runs in, the function that finishes the call (step 6) and the
@@ -158,6 +165,10 @@ func (e *edge) admit(ctx context.Context, method string, req any) (_ context.Con
 		}
 	}
 	done := func(err error) {
+		if c, ok := err.(streamCut); ok {
+			audited(c.error)
+			return
+		}
 		if (rule.access == accessAuthenticated || rule.access == accessOperator) && status.Code(err) == codes.PermissionDenied {
 			// A refusal by the service (user admin, approvals, the
 			// descriptor's roles) counts like one by the edge.

@@ -422,8 +422,8 @@ func (s *Server) maintain(ctx context.Context) {
 			return
 		case <-rt.C:
 			s.refreshRevocations(ctx)
-			// Logins revoked and users disabled through other nodes end
-			// this node's streams of theirs too.
+			// Logins revoked, users disabled and roles revoked through
+			// other nodes end this node's streams of theirs too.
 			s.auth.RecheckStreams(ctx)
 			continue
 		case <-t.C:

@@ -1,6 +1,6 @@
 // Package streamcut tracks a server's open streams by who opened them, so
 // that a change of the caller's standing — a revoked certificate, a revoked
-// login session, a disabled user — ends the streams already open and not
+// login session, a disabled user, a revoked role — ends the streams already open and not
 // only the calls to come: the stream's context is cancelled with the error
 // a new call would get, and the interceptor that held it returns that
 // error (Cause), whatever the handler made of its cancelled context.

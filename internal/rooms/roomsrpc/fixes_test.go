@@ -169,7 +169,7 @@ func TestLiveRevocations(t *testing.T) {
 	seq := int64(0)
 	deliver := func(remote bool, msg *clientv1.ServerMessage) {
 		seq++
-		e.svc.Deliver(room, seq, remote, msg)
+		e.svc.Deliver(room, seq, remote, false, msg)
 	}
 	memberEvent := func(kind clientv1.MemberUpdate_Kind, perms uint64) *clientv1.ServerMessage {
 		return &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Member{Member: &clientv1.MemberUpdate{Kind: kind,
