@@ -134,11 +134,10 @@ func TestLoginThrottleFromConfig(t *testing.T) {
 	}
 }
 
-// A stream opened with a bearer token ends when its login session is
-// revoked: here by a logout through the same server, which says why
-// (UNAUTHENTICATED, TOKEN_REVOKED).
-func TestTokenStreamEndsAtLogout(t *testing.T) {
-	s, bundle, ctx := tlsServer(t)
+// tokenClient is a connection to s over TLS without a client certificate:
+// its calls authenticate with bearer tokens.
+func tokenClient(t *testing.T, s *Server, bundle *certs.Bundle) *grpc.ClientConn {
+	t.Helper()
 	caPEM, err := os.ReadFile(bundle.CACert)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +148,16 @@ func TestTokenStreamEndsAtLogout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// A stream opened with a bearer token ends when its login session is
+// revoked: here by a logout through the same server, which says why
+// (UNAUTHENTICATED, TOKEN_REVOKED).
+func TestTokenStreamEndsAtLogout(t *testing.T) {
+	s, bundle, ctx := tlsServer(t)
+	conn := tokenClient(t, s, bundle)
 	ac := croupierv1.NewAuthServiceClient(conn)
 	toks, err := ac.Login(ctx, &croupierv1.LoginRequest{Username: "operator", Password: "test-password-1"})
 	if err != nil {
@@ -179,17 +187,7 @@ func TestTokenStreamEndsAtLogout(t *testing.T) {
 // away the role that let it open, though the viewer's session lives on.
 func TestStreamEndsWhenItsRoleIsRevoked(t *testing.T) {
 	s, bundle, ctx := tlsServer(t)
-	caPEM, err := os.ReadFile(bundle.CACert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	conn, err := grpc.NewClient(s.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "localhost"})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := tokenClient(t, s, bundle)
 	ac := croupierv1.NewAuthServiceClient(conn)
 	bearer := func(ctx context.Context, user, password string) context.Context {
 		t.Helper()
