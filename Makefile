@@ -12,6 +12,9 @@ STATICCHECK_VERSION := v0.8.2
 # protoc-gen-connect-go comes with the connectrpc.com/connect module in go.mod;
 # protoc-gen-es is pinned in web/watch/package-lock.json.
 CONNECT_GO_VERSION := v1.21.1
+# vtprotobuf's codec for the tunnel's frames (buf.gen.vtproto.yaml): the
+# version grpc's own go.mod requires, so go.mod holds one.
+VTPROTO_VERSION := v0.6.1-0.20240319094008-0393e58bdf10
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
@@ -36,7 +39,7 @@ build:
 dev: build
 	./bin/croupier dev
 
-tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/protoc-gen-grpc-gateway $(TOOLS)/protoc-gen-openapiv2 $(TOOLS)/protoc-gen-connect-go web/watch/node_modules/.bin/protoc-gen-es $(TOOLS)/staticcheck
+tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/protoc-gen-grpc-gateway $(TOOLS)/protoc-gen-openapiv2 $(TOOLS)/protoc-gen-connect-go $(TOOLS)/protoc-gen-go-vtproto web/watch/node_modules/.bin/protoc-gen-es $(TOOLS)/staticcheck
 
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -53,12 +56,15 @@ $(TOOLS)/protoc-gen-connect-go:
 web/watch/node_modules/.bin/protoc-gen-es: web/watch/package-lock.json
 	cd web/watch && npm ci --no-audit --no-fund
 	touch $@
+$(TOOLS)/protoc-gen-go-vtproto:
+	GOBIN=$(TOOLS) $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(VTPROTO_VERSION)
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 generate: tools
 	buf lint
 	buf generate
+	buf generate --template buf.gen.vtproto.yaml
 
 # check-generated fails when the committed generated code differs from what
 # the protos produce.

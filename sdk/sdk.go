@@ -275,7 +275,7 @@ func (c *Client) Serve(ctx context.Context) error {
 	defer js.wg.Wait()
 	handlers := tunnel.NewHandlerRegistry()
 	for _, err := range []error{
-		tunnel.Register(handlers, c.invoke),
+		tunnel.RegisterVT(handlers, c.invoke, checkInvokeRequest),
 		tunnel.Register(handlers, js.start),
 		tunnel.Register(handlers, js.cancelJob),
 	} {

@@ -592,16 +592,23 @@ type tunnelCaller struct{ t *tunnel.Server }
 
 // Invoke leaves the game server's result encoded (invoke.DecodeResponse).
 func (c tunnelCaller) Invoke(ctx context.Context, agent string, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
-	a, err := anypb.New(req)
+	// vtprotobuf's encoder (buf.gen.vtproto.yaml), ~4× protobuf's; it does
+	// not check that strings are UTF-8, which every source of req already
+	// did (protobuf's and protojson's decoders), and the game server's SDK
+	// checks what it decodes again.
+	b, err := req.MarshalVT()
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "encoding tunnel request: %v", err)
 	}
-	out, err := c.t.CallAny(ctx, agent, a)
+	out, err := c.t.CallAny(ctx, agent, &anypb.Any{TypeUrl: invokeRequestType, Value: b})
 	if err != nil {
 		return nil, err
 	}
 	return invoke.DecodeResponse(out, agent)
 }
+
+// invokeRequestType is the type URL of an agentv1.InvokeRequest.
+var invokeRequestType = "type.googleapis.com/" + string((&agentv1.InvokeRequest{}).ProtoReflect().Descriptor().FullName())
 
 func (c tunnelCaller) StartJob(ctx context.Context, agent string, req *agentv1.StartJobRequest) (*agentv1.StartJobResponse, error) {
 	return tunnel.Call[*agentv1.StartJobResponse](ctx, c.t, agent, req)

@@ -62,7 +62,62 @@ func Register[Req, Resp proto.Message](r *HandlerRegistry, h func(context.Contex
 		}
 		return out, nil
 	}
+	return r.add(name, fn)
+}
 
+// vtMessage is a message with vtprotobuf's generated codec
+// (buf.gen.vtproto.yaml).
+type vtMessage interface {
+	proto.Message
+	MarshalVT() ([]byte, error)
+	UnmarshalVT([]byte) error
+}
+
+// RegisterVT is Register for a request and a response with vtprotobuf's
+// generated codec, which decodes and encodes the agent's InvokeRequest and
+// InvokeResponse ~4× faster than protobuf's (BenchmarkRegisteredCodec).
+// That codec does not check what protobuf's decoder does (that strings are
+// UTF-8, how deep messages nest), so check must: it runs on each decoded
+// request, and a request it refuses is INVALID_ARGUMENT, as one protobuf's
+// decoder refuses. The response is not checked here: its receiver decodes
+// it with protobuf's decoder or checks it (invoke.DecodeResponse).
+func RegisterVT[T any, Req interface {
+	*T
+	vtMessage
+}, Resp vtMessage](r *HandlerRegistry, h func(context.Context, Req) (Resp, error), check func(Req) error) error {
+	if h == nil || check == nil {
+		return fmt.Errorf("tunnel: RegisterVT needs a handler and a check")
+	}
+	name := Req(new(T)).ProtoReflect().Descriptor().FullName()
+	var zero Resp
+	respURL := "type.googleapis.com/" + string(zero.ProtoReflect().Descriptor().FullName())
+	return r.add(name, func(ctx context.Context, a *anypb.Any) (*anypb.Any, error) {
+		// dispatch found this handler by the type URL's name: a is a Req.
+		req := Req(new(T))
+		if err := req.UnmarshalVT(a.GetValue()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "decoding %s: %v", name, err)
+		}
+		if err := check(req); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "decoding %s: %v", name, err)
+		}
+		resp, err := h(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if any(resp) == nil {
+			return nil, status.Errorf(codes.Internal, "handler for %s returned no response and no error", name)
+		}
+		b, err := resp.MarshalVT()
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "encoding response to %s: %v", name, err)
+		}
+		return &anypb.Any{TypeUrl: respURL, Value: b}, nil
+	})
+}
+
+// add registers fn for requests of type name; a second handler for a type
+// is an error.
+func (r *HandlerRegistry) add(name protoreflect.FullName, fn handler) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, dup := r.handlers[name]; dup {
@@ -84,19 +139,13 @@ func RegisterRaw(r *HandlerRegistry, name protoreflect.FullName, h func(context.
 	if h == nil {
 		return fmt.Errorf("tunnel: nil handler")
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, dup := r.handlers[name]; dup {
-		return fmt.Errorf("tunnel: a handler for %s is already registered", name)
-	}
-	r.handlers[name] = func(ctx context.Context, a *anypb.Any) (*anypb.Any, error) {
+	return r.add(name, func(ctx context.Context, a *anypb.Any) (*anypb.Any, error) {
 		out, err := h(ctx, a)
 		if err == nil && out == nil {
 			return nil, status.Errorf(codes.Internal, "handler for %s returned no response and no error", name)
 		}
 		return out, err
-	}
-	return nil
+	})
 }
 
 // Names returns the full names of the request types that have handlers,
