@@ -12,9 +12,9 @@ STATICCHECK_VERSION := v0.8.2
 # protoc-gen-connect-go comes with the connectrpc.com/connect module in go.mod;
 # protoc-gen-es is pinned in web/watch/package-lock.json.
 CONNECT_GO_VERSION := v1.21.1
-# vtprotobuf's codec for the tunnel's frames (buf.gen.vtproto.yaml): the
-# version grpc's own go.mod requires, so go.mod holds one.
-VTPROTO_VERSION := v0.6.1-0.20240319094008-0393e58bdf10
+# vtprotobuf's codec (buf.gen.vtproto.yaml): the generator of the runtime
+# version go.mod holds.
+VTPROTO_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/planetscale/vtprotobuf)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)

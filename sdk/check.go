@@ -2,80 +2,101 @@ package sdk
 
 import (
 	"errors"
+	"fmt"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
+	"github.com/croupier/croupier/internal/wirecheck"
 )
 
-var (
-	errInvalidUTF8 = errors.New("string field contains invalid UTF-8")
-	errTooDeep     = errors.New("exceeded maximum recursion depth")
-)
+var errInvalidUTF8 = errors.New("string field contains invalid UTF-8")
 
-// checkInvokeRequest refuses what protobuf's decoder would have refused in
-// an InvokeRequest that vtprotobuf's decoded (tunnel.RegisterVT): a string
-// that is not UTF-8, or a payload nested deeper than protobuf's recursion
-// limit. TestCheckInvokeRequestCoversEveryString fails when a string field
-// is added to InvokeRequest and not here.
-func checkInvokeRequest(r *agentv1.InvokeRequest) error {
-	for _, s := range [...]string{r.GetInvocationId(), r.GetGameId(), r.GetEnv(), r.GetFunctionId(),
-		r.GetInstanceId(), r.GetIdempotencyKey(), r.GetActor()} {
-		if !utf8.ValidString(s) {
-			return errInvalidUTF8
+// invokeFields is how checkInvokeRequest checks each length-delimited field
+// of an InvokeRequest, read from its descriptor, so a field added to the
+// message is checked without a change here (or refused at start, below).
+var invokeFields = func() map[protowire.Number]protoreflect.FieldDescriptor {
+	out := map[protowire.Number]protoreflect.FieldDescriptor{}
+	fields := (&agentv1.InvokeRequest{}).ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		switch {
+		case fd.IsMap() && fd.MapKey().Kind() == protoreflect.StringKind && fd.MapValue().Kind() == protoreflect.StringKind,
+			!fd.IsMap() && fd.Kind() == protoreflect.StringKind,
+			!fd.IsMap() && fd.Message() != nil && fd.Message().FullName() == "google.protobuf.Struct":
+			out[fd.Number()] = fd
+		case fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind:
+			panic(fmt.Sprintf("sdk: checkInvokeRequest cannot check InvokeRequest.%s", fd.Name()))
 		}
 	}
-	for k, v := range r.GetConfig() {
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return errInvalidUTF8
-		}
-	}
-	if p := r.GetPayload(); p != nil {
-		return checkStruct(p, 2) // InvokeRequest, then the Struct
-	}
-	return nil
-}
+	return out
+}()
 
-// checkStruct checks s, a message at nesting depth depth, and everything in
-// it; each Struct, Value and ListValue is one level, as protobuf's decoder
-// counts them.
-func checkStruct(s *structpb.Struct, depth int) error {
-	if depth > protowire.DefaultRecursionLimit {
-		return errTooDeep
-	}
-	for k, v := range s.GetFields() {
-		if !utf8.ValidString(k) {
-			return errInvalidUTF8
-		}
-		if err := checkValue(v, depth+1); err != nil {
+// checkInvokeRequest checks an encoded InvokeRequest for what protobuf's
+// decoder refuses and vtprotobuf's takes (tunnel.RegisterVT runs it before
+// decoding): malformed data, a string that is not UTF-8 (its own, its
+// config's, its payload's), a payload nested past protobuf's recursion
+// limit, which vtprotobuf's decoder would follow without one. It
+// allocates nothing.
+func checkInvokeRequest(b []byte) error {
+	for len(b) > 0 {
+		num, typ, v, rest, err := wirecheck.NextField(b)
+		if err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func checkValue(v *structpb.Value, depth int) error {
-	if depth > protowire.DefaultRecursionLimit {
-		return errTooDeep
-	}
-	switch k := v.GetKind().(type) {
-	case *structpb.Value_StringValue:
-		if !utf8.ValidString(k.StringValue) {
-			return errInvalidUTF8
+		b = rest
+		fd := invokeFields[num]
+		if fd == nil || typ != protowire.BytesType {
+			continue // another kind of field, or an unknown one to a decoder
 		}
-	case *structpb.Value_StructValue:
-		return checkStruct(k.StructValue, depth+1)
-	case *structpb.Value_ListValue:
-		if depth+1 > protowire.DefaultRecursionLimit {
-			return errTooDeep
-		}
-		for _, e := range k.ListValue.GetValues() {
-			if err := checkValue(e, depth+2); err != nil {
-				return err
+		switch {
+		case fd.IsMap():
+			for len(v) > 0 {
+				_, etyp, ev, erest, err := wirecheck.NextField(v)
+				if err != nil {
+					return err
+				}
+				v = erest
+				if etyp == protowire.BytesType && !utf8.Valid(ev) {
+					return fmt.Errorf("%s: %w", fd.Name(), errInvalidUTF8)
+				}
+			}
+		case fd.Kind() == protoreflect.StringKind:
+			if !utf8.Valid(v) {
+				return fmt.Errorf("%s: %w", fd.Name(), errInvalidUTF8)
+			}
+		default: // the payload: a Struct in a message decoded on its own
+			if err := wirecheck.Struct(v, 1); err != nil {
+				return fmt.Errorf("%s: %w", fd.Name(), err)
 			}
 		}
 	}
 	return nil
+}
+
+// fillValues gives every field of s without a value an empty Value, as
+// protobuf's decoder does and vtprotobuf's does not (it leaves nil where a
+// map entry has no value).
+func fillValues(s *structpb.Struct) {
+	for k, v := range s.GetFields() {
+		if v == nil {
+			s.Fields[k] = &structpb.Value{}
+			continue
+		}
+		fillValue(v)
+	}
+}
+
+func fillValue(v *structpb.Value) {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_StructValue:
+		fillValues(k.StructValue)
+	case *structpb.Value_ListValue:
+		for _, e := range k.ListValue.GetValues() {
+			fillValue(e)
+		}
+	}
 }

@@ -48,13 +48,13 @@ func TestInvokeRefusesWhatProtobufRefuses(t *testing.T) {
 		req  *agentv1.InvokeRequest
 		want string
 	}{
-		"function_id": {&agentv1.InvokeRequest{FunctionId: "echo" + bad}, "invalid UTF-8"},
-		"actor":       {&agentv1.InvokeRequest{FunctionId: "echo", Actor: bad}, "invalid UTF-8"},
-		"config":      {&agentv1.InvokeRequest{FunctionId: "echo", Config: map[string]string{"k": bad}}, "invalid UTF-8"},
-		"payload key": {echo(map[string]*structpb.Value{bad: str("x")}), "invalid UTF-8"},
+		"function_id": {&agentv1.InvokeRequest{FunctionId: "echo" + bad}, "UTF-8"},
+		"actor":       {&agentv1.InvokeRequest{FunctionId: "echo", Actor: bad}, "UTF-8"},
+		"config":      {&agentv1.InvokeRequest{FunctionId: "echo", Config: map[string]string{"k": bad}}, "UTF-8"},
+		"payload key": {echo(map[string]*structpb.Value{bad: str("x")}), "UTF-8"},
 		"payload string in a list in a struct": {echo(map[string]*structpb.Value{"a": structpb.NewListValue(&structpb.ListValue{
-			Values: []*structpb.Value{structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"b": str(bad)}})}})}), "invalid UTF-8"},
-		"payload too deep": {echo(map[string]*structpb.Value{"a": deep}), "recursion depth"},
+			Values: []*structpb.Value{structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"b": str(bad)}})}})}), "UTF-8"},
+		"payload too deep": {echo(map[string]*structpb.Value{"a": deep}), "nested too deep"},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -275,7 +275,10 @@ func (c *Client) Serve(ctx context.Context) error {
 	defer js.wg.Wait()
 	handlers := tunnel.NewHandlerRegistry()
 	for _, err := range []error{
-		tunnel.RegisterVT(handlers, c.invoke, checkInvokeRequest),
+		tunnel.RegisterVT(handlers, func(ctx context.Context, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
+			fillValues(req.GetPayload())
+			return c.invoke(ctx, req)
+		}, checkInvokeRequest),
 		tunnel.Register(handlers, js.start),
 		tunnel.Register(handlers, js.cancelJob),
 	} {

@@ -3,10 +3,10 @@ package invoke
 import (
 	"errors"
 	"fmt"
-	"unicode/utf8"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/wirecheck"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -75,7 +75,7 @@ func DecodeResponse(a *anypb.Any, agent string) (*agentv1.InvokeResponse, error)
 		field := b[i : i+n+m : i+n+m]
 		if num == resultField && typ == protowire.BytesType {
 			v, _ := protowire.ConsumeBytes(field[n:])
-			if err := checkStruct(v, 0); err != nil {
+			if err := wirecheck.Struct(v, 0); err != nil {
 				return nil, badResponse(agent, fmt.Errorf("result: %w", err))
 			}
 			if result == nil {
@@ -158,144 +158,4 @@ func Materialize(m proto.Message) error {
 	}
 	r.SetUnknown(nil)
 	return proto.UnmarshalOptions{Merge: true}.Unmarshal(raw, m)
-}
-
-// The wire layout of google.protobuf.Struct and its parts.
-const (
-	structFields protowire.Number = 1 // Struct.fields: map<string, Value>
-	entryKey     protowire.Number = 1 // map entry key
-	entryValue   protowire.Number = 2 // map entry value
-	valueNull    protowire.Number = 1 // Value.null_value (enum)
-	valueNumber  protowire.Number = 2 // Value.number_value (double)
-	valueString  protowire.Number = 3 // Value.string_value
-	valueBool    protowire.Number = 4 // Value.bool_value
-	valueStruct  protowire.Number = 5 // Value.struct_value
-	valueList    protowire.Number = 6 // Value.list_value
-	listValues   protowire.Number = 1 // ListValue.values
-)
-
-// maxResultDepth is protobuf-go's default recursion limit (messages nested
-// in messages), which the caller's decoder applies.
-const maxResultDepth = protowire.DefaultRecursionLimit
-
-// checkStruct reports whether b is a Struct that protobuf decodes: well
-// formed, strings valid UTF-8, nesting within the decoder's limit. It
-// allocates nothing. A field of an unexpected number or wire type is an
-// unknown field to a decoder, so it is accepted too.
-func checkStruct(b []byte, depth int) error {
-	if depth > maxResultDepth {
-		return errors.New("nested too deep")
-	}
-	for len(b) > 0 {
-		num, typ, v, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		if num != structFields || typ != protowire.BytesType {
-			continue // a field of another wire type is an unknown field to a decoder
-		}
-		for len(v) > 0 {
-			num, typ, ev, erest, err := nextField(v)
-			if err != nil {
-				return err
-			}
-			v = erest
-			switch {
-			case num == entryKey && typ == protowire.BytesType:
-				if !utf8.Valid(ev) {
-					return errors.New("key is not valid UTF-8")
-				}
-			case num == entryValue && typ == protowire.BytesType:
-				if err := checkValue(ev, depth+2); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
-func checkValue(b []byte, depth int) error {
-	if depth > maxResultDepth {
-		return errors.New("nested too deep")
-	}
-	for len(b) > 0 {
-		num, typ, v, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		want := protowire.BytesType
-		switch num {
-		case valueNull, valueBool:
-			want = protowire.VarintType
-		case valueNumber:
-			want = protowire.Fixed64Type
-		case valueString, valueStruct, valueList:
-		default:
-			continue
-		}
-		if typ != want {
-			continue // an unknown field to a decoder
-		}
-		switch num {
-		case valueString:
-			if !utf8.Valid(v) {
-				return errors.New("string is not valid UTF-8")
-			}
-		case valueStruct:
-			if err := checkStruct(v, depth+1); err != nil {
-				return err
-			}
-		case valueList:
-			if err := checkList(v, depth+1); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func checkList(b []byte, depth int) error {
-	if depth > maxResultDepth {
-		return errors.New("nested too deep")
-	}
-	for len(b) > 0 {
-		num, typ, v, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		if num != listValues || typ != protowire.BytesType {
-			continue
-		}
-		if err := checkValue(v, depth+1); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// nextField splits the first field off the message b: its number, type,
-// contents (a length-delimited field's payload; nil for the other types)
-// and the rest of b.
-func nextField(b []byte) (num protowire.Number, typ protowire.Type, v, rest []byte, err error) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 {
-		return 0, 0, nil, nil, protowire.ParseError(n)
-	}
-	if num > protowire.MaxValidNumber { // ConsumeTag accepts up to MaxInt32
-		return 0, 0, nil, nil, errors.New("invalid field number")
-	}
-	b = b[n:]
-	if typ == protowire.BytesType {
-		v, n = protowire.ConsumeBytes(b)
-	} else {
-		n = protowire.ConsumeFieldValue(num, typ, b)
-	}
-	if n < 0 {
-		return 0, 0, nil, nil, protowire.ParseError(n)
-	}
-	return num, typ, v, b[n:], nil
 }

@@ -152,22 +152,6 @@ func TestDecodeResponseRefusesMalformed(t *testing.T) {
 	}
 }
 
-// checkStruct accepts what protobuf decodes as a Struct and refuses what it
-// does not.
-func FuzzCheckStruct(f *testing.F) {
-	s, _ := structpb.NewStruct(map[string]any{"a": 1, "b": []any{"x", true, nil, map[string]any{"c": 2.5}}})
-	b, _ := proto.Marshal(s)
-	f.Add(b)
-	f.Add([]byte{0x0a, 0x03, 0x0a, 0x01, 0xff})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		err := checkStruct(b, 0)
-		derr := proto.Unmarshal(b, &structpb.Struct{})
-		if (err == nil) != (derr == nil) {
-			t.Fatalf("checkStruct: %v, proto.Unmarshal: %v", err, derr)
-		}
-	})
-}
-
 func BenchmarkDecodeResponse(b *testing.B) {
 	result, _ := structpb.NewStruct(map[string]any{"player_id": "p42", "gold": 100, "level": 7, "name": "Player 42", "inventory": []any{"sword", "shield"}})
 	a := mustAny(b, &agentv1.InvokeResponse{Success: true, Result: result, InstanceId: "gs-1"})

@@ -14,6 +14,7 @@ import (
 // entered; its path is listed as "path (note)" when stop gives it a note.
 func StringFields(root string, md protoreflect.MessageDescriptor, stop map[protoreflect.FullName]string) []string {
 	var out []string
+	inside := map[protoreflect.FullName]bool{} // the messages on the path: a message in itself would never end
 	var walk func(path string, md protoreflect.MessageDescriptor)
 	walk = func(path string, md protoreflect.MessageDescriptor) {
 		if note, ok := stop[md.FullName()]; ok {
@@ -22,6 +23,11 @@ func StringFields(root string, md protoreflect.MessageDescriptor, stop map[proto
 			}
 			return
 		}
+		if inside[md.FullName()] {
+			panic("prototest: " + path + " holds a message it is in (" + string(md.FullName()) + "); put it in stop")
+		}
+		inside[md.FullName()] = true
+		defer delete(inside, md.FullName())
 		fields := md.Fields()
 		for i := range fields.Len() {
 			fd := fields.Get(i)

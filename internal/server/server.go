@@ -592,10 +592,11 @@ type tunnelCaller struct{ t *tunnel.Server }
 
 // Invoke leaves the game server's result encoded (invoke.DecodeResponse).
 func (c tunnelCaller) Invoke(ctx context.Context, agent string, req *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
-	// vtprotobuf's encoder (buf.gen.vtproto.yaml), ~4× protobuf's; it does
-	// not check that strings are UTF-8, which every source of req already
-	// did (protobuf's and protojson's decoders), and the game server's SDK
-	// checks what it decodes again.
+	// vtprotobuf's encoder (buf.gen.vtproto.yaml), ~4× protobuf's. It does
+	// not refuse a string that is not UTF-8, as protobuf's did here; the
+	// operator's input was decoded by protobuf's or protojson's decoder,
+	// which refuse them, and the game server's SDK refuses such a request
+	// (INVALID_ARGUMENT) whatever put it there.
 	b, err := req.MarshalVT()
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "encoding tunnel request: %v", err)

@@ -250,7 +250,7 @@ func BenchmarkRegisteredCodec(b *testing.B) {
 	}{
 		{"protobuf", func(r *HandlerRegistry) error { return Register(r, h) }},
 		{"vtprotobuf", func(r *HandlerRegistry) error {
-			return RegisterVT(r, h, func(*agentv1.InvokeRequest) error { return nil })
+			return RegisterVT(r, h, func([]byte) error { return nil })
 		}},
 	} {
 		b.Run(c.name, func(b *testing.B) {

@@ -76,36 +76,37 @@ type vtMessage interface {
 // RegisterVT is Register for a request and a response with vtprotobuf's
 // generated codec, which decodes and encodes the agent's InvokeRequest and
 // InvokeResponse ~4× faster than protobuf's (BenchmarkRegisteredCodec).
-// That codec does not check what protobuf's decoder does (that strings are
-// UTF-8, how deep messages nest), so check must: it runs on each decoded
-// request, and a request it refuses is INVALID_ARGUMENT, as one protobuf's
+// That decoder does not check what protobuf's does — that the data is well
+// formed, that strings are UTF-8, how deep messages nest (it recurses
+// without a limit) — so check must, on the encoded request before it is
+// decoded; a request it refuses is INVALID_ARGUMENT, as one protobuf's
 // decoder refuses. The response is not checked here: its receiver decodes
 // it with protobuf's decoder or checks it (invoke.DecodeResponse).
 func RegisterVT[T any, Req interface {
 	*T
 	vtMessage
-}, Resp vtMessage](r *HandlerRegistry, h func(context.Context, Req) (Resp, error), check func(Req) error) error {
+}, Resp vtMessage](r *HandlerRegistry, h func(context.Context, Req) (Resp, error), check func(encoded []byte) error) error {
+	var zero Resp
+	if any(zero) == nil {
+		return fmt.Errorf("tunnel: RegisterVT needs a concrete response message type, not an interface")
+	}
 	if h == nil || check == nil {
 		return fmt.Errorf("tunnel: RegisterVT needs a handler and a check")
 	}
 	name := Req(new(T)).ProtoReflect().Descriptor().FullName()
-	var zero Resp
 	respURL := "type.googleapis.com/" + string(zero.ProtoReflect().Descriptor().FullName())
 	return r.add(name, func(ctx context.Context, a *anypb.Any) (*anypb.Any, error) {
 		// dispatch found this handler by the type URL's name: a is a Req.
-		req := Req(new(T))
-		if err := req.UnmarshalVT(a.GetValue()); err != nil {
+		if err := check(a.GetValue()); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "decoding %s: %v", name, err)
 		}
-		if err := check(req); err != nil {
+		req := Req(new(T))
+		if err := req.UnmarshalVT(a.GetValue()); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "decoding %s: %v", name, err)
 		}
 		resp, err := h(ctx, req)
 		if err != nil {
 			return nil, err
-		}
-		if any(resp) == nil {
-			return nil, status.Errorf(codes.Internal, "handler for %s returned no response and no error", name)
 		}
 		b, err := resp.MarshalVT()
 		if err != nil {

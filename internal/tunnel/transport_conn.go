@@ -180,11 +180,7 @@ func validFrameText(m frame) bool {
 func (l *connLink) writeFrame(m frame) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	size := m.SizeVT()
-	b := binary.AppendUvarint(l.wbuf[:0], uint64(size))
-	n := len(b)
-	b = slices.Grow(b, size)[:n+size]
-	_, err := m.MarshalToSizedBufferVT(b[n:])
+	b, err := appendFrame(l.wbuf[:0], m)
 	if err == nil {
 		_, err = l.writer().Write(b)
 	}
@@ -193,6 +189,20 @@ func (l *connLink) writeFrame(m frame) error {
 	}
 	l.wbuf = b
 	return err
+}
+
+// appendFrame appends m as the conn transport sends it: its length
+// (uvarint), then its encoding.
+func appendFrame(b []byte, m frame) ([]byte, error) {
+	size := m.SizeVT()
+	b = binary.AppendUvarint(b, uint64(size))
+	n := len(b)
+	b = slices.Grow(b, size)[:n+size]
+	w, err := m.MarshalToSizedBufferVT(b[n:])
+	if err == nil && w != size {
+		err = fmt.Errorf("tunnel: frame encoded in %d bytes, sized %d", w, size)
+	}
+	return b, err
 }
 
 func (l *connLink) flush() error {
