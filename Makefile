@@ -56,8 +56,10 @@ $(TOOLS)/protoc-gen-connect-go:
 web/watch/node_modules/.bin/protoc-gen-es: web/watch/package-lock.json
 	cd web/watch && npm ci --no-audit --no-fund
 	touch $@
-$(TOOLS)/protoc-gen-go-vtproto:
+# Again when go.mod changes: the generator must be the runtime's version.
+$(TOOLS)/protoc-gen-go-vtproto: go.mod
 	GOBIN=$(TOOLS) $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(VTPROTO_VERSION)
+	touch $@
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 

@@ -39,8 +39,11 @@ var invokeFields = func() map[protowire.Number]protoreflect.FieldDescriptor {
 // decoder refuses and vtprotobuf's takes (tunnel.RegisterVT runs it before
 // decoding): malformed data, a string that is not UTF-8 (its own, its
 // config's, its payload's), a payload nested past protobuf's recursion
-// limit, which vtprotobuf's decoder would follow without one. It
-// allocates nothing.
+// limit, which vtprotobuf's decoder would follow without one. It also
+// refuses a map entry whose key or value is not length-delimited, which
+// protobuf's decoder skips and vtprotobuf's misreads (no encoder writes
+// one). FuzzCheckInvokeRequest holds what it takes to decode alike with
+// both. It allocates nothing.
 func checkInvokeRequest(b []byte) error {
 	for len(b) > 0 {
 		num, typ, v, rest, err := wirecheck.NextField(b)
@@ -55,12 +58,16 @@ func checkInvokeRequest(b []byte) error {
 		switch {
 		case fd.IsMap():
 			for len(v) > 0 {
-				_, etyp, ev, erest, err := wirecheck.NextField(v)
+				enum, etyp, ev, erest, err := wirecheck.NextField(v)
 				if err != nil {
 					return err
 				}
 				v = erest
-				if etyp == protowire.BytesType && !utf8.Valid(ev) {
+				switch {
+				case (enum == 1 || enum == 2) && etyp != protowire.BytesType:
+					// vtprotobuf's decoder would read it as a string all the same
+					return fmt.Errorf("%s: %w", fd.Name(), wirecheck.ErrEntryWireType)
+				case etyp == protowire.BytesType && !utf8.Valid(ev):
 					return fmt.Errorf("%s: %w", fd.Name(), errInvalidUTF8)
 				}
 			}
@@ -69,7 +76,7 @@ func checkInvokeRequest(b []byte) error {
 				return fmt.Errorf("%s: %w", fd.Name(), errInvalidUTF8)
 			}
 		default: // the payload: a Struct in a message decoded on its own
-			if err := wirecheck.Struct(v, 1); err != nil {
+			if err := wirecheck.StructVT(v, 1); err != nil {
 				return fmt.Errorf("%s: %w", fd.Name(), err)
 			}
 		}

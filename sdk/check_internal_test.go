@@ -5,7 +5,10 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protopath"
+	"google.golang.org/protobuf/reflect/protorange"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
@@ -93,21 +96,30 @@ func TestCheckInvokeRequestRefusesEveryBadString(t *testing.T) {
 }
 
 // TestCheckInvokeRequestDepthMatchesProtobuf finds the deepest payload
-// protobuf's decoder takes, nested in objects and in lists, and checks
+// protobuf's decoder takes, nested in objects, in lists, and in lists under
+// one object (each object level is three messages and each list level two,
+// so the three reach the limit at different remainders), and checks
 // checkInvokeRequest takes it and refuses one level more.
 func TestCheckInvokeRequestDepthMatchesProtobuf(t *testing.T) {
-	for name, wrap := range map[string]func(*structpb.Value) *structpb.Value{
-		"objects": func(v *structpb.Value) *structpb.Value {
-			return structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"a": v}})
-		},
-		"lists": func(v *structpb.Value) *structpb.Value {
-			return structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{v}})
-		},
+	object := func(v *structpb.Value) *structpb.Value {
+		return structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"a": v}})
+	}
+	list := func(v *structpb.Value) *structpb.Value {
+		return structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{v}})
+	}
+	for name, c := range map[string]struct {
+		wrap  func(*structpb.Value) *structpb.Value
+		outer int // object levels around the lot
+	}{
+		"objects": {object, 0}, "lists": {list, 0}, "lists under an object": {list, 1}, "lists under two objects": {list, 2},
 	} {
 		encode := func(levels int) []byte {
 			v := structpb.NewNullValue()
 			for range levels {
-				v = wrap(v)
+				v = c.wrap(v)
+			}
+			for range c.outer {
+				v = object(v)
 			}
 			return encodeVT(t, &agentv1.InvokeRequest{Payload: &structpb.Struct{Fields: map[string]*structpb.Value{"x": v}}})
 		}
@@ -130,6 +142,53 @@ func TestCheckInvokeRequestDepthMatchesProtobuf(t *testing.T) {
 			t.Fatalf("%s: %d levels taken", name, hi)
 		}
 	}
+}
+
+// FuzzCheckInvokeRequest: what checkInvokeRequest takes, protobuf's decoder
+// takes, and vtprotobuf's decodes (then fillValues) to the same request or
+// refuses. Unknown fields are left out of the comparison: vtprotobuf's Struct
+// drops them.
+func FuzzCheckInvokeRequest(f *testing.F) {
+	valid, _ := proto.Marshal(&agentv1.InvokeRequest{FunctionId: "f", Config: map[string]string{"k": "v"},
+		Payload: &structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewListValue(&structpb.ListValue{
+			Values: []*structpb.Value{structpb.NewStringValue("x"), structpb.NewNumberValue(1)}})}}})
+	f.Add(valid)
+	// A config entry whose key is a varint: protobuf skips it, vtprotobuf
+	// reads a string.
+	f.Add(protowire.AppendBytes(protowire.AppendTag(nil, 8, protowire.BytesType), []byte{0x08, 0x03, 0xf8, 0x01, 0x00, 0x12, 0x01, 'v'}))
+	// A payload entry whose value is a varint followed by bytes protobuf
+	// skips and vtprotobuf reads as the value.
+	list := []byte{0x32, 0x00} // Value{list_value: {}}
+	entry := append([]byte{0x0a, 0x01, 'k', 0x10, byte(len(list))}, list...)
+	f.Add(protowire.AppendBytes(protowire.AppendTag(nil, 6, protowire.BytesType), protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), entry)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if checkInvokeRequest(b) != nil {
+			return
+		}
+		want := new(agentv1.InvokeRequest)
+		if err := proto.Unmarshal(b, want); err != nil {
+			t.Fatalf("checkInvokeRequest took what protobuf's decoder refuses: %v", err)
+		}
+		got := new(agentv1.InvokeRequest)
+		if got.UnmarshalVT(b) != nil {
+			return // refused: stricter than protobuf, never looser
+		}
+		fillValues(got.GetPayload())
+		discardUnknown(got)
+		discardUnknown(want)
+		if !proto.Equal(got, want) {
+			t.Fatalf("vtprotobuf decoded %v, protobuf %v", got, want)
+		}
+	})
+}
+
+func discardUnknown(m proto.Message) {
+	_ = protorange.Range(m.ProtoReflect(), func(v protopath.Values) error {
+		if msg, ok := v.Index(-1).Value.Interface().(protoreflect.Message); ok && len(msg.GetUnknown()) > 0 {
+			msg.SetUnknown(nil)
+		}
+		return nil
+	})
 }
 
 // TestFillValuesAsProtobuf decodes a payload whose map entry has no value
@@ -164,4 +223,53 @@ func TestFillValuesAsProtobuf(t *testing.T) {
 	if !proto.Equal(got, want) {
 		t.Fatalf("got %v, protobuf's decoder %v", got, want)
 	}
+}
+
+// BenchmarkInvokeCodec is what the SDK does around a handler with each
+// codec: decode the request, encode the response — protobuf's, against
+// vtprotobuf's with the checks it needs (checkInvokeRequest, fillValues).
+//
+//	go test -run '^$' -bench InvokeCodec -benchmem ./sdk/
+func BenchmarkInvokeCodec(b *testing.B) {
+	payload, err := structpb.NewStruct(map[string]any{"player_id": "p1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req, err := anypb.New(&agentv1.InvokeRequest{InvocationId: "inv-0123456789", GameId: "demo", Env: "dev", FunctionId: "player.get",
+		InstanceId: "gs-1", Payload: payload, Actor: "operator:bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	result, err := structpb.NewStruct(map[string]any{"id": "p1", "name": "Alice", "level": 12, "gold": 3400,
+		"items": []any{"sword", "shield", "potion"}, "mail": []any{map[string]any{"from": "gm", "body": "hello", "at": 1700000000}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp := &agentv1.InvokeResponse{Success: true, Result: result, InstanceId: "gs-1"}
+	b.Run("protobuf", func(b *testing.B) {
+		for b.Loop() {
+			r := new(agentv1.InvokeRequest)
+			if err := req.UnmarshalTo(r); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := anypb.New(resp); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("vtprotobuf+checks", func(b *testing.B) {
+		for b.Loop() {
+			if err := checkInvokeRequest(req.GetValue()); err != nil {
+				b.Fatal(err)
+			}
+			r := new(agentv1.InvokeRequest)
+			if err := r.UnmarshalVT(req.GetValue()); err != nil {
+				b.Fatal(err)
+			}
+			fillValues(r.GetPayload())
+			if _, err := resp.MarshalVT(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

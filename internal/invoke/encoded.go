@@ -75,7 +75,7 @@ func DecodeResponse(a *anypb.Any, agent string) (*agentv1.InvokeResponse, error)
 		field := b[i : i+n+m : i+n+m]
 		if num == resultField && typ == protowire.BytesType {
 			v, _ := protowire.ConsumeBytes(field[n:])
-			if err := wirecheck.Struct(v, 0); err != nil {
+			if err := wirecheck.Struct(v, 2); err != nil { // at most InvokeFunctionResponse.results[].result
 				return nil, badResponse(agent, fmt.Errorf("result: %w", err))
 			}
 			if result == nil {

@@ -13,10 +13,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/structpb"
-
-	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 )
 
 // The benchmarks compare a tunnel round trip (server -> client -> handler ->
@@ -218,52 +214,4 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// BenchmarkRegisteredCodec compares what a registered handler costs around
-// the function it runs — decoding the request, encoding the response —
-// with protobuf's codec (Register) and vtprotobuf's (RegisterVT), for the
-// game server's InvokeRequest and InvokeResponse:
-//
-//	go test -run '^$' -bench RegisteredCodec -benchmem ./internal/tunnel/
-func BenchmarkRegisteredCodec(b *testing.B) {
-	payload, err := structpb.NewStruct(map[string]any{"player_id": "p1"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	req, err := anypb.New(&agentv1.InvokeRequest{InvocationId: "inv-0123456789", GameId: "demo", Env: "dev", FunctionId: "player.get",
-		InstanceId: "gs-1", Payload: payload, Actor: "operator:bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	result, err := structpb.NewStruct(map[string]any{"id": "p1", "name": "Alice", "level": 12, "gold": 3400,
-		"items": []any{"sword", "shield", "potion"}, "mail": []any{map[string]any{"from": "gm", "body": "hello", "at": 1700000000}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := func(context.Context, *agentv1.InvokeRequest) (*agentv1.InvokeResponse, error) {
-		return &agentv1.InvokeResponse{Success: true, Result: result, InstanceId: "gs-1"}, nil
-	}
-	for _, c := range []struct {
-		name     string
-		register func(*HandlerRegistry) error
-	}{
-		{"protobuf", func(r *HandlerRegistry) error { return Register(r, h) }},
-		{"vtprotobuf", func(r *HandlerRegistry) error {
-			return RegisterVT(r, h, func([]byte) error { return nil })
-		}},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			r := NewHandlerRegistry()
-			if err := c.register(r); err != nil {
-				b.Fatal(err)
-			}
-			ctx := context.Background()
-			for b.Loop() {
-				if _, st := r.dispatch(ctx, req); st != nil {
-					b.Fatal(st)
-				}
-			}
-		})
-	}
 }

@@ -147,8 +147,8 @@ type frame interface {
 // UnmarshalVT are UTF-8, as protobuf's decoder requires of proto3 strings
 // and vtprotobuf's does not check. The google.rpc.Status of an error or a
 // close has no generated codec and goes through protobuf's decoder, which
-// checks its message. TestValidFrameTextCoversEveryString fails when a
-// string field is added to a frame and not here.
+// checks its message. TestReadFrameRefusesInvalidUTF8 fails when a string
+// field is added to a frame and not here.
 func validFrameText(m frame) bool {
 	switch f := m.(type) {
 	case *tunnelv1.ClientToServer:

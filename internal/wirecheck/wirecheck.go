@@ -26,9 +26,20 @@ const (
 	listValues   protowire.Number = 1 // ListValue.values
 )
 
-// maxDepth is protobuf-go's default recursion limit (messages nested
-// in messages), which the caller's decoder applies.
+// maxDepth is protobuf-go's default recursion limit: it refuses a message
+// nested maxDepth deep (the message decoded being at depth 0; a map entry
+// is a message).
 const maxDepth = protowire.DefaultRecursionLimit
+
+var errTooDeep = errors.New("nested too deep")
+
+// ErrEntryWireType is StructVT's refusal of a map entry whose key or value
+// is not length-delimited.
+var ErrEntryWireType = errors.New("map entry key or value of the wrong wire type")
+
+// checker walks a Struct; with vt set it also refuses what vtprotobuf's
+// decoder would read otherwise than protobuf's (StructVT).
+type checker struct{ vt bool }
 
 // Struct reports whether b is a google.protobuf.Struct that protobuf's
 // decoder takes: well formed, strings valid UTF-8, nesting within its
@@ -36,9 +47,18 @@ const maxDepth = protowire.DefaultRecursionLimit
 // message decoded on its own, 1 for a field of one, …). It allocates
 // nothing. A field of an unexpected number or wire type is an unknown field
 // to a decoder, so it is accepted too (FuzzStruct).
-func Struct(b []byte, depth int) error {
-	if depth > maxDepth {
-		return errors.New("nested too deep")
+func Struct(b []byte, depth int) error { return checker{}.structure(b, depth) }
+
+// StructVT is Struct for bytes that vtprotobuf's decoder will decode. That
+// decoder reads a map entry's key and value as length-delimited whatever
+// their wire type, where protobuf's skips one of another type as unknown,
+// so the two would decode different data; StructVT refuses such an entry
+// (ErrEntryWireType), which no encoder writes.
+func StructVT(b []byte, depth int) error { return checker{vt: true}.structure(b, depth) }
+
+func (c checker) structure(b []byte, depth int) error {
+	if depth >= maxDepth {
+		return errTooDeep
 	}
 	for len(b) > 0 {
 		num, typ, v, rest, err := NextField(b)
@@ -56,12 +76,14 @@ func Struct(b []byte, depth int) error {
 			}
 			v = erest
 			switch {
+			case c.vt && (num == entryKey || num == entryValue) && typ != protowire.BytesType:
+				return ErrEntryWireType
 			case num == entryKey && typ == protowire.BytesType:
 				if !utf8.Valid(ev) {
 					return errors.New("key is not valid UTF-8")
 				}
 			case num == entryValue && typ == protowire.BytesType:
-				if err := checkValue(ev, depth+2); err != nil {
+				if err := c.value(ev, depth+2); err != nil {
 					return err
 				}
 			}
@@ -70,9 +92,9 @@ func Struct(b []byte, depth int) error {
 	return nil
 }
 
-func checkValue(b []byte, depth int) error {
-	if depth > maxDepth {
-		return errors.New("nested too deep")
+func (c checker) value(b []byte, depth int) error {
+	if depth >= maxDepth {
+		return errTooDeep
 	}
 	for len(b) > 0 {
 		num, typ, v, rest, err := NextField(b)
@@ -99,11 +121,11 @@ func checkValue(b []byte, depth int) error {
 				return errors.New("string is not valid UTF-8")
 			}
 		case valueStruct:
-			if err := Struct(v, depth+1); err != nil {
+			if err := c.structure(v, depth+1); err != nil {
 				return err
 			}
 		case valueList:
-			if err := checkList(v, depth+1); err != nil {
+			if err := c.list(v, depth+1); err != nil {
 				return err
 			}
 		}
@@ -111,9 +133,9 @@ func checkValue(b []byte, depth int) error {
 	return nil
 }
 
-func checkList(b []byte, depth int) error {
-	if depth > maxDepth {
-		return errors.New("nested too deep")
+func (c checker) list(b []byte, depth int) error {
+	if depth >= maxDepth {
+		return errTooDeep
 	}
 	for len(b) > 0 {
 		num, typ, v, rest, err := NextField(b)
@@ -124,7 +146,7 @@ func checkList(b []byte, depth int) error {
 		if num != listValues || typ != protowire.BytesType {
 			continue
 		}
-		if err := checkValue(v, depth+1); err != nil {
+		if err := c.value(v, depth+1); err != nil {
 			return err
 		}
 	}
