@@ -13,8 +13,8 @@ STATICCHECK_VERSION := v0.8.2
 # protoc-gen-es is pinned in web/watch/package-lock.json.
 CONNECT_GO_VERSION := v1.21.1
 # vtprotobuf's codec (buf.gen.vtproto.yaml): the generator of the runtime
-# version go.mod holds.
-VTPROTO_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/planetscale/vtprotobuf)
+# version go.mod holds (read only when the generator is installed).
+VTPROTO_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/planetscale/vtprotobuf)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
