@@ -71,7 +71,7 @@ func (l *Log) journalRecord(ctx context.Context, rec store.AuditRecord, wait boo
 	defer cancel()
 	select {
 	case <-p.done:
-		return p.out, p.err
+		return p.result()
 	case <-wctx.Done():
 		return store.AuditRecord{}, fmt.Errorf("wait for the audit store (the entry is journaled and will be stored): %w", wctx.Err())
 	}
@@ -197,15 +197,16 @@ func (l *Log) flush(all bool) {
 		if n < maxAuditBatch && !(all && n > 0 && l.jqueue[0].seq <= upto) {
 			n = 0
 		}
-		batch := append([]*pendingRecord(nil), l.jqueue[:n]...)
+		batch := append(l.fbatch[:0], l.jqueue[:n]...)
 		l.jmu.Unlock()
 		if n == 0 {
 			return
 		}
-		recs := make([]store.AuditRecord, n)
-		for i, p := range batch {
-			recs[i] = p.rec
+		recs := l.frecs[:0]
+		for _, p := range batch {
+			recs = append(recs, p.rec)
 		}
+		l.fbatch, l.frecs = batch, recs
 		pos := store.AuditJournalPos{ID: l.jr.id, Seq: batch[n-1].seq}
 		ctx, cancel := context.WithTimeout(context.Background(), l.writeTimeout)
 		began := time.Now()
@@ -253,10 +254,14 @@ func (l *Log) flush(all bool) {
 		}
 		for i, p := range batch {
 			if p.done != nil {
-				p.out = out[i]
+				o := out[i]
+				p.out = &o
 				close(p.done)
 			}
 		}
+		// The scratch keeps no entry alive until the next batch.
+		clear(batch)
+		clear(recs)
 	}
 }
 

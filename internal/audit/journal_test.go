@@ -349,6 +349,52 @@ func TestJournalConcurrentRecords(t *testing.T) {
 	}
 }
 
+// TestJournalWaitersGetTheirOwnRows: the flusher reuses its batch's rows
+// from one transaction to the next, so what a waiting Append returns must
+// not point into them.
+func TestJournalWaitersGetTheirOwnRows(t *testing.T) {
+	t.Parallel()
+	js := newJournalStack(t)
+	l, err := audit.Open(ctxT(t), audit.Config{Store: js.openStore(t), JournalPath: js.journal, FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	const writers, each = 4, 100
+	ids := make([][]int64, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				req := fmt.Sprintf("w%d-%d", w, i)
+				rec, err := l.Append(context.Background(), audit.Entry{Action: audit.ActionInvoke, RequestID: req})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if rec.RequestID != req || rec.ID <= 0 || rec.Hash == "" {
+					t.Errorf("Append(%s) returned row %d of %q (hash %q)", req, rec.ID, rec.RequestID, rec.Hash)
+					return
+				}
+				ids[w] = append(ids[w], rec.ID)
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[int64]bool{}
+	for _, ws := range ids {
+		for _, id := range ws {
+			if seen[id] {
+				t.Fatalf("row %d returned to two Appends", id)
+			}
+			seen[id] = true
+		}
+	}
+	if len(seen) != writers*each {
+		t.Fatalf("%d distinct rows returned, want %d", len(seen), writers*each)
+	}
+}
+
 func TestJournalQueueBound(t *testing.T) {
 	t.Parallel()
 	js := newJournalStack(t)

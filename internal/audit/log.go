@@ -91,6 +91,10 @@ type Log struct {
 	jchanged     chan struct{}    // closed and replaced after each flush attempt
 	jerr         error            // the last flush attempt's error, nil once one succeeds
 	jerrGen      int64            // the attempt jerr came from
+	// The flusher's scratch, reused from one batch to the next (its
+	// goroutine alone uses them): a batch's entries and their rows.
+	fbatch []*pendingRecord
+	frecs  []store.AuditRecord
 	// flushed, set by tests only (export_test.go), is called after each
 	// flush with its all argument and japplied.
 	flushed atomic.Pointer[func(all bool, applied int64)]
@@ -102,7 +106,7 @@ type pendingRecord struct {
 	seq    int64     // journal sequence; 0 without a journal
 	queued time.Time // when it was journaled (journal mode)
 	rec    store.AuditRecord
-	out    store.AuditRecord
+	out    *store.AuditRecord // the stored row, set before done is closed (a pointer: most entries have no waiter)
 	err    error
 	done   chan struct{} // closed when out/err are set; journal mode: nil unless a caller waits
 	lead   chan struct{} // group commit: closed when this caller must write the next batch
@@ -229,13 +233,21 @@ func (l *Log) commit(ctx context.Context, rec store.AuditRecord) (store.AuditRec
 	if !leader {
 		select {
 		case <-p.done:
-			return p.out, p.err
+			return p.result()
 		case <-p.lead:
 		}
 	}
 	l.writeBatch(ctx)
 	<-p.done
-	return p.out, p.err
+	return p.result()
+}
+
+// result is what the waiter of p gets once done is closed.
+func (p *pendingRecord) result() (store.AuditRecord, error) {
+	if p.err != nil {
+		return store.AuditRecord{}, p.err
+	}
+	return *p.out, nil
 }
 
 // writeBatch writes the queued entries (up to maxAuditBatch) and hands the
@@ -260,7 +272,7 @@ func (l *Log) writeBatch(ctx context.Context) {
 		if err != nil {
 			p.err = err
 		} else {
-			p.out = out[i]
+			p.out = &out[i]
 		}
 		close(p.done)
 	}

@@ -68,15 +68,18 @@ func (x *Audit) Append(ctx context.Context, rec AuditRecord, seal func(*AuditRec
 	return out[0], nil
 }
 
-// AppendBatch adds recs, in order, at the end of the chain. In one
+// AppendBatch adds recs, in order, at the end of the chain, and returns
+// them as stored: it sets each one's ID, PrevHash and Hash, and its Time to
+// the stored precision, in recs itself (so a batch costs no copy). In one
 // transaction it claims the next len(recs) ids by updating the single
 // audit_head row — which holds that row's lock (PostgreSQL: a row lock under
 // READ COMMITTED, so a concurrent appender on any node waits and then reads
 // the new head; SQLite: the database write lock, taken at BEGIN IMMEDIATE) —
 // chains each record to the one before (setting ID and PrevHash and calling
 // seal for Hash), inserts them and moves the head. Appends are therefore
-// totally ordered with no gaps, and a missing id means a deleted row. The
-// stored records are returned; on error nothing is stored.
+// totally ordered with no gaps, and a missing id means a deleted row. On
+// error nothing is stored (recs may be partly updated; a retry with them
+// assigns every field again).
 func (x *Audit) AppendBatch(ctx context.Context, recs []AuditRecord, seal func(*AuditRecord) string) ([]AuditRecord, error) {
 	return x.AppendJournaled(ctx, AuditJournalPos{}, recs, seal)
 }
@@ -96,8 +99,7 @@ func (x *Audit) AppendJournaled(ctx context.Context, pos AuditJournalPos, recs [
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	out := make([]AuditRecord, len(recs))
-	copy(out, recs)
+	out := recs
 	// The statements are prepared before the transaction takes its
 	// connection: preparing needs a connection of the pool too.
 	var stmts [len(auditChunkSizes)]*sql.Stmt

@@ -194,6 +194,9 @@ func TestAuditAppendBatchSpansStatements(t *testing.T) {
 		}
 		out, err := s.Audit().AppendBatch(ctx, recs, testSeal)
 		mustNil(t, err, "append batch")
+		if &out[0] != &recs[0] || recs[len(recs)-1].ID != int64(len(recs)) {
+			t.Fatalf("AppendBatch did not return recs updated in place")
+		}
 		rows, err := s.Audit().Range(ctx, 0, int64(len(recs)), len(recs)+1)
 		mustNil(t, err, "range")
 		if len(rows) != len(recs) {
