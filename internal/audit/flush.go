@@ -223,6 +223,7 @@ func (l *Log) flush(all bool) {
 			}
 			l.jerr, l.jerrGen = err, l.jgen
 			l.jmu.Unlock()
+			clearScratch(batch, recs) // the entries stay queued; the next attempt rebuilds the rows
 			return
 		}
 		if l.jerr != nil {
@@ -254,15 +255,19 @@ func (l *Log) flush(all bool) {
 		}
 		for i, p := range batch {
 			if p.done != nil {
-				o := out[i]
-				p.out = &o
+				p.rec = out[i] // the entry has left the queue: nothing else reads it
 				close(p.done)
 			}
 		}
-		// The scratch keeps no entry alive until the next batch.
-		clear(batch)
-		clear(recs)
+		clearScratch(batch, recs)
 	}
+}
+
+// clearScratch drops the flusher's references to a batch's entries, so its
+// reused slices keep none alive once the batch is stored or the log closed.
+func clearScratch(batch []*pendingRecord, recs []store.AuditRecord) {
+	clear(batch)
+	clear(recs)
 }
 
 // replay stores the entries a previous run left in the journal, skipping

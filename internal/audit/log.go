@@ -103,12 +103,11 @@ type Log struct {
 // pendingRecord is one entry waiting for the store: a Record waiting for
 // the group commit, or a journaled entry waiting for the flusher.
 type pendingRecord struct {
-	seq    int64     // journal sequence; 0 without a journal
-	queued time.Time // when it was journaled (journal mode)
-	rec    store.AuditRecord
-	out    *store.AuditRecord // the stored row, set before done is closed (a pointer: most entries have no waiter)
+	seq    int64             // journal sequence; 0 without a journal
+	queued time.Time         // when it was journaled (journal mode)
+	rec    store.AuditRecord // the entry; once done is closed without err, the row as stored
 	err    error
-	done   chan struct{} // closed when out/err are set; journal mode: nil unless a caller waits
+	done   chan struct{} // closed when rec or err is set; journal mode: nil unless a caller waits
 	lead   chan struct{} // group commit: closed when this caller must write the next batch
 }
 
@@ -247,7 +246,7 @@ func (p *pendingRecord) result() (store.AuditRecord, error) {
 	if p.err != nil {
 		return store.AuditRecord{}, p.err
 	}
-	return *p.out, nil
+	return p.rec, nil
 }
 
 // writeBatch writes the queued entries (up to maxAuditBatch) and hands the
@@ -272,7 +271,7 @@ func (l *Log) writeBatch(ctx context.Context) {
 		if err != nil {
 			p.err = err
 		} else {
-			p.out = &out[i]
+			p.rec = out[i]
 		}
 		close(p.done)
 	}

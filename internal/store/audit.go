@@ -70,7 +70,7 @@ func (x *Audit) Append(ctx context.Context, rec AuditRecord, seal func(*AuditRec
 
 // AppendBatch adds recs, in order, at the end of the chain, and returns
 // them as stored: it sets each one's ID, PrevHash and Hash, and its Time to
-// the stored precision, in recs itself (so a batch costs no copy). In one
+// the stored precision in UTC, in recs itself (so a batch costs no copy). In one
 // transaction it claims the next len(recs) ids by updating the single
 // audit_head row — which holds that row's lock (PostgreSQL: a row lock under
 // READ COMMITTED, so a concurrent appender on any node waits and then reads
@@ -79,7 +79,7 @@ func (x *Audit) Append(ctx context.Context, rec AuditRecord, seal func(*AuditRec
 // seal for Hash), inserts them and moves the head. Appends are therefore
 // totally ordered with no gaps, and a missing id means a deleted row. On
 // error nothing is stored (recs may be partly updated; a retry with them
-// assigns every field again).
+// assigns ID, PrevHash, Hash and Time again).
 func (x *Audit) AppendBatch(ctx context.Context, recs []AuditRecord, seal func(*AuditRecord) string) ([]AuditRecord, error) {
 	return x.AppendJournaled(ctx, AuditJournalPos{}, recs, seal)
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -192,6 +193,7 @@ func TestAuditAppendBatchSpansStatements(t *testing.T) {
 				Action: "invoke", Game: "g", Env: "e", Function: "f", Payload: fmt.Sprintf(`{"i":%d}`, i), Result: "OK",
 				DurationMs: int64(i), RequestID: fmt.Sprintf("r%d", i)}
 		}
+		given := slices.Clone(recs)
 		out, err := s.Audit().AppendBatch(ctx, recs, testSeal)
 		mustNil(t, err, "append batch")
 		if &out[0] != &recs[0] || recs[len(recs)-1].ID != int64(len(recs)) {
@@ -204,8 +206,10 @@ func TestAuditAppendBatchSpansStatements(t *testing.T) {
 		}
 		prev := ""
 		for i, r := range rows {
-			if r != out[i] || r.ID != int64(i+1) || r.PrevHash != prev || r.Actor != recs[i].Actor || r.Payload != recs[i].Payload {
-				t.Fatalf("row %d = %+v, want %+v chained to %q", i, r, out[i], prev)
+			want := given[i]
+			want.ID, want.PrevHash, want.Hash, want.Time = int64(i+1), prev, r.Hash, given[i].Time.Truncate(time.Millisecond).UTC()
+			if r != out[i] || r != want || r.Hash != testSeal(&r) {
+				t.Fatalf("row %d = %+v, want %+v", i, r, want)
 			}
 			prev = r.Hash
 		}
