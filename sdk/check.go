@@ -56,20 +56,9 @@ func checkInvokeRequest(b []byte) error {
 			continue // another kind of field, or an unknown one to a decoder
 		}
 		switch {
-		case fd.IsMap():
-			for len(v) > 0 {
-				enum, etyp, ev, erest, err := wirecheck.NextField(v)
-				if err != nil {
-					return err
-				}
-				v = erest
-				switch {
-				case (enum == 1 || enum == 2) && etyp != protowire.BytesType:
-					// vtprotobuf's decoder would read it as a string all the same
-					return fmt.Errorf("%s: %w", fd.Name(), wirecheck.ErrEntryWireType)
-				case etyp == protowire.BytesType && !utf8.Valid(ev):
-					return fmt.Errorf("%s: %w", fd.Name(), errInvalidUTF8)
-				}
+		case fd.IsMap(): // v is one entry
+			if err := wirecheck.StringMapEntryVT(v); err != nil {
+				return fmt.Errorf("%s: %w", fd.Name(), err)
 			}
 		case fd.Kind() == protoreflect.StringKind:
 			if !utf8.Valid(v) {

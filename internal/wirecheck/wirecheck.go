@@ -56,6 +56,29 @@ func Struct(b []byte, depth int) error { return checker{}.structure(b, depth) }
 // (ErrEntryWireType), which no encoder writes.
 func StructVT(b []byte, depth int) error { return checker{vt: true}.structure(b, depth) }
 
+// StringMapEntryVT checks one entry of a map<string, string> field for
+// vtprotobuf's decoder: key and value length-delimited (ErrEntryWireType
+// otherwise; see StructVT) and valid UTF-8, as protobuf's decoder requires.
+func StringMapEntryVT(b []byte) error {
+	for len(b) > 0 {
+		num, typ, v, rest, err := NextField(b)
+		if err != nil {
+			return err
+		}
+		b = rest
+		if num != entryKey && num != entryValue {
+			continue // an unknown field to a decoder
+		}
+		if typ != protowire.BytesType {
+			return ErrEntryWireType
+		}
+		if !utf8.Valid(v) {
+			return errors.New("string is not valid UTF-8")
+		}
+	}
+	return nil
+}
+
 func (c checker) structure(b []byte, depth int) error {
 	if depth >= maxDepth {
 		return errTooDeep

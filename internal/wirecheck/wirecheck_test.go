@@ -1,10 +1,15 @@
 package wirecheck
 
 import (
+	"errors"
+	"slices"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 )
 
 // FuzzStruct: Struct accepts what protobuf decodes as a Struct and refuses
@@ -65,4 +70,44 @@ func mustStruct(b []byte) *structpb.Struct {
 		panic(err)
 	}
 	return s
+}
+
+// TestStringMapEntryVT: an entry of a map<string, string> is taken as
+// protobuf's decoder takes it, except a key or value that is not
+// length-delimited, which protobuf skips and vtprotobuf misreads.
+func TestStringMapEntryVT(t *testing.T) {
+	bytesField := func(num protowire.Number, v string) []byte {
+		return protowire.AppendString(protowire.AppendTag(nil, num, protowire.BytesType), v)
+	}
+	cat := func(bs ...[]byte) []byte { return slices.Concat(bs...) }
+	cases := []struct {
+		name       string
+		entry      []byte
+		wireTypeVT bool // refused for vtprotobuf only
+	}{
+		{"valid", cat(bytesField(1, "a"), bytesField(2, "b")), false},
+		{"key not UTF-8", cat(bytesField(1, "\xff"), bytesField(2, "b")), false},
+		{"value not UTF-8", cat(bytesField(1, "a"), bytesField(2, "\xff")), false},
+		{"unknown field not UTF-8", cat(bytesField(1, "a"), bytesField(3, "\xff")), false},
+		{"truncated", bytesField(1, "a")[:2], false},
+		{"varint key", cat(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 7), bytesField(2, "b")), true},
+		{"varint value", cat(bytesField(1, "a"), protowire.AppendVarint(protowire.AppendTag(nil, 2, protowire.VarintType), 7)), true},
+	}
+	configField := (&agentv1.InvokeRequest{}).ProtoReflect().Descriptor().Fields().ByName("config").Number()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := StringMapEntryVT(tc.entry)
+			if tc.wireTypeVT {
+				if !errors.Is(err, ErrEntryWireType) {
+					t.Fatalf("StringMapEntryVT = %v, want ErrEntryWireType", err)
+				}
+				return
+			}
+			msg := protowire.AppendBytes(protowire.AppendTag(nil, configField, protowire.BytesType), tc.entry)
+			perr := proto.Unmarshal(msg, &agentv1.InvokeRequest{})
+			if (err == nil) != (perr == nil) {
+				t.Fatalf("StringMapEntryVT = %v, protobuf's decoder: %v", err, perr)
+			}
+		})
+	}
 }
