@@ -6,6 +6,7 @@ import (
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/tunnel"
 	"github.com/croupier/croupier/internal/wirecheck"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -41,7 +42,7 @@ func init() {
 	}
 }
 
-var invokeResponseType = "type.googleapis.com/" + string((&agentv1.InvokeResponse{}).ProtoReflect().Descriptor().FullName())
+var invokeResponseType = tunnel.TypeURL(&agentv1.InvokeResponse{})
 
 // DecodeResponse decodes an agent's encoded InvokeResponse, leaving its
 // result encoded (after checking it is a well-formed Struct) in the

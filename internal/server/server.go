@@ -609,7 +609,7 @@ func (c tunnelCaller) Invoke(ctx context.Context, agent string, req *agentv1.Inv
 }
 
 // invokeRequestType is the type URL of an agentv1.InvokeRequest.
-var invokeRequestType = "type.googleapis.com/" + string((&agentv1.InvokeRequest{}).ProtoReflect().Descriptor().FullName())
+var invokeRequestType = tunnel.TypeURL(&agentv1.InvokeRequest{})
 
 func (c tunnelCaller) StartJob(ctx context.Context, agent string, req *agentv1.StartJobRequest) (*agentv1.StartJobResponse, error) {
 	return tunnel.Call[*agentv1.StartJobResponse](ctx, c.t, agent, req)

@@ -65,6 +65,12 @@ func Register[Req, Resp proto.Message](r *HandlerRegistry, h func(context.Contex
 	return r.add(name, fn)
 }
 
+// TypeURL is the type URL an anypb.Any holding a message of m's type has,
+// as anypb.New writes it: for Anys built from bytes encoded otherwise.
+func TypeURL(m proto.Message) string {
+	return "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName())
+}
+
 // vtMessage is a message with vtprotobuf's generated codec
 // (buf.gen.vtproto.yaml).
 type vtMessage interface {
@@ -94,7 +100,7 @@ func RegisterVT[T any, Req interface {
 		return fmt.Errorf("tunnel: RegisterVT needs a handler and a check")
 	}
 	name := Req(new(T)).ProtoReflect().Descriptor().FullName()
-	respURL := "type.googleapis.com/" + string(zero.ProtoReflect().Descriptor().FullName())
+	respURL := TypeURL(zero)
 	return r.add(name, func(ctx context.Context, a *anypb.Any) (*anypb.Any, error) {
 		// dispatch found this handler by the type URL's name: a is a Req.
 		if err := check(a.GetValue()); err != nil {

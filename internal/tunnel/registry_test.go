@@ -108,3 +108,15 @@ func TestBackoffBounds(t *testing.T) {
 		t.Fatalf("after reset: %d, want <= 10", d)
 	}
 }
+
+func TestTypeURLIsAnypbs(t *testing.T) {
+	for _, m := range []proto.Message{&emptypb.Empty{}, wrapperspb.String("x")} {
+		a, err := anypb.New(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := TypeURL(m); got != a.GetTypeUrl() {
+			t.Fatalf("TypeURL = %q, anypb.New wrote %q", got, a.GetTypeUrl())
+		}
+	}
+}
