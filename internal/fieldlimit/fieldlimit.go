@@ -163,6 +163,9 @@ func checkString(field, s string, k fieldKind, limit int) error {
 		return apierr.New(codes.InvalidArgument, apierr.CodeFieldLimit, field+" is not valid UTF-8", "field", field)
 	}
 	for _, r := range s {
+		if r < utf8.RuneSelf && r > ' ' && r != 0x7f {
+			continue // printable ASCII: no control, space, Cf or bidi control
+		}
 		if unicode.IsControl(r) || k == fieldID && (unicode.IsSpace(r) || unicode.Is(unicode.Cf, r)) || unicode.Is(unicode.Bidi_Control, r) {
 			what := "control or bidirectional-text characters"
 			if k == fieldID {

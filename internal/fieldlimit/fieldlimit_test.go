@@ -3,6 +3,8 @@ package fieldlimit
 import (
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
@@ -61,5 +63,33 @@ func TestTruncateKeepsRunes(t *testing.T) {
 	}
 	if got := Truncate("abc", 3); got != "abc" {
 		t.Fatalf("Truncate: %q", got)
+	}
+}
+
+// TestCheckStringASCII holds checkString's shortcut for printable ASCII to
+// the rule it shortcuts, for every ASCII character in an id and in a name.
+func TestCheckStringASCII(t *testing.T) {
+	for r := rune(0); r < utf8.RuneSelf; r++ {
+		s := "a" + string(r) + "b"
+		for _, k := range []fieldKind{fieldID, fieldName} {
+			want := unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) ||
+				k == fieldID && (unicode.IsSpace(r) || unicode.Is(unicode.Cf, r))
+			if got := checkString("f", s, k, MaxIDBytes) != nil; got != want {
+				t.Errorf("kind %d, %q: refused %v, want %v", k, s, got, want)
+			}
+		}
+	}
+}
+
+// BenchmarkCheck is the edge's check of an InvokeFunctionRequest as
+// bench/invoke sends it (three ids, a payload, no options).
+func BenchmarkCheck(b *testing.B) {
+	payload, _ := structpb.NewStruct(map[string]any{"player_id": "p42"})
+	req := &croupierv1.InvokeFunctionRequest{GameId: "demo", Env: "dev", FunctionId: "player.get", Payload: payload}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Check(req, nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
