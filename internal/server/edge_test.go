@@ -206,11 +206,13 @@ func TestRefusedCallsAreRateLimited(t *testing.T) {
 
 // TestEveryWriteWritesOneAuditRow calls each state-changing method over
 // gRPC (succeeding or not) and checks it adds exactly one audit row with
-// its action.
+// its action; a method the table audits with no case here fails it.
 func TestEveryWriteWritesOneAuditRow(t *testing.T) {
-	_, conn, _ := testServer(t, nil)
+	s, conn, _ := testServer(t, nil)
 	ctx := context.Background()
 	fc := croupierv1.NewFunctionServiceClient(conn)
+	auc := croupierv1.NewAuthServiceClient(conn)
+	apc := croupierv1.NewApprovalServiceClient(conn)
 	cc := croupierv1.NewControlServiceClient(conn)
 	fl := croupierv1.NewFleetServiceClient(conn)
 	uc := croupierv1.NewUserServiceClient(conn)
@@ -226,104 +228,148 @@ func TestEveryWriteWritesOneAuditRow(t *testing.T) {
 	}
 	desc := &croupierv1.FunctionDescriptor{Id: "shop.restock", Version: "1.0.0"}
 	fleet := &croupierv1.Fleet{FleetId: "fl-audit", GameId: "demo", Env: "dev", Name: "audit"}
+	// One case per audited method of the method table, keyed by method;
+	// each expects one row of the action the table gives it.
 	calls := []struct {
-		action string
+		method string
 		call   func() error
 	}{
-		{"function.register", func() error {
+		{croupierv1.FunctionService_RegisterFunction_FullMethodName, func() error {
 			_, err := fc.RegisterFunction(ctx, &croupierv1.RegisterFunctionRequest{GameId: "demo", Env: "dev", Descriptor_: desc})
 			return err
 		}},
-		{"assignment.update", func() error {
+		{croupierv1.ControlService_UpdateAssignment_FullMethodName, func() error {
 			_, err := cc.UpdateAssignment(ctx, &croupierv1.UpdateAssignmentRequest{GameId: "demo", Env: "dev", FunctionId: "shop.restock", Enabled: false})
 			return err
 		}},
-		{"job.cancel", func() error {
+		{croupierv1.FunctionService_CancelJob_FullMethodName, func() error {
 			_, err := fc.CancelJob(ctx, &croupierv1.CancelJobRequest{JobId: "no-such-job"})
 			return err
 		}},
-		{"fleet.create", func() error {
+		{croupierv1.FleetService_CreateFleet_FullMethodName, func() error {
 			_, err := fl.CreateFleet(ctx, &croupierv1.CreateFleetRequest{Fleet: fleet})
 			return err
 		}},
-		{"fleet.update", func() error {
+		{croupierv1.FleetService_UpdateFleet_FullMethodName, func() error {
 			_, err := fl.UpdateFleet(ctx, &croupierv1.UpdateFleetRequest{Fleet: fleet})
 			return err
 		}},
-		{"session.create", func() error {
+		{croupierv1.FleetService_CreateGameServerSession_FullMethodName, func() error {
 			_, err := fl.CreateGameServerSession(ctx, &croupierv1.CreateGameServerSessionRequest{FleetId: "fl-audit", MaxPlayers: 2})
 			return err
 		}},
-		{"session.update", func() error {
+		{croupierv1.FleetService_UpdateGameServerSession_FullMethodName, func() error {
 			_, err := fl.UpdateGameServerSession(ctx, &croupierv1.UpdateGameServerSessionRequest{GameServerSessionId: "gs-none"})
 			return err
 		}},
-		{"session.terminate", func() error {
+		{croupierv1.FleetService_TerminateGameServerSession_FullMethodName, func() error {
 			_, err := fl.TerminateGameServerSession(ctx, &croupierv1.TerminateGameServerSessionRequest{GameServerSessionId: "gs-none"})
 			return err
 		}},
-		{"placement.start", func() error {
+		{croupierv1.FleetService_StartGameServerSessionPlacement_FullMethodName, func() error {
 			_, err := fl.StartGameServerSessionPlacement(ctx, &croupierv1.StartGameServerSessionPlacementRequest{FleetId: "fl-audit", PlacementId: "pl-1", MaxPlayers: 2})
 			return err
 		}},
-		{"placement.stop", func() error {
+		{croupierv1.FleetService_StopGameServerSessionPlacement_FullMethodName, func() error {
 			_, err := fl.StopGameServerSessionPlacement(ctx, &croupierv1.StopGameServerSessionPlacementRequest{PlacementId: "pl-1"})
 			return err
 		}},
-		{"player.join", func() error {
+		{croupierv1.FleetService_JoinGameServerSession_FullMethodName, func() error {
 			_, err := fl.JoinGameServerSession(ctx, &croupierv1.JoinGameServerSessionRequest{GameServerSessionId: "gs-none", PlayerId: "p1"})
 			return err
 		}},
-		{"player.join_batch", func() error {
+		{croupierv1.FleetService_JoinGameServerSessionBatch_FullMethodName, func() error {
 			_, err := fl.JoinGameServerSessionBatch(ctx, &croupierv1.JoinGameServerSessionBatchRequest{GameServerSessionId: "gs-none", Players: []*croupierv1.PlayerJoin{{PlayerId: "p1"}}})
 			return err
 		}},
-		{"fleet.delete", func() error {
+		{croupierv1.FleetService_DeleteFleet_FullMethodName, func() error {
 			_, err := fl.DeleteFleet(ctx, &croupierv1.DeleteFleetRequest{FleetId: "fl-audit"})
 			return err
 		}},
-		{"certificate.revoke", func() error {
+		{croupierv1.CertificateService_RevokeCertificate_FullMethodName, func() error {
 			_, err := certs.RevokeCertificate(ctx, &croupierv1.RevokeCertificateRequest{Serial: "abc123", Reason: "test"})
 			return err
 		}},
-		{"user.create", func() error {
+		{croupierv1.UserService_CreateUser_FullMethodName, func() error {
 			_, err := uc.CreateUser(ctx, &croupierv1.CreateUserRequest{Username: "carol", Password: "correct-horse-battery"})
 			return err
 		}},
-		{"role.create", func() error {
+		{croupierv1.RoleService_CreateRole_FullMethodName, func() error {
 			_, err := rc.CreateRole(ctx, &croupierv1.CreateRoleRequest{Name: "restocker", Permissions: []string{"function:invoke"}})
 			return err
 		}},
-		{"role.grant", func() error {
+		{croupierv1.UserService_GrantRole_FullMethodName, func() error {
 			_, err := uc.GrantRole(ctx, &croupierv1.GrantRoleRequest{Username: "carol", Role: "restocker", Scope: "demo/dev"})
 			return err
 		}},
-		{"role.revoke", func() error {
+		{croupierv1.UserService_RevokeRole_FullMethodName, func() error {
 			_, err := uc.RevokeRole(ctx, &croupierv1.RevokeRoleRequest{Username: "carol", Role: "restocker", Scope: "demo/dev"})
 			return err
 		}},
-		{"role.delete", func() error {
+		{croupierv1.RoleService_DeleteRole_FullMethodName, func() error {
 			_, err := rc.DeleteRole(ctx, &croupierv1.DeleteRoleRequest{Name: "restocker"})
 			return err
 		}},
-		{"user.disable", func() error {
+		{croupierv1.UserService_DisableUser_FullMethodName, func() error {
 			_, err := uc.DisableUser(ctx, &croupierv1.DisableUserRequest{Username: "carol"})
 			return err
 		}},
-		{"invoke", func() error {
+		{croupierv1.UserService_EnableUser_FullMethodName, func() error {
+			_, err := uc.EnableUser(ctx, &croupierv1.EnableUserRequest{Username: "carol"})
+			return err
+		}},
+		{croupierv1.UserService_SetPassword_FullMethodName, func() error {
+			_, err := uc.SetPassword(ctx, &croupierv1.SetPasswordRequest{Username: "carol", Password: "another-correct-horse"})
+			return err
+		}},
+		{croupierv1.AuthService_Login_FullMethodName, func() error {
+			_, err := auc.Login(ctx, &croupierv1.LoginRequest{Username: "carol", Password: "wrong-password"})
+			return err
+		}},
+		{croupierv1.AuthService_Logout_FullMethodName, func() error {
+			// A logout of a session (a token that names none revokes
+			// nothing and writes no row: docs/access.md, "Audit log").
+			lr, err := auc.Login(ctx, &croupierv1.LoginRequest{Username: "carol", Password: "another-correct-horse"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = auc.Logout(ctx, &croupierv1.LogoutRequest{RefreshToken: lr.GetRefreshToken()})
+			return err
+		}},
+		{croupierv1.ApprovalService_Approve_FullMethodName, func() error {
+			_, err := apc.Approve(ctx, &croupierv1.ApproveRequest{Id: "no-such-approval"})
+			return err
+		}},
+		{croupierv1.ApprovalService_Reject_FullMethodName, func() error {
+			_, err := apc.Reject(ctx, &croupierv1.RejectRequest{Id: "no-such-approval", Reason: "test"})
+			return err
+		}},
+		{croupierv1.FunctionService_InvokeFunction_FullMethodName, func() error {
 			_, err := fc.InvokeFunction(ctx, &croupierv1.InvokeFunctionRequest{GameId: "demo", Env: "dev", FunctionId: "shop.restock", Payload: &structpb.Struct{}})
 			return err
 		}},
-		{"job.start", func() error {
+		{croupierv1.FunctionService_InvokeJob_FullMethodName, func() error {
 			_, err := fc.InvokeJob(ctx, &croupierv1.InvokeJobRequest{GameId: "demo", Env: "dev", FunctionId: "shop.restock", Payload: &structpb.Struct{}})
 			return err
 		}},
 	}
+	covered := map[string]bool{}
 	for _, c := range calls {
-		before := count(c.action)
+		covered[c.method] = true
+		action := s.methods[c.method].audit
+		if action == "" {
+			t.Errorf("%s: the method table gives it no audit action", c.method)
+			continue
+		}
+		before := count(action)
 		err := c.call()
-		if got := count(c.action) - before; got != 1 {
-			t.Errorf("%s (outcome %v): %d audit rows, want 1", c.action, status.Code(err), got)
+		if got := count(action) - before; got != 1 {
+			t.Errorf("%s (%s, outcome %v): %d audit rows, want 1", c.method, action, status.Code(err), got)
+		}
+	}
+	for method, r := range s.methods {
+		if r.audit != "" && !covered[method] {
+			t.Errorf("%s writes audit rows (%s) but has no case here", method, r.audit)
 		}
 	}
 	// Reads write nothing.
