@@ -13,6 +13,7 @@ import (
 	"log/slog"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
+	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -58,6 +59,31 @@ const (
 	// CodeCertificateRevoked: a client certificate on the revocation list.
 	CodeCertificateRevoked = "CERTIFICATE_REVOKED"
 	CodeFunctionServed     = "FUNCTION_SERVED"
+	// CodeEventGap: an agent's job events skip a sequence number; details
+	// carry "expected_seq", where it must re-send from.
+	CodeEventGap = "EVENT_GAP"
+	// The canonical names of the gRPC codes that an error raised below the
+	// services (a transport, a tunnel, the gateway) carries as its
+	// ErrorInfo code (CodeOf, Ensure).
+	CodeNotFound           = "NOT_FOUND"
+	CodeAlreadyExists      = "ALREADY_EXISTS"
+	CodeFailedPrecondition = "FAILED_PRECONDITION"
+	CodeResourceExhausted  = "RESOURCE_EXHAUSTED"
+	CodeAborted            = "ABORTED"
+	CodeOutOfRange         = "OUT_OF_RANGE"
+)
+
+// Codes of a function call's outcome (InvokeFunctionResponse.error_code, a
+// job's error code), not of an error status: the call reached the game
+// server, or an approval, and this is how it ended.
+const (
+	// ResultApprovalRequired: the call waits for approval (approval_id).
+	ResultApprovalRequired = "APPROVAL_REQUIRED"
+	// ResultPartialFailure: a broadcast in which some instances failed.
+	ResultPartialFailure = "PARTIAL_FAILURE"
+	// ResultFunctionError: the handler failed without a code of its own
+	// (the SDK's default).
+	ResultFunctionError = "FUNCTION_ERROR"
 )
 
 // Sign-in, users and roles (internal/auth).
@@ -208,6 +234,32 @@ func FromContext(err error) error {
 	return err
 }
 
+// FromStore maps what a service's collaborators return: nil and statuses
+// pass through; the call's own end, or a context error, becomes CANCELED
+// or TIMEOUT; store.ErrInvalidArgument INVALID_ARGUMENT with the store's
+// message (it names the value refused and carries no SQL);
+// store.ErrUnavailable UNAVAILABLE; anything else is INTERNAL, its details
+// logged under an error id (Internal).
+func FromStore(ctx context.Context, log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case ctx.Err() != nil:
+		return FromContext(ctx.Err())
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return FromContext(err)
+	case errors.Is(err, store.ErrInvalidArgument):
+		return New(codes.InvalidArgument, CodeInvalidArgument, store.Message(err))
+	case errors.Is(err, store.ErrUnavailable):
+		return New(codes.Unavailable, CodeUnavailable, "the database is unavailable; retry shortly")
+	}
+	return Internal(log, err)
+}
+
 // Internal logs err under a fresh id and returns an INTERNAL status naming
 // only that id, so internal details never leak to clients.
 func Internal(log *slog.Logger, err error) error {
@@ -237,13 +289,17 @@ func CodeOf(c codes.Code) string {
 	case codes.InvalidArgument:
 		return CodeInvalidArgument
 	case codes.NotFound:
-		return "NOT_FOUND"
+		return CodeNotFound
 	case codes.ResourceExhausted:
-		return "RESOURCE_EXHAUSTED"
+		return CodeResourceExhausted
 	case codes.FailedPrecondition:
-		return "FAILED_PRECONDITION"
+		return CodeFailedPrecondition
 	case codes.AlreadyExists:
-		return "ALREADY_EXISTS"
+		return CodeAlreadyExists
+	case codes.Aborted:
+		return CodeAborted
+	case codes.OutOfRange:
+		return CodeOutOfRange
 	}
 	return CodeInternal
 }

@@ -2,16 +2,11 @@ package approval
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/audit"
 	"github.com/croupier/croupier/internal/principal"
-	"github.com/croupier/croupier/internal/store"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -31,7 +26,7 @@ func (x *Server) ListApprovals(ctx context.Context, req *croupierv1.ListApproval
 	rows, next, err := x.svc.List(ctx, principal.FromContext(ctx), Filter{Status: req.GetStatus(), Game: req.GetGameId(),
 		Env: req.GetEnv(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()})
 	if err != nil {
-		return nil, toStatus(ctx, x.svc.log, err)
+		return nil, apierr.FromStore(ctx, x.svc.log, err)
 	}
 	resp := &croupierv1.ListApprovalsResponse{NextPageToken: next, Approvals: make([]*croupierv1.Approval, 0, len(rows))}
 	for _, r := range rows {
@@ -44,7 +39,7 @@ func (x *Server) ListApprovals(ctx context.Context, req *croupierv1.ListApproval
 func (x *Server) GetApproval(ctx context.Context, req *croupierv1.GetApprovalRequest) (*croupierv1.GetApprovalResponse, error) {
 	r, err := x.svc.Get(ctx, principal.FromContext(ctx), req.GetId())
 	if err != nil {
-		return nil, toStatus(ctx, x.svc.log, err)
+		return nil, apierr.FromStore(ctx, x.svc.log, err)
 	}
 	return &croupierv1.GetApprovalResponse{Approval: Proto(r)}, nil
 }
@@ -53,7 +48,7 @@ func (x *Server) GetApproval(ctx context.Context, req *croupierv1.GetApprovalReq
 func (x *Server) Approve(ctx context.Context, req *croupierv1.ApproveRequest) (*croupierv1.ApproveResponse, error) {
 	r, err := x.svc.Approve(ctx, principal.FromContext(ctx), req.GetId(), req.GetComment())
 	if err != nil {
-		return nil, toStatus(ctx, x.svc.log, err)
+		return nil, apierr.FromStore(ctx, x.svc.log, err)
 	}
 	return &croupierv1.ApproveResponse{Approval: Proto(r)}, nil
 }
@@ -62,7 +57,7 @@ func (x *Server) Approve(ctx context.Context, req *croupierv1.ApproveRequest) (*
 func (x *Server) Reject(ctx context.Context, req *croupierv1.RejectRequest) (*croupierv1.RejectResponse, error) {
 	r, err := x.svc.Reject(ctx, principal.FromContext(ctx), req.GetId(), req.GetReason())
 	if err != nil {
-		return nil, toStatus(ctx, x.svc.log, err)
+		return nil, apierr.FromStore(ctx, x.svc.log, err)
 	}
 	return &croupierv1.RejectResponse{Approval: Proto(r)}, nil
 }
@@ -90,23 +85,4 @@ func ms(v int64) int64 {
 		return 0
 	}
 	return v
-}
-
-// toStatus maps a service error for the API.
-func toStatus(ctx context.Context, log *slog.Logger, err error) error {
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	switch {
-	case ctx.Err() != nil:
-		return apierr.FromContext(ctx.Err())
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		return apierr.FromContext(err)
-	case errors.Is(err, store.ErrInvalidArgument):
-		msg := store.Message(err)
-		return apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, msg)
-	case errors.Is(err, store.ErrUnavailable):
-		return apierr.New(codes.Unavailable, apierr.CodeUnavailable, "the database is unavailable; retry shortly")
-	}
-	return apierr.Internal(log, err)
 }

@@ -119,7 +119,7 @@ func storeErr(err error, notFoundCode string) error {
 	case errors.Is(err, store.ErrConflict):
 		return &Error{GRPC: codes.FailedPrecondition, Code: CodeSessionState, Msg: msg, cause: err}
 	case errors.Is(err, store.ErrUnavailable):
-		return &Error{GRPC: codes.Unavailable, Code: "UNAVAILABLE", Msg: "the database is unavailable; retry later", cause: err}
+		return &Error{GRPC: codes.Unavailable, Code: apierr.CodeUnavailable, Msg: "the database is unavailable; retry later", cause: err}
 	}
 	return err
 }

@@ -298,7 +298,7 @@ func (s *Service) send(ctx context.Context, c *Call, actor, key string) (*croupi
 	resp := &croupierv1.InvokeFunctionResponse{Success: true, Results: results}
 	if failed > 0 {
 		resp.Success = false
-		resp.ErrorCode = "PARTIAL_FAILURE"
+		resp.ErrorCode = apierr.ResultPartialFailure
 		resp.Error = fmt.Sprintf("%d of %d instances failed", failed, len(results))
 	}
 	return resp, nil

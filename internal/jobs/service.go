@@ -471,7 +471,7 @@ func accept(aj *activeJob, evs []*croupierv1.JobEvent, maxBytes int64) (batch, e
 			continue // already stored: a re-send after a lost acknowledgement
 		}
 		if ev.GetSeq() != next {
-			return batch{}, apierr.New(codes.FailedPrecondition, "EVENT_GAP",
+			return batch{}, apierr.New(codes.FailedPrecondition, apierr.CodeEventGap,
 				fmt.Sprintf("job %s: expected event seq %d, got %d; re-send from %d", aj.id, next, ev.GetSeq(), next),
 				"expected_seq", fmt.Sprint(next))
 		}
@@ -582,7 +582,7 @@ func (s *Service) record(ctx context.Context, aj *activeJob, b batch) error {
 		case store.JobFailed:
 			code := end.GetData().GetFields()["error_code"].GetStringValue()
 			if code == "" {
-				code = "FUNCTION_ERROR"
+				code = apierr.ResultFunctionError
 			}
 			fields = append(fields, store.SetError(code, end.GetMessage()))
 		case store.JobCanceled:

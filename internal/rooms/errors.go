@@ -1,10 +1,7 @@
 package rooms
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"unicode"
@@ -12,7 +9,6 @@ import (
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/internal/apierr"
-	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -118,27 +114,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// toStatus maps what the service's collaborators return: statuses pass
-// through, store conditions become their codes, anything else is INTERNAL
-// with the details logged under an id.
-func toStatus(ctx context.Context, log *slog.Logger, err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	switch {
-	case ctx.Err() != nil:
-		return apierr.FromContext(ctx.Err())
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		return apierr.FromContext(err)
-	case errors.Is(err, store.ErrUnavailable):
-		return apierr.New(codes.Unavailable, apierr.CodeUnavailable, "the database is unavailable; retry shortly")
-	}
-	return apierr.Internal(log, err)
 }
 
 // versionMismatch is the refusal of a playback change based on an old

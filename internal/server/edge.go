@@ -28,7 +28,7 @@ import (
 //  1. identity: who calls (token, certificate, or the identity the REST
 //     edge forwarded);
 //  2. limits: every id, name, key and label of the request within its
-//     documented length and charset (limits.go), before any other work;
+//     documented length and charset (internal/fieldlimit), before any other work;
 //  3. access: public, any authenticated caller, agents only, or an
 //     operator holding the rule's permission on the scope its resolver
 //     finds in the request;
@@ -68,12 +68,41 @@ func (e *edge) unary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		ctx, done, _, err := e.admit(ctx, info.FullMethod, req)
 		if err != nil {
-			return nil, err
+			return nil, withErrorInfo(e.log, err)
 		}
 		resp, err := h(ctx, req)
+		err = withErrorInfo(e.log, err)
 		done(err)
 		return resp, err
 	}
+}
+
+// maxErrorMessage bounds the message withErrorInfo keeps: an error raised
+// below the services may quote its input.
+const maxErrorMessage = 256
+
+// withErrorInfo gives err the ErrorInfo every API error carries when it
+// has none — an error raised below the services: a tunnel, an agent, the
+// transport, a decoder, the gateway. A context error becomes TIMEOUT or
+// CANCELED; otherwise the code is apierr.CodeOf the status code and the
+// message is kept, cut to maxErrorMessage bytes, except for INTERNAL,
+// UNKNOWN and DATA_LOSS: bugs, which apierr.Internal logs and answers with
+// an error_id only. nil and errors with an ErrorInfo pass unchanged.
+func withErrorInfo(log *slog.Logger, err error) error {
+	if err == nil || apierr.Info(err) != nil {
+		return err
+	}
+	if err = apierr.FromContext(err); apierr.Info(err) != nil {
+		return err
+	}
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.OK:
+		return err
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		return apierr.Internal(log, err)
+	}
+	return apierr.New(st.Code(), apierr.CodeOf(st.Code()), fieldlimit.Truncate(st.Message(), maxErrorMessage))
 }
 
 func (e *edge) stream() grpc.StreamServerInterceptor {
@@ -94,7 +123,7 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 		}
 		ctx, done, need, err := e.admit(ss.Context(), info.FullMethod, req)
 		if err != nil {
-			return err
+			return withErrorInfo(e.log, err)
 		}
 		if rule.access != accessAgent {
 			p := principal.FromContext(ctx)
@@ -129,6 +158,7 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 			done(streamCut{cut})
 			return cut
 		}
+		herr = withErrorInfo(e.log, herr)
 		done(herr)
 		return herr
 	}

@@ -18,6 +18,7 @@ import (
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/config"
+	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc"
@@ -379,6 +380,55 @@ func TestEveryWriteWritesOneAuditRow(t *testing.T) {
 	}
 	if got := count(""); got != before {
 		t.Errorf("ListFleets wrote %d audit rows", got-before)
+	}
+}
+
+// TestEdgeGivesEveryErrorAnErrorInfo: an error a handler returns without
+// an ErrorInfo (a tunnel's, an agent's, a decoder's, a context's) leaves
+// the edge with one; a bug's message is replaced by an error_id.
+func TestEdgeGivesEveryErrorAnErrorInfo(t *testing.T) {
+	s, _, _ := testServer(t, nil)
+	e := s.newEdge(func(ctx context.Context, _ string, _ bool) (principal.Principal, context.Context, error) {
+		return anonymousAdmin(), ctx, nil
+	})
+	info := &grpc.UnaryServerInfo{FullMethod: croupierv1.RegistryService_ListAgents_FullMethodName}
+	long := strings.Repeat("é", 400)
+	for _, tc := range []struct {
+		name       string
+		err        error
+		code       codes.Code
+		infoCode   string
+		msg        string // the message contains this
+		notInMsg   string // and not this
+		maxMsgSize int
+	}{
+		{"tunnel", status.Error(codes.Unavailable, `tunnel client "agent-1" disconnected: EOF`), codes.Unavailable, apierr.CodeUnavailable, `"agent-1" disconnected`, "", 0},
+		{"not found", status.Error(codes.NotFound, "no such thing"), codes.NotFound, apierr.CodeNotFound, "no such thing", "", 0},
+		{"aborted", status.Error(codes.Aborted, "try again"), codes.Aborted, apierr.CodeAborted, "try again", "", 0},
+		{"decoder", status.Error(codes.Internal, "proto: cannot parse invalid wire-format data"), codes.Internal, apierr.CodeInternal, "quote id", "wire-format", 0},
+		{"plain error", fmt.Errorf("disk on fire"), codes.Internal, apierr.CodeInternal, "quote id", "fire", 0},
+		{"context", context.Canceled, codes.Canceled, apierr.CodeCanceled, "cancelled", "", 0},
+		{"deadline", fmt.Errorf("call: %w", context.DeadlineExceeded), codes.DeadlineExceeded, apierr.CodeTimeout, "deadline", "", 0},
+		{"long message", status.Error(codes.FailedPrecondition, long), codes.FailedPrecondition, apierr.CodeFailedPrecondition, "éé", "", maxErrorMessage + len("…")},
+		{"domain error", apierr.New(codes.NotFound, apierr.CodeAgentNotFound, "agent a not found"), codes.NotFound, apierr.CodeAgentNotFound, "agent a not found", "", 0},
+	} {
+		_, err := e.unary()(context.Background(), &croupierv1.ListAgentsRequest{}, info, func(context.Context, any) (any, error) {
+			return nil, tc.err
+		})
+		st := status.Convert(err)
+		ei := apierr.Info(err)
+		switch {
+		case st.Code() != tc.code:
+			t.Errorf("%s: code %v, want %v", tc.name, st.Code(), tc.code)
+		case ei == nil:
+			t.Errorf("%s: no ErrorInfo in %v", tc.name, err)
+		case ei.GetCode() != tc.infoCode:
+			t.Errorf("%s: ErrorInfo code %q, want %q", tc.name, ei.GetCode(), tc.infoCode)
+		case !strings.Contains(st.Message(), tc.msg) || tc.notInMsg != "" && strings.Contains(st.Message(), tc.notInMsg):
+			t.Errorf("%s: message %q, want it to contain %q and not %q", tc.name, st.Message(), tc.msg, tc.notInMsg)
+		case tc.maxMsgSize > 0 && len(st.Message()) > tc.maxMsgSize:
+			t.Errorf("%s: message of %d bytes, want at most %d", tc.name, len(st.Message()), tc.maxMsgSize)
+		}
 	}
 }
 

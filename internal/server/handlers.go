@@ -107,7 +107,7 @@ func (h functionHandler) InvokeFunction(ctx context.Context, r *croupierv1.Invok
 	case err != nil:
 		return nil, err
 	case pending != nil:
-		return &croupierv1.InvokeFunctionResponse{Success: false, ErrorCode: "APPROVAL_REQUIRED", ApprovalId: pending.ID,
+		return &croupierv1.InvokeFunctionResponse{Success: false, ErrorCode: apierr.ResultApprovalRequired, ApprovalId: pending.ID,
 			Error: fmt.Sprintf("%s needs a second operator's approval: approval %s is pending until %s; it runs as a job once approved",
 				call.Function, pending.ID, pending.ExpiresAt.UTC().Format(time.RFC3339))}, nil
 	}

@@ -138,7 +138,7 @@ func (s *Server) methodTable() map[string]rule {
 		croupierv1.RegistryService_ListAgents_FullMethodName: read(rbac.AgentRead, fromRequest),
 
 		// Invoke and job start: the edge checks the base permission and the
-		// rate limits; the admission path (admission.go) adds the
+		// rate limits; the admission path (functionHandler.admit, handlers.go) adds the
 		// descriptor's permissions, roles and approval, and the audit row's
 		// payload and masks.
 		croupierv1.FunctionService_InvokeFunction_FullMethodName: {access: accessOperator, perm: rbac.FunctionInvoke,

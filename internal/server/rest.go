@@ -55,23 +55,19 @@ func (s *Server) gateway() *gwruntime.ServeMux {
 			if v, ok := ratelimit.RetryAfterHeader(err); ok {
 				w.Header().Set("Retry-After", v)
 			}
-			gwruntime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, withErrorInfo(err))
+			gwruntime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, s.gatewayError(err))
 		}))
 }
 
-// withErrorInfo gives an error the gateway raised itself (malformed JSON,
+// gatewayError gives an error the gateway raised itself (malformed JSON,
 // unknown field, bad path parameter, unknown route) the ErrorInfo every
-// API error carries, and bounds its message (it may quote the input).
-func withErrorInfo(err error) error {
-	if apierr.Info(err) != nil {
-		return err
+// API error carries: a request the gateway cannot read is
+// MALFORMED_REQUEST, anything else as withErrorInfo has it.
+func (s *Server) gatewayError(err error) error {
+	if apierr.Info(err) == nil && status.Code(err) == codes.InvalidArgument {
+		return apierr.New(codes.InvalidArgument, apierr.CodeMalformedRequest, fieldlimit.Truncate(status.Convert(err).Message(), maxErrorMessage))
 	}
-	st := status.Convert(err)
-	code := apierr.CodeOf(st.Code())
-	if st.Code() == codes.InvalidArgument {
-		code = apierr.CodeMalformedRequest
-	}
-	return apierr.New(st.Code(), code, fieldlimit.Truncate(st.Message(), 256))
+	return withErrorInfo(s.log, err)
 }
 
 // restHandler serves the REST API under /api/v1: the unary methods of the
