@@ -176,6 +176,34 @@ func TestOversizedIDRefusedBeforeWork(t *testing.T) {
 	}
 }
 
+// TestTunnelListenerRESTPassesTheEdge: the agent routes the long-poll
+// tunnel listener serves over REST are checked by the same edge (an
+// oversized id is refused with FIELD_LIMIT), and the operator API is not
+// served there.
+func TestTunnelListenerRESTPassesTheEdge(t *testing.T) {
+	s, _, _ := testServer(t, func(c *config.Server) { c.TunnelHTTPAddr = "127.0.0.1:0" })
+	base := "http://" + s.TunnelHTTPAddr()
+	get := func(path string) (int, []byte) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, out
+	}
+	if code, out := get("/api/v1/agents/" + strings.Repeat("a", 200) + "/fleets"); code != http.StatusBadRequest || !bytes.Contains(out, []byte(apierr.CodeFieldLimit)) {
+		t.Errorf("oversized agent_id on the tunnel listener: %d %.200s; want 400 %s", code, out, apierr.CodeFieldLimit)
+	}
+	if code, out := get("/api/v1/agents/agent-1/fleets?game_id=demo&env=dev"); code != http.StatusOK {
+		t.Errorf("GetAgentFleets on the tunnel listener: %d %.200s; want 200", code, out)
+	}
+	if code, _ := get("/api/v1/agents"); code != http.StatusNotFound {
+		t.Errorf("ListAgents (an operator route) on the tunnel listener: %d, want 404", code)
+	}
+}
+
 // TestRefusedCallsAreRateLimited: a flood of calls the caller may not make
 // ends in RESOURCE_EXHAUSTED.
 func TestRefusedCallsAreRateLimited(t *testing.T) {
