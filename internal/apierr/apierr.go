@@ -13,7 +13,6 @@ import (
 	"log/slog"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
-	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -64,7 +63,7 @@ const (
 	CodeEventGap = "EVENT_GAP"
 	// The canonical names of the gRPC codes that an error raised below the
 	// services (a transport, a tunnel, the gateway) carries as its
-	// ErrorInfo code (CodeOf, Ensure).
+	// ErrorInfo code (CodeOf).
 	CodeNotFound           = "NOT_FOUND"
 	CodeAlreadyExists      = "ALREADY_EXISTS"
 	CodeFailedPrecondition = "FAILED_PRECONDITION"
@@ -232,32 +231,6 @@ func FromContext(err error) error {
 		return New(codes.Canceled, CodeCanceled, "the call was cancelled by the caller")
 	}
 	return err
-}
-
-// FromStore maps what a service's collaborators return: nil and statuses
-// pass through; the call's own end, or a context error, becomes CANCELED
-// or TIMEOUT; store.ErrInvalidArgument INVALID_ARGUMENT with the store's
-// message (it names the value refused and carries no SQL);
-// store.ErrUnavailable UNAVAILABLE; anything else is INTERNAL, its details
-// logged under an error id (Internal).
-func FromStore(ctx context.Context, log *slog.Logger, err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	switch {
-	case ctx.Err() != nil:
-		return FromContext(ctx.Err())
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		return FromContext(err)
-	case errors.Is(err, store.ErrInvalidArgument):
-		return New(codes.InvalidArgument, CodeInvalidArgument, store.Message(err))
-	case errors.Is(err, store.ErrUnavailable):
-		return New(codes.Unavailable, CodeUnavailable, "the database is unavailable; retry shortly")
-	}
-	return Internal(log, err)
 }
 
 // Internal logs err under a fresh id and returns an INTERNAL status naming

@@ -4,7 +4,7 @@ import (
 	"context"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
-	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/apierr/storeerr"
 	"github.com/croupier/croupier/internal/audit"
 	"github.com/croupier/croupier/internal/principal"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -26,7 +26,7 @@ func (x *Server) ListApprovals(ctx context.Context, req *croupierv1.ListApproval
 	rows, next, err := x.svc.List(ctx, principal.FromContext(ctx), Filter{Status: req.GetStatus(), Game: req.GetGameId(),
 		Env: req.GetEnv(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()})
 	if err != nil {
-		return nil, apierr.FromStore(ctx, x.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, x.svc.log, err)
 	}
 	resp := &croupierv1.ListApprovalsResponse{NextPageToken: next, Approvals: make([]*croupierv1.Approval, 0, len(rows))}
 	for _, r := range rows {
@@ -39,7 +39,7 @@ func (x *Server) ListApprovals(ctx context.Context, req *croupierv1.ListApproval
 func (x *Server) GetApproval(ctx context.Context, req *croupierv1.GetApprovalRequest) (*croupierv1.GetApprovalResponse, error) {
 	r, err := x.svc.Get(ctx, principal.FromContext(ctx), req.GetId())
 	if err != nil {
-		return nil, apierr.FromStore(ctx, x.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, x.svc.log, err)
 	}
 	return &croupierv1.GetApprovalResponse{Approval: Proto(r)}, nil
 }
@@ -48,7 +48,7 @@ func (x *Server) GetApproval(ctx context.Context, req *croupierv1.GetApprovalReq
 func (x *Server) Approve(ctx context.Context, req *croupierv1.ApproveRequest) (*croupierv1.ApproveResponse, error) {
 	r, err := x.svc.Approve(ctx, principal.FromContext(ctx), req.GetId(), req.GetComment())
 	if err != nil {
-		return nil, apierr.FromStore(ctx, x.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, x.svc.log, err)
 	}
 	return &croupierv1.ApproveResponse{Approval: Proto(r)}, nil
 }
@@ -57,7 +57,7 @@ func (x *Server) Approve(ctx context.Context, req *croupierv1.ApproveRequest) (*
 func (x *Server) Reject(ctx context.Context, req *croupierv1.RejectRequest) (*croupierv1.RejectResponse, error) {
 	r, err := x.svc.Reject(ctx, principal.FromContext(ctx), req.GetId(), req.GetReason())
 	if err != nil {
-		return nil, apierr.FromStore(ctx, x.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, x.svc.log, err)
 	}
 	return &croupierv1.RejectResponse{Approval: Proto(r)}, nil
 }

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
-	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/apierr/storeerr"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -34,7 +34,7 @@ func (s *Server) ListAudit(ctx context.Context, req *croupierv1.ListAuditRequest
 	}
 	rows, next, err := s.log.List(ctx, principal.FromContext(ctx), f)
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log.log, err)
+		return nil, storeerr.ToStatus(ctx, s.log.log, err)
 	}
 	resp := &croupierv1.ListAuditResponse{NextPageToken: next, Entries: make([]*croupierv1.AuditEntry, 0, len(rows))}
 	for i := range rows {
@@ -47,7 +47,7 @@ func (s *Server) ListAudit(ctx context.Context, req *croupierv1.ListAuditRequest
 func (s *Server) VerifyAudit(ctx context.Context, _ *croupierv1.VerifyAuditRequest) (*croupierv1.VerifyAuditResponse, error) {
 	res, err := s.log.Verify(ctx, principal.FromContext(ctx))
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log.log, err)
+		return nil, storeerr.ToStatus(ctx, s.log.log, err)
 	}
 	return &croupierv1.VerifyAuditResponse{Ok: res.OK, RowsChecked: res.RowsChecked, FirstBadId: res.FirstBadID, Reason: res.Reason}, nil
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
-	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/apierr/storeerr"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/ratelimit"
 	"github.com/croupier/croupier/internal/store"
@@ -30,7 +30,7 @@ func (a *AuthServer) Login(ctx context.Context, req *croupierv1.LoginRequest) (*
 	t, err := a.svc.Login(ctx, req.GetUsername(), req.GetPassword())
 	if err != nil {
 		setRetryAfter(ctx, err)
-		return nil, apierr.FromStore(ctx, a.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, a.svc.log, err)
 	}
 	resp := &croupierv1.LoginResponse{}
 	resp.AccessToken, resp.RefreshToken, resp.ExpiresIn, resp.TokenType = tokensProto(t)
@@ -50,7 +50,7 @@ func setRetryAfter(ctx context.Context, err error) {
 func (a *AuthServer) Refresh(ctx context.Context, req *croupierv1.RefreshRequest) (*croupierv1.RefreshResponse, error) {
 	t, err := a.svc.Refresh(ctx, req.GetRefreshToken())
 	if err != nil {
-		return nil, apierr.FromStore(ctx, a.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, a.svc.log, err)
 	}
 	resp := &croupierv1.RefreshResponse{}
 	resp.AccessToken, resp.RefreshToken, resp.ExpiresIn, resp.TokenType = tokensProto(t)
@@ -60,7 +60,7 @@ func (a *AuthServer) Refresh(ctx context.Context, req *croupierv1.RefreshRequest
 // Logout implements AuthService.Logout.
 func (a *AuthServer) Logout(ctx context.Context, req *croupierv1.LogoutRequest) (*croupierv1.LogoutResponse, error) {
 	if err := a.svc.Logout(ctx, req.GetRefreshToken()); err != nil {
-		return nil, apierr.FromStore(ctx, a.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, a.svc.log, err)
 	}
 	return &croupierv1.LogoutResponse{}, nil
 }
@@ -87,11 +87,11 @@ func NewUserServer(s *Service) *UserServer { return &UserServer{svc: s} }
 // CreateUser implements UserService.CreateUser.
 func (u *UserServer) CreateUser(ctx context.Context, req *croupierv1.CreateUserRequest) (*croupierv1.CreateUserResponse, error) {
 	if err := u.svc.CreateUser(ctx, principal.FromContext(ctx), req.GetUsername(), req.GetPassword()); err != nil {
-		return nil, apierr.FromStore(ctx, u.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, u.svc.log, err)
 	}
 	got, err := u.svc.store.Users().Get(ctx, req.GetUsername())
 	if err != nil {
-		return nil, apierr.FromStore(ctx, u.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, u.svc.log, err)
 	}
 	return &croupierv1.CreateUserResponse{User: userProto(UserInfo{Username: got.Username, Disabled: got.Disabled,
 		CreatedAt: got.CreatedAt, UpdatedAt: got.UpdatedAt})}, nil
@@ -101,7 +101,7 @@ func (u *UserServer) CreateUser(ctx context.Context, req *croupierv1.CreateUserR
 func (u *UserServer) SetPassword(ctx context.Context, req *croupierv1.SetPasswordRequest) (*croupierv1.SetPasswordResponse, error) {
 	if err := u.svc.SetPassword(ctx, principal.FromContext(ctx), req.GetUsername(), req.GetPassword(), req.GetCurrentPassword()); err != nil {
 		setRetryAfter(ctx, err)
-		return nil, apierr.FromStore(ctx, u.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, u.svc.log, err)
 	}
 	return &croupierv1.SetPasswordResponse{}, nil
 }
@@ -109,7 +109,7 @@ func (u *UserServer) SetPassword(ctx context.Context, req *croupierv1.SetPasswor
 // DisableUser implements UserService.DisableUser.
 func (u *UserServer) DisableUser(ctx context.Context, req *croupierv1.DisableUserRequest) (*croupierv1.DisableUserResponse, error) {
 	if err := u.svc.SetDisabled(ctx, principal.FromContext(ctx), req.GetUsername(), true); err != nil {
-		return nil, apierr.FromStore(ctx, u.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, u.svc.log, err)
 	}
 	return &croupierv1.DisableUserResponse{}, nil
 }
@@ -117,7 +117,7 @@ func (u *UserServer) DisableUser(ctx context.Context, req *croupierv1.DisableUse
 // EnableUser implements UserService.EnableUser.
 func (u *UserServer) EnableUser(ctx context.Context, req *croupierv1.EnableUserRequest) (*croupierv1.EnableUserResponse, error) {
 	if err := u.svc.SetDisabled(ctx, principal.FromContext(ctx), req.GetUsername(), false); err != nil {
-		return nil, apierr.FromStore(ctx, u.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, u.svc.log, err)
 	}
 	return &croupierv1.EnableUserResponse{}, nil
 }
@@ -126,7 +126,7 @@ func (u *UserServer) EnableUser(ctx context.Context, req *croupierv1.EnableUserR
 func (u *UserServer) ListUsers(ctx context.Context, _ *croupierv1.ListUsersRequest) (*croupierv1.ListUsersResponse, error) {
 	users, err := u.svc.ListUsers(ctx, principal.FromContext(ctx))
 	if err != nil {
-		return nil, apierr.FromStore(ctx, u.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, u.svc.log, err)
 	}
 	resp := &croupierv1.ListUsersResponse{Users: make([]*croupierv1.User, 0, len(users))}
 	for _, x := range users {
@@ -139,7 +139,7 @@ func (u *UserServer) ListUsers(ctx context.Context, _ *croupierv1.ListUsersReque
 func (u *UserServer) GrantRole(ctx context.Context, req *croupierv1.GrantRoleRequest) (*croupierv1.GrantRoleResponse, error) {
 	scope, err := u.svc.GrantRole(ctx, principal.FromContext(ctx), req.GetUsername(), req.GetRole(), req.GetScope())
 	if err != nil {
-		return nil, apierr.FromStore(ctx, u.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, u.svc.log, err)
 	}
 	return &croupierv1.GrantRoleResponse{Binding: &croupierv1.RoleBinding{Role: req.GetRole(), Scope: scope}}, nil
 }
@@ -147,7 +147,7 @@ func (u *UserServer) GrantRole(ctx context.Context, req *croupierv1.GrantRoleReq
 // RevokeRole implements UserService.RevokeRole.
 func (u *UserServer) RevokeRole(ctx context.Context, req *croupierv1.RevokeRoleRequest) (*croupierv1.RevokeRoleResponse, error) {
 	if err := u.svc.RevokeRole(ctx, principal.FromContext(ctx), req.GetUsername(), req.GetRole(), req.GetScope()); err != nil {
-		return nil, apierr.FromStore(ctx, u.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, u.svc.log, err)
 	}
 	return &croupierv1.RevokeRoleResponse{}, nil
 }
@@ -177,7 +177,7 @@ func NewRoleServer(s *Service) *RoleServer { return &RoleServer{svc: s} }
 func (r *RoleServer) CreateRole(ctx context.Context, req *croupierv1.CreateRoleRequest) (*croupierv1.CreateRoleResponse, error) {
 	info, err := r.svc.CreateRole(ctx, principal.FromContext(ctx), req.GetName(), req.GetPermissions(), req.GetDescription())
 	if err != nil {
-		return nil, apierr.FromStore(ctx, r.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, r.svc.log, err)
 	}
 	return &croupierv1.CreateRoleResponse{Role: roleProto(info)}, nil
 }
@@ -185,7 +185,7 @@ func (r *RoleServer) CreateRole(ctx context.Context, req *croupierv1.CreateRoleR
 // DeleteRole implements RoleService.DeleteRole.
 func (r *RoleServer) DeleteRole(ctx context.Context, req *croupierv1.DeleteRoleRequest) (*croupierv1.DeleteRoleResponse, error) {
 	if err := r.svc.DeleteRole(ctx, principal.FromContext(ctx), req.GetName()); err != nil {
-		return nil, apierr.FromStore(ctx, r.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, r.svc.log, err)
 	}
 	return &croupierv1.DeleteRoleResponse{}, nil
 }
@@ -194,7 +194,7 @@ func (r *RoleServer) DeleteRole(ctx context.Context, req *croupierv1.DeleteRoleR
 func (r *RoleServer) ListRoles(ctx context.Context, _ *croupierv1.ListRolesRequest) (*croupierv1.ListRolesResponse, error) {
 	roles, err := r.svc.ListRoles(ctx)
 	if err != nil {
-		return nil, apierr.FromStore(ctx, r.svc.log, err)
+		return nil, storeerr.ToStatus(ctx, r.svc.log, err)
 	}
 	resp := &croupierv1.ListRolesResponse{Roles: make([]*croupierv1.Role, 0, len(roles))}
 	for _, x := range roles {

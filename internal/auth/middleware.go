@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/apierr/storeerr"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -116,7 +116,7 @@ func (s *Service) ResolveGRPC(ctx context.Context, public bool, fallback Fallbac
 	// One key, not a copy of all the metadata (FromIncomingContext).
 	p, err := s.Resolve(ctx, metadata.ValueFromIncomingContext(ctx, "authorization"), fb, public)
 	if err != nil {
-		return principal.Principal{}, apierr.FromStore(ctx, s.log, err)
+		return principal.Principal{}, storeerr.ToStatus(ctx, s.log, err)
 	}
 	return p, nil
 }
@@ -138,7 +138,7 @@ func (s *Service) HTTPMiddleware(next http.Handler, fallback HTTPFallback, publi
 		}
 		p, err := s.Resolve(r.Context(), r.Header.Values("Authorization"), fb, public(r))
 		if err != nil {
-			WriteHTTPError(w, apierr.FromStore(r.Context(), s.log, err))
+			WriteHTTPError(w, storeerr.ToStatus(r.Context(), s.log, err))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(principal.NewContext(r.Context(), p)))

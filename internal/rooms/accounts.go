@@ -53,7 +53,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Caller, erro
 	case errors.Is(err, store.ErrNotFound):
 		return Caller{}, unauthenticated(apierr.CodeTokenRevoked, "access token's session no longer exists; log in again")
 	case err != nil:
-		return Caller{}, apierr.FromStore(ctx, s.log, err)
+		return Caller{}, toStatus(ctx, s.log, err)
 	case sess.UserID != sub:
 		return Caller{}, unauthenticated(apierr.CodeTokenInvalid, "access token is invalid (subject mismatch); log in again")
 	case !sess.RevokedAt.IsZero():
@@ -64,7 +64,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Caller, erro
 		return Caller{}, unauthenticated(apierr.CodeTokenRevoked, "the token's user no longer exists")
 	}
 	if err != nil {
-		return Caller{}, apierr.FromStore(ctx, s.log, err)
+		return Caller{}, toStatus(ctx, s.log, err)
 	}
 	return Caller{UserID: u.ID, Username: u.Username, Guest: u.Guest, GuestRoomID: u.GuestRoomID, SessionID: sid}, nil
 }
@@ -95,22 +95,22 @@ func (s *Service) Register(ctx context.Context, source string, req *clientv1.Reg
 	}
 	hash, err := s.cred.HashPassword(ctx, req.GetPassword())
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	id, err := newID()
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	u := store.RoomUser{ID: id, Username: req.GetUsername(), Email: email, PasswordHash: hash, CreatedAt: s.now()}
 	if err := s.st.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, apierr.New(codes.AlreadyExists, apierr.CodeUserExists, "username "+u.Username+" is taken; pick another or log in")
 		}
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	t, err := s.startSession(ctx, u.ID)
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &clientv1.RegisterResponse{User: userProto(u), AccessToken: t.access, RefreshToken: t.refresh, ExpiresIn: t.expiresIn}, nil
 }
@@ -178,18 +178,18 @@ func (s *Service) login(ctx context.Context, req *clientv1.LoginRequest) (*clien
 	case errors.Is(err, store.ErrNotFound):
 		hash = s.cred.DummyHash()
 	case err != nil:
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	ok, err := s.cred.VerifyPassword(ctx, req.GetPassword(), hash)
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	if !ok || u.ID == "" {
 		return nil, bad
 	}
 	t, err := s.startSession(ctx, u.ID)
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &clientv1.LoginResponse{User: userProto(u), AccessToken: t.access, RefreshToken: t.refresh, ExpiresIn: t.expiresIn}, nil
 }
@@ -205,19 +205,19 @@ func (s *Service) RefreshToken(ctx context.Context, req *clientv1.RefreshTokenRe
 	}
 	next, nextHash, err := auth.NewRefreshToken()
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	now := s.now()
 	res, err := s.st.Rotate(ctx, auth.HashRefreshToken(req.GetRefreshToken()),
 		store.RefreshToken{Hash: nextHash, CreatedAt: now, ExpiresAt: now.Add(s.refresh)}, now, s.grace)
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	switch res.Outcome {
 	case store.Rotated, store.RotatedInGrace:
 		at, _, err := s.issuer.Issue(res.Session.UserID, res.Session.ID)
 		if err != nil {
-			return nil, apierr.FromStore(ctx, s.log, err)
+			return nil, toStatus(ctx, s.log, err)
 		}
 		return &clientv1.RefreshTokenResponse{AccessToken: at, RefreshToken: next, ExpiresIn: int64(s.issuer.TTL().Seconds())}, nil
 	case store.RotateUnknown:
@@ -230,7 +230,7 @@ func (s *Service) RefreshToken(ctx context.Context, req *clientv1.RefreshTokenRe
 		s.endSession(res.Session.ID) // the other nodes' end at their next session check
 		return nil, unauthenticated(apierr.CodeTokenRevoked, "refresh token was already used: the session has been revoked in case it was stolen; log in again")
 	}
-	return nil, apierr.FromStore(ctx, s.log, fmt.Errorf("rooms: unexpected rotate outcome %d", res.Outcome))
+	return nil, toStatus(ctx, s.log, fmt.Errorf("rooms: unexpected rotate outcome %d", res.Outcome))
 }
 
 // Logout ends the refresh token's session; its access tokens stop working
@@ -246,7 +246,7 @@ func (s *Service) Logout(ctx context.Context, req *clientv1.LogoutRequest) (*cli
 		return nil, unauthenticated(apierr.CodeTokenInvalid, "refresh token not recognised")
 	}
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	s.endSession(sid)
 	return &clientv1.LogoutResponse{}, nil

@@ -213,7 +213,7 @@ func (s *Service) SetPlayback(ctx context.Context, roomID, movieID string, playi
 			return nil, apierr.New(codes.NotFound, apierr.CodeMovieNotFound, "movie "+movieID+" is not in room "+roomID+"'s playlist")
 		}
 		if err != nil {
-			return nil, apierr.FromStore(ctx, s.log, err)
+			return nil, toStatus(ctx, s.log, err)
 		}
 		movie = movieProto(mv)
 	}
@@ -301,7 +301,7 @@ func (s *Service) RoomsByID(ctx context.Context, ids []string) ([]*clientv1.Room
 			continue
 		}
 		if err != nil {
-			return nil, apierr.FromStore(ctx, s.log, err)
+			return nil, toStatus(ctx, s.log, err)
 		}
 		out = append(out, s.roomProto(r))
 	}

@@ -1,7 +1,10 @@
 package rooms
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"unicode"
@@ -9,6 +12,8 @@ import (
 
 	clientv1 "github.com/croupier/croupier/api/synctv/client/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/apierr/storeerr"
+	"github.com/croupier/croupier/internal/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -134,4 +139,14 @@ func errorMessage(err error, ref string) *clientv1.ServerMessage {
 	}
 	return &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Error{Error: &clientv1.ErrorMessage{
 		Code: code, Message: msg, RefMessageId: ref}}}
+}
+
+// toStatus is storeerr.ToStatus, except for the store's refusal of an
+// argument: the service builds the ids and values it stores, so that is
+// a bug here, INTERNAL and logged, not the player's INVALID_ARGUMENT.
+func toStatus(ctx context.Context, log *slog.Logger, err error) error {
+	if errors.Is(err, store.ErrInvalidArgument) {
+		return apierr.Internal(log, err)
+	}
+	return storeerr.ToStatus(ctx, log, err)
 }

@@ -186,14 +186,14 @@ func (h *hub) load(ctx context.Context, r *liveRoom) error {
 		return roomNotFound(r.id)
 	}
 	if err != nil {
-		return apierr.FromStore(ctx, h.svc.log, err)
+		return toStatus(ctx, h.svc.log, err)
 	}
 	if h.svc.bus != nil {
 		r.seq = head
 	} else {
 		end, err := st.ReserveSeq(ctx, r.id, seqBlock)
 		if err != nil {
-			return apierr.FromStore(ctx, h.svc.log, err)
+			return toStatus(ctx, h.svc.log, err)
 		}
 		r.seq, r.seqEnd = end-seqBlock, end
 	}
@@ -204,12 +204,12 @@ func (h *hub) load(ctx context.Context, r *liveRoom) error {
 		case err == nil:
 			r.movie = movieProto(m)
 		case !errors.Is(err, store.ErrNotFound):
-			return apierr.FromStore(ctx, h.svc.log, err)
+			return toStatus(ctx, h.svc.log, err)
 		}
 	}
 	chat, err := st.ChatBefore(ctx, r.id, 0, chatKeep)
 	if err != nil {
-		return apierr.FromStore(ctx, h.svc.log, err)
+		return toStatus(ctx, h.svc.log, err)
 	}
 	r.chat = make([]*Outgoing, 0, len(chat))
 	for _, c := range chat {
@@ -272,7 +272,7 @@ func (h *hub) publish(ctx context.Context, r *liveRoom, msg *clientv1.ServerMess
 	if msg.MessageId == "" {
 		var err error
 		if msg.MessageId, err = newID(); err != nil {
-			return apierr.FromStore(ctx, h.svc.log, err)
+			return toStatus(ctx, h.svc.log, err)
 		}
 	}
 	stampSaid(msg)
@@ -288,7 +288,7 @@ func (h *hub) publish(ctx context.Context, r *liveRoom, msg *clientv1.ServerMess
 	}
 	seq, err := r.nextSeq(ctx, h.svc.st)
 	if err != nil {
-		return apierr.FromStore(ctx, h.svc.log, err)
+		return toStatus(ctx, h.svc.log, err)
 	}
 	msg.Seq = seq
 	h.svc.m.published(msg)

@@ -199,7 +199,7 @@ func (s *Service) issueStreamKey(ctx context.Context, c Caller, roomID, name str
 	}
 	var b [24]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	key := name + "." + base64.RawURLEncoding.EncodeToString(b[:])
 	now := s.now()
@@ -210,7 +210,7 @@ func (s *Service) issueStreamKey(ctx context.Context, c Caller, roomID, name str
 	case errors.Is(err, store.ErrNotFound):
 		return nil, streamKeyNotFound(roomID, name)
 	case err != nil:
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	if replace {
 		s.keyChanged(roomID, name)
@@ -254,7 +254,7 @@ func (s *Service) RevokeStreamKey(ctx context.Context, c Caller, req *clientv1.R
 		return nil, streamKeyNotFound(roomID, name)
 	}
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	s.keyChanged(roomID, name)
 	return &clientv1.RevokeStreamKeyResponse{}, nil
@@ -281,7 +281,7 @@ func (s *Service) PublishKey(ctx context.Context, roomID, key string) (name, hol
 		return "", "", ErrBadStreamKey
 	}
 	if err != nil {
-		return "", "", apierr.FromStore(ctx, s.log, err)
+		return "", "", toStatus(ctx, s.log, err)
 	}
 	m, ok, err := s.member(ctx, roomID, k.CreatedBy)
 	if err != nil {

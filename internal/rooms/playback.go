@@ -75,7 +75,7 @@ func (s *Service) changePlayback(ctx context.Context, r *liveRoom, perm clientv1
 			s.m.conflicts.Inc()
 			return nil, versionMismatch(r.id, version, r.state.Version)
 		}
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	r.state = next
 	if movie != nil {
@@ -210,7 +210,7 @@ func (s *Service) SetCurrentMovie(ctx context.Context, c Caller, req *clientv1.S
 		return nil, apierr.New(codes.NotFound, apierr.CodeMovieNotFound, "movie "+req.GetMovieId()+" is not in room "+req.GetRoomId()+"'s playlist")
 	}
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	st, err := s.playbackRPC(ctx, c, req.GetRoomId(), clientv1.Permission_PERMISSION_SET_CURRENT_MOVIE, req.GetVersion(), movieProto(mv),
 		func(time.Time, store.PlaybackState) (store.PlaybackState, error) {

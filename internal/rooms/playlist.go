@@ -82,7 +82,7 @@ func (s *Service) AddMovie(ctx context.Context, c Caller, req *clientv1.AddMovie
 	}
 	id, err := newID()
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	m, err := s.st.AddMovie(ctx, store.Movie{ID: id, RoomID: req.GetRoomId(), URL: u, Title: title, Type: int(typ),
 		AddedBy: c.UserID, CreatedAt: s.now()}, maxPlaylist)
@@ -90,7 +90,7 @@ func (s *Service) AddMovie(ctx context.Context, c Caller, req *clientv1.AddMovie
 		return nil, apierr.New(codes.ResourceExhausted, apierr.CodePlaylistFull, "the playlist of room "+req.GetRoomId()+" is full ("+strconv.Itoa(maxPlaylist)+" movies); remove some first")
 	}
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	s.playlistChanged(ctx, req.GetRoomId())
 	return &clientv1.AddMovieResponse{Movie: movieProto(m)}, nil
@@ -237,7 +237,7 @@ func (s *Service) RemoveMovie(ctx context.Context, c Caller, req *clientv1.Remov
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, apierr.New(codes.NotFound, apierr.CodeMovieNotFound, "movie "+req.GetMovieId()+" is not in room "+req.GetRoomId()+"'s playlist")
 		}
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	r, err := s.hub.acquire(ctx, req.GetRoomId())
 	if err == nil {
@@ -283,7 +283,7 @@ func (s *Service) GetMovieList(ctx context.Context, c Caller, req *clientv1.GetM
 	}
 	movies, total, err := s.st.ListMovies(ctx, req.GetRoomId(), offset, size)
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	resp := &clientv1.GetMovieListResponse{Total: int32(total)}
 	for _, m := range movies {
@@ -319,7 +319,7 @@ func (s *Service) ReorderMovies(ctx context.Context, c Caller, req *clientv1.Reo
 		return nil, apierr.New(codes.NotFound, apierr.CodeMovieNotFound, "movie "+req.GetMovieId()+" is not in room "+req.GetRoomId()+"'s playlist")
 	}
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	resp := &clientv1.ReorderMoviesResponse{}
 	for _, m := range movies {

@@ -21,7 +21,7 @@ func (s *Service) getRoom(ctx context.Context, id string) (store.Room, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Room{}, roomNotFound(id)
 	}
-	return r, apierr.FromStore(ctx, s.log, err)
+	return r, toStatus(ctx, s.log, err)
 }
 
 // memberLeft is the stored status of a member who left the room (or whose
@@ -39,7 +39,7 @@ func (s *Service) member(ctx context.Context, roomID, userID string) (store.Room
 		return store.RoomMember{}, false, nil
 	}
 	if err != nil {
-		return store.RoomMember{}, false, apierr.FromStore(ctx, s.log, err)
+		return store.RoomMember{}, false, toStatus(ctx, s.log, err)
 	}
 	return m, m.Status != memberLeft, nil
 }
@@ -99,7 +99,7 @@ func (s *Service) roomPassword(ctx context.Context, pw string) (string, error) {
 		return "", tooLong("password", maxRoomPassword, "bytes")
 	}
 	h, err := s.cred.HashPassword(ctx, pw)
-	return h, apierr.FromStore(ctx, s.log, err)
+	return h, toStatus(ctx, s.log, err)
 }
 
 // CreateRoom creates a room with the caller as its creator.
@@ -120,7 +120,7 @@ func (s *Service) CreateRoom(ctx context.Context, c Caller, req *clientv1.Create
 	}
 	id, err := newID()
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	now := s.now()
 	set := req.GetSettings()
@@ -135,7 +135,7 @@ func (s *Service) CreateRoom(ctx context.Context, c Caller, req *clientv1.Create
 		Status: int(clientv1.MemberStatus_MEMBER_STATUS_ACTIVE), Permissions: AllPermissions, JoinedAt: now,
 		Username: c.Username, Guest: c.Guest}
 	if err := s.st.CreateRoom(ctx, r, m); err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &clientv1.CreateRoomResponse{Room: s.roomProto(r), Member: memberProto(m, false)}, nil
 }
@@ -200,7 +200,7 @@ func (s *Service) admit(ctx context.Context, r store.Room, c Caller, password st
 		m.Status, kind = int(clientv1.MemberStatus_MEMBER_STATUS_PENDING), clientv1.MemberUpdate_KIND_PENDING
 	}
 	if err := s.st.PutMember(ctx, m); err != nil {
-		return m, apierr.FromStore(ctx, s.log, err)
+		return m, toStatus(ctx, s.log, err)
 	}
 	s.hub.publishLive(ctx, r.ID, memberUpdate(kind, memberProto(m, false)), nil)
 	return m, nil
@@ -230,7 +230,7 @@ func (s *Service) checkRoomPassword(ctx context.Context, r store.Room, c Caller,
 	switch {
 	case err != nil:
 		attempt.Abandoned()
-		return apierr.FromStore(ctx, s.log, err)
+		return toStatus(ctx, s.log, err)
 	case !ok:
 		attempt.Failed()
 		return apierr.New(codes.PermissionDenied, apierr.CodeRoomPassword, "wrong room password")
@@ -262,7 +262,7 @@ func (s *Service) guestPrecedent(ctx context.Context, roomID, source string) (st
 	banned := int(clientv1.MemberStatus_MEMBER_STATUS_BANNED)
 	ms, err := s.st.GuestPrecedents(ctx, roomID, source, banned, s.now().Add(-s.guestTTL), maxGuestPrecedents)
 	if err != nil {
-		return store.RoomMember{}, apierr.FromStore(ctx, s.log, err)
+		return store.RoomMember{}, toStatus(ctx, s.log, err)
 	}
 	prev := store.RoomMember{Status: memberLeft, Permissions: AllPermissions}
 	for _, m := range ms {
@@ -327,11 +327,11 @@ func (s *Service) GuestJoin(ctx context.Context, source string, req *clientv1.Gu
 	}
 	uid, err := newID()
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	sid, err := newID()
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	now := s.now()
 	u := store.RoomUser{ID: uid, Username: name, Guest: true, GuestRoomID: r.ID, GuestAddr: source, CreatedAt: now}
@@ -352,10 +352,10 @@ func (s *Service) GuestJoin(ctx context.Context, source string, req *clientv1.Gu
 		return nil, err
 	}
 	if err := s.st.CreateUser(ctx, u); err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	if err := s.st.CreateSession(ctx, store.RoomSession{ID: sid, UserID: uid, CreatedAt: now, ExpiresAt: now.Add(s.guestTTL)}, nil); err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	checked := r
 	checked.PasswordHash = "" // checked above; the response still says the room has one
@@ -367,7 +367,7 @@ func (s *Service) GuestJoin(ctx context.Context, source string, req *clientv1.Gu
 	// session.
 	at, _, err := s.guests.Issue(uid, sid)
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	r.MemberCount++
 	resp := &clientv1.GuestJoinResponse{User: userProto(u), AccessToken: at, ExpiresIn: int64(s.guestTTL.Seconds()),
@@ -400,7 +400,7 @@ func (s *Service) LeaveRoom(ctx context.Context, c Caller, req *clientv1.LeaveRo
 	left := m
 	left.Status = memberLeft // kept: a re-join keeps what an admin took away (admit)
 	if err := s.st.PutMember(ctx, left); err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	s.hub.publishLive(ctx, m.RoomID, memberUpdate(clientv1.MemberUpdate_KIND_LEFT, memberProto(m, false)), func(r *liveRoom) {
 		r.kick(m.UserID, errorMessage(apierr.New(codes.FailedPrecondition, apierr.CodeNotMember, "you left the room"), ""))
@@ -492,7 +492,7 @@ func (s *Service) ListRooms(ctx context.Context, req *clientv1.ListRoomsRequest)
 	}
 	rooms, err := s.st.ListRooms(ctx, search, after, size+1)
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	resp := &clientv1.ListRoomsResponse{}
 	if len(rooms) > size {
@@ -550,7 +550,7 @@ func (s *Service) UpdateRoomSettings(ctx context.Context, c Caller, req *clientv
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, roomNotFound(r.ID)
 		}
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	room := s.roomProto(r)
 	s.hub.publishLive(ctx, r.ID, &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Room{Room: &clientv1.RoomUpdate{Room: room}}}, nil)
@@ -578,7 +578,7 @@ func (s *Service) DeleteRoom(ctx context.Context, c Caller, req *clientv1.Delete
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, roomNotFound(r.ID)
 		}
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	s.hub.ifLive(r.ID, func(lr *liveRoom) {
 		msg := &clientv1.ServerMessage{Payload: &clientv1.ServerMessage_Room{
@@ -654,7 +654,7 @@ func (s *Service) ListMembers(ctx context.Context, c Caller, req *clientv1.ListM
 	}
 	ms, err := s.st.ListMembers(ctx, req.GetRoomId(), int(status), after, size+1)
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	resp := &clientv1.ListMembersResponse{}
 	if len(ms) > size {
@@ -719,7 +719,7 @@ func (s *Service) ApproveMember(ctx context.Context, c Caller, req *clientv1.App
 		left := m
 		left.Status = memberLeft
 		if err := s.st.PutMember(ctx, left); err != nil {
-			return nil, apierr.FromStore(ctx, s.log, err)
+			return nil, toStatus(ctx, s.log, err)
 		}
 		m.Status = int(clientv1.MemberStatus_MEMBER_STATUS_UNSPECIFIED)
 		s.hub.publishLive(ctx, m.RoomID, memberUpdate(clientv1.MemberUpdate_KIND_LEFT, memberProto(m, false)), nil)
@@ -728,7 +728,7 @@ func (s *Service) ApproveMember(ctx context.Context, c Caller, req *clientv1.App
 	m.Status = int(clientv1.MemberStatus_MEMBER_STATUS_ACTIVE)
 	m.JoinedAt = s.now()
 	if err := s.st.PutMember(ctx, m); err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	s.hub.publishLive(ctx, m.RoomID, memberUpdate(clientv1.MemberUpdate_KIND_JOINED, memberProto(m, false)), nil)
 	return &clientv1.ApproveMemberResponse{Member: memberProto(m, false)}, nil
@@ -747,7 +747,7 @@ func (s *Service) BanMember(ctx context.Context, c Caller, req *clientv1.BanMemb
 	}
 	m.Status = int(clientv1.MemberStatus_MEMBER_STATUS_BANNED)
 	if err := s.st.PutMember(ctx, m); err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	s.hub.publishLive(ctx, m.RoomID, memberUpdate(clientv1.MemberUpdate_KIND_BANNED, memberProto(m, false)), func(r *liveRoom) {
 		r.kick(m.UserID, errorMessage(apierr.New(codes.PermissionDenied, apierr.CodeMemberBanned, "you were banned from room "+m.RoomID), ""))
@@ -770,7 +770,7 @@ func (s *Service) UnbanMember(ctx context.Context, c Caller, req *clientv1.Unban
 		return nil, apierr.New(codes.FailedPrecondition, apierr.CodeMemberStatus, "user "+m.UserID+" is not banned")
 	}
 	if err := s.st.DeleteMember(ctx, m.RoomID, m.UserID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &clientv1.UnbanMemberResponse{}, nil
 }
@@ -829,7 +829,7 @@ func (s *Service) SetMemberPermissions(ctx context.Context, c Caller, req *clien
 		m.Restricted = r.DefaultPermissions&guestMask&^perms != 0
 	}
 	if err := s.st.PutMember(ctx, m); err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	online := false
 	s.hub.publishLive(ctx, m.RoomID, memberUpdate(clientv1.MemberUpdate_KIND_PERMISSIONS_CHANGED, memberProto(m, false)), func(r *liveRoom) {
@@ -861,7 +861,7 @@ func (s *Service) GetChatHistory(ctx context.Context, c Caller, req *clientv1.Ge
 	limit = min(limit, chatKeep)
 	msgs, err := s.st.ChatBefore(ctx, req.GetRoomId(), req.GetBeforeSeq(), limit+1)
 	if err != nil {
-		return nil, apierr.FromStore(ctx, s.log, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	resp := &clientv1.GetChatHistoryResponse{}
 	if len(msgs) > limit {

@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -68,10 +70,10 @@ func (e *edge) unary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		ctx, done, _, err := e.admit(ctx, info.FullMethod, req)
 		if err != nil {
-			return nil, withErrorInfo(e.log, err)
+			return nil, withErrorInfo(ctx, e.log, err)
 		}
 		resp, err := h(ctx, req)
-		err = withErrorInfo(e.log, err)
+		err = withErrorInfo(ctx, e.log, err)
 		done(err)
 		return resp, err
 	}
@@ -83,17 +85,22 @@ const maxErrorMessage = 256
 
 // withErrorInfo gives err the ErrorInfo every API error carries when it
 // has none — an error raised below the services: a tunnel, an agent, the
-// transport, a decoder, the gateway. A context error becomes TIMEOUT or
-// CANCELED; otherwise the code is apierr.CodeOf the status code and the
-// message is kept, cut to maxErrorMessage bytes, except for INTERNAL,
-// UNKNOWN and DATA_LOSS: bugs, which apierr.Internal logs and answers with
-// an error_id only. nil and errors with an ErrorInfo pass unchanged.
-func withErrorInfo(log *slog.Logger, err error) error {
+// transport, a decoder, the gateway. A context error is why the server
+// ended the call (ctx's cause, if it carries an ErrorInfo: a shutdown),
+// else TIMEOUT or CANCELED; otherwise the code is apierr.CodeOf the status
+// code and the message is kept, cut to maxErrorMessage bytes, except for
+// INTERNAL, UNKNOWN and DATA_LOSS: bugs, which apierr.Internal logs and
+// answers with an error_id only. nil and errors with an ErrorInfo pass
+// unchanged.
+func withErrorInfo(ctx context.Context, log *slog.Logger, err error) error {
 	if err == nil || apierr.Info(err) != nil {
 		return err
 	}
-	if err = apierr.FromContext(err); apierr.Info(err) != nil {
-		return err
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if cause := context.Cause(ctx); cause != nil && apierr.Info(cause) != nil {
+			return cause
+		}
+		return apierr.FromContext(err)
 	}
 	st := status.Convert(err)
 	switch st.Code() {
@@ -117,13 +124,16 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 			}
 			msg := rule.request()
 			if err := ss.RecvMsg(msg); err != nil {
-				return err
+				if errors.Is(err, io.EOF) {
+					err = apierr.New(codes.InvalidArgument, apierr.CodeInvalidArgument, "the stream ended before its request message")
+				}
+				return withErrorInfo(ss.Context(), e.log, err)
 			}
 			req = msg
 		}
 		ctx, done, need, err := e.admit(ss.Context(), info.FullMethod, req)
 		if err != nil {
-			return withErrorInfo(e.log, err)
+			return withErrorInfo(ctx, e.log, err)
 		}
 		if rule.access != accessAgent {
 			p := principal.FromContext(ctx)
@@ -139,7 +149,7 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 			// The REST edge waits for this before it answers 200 and starts
 			// an event stream (see sseStream).
 			if err := ss.SendHeader(admittedMD()); err != nil {
-				return err
+				return withErrorInfo(ctx, e.log, err)
 			}
 		}
 		wrapped := &ctxStream{ServerStream: ss, ctx: ctx}
@@ -158,7 +168,7 @@ func (e *edge) stream() grpc.StreamServerInterceptor {
 			done(streamCut{cut})
 			return cut
 		}
-		herr = withErrorInfo(e.log, herr)
+		herr = withErrorInfo(ctx, e.log, herr)
 		done(herr)
 		return herr
 	}

@@ -456,9 +456,48 @@ func TestEdgeGivesEveryErrorAnErrorInfo(t *testing.T) {
 			t.Errorf("%s: message %q, want it to contain %q and not %q", tc.name, st.Message(), tc.msg, tc.notInMsg)
 		case tc.maxMsgSize > 0 && len(st.Message()) > tc.maxMsgSize:
 			t.Errorf("%s: message of %d bytes, want at most %d", tc.name, len(st.Message()), tc.maxMsgSize)
+		case tc.infoCode == apierr.CodeInternal && ei.GetDetails()["error_id"] == "":
+			t.Errorf("%s: no error_id in %v", tc.name, ei)
+		}
+	}
+
+	// A server stream: its request read by the edge, its handler's error,
+	// and a stream the server ends at shutdown.
+	sinfo := &grpc.StreamServerInfo{FullMethod: croupierv1.RegistryService_WatchRegistrations_FullMethodName, IsServerStream: true}
+	shutdown, stop := context.WithCancelCause(context.Background())
+	stop(errShuttingDown)
+	for _, tc := range []struct {
+		name     string
+		ctx      context.Context
+		recv     error
+		herr     error
+		code     codes.Code
+		infoCode string
+	}{
+		{"no request", context.Background(), io.EOF, nil, codes.InvalidArgument, apierr.CodeInvalidArgument},
+		{"request over the limit", context.Background(), status.Error(codes.ResourceExhausted, "received message larger than max"), nil, codes.ResourceExhausted, apierr.CodeResourceExhausted},
+		{"handler", context.Background(), nil, status.Error(codes.Unavailable, "watch lost its agent"), codes.Unavailable, apierr.CodeUnavailable},
+		{"shutdown", shutdown, nil, context.Canceled, codes.Unavailable, apierr.CodeUnavailable},
+	} {
+		ss := &fakeServerStream{ctx: tc.ctx, recv: tc.recv}
+		err := e.stream()(nil, ss, sinfo, func(any, grpc.ServerStream) error { return tc.herr })
+		if st, ei := status.Convert(err), apierr.Info(err); st.Code() != tc.code || ei.GetCode() != tc.infoCode {
+			t.Errorf("stream, %s: %v (ErrorInfo %v), want %v %s", tc.name, err, ei, tc.code, tc.infoCode)
 		}
 	}
 }
+
+// fakeServerStream is a server stream whose one request decodes, or fails
+// with recv.
+type fakeServerStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	recv error
+}
+
+func (f *fakeServerStream) Context() context.Context     { return f.ctx }
+func (f *fakeServerStream) RecvMsg(any) error            { return f.recv }
+func (f *fakeServerStream) SendHeader(metadata.MD) error { return nil }
 
 // TestRESTCannotForgeIdentity: an HTTP client cannot pass an identity to the
 // in-process gRPC edge in a header; it acts as the caller its token names.

@@ -8,9 +8,9 @@ import (
 )
 
 // TestFleetScopeTrustsNoGameBesideAnID: fleetScope takes a request's own
-// game_id before the ids it resolves from the store, so a FleetService
-// request that carried both could name a fleet, session or placement of
-// one game and be checked against another. None does; this fails when a
+// game_id (or its Fleet's) before the ids it resolves from the store, so a
+// FleetService request that carried both could name a fleet, session or
+// placement of one game and be checked against another. None does; this fails when a
 // request message gains that pair: resolve its scope from the id first,
 // as UpdateFleet's is, and make this test know it.
 func TestFleetScopeTrustsNoGameBesideAnID(t *testing.T) {
@@ -22,6 +22,16 @@ func TestFleetScopeTrustsNoGameBesideAnID(t *testing.T) {
 	for i := range sd.Methods().Len() {
 		m := sd.Methods().Get(i)
 		in := m.Input()
+		for j := range in.Fields().Len() {
+			f := in.Fields().Get(j)
+			// A Fleet carries game_id and fleet_id both: fleetScope reads
+			// UpdateFleet's from the stored fleet, and CreateFleet's names
+			// a fleet that does not exist yet.
+			if f.Message() != nil && f.Message().FullName() == "croupier.v1.Fleet" &&
+				m.Name() != "CreateFleet" && m.Name() != "UpdateFleet" {
+				t.Errorf("%s: %s carries a Fleet (%s); fleetScope would check its game_id, not the stored fleet's", m.FullName(), in.Name(), f.Name())
+			}
+		}
 		if in.Fields().ByName("game_id") == nil {
 			continue
 		}

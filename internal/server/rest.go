@@ -55,7 +55,7 @@ func (s *Server) gateway() *gwruntime.ServeMux {
 			if v, ok := ratelimit.RetryAfterHeader(err); ok {
 				w.Header().Set("Retry-After", v)
 			}
-			gwruntime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, s.gatewayError(err))
+			gwruntime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, s.gatewayError(ctx, err))
 		}))
 }
 
@@ -63,11 +63,11 @@ func (s *Server) gateway() *gwruntime.ServeMux {
 // unknown field, bad path parameter, unknown route) the ErrorInfo every
 // API error carries: a request the gateway cannot read is
 // MALFORMED_REQUEST, anything else as withErrorInfo has it.
-func (s *Server) gatewayError(err error) error {
+func (s *Server) gatewayError(ctx context.Context, err error) error {
 	if apierr.Info(err) == nil && status.Code(err) == codes.InvalidArgument {
 		return apierr.New(codes.InvalidArgument, apierr.CodeMalformedRequest, fieldlimit.Truncate(status.Convert(err).Message(), maxErrorMessage))
 	}
-	return withErrorInfo(s.log, err)
+	return withErrorInfo(ctx, s.log, err)
 }
 
 // restHandler serves the REST API under /api/v1: the unary methods of the
@@ -208,7 +208,10 @@ func (s *Server) sseStream(w http.ResponseWriter, r *http.Request, open func(ctx
 	}
 	if err != nil {
 		cancelAll()
-		writeStatus(w, status.Convert(err))
+		if v, ok := ratelimit.RetryAfterHeader(err); ok {
+			w.Header().Set("Retry-After", v)
+		}
+		writeStatus(w, status.Convert(withErrorInfo(ctx, s.log, err)))
 		return nil, nil, nil, false
 	}
 	return ctx, cancelAll, st, true
@@ -249,7 +252,7 @@ func (s *Server) sseJobEvents(w http.ResponseWriter, r *http.Request, fc croupie
 		ev, err := stream.Recv()
 		if err != nil {
 			if err != io.EOF && r.Context().Err() == nil {
-				out.sendError(err)
+				out.sendError(withErrorInfo(r.Context(), s.log, err))
 			}
 			return
 		}
@@ -283,7 +286,7 @@ func (s *Server) sseRegistrations(w http.ResponseWriter, r *http.Request, rc cro
 				if err == io.EOF {
 					err = apierr.New(codes.Unavailable, apierr.CodeUnavailable, "watch ended; watch again for a fresh snapshot")
 				}
-				out.sendError(err)
+				out.sendError(withErrorInfo(r.Context(), s.log, err))
 			}
 			return
 		}

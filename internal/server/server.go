@@ -17,6 +17,7 @@ import (
 
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	"github.com/croupier/croupier/internal/agentdir"
+	"github.com/croupier/croupier/internal/apierr"
 	"github.com/croupier/croupier/internal/audit"
 	authsvc "github.com/croupier/croupier/internal/auth"
 	"github.com/croupier/croupier/internal/cluster"
@@ -365,11 +366,15 @@ func listen(addr string, tlsCfg *tls.Config, http1Only bool) (net.Listener, erro
 // streamLifetime ends streaming calls (watches, job event streams) when the
 // server shuts down, so a graceful stop does not wait for them forever.
 func (s *Server) streamLifetime(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	ctx, cancel := context.WithCancel(ss.Context())
-	defer cancel()
-	defer context.AfterFunc(s.ctx, cancel)()
+	ctx, cancel := context.WithCancelCause(ss.Context())
+	defer cancel(nil)
+	defer context.AfterFunc(s.ctx, func() { cancel(errShuttingDown) })()
 	return h(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 }
+
+// errShuttingDown is why a stream ends when the server stops (the edge
+// answers with it, streamLifetime's cause).
+var errShuttingDown = apierr.New(codes.Unavailable, apierr.CodeUnavailable, "the server is shutting down; open the stream again (another node, or this one once it is back)")
 
 // opsMux serves health, readiness and metrics without authentication, the
 // REST API under /api/v1, and the web console (its static files, public;
