@@ -12,6 +12,7 @@ import (
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/apierr/storeerr"
 	"github.com/croupier/croupier/internal/principal"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/schema"
@@ -301,12 +302,10 @@ func (s *Service) Expire() []string {
 	return ids
 }
 
-// internal maps a store failure to INTERNAL (logged with an id), except a
-// caller that went away or ran out of time, which is not the server's fault
-// and is reported as such.
+// internal maps a store failure to its status (storeerr.ToStatus): a
+// caller that went away or ran out of time is not the server's fault and
+// is reported as such, an unavailable database as UNAVAILABLE, anything
+// else as INTERNAL, logged with an id.
 func (s *Service) internal(err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return apierr.FromContext(err)
-	}
-	return apierr.Internal(s.log, err)
+	return storeerr.ToStatus(context.Background(), s.log, err)
 }

@@ -21,6 +21,7 @@ import (
 
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/apierr/storeerr"
 	"github.com/croupier/croupier/internal/store"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -285,10 +286,7 @@ func (c *Claim) Release(ctx context.Context) {
 }
 
 func (k *Keeper) internal(err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return apierr.FromContext(err)
-	}
-	return apierr.Internal(k.log, err)
+	return storeerr.ToStatus(context.Background(), k.log, err)
 }
 
 // NotSent reports whether err says the request never left this process —

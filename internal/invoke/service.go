@@ -6,7 +6,6 @@ package invoke
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -18,6 +17,7 @@ import (
 	agentv1 "github.com/croupier/croupier/api/croupier/agent/v1"
 	croupierv1 "github.com/croupier/croupier/api/croupier/v1"
 	"github.com/croupier/croupier/internal/apierr"
+	"github.com/croupier/croupier/internal/apierr/storeerr"
 	"github.com/croupier/croupier/internal/idempotency"
 	"github.com/croupier/croupier/internal/registry"
 	"github.com/croupier/croupier/internal/schema"
@@ -380,8 +380,5 @@ func (s *Service) one(ctx context.Context, c *Call, i int, actor, key string) (*
 }
 
 func (s *Service) internal(err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return apierr.FromContext(err)
-	}
-	return apierr.Internal(s.log, err)
+	return storeerr.ToStatus(context.Background(), s.log, err)
 }
