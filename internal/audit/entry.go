@@ -81,7 +81,9 @@ var codeNames = [...]string{
 }
 
 // ResultOf names the gRPC code of err: "OK" for nil, context errors as
-// CANCELLED / DEADLINE_EXCEEDED, non-status errors as UNKNOWN.
+// CANCELLED / DEADLINE_EXCEEDED, non-status errors and UNKNOWN as
+// INTERNAL, which is how the edge answers them (a bug), so that a row
+// written by a service and one written by the edge name a failure alike.
 func ResultOf(err error) string {
 	var c codes.Code
 	switch {
@@ -92,7 +94,9 @@ func ResultOf(err error) string {
 	case errors.Is(err, context.DeadlineExceeded):
 		c = codes.DeadlineExceeded
 	default:
-		c = status.Code(err)
+		if c = status.Code(err); c == codes.Unknown {
+			c = codes.Internal
+		}
 	}
 	if int(c) < len(codeNames) {
 		return codeNames[c]

@@ -101,7 +101,8 @@ func TestResultOf(t *testing.T) {
 		status.Error(codes.NotFound, "x"):       "NOT_FOUND",
 		context.DeadlineExceeded:                "DEADLINE_EXCEEDED",
 		status.Error(codes.Unauthenticated, ""): "UNAUTHENTICATED",
-		json.Unmarshal([]byte("x"), new(int)):   "UNKNOWN",
+		json.Unmarshal([]byte("x"), new(int)):   "INTERNAL",
+		status.Error(codes.Unknown, "x"):        "INTERNAL",
 	} {
 		if got := audit.ResultOf(err); got != want {
 			t.Errorf("ResultOf(%v) = %s, want %s", err, got, want)
