@@ -50,6 +50,10 @@ type Gateway struct {
 	readBufs   sync.Pool
 	counter    atomic.Uint32
 
+	// beforeUpgrade, when set (tests only, before Start), runs in serveWS
+	// before the upgrade: a server slow to get there.
+	beforeUpgrade func()
+
 	clientLn   net.Listener
 	businessLn net.Listener
 	// revoked reports whether a business certificate is on the revocation
@@ -347,6 +351,18 @@ func (g *Gateway) originAllowed(r *http.Request) bool {
 }
 
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
+	// The client has sent its whole request, so the handshake timeout (the
+	// engine's deadline, counted from accept) has done its work: from here
+	// the connection has the WebSocket's read deadline. Else a server slow
+	// to get here and through the upgrade — whose upgrader moves the
+	// deadline only after it has written 101 — could close a client that
+	// has already been told it is upgraded.
+	if res, ok := w.(*nbhttp.Response); ok && res.Parser != nil && res.Parser.Conn != nil {
+		_ = res.Parser.Conn.SetReadDeadline(time.Now().Add(g.cfg.ReadDeadline))
+	}
+	if g.beforeUpgrade != nil {
+		g.beforeUpgrade()
+	}
 	if r.URL.Path != g.cfg.ClientPath {
 		http.NotFound(w, r)
 		return

@@ -596,7 +596,7 @@ func TestConnectRatePerIP(t *testing.T) {
 // hold sockets for read_deadline; an upgraded client lives on.
 func TestHalfSentHandshakeClosed(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t, func(c *gateway.Config) { c.HandshakeTimeout = 300 * time.Millisecond })
+	g := startGateway(t, func(c *gateway.Config) { c.HandshakeTimeout = time.Second })
 	b := dialBiz(t, g)
 	b.mustRegister(2)
 	ws := dialWS(t, g) // upgraded before the half-sent one connects
@@ -618,6 +618,34 @@ func TestHalfSentHandshakeClosed(t *testing.T) {
 	ws.sendText("~3yPvmnz~")
 	if op, p := ws.readMessage(); op != opText || string(p) != "~u38NvZ~" {
 		t.Fatalf("the upgraded client after the handshake timeout: op %d %q", op, p)
+	}
+}
+
+// TestSlowUpgradeKeepsTheClient: the handshake timeout bounds the client's
+// request, not the server's work — a server that takes longer than it to
+// upgrade a complete request (here 1.5 s against 1 s) still upgrades the
+// client, which then stays open.
+func TestSlowUpgradeKeepsTheClient(t *testing.T) {
+	t.Parallel()
+	cfg := gateway.DefaultConfig()
+	cfg.ClientAddr, cfg.BusinessAddr, cfg.ServerID = "127.0.0.1:0", "127.0.0.1:0", 7
+	cfg.ConnectRatePerIP = 0
+	cfg.HandshakeTimeout = time.Second
+	g, err := gateway.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateway.DelayUpgrade(g, 3*cfg.HandshakeTimeout/2)
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	b := dialBiz(t, g)
+	b.mustRegister(2)
+	ws := dialWS(t, g)
+	ws.sendText("~3yPvmnz~")
+	if op, p := ws.readMessage(); op != opText || string(p) != "~u38NvZ~" {
+		t.Fatalf("the client upgraded after the handshake timeout: op %d %q", op, p)
 	}
 }
 
