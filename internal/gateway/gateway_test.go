@@ -627,15 +627,9 @@ func TestHalfSentHandshakeClosed(t *testing.T) {
 // client, which then stays open.
 func TestSlowUpgradeKeepsTheClient(t *testing.T) {
 	t.Parallel()
-	cfg := gateway.DefaultConfig()
-	cfg.ClientAddr, cfg.BusinessAddr, cfg.ServerID = "127.0.0.1:0", "127.0.0.1:0", 7
-	cfg.ConnectRatePerIP = 0
-	cfg.HandshakeTimeout = time.Second
-	g, err := gateway.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gateway.DelayUpgrade(g, 3*cfg.HandshakeTimeout/2)
+	const handshake = time.Second
+	g := newGateway(t, func(c *gateway.Config) { c.HandshakeTimeout = handshake }, nil)
+	gateway.DelayUpgrade(g, 3*handshake/2)
 	if err := g.Start(); err != nil {
 		t.Fatal(err)
 	}

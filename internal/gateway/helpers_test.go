@@ -53,6 +53,17 @@ func startGateway(t *testing.T, mutate func(*gateway.Config)) *gateway.Gateway {
 // startGatewayWithLog is startGateway logging to log (nil: discarded).
 func startGatewayWithLog(t *testing.T, mutate func(*gateway.Config), log *slog.Logger) *gateway.Gateway {
 	t.Helper()
+	g := newGateway(t, mutate, log)
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	return g
+}
+
+// newGateway is startGateway's gateway before Start.
+func newGateway(t *testing.T, mutate func(*gateway.Config), log *slog.Logger) *gateway.Gateway {
+	t.Helper()
 	cfg := gateway.DefaultConfig()
 	cfg.ClientAddr = "127.0.0.1:0"
 	cfg.BusinessAddr = "127.0.0.1:0"
@@ -65,10 +76,6 @@ func startGatewayWithLog(t *testing.T, mutate func(*gateway.Config), log *slog.L
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
 	return g
 }
 
